@@ -1,0 +1,186 @@
+# datos - the only entry point a user needs.
+#
+#   make run    the whole system on the local GCP emulator (Ctrl-C stops it)
+#   make test   installs what is missing, builds, runs every test suite
+#
+# Other targets: deps, all (build), unit, fuzz, fuzz-replay, itest, clean.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := all
+.SUFFIXES:
+
+PYTHON := /usr/bin/python3
+BUILD := build
+APXS := apxs
+
+# Debian packages the project needs, listed once.
+DEB_PACKAGES := build-essential pkg-config ca-certificates curl openssl \
+  apache2 apache2-bin apache2-dev apache2-utils libapr1-dev libaprutil1-dev \
+  libcurl4-openssl-dev libjansson-dev libssl-dev libcmocka-dev \
+  clang libclang-rt-14-dev \
+  python3-pytest python3-requests python3-locust \
+  wrk memcached redis-server nodejs npm
+
+# Resolved when a recipe runs, so `make deps` can install the tools first.
+APR_INCLUDES = $(shell apr-1-config --includes --cppflags)
+APR_LIBS = $(shell apr-1-config --link-ld --libs)
+DEP_CFLAGS = $(shell pkg-config --cflags libcurl jansson libcrypto cmocka)
+DEP_LIBS = $(shell pkg-config --libs libcurl jansson libcrypto)
+CMOCKA_LIBS = $(shell pkg-config --libs cmocka)
+
+WARN := -Wall -Wextra -Werror
+CSTD := -std=gnu11
+OPT_CFLAGS := -O2 -g -fPIC -D_FORTIFY_SOURCE=2 -fstack-protector-strong
+SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all
+SAN_CFLAGS := -O1 -g -fPIC -fno-omit-frame-pointer $(SAN_FLAGS)
+
+LIBDATOS_SRC := $(wildcard libdatos/*.c)
+LIBDATOS_HDR := $(wildcard libdatos/*.h)
+MOD_SRC := $(wildcard mod_datos/*.c)
+MOD_HDR := $(wildcard mod_datos/*.h)
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+UNIT_SUPPORT := $(filter-out $(UNIT_SRC),$(wildcard tests/unit/*.c))
+FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+
+OBJ := $(patsubst libdatos/%.c,$(BUILD)/obj/%.o,$(LIBDATOS_SRC))
+SAN_OBJ := $(patsubst libdatos/%.c,$(BUILD)/asan/obj/%.o,$(LIBDATOS_SRC))
+UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
+SAN_UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/asan/tests/%,$(UNIT_SRC))
+FUZZ_BIN := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRC))
+
+.PHONY: all deps build module unit unit-build fuzz fuzz-build fuzz-replay \
+        itest test test-steps run clean
+
+all: $(BUILD)/libdatos.a $(BUILD)/mod_datos.so $(BUILD)/asan/libdatos.a \
+     $(BUILD)/asan/mod_datos.so unit-build
+
+# ---------------------------------------------------------------- deps
+# Idempotent: apt runs only when a package is missing; npm only when the
+# lockfile changed since the last install.
+deps:
+	@missing=$$(for p in $(DEB_PACKAGES); do \
+	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed$$' || echo $$p; \
+	  done); \
+	if [ -n "$$missing" ]; then \
+	  echo "deps: installing" $$missing; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+	@if [ -f package-lock.json ] && ! cmp -s package-lock.json node_modules/.datos-lock 2>/dev/null; then \
+	  echo "deps: npm ci"; \
+	  npm ci --no-audit --no-fund --loglevel=error && cp package-lock.json node_modules/.datos-lock; \
+	fi
+
+# ---------------------------------------------------------------- libdatos
+$(BUILD)/obj/%.o: libdatos/%.c $(LIBDATOS_HDR)
+	@mkdir -p $(@D)
+	$(CC) $(CSTD) $(WARN) $(OPT_CFLAGS) $(APR_INCLUDES) $(DEP_CFLAGS) -Ilibdatos -c $< -o $@
+
+$(BUILD)/asan/obj/%.o: libdatos/%.c $(LIBDATOS_HDR)
+	@mkdir -p $(@D)
+	$(CC) $(CSTD) $(WARN) $(SAN_CFLAGS) $(APR_INCLUDES) $(DEP_CFLAGS) -Ilibdatos -c $< -o $@
+
+$(BUILD)/libdatos.a: $(OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/asan/libdatos.a: $(SAN_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+# ---------------------------------------------------------------- mod_datos
+# apxs builds next to its sources, so each variant builds from its own copy.
+define apxs_module
+	@rm -rf $(1) && mkdir -p $(1)
+	cp $(MOD_SRC) $(MOD_HDR) $(1)/
+	cd $(1) && $(APXS) -c -o mod_datos.la \
+	  $(foreach f,$(CSTD) $(WARN) $(2) -I$(CURDIR)/libdatos $(DEP_CFLAGS),-Wc,$(f)) \
+	  $(foreach f,$(3),-Wl,$(f)) \
+	  $(notdir $(MOD_SRC)) $(CURDIR)/$(4) $(DEP_LIBS) >apxs.log 2>&1 \
+	  || { cat apxs.log; exit 1; }
+endef
+
+$(BUILD)/mod_datos.so: $(MOD_SRC) $(MOD_HDR) $(BUILD)/libdatos.a
+	$(call apxs_module,$(BUILD)/mod_datos,-O2 -g,,$(BUILD)/libdatos.a)
+	cp $(BUILD)/mod_datos/.libs/mod_datos.so $@
+
+$(BUILD)/asan/mod_datos.so: $(MOD_SRC) $(MOD_HDR) $(BUILD)/asan/libdatos.a
+	$(call apxs_module,$(BUILD)/asan/mod_datos,-O1 -g -fno-omit-frame-pointer -fsanitize=address -fsanitize=undefined -fno-sanitize-recover=all,-fsanitize=address -fsanitize=undefined,$(BUILD)/asan/libdatos.a)
+	cp $(BUILD)/asan/mod_datos/.libs/mod_datos.so $@
+
+module: $(BUILD)/mod_datos.so $(BUILD)/asan/mod_datos.so
+
+# ---------------------------------------------------------------- unit tests (cmocka)
+$(BUILD)/tests/%: tests/unit/%.c $(UNIT_SUPPORT) $(BUILD)/libdatos.a
+	@mkdir -p $(@D)
+	$(CC) $(CSTD) $(WARN) -O1 -g $(APR_INCLUDES) $(DEP_CFLAGS) -Ilibdatos -Itests/unit \
+	  $< $(UNIT_SUPPORT) $(BUILD)/libdatos.a $(CMOCKA_LIBS) $(DEP_LIBS) $(APR_LIBS) -o $@
+
+$(BUILD)/asan/tests/%: tests/unit/%.c $(UNIT_SUPPORT) $(BUILD)/asan/libdatos.a
+	@mkdir -p $(@D)
+	$(CC) $(CSTD) $(WARN) $(SAN_CFLAGS) $(APR_INCLUDES) $(DEP_CFLAGS) -Ilibdatos -Itests/unit \
+	  $< $(UNIT_SUPPORT) $(BUILD)/asan/libdatos.a $(CMOCKA_LIBS) $(DEP_LIBS) $(APR_LIBS) $(SAN_FLAGS) -o $@
+
+unit-build: $(UNIT_BIN) $(SAN_UNIT_BIN)
+
+# Each binary runs twice: plain, then under ASan+UBSan (any report fails).
+unit: unit-build
+	@set -e; for t in $(UNIT_BIN) $(SAN_UNIT_BIN); do \
+	  echo "== $$t"; \
+	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
+	  DATOS_TEST_TMP=$(CURDIR)/$(BUILD)/test-tmp $$t; \
+	done
+
+# ---------------------------------------------------------------- fuzzing (libFuzzer)
+FUZZ_SECONDS ?= 60
+
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(LIBDATOS_SRC) $(LIBDATOS_HDR)
+	@mkdir -p $(@D)
+	clang $(CSTD) $(WARN) -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+	  $(APR_INCLUDES) $(DEP_CFLAGS) -Ilibdatos $< $(LIBDATOS_SRC) $(DEP_LIBS) $(APR_LIBS) -o $@
+
+fuzz-build: $(FUZZ_BIN)
+
+# Replays every committed corpus once (part of make test).
+fuzz-replay: fuzz-build
+	@set -e; for f in $(FUZZ_BIN); do \
+	  n=$$(basename $$f); echo "== replay $$n"; \
+	  $$f -runs=0 tests/fuzz/corpus/$$n 2>&1 | tail -n 2; \
+	  test $${PIPESTATUS[0]} -eq 0; \
+	done
+
+# Fuzzes each target for FUZZ_SECONDS, growing its corpus in the build tree;
+# new interesting inputs can then be minimised into tests/fuzz/corpus/.
+fuzz: fuzz-build
+	@set -e; for f in $(FUZZ_BIN); do \
+	  n=$$(basename $$f); mkdir -p $(BUILD)/fuzz-corpus/$$n; \
+	  echo "== fuzz $$n for $(FUZZ_SECONDS)s"; \
+	  $$f -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=$(BUILD)/fuzz/$$n- \
+	     $(BUILD)/fuzz-corpus/$$n tests/fuzz/corpus/$$n; \
+	done
+
+# ---------------------------------------------------------------- pytest suites
+PYTEST := $(PYTHON) -m pytest -q -ra
+
+itest: all
+	$(PYTEST) tests/emulator tests/integration
+
+test:
+	@start=$$(date +%s); \
+	$(MAKE) --no-print-directory test-steps; rc=$$?; \
+	echo "make test: $$( [ $$rc -eq 0 ] && echo passed || echo FAILED ) in $$(( $$(date +%s) - start ))s wall time"; \
+	exit $$rc
+
+test-steps: deps
+	$(MAKE) --no-print-directory all fuzz-build
+	$(MAKE) --no-print-directory unit
+	$(MAKE) --no-print-directory fuzz-replay
+	$(PYTEST) tests/emulator
+	$(PYTEST) tests/integration
+	DATOS_SANITIZE=1 $(PYTEST) tests/integration
+
+run: deps
+	$(MAKE) --no-print-directory $(BUILD)/mod_datos.so
+	$(PYTHON) tests/harness/run_local.py
+
+clean:
+	rm -rf $(BUILD)

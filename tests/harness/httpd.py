@@ -1,0 +1,362 @@
+"""Runs the real Debian httpd (/usr/sbin/apache2) from a generated configuration.
+
+Never systemd, apache2ctl or /etc/apache2: the server root, configuration,
+logs, pid file and runtime files all live in one folder of the build tree.
+That folder and every parent must be traversable by the worker user (httpd
+drops to nobody when started as root), otherwise every URL answers 403; this
+is why it is not under pytest's tmp_path (/tmp/pytest-of-root is 0700).
+
+The error log is tracked from an offset: `check_log()` returns the lines added
+since the last check that are warnings or worse, that report a dead child, or
+that come from a sanitizer, minus the patterns a test said it expects.
+"""
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from string import Template
+
+APACHE2 = "/usr/sbin/apache2"
+MODULES_DIR = "/usr/lib/apache2/modules"
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BUILD_DIR = os.path.join(REPO_ROOT, "build")
+TEST_TMP = os.path.join(BUILD_DIR, "test-tmp")
+
+MPMS = ("event", "worker", "prefork")
+
+# Lines that fail a test unless expected: any level from warn up, a child
+# that died, or a sanitizer report that reached the error log.
+_BAD_LEVEL = re.compile(r"^\[[^\]]*\] \[[^\]]*:(warn|error|crit|alert|emerg)\] ")
+_DEAD_CHILD = re.compile(
+    r"exit signal|AH00052|AH00060|AH00061|still did not exit|"
+    r"AddressSanitizer|UndefinedBehaviorSanitizer|runtime error:|LeakSanitizer"
+)
+
+BASE_TEMPLATE = """\
+ServerRoot "${root}"
+ServerName 127.0.0.1
+Listen 127.0.0.1:${port}
+PidFile "${root}/run/httpd.pid"
+DefaultRuntimeDir "${root}/run"
+ErrorLog "${root}/logs/error.log"
+LogLevel ${loglevel}
+LogFormat "%h %l %u %t \\"%r\\" %>s %b %D" timed
+CustomLog "${root}/logs/access.log" timed
+${user_group}
+LoadModule mpm_${mpm}_module ${modules_dir}/mod_mpm_${mpm}.so
+LoadModule authz_core_module ${modules_dir}/mod_authz_core.so
+LoadModule authz_host_module ${modules_dir}/mod_authz_host.so
+LoadModule mime_module ${modules_dir}/mod_mime.so
+LoadModule dir_module ${modules_dir}/mod_dir.so
+LoadModule socache_shmcb_module ${modules_dir}/mod_socache_shmcb.so
+${load_datos}
+TypesConfig /etc/mime.types
+${mpm_tuning}
+DocumentRoot "${root}/htdocs"
+<Directory "${root}/htdocs">
+  Require all granted
+</Directory>
+Include "${root}/conf/test.conf"
+"""
+
+# Small but real pools: enough threads/processes to exercise concurrency on a
+# 2-core machine without hundreds of idle threads.
+MPM_TUNING = {
+    "event": "StartServers 2\nServerLimit 4\nThreadsPerChild 16\nMaxRequestWorkers 64\n"
+             "MinSpareThreads 8\nMaxSpareThreads 48\n",
+    "worker": "StartServers 2\nServerLimit 4\nThreadsPerChild 16\nMaxRequestWorkers 64\n"
+              "MinSpareThreads 8\nMaxSpareThreads 48\n",
+    "prefork": "StartServers 4\nMinSpareServers 2\nMaxSpareServers 8\nMaxRequestWorkers 32\n",
+}
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def module_path(sanitize=None):
+    """The mod_datos.so under test: the ASan+UBSan build when DATOS_SANITIZE=1."""
+    if sanitize is None:
+        sanitize = os.environ.get("DATOS_SANITIZE") == "1"
+    return os.path.join(BUILD_DIR, "asan" if sanitize else "", "mod_datos.so")
+
+
+def sanitizer_runtime():
+    out = subprocess.run(["gcc", "-print-file-name=libasan.so"], capture_output=True,
+                         text=True, check=True).stdout.strip()
+    if not os.path.isabs(out):
+        raise RuntimeError("libasan.so not found (gcc -print-file-name=libasan.so gave %r)" % out)
+    return os.path.realpath(out)
+
+
+class HttpdError(AssertionError):
+    pass
+
+
+class ErrorLog:
+    """An error log read from an offset, so each test sees only its own lines."""
+
+    def __init__(self, path):
+        self.path = path
+        self.offset = 0
+        self.expected = []
+
+    def _read_new(self):
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                data = f.read()
+        except FileNotFoundError:
+            return []
+        # Only whole lines: a line being written is read next time.
+        cut = data.rfind(b"\n") + 1
+        self.offset += cut
+        return data[:cut].decode("utf-8", "replace").splitlines()
+
+    def skip_to_end(self):
+        self._read_new()
+
+    def expect(self, pattern):
+        """Accept lines matching pattern (a regex) until reset_expected()."""
+        self.expected.append(re.compile(pattern))
+
+    def reset_expected(self):
+        self.expected = []
+
+    def new_lines(self):
+        return self._read_new()
+
+    @staticmethod
+    def is_bad(line):
+        return bool(_BAD_LEVEL.search(line) or _DEAD_CHILD.search(line))
+
+    def unexpected(self, lines):
+        return [l for l in lines if self.is_bad(l) and not any(p.search(l) for p in self.expected)]
+
+
+class Httpd:
+    """One httpd server root under build/test-tmp/<name>.
+
+    Typical use:
+        h = Httpd("health", mpm="event")
+        h.write_config('<Location "/health">\\n SetHandler datos-health\\n</Location>')
+        h.start(); ...; h.stop()
+    """
+
+    def __init__(self, name, mpm="event", load_datos=True, sanitize=None, env=None,
+                 loglevel="notice", port=None):
+        if mpm not in MPMS:
+            raise ValueError("unknown MPM %r" % mpm)
+        self.name = name
+        self.mpm = mpm
+        self.root = os.path.join(TEST_TMP, "httpd-" + name)
+        self.port = port or free_port()
+        self.loglevel = loglevel
+        self.sanitize = (os.environ.get("DATOS_SANITIZE") == "1") if sanitize is None else sanitize
+        self.module = module_path(self.sanitize) if load_datos else None
+        self.extra_env = dict(env or {})
+        self.log = ErrorLog(os.path.join(self.root, "logs", "error.log"))
+        self._prepare_root()
+
+    # ------------------------------------------------------------ layout
+    def _prepare_root(self):
+        if os.path.isdir(self.root):
+            self._kill_leftover()
+            shutil.rmtree(self.root)
+        for sub in ("conf", "logs", "run", "htdocs", "state"):
+            os.makedirs(os.path.join(self.root, sub), mode=0o755, exist_ok=True)
+        # Every parent must be traversable by the worker user.
+        path = self.root
+        while path.startswith(BUILD_DIR):
+            os.chmod(path, os.stat(path).st_mode | 0o755)
+            path = os.path.dirname(path)
+        if os.geteuid() == 0:
+            # The worker user writes the module's state there.
+            os.chown(os.path.join(self.root, "state"), 65534, 65534)
+
+    def _kill_leftover(self):
+        pid = self.pid()
+        if pid:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def path(self, *parts):
+        return os.path.join(self.root, *parts)
+
+    @property
+    def base_url(self):
+        return "http://127.0.0.1:%d" % self.port
+
+    def url(self, path):
+        return self.base_url + path
+
+    def write_file(self, rel, content, mode=0o644):
+        p = self.path(rel)
+        os.makedirs(os.path.dirname(p), exist_ok=True)
+        with open(p, "w") as f:
+            f.write(content)
+        os.chmod(p, mode)
+        return p
+
+    def render(self, test_conf="", **overrides):
+        vals = {
+            "root": self.root,
+            "port": self.port,
+            "mpm": self.mpm,
+            "modules_dir": MODULES_DIR,
+            "loglevel": self.loglevel,
+            "user_group": "User nobody\nGroup nogroup" if os.geteuid() == 0 else "",
+            "load_datos": ('LoadModule datos_module "%s"' % self.module) if self.module else "",
+            "mpm_tuning": MPM_TUNING[self.mpm],
+        }
+        vals.update(overrides)
+        return Template(BASE_TEMPLATE).substitute(vals), Template(test_conf).safe_substitute(vals)
+
+    def write_config(self, test_conf="", **overrides):
+        """Writes conf/httpd.conf and conf/test.conf (test_conf may use ${root}, ${port})."""
+        main, test = self.render(test_conf, **overrides)
+        self.write_file("conf/httpd.conf", main)
+        self.write_file("conf/test.conf", test)
+        return self.path("conf/httpd.conf")
+
+    # ------------------------------------------------------------ processes
+    def environ(self):
+        env = {"PATH": "/usr/sbin:/usr/bin:/bin", "LANG": "C"}
+        if self.sanitize:
+            env["LD_PRELOAD"] = sanitizer_runtime()
+            env["ASAN_OPTIONS"] = "detect_leaks=0:abort_on_error=0:log_path=%s" % self.path("logs", "asan")
+            env["UBSAN_OPTIONS"] = "print_stacktrace=1:log_path=%s" % self.path("logs", "ubsan")
+        env.update(self.extra_env)
+        return env
+
+    def _apache2(self, *args, timeout=60):
+        return subprocess.run([APACHE2, "-d", self.root, "-f", self.path("conf/httpd.conf")] + list(args),
+                              env=self.environ(), capture_output=True, text=True, timeout=timeout)
+
+    def configtest(self):
+        """`apache2 -t`: returns (returncode, combined output)."""
+        r = self._apache2("-t")
+        return r.returncode, (r.stdout + r.stderr)
+
+    def pid(self):
+        try:
+            with open(self.path("run", "httpd.pid")) as f:
+                return int(f.read().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def is_running(self):
+        pid = self.pid()
+        if not pid:
+            return False
+        try:
+            os.kill(pid, 0)
+            return True
+        except ProcessLookupError:
+            return False
+
+    def _port_open(self):
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                return True
+        except OSError:
+            return False
+
+    def start(self, timeout=30):
+        r = self._apache2("-k", "start")
+        if r.returncode != 0:
+            raise HttpdError("apache2 -k start failed (rc %d):\n%s%s\n%s" % (
+                r.returncode, r.stdout, r.stderr, self.tail_log()))
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.is_running() and self._port_open():
+                return
+            if self.pid() is None and time.time() > deadline - timeout + 5:
+                break
+            time.sleep(0.05)
+        raise HttpdError("httpd did not come up on port %d:\n%s" % (self.port, self.tail_log()))
+
+    def _wait_log(self, pattern, since, timeout):
+        deadline = time.time() + timeout
+        rx = re.compile(pattern)
+        while time.time() < deadline:
+            try:
+                with open(self.log.path, "rb") as f:
+                    f.seek(since)
+                    if rx.search(f.read().decode("utf-8", "replace")):
+                        return True
+            except FileNotFoundError:
+                pass
+            time.sleep(0.05)
+        return False
+
+    def graceful(self, timeout=30):
+        """`-k graceful`, then waits until the new generation says it is resuming."""
+        since = os.path.getsize(self.log.path) if os.path.exists(self.log.path) else 0
+        r = self._apache2("-k", "graceful")
+        if r.returncode != 0:
+            raise HttpdError("apache2 -k graceful failed:\n%s%s" % (r.stdout, r.stderr))
+        if not self._wait_log(r"AH00292|resuming normal operations", since, timeout):
+            raise HttpdError("httpd did not finish its graceful restart:\n%s" % self.tail_log())
+        # The new children need a moment to accept; the listener stays open.
+        deadline = time.time() + 5
+        while time.time() < deadline and not self._port_open():
+            time.sleep(0.05)
+
+    def stop(self, timeout=30):
+        pid = self.pid()
+        if not pid or not self.is_running():
+            return
+        self._apache2("-k", "stop")
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.05)
+        else:
+            os.kill(pid, signal.SIGKILL)
+            raise HttpdError("httpd did not stop within %ss" % timeout)
+        try:
+            os.unlink(self.path("run", "httpd.pid"))
+        except FileNotFoundError:
+            pass
+
+    def restart(self):
+        self.stop()
+        self.start()
+
+    # ------------------------------------------------------------ checks
+    def tail_log(self, n=40):
+        try:
+            with open(self.log.path, errors="replace") as f:
+                return "".join(f.readlines()[-n:])
+        except FileNotFoundError:
+            return "(no error log)"
+
+    def sanitizer_reports(self):
+        logs = self.path("logs")
+        out = []
+        for name in sorted(os.listdir(logs)):
+            if name.startswith(("asan", "ubsan")):
+                with open(os.path.join(logs, name), errors="replace") as f:
+                    out.append("%s:\n%s" % (name, f.read()))
+        return out
+
+    def check_log(self):
+        """Returns the unexpected lines and sanitizer reports since the last check."""
+        bad = self.log.unexpected(self.log.new_lines())
+        return bad + self.sanitizer_reports()
+
+    def assert_clean_log(self):
+        bad = self.check_log()
+        if bad:
+            raise HttpdError("unexpected lines in %s:\n%s" % (self.log.path, "\n".join(bad)))

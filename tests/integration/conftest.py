@@ -1,0 +1,70 @@
+"""Fixtures of the integration suites: the real httpd, the emulator, and the
+error-log gate every test passes through."""
+import os
+
+import pytest
+
+from harness.httpd import Httpd, TEST_TMP
+
+try:  # the emulator's harness module; absent only in a broken checkout
+    from harness.emulator import Emulator
+except ImportError:  # pragma: no cover
+    Emulator = None
+
+_active = []
+
+
+@pytest.fixture
+def httpd_factory():
+    """Creates Httpd servers for one test and stops them after it."""
+    made = []
+
+    def make(name, **kw):
+        h = Httpd(name, **kw)
+        made.append(h)
+        _active.append(h)
+        return h
+
+    yield make
+    for h in made:
+        h.stop()
+        _active.remove(h)
+
+
+def register_server(h):
+    """Puts a longer-lived server (module or session scope) under the log gate."""
+    _active.append(h)
+
+
+def unregister_server(h):
+    if h in _active:
+        _active.remove(h)
+
+
+@pytest.fixture(autouse=True)
+def error_log_gate(request):
+    """Fails a test whose servers logged an unexpected [warn]/[error] line,
+    lost a child, or produced a sanitizer report."""
+    for h in _active:
+        h.log.skip_to_end()
+        h.log.reset_expected()
+    yield
+    problems = []
+    for h in list(_active):
+        bad = h.check_log()
+        if bad:
+            problems.append("%s (%s):\n  %s" % (h.name, h.log.path, "\n  ".join(bad)))
+    for h in _active:
+        h.log.reset_expected()
+    if problems:
+        pytest.fail("unexpected httpd log lines:\n" + "\n".join(problems), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def emulator():
+    if Emulator is None:
+        pytest.fail("tests/harness/emulator.py is missing")
+    emu = Emulator(os.path.join(TEST_TMP, "emulator-integration"))
+    emu.start()
+    yield emu
+    emu.stop()
