@@ -1,0 +1,82 @@
+/* datos_auth.h - Google credentials in Application Default Credentials order.
+ *
+ * A datos_creds_t is created once (httpd: while still root, in the parent;
+ * loader: at start) and used by every thread of a process. Access tokens are
+ * cached in process memory only, until shortly before they expire.
+ */
+#ifndef DATOS_AUTH_H
+#define DATOS_AUTH_H
+
+#include <apr_pools.h>
+#include <apr_time.h>
+#include "datos_error.h"
+#include "datos_http.h"
+
+#define DATOS_SCOPE_BIGQUERY "https://www.googleapis.com/auth/bigquery"
+#define DATOS_SCOPE_PUBSUB   "https://www.googleapis.com/auth/pubsub"
+#define DATOS_TOKEN_URI_DEFAULT "https://oauth2.googleapis.com/token"
+
+typedef enum {
+    DATOS_CREDS_KEYFILE,  /* service-account JSON key: JWT-bearer exchange at its token_uri */
+    DATOS_CREDS_METADATA, /* GCE/GKE/Cloud Run metadata server */
+    DATOS_CREDS_NONE      /* no Authorization header (emulators) */
+} datos_creds_kind_t;
+
+typedef struct datos_creds_t datos_creds_t;
+
+/* spec: NULL or "" = ADC order (GOOGLE_APPLICATION_CREDENTIALS when set --
+ * unreadable is an error, no fall-through -- else the metadata server);
+ * "metadata"; "none"; anything else is a key file path.
+ * A key file must be a regular file not accessible by group or others, of
+ * type "service_account" (other types are refused with an error naming the
+ * type), with a parsable private_key. Its token_uri (default
+ * DATOS_TOKEN_URI_DEFAULT) must pass datos_http_check_url with
+ * allow_insecure. scopes: space-separated. The PEM text is wiped after
+ * parsing. All failures are DATOS_ECONFIG with a message naming the file. */
+apr_status_t datos_creds_load(apr_pool_t *p, const char *spec,
+                              const char *scopes, int allow_insecure,
+                              datos_creds_t **out, datos_err_t *err);
+
+datos_creds_kind_t datos_creds_kind(const datos_creds_t *creds);
+
+/* "service account a@b (key /path)", "metadata server host:port" or "none":
+ * for logs, never a secret. */
+const char *datos_creds_describe(const datos_creds_t *creds);
+
+/* The key file's project_id, NULL otherwise. */
+const char *datos_creds_key_project(const datos_creds_t *creds);
+
+/* Run in each process that will use creds (httpd child_init): creates the
+ * thread mutex in pchild and forgets tokens inherited over fork. */
+apr_status_t datos_creds_child_init(datos_creds_t *creds, apr_pool_t *pchild);
+
+/* The bearer token to send: *token = NULL for DATOS_CREDS_NONE. Served from
+ * the cache unless force_refresh (after an API 401) or it expires within
+ * min(300 s, lifetime / 2). Refreshes are serialised per process. Failures:
+ * DATOS_EAUTH (token endpoint 4xx: invalid_grant...), or the transport /
+ * 5xx statuses, with the OAuth error and description in err. */
+apr_status_t datos_creds_token(datos_creds_t *creds, datos_http_t *http,
+                               apr_pool_t *p, apr_time_t deadline,
+                               int force_refresh, const char **token,
+                               datos_err_t *err);
+
+/* The project the credentials belong to: the key file's project_id, or the
+ * metadata server's project/project-id (asked once, cached). NULL with
+ * APR_SUCCESS when unknown (DATOS_CREDS_NONE). */
+apr_status_t datos_creds_project(datos_creds_t *creds, datos_http_t *http,
+                                 apr_pool_t *p, apr_time_t deadline,
+                                 const char **project, datos_err_t *err);
+
+/* Parses a token endpoint / metadata answer. 200: {access_token, expires_in,
+ * token_type Bearer} (expires_in a number or numeric string, > 0). Other
+ * statuses: the OAuth {error, error_description} shape or the API envelope,
+ * mapped to DATOS_EAUTH (4xx), DATOS_EBACKEND (5xx), DATOS_ERATELIMIT (429).
+ * A missing or malformed field is DATOS_EMALFORMED. Never copies the token
+ * into err. */
+apr_status_t datos_token_parse(apr_pool_t *p, int http_status,
+                               const char *body, apr_size_t len,
+                               const char **token,
+                               apr_interval_time_t *expires_in,
+                               datos_err_t *err);
+
+#endif

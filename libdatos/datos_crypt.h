@@ -1,0 +1,49 @@
+/* datos_crypt.h - base64url, private keys and RS256 JWTs on OpenSSL.
+ *
+ * OpenSSL is shared with mod_ssl and libcurl in the same process: never call
+ * its global cleanup functions; clear the thread's error queue before each
+ * operation and drain all of it into one message on failure.
+ */
+#ifndef DATOS_CRYPT_H
+#define DATOS_CRYPT_H
+
+#include <apr_pools.h>
+#include <apr_time.h>
+#include <openssl/evp.h>
+#include "datos_error.h"
+
+/* RFC 4648 section 5 alphabet, no padding. */
+char *datos_base64url_encode(apr_pool_t *p, const unsigned char *data,
+                             apr_size_t len);
+/* Accepts the url-safe and standard alphabets, padded or not; rejects
+ * anything else with DATOS_EMALFORMED. *out is NUL-terminated. */
+apr_status_t datos_base64url_decode(apr_pool_t *p, const char *in,
+                                    apr_size_t inlen, unsigned char **out,
+                                    apr_size_t *outlen);
+
+/* PEM (PKCS#8 or traditional RSA) to EVP_PKEY, freed by a cleanup of p.
+ * Errors (DATOS_ECONFIG) carry OpenSSL's whole error queue, never the key. */
+apr_status_t datos_pkey_from_pem(apr_pool_t *p, const char *pem,
+                                 apr_size_t len, EVP_PKEY **out,
+                                 datos_err_t *err);
+
+/* JWS compact serialisation: b64url(header) "." b64url(claims) "."
+ * b64url(RSASSA-PKCS1-v1_5 SHA-256 signature), signed with EVP_DigestSign. */
+apr_status_t datos_jwt_sign_rs256(apr_pool_t *p, EVP_PKEY *key,
+                                  const char *header_json,
+                                  const char *claims_json, const char **jwt,
+                                  datos_err_t *err);
+
+/* The JWT-bearer assertion of gcp-wire.md 3.2: header {alg, typ, kid},
+ * claims {iss, scope, aud, iat, exp}, iat = now - 10 s (clock skew), exp =
+ * iat + 3600. */
+apr_status_t datos_jwt_assertion(apr_pool_t *p, EVP_PKEY *key,
+                                 const char *kid, const char *iss,
+                                 const char *scope, const char *aud,
+                                 apr_time_t now, const char **jwt,
+                                 datos_err_t *err);
+
+/* Lowercase hex SHA-256 of data (65 bytes with the NUL). */
+void datos_sha256_hex(const void *data, apr_size_t len, char out[65]);
+
+#endif

@@ -1,0 +1,83 @@
+/* datos_http.h - HTTP client on libcurl: the only file that includes curl.h
+ * is datos_http.c.
+ *
+ * A datos_http_t wraps one CURL easy handle. It is used by one thread at a
+ * time and lives in a pool (curl_easy_cleanup runs from the pool cleanup),
+ * so a BigQuery fetch reuses one connection for all its calls.
+ */
+#ifndef DATOS_HTTP_H
+#define DATOS_HTTP_H
+
+#include <apr_pools.h>
+#include <apr_tables.h>
+#include <apr_time.h>
+#include "datos_error.h"
+
+typedef struct datos_http_opts_t {
+    apr_interval_time_t connect_timeout; /* > 0; never rounds to curl's "0 = forever" */
+    apr_interval_time_t timeout;         /* whole transfer, > 0 */
+    apr_interval_time_t low_speed_time;  /* abort when slower than low_speed_limit this long; 0 = off */
+    long low_speed_limit;                /* bytes per second */
+    apr_size_t max_response;             /* body cap; larger answers fail with DATOS_ETOOLARGE */
+    const char *ca_file;                 /* NULL: the system bundle */
+    int allow_insecure;                  /* plain http to any host (emulator base URLs, explicit opt-in) */
+    const char *user_agent;              /* NULL: "datos/<version>" */
+} datos_http_opts_t;
+
+/* connect 3 s, total 10 s, low speed 1 B/s for 10 s, 32 MiB cap, no CA
+ * file, https only. */
+void datos_http_opts_default(datos_http_opts_t *opts);
+
+typedef struct datos_http_req_t {
+    const char *method;          /* "GET", "POST", "PUT", "PATCH", "DELETE" */
+    const char *url;
+    apr_array_header_t *headers; /* of const char *, "Name: value"; CR/LF in a value is refused */
+    const char *body;            /* NULL: no body (POST then sends Content-Length: 0) */
+    apr_size_t body_len;
+    const char *content_type;    /* NULL with a body: application/json */
+    int metadata;                /* metadata server: no proxy, plain http allowed to its host */
+    apr_time_t deadline;         /* absolute; 0 = none. The timeout used is min(opts->timeout, deadline - now) */
+} datos_http_req_t;
+
+typedef struct datos_http_resp_t {
+    int status;
+    apr_table_t *headers;        /* names as received; apr_table_get is case-insensitive */
+    const char *body;            /* NUL-terminated copy, body_len bytes before the NUL */
+    apr_size_t body_len;
+} datos_http_resp_t;
+
+typedef struct datos_http_t datos_http_t;
+
+/* curl_global_init, once per process; call while single-threaded (httpd:
+ * post_config in the parent; loader: main). Idempotent. */
+apr_status_t datos_http_global_init(void);
+void datos_http_global_cleanup(void);
+
+apr_status_t datos_http_create(apr_pool_t *p, const datos_http_opts_t *opts,
+                               datos_http_t **out, datos_err_t *err);
+
+/* Performs one request. Any HTTP status is APR_SUCCESS with *resp set;
+ * transport failures map to APR_TIMEUP, DATOS_ECONNECT, DATOS_ETOOLARGE or
+ * DATOS_EINSECURE. No redirects are followed. The response lives in p. */
+apr_status_t datos_http_perform(datos_http_t *http, apr_pool_t *p,
+                                const datos_http_req_t *req,
+                                datos_http_resp_t **resp, datos_err_t *err);
+
+/* The transport rule (DESIGN.md section 6): https always; plain http only to
+ * a loopback address, to the metadata server when `metadata` is set
+ * (metadata.google.internal, 169.254.169.254, $GCE_METADATA_HOST), or when
+ * allow_insecure is set. Anything else, and any scheme but http/https,
+ * fails with DATOS_EINSECURE and a message naming the URL's host. */
+apr_status_t datos_http_check_url(apr_pool_t *p, const char *url,
+                                  int allow_insecure, int metadata,
+                                  datos_err_t *err);
+
+/* Retry-After as seconds or an HTTP-date; 0 when absent or unparsable. */
+apr_interval_time_t datos_http_retry_after(const datos_http_resp_t *resp,
+                                           apr_time_t now);
+
+/* Percent-encodes for a query string or form body (RFC 3986 unreserved
+ * characters kept). */
+char *datos_http_urlencode(apr_pool_t *p, const char *s);
+
+#endif

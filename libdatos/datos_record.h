@@ -1,0 +1,38 @@
+/* datos_record.h - the datos record (DESIGN.md section 3): rendering rows
+ * for readers. Message validation for the loader comes with the loader. */
+#ifndef DATOS_RECORD_H
+#define DATOS_RECORD_H
+
+#include <apr_pools.h>
+#include "datos_error.h"
+
+typedef struct datos_row_t {
+    const char *id;          /* valid UTF-8, may contain NUL bytes */
+    apr_size_t id_len;
+    const char *contenido;   /* NULL renders as JSON null */
+    apr_size_t contenido_len;
+    apr_int64_t timestamp_us;
+} datos_row_t;
+
+/* The /datos body for up to n rows, rendered once:
+ *   {"datos":[{"id":"789","contenido":"Prueba","timestamp":"2024-01-14T14:00:00+00:00"},...]}
+ * The body for the first k rows (0 <= k <= n) is body[0 .. row_end[k]) followed
+ * by the two bytes "]}", so every ?limit is a slice without re-rendering.
+ * row_end[0] is the offset just after "[". Strings are escaped as JSON
+ * (non-ASCII UTF-8 kept as is, control characters and '"' '\\' escaped);
+ * invalid UTF-8 fails with DATOS_EMALFORMED. */
+typedef struct datos_rendered_t {
+    const char *body;        /* full document for all n rows, NUL-terminated */
+    apr_size_t len;
+    apr_size_t *row_end;     /* n + 1 offsets */
+    int n;
+} datos_rendered_t;
+
+apr_status_t datos_record_render(apr_pool_t *p, const datos_row_t *rows,
+                                 int n, datos_rendered_t **out,
+                                 datos_err_t *err);
+
+/* Length of the body for the first k rows: row_end[k] + 2. */
+apr_size_t datos_rendered_len(const datos_rendered_t *r, int k);
+
+#endif
