@@ -1,0 +1,416 @@
+/* mod_datos_config.c - the Datos* directives.
+ *
+ * Each value is parsed and range-checked when the directive is read, so
+ * `apache2 -t` fails with a message naming it. Checks that need several
+ * directives, or the key file, run in mod_datos_conf_finish (check_config).
+ */
+#include <string.h>
+
+#include "apr_strings.h"
+#include "apr_lib.h"
+
+#include "httpd.h"
+#include "http_config.h"
+#include "http_log.h"
+
+#include "datos_conf.h"
+#include "datos_http.h"
+#include "datos_ids.h"
+#include "mod_datos.h"
+
+APLOG_USE_MODULE(datos);
+
+#define DEFAULT_TABLE "latam_dataset.datos"
+#define DEFAULT_LIMIT 10
+#define DEFAULT_LIMIT_MAX 100
+#define LIMIT_CEILING 10000
+#define DATOS_DEFAULT_TIMEOUT apr_time_from_sec(5)
+#define DEFAULT_LOOKBACK_DAYS 7
+#define DEFAULT_MAX_PAYLOAD ((apr_int64_t)1024 * 1024)
+
+void *mod_datos_create_srv_conf(apr_pool_t *p, server_rec *s)
+{
+    mod_datos_conf_t *conf = apr_pcalloc(p, sizeof(*conf));
+
+    (void)s;
+    conf->allow_insecure = MOD_DATOS_UNSET;
+    conf->limit_default = MOD_DATOS_UNSET;
+    conf->limit_max = MOD_DATOS_UNSET;
+    conf->timeout = MOD_DATOS_UNSET;
+    conf->lookback_days = MOD_DATOS_UNSET;
+    conf->max_bytes_billed = MOD_DATOS_UNSET;
+    conf->max_payload = MOD_DATOS_UNSET;
+    return conf;
+}
+
+#define MERGE_PTR(f) conf->f = add->f ? add->f : base->f
+#define MERGE_VAL(f) conf->f = (add->f != MOD_DATOS_UNSET) ? add->f : base->f
+
+void *mod_datos_merge_srv_conf(apr_pool_t *p, void *basev, void *addv)
+{
+    mod_datos_conf_t *base = basev, *add = addv;
+    mod_datos_conf_t *conf = apr_pcalloc(p, sizeof(*conf));
+
+    MERGE_PTR(project);
+    MERGE_PTR(location);
+    MERGE_PTR(credentials);
+    MERGE_PTR(bigquery_url);
+    MERGE_PTR(ca_file);
+    if (add->table_name) {
+        conf->table_name = add->table_name;
+        conf->table = add->table;
+    }
+    else {
+        conf->table_name = base->table_name;
+        conf->table = base->table;
+    }
+    MERGE_VAL(allow_insecure);
+    MERGE_VAL(timeout);
+    MERGE_VAL(lookback_days);
+    MERGE_VAL(max_bytes_billed);
+    MERGE_VAL(max_payload);
+    if (add->limit_max != MOD_DATOS_UNSET) {
+        conf->limit_default = add->limit_default;
+        conf->limit_max = add->limit_max;
+    }
+    else {
+        conf->limit_default = base->limit_default;
+        conf->limit_max = base->limit_max;
+    }
+    return conf;
+}
+
+static mod_datos_conf_t *cmd_conf(cmd_parms *cmd)
+{
+    return ap_get_module_config(cmd->server->module_config, &datos_module);
+}
+
+/* Every directive is server-wide or per virtual host, never per directory. */
+static const char *check_context(cmd_parms *cmd)
+{
+    return ap_check_cmd_context(cmd, NOT_IN_DIR_CONTEXT);
+}
+
+static const char *fail(cmd_parms *cmd, const char *msg)
+{
+    return apr_pstrcat(cmd->pool, cmd->cmd->name, ": ", msg, NULL);
+}
+
+static const char *set_project(cmd_parms *cmd, void *dc, const char *arg)
+{
+    const char *err = check_context(cmd);
+
+    (void)dc;
+    if (err)
+        return err;
+    if ((err = datos_project_id_check(cmd->pool, arg)))
+        return fail(cmd, err);
+    cmd_conf(cmd)->project = arg;
+    return NULL;
+}
+
+static const char *set_table(cmd_parms *cmd, void *dc, const char *arg)
+{
+    mod_datos_conf_t *conf = cmd_conf(cmd);
+    const char *err = check_context(cmd);
+
+    (void)dc;
+    if (err)
+        return err;
+    if ((err = datos_table_parse(cmd->pool, arg, &conf->table)))
+        return fail(cmd, err);
+    conf->table_name = arg;
+    return NULL;
+}
+
+static const char *set_location(cmd_parms *cmd, void *dc, const char *arg)
+{
+    const char *err = check_context(cmd);
+
+    (void)dc;
+    if (err)
+        return err;
+    if ((err = datos_location_check(cmd->pool, arg)))
+        return fail(cmd, err);
+    cmd_conf(cmd)->location = arg;
+    return NULL;
+}
+
+static const char *set_credentials(cmd_parms *cmd, void *dc, const char *arg)
+{
+    const char *err = check_context(cmd);
+    const char *path;
+    apr_finfo_t finfo;
+
+    (void)dc;
+    if (err)
+        return err;
+    if (!strcmp(arg, "metadata") || !strcmp(arg, "none")) {
+        cmd_conf(cmd)->credentials = arg;
+        return NULL;
+    }
+    path = ap_server_root_relative(cmd->pool, arg);
+    if (!path)
+        return fail(cmd, apr_psprintf(cmd->pool, "invalid path '%s'", arg));
+    if (apr_stat(&finfo, path, APR_FINFO_TYPE, cmd->pool) != APR_SUCCESS
+        || finfo.filetype != APR_REG)
+        return fail(cmd, apr_psprintf(cmd->pool, "'%s' is not 'metadata', "
+                                      "'none' or a readable service-account "
+                                      "key file", path));
+    cmd_conf(cmd)->credentials = path;
+    return NULL;
+}
+
+static const char *set_bigquery_url(cmd_parms *cmd, void *dc, const char *arg)
+{
+    const char *err = check_context(cmd);
+    apr_size_t len = strlen(arg);
+
+    (void)dc;
+    if (err)
+        return err;
+    if (strncasecmp(arg, "https://", 8) && strncasecmp(arg, "http://", 7))
+        return fail(cmd, "must be an http:// or https:// URL, e.g. "
+                    DATOS_BQ_URL_DEFAULT);
+    while (len && arg[len - 1] == '/')
+        len--;
+    cmd_conf(cmd)->bigquery_url = apr_pstrmemdup(cmd->pool, arg, len);
+    return NULL;
+}
+
+static const char *set_allow_insecure(cmd_parms *cmd, void *dc, int flag)
+{
+    const char *err = check_context(cmd);
+
+    (void)dc;
+    if (err)
+        return err;
+    cmd_conf(cmd)->allow_insecure = flag;
+    return NULL;
+}
+
+static const char *set_ca_file(cmd_parms *cmd, void *dc, const char *arg)
+{
+    const char *err = check_context(cmd);
+    const char *path;
+    apr_file_t *f;
+
+    (void)dc;
+    if (err)
+        return err;
+    path = ap_server_root_relative(cmd->pool, arg);
+    if (!path || apr_file_open(&f, path, APR_FOPEN_READ, 0, cmd->pool)
+                     != APR_SUCCESS)
+        return fail(cmd, apr_psprintf(cmd->pool, "cannot read '%s'", arg));
+    apr_file_close(f);
+    cmd_conf(cmd)->ca_file = path;
+    return NULL;
+}
+
+static const char *set_limit(cmd_parms *cmd, void *dc, const char *def,
+                             const char *max)
+{
+    mod_datos_conf_t *conf = cmd_conf(cmd);
+    const char *err = check_context(cmd);
+    apr_int64_t d, m;
+
+    (void)dc;
+    if (err)
+        return err;
+    if ((err = datos_conf_int(cmd->pool, def, 1, LIMIT_CEILING, &d)))
+        return fail(cmd, apr_pstrcat(cmd->pool, "default: ", err, NULL));
+    m = d > DEFAULT_LIMIT_MAX ? d : DEFAULT_LIMIT_MAX;
+    if (max && (err = datos_conf_int(cmd->pool, max, 1, LIMIT_CEILING, &m)))
+        return fail(cmd, apr_pstrcat(cmd->pool, "max: ", err, NULL));
+    if (d > m)
+        return fail(cmd, apr_psprintf(cmd->pool, "the default (%s) must not "
+                                      "exceed the max (%s)", def, max));
+    conf->limit_default = (int)d;
+    conf->limit_max = (int)m;
+    return NULL;
+}
+
+static const char *set_timeout(cmd_parms *cmd, void *dc, const char *arg)
+{
+    const char *err = check_context(cmd);
+    apr_interval_time_t t;
+
+    (void)dc;
+    if (err)
+        return err;
+    if ((err = datos_conf_duration(cmd->pool, arg, apr_time_from_sec(1),
+                                   apr_time_from_msec(100),
+                                   apr_time_from_sec(120), &t)))
+        return fail(cmd, err);
+    cmd_conf(cmd)->timeout = t;
+    return NULL;
+}
+
+static const char *set_lookback(cmd_parms *cmd, void *dc, const char *arg)
+{
+    const char *err = check_context(cmd);
+    const apr_interval_time_t day = apr_time_from_sec(86400);
+    apr_interval_time_t t;
+
+    (void)dc;
+    if (err)
+        return err;
+    if ((err = datos_conf_duration(cmd->pool, arg, day, day, 3650 * day, &t)))
+        return fail(cmd, err);
+    if (t % day)
+        return fail(cmd, "must be a whole number of days (e.g. 7d)");
+    cmd_conf(cmd)->lookback_days = (int)(t / day);
+    return NULL;
+}
+
+static const char *set_max_bytes_billed(cmd_parms *cmd, void *dc,
+                                        const char *arg)
+{
+    const char *err = check_context(cmd);
+    apr_int64_t v;
+
+    (void)dc;
+    if (err)
+        return err;
+    if (!strcasecmp(arg, "off")) {
+        cmd_conf(cmd)->max_bytes_billed = 0;
+        return NULL;
+    }
+    /* BigQuery bills at least 10 MiB per table, so a smaller cap would
+     * refuse every query. */
+    if ((err = datos_conf_size(cmd->pool, arg, DATOS_BQ_MIN_BILLED,
+                               APR_INT64_MAX, &v)))
+        return fail(cmd, apr_pstrcat(cmd->pool, err, " (BigQuery bills at "
+                                     "least 10 MiB per query; 'off' for no "
+                                     "cap)", NULL));
+    cmd_conf(cmd)->max_bytes_billed = v;
+    return NULL;
+}
+
+static const char *set_max_payload(cmd_parms *cmd, void *dc, const char *arg)
+{
+    const char *err = check_context(cmd);
+    apr_int64_t v;
+
+    (void)dc;
+    if (err)
+        return err;
+    if ((err = datos_conf_size(cmd->pool, arg, 4096,
+                               (apr_int64_t)256 * 1024 * 1024, &v)))
+        return fail(cmd, err);
+    cmd_conf(cmd)->max_payload = v;
+    return NULL;
+}
+
+const command_rec mod_datos_cmds[] = {
+    AP_INIT_TAKE1("DatosProject", set_project, NULL, RSRC_CONF,
+                  "Google Cloud project that runs (and pays for) the queries; "
+                  "default: the credentials' project"),
+    AP_INIT_TAKE1("DatosTable", set_table, NULL, RSRC_CONF,
+                  "[project.]dataset.table to serve; default "
+                  DEFAULT_TABLE),
+    AP_INIT_TAKE1("DatosLocation", set_location, NULL, RSRC_CONF,
+                  "BigQuery location of the dataset; default: read once from "
+                  "the dataset"),
+    AP_INIT_TAKE1("DatosCredentials", set_credentials, NULL, RSRC_CONF,
+                  "service-account key file, 'metadata' or 'none'; default: "
+                  "Application Default Credentials"),
+    AP_INIT_TAKE1("DatosBigQueryURL", set_bigquery_url, NULL, RSRC_CONF,
+                  "BigQuery API base URL; default " DATOS_BQ_URL_DEFAULT),
+    AP_INIT_FLAG("DatosAllowInsecureHTTP", set_allow_insecure, NULL,
+                 RSRC_CONF, "allow plain http to non-loopback Google URLs; "
+                 "default Off"),
+    AP_INIT_TAKE1("DatosCACertificateFile", set_ca_file, NULL, RSRC_CONF,
+                  "PEM bundle of CAs trusted for Google's endpoints; default: "
+                  "the system bundle"),
+    AP_INIT_TAKE12("DatosLimit", set_limit, NULL, RSRC_CONF,
+                   "default and maximum ?limit; default 10 100"),
+    AP_INIT_TAKE1("DatosTimeout", set_timeout, NULL, RSRC_CONF,
+                  "time allowed for one BigQuery fetch; default 5s"),
+    AP_INIT_TAKE1("DatosLookback", set_lookback, NULL, RSRC_CONF,
+                  "days of partitions the first query scans; default 7d"),
+    AP_INIT_TAKE1("DatosMaxBytesBilled", set_max_bytes_billed, NULL,
+                  RSRC_CONF, "maximumBytesBilled of each query (>= 10M) or "
+                  "'off'; default off"),
+    AP_INIT_TAKE1("DatosMaxPayload", set_max_payload, NULL, RSRC_CONF,
+                  "bytes of rows an answer may hold; default 1M"),
+    {NULL}
+};
+
+static int is_loopback_url(const char *url)
+{
+    const char *host = strstr(url, "://");
+
+    if (!host)
+        return 0;
+    host += 3;
+    return !strncmp(host, "127.", 4) || !strncmp(host, "localhost", 9)
+           || !strncmp(host, "[::1]", 5);
+}
+
+const char *mod_datos_conf_finish(apr_pool_t *p, server_rec *s,
+                                  mod_datos_conf_t *conf)
+{
+    const char *emulator = getenv("BIGQUERY_EMULATOR_HOST");
+    datos_err_t err;
+    apr_status_t rv;
+    const char *msg;
+
+    (void)s;
+    if (!conf->table_name) {
+        conf->table_name = DEFAULT_TABLE;
+        if ((msg = datos_table_parse(p, DEFAULT_TABLE, &conf->table)))
+            return msg;
+    }
+    if (conf->limit_max == MOD_DATOS_UNSET) {
+        conf->limit_default = DEFAULT_LIMIT;
+        conf->limit_max = DEFAULT_LIMIT_MAX;
+    }
+    if (conf->timeout == MOD_DATOS_UNSET)
+        conf->timeout = DATOS_DEFAULT_TIMEOUT;
+    if (conf->lookback_days == MOD_DATOS_UNSET)
+        conf->lookback_days = DEFAULT_LOOKBACK_DAYS;
+    if (conf->max_bytes_billed == MOD_DATOS_UNSET)
+        conf->max_bytes_billed = 0;
+    if (conf->max_payload == MOD_DATOS_UNSET)
+        conf->max_payload = DEFAULT_MAX_PAYLOAD;
+    if (conf->allow_insecure == MOD_DATOS_UNSET)
+        conf->allow_insecure = 0;
+
+    /* The convention of Google's client libraries: an emulator host in the
+     * environment replaces the API root and needs no credentials. An
+     * explicit DatosBigQueryURL wins. */
+    if (!conf->bigquery_url && emulator && *emulator) {
+        conf->bigquery_url = apr_pstrcat(
+            p, strstr(emulator, "://") ? "" : "http://", emulator,
+            "/bigquery/v2", NULL);
+        conf->url_from_emulator_env = 1;
+        if (!conf->credentials)
+            conf->credentials = "none";
+    }
+    if (!conf->bigquery_url)
+        conf->bigquery_url = DATOS_BQ_URL_DEFAULT;
+
+    rv = datos_http_check_url(p, conf->bigquery_url,
+                              conf->allow_insecure
+                                  || conf->url_from_emulator_env, 0, &err);
+    if (rv != APR_SUCCESS)
+        return apr_psprintf(p, "DatosBigQueryURL: %s%s", err.message,
+                            is_loopback_url(conf->bigquery_url) ? ""
+                            : " (set DatosAllowInsecureHTTP On to allow plain "
+                              "http to it)");
+
+    if (!conf->creds) {
+        rv = datos_creds_load(p, conf->credentials, DATOS_SCOPE_BIGQUERY,
+                              conf->allow_insecure
+                                  || conf->url_from_emulator_env,
+                              &conf->creds, &err);
+        if (rv != APR_SUCCESS)
+            return apr_psprintf(p, "DatosCredentials: %s", err.message);
+    }
+    if (!conf->project && !conf->table.project
+        && datos_creds_kind(conf->creds) == DATOS_CREDS_NONE)
+        return "DatosProject: required with DatosCredentials none (there is "
+               "no key file or metadata server to take it from)";
+    return NULL;
+}
