@@ -35,8 +35,10 @@ typedef struct datos_http_req_t {
     const char *body;            /* NULL: no body (POST then sends Content-Length: 0) */
     apr_size_t body_len;
     const char *content_type;    /* NULL with a body: application/json */
-    int metadata;                /* metadata server: no proxy, plain http allowed to its host */
+    int metadata;                /* metadata server: no proxy, connect timeout <= 2 s, plain http allowed to its host */
     apr_time_t deadline;         /* absolute; 0 = none. The timeout used is min(opts->timeout, deadline - now) */
+    int allow_insecure;          /* plain http to this URL even when opts->allow_insecure is off (a token_uri
+                                  * the credentials checked with their own setting) */
 } datos_http_req_t;
 
 typedef struct datos_http_resp_t {
