@@ -1,0 +1,257 @@
+/* datos_crypt.c - base64url, private keys and RS256 JWTs on OpenSSL. */
+#include <string.h>
+#include <apr_strings.h>
+#include <jansson.h>
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/sha.h>
+
+#include "datos_crypt.h"
+#include "datos_json.h"
+
+static const char b64url_alphabet[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+char *datos_base64url_encode(apr_pool_t *p, const unsigned char *data,
+                             apr_size_t len)
+{
+    char *out = apr_palloc(p, (len + 2) / 3 * 4 + 1);
+    char *o = out;
+    apr_size_t i = 0;
+
+    for (; i + 2 < len; i += 3) {
+        apr_uint32_t v = ((apr_uint32_t)data[i] << 16)
+                       | ((apr_uint32_t)data[i + 1] << 8) | data[i + 2];
+        *o++ = b64url_alphabet[(v >> 18) & 63];
+        *o++ = b64url_alphabet[(v >> 12) & 63];
+        *o++ = b64url_alphabet[(v >> 6) & 63];
+        *o++ = b64url_alphabet[v & 63];
+    }
+    if (len - i == 1) {
+        apr_uint32_t v = (apr_uint32_t)data[i] << 16;
+        *o++ = b64url_alphabet[(v >> 18) & 63];
+        *o++ = b64url_alphabet[(v >> 12) & 63];
+    }
+    else if (len - i == 2) {
+        apr_uint32_t v = ((apr_uint32_t)data[i] << 16)
+                       | ((apr_uint32_t)data[i + 1] << 8);
+        *o++ = b64url_alphabet[(v >> 18) & 63];
+        *o++ = b64url_alphabet[(v >> 12) & 63];
+        *o++ = b64url_alphabet[(v >> 6) & 63];
+    }
+    *o = '\0';
+    return out;
+}
+
+static int b64_value(unsigned char c)
+{
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '-' || c == '+') return 62;
+    if (c == '_' || c == '/') return 63;
+    return -1;
+}
+
+apr_status_t datos_base64url_decode(apr_pool_t *p, const char *in,
+                                    apr_size_t inlen, unsigned char **out,
+                                    apr_size_t *outlen)
+{
+    unsigned char *buf, *o;
+    apr_size_t n = inlen, pad = 0, i;
+    apr_uint32_t acc = 0;
+    int bits = 0;
+
+    while (n > 0 && in[n - 1] == '=' && pad < 2) {
+        n--;
+        pad++;
+    }
+    /* With padding the whole input must be whole quads; without it, a
+     * single leftover character can never encode a byte. */
+    if ((pad && inlen % 4 != 0) || n % 4 == 1) {
+        return DATOS_EMALFORMED;
+    }
+    buf = apr_palloc(p, n / 4 * 3 + 3);
+    o = buf;
+    for (i = 0; i < n; i++) {
+        int v = b64_value((unsigned char)in[i]);
+        if (v < 0) {
+            return DATOS_EMALFORMED;
+        }
+        acc = (acc << 6) | (apr_uint32_t)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            *o++ = (unsigned char)((acc >> bits) & 0xFF);
+        }
+    }
+    *o = '\0';
+    *out = buf;
+    *outlen = (apr_size_t)(o - buf);
+    return APR_SUCCESS;
+}
+
+/* OpenSSL's error queue is per thread and shared with mod_ssl and libcurl:
+ * one failure can leave several entries, and the first is rarely the useful
+ * one, so all of them go into the message and the queue is left empty. */
+static const char *openssl_errors(apr_pool_t *p)
+{
+    const char *msg = NULL;
+    unsigned long e;
+    char buf[256];
+
+    while ((e = ERR_get_error()) != 0) {
+        ERR_error_string_n(e, buf, sizeof(buf));
+        msg = msg ? apr_pstrcat(p, msg, "; ", buf, NULL) : apr_pstrdup(p, buf);
+    }
+    return msg ? msg : "no OpenSSL error reported";
+}
+
+static apr_status_t pkey_cleanup(void *data)
+{
+    EVP_PKEY_free((EVP_PKEY *)data);
+    return APR_SUCCESS;
+}
+
+/* A passphrase-protected key must fail, never prompt on the terminal. */
+static int no_passphrase(char *buf, int size, int rwflag, void *u)
+{
+    (void)buf; (void)size; (void)rwflag; (void)u;
+    return -1;
+}
+
+apr_status_t datos_pkey_from_pem(apr_pool_t *p, const char *pem,
+                                 apr_size_t len, EVP_PKEY **out,
+                                 datos_err_t *err)
+{
+    apr_status_t rv = APR_SUCCESS;
+    EVP_PKEY *pkey = NULL;
+    BIO *bio = NULL;
+
+    ERR_clear_error();
+    if (len > (apr_size_t)APR_INT32_MAX) {
+        rv = datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,
+                           "private key is too large");
+        goto leave;
+    }
+    bio = BIO_new_mem_buf(pem, (int)len);
+    if (!bio) {
+        rv = datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,
+                           "cannot read private key: %s", openssl_errors(p));
+        goto leave;
+    }
+    pkey = PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL);
+    if (!pkey) {
+        rv = datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,
+                           "cannot parse private key: %s", openssl_errors(p));
+        goto leave;
+    }
+    if (EVP_PKEY_get_base_id(pkey) != EVP_PKEY_RSA) {
+        rv = datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,
+                           "private key is not an RSA key (RS256 needs one)");
+        goto leave;
+    }
+    apr_pool_cleanup_register(p, pkey, pkey_cleanup, apr_pool_cleanup_null);
+    *out = pkey;
+    pkey = NULL;
+
+leave:
+    EVP_PKEY_free(pkey);
+    BIO_free(bio);
+    return rv;
+}
+
+apr_status_t datos_jwt_sign_rs256(apr_pool_t *p, EVP_PKEY *key,
+                                  const char *header_json,
+                                  const char *claims_json, const char **jwt,
+                                  datos_err_t *err)
+{
+    apr_status_t rv = APR_SUCCESS;
+    EVP_MD_CTX *ctx = NULL;
+    unsigned char *sig;
+    size_t siglen = 0;
+    const char *input;
+
+    input = apr_pstrcat(p,
+        datos_base64url_encode(p, (const unsigned char *)header_json,
+                               strlen(header_json)),
+        ".",
+        datos_base64url_encode(p, (const unsigned char *)claims_json,
+                               strlen(claims_json)),
+        NULL);
+
+    ERR_clear_error();
+    /* One context per signature: the key is shared read-only by threads,
+     * a digest context is not. */
+    ctx = EVP_MD_CTX_new();
+    if (!ctx
+        || EVP_DigestSignInit(ctx, NULL, EVP_sha256(), NULL, key) != 1
+        || EVP_DigestSign(ctx, NULL, &siglen, (const unsigned char *)input,
+                          strlen(input)) != 1) {
+        rv = datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,
+                           "cannot sign the JWT: %s", openssl_errors(p));
+        goto leave;
+    }
+    sig = apr_palloc(p, siglen);
+    if (EVP_DigestSign(ctx, sig, &siglen, (const unsigned char *)input,
+                       strlen(input)) != 1) {
+        rv = datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,
+                           "cannot sign the JWT: %s", openssl_errors(p));
+        goto leave;
+    }
+    *jwt = apr_pstrcat(p, input, ".",
+                       datos_base64url_encode(p, sig, siglen), NULL);
+
+leave:
+    EVP_MD_CTX_free(ctx);
+    return rv;
+}
+
+apr_status_t datos_jwt_assertion(apr_pool_t *p, EVP_PKEY *key,
+                                 const char *kid, const char *iss,
+                                 const char *scope, const char *aud,
+                                 apr_time_t now, const char **jwt,
+                                 datos_err_t *err)
+{
+    apr_status_t rv;
+    json_t *header = NULL, *claims = NULL;
+    const char *hs, *cs;
+    /* Backdated against clock skew between us and Google, as golang/oauth2
+     * does; exp - iat stays at the 3600 s Google allows. */
+    json_int_t iat = (json_int_t)apr_time_sec(now) - 10;
+
+    header = json_pack("{s:s, s:s, s:s}", "alg", "RS256", "typ", "JWT",
+                       "kid", kid);
+    claims = json_pack("{s:s, s:s, s:s, s:I, s:I}", "iss", iss,
+                       "scope", scope, "aud", aud, "iat", iat,
+                       "exp", iat + 3600);
+    hs = header ? datos_json_dump(p, header, NULL) : NULL;
+    cs = claims ? datos_json_dump(p, claims, NULL) : NULL;
+    if (!hs || !cs) {
+        rv = datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,
+                           "cannot build the JWT: kid, iss, scope and aud "
+                           "must be valid UTF-8 strings");
+        goto leave;
+    }
+    rv = datos_jwt_sign_rs256(p, key, hs, cs, jwt, err);
+
+leave:
+    json_decref(header);
+    json_decref(claims);
+    return rv;
+}
+
+void datos_sha256_hex(const void *data, apr_size_t len, char out[65])
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char md[SHA256_DIGEST_LENGTH];
+    int i;
+
+    SHA256((const unsigned char *)data, len, md);
+    for (i = 0; i < SHA256_DIGEST_LENGTH; i++) {
+        out[2 * i] = hex[md[i] >> 4];
+        out[2 * i + 1] = hex[md[i] & 15];
+    }
+    out[64] = '\0';
+}
