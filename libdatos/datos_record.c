@@ -1,0 +1,211 @@
+/* datos_record.c - rendering rows for readers.
+ *
+ * Hand-written rather than through jansson: the body is built once per
+ * freshness window but every ?limit must be a byte slice of it, which needs
+ * the offset of each row; and ids may hold NUL bytes, which jansson's
+ * C-string API cannot take.
+ */
+#include <string.h>
+#include <apr_strings.h>
+
+#include "datos_record.h"
+#include "datos_time.h"
+
+static const char hexdigits[] = "0123456789abcdef";
+
+/* Length of one well-formed UTF-8 sequence at s (RFC 3629: no overlongs,
+ * no surrogates, nothing above U+10FFFF), or 0 when it is not one. */
+static apr_size_t utf8_seq(const unsigned char *s, apr_size_t avail)
+{
+    unsigned char c = s[0];
+
+    if (c < 0x80) {
+        return 1;
+    }
+    if (c >= 0xC2 && c <= 0xDF) {
+        return avail >= 2 && (s[1] & 0xC0) == 0x80 ? 2 : 0;
+    }
+    if (c >= 0xE0 && c <= 0xEF) {
+        unsigned char lo = c == 0xE0 ? 0xA0 : 0x80;
+        unsigned char hi = c == 0xED ? 0x9F : 0xBF;
+        return avail >= 3 && s[1] >= lo && s[1] <= hi
+               && (s[2] & 0xC0) == 0x80 ? 3 : 0;
+    }
+    if (c >= 0xF0 && c <= 0xF4) {
+        unsigned char lo = c == 0xF0 ? 0x90 : 0x80;
+        unsigned char hi = c == 0xF4 ? 0x8F : 0xBF;
+        return avail >= 4 && s[1] >= lo && s[1] <= hi
+               && (s[2] & 0xC0) == 0x80 && (s[3] & 0xC0) == 0x80 ? 4 : 0;
+    }
+    return 0;
+}
+
+/* Escaped length of a JSON string body (without the quotes); sets *bad to
+ * the offset of the first invalid byte and returns 0 when s is not UTF-8. */
+static apr_size_t escaped_len(const char *s, apr_size_t len, apr_size_t *bad)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    apr_size_t i = 0, n = 0, k;
+
+    while (i < len) {
+        unsigned char c = u[i];
+        if (c == '"' || c == '\\' || c == '\b' || c == '\f' || c == '\n'
+            || c == '\r' || c == '\t') {
+            n += 2;
+            i++;
+        }
+        else if (c < 0x20) {
+            n += 6;
+            i++;
+        }
+        else {
+            k = utf8_seq(u + i, len - i);
+            if (!k) {
+                *bad = i;
+                return 0;
+            }
+            n += k;
+            i += k;
+        }
+    }
+    *bad = (apr_size_t)-1;
+    return n;
+}
+
+static char *escape_into(char *o, const char *s, apr_size_t len)
+{
+    apr_size_t i;
+
+    for (i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        switch (c) {
+        case '"':  *o++ = '\\'; *o++ = '"';  break;
+        case '\\': *o++ = '\\'; *o++ = '\\'; break;
+        case '\b': *o++ = '\\'; *o++ = 'b';  break;
+        case '\f': *o++ = '\\'; *o++ = 'f';  break;
+        case '\n': *o++ = '\\'; *o++ = 'n';  break;
+        case '\r': *o++ = '\\'; *o++ = 'r';  break;
+        case '\t': *o++ = '\\'; *o++ = 't';  break;
+        default:
+            if (c < 0x20) {
+                memcpy(o, "\\u00", 4);
+                o[4] = hexdigits[c >> 4];
+                o[5] = hexdigits[c & 15];
+                o += 6;
+            }
+            else {
+                *o++ = (char)c;
+            }
+        }
+    }
+    return o;
+}
+
+#define LIT(s) s, (sizeof(s) - 1)
+
+static char *put(char *o, const char *s, apr_size_t n)
+{
+    memcpy(o, s, n);
+    return o + n;
+}
+
+apr_status_t datos_record_render(apr_pool_t *p, const datos_row_t *rows,
+                                 int n, datos_rendered_t **out,
+                                 datos_err_t *err)
+{
+    static const char head[] = "{\"datos\":[";
+    static const char k_id[] = "{\"id\":\"";
+    static const char k_cont[] = "\",\"contenido\":";
+    static const char k_ts[] = ",\"timestamp\":\"";
+    static const char tail_row[] = "\"}";
+    datos_rendered_t *r;
+    apr_size_t total, *idlen, *clen, bad;
+    char (*ts)[DATOS_TS_BUFSIZE];
+    apr_size_t *tslen;
+    char *body, *o;
+    int i;
+
+    if (n < 0) {
+        return datos_err_set(err, p, APR_EINVAL, 0, NULL,
+                             "negative row count");
+    }
+    /* First pass: validate everything and size the body exactly, so a bad
+     * row fails before anything is built. */
+    idlen = apr_pcalloc(p, sizeof(*idlen) * (apr_size_t)(n + 1));
+    clen = apr_pcalloc(p, sizeof(*clen) * (apr_size_t)(n + 1));
+    tslen = apr_pcalloc(p, sizeof(*tslen) * (apr_size_t)(n + 1));
+    ts = apr_pcalloc(p, sizeof(*ts) * (apr_size_t)(n + 1));
+    total = sizeof(head) - 1 + 2;
+    for (i = 0; i < n; i++) {
+        const datos_row_t *row = &rows[i];
+
+        idlen[i] = escaped_len(row->id ? row->id : "", row->id ? row->id_len : 0,
+                               &bad);
+        if (bad != (apr_size_t)-1) {
+            return datos_err_set(err, p, DATOS_EMALFORMED, 0, NULL,
+                                 "row %d: id is not valid UTF-8 (byte %"
+                                 APR_SIZE_T_FMT ")", i, bad);
+        }
+        if (row->contenido) {
+            clen[i] = escaped_len(row->contenido, row->contenido_len, &bad);
+            if (bad != (apr_size_t)-1) {
+                return datos_err_set(err, p, DATOS_EMALFORMED, 0, NULL,
+                                     "row %d: contenido is not valid UTF-8 "
+                                     "(byte %" APR_SIZE_T_FMT ")", i, bad);
+            }
+            clen[i] += 2;
+        }
+        else {
+            clen[i] = 4;                         /* null */
+        }
+        tslen[i] = datos_ts_format(row->timestamp_us, ts[i]);
+        if (!tslen[i]) {
+            return datos_err_set(err, p, DATOS_EMALFORMED, 0, NULL,
+                                 "row %d: timestamp %" APR_INT64_T_FMT
+                                 " us is outside 0001..9999", i,
+                                 row->timestamp_us);
+        }
+        total += (i ? 1 : 0) + sizeof(k_id) - 1 + idlen[i] + sizeof(k_cont) - 1
+                 + clen[i] + sizeof(k_ts) - 1 + tslen[i] + sizeof(tail_row) - 1;
+    }
+
+    r = apr_pcalloc(p, sizeof(*r));
+    r->row_end = apr_palloc(p, sizeof(*r->row_end) * (apr_size_t)(n + 1));
+    body = apr_palloc(p, total + 1);
+    o = put(body, LIT(head));
+    r->row_end[0] = (apr_size_t)(o - body);
+    for (i = 0; i < n; i++) {
+        const datos_row_t *row = &rows[i];
+
+        if (i) {
+            *o++ = ',';
+        }
+        o = put(o, LIT(k_id));
+        o = escape_into(o, row->id ? row->id : "", row->id ? row->id_len : 0);
+        o = put(o, LIT(k_cont));
+        if (row->contenido) {
+            *o++ = '"';
+            o = escape_into(o, row->contenido, row->contenido_len);
+            *o++ = '"';
+        }
+        else {
+            o = put(o, LIT("null"));
+        }
+        o = put(o, LIT(k_ts));
+        o = put(o, ts[i], tslen[i]);
+        o = put(o, LIT(tail_row));
+        r->row_end[i + 1] = (apr_size_t)(o - body);
+    }
+    o = put(o, LIT("]}"));
+    *o = '\0';
+    r->body = body;
+    r->len = (apr_size_t)(o - body);
+    r->n = n;
+    *out = r;
+    return APR_SUCCESS;
+}
+
+apr_size_t datos_rendered_len(const datos_rendered_t *r, int k)
+{
+    return r->row_end[k] + 2;
+}
