@@ -94,6 +94,21 @@ def sanitizer_runtime():
     return os.path.realpath(out)
 
 
+# Servers whose error logs the test suite checks after every test.
+ACTIVE_SERVERS = []
+
+
+def register_server(h):
+    """Puts a server under the per-test error-log gate."""
+    if h not in ACTIVE_SERVERS:
+        ACTIVE_SERVERS.append(h)
+
+
+def unregister_server(h):
+    if h in ACTIVE_SERVERS:
+        ACTIVE_SERVERS.remove(h)
+
+
 class HttpdError(AssertionError):
     pass
 
@@ -149,12 +164,12 @@ class Httpd:
     """
 
     def __init__(self, name, mpm="event", load_datos=True, sanitize=None, env=None,
-                 loglevel="notice", port=None):
+                 loglevel="notice", port=None, root=None):
         if mpm not in MPMS:
             raise ValueError("unknown MPM %r" % mpm)
         self.name = name
         self.mpm = mpm
-        self.root = os.path.join(TEST_TMP, "httpd-" + name)
+        self.root = root or os.path.join(TEST_TMP, "httpd-" + name)
         self.port = port or free_port()
         self.loglevel = loglevel
         self.sanitize = (os.environ.get("DATOS_SANITIZE") == "1") if sanitize is None else sanitize
@@ -172,7 +187,7 @@ class Httpd:
             os.makedirs(os.path.join(self.root, sub), mode=0o755, exist_ok=True)
         # Every parent must be traversable by the worker user.
         path = self.root
-        while path.startswith(BUILD_DIR):
+        while path.startswith(REPO_ROOT + os.sep):
             os.chmod(path, os.stat(path).st_mode | 0o755)
             path = os.path.dirname(path)
         if os.geteuid() == 0:

@@ -4,15 +4,12 @@ import os
 
 import pytest
 
-from harness.httpd import Httpd, TEST_TMP
+from harness.httpd import ACTIVE_SERVERS, Httpd, TEST_TMP, register_server, unregister_server
 
 try:  # the emulator's harness module; absent only in a broken checkout
     from harness.emulator import Emulator
 except ImportError:  # pragma: no cover
     Emulator = None
-
-_active = []
-
 
 @pytest.fixture
 def httpd_factory():
@@ -22,39 +19,29 @@ def httpd_factory():
     def make(name, **kw):
         h = Httpd(name, **kw)
         made.append(h)
-        _active.append(h)
+        register_server(h)
         return h
 
     yield make
     for h in made:
         h.stop()
-        _active.remove(h)
-
-
-def register_server(h):
-    """Puts a longer-lived server (module or session scope) under the log gate."""
-    _active.append(h)
-
-
-def unregister_server(h):
-    if h in _active:
-        _active.remove(h)
+        unregister_server(h)
 
 
 @pytest.fixture(autouse=True)
 def error_log_gate(request):
     """Fails a test whose servers logged an unexpected [warn]/[error] line,
     lost a child, or produced a sanitizer report."""
-    for h in _active:
+    for h in ACTIVE_SERVERS:
         h.log.skip_to_end()
         h.log.reset_expected()
     yield
     problems = []
-    for h in list(_active):
+    for h in list(ACTIVE_SERVERS):
         bad = h.check_log()
         if bad:
             problems.append("%s (%s):\n  %s" % (h.name, h.log.path, "\n  ".join(bad)))
-    for h in _active:
+    for h in ACTIVE_SERVERS:
         h.log.reset_expected()
     if problems:
         pytest.fail("unexpected httpd log lines:\n" + "\n".join(problems), pytrace=False)

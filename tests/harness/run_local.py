@@ -1,0 +1,142 @@
+#!/usr/bin/python3
+"""`make run`: the whole system on this machine, against the GCP emulator.
+
+Starts the emulator (state kept in .run/emulator, so a restart keeps the
+data), creates latam_dataset.datos through its REST API the first time,
+inserts sample rows, starts the real httpd with mod_datos on 127.0.0.1:8080
+(DATOS_PORT overrides; EMULATOR_PORT picks the emulator's port, default
+9050), prints what to try, and stops everything on Ctrl-C.
+"""
+import datetime
+import json
+import os
+import signal
+import sys
+import time
+import urllib.error
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from harness.emulator import Emulator  # noqa: E402
+from harness.httpd import Httpd, REPO_ROOT  # noqa: E402
+
+RUN_DIR = os.path.join(REPO_ROOT, ".run")
+DATASET, TABLE, LOCATION = "latam_dataset", "datos", "southamerica-east1"
+
+SAMPLE = [
+    ("789", "Prueba automática"),
+    ("790", "Segundo dato"),
+    ("791", None),
+    ("792", "Texto con \"comillas\" y salto\nde línea"),
+    ("793", "¿Qué tal?"),
+    ("794", "datos desde la cola"),
+    ("795", "Último dato de ejemplo"),
+]
+
+CONF = """
+DatosProject {project}
+DatosTable {dataset}.{table}
+DatosCredentials none
+DatosBigQueryURL {emulator}/bigquery/v2
+DatosTimeout 5s
+
+<Location "/datos">
+  SetHandler datos
+</Location>
+<Location "/health">
+  SetHandler datos-health
+</Location>
+"""
+
+
+def rfc3339(epoch):
+    return datetime.datetime.fromtimestamp(epoch, tz=datetime.timezone.utc).strftime(
+        "%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def create_resources(emu):
+    """Creates the dataset and table the first time; True when they were new."""
+    try:
+        emu.create_dataset(DATASET, location=LOCATION)
+    except Exception as e:  # 409: kept from an earlier run
+        if "409" not in str(e) and "uplicate" not in str(e) and "xists" not in str(e):
+            raise
+        return False
+    emu.create_datos_table(DATASET, TABLE)
+    return True
+
+
+def seed(emu):
+    now = emu.now()
+    rows = []
+    for i, (rid, text) in enumerate(SAMPLE):
+        r = {"id": rid, "timestamp": rfc3339(now - 60 * (i + 1))}
+        if text is not None:
+            r["contenido"] = text
+        rows.append(r)
+    emu.insert_rows(rows, DATASET, TABLE)
+    return len(rows)
+
+
+def main():
+    os.makedirs(RUN_DIR, exist_ok=True)
+    port = int(os.environ.get("DATOS_PORT", "8080"))
+    emu_port = int(os.environ.get("EMULATOR_PORT", "9050"))
+    emu = Emulator(os.path.join(RUN_DIR, "emulator"), port=emu_port,
+                   extra_args=("--data-dir", os.path.join(RUN_DIR, "emulator", "data")))
+    httpd = Httpd("run", root=os.path.join(RUN_DIR, "httpd"), port=port, loglevel="info")
+    stopping = []
+
+    def stop(*_):
+        stopping.append(True)
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        emu.start()
+        if create_resources(emu):
+            print("created %s.%s in %s with %d sample rows" % (DATASET, TABLE, LOCATION, seed(emu)))
+        else:
+            print("using %s.%s kept from an earlier run (.run/emulator/data)" % (DATASET, TABLE))
+        httpd.write_config(CONF.format(project=emu.project, dataset=DATASET, table=TABLE,
+                                       emulator=emu.base_url))
+        httpd.start()
+        base = httpd.base_url
+        print("""
+datos is running:
+  emulator   %(emu)s   (BIGQUERY_EMULATOR_HOST=%(emu)s, GCE_METADATA_HOST=%(emuhost)s)
+  httpd      %(base)s   (config: .run/httpd/conf, logs: .run/httpd/logs/error.log)
+
+Try:
+  curl -s %(base)s/health
+  curl -s %(base)s/datos
+  curl -s '%(base)s/datos?limit=3'
+  curl -si '%(base)s/datos?limit=0'
+  curl -s %(emu)s/_emulator/counters
+
+Add rows through the emulator's BigQuery API, then ask /datos again:
+  curl -s -X POST %(emu)s/bigquery/v2/projects/%(project)s/datasets/%(ds)s/tables/%(tb)s/insertAll \\
+    -H 'Content-Type: application/json' \\
+    -d '{"rows":[{"json":{"id":"900","contenido":"hola","timestamp":"%(ts)s"}}]}'
+
+Ctrl-C stops everything.""" % {
+            "emu": emu.base_url, "emuhost": emu.base_url.split("://")[1], "base": base,
+            "project": emu.project, "ds": DATASET, "tb": TABLE, "ts": rfc3339(time.time())})
+        sys.stdout.flush()
+        while not stopping:
+            time.sleep(0.2)
+            if not httpd.is_running():
+                print("httpd stopped unexpectedly; see .run/httpd/logs/error.log")
+                return 1
+    finally:
+        print("\nstopping...")
+        try:
+            httpd.stop()
+        finally:
+            emu.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""Every directive value is checked while the configuration is read:
+`apache2 -t` fails with a message naming the directive."""
+import os
+
+import pytest
+
+from datos_env import HANDLERS
+
+GOOD = """
+DatosProject datos-local
+DatosTable latam_dataset.datos
+DatosCredentials none
+DatosBigQueryURL http://127.0.0.1:9/bigquery/v2
+""" + HANDLERS
+
+
+@pytest.fixture(scope="module")
+def checker(request):
+    from harness.httpd import Httpd
+    h = Httpd("datos-config")
+
+    def check(extra, base=GOOD):
+        h.write_config(base + "\n" + extra + "\n")
+        return h.configtest()
+    check.httpd = h
+    return check
+
+
+def test_good_configuration_passes(checker):
+    rc, out = checker("")
+    assert rc == 0, out
+    assert "Syntax OK" in out
+
+
+def test_every_directive_with_a_good_value_passes(checker, tmp_path):
+    ca = os.path.join(checker.httpd.root, "ca.pem")
+    with open(ca, "w") as f:
+        f.write("-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n")
+    rc, out = checker("\n".join([
+        "DatosTable other-project.some_dataset.Some_Table_1",
+        "DatosLocation southamerica-east1",
+        "DatosAllowInsecureHTTP Off",
+        "DatosCACertificateFile %s" % ca,
+        "DatosLimit 20 500",
+        "DatosTimeout 2500ms",
+        "DatosLookback 14d",
+        "DatosMaxBytesBilled 1G",
+        "DatosMaxPayload 2M",
+    ]))
+    assert rc == 0, out
+
+
+BAD = [
+    ("DatosProject", "DatosProject Bad_Project"),
+    ("DatosProject", "DatosProject abc"),
+    ("DatosProject", "DatosProject 1project"),
+    ("DatosProject", "DatosProject project-"),
+    ("DatosTable", "DatosTable datos"),
+    ("DatosTable", "DatosTable a.b.c.d"),
+    ("DatosTable", "DatosTable `latam_dataset.datos`"),
+    ("DatosTable", "DatosTable latam_dataset.datos;DROP"),
+    ("DatosTable", "DatosTable Upper-Project.ds.t"),
+    ("DatosTable", "DatosTable latam-dataset.datos"),
+    ("DatosLocation", "DatosLocation us/east"),
+    ("DatosLocation", "DatosLocation x"),
+    ("DatosCredentials", "DatosCredentials /nonexistent/key.json"),
+    ("DatosBigQueryURL", "DatosBigQueryURL ftp://bigquery.googleapis.com/bigquery/v2"),
+    ("DatosBigQueryURL", "DatosBigQueryURL bigquery.googleapis.com"),
+    ("DatosAllowInsecureHTTP", "DatosAllowInsecureHTTP maybe"),
+    ("DatosCACertificateFile", "DatosCACertificateFile /nonexistent/ca.pem"),
+    ("DatosLimit", "DatosLimit 0"),
+    ("DatosLimit", "DatosLimit ten"),
+    ("DatosLimit", "DatosLimit 50 20"),
+    ("DatosLimit", "DatosLimit 10 1000000"),
+    ("DatosLimit", "DatosLimit 10 -5"),
+    ("DatosTimeout", "DatosTimeout 0"),
+    ("DatosTimeout", "DatosTimeout 5x"),
+    ("DatosTimeout", "DatosTimeout 10m"),
+    ("DatosTimeout", "DatosTimeout -1s"),
+    ("DatosLookback", "DatosLookback 0"),
+    ("DatosLookback", "DatosLookback 36h"),
+    ("DatosLookback", "DatosLookback week"),
+    ("DatosMaxBytesBilled", "DatosMaxBytesBilled 1M"),
+    ("DatosMaxBytesBilled", "DatosMaxBytesBilled lots"),
+    ("DatosMaxPayload", "DatosMaxPayload 10"),
+    ("DatosMaxPayload", "DatosMaxPayload 1T"),
+]
+
+
+@pytest.mark.parametrize("directive,line", BAD, ids=[l for _, l in BAD])
+def test_bad_value_fails_naming_the_directive(checker, directive, line):
+    rc, out = checker(line)
+    assert rc != 0, out
+    assert directive in out, out
+
+
+def test_plain_http_to_a_remote_host_needs_the_explicit_opt_in(checker):
+    base = GOOD.replace("http://127.0.0.1:9", "http://bigquery.example.com")
+    rc, out = checker("", base=base)
+    assert rc != 0
+    assert "DatosBigQueryURL" in out and "DatosAllowInsecureHTTP" in out
+    rc, out = checker("DatosAllowInsecureHTTP On", base=base)
+    assert rc == 0, out
+
+
+def test_credentials_none_needs_a_project(checker):
+    rc, out = checker("", base=GOOD.replace("DatosProject datos-local\n", ""))
+    assert rc != 0
+    assert "DatosProject" in out
+
+
+def test_directives_are_refused_inside_a_location(checker):
+    rc, out = checker('<Location "/x">\n  DatosLimit 5 10\n</Location>')
+    assert rc != 0
+    assert "DatosLimit" in out
+
+
+def test_virtual_host_may_serve_another_table(checker):
+    rc, out = checker("<VirtualHost 127.0.0.1:*>\n  DatosTable other_dataset.other\n  DatosLimit 5 50\n</VirtualHost>")
+    assert rc == 0, out
