@@ -1,0 +1,258 @@
+"""The emulator application: settings, the route table (method + path pattern -> endpoint
+name + handler), counters, the request log, faults, auth and error mapping.
+
+New services slot in by adding routes: `(method, regex, endpoint name, handler, family)`.
+`family` picks the error style (bigquery: envelope with errors[]; pubsub: plain envelope;
+oauth: OAuth shape; metadata: text) and whether --require-auth applies."""
+import collections
+import os
+import re
+import sys
+import threading
+import time
+import traceback
+
+from .auth import Auth
+from .bigquery import BigQueryApi
+from .clock import Clock
+from .control import Control
+from .errors import (ApiError, DEFAULT_MESSAGES, DEFAULT_REASONS, OAuthError, RawError,
+                     bigquery_envelope, domain_for, plain_envelope)
+from .faults import FaultPlan
+from .http import BadBody, Response, json_bytes, json_response
+from .keys import ServiceAccountKey
+from .state import BigQueryState
+
+AUTH_FAMILIES = {"bigquery", "pubsub"}
+REQUEST_LOG_SIZE = 2000
+SETTINGS = {  # name -> (type, minimum)
+    "require_auth": (bool, None),
+    "token_expires_in": (int, 1),
+    "query_incomplete_polls": (int, 0),
+    "insert_id_window": (float, 0),
+    "streaming_buffer_seconds": (float, 0),
+}
+
+
+class Route:
+    __slots__ = ("method", "regex", "endpoint", "handler", "family")
+
+    def __init__(self, method, pattern, endpoint, handler, family):
+        self.method = method
+        self.regex = re.compile(pattern)
+        self.endpoint = endpoint
+        self.handler = handler
+        self.family = family
+
+
+class App:
+    def __init__(self, host, port, project, key_info, settings, data_dir=None, verbose=False):
+        self.host = host
+        self.port = port
+        self.project = project
+        self.verbose = verbose
+        self.clock = Clock()
+        self.initial_settings = dict(settings)
+        self.settings = dict(settings)
+        self.trusted_keys = [ServiceAccountKey(key_info)]
+        self.key_info = key_info
+        self.faults = FaultPlan()
+        self.counters = collections.Counter()
+        self.request_log = collections.deque(maxlen=REQUEST_LOG_SIZE)
+        self.meta_lock = threading.Lock()
+        data_file = os.path.join(data_dir, "bigquery.json") if data_dir else None
+        if data_dir:
+            os.makedirs(data_dir, exist_ok=True)
+        self.bq = BigQueryState(self.clock, data_file)
+        self.bq.load()
+        self.auth = Auth(self)
+        self.bigquery = BigQueryApi(self)
+        self.control = Control(self)
+        self._tb_seen = set()
+        self.routes = []
+        for spec in self.bigquery.routes():
+            self.add_route(*spec)
+        self.add_route("POST", r"^/token$", "oauth2.token", self.auth.token_endpoint, "oauth")
+        md = "/computeMetadata/v1"
+        self.add_route("GET", "^%s/instance/service-accounts/default/token$" % md,
+                       "metadata.token", self.auth.metadata_token, "metadata")
+        self.add_route("GET", "^%s/project/project-id$" % md, "metadata.projectId",
+                       lambda req: self.auth.metadata_text(req, self.project), "metadata")
+        self.add_route("GET", "^%s/instance/service-accounts/default/email$" % md,
+                       "metadata.email",
+                       lambda req: self.auth.metadata_text(req, self.trusted_keys[0].email),
+                       "metadata")
+        self.add_route("GET", "^%s/universe/universe-domain$" % md, "metadata.universeDomain",
+                       lambda req: self.auth.metadata_text(req, "googleapis.com"), "metadata")
+        self.add_route("GET", "^%s/?$" % md, "metadata.root",
+                       lambda req: self.auth.metadata_text(req, "instance/\nproject/\n"),
+                       "metadata")
+
+    # set-up -------------------------------------------------------------------------------
+
+    def add_route(self, method, pattern, endpoint, handler, family):
+        self.routes.append(Route(method, pattern, endpoint, handler, family))
+
+    @property
+    def base_url(self):
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "", "::") else self.host
+        if ":" in host:
+            host = "[%s]" % host
+        return "http://%s:%d" % (host, self.port)
+
+    @property
+    def token_url(self):
+        return self.base_url + "/token"
+
+    def reset(self):
+        self.faults.clear()
+        with self.meta_lock:
+            self.counters.clear()
+            self.request_log.clear()
+        self.auth.tokens.clear()
+        self.clock.reset()
+        self.settings = dict(self.initial_settings)
+        self.bq.reset()
+
+    def set_settings(self, changes):
+        for k, v in changes.items():
+            if k not in SETTINGS:
+                raise ApiError(400, "Unknown setting %s (known: %s)"
+                               % (k, ", ".join(sorted(SETTINGS))))
+            typ, minimum = SETTINGS[k]
+            if typ is bool:
+                if not isinstance(v, bool):
+                    raise ApiError(400, "Setting %s must be true or false" % k)
+            else:
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or \
+                        (typ is int and int(v) != v):
+                    raise ApiError(400, "Setting %s must be a number" % k)
+                v = typ(v)
+                if minimum is not None and v < minimum:
+                    raise ApiError(400, "Setting %s must be >= %s" % (k, minimum))
+        for k, v in changes.items():
+            self.settings[k] = SETTINGS[k][0](v)
+
+    # dispatch -----------------------------------------------------------------------------
+
+    def match(self, method, path):
+        hit_other_method = False
+        for r in self.routes:
+            m = r.regex.match(path)
+            if m is None:
+                continue
+            if r.method != method and not (method == "HEAD" and r.method == "GET"):
+                hit_other_method = True
+                continue
+            return r, m.groupdict(), False
+        return None, {}, hit_other_method
+
+    def handle(self, req):
+        if req.path.startswith("/_emulator/") or req.path == "/_emulator":
+            return self.control.handle(req)
+        route, params, wrong_method = self.match(req.method, req.path)
+        endpoint = route.endpoint if route else "unknown"
+        req.endpoint = endpoint
+        req.params = params
+        entry = {"time": self.clock.now(), "wall": time.time(), "method": req.method,
+                 "path": req.path,
+                 "query": {k: (v[0] if len(v) == 1 else v) for k, v in req.query_multi.items()},
+                 "endpoint": endpoint, "headers": dict(req.headers),
+                 "body": req.body_for_log(), "status": None}
+        with self.meta_lock:
+            self.counters[endpoint] += 1
+            self.request_log.append(entry)
+        fault = self.faults.take(req.method, req.path, endpoint)
+        family = route.family if route else "bigquery"
+        if fault is not None:
+            resp = self.apply_fault(fault, req, route, family, wrong_method)
+        else:
+            resp = self.process(req, route, family, wrong_method)
+        entry["status"] = None if resp.mode == "drop" else resp.status
+        return resp
+
+    def process(self, req, route, family, wrong_method):
+        try:
+            if route is None:
+                if wrong_method:
+                    # Google's front end answers an unmapped method on a known path with 404.
+                    raise ApiError(404, "Method %s is not supported for %s"
+                                   % (req.method, req.path), "notFound")
+                raise ApiError(404, "Not found: URL %s" % req.path, "notFound")
+            if family in AUTH_FAMILIES and self.settings["require_auth"]:
+                self.auth.check_bearer(req, family)
+            return route.handler(req, **req.params)
+        except ApiError as e:
+            return self.error_response(e, family, req)
+        except OAuthError as e:
+            return Response(e.code, json_bytes(e.body()), "application/json; charset=utf-8")
+        except RawError as e:
+            return Response(e.code, e.body, e.content_type, e.headers)
+        except BadBody as e:
+            return self.error_response(ApiError(400, str(e), "parseError"), family, req)
+        except Exception:
+            tb = traceback.format_exc()
+            key = tb.strip().splitlines()[-1]
+            if key not in self._tb_seen:
+                self._tb_seen.add(key)
+                sys.stderr.write("datos-gcp-emulator: internal error on %s %s\n%s"
+                                 % (req.method, req.path, tb))
+                sys.stderr.flush()
+            return self.error_response(ApiError(500, "An internal error occurred in the datos "
+                                                     "GCP emulator.", "internalError"),
+                                       family, req)
+
+    def error_response(self, e, family, req=None):
+        if family == "oauth":
+            return Response(e.code, json_bytes({"error": "invalid_request",
+                                                "error_description": e.message}),
+                            "application/json; charset=utf-8", e.headers)
+        if family == "metadata":
+            return Response(e.code, e.message + "\n", "text/html; charset=UTF-8", e.headers)
+        body = e.envelope("plain" if family == "pubsub" else "bigquery")
+        pretty = req is not None and req.query.get("prettyPrint", "true").lower() != "false"
+        return json_response(body, e.code, e.headers, pretty=pretty)
+
+    # faults -------------------------------------------------------------------------------
+
+    def apply_fault(self, fault, req, route, family, wrong_method):
+        if fault.delay_ms:
+            time.sleep(fault.delay_ms / 1000.0)
+        action = fault.action
+        if action == "delay":
+            return self.process(req, route, family, wrong_method)
+        if action == "drop":
+            return Response(0, b"", mode="drop")
+        if action == "commit_then_drop":
+            self.process(req, route, family, wrong_method)
+            return Response(0, b"", mode="drop")
+        if action == "truncate":
+            resp = self.process(req, route, family, wrong_method)
+            resp.mode = "truncate"
+            return resp
+        if action == "malformed":
+            return Response(200, b'{"kind": "bigquery#malformed", "rows": [{"f": [{"v": "1"}',
+                            "application/json; charset=UTF-8", fault.headers)
+        # status
+        code = fault.status
+        headers = dict(fault.headers)
+        if fault.retry_after is not None:
+            headers["Retry-After"] = str(fault.retry_after)
+        if fault.body is not None:
+            return Response(code, fault.body, fault.content_type or "text/html; charset=UTF-8",
+                            headers)
+        reason = fault.reason or DEFAULT_REASONS.get(code, "backendError" if code >= 500
+                                                     else "invalid")
+        message = fault.message or DEFAULT_MESSAGES.get(reason) or "Injected fault"
+        if family == "oauth":
+            err = fault.reason or ("internal_failure" if code >= 500 else "invalid_request")
+            return Response(code, json_bytes({"error": err, "error_description": message}),
+                            "application/json; charset=utf-8", headers)
+        if family == "metadata":
+            return Response(code, message + "\n", fault.content_type or "text/html; charset=UTF-8",
+                            headers)
+        if family == "pubsub":
+            body = plain_envelope(code, message)
+        else:
+            body = bigquery_envelope(code, message, reason, fault.domain or domain_for(reason))
+        return json_response(body, code, headers)

@@ -1,0 +1,90 @@
+#!/usr/bin/python3
+"""datos GCP emulator: BigQuery v2, OAuth2 token endpoint and GCE metadata server on one port.
+
+    /usr/bin/python3 tests/emulator/server.py --port 0 --port-file /tmp/emu.port
+
+Standard library only. See tests/emulator/README.md for the control API under /_emulator/.
+"""
+import argparse
+import json
+import os
+import signal
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from gcpemu import keys  # noqa: E402
+from gcpemu.app import App  # noqa: E402
+from gcpemu.http import EmulatorHTTPServer  # noqa: E402
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description="datos GCP emulator (BigQuery, OAuth2, metadata)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=9050, help="0 picks a free port")
+    p.add_argument("--port-file", help="write the bound port number to this file")
+    p.add_argument("--project", default="datos-local",
+                   help="project id the metadata server reports")
+    p.add_argument("--service-account-key", metavar="FILE",
+                   help="trust this service-account JSON key (its public half verifies JWTs)")
+    p.add_argument("--write-service-account-key", metavar="FILE",
+                   help="write the trusted key (generated when no key is given) here, mode 0600")
+    p.add_argument("--require-auth", action="store_true",
+                   help="API calls need a bearer token from this emulator (or a self-signed JWT)")
+    p.add_argument("--data-dir", metavar="DIR",
+                   help="persist datasets, tables and rows here (JSON, written atomically)")
+    p.add_argument("--token-expires-in", type=int, default=3599)
+    p.add_argument("--query-incomplete-polls", type=int, default=0,
+                   help="answers reporting jobComplete:false per new query job")
+    p.add_argument("--insert-id-window", type=float, default=60.0,
+                   help="insertAll insertId dedup window, seconds of emulator clock")
+    p.add_argument("--streaming-buffer-seconds", type=float, default=5400.0,
+                   help="how long insertAll rows stay in the streaming buffer (tables.get)")
+    p.add_argument("--verbose", action="store_true", help="log every request to stderr")
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    server = EmulatorHTTPServer((args.host, args.port), None)
+    port = server.server_address[1]
+    display_host = "127.0.0.1" if args.host in ("0.0.0.0", "") else args.host
+    token_uri = "http://%s:%d/token" % (display_host, port)
+    if args.service_account_key:
+        with open(args.service_account_key, encoding="utf-8") as f:
+            key_info = json.load(f)
+    else:
+        key_info = keys.make_service_account(args.project, token_uri)
+    if args.write_service_account_key:
+        keys.write_private_file(args.write_service_account_key, json.dumps(key_info, indent=2))
+    settings = {"require_auth": bool(args.require_auth),
+                "token_expires_in": args.token_expires_in,
+                "query_incomplete_polls": args.query_incomplete_polls,
+                "insert_id_window": args.insert_id_window,
+                "streaming_buffer_seconds": args.streaming_buffer_seconds}
+    app = App(args.host, port, args.project, key_info, settings, data_dir=args.data_dir,
+              verbose=args.verbose)
+    server.app = app
+    if args.port_file:
+        tmp = args.port_file + ".tmp"
+        with open(tmp, "w") as f:
+            f.write("%d\n" % port)
+        os.replace(tmp, args.port_file)
+
+    def stop(signum, frame):
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    print("datos-gcp-emulator listening on http://%s:%d" % (args.host, port), flush=True)
+    try:
+        server.serve_forever(poll_interval=0.2)
+    except SystemExit:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
