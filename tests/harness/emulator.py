@@ -41,8 +41,11 @@ class EmulatorError(RuntimeError):
 
 
 class Emulator:
-    def __init__(self, workdir, require_auth=False, project="datos-local", extra_args=()):
+    def __init__(self, workdir, require_auth=False, project="datos-local", extra_args=(),
+                 port=0):
+        """port=0 picks a free port; a fixed port (e.g. 9050 for `make run`) may be given."""
         self.workdir = os.path.abspath(workdir)
+        self.requested_port = int(port)
         self.require_auth = require_auth
         self.project = project
         self.extra_args = list(extra_args)
@@ -61,7 +64,7 @@ class Emulator:
         for p in (self.port_file,):
             if os.path.exists(p):
                 os.unlink(p)
-        cmd = [PYTHON, SERVER, "--port", "0", "--port-file", self.port_file,
+        cmd = [PYTHON, SERVER, "--port", str(self.requested_port), "--port-file", self.port_file,
                "--project", self.project]
         if "--service-account-key" not in self.extra_args:
             cmd += ["--write-service-account-key", self.key_file]
