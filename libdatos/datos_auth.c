@@ -1,0 +1,717 @@
+/* datos_auth.c - Google credentials: service-account keys (JWT-bearer
+ * exchange), the metadata server, and a per-process token cache.
+ *
+ * The key is read once, while the caller can still read a 0600 file
+ * (httpd: as root in the parent), and only the parsed EVP_PKEY is kept.
+ * Tokens live in malloc'd memory owned by the credentials and are wiped
+ * when replaced, so a long-running process does not grow a pool per hour
+ * and no stale token lingers in freed pool memory.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <apr_strings.h>
+#include <apr_thread_mutex.h>
+#include <openssl/crypto.h>
+
+#include "datos_auth.h"
+#include "datos_crypt.h"
+#include "datos_json.h"
+#include "datos_log.h"
+
+#define KEYFILE_MAX (64 * 1024)
+#define MD_TOKEN_PATH "/computeMetadata/v1/instance/service-accounts/default/token"
+#define MD_PROJECT_PATH "/computeMetadata/v1/project/project-id"
+#define REFRESH_MARGIN_MAX apr_time_from_sec(300)
+
+struct datos_creds_t {
+    apr_pool_t *pool;
+    datos_creds_kind_t kind;
+    const char *describe;
+    const char *scopes;          /* space-separated */
+    int allow_insecure;
+
+    /* DATOS_CREDS_KEYFILE */
+    const char *key_path;
+    const char *client_email;
+    const char *key_id;
+    const char *token_uri;
+    const char *project_id;
+    EVP_PKEY *pkey;
+
+    /* DATOS_CREDS_METADATA */
+    const char *md_base;         /* http://host[:port] */
+
+    /* Per-process state, guarded by mutex once child_init made one. */
+#if APR_HAS_THREADS
+    apr_thread_mutex_t *mutex;
+#endif
+    char *token;                 /* malloc'd, wiped on release */
+    apr_time_t token_expiry;
+    apr_interval_time_t token_lifetime;
+    char md_project[256];        /* metadata project/project-id, "" until asked */
+};
+
+/* ------------------------------------------------------------ helpers */
+
+static void token_forget(datos_creds_t *c)
+{
+    if (c->token) {
+        OPENSSL_cleanse(c->token, strlen(c->token));
+        free(c->token);
+        c->token = NULL;
+    }
+    c->token_expiry = 0;
+    c->token_lifetime = 0;
+}
+
+static apr_status_t creds_cleanup(void *data)
+{
+    token_forget(data);
+    return APR_SUCCESS;
+}
+
+static void creds_lock(datos_creds_t *c)
+{
+#if APR_HAS_THREADS
+    if (c->mutex) {
+        apr_thread_mutex_lock(c->mutex);
+    }
+#else
+    (void)c;
+#endif
+}
+
+static void creds_unlock(datos_creds_t *c)
+{
+#if APR_HAS_THREADS
+    if (c->mutex) {
+        apr_thread_mutex_unlock(c->mutex);
+    }
+#else
+    (void)c;
+#endif
+}
+
+/* "a b c" -> "a,b,c" for the metadata server's scopes parameter. */
+static const char *scopes_csv(apr_pool_t *p, const char *scopes)
+{
+    char *s = apr_pstrdup(p, scopes), *tok, *last = NULL;
+    const char *out = NULL;
+
+    for (tok = apr_strtok(s, " \t", &last); tok;
+         tok = apr_strtok(NULL, " \t", &last)) {
+        out = out ? apr_pstrcat(p, out, ",", tok, NULL) : tok;
+    }
+    return out ? out : "";
+}
+
+/* --------------------------------------------------------------- load */
+
+static apr_status_t read_key_file(apr_pool_t *p, const char *path,
+                                  char **buf, apr_size_t *len,
+                                  datos_err_t *err)
+{
+    apr_status_t rv = APR_SUCCESS;
+    struct stat st;
+    char *data = NULL;
+    apr_size_t got = 0;
+    int fd;
+
+    /* open first, then fstat: the checks apply to the file actually read. */
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) {
+        return datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,
+                             "cannot open key file %s: %s", path,
+                             strerror(errno));
+    }
+    if (fstat(fd, &st) != 0) {
+        rv = datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,
+                           "cannot stat key file %s: %s", path,
+                           strerror(errno));
+        goto leave;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        rv = datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,
+                           "key file %s is not a regular file", path);
+        goto leave;
+    }
+    if (st.st_mode & 077) {
+        rv = datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,
+                           "key file %s is readable or writable by group or "
+                           "others (mode %04o): run chmod 600 %s", path,
+                           (unsigned)(st.st_mode & 07777), path);
+        goto leave;
+    }
+    if (st.st_size <= 0 || st.st_size > KEYFILE_MAX) {
+        rv = datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,
+                           "key file %s is %s (a service-account key is a "
+                           "few KB of JSON)", path,
+                           st.st_size <= 0 ? "empty" : "too large");
+        goto leave;
+    }
+    data = malloc((size_t)st.st_size + 1);
+    if (!data) {
+        rv = datos_err_set(err, p, APR_ENOMEM, 0, NULL,
+                           "cannot read key file %s: out of memory", path);
+        goto leave;
+    }
+    while (got < (apr_size_t)st.st_size) {
+        ssize_t n = read(fd, data + got, (size_t)st.st_size - got);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            rv = datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,
+                               "cannot read key file %s: %s", path,
+                               n < 0 ? strerror(errno) : "short read");
+            goto leave;
+        }
+        got += (apr_size_t)n;
+    }
+    data[got] = '\0';
+    *buf = data;
+    *len = got;
+    data = NULL;
+
+leave:
+    if (data) {
+        OPENSSL_cleanse(data, (size_t)st.st_size + 1);
+        free(data);
+    }
+    close(fd);
+    return rv;
+}
+
+static const char *req_string(json_t *j, const char *key)
+{
+    const char *s = datos_json_str(j, key);
+    return s && *s ? s : NULL;
+}
+
+static apr_status_t load_key_file(apr_pool_t *p, datos_creds_t *c,
+                                  const char *path, datos_err_t *err)
+{
+    apr_status_t rv;
+    char *buf = NULL;
+    apr_size_t len = 0;
+    json_t *j = NULL;
+    json_error_t jerr;
+    const char *type, *pem, *token_uri;
+    EVP_PKEY *pkey;
+    datos_err_t kerr;
+
+    rv = read_key_file(p, path, &buf, &len, err);
+    if (rv != APR_SUCCESS) {
+        goto leave;
+    }
+    /* jansson's message quotes the text near the error, which here could
+     * be part of the private key: only the position is reported. */
+    j = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!j) {
+        rv = datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,
+                           "key file %s is not valid JSON (line %d, column "
+                           "%d)", path, jerr.line, jerr.column);
+        goto leave;
+    }
+    if (!json_is_object(j)) {
+        rv = datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,
+                           "key file %s is not a JSON object", path);
+        goto leave;
+    }
+    type = datos_json_str(j, "type");
+    if (!type) {
+        rv = datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,
+                           "key file %s has no \"type\": expected a "
+                           "service-account key (\"type\": "
+                           "\"service_account\")", path);
+        goto leave;
+    }
+    if (strcmp(type, "service_account")) {
+        rv = datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,
+                           "key file %s holds credentials of type \"%s\"; "
+                           "only service-account keys (\"service_account\") "
+                           "are supported", path,
+                           datos_err_text(p, type, strlen(type), 64));
+        goto leave;
+    }
+    c->client_email = req_string(j, "client_email");
+    c->key_id = req_string(j, "private_key_id");
+    pem = req_string(j, "private_key");
+    if (!c->client_email || !c->key_id || !pem) {
+        rv = datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,
+                           "key file %s lacks %s", path,
+                           !c->client_email ? "client_email"
+                           : !c->key_id ? "private_key_id" : "private_key");
+        goto leave;
+    }
+    c->client_email = apr_pstrdup(p, c->client_email);
+    c->key_id = apr_pstrdup(p, c->key_id);
+    token_uri = req_string(j, "token_uri");
+    c->token_uri = apr_pstrdup(p, token_uri ? token_uri
+                                            : DATOS_TOKEN_URI_DEFAULT);
+    if (req_string(j, "project_id")) {
+        c->project_id = apr_pstrdup(p, req_string(j, "project_id"));
+    }
+    rv = datos_http_check_url(p, c->token_uri, c->allow_insecure, 0, &kerr);
+    if (rv != APR_SUCCESS) {
+        rv = datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,
+                           "key file %s: token_uri refused: %s", path,
+                           kerr.message);
+        goto leave;
+    }
+    datos_err_clear(&kerr);
+    rv = datos_pkey_from_pem(p, pem, strlen(pem), &pkey, &kerr);
+    if (rv != APR_SUCCESS) {
+        rv = datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,
+                           "key file %s: private_key: %s", path,
+                           kerr.message);
+        goto leave;
+    }
+    c->pkey = pkey;
+    c->key_path = apr_pstrdup(p, path);
+    c->describe = apr_psprintf(p, "service account %s (key %s)",
+                               c->client_email, path);
+
+leave:
+    if (j) {
+        /* The PEM inside jansson's copy is wiped before it is freed. */
+        json_t *k = json_object_get(j, "private_key");
+        if (json_is_string(k)) {
+            OPENSSL_cleanse((void *)json_string_value(k), json_string_length(k));
+        }
+        json_decref(j);
+    }
+    if (buf) {
+        OPENSSL_cleanse(buf, len);
+        free(buf);
+    }
+    return rv;
+}
+
+apr_status_t datos_creds_load(apr_pool_t *p, const char *spec,
+                              const char *scopes, int allow_insecure,
+                              datos_creds_t **out, datos_err_t *err)
+{
+    apr_status_t rv = APR_SUCCESS;
+    datos_creds_t *c;
+    const char *path = NULL;
+
+    c = apr_pcalloc(p, sizeof(*c));
+    c->pool = p;
+    c->scopes = apr_pstrdup(p, scopes && *scopes ? scopes
+                               : DATOS_SCOPE_BIGQUERY);
+    c->allow_insecure = allow_insecure;
+
+    if (!spec || !*spec) {
+        /* Application Default Credentials: a set variable is the answer,
+         * even when its file is unusable (no silent fall-through to other
+         * credentials). */
+        const char *env = getenv("GOOGLE_APPLICATION_CREDENTIALS");
+        if (env && *env) {
+            path = env;
+        }
+        else {
+            c->kind = DATOS_CREDS_METADATA;
+        }
+    }
+    else if (!strcmp(spec, "metadata")) {
+        c->kind = DATOS_CREDS_METADATA;
+    }
+    else if (!strcmp(spec, "none")) {
+        c->kind = DATOS_CREDS_NONE;
+        c->describe = "none";
+    }
+    else {
+        path = spec;
+    }
+
+    if (path) {
+        c->kind = DATOS_CREDS_KEYFILE;
+        rv = load_key_file(p, c, path, err);
+        if (rv != APR_SUCCESS) {
+            goto leave;
+        }
+    }
+    else if (c->kind == DATOS_CREDS_METADATA) {
+        const char *host = getenv("GCE_METADATA_HOST");
+        if (!host || !*host) {
+            host = "metadata.google.internal";
+        }
+        c->md_base = apr_pstrcat(p, "http://", host, NULL);
+        rv = datos_http_check_url(p, c->md_base, 0, 1, err);
+        if (rv != APR_SUCCESS) {
+            rv = datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,
+                               "metadata server address %s is not usable",
+                               datos_err_text(p, host, strlen(host), 100));
+            goto leave;
+        }
+        c->describe = apr_psprintf(p, "metadata server %s", host);
+    }
+    apr_pool_cleanup_register(p, c, creds_cleanup, apr_pool_cleanup_null);
+    *out = c;
+
+leave:
+    return rv;
+}
+
+datos_creds_kind_t datos_creds_kind(const datos_creds_t *creds)
+{
+    return creds->kind;
+}
+
+const char *datos_creds_describe(const datos_creds_t *creds)
+{
+    return creds->describe;
+}
+
+const char *datos_creds_key_project(const datos_creds_t *creds)
+{
+    return creds->kind == DATOS_CREDS_KEYFILE ? creds->project_id : NULL;
+}
+
+#if APR_HAS_THREADS
+static apr_status_t mutex_gone(void *data)
+{
+    ((datos_creds_t *)data)->mutex = NULL;
+    return APR_SUCCESS;
+}
+#endif
+
+apr_status_t datos_creds_child_init(datos_creds_t *creds, apr_pool_t *pchild)
+{
+    /* A token minted before fork is shared with siblings and the parent;
+     * each process keeps its own. */
+    token_forget(creds);
+#if APR_HAS_THREADS
+    {
+        apr_status_t rv = apr_thread_mutex_create(&creds->mutex,
+                                                  APR_THREAD_MUTEX_DEFAULT,
+                                                  pchild);
+        if (rv != APR_SUCCESS) {
+            creds->mutex = NULL;
+            return rv;
+        }
+        apr_pool_cleanup_register(pchild, creds, mutex_gone,
+                                  apr_pool_cleanup_null);
+    }
+#else
+    (void)pchild;
+#endif
+    return APR_SUCCESS;
+}
+
+/* -------------------------------------------------------------- tokens */
+
+static const char *status_text_reason(json_t *j, const char **message)
+{
+    json_t *e = json_object_get(j, "error");
+
+    *message = NULL;
+    if (json_is_string(e)) {            /* OAuth: {error, error_description} */
+        *message = datos_json_str(j, "error_description");
+        return json_string_value(e);
+    }
+    if (json_is_object(e)) {            /* API envelope */
+        json_t *errs = datos_json_arr(e, "errors");
+        const char *reason = NULL;
+        if (errs && json_array_size(errs) > 0) {
+            reason = datos_json_str(json_array_get(errs, 0), "reason");
+        }
+        *message = datos_json_str(e, "message");
+        return reason ? reason : datos_json_str(e, "status");
+    }
+    return NULL;
+}
+
+static int token_chars_ok(const char *s, apr_size_t len)
+{
+    apr_size_t i;
+
+    for (i = 0; i < len; i++) {
+        if ((unsigned char)s[i] <= 0x20 || (unsigned char)s[i] >= 0x7f) {
+            return 0;
+        }
+    }
+    return len > 0;
+}
+
+apr_status_t datos_token_parse(apr_pool_t *p, int http_status,
+                               const char *body, apr_size_t len,
+                               const char **token,
+                               apr_interval_time_t *expires_in,
+                               datos_err_t *err)
+{
+    apr_status_t rv = APR_SUCCESS;
+    json_t *j = NULL, *v;
+    json_error_t jerr;
+    apr_int64_t secs = 0;
+    const char *type;
+
+    memset(&jerr, 0, sizeof(jerr));
+
+    /* Not through datos_json_parse: jansson's message quotes the text near
+     * the error, which in a token answer may be the token. */
+    j = len ? json_loadb(body, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr)
+            : NULL;
+
+    if (http_status < 200 || http_status > 299) {
+        const char *reason = NULL, *msg = NULL;
+
+        if (http_status == 429) {
+            rv = DATOS_ERATELIMIT;
+        }
+        else if (http_status >= 500) {
+            rv = DATOS_EBACKEND;
+        }
+        else if (http_status >= 400) {
+            rv = DATOS_EAUTH;
+        }
+        else {
+            rv = DATOS_EMALFORMED;
+        }
+        if (json_is_object(j)) {
+            reason = status_text_reason(j, &msg);
+        }
+        if (reason || msg) {
+            datos_err_set(err, p, rv, http_status,
+                          reason ? datos_err_text(p, reason, strlen(reason), 64)
+                                 : NULL,
+                          "HTTP %d%s%s%s%s", http_status,
+                          reason ? " " : "",
+                          reason ? datos_err_text(p, reason, strlen(reason), 64) : "",
+                          msg ? ": " : "",
+                          msg ? datos_err_text(p, msg, strlen(msg), 300) : "");
+        }
+        else {
+            datos_err_set(err, p, rv, http_status, NULL, "HTTP %d with %s",
+                          http_status, !len ? "an empty body"
+                          : j ? "JSON that is not an error object"
+                              : "a non-JSON body");
+        }
+        goto leave;
+    }
+
+    if (!j) {
+        rv = datos_err_set(err, p, DATOS_EMALFORMED, http_status, NULL,
+                           len ? "token answer is not JSON (line %d, column %d)"
+                               : "token answer is empty",
+                           jerr.line, jerr.column);
+        goto leave;
+    }
+    if (!json_is_object(j)) {
+        rv = datos_err_set(err, p, DATOS_EMALFORMED, http_status, NULL,
+                           "token answer is not a JSON object");
+        goto leave;
+    }
+    v = json_object_get(j, "access_token");
+    if (!json_is_string(v) || !token_chars_ok(json_string_value(v),
+                                              json_string_length(v))) {
+        rv = datos_err_set(err, p, DATOS_EMALFORMED, http_status, NULL,
+                           "token answer has %s access_token",
+                           v ? "a malformed" : "no");
+        goto leave;
+    }
+    if (datos_json_int64(j, "expires_in", &secs) != APR_SUCCESS
+        || secs <= 0 || secs > APR_INT64_C(10) * 365 * 86400) {
+        rv = datos_err_set(err, p, DATOS_EMALFORMED, http_status, NULL,
+                           "token answer has %s expires_in",
+                           json_object_get(j, "expires_in") ? "a malformed"
+                                                            : "no");
+        goto leave;
+    }
+    type = datos_json_str(j, "token_type");
+    if (!type || strcasecmp(type, "Bearer")) {
+        rv = datos_err_set(err, p, DATOS_EMALFORMED, http_status, NULL,
+                           "token answer has token_type %s, not Bearer",
+                           type ? datos_err_text(p, type, strlen(type), 32)
+                                : "missing");
+        goto leave;
+    }
+    *token = apr_pstrmemdup(p, json_string_value(v), json_string_length(v));
+    *expires_in = apr_time_from_sec(secs);
+
+leave:
+    json_decref(j);
+    return rv;
+}
+
+static apr_status_t fetch_token(datos_creds_t *c, datos_http_t *http,
+                                apr_pool_t *p, apr_time_t deadline,
+                                const char **token,
+                                apr_interval_time_t *expires_in,
+                                datos_err_t *err)
+{
+    apr_status_t rv;
+    datos_http_req_t req;
+    datos_http_resp_t *resp = NULL;
+    const char *where;
+
+    memset(&req, 0, sizeof(req));
+    req.deadline = deadline;
+    req.headers = apr_array_make(p, 1, sizeof(const char *));
+    if (c->kind == DATOS_CREDS_KEYFILE) {
+        const char *jwt;
+        rv = datos_jwt_assertion(p, c->pkey, c->key_id, c->client_email,
+                                 c->scopes, c->token_uri, apr_time_now(),
+                                 &jwt, err);
+        if (rv != APR_SUCCESS) {
+            return rv;
+        }
+        req.method = "POST";
+        req.url = c->token_uri;
+        req.body = apr_pstrcat(p, "grant_type=urn%3Aietf%3Aparams%3Aoauth"
+                               "%3Agrant-type%3Ajwt-bearer&assertion=",
+                               datos_http_urlencode(p, jwt), NULL);
+        req.body_len = strlen(req.body);
+        req.content_type = "application/x-www-form-urlencoded";
+        req.allow_insecure = c->allow_insecure;
+        where = c->token_uri;
+    }
+    else {
+        req.method = "GET";
+        req.url = apr_pstrcat(p, c->md_base, MD_TOKEN_PATH, "?scopes=",
+                              datos_http_urlencode(p, scopes_csv(p, c->scopes)),
+                              NULL);
+        req.metadata = 1;
+        APR_ARRAY_PUSH(req.headers, const char *) = "Metadata-Flavor: Google";
+        where = c->md_base;
+    }
+    rv = datos_http_perform(http, p, &req, &resp, err);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    rv = datos_token_parse(p, resp->status, resp->body, resp->body_len, token,
+                           expires_in, err);
+    if (rv != APR_SUCCESS && err) {
+        err->message = apr_psprintf(p, "access token from %s: %s",
+                                    where, err->message);
+        err->retry_after = datos_http_retry_after(resp, apr_time_now());
+    }
+    return rv;
+}
+
+apr_status_t datos_creds_token(datos_creds_t *creds, datos_http_t *http,
+                               apr_pool_t *p, apr_time_t deadline,
+                               int force_refresh, const char **token,
+                               datos_err_t *err)
+{
+    apr_status_t rv = APR_SUCCESS;
+    apr_time_t start;
+    apr_interval_time_t margin, expires_in = 0;
+    const char *fresh = NULL;
+    char *copy;
+
+    if (creds->kind == DATOS_CREDS_NONE) {
+        *token = NULL;
+        return APR_SUCCESS;
+    }
+    /* Held across the exchange: concurrent requests wait for one refresh
+     * instead of each minting a token. */
+    creds_lock(creds);
+    start = apr_time_now();
+    if (!force_refresh && creds->token) {
+        margin = creds->token_lifetime / 2;
+        if (margin > REFRESH_MARGIN_MAX) {
+            margin = REFRESH_MARGIN_MAX;
+        }
+        if (start < creds->token_expiry - margin) {
+            *token = apr_pstrdup(p, creds->token);
+            goto leave;
+        }
+    }
+    rv = fetch_token(creds, http, p, deadline, &fresh, &expires_in, err);
+    if (rv != APR_SUCCESS) {
+        goto leave;
+    }
+    copy = strdup(fresh);
+    if (!copy) {
+        rv = datos_err_set(err, p, APR_ENOMEM, 0, NULL,
+                           "out of memory storing the access token");
+        goto leave;
+    }
+    token_forget(creds);
+    creds->token = copy;
+    creds->token_lifetime = expires_in;
+    creds->token_expiry = start + expires_in;
+    datos_log_perror(DATOS_LOG_MARK, DATOS_LOG_DEBUG, 0, p,
+                     "new access token from %s, valid %" APR_INT64_T_FMT " s",
+                     creds->describe, (apr_int64_t)apr_time_sec(expires_in));
+    *token = fresh;
+
+leave:
+    creds_unlock(creds);
+    return rv;
+}
+
+apr_status_t datos_creds_project(datos_creds_t *creds, datos_http_t *http,
+                                 apr_pool_t *p, apr_time_t deadline,
+                                 const char **project, datos_err_t *err)
+{
+    apr_status_t rv = APR_SUCCESS;
+    datos_http_req_t req;
+    datos_http_resp_t *resp = NULL;
+    apr_size_t n, i;
+    const char *b;
+
+    if (creds->kind == DATOS_CREDS_KEYFILE) {
+        *project = creds->project_id;
+        return APR_SUCCESS;
+    }
+    if (creds->kind != DATOS_CREDS_METADATA) {
+        *project = NULL;
+        return APR_SUCCESS;
+    }
+    creds_lock(creds);
+    if (creds->md_project[0]) {
+        *project = apr_pstrdup(p, creds->md_project);
+        goto leave;
+    }
+    memset(&req, 0, sizeof(req));
+    req.method = "GET";
+    req.url = apr_pstrcat(p, creds->md_base, MD_PROJECT_PATH, NULL);
+    req.metadata = 1;
+    req.deadline = deadline;
+    req.headers = apr_array_make(p, 1, sizeof(const char *));
+    APR_ARRAY_PUSH(req.headers, const char *) = "Metadata-Flavor: Google";
+    rv = datos_http_perform(http, p, &req, &resp, err);
+    if (rv != APR_SUCCESS) {
+        goto leave;
+    }
+    if (resp->status != 200) {
+        rv = resp->status == 429 ? DATOS_ERATELIMIT
+           : resp->status >= 500 ? DATOS_EBACKEND
+           : resp->status == 403 ? DATOS_EAUTH : DATOS_ECONFIG;
+        datos_err_set(err, p, rv, resp->status, NULL,
+                      "project id from %s: HTTP %d", creds->md_base,
+                      resp->status);
+        goto leave;
+    }
+    b = resp->body;
+    n = resp->body_len;
+    while (n > 0 && (b[n - 1] == '\n' || b[n - 1] == '\r' || b[n - 1] == ' ')) {
+        n--;
+    }
+    for (i = 0; i < n; i++) {
+        if ((unsigned char)b[i] <= 0x20 || (unsigned char)b[i] >= 0x7f) {
+            break;
+        }
+    }
+    if (n == 0 || i < n || n >= sizeof(creds->md_project)) {
+        rv = datos_err_set(err, p, DATOS_EMALFORMED, resp->status, NULL,
+                           "project id from %s is not a project id",
+                           creds->md_base);
+        goto leave;
+    }
+    memcpy(creds->md_project, b, n);
+    creds->md_project[n] = '\0';
+    *project = apr_pstrdup(p, creds->md_project);
+
+leave:
+    creds_unlock(creds);
+    return rv;
+}
