@@ -1,0 +1,1078 @@
+/* datos_bq.c - BigQuery v2 REST for the read path: the newest rows.
+ *
+ * One fetch runs entirely within conf->timeout: credentials, the dataset's
+ * location (once per process), jobs.query, getQueryResults polls and pages,
+ * and the widening of the lookback window. Each fetch has its own curl
+ * handle in the caller's pool; the datos_bq_t itself is read-only after
+ * create except for the location cache, which has its own mutex.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <apr_general.h>
+#include <apr_hash.h>
+#include <apr_strings.h>
+#include <apr_thread_mutex.h>
+
+#include "datos_bq.h"
+#include "datos_json.h"
+#include "datos_log.h"
+#include "datos_time.h"
+
+#define POLL_PAUSE_FIRST (20 * 1000)
+#define POLL_PAUSE_MAX   (500 * 1000)
+#define QUERY_TIMEOUT_MS_MAX 10000
+/* TIMESTAMP_SUB(CURRENT_TIMESTAMP(), INTERVAL n DAY) fails once it would
+ * leave year 1; windows that wide are the whole table anyway. */
+#define WINDOW_DAYS_MAX 700000
+
+struct datos_bq_t {
+    apr_pool_t *pool;
+    datos_bq_conf_t conf;
+#if APR_HAS_THREADS
+    apr_thread_mutex_t *mutex;
+#endif
+    char location[128];          /* the dataset's location once read */
+};
+
+/* ------------------------------------------------------- table names */
+
+static int ident_ok(const char *s, apr_size_t n)
+{
+    apr_size_t i;
+
+    if (n < 1 || n > 1024) {
+        return 0;
+    }
+    for (i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+              || (c >= '0' && c <= '9') || c == '_')) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static const char *project_problem(const char *s, apr_size_t n)
+{
+    apr_size_t i;
+
+    if (n < 6 || n > 30) {
+        return "must be 6 to 30 characters";
+    }
+    if (!(s[0] >= 'a' && s[0] <= 'z')) {
+        return "must start with a lowercase letter";
+    }
+    for (i = 1; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-')) {
+            return "may hold only lowercase letters, digits and '-'";
+        }
+    }
+    if (s[n - 1] == '-') {
+        return "must not end with '-'";
+    }
+    return NULL;
+}
+
+const char *datos_table_parse(apr_pool_t *p, const char *name,
+                              datos_table_ref_t *out)
+{
+    const char *part[3], *dot, *s, *why, *shown;
+    apr_size_t len[3];
+    int n = 0;
+
+    if (!name || !*name) {
+        return "table name is empty: use dataset.table or "
+               "project.dataset.table";
+    }
+    shown = datos_err_text(p, name, strlen(name), 200);
+    for (s = name;; s = dot + 1) {
+        dot = strchr(s, '.');
+        if (n == 3) {
+            n++;
+            break;
+        }
+        part[n] = s;
+        len[n] = dot ? (apr_size_t)(dot - s) : strlen(s);
+        n++;
+        if (!dot) {
+            break;
+        }
+    }
+    if (n < 2 || n > 3) {
+        return apr_psprintf(p, "table name '%s' must be dataset.table or "
+                            "project.dataset.table", shown);
+    }
+    if (n == 3 && (why = project_problem(part[0], len[0])) != NULL) {
+        return apr_psprintf(p, "table name '%s': the project id %s", shown,
+                            why);
+    }
+    if (!ident_ok(part[n - 2], len[n - 2])) {
+        return apr_psprintf(p, "table name '%s': the dataset must be 1 to "
+                            "1024 letters, digits or '_'", shown);
+    }
+    if (!ident_ok(part[n - 1], len[n - 1])) {
+        return apr_psprintf(p, "table name '%s': the table must be 1 to "
+                            "1024 letters, digits or '_'", shown);
+    }
+    out->project = n == 3 ? apr_pstrmemdup(p, part[0], len[0]) : NULL;
+    out->dataset = apr_pstrmemdup(p, part[n - 2], len[n - 2]);
+    out->table = apr_pstrmemdup(p, part[n - 1], len[n - 1]);
+    return NULL;
+}
+
+const char *datos_table_sql(apr_pool_t *p, const char *billing_project,
+                            const datos_table_ref_t *t)
+{
+    const char *project = t->project ? t->project : billing_project;
+
+    if (!project) {
+        return apr_pstrcat(p, "`", t->dataset, ".", t->table, "`", NULL);
+    }
+    return apr_pstrcat(p, "`", project, ".", t->dataset, ".", t->table, "`",
+                       NULL);
+}
+
+const char *datos_bq_latest_sql(apr_pool_t *p, const char *table_sql,
+                                int days)
+{
+    return apr_pstrcat(p,
+        "SELECT id, contenido, timestamp FROM ", table_sql, " WHERE ",
+        days > 0 ? "timestamp >= TIMESTAMP_SUB(CURRENT_TIMESTAMP(), "
+                   "INTERVAL @lookback_days DAY)"
+                 : "TRUE",
+        " QUALIFY ROW_NUMBER() OVER (PARTITION BY id ORDER BY timestamp DESC,"
+        " publish_time DESC, message_id DESC) = 1"
+        " ORDER BY timestamp DESC, id ASC LIMIT @max_rows", NULL);
+}
+
+/* ------------------------------------------------------------ create */
+
+apr_status_t datos_bq_create(apr_pool_t *p, const datos_bq_conf_t *conf,
+                             datos_bq_t **out, datos_err_t *err)
+{
+    datos_bq_t *bq;
+    datos_bq_conf_t *c;
+    apr_status_t rv;
+    char *base;
+    apr_size_t n;
+
+    if (!conf->base_url || !conf->table.dataset || !conf->table.table) {
+        return datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,
+                             "BigQuery client needs a base URL and a table");
+    }
+    if (conf->lookback_days < 1 || conf->max_rows < 1 || conf->timeout <= 0) {
+        return datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,
+                             "BigQuery client needs lookback_days >= 1, "
+                             "max_rows >= 1 and a positive timeout");
+    }
+    if (conf->http.timeout <= 0 || conf->http.connect_timeout <= 0) {
+        return datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,
+                             "BigQuery client needs positive HTTP timeouts");
+    }
+    if (conf->max_bytes_billed < 0
+        || (conf->max_bytes_billed > 0
+            && conf->max_bytes_billed < DATOS_BQ_MIN_BILLED)) {
+        return datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,
+                             "maximum bytes billed %" APR_INT64_T_FMT " is "
+                             "below the %" APR_INT64_T_FMT " bytes BigQuery "
+                             "bills for any query: every query would fail",
+                             conf->max_bytes_billed, DATOS_BQ_MIN_BILLED);
+    }
+    rv = datos_http_check_url(p, conf->base_url, conf->http.allow_insecure, 0,
+                              err);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+
+    bq = apr_pcalloc(p, sizeof(*bq));
+    bq->pool = p;
+    bq->conf = *conf;
+    c = &bq->conf;
+    base = apr_pstrdup(p, conf->base_url);
+    n = strlen(base);
+    while (n > 0 && base[n - 1] == '/') {
+        base[--n] = '\0';
+    }
+    c->base_url = base;
+    c->project = conf->project ? apr_pstrdup(p, conf->project) : NULL;
+    c->table.project = conf->table.project
+                       ? apr_pstrdup(p, conf->table.project) : NULL;
+    c->table.dataset = apr_pstrdup(p, conf->table.dataset);
+    c->table.table = apr_pstrdup(p, conf->table.table);
+    c->location = conf->location && *conf->location
+                  ? apr_pstrdup(p, conf->location) : NULL;
+    c->http.ca_file = conf->http.ca_file ? apr_pstrdup(p, conf->http.ca_file)
+                                         : NULL;
+    c->http.user_agent = conf->http.user_agent
+                         ? apr_pstrdup(p, conf->http.user_agent) : NULL;
+    if (!c->max_payload) {
+        c->max_payload = (apr_size_t)1024 * 1024;
+    }
+    *out = bq;
+    return APR_SUCCESS;
+}
+
+#if APR_HAS_THREADS
+static apr_status_t mutex_gone(void *data)
+{
+    ((datos_bq_t *)data)->mutex = NULL;
+    return APR_SUCCESS;
+}
+#endif
+
+apr_status_t datos_bq_child_init(datos_bq_t *bq, apr_pool_t *pchild)
+{
+#if APR_HAS_THREADS
+    apr_status_t rv = apr_thread_mutex_create(&bq->mutex,
+                                              APR_THREAD_MUTEX_DEFAULT, pchild);
+    if (rv != APR_SUCCESS) {
+        bq->mutex = NULL;
+        return rv;
+    }
+    apr_pool_cleanup_register(pchild, bq, mutex_gone, apr_pool_cleanup_null);
+#else
+    (void)bq;
+    (void)pchild;
+#endif
+    return APR_SUCCESS;
+}
+
+static void bq_lock(datos_bq_t *bq)
+{
+#if APR_HAS_THREADS
+    if (bq->mutex) {
+        apr_thread_mutex_lock(bq->mutex);
+    }
+#else
+    (void)bq;
+#endif
+}
+
+static void bq_unlock(datos_bq_t *bq)
+{
+#if APR_HAS_THREADS
+    if (bq->mutex) {
+        apr_thread_mutex_unlock(bq->mutex);
+    }
+#else
+    (void)bq;
+#endif
+}
+
+/* ------------------------------------------------------ answer parsing */
+
+static apr_status_t load_json(apr_pool_t *p, const char *body, apr_size_t len,
+                              json_t **out, datos_err_t *err)
+{
+    json_error_t jerr;
+    json_t *j = json_loadb(body ? body : "", body ? len : 0,
+                           JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
+    if (!j) {
+        return datos_err_set(err, p, DATOS_EMALFORMED, 0, NULL,
+                             "answer is not JSON: %s (line %d, column %d)",
+                             jerr.text, jerr.line, jerr.column);
+    }
+    *out = j;
+    return APR_SUCCESS;
+}
+
+/* Index of the column called name in schema.fields, or -1. */
+static int column_index(json_t *fields, const char *name, const char *type,
+                        int *type_ok)
+{
+    size_t i;
+
+    for (i = 0; i < json_array_size(fields); i++) {
+        json_t *f = json_array_get(fields, i);
+        const char *n = datos_json_str(f, "name");
+        if (n && !strcmp(n, name)) {
+            const char *t = datos_json_str(f, "type");
+            *type_ok = !t || !strcmp(t, type);
+            return (int)i;
+        }
+    }
+    *type_ok = 1;
+    return -1;
+}
+
+apr_status_t datos_bq_parse_page(apr_pool_t *p, const char *body,
+                                 apr_size_t len, datos_bq_page_t *page,
+                                 datos_err_t *err)
+{
+    apr_status_t rv;
+    json_t *j = NULL, *jc, *ref, *schema, *fields, *rows;
+    datos_bq_page_t pg;
+    const char *s;
+    int ci, ic, tc, ok1, ok2, ok3;
+    size_t nfields, r;
+
+    memset(&pg, 0, sizeof(pg));
+    rv = load_json(p, body, len, &j, err);
+    if (rv != APR_SUCCESS) {
+        goto leave;
+    }
+    if (!json_is_object(j)) {
+        rv = datos_err_set(err, p, DATOS_EMALFORMED, 0, NULL,
+                           "answer is not a JSON object");
+        goto leave;
+    }
+    jc = json_object_get(j, "jobComplete");
+    if (jc && !json_is_boolean(jc)) {
+        rv = datos_err_set(err, p, DATOS_EMALFORMED, 0, NULL,
+                           "jobComplete is not a boolean");
+        goto leave;
+    }
+    pg.job_complete = json_is_true(jc);
+    ref = datos_json_obj(j, "jobReference");
+    if ((s = datos_json_str(ref, "jobId")) && *s) {
+        pg.job_id = apr_pstrdup(p, s);
+    }
+    if ((s = datos_json_str(ref, "location")) && *s) {
+        pg.location = apr_pstrdup(p, s);
+    }
+    if ((s = datos_json_str(j, "pageToken")) && *s) {
+        pg.page_token = apr_pstrdup(p, s);
+    }
+    pg.total_bytes_processed = -1;
+    if (json_object_get(j, "totalBytesProcessed")
+        && datos_json_int64(j, "totalBytesProcessed",
+                            &pg.total_bytes_processed) != APR_SUCCESS) {
+        rv = datos_err_set(err, p, DATOS_EMALFORMED, 0, NULL,
+                           "totalBytesProcessed is not an int64");
+        goto leave;
+    }
+    pg.rows = apr_array_make(p, 0, sizeof(datos_row_t));
+    if (!pg.job_complete) {
+        goto done;
+    }
+
+    schema = datos_json_obj(j, "schema");
+    fields = datos_json_arr(schema, "fields");
+    if (!fields) {
+        rv = datos_err_set(err, p, DATOS_EMALFORMED, 0, NULL,
+                           "complete answer without schema.fields");
+        goto leave;
+    }
+    nfields = json_array_size(fields);
+    ic = column_index(fields, "id", "STRING", &ok1);
+    ci = column_index(fields, "contenido", "STRING", &ok2);
+    tc = column_index(fields, "timestamp", "TIMESTAMP", &ok3);
+    if (ic < 0 || ci < 0 || tc < 0 || !ok1 || !ok2 || !ok3) {
+        rv = datos_err_set(err, p, DATOS_EMALFORMED, 0, NULL,
+                           "schema lacks %s",
+                           ic < 0 || !ok1 ? "id STRING"
+                           : ci < 0 || !ok2 ? "contenido STRING"
+                           : "timestamp TIMESTAMP");
+        goto leave;
+    }
+    rows = json_object_get(j, "rows");
+    if (rows && !json_is_array(rows)) {
+        rv = datos_err_set(err, p, DATOS_EMALFORMED, 0, NULL,
+                           "rows is not an array");
+        goto leave;
+    }
+    pg.rows = apr_array_make(p, (int)json_array_size(rows) + 1,
+                             sizeof(datos_row_t));
+    for (r = 0; r < json_array_size(rows); r++) {
+        json_t *f = datos_json_arr(json_array_get(rows, r), "f");
+        json_t *vid, *vc, *vt;
+        datos_row_t *row;
+
+        if (!f || json_array_size(f) != nfields) {
+            rv = datos_err_set(err, p, DATOS_EMALFORMED, 0, NULL,
+                               "row %d: %s", (int)r,
+                               f ? "cell count differs from the schema"
+                                 : "no f array");
+            goto leave;
+        }
+        vid = json_object_get(json_array_get(f, (size_t)ic), "v");
+        vc = json_object_get(json_array_get(f, (size_t)ci), "v");
+        vt = json_object_get(json_array_get(f, (size_t)tc), "v");
+        if (!json_is_string(vid)) {
+            rv = datos_err_set(err, p, DATOS_EMALFORMED, 0, NULL,
+                               "row %d: id is %s", (int)r,
+                               vid && !json_is_null(vid) ? "not a string"
+                                                         : "NULL");
+            goto leave;
+        }
+        if (vc && !json_is_null(vc) && !json_is_string(vc)) {
+            rv = datos_err_set(err, p, DATOS_EMALFORMED, 0, NULL,
+                               "row %d: contenido is not a string", (int)r);
+            goto leave;
+        }
+        if (!json_is_string(vt)) {
+            rv = datos_err_set(err, p, DATOS_EMALFORMED, 0, NULL,
+                               "row %d: timestamp is %s", (int)r,
+                               vt && !json_is_null(vt) ? "not a string"
+                                                       : "NULL");
+            goto leave;
+        }
+        row = apr_array_push(pg.rows);
+        if (datos_ts_parse_cell(json_string_value(vt), json_string_length(vt),
+                                &row->timestamp_us) != APR_SUCCESS) {
+            rv = datos_err_set(err, p, DATOS_EMALFORMED, 0, NULL,
+                               "row %d: timestamp '%s' is not a TIMESTAMP "
+                               "value", (int)r,
+                               datos_err_text(p, json_string_value(vt),
+                                              json_string_length(vt), 40));
+            goto leave;
+        }
+        row->id_len = json_string_length(vid);
+        row->id = apr_pstrmemdup(p, json_string_value(vid), row->id_len);
+        if (json_is_string(vc)) {
+            row->contenido_len = json_string_length(vc);
+            row->contenido = apr_pstrmemdup(p, json_string_value(vc),
+                                            row->contenido_len);
+        }
+        else {
+            row->contenido = NULL;
+            row->contenido_len = 0;
+        }
+        pg.row_bytes += row->id_len + row->contenido_len;
+    }
+
+done:
+    *page = pg;
+
+leave:
+    json_decref(j);
+    return rv;
+}
+
+static int reason_is(const char *reason, const char *what)
+{
+    return reason && !strcmp(reason, what);
+}
+
+apr_status_t datos_bq_parse_error(apr_pool_t *p, int http_status,
+                                  const char *body, apr_size_t len,
+                                  apr_interval_time_t retry_after,
+                                  datos_err_t *err)
+{
+    datos_err_t local;
+    json_t *j = NULL, *e;
+    const char *reason = NULL, *msg = NULL, *status = NULL;
+    apr_status_t rv;
+    json_error_t jerr;
+
+    if (!err) {
+        err = &local;
+    }
+    if (body && len) {
+        j = json_loadb(body, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
+    }
+    e = json_is_object(j) ? json_object_get(j, "error") : NULL;
+    if (json_is_object(e)) {
+        json_t *errs = datos_json_arr(e, "errors");
+        if (errs && json_array_size(errs) > 0) {
+            reason = datos_json_str(json_array_get(errs, 0), "reason");
+        }
+        status = datos_json_str(e, "status");
+        msg = datos_json_str(e, "message");
+    }
+    else if (json_is_string(e)) {
+        reason = json_string_value(e);
+        msg = datos_json_str(j, "error_description");
+    }
+    if (reason && !*reason) {
+        reason = NULL;
+    }
+
+    if (http_status >= 500
+        || reason_is(reason, "backendError") || reason_is(reason, "internalError")
+        || reason_is(reason, "badGateway")) {
+        rv = DATOS_EBACKEND;
+    }
+    else if (http_status == 429 || reason_is(reason, "rateLimitExceeded")) {
+        rv = DATOS_ERATELIMIT;
+    }
+    else if (reason_is(reason, "quotaExceeded")) {
+        rv = DATOS_EQUOTA;
+    }
+    else if (reason_is(reason, "bytesBilledLimitExceeded")) {
+        rv = DATOS_EBYTESLIMIT;
+    }
+    else if (http_status == 401 || http_status == 403) {
+        rv = DATOS_EAUTH;
+    }
+    else if (http_status >= 400) {
+        rv = DATOS_EREJECTED;
+    }
+    else {
+        /* 1xx/3xx (redirects are not followed) or a 2xx handed here: not
+         * an answer this client can use. */
+        rv = DATOS_EBACKEND;
+    }
+
+    if (!reason) {
+        reason = status;
+    }
+    if (msg && *msg) {
+        datos_err_set(err, p, rv, http_status,
+                      reason ? datos_err_text(p, reason, strlen(reason), 64)
+                             : NULL,
+                      "HTTP %d%s%s: %s", http_status, reason ? " " : "",
+                      reason ? datos_err_text(p, reason, strlen(reason), 64)
+                             : "",
+                      datos_err_text(p, msg, strlen(msg), 500));
+    }
+    else {
+        datos_err_set(err, p, rv, http_status,
+                      reason ? datos_err_text(p, reason, strlen(reason), 64)
+                             : NULL,
+                      "HTTP %d%s%s with %s", http_status, reason ? " " : "",
+                      reason ? datos_err_text(p, reason, strlen(reason), 64)
+                             : "",
+                      !len ? "an empty body"
+                      : e ? "an error envelope without a message"
+                      : j ? "JSON that is not an error envelope"
+                          : "a non-JSON body");
+    }
+    err->retry_after = retry_after;
+    json_decref(j);
+    return rv;
+}
+
+/* -------------------------------------------------------------- fetch */
+
+typedef struct {
+    datos_bq_t *bq;
+    apr_pool_t *p;
+    datos_http_t *http;
+    datos_creds_t *creds;
+    apr_time_t deadline;
+    const char *token;
+    int refreshed;
+    const char *billing;
+    const char *location;
+    datos_latest_t *out;
+    datos_err_t *err;
+} fetch_t;
+
+/* Errors built in a call's scratch pool must outlive it. */
+static apr_status_t err_keep(fetch_t *f, apr_status_t rv)
+{
+    if (f->err) {
+        f->err->reason = f->err->reason ? apr_pstrdup(f->p, f->err->reason)
+                                        : NULL;
+        f->err->message = f->err->message ? apr_pstrdup(f->p, f->err->message)
+                                          : NULL;
+    }
+    return rv;
+}
+
+/* One API call with the bearer token. A 401 refreshes the token once per
+ * fetch and replays the call (the token may have been revoked or expired
+ * early); any other non-2xx answer goes through datos_bq_parse_error. */
+static apr_status_t bq_call(fetch_t *f, apr_pool_t *cp, const char *what,
+                            const char *method, const char *url,
+                            const char *body, datos_http_resp_t **out)
+{
+    apr_status_t rv;
+    datos_http_req_t req;
+    datos_http_resp_t *resp;
+
+    for (;;) {
+        memset(&req, 0, sizeof(req));
+        req.method = method;
+        req.url = url;
+        req.deadline = f->deadline;
+        req.headers = apr_array_make(cp, 1, sizeof(const char *));
+        if (f->token) {
+            APR_ARRAY_PUSH(req.headers, const char *) =
+                apr_pstrcat(cp, "Authorization: Bearer ", f->token, NULL);
+        }
+        if (body) {
+            req.body = body;
+            req.body_len = strlen(body);
+        }
+        rv = datos_http_perform(f->http, cp, &req, &resp, f->err);
+        if (rv != APR_SUCCESS) {
+            if (f->err && f->err->message) {
+                f->err->message = apr_psprintf(cp, "%s: %s", what,
+                                               f->err->message);
+            }
+            return err_keep(f, rv);
+        }
+        if (resp->status == 401 && f->token && !f->refreshed) {
+            f->refreshed = 1;
+            datos_log_perror(DATOS_LOG_MARK, DATOS_LOG_DEBUG, 0, cp,
+                             "%s: HTTP 401, refreshing the access token", what);
+            rv = datos_creds_token(f->creds, f->http, f->p, f->deadline, 1,
+                                   &f->token, f->err);
+            if (rv != APR_SUCCESS) {
+                return err_keep(f, rv);
+            }
+            continue;
+        }
+        if (resp->status < 200 || resp->status > 299) {
+            rv = datos_bq_parse_error(cp, resp->status, resp->body,
+                                      resp->body_len,
+                                      datos_http_retry_after(resp,
+                                                             apr_time_now()),
+                                      f->err);
+            if (f->err) {
+                f->err->message = apr_psprintf(cp, "%s: %s", what,
+                                               f->err->message);
+            }
+            return err_keep(f, rv);
+        }
+        *out = resp;
+        return APR_SUCCESS;
+    }
+}
+
+static apr_status_t dataset_location(fetch_t *f)
+{
+    datos_bq_t *bq = f->bq;
+    apr_status_t rv = APR_SUCCESS;
+    apr_pool_t *cp = NULL;
+    datos_http_resp_t *resp;
+    json_t *j = NULL;
+    const char *loc, *url, *project;
+    apr_size_t i, n;
+
+    if (bq->conf.location) {
+        f->location = bq->conf.location;
+        return APR_SUCCESS;
+    }
+    /* Held across the call: the location is asked once per process even
+     * when several threads start a fetch at once. */
+    bq_lock(bq);
+    if (bq->location[0]) {
+        f->location = apr_pstrdup(f->p, bq->location);
+        goto leave;
+    }
+    apr_pool_create(&cp, f->p);
+    project = bq->conf.table.project ? bq->conf.table.project : f->billing;
+    url = apr_pstrcat(cp, bq->conf.base_url, "/projects/",
+                      datos_http_urlencode(cp, project), "/datasets/",
+                      datos_http_urlencode(cp, bq->conf.table.dataset), NULL);
+    rv = bq_call(f, cp, "datasets.get", "GET", url, NULL, &resp);
+    if (rv != APR_SUCCESS) {
+        goto leave;
+    }
+    rv = load_json(cp, resp->body, resp->body_len, &j, f->err);
+    if (rv != APR_SUCCESS) {
+        rv = err_keep(f, rv);
+        goto leave;
+    }
+    loc = datos_json_str(j, "location");
+    n = loc ? strlen(loc) : 0;
+    for (i = 0; i < n; i++) {
+        char c = loc[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+              || (c >= '0' && c <= '9') || c == '-' || c == '_')) {
+            break;
+        }
+    }
+    if (n == 0 || i < n || n >= sizeof(bq->location)) {
+        rv = datos_err_set(f->err, f->p, DATOS_EMALFORMED, 200, NULL,
+                           "datasets.get: answer has no usable location");
+        goto leave;
+    }
+    memcpy(bq->location, loc, n + 1);
+    f->location = apr_pstrdup(f->p, bq->location);
+
+leave:
+    json_decref(j);
+    if (cp) {
+        apr_pool_destroy(cp);
+    }
+    bq_unlock(bq);
+    return rv;
+}
+
+static apr_status_t new_request_id(apr_pool_t *p, const char **out)
+{
+    unsigned char b[16];
+    apr_status_t rv;
+
+    rv = apr_generate_random_bytes(b, sizeof(b));
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    b[6] = (unsigned char)((b[6] & 0x0F) | 0x40);     /* version 4 */
+    b[8] = (unsigned char)((b[8] & 0x3F) | 0x80);     /* RFC 4122 variant */
+    *out = apr_psprintf(p, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-"
+                        "%02x%02x%02x%02x%02x%02x", b[0], b[1], b[2], b[3],
+                        b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11],
+                        b[12], b[13], b[14], b[15]);
+    return APR_SUCCESS;
+}
+
+static json_t *int64_param(const char *name, apr_int64_t v)
+{
+    char buf[32];
+
+    apr_snprintf(buf, sizeof(buf), "%" APR_INT64_T_FMT, v);
+    return json_pack("{s:s, s:{s:s}, s:{s:s}}", "name", name,
+                     "parameterType", "type", "INT64",
+                     "parameterValue", "value", buf);
+}
+
+/* Milliseconds left before the deadline, for timeoutMs (the server's long
+ * poll must end before our own transfer timeout). 0 when none are left. */
+static long remaining_ms(fetch_t *f)
+{
+    apr_interval_time_t left = f->deadline - apr_time_now();
+
+    if (left <= 0) {
+        return 0;
+    }
+    left /= 1000;
+    if (left < 1) {
+        left = 1;
+    }
+    return left > QUERY_TIMEOUT_MS_MAX ? QUERY_TIMEOUT_MS_MAX : (long)left;
+}
+
+static apr_status_t query_body(fetch_t *f, apr_pool_t *cp, int days,
+                               const char **out)
+{
+    datos_bq_conf_t *c = &f->bq->conf;
+    json_t *q = NULL, *params = NULL;
+    const char *rid, *s;
+    apr_status_t rv;
+    long tmo = remaining_ms(f);
+
+    if (!tmo) {
+        return datos_err_set(f->err, f->p, APR_TIMEUP, 0, NULL,
+                             "jobs.query: fetch deadline passed");
+    }
+    rv = new_request_id(cp, &rid);
+    if (rv != APR_SUCCESS) {
+        return datos_err_set(f->err, f->p, rv, 0, NULL,
+                             "jobs.query: no random bytes for requestId");
+    }
+    params = json_array();
+    if (days > 0) {
+        json_array_append_new(params, int64_param("lookback_days", days));
+    }
+    json_array_append_new(params, int64_param("max_rows", c->max_rows));
+    q = json_object();
+    json_object_set_new(q, "query", json_string(datos_bq_latest_sql(cp,
+                        datos_table_sql(cp, f->billing, &c->table), days)));
+    json_object_set_new(q, "useLegacySql", json_false());
+    json_object_set_new(q, "parameterMode", json_string("NAMED"));
+    json_object_set(q, "queryParameters", params);
+    json_object_set_new(q, "location", json_string(f->location));
+    json_object_set_new(q, "timeoutMs", json_integer(tmo));
+    json_object_set_new(q, "maxResults", json_integer(c->max_rows));
+    json_object_set_new(q, "formatOptions",
+                        json_pack("{s:b}", "useInt64Timestamp", 1));
+    if (c->max_bytes_billed > 0) {
+        json_object_set_new(q, "maximumBytesBilled",
+                            json_string(apr_psprintf(cp, "%" APR_INT64_T_FMT,
+                                                     c->max_bytes_billed)));
+    }
+    json_object_set_new(q, "requestId", json_string(rid));
+    s = datos_json_dump(cp, q, NULL);
+    json_decref(params);
+    json_decref(q);
+    if (!s) {
+        return datos_err_set(f->err, f->p, APR_ENOMEM, 0, NULL,
+                             "jobs.query: cannot build the request");
+    }
+    *out = s;
+    return APR_SUCCESS;
+}
+
+static const char *results_url(fetch_t *f, apr_pool_t *cp, const char *job_id,
+                               const char *location, const char *page_token)
+{
+    datos_bq_conf_t *c = &f->bq->conf;
+
+    return apr_psprintf(cp, "%s/projects/%s/queries/%s?location=%s"
+                        "&timeoutMs=%ld&maxResults=%d"
+                        "&formatOptions.useInt64Timestamp=true%s%s",
+                        c->base_url, datos_http_urlencode(cp, f->billing),
+                        datos_http_urlencode(cp, job_id),
+                        datos_http_urlencode(cp, location),
+                        remaining_ms(f), c->max_rows,
+                        page_token ? "&pageToken=" : "",
+                        page_token ? datos_http_urlencode(cp, page_token) : "");
+}
+
+/* One window: jobs.query, then getQueryResults until the job is complete
+ * and the pages are read (or max_payload is reached). Rows go into wp. */
+static apr_status_t run_window(fetch_t *f, apr_pool_t *wp, int days,
+                               apr_array_header_t **rows_out, int *truncated)
+{
+    datos_bq_conf_t *c = &f->bq->conf;
+    apr_status_t rv = APR_SUCCESS;
+    apr_array_header_t *rows = apr_array_make(wp, c->max_rows < 64
+                                              ? c->max_rows : 64,
+                                              sizeof(datos_row_t));
+    apr_interval_time_t pause = POLL_PAUSE_FIRST;
+    apr_size_t payload = 0;
+    const char *job_id = NULL, *location = f->location, *page_token = NULL;
+    int first = 1, counted = 0;
+    apr_pool_t *cp = NULL;
+
+    *truncated = 0;
+    for (;;) {
+        datos_http_resp_t *resp;
+        datos_bq_page_t page;
+        const char *url, *body = NULL;
+
+        if (cp) {
+            apr_pool_destroy(cp);
+        }
+        apr_pool_create(&cp, f->p);
+        if (first) {
+            rv = query_body(f, cp, days, &body);
+            if (rv != APR_SUCCESS) {
+                goto leave;
+            }
+            url = apr_pstrcat(cp, c->base_url, "/projects/",
+                              datos_http_urlencode(cp, f->billing),
+                              "/queries", NULL);
+            f->out->queries++;
+            rv = bq_call(f, cp, "jobs.query", "POST", url, body, &resp);
+        }
+        else {
+            if (!remaining_ms(f)) {
+                rv = datos_err_set(f->err, f->p, APR_TIMEUP, 0, NULL,
+                                   "getQueryResults: fetch deadline passed");
+                goto leave;
+            }
+            url = results_url(f, cp, job_id, location, page_token);
+            f->out->polls++;
+            rv = bq_call(f, cp, "getQueryResults", "GET", url, NULL, &resp);
+        }
+        if (rv != APR_SUCCESS) {
+            goto leave;
+        }
+        rv = datos_bq_parse_page(wp, resp->body, resp->body_len, &page,
+                                 f->err);
+        if (rv != APR_SUCCESS) {
+            if (f->err) {
+                f->err->http_status = resp->status;
+                f->err->message = apr_psprintf(f->p, "%s: %s",
+                                               first ? "jobs.query"
+                                                     : "getQueryResults",
+                                               f->err->message);
+            }
+            goto leave;
+        }
+        first = 0;
+        if (page.job_id) {
+            job_id = page.job_id;
+        }
+        if (page.location) {
+            location = page.location;
+        }
+        if (!page.job_complete) {
+            if (!job_id || !location) {
+                rv = datos_err_set(f->err, f->p, DATOS_EMALFORMED,
+                                   resp->status, NULL,
+                                   "query answer is incomplete and names no "
+                                   "job to poll");
+                goto leave;
+            }
+            if (apr_time_now() + pause >= f->deadline) {
+                rv = datos_err_set(f->err, f->p, APR_TIMEUP, 0, NULL,
+                                   "query job %s not complete before the "
+                                   "fetch deadline",
+                                   datos_err_text(f->p, job_id,
+                                                  strlen(job_id), 100));
+                goto leave;
+            }
+            apr_sleep(pause);
+            pause = pause * 2 > POLL_PAUSE_MAX ? POLL_PAUSE_MAX : pause * 2;
+            continue;
+        }
+        pause = POLL_PAUSE_FIRST;
+        if (!counted) {
+            /* Every page repeats the job's total; count it once. */
+            counted = 1;
+            if (page.total_bytes_processed > 0) {
+                f->out->bytes_processed += page.total_bytes_processed;
+            }
+        }
+        apr_array_cat(rows, page.rows);
+        payload += page.row_bytes;
+        if (!page.page_token) {
+            break;
+        }
+        if (payload >= c->max_payload) {
+            *truncated = 1;
+            break;
+        }
+        if (!job_id || !location) {
+            rv = datos_err_set(f->err, f->p, DATOS_EMALFORMED, resp->status,
+                               NULL, "query answer has a pageToken but names "
+                               "no job");
+            goto leave;
+        }
+        page_token = page.page_token;
+    }
+    *rows_out = rows;
+
+leave:
+    if (cp) {
+        apr_pool_destroy(cp);
+    }
+    return rv;
+}
+
+typedef struct {
+    datos_row_t row;
+    int pos;
+} sort_row_t;
+
+static int row_cmp(const void *a, const void *b)
+{
+    const sort_row_t *x = a, *y = b;
+    apr_size_t n;
+    int c;
+
+    if (x->row.timestamp_us != y->row.timestamp_us) {
+        return x->row.timestamp_us > y->row.timestamp_us ? -1 : 1;
+    }
+    n = x->row.id_len < y->row.id_len ? x->row.id_len : y->row.id_len;
+    c = n ? memcmp(x->row.id, y->row.id, n) : 0;
+    if (c) {
+        return c;
+    }
+    if (x->row.id_len != y->row.id_len) {
+        return x->row.id_len < y->row.id_len ? -1 : 1;
+    }
+    return x->pos - y->pos;
+}
+
+/* The SQL already answers newest first, one row per id; the order and the
+ * uniqueness are re-established here so the contract holds whatever the
+ * server (or an emulator) does with ties and pages. */
+static apr_array_header_t *normalise_rows(apr_pool_t *p,
+                                          const apr_array_header_t *in,
+                                          int max_rows)
+{
+    apr_array_header_t *out = apr_array_make(p, in->nelts ? in->nelts : 1,
+                                             sizeof(datos_row_t));
+    sort_row_t *s;
+    apr_hash_t *seen = apr_hash_make(p);
+    int i;
+
+    if (!in->nelts) {
+        return out;
+    }
+    s = apr_palloc(p, sizeof(*s) * (apr_size_t)in->nelts);
+    for (i = 0; i < in->nelts; i++) {
+        s[i].row = APR_ARRAY_IDX(in, i, datos_row_t);
+        s[i].pos = i;
+    }
+    qsort(s, (size_t)in->nelts, sizeof(*s), row_cmp);
+    for (i = 0; i < in->nelts && out->nelts < max_rows; i++) {
+        apr_ssize_t klen = (apr_ssize_t)s[i].row.id_len;
+        const void *key = klen ? (const void *)s[i].row.id : "";
+        if (apr_hash_get(seen, key, klen)) {
+            continue;
+        }
+        apr_hash_set(seen, key, klen, key);
+        APR_ARRAY_PUSH(out, datos_row_t) = s[i].row;
+    }
+    return out;
+}
+
+apr_status_t datos_bq_fetch_latest(datos_bq_t *bq, apr_pool_t *p,
+                                   datos_latest_t **out, datos_err_t *err)
+{
+    datos_bq_conf_t *c = &bq->conf;
+    apr_status_t rv;
+    fetch_t f;
+    datos_latest_t *res;
+    apr_pool_t *best_pool = NULL, *wp = NULL;
+    apr_array_header_t *best = NULL;
+    apr_int64_t days;
+    int step;
+
+    memset(&f, 0, sizeof(f));
+    f.bq = bq;
+    f.p = p;
+    f.err = err;
+    f.creds = c->creds;
+    f.deadline = apr_time_now() + c->timeout;
+    res = apr_pcalloc(p, sizeof(*res));
+    f.out = res;
+
+    rv = datos_http_create(p, &c->http, &f.http, err);
+    if (rv != APR_SUCCESS) {
+        goto leave;
+    }
+    f.billing = c->project;
+    if (!f.billing && f.creds) {
+        rv = datos_creds_project(f.creds, f.http, p, f.deadline, &f.billing,
+                                 err);
+        if (rv != APR_SUCCESS) {
+            goto leave;
+        }
+    }
+    if (!f.billing) {
+        rv = datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,
+                           "no project to bill the query to: set the project "
+                           "(DatosProject / project) or use credentials that "
+                           "name one");
+        goto leave;
+    }
+    if (f.creds) {
+        rv = datos_creds_token(f.creds, f.http, p, f.deadline, 0, &f.token,
+                               err);
+        if (rv != APR_SUCCESS) {
+            goto leave;
+        }
+    }
+    rv = dataset_location(&f);
+    if (rv != APR_SUCCESS) {
+        goto leave;
+    }
+
+    days = c->lookback_days;
+    for (step = 0; step <= DATOS_BQ_WIDEN_STEPS; step++) {
+        apr_array_header_t *rows = NULL;
+        int truncated = 0, window;
+
+        window = step == DATOS_BQ_WIDEN_STEPS || days > WINDOW_DAYS_MAX
+                 ? 0 : (int)days;
+        res->window_days = window;
+        apr_pool_create(&wp, p);
+        rv = run_window(&f, wp, window, &rows, &truncated);
+        if (rv != APR_SUCCESS) {
+            apr_pool_destroy(wp);
+            wp = NULL;
+            if (rv == DATOS_EBYTESLIMIT && step > 0) {
+                /* The narrower window's rows are a correct (if short)
+                 * answer; serving them beats failing on cost. */
+                res->capped = 1;
+                rv = APR_SUCCESS;
+                break;
+            }
+            goto leave;
+        }
+        /* A wider window's rows are a superset of the narrower one's. */
+        if (best_pool) {
+            apr_pool_destroy(best_pool);
+        }
+        best_pool = wp;
+        wp = NULL;
+        best = rows;
+        res->truncated = truncated;
+        datos_log_perror(DATOS_LOG_MARK, DATOS_LOG_DEBUG, 0, p,
+                         "window %d days: %d rows%s", window, rows->nelts,
+                         truncated ? " (payload cap reached)" : "");
+        if (rows->nelts >= c->max_rows || truncated || window == 0) {
+            break;
+        }
+        days *= DATOS_BQ_WIDEN_FACTOR;
+    }
+    res->rows = normalise_rows(p, best ? best
+                               : apr_array_make(p, 0, sizeof(datos_row_t)),
+                               c->max_rows);
+    *out = res;
+
+leave:
+    return rv;
+}
