@@ -1,0 +1,88 @@
+/* dt_support.h - shared support for the libdatos unit tests: pools, temp
+ * files, fixtures, and a scripted loopback HTTP server that stands in for
+ * Google's endpoints. Linked into every test binary. */
+#ifndef DT_SUPPORT_H
+#define DT_SUPPORT_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <apr_general.h>
+#include <apr_pools.h>
+#include <apr_strings.h>
+
+/* cmocka group setup/teardown: apr_initialize / apr_terminate. */
+int dt_group_setup(void **state);
+int dt_group_teardown(void **state);
+/* Per-test: *state is a fresh pool, destroyed afterwards. */
+int dt_setup(void **state);
+int dt_teardown(void **state);
+
+#define DT_POOL(state) ((apr_pool_t *)*(state))
+#define DT_TEST(f) cmocka_unit_test_setup_teardown(f, dt_setup, dt_teardown)
+
+/* A fresh directory under $DATOS_TEST_TMP (build/test-tmp from make). */
+const char *dt_tmpdir(apr_pool_t *p);
+/* Writes content to dir/name with the given mode; returns the path. */
+const char *dt_write_file(apr_pool_t *p, const char *dir, const char *name,
+                          const char *content, apr_size_t len, int mode);
+/* Whole file, NUL-terminated; fails the test when unreadable. */
+char *dt_read_file(apr_pool_t *p, const char *path, apr_size_t *len);
+/* tests/unit/data/<name>, relative to the repository root make runs in. */
+const char *dt_data_path(apr_pool_t *p, const char *name);
+
+/* The committed test key (tests/unit/data/test_key.pem). */
+const char *dt_test_key_pem(apr_pool_t *p);
+/* A service-account key file for the test key, mode 0600, with the given
+ * token_uri (NULL: omitted). */
+const char *dt_write_key_file(apr_pool_t *p, const char *dir,
+                              const char *token_uri);
+
+/* Runs a shell command; returns its exit status (-1 when it did not run). */
+int dt_system(apr_pool_t *p, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* ------------------------------------------------- scripted server */
+
+typedef struct dt_response_t {
+    int status;              /* 0 with raw or close_now */
+    const char *headers;     /* extra header lines, each ending in \r\n */
+    const char *body;        /* NULL: empty */
+    apr_size_t body_len;     /* 0: strlen(body) */
+    int delay_ms;            /* wait before answering */
+    int hang;                /* read the request, never answer */
+    int close_now;           /* read the request, close without answering */
+    const char *raw;         /* send these bytes verbatim instead */
+} dt_response_t;
+
+typedef struct dt_request_t {
+    char *method;
+    char *target;            /* path and query */
+    char *head;              /* all header lines */
+    char *body;
+    apr_size_t body_len;
+} dt_request_t;
+
+typedef struct dt_server_t dt_server_t;
+
+/* Listens on 127.0.0.1 (ephemeral port) in a thread. Every connection
+ * carries one request and gets "Connection: close", so the script order
+ * is the request order. Unscripted requests get 500 "unscripted". */
+dt_server_t *dt_server_start(void);
+void dt_server_stop(dt_server_t *s);
+void dt_server_push(dt_server_t *s, const dt_response_t *r);
+/* Shorthand: a JSON answer with the given status. */
+void dt_server_json(dt_server_t *s, int status, const char *body);
+const char *dt_server_url(dt_server_t *s, apr_pool_t *p); /* http://127.0.0.1:N */
+int dt_server_port(dt_server_t *s);
+int dt_server_count(dt_server_t *s);
+/* Copy of request i (0-based) in p. */
+dt_request_t *dt_server_request(dt_server_t *s, apr_pool_t *p, int i);
+/* Header value (case-insensitive name) or NULL. */
+const char *dt_request_header(apr_pool_t *p, const dt_request_t *r,
+                              const char *name);
+
+#endif
