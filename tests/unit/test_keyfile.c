@@ -1,0 +1,256 @@
+/* test_keyfile.c - loading credentials: key file checks and the ADC order. */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/stat.h>
+#include <jansson.h>
+
+#include "dt_support.h"
+#include "datos_auth.h"
+
+static const char *key_json(apr_pool_t *p, const char *drop, const char *type)
+{
+    json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}",
+                          "type", type ? type : "service_account",
+                          "project_id", "datos-test-project",
+                          "private_key_id", "0123456789abcdef",
+                          "private_key", dt_test_key_pem(p),
+                          "client_email", "loader@datos-test-project.iam.gserviceaccount.com",
+                          "token_uri", "https://oauth2.googleapis.com/token");
+    char *s;
+    const char *out;
+
+    if (drop) {
+        json_object_del(j, drop);
+    }
+    s = json_dumps(j, JSON_PRESERVE_ORDER);
+    out = apr_pstrdup(p, s);
+    free(s);
+    json_decref(j);
+    return out;
+}
+
+static apr_status_t load(apr_pool_t *p, const char *spec, int insecure,
+                         datos_creds_t **c, datos_err_t *err)
+{
+    *c = NULL;
+    datos_err_clear(err);
+    return datos_creds_load(p, spec, DATOS_SCOPE_BIGQUERY, insecure, c, err);
+}
+
+static void refused(apr_pool_t *p, const char *spec, const char *needle)
+{
+    datos_creds_t *c;
+    datos_err_t err;
+
+    if (load(p, spec, 0, &c, &err) != DATOS_ECONFIG) {
+        fail_msg("%s accepted", spec);
+    }
+    assert_null(c);
+    assert_non_null(err.message);
+    if (!strstr(err.message, needle)) {
+        fail_msg("'%s' lacks '%s'", err.message, needle);
+    }
+    /* no key material in the message, whatever went wrong */
+    assert_null(strstr(err.message, "BEGIN PRIVATE KEY"));
+    assert_null(strstr(err.message, "MII"));
+}
+
+static void keyfile_good(void **state)
+{
+    apr_pool_t *p = DT_POOL(state);
+    const char *dir = dt_tmpdir(p), *path, *link;
+    datos_creds_t *c;
+    datos_err_t err;
+
+    path = dt_write_file(p, dir, "good.json", key_json(p, NULL, NULL),
+                         strlen(key_json(p, NULL, NULL)), 0600);
+    assert_int_equal(load(p, path, 0, &c, &err), APR_SUCCESS);
+    assert_int_equal(datos_creds_kind(c), DATOS_CREDS_KEYFILE);
+    assert_string_equal(datos_creds_key_project(c), "datos-test-project");
+    assert_string_equal(datos_creds_describe(c),
+                        apr_psprintf(p, "service account loader@datos-test-project."
+                                     "iam.gserviceaccount.com (key %s)", path));
+    /* read-only for the owner is fine too */
+    assert_int_equal(chmod(path, 0400), 0);
+    assert_int_equal(load(p, path, 0, &c, &err), APR_SUCCESS);
+    /* a symlink (Kubernetes secret volumes) to a private file is fine */
+    link = apr_pstrcat(p, dir, "/link.json", NULL);
+    assert_int_equal(symlink(path, link), 0);
+    assert_int_equal(load(p, link, 0, &c, &err), APR_SUCCESS);
+}
+
+static void keyfile_mode(void **state)
+{
+    apr_pool_t *p = DT_POOL(state);
+    const char *dir = dt_tmpdir(p), *k = key_json(p, NULL, NULL), *path;
+
+    path = dt_write_file(p, dir, "k644.json", k, strlen(k), 0644);
+    refused(p, path, "(mode 0644): run chmod 600");
+    refused(p, path, path);
+    path = dt_write_file(p, dir, "k640.json", k, strlen(k), 0640);
+    refused(p, path, "mode 0640");
+    path = dt_write_file(p, dir, "k604.json", k, strlen(k), 0604);
+    refused(p, path, "mode 0604");
+    path = dt_write_file(p, dir, "k620.json", k, strlen(k), 0620);
+    refused(p, path, "group or others");
+}
+
+static void keyfile_not_regular_or_missing(void **state)
+{
+    apr_pool_t *p = DT_POOL(state);
+    const char *dir = dt_tmpdir(p);
+
+    refused(p, dir, "not a regular file");
+    refused(p, apr_pstrcat(p, dir, "/nope.json", NULL), "cannot open key file");
+    refused(p, dt_write_file(p, dir, "empty.json", "", 0, 0600), "empty");
+}
+
+static void keyfile_wrong_type(void **state)
+{
+    apr_pool_t *p = DT_POOL(state);
+    const char *dir = dt_tmpdir(p);
+    static const char *const types[] = {
+        "authorized_user", "external_account", "impersonated_service_account",
+        "external_account_authorized_user", "gdch_service_account",
+    };
+    size_t i;
+
+    for (i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
+        const char *k = key_json(p, NULL, types[i]);
+        const char *path = dt_write_file(p, dir, apr_pstrcat(p, types[i], ".json", NULL),
+                                         k, strlen(k), 0600);
+        refused(p, path, apr_psprintf(p, "of type \"%s\"; only service-account",
+                                      types[i]));
+    }
+    {
+        const char *k = key_json(p, "type", NULL);
+        refused(p, dt_write_file(p, dir, "notype.json", k, strlen(k), 0600),
+                "has no \"type\"");
+    }
+}
+
+static void keyfile_missing_fields(void **state)
+{
+    apr_pool_t *p = DT_POOL(state);
+    const char *dir = dt_tmpdir(p);
+    static const char *const fields[] = { "client_email", "private_key", "private_key_id" };
+    size_t i;
+
+    for (i = 0; i < 3; i++) {
+        const char *k = key_json(p, fields[i], NULL);
+        const char *path = dt_write_file(p, dir, apr_pstrcat(p, fields[i], ".json", NULL),
+                                         k, strlen(k), 0600);
+        refused(p, path, apr_pstrcat(p, "lacks ", fields[i], NULL));
+    }
+}
+
+static void keyfile_bad_content(void **state)
+{
+    apr_pool_t *p = DT_POOL(state);
+    const char *dir = dt_tmpdir(p), *k;
+    /* A syntax error right inside the key: jansson's own message would
+     * quote the text around it. */
+    static const char broken[] =
+        "{\"type\": \"service_account\",\n \"private_key\": \"-----BEGIN PRIVATE KEY-----\\n"
+        "MIIEvQIBADANBgkqhkiG9w0B SECRETKEYBYTES \\q\"}";
+    static const char badpem[] =
+        "{\"type\":\"service_account\",\"client_email\":\"a@b\",\"private_key_id\":\"k\","
+        "\"private_key\":\"-----BEGIN PRIVATE KEY-----\\nMIIEvQIBADANSECRET\\n-----END PRIVATE KEY-----\\n\"}";
+
+    refused(p, dt_write_file(p, dir, "broken.json", broken, strlen(broken), 0600),
+            "not valid JSON (line 2");
+    refused(p, dt_write_file(p, dir, "broken.json", broken, strlen(broken), 0600),
+            "column");
+    {
+        datos_creds_t *c;
+        datos_err_t err;
+        const char *path = dt_write_file(p, dir, "broken.json", broken,
+                                         strlen(broken), 0600);
+        load(p, path, 0, &c, &err);
+        assert_null(strstr(err.message, "SECRET"));
+        path = dt_write_file(p, dir, "badpem.json", badpem, strlen(badpem), 0600);
+        assert_int_equal(load(p, path, 0, &c, &err), DATOS_ECONFIG);
+        assert_non_null(strstr(err.message, "private_key"));
+        assert_null(strstr(err.message, "SECRET"));
+    }
+    refused(p, dt_write_file(p, dir, "arr.json", "[1]", 3, 0600), "not a JSON object");
+    k = "{\"type\":\"service_account\",\"type\":\"authorized_user\"}";
+    refused(p, dt_write_file(p, dir, "dup.json", k, strlen(k), 0600), "not valid JSON");
+}
+
+static void keyfile_token_uri_rule(void **state)
+{
+    apr_pool_t *p = DT_POOL(state);
+    const char *dir = dt_tmpdir(p), *path;
+    datos_creds_t *c;
+    datos_err_t err;
+
+    path = dt_write_key_file(p, dir, "http://oauth.example.com/token");
+    refused(p, path, "token_uri refused");
+    assert_int_equal(load(p, path, 1, &c, &err), APR_SUCCESS);   /* opted in */
+    path = dt_write_key_file(p, dir, "http://127.0.0.1:1/token");
+    assert_int_equal(load(p, path, 0, &c, &err), APR_SUCCESS);
+    path = dt_write_key_file(p, dir, "ftp://127.0.0.1/token");
+    refused(p, path, "token_uri refused");
+    /* absent: Google's default */
+    path = dt_write_key_file(p, dir, NULL);
+    assert_int_equal(load(p, path, 0, &c, &err), APR_SUCCESS);
+}
+
+static void adc_order(void **state)
+{
+    apr_pool_t *p = DT_POOL(state);
+    const char *dir = dt_tmpdir(p), *path;
+    datos_creds_t *c;
+    datos_err_t err;
+
+    path = dt_write_key_file(p, dir, NULL);
+    setenv("GOOGLE_APPLICATION_CREDENTIALS", path, 1);
+    assert_int_equal(load(p, NULL, 0, &c, &err), APR_SUCCESS);
+    assert_int_equal(datos_creds_kind(c), DATOS_CREDS_KEYFILE);
+    assert_int_equal(load(p, "", 0, &c, &err), APR_SUCCESS);
+    assert_int_equal(datos_creds_kind(c), DATOS_CREDS_KEYFILE);
+
+    /* set but unusable: an error, never a fall-through to the metadata server */
+    setenv("GOOGLE_APPLICATION_CREDENTIALS", apr_pstrcat(p, dir, "/missing.json", NULL), 1);
+    assert_int_equal(load(p, NULL, 0, &c, &err), DATOS_ECONFIG);
+    assert_non_null(strstr(err.message, "missing.json"));
+
+    unsetenv("GOOGLE_APPLICATION_CREDENTIALS");
+    setenv("GCE_METADATA_HOST", "127.0.0.1:8999", 1);
+    assert_int_equal(load(p, NULL, 0, &c, &err), APR_SUCCESS);
+    assert_int_equal(datos_creds_kind(c), DATOS_CREDS_METADATA);
+    assert_string_equal(datos_creds_describe(c), "metadata server 127.0.0.1:8999");
+    assert_null(datos_creds_key_project(c));
+    unsetenv("GCE_METADATA_HOST");
+    assert_int_equal(load(p, "metadata", 0, &c, &err), APR_SUCCESS);
+    assert_string_equal(datos_creds_describe(c),
+                        "metadata server metadata.google.internal");
+
+    assert_int_equal(load(p, "none", 0, &c, &err), APR_SUCCESS);
+    assert_int_equal(datos_creds_kind(c), DATOS_CREDS_NONE);
+    assert_string_equal(datos_creds_describe(c), "none");
+    {
+        const char *tok = "x";
+        assert_int_equal(datos_creds_token(c, NULL, p, 0, 0, &tok, &err), APR_SUCCESS);
+        assert_null(tok);
+        assert_int_equal(datos_creds_project(c, NULL, p, 0, &tok, &err), APR_SUCCESS);
+        assert_null(tok);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        DT_TEST(keyfile_good),
+        DT_TEST(keyfile_mode),
+        DT_TEST(keyfile_not_regular_or_missing),
+        DT_TEST(keyfile_wrong_type),
+        DT_TEST(keyfile_missing_fields),
+        DT_TEST(keyfile_bad_content),
+        DT_TEST(keyfile_token_uri_rule),
+        DT_TEST(adc_order),
+    };
+    return cmocka_run_group_tests(tests, dt_group_setup, dt_group_teardown);
+}
