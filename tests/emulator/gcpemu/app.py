@@ -84,6 +84,10 @@ class App:
                        "metadata")
         self.add_route("GET", "^%s/universe/universe-domain$" % md, "metadata.universeDomain",
                        lambda req: self.auth.metadata_text(req, "googleapis.com"), "metadata")
+        self.add_route("GET", "^%s/instance/?$" % md, "metadata.instance",
+                       lambda req: self.auth.metadata_text(
+                           req, "attributes/\nhostname\nid\nservice-accounts/\nzone\n"),
+                       "metadata")
         self.add_route("GET", "^%s/?$" % md, "metadata.root",
                        lambda req: self.auth.metadata_text(req, "instance/\nproject/\n"),
                        "metadata")

@@ -785,6 +785,8 @@ def parse_parameters(body):
     """-> (types: lower name -> std, values: lower name -> (std, stored value))."""
     params = body.get("queryParameters")
     mode = body.get("parameterMode")
+    if isinstance(mode, str):
+        mode = mode.upper()  # Google's Node.js client sends "named"; the service accepts it
     if params is None or params == []:
         if mode not in (None, "NAMED", "POSITIONAL"):
             raise invalid("Invalid parameterMode: %s" % mode)
@@ -828,6 +830,12 @@ def parse_parameters(body):
         if raw is None:
             value = None
         else:
+            if isinstance(raw, bool):
+                raw = "true" if raw else "false"
+            elif isinstance(raw, (int, float)):
+                # Google's Node.js client sends INT64/FLOAT64 values as JSON numbers and the
+                # service takes them.
+                raw = json.dumps(raw)
             if not isinstance(raw, str):
                 raise invalid("Invalid value at 'query_request.query_parameters[%d]."
                               "parameter_value.value' (TYPE_STRING), %s" % (i, json.dumps(raw)))

@@ -1,0 +1,73 @@
+"""Google's official Node.js BigQuery client, unchanged, against the emulator
+(BIGQUERY_EMULATOR_HOST): what it sends must be accepted, what it gets must parse."""
+import json
+import os
+import subprocess
+
+import pytest
+
+from harness.emulator import REPO
+
+SCRIPT = os.path.join(REPO, "tests", "emulator", "node", "bq_client.js")
+MODULE = os.path.join(REPO, "node_modules", "@google-cloud", "bigquery")
+
+pytestmark = pytest.mark.skipif(
+    not os.path.isdir(MODULE),
+    reason="node_modules/@google-cloud/bigquery is absent: run `npm ci` (make deps) first")
+
+
+def run_client(emu, dataset):
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+           "HOME": os.environ.get("HOME", "/root"),
+           "BIGQUERY_EMULATOR_HOST": emu.base_url,
+           # keep the client's credential probing on loopback (no 169.254.169.254)
+           "GCE_METADATA_HOST": "127.0.0.1:%d" % emu.port,
+           "DATOS_PROJECT": emu.project, "DATOS_DATASET": dataset}
+    p = subprocess.run(["node", SCRIPT], env=env, capture_output=True, text=True, timeout=60,
+                       cwd=REPO)
+    assert p.returncode == 0, "node client failed:\n%s\n%s" % (p.stdout, p.stderr)
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+EXPECTED_ROWS = [
+    {"id": "1", "contenido": "hola nuevo", "timestamp": "2024-01-14T15:00:00.000Z"},
+    {"id": "2", "contenido": None, "timestamp": "2024-01-14T13:00:00.000Z"},
+]
+
+
+def test_node_client_round_trip(emu):
+    out = run_client(emu, "node_ds")
+    assert out["dataset"] == {"id": "node_ds", "location": "southamerica-east1",
+                              "kind": "bigquery#dataset"}
+    assert out["table"]["id"] == "%s:node_ds.datos" % emu.project
+    assert out["table"]["timePartitioning"] == {"type": "DAY", "field": "timestamp"}
+    assert out["table"]["clustering"] == {"fields": ["id"]}
+    assert out["rows"] == EXPECTED_ROWS
+    assert out["paged"] == ["1", "1", "2", "3"]
+    assert out["count"] == 4
+    # what the client put on the wire (gcp-wire 6)
+    queries = emu.requests("bigquery.jobs.query")
+    assert queries and all(q["path"] == "/projects/%s/queries" % emu.project for q in queries)
+    first = queries[0]
+    assert first["query"].get("prettyPrint") == "false"
+    assert first["body"]["useLegacySql"] is False
+    assert first["body"]["formatOptions"] == {"useInt64Timestamp": True}
+    assert first["body"]["requestId"]
+    assert first["body"]["location"] == "southamerica-east1"
+    assert "Authorization" not in first["headers"]
+    # the paged query was continued with getQueryResults + pageToken
+    pages = emu.requests("bigquery.jobs.getQueryResults")
+    assert any("pageToken" in r["query"] for r in pages)
+    assert all(r["query"].get("location") == "southamerica-east1" for r in pages)
+    assert all(r["status"] == 200 for r in emu.requests())
+    inserts = emu.requests("bigquery.tabledata.insertAll")
+    assert all(row.get("insertId") for row in inserts[0]["body"]["rows"])
+
+
+def test_node_client_polls_incomplete_jobs(emu):
+    emu.configure(query_incomplete_polls=2)
+    out = run_client(emu, "node_polls")
+    assert out["rows"] == EXPECTED_ROWS
+    assert out["count"] == 4
+    # every query job answered jobComplete:false twice, then the client got its rows
+    assert emu.count("bigquery.jobs.getQueryResults") >= 2 * emu.count("bigquery.jobs.query")
