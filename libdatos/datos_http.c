@@ -151,13 +151,14 @@ static apr_status_t url_split(apr_pool_t *p, const char *url, url_parts_t *u,
         return DATOS_EINSECURE;
     }
     end = a + strcspn(a, "/?#");
-    at = NULL;
-    for (h = a; h < end; h++) {
-        if (*h == '@') {
-            at = h;
-        }
+    /* Userinfo is never needed here, and URL parsers disagree on which '@'
+     * (or backslash) ends it: refusing it removes the ambiguity. */
+    at = memchr(a, '@', (apr_size_t)(end - a));
+    if (at || memchr(a, '\\', (apr_size_t)(end - a))) {
+        *why = "credentials or backslashes in the authority";
+        return DATOS_EINSECURE;
     }
-    h = at ? at + 1 : a;
+    h = a;
     if (h < end && *h == '[') {
         he = memchr(h, ']', (apr_size_t)(end - h));
         if (!he || (he + 1 != end && he[1] != ':')) {
@@ -473,8 +474,8 @@ static apr_status_t map_curl(CURLcode cc, const xfer_t *x)
         return x->too_large ? DATOS_ETOOLARGE : DATOS_ECONNECT;
     case CURLE_FILESIZE_EXCEEDED:
         return DATOS_ETOOLARGE;
-    case CURLE_UNSUPPORTED_PROTOCOL:
     case CURLE_URL_MALFORMAT:
+        /* check_url passed it, so curl reads the URL differently. */
         return DATOS_EINSECURE;
     case CURLE_COULDNT_RESOLVE_PROXY:
     case CURLE_COULDNT_RESOLVE_HOST:
@@ -640,7 +641,8 @@ apr_status_t datos_http_perform(datos_http_t *http, apr_pool_t *p,
          * length. */
         SETOPT(CURLOPT_POSTFIELDS, "");
         SETOPT(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)0);
-        if ((rv = add_header(p, &hdrs, "Content-Length: 0", err))) {
+        if ((rv = add_header(p, &hdrs, "Content-Length: 0", err))
+            || (rv = add_header(p, &hdrs, "Content-Type:", err))) {
             goto leave;
         }
     }

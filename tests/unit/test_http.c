@@ -1,0 +1,578 @@
+/* test_http.c - the libcurl client against the scripted loopback server:
+ * timeouts, caps, redirects, the transport rule, header hygiene. */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include "dt_support.h"
+#include "datos_http.h"
+
+typedef struct {
+    apr_pool_t *p;
+    dt_server_t *srv;
+    datos_http_opts_t opts;
+} fx_t;
+
+static int fx_setup(void **state)
+{
+    apr_pool_t *p;
+    fx_t *fx;
+
+    if (apr_pool_create(&p, NULL) != APR_SUCCESS) {
+        return -1;
+    }
+    fx = apr_pcalloc(p, sizeof(*fx));
+    fx->p = p;
+    fx->srv = dt_server_start();
+    datos_http_opts_default(&fx->opts);
+    *state = fx;
+    return 0;
+}
+
+static int fx_teardown(void **state)
+{
+    fx_t *fx = *state;
+    dt_server_stop(fx->srv);
+    apr_pool_destroy(fx->p);
+    return 0;
+}
+
+#define FX_TEST(f) cmocka_unit_test_setup_teardown(f, fx_setup, fx_teardown)
+
+static int group_setup(void **state)
+{
+    if (dt_group_setup(state) != 0 || datos_http_global_init() != APR_SUCCESS) {
+        return -1;
+    }
+    /* The transport rule must hold with a proxy in the environment too. */
+    setenv("http_proxy", "http://127.0.0.1:9", 1);
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    datos_http_global_cleanup();
+    return dt_group_teardown(state);
+}
+
+static apr_status_t run(fx_t *fx, datos_http_req_t *req, datos_http_resp_t **resp,
+                        datos_err_t *err)
+{
+    datos_http_t *http;
+
+    datos_err_clear(err);
+    assert_int_equal(datos_http_create(fx->p, &fx->opts, &http, err), APR_SUCCESS);
+    *resp = NULL;
+    return datos_http_perform(http, fx->p, req, resp, err);
+}
+
+static void get_ok(void **state)
+{
+    fx_t *fx = *state;
+    datos_http_req_t req;
+    datos_http_resp_t *resp;
+    datos_err_t err;
+    dt_response_t r;
+    dt_request_t *seen;
+
+    memset(&r, 0, sizeof(r));
+    r.status = 200;
+    r.headers = "X-Test: a b \r\nSet-Thing: 1\r\n";
+    r.body = "{\"ok\":true}";
+    dt_server_push(fx->srv, &r);
+    memset(&req, 0, sizeof(req));
+    req.method = "GET";
+    req.url = apr_pstrcat(fx->p, dt_server_url(fx->srv, fx->p), "/v1/x?a=1", NULL);
+    req.headers = apr_array_make(fx->p, 1, sizeof(const char *));
+    APR_ARRAY_PUSH(req.headers, const char *) = "X-Custom: yes";
+
+    assert_int_equal(run(fx, &req, &resp, &err), APR_SUCCESS);
+    assert_int_equal(resp->status, 200);
+    assert_string_equal(resp->body, "{\"ok\":true}");
+    assert_int_equal(resp->body_len, 11);
+    assert_string_equal(apr_table_get(resp->headers, "x-test"), "a b");
+    assert_string_equal(apr_table_get(resp->headers, "Content-Type"),
+                        "application/json; charset=UTF-8");
+
+    assert_int_equal(dt_server_count(fx->srv), 1);
+    seen = dt_server_request(fx->srv, fx->p, 0);
+    assert_string_equal(seen->method, "GET");
+    assert_string_equal(seen->target, "/v1/x?a=1");
+    assert_string_equal(dt_request_header(fx->p, seen, "X-Custom"), "yes");
+    assert_string_equal(dt_request_header(fx->p, seen, "User-Agent"), "datos/0.1.0");
+    assert_non_null(strstr(dt_request_header(fx->p, seen, "Accept-Encoding"), "gzip"));
+    assert_null(dt_request_header(fx->p, seen, "Expect"));
+    assert_null(dt_request_header(fx->p, seen, "Content-Length"));
+}
+
+static void post_bodies(void **state)
+{
+    fx_t *fx = *state;
+    datos_http_req_t req;
+    datos_http_resp_t *resp;
+    datos_err_t err;
+    dt_request_t *seen;
+
+    dt_server_json(fx->srv, 200, "{}");
+    dt_server_json(fx->srv, 204, NULL);
+    dt_server_json(fx->srv, 200, "{}");
+    memset(&req, 0, sizeof(req));
+    req.method = "POST";
+    req.url = apr_pstrcat(fx->p, dt_server_url(fx->srv, fx->p), "/q", NULL);
+    req.body = "{\"query\":\"SELECT 1\"}";
+    req.body_len = strlen(req.body);
+    assert_int_equal(run(fx, &req, &resp, &err), APR_SUCCESS);
+    seen = dt_server_request(fx->srv, fx->p, 0);
+    assert_string_equal(seen->method, "POST");
+    assert_string_equal(seen->body, "{\"query\":\"SELECT 1\"}");
+    assert_string_equal(dt_request_header(fx->p, seen, "Content-Type"), "application/json");
+    assert_string_equal(dt_request_header(fx->p, seen, "Content-Length"), "20");
+    assert_null(dt_request_header(fx->p, seen, "Expect"));
+
+    /* body-less POST: an explicit Content-Length: 0, once */
+    req.body = NULL;
+    req.body_len = 0;
+    assert_int_equal(run(fx, &req, &resp, &err), APR_SUCCESS);
+    assert_int_equal(resp->status, 204);
+    assert_int_equal(resp->body_len, 0);
+    assert_string_equal(resp->body, "");
+    seen = dt_server_request(fx->srv, fx->p, 1);
+    assert_string_equal(seen->method, "POST");
+    assert_string_equal(dt_request_header(fx->p, seen, "Content-Length"), "0");
+    assert_non_null(strstr(seen->head, "Content-Length: 0\r\n"));
+    assert_null(strstr(strstr(seen->head, "Content-Length") + 1, "Content-Length"));
+    assert_null(dt_request_header(fx->p, seen, "Content-Type"));
+
+    /* a form body keeps its own content type */
+    req.body = "grant_type=x&assertion=y";
+    req.body_len = strlen(req.body);
+    req.content_type = "application/x-www-form-urlencoded";
+    assert_int_equal(run(fx, &req, &resp, &err), APR_SUCCESS);
+    seen = dt_server_request(fx->srv, fx->p, 2);
+    assert_string_equal(dt_request_header(fx->p, seen, "Content-Type"),
+                        "application/x-www-form-urlencoded");
+    assert_string_equal(seen->body, "grant_type=x&assertion=y");
+}
+
+static void other_methods(void **state)
+{
+    fx_t *fx = *state;
+    datos_http_req_t req;
+    datos_http_resp_t *resp;
+    datos_err_t err;
+
+    dt_server_json(fx->srv, 200, "{}");
+    dt_server_json(fx->srv, 200, "{}");
+    memset(&req, 0, sizeof(req));
+    req.url = apr_pstrcat(fx->p, dt_server_url(fx->srv, fx->p), "/r", NULL);
+    req.method = "PUT";
+    req.body = "{}";
+    req.body_len = 2;
+    assert_int_equal(run(fx, &req, &resp, &err), APR_SUCCESS);
+    assert_string_equal(dt_server_request(fx->srv, fx->p, 0)->method, "PUT");
+    req.method = "DELETE";
+    req.body = NULL;
+    req.body_len = 0;
+    assert_int_equal(run(fx, &req, &resp, &err), APR_SUCCESS);
+    assert_string_equal(dt_server_request(fx->srv, fx->p, 1)->method, "DELETE");
+    req.method = "TRACE";
+    assert_int_equal(run(fx, &req, &resp, &err), APR_EINVAL);
+    assert_int_equal(dt_server_count(fx->srv), 2);
+}
+
+static void timeout_never_answers(void **state)
+{
+    fx_t *fx = *state;
+    datos_http_req_t req;
+    datos_http_resp_t *resp;
+    datos_err_t err;
+    dt_response_t r;
+    apr_time_t t0;
+
+    memset(&r, 0, sizeof(r));
+    r.hang = 1;
+    dt_server_push(fx->srv, &r);
+    dt_server_push(fx->srv, &r);
+    fx->opts.timeout = apr_time_from_msec(300);
+    memset(&req, 0, sizeof(req));
+    req.method = "GET";
+    req.url = apr_pstrcat(fx->p, dt_server_url(fx->srv, fx->p), "/slow", NULL);
+
+    t0 = apr_time_now();
+    assert_int_equal(run(fx, &req, &resp, &err), APR_TIMEUP);
+    assert_true(apr_time_now() - t0 < apr_time_from_msec(2000));
+    assert_true(apr_time_now() - t0 >= apr_time_from_msec(250));
+    assert_null(resp);
+    assert_int_equal(err.rv, APR_TIMEUP);
+    assert_non_null(strstr(err.message, "GET http://127.0.0.1:"));
+
+    /* a near deadline cuts a long timeout short */
+    fx->opts.timeout = apr_time_from_sec(30);
+    req.deadline = apr_time_now() + apr_time_from_msec(200);
+    t0 = apr_time_now();
+    assert_int_equal(run(fx, &req, &resp, &err), APR_TIMEUP);
+    assert_true(apr_time_now() - t0 < apr_time_from_msec(2000));
+}
+
+static void deadline_passed(void **state)
+{
+    fx_t *fx = *state;
+    datos_http_req_t req;
+    datos_http_resp_t *resp;
+    datos_err_t err;
+
+    memset(&req, 0, sizeof(req));
+    req.method = "GET";
+    req.url = apr_pstrcat(fx->p, dt_server_url(fx->srv, fx->p), "/x", NULL);
+    req.deadline = apr_time_now() - 1;
+    assert_int_equal(run(fx, &req, &resp, &err), APR_TIMEUP);
+    assert_non_null(strstr(err.message, "deadline passed"));
+    usleep(50000);
+    assert_int_equal(dt_server_count(fx->srv), 0);
+}
+
+static void tiny_timeouts_do_not_mean_forever(void **state)
+{
+    fx_t *fx = *state;
+    datos_http_req_t req;
+    datos_http_resp_t *resp;
+    datos_err_t err;
+    dt_response_t r;
+    apr_time_t t0;
+
+    /* 1 us would round to curl's "0 = no timeout" if truncated. */
+    memset(&r, 0, sizeof(r));
+    r.hang = 1;
+    dt_server_push(fx->srv, &r);
+    fx->opts.timeout = 1;
+    fx->opts.connect_timeout = 1;
+    memset(&req, 0, sizeof(req));
+    req.method = "GET";
+    req.url = apr_pstrcat(fx->p, dt_server_url(fx->srv, fx->p), "/x", NULL);
+    t0 = apr_time_now();
+    assert_int_equal(run(fx, &req, &resp, &err), APR_TIMEUP);
+    assert_true(apr_time_now() - t0 < apr_time_from_msec(1000));
+}
+
+static void response_cap(void **state)
+{
+    fx_t *fx = *state;
+    datos_http_req_t req;
+    datos_http_resp_t *resp;
+    datos_err_t err;
+    dt_response_t r;
+    char *big = apr_palloc(fx->p, 5001);
+    const char *raw;
+
+    memset(big, 'x', 5000);
+    big[5000] = '\0';
+    fx->opts.max_response = 1000;
+    memset(&req, 0, sizeof(req));
+    req.method = "GET";
+    req.url = apr_pstrcat(fx->p, dt_server_url(fx->srv, fx->p), "/big", NULL);
+
+    /* with a Content-Length */
+    memset(&r, 0, sizeof(r));
+    r.status = 200;
+    r.body = big;
+    dt_server_push(fx->srv, &r);
+    assert_int_equal(run(fx, &req, &resp, &err), DATOS_ETOOLARGE);
+    assert_non_null(strstr(err.message, "larger than 1000 bytes"));
+
+    /* without one: the write callback stops it */
+    memset(&r, 0, sizeof(r));
+    raw = apr_pstrcat(fx->p, "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n", big, NULL);
+    r.raw = raw;
+    dt_server_push(fx->srv, &r);
+    assert_int_equal(run(fx, &req, &resp, &err), DATOS_ETOOLARGE);
+
+    /* exactly at the cap is fine */
+    big[1000] = '\0';
+    dt_server_json(fx->srv, 200, big);
+    assert_int_equal(run(fx, &req, &resp, &err), APR_SUCCESS);
+    assert_int_equal(resp->body_len, 1000);
+}
+
+static void no_redirects(void **state)
+{
+    fx_t *fx = *state;
+    datos_http_req_t req;
+    datos_http_resp_t *resp;
+    datos_err_t err;
+    dt_response_t r;
+
+    memset(&r, 0, sizeof(r));
+    r.status = 302;
+    r.headers = apr_psprintf(fx->p, "Location: http://127.0.0.1:%d/elsewhere\r\n",
+                             dt_server_port(fx->srv));
+    dt_server_push(fx->srv, &r);
+    dt_server_json(fx->srv, 200, "{\"followed\":true}");
+    memset(&req, 0, sizeof(req));
+    req.method = "GET";
+    req.url = apr_pstrcat(fx->p, dt_server_url(fx->srv, fx->p), "/start", NULL);
+    assert_int_equal(run(fx, &req, &resp, &err), APR_SUCCESS);
+    assert_int_equal(resp->status, 302);
+    assert_non_null(apr_table_get(resp->headers, "Location"));
+    usleep(50000);
+    assert_int_equal(dt_server_count(fx->srv), 1);
+}
+
+static void transport_rule_refuses_without_connecting(void **state)
+{
+    fx_t *fx = *state;
+    datos_http_req_t req;
+    datos_http_resp_t *resp;
+    datos_err_t err;
+    apr_time_t t0 = apr_time_now();
+
+    memset(&req, 0, sizeof(req));
+    req.method = "GET";
+    req.url = "http://bigquery.example.com/bigquery/v2/projects/p/queries";
+    assert_int_equal(run(fx, &req, &resp, &err), DATOS_EINSECURE);
+    assert_non_null(strstr(err.message, "plain http to bigquery.example.com is not allowed"));
+    assert_true(apr_time_now() - t0 < apr_time_from_msec(500));
+    req.url = "ftp://127.0.0.1/x";
+    assert_int_equal(run(fx, &req, &resp, &err), DATOS_EINSECURE);
+    req.url = "file:///etc/passwd";
+    assert_int_equal(run(fx, &req, &resp, &err), DATOS_EINSECURE);
+    /* the metadata host only for metadata requests */
+    req.url = "http://metadata.google.internal/computeMetadata/v1/project/project-id";
+    assert_int_equal(run(fx, &req, &resp, &err), DATOS_EINSECURE);
+    /* opted-in per request (a token_uri the credentials checked) */
+    dt_server_json(fx->srv, 200, "{}");
+    req.url = apr_pstrcat(fx->p, dt_server_url(fx->srv, fx->p), "/ok", NULL);
+    req.allow_insecure = 1;
+    assert_int_equal(run(fx, &req, &resp, &err), APR_SUCCESS);
+}
+
+static void url_ok(apr_pool_t *p, const char *url, int insecure, int metadata)
+{
+    datos_err_t err;
+    datos_err_clear(&err);
+    if (datos_http_check_url(p, url, insecure, metadata, &err) != APR_SUCCESS) {
+        fail_msg("%s refused: %s", url, err.message);
+    }
+}
+
+static void url_bad(apr_pool_t *p, const char *url, int insecure, int metadata)
+{
+    datos_err_t err;
+    datos_err_clear(&err);
+    if (datos_http_check_url(p, url, insecure, metadata, &err) != DATOS_EINSECURE) {
+        fail_msg("%s accepted", url);
+    }
+    assert_non_null(err.message);
+}
+
+static void check_url_matrix(void **state)
+{
+    fx_t *fx = *state;
+    apr_pool_t *p = fx->p;
+
+    url_ok(p, "https://bigquery.googleapis.com/bigquery/v2", 0, 0);
+    url_ok(p, "HTTPS://oauth2.googleapis.com/token", 0, 0);
+    url_ok(p, "https://[2001:db8::1]:8443/x", 0, 0);
+    url_ok(p, "http://127.0.0.1:8080/x", 0, 0);
+    url_ok(p, "http://127.255.3.4/", 0, 0);
+    url_ok(p, "HTTP://LOCALHOST:9/", 0, 0);
+    url_ok(p, "http://localhost", 0, 0);
+    url_ok(p, "http://[::1]:8080/x", 0, 0);
+    url_ok(p, "http://[::ffff:127.0.0.1]/", 0, 0);
+    url_ok(p, "http://emulator:8080/bigquery/v2", 1, 0);
+    url_ok(p, "http://metadata.google.internal/computeMetadata/v1/", 0, 1);
+    url_ok(p, "http://169.254.169.254/computeMetadata/v1/", 0, 1);
+
+    url_bad(p, "http://emulator:8080/bigquery/v2", 0, 0);
+    url_bad(p, "http://10.0.0.1/", 0, 0);
+    url_bad(p, "http://169.254.169.254/", 0, 0);
+    url_bad(p, "http://metadata.google.internal/", 0, 0);
+    url_bad(p, "http://example.com/", 0, 1);
+    url_bad(p, "http://127.1/", 0, 0);
+    url_bad(p, "http://2130706433/", 0, 0);
+    url_bad(p, "http://0x7f000001/", 0, 0);
+    url_bad(p, "http://127.0.0.1.nip.io/", 0, 0);
+    url_bad(p, "http://localhost.evil.example/", 0, 0);
+    url_bad(p, "http://127.0.0.1@evil.example/", 0, 0);
+    url_bad(p, "http://user@127.0.0.1/", 0, 0);
+    url_bad(p, "https://user:pw@bigquery.googleapis.com/", 0, 0);
+    url_bad(p, "http://evil.example#@127.0.0.1/", 0, 0);
+    url_bad(p, "http://evil.example\\@127.0.0.1/", 0, 0);
+    url_bad(p, "http://%31%32%37.0.0.1/", 0, 0);
+    url_bad(p, "http://[::2]/", 0, 0);
+    url_bad(p, "http://[::1/", 0, 0);
+    url_bad(p, "http://127.0.0.1:80a/", 0, 0);
+    url_bad(p, "http://127.0.0.1:/", 0, 0);
+    url_bad(p, "http:///x", 1, 0);
+    url_bad(p, "http:/127.0.0.1/", 0, 0);
+    url_bad(p, "ftp://127.0.0.1/", 1, 0);
+    url_bad(p, "gopher://127.0.0.1/", 1, 0);
+    url_bad(p, "127.0.0.1:8080", 1, 0);
+    url_bad(p, "", 1, 0);
+    url_bad(p, NULL, 1, 0);
+
+    setenv("GCE_METADATA_HOST", "fake-md.internal:8123", 1);
+    url_ok(p, "http://fake-md.internal:8123/computeMetadata/v1/", 0, 1);
+    url_bad(p, "http://fake-md.internal:8123/computeMetadata/v1/", 0, 0);
+    unsetenv("GCE_METADATA_HOST");
+    url_bad(p, "http://fake-md.internal:8123/computeMetadata/v1/", 0, 1);
+}
+
+static void header_crlf_refused(void **state)
+{
+    fx_t *fx = *state;
+    datos_http_req_t req;
+    datos_http_resp_t *resp;
+    datos_err_t err;
+
+    dt_server_json(fx->srv, 200, "{}");
+    memset(&req, 0, sizeof(req));
+    req.method = "GET";
+    req.url = apr_pstrcat(fx->p, dt_server_url(fx->srv, fx->p), "/x", NULL);
+    req.headers = apr_array_make(fx->p, 1, sizeof(const char *));
+    APR_ARRAY_PUSH(req.headers, const char *) = "Authorization: Bearer abc\r\nX-Evil: 1";
+    assert_int_equal(run(fx, &req, &resp, &err), APR_EINVAL);
+    assert_non_null(strstr(err.message, "Authorization"));
+    assert_null(strstr(err.message, "abc"));           /* not the value */
+    APR_ARRAY_IDX(req.headers, 0, const char *) = "X-A: b\nc";
+    assert_int_equal(run(fx, &req, &resp, &err), APR_EINVAL);
+    usleep(50000);
+    assert_int_equal(dt_server_count(fx->srv), 0);
+}
+
+static void connection_failures(void **state)
+{
+    fx_t *fx = *state;
+    datos_http_req_t req;
+    datos_http_resp_t *resp;
+    datos_err_t err;
+    dt_response_t r;
+    struct sockaddr_in a;
+    socklen_t alen = sizeof(a);
+    int fd, port;
+
+    /* a port nobody listens on */
+    fd = socket(AF_INET, SOCK_STREAM, 0);
+    memset(&a, 0, sizeof(a));
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &alen), 0);
+    port = ntohs(a.sin_port);
+    close(fd);
+    memset(&req, 0, sizeof(req));
+    req.method = "GET";
+    req.url = apr_psprintf(fx->p, "http://127.0.0.1:%d/x", port);
+    assert_int_equal(run(fx, &req, &resp, &err), DATOS_ECONNECT);
+    assert_non_null(strstr(err.message, "GET http://127.0.0.1:"));
+
+    req.url = apr_pstrcat(fx->p, dt_server_url(fx->srv, fx->p), "/x", NULL);
+    /* closed without a word */
+    memset(&r, 0, sizeof(r));
+    r.close_now = 1;
+    dt_server_push(fx->srv, &r);
+    assert_int_equal(run(fx, &req, &resp, &err), DATOS_ECONNECT);
+    /* a body cut short */
+    memset(&r, 0, sizeof(r));
+    r.raw = "HTTP/1.1 200 OK\r\nContent-Length: 100\r\nConnection: close\r\n\r\n{\"short\":";
+    dt_server_push(fx->srv, &r);
+    assert_int_equal(run(fx, &req, &resp, &err), DATOS_ECONNECT);
+    /* not HTTP at all */
+    memset(&r, 0, sizeof(r));
+    r.raw = "SSH-2.0-OpenSSH_9.2\r\n";
+    dt_server_push(fx->srv, &r);
+    assert_int_equal(run(fx, &req, &resp, &err), DATOS_ECONNECT);
+}
+
+static void handle_reuse(void **state)
+{
+    fx_t *fx = *state;
+    datos_http_req_t req;
+    datos_http_resp_t *resp;
+    datos_http_t *http;
+    datos_err_t err;
+    int i;
+
+    datos_err_clear(&err);
+    assert_int_equal(datos_http_create(fx->p, &fx->opts, &http, &err), APR_SUCCESS);
+    memset(&req, 0, sizeof(req));
+    req.url = apr_pstrcat(fx->p, dt_server_url(fx->srv, fx->p), "/x", NULL);
+    for (i = 0; i < 3; i++) {
+        dt_server_json(fx->srv, 200 + i, "{}");
+    }
+    req.method = "POST";
+    req.body = "{}";
+    req.body_len = 2;
+    assert_int_equal(datos_http_perform(http, fx->p, &req, &resp, &err), APR_SUCCESS);
+    assert_int_equal(resp->status, 200);
+    /* nothing from the POST leaks into the next GET */
+    req.method = "GET";
+    req.body = NULL;
+    req.body_len = 0;
+    assert_int_equal(datos_http_perform(http, fx->p, &req, &resp, &err), APR_SUCCESS);
+    assert_int_equal(resp->status, 201);
+    assert_string_equal(dt_server_request(fx->srv, fx->p, 1)->method, "GET");
+    assert_int_equal(dt_server_request(fx->srv, fx->p, 1)->body_len, 0);
+    assert_int_equal(datos_http_perform(http, fx->p, &req, &resp, &err), APR_SUCCESS);
+    assert_int_equal(resp->status, 202);
+}
+
+static void retry_after(void **state)
+{
+    fx_t *fx = *state;
+    datos_http_resp_t resp;
+    apr_time_t now = apr_time_from_sec(1705240800);   /* Sun, 14 Jan 2024 14:00:00 GMT */
+
+    memset(&resp, 0, sizeof(resp));
+    resp.headers = apr_table_make(fx->p, 2);
+    assert_int_equal(datos_http_retry_after(&resp, now), 0);
+    apr_table_set(resp.headers, "Retry-After", "120");
+    assert_int_equal(datos_http_retry_after(&resp, now), apr_time_from_sec(120));
+    apr_table_set(resp.headers, "retry-after", "Sun, 14 Jan 2024 14:00:30 GMT");
+    assert_int_equal(datos_http_retry_after(&resp, now), apr_time_from_sec(30));
+    apr_table_set(resp.headers, "Retry-After", "Sun, 14 Jan 2024 13:00:00 GMT");
+    assert_int_equal(datos_http_retry_after(&resp, now), 0);
+    apr_table_set(resp.headers, "Retry-After", "soon");
+    assert_int_equal(datos_http_retry_after(&resp, now), 0);
+    apr_table_set(resp.headers, "Retry-After", "-5");
+    assert_int_equal(datos_http_retry_after(&resp, now), 0);
+    apr_table_set(resp.headers, "Retry-After", "99999999999999999999999");
+    assert_true(datos_http_retry_after(&resp, now) > 0);
+    assert_int_equal(datos_http_retry_after(NULL, now), 0);
+}
+
+static void urlencode(void **state)
+{
+    fx_t *fx = *state;
+
+    assert_string_equal(datos_http_urlencode(fx->p, "AZaz09-._~"), "AZaz09-._~");
+    assert_string_equal(datos_http_urlencode(fx->p,
+                        "https://www.googleapis.com/auth/bigquery,x y"),
+                        "https%3A%2F%2Fwww.googleapis.com%2Fauth%2Fbigquery%2Cx%20y");
+    assert_string_equal(datos_http_urlencode(fx->p, "\xc3\xa1+&="), "%C3%A1%2B%26%3D");
+    assert_string_equal(datos_http_urlencode(fx->p, ""), "");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        FX_TEST(get_ok),
+        FX_TEST(post_bodies),
+        FX_TEST(other_methods),
+        FX_TEST(timeout_never_answers),
+        FX_TEST(deadline_passed),
+        FX_TEST(tiny_timeouts_do_not_mean_forever),
+        FX_TEST(response_cap),
+        FX_TEST(no_redirects),
+        FX_TEST(transport_rule_refuses_without_connecting),
+        FX_TEST(check_url_matrix),
+        FX_TEST(header_crlf_refused),
+        FX_TEST(connection_failures),
+        FX_TEST(handle_reuse),
+        FX_TEST(retry_after),
+        FX_TEST(urlencode),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
