@@ -387,9 +387,10 @@ class BigQueryApi:
                                                              use_int64, max_results, 0, True))
             compiled = self.state.compile(text, project, default_dataset, location,
                                           param_types)
-            job_location = location or (self.state.datasets[
+            # the dataset's spelling of its location (the request's matched it, any case)
+            job_location = (self.state.datasets[
                 (compiled.tables[0].project, compiled.tables[0].dataset_id)].location
-                if compiled.tables else "US")
+                if compiled.tables else (location or "US"))
             rows, processed, partitions = self.state.run(compiled, param_values,
                                                          self.app.clock.now_us())
         billed = billed_bytes(processed, len(compiled.tables))
@@ -794,8 +795,8 @@ def parse_parameters(body):
     if not isinstance(params, list):
         raise invalid("Invalid value at 'query_request.query_parameters'")
     if mode == "POSITIONAL":
-        raise ApiError(501, "Positional query parameters are not supported by the datos GCP "
-                            "emulator", "notImplemented")
+        raise invalid_query("Positional query parameters are not supported by the datos GCP "
+                            "emulator")
     if mode != "NAMED":
         # Stricter than guessing: a request with parameters must say how they are bound.
         raise invalid_query("Query parameters were given but parameterMode is %s; set "
@@ -816,8 +817,8 @@ def parse_parameters(body):
             raise invalid_query("Query parameter %s has no parameterType.type" % name)
         t = ptype["type"].upper()
         if t in ("ARRAY", "STRUCT", "RANGE", "JSON", "GEOGRAPHY", "INTERVAL"):
-            raise ApiError(501, "%s query parameters are not supported by the datos GCP "
-                                "emulator" % t, "notImplemented")
+            raise invalid_query("%s query parameters are not supported by the datos GCP "
+                                "emulator" % t)
         std = bqtypes.standard_type(t)
         if std not in PARAM_TYPES:
             raise invalid_query("Invalid query parameter type %s for parameter %s"
