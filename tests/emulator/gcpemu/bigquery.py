@@ -371,8 +371,10 @@ class BigQueryApi:
         default_dataset = None
         dd = body.get("defaultDataset")
         if dd is not None:
-            if not isinstance(dd, dict) or not dd.get("datasetId"):
+            if not isinstance(dd, dict) or not isinstance(dd.get("datasetId"), str) or \
+                    not dd["datasetId"] or not isinstance(dd.get("projectId", ""), str):
                 raise invalid("defaultDataset.datasetId is required")
+            check_fields(dd, {"projectId", "datasetId"}, "query_request.default_dataset")
             default_dataset = (dd.get("projectId") or project, dd["datasetId"])
         param_types, param_values = parse_parameters(body)
         request_id = body.get("requestId")
@@ -626,10 +628,11 @@ def _normalize_fields(fields, where):
         seen.add(name.lower())
         if not f.get("type"):
             raise invalid("Field %s is missing a type." % name)
-        std = bqtypes.standard_type(f.get("type"))
+        std = bqtypes.standard_type(f["type"]) if isinstance(f["type"], str) else None
         if std is None:
             raise invalid("Invalid value for type: %s is not a valid value" % f.get("type"))
-        mode = (f.get("mode") or "NULLABLE").upper()
+        mode = f.get("mode") or "NULLABLE"
+        mode = mode.upper() if isinstance(mode, str) else mode
         if mode not in ("NULLABLE", "REQUIRED", "REPEATED"):
             raise invalid("Invalid value for mode: %s is not a valid value" % f.get("mode"))
         nf = {"name": name, "type": bqtypes.legacy_name(std), "mode": mode}

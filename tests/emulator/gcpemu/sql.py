@@ -633,6 +633,8 @@ class Parser:
             return _node(Lit, t.pos, std="INT64", value=t.value, text=t.text)
         if t.kind == "float":
             self.advance()
+            if t.value in (float("inf"), float("-inf")):
+                raise SqlError("Invalid floating point literal: %s" % t.text, t.pos)
             return _node(Lit, t.pos, std="FLOAT64", value=t.value, text=t.text)
         if t.kind == "string":
             self.advance()
@@ -1137,8 +1139,6 @@ class Translator:
                 sql += " GROUP BY " + ", ".join(group_sql)
             if having_sql:
                 sql += " HAVING " + having_sql
-            if has_agg and not group_sql and not having_sql:
-                pass
             if orders:
                 tail += " ORDER BY " + order_sql(lambda te: te.sql)
         else:
