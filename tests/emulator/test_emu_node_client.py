@@ -2,6 +2,7 @@
 (BIGQUERY_EMULATOR_HOST): what it sends must be accepted, what it gets must parse."""
 import json
 import os
+import shutil
 import subprocess
 
 import pytest
@@ -11,9 +12,12 @@ from harness.emulator import REPO
 SCRIPT = os.path.join(REPO, "tests", "emulator", "node", "bq_client.js")
 MODULE = os.path.join(REPO, "node_modules", "@google-cloud", "bigquery")
 
-pytestmark = pytest.mark.skipif(
-    not os.path.isdir(MODULE),
-    reason="node_modules/@google-cloud/bigquery is absent: run `npm ci` (make deps) first")
+pytestmark = [
+    pytest.mark.skipif(not os.path.isdir(MODULE),
+                       reason="node_modules/@google-cloud/bigquery is absent: run `npm ci` "
+                              "(make deps) first"),
+    pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed (make deps)"),
+]
 
 
 def run_client(emu, dataset):

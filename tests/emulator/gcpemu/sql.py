@@ -16,7 +16,7 @@ NULLS LAST on DESC).
 import re
 
 from . import bqtypes
-from .errors import ApiError, invalid_query
+from .errors import invalid_query
 
 # --------------------------------------------------------------------------------------------
 # Lexer
@@ -1088,14 +1088,14 @@ class Translator:
             te.agg for _, te, _ in items) or any(
             kind == "expr" and v.agg for kind, v, _ in orders)
         if has_agg:
-            for it, (name, te, _) in zip(sel.items if not any(i.star for i in sel.items)
-                                         else [], items):
-                self.check_grouped(it.expr, ctx, group_keys, "SELECT list")
-            if any(i.star for i in sel.items):
-                for name, te, _ in items:
-                    if te.deps and not te.agg and te.sql not in group_keys:
+            for it in sel.items:
+                if not it.star:
+                    self.check_grouped(it.expr, ctx, group_keys, "SELECT list")
+                    continue
+                for c in rel.cols:  # SELECT * with aggregation: every column must be grouped
+                    if c.sql not in group_keys:
                         raise SqlError("SELECT list expression references column %s which is "
-                                       "neither grouped nor aggregated" % name, sel.pos)
+                                       "neither grouped nor aggregated" % c.name, it.pos)
             if sel.having is not None:
                 self.check_grouped(sel.having, ctx, group_keys, "HAVING clause")
             for kind, v, ob in orders:
