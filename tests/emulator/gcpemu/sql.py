@@ -1038,8 +1038,9 @@ class Translator:
         qual = None
         if sel.qualify is not None:
             if sel.where is None and not sel.group_by and sel.having is None:
-                # [mem] BigQuery has refused QUALIFY without WHERE, GROUP BY or HAVING (hence
-                # the common `WHERE TRUE`); the stricter rule is kept here.
+                # ZetaSQL (and BigQuery's own docs at one time) refuse QUALIFY without WHERE,
+                # GROUP BY or HAVING, hence the common `WHERE TRUE`; users report that BigQuery
+                # now accepts it. Uncertain, so the stricter rule is kept.
                 raise SqlError("QUALIFY clause must be used in conjunction with WHERE or "
                                "GROUP BY or HAVING clause", sel.qualify.pos)
             ctx.alias_mode = True
