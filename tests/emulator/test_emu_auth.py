@@ -279,3 +279,15 @@ def test_given_key_and_require_auth_flag(emu, key):
                      ).status_code == 404
     finally:
         other.stop()
+
+
+def test_harness_seeds_under_require_auth(emu):
+    emu.configure(require_auth=True)
+    emu.create_dataset("latam_dataset")
+    emu.create_datos_table()
+    emu.insert_rows([{"id": "a", "timestamp": "2024-01-14T14:00:00Z"}])
+    r = emu.query("SELECT id FROM `latam_dataset.datos`")
+    assert r["rows"] == [{"f": [{"v": "a"}]}]
+    c = emu.counters()
+    assert "oauth2.token" not in c and "metadata.token" not in c
+    assert all(q["headers"]["Authorization"].startswith("Bearer ey") for q in emu.requests())

@@ -57,13 +57,18 @@ def _der_children(content):
 def _rsa_private_numbers(der_pkcs1):
     tag, seq, _ = _der_read(der_pkcs1, 0)
     items = _der_children(seq)
-    if tag != 0x30 or len(items) < 3 or any(t != 0x02 for t, _ in items[:3]):
+    if tag != 0x30 or len(items) < 4 or any(t != 0x02 for t, _ in items[:4]):
         raise KeyError_("not an RSAPrivateKey")
-    return int.from_bytes(items[1][1], "big"), int.from_bytes(items[2][1], "big")
+    return tuple(int.from_bytes(items[i][1], "big") for i in (1, 2, 3))
 
 
 def rsa_public_numbers_from_pem(pem):
     """(n, e) of an RSA private key in PKCS#8 (`BEGIN PRIVATE KEY`) or PKCS#1 PEM."""
+    return rsa_private_numbers_from_pem(pem)[:2]
+
+
+def rsa_private_numbers_from_pem(pem):
+    """(n, e, d) of an RSA private key in PKCS#8 (`BEGIN PRIVATE KEY`) or PKCS#1 PEM."""
     lines = [ln.strip() for ln in pem.strip().splitlines()]
     if not lines or not lines[0].startswith("-----BEGIN"):
         raise KeyError_("not a PEM key")
@@ -98,6 +103,14 @@ def rs256_verify(n, e, signing_input, signature):
         return False
     expected = b"\x00\x01" + b"\xff" * (k - len(t) - 3) + b"\x00" + t
     return hmac.compare_digest(em, expected)
+
+
+def rs256_sign(n, d, signing_input):
+    """RSASSA-PKCS1-v1_5 with SHA-256 (test helper: the harness signs self-signed JWTs)."""
+    k = (n.bit_length() + 7) // 8
+    t = SHA256_DIGEST_INFO + hashlib.sha256(signing_input).digest()
+    em = b"\x00\x01" + b"\xff" * (k - len(t) - 3) + b"\x00" + t
+    return pow(int.from_bytes(em, "big"), d, n).to_bytes(k, "big")
 
 
 def generate_private_key_pem():
