@@ -1,54 +1,21 @@
 """Fixtures for the emulator's own tests: one emulator per session, reset per test."""
 import os
+import shutil
 
 import pytest
-import requests
 
-from harness.emulator import Emulator, REPO
-
-TEST_TMP = os.path.join(REPO, "build", "test-tmp")
-
-
-class Api:
-    """Raw HTTP against the emulator (keep-alive session)."""
-
-    def __init__(self, emu):
-        self.emu = emu
-        self.base = emu.base_url
-        self.s = requests.Session()
-
-    def req(self, method, path, body=None, raw=None, headers=None, params=None, timeout=30):
-        kw = {"headers": dict(headers or {}), "params": params, "timeout": timeout}
-        if body is not None:
-            kw["json"] = body
-        elif raw is not None:
-            kw["data"] = raw
-        return self.s.request(method, self.base + path, **kw)
-
-    def get(self, path, **kw):
-        return self.req("GET", path, **kw)
-
-    def post(self, path, body=None, **kw):
-        return self.req("POST", path, body=body, **kw)
-
-    def query(self, sql, params=None, project="datos-local", prefix="/bigquery/v2", **extra):
-        body = {"query": sql, "useLegacySql": False}
-        if params:
-            body["parameterMode"] = "NAMED"
-            body["queryParameters"] = [
-                {"name": k, "parameterType": {"type": t},
-                 "parameterValue": {} if v is None else {"value": str(v)}}
-                for k, (t, v) in params.items()]
-        body.update(extra)
-        return self.post("%s/projects/%s/queries" % (prefix, project), body)
+from emu_support import TEST_TMP, Api
+from harness.emulator import Emulator
 
 
 @pytest.fixture(scope="session")
 def emulator():
-    emu = Emulator(os.path.join(TEST_TMP, "emulator-session"))
+    os.makedirs(TEST_TMP, exist_ok=True)
+    emu = Emulator(os.path.join(TEST_TMP, "session"))
     emu.start()
     yield emu
     emu.stop()
+    shutil.rmtree(TEST_TMP, ignore_errors=True)
 
 
 @pytest.fixture

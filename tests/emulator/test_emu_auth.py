@@ -10,7 +10,7 @@ import uuid
 import pytest
 import requests
 
-from conftest import TEST_TMP
+from emu_support import TEST_TMP
 from harness.emulator import Emulator
 
 P = "datos-local"

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import TEST_TMP
+from emu_support import TEST_TMP
 from harness.emulator import Emulator
 
 P = "datos-local"
