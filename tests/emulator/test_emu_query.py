@@ -364,3 +364,20 @@ def test_dry_run(api, datos):
     datos.insert_rows([{"id": "a", "timestamp": "2024-01-14T10:00:00Z"}])
     r = ok(api.query("SELECT id FROM %s" % T, dryRun=True))
     assert r["totalBytesProcessed"] == "3" and "rows" not in r
+
+
+def test_runtime_failure_surfaces_from_get_query_results(api, emu, datos):
+    emu.configure(query_incomplete_polls=1)
+    r = ok(api.query("SELECT id FROM %s LIMIT @n" % T, {"n": ("INT64", None)}))
+    assert r["jobComplete"] is False
+    job = r["jobReference"]
+    loc = {"location": job["location"]}
+    g = api.get("/projects/%s/queries/%s" % (P, job["jobId"]), params=loc)
+    err = error(g, 400, "invalidQuery")
+    assert "must not be null" in err["message"]
+    j = ok(api.get("/projects/%s/jobs/%s" % (P, job["jobId"]), params=loc))
+    assert j["status"]["state"] == "DONE"
+    assert j["status"]["errorResult"]["reason"] == "invalidQuery"
+    # without jobComplete:false answers the same query fails at once
+    emu.configure(query_incomplete_polls=0)
+    error(api.query("SELECT id FROM %s LIMIT @n" % T, {"n": ("INT64", None)}), 400, "invalidQuery")

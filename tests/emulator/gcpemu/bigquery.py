@@ -393,8 +393,18 @@ class BigQueryApi:
             job_location = (self.state.datasets[
                 (compiled.tables[0].project, compiled.tables[0].dataset_id)].location
                 if compiled.tables else (location or "US"))
-            rows, processed, partitions = self.state.run(compiled, param_values,
-                                                         self.app.clock.now_us())
+            polls = int(self.settings["query_incomplete_polls"])
+            try:
+                rows, processed, partitions = self.state.run(compiled, param_values,
+                                                             self.app.clock.now_us())
+                run_error = None
+            except ApiError as e:
+                # An error found while running (not while parsing) fails the job after it
+                # was created: with jobComplete:false answers configured, the client sees
+                # it from getQueryResults, and jobs.get shows DONE with errorResult.
+                if polls <= 0 or body.get("dryRun"):
+                    raise
+                rows, processed, partitions, run_error = [], 0, 0, e
         billed = billed_bytes(processed, len(compiled.tables))
         if max_billed is not None and billed > max_billed:
             raise ApiError(400, "Query exceeded limit for bytes billed: %d. %d or higher "
@@ -413,7 +423,8 @@ class BigQueryApi:
         if max_billed is not None:
             config["maximumBytesBilled"] = str(max_billed)
         job = QueryJob(project, new_job_id(), job_location, self.app.clock.now_ms(), config,
-                       int(self.settings["query_incomplete_polls"]))
+                       polls)
+        job.error = run_error
         job.output = compiled.output
         job.rows = rows
         job.bytes_processed = processed
