@@ -147,6 +147,35 @@ const char *datos_bq_latest_sql(apr_pool_t *p, const char *table_sql,
         " ORDER BY timestamp DESC, id ASC LIMIT @max_rows", NULL);
 }
 
+const char *datos_bq_since_sql(apr_pool_t *p, const char *table_sql)
+{
+    return apr_pstrcat(p,
+        "SELECT id, contenido, timestamp FROM ", table_sql,
+        " WHERE timestamp >= @watermark"
+        " QUALIFY ROW_NUMBER() OVER (PARTITION BY id ORDER BY timestamp DESC,"
+        " publish_time DESC, message_id DESC) = 1"
+        " ORDER BY timestamp DESC, id ASC LIMIT @max_rows", NULL);
+}
+
+apr_int64_t datos_bq_watermark(const datos_latest_t *l)
+{
+    apr_int64_t oldest = 0, day = APR_INT64_C(86400000000);
+    int i;
+
+    if (!l || !l->rows || !l->rows->nelts) {
+        return 0;
+    }
+    for (i = 0; i < l->rows->nelts; i++) {
+        apr_int64_t ts = APR_ARRAY_IDX(l->rows, i, datos_row_t).timestamp_us;
+        if (i == 0 || ts < oldest) {
+            oldest = ts;
+        }
+    }
+    /* Floor to the UTC day: the window then covers whole partitions, and
+     * the value only moves when a day's worth of rows has passed. */
+    return (oldest / day - (oldest % day < 0 ? 1 : 0)) * day;
+}
+
 /* ------------------------------------------------------------ create */
 
 apr_status_t datos_bq_create(apr_pool_t *p, const datos_bq_conf_t *conf,
@@ -551,6 +580,14 @@ typedef struct {
     datos_err_t *err;
 } fetch_t;
 
+/* One query's filter: the lookback window of `days` (0 = whole table), or
+ * everything since `watermark` when since is set. */
+typedef struct {
+    int since;
+    apr_int64_t watermark;
+    int days;
+} window_t;
+
 /* Errors built in a call's scratch pool must outlive it. */
 static apr_status_t err_keep(fetch_t *f, apr_status_t rv)
 {
@@ -729,12 +766,30 @@ static long remaining_ms(fetch_t *f)
     return left > QUERY_TIMEOUT_MS_MAX ? QUERY_TIMEOUT_MS_MAX : (long)left;
 }
 
-static apr_status_t query_body(fetch_t *f, apr_pool_t *cp, int days,
-                               const char **out)
+/* A TIMESTAMP parameter in BigQuery's canonical text, as the client
+ * libraries send it: "2024-01-14 00:00:00.000000+00:00". */
+static const char *timestamp_param(apr_pool_t *p, apr_int64_t us)
+{
+    char buf[DATOS_TS_BUFSIZE];
+    apr_size_t n = datos_ts_format(us, buf);
+
+    if (!n) {
+        return NULL;
+    }
+    buf[10] = ' ';
+    if (n == 25) {                       /* no fraction: add one */
+        return apr_pstrcat(p, apr_pstrmemdup(p, buf, 19), ".000000+00:00",
+                           NULL);
+    }
+    return apr_pstrdup(p, buf);
+}
+
+static apr_status_t query_body(fetch_t *f, apr_pool_t *cp,
+                               const window_t *w, const char **out)
 {
     datos_bq_conf_t *c = &f->bq->conf;
     json_t *q = NULL, *params = NULL;
-    const char *rid, *s;
+    const char *rid, *s, *table, *sql;
     apr_status_t rv;
     long tmo = remaining_ms(f);
 
@@ -747,14 +802,31 @@ static apr_status_t query_body(fetch_t *f, apr_pool_t *cp, int days,
         return datos_err_set(f->err, f->p, rv, 0, NULL,
                              "jobs.query: no random bytes for requestId");
     }
+    table = datos_table_sql(cp, f->billing, &c->table);
     params = json_array();
-    if (days > 0) {
-        json_array_append_new(params, int64_param("lookback_days", days));
+    if (w->since) {
+        const char *wm = timestamp_param(cp, w->watermark);
+        if (!wm) {
+            json_decref(params);
+            return datos_err_set(f->err, f->p, APR_EINVAL, 0, NULL,
+                                 "jobs.query: watermark out of range");
+        }
+        json_array_append_new(params,
+            json_pack("{s:s, s:{s:s}, s:{s:s}}", "name", "watermark",
+                      "parameterType", "type", "TIMESTAMP",
+                      "parameterValue", "value", wm));
+        sql = datos_bq_since_sql(cp, table);
+    }
+    else {
+        if (w->days > 0) {
+            json_array_append_new(params,
+                                  int64_param("lookback_days", w->days));
+        }
+        sql = datos_bq_latest_sql(cp, table, w->days);
     }
     json_array_append_new(params, int64_param("max_rows", c->max_rows));
     q = json_object();
-    json_object_set_new(q, "query", json_string(datos_bq_latest_sql(cp,
-                        datos_table_sql(cp, f->billing, &c->table), days)));
+    json_object_set_new(q, "query", json_string(sql));
     json_object_set_new(q, "useLegacySql", json_false());
     json_object_set_new(q, "parameterMode", json_string("NAMED"));
     json_object_set(q, "queryParameters", params);
@@ -798,7 +870,7 @@ static const char *results_url(fetch_t *f, apr_pool_t *cp, const char *job_id,
 
 /* One window: jobs.query, then getQueryResults until the job is complete
  * and the pages are read (or max_payload is reached). Rows go into wp. */
-static apr_status_t run_window(fetch_t *f, apr_pool_t *wp, int days,
+static apr_status_t run_window(fetch_t *f, apr_pool_t *wp, const window_t *w,
                                apr_array_header_t **rows_out, int *truncated)
 {
     datos_bq_conf_t *c = &f->bq->conf;
@@ -823,7 +895,7 @@ static apr_status_t run_window(fetch_t *f, apr_pool_t *wp, int days,
         }
         apr_pool_create(&cp, f->p);
         if (first) {
-            rv = query_body(f, cp, days, &body);
+            rv = query_body(f, cp, w, &body);
             if (rv != APR_SUCCESS) {
                 goto leave;
             }
@@ -978,8 +1050,11 @@ static apr_array_header_t *normalise_rows(apr_pool_t *p,
     return out;
 }
 
-apr_status_t datos_bq_fetch_latest(datos_bq_t *bq, apr_pool_t *p,
-                                   datos_latest_t **out, datos_err_t *err)
+#define DAY_US APR_INT64_C(86400000000)
+
+static apr_status_t fetch_rows(datos_bq_t *bq, apr_pool_t *p, int since,
+                               apr_int64_t watermark, datos_latest_t **out,
+                               datos_err_t *err)
 {
     datos_bq_conf_t *c = &bq->conf;
     apr_status_t rv;
@@ -987,8 +1062,9 @@ apr_status_t datos_bq_fetch_latest(datos_bq_t *bq, apr_pool_t *p,
     datos_latest_t *res;
     apr_pool_t *best_pool = NULL, *wp = NULL;
     apr_array_header_t *best = NULL;
-    apr_int64_t days;
-    int step;
+    window_t plan[DATOS_BQ_WIDEN_STEPS + 2];
+    apr_int64_t days, since_days = 0;
+    int nplan = 0, step, k;
 
     memset(&f, 0, sizeof(f));
     f.bq = bq;
@@ -998,6 +1074,26 @@ apr_status_t datos_bq_fetch_latest(datos_bq_t *bq, apr_pool_t *p,
     f.deadline = apr_time_now() + c->timeout;
     res = apr_pcalloc(p, sizeof(*res));
     f.out = res;
+
+    /* The windows, narrowest first: each one's rows are a superset of the
+     * previous one's, so a wider answer simply replaces a narrower one. */
+    memset(plan, 0, sizeof(plan));
+    if (since) {
+        apr_int64_t age = apr_time_now() - watermark;
+        since_days = age <= 0 ? 1 : (age + DAY_US - 1) / DAY_US;
+        plan[nplan].since = 1;
+        plan[nplan].watermark = watermark;
+        plan[nplan].days = since_days > WINDOW_DAYS_MAX ? 0 : (int)since_days;
+        nplan++;
+    }
+    days = c->lookback_days;
+    for (k = 0; k < DATOS_BQ_WIDEN_STEPS && days <= WINDOW_DAYS_MAX; k++) {
+        if (!since || days > since_days) {
+            plan[nplan++].days = (int)days;
+        }
+        days *= DATOS_BQ_WIDEN_FACTOR;
+    }
+    plan[nplan++].days = 0;              /* the whole table */
 
     rv = datos_http_create(p, &c->http, &f.http, err);
     if (rv != APR_SUCCESS) {
@@ -1030,16 +1126,13 @@ apr_status_t datos_bq_fetch_latest(datos_bq_t *bq, apr_pool_t *p,
         goto leave;
     }
 
-    days = c->lookback_days;
-    for (step = 0; step <= DATOS_BQ_WIDEN_STEPS; step++) {
+    for (step = 0; step < nplan; step++) {
         apr_array_header_t *rows = NULL;
-        int truncated = 0, window;
+        int truncated = 0;
 
-        window = step == DATOS_BQ_WIDEN_STEPS || days > WINDOW_DAYS_MAX
-                 ? 0 : (int)days;
-        res->window_days = window;
+        res->window_days = plan[step].days;
         apr_pool_create(&wp, p);
-        rv = run_window(&f, wp, window, &rows, &truncated);
+        rv = run_window(&f, wp, &plan[step], &rows, &truncated);
         if (rv != APR_SUCCESS) {
             apr_pool_destroy(wp);
             wp = NULL;
@@ -1052,7 +1145,6 @@ apr_status_t datos_bq_fetch_latest(datos_bq_t *bq, apr_pool_t *p,
             }
             goto leave;
         }
-        /* A wider window's rows are a superset of the narrower one's. */
         if (best_pool) {
             apr_pool_destroy(best_pool);
         }
@@ -1061,12 +1153,13 @@ apr_status_t datos_bq_fetch_latest(datos_bq_t *bq, apr_pool_t *p,
         best = rows;
         res->truncated = truncated;
         datos_log_perror(DATOS_LOG_MARK, DATOS_LOG_DEBUG, 0, p,
-                         "window %d days: %d rows%s", window, rows->nelts,
+                         "%s %d days: %d rows%s",
+                         plan[step].since ? "watermark window" : "window",
+                         plan[step].days, rows->nelts,
                          truncated ? " (payload cap reached)" : "");
-        if (rows->nelts >= c->max_rows || truncated || window == 0) {
+        if (rows->nelts >= c->max_rows || truncated || plan[step].days == 0) {
             break;
         }
-        days *= DATOS_BQ_WIDEN_FACTOR;
     }
     res->rows = normalise_rows(p, best ? best
                                : apr_array_make(p, 0, sizeof(datos_row_t)),
@@ -1075,4 +1168,21 @@ apr_status_t datos_bq_fetch_latest(datos_bq_t *bq, apr_pool_t *p,
 
 leave:
     return rv;
+}
+
+apr_status_t datos_bq_fetch_latest(datos_bq_t *bq, apr_pool_t *p,
+                                   datos_latest_t **out, datos_err_t *err)
+{
+    return fetch_rows(bq, p, 0, 0, out, err);
+}
+
+apr_status_t datos_bq_fetch_since(datos_bq_t *bq, apr_pool_t *p,
+                                  apr_int64_t watermark_us,
+                                  datos_latest_t **out, datos_err_t *err)
+{
+    if (watermark_us == 0 || watermark_us < DATOS_TS_MIN_US
+        || watermark_us > DATOS_TS_MAX_US) {
+        return fetch_rows(bq, p, 0, 0, out, err);
+    }
+    return fetch_rows(bq, p, 1, watermark_us, out, err);
 }

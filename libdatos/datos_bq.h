@@ -84,6 +84,27 @@ apr_status_t datos_bq_fetch_latest(datos_bq_t *bq, apr_pool_t *p,
 const char *datos_bq_latest_sql(apr_pool_t *p, const char *table_sql,
                                 int days);
 
+/* A refresh after a first answer (DESIGN.md 4, "Queries and cost"): as
+ * datos_bq_fetch_latest, but the first query scans only `timestamp >=
+ * @watermark` (a TIMESTAMP parameter). While that yields fewer than
+ * max_rows rows, the lookback windows wider than the watermark follow, then
+ * the whole table, with the same capped/truncated rules. window_days reports
+ * the watermark window as its age in whole days, rounded up. A watermark
+ * of 0 (none: no rows yet, or 1970-01-01, which is every valid row anyway)
+ * or outside DATOS_TS_MIN_US..DATOS_TS_MAX_US behaves exactly as
+ * datos_bq_fetch_latest. */
+apr_status_t datos_bq_fetch_since(datos_bq_t *bq, apr_pool_t *p,
+                                  apr_int64_t watermark_us,
+                                  datos_latest_t **out, datos_err_t *err);
+
+/* The SQL of the watermark window. */
+const char *datos_bq_since_sql(apr_pool_t *p, const char *table_sql);
+
+/* The watermark for the next refresh: the oldest row of an answer,
+ * truncated to its UTC day; 0 when the answer has no rows. It only rises
+ * as rows arrive, so the scanned partitions only shrink. */
+apr_int64_t datos_bq_watermark(const datos_latest_t *l);
+
 /* One answer of jobs.query or jobs.getQueryResults. */
 typedef struct datos_bq_page_t {
     int job_complete;

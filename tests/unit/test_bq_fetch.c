@@ -13,6 +13,7 @@
 
 #include "datos_bq.h"
 #include "datos_json.h"
+#include "datos_time.h"
 
 #define TOKEN(t, exp) "{\"access_token\":\"" t "\",\"expires_in\":" #exp ",\"token_type\":\"Bearer\"}"
 #define DATASET_US "{\"kind\":\"bigquery#dataset\",\"id\":\"my-proj:latam_dataset\",\"location\":\"US\"}"
@@ -748,6 +749,115 @@ static void metadata_credentials(void **state)
     assert_string_equal(dt_request_header(fx->p, r, "Authorization"), "Bearer md-tok");
 }
 
+
+/* ------------------------------------------------ watermark refresh */
+
+static apr_status_t fetch_since(fx_t *fx, apr_int64_t wm, datos_latest_t **out,
+                                datos_err_t *err)
+{
+    datos_bq_t *bq;
+
+    datos_err_clear(err);
+    assert_int_equal(datos_bq_create(fx->p, &fx->conf, &bq, err), APR_SUCCESS);
+    *out = NULL;
+    return datos_bq_fetch_since(bq, fx->p, wm, out, err);
+}
+
+static void since_enough_rows_one_query(void **state)
+{
+    fx_t *fx = *state;
+    datos_latest_t *l;
+    datos_err_t err;
+    json_t *q;
+    apr_int64_t wm = apr_time_now() - apr_time_from_sec(2 * 86400);
+
+    wm -= wm % APR_INT64_C(86400000000);             /* a day boundary */
+    fx->conf.location = "US";
+    dt_server_json(fx->srv, 200, TOKEN("tok-1", 3600));
+    dt_server_json(fx->srv, 200, page(fx->p, "r", 0, 3, NULL, NULL));
+    assert_int_equal(fetch_since(fx, wm, &l, &err), APR_SUCCESS);
+    assert_int_equal(l->queries, 1);
+    assert_int_equal(l->rows->nelts, 3);
+    assert_int_equal(l->window_days, 3);            /* 2 days and a bit, rounded up */
+    q = body_json(fx, 1);
+    assert_string_equal(json_string_value(json_object_get(q, "query")),
+                        datos_bq_since_sql(fx->p, "`my-proj.latam_dataset.datos`"));
+    {
+        json_t *p0 = json_array_get(json_object_get(q, "queryParameters"), 0);
+        char buf[DATOS_TS_BUFSIZE];
+        datos_ts_format(wm, buf);
+        buf[10] = ' ';
+        assert_string_equal(json_string_value(json_object_get(p0, "name")), "watermark");
+        assert_string_equal(json_string_value(json_object_get(
+                                json_object_get(p0, "parameterType"), "type")), "TIMESTAMP");
+        /* canonical text with six fraction digits */
+        assert_string_equal(json_string_value(json_object_get(
+                                json_object_get(p0, "parameterValue"), "value")),
+                            apr_pstrcat(fx->p, apr_pstrmemdup(fx->p, buf, 19),
+                                        ".000000+00:00", NULL));
+    }
+    assert_int_equal(json_array_size(json_object_get(q, "queryParameters")), 2);
+}
+
+static void since_widens_past_the_watermark(void **state)
+{
+    fx_t *fx = *state;
+    datos_latest_t *l;
+    datos_err_t err;
+    apr_int64_t wm = apr_time_now() - apr_time_from_sec(10 * 86400);
+
+    fx->conf.location = "US";
+    dt_server_json(fx->srv, 200, TOKEN("tok-1", 3600));
+    dt_server_json(fx->srv, 200, page(fx->p, "a", 0, 1, NULL, NULL));
+    dt_server_json(fx->srv, 200, page(fx->p, "b", 0, 2, NULL, NULL));
+    dt_server_json(fx->srv, 200, page(fx->p, "c", 0, 3, NULL, NULL));
+    assert_int_equal(fetch_since(fx, wm, &l, &err), APR_SUCCESS);
+    /* the 7-day window is narrower than the 11-day watermark: skipped */
+    assert_int_equal(l->queries, 3);
+    assert_null(param_days(fx, 1));
+    assert_string_equal(param_days(fx, 2), "56");
+    assert_string_equal(param_days(fx, 3), "448");
+    assert_int_equal(l->window_days, 448);
+    assert_string_equal(row_id(l, 0), "c0");
+}
+
+static void since_without_watermark_is_latest(void **state)
+{
+    fx_t *fx = *state;
+    datos_latest_t *l;
+    datos_err_t err;
+
+    fx->conf.location = "US";
+    dt_server_json(fx->srv, 200, TOKEN("tok-1", 3600));
+    dt_server_json(fx->srv, 200, page(fx->p, "r", 0, 3, NULL, NULL));
+    assert_int_equal(fetch_since(fx, 0, &l, &err), APR_SUCCESS);
+    assert_string_equal(param_days(fx, 1), "7");
+    assert_int_equal(l->window_days, 7);
+}
+
+static void watermark_of_an_answer(void **state)
+{
+    fx_t *fx = *state;
+    datos_latest_t l;
+    datos_row_t rows[3];
+
+    memset(&l, 0, sizeof(l));
+    assert_int_equal(datos_bq_watermark(&l), 0);
+    assert_int_equal(datos_bq_watermark(NULL), 0);
+    memset(rows, 0, sizeof(rows));
+    rows[0].timestamp_us = TS0;                      /* 2024-01-14T14:00:00Z */
+    rows[1].timestamp_us = TS0 - APR_INT64_C(86400000000);
+    rows[2].timestamp_us = TS0 + 5;
+    l.rows = apr_array_make(fx->p, 3, sizeof(datos_row_t));
+    for (int i = 0; i < 3; i++) {
+        APR_ARRAY_PUSH(l.rows, datos_row_t) = rows[i];
+    }
+    /* 2024-01-13T00:00:00Z */
+    assert_int_equal(datos_bq_watermark(&l), APR_INT64_C(1705104000000000));
+    APR_ARRAY_IDX(l.rows, 1, datos_row_t).timestamp_us = -1;
+    assert_int_equal(datos_bq_watermark(&l), -APR_INT64_C(86400000000));
+}
+
 /* ---------------------------------------------------- token cache */
 
 static const char *token(fx_t *fx, datos_creds_t *c, int force, apr_status_t want)
@@ -888,6 +998,10 @@ int main(void)
         FX_TEST(rows_normalised),
         FX_TEST(billing_from_key_and_none),
         FX_TEST(metadata_credentials),
+        FX_TEST(since_enough_rows_one_query),
+        FX_TEST(since_widens_past_the_watermark),
+        FX_TEST(since_without_watermark_is_latest),
+        FX_TEST(watermark_of_an_answer),
         FX_TEST(token_cache),
         FX_TEST(token_failure_keeps_old_token),
         FX_TEST(token_threads_share_one_refresh),
