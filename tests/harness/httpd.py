@@ -197,10 +197,16 @@ class Httpd:
     def _kill_leftover(self):
         pid = self.pid()
         if pid:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            self._kill_group(pid)
+
+    @staticmethod
+    def _kill_group(pid):
+        # httpd -k start makes its parent a session (and group) leader, so
+        # the group holds every child: none is left orphaned.
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
 
     def path(self, *parts):
         return os.path.join(self.root, *parts)
@@ -329,7 +335,9 @@ class Httpd:
         pid = self.pid()
         if not pid or not self.is_running():
             return
-        self._apache2("-k", "stop")
+        # What `-k stop` does, without needing the configuration to parse:
+        # a test may have left a broken one behind.
+        os.kill(pid, signal.SIGTERM)
         deadline = time.time() + timeout
         while time.time() < deadline:
             try:
@@ -338,7 +346,7 @@ class Httpd:
                 break
             time.sleep(0.05)
         else:
-            os.kill(pid, signal.SIGKILL)
+            self._kill_group(pid)
             raise HttpdError("httpd did not stop within %ss" % timeout)
         try:
             os.unlink(self.path("run", "httpd.pid"))
