@@ -560,7 +560,7 @@ static apr_status_t fetch_token(datos_creds_t *c, datos_http_t *http,
                                  c->scopes, c->token_uri, apr_time_now(),
                                  &jwt, err);
         if (rv != APR_SUCCESS) {
-            return rv;
+            goto leave;
         }
         req.method = "POST";
         req.url = c->token_uri;
@@ -583,7 +583,7 @@ static apr_status_t fetch_token(datos_creds_t *c, datos_http_t *http,
     }
     rv = datos_http_perform(http, p, &req, &resp, err);
     if (rv != APR_SUCCESS) {
-        return rv;
+        goto leave;
     }
     rv = datos_token_parse(p, resp->status, resp->body, resp->body_len, token,
                            expires_in, err);
@@ -592,6 +592,8 @@ static apr_status_t fetch_token(datos_creds_t *c, datos_http_t *http,
                                     where, err->message);
         err->retry_after = datos_http_retry_after(resp, apr_time_now());
     }
+
+leave:
     return rv;
 }
 

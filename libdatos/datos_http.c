@@ -77,11 +77,13 @@ static apr_status_t http_cleanup(void *data)
 apr_status_t datos_http_create(apr_pool_t *p, const datos_http_opts_t *opts,
                                datos_http_t **out, datos_err_t *err)
 {
+    apr_status_t rv = APR_SUCCESS;
     datos_http_t *http;
 
     if (opts->connect_timeout <= 0 || opts->timeout <= 0) {
-        return datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,
-                             "HTTP timeouts must be positive");
+        rv = datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,
+                           "HTTP timeouts must be positive");
+        goto leave;
     }
     http = apr_pcalloc(p, sizeof(*http));
     http->pool = p;
@@ -94,12 +96,15 @@ apr_status_t datos_http_create(apr_pool_t *p, const datos_http_opts_t *opts,
                                            : "datos/" DATOS_VERSION);
     http->curl = curl_easy_init();
     if (!http->curl) {
-        return datos_err_set(err, p, APR_ENOMEM, 0, NULL,
-                             "cannot create a curl handle");
+        rv = datos_err_set(err, p, APR_ENOMEM, 0, NULL,
+                           "cannot create a curl handle");
+        goto leave;
     }
     apr_pool_cleanup_register(p, http, http_cleanup, apr_pool_cleanup_null);
     *out = http;
-    return APR_SUCCESS;
+
+leave:
+    return rv;
 }
 
 /* ------------------------------------------------------------------ URLs */
@@ -261,26 +266,33 @@ static apr_status_t check_url(apr_pool_t *p, const char *url,
 {
     url_parts_t u;
     const char *why = NULL;
-    apr_status_t rv;
+    apr_status_t rv = DATOS_EINSECURE;
+    host_class_t c;
 
     if (!url) {
-        return datos_err_set(err, p, DATOS_EINSECURE, 0, NULL, "no URL");
+        datos_err_set(err, p, rv, 0, NULL, "no URL");
+        goto leave;
     }
-    rv = url_split(p, url, &u, &why);
-    if (rv != APR_SUCCESS) {
-        return datos_err_set(err, p, rv, 0, NULL, "URL refused (%s): %s",
-                             why, datos_err_text(p, url, strlen(url), 200));
+    if (url_split(p, url, &u, &why) != APR_SUCCESS) {
+        datos_err_set(err, p, rv, 0, NULL, "URL refused (%s): %s", why,
+                      datos_err_text(p, url, strlen(url), 200));
+        goto leave;
     }
-    *cls = host_classify(p, u.host);
-    if (u.https || allow_insecure || *cls == HOST_LOOPBACK
-        || (metadata && *cls == HOST_METADATA)) {
-        return APR_SUCCESS;
+    c = host_classify(p, u.host);
+    if (!u.https && !allow_insecure && c != HOST_LOOPBACK
+        && !(metadata && c == HOST_METADATA)) {
+        datos_err_set(err, p, rv, 0, NULL,
+                      "plain http to %s is not allowed: use https, a "
+                      "loopback address, or turn on insecure http "
+                      "(DatosAllowInsecureHTTP / allow_insecure_http) for an "
+                      "emulator", u.host);
+        goto leave;
     }
-    return datos_err_set(err, p, DATOS_EINSECURE, 0, NULL,
-                         "plain http to %s is not allowed: use https, a "
-                         "loopback address, or turn on insecure http "
-                         "(DatosAllowInsecureHTTP / allow_insecure_http) "
-                         "for an emulator", u.host);
+    *cls = c;
+    rv = APR_SUCCESS;
+
+leave:
+    return rv;
 }
 
 apr_status_t datos_http_check_url(apr_pool_t *p, const char *url,

@@ -22,6 +22,7 @@ json_t *datos_json_bind(apr_pool_t *p, json_t *j)
 apr_status_t datos_json_parse(apr_pool_t *p, const char *buf, apr_size_t len,
                               int strict, json_t **out, datos_err_t *err)
 {
+    apr_status_t rv = APR_SUCCESS;
     json_error_t jerr;
     json_t *j;
     /* Google strings may carry U+0000 (a record id may), and a body that is
@@ -34,12 +35,15 @@ apr_status_t datos_json_parse(apr_pool_t *p, const char *buf, apr_size_t len,
     }
     j = json_loadb(buf ? buf : "", buf ? len : 0, flags, &jerr);
     if (!j) {
-        return datos_err_set(err, p, DATOS_EMALFORMED, 0, NULL,
-                             "invalid JSON: %s (line %d, column %d)",
-                             jerr.text, jerr.line, jerr.column);
+        rv = datos_err_set(err, p, DATOS_EMALFORMED, 0, NULL,
+                           "invalid JSON: %s (line %d, column %d)",
+                           jerr.text, jerr.line, jerr.column);
+        goto leave;
     }
     *out = datos_json_bind(p, j);
-    return APR_SUCCESS;
+
+leave:
+    return rv;
 }
 
 char *datos_json_dump(apr_pool_t *p, const json_t *j, apr_size_t *len)

@@ -123,11 +123,12 @@ apr_status_t datos_record_render(apr_pool_t *p, const datos_row_t *rows,
     char (*ts)[DATOS_TS_BUFSIZE];
     apr_size_t *tslen;
     char *body, *o;
+    apr_status_t rv = APR_SUCCESS;
     int i;
 
     if (n < 0) {
-        return datos_err_set(err, p, APR_EINVAL, 0, NULL,
-                             "negative row count");
+        rv = datos_err_set(err, p, APR_EINVAL, 0, NULL, "negative row count");
+        goto leave;
     }
     /* First pass: validate everything and size the body exactly, so a bad
      * row fails before anything is built. */
@@ -142,16 +143,18 @@ apr_status_t datos_record_render(apr_pool_t *p, const datos_row_t *rows,
         idlen[i] = escaped_len(row->id ? row->id : "", row->id ? row->id_len : 0,
                                &bad);
         if (bad != (apr_size_t)-1) {
-            return datos_err_set(err, p, DATOS_EMALFORMED, 0, NULL,
-                                 "row %d: id is not valid UTF-8 (byte %"
-                                 APR_SIZE_T_FMT ")", i, bad);
+            rv = datos_err_set(err, p, DATOS_EMALFORMED, 0, NULL,
+                               "row %d: id is not valid UTF-8 (byte %"
+                               APR_SIZE_T_FMT ")", i, bad);
+            goto leave;
         }
         if (row->contenido) {
             clen[i] = escaped_len(row->contenido, row->contenido_len, &bad);
             if (bad != (apr_size_t)-1) {
-                return datos_err_set(err, p, DATOS_EMALFORMED, 0, NULL,
-                                     "row %d: contenido is not valid UTF-8 "
-                                     "(byte %" APR_SIZE_T_FMT ")", i, bad);
+                rv = datos_err_set(err, p, DATOS_EMALFORMED, 0, NULL,
+                                   "row %d: contenido is not valid UTF-8 "
+                                   "(byte %" APR_SIZE_T_FMT ")", i, bad);
+                goto leave;
             }
             clen[i] += 2;
         }
@@ -160,10 +163,11 @@ apr_status_t datos_record_render(apr_pool_t *p, const datos_row_t *rows,
         }
         tslen[i] = datos_ts_format(row->timestamp_us, ts[i]);
         if (!tslen[i]) {
-            return datos_err_set(err, p, DATOS_EMALFORMED, 0, NULL,
-                                 "row %d: timestamp %" APR_INT64_T_FMT
-                                 " us is outside 0001..9999", i,
-                                 row->timestamp_us);
+            rv = datos_err_set(err, p, DATOS_EMALFORMED, 0, NULL,
+                               "row %d: timestamp %" APR_INT64_T_FMT
+                               " us is outside 0001..9999", i,
+                               row->timestamp_us);
+            goto leave;
         }
         total += (i ? 1 : 0) + sizeof(k_id) - 1 + idlen[i] + sizeof(k_cont) - 1
                  + clen[i] + sizeof(k_ts) - 1 + tslen[i] + sizeof(tail_row) - 1;
@@ -202,7 +206,9 @@ apr_status_t datos_record_render(apr_pool_t *p, const datos_row_t *rows,
     r->len = (apr_size_t)(o - body);
     r->n = n;
     *out = r;
-    return APR_SUCCESS;
+
+leave:
+    return rv;
 }
 
 apr_size_t datos_rendered_len(const datos_rendered_t *r, int k)
