@@ -415,9 +415,9 @@ static char *mask_secrets(apr_pool_t *p, const char *data, apr_size_t len)
 static int debug_cb(CURL *handle, curl_infotype type, char *data, size_t size,
                     void *userdata)
 {
+    const int *body_loggable = userdata;
     apr_pool_t *p;
     (void)handle;
-    (void)userdata;
 
     if (apr_pool_create(&p, NULL) != APR_SUCCESS) {
         return 0;
@@ -438,15 +438,23 @@ static int debug_cb(CURL *handle, curl_infotype type, char *data, size_t size,
         datos_log_perror(DATOS_LOG_MARK, DATOS_LOG_TRACE4, 0, p, "curl << %s",
                          datos_err_text(p, data, size, 400));
         break;
-    case CURLINFO_DATA_OUT: {
-        /* Form bodies carry the signed assertion; JSON bodies are queries.
-         * Only a masked prefix is logged. */
-        const char *m = mask_secrets(p, data, size > 400 ? 400 : size);
-        datos_log_perror(DATOS_LOG_MARK, DATOS_LOG_TRACE4, 0, p,
-                         "curl >> %" APR_SIZE_T_FMT " body bytes: %s",
-                         (apr_size_t)size, datos_err_text(p, m, strlen(m), 400));
+    case CURLINFO_DATA_OUT:
+        /* JSON bodies are queries, worth seeing; form bodies carry the
+         * signed assertion, possibly split over several chunks, so only
+         * their size is logged. */
+        if (body_loggable && *body_loggable) {
+            const char *m = mask_secrets(p, data, size > 400 ? 400 : size);
+            datos_log_perror(DATOS_LOG_MARK, DATOS_LOG_TRACE4, 0, p,
+                             "curl >> %" APR_SIZE_T_FMT " body bytes: %s",
+                             (apr_size_t)size,
+                             datos_err_text(p, m, strlen(m), 400));
+        }
+        else {
+            datos_log_perror(DATOS_LOG_MARK, DATOS_LOG_TRACE4, 0, p,
+                             "curl >> %" APR_SIZE_T_FMT " body bytes",
+                             (apr_size_t)size);
+        }
         break;
-    }
     case CURLINFO_DATA_IN:
         /* Answers may hold access tokens: sizes only. */
         datos_log_perror(DATOS_LOG_MARK, DATOS_LOG_TRACE4, 0, p,
@@ -546,7 +554,7 @@ apr_status_t datos_http_perform(datos_http_t *http, apr_pool_t *p,
     host_class_t cls;
     apr_interval_time_t timeout, connect_timeout;
     const char *method = req->method ? req->method : "GET";
-    int has_body = req->body != NULL;
+    int has_body = req->body != NULL, body_loggable = 0;
     long status = 0;
     datos_http_resp_t *r;
     int i;
@@ -620,7 +628,10 @@ apr_status_t datos_http_perform(datos_http_t *http, apr_pool_t *p,
         SETOPT(CURLOPT_NOPROXY, "*");
     }
     if (datos_log_is_level(DATOS_LOG_TRACE4)) {
+        body_loggable = has_body && (!req->content_type
+                        || !strncasecmp(req->content_type, "application/json", 16));
         SETOPT(CURLOPT_DEBUGFUNCTION, debug_cb);
+        SETOPT(CURLOPT_DEBUGDATA, &body_loggable);
         SETOPT(CURLOPT_VERBOSE, 1L);
     }
 

@@ -217,6 +217,9 @@ static void serve_connection(dt_server_t *s, int fd)
     if (r.delay_ms > 0 && wait_readable(s, s->wake[0], r.delay_ms) < 0) {
         return;
     }
+    if (r.raw) {
+        write_all(fd, r.raw, strlen(r.raw));
+    }
     if (r.hang) {
         char tmp[256];
         /* Until the client gives up (EOF) or the test ends. */
@@ -224,11 +227,7 @@ static void serve_connection(dt_server_t *s, int fd)
         }
         return;
     }
-    if (r.close_now) {
-        return;
-    }
-    if (r.raw) {
-        write_all(fd, r.raw, strlen(r.raw));
+    if (r.close_now || r.raw) {
         return;
     }
     blen = r.body ? (r.body_len ? r.body_len : strlen(r.body)) : 0;

@@ -53,7 +53,7 @@ typedef struct dt_response_t {
     const char *body;        /* NULL: empty */
     apr_size_t body_len;     /* 0: strlen(body) */
     int delay_ms;            /* wait before answering */
-    int hang;                /* read the request, never answer */
+    int hang;                /* read the request, never answer (after raw, if any) */
     int close_now;           /* read the request, close without answering */
     const char *raw;         /* send these bytes verbatim instead */
 } dt_response_t;

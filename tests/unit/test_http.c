@@ -9,6 +9,7 @@
 
 #include "dt_support.h"
 #include "datos_http.h"
+#include "datos_log.h"
 
 typedef struct {
     apr_pool_t *p;
@@ -215,6 +216,33 @@ static void timeout_never_answers(void **state)
     t0 = apr_time_now();
     assert_int_equal(run(fx, &req, &resp, &err), APR_TIMEUP);
     assert_true(apr_time_now() - t0 < apr_time_from_msec(2000));
+}
+
+static void low_speed_stall(void **state)
+{
+    fx_t *fx = *state;
+    datos_http_req_t req;
+    datos_http_resp_t *resp;
+    datos_err_t err;
+    dt_response_t r;
+    apr_time_t t0;
+
+    /* Headers and a few bytes, then silence: the stall limit ends it long
+     * before the 20 s transfer timeout. */
+    memset(&r, 0, sizeof(r));
+    r.raw = "HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n{\"rows\":[";
+    r.hang = 1;
+    dt_server_push(fx->srv, &r);
+    fx->opts.timeout = apr_time_from_sec(20);
+    fx->opts.low_speed_time = apr_time_from_msec(300);   /* rounds up to 1 s */
+    fx->opts.low_speed_limit = 100;
+    memset(&req, 0, sizeof(req));
+    req.method = "GET";
+    req.url = apr_pstrcat(fx->p, dt_server_url(fx->srv, fx->p), "/stall", NULL);
+    t0 = apr_time_now();
+    assert_int_equal(run(fx, &req, &resp, &err), APR_TIMEUP);
+    assert_true(apr_time_now() - t0 >= apr_time_from_msec(900));
+    assert_true(apr_time_now() - t0 < apr_time_from_sec(5));
 }
 
 static void deadline_passed(void **state)
@@ -519,6 +547,58 @@ static void handle_reuse(void **state)
     assert_int_equal(resp->status, 202);
 }
 
+static char *trace_text;
+static apr_pool_t *trace_pool;
+
+static void trace_sink(void *baton, const char *file, int line,
+                       datos_log_level_t level, apr_status_t rv, const char *msg)
+{
+    (void)baton; (void)file; (void)line; (void)level; (void)rv;
+    trace_text = apr_pstrcat(trace_pool, trace_text ? trace_text : "", msg, "\n", NULL);
+}
+
+static int trace_all(void *baton, datos_log_level_t level)
+{
+    (void)baton; (void)level;
+    return 1;
+}
+
+/* curl's verbose output reaches the log only through the sink, and never
+ * with a bearer token, an assertion or a token answer in it. */
+static void trace_masks_secrets(void **state)
+{
+    fx_t *fx = *state;
+    datos_http_req_t req;
+    datos_http_resp_t *resp;
+    datos_err_t err;
+
+    trace_pool = fx->p;
+    trace_text = NULL;
+    datos_log_set_sink(trace_sink, trace_all, NULL);
+    dt_server_json(fx->srv, 200, "{\"access_token\":\"ya29.SECRET-ANSWER\",\"expires_in\":3599}");
+    memset(&req, 0, sizeof(req));
+    req.method = "POST";
+    req.url = apr_pstrcat(fx->p, dt_server_url(fx->srv, fx->p), "/token", NULL);
+    req.body = "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer"
+               "&assertion=eyJhbGciOiJSUzI1NiJ9.SECRET-CLAIMS.SECRET-SIG";
+    req.body_len = strlen(req.body);
+    req.content_type = "application/x-www-form-urlencoded";
+    req.headers = apr_array_make(fx->p, 1, sizeof(const char *));
+    APR_ARRAY_PUSH(req.headers, const char *) = "Authorization: Bearer ya29.SECRET-BEARER";
+    assert_int_equal(run(fx, &req, &resp, &err), APR_SUCCESS);
+    datos_log_set_sink(NULL, NULL, NULL);
+
+    assert_non_null(trace_text);
+    assert_non_null(strstr(trace_text, "POST /token HTTP/1.1"));
+    assert_non_null(strstr(trace_text, "Authorization: [redacted]"));
+    assert_null(strstr(trace_text, "assertion="));
+    assert_non_null(strstr(trace_text, "body bytes"));
+    assert_null(strstr(trace_text, "SECRET"));
+    assert_null(strstr(trace_text, "eyJ"));
+    /* the server did get the real thing */
+    assert_non_null(strstr(dt_server_request(fx->srv, fx->p, 0)->body, "SECRET-SIG"));
+}
+
 static void retry_after(void **state)
 {
     fx_t *fx = *state;
@@ -562,6 +642,7 @@ int main(void)
         FX_TEST(post_bodies),
         FX_TEST(other_methods),
         FX_TEST(timeout_never_answers),
+        FX_TEST(low_speed_stall),
         FX_TEST(deadline_passed),
         FX_TEST(tiny_timeouts_do_not_mean_forever),
         FX_TEST(response_cap),
@@ -571,6 +652,7 @@ int main(void)
         FX_TEST(header_crlf_refused),
         FX_TEST(connection_failures),
         FX_TEST(handle_reuse),
+        FX_TEST(trace_masks_secrets),
         FX_TEST(retry_after),
         FX_TEST(urlencode),
     };
