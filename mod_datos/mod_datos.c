@@ -2,10 +2,10 @@
  *
  * Life cycle, as httpd runs it:
  * - check_config (every configuration pass, also under `apache2 -t`):
- *   defaults, cross-directive checks, and the key file is read while the
- *   process is still root, so a 0600 key owned by root works.
- * - post_config (parent, still single-threaded): curl_global_init once, one
- *   BigQuery client per server configuration.
+ *   defaults and cross-directive checks, including a trial load of the key.
+ * - post_config (parent, still root and single-threaded): curl_global_init
+ *   once, the credentials (a 0600 key owned by root works), one BigQuery
+ *   client per server configuration.
  * - child_init: per-process mutexes; tokens inherited over fork are dropped.
  */
 #include <string.h>
@@ -48,9 +48,9 @@ static int mod_datos_check_config(apr_pool_t *pconf, apr_pool_t *plog,
     const char *msg;
 
     (void)plog;
-    (void)ptemp;
     for (vs = s; vs; vs = vs->next) {
-        if ((msg = mod_datos_conf_finish(pconf, vs, mod_datos_conf(vs)))) {
+        if ((msg = mod_datos_conf_finish(pconf, ptemp, vs,
+                                         mod_datos_conf(vs)))) {
             ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_EMERG, 0, NULL,
                          DATOS_LOGNO(0001) "%s (server %s:%u, defined in %s)",
                          msg, vs->server_hostname ? vs->server_hostname : "*",
@@ -97,6 +97,19 @@ static int mod_datos_post_config(apr_pool_t *pconf, apr_pool_t *plog,
     for (vs = s; vs; vs = vs->next) {
         mod_datos_conf_t *conf = mod_datos_conf(vs);
         datos_bq_conf_t bqc;
+
+        /* The key is read here, while the process is still root, so it
+         * may be readable by root only. */
+        datos_err_clear(&err);
+        rv = datos_creds_load(pconf, conf->credentials, DATOS_SCOPE_BIGQUERY,
+                              conf->allow_insecure
+                                  || conf->url_from_emulator_env,
+                              &conf->creds, &err);
+        if (rv != APR_SUCCESS) {
+            ap_log_error(APLOG_MARK, APLOG_EMERG, rv, vs,
+                         DATOS_LOGNO(0007) "DatosCredentials: %s", err.message);
+            return HTTP_INTERNAL_SERVER_ERROR;
+        }
 
         memset(&bqc, 0, sizeof(bqc));
         bqc.base_url = conf->bigquery_url;

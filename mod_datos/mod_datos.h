@@ -56,8 +56,8 @@ void *mod_datos_merge_srv_conf(apr_pool_t *p, void *basev, void *addv);
 /* Applies defaults and the checks that need several directives (the
  * transport rule, the credentials). Returns NULL or a message naming the
  * directive at fault. Runs in check_config, so `apache2 -t` reports it. */
-const char *mod_datos_conf_finish(apr_pool_t *p, server_rec *s,
-                                  mod_datos_conf_t *conf);
+const char *mod_datos_conf_finish(apr_pool_t *p, apr_pool_t *ptemp,
+                                  server_rec *s, mod_datos_conf_t *conf);
 
 static APR_INLINE mod_datos_conf_t *mod_datos_conf(const server_rec *s)
 {

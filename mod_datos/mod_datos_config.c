@@ -348,10 +348,11 @@ static int is_loopback_url(const char *url)
            || !strncmp(host, "[::1]", 5);
 }
 
-const char *mod_datos_conf_finish(apr_pool_t *p, server_rec *s,
-                                  mod_datos_conf_t *conf)
+const char *mod_datos_conf_finish(apr_pool_t *p, apr_pool_t *ptemp,
+                                  server_rec *s, mod_datos_conf_t *conf)
 {
     const char *emulator = getenv("BIGQUERY_EMULATOR_HOST");
+    datos_creds_t *creds = NULL;
     datos_err_t err;
     apr_status_t rv;
     const char *msg;
@@ -400,16 +401,15 @@ const char *mod_datos_conf_finish(apr_pool_t *p, server_rec *s,
                             : " (set DatosAllowInsecureHTTP On to allow plain "
                               "http to it)");
 
-    if (!conf->creds) {
-        rv = datos_creds_load(p, conf->credentials, DATOS_SCOPE_BIGQUERY,
-                              conf->allow_insecure
-                                  || conf->url_from_emulator_env,
-                              &conf->creds, &err);
-        if (rv != APR_SUCCESS)
-            return apr_psprintf(p, "DatosCredentials: %s", err.message);
-    }
+    /* Only a trial load here (apache2 -t reports a bad key); post_config
+     * loads the key for real. Both run as root. */
+    rv = datos_creds_load(ptemp, conf->credentials, DATOS_SCOPE_BIGQUERY,
+                          conf->allow_insecure || conf->url_from_emulator_env,
+                          &creds, &err);
+    if (rv != APR_SUCCESS)
+        return apr_psprintf(p, "DatosCredentials: %s", err.message);
     if (!conf->project && !conf->table.project
-        && datos_creds_kind(conf->creds) == DATOS_CREDS_NONE)
+        && datos_creds_kind(creds) == DATOS_CREDS_NONE)
         return "DatosProject: required with DatosCredentials none (there is "
                "no key file or metadata server to take it from)";
     return NULL;

@@ -55,3 +55,21 @@ def emulator():
     emu.start()
     yield emu
     emu.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_server_left_behind():
+    """After the suite, no httpd started from the test tree may still run."""
+    yield
+    leftovers = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode("utf-8", "replace")
+        except OSError:
+            continue
+        if "apache2" in cmd and TEST_TMP in cmd:
+            leftovers.append("%s: %s" % (pid, cmd))
+    assert not leftovers, "httpd processes left running:\n" + "\n".join(leftovers)
