@@ -1,6 +1,7 @@
 /* dt_support.c - pools, temp files and fixtures for the unit tests. */
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +43,20 @@ int dt_teardown(void **state)
     return 0;
 }
 
+static int rm_entry(const char *path, const struct stat *st, int flag,
+                    struct FTW *ftw)
+{
+    (void)st; (void)flag; (void)ftw;
+    return remove(path);
+}
+
+/* Each test's files go when its pool does. */
+static apr_status_t tmpdir_cleanup(void *data)
+{
+    nftw((const char *)data, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    return APR_SUCCESS;
+}
+
 const char *dt_tmpdir(apr_pool_t *p)
 {
     static unsigned counter;
@@ -56,6 +71,7 @@ const char *dt_tmpdir(apr_pool_t *p)
     dir = apr_psprintf(p, "%s/dt-%ld-%u", base, (long)getpid(), ++counter);
     assert_int_equal(apr_dir_make_recursive(dir, APR_FPROT_OS_DEFAULT, p),
                      APR_SUCCESS);
+    apr_pool_cleanup_register(p, dir, tmpdir_cleanup, apr_pool_cleanup_null);
     return dir;
 }
 

@@ -24,7 +24,8 @@ int dt_teardown(void **state);
 #define DT_POOL(state) ((apr_pool_t *)*(state))
 #define DT_TEST(f) cmocka_unit_test_setup_teardown(f, dt_setup, dt_teardown)
 
-/* A fresh directory under $DATOS_TEST_TMP (build/test-tmp from make). */
+/* A fresh directory under $DATOS_TEST_TMP (build/test-tmp from make),
+ * removed with everything in it when p is destroyed. */
 const char *dt_tmpdir(apr_pool_t *p);
 /* Writes content to dir/name with the given mode; returns the path. */
 const char *dt_write_file(apr_pool_t *p, const char *dir, const char *name,
