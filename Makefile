@@ -40,6 +40,8 @@ MOD_SRC := $(wildcard mod_datos/*.c)
 MOD_HDR := $(wildcard mod_datos/*.h)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_SUPPORT := $(filter-out $(UNIT_SRC),$(wildcard tests/unit/*.c))
+UNIT_HDR := $(wildcard tests/unit/*.h)
+FUZZ_HDR := $(wildcard tests/fuzz/*.h)
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 
 OBJ := $(patsubst libdatos/%.c,$(BUILD)/obj/%.o,$(LIBDATOS_SRC))
@@ -112,12 +114,12 @@ $(BUILD)/asan/mod_datos.so: $(MOD_SRC) $(MOD_HDR) $(BUILD)/asan/libdatos.a
 module: $(BUILD)/mod_datos.so $(BUILD)/asan/mod_datos.so
 
 # ---------------------------------------------------------------- unit tests (cmocka)
-$(BUILD)/tests/%: tests/unit/%.c $(UNIT_SUPPORT) $(BUILD)/libdatos.a
+$(BUILD)/tests/%: tests/unit/%.c $(UNIT_SUPPORT) $(UNIT_HDR) $(BUILD)/libdatos.a
 	@mkdir -p $(@D)
 	$(CC) $(CSTD) $(WARN) -O1 -g $(APR_INCLUDES) $(DEP_CFLAGS) -Ilibdatos -Itests/unit \
 	  $< $(UNIT_SUPPORT) $(BUILD)/libdatos.a $(CMOCKA_LIBS) $(DEP_LIBS) $(APR_LIBS) -o $@
 
-$(BUILD)/asan/tests/%: tests/unit/%.c $(UNIT_SUPPORT) $(BUILD)/asan/libdatos.a
+$(BUILD)/asan/tests/%: tests/unit/%.c $(UNIT_SUPPORT) $(UNIT_HDR) $(BUILD)/asan/libdatos.a
 	@mkdir -p $(@D)
 	$(CC) $(CSTD) $(WARN) $(SAN_CFLAGS) $(APR_INCLUDES) $(DEP_CFLAGS) -Ilibdatos -Itests/unit \
 	  $< $(UNIT_SUPPORT) $(BUILD)/asan/libdatos.a $(CMOCKA_LIBS) $(DEP_LIBS) $(APR_LIBS) $(SAN_FLAGS) -o $@
@@ -135,7 +137,7 @@ unit: unit-build
 # ---------------------------------------------------------------- fuzzing (libFuzzer)
 FUZZ_SECONDS ?= 60
 
-$(BUILD)/fuzz/%: tests/fuzz/%.c $(LIBDATOS_SRC) $(LIBDATOS_HDR)
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_HDR) $(LIBDATOS_SRC) $(LIBDATOS_HDR)
 	@mkdir -p $(@D)
 	clang $(CSTD) $(WARN) -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 	  $(APR_INCLUDES) $(DEP_CFLAGS) -Ilibdatos $< $(LIBDATOS_SRC) $(DEP_LIBS) $(APR_LIBS) -o $@
