@@ -15,10 +15,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <apr_strings.h>
-#include <apr_thread_mutex.h>
 #include <openssl/crypto.h>
 
 #include "datos_auth.h"
+#include "datos_mutex.h"
 #include "datos_crypt.h"
 #include "datos_json.h"
 #include "datos_log.h"
@@ -77,24 +77,12 @@ static apr_status_t creds_cleanup(void *data)
 
 static void creds_lock(datos_creds_t *c)
 {
-#if APR_HAS_THREADS
-    if (c->mutex) {
-        apr_thread_mutex_lock(c->mutex);
-    }
-#else
-    (void)c;
-#endif
+    datos_mutex_lock(c->mutex);
 }
 
 static void creds_unlock(datos_creds_t *c)
 {
-#if APR_HAS_THREADS
-    if (c->mutex) {
-        apr_thread_mutex_unlock(c->mutex);
-    }
-#else
-    (void)c;
-#endif
+    datos_mutex_unlock(c->mutex);
 }
 
 /* "a b c" -> "a,b,c" for the metadata server's scopes parameter. */
@@ -374,35 +362,12 @@ const char *datos_creds_key_project(const datos_creds_t *creds)
     return creds->kind == DATOS_CREDS_KEYFILE ? creds->project_id : NULL;
 }
 
-#if APR_HAS_THREADS
-static apr_status_t mutex_gone(void *data)
-{
-    ((datos_creds_t *)data)->mutex = NULL;
-    return APR_SUCCESS;
-}
-#endif
-
 apr_status_t datos_creds_child_init(datos_creds_t *creds, apr_pool_t *pchild)
 {
     /* A token minted before fork is shared with siblings and the parent;
      * each process keeps its own. */
     token_forget(creds);
-#if APR_HAS_THREADS
-    {
-        apr_status_t rv = apr_thread_mutex_create(&creds->mutex,
-                                                  APR_THREAD_MUTEX_DEFAULT,
-                                                  pchild);
-        if (rv != APR_SUCCESS) {
-            creds->mutex = NULL;
-            return rv;
-        }
-        apr_pool_cleanup_register(pchild, creds, mutex_gone,
-                                  apr_pool_cleanup_null);
-    }
-#else
-    (void)pchild;
-#endif
-    return APR_SUCCESS;
+    return datos_mutex_create(&creds->mutex, pchild);
 }
 
 /* -------------------------------------------------------------- tokens */

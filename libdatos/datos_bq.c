@@ -11,9 +11,9 @@
 #include <apr_general.h>
 #include <apr_hash.h>
 #include <apr_strings.h>
-#include <apr_thread_mutex.h>
 
 #include "datos_bq.h"
+#include "datos_mutex.h"
 #include "datos_json.h"
 #include "datos_log.h"
 #include "datos_time.h"
@@ -249,51 +249,19 @@ leave:
     return rv;
 }
 
-#if APR_HAS_THREADS
-static apr_status_t mutex_gone(void *data)
-{
-    ((datos_bq_t *)data)->mutex = NULL;
-    return APR_SUCCESS;
-}
-#endif
-
 apr_status_t datos_bq_child_init(datos_bq_t *bq, apr_pool_t *pchild)
 {
-#if APR_HAS_THREADS
-    apr_status_t rv = apr_thread_mutex_create(&bq->mutex,
-                                              APR_THREAD_MUTEX_DEFAULT, pchild);
-    if (rv != APR_SUCCESS) {
-        bq->mutex = NULL;
-        return rv;
-    }
-    apr_pool_cleanup_register(pchild, bq, mutex_gone, apr_pool_cleanup_null);
-#else
-    (void)bq;
-    (void)pchild;
-#endif
-    return APR_SUCCESS;
+    return datos_mutex_create(&bq->mutex, pchild);
 }
 
 static void bq_lock(datos_bq_t *bq)
 {
-#if APR_HAS_THREADS
-    if (bq->mutex) {
-        apr_thread_mutex_lock(bq->mutex);
-    }
-#else
-    (void)bq;
-#endif
+    datos_mutex_lock(bq->mutex);
 }
 
 static void bq_unlock(datos_bq_t *bq)
 {
-#if APR_HAS_THREADS
-    if (bq->mutex) {
-        apr_thread_mutex_unlock(bq->mutex);
-    }
-#else
-    (void)bq;
-#endif
+    datos_mutex_unlock(bq->mutex);
 }
 
 /* ------------------------------------------------------ answer parsing */
