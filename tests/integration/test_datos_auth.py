@@ -152,3 +152,25 @@ def test_application_default_credentials_from_the_environment(rows, httpd_factor
     emulator.clear_counters()
     assert get(h, "/datos").status_code == 200
     assert emulator.count("oauth2.token") >= 1
+
+
+def test_trace_logging_never_shows_keys_tokens_or_assertions(rows, httpd_factory, emulator):
+    h = httpd_factory("auth-trace", loglevel="notice datos:trace4")
+    h.write_config(datos_conf(emulator, credentials=key_copy(emulator, "trace.json")))
+    h.start()
+    emulator.clear_counters()
+    assert get(h, "/datos").status_code == 200
+    h.stop()
+    log = open(h.log.path).read()
+    # The exchanges really were traced...
+    assert "curl >>" in log and "/token" in log and "/queries" in log
+    # ...but nothing that grants access reached the log.
+    tokens = [t["body"] for t in emulator.requests("oauth2.token")]
+    assert tokens
+    issued = [q["headers"]["Authorization"].split(" ", 1)[1]
+              for q in emulator.requests("bigquery.jobs.query")]
+    assert issued
+    for secret in issued:
+        assert secret not in log
+    assert "eyJhbGciOi" not in log          # a JWT header, base64url
+    assert "PRIVATE KEY" not in log
