@@ -9,6 +9,7 @@ import argparse
 import json
 import os
 import signal
+import ssl
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -40,6 +41,9 @@ def parse_args(argv=None):
                    help="insertAll insertId dedup window, seconds of emulator clock")
     p.add_argument("--streaming-buffer-seconds", type=float, default=5400.0,
                    help="how long insertAll rows stay in the streaming buffer (tables.get)")
+    p.add_argument("--tls-cert", metavar="FILE",
+                   help="serve https with this PEM certificate (chain) instead of plain http")
+    p.add_argument("--tls-key", metavar="FILE", help="the private key of --tls-cert")
     p.add_argument("--verbose", action="store_true", help="log every request to stderr")
     return p.parse_args(argv)
 
@@ -48,8 +52,18 @@ def main(argv=None):
     args = parse_args(argv)
     server = EmulatorHTTPServer((args.host, args.port), None)
     port = server.server_address[1]
+    scheme = "http"
+    if args.tls_cert:
+        # Lets tests prove certificate verification (and a private CA file)
+        # the way Google's https endpoints are reached.
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(args.tls_cert, args.tls_key)
+        # The handshake runs in the request thread, not in the accept loop.
+        server.socket = ctx.wrap_socket(server.socket, server_side=True,
+                                        do_handshake_on_connect=False)
+        scheme = "https"
     display_host = "127.0.0.1" if args.host in ("0.0.0.0", "") else args.host
-    token_uri = "http://%s:%d/token" % (display_host, port)
+    token_uri = "%s://%s:%d/token" % (scheme, display_host, port)
     if args.service_account_key:
         with open(args.service_account_key, encoding="utf-8") as f:
             key_info = json.load(f)
@@ -63,7 +77,7 @@ def main(argv=None):
                 "insert_id_window": args.insert_id_window,
                 "streaming_buffer_seconds": args.streaming_buffer_seconds}
     app = App(args.host, port, args.project, key_info, settings, data_dir=args.data_dir,
-              verbose=args.verbose)
+              verbose=args.verbose, scheme=scheme)
     server.app = app
     if args.port_file:
         tmp = args.port_file + ".tmp"
@@ -76,7 +90,7 @@ def main(argv=None):
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    print("datos-gcp-emulator listening on http://%s:%d" % (args.host, port), flush=True)
+    print("datos-gcp-emulator listening on %s://%s:%d" % (scheme, args.host, port), flush=True)
     try:
         server.serve_forever(poll_interval=0.2)
     except SystemExit:

@@ -14,6 +14,7 @@ Convenience methods go through the emulator's public REST API, exactly like a cl
 """
 import json
 import os
+import ssl
 import subprocess
 import sys
 import time
@@ -43,10 +44,14 @@ class EmulatorError(RuntimeError):
 
 class Emulator:
     def __init__(self, workdir, require_auth=False, project="datos-local", extra_args=(),
-                 port=0):
-        """port=0 picks a free port; a fixed port (e.g. 9050 for `make run`) may be given."""
+                 port=0, tls=None):
+        """port=0 picks a free port; a fixed port (e.g. 9050 for `make run`) may be given.
+        tls=(cert_file, key_file, ca_file) serves https, trusted through ca_file."""
         self.workdir = os.path.abspath(workdir)
         self.requested_port = int(port)
+        self.tls = tls
+        self.scheme = "https" if tls else "http"
+        self._ssl = ssl.create_default_context(cafile=tls[2]) if tls else None
         self.require_auth = require_auth
         self.project = project
         self.extra_args = list(extra_args)
@@ -72,6 +77,8 @@ class Emulator:
             cmd += ["--write-service-account-key", self.key_file]
         if self.require_auth:
             cmd.append("--require-auth")
+        if self.tls:
+            cmd += ["--tls-cert", self.tls[0], "--tls-key", self.tls[1]]
         cmd += self.extra_args
         self._out = open(self.stdout_path, "wb")
         self._err = open(self.stderr_path, "wb")
@@ -89,7 +96,7 @@ class Emulator:
                 except ValueError:
                     self.port = None
                 if self.port:
-                    self.base_url = "http://127.0.0.1:%d" % self.port
+                    self.base_url = "%s://127.0.0.1:%d" % (self.scheme, self.port)
                     try:
                         if self._call("GET", "/_emulator/health", timeout=2) == {"status": "ok"}:
                             return self
@@ -137,7 +144,7 @@ class Emulator:
         req = urllib.request.Request(self.base_url + path, data=data, method=method,
                                      headers=headers)
         try:
-            with urllib.request.urlopen(req, timeout=timeout) as resp:
+            with urllib.request.urlopen(req, timeout=timeout, context=self._ssl) as resp:
                 status, raw = resp.status, resp.read()
         except urllib.error.HTTPError as e:
             status, raw = e.code, e.read()
@@ -200,7 +207,7 @@ class Emulator:
         req = urllib.request.Request(self.base_url + "/bigquery/v2" + path, data=data,
                                      method=method, headers=headers)
         try:
-            with urllib.request.urlopen(req, timeout=60) as resp:
+            with urllib.request.urlopen(req, timeout=60, context=self._ssl) as resp:
                 status, raw = resp.status, resp.read()
         except urllib.error.HTTPError as e:
             status, raw = e.code, e.read()

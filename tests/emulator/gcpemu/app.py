@@ -46,9 +46,11 @@ class Route:
 
 
 class App:
-    def __init__(self, host, port, project, key_info, settings, data_dir=None, verbose=False):
+    def __init__(self, host, port, project, key_info, settings, data_dir=None, verbose=False,
+                 scheme="http"):
         self.host = host
         self.port = port
+        self.scheme = scheme
         self.project = project
         self.verbose = verbose
         self.clock = Clock()
@@ -102,7 +104,7 @@ class App:
         host = "127.0.0.1" if self.host in ("0.0.0.0", "", "::") else self.host
         if ":" in host:
             host = "[%s]" % host
-        return "http://%s:%d" % (host, self.port)
+        return "%s://%s:%d" % (self.scheme, host, self.port)
 
     @property
     def token_url(self):

@@ -1,0 +1,95 @@
+"""https with certificate verification, as Google is reached in production:
+a private CA through DatosCACertificateFile is trusted, anything else is
+refused, and there is no switch to skip verification."""
+import json
+import os
+import subprocess
+
+import pytest
+
+from harness.emulator import Emulator
+from harness.httpd import TEST_TMP
+from datos_env import contract_rows, datos_conf, expected_answer, get, seed
+
+PKI = os.path.join(TEST_TMP, "pki")
+
+
+def openssl(*args):
+    subprocess.run(["openssl"] + list(args), check=True, capture_output=True, cwd=PKI)
+
+
+def make_ca(name):
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            "-subj", "/CN=datos test %s" % name, "-keyout", name + ".key", "-out", name + ".pem")
+    return os.path.join(PKI, name + ".pem")
+
+
+@pytest.fixture(scope="module")
+def tls_emulator():
+    os.makedirs(PKI, mode=0o755, exist_ok=True)
+    ca = make_ca("ca")
+    make_ca("rogue-ca")
+    with open(os.path.join(PKI, "san.ext"), "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
+            "-keyout", "server.key", "-out", "server.csr")
+    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+            "-CAcreateserial", "-days", "2", "-extfile", "san.ext", "-out", "server.pem")
+    for name in os.listdir(PKI):
+        os.chmod(os.path.join(PKI, name), 0o644)
+    emu = Emulator(os.path.join(TEST_TMP, "emulator-tls"),
+                   tls=(os.path.join(PKI, "server.pem"), os.path.join(PKI, "server.key"), ca))
+    emu.start()
+    rows = contract_rows(emu.now())
+    seed(emu, rows)
+    yield emu, rows, ca
+    emu.stop()
+
+
+def test_private_ca_is_trusted_through_the_directive(tls_emulator, httpd_factory):
+    emu, rows, ca = tls_emulator
+    assert emu.base_url.startswith("https://")
+    h = httpd_factory("tls-ca")
+    h.write_config(datos_conf(emu, extra="DatosCACertificateFile %s\n" % ca))
+    h.start()
+    r = get(h, "/datos")
+    assert r.status_code == 200
+    assert r.json()["datos"] == expected_answer(rows, 10)
+
+
+@pytest.mark.parametrize("ca_line", ["", "DatosCACertificateFile ${pki}/rogue-ca.pem"],
+                         ids=["system-bundle", "other-ca"])
+def test_an_untrusted_certificate_is_refused(tls_emulator, httpd_factory, ca_line):
+    emu, _, _ = tls_emulator
+    h = httpd_factory("tls-untrusted")
+    h.write_config(datos_conf(emu, extra=ca_line.replace("${pki}", PKI) + "\n"))
+    h.start()
+    h.log.expect(r"DT0201.*\(connect_error,.*(certificate|SSL)")
+    emu.clear_counters()
+    r = get(h, "/datos")
+    assert r.status_code == 502
+    assert r.json()["error"]["code"] == 502
+    # The TLS handshake failed before any request reached the emulator.
+    assert emu.count("bigquery.jobs.query") == 0
+
+
+def test_key_file_token_exchange_over_https(tls_emulator, httpd_factory):
+    emu, rows, ca = tls_emulator
+    with open(emu.key_file) as f:
+        key = json.load(f)
+    assert key["token_uri"].startswith("https://")
+    path = os.path.join(PKI, "key.json")
+    with open(path, "w") as f:
+        json.dump(key, f)
+    os.chmod(path, 0o600)
+    emu.configure(require_auth=True)
+    try:
+        h = httpd_factory("tls-key")
+        h.write_config(datos_conf(emu, credentials=path,
+                                  extra="DatosCACertificateFile %s\n" % ca))
+        h.start()
+        emu.clear_counters()
+        assert get(h, "/datos").json()["datos"] == expected_answer(rows, 10)
+        assert emu.count("oauth2.token") == 1
+    finally:
+        emu.configure(require_auth=False)
