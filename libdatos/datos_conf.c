@@ -138,9 +138,9 @@ const char *datos_conf_size(apr_pool_t *p, const char *text, apr_int64_t min,
     suffix = s + nd;
     if (nd == 0) {
         return apr_psprintf(p, "'%s' is not a size: use a whole number of "
-                            "bytes, optionally with K, M, G or T (powers of "
-                            "1024, also KiB...) or kB, MB, GB, TB (powers of "
-                            "1000), e.g. 512K, 1MiB, 10GB", s);
+                            "bytes, optionally with K, M, G or T (also KB, "
+                            "KiB...; powers of 1024), e.g. 512K, 1MiB, 10GB",
+                            s);
     }
     if (*suffix) {
         const char *rest;
@@ -157,17 +157,16 @@ const char *datos_conf_size(apr_pool_t *p, const char *text, apr_int64_t min,
         if (power == 0 && !*rest) {
             base = 1;
         }
-        else if (power > 0 && (!*rest || !strcasecmp(rest, "ib"))) {
+        else if (power > 0 && (!*rest || !strcasecmp(rest, "ib")
+                               || !strcasecmp(rest, "b"))) {
+            /* "MB" is 2^20 bytes, as BigQuery itself counts billed bytes:
+             * "DatosMaxBytesBilled 10MB" must mean its 10 MB minimum. */
             base = 1024;
-        }
-        else if (power > 0 && !strcasecmp(rest, "b")) {
-            base = 1000;
         }
         else {
             return apr_psprintf(p, "'%s' is not a size: unknown unit '%s' "
-                                "(use K, M, G, T or KiB... for powers of "
-                                "1024, kB, MB, GB, TB for powers of 1000)",
-                                s, suffix);
+                                "(use K, M, G or T, also KB/KiB..., powers "
+                                "of 1024)", s, suffix);
         }
         while (power-- > 0) {
             mult *= base;

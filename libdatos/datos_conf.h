@@ -16,7 +16,7 @@ const char *datos_conf_duration(apr_pool_t *p, const char *text,
                                 apr_interval_time_t *out);
 
 /* "1048576", "512K"/"512KiB", "1M"/"1MiB", "10G"/"10GiB", "1T"/"1TiB"
- * (powers of 1024; "kB"/"MB"/"GB"/"TB" are powers of 1000), within
+ * (all powers of 1024, "MB" included, as BigQuery counts billed bytes), within
  * [min, max]. */
 const char *datos_conf_size(apr_pool_t *p, const char *text, apr_int64_t min,
                             apr_int64_t max, apr_int64_t *out);

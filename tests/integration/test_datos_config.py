@@ -94,6 +94,14 @@ def test_bad_value_fails_naming_the_directive(checker, directive, line):
     assert directive in out, out
 
 
+@pytest.mark.parametrize("line", ["DatosMaxBytesBilled 10MB", "DatosMaxBytesBilled 10485760",
+                                  "DatosMaxBytesBilled off", "DatosLookback 168h",
+                                  "DatosLookback 7", "DatosTimeout 5", "DatosLimit 25"])
+def test_other_accepted_spellings(checker, line):
+    rc, out = checker(line)
+    assert rc == 0, out
+
+
 def test_plain_http_to_a_remote_host_needs_the_explicit_opt_in(checker):
     base = GOOD.replace("http://127.0.0.1:9", "http://bigquery.example.com")
     rc, out = checker("", base=base)
