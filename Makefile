@@ -51,7 +51,7 @@ SAN_UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/asan/tests/%,$(UNIT_SRC))
 FUZZ_BIN := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRC))
 
 .PHONY: all deps build module unit unit-build fuzz fuzz-build fuzz-replay \
-        itest test test-steps run clean
+        itest test test-steps run bench bench-emulator clean
 
 all: $(BUILD)/libdatos.a $(BUILD)/mod_datos.so $(BUILD)/asan/libdatos.a \
      $(BUILD)/asan/mod_datos.so unit-build
@@ -181,6 +181,12 @@ test-steps: deps
 	$(PYTEST) tests/emulator
 	$(PYTEST) tests/integration
 	DATOS_SANITIZE=1 $(PYTEST) tests/integration
+
+# Benchmarks print Markdown tables; results worth keeping go to tests/bench/results/.
+bench: bench-emulator
+
+bench-emulator: deps
+	$(PYTHON) tests/bench/bench_emulator.py
 
 run: deps
 	$(MAKE) --no-print-directory $(BUILD)/mod_datos.so

@@ -291,3 +291,22 @@ def test_harness_seeds_under_require_auth(emu):
     c = emu.counters()
     assert "oauth2.token" not in c and "metadata.token" not in c
     assert all(q["headers"]["Authorization"].startswith("Bearer ey") for q in emu.requests())
+
+
+def test_token_store_stays_bounded_and_fast_when_full():
+    """A load test that mints a token per request must not slow the token
+    endpoint down: past the cap the oldest tokens are dropped in bulk."""
+    import sys
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__))))
+    from gcpemu.auth import TokenStore
+    from gcpemu.clock import Clock
+
+    class Small(TokenStore):
+        MAX_TOKENS = 1000
+
+    store = Small(Clock())
+    first = store.issue("a@b", ["s"], 3600)
+    issued = [store.issue("a@b", ["s"], 3600) for _ in range(5000)]
+    assert len(store._tokens) <= Small.MAX_TOKENS
+    assert store.lookup(first) is None           # the oldest went first
+    assert store.lookup(issued[-1]) is not None  # the newest are kept

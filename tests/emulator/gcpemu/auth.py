@@ -8,6 +8,7 @@ access tokens this emulator issues expire on the emulator clock, because their l
 server-side state: advancing the clock is how tests make a token expire without waiting.
 """
 import json
+import itertools
 import secrets
 import threading
 import time
@@ -32,6 +33,13 @@ NO_STORE = {"Cache-Control": "no-cache, no-store, max-age=0, must-revalidate",
 
 
 class TokenStore:
+    # Bounds memory under load tests that mint a token per request. Dicts keep
+    # insertion order, so the first entries are the oldest (the soonest to
+    # expire): dropping the oldest tenth when full costs O(1) per issued token,
+    # where rebuilding the store on every issue made the endpoint crawl. A
+    # client holding a dropped token gets a 401 and refreshes, as with Google.
+    MAX_TOKENS = 100_000
+
     def __init__(self, clock):
         self.clock = clock
         self._tokens = {}
@@ -40,9 +48,9 @@ class TokenStore:
     def issue(self, email, scopes, expires_in):
         token = "ya29.emu-" + secrets.token_urlsafe(48)
         with self._lock:
-            if len(self._tokens) > 100_000:
-                now = self.clock.now()
-                self._tokens = {k: v for k, v in self._tokens.items() if v[0] > now}
+            if len(self._tokens) >= self.MAX_TOKENS:
+                for key in list(itertools.islice(self._tokens, self.MAX_TOKENS // 10)):
+                    del self._tokens[key]
             self._tokens[token] = (self.clock.now() + expires_in, email, scopes)
         return token
 
