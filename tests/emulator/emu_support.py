@@ -4,7 +4,7 @@ import os
 
 import requests
 
-from harness.emulator import REPO
+from harness.emulator import REPO, query_body
 
 # Everything these tests write goes under build/test-tmp, in a folder of this process.
 TEST_TMP = os.path.join(REPO, "build", "test-tmp", "emulator-tests-%d" % os.getpid())
@@ -33,12 +33,5 @@ class Api:
         return self.req("POST", path, body=body, **kw)
 
     def query(self, sql, params=None, project="datos-local", prefix="/bigquery/v2", **extra):
-        body = {"query": sql, "useLegacySql": False}
-        if params:
-            body["parameterMode"] = "NAMED"
-            body["queryParameters"] = [
-                {"name": k, "parameterType": {"type": t},
-                 "parameterValue": {} if v is None else {"value": str(v)}}
-                for k, (t, v) in params.items()]
-        body.update(extra)
-        return self.post("%s/projects/%s/queries" % (prefix, project), body)
+        return self.post("%s/projects/%s/queries" % (prefix, project),
+                         query_body(sql, params, **extra))

@@ -38,6 +38,19 @@ INSERT_CHUNK_BYTES = 9 * 1024 * 1024  # under insertAll's 10 MB request limit
 INSERT_CHUNK_ROWS = 10_000
 
 
+def query_body(sql, params=None, **extra):
+    """A jobs.query body in Standard SQL; params: {name: (type, value or None)}."""
+    body = {"query": sql, "useLegacySql": False}
+    if params:
+        body["parameterMode"] = "NAMED"
+        body["queryParameters"] = [
+            {"name": k, "parameterType": {"type": t},
+             "parameterValue": {} if v is None else {"value": str(v)}}
+            for k, (t, v) in params.items()]
+    body.update(extra)
+    return body
+
+
 class EmulatorError(RuntimeError):
     pass
 
@@ -273,12 +286,5 @@ class Emulator:
 
     def query(self, sql, params=None, **extra):
         """Run a Standard SQL query with jobs.query; params: {name: (type, value or None)}."""
-        body = {"query": sql, "useLegacySql": False}
-        if params:
-            body["parameterMode"] = "NAMED"
-            body["queryParameters"] = [
-                {"name": k, "parameterType": {"type": t},
-                 "parameterValue": {} if v is None else {"value": str(v)}}
-                for k, (t, v) in params.items()]
-        body.update(extra)
-        return self._api("POST", "/projects/%s/queries" % self.project, body)
+        return self._api("POST", "/projects/%s/queries" % self.project,
+                         query_body(sql, params, **extra))
