@@ -8,13 +8,10 @@ inserts sample rows, starts the real httpd with mod_datos on 127.0.0.1:8080
 9050), prints what to try, and stops everything on Ctrl-C.
 """
 import datetime
-import json
 import os
 import signal
 import sys
 import time
-import urllib.error
-import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

@@ -1,6 +1,7 @@
 """Proves the httpd harness on a configuration that serves a static file,
 before any test relies on it for mod_datos."""
-import os
+
+import time
 
 import pytest
 import requests
@@ -56,7 +57,6 @@ def test_log_gate_sees_an_error_line(httpd_factory):
         bad += h.check_log()
         if bad:
             break
-        import time
         time.sleep(0.05)
     assert any("AH01630" in line for line in bad), bad
     h.log.expect(r"AH01630")
