@@ -148,12 +148,14 @@ class Emulator:
 
     # raw HTTP -----------------------------------------------------------------------------
 
-    def _call(self, method, path, body=None, timeout=30, expect=(200,)):
+    def _call(self, method, path, body=None, timeout=30, expect=(200,), token=None):
         data = None
         headers = {}
         if body is not None:
             data = json.dumps(body).encode("utf-8")
             headers["Content-Type"] = "application/json"
+        if token:
+            headers["Authorization"] = "Bearer " + token
         req = urllib.request.Request(self.base_url + path, data=data, method=method,
                                      headers=headers)
         try:
@@ -212,22 +214,8 @@ class Emulator:
 
     def _api(self, method, path, body=None, expect=(200,)):
         """A BigQuery call; with auth required it carries a self-signed JWT."""
-        data = json.dumps(body).encode("utf-8") if body is not None else None
-        headers = {"Content-Type": "application/json"}
-        token = self._token()
-        if token:
-            headers["Authorization"] = "Bearer " + token
-        req = urllib.request.Request(self.base_url + "/bigquery/v2" + path, data=data,
-                                     method=method, headers=headers)
-        try:
-            with urllib.request.urlopen(req, timeout=60, context=self._ssl) as resp:
-                status, raw = resp.status, resp.read()
-        except urllib.error.HTTPError as e:
-            status, raw = e.code, e.read()
-        if status not in expect:
-            raise EmulatorError("%s %s -> %s: %s" % (method, path, status,
-                                                     raw.decode("utf-8", "replace")))
-        return json.loads(raw) if raw else None
+        return self._call(method, "/bigquery/v2" + path, body, timeout=60, expect=expect,
+                          token=self._token())
 
     def _token(self):
         """None when auth is off; else a self-signed JWT (gcp-wire 3.3) made with the trusted
