@@ -656,6 +656,9 @@ apr_status_t datos_creds_project(datos_creds_t *creds, datos_http_t *http,
         datos_err_set(err, p, rv, resp->status, NULL,
                       "project id from %s: HTTP %d", creds->md_base,
                       resp->status);
+        if (err) {
+            err->retry_after = datos_http_retry_after(resp, apr_time_now());
+        }
         goto leave;
     }
     b = resp->body;

@@ -10,6 +10,7 @@
 
 #include "datos_http.h"
 #include "datos_log.h"
+#include "datos_time.h"
 #include "datos_version.h"
 
 struct datos_http_t {
@@ -734,35 +735,62 @@ leave:
 
 #undef SETOPT
 
+apr_interval_time_t datos_retry_after_parse(const char *value,
+                                            apr_time_t now)
+{
+    apr_size_t start = 0, end, i;
+    apr_int64_t secs = 0, when;
+
+    if (!value) {
+        return 0;
+    }
+    end = strlen(value);
+    while (start < end && (value[start] == ' ' || value[start] == '\t')) {
+        start++;
+    }
+    while (end > start && (value[end - 1] == ' ' || value[end - 1] == '\t')) {
+        end--;
+    }
+    if (start == end) {
+        return 0;
+    }
+    if (apr_isdigit(value[start])) {
+        /* delay-seconds: any number of digits, so the value saturates at the
+         * cap instead of overflowing. */
+        for (i = start; i < end; i++) {
+            if (!apr_isdigit(value[i])) {
+                return 0;
+            }
+            if (secs <= apr_time_sec(DATOS_RETRY_AFTER_MAX)) {
+                secs = secs * 10 + (value[i] - '0');
+            }
+        }
+    }
+    else {
+        if (datos_http_date_parse(value + start, end - start, &when)
+            != APR_SUCCESS) {
+            return 0;
+        }
+        /* Both sides are within years 1970..9999 in seconds: no overflow. */
+        secs = when - apr_time_sec(now);
+    }
+    if (secs < apr_time_sec(DATOS_RETRY_AFTER_MIN)) {
+        secs = apr_time_sec(DATOS_RETRY_AFTER_MIN);
+    }
+    if (secs > apr_time_sec(DATOS_RETRY_AFTER_MAX)) {
+        secs = apr_time_sec(DATOS_RETRY_AFTER_MAX);
+    }
+    return apr_time_from_sec(secs);
+}
+
 apr_interval_time_t datos_http_retry_after(const datos_http_resp_t *resp,
                                            apr_time_t now)
 {
-    const char *v;
-    apr_int64_t secs = 0;
-    time_t when;
-    int i;
-
     if (!resp || !resp->headers) {
         return 0;
     }
-    v = apr_table_get(resp->headers, "Retry-After");
-    if (!v || !*v) {
-        return 0;
-    }
-    for (i = 0; apr_isdigit(v[i]); i++) {
-        if (secs < APR_INT64_C(86400) * 365) {
-            secs = secs * 10 + (v[i] - '0');
-        }
-    }
-    if (i > 0 && v[i] == '\0') {
-        return apr_time_from_sec(secs);
-    }
-    when = curl_getdate(v, NULL);
-    if (when == (time_t)-1) {
-        return 0;
-    }
-    secs = (apr_int64_t)when - apr_time_sec(now);
-    return secs > 0 ? apr_time_from_sec(secs) : 0;
+    return datos_retry_after_parse(apr_table_get(resp->headers,
+                                                 "Retry-After"), now);
 }
 
 char *datos_http_urlencode(apr_pool_t *p, const char *s)

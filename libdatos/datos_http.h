@@ -74,7 +74,20 @@ apr_status_t datos_http_check_url(apr_pool_t *p, const char *url,
                                   int allow_insecure, int metadata,
                                   datos_err_t *err);
 
-/* Retry-After as seconds or an HTTP-date; 0 when absent or unparsable. */
+/* The range a Retry-After from Google is clamped to before anything acts
+ * on it or passes it on to a client: a hostile or broken upstream can
+ * neither make a client wait for years nor make a loader spin. */
+#define DATOS_RETRY_AFTER_MIN apr_time_from_sec(1)
+#define DATOS_RETRY_AFTER_MAX apr_time_from_sec(3600)
+
+/* A Retry-After value, delay-seconds or an HTTP-date (any of its three
+ * forms), parsed without overflow and clamped to [DATOS_RETRY_AFTER_MIN,
+ * DATOS_RETRY_AFTER_MAX]: a date in the past is the minimum, a huge number
+ * the maximum. 0 when value is NULL, empty or unparsable. */
+apr_interval_time_t datos_retry_after_parse(const char *value,
+                                            apr_time_t now);
+
+/* datos_retry_after_parse of the answer's Retry-After header. */
 apr_interval_time_t datos_http_retry_after(const datos_http_resp_t *resp,
                                            apr_time_t now);
 

@@ -340,3 +340,120 @@ apr_status_t datos_ts_parse_rfc3339(const char *text, apr_size_t len,
     *us = v;
     return APR_SUCCESS;
 }
+
+/* ------------------------------------------------------------ HTTP-date */
+
+static int month_from_name(const char *s)
+{
+    static const char names[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
+    int m;
+
+    for (m = 0; m < 12; m++) {
+        if (!memcmp(s, names + 3 * m, 3)) {
+            return m + 1;
+        }
+    }
+    return 0;
+}
+
+static int weekday_ok(const char *s, apr_size_t n)
+{
+    static const char *const days[] = {"Monday", "Tuesday", "Wednesday",
+        "Thursday", "Friday", "Saturday", "Sunday"};
+    int i;
+
+    for (i = 0; i < 7; i++) {
+        apr_size_t full = strlen(days[i]);
+        if ((n == 3 || n == full) && !memcmp(s, days[i], n)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* "HH:MM:SS" */
+static int clock_ok(const char *s, int *h, int *m, int *sec)
+{
+    if (s[2] != ':' || s[5] != ':') {
+        return 0;
+    }
+    *h = fixed_digits(s, 2);
+    *m = fixed_digits(s + 3, 2);
+    *sec = fixed_digits(s + 6, 2);
+    /* 60 is a leap second, which HTTP-date allows. */
+    return *h >= 0 && *h <= 23 && *m >= 0 && *m <= 59 && *sec >= 0
+           && *sec <= 60;
+}
+
+apr_status_t datos_http_date_parse(const char *text, apr_size_t len,
+                                   apr_int64_t *epoch_sec)
+{
+    const char *comma, *s;
+    apr_size_t wlen;
+    int year, month, day, h, m, sec;
+
+    if (!text) {
+        return DATOS_EMALFORMED;
+    }
+    comma = memchr(text, ',', len);
+    wlen = comma ? (apr_size_t)(comma - text) : 3;
+    if (len < wlen || !weekday_ok(text, wlen)) {
+        return DATOS_EMALFORMED;
+    }
+    if (comma && wlen == 3) {
+        /* IMF-fixdate: "Sun, 06 Nov 1994 08:49:37 GMT" */
+        s = comma + 1;
+        if ((apr_size_t)(text + len - s) != 25 || s[0] != ' ' || s[3] != ' '
+            || s[7] != ' ' || s[12] != ' ' || memcmp(s + 21, " GMT", 4)) {
+            return DATOS_EMALFORMED;
+        }
+        day = fixed_digits(s + 1, 2);
+        month = month_from_name(s + 4);
+        year = fixed_digits(s + 8, 4);
+        if (!clock_ok(s + 13, &h, &m, &sec)) {
+            return DATOS_EMALFORMED;
+        }
+    }
+    else if (comma) {
+        /* obsolete RFC 850: "Sunday, 06-Nov-94 08:49:37 GMT" */
+        s = comma + 1;
+        if ((apr_size_t)(text + len - s) != 23 || s[0] != ' ' || s[3] != '-'
+            || s[7] != '-' || s[10] != ' ' || memcmp(s + 19, " GMT", 4)) {
+            return DATOS_EMALFORMED;
+        }
+        day = fixed_digits(s + 1, 2);
+        month = month_from_name(s + 4);
+        year = fixed_digits(s + 8, 2);
+        if (year < 0) {
+            return DATOS_EMALFORMED;
+        }
+        /* RFC 9110 5.6.7: a two-digit year more than 50 years ahead is in
+         * the past century. Read against 2000 as a fixed pivot: the form
+         * died decades ago, so only its old uses matter. */
+        year += year < 70 ? 2000 : 1900;
+        if (!clock_ok(s + 11, &h, &m, &sec)) {
+            return DATOS_EMALFORMED;
+        }
+    }
+    else {
+        /* asctime: "Sun Nov  6 08:49:37 1994" */
+        if (len != 24 || text[3] != ' ' || text[7] != ' ' || text[10] != ' '
+            || text[19] != ' ') {
+            return DATOS_EMALFORMED;
+        }
+        month = month_from_name(text + 4);
+        day = text[8] == ' ' ? fixed_digits(text + 9, 1)
+                             : fixed_digits(text + 8, 2);
+        year = fixed_digits(text + 20, 4);
+        if (!clock_ok(text + 11, &h, &m, &sec)) {
+            return DATOS_EMALFORMED;
+        }
+    }
+    if (year < 1970 || month < 1 || day < 1
+        || day > days_in_month(year, month)) {
+        return DATOS_EMALFORMED;
+    }
+    *epoch_sec = days_from_civil(year, month, day) * SEC_PER_DAY
+                 + (apr_int64_t)h * 3600 + m * 60 + sec;
+    return APR_SUCCESS;
+}

@@ -34,4 +34,12 @@ apr_size_t datos_ts_format(apr_int64_t us, char buf[DATOS_TS_BUFSIZE]);
 apr_status_t datos_ts_parse_rfc3339(const char *text, apr_size_t len,
                                     apr_int64_t *us);
 
+/* Parses an HTTP-date (RFC 9110 5.6.7) in any of its three forms:
+ * IMF-fixdate "Sun, 06 Nov 1994 08:49:37 GMT", RFC 850
+ * "Sunday, 06-Nov-94 08:49:37 GMT" and asctime "Sun Nov  6 08:49:37 1994",
+ * exactly (no extra spaces or bytes), for years 1970..9999. The weekday
+ * name is checked for spelling, not against the date. */
+apr_status_t datos_http_date_parse(const char *text, apr_size_t len,
+                                   apr_int64_t *epoch_sec);
+
 #endif

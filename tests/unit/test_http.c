@@ -604,23 +604,68 @@ static void retry_after(void **state)
     fx_t *fx = *state;
     datos_http_resp_t resp;
     apr_time_t now = apr_time_from_sec(1705240800);   /* Sun, 14 Jan 2024 14:00:00 GMT */
+    const apr_interval_time_t lo = DATOS_RETRY_AFTER_MIN;
+    const apr_interval_time_t hi = DATOS_RETRY_AFTER_MAX;
+    static const struct {
+        const char *value;
+        apr_int64_t secs;          /* -1: the minimum, -2: the maximum */
+    } cases[] = {
+        { "120", 120 },
+        { " 7 ", 7 },
+        { "0", -1 },
+        { "3600", 3600 },
+        { "3601", -2 },
+        { "315359999", -2 },
+        { "99999999999999999999999999999999999999", -2 },
+        { "Sun, 14 Jan 2024 14:00:30 GMT", 30 },
+        { "Sunday, 14-Jan-24 14:00:30 GMT", 30 },
+        { "Sun Jan 14 14:00:30 2024", 30 },
+        { "Sun Jan 14 14:01:00 2024", 60 },
+        { "Sun, 14 Jan 2024 13:00:00 GMT", -1 },     /* past */
+        { "Thu, 01 Jan 1970 00:00:00 GMT", -1 },
+        { "Fri, 31 Dec 9999 23:59:59 GMT", -2 },
+        { "Mon, 14 Jan 2025 14:00:00 GMT", -2 },
+        { "soon", 0 },
+        { "-5", 0 },
+        { "+5", 0 },
+        { "5s", 0 },
+        { "1.5", 0 },
+        { "", 0 },
+        { "Sun, 14 Jan 300000 14:00:30 GMT", 0 },   /* year out of range */
+        { "Sun, 14 Jan 2024 14:00:30 UTC", 0 },
+        { "Sun, 14 Jan 2024 24:00:30 GMT", 0 },
+        { "Sun, 30 Feb 2024 14:00:30 GMT", 0 },
+        { "Sun, 14 Foo 2024 14:00:30 GMT", 0 },
+        { "Sun,  14 Jan 2024 14:00:30 GMT", 0 },
+        { "Sun, 14 Jan 1969 14:00:30 GMT", 0 },
+        { "Xyz, 14 Jan 2024 14:00:30 GMT", 0 },
+        { "Sun Jan 14 14:00:30 2024 extra", 0 },
+    };
+    size_t i;
 
     memset(&resp, 0, sizeof(resp));
     resp.headers = apr_table_make(fx->p, 2);
     assert_int_equal(datos_http_retry_after(&resp, now), 0);
-    apr_table_set(resp.headers, "Retry-After", "120");
-    assert_int_equal(datos_http_retry_after(&resp, now), apr_time_from_sec(120));
+    assert_int_equal(datos_http_retry_after(NULL, now), 0);
     apr_table_set(resp.headers, "retry-after", "Sun, 14 Jan 2024 14:00:30 GMT");
     assert_int_equal(datos_http_retry_after(&resp, now), apr_time_from_sec(30));
-    apr_table_set(resp.headers, "Retry-After", "Sun, 14 Jan 2024 13:00:00 GMT");
-    assert_int_equal(datos_http_retry_after(&resp, now), 0);
-    apr_table_set(resp.headers, "Retry-After", "soon");
-    assert_int_equal(datos_http_retry_after(&resp, now), 0);
-    apr_table_set(resp.headers, "Retry-After", "-5");
-    assert_int_equal(datos_http_retry_after(&resp, now), 0);
-    apr_table_set(resp.headers, "Retry-After", "99999999999999999999999");
-    assert_true(datos_http_retry_after(&resp, now) > 0);
-    assert_int_equal(datos_http_retry_after(NULL, now), 0);
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        apr_interval_time_t want = cases[i].secs == -1 ? lo
+                                 : cases[i].secs == -2 ? hi
+                                 : apr_time_from_sec(cases[i].secs);
+        apr_interval_time_t got = datos_retry_after_parse(cases[i].value, now);
+        if (got != want) {
+            fail_msg("Retry-After '%s': got %" APR_INT64_T_FMT " us, want %"
+                     APR_INT64_T_FMT, cases[i].value, (apr_int64_t)got,
+                     (apr_int64_t)want);
+        }
+    }
+    assert_int_equal(datos_retry_after_parse(NULL, now), 0);
+    /* Whatever the clock says, a date never produces a value outside the
+     * range (the year-9999 date against the epoch, and the reverse). */
+    assert_int_equal(datos_retry_after_parse("Fri, 31 Dec 9999 23:59:59 GMT", 0), hi);
+    assert_int_equal(datos_retry_after_parse("Thu, 01 Jan 1970 00:00:00 GMT",
+                                             apr_time_from_sec(253402300799LL)), lo);
 }
 
 static void urlencode(void **state)
