@@ -21,6 +21,10 @@
 #define POLL_PAUSE_FIRST (20 * 1000)
 #define POLL_PAUSE_MAX   (500 * 1000)
 #define QUERY_TIMEOUT_MS_MAX 10000
+/* An answer page may be this much larger than twice the byte budget: the
+ * JSON around each row (cell objects, the schema) takes room the rendered
+ * rows do not. */
+#define PAGE_CAP_SLACK ((apr_size_t)1024 * 1024)
 /* TIMESTAMP_SUB(CURRENT_TIMESTAMP(), INTERVAL n DAY) fails once it would
  * leave year 1; windows that wide are the whole table anyway. */
 #define WINDOW_DAYS_MAX 700000
@@ -579,7 +583,8 @@ static apr_status_t err_keep(fetch_t *f, apr_status_t rv)
  * early); any other non-2xx answer goes through datos_bq_parse_error. */
 static apr_status_t bq_call(fetch_t *f, apr_pool_t *cp, const char *what,
                             const char *method, const char *url,
-                            const char *body, datos_http_resp_t **out)
+                            const char *body, apr_size_t max_response,
+                            datos_http_resp_t **out)
 {
     apr_status_t rv;
     datos_http_req_t req;
@@ -599,7 +604,15 @@ static apr_status_t bq_call(fetch_t *f, apr_pool_t *cp, const char *what,
             req.body = body;
             req.body_len = strlen(body);
         }
+        req.max_response = max_response;
+        req.keep_partial = max_response > 0;
+        resp = NULL;
         rv = datos_http_perform(f->http, cp, &req, &resp, f->err);
+        if (rv == DATOS_ETOOLARGE && resp) {
+            /* The caller decides what a cut answer is worth. */
+            *out = resp;
+            goto leave;
+        }
         if (rv != APR_SUCCESS) {
             goto leave;
         }
@@ -662,7 +675,7 @@ static apr_status_t dataset_location(fetch_t *f)
     url = apr_pstrcat(cp, bq->conf.base_url, "/projects/",
                       datos_http_urlencode(cp, project), "/datasets/",
                       datos_http_urlencode(cp, bq->conf.table.dataset), NULL);
-    rv = bq_call(f, cp, "datasets.get", "GET", url, NULL, &resp);
+    rv = bq_call(f, cp, "datasets.get", "GET", url, NULL, 0, &resp);
     if (rv != APR_SUCCESS) {
         goto leave;
     }
@@ -833,42 +846,194 @@ leave:
 }
 
 static const char *results_url(fetch_t *f, apr_pool_t *cp, const char *job_id,
-                               const char *location, const char *page_token)
+                               const char *location, const char *page_token,
+                               apr_int64_t start_index, int max_results)
 {
     datos_bq_conf_t *c = &f->bq->conf;
+    const char *at = "";
 
+    if (page_token) {
+        at = apr_pstrcat(cp, "&pageToken=",
+                         datos_http_urlencode(cp, page_token), NULL);
+    }
+    else if (start_index > 0) {
+        at = apr_psprintf(cp, "&startIndex=%" APR_INT64_T_FMT, start_index);
+    }
     return apr_psprintf(cp, "%s/projects/%s/queries/%s?location=%s"
                         "&timeoutMs=%ld&maxResults=%d"
-                        "&formatOptions.useInt64Timestamp=true%s%s",
+                        "&formatOptions.useInt64Timestamp=true%s",
                         c->base_url, datos_http_urlencode(cp, f->billing),
                         datos_http_urlencode(cp, job_id),
                         datos_http_urlencode(cp, location),
-                        remaining_ms(f), c->max_rows,
-                        page_token ? "&pageToken=" : "",
-                        page_token ? datos_http_urlencode(cp, page_token) : "");
+                        remaining_ms(f), max_results, at);
+}
+
+/* The jobReference of an answer cut at the size cap. BigQuery writes it
+ * before the rows, so the start of the body names the job even when the
+ * rows do not fit; without it the rows cannot be asked for in smaller
+ * pages. Only a flat object of short strings is accepted. */
+static apr_status_t salvage_job(apr_pool_t *cp, const datos_http_resp_t *resp,
+                                const char **job_id, const char **location)
+{
+    const char *key = "\"jobReference\"", *at, *open, *close;
+    json_t *j = NULL;
+    json_error_t jerr;
+    apr_status_t rv = DATOS_EMALFORMED;
+    const char *id, *loc;
+    apr_size_t head = resp->body_len < 65536 ? resp->body_len : 65536;
+
+    at = apr_pstrmemdup(cp, resp->body, head);
+    at = strstr(at, key);
+    if (!at) {
+        goto leave;
+    }
+    open = strchr(at + strlen(key), '{');
+    close = open ? strchr(open, '}') : NULL;
+    if (!open || !close || close - open > 2048) {
+        goto leave;
+    }
+    j = json_loadb(open, (size_t)(close - open + 1), 0, &jerr);
+    id = datos_json_str(j, "jobId");
+    loc = datos_json_str(j, "location");
+    if (!id || !*id) {
+        goto leave;
+    }
+    *job_id = apr_pstrdup(cp, id);
+    if (loc && *loc) {
+        *location = apr_pstrdup(cp, loc);
+    }
+    rv = APR_SUCCESS;
+
+leave:
+    json_decref(j);
+    return rv;
+}
+
+/* One window's walk through the answer of its query job. */
+typedef struct {
+    fetch_t *f;
+    const window_t *w;
+    apr_pool_t *wp;                  /* the rows kept live here */
+    apr_array_header_t *rows;
+    apr_size_t budget;               /* bytes the rows may take in a /datos body */
+    apr_size_t used;
+    apr_size_t page_cap;             /* largest answer body read into memory */
+    int page_rows;                   /* maxResults; halved when a page is too big */
+    const char *job_id;
+    const char *location;
+    const char *page_token;
+    apr_int64_t next_index;          /* rows of the answer read so far */
+    apr_hash_t *tokens;              /* every pageToken seen */
+    int pages;
+    int counted;                     /* totalBytesProcessed taken */
+    int truncated;                   /* rows left out at the byte budget */
+    int done;
+} walk_t;
+
+/* Takes the page's rows in order while they fit the byte budget. The
+ * first row that does not fit ends the answer: it and every row after it
+ * are left out whole, never cut. */
+static apr_status_t take_rows(walk_t *wk, const datos_bq_page_t *page)
+{
+    int i;
+
+    for (i = 0; i < page->rows->nelts; i++) {
+        datos_row_t row = APR_ARRAY_IDX(page->rows, i, datos_row_t);
+        apr_size_t len;
+
+        if (datos_record_row_len(&row, wk->rows->nelts == 0, &len)
+            != APR_SUCCESS) {
+            return datos_err_set(wk->f->err, wk->f->p, DATOS_EMALFORMED, 200,
+                                 NULL, "row %" APR_INT64_T_FMT " of the "
+                                 "answer cannot be rendered (invalid UTF-8 "
+                                 "or a timestamp out of range)",
+                                 wk->next_index + i);
+        }
+        if (len > wk->budget - wk->used) {
+            wk->truncated = 1;
+            wk->done = 1;
+            break;
+        }
+        wk->used += len;
+        row.id = apr_pstrmemdup(wk->wp, row.id, row.id_len);
+        if (row.contenido) {
+            row.contenido = apr_pstrmemdup(wk->wp, row.contenido,
+                                           row.contenido_len);
+        }
+        APR_ARRAY_PUSH(wk->rows, datos_row_t) = row;
+    }
+    wk->next_index += page->rows->nelts;
+    /* More pages only help while rows are missing and one more could fit;
+     * a page's rows are kept whole even past max_rows, since an upstream
+     * that breaks the SQL's order or uniqueness is put right afterwards. */
+    if (wk->rows->nelts >= wk->f->bq->conf.max_rows) {
+        wk->done = 1;
+    }
+    else if (page->page_token && wk->budget - wk->used < DATOS_RENDERED_ROW_MIN) {
+        wk->truncated = 1;
+        wk->done = 1;
+    }
+    return APR_SUCCESS;
+}
+
+/* Pages of an answer are bounded: a token never comes back, and there are
+ * never more pages than rows asked for plus a few empty ones. An upstream
+ * that breaks either would otherwise keep the fetch busy until its
+ * deadline. */
+static apr_status_t next_token(walk_t *wk, const char *token)
+{
+    fetch_t *f = wk->f;
+    int limit = f->bq->conf.max_rows + 8;
+
+    if (apr_hash_get(wk->tokens, token, APR_HASH_KEY_STRING)) {
+        return datos_err_set(f->err, f->p, DATOS_EMALFORMED, 200, NULL,
+                             "getQueryResults: the answer repeats a "
+                             "pageToken after %d pages", wk->pages);
+    }
+    if (wk->pages >= limit) {
+        return datos_err_set(f->err, f->p, DATOS_EMALFORMED, 200, NULL,
+                             "getQueryResults: more than %d pages for %d "
+                             "rows", limit, f->bq->conf.max_rows);
+    }
+    token = apr_pstrdup(wk->wp, token);
+    apr_hash_set(wk->tokens, token, APR_HASH_KEY_STRING, token);
+    wk->page_token = token;
+    return APR_SUCCESS;
 }
 
 /* One window: jobs.query, then getQueryResults until the job is complete
- * and the pages are read (or max_payload is reached). Rows go into wp. */
+ * and the pages are read, or the rows reach max_rows or the byte budget.
+ * An answer larger than the page cap is asked for again in pages of half
+ * as many rows (by startIndex), down to single rows; a single row larger
+ * than the cap cannot fit the budget and ends the answer. */
 static apr_status_t run_window(fetch_t *f, apr_pool_t *wp, const window_t *w,
                                apr_array_header_t **rows_out, int *truncated)
 {
     datos_bq_conf_t *c = &f->bq->conf;
     apr_status_t rv = APR_SUCCESS;
-    apr_array_header_t *rows = apr_array_make(wp, c->max_rows < 64
-                                              ? c->max_rows : 64,
-                                              sizeof(datos_row_t));
     apr_interval_time_t pause = POLL_PAUSE_FIRST;
-    apr_size_t payload = 0;
-    const char *job_id = NULL, *location = f->location, *page_token = NULL;
-    int first = 1, counted = 0;
     apr_pool_t *cp = NULL;
+    walk_t wk;
+    int first = 1;
+
+    memset(&wk, 0, sizeof(wk));
+    wk.f = f;
+    wk.w = w;
+    wk.wp = wp;
+    wk.rows = apr_array_make(wp, c->max_rows < 64 ? c->max_rows : 64,
+                             sizeof(datos_row_t));
+    wk.budget = c->max_payload > DATOS_RENDERED_EMPTY_LEN
+                ? c->max_payload - DATOS_RENDERED_EMPTY_LEN : 0;
+    wk.page_cap = 2 * c->max_payload + PAGE_CAP_SLACK;
+    wk.page_rows = c->max_rows;
+    wk.location = f->location;
+    wk.tokens = apr_hash_make(wp);
 
     *truncated = 0;
-    for (;;) {
-        datos_http_resp_t *resp;
+    while (!wk.done) {
+        datos_http_resp_t *resp = NULL;
         datos_bq_page_t page;
-        const char *url, *body = NULL;
+        const char *url, *body = NULL, *what;
 
         if (cp) {
             apr_pool_destroy(cp);
@@ -882,8 +1047,9 @@ static apr_status_t run_window(fetch_t *f, apr_pool_t *wp, const window_t *w,
             url = apr_pstrcat(cp, c->base_url, "/projects/",
                               datos_http_urlencode(cp, f->billing),
                               "/queries", NULL);
+            what = "jobs.query";
             f->out->queries++;
-            rv = bq_call(f, cp, "jobs.query", "POST", url, body, &resp);
+            rv = bq_call(f, cp, what, "POST", url, body, wk.page_cap, &resp);
         }
         else {
             if (!remaining_ms(f)) {
@@ -891,34 +1057,59 @@ static apr_status_t run_window(fetch_t *f, apr_pool_t *wp, const window_t *w,
                                    "getQueryResults: fetch deadline passed");
                 goto leave;
             }
-            url = results_url(f, cp, job_id, location, page_token);
+            url = results_url(f, cp, wk.job_id, wk.location, wk.page_token,
+                              wk.next_index, wk.page_rows);
+            what = "getQueryResults";
             f->out->polls++;
-            rv = bq_call(f, cp, "getQueryResults", "GET", url, NULL, &resp);
+            rv = bq_call(f, cp, what, "GET", url, NULL, wk.page_cap, &resp);
+        }
+        if (rv == DATOS_ETOOLARGE && resp && resp->status == 200) {
+            /* Ask again for fewer rows from where the answer stands. */
+            if (first && salvage_job(cp, resp, &wk.job_id, &wk.location)
+                             == APR_SUCCESS) {
+                wk.job_id = apr_pstrdup(wp, wk.job_id);
+                wk.location = apr_pstrdup(wp, wk.location);
+            }
+            if (!wk.job_id || !wk.location) {
+                rv = datos_err_set(f->err, f->p, DATOS_ETOOLARGE, 200, NULL,
+                                   "%s: answer larger than %" APR_SIZE_T_FMT
+                                   " bytes names no job to page through",
+                                   what, wk.page_cap);
+                goto leave;
+            }
+            first = 0;
+            wk.page_token = NULL;
+            rv = APR_SUCCESS;
+            if (wk.page_rows <= 1) {
+                wk.truncated = 1;
+                break;
+            }
+            wk.page_rows /= 2;
+            continue;
         }
         if (rv != APR_SUCCESS) {
             goto leave;
         }
-        rv = datos_bq_parse_page(wp, resp->body, resp->body_len, &page,
+        wk.pages++;
+        rv = datos_bq_parse_page(cp, resp->body, resp->body_len, &page,
                                  f->err);
         if (rv != APR_SUCCESS) {
             if (f->err) {
                 f->err->http_status = resp->status;
-                f->err->message = apr_psprintf(f->p, "%s: %s",
-                                               first ? "jobs.query"
-                                                     : "getQueryResults",
+                f->err->message = apr_psprintf(f->p, "%s: %s", what,
                                                f->err->message);
             }
             goto leave;
         }
         first = 0;
         if (page.job_id) {
-            job_id = page.job_id;
+            wk.job_id = apr_pstrdup(wp, page.job_id);
         }
         if (page.location) {
-            location = page.location;
+            wk.location = apr_pstrdup(wp, page.location);
         }
         if (!page.job_complete) {
-            if (!job_id || !location) {
+            if (!wk.job_id || !wk.location) {
                 rv = datos_err_set(f->err, f->p, DATOS_EMALFORMED,
                                    resp->status, NULL,
                                    "query answer is incomplete and names no "
@@ -929,8 +1120,8 @@ static apr_status_t run_window(fetch_t *f, apr_pool_t *wp, const window_t *w,
                 rv = datos_err_set(f->err, f->p, APR_TIMEUP, 0, NULL,
                                    "query job %s not complete before the "
                                    "fetch deadline",
-                                   datos_err_text(f->p, job_id,
-                                                  strlen(job_id), 100));
+                                   datos_err_text(f->p, wk.job_id,
+                                                  strlen(wk.job_id), 100));
                 goto leave;
             }
             apr_sleep(pause);
@@ -938,31 +1129,33 @@ static apr_status_t run_window(fetch_t *f, apr_pool_t *wp, const window_t *w,
             continue;
         }
         pause = POLL_PAUSE_FIRST;
-        if (!counted) {
+        if (!wk.counted) {
             /* Every page repeats the job's total; count it once. */
-            counted = 1;
+            wk.counted = 1;
             if (page.total_bytes_processed > 0) {
                 f->out->bytes_processed += page.total_bytes_processed;
             }
         }
-        apr_array_cat(rows, page.rows);
-        payload += page.row_bytes;
-        if (!page.page_token) {
+        rv = take_rows(&wk, &page);
+        if (rv != APR_SUCCESS) {
+            goto leave;
+        }
+        if (wk.done || !page.page_token) {
             break;
         }
-        if (payload >= c->max_payload) {
-            *truncated = 1;
-            break;
-        }
-        if (!job_id || !location) {
+        if (!wk.job_id || !wk.location) {
             rv = datos_err_set(f->err, f->p, DATOS_EMALFORMED, resp->status,
                                NULL, "query answer has a pageToken but names "
                                "no job");
             goto leave;
         }
-        page_token = page.page_token;
+        rv = next_token(&wk, page.page_token);
+        if (rv != APR_SUCCESS) {
+            goto leave;
+        }
     }
-    *rows_out = rows;
+    *truncated = wk.truncated;
+    *rows_out = wk.rows;
 
 leave:
     if (cp) {

@@ -319,6 +319,8 @@ typedef struct {
     char *data;
     apr_size_t len, cap, max;
     int too_large;
+    int keep_partial;
+    int cut;
     apr_table_t *headers;
 } xfer_t;
 
@@ -331,7 +333,12 @@ static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
      * past the cap either. */
     if (n > x->max - x->len) {
         x->too_large = 1;
-        return 0;
+        if (!x->keep_partial || x->len == x->max) {
+            return 0;
+        }
+        /* Keep what fits, so a caller can still read the start. */
+        n = x->max - x->len;
+        x->cut = 1;
     }
     if (x->len + n + 1 > x->cap) {
         apr_size_t cap = x->cap ? x->cap : 4096;
@@ -348,7 +355,7 @@ static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
     }
     memcpy(x->data + x->len, ptr, n);
     x->len += n;
-    return n;
+    return x->cut ? 0 : n;
 }
 
 static size_t header_cb(char *buf, size_t size, size_t nitems, void *userdata)
@@ -589,7 +596,11 @@ apr_status_t datos_http_perform(datos_http_t *http, apr_pool_t *p,
     }
 
     x.p = p;
+    x.keep_partial = req->keep_partial;
     x.max = http->opts.max_response;
+    if (req->max_response && req->max_response < x.max) {
+        x.max = req->max_response;
+    }
     x.headers = apr_table_make(p, 16);
     http->errbuf[0] = '\0';
 
@@ -610,7 +621,10 @@ apr_status_t datos_http_perform(datos_http_t *http, apr_pool_t *p,
         SETOPT(CURLOPT_LOW_SPEED_LIMIT, http->opts.low_speed_limit);
         SETOPT(CURLOPT_LOW_SPEED_TIME, secs);
     }
-    SETOPT(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)http->opts.max_response);
+    if (!req->keep_partial) {
+        /* Refused from the Content-Length, before any body byte. */
+        SETOPT(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)x.max);
+    }
     if (http->opts.ca_file) {
         SETOPT(CURLOPT_CAINFO, http->opts.ca_file);
     }
@@ -698,10 +712,23 @@ apr_status_t datos_http_perform(datos_http_t *http, apr_pool_t *p,
     if (cc != CURLE_OK) {
         rv = map_curl(cc, &x);
         if (rv == DATOS_ETOOLARGE) {
-            rv = datos_err_set(err, p, rv, 0, NULL,
+            curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+            rv = datos_err_set(err, p, rv, (int)status, NULL,
                                "%s %s: response larger than %" APR_SIZE_T_FMT
                                " bytes", method, url_for_log(p, req->url),
-                               http->opts.max_response);
+                               x.max);
+            if (req->keep_partial) {
+                r = apr_pcalloc(p, sizeof(*r));
+                r->status = (int)status;
+                r->headers = x.headers;
+                r->body = x.data ? x.data : "";
+                r->body_len = x.len;
+                r->partial = 1;
+                if (x.data) {
+                    x.data[x.len] = '\0';
+                }
+                *resp = r;
+            }
         }
         else {
             rv = datos_err_set(err, p, rv, 0, NULL, "%s %s: %s", method,

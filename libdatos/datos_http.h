@@ -39,6 +39,9 @@ typedef struct datos_http_req_t {
     apr_time_t deadline;         /* absolute; 0 = none. The timeout used is min(opts->timeout, deadline - now) */
     int allow_insecure;          /* plain http to this URL even when opts->allow_insecure is off (a token_uri
                                   * the credentials checked with their own setting) */
+    apr_size_t max_response;     /* body cap for this call when lower than opts->max_response; 0: the handle's */
+    int keep_partial;            /* on DATOS_ETOOLARGE, still hand out the status, headers and the bytes
+                                  * received up to the cap (resp->partial set) */
 } datos_http_req_t;
 
 typedef struct datos_http_resp_t {
@@ -46,6 +49,7 @@ typedef struct datos_http_resp_t {
     apr_table_t *headers;        /* names as received; apr_table_get is case-insensitive */
     const char *body;            /* NUL-terminated copy, body_len bytes before the NUL */
     apr_size_t body_len;
+    int partial;                 /* the body was cut at the cap (keep_partial) */
 } datos_http_resp_t;
 
 typedef struct datos_http_t datos_http_t;
@@ -60,7 +64,10 @@ apr_status_t datos_http_create(apr_pool_t *p, const datos_http_opts_t *opts,
 
 /* Performs one request. Any HTTP status is APR_SUCCESS with *resp set;
  * transport failures map to APR_TIMEUP, DATOS_ECONNECT, DATOS_ETOOLARGE or
- * DATOS_EINSECURE. No redirects are followed. The response lives in p. */
+ * DATOS_EINSECURE. No redirects are followed. The response lives in p.
+ * With req->keep_partial, DATOS_ETOOLARGE also sets *resp, holding the
+ * bytes received up to the cap (resp->partial = 1); otherwise *resp is
+ * set only on success. */
 apr_status_t datos_http_perform(datos_http_t *http, apr_pool_t *p,
                                 const datos_http_req_t *req,
                                 datos_http_resp_t **resp, datos_err_t *err);

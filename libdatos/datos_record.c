@@ -211,6 +211,33 @@ leave:
     return rv;
 }
 
+apr_status_t datos_record_row_len(const datos_row_t *row, int first,
+                                  apr_size_t *len)
+{
+    char ts[DATOS_TS_BUFSIZE];
+    apr_size_t idlen, clen, tslen, bad;
+
+    idlen = escaped_len(row->id ? row->id : "", row->id ? row->id_len : 0,
+                        &bad);
+    if (bad != (apr_size_t)-1) {
+        return DATOS_EMALFORMED;
+    }
+    clen = 4;                                    /* null */
+    if (row->contenido) {
+        clen = escaped_len(row->contenido, row->contenido_len, &bad) + 2;
+        if (bad != (apr_size_t)-1) {
+            return DATOS_EMALFORMED;
+        }
+    }
+    tslen = datos_ts_format(row->timestamp_us, ts);
+    if (!tslen) {
+        return DATOS_EMALFORMED;
+    }
+    /* {"id":"<id>","contenido":<c>,"timestamp":"<ts>"} */
+    *len = (first ? 0 : 1) + 7 + idlen + 14 + clen + 14 + tslen + 2;
+    return APR_SUCCESS;
+}
+
 apr_size_t datos_rendered_len(const datos_rendered_t *r, int k)
 {
     return r->row_end[k] + 2;

@@ -32,6 +32,19 @@ apr_status_t datos_record_render(apr_pool_t *p, const datos_row_t *rows,
                                  int n, datos_rendered_t **out,
                                  datos_err_t *err);
 
+/* The body of an answer with no rows, {"datos":[]}: every answer is this
+ * long plus the rows' own lengths. */
+#define DATOS_RENDERED_EMPTY_LEN 12
+/* The smallest row: {"id":"","contenido":null,"timestamp":"<25 bytes>"}. */
+#define DATOS_RENDERED_ROW_MIN 66
+
+/* Exactly the bytes datos_record_render gives the row, with the comma
+ * that separates it from the previous one unless it comes first, so a
+ * fetch can keep rows within a byte budget before rendering them.
+ * DATOS_EMALFORMED when the row cannot be rendered. */
+apr_status_t datos_record_row_len(const datos_row_t *row, int first,
+                                  apr_size_t *len);
+
 /* Length of the body for the first k rows: row_end[k] + 2. */
 apr_size_t datos_rendered_len(const datos_rendered_t *r, int k);
 

@@ -388,7 +388,8 @@ static void payload_cap_truncates(void **state)
 
     fx->conf.location = "US";
     fx->conf.max_rows = 10;
-    fx->conf.max_payload = 8;         /* "r0" + "c0" + "r1" + "c1" = 8 bytes */
+    /* {"datos":[ + two rendered rows (68 bytes, then 69 with the comma) + ]} */
+    fx->conf.max_payload = 12 + 68 + 69;
     dt_server_json(fx->srv, 200, TOKEN("tok-1", 3600));
     dt_server_json(fx->srv, 200, page(fx->p, "r", 0, 2, "more", NULL));
     dt_server_json(fx->srv, 200, page(fx->p, "r", 2, 2, NULL, NULL));
@@ -397,6 +398,183 @@ static void payload_cap_truncates(void **state)
     assert_int_equal(l->rows->nelts, 2);
     assert_int_equal(l->queries, 1);       /* no widening after a truncation */
     assert_int_equal(dt_server_count(fx->srv), 2);
+}
+
+/* A complete answer of n rows whose contenido is `width` bytes of 'x'. */
+static const char *wide_page(apr_pool_t *p, int n, apr_size_t width,
+                             const char *page_token)
+{
+    char *fill = apr_palloc(p, width + 1);
+    apr_array_header_t *parts = apr_array_make(p, n + 2, sizeof(const char *));
+    int i;
+
+    memset(fill, 'x', width);
+    fill[width] = '\0';
+    for (i = 0; i < n; i++) {
+        APR_ARRAY_PUSH(parts, const char *) = apr_psprintf(p,
+            "%s{\"f\":[{\"v\":\"w%d\"},{\"v\":\"%s\"},{\"v\":\"%" APR_INT64_T_FMT "\"}]}",
+            i ? "," : "", i, fill, (apr_int64_t)(TS0 - (long long)i * 1000000));
+    }
+    return apr_psprintf(p, "{\"kind\":\"bigquery#queryResponse\"," SCHEMA ","
+                        "\"jobReference\":{\"projectId\":\"my-proj\",\"jobId\":\"job_w\","
+                        "\"location\":\"US\"},\"totalRows\":\"%d\",%s%s%s\"rows\":[%s],"
+                        "\"jobComplete\":true}", n,
+                        page_token ? "\"pageToken\":\"" : "", page_token ? page_token : "",
+                        page_token ? "\"," : "", apr_array_pstrcat(p, parts, 0));
+}
+
+/* Rendered size of a wide_page row: {"id":"wN","contenido":"x..x","timestamp":"..."} */
+#define WIDE_ROW(width) (7 + 2 + 14 + (width) + 2 + 14 + 25 + 2)
+
+static void payload_cap_holds_within_a_page(void **state)
+{
+    fx_t *fx = *state;
+    datos_latest_t *l;
+    datos_err_t err;
+    const apr_size_t width = 1000;
+
+    fx->conf.location = "US";
+    fx->conf.max_rows = 10;
+    /* three rows fit, the fourth is one byte too many */
+    fx->conf.max_payload = 12 + WIDE_ROW(width) + 2 * (WIDE_ROW(width) + 1)
+                           + WIDE_ROW(width);
+    dt_server_json(fx->srv, 200, TOKEN("tok-1", 3600));
+    dt_server_json(fx->srv, 200, wide_page(fx->p, 10, width, NULL));
+    assert_int_equal(fetch(fx, &l, &err), APR_SUCCESS);
+    assert_true(l->truncated);
+    assert_int_equal(l->rows->nelts, 3);
+    assert_int_equal(dt_server_count(fx->srv), 2);
+}
+
+static void huge_page_is_asked_for_in_smaller_pages(void **state)
+{
+    fx_t *fx = *state;
+    datos_latest_t *l;
+    datos_err_t err;
+    const apr_size_t width = 200000;
+    dt_request_t *r;
+
+    fx->conf.location = "US";
+    fx->conf.max_rows = 20;
+    fx->conf.max_payload = 12 + 3 * (WIDE_ROW(width) + 1);
+    /* 20 rows of 200 kB: 4 MB, beyond the 2 x payload + 1 MiB a page may
+     * take; the job named at its start is asked for 10 rows, which fit. */
+    dt_server_json(fx->srv, 200, TOKEN("tok-1", 3600));
+    dt_server_json(fx->srv, 200, wide_page(fx->p, 20, width, "t1"));
+    dt_server_json(fx->srv, 200, wide_page(fx->p, 10, width, "t2"));
+    assert_int_equal(fetch(fx, &l, &err), APR_SUCCESS);
+    assert_true(l->truncated);
+    assert_int_equal(l->rows->nelts, 3);
+    assert_string_equal(row_id(l, 0), "w0");
+    assert_int_equal(dt_server_count(fx->srv), 3);
+    r = req(fx, 2);
+    assert_non_null(strstr(r->target, "/queries/job_w?"));
+    assert_non_null(strstr(r->target, "location=US"));
+    assert_non_null(strstr(r->target, "maxResults=10"));
+    assert_null(strstr(r->target, "pageToken"));
+    assert_null(strstr(r->target, "startIndex"));
+}
+
+static void huge_later_page_resumes_at_its_index(void **state)
+{
+    fx_t *fx = *state;
+    datos_latest_t *l;
+    datos_err_t err;
+    dt_request_t *r;
+
+    fx->conf.location = "US";
+    fx->conf.max_rows = 6;
+    fx->conf.max_payload = 4096;
+    dt_server_json(fx->srv, 200, TOKEN("tok-1", 3600));
+    dt_server_json(fx->srv, 200, page(fx->p, "r", 0, 2, "t1", "job_w"));
+    dt_server_json(fx->srv, 200, wide_page(fx->p, 6, 300000, NULL));
+    dt_server_json(fx->srv, 200, page(fx->p, "r", 2, 4, NULL, "job_w"));
+    assert_int_equal(fetch(fx, &l, &err), APR_SUCCESS);
+    assert_false(l->truncated);
+    assert_int_equal(l->rows->nelts, 6);
+    assert_int_equal(dt_server_count(fx->srv), 4);
+    r = req(fx, 2);
+    assert_non_null(strstr(r->target, "pageToken=t1"));
+    assert_non_null(strstr(r->target, "maxResults=6"));
+    r = req(fx, 3);
+    assert_non_null(strstr(r->target, "startIndex=2"));
+    assert_non_null(strstr(r->target, "maxResults=3"));
+    assert_null(strstr(r->target, "pageToken"));
+}
+
+static void single_row_larger_than_the_cap_ends_the_answer(void **state)
+{
+    fx_t *fx = *state;
+    datos_latest_t *l;
+    datos_err_t err;
+
+    fx->conf.location = "US";
+    fx->conf.max_rows = 2;
+    fx->conf.max_payload = 4096;
+    dt_server_json(fx->srv, 200, TOKEN("tok-1", 3600));
+    dt_server_json(fx->srv, 200, wide_page(fx->p, 2, 700000, NULL));
+    dt_server_json(fx->srv, 200, wide_page(fx->p, 1, 1200000, NULL));
+    assert_int_equal(fetch(fx, &l, &err), APR_SUCCESS);
+    assert_true(l->truncated);
+    assert_int_equal(l->rows->nelts, 0);
+    assert_int_equal(dt_server_count(fx->srv), 3);
+    assert_non_null(strstr(req(fx, 2)->target, "maxResults=1"));
+}
+
+static void huge_page_without_a_job_fails(void **state)
+{
+    fx_t *fx = *state;
+    datos_latest_t *l;
+    datos_err_t err;
+    const char *full = wide_page(fx->p, 1, 1100000, NULL);
+    /* the same answer with its jobReference taken out */
+    const char *ref = strstr(full, "\"jobReference\"");
+    const char *body = apr_pstrcat(fx->p, apr_pstrmemdup(fx->p, full, (apr_size_t)(ref - full)),
+                                   strchr(ref, '}') + 2, NULL);
+
+    fx->conf.location = "US";
+    fx->conf.max_payload = 4096;
+    dt_server_json(fx->srv, 200, TOKEN("tok-1", 3600));
+    dt_server_json(fx->srv, 200, body);
+    assert_int_equal(fetch(fx, &l, &err), DATOS_ETOOLARGE);
+    assert_non_null(strstr(err.message, "names no job"));
+}
+
+static void repeated_page_token_is_malformed(void **state)
+{
+    fx_t *fx = *state;
+    datos_latest_t *l;
+    datos_err_t err;
+
+    fx->conf.location = "US";
+    fx->conf.max_rows = 10;
+    dt_server_json(fx->srv, 200, TOKEN("tok-1", 3600));
+    dt_server_json(fx->srv, 200, page(fx->p, "r", 0, 1, "same", NULL));
+    dt_server_json(fx->srv, 200, page(fx->p, "r", 1, 1, "other", NULL));
+    dt_server_json(fx->srv, 200, page(fx->p, "r", 2, 1, "same", NULL));
+    assert_int_equal(fetch(fx, &l, &err), DATOS_EMALFORMED);
+    assert_non_null(strstr(err.message, "repeats a pageToken"));
+    assert_int_equal(dt_server_count(fx->srv), 4);
+}
+
+static void page_count_is_bounded(void **state)
+{
+    fx_t *fx = *state;
+    datos_latest_t *l;
+    datos_err_t err;
+    int i;
+
+    fx->conf.location = "US";
+    fx->conf.max_rows = 2;
+    dt_server_json(fx->srv, 200, TOKEN("tok-1", 3600));
+    /* empty pages that always promise another: 2 rows + 8 pages at most */
+    for (i = 0; i < 12; i++) {
+        dt_server_json(fx->srv, 200, page(fx->p, "r", 0, 0,
+                                          apr_psprintf(fx->p, "t%d", i), NULL));
+    }
+    assert_int_equal(fetch(fx, &l, &err), DATOS_EMALFORMED);
+    assert_non_null(strstr(err.message, "more than 10 pages"));
+    assert_int_equal(dt_server_count(fx->srv), 1 + 10);
 }
 
 static const char *param_days(fx_t *fx, int i)
@@ -1002,6 +1180,13 @@ int main(void)
         FX_TEST(since_widens_past_the_watermark),
         FX_TEST(since_without_watermark_is_latest),
         FX_TEST(watermark_of_an_answer),
+        FX_TEST(payload_cap_holds_within_a_page),
+        FX_TEST(huge_page_is_asked_for_in_smaller_pages),
+        FX_TEST(huge_later_page_resumes_at_its_index),
+        FX_TEST(single_row_larger_than_the_cap_ends_the_answer),
+        FX_TEST(huge_page_without_a_job_fails),
+        FX_TEST(repeated_page_token_is_malformed),
+        FX_TEST(page_count_is_bounded),
         FX_TEST(token_cache),
         FX_TEST(token_failure_keeps_old_token),
         FX_TEST(token_threads_share_one_refresh),

@@ -185,11 +185,39 @@ static void render_bad_timestamp(void **state)
     assert_non_null(strstr(err.message, "timestamp"));
 }
 
+static void row_len_matches_render(void **state)
+{
+    apr_pool_t *p = DT_POOL(state);
+    datos_row_t rows[4];
+    datos_rendered_t *r;
+    datos_err_t err;
+    apr_size_t len, sum = DATOS_RENDERED_EMPTY_LEN;
+    int i;
+
+    rows[0] = ROW("789", "Prueba autom\xc3\xa1tica \"q\" \\ \n \x01", TS0);
+    rows[1] = ROW("", NULL, TS0 - 2000000);
+    rows[2] = mkrow("a\0b", 3, "x", 1, TS0 - 7);
+    rows[3] = ROW("\xe2\x98\x83", "", -62135596800000000LL);
+    assert_int_equal(datos_record_render(p, rows, 4, &r, &err), APR_SUCCESS);
+    for (i = 0; i < 4; i++) {
+        assert_int_equal(datos_record_row_len(&rows[i], i == 0, &len), APR_SUCCESS);
+        assert_int_equal(len, r->row_end[i + 1] - r->row_end[i]);
+        sum += len;
+    }
+    assert_int_equal(sum, r->len);
+    assert_int_equal(datos_record_row_len(&rows[1], 1, &len), APR_SUCCESS);
+    assert_int_equal(len, DATOS_RENDERED_ROW_MIN);
+    rows[0].id = "\xff";
+    rows[0].id_len = 1;
+    assert_int_equal(datos_record_row_len(&rows[0], 1, &len), DATOS_EMALFORMED);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         DT_TEST(render_example),
         DT_TEST(render_empty),
+        DT_TEST(row_len_matches_render),
         DT_TEST(render_escaping),
         DT_TEST(render_slices),
         DT_TEST(render_rejects_bad_utf8),
