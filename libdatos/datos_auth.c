@@ -245,9 +245,10 @@ static apr_status_t load_key_file(apr_pool_t *p, datos_creds_t *c,
     if (req_string(j, "project_id")) {
         c->project_id = apr_pstrdup(p, req_string(j, "project_id"));
     }
+    datos_err_clear(&kerr);
     rv = datos_http_check_url(p, c->token_uri, c->allow_insecure, 0, &kerr);
     if (rv != APR_SUCCESS) {
-        rv = datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,
+        rv = datos_err_set(err, p, DATOS_ECONFIG, 0, kerr.reason,
                            "key file %s: token_uri refused: %s", path,
                            kerr.message);
         goto leave;
@@ -288,6 +289,7 @@ apr_status_t datos_creds_load(apr_pool_t *p, const char *spec,
     apr_status_t rv = APR_SUCCESS;
     datos_creds_t *c;
     const char *path = NULL;
+    datos_err_t kerr;
 
     c = apr_pcalloc(p, sizeof(*c));
     c->pool = p;
@@ -331,11 +333,16 @@ apr_status_t datos_creds_load(apr_pool_t *p, const char *spec,
             host = "metadata.google.internal";
         }
         c->md_base = apr_pstrcat(p, "http://", host, NULL);
-        rv = datos_http_check_url(p, c->md_base, 0, 1, err);
+        datos_err_clear(&kerr);
+        rv = datos_http_check_url(p, c->md_base, 0, 1, &kerr);
         if (rv != APR_SUCCESS) {
+            /* Only GCE_METADATA_HOST can make it fail, and only by its
+             * form: insecure http would not help, so no reason is kept. */
             rv = datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,
-                               "metadata server address %s is not usable",
-                               datos_err_text(p, host, strlen(host), 100));
+                               "metadata server address %s "
+                               "(GCE_METADATA_HOST) is not usable: %s",
+                               datos_err_text(p, host, strlen(host), 100),
+                               kerr.message);
             goto leave;
         }
         c->describe = apr_psprintf(p, "metadata server %s", host);

@@ -31,8 +31,13 @@ typedef struct datos_creds_t datos_creds_t;
  * type "service_account" (other types are refused with an error naming the
  * type), with a parsable private_key. Its token_uri (default
  * DATOS_TOKEN_URI_DEFAULT) must pass datos_http_check_url with
- * allow_insecure. scopes: space-separated. The PEM text is wiped after
- * parsing. All failures are DATOS_ECONFIG with a message naming the file. */
+ * allow_insecure; when only plain http broke the rule, err->reason is
+ * DATOS_REASON_PLAIN_HTTP. GCE_METADATA_HOST must be host[:port].
+ * scopes: space-separated. The PEM text is wiped after parsing. All
+ * failures are DATOS_ECONFIG with a message naming the file (and
+ * GCE_METADATA_HOST when the value came from there) but no setting of
+ * the caller: the caller prefixes its own ("DatosCredentials: ",
+ * "credentials: "). */
 apr_status_t datos_creds_load(apr_pool_t *p, const char *spec,
                               const char *scopes, int allow_insecure,
                               datos_creds_t **out, datos_err_t *err);

@@ -165,6 +165,8 @@ static const char *set_bigquery_url(cmd_parms *cmd, void *dc, const char *arg)
 {
     const char *err = check_context(cmd);
     apr_size_t len = strlen(arg);
+    const char *url;
+    datos_err_t derr;
 
     (void)dc;
     if (err)
@@ -174,7 +176,13 @@ static const char *set_bigquery_url(cmd_parms *cmd, void *dc, const char *arg)
                     DATOS_BQ_URL_DEFAULT);
     while (len && arg[len - 1] == '/')
         len--;
-    cmd_conf(cmd)->bigquery_url = apr_pstrmemdup(cmd->pool, arg, len);
+    url = apr_pstrmemdup(cmd->pool, arg, len);
+    /* The form now, so the error points at this line; whether plain http
+     * is allowed depends on DatosAllowInsecureHTTP, known at the end. */
+    datos_err_clear(&derr);
+    if (datos_http_check_url(cmd->pool, url, 1, 0, &derr) != APR_SUCCESS)
+        return fail(cmd, derr.message);
+    cmd_conf(cmd)->bigquery_url = url;
     return NULL;
 }
 
@@ -337,15 +345,11 @@ const command_rec mod_datos_cmds[] = {
     {NULL}
 };
 
-static int is_loopback_url(const char *url)
+/* Only a refusal of plain http is lifted by DatosAllowInsecureHTTP; a
+ * malformed URL stays wrong whatever it says, so it gets no hint. */
+static int plain_http_refused(const datos_err_t *err)
 {
-    const char *host = strstr(url, "://");
-
-    if (!host)
-        return 0;
-    host += 3;
-    return !strncmp(host, "127.", 4) || !strncmp(host, "localhost", 9)
-           || !strncmp(host, "[::1]", 5);
+    return err->reason && !strcmp(err->reason, DATOS_REASON_PLAIN_HTTP);
 }
 
 const char *mod_datos_conf_finish(apr_pool_t *p, apr_pool_t *ptemp,
@@ -392,22 +396,27 @@ const char *mod_datos_conf_finish(apr_pool_t *p, apr_pool_t *ptemp,
     if (!conf->bigquery_url)
         conf->bigquery_url = DATOS_BQ_URL_DEFAULT;
 
+    datos_err_clear(&err);
     rv = datos_http_check_url(p, conf->bigquery_url,
                               conf->allow_insecure
                                   || conf->url_from_emulator_env, 0, &err);
     if (rv != APR_SUCCESS)
-        return apr_psprintf(p, "DatosBigQueryURL: %s%s", err.message,
-                            is_loopback_url(conf->bigquery_url) ? ""
-                            : " (set DatosAllowInsecureHTTP On to allow plain "
-                              "http to it)");
+        return apr_psprintf(p, "DatosBigQueryURL: %s%s%s", err.message,
+                            conf->url_from_emulator_env
+                                ? " (from BIGQUERY_EMULATOR_HOST)" : "",
+                            plain_http_refused(&err)
+                                ? " (DatosAllowInsecureHTTP On)" : "");
 
     /* Only a trial load here (apache2 -t reports a bad key); post_config
      * loads the key for real. Both run as root. */
+    datos_err_clear(&err);
     rv = datos_creds_load(ptemp, conf->credentials, DATOS_SCOPE_BIGQUERY,
                           conf->allow_insecure || conf->url_from_emulator_env,
                           &creds, &err);
     if (rv != APR_SUCCESS)
-        return apr_psprintf(p, "DatosCredentials: %s", err.message);
+        return apr_psprintf(p, "DatosCredentials: %s%s", err.message,
+                            plain_http_refused(&err)
+                                ? " (DatosAllowInsecureHTTP On)" : "");
     if (!conf->project && !conf->table.project
         && datos_creds_kind(creds) == DATOS_CREDS_NONE)
         return "DatosProject: required with DatosCredentials none (there is "

@@ -1,10 +1,12 @@
 """Every directive value is checked while the configuration is read:
 `apache2 -t` fails with a message naming the directive."""
+import json
 import os
 
 import pytest
 
 from datos_env import HANDLERS
+from harness.httpd import REPO_ROOT
 
 GOOD = """
 DatosProject datos-local
@@ -67,6 +69,11 @@ BAD = [
     ("DatosBigQueryURL", "DatosBigQueryURL ftp://bigquery.googleapis.com/bigquery/v2"),
     ("DatosBigQueryURL", "DatosBigQueryURL bigquery.googleapis.com"),
     ("DatosAllowInsecureHTTP", "DatosAllowInsecureHTTP maybe"),
+    ("DatosBigQueryURL", "DatosBigQueryURL http://127.0.0.1:99999999999/bigquery/v2"),
+    ("DatosBigQueryURL", "DatosBigQueryURL http://127.0.0.1:0/bigquery/v2"),
+    ("DatosBigQueryURL", "DatosBigQueryURL http://127.0.0.1:65536/bigquery/v2"),
+    ("DatosBigQueryURL", "DatosBigQueryURL http://127.0.0.1:/bigquery/v2"),
+    ("DatosBigQueryURL", "DatosBigQueryURL http://[127.0.0.1]:9/bigquery/v2"),
     ("DatosCACertificateFile", "DatosCACertificateFile /nonexistent/ca.pem"),
     ("DatosLimit", "DatosLimit 0"),
     ("DatosLimit", "DatosLimit ten"),
@@ -126,3 +133,66 @@ def test_directives_are_refused_inside_a_location(checker):
 def test_virtual_host_may_serve_another_table(checker):
     rc, out = checker("<VirtualHost 127.0.0.1:*>\n  DatosTable other_dataset.other\n  DatosLimit 5 50\n</VirtualHost>")
     assert rc == 0, out
+
+
+# Values that look plausible but could never work: refused by `apache2 -t`
+# with what is wrong, and without pointing at DatosAllowInsecureHTTP, which
+# would not help.
+UNWORKABLE = [
+    ("DatosBigQueryURL http://127.0.0.1:99999999999/bigquery/v2", "DatosBigQueryURL", "1 to 65535"),
+    ("DatosBigQueryURL https://bigquery.googleapis.com:0/bigquery/v2", "DatosBigQueryURL", "1 to 65535"),
+    ("DatosBigQueryURL http://[127.0.0.1]:9/bigquery/v2", "DatosBigQueryURL", "IPv6"),
+    ("DatosBigQueryURL https://user@bigquery.googleapis.com/bigquery/v2", "DatosBigQueryURL",
+     "credentials"),
+    ("DatosBigQueryURL http://user:pw@bigquery.example.com/bigquery/v2", "DatosBigQueryURL",
+     "credentials"),
+    ("DatosBigQueryURL http:///bigquery/v2", "DatosBigQueryURL", "no host"),
+]
+
+
+@pytest.mark.parametrize("line,directive,why", UNWORKABLE, ids=[l for l, _, _ in UNWORKABLE])
+def test_unworkable_value_fails_saying_why(checker, line, directive, why):
+    rc, out = checker(line)
+    assert rc != 0, out
+    assert directive + ":" in out and why in out, out
+    assert "DatosAllowInsecureHTTP" not in out, out
+
+
+# --------------------------------------------------------------- key files
+
+KEY_PEM = os.path.join(REPO_ROOT, "tests", "unit", "data", "test_key.pem")
+
+
+def write_key(checker, name, **changes):
+    """A service-account key for the committed test key, mode 0600."""
+    with open(KEY_PEM) as f:
+        pem = f.read()
+    key = {"type": "service_account", "project_id": "datos-local",
+           "private_key_id": "0123456789abcdef", "private_key": pem,
+           "client_email": "reader@datos-local.iam.gserviceaccount.com"}
+    key.update(changes)
+    keys = checker.httpd.path("keys")
+    os.makedirs(keys, mode=0o755, exist_ok=True)
+    path = os.path.join(keys, name)
+    if os.path.lexists(path):
+        os.unlink(path)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(key, f)
+    os.chmod(path, 0o600)
+    return path
+
+
+def test_token_uri_hint_only_when_insecure_http_would_help(checker):
+    path = write_key(checker, "plain-http-token-uri.json", token_uri="http://oauth.example.com/token")
+    rc, out = checker("DatosCredentials %s" % path)
+    assert rc != 0, out
+    assert "DatosCredentials:" in out and "DatosAllowInsecureHTTP On" in out, out
+    rc, out = checker("DatosCredentials %s\nDatosAllowInsecureHTTP On" % path)
+    assert rc == 0, out
+    path = write_key(checker, "userinfo-token-uri.json",
+                     token_uri="https://user@oauth2.googleapis.com/token")
+    rc, out = checker("DatosCredentials %s" % path)
+    assert rc != 0, out
+    assert "DatosCredentials:" in out and "token_uri" in out, out
+    assert "DatosAllowInsecureHTTP" not in out and "insecure" not in out, out

@@ -193,6 +193,24 @@ static void keyfile_token_uri_rule(void **state)
     assert_int_equal(load(p, path, 0, &c, &err), APR_SUCCESS);
     path = dt_write_key_file(p, dir, "ftp://127.0.0.1/token");
     refused(p, path, "token_uri refused");
+    /* a malformed token_uri is refused for its form, which insecure http
+     * would not change: no pointer to that setting */
+    path = dt_write_key_file(p, dir, "https://oauth2.googleapis.com:99999999999/token");
+    refused(p, path, "1 to 65535");
+    assert_int_equal(load(p, path, 1, &c, &err), DATOS_ECONFIG);
+    assert_null(err.reason);
+    path = dt_write_key_file(p, dir, "https://user@oauth2.googleapis.com/token");
+    refused(p, path, "token_uri refused");
+    assert_int_equal(load(p, path, 1, &c, &err), DATOS_ECONFIG);
+    assert_null(err.reason);
+    assert_null(strstr(err.message, "insecure"));
+    path = dt_write_key_file(p, dir, "http://[127.0.0.1]:8080/token");
+    refused(p, path, "IPv6");
+    /* plain http to a remote host: the one refusal insecure http lifts */
+    path = dt_write_key_file(p, dir, "http://oauth.example.com/token");
+    assert_int_equal(load(p, path, 0, &c, &err), DATOS_ECONFIG);
+    assert_non_null(err.reason);
+    assert_string_equal(err.reason, DATOS_REASON_PLAIN_HTTP);
     /* absent: Google's default */
     path = dt_write_key_file(p, dir, NULL);
     assert_int_equal(load(p, path, 0, &c, &err), APR_SUCCESS);
@@ -223,6 +241,15 @@ static void adc_order(void **state)
     assert_int_equal(datos_creds_kind(c), DATOS_CREDS_METADATA);
     assert_string_equal(datos_creds_describe(c), "metadata server 127.0.0.1:8999");
     assert_null(datos_creds_key_project(c));
+    /* a malformed metadata host is named with what is wrong with it */
+    setenv("GCE_METADATA_HOST", "127.0.0.1:99999999999", 1);
+    assert_int_equal(load(p, NULL, 0, &c, &err), DATOS_ECONFIG);
+    assert_non_null(strstr(err.message, "GCE_METADATA_HOST"));
+    assert_non_null(strstr(err.message, "1 to 65535"));
+    assert_null(err.reason);
+    setenv("GCE_METADATA_HOST", "[127.0.0.1]:8999", 1);
+    assert_int_equal(load(p, "metadata", 0, &c, &err), DATOS_ECONFIG);
+    assert_non_null(strstr(err.message, "IPv6"));
     unsetenv("GCE_METADATA_HOST");
     assert_int_equal(load(p, "metadata", 0, &c, &err), APR_SUCCESS);
     assert_string_equal(datos_creds_describe(c),
