@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <apr_strings.h>
+#include <apr_user.h>
 #include <openssl/crypto.h>
 
 #include "datos_auth.h"
@@ -100,46 +101,114 @@ static const char *scopes_csv(apr_pool_t *p, const char *scopes)
 
 /* --------------------------------------------------------------- load */
 
-static apr_status_t read_key_file(apr_pool_t *p, const char *path,
-                                  char **buf, apr_size_t *len,
-                                  datos_err_t *err)
+/* "nobody (uid 65534)", or "uid 1234" for a uid without a name. */
+static const char *uid_text(apr_pool_t *p, uid_t uid)
+{
+    char *name = NULL;
+
+    if (apr_uid_name_get(&name, (apr_uid_t)uid, p) == APR_SUCCESS && name) {
+        return apr_psprintf(p, "%s (uid %lu)", name, (unsigned long)uid);
+    }
+    return apr_psprintf(p, "uid %lu", (unsigned long)uid);
+}
+
+/* Opens the key and judges the file actually opened (fstat, so nothing can
+ * be swapped in between): open() follows symlinks, and only the final
+ * target can be read, so only it is judged. Its owner must be the
+ * effective user -- the one that reads the key (httpd: root, in the parent
+ * before the children drop to their User) -- because an owner can read
+ * the key whatever its mode, and can replace it. The directories on the
+ * way are not checked: whoever can write one of them can put there only a
+ * file of their own, which this refuses, or a link to a file the loading
+ * user already owns and keeps private. On success *fdp is open. */
+static apr_status_t key_file_open(apr_pool_t *p, const char *path, int *fdp,
+                                  struct stat *st, datos_err_t *err)
 {
     apr_status_t rv = APR_SUCCESS;
-    struct stat st;
-    char *data = NULL;
-    apr_size_t got = 0;
+    uid_t me = geteuid();
     int fd;
 
-    /* open first, then fstat: the checks apply to the file actually read. */
     fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
     if (fd < 0) {
         return datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,
                              "cannot open key file %s: %s", path,
                              strerror(errno));
     }
-    if (fstat(fd, &st) != 0) {
+    if (fstat(fd, st) != 0) {
         rv = datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,
                            "cannot stat key file %s: %s", path,
                            strerror(errno));
         goto leave;
     }
-    if (!S_ISREG(st.st_mode)) {
+    if (!S_ISREG(st->st_mode)) {
         rv = datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,
                            "key file %s is not a regular file", path);
         goto leave;
     }
-    if (st.st_mode & 077) {
+    if (st->st_uid != me) {
+        char *name = NULL;
+        if (apr_uid_name_get(&name, (apr_uid_t)me, p) != APR_SUCCESS
+            || !name) {
+            name = apr_psprintf(p, "%lu", (unsigned long)me);
+        }
+        rv = datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,
+                           "key file %s is owned by %s: the credentials "
+                           "must be owned by %s, the user loading them "
+                           "(run chown %s %s)", path,
+                           uid_text(p, st->st_uid), uid_text(p, me), name,
+                           path);
+        goto leave;
+    }
+    if (st->st_mode & 077) {
         rv = datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,
                            "key file %s is readable or writable by group or "
                            "others (mode %04o): run chmod 600 %s", path,
-                           (unsigned)(st.st_mode & 07777), path);
+                           (unsigned)(st->st_mode & 07777), path);
         goto leave;
     }
-    if (st.st_size <= 0 || st.st_size > KEYFILE_MAX) {
+    if (st->st_size <= 0 || st->st_size > KEYFILE_MAX) {
         rv = datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,
                            "key file %s is %s (a service-account key is a "
                            "few KB of JSON)", path,
-                           st.st_size <= 0 ? "empty" : "too large");
+                           st->st_size <= 0 ? "empty" : "too large");
+        goto leave;
+    }
+    *fdp = fd;
+    fd = -1;
+
+leave:
+    if (fd >= 0) {
+        close(fd);
+    }
+    return rv;
+}
+
+apr_status_t datos_creds_check_key_file(apr_pool_t *p, const char *path,
+                                        datos_err_t *err)
+{
+    struct stat st;
+    int fd = -1;
+    apr_status_t rv;
+
+    rv = key_file_open(p, path, &fd, &st, err);
+    if (rv == APR_SUCCESS) {
+        close(fd);
+    }
+    return rv;
+}
+
+static apr_status_t read_key_file(apr_pool_t *p, const char *path,
+                                  char **buf, apr_size_t *len,
+                                  datos_err_t *err)
+{
+    apr_status_t rv;
+    struct stat st;
+    char *data = NULL;
+    apr_size_t got = 0;
+    int fd = -1;
+
+    rv = key_file_open(p, path, &fd, &st, err);
+    if (rv != APR_SUCCESS) {
         goto leave;
     }
     data = malloc((size_t)st.st_size + 1);
@@ -171,7 +240,9 @@ leave:
         OPENSSL_cleanse(data, (size_t)st.st_size + 1);
         free(data);
     }
-    close(fd);
+    if (fd >= 0) {
+        close(fd);
+    }
     return rv;
 }
 
@@ -288,7 +359,7 @@ apr_status_t datos_creds_load(apr_pool_t *p, const char *spec,
 {
     apr_status_t rv = APR_SUCCESS;
     datos_creds_t *c;
-    const char *path = NULL;
+    const char *path = NULL, *env = NULL;
     datos_err_t kerr;
 
     c = apr_pcalloc(p, sizeof(*c));
@@ -301,7 +372,7 @@ apr_status_t datos_creds_load(apr_pool_t *p, const char *spec,
         /* Application Default Credentials: a set variable is the answer,
          * even when its file is unusable (no silent fall-through to other
          * credentials). */
-        const char *env = getenv("GOOGLE_APPLICATION_CREDENTIALS");
+        env = getenv("GOOGLE_APPLICATION_CREDENTIALS");
         if (env && *env) {
             path = env;
         }
@@ -324,6 +395,10 @@ apr_status_t datos_creds_load(apr_pool_t *p, const char *spec,
         c->kind = DATOS_CREDS_KEYFILE;
         rv = load_key_file(p, c, path, err);
         if (rv != APR_SUCCESS) {
+            if (err && path == env) {
+                err->message = apr_pstrcat(p, "GOOGLE_APPLICATION_CREDENTIALS: ",
+                                           err->message, NULL);
+            }
             goto leave;
         }
     }

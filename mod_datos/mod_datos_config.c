@@ -141,6 +141,7 @@ static const char *set_credentials(cmd_parms *cmd, void *dc, const char *arg)
     const char *err = check_context(cmd);
     const char *path;
     apr_finfo_t finfo;
+    datos_err_t derr;
 
     (void)dc;
     if (err)
@@ -152,11 +153,15 @@ static const char *set_credentials(cmd_parms *cmd, void *dc, const char *arg)
     path = ap_server_root_relative(cmd->pool, arg);
     if (!path)
         return fail(cmd, apr_psprintf(cmd->pool, "invalid path '%s'", arg));
-    if (apr_stat(&finfo, path, APR_FINFO_TYPE, cmd->pool) != APR_SUCCESS
-        || finfo.filetype != APR_REG)
+    if (apr_stat(&finfo, path, APR_FINFO_TYPE, cmd->pool) != APR_SUCCESS)
         return fail(cmd, apr_psprintf(cmd->pool, "'%s' is not 'metadata', "
-                                      "'none' or a readable service-account "
+                                      "'none' or an existing service-account "
                                       "key file", path));
+    /* Type, owner and mode now, so the error points at this line; the
+     * content is read by the trial load in check_config. */
+    datos_err_clear(&derr);
+    if (datos_creds_check_key_file(cmd->pool, path, &derr) != APR_SUCCESS)
+        return fail(cmd, derr.message);
     cmd_conf(cmd)->credentials = path;
     return NULL;
 }

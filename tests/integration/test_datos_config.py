@@ -2,6 +2,7 @@
 `apache2 -t` fails with a message naming the directive."""
 import json
 import os
+import pwd
 
 import pytest
 
@@ -161,9 +162,15 @@ def test_unworkable_value_fails_saying_why(checker, line, directive, why):
 # --------------------------------------------------------------- key files
 
 KEY_PEM = os.path.join(REPO_ROOT, "tests", "unit", "data", "test_key.pem")
+NOBODY = 65534
 
 
-def write_key(checker, name, **changes):
+def needs_root():
+    if os.geteuid() != 0:
+        pytest.skip("a key owned by another user needs root to make")
+
+
+def write_key(checker, name, uid=0, **changes):
     """A service-account key for the committed test key, mode 0600."""
     with open(KEY_PEM) as f:
         pem = f.read()
@@ -180,7 +187,60 @@ def write_key(checker, name, **changes):
     with os.fdopen(fd, "w") as f:
         json.dump(key, f)
     os.chmod(path, 0o600)
+    if uid != os.geteuid():
+        os.chown(path, uid, uid)
     return path
+
+
+def owner_text(uid):
+    return "%s (uid %d)" % (pwd.getpwuid(uid).pw_name, uid)
+
+
+def test_key_owned_by_the_children_user_fails_the_config_test(checker):
+    needs_root()
+    good = write_key(checker, "root.json")
+    rc, out = checker("DatosCredentials %s" % good)
+    assert rc == 0, out
+    path = write_key(checker, "nobody.json", uid=NOBODY)
+    rc, out = checker("DatosCredentials %s" % path)
+    assert rc != 0, out
+    assert "DatosCredentials:" in out and path in out, out
+    assert "owned by " + owner_text(NOBODY) in out, out
+
+
+def test_key_behind_a_symlink_is_judged_by_its_target(checker):
+    needs_root()
+    good = write_key(checker, "target-root.json")
+    bad = write_key(checker, "target-nobody.json", uid=NOBODY)
+    links = {}
+    for name, target in (("good-link.json", good), ("bad-link.json", bad)):
+        links[name] = checker.httpd.path("keys", name)
+        if os.path.lexists(links[name]):
+            os.unlink(links[name])
+        os.symlink(target, links[name])
+    rc, out = checker("DatosCredentials %s" % links["good-link.json"])
+    assert rc == 0, out
+    rc, out = checker("DatosCredentials %s" % links["bad-link.json"])
+    assert rc != 0, out
+    assert "DatosCredentials:" in out and "owned by " + owner_text(NOBODY) in out, out
+
+
+def test_application_default_key_owned_by_the_children_user_is_refused(checker):
+    needs_root()
+    from harness.httpd import Httpd
+    base = GOOD.replace("DatosCredentials none\n", "")
+    good = write_key(checker, "adc-root.json")
+    bad = write_key(checker, "adc-nobody.json", uid=NOBODY)
+    h = Httpd("datos-config-adc", env={"GOOGLE_APPLICATION_CREDENTIALS": good})
+    h.write_config(base)
+    rc, out = h.configtest()
+    assert rc == 0, out
+    h = Httpd("datos-config-adc", env={"GOOGLE_APPLICATION_CREDENTIALS": bad})
+    h.write_config(base)
+    rc, out = h.configtest()
+    assert rc != 0, out
+    assert "GOOGLE_APPLICATION_CREDENTIALS" in out and bad in out, out
+    assert "owned by " + owner_text(NOBODY) in out, out
 
 
 def test_token_uri_hint_only_when_insecure_http_would_help(checker):

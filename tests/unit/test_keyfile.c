@@ -1,4 +1,5 @@
 /* test_keyfile.c - loading credentials: key file checks and the ADC order. */
+#include <pwd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -94,6 +95,88 @@ static void keyfile_mode(void **state)
     refused(p, path, "mode 0604");
     path = dt_write_file(p, dir, "k620.json", k, strlen(k), 0620);
     refused(p, path, "group or others");
+}
+
+/* The uid httpd's children run as on Debian: a key they own could be
+ * replaced or read by a compromised child. */
+#define OTHER_UID 65534
+
+static const char *uid_text(apr_pool_t *p, uid_t uid)
+{
+    struct passwd *pw = getpwuid(uid);
+    return apr_psprintf(p, "%s (uid %u)", pw ? pw->pw_name : "?", (unsigned)uid);
+}
+
+static void keyfile_owner(void **state)
+{
+    apr_pool_t *p = DT_POOL(state);
+    const char *dir, *path, *link, *good, *goodlink, *want;
+    datos_creds_t *c;
+    datos_err_t err;
+
+    if (geteuid() != 0) {
+        skip();     /* chown to another user needs root */
+    }
+    dir = dt_tmpdir(p);
+    want = uid_text(p, OTHER_UID);
+    path = dt_write_key_file(p, dir, NULL);
+    assert_int_equal(chown(path, OTHER_UID, OTHER_UID), 0);
+    /* mode 0600, owned by the children's user: refused, naming the owner */
+    refused(p, path, apr_psprintf(p, "owned by %s", want));
+    refused(p, path, path);
+    refused(p, path, uid_text(p, 0));
+
+    /* a symlink is judged by the file it leads to */
+    link = apr_pstrcat(p, dir, "/link.json", NULL);
+    assert_int_equal(symlink(path, link), 0);
+    refused(p, link, apr_psprintf(p, "owned by %s", want));
+
+    /* the link's own owner does not matter: only the target can be read */
+    good = dt_write_file(p, dir, "good.json", key_json(p, NULL, NULL),
+                         strlen(key_json(p, NULL, NULL)), 0600);
+    goodlink = apr_pstrcat(p, dir, "/goodlink.json", NULL);
+    assert_int_equal(symlink(good, goodlink), 0);
+    assert_int_equal(lchown(goodlink, OTHER_UID, OTHER_UID), 0);
+    assert_int_equal(load(p, goodlink, 0, &c, &err), APR_SUCCESS);
+
+    /* the same rule for Application Default Credentials */
+    setenv("GOOGLE_APPLICATION_CREDENTIALS", path, 1);
+    assert_int_equal(load(p, NULL, 0, &c, &err), DATOS_ECONFIG);
+    assert_null(c);
+    if (!strstr(err.message, apr_psprintf(p, "owned by %s", want))
+        || !strstr(err.message, "GOOGLE_APPLICATION_CREDENTIALS")) {
+        fail_msg("'%s'", err.message);
+    }
+    unsetenv("GOOGLE_APPLICATION_CREDENTIALS");
+
+    /* the file check on its own, as the module runs it on the directive */
+    datos_err_clear(&err);
+    assert_int_equal(datos_creds_check_key_file(p, path, &err), DATOS_ECONFIG);
+    assert_non_null(strstr(err.message, want));
+    datos_err_clear(&err);
+    assert_int_equal(datos_creds_check_key_file(p, goodlink, &err), APR_SUCCESS);
+}
+
+static void keyfile_symlink_to_bad_file(void **state)
+{
+    apr_pool_t *p = DT_POOL(state);
+    const char *dir = dt_tmpdir(p), *k = key_json(p, NULL, NULL), *path, *link;
+    datos_err_t err;
+
+    path = dt_write_file(p, dir, "open.json", k, strlen(k), 0644);
+    link = apr_pstrcat(p, dir, "/link.json", NULL);
+    assert_int_equal(symlink(path, link), 0);
+    refused(p, link, "(mode 0644)");
+    datos_err_clear(&err);
+    assert_int_equal(datos_creds_check_key_file(p, link, &err), DATOS_ECONFIG);
+    assert_non_null(strstr(err.message, "mode 0644"));
+
+    link = apr_pstrcat(p, dir, "/dirlink.json", NULL);
+    assert_int_equal(symlink(dir, link), 0);
+    refused(p, link, "not a regular file");
+    link = apr_pstrcat(p, dir, "/dangling.json", NULL);
+    assert_int_equal(symlink(apr_pstrcat(p, dir, "/gone.json", NULL), link), 0);
+    refused(p, link, "cannot open key file");
 }
 
 static void keyfile_not_regular_or_missing(void **state)
@@ -272,6 +355,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         DT_TEST(keyfile_good),
         DT_TEST(keyfile_mode),
+        DT_TEST(keyfile_owner),
+        DT_TEST(keyfile_symlink_to_bad_file),
         DT_TEST(keyfile_not_regular_or_missing),
         DT_TEST(keyfile_wrong_type),
         DT_TEST(keyfile_missing_fields),
