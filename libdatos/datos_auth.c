@@ -269,8 +269,18 @@ static apr_status_t load_key_file(apr_pool_t *p, datos_creds_t *c,
         goto leave;
     }
     /* jansson's message quotes the text near the error, which here could
-     * be part of the private key: only the position is reported. */
+     * be part of the private key: only the position is reported. A
+     * duplicate key is the exception: the text quoted is the key's name
+     * (the lexer stops right after it), never a value. */
     j = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!j && json_error_code(&jerr) == json_error_duplicate_key) {
+        rv = datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,
+                           "key file %s: %s (line %d, column %d)", path,
+                           datos_err_text(p, jerr.text, strlen(jerr.text),
+                                          120),
+                           jerr.line, jerr.column);
+        goto leave;
+    }
     if (!j) {
         rv = datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,
                            "key file %s is not valid JSON (line %d, column "

@@ -27,7 +27,8 @@ typedef struct datos_creds_t datos_creds_t;
 /* spec: NULL or "" = ADC order (GOOGLE_APPLICATION_CREDENTIALS when set --
  * unreadable is an error, no fall-through -- else the metadata server);
  * "metadata"; "none"; anything else is a key file path.
- * A key file must pass datos_creds_check_key_file, of type "service_account" (other types are refused with
+ * A key file must pass datos_creds_check_key_file, be JSON without
+ * duplicate keys, of type "service_account" (other types are refused with
  * an error naming the type), with a parsable private_key. Its token_uri
  * (default DATOS_TOKEN_URI_DEFAULT) must pass datos_http_check_url with
  * allow_insecure; when only plain http broke the rule, err->reason is

@@ -258,8 +258,28 @@ static void keyfile_bad_content(void **state)
         assert_null(strstr(err.message, "SECRET"));
     }
     refused(p, dt_write_file(p, dir, "arr.json", "[1]", 3, 0600), "not a JSON object");
+    /* a duplicate key is named as such; the key's name may be quoted, its
+     * value never */
     k = "{\"type\":\"service_account\",\"type\":\"authorized_user\"}";
-    refused(p, dt_write_file(p, dir, "dup.json", k, strlen(k), 0600), "not valid JSON");
+    refused(p, dt_write_file(p, dir, "dup.json", k, strlen(k), 0600),
+            "duplicate object key near '\"type\"' (line 1");
+    {
+        static const char dup[] =
+            "{\"type\":\"service_account\",\"client_email\":\"a@b\",\n"
+            "\"private_key\":\"-----BEGIN PRIVATE KEY-----\\nMIIEvQ SECRETONE\",\n"
+            "\"private_key\":\"-----BEGIN PRIVATE KEY-----\\nMIIEvQ SECRETTWO\"}";
+        datos_creds_t *c;
+        datos_err_t err;
+
+        assert_int_equal(load(p, dt_write_file(p, dir, "dup2.json", dup, strlen(dup), 0600),
+                              0, &c, &err), DATOS_ECONFIG);
+        assert_non_null(strstr(err.message, "duplicate object key"));
+        assert_non_null(strstr(err.message, "private_key"));
+        assert_non_null(strstr(err.message, "line 3"));
+        assert_null(strstr(err.message, "not valid JSON"));
+        assert_null(strstr(err.message, "SECRET"));
+        assert_null(strstr(err.message, "BEGIN"));
+    }
 }
 
 static void keyfile_token_uri_rule(void **state)
