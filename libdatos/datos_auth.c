@@ -3,9 +3,17 @@
  *
  * The key is read once, while the caller can still read a 0600 file
  * (httpd: as root in the parent), and only the parsed EVP_PKEY is kept.
- * Tokens live in malloc'd memory owned by the credentials and are wiped
- * when replaced, so a long-running process does not grow a pool per hour
- * and no stale token lingers in freed pool memory.
+ *
+ * The cached token lives in malloc'd memory owned by the credentials, not
+ * in a pool, so a long-running process does not grow a pool per hour. That
+ * copy is wiped when it is replaced, when a child starts (the one inherited
+ * over fork), when the child's pool is cleaned up at exit, and when the
+ * credentials' pool is. What is not wiped: the copies one request works
+ * with -- the string datos_creds_token returns, the Authorization header
+ * built from it, the token endpoint's answer, the signed assertion, and
+ * curl's own buffers. They live in the caller's pool or in curl, and are
+ * freed, not cleared, when those are; so freed memory of a process that
+ * served requests may still hold recent tokens, each valid an hour at most.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -454,12 +462,36 @@ const char *datos_creds_key_project(const datos_creds_t *creds)
     return creds->kind == DATOS_CREDS_KEYFILE ? creds->project_id : NULL;
 }
 
+/* Registered after the mutex, so it runs before the mutex goes: a thread
+ * still refreshing finishes before the token is wiped. */
+static apr_status_t creds_child_cleanup(void *data)
+{
+    datos_creds_t *c = data;
+
+    creds_lock(c);
+    token_forget(c);
+    creds_unlock(c);
+    return APR_SUCCESS;
+}
+
 apr_status_t datos_creds_child_init(datos_creds_t *creds, apr_pool_t *pchild)
 {
+    apr_status_t rv;
+
     /* A token minted before fork is shared with siblings and the parent;
      * each process keeps its own. */
     token_forget(creds);
-    return datos_mutex_create(&creds->mutex, pchild);
+    rv = datos_mutex_create(&creds->mutex, pchild);
+    if (rv != APR_SUCCESS) {
+        goto leave;
+    }
+    /* The credentials' pool outlives the child (httpd: pconf), so the
+     * token would otherwise stay in memory until the process is gone. */
+    apr_pool_cleanup_register(pchild, creds, creds_child_cleanup,
+                              apr_pool_cleanup_null);
+
+leave:
+    return rv;
 }
 
 /* -------------------------------------------------------------- tokens */

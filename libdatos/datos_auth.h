@@ -65,7 +65,8 @@ const char *datos_creds_describe(const datos_creds_t *creds);
 const char *datos_creds_key_project(const datos_creds_t *creds);
 
 /* Run in each process that will use creds (httpd child_init): creates the
- * thread mutex in pchild and forgets tokens inherited over fork. */
+ * thread mutex in pchild, forgets tokens inherited over fork, and wipes
+ * the cached token when pchild is cleaned up (child exit). */
 apr_status_t datos_creds_child_init(datos_creds_t *creds, apr_pool_t *pchild);
 
 /* The bearer token to send: *token = NULL for DATOS_CREDS_NONE. Served from
