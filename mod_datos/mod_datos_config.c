@@ -4,16 +4,23 @@
  * `apache2 -t` fails with a message naming it. Checks that need several
  * directives, or the key file, run in mod_datos_conf_finish (check_config).
  */
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "apr_strings.h"
 #include "apr_lib.h"
+#include "apr_thread_proc.h"
 
 #include "httpd.h"
 #include "http_config.h"
 #include "http_log.h"
+#include "unixd.h"
 
 #include "datos_conf.h"
+#include "datos_crypt.h"
 #include "datos_http.h"
 #include "datos_ids.h"
 #include "mod_datos.h"
@@ -206,16 +213,17 @@ static const char *set_ca_file(cmd_parms *cmd, void *dc, const char *arg)
 {
     const char *err = check_context(cmd);
     const char *path;
-    apr_file_t *f;
+    datos_err_t derr;
 
     (void)dc;
     if (err)
         return err;
     path = ap_server_root_relative(cmd->pool, arg);
-    if (!path || apr_file_open(&f, path, APR_FOPEN_READ, 0, cmd->pool)
-                     != APR_SUCCESS)
-        return fail(cmd, apr_psprintf(cmd->pool, "cannot read '%s'", arg));
-    apr_file_close(f);
+    if (!path)
+        return fail(cmd, apr_psprintf(cmd->pool, "invalid path '%s'", arg));
+    datos_err_clear(&derr);
+    if (datos_ca_file_check(cmd->pool, path, &derr) != APR_SUCCESS)
+        return fail(cmd, derr.message);
     cmd_conf(cmd)->ca_file = path;
     return NULL;
 }
@@ -350,6 +358,47 @@ const command_rec mod_datos_cmds[] = {
     {NULL}
 };
 
+/* curl reads the CA file in the children, after they took User and Group:
+ * a bundle only root can read passes every check made as root, then fails
+ * each https request. A forked probe with the children's identity asks the
+ * kernel (mode bits, ACLs, every directory on the way) instead of guessing.
+ * NULL when they can read it, or when there is nothing to tell (not
+ * started as root, or the probe itself failed). */
+static const char *children_cannot_read(apr_pool_t *p, const char *path)
+{
+    const unixd_config_rec *u = &ap_unixd_config;
+    apr_proc_t proc;
+    apr_exit_why_e why;
+    apr_status_t rv;
+    int code;
+
+    if (geteuid() != 0 || u->user_id == 0 || u->user_id == (uid_t)-1)
+        return NULL;
+    rv = apr_proc_fork(&proc, p);
+    if (rv == APR_INCHILD) {
+        int fd;
+
+        if (setgid(u->group_id) != 0
+            || initgroups(u->user_name, u->group_id) != 0
+            || setuid(u->user_id) != 0)
+            _exit(255);
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        _exit(fd >= 0 ? 0 : errno > 0 && errno < 255 ? errno : EACCES);
+    }
+    if (rv != APR_INPARENT)
+        return NULL;
+    do {
+        rv = apr_proc_wait(&proc, &code, &why, APR_WAIT);
+    } while (APR_STATUS_IS_EINTR(rv));
+    if (rv != APR_CHILD_DONE || why != APR_PROC_EXIT || code == 0
+        || code == 255)
+        return NULL;
+    return apr_psprintf(p, "%s cannot be read by %s (uid %lu), the User "
+                        "httpd's children run as and read it as: %s", path,
+                        u->user_name, (unsigned long)u->user_id,
+                        strerror(code));
+}
+
 /* Only a refusal of plain http is lifted by DatosAllowInsecureHTTP; a
  * malformed URL stays wrong whatever it says, so it gets no hint. */
 static int plain_http_refused(const datos_err_t *err)
@@ -400,6 +449,9 @@ const char *mod_datos_conf_finish(apr_pool_t *p, apr_pool_t *ptemp,
     }
     if (!conf->bigquery_url)
         conf->bigquery_url = DATOS_BQ_URL_DEFAULT;
+
+    if (conf->ca_file && (msg = children_cannot_read(ptemp, conf->ca_file)))
+        return apr_pstrcat(p, "DatosCACertificateFile: ", msg, NULL);
 
     datos_err_clear(&err);
     rv = datos_http_check_url(p, conf->bigquery_url,

@@ -1,8 +1,10 @@
 """Every directive value is checked while the configuration is read:
 `apache2 -t` fails with a message naming the directive."""
+import grp
 import json
 import os
 import pwd
+import subprocess
 
 import pytest
 
@@ -35,10 +37,19 @@ def test_good_configuration_passes(checker):
     assert "Syntax OK" in out
 
 
-def test_every_directive_with_a_good_value_passes(checker, tmp_path):
-    ca = os.path.join(checker.httpd.root, "ca.pem")
-    with open(ca, "w") as f:
-        f.write("-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n")
+def make_ca(root):
+    """A real self-signed certificate: DatosCACertificateFile must hold one."""
+    ca = os.path.join(root, "ca.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
+                    "-subj", "/CN=datos config test", "-keyout", os.path.join(root, "ca.key"),
+                    "-out", ca], check=True, capture_output=True)
+    os.chmod(ca, 0o644)
+    return ca
+
+
+def test_every_directive_with_a_good_value_passes(checker):
+    ca = make_ca(checker.httpd.root)
     rc, out = checker("\n".join([
         "DatosTable other-project.some_dataset.Some_Table_1",
         "DatosLocation southamerica-east1",
@@ -76,6 +87,8 @@ BAD = [
     ("DatosBigQueryURL", "DatosBigQueryURL http://127.0.0.1:/bigquery/v2"),
     ("DatosBigQueryURL", "DatosBigQueryURL http://[127.0.0.1]:9/bigquery/v2"),
     ("DatosCACertificateFile", "DatosCACertificateFile /nonexistent/ca.pem"),
+    ("DatosCACertificateFile", "DatosCACertificateFile ${root}/conf"),
+    ("DatosCACertificateFile", "DatosCACertificateFile ${root}/conf/httpd.conf"),
     ("DatosLimit", "DatosLimit 0"),
     ("DatosLimit", "DatosLimit ten"),
     ("DatosLimit", "DatosLimit 50 20"),
@@ -148,6 +161,9 @@ UNWORKABLE = [
     ("DatosBigQueryURL http://user:pw@bigquery.example.com/bigquery/v2", "DatosBigQueryURL",
      "credentials"),
     ("DatosBigQueryURL http:///bigquery/v2", "DatosBigQueryURL", "no host"),
+    ("DatosCACertificateFile ${root}/conf", "DatosCACertificateFile", "not a regular file"),
+    ("DatosCACertificateFile ${root}/conf/httpd.conf", "DatosCACertificateFile",
+     "no PEM certificate"),
 ]
 
 
@@ -256,3 +272,22 @@ def test_token_uri_hint_only_when_insecure_http_would_help(checker):
     assert rc != 0, out
     assert "DatosCredentials:" in out and "token_uri" in out, out
     assert "DatosAllowInsecureHTTP" not in out and "insecure" not in out, out
+
+
+def test_ca_file_the_children_cannot_read_fails_the_config_test(checker):
+    """curl reads the bundle in the children, as User: a root-only copy would
+    fail every https request."""
+    needs_root()
+    ca = make_ca(checker.httpd.root)
+    rc, out = checker("DatosCACertificateFile %s" % ca)
+    assert rc == 0, out
+    os.chmod(ca, 0o600)
+    rc, out = checker("DatosCACertificateFile %s" % ca)
+    assert rc != 0, out
+    assert "DatosCACertificateFile:" in out and ca in out, out
+    assert "cannot be read by nobody (uid %d)" % NOBODY in out, out
+    # readable through the Group the children run as (nogroup) is enough
+    os.chown(ca, 0, grp.getgrnam("nogroup").gr_gid)
+    os.chmod(ca, 0o640)
+    rc, out = checker("DatosCACertificateFile %s" % ca)
+    assert rc == 0, out
