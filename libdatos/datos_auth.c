@@ -138,9 +138,10 @@ static apr_status_t key_file_open(apr_pool_t *p, const char *path, int *fdp,
 
     fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
     if (fd < 0) {
-        return datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,
-                             "cannot open key file %s: %s", path,
-                             strerror(errno));
+        rv = datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,
+                           "cannot open key file %s: %s", path,
+                           strerror(errno));
+        goto leave;
     }
     if (fstat(fd, st) != 0) {
         rv = datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,

@@ -283,16 +283,15 @@ apr_status_t datos_ca_file_check(apr_pool_t *p, const char *path,
         rv = datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,
                            "%s is not a regular file (a PEM file of CA "
                            "certificates is expected)", path);
-        close(fd);
         goto leave;
     }
     f = fdopen(fd, "r");
     if (!f) {
         rv = datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,
                            "cannot read %s: %s", path, strerror(errno));
-        close(fd);
         goto leave;
     }
+    fd = -1;                    /* closed with f */
     bio = BIO_new_fp(f, BIO_NOCLOSE);
     if (!bio) {
         rv = datos_err_set(err, p, APR_ENOMEM, 0, NULL, "cannot read %s: %s",
@@ -326,6 +325,9 @@ leave:
     BIO_free(bio);
     if (f) {
         fclose(f);
+    }
+    if (fd >= 0) {
+        close(fd);
     }
     ERR_clear_error();
     return rv;

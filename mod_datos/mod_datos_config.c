@@ -372,7 +372,8 @@ static const char *children_cannot_read(apr_pool_t *p, const char *path)
     apr_status_t rv;
     int code;
 
-    if (geteuid() != 0 || u->user_id == 0 || u->user_id == (uid_t)-1)
+    if (geteuid() != 0 || !u->user_name || u->user_id == 0
+        || u->user_id == (uid_t)-1)
         return NULL;
     rv = apr_proc_fork(&proc, p);
     if (rv == APR_INCHILD) {
