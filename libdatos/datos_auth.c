@@ -3,9 +3,17 @@
  *
  * The key is read once, while the caller can still read a 0600 file
  * (httpd: as root in the parent), and only the parsed EVP_PKEY is kept.
- * Tokens live in malloc'd memory owned by the credentials and are wiped
- * when replaced, so a long-running process does not grow a pool per hour
- * and no stale token lingers in freed pool memory.
+ *
+ * The cached token lives in malloc'd memory owned by the credentials, not
+ * in a pool, so a long-running process does not grow a pool per hour. That
+ * copy is wiped when it is replaced, when a child starts (the one inherited
+ * over fork), when the child's pool is cleaned up at exit, and when the
+ * credentials' pool is. What is not wiped: the copies one request works
+ * with -- the string datos_creds_token returns, the Authorization header
+ * built from it, the token endpoint's answer, the signed assertion, and
+ * curl's own buffers. They live in the caller's pool or in curl, and are
+ * freed, not cleared, when those are; so freed memory of a process that
+ * served requests may still hold recent tokens, each valid an hour at most.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -15,6 +23,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <apr_strings.h>
+#include <apr_user.h>
 #include <openssl/crypto.h>
 
 #include "datos_auth.h"
@@ -100,46 +109,115 @@ static const char *scopes_csv(apr_pool_t *p, const char *scopes)
 
 /* --------------------------------------------------------------- load */
 
-static apr_status_t read_key_file(apr_pool_t *p, const char *path,
-                                  char **buf, apr_size_t *len,
-                                  datos_err_t *err)
+/* "nobody (uid 65534)", or "uid 1234" for a uid without a name. */
+static const char *uid_text(apr_pool_t *p, uid_t uid)
+{
+    char *name = NULL;
+
+    if (apr_uid_name_get(&name, (apr_uid_t)uid, p) == APR_SUCCESS && name) {
+        return apr_psprintf(p, "%s (uid %lu)", name, (unsigned long)uid);
+    }
+    return apr_psprintf(p, "uid %lu", (unsigned long)uid);
+}
+
+/* Opens the key and judges the file actually opened (fstat, so nothing can
+ * be swapped in between): open() follows symlinks, and only the final
+ * target can be read, so only it is judged. Its owner must be the
+ * effective user -- the one that reads the key (httpd: root, in the parent
+ * before the children drop to their User) -- because an owner can read
+ * the key whatever its mode, and can replace it. The directories on the
+ * way are not checked: whoever can write one of them can put there only a
+ * file of their own, which this refuses, or a link to a file the loading
+ * user already owns and keeps private. On success *fdp is open. */
+static apr_status_t key_file_open(apr_pool_t *p, const char *path, int *fdp,
+                                  struct stat *st, datos_err_t *err)
 {
     apr_status_t rv = APR_SUCCESS;
-    struct stat st;
-    char *data = NULL;
-    apr_size_t got = 0;
+    uid_t me = geteuid();
     int fd;
 
-    /* open first, then fstat: the checks apply to the file actually read. */
     fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
     if (fd < 0) {
-        return datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,
-                             "cannot open key file %s: %s", path,
-                             strerror(errno));
+        rv = datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,
+                           "cannot open key file %s: %s", path,
+                           strerror(errno));
+        goto leave;
     }
-    if (fstat(fd, &st) != 0) {
+    if (fstat(fd, st) != 0) {
         rv = datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,
                            "cannot stat key file %s: %s", path,
                            strerror(errno));
         goto leave;
     }
-    if (!S_ISREG(st.st_mode)) {
+    if (!S_ISREG(st->st_mode)) {
         rv = datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,
                            "key file %s is not a regular file", path);
         goto leave;
     }
-    if (st.st_mode & 077) {
+    if (st->st_uid != me) {
+        char *name = NULL;
+        if (apr_uid_name_get(&name, (apr_uid_t)me, p) != APR_SUCCESS
+            || !name) {
+            name = apr_psprintf(p, "%lu", (unsigned long)me);
+        }
+        rv = datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,
+                           "key file %s is owned by %s: the credentials "
+                           "must be owned by %s, the user loading them "
+                           "(run chown %s %s)", path,
+                           uid_text(p, st->st_uid), uid_text(p, me), name,
+                           path);
+        goto leave;
+    }
+    if (st->st_mode & 077) {
         rv = datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,
                            "key file %s is readable or writable by group or "
                            "others (mode %04o): run chmod 600 %s", path,
-                           (unsigned)(st.st_mode & 07777), path);
+                           (unsigned)(st->st_mode & 07777), path);
         goto leave;
     }
-    if (st.st_size <= 0 || st.st_size > KEYFILE_MAX) {
+    if (st->st_size <= 0 || st->st_size > KEYFILE_MAX) {
         rv = datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,
                            "key file %s is %s (a service-account key is a "
                            "few KB of JSON)", path,
-                           st.st_size <= 0 ? "empty" : "too large");
+                           st->st_size <= 0 ? "empty" : "too large");
+        goto leave;
+    }
+    *fdp = fd;
+    fd = -1;
+
+leave:
+    if (fd >= 0) {
+        close(fd);
+    }
+    return rv;
+}
+
+apr_status_t datos_creds_check_key_file(apr_pool_t *p, const char *path,
+                                        datos_err_t *err)
+{
+    struct stat st;
+    int fd = -1;
+    apr_status_t rv;
+
+    rv = key_file_open(p, path, &fd, &st, err);
+    if (rv == APR_SUCCESS) {
+        close(fd);
+    }
+    return rv;
+}
+
+static apr_status_t read_key_file(apr_pool_t *p, const char *path,
+                                  char **buf, apr_size_t *len,
+                                  datos_err_t *err)
+{
+    apr_status_t rv;
+    struct stat st;
+    char *data = NULL;
+    apr_size_t got = 0;
+    int fd = -1;
+
+    rv = key_file_open(p, path, &fd, &st, err);
+    if (rv != APR_SUCCESS) {
         goto leave;
     }
     data = malloc((size_t)st.st_size + 1);
@@ -171,7 +249,9 @@ leave:
         OPENSSL_cleanse(data, (size_t)st.st_size + 1);
         free(data);
     }
-    close(fd);
+    if (fd >= 0) {
+        close(fd);
+    }
     return rv;
 }
 
@@ -198,8 +278,18 @@ static apr_status_t load_key_file(apr_pool_t *p, datos_creds_t *c,
         goto leave;
     }
     /* jansson's message quotes the text near the error, which here could
-     * be part of the private key: only the position is reported. */
+     * be part of the private key: only the position is reported. A
+     * duplicate key is the exception: the text quoted is the key's name
+     * (the lexer stops right after it), never a value. */
     j = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!j && json_error_code(&jerr) == json_error_duplicate_key) {
+        rv = datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,
+                           "key file %s: %s (line %d, column %d)", path,
+                           datos_err_text(p, jerr.text, strlen(jerr.text),
+                                          120),
+                           jerr.line, jerr.column);
+        goto leave;
+    }
     if (!j) {
         rv = datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,
                            "key file %s is not valid JSON (line %d, column "
@@ -245,9 +335,10 @@ static apr_status_t load_key_file(apr_pool_t *p, datos_creds_t *c,
     if (req_string(j, "project_id")) {
         c->project_id = apr_pstrdup(p, req_string(j, "project_id"));
     }
+    datos_err_clear(&kerr);
     rv = datos_http_check_url(p, c->token_uri, c->allow_insecure, 0, &kerr);
     if (rv != APR_SUCCESS) {
-        rv = datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,
+        rv = datos_err_set(err, p, DATOS_ECONFIG, 0, kerr.reason,
                            "key file %s: token_uri refused: %s", path,
                            kerr.message);
         goto leave;
@@ -287,7 +378,8 @@ apr_status_t datos_creds_load(apr_pool_t *p, const char *spec,
 {
     apr_status_t rv = APR_SUCCESS;
     datos_creds_t *c;
-    const char *path = NULL;
+    const char *path = NULL, *env = NULL;
+    datos_err_t kerr;
 
     c = apr_pcalloc(p, sizeof(*c));
     c->pool = p;
@@ -299,7 +391,7 @@ apr_status_t datos_creds_load(apr_pool_t *p, const char *spec,
         /* Application Default Credentials: a set variable is the answer,
          * even when its file is unusable (no silent fall-through to other
          * credentials). */
-        const char *env = getenv("GOOGLE_APPLICATION_CREDENTIALS");
+        env = getenv("GOOGLE_APPLICATION_CREDENTIALS");
         if (env && *env) {
             path = env;
         }
@@ -322,6 +414,10 @@ apr_status_t datos_creds_load(apr_pool_t *p, const char *spec,
         c->kind = DATOS_CREDS_KEYFILE;
         rv = load_key_file(p, c, path, err);
         if (rv != APR_SUCCESS) {
+            if (err && path == env) {
+                err->message = apr_pstrcat(p, "GOOGLE_APPLICATION_CREDENTIALS: ",
+                                           err->message, NULL);
+            }
             goto leave;
         }
     }
@@ -331,11 +427,16 @@ apr_status_t datos_creds_load(apr_pool_t *p, const char *spec,
             host = "metadata.google.internal";
         }
         c->md_base = apr_pstrcat(p, "http://", host, NULL);
-        rv = datos_http_check_url(p, c->md_base, 0, 1, err);
+        datos_err_clear(&kerr);
+        rv = datos_http_check_url(p, c->md_base, 0, 1, &kerr);
         if (rv != APR_SUCCESS) {
+            /* Only GCE_METADATA_HOST can make it fail, and only by its
+             * form: insecure http would not help, so no reason is kept. */
             rv = datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,
-                               "metadata server address %s is not usable",
-                               datos_err_text(p, host, strlen(host), 100));
+                               "metadata server address %s "
+                               "(GCE_METADATA_HOST) is not usable: %s",
+                               datos_err_text(p, host, strlen(host), 100),
+                               kerr.message);
             goto leave;
         }
         c->describe = apr_psprintf(p, "metadata server %s", host);
@@ -362,12 +463,36 @@ const char *datos_creds_key_project(const datos_creds_t *creds)
     return creds->kind == DATOS_CREDS_KEYFILE ? creds->project_id : NULL;
 }
 
+/* Registered after the mutex, so it runs before the mutex goes: a thread
+ * still refreshing finishes before the token is wiped. */
+static apr_status_t creds_child_cleanup(void *data)
+{
+    datos_creds_t *c = data;
+
+    creds_lock(c);
+    token_forget(c);
+    creds_unlock(c);
+    return APR_SUCCESS;
+}
+
 apr_status_t datos_creds_child_init(datos_creds_t *creds, apr_pool_t *pchild)
 {
+    apr_status_t rv;
+
     /* A token minted before fork is shared with siblings and the parent;
      * each process keeps its own. */
     token_forget(creds);
-    return datos_mutex_create(&creds->mutex, pchild);
+    rv = datos_mutex_create(&creds->mutex, pchild);
+    if (rv != APR_SUCCESS) {
+        goto leave;
+    }
+    /* The credentials' pool outlives the child (httpd: pconf), so the
+     * token would otherwise stay in memory until the process is gone. */
+    apr_pool_cleanup_register(pchild, creds, creds_child_cleanup,
+                              apr_pool_cleanup_null);
+
+leave:
+    return rv;
 }
 
 /* -------------------------------------------------------------- tokens */

@@ -27,15 +27,33 @@ typedef struct datos_creds_t datos_creds_t;
 /* spec: NULL or "" = ADC order (GOOGLE_APPLICATION_CREDENTIALS when set --
  * unreadable is an error, no fall-through -- else the metadata server);
  * "metadata"; "none"; anything else is a key file path.
- * A key file must be a regular file not accessible by group or others, of
- * type "service_account" (other types are refused with an error naming the
- * type), with a parsable private_key. Its token_uri (default
- * DATOS_TOKEN_URI_DEFAULT) must pass datos_http_check_url with
- * allow_insecure. scopes: space-separated. The PEM text is wiped after
- * parsing. All failures are DATOS_ECONFIG with a message naming the file. */
+ * A key file must pass datos_creds_check_key_file, be JSON without
+ * duplicate keys, of type "service_account" (other types are refused with
+ * an error naming the type), with a parsable private_key. Its token_uri
+ * (default DATOS_TOKEN_URI_DEFAULT) must pass datos_http_check_url with
+ * allow_insecure; when only plain http broke the rule, err->reason is
+ * DATOS_REASON_PLAIN_HTTP. GCE_METADATA_HOST must be host[:port].
+ * scopes: space-separated. The PEM text is wiped after parsing. All
+ * failures are DATOS_ECONFIG with a message naming the file (and
+ * GOOGLE_APPLICATION_CREDENTIALS or GCE_METADATA_HOST when the value came
+ * from there) but no setting of the caller: the caller prefixes its own
+ * ("DatosCredentials: ", "credentials: "). */
 apr_status_t datos_creds_load(apr_pool_t *p, const char *spec,
                               const char *scopes, int allow_insecure,
                               datos_creds_t **out, datos_err_t *err);
+
+/* The checks of the key file itself, made on the file opened (open, then
+ * fstat): symlinks are followed and the final target must be a regular
+ * file, owned by the effective user (the user loading the credentials:
+ * root for httpd started as root), with no group or other permission bits,
+ * of 1 byte to 64 KiB. The directories leading to it are not checked:
+ * whoever can write one can put there only a file of their own, which the
+ * owner check refuses, or a link to a file the loading user already owns
+ * and keeps private. The owner of a symlink does not matter. DATOS_ECONFIG
+ * with a message naming the file and, for the owner, both users by name
+ * and uid. */
+apr_status_t datos_creds_check_key_file(apr_pool_t *p, const char *path,
+                                        datos_err_t *err);
 
 datos_creds_kind_t datos_creds_kind(const datos_creds_t *creds);
 
@@ -47,7 +65,8 @@ const char *datos_creds_describe(const datos_creds_t *creds);
 const char *datos_creds_key_project(const datos_creds_t *creds);
 
 /* Run in each process that will use creds (httpd child_init): creates the
- * thread mutex in pchild and forgets tokens inherited over fork. */
+ * thread mutex in pchild, forgets tokens inherited over fork, and wipes
+ * the cached token when pchild is cleaned up (child exit). */
 apr_status_t datos_creds_child_init(datos_creds_t *creds, apr_pool_t *pchild);
 
 /* The bearer token to send: *token = NULL for DATOS_CREDS_NONE. Served from

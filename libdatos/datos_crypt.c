@@ -1,5 +1,11 @@
-/* datos_crypt.c - base64url, private keys and RS256 JWTs on OpenSSL. */
+/* datos_crypt.c - base64url, private keys, RS256 JWTs and CA bundles on
+ * OpenSSL. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <apr_strings.h>
 #include <jansson.h>
 #include <openssl/bio.h>
@@ -254,4 +260,75 @@ void datos_sha256_hex(const void *data, apr_size_t len, char out[65])
         out[2 * i + 1] = hex[md[i] & 15];
     }
     out[64] = '\0';
+}
+
+apr_status_t datos_ca_file_check(apr_pool_t *p, const char *path,
+                                 datos_err_t *err)
+{
+    apr_status_t rv = APR_SUCCESS;
+    STACK_OF(X509_INFO) *infos = NULL;
+    struct stat st;
+    FILE *f = NULL;
+    BIO *bio = NULL;
+    int fd, i, certs = 0;
+
+    ERR_clear_error();
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) {
+        rv = datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,
+                           "cannot open %s: %s", path, strerror(errno));
+        goto leave;
+    }
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        rv = datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,
+                           "%s is not a regular file (a PEM file of CA "
+                           "certificates is expected)", path);
+        goto leave;
+    }
+    f = fdopen(fd, "r");
+    if (!f) {
+        rv = datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,
+                           "cannot read %s: %s", path, strerror(errno));
+        goto leave;
+    }
+    fd = -1;                    /* closed with f */
+    bio = BIO_new_fp(f, BIO_NOCLOSE);
+    if (!bio) {
+        rv = datos_err_set(err, p, APR_ENOMEM, 0, NULL, "cannot read %s: %s",
+                           path, openssl_errors(p));
+        goto leave;
+    }
+    /* The reader OpenSSL's own CA-file loader uses (and so curl's): a
+     * file it cannot parse, or one without a certificate, would fail every
+     * https request instead of the configuration check. */
+    infos = PEM_X509_INFO_read_bio(bio, NULL, no_passphrase, NULL);
+    if (!infos) {
+        rv = datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,
+                           "%s is not a PEM file OpenSSL can read: %s", path,
+                           openssl_errors(p));
+        goto leave;
+    }
+    for (i = 0; i < sk_X509_INFO_num(infos); i++) {
+        if (sk_X509_INFO_value(infos, i)->x509) {
+            certs++;
+        }
+    }
+    if (!certs) {
+        rv = datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,
+                           "%s holds no PEM certificate (-----BEGIN "
+                           "CERTIFICATE-----)", path);
+        goto leave;
+    }
+
+leave:
+    sk_X509_INFO_pop_free(infos, X509_INFO_free);
+    BIO_free(bio);
+    if (f) {
+        fclose(f);
+    }
+    if (fd >= 0) {
+        close(fd);
+    }
+    ERR_clear_error();
+    return rv;
 }

@@ -1,4 +1,5 @@
-/* datos_crypt.h - base64url, private keys and RS256 JWTs on OpenSSL.
+/* datos_crypt.h - base64url, private keys, RS256 JWTs and CA bundles on
+ * OpenSSL.
  *
  * OpenSSL is shared with mod_ssl and libcurl in the same process: never call
  * its global cleanup functions; clear the thread's error queue before each
@@ -41,6 +42,12 @@ apr_status_t datos_jwt_assertion(apr_pool_t *p, EVP_PKEY *key,
                                  const char *kid, const char *iss,
                                  const char *scope, const char *aud,
                                  apr_time_t now, const char **jwt,
+                                 datos_err_t *err);
+
+/* A CA bundle curl can use: a regular file (symlinks followed) the caller
+ * can read, parsed as OpenSSL's CA-file loader parses it, holding at least
+ * one certificate. DATOS_ECONFIG with a message naming the file. */
+apr_status_t datos_ca_file_check(apr_pool_t *p, const char *path,
                                  datos_err_t *err);
 
 /* Lowercase hex SHA-256 of data (65 bytes with the NUL). */

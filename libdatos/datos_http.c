@@ -136,13 +136,17 @@ static int host_char_ok(char c)
 
 /* Just enough of RFC 3986 to find the host the way curl will. Anything
  * unusual in the authority (percent escapes, backslashes, spaces) is
- * refused: those are how "looks like loopback" tricks are built. */
+ * refused: those are how "looks like loopback" tricks are built. A port
+ * outside 1..65535 and brackets around anything but an IPv6 address are
+ * refused too: the value could never work, and parsers disagree on what it
+ * means (a port truncated to 16 bits, "[127.0.0.1]" as a name). */
 static apr_status_t url_split(apr_pool_t *p, const char *url, url_parts_t *u,
                               const char **why)
 {
     const char *a, *end, *at, *h, *he;
     char *host;
     apr_size_t i;
+    struct in6_addr a6;
 
     if (!strncasecmp(url, "https://", 8)) {
         u->https = 1;
@@ -172,6 +176,10 @@ static apr_status_t url_split(apr_pool_t *p, const char *url, url_parts_t *u,
             return DATOS_EINSECURE;
         }
         host = apr_pstrmemdup(p, h + 1, (apr_size_t)(he - h - 1));
+        if (inet_pton(AF_INET6, host, &a6) != 1) {
+            *why = "brackets hold only an IPv6 address";
+            return DATOS_EINSECURE;
+        }
         he++;
     }
     else {
@@ -183,8 +191,10 @@ static apr_status_t url_split(apr_pool_t *p, const char *url, url_parts_t *u,
     }
     if (he < end) {                 /* ":port" */
         const char *q = he + 1;
+        long port = 0;
+
         if (*he != ':' || q == end) {
-            *why = "malformed port";
+            *why = "no port after ':'";
             return DATOS_EINSECURE;
         }
         for (; q < end; q++) {
@@ -192,6 +202,14 @@ static apr_status_t url_split(apr_pool_t *p, const char *url, url_parts_t *u,
                 *why = "malformed port";
                 return DATOS_EINSECURE;
             }
+            port = port * 10 + (*q - '0');
+            if (port > 65535) {
+                break;
+            }
+        }
+        if (port < 1 || port > 65535) {
+            *why = "the port must be 1 to 65535";
+            return DATOS_EINSECURE;
         }
     }
     if (!*host) {
@@ -282,10 +300,11 @@ static apr_status_t check_url(apr_pool_t *p, const char *url,
     c = host_classify(p, u.host);
     if (!u.https && !allow_insecure && c != HOST_LOOPBACK
         && !(metadata && c == HOST_METADATA)) {
-        datos_err_set(err, p, rv, 0, NULL,
-                      "plain http to %s is not allowed: use https, a "
-                      "loopback address, or turn on insecure http "
-                      "(DatosAllowInsecureHTTP / allow_insecure_http) for an "
+        /* The only refusal that allowing insecure http lifts, so the only
+         * one whose reason tells callers to name their setting for it. */
+        datos_err_set(err, p, rv, 0, DATOS_REASON_PLAIN_HTTP,
+                      "plain http to %s is not allowed: use https or a "
+                      "loopback address, or allow insecure http for an "
                       "emulator", u.host);
         goto leave;
     }

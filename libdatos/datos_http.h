@@ -72,11 +72,20 @@ apr_status_t datos_http_perform(datos_http_t *http, apr_pool_t *p,
                                 const datos_http_req_t *req,
                                 datos_http_resp_t **resp, datos_err_t *err);
 
+/* err->reason of a check_url refusal that allow_insecure would lift. */
+#define DATOS_REASON_PLAIN_HTTP "plain_http"
+
 /* The transport rule (DESIGN.md section 6): https always; plain http only to
  * a loopback address, to the metadata server when `metadata` is set
  * (metadata.google.internal, 169.254.169.254, $GCE_METADATA_HOST), or when
  * allow_insecure is set. Anything else, and any scheme but http/https,
- * fails with DATOS_EINSECURE and a message naming the URL's host. */
+ * fails with DATOS_EINSECURE and a message naming the URL's host.
+ * The URL must also be well formed: a host; no userinfo, backslash or
+ * percent escape in the authority; brackets only around an IPv6 address; a
+ * port, when given, of 1 to 65535. Only a refusal of plain http to a well
+ * formed URL sets err->reason, to DATOS_REASON_PLAIN_HTTP: callers add the
+ * name of their insecure-http setting to that message, and only to it.
+ * Messages name no directive or setting of their own. */
 apr_status_t datos_http_check_url(apr_pool_t *p, const char *url,
                                   int allow_insecure, int metadata,
                                   datos_err_t *err);

@@ -4,16 +4,23 @@
  * `apache2 -t` fails with a message naming it. Checks that need several
  * directives, or the key file, run in mod_datos_conf_finish (check_config).
  */
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "apr_strings.h"
 #include "apr_lib.h"
+#include "apr_thread_proc.h"
 
 #include "httpd.h"
 #include "http_config.h"
 #include "http_log.h"
+#include "unixd.h"
 
 #include "datos_conf.h"
+#include "datos_crypt.h"
 #include "datos_http.h"
 #include "datos_ids.h"
 #include "mod_datos.h"
@@ -141,6 +148,7 @@ static const char *set_credentials(cmd_parms *cmd, void *dc, const char *arg)
     const char *err = check_context(cmd);
     const char *path;
     apr_finfo_t finfo;
+    datos_err_t derr;
 
     (void)dc;
     if (err)
@@ -152,11 +160,15 @@ static const char *set_credentials(cmd_parms *cmd, void *dc, const char *arg)
     path = ap_server_root_relative(cmd->pool, arg);
     if (!path)
         return fail(cmd, apr_psprintf(cmd->pool, "invalid path '%s'", arg));
-    if (apr_stat(&finfo, path, APR_FINFO_TYPE, cmd->pool) != APR_SUCCESS
-        || finfo.filetype != APR_REG)
+    if (apr_stat(&finfo, path, APR_FINFO_TYPE, cmd->pool) != APR_SUCCESS)
         return fail(cmd, apr_psprintf(cmd->pool, "'%s' is not 'metadata', "
-                                      "'none' or a readable service-account "
+                                      "'none' or an existing service-account "
                                       "key file", path));
+    /* Type, owner and mode now, so the error points at this line; the
+     * content is read by the trial load in check_config. */
+    datos_err_clear(&derr);
+    if (datos_creds_check_key_file(cmd->pool, path, &derr) != APR_SUCCESS)
+        return fail(cmd, derr.message);
     cmd_conf(cmd)->credentials = path;
     return NULL;
 }
@@ -165,6 +177,8 @@ static const char *set_bigquery_url(cmd_parms *cmd, void *dc, const char *arg)
 {
     const char *err = check_context(cmd);
     apr_size_t len = strlen(arg);
+    const char *url;
+    datos_err_t derr;
 
     (void)dc;
     if (err)
@@ -174,7 +188,13 @@ static const char *set_bigquery_url(cmd_parms *cmd, void *dc, const char *arg)
                     DATOS_BQ_URL_DEFAULT);
     while (len && arg[len - 1] == '/')
         len--;
-    cmd_conf(cmd)->bigquery_url = apr_pstrmemdup(cmd->pool, arg, len);
+    url = apr_pstrmemdup(cmd->pool, arg, len);
+    /* The form now, so the error points at this line; whether plain http
+     * is allowed depends on DatosAllowInsecureHTTP, known at the end. */
+    datos_err_clear(&derr);
+    if (datos_http_check_url(cmd->pool, url, 1, 0, &derr) != APR_SUCCESS)
+        return fail(cmd, derr.message);
+    cmd_conf(cmd)->bigquery_url = url;
     return NULL;
 }
 
@@ -193,16 +213,17 @@ static const char *set_ca_file(cmd_parms *cmd, void *dc, const char *arg)
 {
     const char *err = check_context(cmd);
     const char *path;
-    apr_file_t *f;
+    datos_err_t derr;
 
     (void)dc;
     if (err)
         return err;
     path = ap_server_root_relative(cmd->pool, arg);
-    if (!path || apr_file_open(&f, path, APR_FOPEN_READ, 0, cmd->pool)
-                     != APR_SUCCESS)
-        return fail(cmd, apr_psprintf(cmd->pool, "cannot read '%s'", arg));
-    apr_file_close(f);
+    if (!path)
+        return fail(cmd, apr_psprintf(cmd->pool, "invalid path '%s'", arg));
+    datos_err_clear(&derr);
+    if (datos_ca_file_check(cmd->pool, path, &derr) != APR_SUCCESS)
+        return fail(cmd, derr.message);
     cmd_conf(cmd)->ca_file = path;
     return NULL;
 }
@@ -337,15 +358,53 @@ const command_rec mod_datos_cmds[] = {
     {NULL}
 };
 
-static int is_loopback_url(const char *url)
+/* curl reads the CA file in the children, after they took User and Group:
+ * a bundle only root can read passes every check made as root, then fails
+ * each https request. A forked probe with the children's identity asks the
+ * kernel (mode bits, ACLs, every directory on the way) instead of guessing.
+ * NULL when they can read it, or when there is nothing to tell (not
+ * started as root, or the probe itself failed). */
+static const char *children_cannot_read(apr_pool_t *p, const char *path)
 {
-    const char *host = strstr(url, "://");
+    const unixd_config_rec *u = &ap_unixd_config;
+    apr_proc_t proc;
+    apr_exit_why_e why;
+    apr_status_t rv;
+    int code;
 
-    if (!host)
-        return 0;
-    host += 3;
-    return !strncmp(host, "127.", 4) || !strncmp(host, "localhost", 9)
-           || !strncmp(host, "[::1]", 5);
+    if (geteuid() != 0 || !u->user_name || u->user_id == 0
+        || u->user_id == (uid_t)-1)
+        return NULL;
+    rv = apr_proc_fork(&proc, p);
+    if (rv == APR_INCHILD) {
+        int fd;
+
+        if (setgid(u->group_id) != 0
+            || initgroups(u->user_name, u->group_id) != 0
+            || setuid(u->user_id) != 0)
+            _exit(255);
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        _exit(fd >= 0 ? 0 : errno > 0 && errno < 255 ? errno : EACCES);
+    }
+    if (rv != APR_INPARENT)
+        return NULL;
+    do {
+        rv = apr_proc_wait(&proc, &code, &why, APR_WAIT);
+    } while (APR_STATUS_IS_EINTR(rv));
+    if (rv != APR_CHILD_DONE || why != APR_PROC_EXIT || code == 0
+        || code == 255)
+        return NULL;
+    return apr_psprintf(p, "%s cannot be read by %s (uid %lu), the User "
+                        "httpd's children run as and read it as: %s", path,
+                        u->user_name, (unsigned long)u->user_id,
+                        strerror(code));
+}
+
+/* Only a refusal of plain http is lifted by DatosAllowInsecureHTTP; a
+ * malformed URL stays wrong whatever it says, so it gets no hint. */
+static int plain_http_refused(const datos_err_t *err)
+{
+    return err->reason && !strcmp(err->reason, DATOS_REASON_PLAIN_HTTP);
 }
 
 const char *mod_datos_conf_finish(apr_pool_t *p, apr_pool_t *ptemp,
@@ -392,22 +451,30 @@ const char *mod_datos_conf_finish(apr_pool_t *p, apr_pool_t *ptemp,
     if (!conf->bigquery_url)
         conf->bigquery_url = DATOS_BQ_URL_DEFAULT;
 
+    if (conf->ca_file && (msg = children_cannot_read(ptemp, conf->ca_file)))
+        return apr_pstrcat(p, "DatosCACertificateFile: ", msg, NULL);
+
+    datos_err_clear(&err);
     rv = datos_http_check_url(p, conf->bigquery_url,
                               conf->allow_insecure
                                   || conf->url_from_emulator_env, 0, &err);
     if (rv != APR_SUCCESS)
-        return apr_psprintf(p, "DatosBigQueryURL: %s%s", err.message,
-                            is_loopback_url(conf->bigquery_url) ? ""
-                            : " (set DatosAllowInsecureHTTP On to allow plain "
-                              "http to it)");
+        return apr_psprintf(p, "DatosBigQueryURL: %s%s%s", err.message,
+                            conf->url_from_emulator_env
+                                ? " (from BIGQUERY_EMULATOR_HOST)" : "",
+                            plain_http_refused(&err)
+                                ? " (DatosAllowInsecureHTTP On)" : "");
 
     /* Only a trial load here (apache2 -t reports a bad key); post_config
      * loads the key for real. Both run as root. */
+    datos_err_clear(&err);
     rv = datos_creds_load(ptemp, conf->credentials, DATOS_SCOPE_BIGQUERY,
                           conf->allow_insecure || conf->url_from_emulator_env,
                           &creds, &err);
     if (rv != APR_SUCCESS)
-        return apr_psprintf(p, "DatosCredentials: %s", err.message);
+        return apr_psprintf(p, "DatosCredentials: %s%s", err.message,
+                            plain_http_refused(&err)
+                                ? " (DatosAllowInsecureHTTP On)" : "");
     if (!conf->project && !conf->table.project
         && datos_creds_kind(creds) == DATOS_CREDS_NONE)
         return "DatosProject: required with DatosCredentials none (there is "

@@ -1,5 +1,7 @@
-/* test_crypt.c - base64url, private keys, RS256 JWTs and SHA-256. */
+/* test_crypt.c - base64url, private keys, RS256 JWTs, SHA-256 and CA
+ * bundles. */
 #include <string.h>
+#include <unistd.h>
 #include <openssl/err.h>
 
 #include "dt_support.h"
@@ -268,6 +270,60 @@ static void sha256_vectors(void **state)
     assert_string_equal(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
 }
 
+static void ca_refused(apr_pool_t *p, const char *path, const char *needle)
+{
+    datos_err_t err;
+
+    datos_err_clear(&err);
+    if (datos_ca_file_check(p, path, &err) != DATOS_ECONFIG) {
+        fail_msg("%s accepted", path);
+    }
+    if (!strstr(err.message, needle) || !strstr(err.message, path)) {
+        fail_msg("'%s' lacks '%s' or the path", err.message, needle);
+    }
+    /* the check leaves no stale entry in the shared OpenSSL error queue */
+    assert_int_equal(ERR_peek_error(), 0);
+}
+
+static void ca_file_check(void **state)
+{
+    apr_pool_t *p = DT_POOL(state);
+    const char *dir = dt_tmpdir(p), *ca, *bundle, *link, *text;
+    static const char empty_cert[] =
+        "-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n";
+    datos_err_t err;
+
+    /* a real certificate (and a bundle with a comment and two of them),
+     * also behind a symlink */
+    ca = apr_pstrcat(p, dir, "/ca.pem", NULL);
+    assert_int_equal(dt_system(p, "openssl req -x509 -newkey ec -pkeyopt "
+                               "ec_paramgen_curve:prime256v1 -nodes -days 2 "
+                               "-subj /CN=datos-unit -keyout %s/ca.key -out %s "
+                               "2>/dev/null", dir, ca), 0);
+    datos_err_clear(&err);
+    assert_int_equal(datos_ca_file_check(p, ca, &err), APR_SUCCESS);
+    text = dt_read_file(p, ca, NULL);
+    text = apr_pstrcat(p, "# private CA\n", text, text, NULL);
+    bundle = dt_write_file(p, dir, "bundle.pem", text, strlen(text), 0644);
+    assert_int_equal(datos_ca_file_check(p, bundle, &err), APR_SUCCESS);
+    link = apr_pstrcat(p, dir, "/link.pem", NULL);
+    assert_int_equal(symlink(bundle, link), 0);
+    assert_int_equal(datos_ca_file_check(p, link, &err), APR_SUCCESS);
+
+    ca_refused(p, dir, "not a regular file");
+    link = apr_pstrcat(p, dir, "/dirlink.pem", NULL);
+    assert_int_equal(symlink(dir, link), 0);
+    ca_refused(p, link, "not a regular file");
+    ca_refused(p, apr_pstrcat(p, dir, "/missing.pem", NULL), "cannot open");
+    ca_refused(p, dt_write_file(p, dir, "empty.pem", "", 0, 0644), "no PEM certificate");
+    ca_refused(p, dt_write_file(p, dir, "text.pem", "hello\n", 6, 0644),
+               "no PEM certificate");
+    /* a private key is PEM, but no certificate */
+    ca_refused(p, dt_data_path(p, "test_key.pem"), "no PEM certificate");
+    ca_refused(p, dt_write_file(p, dir, "broken.pem", empty_cert, strlen(empty_cert), 0644),
+               "not a PEM file OpenSSL can read");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -281,6 +337,7 @@ int main(void)
         DT_TEST(jwt_parts_and_openssl_verify),
         DT_TEST(jwt_sign_generic),
         DT_TEST(sha256_vectors),
+        DT_TEST(ca_file_check),
     };
     return cmocka_run_group_tests(tests, dt_group_setup, dt_group_teardown);
 }

@@ -448,6 +448,84 @@ static void check_url_matrix(void **state)
     url_bad(p, "http://fake-md.internal:8123/computeMetadata/v1/", 0, 1);
 }
 
+/* The form of the authority: a port curl would reject or wrap, and
+ * brackets around anything but an IPv6 address, fail at configuration time
+ * instead of on every request. */
+static void check_url_ports_and_brackets(void **state)
+{
+    fx_t *fx = *state;
+    apr_pool_t *p = fx->p;
+    datos_err_t err;
+
+    url_ok(p, "http://127.0.0.1:1/x", 0, 0);
+    url_ok(p, "http://127.0.0.1:65535/x", 0, 0);
+    url_ok(p, "https://bigquery.googleapis.com:443/bigquery/v2", 0, 0);
+    url_ok(p, "http://[::1]/x", 0, 0);
+    url_ok(p, "http://[::1]:65535", 0, 0);
+    url_ok(p, "https://[2001:DB8::1]/", 0, 0);
+
+    url_bad(p, "http://127.0.0.1:0/x", 0, 0);
+    url_bad(p, "http://127.0.0.1:00000/x", 0, 0);
+    url_bad(p, "http://127.0.0.1:65536/x", 0, 0);
+    url_bad(p, "http://127.0.0.1:99999999999/x", 0, 0);
+    url_bad(p, "http://127.0.0.1:99999999999999999999999/x", 0, 0);
+    url_bad(p, "http://127.0.0.1:/x", 0, 0);
+    url_bad(p, "http://[::1]:/x", 0, 0);
+    url_bad(p, "https://[::1]:0", 0, 0);
+    url_bad(p, "http://[127.0.0.1]/x", 0, 0);
+    url_bad(p, "http://[127.0.0.1]:8080/x", 1, 0);
+    url_bad(p, "https://[bigquery.googleapis.com]/", 0, 0);
+    url_bad(p, "http://[]/", 1, 0);
+    url_bad(p, "http://[v1.fe80::1]/", 1, 0);
+
+    datos_err_clear(&err);
+    assert_int_equal(datos_http_check_url(p, "https://localhost:99999999999/x", 0, 0,
+                                          &err), DATOS_EINSECURE);
+    assert_non_null(strstr(err.message, "1 to 65535"));
+    datos_err_clear(&err);
+    assert_int_equal(datos_http_check_url(p, "http://[127.0.0.1]/x", 0, 0, &err),
+                     DATOS_EINSECURE);
+    assert_non_null(strstr(err.message, "IPv6"));
+}
+
+/* Only a refusal that insecure http would lift says so (reason
+ * DATOS_REASON_PLAIN_HTTP); a malformed URL stays refused whatever the
+ * setting, so its message must not send the reader to that setting. */
+static void check_url_says_when_insecure_http_would_help(void **state)
+{
+    fx_t *fx = *state;
+    apr_pool_t *p = fx->p;
+    static const char *const malformed[] = {
+        "https://user@bigquery.googleapis.com/bigquery/v2",
+        "http://user:pw@127.0.0.1/",
+        "http:///bigquery/v2",
+        "http://bigquery.example.com:99999999999/",
+        "http://[10.0.0.1]/",
+        "ftp://bigquery.example.com/",
+    };
+    datos_err_t err;
+    size_t i;
+
+    for (i = 0; i < sizeof(malformed) / sizeof(malformed[0]); i++) {
+        datos_err_clear(&err);
+        assert_int_equal(datos_http_check_url(p, malformed[i], 0, 0, &err),
+                         DATOS_EINSECURE);
+        if (err.reason) {
+            fail_msg("%s: reason %s", malformed[i], err.reason);
+        }
+        assert_null(strstr(err.message, "insecure"));
+        assert_null(strstr(err.message, "AllowInsecure"));
+    }
+    datos_err_clear(&err);
+    assert_int_equal(datos_http_check_url(p, "http://bigquery.example.com/bigquery/v2",
+                                          0, 0, &err), DATOS_EINSECURE);
+    assert_non_null(err.reason);
+    assert_string_equal(err.reason, DATOS_REASON_PLAIN_HTTP);
+    /* libdatos names no directive: the module and the loader add their own */
+    assert_null(strstr(err.message, "DatosAllowInsecureHTTP"));
+    assert_non_null(strstr(err.message, "plain http to bigquery.example.com"));
+}
+
 static void header_crlf_refused(void **state)
 {
     fx_t *fx = *state;
@@ -694,6 +772,8 @@ int main(void)
         FX_TEST(no_redirects),
         FX_TEST(transport_rule_refuses_without_connecting),
         FX_TEST(check_url_matrix),
+        FX_TEST(check_url_ports_and_brackets),
+        FX_TEST(check_url_says_when_insecure_http_would_help),
         FX_TEST(header_crlf_refused),
         FX_TEST(connection_failures),
         FX_TEST(handle_reuse),

@@ -1,4 +1,5 @@
 /* test_keyfile.c - loading credentials: key file checks and the ADC order. */
+#include <pwd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -96,6 +97,88 @@ static void keyfile_mode(void **state)
     refused(p, path, "group or others");
 }
 
+/* The uid httpd's children run as on Debian: a key they own could be
+ * replaced or read by a compromised child. */
+#define OTHER_UID 65534
+
+static const char *uid_text(apr_pool_t *p, uid_t uid)
+{
+    struct passwd *pw = getpwuid(uid);
+    return apr_psprintf(p, "%s (uid %u)", pw ? pw->pw_name : "?", (unsigned)uid);
+}
+
+static void keyfile_owner(void **state)
+{
+    apr_pool_t *p = DT_POOL(state);
+    const char *dir, *path, *link, *good, *goodlink, *want;
+    datos_creds_t *c;
+    datos_err_t err;
+
+    if (geteuid() != 0) {
+        skip();     /* chown to another user needs root */
+    }
+    dir = dt_tmpdir(p);
+    want = uid_text(p, OTHER_UID);
+    path = dt_write_key_file(p, dir, NULL);
+    assert_int_equal(chown(path, OTHER_UID, OTHER_UID), 0);
+    /* mode 0600, owned by the children's user: refused, naming the owner */
+    refused(p, path, apr_psprintf(p, "owned by %s", want));
+    refused(p, path, path);
+    refused(p, path, uid_text(p, 0));
+
+    /* a symlink is judged by the file it leads to */
+    link = apr_pstrcat(p, dir, "/link.json", NULL);
+    assert_int_equal(symlink(path, link), 0);
+    refused(p, link, apr_psprintf(p, "owned by %s", want));
+
+    /* the link's own owner does not matter: only the target can be read */
+    good = dt_write_file(p, dir, "good.json", key_json(p, NULL, NULL),
+                         strlen(key_json(p, NULL, NULL)), 0600);
+    goodlink = apr_pstrcat(p, dir, "/goodlink.json", NULL);
+    assert_int_equal(symlink(good, goodlink), 0);
+    assert_int_equal(lchown(goodlink, OTHER_UID, OTHER_UID), 0);
+    assert_int_equal(load(p, goodlink, 0, &c, &err), APR_SUCCESS);
+
+    /* the same rule for Application Default Credentials */
+    setenv("GOOGLE_APPLICATION_CREDENTIALS", path, 1);
+    assert_int_equal(load(p, NULL, 0, &c, &err), DATOS_ECONFIG);
+    assert_null(c);
+    if (!strstr(err.message, apr_psprintf(p, "owned by %s", want))
+        || !strstr(err.message, "GOOGLE_APPLICATION_CREDENTIALS")) {
+        fail_msg("'%s'", err.message);
+    }
+    unsetenv("GOOGLE_APPLICATION_CREDENTIALS");
+
+    /* the file check on its own, as the module runs it on the directive */
+    datos_err_clear(&err);
+    assert_int_equal(datos_creds_check_key_file(p, path, &err), DATOS_ECONFIG);
+    assert_non_null(strstr(err.message, want));
+    datos_err_clear(&err);
+    assert_int_equal(datos_creds_check_key_file(p, goodlink, &err), APR_SUCCESS);
+}
+
+static void keyfile_symlink_to_bad_file(void **state)
+{
+    apr_pool_t *p = DT_POOL(state);
+    const char *dir = dt_tmpdir(p), *k = key_json(p, NULL, NULL), *path, *link;
+    datos_err_t err;
+
+    path = dt_write_file(p, dir, "open.json", k, strlen(k), 0644);
+    link = apr_pstrcat(p, dir, "/link.json", NULL);
+    assert_int_equal(symlink(path, link), 0);
+    refused(p, link, "(mode 0644)");
+    datos_err_clear(&err);
+    assert_int_equal(datos_creds_check_key_file(p, link, &err), DATOS_ECONFIG);
+    assert_non_null(strstr(err.message, "mode 0644"));
+
+    link = apr_pstrcat(p, dir, "/dirlink.json", NULL);
+    assert_int_equal(symlink(dir, link), 0);
+    refused(p, link, "not a regular file");
+    link = apr_pstrcat(p, dir, "/dangling.json", NULL);
+    assert_int_equal(symlink(apr_pstrcat(p, dir, "/gone.json", NULL), link), 0);
+    refused(p, link, "cannot open key file");
+}
+
 static void keyfile_not_regular_or_missing(void **state)
 {
     apr_pool_t *p = DT_POOL(state);
@@ -175,8 +258,28 @@ static void keyfile_bad_content(void **state)
         assert_null(strstr(err.message, "SECRET"));
     }
     refused(p, dt_write_file(p, dir, "arr.json", "[1]", 3, 0600), "not a JSON object");
+    /* a duplicate key is named as such; the key's name may be quoted, its
+     * value never */
     k = "{\"type\":\"service_account\",\"type\":\"authorized_user\"}";
-    refused(p, dt_write_file(p, dir, "dup.json", k, strlen(k), 0600), "not valid JSON");
+    refused(p, dt_write_file(p, dir, "dup.json", k, strlen(k), 0600),
+            "duplicate object key near '\"type\"' (line 1");
+    {
+        static const char dup[] =
+            "{\"type\":\"service_account\",\"client_email\":\"a@b\",\n"
+            "\"private_key\":\"-----BEGIN PRIVATE KEY-----\\nMIIEvQ SECRETONE\",\n"
+            "\"private_key\":\"-----BEGIN PRIVATE KEY-----\\nMIIEvQ SECRETTWO\"}";
+        datos_creds_t *c;
+        datos_err_t err;
+
+        assert_int_equal(load(p, dt_write_file(p, dir, "dup2.json", dup, strlen(dup), 0600),
+                              0, &c, &err), DATOS_ECONFIG);
+        assert_non_null(strstr(err.message, "duplicate object key"));
+        assert_non_null(strstr(err.message, "private_key"));
+        assert_non_null(strstr(err.message, "line 3"));
+        assert_null(strstr(err.message, "not valid JSON"));
+        assert_null(strstr(err.message, "SECRET"));
+        assert_null(strstr(err.message, "BEGIN"));
+    }
 }
 
 static void keyfile_token_uri_rule(void **state)
@@ -193,6 +296,24 @@ static void keyfile_token_uri_rule(void **state)
     assert_int_equal(load(p, path, 0, &c, &err), APR_SUCCESS);
     path = dt_write_key_file(p, dir, "ftp://127.0.0.1/token");
     refused(p, path, "token_uri refused");
+    /* a malformed token_uri is refused for its form, which insecure http
+     * would not change: no pointer to that setting */
+    path = dt_write_key_file(p, dir, "https://oauth2.googleapis.com:99999999999/token");
+    refused(p, path, "1 to 65535");
+    assert_int_equal(load(p, path, 1, &c, &err), DATOS_ECONFIG);
+    assert_null(err.reason);
+    path = dt_write_key_file(p, dir, "https://user@oauth2.googleapis.com/token");
+    refused(p, path, "token_uri refused");
+    assert_int_equal(load(p, path, 1, &c, &err), DATOS_ECONFIG);
+    assert_null(err.reason);
+    assert_null(strstr(err.message, "insecure"));
+    path = dt_write_key_file(p, dir, "http://[127.0.0.1]:8080/token");
+    refused(p, path, "IPv6");
+    /* plain http to a remote host: the one refusal insecure http lifts */
+    path = dt_write_key_file(p, dir, "http://oauth.example.com/token");
+    assert_int_equal(load(p, path, 0, &c, &err), DATOS_ECONFIG);
+    assert_non_null(err.reason);
+    assert_string_equal(err.reason, DATOS_REASON_PLAIN_HTTP);
     /* absent: Google's default */
     path = dt_write_key_file(p, dir, NULL);
     assert_int_equal(load(p, path, 0, &c, &err), APR_SUCCESS);
@@ -223,6 +344,15 @@ static void adc_order(void **state)
     assert_int_equal(datos_creds_kind(c), DATOS_CREDS_METADATA);
     assert_string_equal(datos_creds_describe(c), "metadata server 127.0.0.1:8999");
     assert_null(datos_creds_key_project(c));
+    /* a malformed metadata host is named with what is wrong with it */
+    setenv("GCE_METADATA_HOST", "127.0.0.1:99999999999", 1);
+    assert_int_equal(load(p, NULL, 0, &c, &err), DATOS_ECONFIG);
+    assert_non_null(strstr(err.message, "GCE_METADATA_HOST"));
+    assert_non_null(strstr(err.message, "1 to 65535"));
+    assert_null(err.reason);
+    setenv("GCE_METADATA_HOST", "[127.0.0.1]:8999", 1);
+    assert_int_equal(load(p, "metadata", 0, &c, &err), DATOS_ECONFIG);
+    assert_non_null(strstr(err.message, "IPv6"));
     unsetenv("GCE_METADATA_HOST");
     assert_int_equal(load(p, "metadata", 0, &c, &err), APR_SUCCESS);
     assert_string_equal(datos_creds_describe(c),
@@ -245,6 +375,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         DT_TEST(keyfile_good),
         DT_TEST(keyfile_mode),
+        DT_TEST(keyfile_owner),
+        DT_TEST(keyfile_symlink_to_bad_file),
         DT_TEST(keyfile_not_regular_or_missing),
         DT_TEST(keyfile_wrong_type),
         DT_TEST(keyfile_missing_fields),

@@ -4,6 +4,7 @@
 
 #include "dt_support.h"
 #include "datos_auth.h"
+#include "datos_http.h"
 
 static apr_status_t tparse(apr_pool_t *p, int status, const char *body,
                            const char **tok, apr_interval_time_t *exp,
@@ -137,12 +138,67 @@ static void token_errors(void **state)
     assert_string_equal(tok, "untouched");
 }
 
+/* The cached token outlives requests, so it is the one copy a child must
+ * not leave behind: when the child's pool goes, the cache goes with it. */
+static void cached_token_forgotten_at_child_exit(void **state)
+{
+    apr_pool_t *p = DT_POOL(state), *pchild;
+    dt_server_t *srv = dt_server_start();
+    datos_http_opts_t opts;
+    datos_http_t *http;
+    datos_creds_t *c;
+    datos_err_t err;
+    const char *key, *tok;
+
+    key = dt_write_key_file(p, dt_tmpdir(p),
+                            apr_pstrcat(p, dt_server_url(srv, p), "/token", NULL));
+    datos_err_clear(&err);
+    assert_int_equal(datos_creds_load(p, key, DATOS_SCOPE_BIGQUERY, 0, &c, &err),
+                     APR_SUCCESS);
+    datos_http_opts_default(&opts);
+    assert_int_equal(datos_http_create(p, &opts, &http, &err), APR_SUCCESS);
+    dt_server_json(srv, 200, "{\"access_token\":\"first\",\"expires_in\":3600,"
+                             "\"token_type\":\"Bearer\"}");
+    dt_server_json(srv, 200, "{\"access_token\":\"second\",\"expires_in\":3600,"
+                             "\"token_type\":\"Bearer\"}");
+
+    assert_int_equal(apr_pool_create(&pchild, p), APR_SUCCESS);
+    assert_int_equal(datos_creds_child_init(c, pchild), APR_SUCCESS);
+    assert_int_equal(datos_creds_token(c, http, p, 0, 0, &tok, &err), APR_SUCCESS);
+    assert_string_equal(tok, "first");
+    assert_int_equal(datos_creds_token(c, http, p, 0, 0, &tok, &err), APR_SUCCESS);
+    assert_string_equal(tok, "first");
+    assert_int_equal(dt_server_count(srv), 1);
+
+    apr_pool_destroy(pchild);
+    /* nothing cached any more: the next caller asks the endpoint again */
+    assert_int_equal(datos_creds_token(c, http, p, 0, 0, &tok, &err), APR_SUCCESS);
+    assert_string_equal(tok, "second");
+    assert_int_equal(dt_server_count(srv), 2);
+    dt_server_stop(srv);
+}
+
+static int group_setup(void **state)
+{
+    if (dt_group_setup(state) != 0 || datos_http_global_init() != APR_SUCCESS) {
+        return -1;
+    }
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    datos_http_global_cleanup();
+    return dt_group_teardown(state);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         DT_TEST(token_good),
         DT_TEST(token_missing_fields),
         DT_TEST(token_errors),
+        DT_TEST(cached_token_forgotten_at_child_exit),
     };
-    return cmocka_run_group_tests(tests, dt_group_setup, dt_group_teardown);
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
