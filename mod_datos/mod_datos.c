@@ -78,6 +78,7 @@ static int mod_datos_post_config(apr_pool_t *pconf, apr_pool_t *plog,
     (void)plog;
     (void)ptemp;
     datos_log_set_sink(log_sink, log_is_level, s);
+    mod_datos_errors_post_config(pconf, s);
 
     /* httpd runs the configuration twice at start; the first pass only
      * checks it, so nothing is started for it. */
@@ -177,11 +178,11 @@ static void mod_datos_child_init(apr_pool_t *pchild, server_rec *s)
 
 static void mod_datos_register_hooks(apr_pool_t *p)
 {
-    (void)p;
     ap_hook_check_config(mod_datos_check_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_post_config(mod_datos_post_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_child_init(mod_datos_child_init, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_handler(mod_datos_handler, NULL, NULL, APR_HOOK_MIDDLE);
+    mod_datos_errors_register_hooks(p);
 }
 
 AP_DECLARE_MODULE(datos) = {

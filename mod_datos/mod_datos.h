@@ -79,4 +79,11 @@ apr_status_t mod_datos_entry_get(request_rec *r, mod_datos_conf_t *conf,
 
 int mod_datos_handler(request_rec *r);
 
+/* JSON error pages for what httpd answers itself on the module's paths
+ * (mod_datos_errors.c). */
+void mod_datos_errors_register_hooks(apr_pool_t *p);
+void mod_datos_errors_post_config(apr_pool_t *pconf, server_rec *s);
+/* Whether r is for a path that maps to the module's handlers. */
+int mod_datos_is_our_path(request_rec *r);
+
 #endif

@@ -94,8 +94,44 @@ static int health_handler(request_rec *r)
     return OK;
 }
 
+/* Decodes one key or value of the query string in place, by the one rule
+ * of HTML forms (application/x-www-form-urlencoded): '+' is a space and
+ * %XX a byte. A '%' not followed by two hex digits, or a byte that decodes
+ * to NUL, makes the whole query malformed. Returns 0 on success. */
+static int form_decode(char *s)
+{
+    char *o = s;
+
+    for (; *s; s++) {
+        if (*s == '+') {
+            *o++ = ' ';
+        }
+        else if (*s == '%') {
+            int hi, lo;
+
+            if (!apr_isxdigit(s[1]) || !apr_isxdigit(s[2])) {
+                return -1;
+            }
+            hi = apr_isdigit(s[1]) ? s[1] - '0' : apr_tolower(s[1]) - 'a' + 10;
+            lo = apr_isdigit(s[2]) ? s[2] - '0' : apr_tolower(s[2]) - 'a' + 10;
+            if (!hi && !lo) {
+                return -1;
+            }
+            *o++ = (char)(hi * 16 + lo);
+            s += 2;
+        }
+        else {
+            *o++ = *s;
+        }
+    }
+    *o = '\0';
+    return 0;
+}
+
 /* ?limit=N with 1 <= N <= max; nothing else is accepted, so a typo is a
- * 400 instead of a silently different answer. Returns NULL or the error. */
+ * 400 instead of a silently different answer. Pairs are split on '&'
+ * (empty ones skipped), then key and value are each decoded by
+ * form_decode: `%6cimit=%31%30` is `limit=10`. Returns NULL or the error. */
 static const char *parse_args(request_rec *r, const mod_datos_conf_t *conf,
                               int *limit)
 {
@@ -114,7 +150,7 @@ static const char *parse_args(request_rec *r, const mod_datos_conf_t *conf,
 
         if (value)
             *value++ = '\0';
-        if (ap_unescape_urlencoded(pair) != OK)
+        if (form_decode(pair) || (value && form_decode(value)))
             return "malformed query string";
         if (strcmp(pair, "limit"))
             return apr_psprintf(r->pool, "unknown query parameter '%s'; only "

@@ -54,6 +54,7 @@ LoadModule dir_module ${modules_dir}/mod_dir.so
 LoadModule socache_shmcb_module ${modules_dir}/mod_socache_shmcb.so
 ${load_datos}
 TypesConfig /etc/mime.types
+TraceEnable ${trace_enable}
 ${mpm_tuning}
 DocumentRoot "${root}/htdocs"
 <Directory "${root}/htdocs">
@@ -236,6 +237,9 @@ class Httpd:
             "user_group": "User nobody\nGroup nogroup" if os.geteuid() == 0 else "",
             "load_datos": ('LoadModule datos_module "%s"' % self.module) if self.module else "",
             "mpm_tuning": MPM_TUNING[self.mpm],
+            # As the shipped conf/datos.conf: a test that needs TRACE on
+            # passes trace_enable="On".
+            "trace_enable": "Off",
         }
         vals.update(overrides)
         return Template(BASE_TEMPLATE).substitute(vals), Template(test_conf).safe_substitute(vals)

@@ -524,3 +524,30 @@ def test_a_large_body_on_a_405_is_discarded_and_the_connection_stays_in_sync(ser
     assert_json_error(got[0], 405)
     assert_health(got[1])
     assert queries(emulator) == before
+
+
+# ---------------------------------------------------------------- decoding
+# Keys and values are decoded by one rule (form encoding): what a client
+# escapes never changes what it means.
+
+DECODING = [
+    ("%6cimit=2", 200, 2),
+    ("limit=%31%30", 200, 10),
+    ("%6C%69%6D%69%74=%33", 200, 3),
+    ("limit=%32", 200, 2),
+    ("limit=+5", 400, None),
+    ("limit=5%20", 400, None),
+    ("limit=%00", 400, None),
+    ("%6cimit=%3", 400, None),
+    ("limit=%2x", 400, None),
+]
+
+
+@pytest.mark.parametrize("query,status,n", DECODING, ids=[d[0] for d in DECODING])
+def test_keys_and_values_decode_alike(server, query, status, n):
+    h, rows = server
+    r = one(h, "GET", "/datos?" + query)
+    if status == 200:
+        assert_rows(r, rows, n)
+    else:
+        assert_json_error(r, 400)
