@@ -1,0 +1,100 @@
+/* datos_metrics.h - the module's Prometheus metrics, kept in memory that
+ * every httpd process shares, updated with atomic operations only.
+ *
+ * mod_datos maps one block of shared memory (datos_metrics_size() bytes)
+ * before httpd forks; each process counts into it without a lock, and the
+ * datos-metrics handler renders the sums in the Prometheus text format
+ * 0.0.4 (what `promtool check metrics` accepts). Nothing here takes a
+ * lock, so a scrape never waits for a cache or a fetch.
+ *
+ * Metrics:
+ *   datos_http_requests_total{handler,code}         counter
+ *   datos_http_request_duration_seconds{handler}    histogram
+ *   datos_cache_lookups_total{tier,result}          counter
+ *   datos_backend_queries_total{outcome}            counter
+ *   datos_backend_query_duration_seconds            histogram
+ *   datos_backend_bytes_processed_total             counter
+ *   datos_cache_store_failures_total{tier}          counter
+ *   datos_cache_oversized_total                     counter
+ *   datos_cache_age_seconds{table}                  gauge (now - fetch time of the newest answer)
+ *   datos_backend_last_success_timestamp_seconds{table} gauge
+ *   datos_backend_waiting_requests                  gauge (requests waiting on BigQuery, host-wide)
+ *   datos_backend_wait_rejected_total               counter (503s because too many waited)
+ *   datos_ingest_requests_total{code}               counter
+ *   datos_ingest_publish_duration_seconds           histogram
+ */
+#ifndef DATOS_METRICS_H
+#define DATOS_METRICS_H
+
+#include <apr_pools.h>
+#include <apr_time.h>
+
+typedef enum {
+    DATOS_HANDLER_DATOS = 0,    /* "datos" */
+    DATOS_HANDLER_HEALTH,       /* "health" */
+    DATOS_HANDLER_METRICS,      /* "metrics" */
+    DATOS_HANDLER_INGEST,       /* "ingest" (POST /datos) */
+    DATOS_HANDLER_COUNT
+} datos_handler_t;
+
+typedef enum {
+    DATOS_TIER_L1 = 0,          /* "process" */
+    DATOS_TIER_L2,              /* "shared" */
+    DATOS_TIER_STATE,           /* "state_dir" */
+    DATOS_TIER_COUNT
+} datos_tier_t;
+
+typedef enum {
+    DATOS_LOOKUP_HIT = 0,       /* "hit": fresh */
+    DATOS_LOOKUP_STALE,         /* "stale": past its freshness, servable */
+    DATOS_LOOKUP_MISS,          /* "miss" */
+    DATOS_LOOKUP_ERROR,         /* "error": the tier failed (not a miss) */
+    DATOS_LOOKUP_COUNT
+} datos_lookup_t;
+
+/* Tables whose age and last success are reported separately; further
+ * tables share the last one's gauges. */
+#define DATOS_METRICS_TABLES 16
+
+typedef struct datos_metrics_t datos_metrics_t;
+
+/* Bytes of shared memory the metrics take; the memory must be zeroed (or
+ * passed through datos_metrics_init) before first use, and aligned to 8. */
+apr_size_t datos_metrics_size(void);
+datos_metrics_t *datos_metrics_init(void *mem);
+
+/* The index of a table's gauges (0..DATOS_METRICS_TABLES-1): the first
+ * call with a name takes a free index, later ones find it. Call in the
+ * parent (post_config), before any process counts. */
+int datos_metrics_table(datos_metrics_t *m, const char *table);
+
+/* Counting; m may be NULL (then nothing happens). code is the HTTP status
+ * sent; codes outside 100..599 count as 0. */
+void datos_metrics_request(datos_metrics_t *m, datos_handler_t h, int code,
+                           apr_interval_time_t duration);
+void datos_metrics_lookup(datos_metrics_t *m, datos_tier_t tier,
+                          datos_lookup_t result);
+/* outcome: "ok" or a datos_status_name() ("timeout", "backend_error"...). */
+void datos_metrics_backend(datos_metrics_t *m, const char *outcome,
+                           apr_interval_time_t duration,
+                           apr_int64_t bytes_processed);
+void datos_metrics_store_failure(datos_metrics_t *m, datos_tier_t tier);
+void datos_metrics_oversized(datos_metrics_t *m);
+void datos_metrics_fetched(datos_metrics_t *m, int table, apr_time_t fetched);
+void datos_metrics_success(datos_metrics_t *m, int table, apr_time_t when);
+void datos_metrics_ingest(datos_metrics_t *m, int code,
+                          apr_interval_time_t publish_duration);
+
+/* The host-wide count of requests that wait on BigQuery (in a fetch, or
+ * for another request's fetch), kept here because every process shares
+ * this memory. enter returns 1 and counts the request while fewer than
+ * bound wait; otherwise it returns 0 and counts a rejection. Each enter
+ * that returned 1 is paired with one leave. */
+int datos_metrics_wait_enter(datos_metrics_t *m, int bound);
+void datos_metrics_wait_leave(datos_metrics_t *m);
+
+/* The text exposition at `now`, in p. */
+char *datos_metrics_render(apr_pool_t *p, const datos_metrics_t *m,
+                           apr_time_t now, apr_size_t *len);
+
+#endif

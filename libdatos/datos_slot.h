@@ -1,0 +1,50 @@
+/* datos_slot.h - the current version of an immutable object, shared by the
+ * threads of a process without a lock on the read side.
+ *
+ * A reader acquires the object published now and releases it when done
+ * with it; a writer publishes a new object in its place. An object
+ * replaced by a newer one is released (its release function runs) once
+ * the last reader that acquired it lets go, so a reader may keep using it
+ * for as long as it needs (a slow client) while newer versions come and
+ * go. Acquire and release are a few atomic operations, never a lock, so a
+ * cache hit never waits for a writer or another reader.
+ *
+ * The implementation is a split reference count: the slot word holds the
+ * index of the current entry and a count of acquisitions made through it;
+ * publishing moves that count onto the entry being replaced, whose own
+ * count readers decrement as they release. Writers are serialised by the
+ * slot's own thread mutex; readers never take it.
+ */
+#ifndef DATOS_SLOT_H
+#define DATOS_SLOT_H
+
+#include <apr_pools.h>
+#include <apr_errno.h>
+
+/* Versions alive at once (the current one and those still read): a
+ * publish that finds them all in use fails with APR_EAGAIN. */
+#define DATOS_SLOT_ENTRIES 64
+
+typedef struct datos_slot_t datos_slot_t;
+
+typedef void datos_slot_release_fn(void *obj);
+
+/* Creates an empty slot in p. release runs once for every published object
+ * when it is no longer current and no reader holds it, and for the current
+ * one when p is cleaned up (or datos_slot_clear runs). */
+apr_status_t datos_slot_create(apr_pool_t *p, datos_slot_release_fn *release,
+                               datos_slot_t **out);
+
+/* The current object, held until datos_slot_release; NULL when nothing is
+ * published (then nothing needs releasing). Lock-free. */
+void *datos_slot_acquire(datos_slot_t *s);
+void datos_slot_release(datos_slot_t *s, void *obj);
+
+/* Makes obj current. APR_EAGAIN when DATOS_SLOT_ENTRIES versions are still
+ * held by readers (obj is then not published; the caller still owns it). */
+apr_status_t datos_slot_publish(datos_slot_t *s, void *obj);
+
+/* Unpublishes the current object (released once its readers are done). */
+void datos_slot_clear(datos_slot_t *s);
+
+#endif
