@@ -251,6 +251,9 @@ class LoadApi:
         load = cfg.get("load")
         if not isinstance(load, dict):
             raise invalid("Required parameter is missing: configuration.load")
+        # Not a JobConfigurationLoad field, yet Google's Node.js client puts the table's
+        # location there (table.load()) and BigQuery accepts it: ignored, never echoed.
+        load = {k: v for k, v in load.items() if k != "location"}
         check_fields(load, LOAD_FIELDS, "job.configuration.load")
         fmt = load.get("sourceFormat") or "CSV"
         if fmt not in SOURCE_FORMATS:
