@@ -12,6 +12,7 @@ Two measurements, each over several rounds on a fresh emulator state (median pri
   table, until it is DONE, and the row count read back.
 
     /usr/bin/python3 tests/bench/bench_emulator_ingest.py [--rounds 3] [--messages 100000]
+        [--persist]   # with --data-dir: every request's changes fsync'd before the answer
 """
 import argparse
 import base64
@@ -131,8 +132,11 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--messages", type=int, default=100_000)
+    ap.add_argument("--persist", action="store_true", help="run the emulator with --data-dir")
     args = ap.parse_args()
-    emu = Emulator(os.path.join(TEST_TMP, "emulator-ingest-bench"))
+    work = os.path.join(TEST_TMP, "emulator-ingest-bench")
+    extra = ("--data-dir", os.path.join(work, "data")) if args.persist else ()
+    emu = Emulator(work, extra_args=extra)
     emu.start()
     pub, drain, ratio, load, size = [], [], [], [], 0
     try:
@@ -149,7 +153,8 @@ def main():
         emu.stop()
     n = args.messages
     med = statistics.median
-    print("| %d messages / rows, median of %d rounds | seconds | per second |" % (n, args.rounds))
+    print("| %d messages / rows, median of %d rounds%s | seconds | per second |"
+          % (n, args.rounds, ", --data-dir" if args.persist else ""))
     print("|---|---|---|")
     print("| Pub/Sub publish (1,000 per request) | %.2f | %.0f |" % (med(pub), n / med(pub)))
     print("| Pub/Sub drain (pull 1,000 + modifyAckDeadline + ack) | %.2f | %.0f |"

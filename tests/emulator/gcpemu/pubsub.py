@@ -17,6 +17,7 @@ message is acknowledged; after that its ackId is stale and acknowledging it is s
 ignored (200 `{}`), as Google does without exactly-once delivery (gcp-wire 1.6, 1.12).
 """
 import base64
+import contextlib
 import hashlib
 import heapq
 import json
@@ -673,6 +674,19 @@ class PubSubApi:
     def now(self):
         return self.app.clock.now()
 
+    @contextlib.contextmanager
+    def locked(self):
+        """Hold the state lock, apply what the clock made due, and make the request's changes
+        durable before it is answered, failed requests included. Yields the time."""
+        st = self.state
+        with st.lock:
+            try:
+                now = self.now()
+                st.tick(now)
+                yield now
+            finally:
+                st.flush()
+
     def topic_or_404(self, name, short):
         t = self.state.topics.get(name)
         if t is None:
@@ -709,41 +723,32 @@ class PubSubApi:
             _duration_range("message_retention_duration", ns, MIN_RETENTION, MAX_RETENTION)
             resource["messageRetentionDuration"] = format_duration(ns)
         st = self.state
-        with st.lock:
-            st.tick(self.now())
+        with self.locked():
             if name in st.topics:
                 raise already_exists(topic)
             st._topic_create(name, resource, self.app.clock.now_ms())
             st.log(["tc", name, resource, self.app.clock.now_ms()])
-            st.flush()
         return self.respond(req, self.with_state(req, resource))
 
     def topics_get(self, req, project, topic):
         check_id("topics", project, topic)
-        st = self.state
-        with st.lock:
-            st.tick(self.now())
+        with self.locked():
             t = self.topic_or_404("projects/%s/topics/%s" % (project, topic), topic)
-            st.flush()
             return self.respond(req, self.with_state(req, t.resource))
 
     def topics_delete(self, req, project, topic):
         check_id("topics", project, topic)
         name = "projects/%s/topics/%s" % (project, topic)
         st = self.state
-        with st.lock:
-            st.tick(self.now())
+        with self.locked():
             self.topic_or_404(name, topic)
             st._topic_delete(name)
             st.log(["td", name])
-            st.flush()
         return self.respond(req, {})
 
     def topics_list(self, req, project):
         st = self.state
-        with st.lock:
-            st.tick(self.now())
-            st.flush()
+        with self.locked():
             prefix = "projects/%s/topics/" % project
             items = [self.with_state(req, t.resource) for n, t in sorted(st.topics.items())
                      if n.startswith(prefix)]
@@ -751,10 +756,7 @@ class PubSubApi:
 
     def topic_subscriptions(self, req, project, topic):
         check_id("topics", project, topic)
-        st = self.state
-        with st.lock:
-            st.tick(self.now())
-            st.flush()
+        with self.locked():
             t = self.topic_or_404("projects/%s/topics/%s" % (project, topic), topic)
             names = list(t.subs)
         return self.respond(req, {"subscriptions": names} if names else {})
@@ -811,11 +813,9 @@ class PubSubApi:
         if size > MAX_PUBLISH_BYTES:
             raise too_large("request_size", size, MAX_PUBLISH_BYTES)
         st = self.state
-        with st.lock:
-            st.tick(self.now())
+        with self.locked():
             t = self.topic_or_404(name, topic)
             msgs = st.publish_messages(t, items, self.app.clock.now_us())
-            st.flush()
         return self.respond(req, {"messageIds": [m.api["messageId"] for m in msgs]})
 
     # subscriptions ------------------------------------------------------------------------
@@ -846,7 +846,7 @@ class PubSubApi:
         if push.get("pushEndpoint"):
             raise unimplemented("Push delivery (pushConfig.pushEndpoint)")
         resource = {"name": name, "topic": topic_name, "pushConfig": {}}
-        ack = int32_value(body.get("ackDeadlineSeconds", 0), "ack_deadline_seconds")
+        ack = int32_value(body.get("ackDeadlineSeconds") or 0, "ack_deadline_seconds")
         if ack == 0:
             ack = DEFAULT_ACK_DEADLINE
         if ack < MIN_ACK_DEADLINE:
@@ -894,7 +894,7 @@ class PubSubApi:
                 raise invalid("Missing required field: dead_letter_policy.dead_letter_topic")
             dlq_name, dlq_short = parse_topic_name(dlp["deadLetterTopic"],
                                                    "dead_letter_policy.dead_letter_topic")
-            attempts = int32_value(dlp.get("maxDeliveryAttempts", 0),
+            attempts = int32_value(dlp.get("maxDeliveryAttempts") or 0,
                                    "dead_letter_policy.max_delivery_attempts")
             if attempts == 0:
                 attempts = DEFAULT_ATTEMPTS
@@ -921,9 +921,7 @@ class PubSubApi:
             resource["retryPolicy"] = {"minimumBackoff": format_duration(lo),
                                        "maximumBackoff": format_duration(hi)}
         st = self.state
-        with st.lock:
-            now = self.now()
-            st.tick(now)
+        with self.locked() as now:
             if name in st.subs:
                 raise already_exists(sub)
             self.topic_or_404(topic_name, topic_short)
@@ -933,15 +931,11 @@ class PubSubApi:
             created = self.app.clock.now_ms()
             st._sub_create(name, resource, created, uid, now)
             st.log(["sc", name, resource, created, uid.hex(), now])
-            st.flush()
         return self.respond(req, self.with_state(req, resource))
 
     def subscriptions_get(self, req, project, sub):
         check_id("subscriptions", project, sub)
-        st = self.state
-        with st.lock:
-            st.tick(self.now())
-            st.flush()
+        with self.locked():
             s = self.sub_or_404("projects/%s/subscriptions/%s" % (project, sub), sub)
             return self.respond(req, self.with_state(req, s.resource))
 
@@ -949,19 +943,15 @@ class PubSubApi:
         check_id("subscriptions", project, sub)
         name = "projects/%s/subscriptions/%s" % (project, sub)
         st = self.state
-        with st.lock:
-            st.tick(self.now())
+        with self.locked():
             self.sub_or_404(name, sub)
             st._sub_delete(name)
             st.log(["sd", name])
-            st.flush()
         return self.respond(req, {})
 
     def subscriptions_list(self, req, project):
         st = self.state
-        with st.lock:
-            st.tick(self.now())
-            st.flush()
+        with self.locked():
             prefix = "projects/%s/subscriptions/" % project
             items = [self.with_state(req, s.resource) for n, s in sorted(st.subs.items())
                      if n.startswith(prefix)]
@@ -974,7 +964,7 @@ class PubSubApi:
         name = "projects/%s/subscriptions/%s" % (project, sub)
         body = req.json()
         check_fields(body, {"subscription", "returnImmediately", "maxMessages"}, "")
-        n = int32_value(body.get("maxMessages", 0), "max_messages")
+        n = int32_value(body.get("maxMessages") or 0, "max_messages")
         if n <= 0:
             raise too_small("max_messages", n, 1)
         immediate = bool_value(body["returnImmediately"], "return_immediately") \
@@ -985,22 +975,19 @@ class PubSubApi:
         st = self.state
         with st.cond:
             while True:
-                now = self.now()
-                st.tick(now)
-                s = self.sub_or_404(name, sub)
-                got = s.take(n, now)
-                remaining = give_up - time.monotonic()
-                if got or remaining <= 0:
-                    break
-                st.flush()
-                st.cond.wait(remaining)
-            s.last_active = now
-            if got:
-                st.log(["lease", name, now,
-                        [[e.msg.mid, e.gen, e.attempts, e.deadline] for e, _ in got]])
-            else:
-                st.log(["act", name, now])
-            st.flush()
+                with self.locked() as now:
+                    s = self.sub_or_404(name, sub)
+                    got = s.take(n, now)
+                    remaining = give_up - time.monotonic()
+                    if got or remaining <= 0:
+                        s.last_active = now
+                        if got:
+                            st.log(["lease", name, now, [[e.msg.mid, e.gen, e.attempts,
+                                                          e.deadline] for e, _ in got]])
+                        else:
+                            st.log(["act", name, now])
+                        break
+                st.cond.wait(remaining)  # releases the lock until a publish or the end
             dead_letter = s.dlq is not None
             out = []
             for e, ack in got:
@@ -1038,9 +1025,7 @@ class PubSubApi:
         check_fields(body, {"subscription", "ackIds"}, "")
         parsed = self._ack_ids(body, name)
         st = self.state
-        with st.lock:
-            now = self.now()
-            st.tick(now)
+        with self.locked() as now:
             s = self.sub_or_404(name, sub)
             done = []
             for p in parsed:
@@ -1051,7 +1036,6 @@ class PubSubApi:
             s.stats["acked"] += len(done)
             s.last_active = now
             st.log(["ack", name, now, done])
-            st.flush()
         return self.respond(req, {})
 
     def modify_ack_deadline(self, req, project, sub):
@@ -1060,16 +1044,14 @@ class PubSubApi:
         body = req.json()
         check_fields(body, {"subscription", "ackIds", "ackDeadlineSeconds"}, "")
         # proto3: an absent ackDeadlineSeconds is 0, which is a nack.
-        secs = int32_value(body.get("ackDeadlineSeconds", 0), "ack_deadline_seconds")
+        secs = int32_value(body.get("ackDeadlineSeconds") or 0, "ack_deadline_seconds")
         if secs < 0:
             raise too_small("ack_deadline_seconds", secs, 0)
         if secs > MAX_ACK_DEADLINE:
             raise too_large("ack_deadline_seconds", secs, MAX_ACK_DEADLINE)
         parsed = self._ack_ids(body, name, secs)
         st = self.state
-        with st.lock:
-            now = self.now()
-            st.tick(now)
+        with self.locked() as now:
             s = self.sub_or_404(name, sub)
             changed = []
             deadline = now + secs
@@ -1084,7 +1066,6 @@ class PubSubApi:
             st.log(["lease", name, now, changed])
             if secs == 0:
                 st.tick(now)  # a nack is due at once: requeue or dead-letter now
-            st.flush()
         return self.respond(req, {})
 
     # control API views --------------------------------------------------------------------
@@ -1097,18 +1078,14 @@ class PubSubApi:
 
     def control_summary(self):
         st = self.state
-        with st.lock:
-            st.tick(self.now())
-            st.flush()
+        with self.locked():
             return {"topics": [{"name": t.name, "subscriptions": list(t.subs)}
                                for t in st.topics.values()],
                     "subscriptions": [self.describe(s) for s in st.subs.values()]}
 
     def control_subscription(self, name, with_messages=False, limit=1000):
         st = self.state
-        with st.lock:
-            st.tick(self.now())
-            st.flush()
+        with self.locked():
             s = st.subs.get(name)
             if s is None:
                 raise ApiError(404, "No subscription %s" % name)
