@@ -434,6 +434,13 @@ def test_forced_failure_with_a_timeline_and_message(api, datos):
     assert j["status"]["errorResult"] == {
         "reason": "rateLimitExceeded",
         "message": "Exceeded rate limits: too many table update operations"}
+    # on the request that finishes a resumable upload, too
+    datos.configure(load_job_running_seconds=0)
+    datos.add_fault(endpoint="bigquery.jobs.insert.resumable.upload", action="job_error",
+                    reason="internalError")
+    job = datos.load_rows(ROWS, job_id="ie_g0", upload="resumable")
+    assert job["status"]["errorResult"]["reason"] == "internalError"
+    assert datos.table_rows() == []
 
 
 # request checks -------------------------------------------------------------------------------

@@ -360,7 +360,7 @@ class LoadApi:
         if spec["source_uris"]:
             raise invalid("Source URIs cannot be given with uploaded data.")
         with self.state.lock:
-            job = self.create_job(spec, data, getattr(req, "forced_job_error", None))
+            job = self.create_job(spec, data, req.forced_job_error)
             return self.respond(req, self.render(job))
 
     def insert_metadata(self, req, project):
@@ -394,7 +394,7 @@ class LoadApi:
             self.check_new_job(dict(spec))  # fail fast; checked again when the data is in
             upload_id = "ADPycd" + secrets.token_urlsafe(48)
             self.uploads[upload_id] = UploadSession(upload_id, project, spec, expected,
-                                                    getattr(req, "forced_job_error", None))
+                                                    req.forced_job_error)
             if len(self.uploads) > 1000:
                 self.uploads.pop(next(iter(self.uploads)))
         location = "%s/upload/bigquery/v2/projects/%s/jobs?uploadType=resumable&upload_id=%s" \
@@ -471,7 +471,7 @@ class LoadApi:
         data = bytes(s.data)
         s.data = bytearray()
         try:
-            job = self.create_job(dict(s.spec), data, s.forced)
+            job = self.create_job(dict(s.spec), data, s.forced or req.forced_job_error)
         except ApiError as e:
             s.result = ("error", e)
             raise
