@@ -885,7 +885,7 @@ def test_persistence_across_restart():
         emu.stop()
 
 
-def test_published_messages_survive_a_kill(tmp_path_factory=None):
+def test_published_messages_survive_a_kill():
     """Every answered publish, pull and ack is on disk before the answer: kill -9 loses
     nothing that was acknowledged to a client."""
     work = os.path.join(TEST_TMP, "emulator-pubsub-kill")
