@@ -1,5 +1,6 @@
 #!/usr/bin/python3
-"""datos GCP emulator: BigQuery v2, OAuth2 token endpoint and GCE metadata server on one port.
+"""datos GCP emulator: BigQuery v2 (queries and load jobs), Pub/Sub v1, the OAuth2 token
+endpoint and the GCE metadata server on one port.
 
     /usr/bin/python3 tests/emulator/server.py --port 0 --port-file /tmp/emu.port
 
@@ -20,7 +21,8 @@ from gcpemu.http import EmulatorHTTPServer  # noqa: E402
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description="datos GCP emulator (BigQuery, OAuth2, metadata)")
+    p = argparse.ArgumentParser(description="datos GCP emulator (BigQuery, Pub/Sub, OAuth2, "
+                                            "metadata)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=9050, help="0 picks a free port")
     p.add_argument("--port-file", help="write the bound port number to this file")
@@ -32,8 +34,12 @@ def parse_args(argv=None):
                    help="write the trusted key (generated when no key is given) here, mode 0600")
     p.add_argument("--require-auth", action="store_true",
                    help="API calls need a bearer token from this emulator (or a self-signed JWT)")
+    p.add_argument("--write-authorized-user", metavar="FILE",
+                   help="write application_default_credentials.json-shaped authorized_user "
+                        "credentials (refresh-token grant against this emulator), mode 0600")
     p.add_argument("--data-dir", metavar="DIR",
-                   help="persist datasets, tables and rows here (JSON, written atomically)")
+                   help="persist datasets, tables, rows, jobs, topics, subscriptions and "
+                        "messages here (written atomically; reloaded at start)")
     p.add_argument("--token-expires-in", type=int, default=3599)
     p.add_argument("--query-incomplete-polls", type=int, default=0,
                    help="answers reporting jobComplete:false per new query job")
@@ -41,6 +47,17 @@ def parse_args(argv=None):
                    help="insertAll insertId dedup window, seconds of emulator clock")
     p.add_argument("--streaming-buffer-seconds", type=float, default=5400.0,
                    help="how long insertAll rows stay in the streaming buffer (tables.get)")
+    p.add_argument("--pull-wait-seconds", type=float, default=0.5,
+                   help="how long (real time) a pull without returnImmediately waits for "
+                        "messages before answering {}")
+    p.add_argument("--pull-max-messages", type=int, default=1000,
+                   help="at most this many messages per pull (Google: 1,000)")
+    p.add_argument("--load-job-pending-seconds", type=float, default=0.0,
+                   help="emulator-clock seconds a load job stays PENDING")
+    p.add_argument("--load-job-running-seconds", type=float, default=0.0,
+                   help="emulator-clock seconds a load job stays RUNNING before DONE")
+    p.add_argument("--load-jobs-per-table-per-day", type=int, default=1500,
+                   help="load jobs per table per UTC day before quotaExceeded")
     p.add_argument("--tls-cert", metavar="FILE",
                    help="serve https with this PEM certificate (chain) instead of plain http")
     p.add_argument("--tls-key", metavar="FILE", help="the private key of --tls-cert")
@@ -75,10 +92,18 @@ def main(argv=None):
                 "token_expires_in": args.token_expires_in,
                 "query_incomplete_polls": args.query_incomplete_polls,
                 "insert_id_window": args.insert_id_window,
-                "streaming_buffer_seconds": args.streaming_buffer_seconds}
+                "streaming_buffer_seconds": args.streaming_buffer_seconds,
+                "pull_wait_seconds": args.pull_wait_seconds,
+                "pull_max_messages": args.pull_max_messages,
+                "load_job_pending_seconds": args.load_job_pending_seconds,
+                "load_job_running_seconds": args.load_job_running_seconds,
+                "load_jobs_per_table_per_day": args.load_jobs_per_table_per_day}
     app = App(args.host, port, args.project, key_info, settings, data_dir=args.data_dir,
               verbose=args.verbose, scheme=scheme)
     server.app = app
+    if args.write_authorized_user:
+        keys.write_private_file(args.write_authorized_user,
+                                json.dumps(app.auth.authorized_user(), indent=2))
     if args.port_file:
         tmp = args.port_file + ".tmp"
         with open(tmp, "w") as f:

@@ -310,3 +310,118 @@ def test_token_store_stays_bounded_and_fast_when_full():
     assert len(store._tokens) <= Small.MAX_TOKENS
     assert store.lookup(first) is None           # the oldest went first
     assert store.lookup(issued[-1]) is not None  # the newest are kept
+
+
+# refresh-token grant (authorized_user credentials, gcp-wire 3.5) ---------------------------
+
+def refresh(api, user, **over):
+    form = {"grant_type": "refresh_token", "client_id": user["client_id"],
+            "client_secret": user["client_secret"], "refresh_token": user["refresh_token"]}
+    form.update(over)
+    form = {k: v for k, v in form.items() if v is not None}
+    return api.req("POST", "/token", raw=form,
+                   headers={"Content-Type": "application/x-www-form-urlencoded"})
+
+
+def test_authorized_user_credentials(emu):
+    user = emu.authorized_user()
+    assert set(user) == {"account", "client_id", "client_secret", "quota_project_id",
+                         "refresh_token", "token_uri", "type", "universe_domain"}
+    assert user["type"] == "authorized_user"
+    assert user["client_id"].endswith(".apps.googleusercontent.com")
+    assert user["token_uri"] == emu.base_url + "/token"
+    assert user["quota_project_id"] == P
+    assert emu.authorized_user() == user  # stable
+    path = os.path.join(TEST_TMP, "adc.json")
+    emu.write_authorized_user(path)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    with open(path) as f:
+        assert json.load(f) == user
+
+
+def test_refresh_token_grant(api, emu):
+    user = emu.authorized_user()
+    r = refresh(api, user)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert list(body) == ["access_token", "expires_in", "scope", "token_type"]
+    assert body["token_type"] == "Bearer" and body["expires_in"] == 3599
+    assert "https://www.googleapis.com/auth/cloud-platform" in body["scope"].split()
+    assert r.headers["Cache-Control"].startswith("no-cache")
+    assert emu.count("oauth2.token") == 1
+    # the token works for BigQuery and Pub/Sub under --require-auth, until it expires
+    emu.configure(require_auth=True, token_expires_in=60)
+    tok = refresh(api, user, scope="https://www.googleapis.com/auth/bigquery").json()
+    assert tok["scope"] == "https://www.googleapis.com/auth/bigquery"
+    auth = {"Authorization": "Bearer " + tok["access_token"]}
+    assert api.get("/bigquery/v2/projects/%s/datasets/nope" % P, headers=auth).status_code == 404
+    assert api.get("/v1/projects/%s/topics/nope" % P, headers=auth).status_code == 404
+    emu.advance_clock(60)
+    check_401(api.get("/bigquery/v2/projects/%s/datasets/nope" % P, headers=auth), "authError")
+    # client authentication by HTTP Basic works as well as form fields
+    basic = base64.b64encode(("%s:%s" % (user["client_id"], user["client_secret"])).encode())
+    r = api.req("POST", "/token", raw={"grant_type": "refresh_token",
+                                       "refresh_token": user["refresh_token"]},
+                headers={"Content-Type": "application/x-www-form-urlencoded",
+                         "Authorization": "Basic " + basic.decode()})
+    assert r.status_code == 200, r.text
+
+
+def test_refresh_token_grant_errors(api, emu):
+    user = emu.authorized_user()
+
+    def oauth(r, code, error, description):
+        assert r.status_code == code, r.text
+        assert r.json() == {"error": error, "error_description": description}
+
+    oauth(refresh(api, user, client_id="someone.apps.googleusercontent.com"), 401,
+          "invalid_client", "The OAuth client was not found.")
+    oauth(refresh(api, user, client_id=None), 401, "invalid_client",
+          "The OAuth client was not found.")
+    oauth(refresh(api, user, client_secret="GOCSPX-wrong"), 401, "invalid_client",
+          "Unauthorized")
+    oauth(refresh(api, user, refresh_token="1//0eforged"), 400, "invalid_grant", "Bad Request")
+    oauth(refresh(api, user, refresh_token=None), 400, "invalid_request",
+          "Missing required parameter: refresh_token")
+    # revoking (what a new `gcloud auth application-default login` does) kills the old token
+    fresh = emu.revoke_authorized_user()
+    assert fresh["refresh_token"] != user["refresh_token"]
+    assert fresh["client_id"] == user["client_id"]
+    oauth(refresh(api, user), 400, "invalid_grant", "Token has been expired or revoked.")
+    assert refresh(api, fresh).status_code == 200
+    emu.reset()  # back to the start-up credentials
+    assert emu.authorized_user() == user
+    assert refresh(api, user).status_code == 200
+
+
+def test_write_authorized_user_flag(emu):
+    path = os.path.join(TEST_TMP, "adc-flag.json")
+    other = Emulator(os.path.join(TEST_TMP, "emulator-adc-flag"),
+                     extra_args=("--write-authorized-user", path))
+    other.start()
+    try:
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+        with open(path) as f:
+            user = json.load(f)
+        assert user == other.authorized_user()
+        r = requests.post(user["token_uri"], data={
+            "grant_type": "refresh_token", "client_id": user["client_id"],
+            "client_secret": user["client_secret"], "refresh_token": user["refresh_token"]})
+        assert r.status_code == 200 and r.json()["access_token"].startswith("ya29.")
+    finally:
+        other.stop()
+
+
+def test_metadata_answers_all_carry_metadata_flavor(api):
+    base = "/computeMetadata/v1"
+    for path, headers, code in [
+            (base + "/instance/service-accounts/default/token", {"Metadata-Flavor": "Google"},
+             200),
+            (base + "/project/project-id", {"Metadata-Flavor": "Google"}, 200),
+            (base + "/project/project-id", {}, 403),
+            (base + "/instance/service-accounts/default/token",
+             {"Metadata-Flavor": "Google", "X-Forwarded-For": "10.0.0.1"}, 403),
+            (base + "/instance/nothing-here", {"Metadata-Flavor": "Google"}, 404)]:
+        r = api.get(path, headers=headers)
+        assert r.status_code == code, (path, r.text)
+        assert r.headers["Metadata-Flavor"] == "Google", path

@@ -2,8 +2,9 @@
 """`make run`: the whole system on this machine, against the GCP emulator.
 
 Starts the emulator (state kept in .run/emulator, so a restart keeps the
-data), creates latam_dataset.datos through its REST API the first time,
-inserts sample rows, starts the real httpd with mod_datos on 127.0.0.1:8080
+data: rows, jobs, topics, subscriptions and their messages), creates
+latam_dataset.datos and the Pub/Sub topic, subscription and dead-letter
+topic through its REST API the first time, inserts sample rows, starts the real httpd with mod_datos on 127.0.0.1:8080
 (DATOS_PORT overrides; EMULATOR_PORT picks the emulator's port, default
 9050), prints what to try, and stops everything on Ctrl-C.
 """
@@ -15,11 +16,12 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from harness.emulator import Emulator  # noqa: E402
+from harness.emulator import Emulator, EmulatorError  # noqa: E402
 from harness.httpd import Httpd, REPO_ROOT  # noqa: E402
 
 RUN_DIR = os.path.join(REPO_ROOT, ".run")
 DATASET, TABLE, LOCATION = "latam_dataset", "datos", "southamerica-east1"
+TOPIC, SUBSCRIPTION, DLQ = "datos-topic", "datos-subscription", "datos-dlq"
 
 SAMPLE = [
     ("789", "Prueba automática"),
@@ -64,6 +66,23 @@ def create_resources(emu):
     return True
 
 
+def create_pubsub(emu):
+    """The topic producers publish to, the loader's subscription (its own dead-letter
+    policy a last resort: 100 attempts) and the dead-letter topic with a subscription, so
+    dead letters are kept (DESIGN.md 1, 5). Anything kept from an earlier run stays."""
+    steps = [lambda: emu.create_topic(TOPIC), lambda: emu.create_topic(DLQ),
+             lambda: emu.create_subscription(DLQ + "-subscription", DLQ, never_expire=True),
+             lambda: emu.create_subscription(SUBSCRIPTION, TOPIC, ack_deadline=60,
+                                             dead_letter_topic=DLQ, max_delivery_attempts=100,
+                                             never_expire=True)]
+    for step in steps:
+        try:
+            step()
+        except EmulatorError as e:
+            if "-> 409" not in str(e):
+                raise
+
+
 def seed(emu):
     now = emu.now()
     rows = []
@@ -96,13 +115,16 @@ def main():
             print("created %s.%s in %s with %d sample rows" % (DATASET, TABLE, LOCATION, seed(emu)))
         else:
             print("using %s.%s kept from an earlier run (.run/emulator/data)" % (DATASET, TABLE))
+        create_pubsub(emu)
         httpd.write_config(CONF.format(project=emu.project, dataset=DATASET, table=TABLE,
                                        emulator=emu.base_url))
         httpd.start()
         base = httpd.base_url
         print("""
 datos is running:
-  emulator   %(emu)s   (BIGQUERY_EMULATOR_HOST=%(emu)s, GCE_METADATA_HOST=%(emuhost)s)
+  emulator   %(emu)s   (BIGQUERY_EMULATOR_HOST=%(emu)s, GCE_METADATA_HOST=%(emuhost)s,
+                                  PUBSUB_EMULATOR_HOST=%(emuhost)s)
+  Pub/Sub    topic %(topic)s -> subscription %(sub)s, dead letters on %(dlq)s
   httpd      %(base)s   (config: .run/httpd/conf, logs: .run/httpd/logs/error.log)
 
 Try:
@@ -117,9 +139,16 @@ Add rows through the emulator's BigQuery API, then ask /datos again:
     -H 'Content-Type: application/json' \\
     -d '{"rows":[{"json":{"id":"900","contenido":"hola","timestamp":"%(ts)s"}}]}'
 
+Publish a record to the topic (data is base64), then look at the subscription's backlog:
+  curl -s -X POST %(emu)s/v1/projects/%(project)s/topics/%(topic)s:publish \\
+    -H 'Content-Type: application/json' \\
+    -d '{"messages":[{"data":"'$(printf '{"id":"901","timestamp":"%(ts)s"}' | base64 -w0)'"}]}'
+  curl -s %(emu)s/_emulator/pubsub/projects/%(project)s/subscriptions/%(sub)s
+
 Ctrl-C stops everything.""" % {
             "emu": emu.base_url, "emuhost": emu.base_url.split("://")[1], "base": base,
-            "project": emu.project, "ds": DATASET, "tb": TABLE, "ts": rfc3339(time.time())})
+            "project": emu.project, "ds": DATASET, "tb": TABLE, "ts": rfc3339(time.time()),
+            "topic": TOPIC, "sub": SUBSCRIPTION, "dlq": DLQ})
         sys.stdout.flush()
         while not stopping:
             time.sleep(0.2)

@@ -1,9 +1,11 @@
 """The emulator application: settings, the route table (method + path pattern -> endpoint
 name + handler), counters, the request log, faults, auth and error mapping.
 
-New services slot in by adding routes: `(method, regex, endpoint name, handler, family)`.
-`family` picks the error style (bigquery: envelope with errors[]; pubsub: plain envelope;
-oauth: OAuth shape; metadata: text) and whether --require-auth applies."""
+New services slot in by adding routes: `(method, regex, endpoint name, handler, family[,
+query predicate])`. `family` picks the error style (bigquery: envelope with errors[];
+pubsub: plain envelope; oauth: OAuth shape; metadata: text) and whether --require-auth
+applies. A query predicate (a function of the query parameters) lets one path carry several
+endpoints, as the upload path does with `uploadType`."""
 import collections
 import os
 import re
@@ -21,6 +23,8 @@ from .errors import (ApiError, DEFAULT_MESSAGES, DEFAULT_REASONS, OAuthError, Ra
 from .faults import FaultPlan
 from .http import BadBody, Response, json_bytes, json_response
 from .keys import ServiceAccountKey
+from .load import LoadApi
+from .pubsub import PubSubApi, PubSubState
 from .state import BigQueryState
 
 AUTH_FAMILIES = {"bigquery", "pubsub"}
@@ -31,18 +35,27 @@ SETTINGS = {  # name -> (type, minimum)
     "query_incomplete_polls": (int, 0),
     "insert_id_window": (float, 0),
     "streaming_buffer_seconds": (float, 0),
+    "pull_wait_seconds": (float, 0),
+    "pull_max_messages": (int, 1),
+    "load_job_pending_seconds": (float, 0),
+    "load_job_running_seconds": (float, 0),
+    "load_jobs_per_table_per_day": (int, 0),
 }
+SETTING_DEFAULTS = {"pull_wait_seconds": 0.5, "pull_max_messages": 1000,
+                    "load_job_pending_seconds": 0.0, "load_job_running_seconds": 0.0,
+                    "load_jobs_per_table_per_day": 1500}
 
 
 class Route:
-    __slots__ = ("method", "regex", "endpoint", "handler", "family")
+    __slots__ = ("method", "regex", "endpoint", "handler", "family", "query")
 
-    def __init__(self, method, pattern, endpoint, handler, family):
+    def __init__(self, method, pattern, endpoint, handler, family, query=None):
         self.method = method
         self.regex = re.compile(pattern)
         self.endpoint = endpoint
         self.handler = handler
         self.family = family
+        self.query = query
 
 
 class App:
@@ -54,6 +67,7 @@ class App:
         self.project = project
         self.verbose = verbose
         self.clock = Clock()
+        settings = dict(SETTING_DEFAULTS, **settings)
         self.initial_settings = dict(settings)
         self.settings = dict(settings)
         self.trusted_keys = [ServiceAccountKey(key_info)]
@@ -67,12 +81,18 @@ class App:
             os.makedirs(data_dir, exist_ok=True)
         self.bq = BigQueryState(self.clock, data_file)
         self.bq.load()
+        self.pubsub_state = PubSubState(self.clock, data_dir)
+        self.pubsub_state.load()
         self.auth = Auth(self)
         self.bigquery = BigQueryApi(self)
+        self.loads = LoadApi(self)
+        if data_dir:
+            self.loads.restore_pending()
+        self.pubsub = PubSubApi(self, self.pubsub_state)
         self.control = Control(self)
         self._tb_seen = set()
         self.routes = []
-        for spec in self.bigquery.routes():
+        for spec in self.loads.routes() + self.bigquery.routes() + self.pubsub.routes():
             self.add_route(*spec)
         self.add_route("POST", r"^/token$", "oauth2.token", self.auth.token_endpoint, "oauth")
         md = "/computeMetadata/v1"
@@ -96,8 +116,8 @@ class App:
 
     # set-up -------------------------------------------------------------------------------
 
-    def add_route(self, method, pattern, endpoint, handler, family):
-        self.routes.append(Route(method, pattern, endpoint, handler, family))
+    def add_route(self, method, pattern, endpoint, handler, family, query=None):
+        self.routes.append(Route(method, pattern, endpoint, handler, family, query))
 
     @property
     def base_url(self):
@@ -115,10 +135,12 @@ class App:
         with self.meta_lock:
             self.counters.clear()
             self.request_log.clear()
-        self.auth.tokens.clear()
+        self.auth.reset()
         self.clock.reset()
         self.settings = dict(self.initial_settings)
         self.bq.reset()
+        self.loads.uploads.clear()
+        self.pubsub_state.reset()
 
     def set_settings(self, changes):
         for k, v in changes.items():
@@ -141,11 +163,13 @@ class App:
 
     # dispatch -----------------------------------------------------------------------------
 
-    def match(self, method, path):
+    def match(self, method, path, query=None):
         hit_other_method = False
         for r in self.routes:
             m = r.regex.match(path)
             if m is None:
+                continue
+            if r.query is not None and not r.query(query or {}):
                 continue
             if r.method != method and not (method == "HEAD" and r.method == "GET"):
                 hit_other_method = True
@@ -156,7 +180,7 @@ class App:
     def handle(self, req):
         if req.path.startswith("/_emulator/") or req.path == "/_emulator":
             return self.control.handle(req)
-        route, params, wrong_method = self.match(req.method, req.path)
+        route, params, wrong_method = self.match(req.method, req.path, req.query)
         endpoint = route.endpoint if route else "unknown"
         req.endpoint = endpoint
         req.params = params
@@ -169,7 +193,7 @@ class App:
             self.counters[endpoint] += 1
             self.request_log.append(entry)
         fault = self.faults.take(req.method, req.path, endpoint)
-        family = route.family if route else "bigquery"
+        family = route.family if route else family_of(req.path)
         if fault is not None:
             resp = self.apply_fault(fault, req, route, family, wrong_method)
         else:
@@ -187,6 +211,8 @@ class App:
                 raise ApiError(404, "Not found: URL %s" % req.path, "notFound")
             if family in AUTH_FAMILIES and self.settings["require_auth"]:
                 self.auth.check_bearer(req, family)
+            if family == "bigquery":
+                self.loads.settle()  # load jobs whose DONE time came commit first
             return route.handler(req, **req.params)
         except ApiError as e:
             return self.error_response(e, family, req)
@@ -214,7 +240,8 @@ class App:
                                                 "error_description": e.message}),
                             "application/json; charset=utf-8", e.headers)
         if family == "metadata":
-            return Response(e.code, e.message + "\n", "text/html; charset=UTF-8", e.headers)
+            return Response(e.code, e.message + "\n", "text/html; charset=UTF-8",
+                            dict(e.headers, **{"Metadata-Flavor": "Google"}))
         body = e.envelope("plain" if family == "pubsub" else "bigquery")
         pretty = req is not None and req.query.get("prettyPrint", "true").lower() != "false"
         return json_response(body, e.code, e.headers, pretty=pretty)
@@ -236,6 +263,10 @@ class App:
             resp = self.process(req, route, family, wrong_method)
             resp.mode = "truncate"
             return resp
+        if action == "job_error":
+            # The request goes through; the job it creates ends DONE with this error.
+            req.forced_job_error = (fault.reason or "backendError", fault.message)
+            return self.process(req, route, family, wrong_method)
         if action == "malformed":
             return Response(200, b'{"kind": "bigquery#malformed", "rows": [{"f": [{"v": "1"}',
                             "application/json; charset=UTF-8", fault.headers)
@@ -262,3 +293,12 @@ class App:
         else:
             body = bigquery_envelope(code, message, reason, fault.domain or domain_for(reason))
         return json_response(body, code, headers)
+
+
+def family_of(path):
+    """The error style for a path no route knows."""
+    if path.startswith("/v1/"):
+        return "pubsub"
+    if path.startswith("/computeMetadata/"):
+        return "metadata"
+    return "bigquery"

@@ -1,5 +1,10 @@
-"""OAuth2 token endpoint (JWT-bearer grant), GCE metadata server, and bearer-token checks for
---require-auth (gcp-wire 3.2-3.4, 3.7, 6).
+"""OAuth2 token endpoint (JWT-bearer and refresh-token grants), GCE metadata server, and
+bearer-token checks for --require-auth (gcp-wire 3.2-3.5, 3.7, 6).
+
+The refresh-token grant serves one `authorized_user` (what `gcloud auth
+application-default login` leaves in application_default_credentials.json): its client id,
+client secret and refresh token derive from the trusted service-account key, so they stay
+the same across restarts with the same key.
 
 Two clocks on purpose. A JWT *assertion* (or a self-signed JWT used as a bearer token) is
 minted by the client from its own clock, so its iat/exp are checked against the real wall
@@ -7,6 +12,8 @@ clock: moving the emulator clock must not make a correctly-minted JWT look forge
 access tokens this emulator issues expire on the emulator clock, because their lifetime is
 server-side state: advancing the clock is how tests make a token expire without waiting.
 """
+import base64
+import hashlib
 import json
 import itertools
 import secrets
@@ -19,6 +26,10 @@ from .errors import ApiError, OAuthError, RawError, DEFAULT_MESSAGES
 from .http import Response, json_bytes
 
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+REFRESH = "refresh_token"
+USER_EMAIL = "datos-developer@example.com"
+USER_SCOPES = ("openid https://www.googleapis.com/auth/userinfo.email "
+               "https://www.googleapis.com/auth/cloud-platform")
 SKEW_TEXT = ("Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable "
              "timeframe. Check your iat and exp values in the JWT claim.")
 MAX_LIFETIME = 3600
@@ -67,6 +78,79 @@ class Auth:
     def __init__(self, app):
         self.app = app
         self.tokens = TokenStore(app.clock)
+        self._user_lock = threading.Lock()
+        self.reset_user()
+
+    def reset(self):
+        self.tokens.clear()
+        self.reset_user()
+
+    # authorized_user credentials ----------------------------------------------------------
+
+    def reset_user(self):
+        seed = hashlib.sha256(("datos-emulator-authorized-user|%s|%s" % (
+            self.app.key_info.get("private_key_id"), self.app.key_info.get("client_email"))
+        ).encode()).digest()
+        digits = str(int.from_bytes(seed[:6], "big") % 10 ** 12).rjust(12, "0")
+        letters = "".join("abcdefghijklmnopqrstuvwxyz0123456789"[b % 36] for b in seed[6:38])
+        with self._user_lock:
+            self.client_id = "%s-%s.apps.googleusercontent.com" % (digits, letters)
+            self.client_secret = "GOCSPX-" + base64.urlsafe_b64encode(
+                hashlib.sha256(seed + b"secret").digest()[:21]).decode()
+            self.refresh_tokens = {"1//0e" + base64.urlsafe_b64encode(
+                hashlib.sha256(seed + b"refresh").digest()).decode().rstrip("=")}
+            self.revoked = set()
+            self.current_refresh = next(iter(self.refresh_tokens))
+
+    def authorized_user(self):
+        """The application_default_credentials.json of the emulator's authorized user."""
+        with self._user_lock:
+            return {"account": "", "client_id": self.client_id,
+                    "client_secret": self.client_secret,
+                    "quota_project_id": self.app.project,
+                    "refresh_token": self.current_refresh,
+                    "token_uri": self.app.token_url,
+                    "type": "authorized_user", "universe_domain": "googleapis.com"}
+
+    def revoke_user(self):
+        """Revoke the current refresh token and issue a new one (what a new `gcloud auth
+        application-default login` does)."""
+        with self._user_lock:
+            self.refresh_tokens.discard(self.current_refresh)
+            self.revoked.add(self.current_refresh)
+            self.current_refresh = "1//0e" + secrets.token_urlsafe(48)
+            self.refresh_tokens.add(self.current_refresh)
+        return self.authorized_user()
+
+    def refresh_grant(self, req, form):
+        client_id, client_secret = form.get("client_id"), form.get("client_secret")
+        basic = req.header("Authorization") or ""
+        if basic.lower().startswith("basic "):
+            try:
+                pair = base64.b64decode(basic[6:].strip()).decode("utf-8")
+                cid, _, secret = pair.partition(":")
+                client_id = client_id or urllib.parse.unquote(cid)
+                client_secret = client_secret or urllib.parse.unquote(secret)
+            except (ValueError, UnicodeDecodeError):
+                raise OAuthError("invalid_request", "Invalid client authentication header.")
+        token = form.get("refresh_token")
+        if not token:
+            raise OAuthError("invalid_request", "Missing required parameter: refresh_token")
+        with self._user_lock:
+            if client_id != self.client_id:
+                raise OAuthError("invalid_client", "The OAuth client was not found.", 401)
+            if client_secret != self.client_secret:
+                raise OAuthError("invalid_client", "Unauthorized", 401)
+            if token in self.revoked:
+                raise OAuthError("invalid_grant", "Token has been expired or revoked.")
+            if token not in self.refresh_tokens:
+                raise OAuthError("invalid_grant", "Bad Request")
+        scope = form.get("scope") or USER_SCOPES
+        expires_in = int(self.app.settings["token_expires_in"])
+        access = self.tokens.issue(USER_EMAIL, scope.split(), expires_in)
+        body = {"access_token": access, "expires_in": expires_in, "scope": scope,
+                "token_type": "Bearer"}
+        return Response(200, json_bytes(body), "application/json; charset=utf-8", NO_STORE)
 
     # JWT ------------------------------------------------------------------------------------
 
@@ -124,9 +208,10 @@ class Auth:
         grant = form.get("grant_type")
         if not grant:
             raise OAuthError("unsupported_grant_type", "Invalid grant_type: ")
+        if grant == REFRESH:
+            return self.refresh_grant(req, form)
         if grant != JWT_BEARER:
-            # refresh_token and the other grants are not emulated (datos refuses
-            # authorized_user credentials anyway): stricter than accepting anything.
+            # client_credentials, authorization_code, token exchange... are not emulated.
             raise OAuthError("unsupported_grant_type", "Invalid grant_type: %s" % grant)
         assertion = form.get("assertion")
         if not assertion:

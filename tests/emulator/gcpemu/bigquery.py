@@ -149,6 +149,8 @@ class BigQueryApi:
             ("GET", P + r"/queries/(?P<job>[^/]+)$", "bigquery.jobs.getQueryResults",
              self.get_query_results),
             ("GET", P + r"/jobs/(?P<job>[^/]+)$", "bigquery.jobs.get", self.jobs_get),
+            ("GET", P + r"/datasets/(?P<dataset>[^/]+)/tables/(?P<table>[^/]+)/data$",
+             "bigquery.tabledata.list", self.tabledata_list),
         ]
         return [(m, p, e, h, "bigquery") for m, p, e, h in r]
 
@@ -444,7 +446,7 @@ class BigQueryApi:
                 # Google may skip creating a job for a short query: no jobReference then.
                 del ans["jobReference"]
                 with self.state.lock:
-                    self.state.jobs.pop((project, job.job_id), None)
+                    self.state.drop_job(project, job.job_id)
             else:
                 ans["jobCreationReason"] = {"code": "LARGE_RESULTS" if ans.get("jobComplete")
                                             else "LONG_RUNNING"}
@@ -532,6 +534,9 @@ class BigQueryApi:
         use_int64 = self._timestamp_format(q.get("formatOptions.timestampOutputFormat"),
                                            use_int64)
         j = self.find_job(req, project, job)
+        if not isinstance(j, QueryJob):
+            raise invalid("Job %s:%s.%s is not a query job: getQueryResults answers only "
+                          "query jobs" % (j.project, j.location, j.job_id))
         start = 0
         if q.get("pageToken"):
             start = decode_page_token(q["pageToken"], j.job_id)
@@ -546,6 +551,9 @@ class BigQueryApi:
 
     def jobs_get(self, req, project, job):
         j = self.find_job(req, project, job)
+        if not isinstance(j, QueryJob):
+            with self.state.lock:
+                return self.respond(req, self.app.loads.render(j))
         with self.state.lock:
             running = j.answers_left > 0
             if running:
@@ -580,6 +588,60 @@ class BigQueryApi:
                 out["status"]["errors"] = [err]
         out["principal_subject"] = "serviceAccount:" + self.app.trusted_keys[0].email
         return self.respond(req, out)
+
+    # tabledata.list -----------------------------------------------------------------------
+
+    def tabledata_list(self, req, project, dataset, table):
+        q = req.query
+        max_results = uint32_field(q, "maxResults", "")
+        use_int64 = q.get("formatOptions.useInt64Timestamp", "false").lower() == "true"
+        use_int64 = self._timestamp_format(q.get("formatOptions.timestampOutputFormat"),
+                                           use_int64)
+        with self.state.lock:
+            t = self.state.get_table(project, dataset, table)
+            cols = list(range(len(t.columns)))
+            if q.get("selectedFields"):
+                cols = []
+                for name in q["selectedFields"].split(","):
+                    i = t.col_index.get(name.strip().lower())
+                    if i is None:
+                        raise invalid("Invalid field selection %s" % name.strip())
+                    cols.append(i)
+            start = 0
+            if q.get("pageToken"):
+                start = decode_page_token(q["pageToken"], "tabledata:" + t.sqlite_name)
+            elif q.get("startIndex"):
+                if not q["startIndex"].isdigit():
+                    raise invalid("Invalid value for startIndex: %s" % q["startIndex"])
+                start = int(q["startIndex"])
+            total = t.total_rows
+            limit = total if max_results is None else max_results
+            fetched = self.state.conn.execute(
+                'SELECT * FROM "%s" ORDER BY rowid LIMIT ? OFFSET ?' % t.sqlite_name,
+                (limit, start)).fetchall() if t.columns else []
+            rows, size = [], 0
+            for r in fetched:
+                cells = {"f": [{"v": bqtypes.render_cell(
+                    t.columns[i].std, r[i], use_int64, t.columns[i].fields,
+                    t.columns[i].repeated)} for i in cols]}
+                rsize = len(json.dumps(cells, separators=(",", ":")))
+                if rows and size + rsize > PAGE_BYTES:
+                    break
+                rows.append(cells)
+                size += rsize
+            out = {"kind": "bigquery#tableDataList",
+                   "etag": etag_of_rows(t), "totalRows": str(total)}
+            nxt = start + len(rows)
+            if rows and nxt < total:
+                out["pageToken"] = encode_page_token("tabledata:" + t.sqlite_name, nxt)
+            if rows:
+                out["rows"] = rows
+        return self.respond(req, out)
+
+
+def etag_of_rows(t):
+    from .state import etag_of
+    return etag_of(t.key, t.modified_ms, t.total_rows)
 
 
 def billed_bytes(processed, tables):

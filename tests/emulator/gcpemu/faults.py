@@ -6,7 +6,7 @@ import uuid
 
 from .errors import ApiError
 
-ACTIONS = ("status", "delay", "drop", "malformed", "truncate", "commit_then_drop")
+ACTIONS = ("status", "delay", "drop", "malformed", "truncate", "commit_then_drop", "job_error")
 _FIELDS = {"method", "path", "endpoint", "count", "skip", "action", "status", "reason",
            "message", "retry_after", "body", "content_type", "delay_ms", "domain", "headers"}
 

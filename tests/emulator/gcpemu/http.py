@@ -10,7 +10,7 @@ from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 _REASONS = {200: "OK", 201: "Created", 204: "No Content", 206: "Partial Content",
-            308: "Permanent Redirect", 400: "Bad Request", 401: "Unauthorized",
+            308: "Resume Incomplete", 400: "Bad Request", 401: "Unauthorized",
             403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 409: "Conflict",
             411: "Length Required", 412: "Precondition Failed", 413: "Payload Too Large",
             429: "Too Many Requests", 499: "Client Closed Request",
@@ -34,7 +34,7 @@ class BadBody(Exception):
 
 class Request:
     __slots__ = ("method", "raw_path", "path", "query", "query_multi", "headers", "body",
-                 "client", "params", "endpoint", "_json", "log_entry")
+                 "client", "params", "endpoint", "_json", "log_entry", "forced_job_error")
 
     def __init__(self, method, raw_path, headers, body, client):
         self.method = method
@@ -53,6 +53,7 @@ class Request:
         self.endpoint = "unknown"
         self._json = None
         self.log_entry = None
+        self.forced_job_error = None
 
     def header(self, name, default=None):
         return self.headers.get(name, default)

@@ -1,5 +1,10 @@
 """BigQuery state: datasets, tables (rows in one in-memory SQLite database), per-partition
-byte statistics, query jobs, and the optional JSON persistence of --data-dir."""
+byte statistics, query and load jobs, and the optional persistence of --data-dir.
+
+Persistence: `bigquery.json` holds datasets, tables, rows, load jobs and the per-table daily
+load-job counts, rewritten atomically after every change, so a load job's rows and its DONE
+state land in one rename. Query jobs, created on every jobs.query, go to an append-only
+journal (`bigquery-jobs.*`, see journal.py) instead of rewriting the rows each time."""
 import calendar
 import datetime
 import hashlib
@@ -11,11 +16,13 @@ from collections import OrderedDict
 
 from . import bqtypes
 from .errors import ApiError, invalid_query, not_found
+from .journal import Journal, write_atomic
 
 DAY_US = 86_400_000_000
 HOUR_US = 3_600_000_000
 NULL_PARTITION = "__NULL__"
 MAX_JOBS = 10_000  # oldest query jobs (and their results) are forgotten past this
+MAX_LOAD_JOBS = 100_000  # load jobs are small; ids must stay taken for a long time
 
 
 def etag_of(*parts):
@@ -231,6 +238,33 @@ class QueryJob:
         self.query_id = None
         self.etag = etag_of(project, job_id, created_ms)
 
+    def dump(self):
+        err = self.error
+        return {"project": self.project, "job_id": self.job_id, "location": self.location,
+                "created_ms": self.created_ms, "config": self.config,
+                "output": [[c.name, c.std, c.fields, c.repeated] for c in self.output],
+                "rows": [list(r) for r in self.rows], "bytes_processed": self.bytes_processed,
+                "bytes_billed": self.bytes_billed, "partitions": self.partitions,
+                "query_id": self.query_id,
+                "error": None if err is None else [err.code, err.message, err.reason,
+                                                   err.location, err.location_type]}
+
+    @classmethod
+    def restore(cls, d):
+        from .sql import OutCol
+        j = cls(d["project"], d["job_id"], d["location"], d["created_ms"], d["config"], 0)
+        j.output = [OutCol(*c) for c in d["output"]]
+        j.rows = [tuple(r) for r in d["rows"]]
+        j.bytes_processed = d["bytes_processed"]
+        j.bytes_billed = d["bytes_billed"]
+        j.partitions = d["partitions"]
+        j.query_id = d.get("query_id")
+        if d.get("error"):
+            code, message, reason, location, location_type = d["error"]
+            j.error = ApiError(code, message, reason, location=location,
+                               location_type=location_type)
+        return j
+
 
 def _ts_trunc(us, part):
     if us is None:
@@ -274,6 +308,11 @@ class BigQueryState:
         self.jobs = OrderedDict()
         self.request_ids = {}
         self.insert_ids = {}  # table key -> {insertId: inserted time (s)}
+        self.load_jobs = OrderedDict()
+        self.pending_loads = []  # load jobs not yet DONE, in creation order
+        self.load_counts = {}  # (project, dataset, table, UTC day) -> load jobs inserted
+        self.jobs_journal = (Journal(os.path.dirname(data_file), "bigquery-jobs")
+                             if data_file else None)
         self.seq = 0
         self.generation = 0
         self.compile_cache = {}
@@ -287,11 +326,21 @@ class BigQueryState:
             self.datasets.clear()
             self.tables.clear()
             self.jobs.clear()
+            self.load_jobs.clear()
+            self.pending_loads = []
+            self.load_counts.clear()
             self.request_ids.clear()
             self.insert_ids.clear()
             self.generation += 1
             self.compile_cache.clear()
             self.save()
+            if self.jobs_journal is not None:
+                self.jobs_journal.rewrite({"version": 1, "jobs": []})
+            if self.data_file:
+                folder = os.path.dirname(self.data_file)
+                for name in os.listdir(folder):
+                    if name.startswith("load-") and name.endswith(".ndjson"):
+                        os.unlink(os.path.join(folder, name))
 
     def get_dataset(self, project, dataset_id):
         ds = self.datasets.get((project, dataset_id))
@@ -325,7 +374,7 @@ class BigQueryState:
             raise not_found("Not found: Table %s:%s.%s" % (project, dataset_id, table_id))
         return t
 
-    def add_table(self, table):
+    def add_table(self, table, save=True):
         if table.key in self.tables:
             raise ApiError(409, "Already Exists: Table %s:%s.%s" % table.key, "duplicate")
         # a table without a schema still needs one SQLite column; it never receives rows
@@ -338,7 +387,18 @@ class BigQueryState:
                                  table.columns[pidx].name))
         self.tables[table.key] = table
         self.generation += 1
-        self.save()
+        if save:
+            self.save()
+
+    def truncate_table(self, table):
+        """Drop every row (WRITE_TRUNCATE); the schema and options stay."""
+        self.conn.execute('DELETE FROM "%s"' % table.sqlite_name)
+        table.part_stats = {}
+        table.stream_batches = []
+        table.total_rows = 0
+        table.total_bytes = 0
+        table.ins_times = []
+        self.insert_ids.pop(table.key, None)
 
     def delete_table(self, project, dataset_id, table_id):
         t = self.get_table(project, dataset_id, table_id)
@@ -454,9 +514,45 @@ class BigQueryState:
         self.jobs[(job.project, job.job_id)] = job
         while len(self.jobs) > MAX_JOBS:
             self.jobs.popitem(last=False)
+        if self.jobs_journal is not None:
+            self.jobs_journal.append([["q", job.dump()]])
+            if self.jobs_journal.wants_compaction(floor=16 * 1024 * 1024):
+                self._rewrite_jobs()
+
+    def drop_job(self, project, job_id):
+        if self.jobs.pop((project, job_id), None) is not None and self.jobs_journal is not None:
+            self.jobs_journal.append([["qd", project, job_id]])
 
     def get_job(self, project, job_id):
-        return self.jobs.get((project, job_id))
+        key = (project, job_id)
+        return self.jobs.get(key) or self.load_jobs.get(key)
+
+    def add_load_job(self, job):
+        self.load_jobs[(job.project, job.job_id)] = job
+        while len(self.load_jobs) > MAX_LOAD_JOBS:
+            self.load_jobs.popitem(last=False)
+        if not job.done:
+            self.pending_loads.append(job)
+
+    def _rewrite_jobs(self):
+        self.jobs_journal.rewrite({"version": 1, "jobs": [j.dump() for j in self.jobs.values()]})
+
+    def load_query_jobs(self):
+        if self.jobs_journal is None:
+            return
+        snap, records = self.jobs_journal.load()
+        for d in (snap or {}).get("jobs", []):
+            j = QueryJob.restore(d)
+            self.jobs[(j.project, j.job_id)] = j
+        for r in records:
+            if r[0] == "q":
+                j = QueryJob.restore(r[1])
+                self.jobs[(j.project, j.job_id)] = j
+            elif r[0] == "qd":
+                self.jobs.pop((r[1], r[2]), None)
+        while len(self.jobs) > MAX_JOBS:
+            self.jobs.popitem(last=False)
+        self._rewrite_jobs()
 
     # persistence ----------------------------------------------------------------------------
 
@@ -464,7 +560,9 @@ class BigQueryState:
         if not self.data_file:
             return
         data = {"version": 1, "seq": self.seq,
-                "datasets": [d.dump() for d in self.datasets.values()], "tables": []}
+                "datasets": [d.dump() for d in self.datasets.values()], "tables": [],
+                "load_jobs": [j.dump() for j in self.load_jobs.values()],
+                "load_counts": [list(k) + [n] for k, n in self.load_counts.items()]}
         for t in self.tables.values():
             rows = self.conn.execute('SELECT * FROM "%s" ORDER BY rowid' % t.sqlite_name).fetchall()
             data["tables"].append({
@@ -476,14 +574,10 @@ class BigQueryState:
                 "stream_batches": t.stream_batches,
                 "rows": [list(r) for r in rows],
                 "times": t.ins_times})
-        tmp = self.data_file + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(data, f, separators=(",", ":"))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.data_file)
+        write_atomic(self.data_file, json.dumps(data, separators=(",", ":")).encode("utf-8"))
 
     def load(self):
+        self.load_query_jobs()
         if not self.data_file or not os.path.exists(self.data_file):
             return
         with open(self.data_file, encoding="utf-8") as f:
@@ -508,6 +602,11 @@ class BigQueryState:
                     self._insert_rows(t, rows, times, save=False)
                 t.modified_ms = td.get("modified_ms", t.created_ms)
                 t.stream_batches = td.get("stream_batches", [])
+            from .load import LoadJob
+            for jd in data.get("load_jobs", []):
+                self.add_load_job(LoadJob.restore(jd))
+            for p, d, t, day, n in data.get("load_counts", []):
+                self.load_counts[(p, d, t, day)] = n
         finally:
             self.data_file = saved
 
