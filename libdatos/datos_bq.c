@@ -35,7 +35,12 @@ struct datos_bq_t {
 #if APR_HAS_THREADS
     apr_thread_mutex_t *mutex;
 #endif
-    char location[128];          /* the dataset's location once read */
+    /* What tables.get said, once per process: the location to query in
+     * and which of the loader's columns the table has. */
+    int info_known;
+    char location[128];
+    int has_publish_time;
+    int has_message_id;
 };
 
 /* ------------------------------------------------------- table names */
@@ -138,27 +143,146 @@ const char *datos_table_sql(apr_pool_t *p, const char *billing_project,
                        NULL);
 }
 
+/* Which version of an id wins: the newest by timestamp, then by the
+ * loader's publish_time and message_id where the table has them. A table
+ * without either (the system this one replaces wrote only the three record
+ * columns) breaks the remaining ties by contenido, so every host still
+ * picks the same row. */
+static const char *version_order(const datos_table_info_t *info)
+{
+    if (!info || (info->has_publish_time && info->has_message_id)) {
+        return "timestamp DESC, publish_time DESC, message_id DESC";
+    }
+    if (info->has_publish_time) {
+        return "timestamp DESC, publish_time DESC";
+    }
+    if (info->has_message_id) {
+        return "timestamp DESC, message_id DESC";
+    }
+    return "timestamp DESC, contenido DESC";
+}
+
 const char *datos_bq_latest_sql(apr_pool_t *p, const char *table_sql,
-                                int days)
+                                int days, const datos_table_info_t *info)
 {
     return apr_pstrcat(p,
         "SELECT id, contenido, timestamp FROM ", table_sql, " WHERE ",
         days > 0 ? "timestamp >= TIMESTAMP_SUB(CURRENT_TIMESTAMP(), "
                    "INTERVAL @lookback_days DAY)"
                  : "TRUE",
-        " QUALIFY ROW_NUMBER() OVER (PARTITION BY id ORDER BY timestamp DESC,"
-        " publish_time DESC, message_id DESC) = 1"
+        " QUALIFY ROW_NUMBER() OVER (PARTITION BY id ORDER BY ",
+        version_order(info), ") = 1"
         " ORDER BY timestamp DESC, id ASC LIMIT @max_rows", NULL);
 }
 
-const char *datos_bq_since_sql(apr_pool_t *p, const char *table_sql)
+const char *datos_bq_since_sql(apr_pool_t *p, const char *table_sql,
+                               const datos_table_info_t *info)
 {
     return apr_pstrcat(p,
         "SELECT id, contenido, timestamp FROM ", table_sql,
         " WHERE timestamp >= @watermark"
-        " QUALIFY ROW_NUMBER() OVER (PARTITION BY id ORDER BY timestamp DESC,"
-        " publish_time DESC, message_id DESC) = 1"
+        " QUALIFY ROW_NUMBER() OVER (PARTITION BY id ORDER BY ",
+        version_order(info), ") = 1"
         " ORDER BY timestamp DESC, id ASC LIMIT @max_rows", NULL);
+}
+
+/* A column of the record: present, of its type, and in a mode that can
+ * hold what the record allows. */
+static const char *column_problem(apr_pool_t *p, json_t *fields,
+                                  const char *name, const char *type,
+                                  int nullable_only, int required,
+                                  int *present)
+{
+    size_t i;
+
+    *present = 0;
+    for (i = 0; i < json_array_size(fields); i++) {
+        json_t *f = json_array_get(fields, i);
+        const char *n = datos_json_str(f, "name");
+        const char *t, *m;
+
+        if (!n || strcasecmp(n, name)) {
+            continue;
+        }
+        *present = 1;
+        t = datos_json_str(f, "type");
+        m = datos_json_str(f, "mode");
+        if (!t || strcasecmp(t, type)) {
+            return apr_psprintf(p, "column %s is %s, not %s", name,
+                                t ? datos_err_text(p, t, strlen(t), 32)
+                                  : "of no type", type);
+        }
+        if (m && !strcasecmp(m, "REPEATED")) {
+            return apr_psprintf(p, "column %s is REPEATED (an array), not "
+                                "a single %s", name, type);
+        }
+        if (nullable_only && m && !strcasecmp(m, "REQUIRED")) {
+            return apr_psprintf(p, "column %s is REQUIRED, but the record "
+                                "allows it to be null", name);
+        }
+        return NULL;
+    }
+    return required ? apr_psprintf(p, "column %s (%s) is missing", name, type)
+                    : NULL;
+}
+
+apr_status_t datos_bq_parse_table(apr_pool_t *p, const char *body,
+                                  apr_size_t len, datos_table_info_t *info,
+                                  datos_err_t *err)
+{
+    apr_status_t rv;
+    json_t *j = NULL, *fields;
+    const char *loc, *why;
+    int present;
+    apr_size_t i, n;
+
+    memset(info, 0, sizeof(*info));
+    rv = datos_json_parse(p, body, len, 0, &j, err);
+    if (rv != APR_SUCCESS) {
+        goto leave;
+    }
+    fields = datos_json_arr(datos_json_obj(j, "schema"), "fields");
+    if (!fields) {
+        rv = datos_err_set(err, p, DATOS_EMALFORMED, 200, NULL,
+                           "tables.get: answer has no schema.fields");
+        goto leave;
+    }
+    if ((why = column_problem(p, fields, "id", "STRING", 0, 1, &present))
+        || (why = column_problem(p, fields, "contenido", "STRING", 1, 1,
+                                 &present))
+        || (why = column_problem(p, fields, "timestamp", "TIMESTAMP", 0, 1,
+                                 &present))) {
+        rv = datos_err_set(err, p, DATOS_ECONFIG, 200, NULL,
+                           "the table does not hold the datos record: %s",
+                           why);
+        goto leave;
+    }
+    if ((why = column_problem(p, fields, "publish_time", "TIMESTAMP", 0, 0,
+                              &info->has_publish_time))
+        || (why = column_problem(p, fields, "message_id", "STRING", 0, 0,
+                                 &info->has_message_id))) {
+        rv = datos_err_set(err, p, DATOS_ECONFIG, 200, NULL,
+                           "the table's loader column does not fit: %s", why);
+        goto leave;
+    }
+    loc = datos_json_str(j, "location");
+    n = loc ? strlen(loc) : 0;
+    for (i = 0; i < n; i++) {
+        char c = loc[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+              || (c >= '0' && c <= '9') || c == '-' || c == '_')) {
+            break;
+        }
+    }
+    if (n == 0 || i < n || n >= 128) {
+        rv = datos_err_set(err, p, DATOS_EMALFORMED, 200, NULL,
+                           "tables.get: answer has no usable location");
+        goto leave;
+    }
+    info->location = apr_pstrdup(p, loc);
+
+leave:
+    return rv;
 }
 
 apr_int64_t datos_bq_watermark(const datos_latest_t *l)
@@ -554,6 +678,7 @@ typedef struct {
     int refreshed;
     const char *billing;
     const char *location;
+    datos_table_info_t info;
     datos_latest_t *out;
     datos_err_t *err;
 } fetch_t;
@@ -649,60 +774,64 @@ leave:
     return rv;
 }
 
-static apr_status_t dataset_location(fetch_t *f)
+/* tables.get, once per process: the table's location (unless configured)
+ * and its columns. A failure is not remembered, so the next fetch asks
+ * again (a table fixed by its owner works without a restart). */
+static apr_status_t table_info(fetch_t *f)
 {
     datos_bq_t *bq = f->bq;
     apr_status_t rv = APR_SUCCESS;
     apr_pool_t *cp = NULL;
     datos_http_resp_t *resp;
-    json_t *j = NULL;
-    const char *loc, *url, *project;
-    apr_size_t i, n;
+    datos_table_info_t info;
+    const char *url, *project;
 
-    if (bq->conf.location) {
-        f->location = bq->conf.location;
-        return APR_SUCCESS;
-    }
-    /* Held across the call: the location is asked once per process even
-     * when several threads start a fetch at once. */
+    /* Held across the call, which the fetch deadline bounds: the table is
+     * asked about once per process even when several threads start a
+     * fetch at once. */
     bq_lock(bq);
-    if (bq->location[0]) {
-        f->location = apr_pstrdup(f->p, bq->location);
-        goto leave;
-    }
-    apr_pool_create(&cp, f->p);
-    project = bq->conf.table.project ? bq->conf.table.project : f->billing;
-    url = apr_pstrcat(cp, bq->conf.base_url, "/projects/",
-                      datos_http_urlencode(cp, project), "/datasets/",
-                      datos_http_urlencode(cp, bq->conf.table.dataset), NULL);
-    rv = bq_call(f, cp, "datasets.get", "GET", url, NULL, 0, &resp);
-    if (rv != APR_SUCCESS) {
-        goto leave;
-    }
-    rv = load_json(cp, resp->body, resp->body_len, &j, f->err);
-    if (rv != APR_SUCCESS) {
-        rv = err_keep(f, rv);
-        goto leave;
-    }
-    loc = datos_json_str(j, "location");
-    n = loc ? strlen(loc) : 0;
-    for (i = 0; i < n; i++) {
-        char c = loc[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
-              || (c >= '0' && c <= '9') || c == '-' || c == '_')) {
-            break;
+    if (!bq->info_known) {
+        apr_pool_create(&cp, f->p);
+        project = bq->conf.table.project ? bq->conf.table.project
+                                         : f->billing;
+        url = apr_pstrcat(cp, bq->conf.base_url, "/projects/",
+                          datos_http_urlencode(cp, project), "/datasets/",
+                          datos_http_urlencode(cp, bq->conf.table.dataset),
+                          "/tables/",
+                          datos_http_urlencode(cp, bq->conf.table.table),
+                          NULL);
+        rv = bq_call(f, cp, "tables.get", "GET", url, NULL, 0, &resp);
+        if (rv != APR_SUCCESS) {
+            goto leave;
+        }
+        rv = datos_bq_parse_table(cp, resp->body, resp->body_len, &info,
+                                  f->err);
+        if (rv != APR_SUCCESS) {
+            err_keep(f, rv);
+            goto leave;
+        }
+        apr_cpystrn(bq->location, info.location, sizeof(bq->location));
+        bq->has_publish_time = info.has_publish_time;
+        bq->has_message_id = info.has_message_id;
+        bq->info_known = 1;
+        if (!bq->has_publish_time || !bq->has_message_id) {
+            datos_log_perror(DATOS_LOG_MARK, DATOS_LOG_INFO, 0, cp,
+                             "table %s.%s has no %s column: ties between "
+                             "versions of an id are broken by %s",
+                             bq->conf.table.dataset, bq->conf.table.table,
+                             !bq->has_publish_time ? "publish_time"
+                                                   : "message_id",
+                             bq->has_publish_time || bq->has_message_id
+                                 ? "the column it has" : "contenido");
         }
     }
-    if (n == 0 || i < n || n >= sizeof(bq->location)) {
-        rv = datos_err_set(f->err, f->p, DATOS_EMALFORMED, 200, NULL,
-                           "datasets.get: answer has no usable location");
-        goto leave;
-    }
-    memcpy(bq->location, loc, n + 1);
-    f->location = apr_pstrdup(f->p, bq->location);
+    f->location = apr_pstrdup(f->p, bq->conf.location ? bq->conf.location
+                                                      : bq->location);
+    f->info.location = f->location;
+    f->info.has_publish_time = bq->has_publish_time;
+    f->info.has_message_id = bq->has_message_id;
 
 leave:
-    json_decref(j);
     if (cp) {
         apr_pool_destroy(cp);
     }
@@ -805,14 +934,14 @@ static apr_status_t query_body(fetch_t *f, apr_pool_t *cp,
             json_pack("{s:s, s:{s:s}, s:{s:s}}", "name", "watermark",
                       "parameterType", "type", "TIMESTAMP",
                       "parameterValue", "value", wm));
-        sql = datos_bq_since_sql(cp, table);
+        sql = datos_bq_since_sql(cp, table, &f->info);
     }
     else {
         if (w->days > 0) {
             json_array_append_new(params,
                                   int64_param("lookback_days", w->days));
         }
-        sql = datos_bq_latest_sql(cp, table, w->days);
+        sql = datos_bq_latest_sql(cp, table, w->days, &f->info);
     }
     json_array_append_new(params, int64_param("max_rows", c->max_rows));
     /* Keys in the order of gcp-wire.md 2.3, so requests read the same in
@@ -1294,7 +1423,7 @@ static apr_status_t fetch_rows(datos_bq_t *bq, apr_pool_t *p, int since,
             goto leave;
         }
     }
-    rv = dataset_location(&f);
+    rv = table_info(&f);
     if (rv != APR_SUCCESS) {
         goto leave;
     }

@@ -42,7 +42,7 @@ typedef struct datos_bq_conf_t {
     const char *base_url;        /* up to and including "/bigquery/v2", no trailing '/' */
     const char *project;         /* billing project; NULL: from the credentials */
     datos_table_ref_t table;
-    const char *location;        /* NULL: the dataset's, read once with datasets.get */
+    const char *location;        /* NULL: the table's, read once per process with tables.get */
     int lookback_days;           /* >= 1 */
     apr_int64_t max_bytes_billed;/* 0: unset */
     apr_size_t max_payload;      /* pages are followed until the rows reach this many bytes */
@@ -80,9 +80,29 @@ typedef struct datos_latest_t {
 apr_status_t datos_bq_fetch_latest(datos_bq_t *bq, apr_pool_t *p,
                                    datos_latest_t **out, datos_err_t *err);
 
-/* The SQL the fetch sends for a window of `days` (0 = whole table). */
+/* What tables.get tells about the table (DESIGN.md 3, "Existing tables"). */
+typedef struct datos_table_info_t {
+    const char *location;
+    int has_publish_time;        /* the loader's columns, present in tables it made */
+    int has_message_id;
+} datos_table_info_t;
+
+/* Parses a tables.get answer: the record's columns must be there with
+ * their types (id STRING, contenido STRING not REQUIRED, timestamp
+ * TIMESTAMP, none REPEATED), and publish_time TIMESTAMP / message_id
+ * STRING are noted when present. A column that does not fit is
+ * DATOS_ECONFIG naming it; an answer without schema or location is
+ * DATOS_EMALFORMED. */
+apr_status_t datos_bq_parse_table(apr_pool_t *p, const char *body,
+                                  apr_size_t len, datos_table_info_t *info,
+                                  datos_err_t *err);
+
+/* The SQL the fetch sends for a window of `days` (0 = whole table). The
+ * version of an id kept is the newest by timestamp, then publish_time and
+ * message_id where info says the table has them (NULL: it has both); a
+ * table with neither breaks ties by contenido. */
 const char *datos_bq_latest_sql(apr_pool_t *p, const char *table_sql,
-                                int days);
+                                int days, const datos_table_info_t *info);
 
 /* A refresh after a first answer (DESIGN.md 4, "Queries and cost"): as
  * datos_bq_fetch_latest, but the first query scans only `timestamp >=
@@ -98,7 +118,8 @@ apr_status_t datos_bq_fetch_since(datos_bq_t *bq, apr_pool_t *p,
                                   datos_latest_t **out, datos_err_t *err);
 
 /* The SQL of the watermark window. */
-const char *datos_bq_since_sql(apr_pool_t *p, const char *table_sql);
+const char *datos_bq_since_sql(apr_pool_t *p, const char *table_sql,
+                               const datos_table_info_t *info);
 
 /* The watermark for the next refresh: the oldest row of an answer,
  * truncated to its UTC day; 0 when the answer has no rows. It only rises

@@ -196,9 +196,9 @@ def test_every_request_queries_bigquery_with_the_documented_shape(server, emulat
 
 def test_location_is_read_once_per_process_not_per_request(server, emulator):
     h, _ = server
-    before = emulator.count("bigquery.datasets.get")
+    before = emulator.count("bigquery.tables.get")
     for _ in range(20):
         assert get(h, "/datos?limit=1").status_code == 200
-    # At most one datasets.get per httpd child (ServerLimit 4), whatever the
+    # At most one tables.get per httpd child (ServerLimit 4), whatever the
     # number of requests; the queries above carried the location it found.
-    assert emulator.count("bigquery.datasets.get") - before <= 4
+    assert emulator.count("bigquery.tables.get") - before <= 4

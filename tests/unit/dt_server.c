@@ -34,6 +34,14 @@ struct dt_server_t {
     int nscript, capscript, next;
     dt_request_t *reqs;
     int nreqs, capreqs;
+    /* Standing answers: a request for one of these targets is answered
+     * at once, recorded apart, and leaves the script alone. */
+    struct {
+        char *method, *target;
+        dt_response_t r;
+        int hits;
+    } standing[8];
+    int nstanding;
 };
 
 static char *xstrndup(const char *s, size_t n)
@@ -195,6 +203,19 @@ static void serve_connection(dt_server_t *s, int fd)
         return;
     }
     pthread_mutex_lock(&s->mu);
+    for (int i = 0; i < s->nstanding; i++) {
+        if (!strcmp(req.method, s->standing[i].method)
+            && !strcmp(req.target, s->standing[i].target)) {
+            s->standing[i].hits++;
+            r = s->standing[i].r;
+            pthread_mutex_unlock(&s->mu);
+            free(req.method);
+            free(req.target);
+            free(req.head);
+            free(req.body);
+            goto answer;
+        }
+    }
     if (s->nreqs == s->capreqs) {
         s->capreqs = s->capreqs ? s->capreqs * 2 : 16;
         s->reqs = realloc(s->reqs, sizeof(*s->reqs) * (size_t)s->capreqs);
@@ -214,6 +235,7 @@ static void serve_connection(dt_server_t *s, int fd)
         r.status = 500;
         r.body = "unscripted";
     }
+answer:
     if (r.delay_ms > 0 && wait_readable(s, s->wake[0], r.delay_ms) < 0) {
         return;
     }
@@ -312,6 +334,11 @@ void dt_server_stop(dt_server_t *s)
         free(s->reqs[i].body);
     }
     free(s->reqs);
+    for (i = 0; i < s->nstanding; i++) {
+        free(s->standing[i].method);
+        free(s->standing[i].target);
+        free((char *)s->standing[i].r.body);
+    }
     pthread_mutex_destroy(&s->mu);
     free(s);
 }
@@ -406,4 +433,47 @@ const char *dt_request_header(apr_pool_t *p, const dt_request_t *r,
         l = e + 2;
     }
     return NULL;
+}
+
+void dt_server_standing(dt_server_t *s, const char *method, const char *target,
+                        int status, const char *body)
+{
+    int i;
+
+    pthread_mutex_lock(&s->mu);
+    for (i = 0; i < s->nstanding; i++) {
+        if (!strcmp(s->standing[i].method, method)
+            && !strcmp(s->standing[i].target, target)) {
+            break;
+        }
+    }
+    if (i == s->nstanding) {
+        assert_true(s->nstanding < (int)(sizeof(s->standing) / sizeof(s->standing[0])));
+        s->nstanding++;
+        s->standing[i].method = xstrdup0(method);
+        s->standing[i].target = xstrdup0(target);
+    }
+    else {
+        free((char *)s->standing[i].r.body);
+    }
+    memset(&s->standing[i].r, 0, sizeof(s->standing[i].r));
+    s->standing[i].r.status = status;
+    s->standing[i].r.body = xstrdup0(body);
+    s->standing[i].hits = 0;
+    pthread_mutex_unlock(&s->mu);
+}
+
+int dt_server_standing_hits(dt_server_t *s, const char *method, const char *target)
+{
+    int i, n = 0;
+
+    pthread_mutex_lock(&s->mu);
+    for (i = 0; i < s->nstanding; i++) {
+        if (!strcmp(s->standing[i].method, method)
+            && !strcmp(s->standing[i].target, target)) {
+            n = s->standing[i].hits;
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
+    return n;
 }

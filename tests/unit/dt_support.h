@@ -80,6 +80,14 @@ void dt_server_json(dt_server_t *s, int status, const char *body);
 const char *dt_server_url(dt_server_t *s, apr_pool_t *p); /* http://127.0.0.1:N */
 int dt_server_port(dt_server_t *s);
 int dt_server_count(dt_server_t *s);
+/* A standing answer for method + target (path and query, exactly): such
+ * requests are answered without consuming the script and are not counted
+ * by dt_server_count / dt_server_request, so a test can leave calls it
+ * does not care about (tables.get) out of its script. Calling it again
+ * for the same target replaces the answer and resets the hits. */
+void dt_server_standing(dt_server_t *s, const char *method, const char *target,
+                        int status, const char *body);
+int dt_server_standing_hits(dt_server_t *s, const char *method, const char *target);
 /* Copy of request i (0-based) in p. */
 dt_request_t *dt_server_request(dt_server_t *s, apr_pool_t *p, int i);
 /* Header value (case-insensitive name) or NULL. */

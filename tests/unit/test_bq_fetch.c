@@ -16,7 +16,15 @@
 #include "datos_time.h"
 
 #define TOKEN(t, exp) "{\"access_token\":\"" t "\",\"expires_in\":" #exp ",\"token_type\":\"Bearer\"}"
-#define DATASET_US "{\"kind\":\"bigquery#dataset\",\"id\":\"my-proj:latam_dataset\",\"location\":\"US\"}"
+#define TABLES_GET "/bigquery/v2/projects/my-proj/datasets/latam_dataset/tables/datos"
+#define TABLE_FIELDS(extra) \
+    "{\"kind\":\"bigquery#table\",\"location\":\"US\",\"schema\":{\"fields\":[" \
+    "{\"name\":\"id\",\"type\":\"STRING\",\"mode\":\"REQUIRED\"}," \
+    "{\"name\":\"contenido\",\"type\":\"STRING\",\"mode\":\"NULLABLE\"}," \
+    "{\"name\":\"timestamp\",\"type\":\"TIMESTAMP\",\"mode\":\"REQUIRED\"}" extra "]}}"
+#define TABLE_5COL TABLE_FIELDS(",{\"name\":\"message_id\",\"type\":\"STRING\",\"mode\":\"NULLABLE\"}," \
+                                "{\"name\":\"publish_time\",\"type\":\"TIMESTAMP\",\"mode\":\"NULLABLE\"}")
+#define TABLE_3COL TABLE_FIELDS("")
 #define SCHEMA \
     "\"schema\":{\"fields\":[{\"name\":\"id\",\"type\":\"STRING\"}," \
     "{\"name\":\"contenido\",\"type\":\"STRING\"},{\"name\":\"timestamp\",\"type\":\"TIMESTAMP\"}]}"
@@ -59,6 +67,8 @@ static int fx_setup(void **state)
     fx->conf.timeout = apr_time_from_sec(5);
     datos_http_opts_default(&fx->conf.http);
     fx->conf.creds = fx->creds;
+    /* tables.get is answered apart from each test's script */
+    dt_server_standing(fx->srv, "GET", TABLES_GET, 200, TABLE_5COL);
     *state = fx;
     return 0;
 }
@@ -168,7 +178,6 @@ static void fetch_simple_and_request_shape(void **state)
     void *it;
 
     dt_server_json(fx->srv, 200, TOKEN("tok-1", 3600));
-    dt_server_json(fx->srv, 200, DATASET_US);
     dt_server_json(fx->srv, 200, page(fx->p, "r", 0, 3, NULL, NULL));
 
     assert_int_equal(fetch(fx, &l, &err), APR_SUCCESS);
@@ -182,7 +191,9 @@ static void fetch_simple_and_request_shape(void **state)
     assert_int_equal(l->bytes_processed, 100);
     assert_false(l->capped);
     assert_false(l->truncated);
-    assert_int_equal(dt_server_count(fx->srv), 3);
+    assert_int_equal(dt_server_count(fx->srv), 2);
+    /* tables.get once, for the location and the columns */
+    assert_int_equal(dt_server_standing_hits(fx->srv, "GET", TABLES_GET), 1);
 
     /* the JWT-bearer exchange */
     r = req(fx, 0);
@@ -202,26 +213,20 @@ static void fetch_simple_and_request_shape(void **state)
     }
     assert_null(dt_request_header(fx->p, r, "Authorization"));
 
-    /* datasets.get for the location */
-    r = req(fx, 1);
-    assert_string_equal(r->method, "GET");
-    assert_string_equal(r->target, "/bigquery/v2/projects/my-proj/datasets/latam_dataset");
-    assert_string_equal(dt_request_header(fx->p, r, "Authorization"), "Bearer tok-1");
-
     /* jobs.query */
-    r = req(fx, 2);
+    r = req(fx, 1);
     assert_string_equal(r->method, "POST");
     assert_string_equal(r->target, "/bigquery/v2/projects/my-proj/queries");
     assert_string_equal(dt_request_header(fx->p, r, "Authorization"), "Bearer tok-1");
     assert_string_equal(dt_request_header(fx->p, r, "Content-Type"), "application/json");
-    q = body_json(fx, 2);
+    q = body_json(fx, 1);
     for (it = json_object_iter(q); it; it = json_object_iter_next(q, it)) {
         keys = apr_pstrcat(fx->p, keys, *keys ? "," : "", json_object_iter_key(it), NULL);
     }
     assert_string_equal(keys, "query,useLegacySql,parameterMode,queryParameters,location,"
                               "timeoutMs,maxResults,formatOptions,requestId");
     assert_string_equal(json_string_value(json_object_get(q, "query")),
-                        datos_bq_latest_sql(fx->p, "`my-proj.latam_dataset.datos`", 7));
+                        datos_bq_latest_sql(fx->p, "`my-proj.latam_dataset.datos`", 7, NULL));
     assert_true(json_is_false(json_object_get(q, "useLegacySql")));
     assert_string_equal(json_string_value(json_object_get(q, "parameterMode")), "NAMED");
     params = json_object_get(q, "queryParameters");
@@ -252,7 +257,6 @@ static void second_fetch_reuses_token_and_location(void **state)
     json_t *q1, *q2;
 
     dt_server_json(fx->srv, 200, TOKEN("tok-1", 3600));
-    dt_server_json(fx->srv, 200, DATASET_US);
     dt_server_json(fx->srv, 200, page(fx->p, "r", 0, 3, NULL, NULL));
     dt_server_json(fx->srv, 200, page(fx->p, "s", 0, 3, NULL, NULL));
 
@@ -263,14 +267,102 @@ static void second_fetch_reuses_token_and_location(void **state)
     assert_int_equal(datos_bq_fetch_latest(bq, fx->p, &l, &err), APR_SUCCESS);
     assert_int_equal(datos_bq_fetch_latest(bq, fx->p, &l, &err), APR_SUCCESS);
     assert_string_equal(row_id(l, 0), "s0");
-    assert_int_equal(dt_server_count(fx->srv), 4);
-    assert_string_equal(req(fx, 3)->target, "/bigquery/v2/projects/my-proj/queries");
-    assert_string_equal(dt_request_header(fx->p, req(fx, 3), "Authorization"), "Bearer tok-1");
+    assert_int_equal(dt_server_count(fx->srv), 3);
+    assert_int_equal(dt_server_standing_hits(fx->srv, "GET", TABLES_GET), 1);
+    assert_string_equal(req(fx, 2)->target, "/bigquery/v2/projects/my-proj/queries");
+    assert_string_equal(dt_request_header(fx->p, req(fx, 2), "Authorization"), "Bearer tok-1");
     /* a fresh requestId per query */
-    q1 = body_json(fx, 2);
-    q2 = body_json(fx, 3);
+    q1 = body_json(fx, 1);
+    q2 = body_json(fx, 2);
     assert_string_not_equal(json_string_value(json_object_get(q1, "requestId")),
                             json_string_value(json_object_get(q2, "requestId")));
+}
+
+static void three_column_table_breaks_ties_by_contenido(void **state)
+{
+    fx_t *fx = *state;
+    datos_latest_t *l;
+    datos_err_t err;
+    datos_table_info_t info;
+    const char *sql;
+
+    dt_server_standing(fx->srv, "GET", TABLES_GET, 200, TABLE_3COL);
+    dt_server_json(fx->srv, 200, TOKEN("tok-1", 3600));
+    dt_server_json(fx->srv, 200, page(fx->p, "r", 0, 3, NULL, NULL));
+    assert_int_equal(fetch(fx, &l, &err), APR_SUCCESS);
+    sql = json_string_value(json_object_get(body_json(fx, 1), "query"));
+    assert_null(strstr(sql, "publish_time"));
+    assert_null(strstr(sql, "message_id"));
+    assert_non_null(strstr(sql, "ORDER BY timestamp DESC, contenido DESC) = 1"));
+    memset(&info, 0, sizeof(info));
+    assert_string_equal(sql, datos_bq_latest_sql(fx->p, "`my-proj.latam_dataset.datos`", 7, &info));
+    /* the table as the loader makes it keeps the full rule */
+    info.has_publish_time = info.has_message_id = 1;
+    assert_non_null(strstr(datos_bq_latest_sql(fx->p, "`t`", 7, &info),
+                           "ORDER BY timestamp DESC, publish_time DESC, message_id DESC) = 1"));
+}
+
+static void table_not_holding_the_record_is_a_config_error(void **state)
+{
+    fx_t *fx = *state;
+    datos_latest_t *l;
+    datos_err_t err;
+    static const struct {
+        const char *body;
+        const char *says;
+    } cases[] = {
+        { "{\"location\":\"US\",\"schema\":{\"fields\":[{\"name\":\"id\",\"type\":\"STRING\"},"
+          "{\"name\":\"timestamp\",\"type\":\"TIMESTAMP\"}]}}", "column contenido (STRING) is missing" },
+        { "{\"location\":\"US\",\"schema\":{\"fields\":[{\"name\":\"id\",\"type\":\"INTEGER\"},"
+          "{\"name\":\"contenido\",\"type\":\"STRING\"},{\"name\":\"timestamp\",\"type\":\"TIMESTAMP\"}]}}",
+          "column id is INTEGER, not STRING" },
+        { "{\"location\":\"US\",\"schema\":{\"fields\":[{\"name\":\"id\",\"type\":\"STRING\"},"
+          "{\"name\":\"contenido\",\"type\":\"STRING\",\"mode\":\"REQUIRED\"},"
+          "{\"name\":\"timestamp\",\"type\":\"TIMESTAMP\"}]}}", "column contenido is REQUIRED" },
+        { "{\"location\":\"US\",\"schema\":{\"fields\":[{\"name\":\"id\",\"type\":\"STRING\"},"
+          "{\"name\":\"contenido\",\"type\":\"STRING\"},{\"name\":\"timestamp\",\"type\":\"STRING\"}]}}",
+          "column timestamp is STRING, not TIMESTAMP" },
+        { "{\"location\":\"US\",\"schema\":{\"fields\":[{\"name\":\"id\",\"type\":\"STRING\",\"mode\":\"REPEATED\"},"
+          "{\"name\":\"contenido\",\"type\":\"STRING\"},{\"name\":\"timestamp\",\"type\":\"TIMESTAMP\"}]}}",
+          "column id is REPEATED" },
+        { "{\"location\":\"US\",\"schema\":{\"fields\":[{\"name\":\"id\",\"type\":\"STRING\"},"
+          "{\"name\":\"contenido\",\"type\":\"STRING\"},{\"name\":\"timestamp\",\"type\":\"TIMESTAMP\"},"
+          "{\"name\":\"publish_time\",\"type\":\"STRING\"}]}}", "column publish_time is STRING, not TIMESTAMP" },
+    };
+    size_t i;
+
+    dt_server_json(fx->srv, 200, TOKEN("tok-1", 3600));
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        dt_server_standing(fx->srv, "GET", TABLES_GET, 200, cases[i].body);
+        assert_int_equal(fetch(fx, &l, &err), DATOS_ECONFIG);
+        if (!strstr(err.message, cases[i].says)) {
+            fail_msg("case %d: '%s' does not say '%s'", (int)i, err.message, cases[i].says);
+        }
+    }
+    /* no query was sent for a table that cannot answer */
+    for (i = 0; i < (size_t)dt_server_count(fx->srv); i++) {
+        assert_string_equal(req(fx, (int)i)->target, "/token");
+    }
+    /* a table fixed by its owner is read again, without a restart */
+    dt_server_standing(fx->srv, "GET", TABLES_GET, 200, TABLE_5COL);
+    dt_server_json(fx->srv, 200, page(fx->p, "r", 0, 3, NULL, NULL));
+    assert_int_equal(fetch(fx, &l, &err), APR_SUCCESS);
+}
+
+static void missing_table_is_rejected(void **state)
+{
+    fx_t *fx = *state;
+    datos_latest_t *l;
+    datos_err_t err;
+
+    dt_server_standing(fx->srv, "GET", TABLES_GET, 404,
+                       "{\"error\":{\"code\":404,\"message\":\"Not found: Table my-proj:latam_dataset.datos\","
+                       "\"errors\":[{\"reason\":\"notFound\",\"message\":\"Not found\"}],"
+                       "\"status\":\"NOT_FOUND\"}}");
+    dt_server_json(fx->srv, 200, TOKEN("tok-1", 3600));
+    assert_int_equal(fetch(fx, &l, &err), DATOS_EREJECTED);
+    assert_non_null(strstr(err.message, "tables.get"));
+    assert_non_null(strstr(err.message, "Not found: Table"));
 }
 
 static void location_from_conf_and_bytes_billed(void **state)
@@ -863,6 +955,8 @@ static void billing_from_key_and_none(void **state)
 
     fx->conf.location = "US";
     fx->conf.project = NULL;
+    dt_server_standing(fx->srv, "GET", "/bigquery/v2/projects/datos-test-project/datasets/latam_dataset/tables/datos",
+                       200, TABLE_5COL);
     dt_server_json(fx->srv, 200, TOKEN("tok-1", 3600));
     dt_server_json(fx->srv, 200, page(fx->p, "r", 0, 3, NULL, NULL));
     assert_int_equal(fetch(fx, &l, &err), APR_SUCCESS);
@@ -879,6 +973,8 @@ static void billing_from_key_and_none(void **state)
 
     /* no credentials: no Authorization header at all */
     fx->conf.project = "emu-proj";
+    dt_server_standing(fx->srv, "GET", "/bigquery/v2/projects/emu-proj/datasets/latam_dataset/tables/datos",
+                       200, TABLE_5COL);
     dt_server_json(fx->srv, 200, page(fx->p, "r", 0, 3, NULL, NULL));
     assert_int_equal(fetch(fx, &l, &err), APR_SUCCESS);
     assert_null(dt_request_header(fx->p, req(fx, 2), "Authorization"));
@@ -901,6 +997,8 @@ static void metadata_credentials(void **state)
     fx->conf.creds = md;
     fx->conf.project = NULL;
     fx->conf.location = "US";
+    dt_server_standing(fx->srv, "GET", "/bigquery/v2/projects/md-project-1/datasets/latam_dataset/tables/datos",
+                       200, TABLE_5COL);
     memset(&resp, 0, sizeof(resp));
     resp.status = 200;
     resp.headers = "Metadata-Flavor: Google\r\nContent-Type: application/text\r\n";
@@ -959,7 +1057,7 @@ static void since_enough_rows_one_query(void **state)
     assert_int_equal(l->window_days, 3);            /* 2 days and a bit, rounded up */
     q = body_json(fx, 1);
     assert_string_equal(json_string_value(json_object_get(q, "query")),
-                        datos_bq_since_sql(fx->p, "`my-proj.latam_dataset.datos`"));
+                        datos_bq_since_sql(fx->p, "`my-proj.latam_dataset.datos`", NULL));
     {
         json_t *p0 = json_array_get(json_object_get(q, "queryParameters"), 0);
         char buf[DATOS_TS_BUFSIZE];
@@ -1180,6 +1278,9 @@ int main(void)
         FX_TEST(since_widens_past_the_watermark),
         FX_TEST(since_without_watermark_is_latest),
         FX_TEST(watermark_of_an_answer),
+        FX_TEST(three_column_table_breaks_ties_by_contenido),
+        FX_TEST(table_not_holding_the_record_is_a_config_error),
+        FX_TEST(missing_table_is_rejected),
         FX_TEST(payload_cap_holds_within_a_page),
         FX_TEST(huge_page_is_asked_for_in_smaller_pages),
         FX_TEST(huge_later_page_resumes_at_its_index),

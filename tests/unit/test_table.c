@@ -111,13 +111,13 @@ static void latest_sql_shape(void **state)
 {
     apr_pool_t *p = DT_POOL(state);
 
-    assert_string_equal(datos_bq_latest_sql(p, "`p.d.t`", 7),
+    assert_string_equal(datos_bq_latest_sql(p, "`p.d.t`", 7, NULL),
         "SELECT id, contenido, timestamp FROM `p.d.t` WHERE timestamp >= "
         "TIMESTAMP_SUB(CURRENT_TIMESTAMP(), INTERVAL @lookback_days DAY) "
         "QUALIFY ROW_NUMBER() OVER (PARTITION BY id ORDER BY timestamp DESC, "
         "publish_time DESC, message_id DESC) = 1 ORDER BY timestamp DESC, "
         "id ASC LIMIT @max_rows");
-    assert_string_equal(datos_bq_latest_sql(p, "`p.d.t`", 0),
+    assert_string_equal(datos_bq_latest_sql(p, "`p.d.t`", 0, NULL),
         "SELECT id, contenido, timestamp FROM `p.d.t` WHERE TRUE "
         "QUALIFY ROW_NUMBER() OVER (PARTITION BY id ORDER BY timestamp DESC, "
         "publish_time DESC, message_id DESC) = 1 ORDER BY timestamp DESC, "
