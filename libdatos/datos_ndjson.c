@@ -1,0 +1,314 @@
+/* datos_ndjson.c - the NDJSON lines of a load job.
+ *
+ * One contiguous buffer grown with realloc rather than pool blocks: a
+ * 100 MB batch would leave every outgrown block behind in a pool, while
+ * glibc's realloc moves large blocks with mremap and the doubling keeps the
+ * total copying linear. The line starts are kept so that BigQuery's "row
+ * starting at position N" maps back to a line, and any run of lines is one
+ * byte range.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "datos_record.h"
+#include "datos_time.h"
+#include "datos_utf8.h"
+
+struct datos_ndjson_t {
+    char *buf;
+    apr_size_t len, cap;
+    apr_size_t *starts;      /* starts[i]: offset of line i */
+    apr_size_t nlines, caplines;
+    int columns;
+};
+
+static apr_status_t ndjson_cleanup(void *data)
+{
+    datos_ndjson_t *nd = data;
+
+    free(nd->buf);
+    free(nd->starts);
+    nd->buf = NULL;
+    nd->starts = NULL;
+    return APR_SUCCESS;
+}
+
+/* Room for need more bytes plus the NUL. */
+static apr_status_t reserve(datos_ndjson_t *nd, apr_size_t need)
+{
+    apr_size_t want, cap;
+    char *b;
+
+    if (need > APR_SIZE_MAX / 2 - nd->len - 1) {
+        return APR_ENOMEM;
+    }
+    want = nd->len + need + 1;
+    if (want <= nd->cap) {
+        return APR_SUCCESS;
+    }
+    cap = nd->cap ? nd->cap : 4096;
+    while (cap < want) {
+        cap *= 2;
+    }
+    b = realloc(nd->buf, cap);
+    if (!b) {
+        return APR_ENOMEM;
+    }
+    nd->buf = b;
+    nd->cap = cap;
+    return APR_SUCCESS;
+}
+
+apr_status_t datos_ndjson_create(apr_pool_t *p, int columns,
+                                 apr_size_t initial_bytes,
+                                 datos_ndjson_t **out)
+{
+    datos_ndjson_t *nd = apr_pcalloc(p, sizeof(*nd));
+    apr_status_t rv;
+
+    nd->columns = columns;
+    apr_pool_cleanup_register(p, nd, ndjson_cleanup, apr_pool_cleanup_null);
+    rv = reserve(nd, initial_bytes);
+    if (rv != APR_SUCCESS) {
+        goto leave;
+    }
+    nd->buf[0] = '\0';
+    *out = nd;
+
+leave:
+    return rv;
+}
+
+static const char hexdigits[] = "0123456789abcdef";
+
+/* JSON string body of s into o (room for 6 * len bytes): '"', '\\' and
+ * controls below U+0020 escaped, U+2028/U+2029 too (JavaScript-derived
+ * readers take them for line ends), everything else copied. Returns the
+ * end, or NULL when s is not UTF-8. */
+static char *escape(char *o, const unsigned char *s, apr_size_t len)
+{
+    apr_size_t i = 0, k;
+
+    while (i < len) {
+        unsigned char c;
+#ifdef DATOS_SWAR
+        if (i + 8 <= len) {
+            uint64_t m = datos_swar_json_special(datos_swar_load(s + i));
+            if (!m) {
+                memcpy(o, s + i, 8);
+                o += 8;
+                i += 8;
+                continue;
+            }
+            k = datos_swar_first(m);
+            memcpy(o, s + i, k);
+            o += k;
+            i += k;
+        }
+#endif
+        c = s[i];
+        if (c >= 0x80) {
+            k = datos_utf8_seq(s + i, len - i);
+            if (!k) {
+                return NULL;
+            }
+            if (k == 3 && c == 0xE2 && s[i + 1] == 0x80
+                && (s[i + 2] == 0xA8 || s[i + 2] == 0xA9)) {
+                memcpy(o, s[i + 2] == 0xA8 ? "\\u2028" : "\\u2029", 6);
+                o += 6;
+            }
+            else {
+                memcpy(o, s + i, k);
+                o += k;
+            }
+            i += k;
+            continue;
+        }
+        switch (c) {
+        case '"':  *o++ = '\\'; *o++ = '"';  break;
+        case '\\': *o++ = '\\'; *o++ = '\\'; break;
+        case '\b': *o++ = '\\'; *o++ = 'b';  break;
+        case '\f': *o++ = '\\'; *o++ = 'f';  break;
+        case '\n': *o++ = '\\'; *o++ = 'n';  break;
+        case '\r': *o++ = '\\'; *o++ = 'r';  break;
+        case '\t': *o++ = '\\'; *o++ = 't';  break;
+        default:
+            if (c < 0x20) {
+                memcpy(o, "\\u00", 4);
+                o[4] = hexdigits[c >> 4];
+                o[5] = hexdigits[c & 15];
+                o += 6;
+            }
+            else {
+                *o++ = (char)c;
+            }
+        }
+        i++;
+    }
+    return o;
+}
+
+/* "YYYY-MM-DDTHH:MM:SS.ffffffZ" (27 bytes), or NULL when out of range. */
+static char *put_ts(char *o, apr_int64_t us)
+{
+    char ts[DATOS_TS_BUFSIZE];
+    apr_size_t n = datos_ts_format(us, ts);
+
+    if (!n) {
+        return NULL;
+    }
+    memcpy(o, ts, 19);
+    if (n == 32) {
+        memcpy(o + 19, ts + 19, 7);
+    }
+    else {
+        memcpy(o + 19, ".000000", 7);
+    }
+    o[26] = 'Z';
+    return o + 27;
+}
+
+#define LIT(o, s) (memcpy((o), (s), sizeof(s) - 1), (o) + sizeof(s) - 1)
+
+apr_status_t datos_ndjson_append(datos_ndjson_t *nd, const datos_row_t *row,
+                                 const char *message_id,
+                                 apr_size_t message_id_len,
+                                 apr_int64_t publish_time_us)
+{
+    int with_mid = nd->columns & DATOS_NDJSON_MESSAGE_ID;
+    int with_pt = nd->columns & DATOS_NDJSON_PUBLISH_TIME;
+    apr_size_t worst;
+    apr_status_t rv;
+    char *o;
+
+    if (!row->id || (with_mid && !message_id)) {
+        rv = DATOS_EMALFORMED;
+        goto leave;
+    }
+    if (nd->nlines == nd->caplines) {
+        apr_size_t n = nd->caplines ? nd->caplines * 2 : 1024;
+        apr_size_t *s = realloc(nd->starts, n * sizeof(*s));
+        if (!s) {
+            rv = APR_ENOMEM;
+            goto leave;
+        }
+        nd->starts = s;
+        nd->caplines = n;
+    }
+    if (row->id_len > APR_SIZE_MAX / 32 || row->contenido_len > APR_SIZE_MAX / 32
+        || message_id_len > APR_SIZE_MAX / 32) {
+        rv = APR_ENOMEM;
+        goto leave;
+    }
+    /* Sized for the worst escaping, so the line is written in one pass. */
+    worst = 6 * (row->id_len + (row->contenido ? row->contenido_len : 0)
+                 + (with_mid ? message_id_len : 0)) + 160;
+    rv = reserve(nd, worst);
+    if (rv != APR_SUCCESS) {
+        goto leave;
+    }
+    rv = DATOS_EMALFORMED;
+    o = nd->buf + nd->len;
+    o = LIT(o, "{\"id\":\"");
+    if (!(o = escape(o, (const unsigned char *)row->id, row->id_len))) {
+        goto leave;
+    }
+    if (row->contenido) {
+        o = LIT(o, "\",\"contenido\":\"");
+        if (!(o = escape(o, (const unsigned char *)row->contenido,
+                         row->contenido_len))) {
+            goto leave;
+        }
+        o = LIT(o, "\",\"timestamp\":\"");
+    }
+    else {
+        o = LIT(o, "\",\"contenido\":null,\"timestamp\":\"");
+    }
+    if (!(o = put_ts(o, row->timestamp_us))) {
+        goto leave;
+    }
+    *o++ = '"';
+    if (with_mid) {
+        o = LIT(o, ",\"message_id\":\"");
+        if (!(o = escape(o, (const unsigned char *)message_id, message_id_len))) {
+            goto leave;
+        }
+        *o++ = '"';
+    }
+    if (with_pt) {
+        o = LIT(o, ",\"publish_time\":\"");
+        if (!(o = put_ts(o, publish_time_us))) {
+            goto leave;
+        }
+        *o++ = '"';
+    }
+    o = LIT(o, "}\n");
+    *o = '\0';
+    nd->starts[nd->nlines++] = nd->len;
+    nd->len = (apr_size_t)(o - nd->buf);
+    rv = APR_SUCCESS;
+
+leave:
+    if (rv != APR_SUCCESS && nd->buf) {
+        nd->buf[nd->len] = '\0';     /* whatever was written is dropped */
+    }
+    return rv;
+}
+
+const char *datos_ndjson_data(const datos_ndjson_t *nd, apr_size_t *len)
+{
+    if (len) {
+        *len = nd->len;
+    }
+    return nd->buf;
+}
+
+int datos_ndjson_lines(const datos_ndjson_t *nd)
+{
+    return (int)nd->nlines;
+}
+
+apr_status_t datos_ndjson_range(const datos_ndjson_t *nd, int first, int count,
+                                const char **start, apr_size_t *len)
+{
+    apr_size_t a, b;
+
+    if (first < 0 || count < 0 || (apr_size_t)first > nd->nlines
+        || (apr_size_t)count > nd->nlines - (apr_size_t)first) {
+        return APR_EINVAL;
+    }
+    a = (apr_size_t)first < nd->nlines ? nd->starts[first] : nd->len;
+    b = (apr_size_t)(first + count) < nd->nlines ? nd->starts[first + count]
+                                                 : nd->len;
+    *start = nd->buf + a;
+    *len = b - a;
+    return APR_SUCCESS;
+}
+
+int datos_ndjson_line_at(const datos_ndjson_t *nd, apr_int64_t pos)
+{
+    apr_size_t lo = 0, hi = nd->nlines;
+
+    if (pos < 0 || (apr_uint64_t)pos >= nd->len) {
+        return -1;
+    }
+    while (lo < hi) {
+        apr_size_t mid = lo + (hi - lo) / 2;
+        if (nd->starts[mid] < (apr_size_t)pos) {
+            lo = mid + 1;
+        }
+        else {
+            hi = mid;
+        }
+    }
+    return lo < nd->nlines && nd->starts[lo] == (apr_size_t)pos ? (int)lo : -1;
+}
+
+void datos_ndjson_reset(datos_ndjson_t *nd)
+{
+    nd->len = 0;
+    nd->nlines = 0;
+    if (nd->buf) {
+        nd->buf[0] = '\0';
+    }
+}
