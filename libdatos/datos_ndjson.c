@@ -79,75 +79,6 @@ leave:
     return rv;
 }
 
-static const char hexdigits[] = "0123456789abcdef";
-
-/* JSON string body of s into o (room for 6 * len bytes): '"', '\\' and
- * controls below U+0020 escaped, U+2028/U+2029 too (JavaScript-derived
- * readers take them for line ends), everything else copied. Returns the
- * end, or NULL when s is not UTF-8. */
-static char *escape(char *o, const unsigned char *s, apr_size_t len)
-{
-    apr_size_t i = 0, k;
-
-    while (i < len) {
-        unsigned char c;
-#ifdef DATOS_SWAR
-        if (i + 8 <= len) {
-            uint64_t m = datos_swar_json_special(datos_swar_load(s + i));
-            if (!m) {
-                memcpy(o, s + i, 8);
-                o += 8;
-                i += 8;
-                continue;
-            }
-            k = datos_swar_first(m);
-            memcpy(o, s + i, k);
-            o += k;
-            i += k;
-        }
-#endif
-        c = s[i];
-        if (c >= 0x80) {
-            k = datos_utf8_seq(s + i, len - i);
-            if (!k) {
-                return NULL;
-            }
-            if (k == 3 && c == 0xE2 && s[i + 1] == 0x80
-                && (s[i + 2] == 0xA8 || s[i + 2] == 0xA9)) {
-                memcpy(o, s[i + 2] == 0xA8 ? "\\u2028" : "\\u2029", 6);
-                o += 6;
-            }
-            else {
-                memcpy(o, s + i, k);
-                o += k;
-            }
-            i += k;
-            continue;
-        }
-        switch (c) {
-        case '"':  *o++ = '\\'; *o++ = '"';  break;
-        case '\\': *o++ = '\\'; *o++ = '\\'; break;
-        case '\b': *o++ = '\\'; *o++ = 'b';  break;
-        case '\f': *o++ = '\\'; *o++ = 'f';  break;
-        case '\n': *o++ = '\\'; *o++ = 'n';  break;
-        case '\r': *o++ = '\\'; *o++ = 'r';  break;
-        case '\t': *o++ = '\\'; *o++ = 't';  break;
-        default:
-            if (c < 0x20) {
-                memcpy(o, "\\u00", 4);
-                o[4] = hexdigits[c >> 4];
-                o[5] = hexdigits[c & 15];
-                o += 6;
-            }
-            else {
-                *o++ = (char)c;
-            }
-        }
-        i++;
-    }
-    return o;
-}
-
 /* "YYYY-MM-DDTHH:MM:SS.ffffffZ" (27 bytes), or NULL when out of range. */
 static char *put_ts(char *o, apr_int64_t us)
 {
@@ -210,13 +141,14 @@ apr_status_t datos_ndjson_append(datos_ndjson_t *nd, const datos_row_t *row,
     rv = DATOS_EMALFORMED;
     o = nd->buf + nd->len;
     o = LIT(o, "{\"id\":\"");
-    if (!(o = escape(o, (const unsigned char *)row->id, row->id_len))) {
+    if (!(o = datos_json_escape(o, (const unsigned char *)row->id,
+                                row->id_len))) {
         goto leave;
     }
     if (row->contenido) {
         o = LIT(o, "\",\"contenido\":\"");
-        if (!(o = escape(o, (const unsigned char *)row->contenido,
-                         row->contenido_len))) {
+        if (!(o = datos_json_escape(o, (const unsigned char *)row->contenido,
+                                    row->contenido_len))) {
             goto leave;
         }
         o = LIT(o, "\",\"timestamp\":\"");
@@ -230,7 +162,8 @@ apr_status_t datos_ndjson_append(datos_ndjson_t *nd, const datos_row_t *row,
     *o++ = '"';
     if (with_mid) {
         o = LIT(o, ",\"message_id\":\"");
-        if (!(o = escape(o, (const unsigned char *)message_id, message_id_len))) {
+        if (!(o = datos_json_escape(o, (const unsigned char *)message_id,
+                                    message_id_len))) {
             goto leave;
         }
         *o++ = '"';

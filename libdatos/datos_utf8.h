@@ -103,4 +103,105 @@ static inline apr_size_t datos_utf8_check(const unsigned char *s, apr_size_t len
     return len;
 }
 
+/* JSON string body of s into o, which has room for 6 * len bytes: '"',
+ * '\\' and controls below U+0020 escaped (the short forms where JSON has
+ * them), U+2028/U+2029 too (JavaScript-derived readers take them for line
+ * ends), everything else copied. Returns the end, or NULL when s is not
+ * UTF-8. */
+static inline char *datos_json_escape(char *o, const unsigned char *s,
+                                      apr_size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    apr_size_t i = 0, k;
+
+    while (i < len) {
+        unsigned char c;
+#ifdef DATOS_SWAR
+        if (i + 8 <= len) {
+            uint64_t m = datos_swar_json_special(datos_swar_load(s + i));
+            if (!m) {
+                memcpy(o, s + i, 8);
+                o += 8;
+                i += 8;
+                continue;
+            }
+            k = datos_swar_first(m);
+            memcpy(o, s + i, k);
+            o += k;
+            i += k;
+        }
+#endif
+        c = s[i];
+        if (c >= 0x80) {
+            k = datos_utf8_seq(s + i, len - i);
+            if (!k) {
+                return NULL;
+            }
+            if (k == 3 && c == 0xE2 && s[i + 1] == 0x80
+                && (s[i + 2] == 0xA8 || s[i + 2] == 0xA9)) {
+                memcpy(o, s[i + 2] == 0xA8 ? "\\u2028" : "\\u2029", 6);
+                o += 6;
+            }
+            else {
+                memcpy(o, s + i, k);
+                o += k;
+            }
+            i += k;
+            continue;
+        }
+        switch (c) {
+        case '"':  *o++ = '\\'; *o++ = '"';  break;
+        case '\\': *o++ = '\\'; *o++ = '\\'; break;
+        case '\b': *o++ = '\\'; *o++ = 'b';  break;
+        case '\f': *o++ = '\\'; *o++ = 'f';  break;
+        case '\n': *o++ = '\\'; *o++ = 'n';  break;
+        case '\r': *o++ = '\\'; *o++ = 'r';  break;
+        case '\t': *o++ = '\\'; *o++ = 't';  break;
+        default:
+            if (c < 0x20) {
+                memcpy(o, "\\u00", 4);
+                o[4] = hex[c >> 4];
+                o[5] = hex[c & 15];
+                o += 6;
+            }
+            else {
+                *o++ = (char)c;
+            }
+        }
+        i++;
+    }
+    return o;
+}
+
+/* The length datos_json_escape would write, or (apr_size_t)-1 when s is
+ * not UTF-8. For bodies sized before they are built. */
+static inline apr_size_t datos_json_escaped_len(const unsigned char *s,
+                                                apr_size_t len)
+{
+    apr_size_t i = 0, n = 0, k;
+
+    while (i < len) {
+        unsigned char c = s[i];
+        if (c >= 0x80) {
+            k = datos_utf8_seq(s + i, len - i);
+            if (!k) {
+                return (apr_size_t)-1;
+            }
+            n += (k == 3 && c == 0xE2 && s[i + 1] == 0x80
+                  && (s[i + 2] == 0xA8 || s[i + 2] == 0xA9)) ? 6 : k;
+            i += k;
+        }
+        else if (c == '"' || c == '\\' || c == '\b' || c == '\f' || c == '\n'
+                 || c == '\r' || c == '\t') {
+            n += 2;
+            i++;
+        }
+        else {
+            n += c < 0x20 ? 6 : 1;
+            i++;
+        }
+    }
+    return n;
+}
+
 #endif
