@@ -1,0 +1,755 @@
+/* datos_pubsub.c - Pub/Sub v1 REST wire formats (gcp-wire.md section 1).
+ *
+ * Request bodies are written by hand, sized exactly before they are built:
+ * a publish body can reach 10 MB of base64 and its size decides where the
+ * requests split, so it is computed anyway. Answers are read with jansson.
+ */
+#include <stdio.h>
+#include <string.h>
+#include <apr_strings.h>
+
+#include "datos_json.h"
+#include "datos_pubsub.h"
+#include "datos_time.h"
+#include "datos_utf8.h"
+
+/* ------------------------------------------------------------------ base64 */
+
+static const char b64_alphabet[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+char *datos_base64_encode(apr_pool_t *p, const unsigned char *data,
+                          apr_size_t len, apr_size_t *outlen)
+{
+    char *out = apr_palloc(p, (len + 2) / 3 * 4 + 1), *o = out;
+    apr_size_t i = 0;
+
+    for (; i + 2 < len; i += 3) {
+        apr_uint32_t v = ((apr_uint32_t)data[i] << 16)
+                       | ((apr_uint32_t)data[i + 1] << 8) | data[i + 2];
+        o[0] = b64_alphabet[v >> 18];
+        o[1] = b64_alphabet[(v >> 12) & 63];
+        o[2] = b64_alphabet[(v >> 6) & 63];
+        o[3] = b64_alphabet[v & 63];
+        o += 4;
+    }
+    if (len - i == 1) {
+        apr_uint32_t v = (apr_uint32_t)data[i] << 16;
+        o[0] = b64_alphabet[v >> 18];
+        o[1] = b64_alphabet[(v >> 12) & 63];
+        o[2] = '=';
+        o[3] = '=';
+        o += 4;
+    }
+    else if (len - i == 2) {
+        apr_uint32_t v = ((apr_uint32_t)data[i] << 16)
+                       | ((apr_uint32_t)data[i + 1] << 8);
+        o[0] = b64_alphabet[v >> 18];
+        o[1] = b64_alphabet[(v >> 12) & 63];
+        o[2] = b64_alphabet[(v >> 6) & 63];
+        o[3] = '=';
+        o += 4;
+    }
+    *o = '\0';
+    if (outlen) {
+        *outlen = (apr_size_t)(o - out);
+    }
+    return out;
+}
+
+/* Sextet of each character; 128 for anything outside both alphabets. */
+static const unsigned char b64_value[256] = {
+    128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128,
+    128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128,
+    128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128,  62, 128,  62, 128,  63,
+     52,  53,  54,  55,  56,  57,  58,  59,  60,  61, 128, 128, 128, 128, 128, 128,
+    128,   0,   1,   2,   3,   4,   5,   6,   7,   8,   9,  10,  11,  12,  13,  14,
+     15,  16,  17,  18,  19,  20,  21,  22,  23,  24,  25, 128, 128, 128, 128,  63,
+    128,  26,  27,  28,  29,  30,  31,  32,  33,  34,  35,  36,  37,  38,  39,  40,
+     41,  42,  43,  44,  45,  46,  47,  48,  49,  50,  51, 128, 128, 128, 128, 128,
+    128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128,
+    128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128,
+    128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128,
+    128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128,
+    128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128,
+    128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128,
+    128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128,
+    128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128,
+};
+
+/* Whole quads through a table, the invalid mark OR-ed across all of them
+ * and tested once: message data is most of what a pull answer carries, so
+ * this loop is on the loader's hot path. */
+apr_status_t datos_base64_decode(apr_pool_t *p, const char *in, apr_size_t len,
+                                 unsigned char **out, apr_size_t *outlen)
+{
+    const unsigned char *s = (const unsigned char *)in;
+    apr_size_t n = len, pad = 0, quads, i;
+    unsigned char *buf, *o, bad = 0;
+    apr_status_t rv = APR_SUCCESS;
+
+    while (n > 0 && s[n - 1] == '=' && pad < 2) {
+        n--;
+        pad++;
+    }
+    if ((pad && len % 4 != 0) || n % 4 == 1) {
+        rv = DATOS_EMALFORMED;
+        goto leave;
+    }
+    buf = apr_palloc(p, n / 4 * 3 + 3);
+    o = buf;
+    quads = n / 4;
+    for (i = 0; i < quads; i++) {
+        const unsigned char *q = s + 4 * i;
+        unsigned char a = b64_value[q[0]], b = b64_value[q[1]],
+                      c = b64_value[q[2]], d = b64_value[q[3]];
+        apr_uint32_t v = ((apr_uint32_t)a << 18) | ((apr_uint32_t)b << 12)
+                       | ((apr_uint32_t)c << 6) | d;
+        bad |= a | b | c | d;
+        o[0] = (unsigned char)(v >> 16);
+        o[1] = (unsigned char)(v >> 8);
+        o[2] = (unsigned char)v;
+        o += 3;
+    }
+    if (n % 4) {
+        const unsigned char *q = s + 4 * quads;
+        unsigned char a = b64_value[q[0]], b = b64_value[q[1]],
+                      c = n % 4 == 3 ? b64_value[q[2]] : 0;
+        bad |= a | b | c;
+        *o++ = (unsigned char)((a << 2) | ((b >> 4) & 3));
+        if (n % 4 == 3) {
+            *o++ = (unsigned char)((b << 4) | ((c >> 2) & 15));
+        }
+    }
+    if (bad & 128) {
+        rv = DATOS_EMALFORMED;
+        goto leave;
+    }
+    *o = '\0';
+    *out = buf;
+    *outlen = (apr_size_t)(o - buf);
+
+leave:
+    return rv;
+}
+
+/* ------------------------------------------------------------------ pull */
+
+const char *datos_pubsub_pull_body(apr_pool_t *p, int max_messages)
+{
+    if (max_messages < 1) {
+        max_messages = 1;
+    }
+    if (max_messages > 1000) {
+        max_messages = 1000;
+    }
+    return apr_psprintf(p, "{\"maxMessages\":%d}", max_messages);
+}
+
+apr_status_t datos_pubsub_parse_time(const char *text, apr_size_t len,
+                                     apr_int64_t *us)
+{
+    char buf[48];
+    apr_size_t i = 19, n, digits;
+
+    /* YYYY-MM-DDTHH:MM:SS, then the fraction, then the zone */
+    if (!text || len < 20 || len >= sizeof(buf)) {
+        return DATOS_EMALFORMED;
+    }
+    memcpy(buf, text, 19);
+    n = 19;
+    if (text[i] == '.') {
+        buf[n++] = text[i++];
+        for (digits = 0; i < len && text[i] >= '0' && text[i] <= '9'; i++, digits++) {
+            if (digits < 6) {
+                buf[n++] = text[i];
+            }
+        }
+        if (digits > 9) {
+            return DATOS_EMALFORMED;
+        }
+    }
+    memcpy(buf + n, text + i, len - i);
+    n += len - i;
+    return datos_ts_parse_rfc3339(buf, n, us);
+}
+
+static const char *str_member(const json_t *obj, const char *key, int *bad)
+{
+    json_t *v = json_object_get(obj, key);
+
+    *bad = v && !json_is_string(v);
+    return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+/* Fills m from one receivedMessages entry; the first defect found goes to
+ * m->problem and stops the entry (the ack id is read first, so a marked
+ * entry keeps it whenever it has one). */
+static void read_entry(apr_pool_t *p, const json_t *e, int index,
+                       datos_pubsub_msg_t *m)
+{
+    const json_t *msg, *attrs, *v;
+    const char *s, *key;
+    apr_int64_t attempt;
+    apr_status_t rv;
+    int bad;
+
+    memset(m, 0, sizeof(*m));
+    m->data = (const unsigned char *)"";
+    m->attributes = apr_array_make(p, 0, sizeof(datos_attr_t));
+    if (!json_is_object(e)) {
+        m->problem = apr_psprintf(p, "receivedMessages[%d] is not an object",
+                                  index);
+        return;
+    }
+    s = str_member(e, "ackId", &bad);
+    if (!s || !*s) {
+        m->problem = apr_psprintf(p, "receivedMessages[%d] has no ackId", index);
+        return;
+    }
+    m->ack_id = apr_pstrdup(p, s);
+
+    rv = datos_json_int64(e, "deliveryAttempt", &attempt);
+    if (rv == APR_SUCCESS && (attempt < 0 || attempt > APR_INT32_MAX)) {
+        rv = DATOS_EMALFORMED;
+    }
+    if (rv == DATOS_EMALFORMED) {
+        m->problem = apr_psprintf(p, "receivedMessages[%d].deliveryAttempt is "
+                                  "not a count", index);
+        return;
+    }
+    m->delivery_attempt = rv == APR_SUCCESS ? (int)attempt : 0;
+
+    msg = json_object_get(e, "message");
+    if (!json_is_object(msg)) {
+        m->problem = apr_psprintf(p, "receivedMessages[%d] has no message "
+                                  "object", index);
+        return;
+    }
+    s = str_member(msg, "messageId", &bad);
+    if (!s || !*s) {
+        m->problem = apr_psprintf(p, "receivedMessages[%d].message has no "
+                                  "messageId", index);
+        return;
+    }
+    m->message_id = apr_pstrdup(p, s);
+
+    v = json_object_get(msg, "publishTime");
+    if (!json_is_string(v)
+        || datos_pubsub_parse_time(json_string_value(v), json_string_length(v),
+                                   &m->publish_time_us) != APR_SUCCESS) {
+        m->problem = apr_psprintf(p, "message %s has no valid publishTime",
+                                  m->message_id);
+        return;
+    }
+    m->publish_time = apr_pstrmemdup(p, json_string_value(v),
+                                     json_string_length(v));
+
+    v = json_object_get(msg, "data");
+    if (v) {
+        unsigned char *data;
+        if (!json_is_string(v)
+            || datos_base64_decode(p, json_string_value(v), json_string_length(v),
+                                   &data, &m->data_len) != APR_SUCCESS) {
+            m->problem = apr_psprintf(p, "message %s: data is not base64",
+                                      m->message_id);
+            return;
+        }
+        m->data = data;
+    }
+
+    attrs = json_object_get(msg, "attributes");
+    if (attrs && !json_is_object(attrs)) {
+        m->problem = apr_psprintf(p, "message %s: attributes is not an object",
+                                  m->message_id);
+        return;
+    }
+    if (attrs && json_object_size(attrs)) {
+        m->attributes = apr_array_make(p, (int)json_object_size(attrs),
+                                       sizeof(datos_attr_t));
+        json_object_foreach((json_t *)attrs, key, v) {
+            datos_attr_t *a;
+            if (!json_is_string(v)) {
+                m->problem = apr_psprintf(p, "message %s: attribute value is "
+                                          "not a string", m->message_id);
+                return;
+            }
+            a = apr_array_push(m->attributes);
+            a->key = apr_pstrdup(p, key);
+            a->value_len = json_string_length(v);
+            a->value = apr_pstrmemdup(p, json_string_value(v), a->value_len);
+        }
+    }
+
+    s = str_member(msg, "orderingKey", &bad);
+    if (bad) {
+        m->problem = apr_psprintf(p, "message %s: orderingKey is not a string",
+                                  m->message_id);
+        return;
+    }
+    m->ordering_key = s ? apr_pstrdup(p, s) : NULL;
+}
+
+apr_status_t datos_pubsub_pull_from_json(apr_pool_t *p, const json_t *answer,
+                                         apr_array_header_t **msgs,
+                                         datos_err_t *err)
+{
+    apr_array_header_t *out;
+    apr_status_t rv = APR_SUCCESS;
+    const json_t *list;
+    size_t i, n;
+
+    if (!json_is_object(answer)) {
+        rv = datos_err_set(err, p, DATOS_EMALFORMED, 0, NULL,
+                           "pull answer is not a JSON object");
+        goto leave;
+    }
+    list = json_object_get(answer, "receivedMessages");
+    if (list && !json_is_array(list)) {
+        rv = datos_err_set(err, p, DATOS_EMALFORMED, 0, NULL,
+                           "pull answer: receivedMessages is not an array");
+        goto leave;
+    }
+    n = list ? json_array_size(list) : 0;
+    if (n > (size_t)APR_INT32_MAX) {
+        rv = datos_err_set(err, p, DATOS_EMALFORMED, 0, NULL,
+                           "pull answer has too many messages");
+        goto leave;
+    }
+    out = apr_array_make(p, n ? (int)n : 1, sizeof(datos_pubsub_msg_t));
+    for (i = 0; i < n; i++) {
+        read_entry(p, json_array_get(list, i), (int)i, apr_array_push(out));
+    }
+    *msgs = out;
+
+leave:
+    return rv;
+}
+
+apr_status_t datos_pubsub_parse_pull(apr_pool_t *p, const char *body,
+                                     apr_size_t len, apr_array_header_t **msgs,
+                                     datos_err_t *err)
+{
+    apr_status_t rv;
+    json_t *j;
+
+    rv = datos_json_parse(p, body, len, 0, &j, err);
+    if (rv != APR_SUCCESS) {
+        goto leave;
+    }
+    rv = datos_pubsub_pull_from_json(p, j, msgs, err);
+
+leave:
+    return rv;
+}
+
+/* ------------------------------------------------------------------ request bodies */
+
+/* An exactly sized body under construction. */
+typedef struct body_t {
+    char *buf, *o;
+} body_t;
+
+static void body_start(apr_pool_t *p, body_t *b, apr_size_t size)
+{
+    b->buf = apr_palloc(p, size + 1);
+    b->o = b->buf;
+}
+
+static void put(body_t *b, const char *s, apr_size_t n)
+{
+    memcpy(b->o, s, n);
+    b->o += n;
+}
+
+static void put_str(body_t *b, const char *s, apr_size_t n)
+{
+    *b->o++ = '"';
+    b->o = datos_json_escape(b->o, (const unsigned char *)s, n);
+    *b->o++ = '"';
+}
+
+static void body_push(apr_array_header_t *bodies, body_t *b, int first,
+                      int count)
+{
+    datos_pubsub_body_t *e = apr_array_push(bodies);
+
+    *b->o = '\0';
+    e->body = b->buf;
+    e->len = (apr_size_t)(b->o - b->buf);
+    e->first = first;
+    e->count = count;
+}
+
+/* Quoted JSON length of a string, or 0 when it is not UTF-8 (a quoted
+ * string is never empty). */
+static apr_size_t quoted_len(const char *s, apr_size_t n)
+{
+    apr_size_t k = datos_json_escaped_len((const unsigned char *)s, n);
+    return k == (apr_size_t)-1 ? 0 : k + 2;
+}
+
+static int same_key(const char *a, const char *b)
+{
+    return a == b || (a && b && !strcmp(a, b));
+}
+
+/* Bytes of one message object in a publish body, or 0 with *why set. */
+static apr_size_t message_size(const datos_pubsub_out_t *m, const char **why)
+{
+    apr_size_t size = 2, k;       /* {} */
+    int i, nattr = m->attributes ? m->attributes->nelts : 0;
+    int fields = 0;
+
+    if (!m->data_len && !nattr) {
+        *why = "has neither data nor attributes";
+        return 0;
+    }
+    if (nattr > DATOS_PUBSUB_MAX_ATTRIBUTES) {
+        *why = "has more than 100 attributes";
+        return 0;
+    }
+    if (m->data_len) {
+        size += sizeof("\"data\":") - 1 + (m->data_len + 2) / 3 * 4 + 2;
+        fields++;
+    }
+    if (nattr) {
+        size += (fields++ ? 1 : 0) + sizeof("\"attributes\":{}") - 1 + (apr_size_t)(nattr - 1);
+        for (i = 0; i < nattr; i++) {
+            const datos_attr_t *a = &APR_ARRAY_IDX(m->attributes, i, datos_attr_t);
+            apr_size_t kk = a->key ? quoted_len(a->key, strlen(a->key)) : 0;
+            apr_size_t kv = a->value ? quoted_len(a->value, a->value_len) : 0;
+            if (!kk || !kv) {
+                *why = "has an attribute that is not UTF-8 text";
+                return 0;
+            }
+            size += kk + 1 + kv;
+        }
+    }
+    if (m->ordering_key) {
+        k = quoted_len(m->ordering_key, strlen(m->ordering_key));
+        if (!k) {
+            *why = "has an ordering key that is not UTF-8";
+            return 0;
+        }
+        size += (fields ? 1 : 0) + sizeof("\"orderingKey\":") - 1 + k;
+    }
+    return size;
+}
+
+static void put_message(apr_pool_t *p, body_t *b, const datos_pubsub_out_t *m)
+{
+    int i, nattr = m->attributes ? m->attributes->nelts : 0, fields = 0;
+
+    *b->o++ = '{';
+    if (m->data_len) {
+        apr_size_t n;
+        const char *b64 = datos_base64_encode(p, m->data, m->data_len, &n);
+        put(b, "\"data\":\"", 8);
+        put(b, b64, n);
+        *b->o++ = '"';
+        fields++;
+    }
+    if (nattr) {
+        if (fields++) {
+            *b->o++ = ',';
+        }
+        put(b, "\"attributes\":{", 14);
+        for (i = 0; i < nattr; i++) {
+            const datos_attr_t *a = &APR_ARRAY_IDX(m->attributes, i, datos_attr_t);
+            if (i) {
+                *b->o++ = ',';
+            }
+            put_str(b, a->key, strlen(a->key));
+            *b->o++ = ':';
+            put_str(b, a->value, a->value_len);
+        }
+        *b->o++ = '}';
+    }
+    if (m->ordering_key) {
+        if (fields) {
+            *b->o++ = ',';
+        }
+        put(b, "\"orderingKey\":", 14);
+        put_str(b, m->ordering_key, strlen(m->ordering_key));
+    }
+    *b->o++ = '}';
+}
+
+#define PUBLISH_HEAD "{\"messages\":["
+#define PUBLISH_TAIL "]}"
+
+apr_status_t datos_pubsub_publish_bodies(apr_pool_t *p,
+                                         const datos_pubsub_out_t *msgs, int n,
+                                         apr_array_header_t **bodies,
+                                         datos_err_t *err)
+{
+    const apr_size_t frame = sizeof(PUBLISH_HEAD) - 1 + sizeof(PUBLISH_TAIL) - 1;
+    apr_array_header_t *out;
+    apr_size_t *sizes, total;
+    apr_status_t rv = APR_SUCCESS;
+    int i, first, k;
+
+    if (n < 0 || (n && !msgs)) {
+        rv = datos_err_set(err, p, APR_EINVAL, 0, NULL, "no messages");
+        goto leave;
+    }
+    sizes = apr_palloc(p, sizeof(*sizes) * (apr_size_t)(n + 1));
+    for (i = 0; i < n; i++) {
+        const char *why = NULL;
+        sizes[i] = message_size(&msgs[i], &why);
+        if (!sizes[i]) {
+            rv = datos_err_set(err, p, APR_EINVAL, 0, NULL,
+                               "message %d to publish %s", i, why);
+            goto leave;
+        }
+    }
+    out = apr_array_make(p, 1, sizeof(datos_pubsub_body_t));
+    for (first = 0; first < n; first = i) {
+        body_t b;
+
+        /* as many messages as the limits allow, one at least */
+        total = frame + sizes[first];
+        for (i = first + 1; i < n && i - first < DATOS_PUBSUB_PUBLISH_MAX_MESSAGES
+                            && total + 1 + sizes[i] <= DATOS_PUBSUB_PUBLISH_MAX_BYTES
+                            && same_key(msgs[i].ordering_key, msgs[first].ordering_key);
+             i++) {
+            total += 1 + sizes[i];
+        }
+        body_start(p, &b, total);
+        put(&b, PUBLISH_HEAD, sizeof(PUBLISH_HEAD) - 1);
+        for (k = first; k < i; k++) {
+            if (k > first) {
+                *b.o++ = ',';
+            }
+            put_message(p, &b, &msgs[k]);
+        }
+        put(&b, PUBLISH_TAIL, sizeof(PUBLISH_TAIL) - 1);
+        body_push(out, &b, first, i - first);
+    }
+    *bodies = out;
+
+leave:
+    return rv;
+}
+
+apr_status_t datos_pubsub_parse_publish(apr_pool_t *p, const char *body,
+                                        apr_size_t len, int expected,
+                                        apr_array_header_t **ids,
+                                        datos_err_t *err)
+{
+    apr_array_header_t *out;
+    apr_status_t rv;
+    json_t *j, *list;
+    size_t i;
+
+    rv = datos_json_parse(p, body, len, 0, &j, err);
+    if (rv != APR_SUCCESS) {
+        goto leave;
+    }
+    list = datos_json_arr(j, "messageIds");
+    if (!list) {
+        rv = datos_err_set(err, p, DATOS_EMALFORMED, 0, NULL,
+                           "publish answer has no messageIds array");
+        goto leave;
+    }
+    if (expected < 0 || json_array_size(list) != (size_t)expected) {
+        rv = datos_err_set(err, p, DATOS_EMALFORMED, 0, NULL,
+                           "publish answer has %lu message ids for %d messages",
+                           (unsigned long)json_array_size(list), expected);
+        goto leave;
+    }
+    out = apr_array_make(p, expected ? expected : 1, sizeof(const char *));
+    for (i = 0; i < json_array_size(list); i++) {
+        json_t *v = json_array_get(list, i);
+        if (!json_is_string(v) || !json_string_length(v)) {
+            rv = datos_err_set(err, p, DATOS_EMALFORMED, 0, NULL,
+                               "publish answer: messageIds[%lu] is not an id",
+                               (unsigned long)i);
+            goto leave;
+        }
+        APR_ARRAY_PUSH(out, const char *) =
+            apr_pstrmemdup(p, json_string_value(v), json_string_length(v));
+    }
+    *ids = out;
+
+leave:
+    return rv;
+}
+
+/* ack and modack share the shape: {"ackIds":[..]<tail>}. */
+static apr_status_t ack_bodies(apr_pool_t *p, const char *const *ids, int n,
+                               const char *tail, apr_array_header_t **bodies,
+                               datos_err_t *err)
+{
+    static const char head[] = "{\"ackIds\":[";
+    const apr_size_t frame = sizeof(head) - 1 + 1 + strlen(tail) + 1;
+    apr_array_header_t *out;
+    apr_size_t *sizes, total;
+    apr_status_t rv = APR_SUCCESS;
+    int i, k, first;
+
+    if (n < 0 || (n && !ids)) {
+        rv = datos_err_set(err, p, APR_EINVAL, 0, NULL, "no ack ids");
+        goto leave;
+    }
+    sizes = apr_palloc(p, sizeof(*sizes) * (apr_size_t)(n + 1));
+    for (i = 0; i < n; i++) {
+        sizes[i] = ids[i] && *ids[i] ? quoted_len(ids[i], strlen(ids[i])) : 0;
+        if (!sizes[i] || frame + sizes[i] > DATOS_PUBSUB_ACK_MAX_BYTES) {
+            rv = datos_err_set(err, p, APR_EINVAL, 0, NULL,
+                               "ack id %d is empty, not UTF-8 or too long", i);
+            goto leave;
+        }
+    }
+    out = apr_array_make(p, 1, sizeof(datos_pubsub_body_t));
+    for (first = 0; first < n; first = i) {
+        body_t b;
+
+        total = frame + sizes[first];
+        for (i = first + 1; i < n && i - first < DATOS_PUBSUB_ACK_MAX_IDS
+                            && total + 1 + sizes[i] <= DATOS_PUBSUB_ACK_MAX_BYTES;
+             i++) {
+            total += 1 + sizes[i];
+        }
+        body_start(p, &b, total);
+        put(&b, head, sizeof(head) - 1);
+        for (k = first; k < i; k++) {
+            if (k > first) {
+                *b.o++ = ',';
+            }
+            put_str(&b, ids[k], strlen(ids[k]));
+        }
+        *b.o++ = ']';
+        put(&b, tail, strlen(tail));
+        *b.o++ = '}';
+        body_push(out, &b, first, i - first);
+    }
+    *bodies = out;
+
+leave:
+    return rv;
+}
+
+apr_status_t datos_pubsub_ack_bodies(apr_pool_t *p, const char *const *ack_ids,
+                                     int n, apr_array_header_t **bodies,
+                                     datos_err_t *err)
+{
+    return ack_bodies(p, ack_ids, n, "", bodies, err);
+}
+
+apr_status_t datos_pubsub_modack_bodies(apr_pool_t *p,
+                                        const char *const *ack_ids, int n,
+                                        int seconds,
+                                        apr_array_header_t **bodies,
+                                        datos_err_t *err)
+{
+    if (seconds < 0 || seconds > DATOS_PUBSUB_MODACK_MAX_SECONDS) {
+        return datos_err_set(err, p, APR_EINVAL, 0, NULL,
+                             "ack deadline %d s is outside 0..600", seconds);
+    }
+    return ack_bodies(p, ack_ids, n,
+                      apr_psprintf(p, ",\"ackDeadlineSeconds\":%d", seconds),
+                      bodies, err);
+}
+
+/* ------------------------------------------------------------------ dead letters */
+
+/* One clean line of at most max bytes: controls (C0, DEL) become spaces,
+ * bytes that are not UTF-8 become '?', the cut falls between characters. */
+static const char *clean_line(apr_pool_t *p, const char *s, apr_size_t max,
+                              apr_size_t *outlen)
+{
+    const unsigned char *u = (const unsigned char *)(s ? s : "");
+    apr_size_t len = strlen((const char *)u), i = 0, n = 0, k;
+    char *out = apr_palloc(p, (len < max ? len : max) + 1);
+
+    while (i < len) {
+        unsigned char c = u[i];
+        k = c < 0x80 ? 1 : datos_utf8_seq(u + i, len - i);
+        if (n + (k ? k : 1) > max) {
+            break;
+        }
+        if (!k) {
+            out[n++] = '?';
+            i++;
+        }
+        else if (k == 1) {
+            out[n++] = (c < 0x20 || c == 0x7f) ? ' ' : (char)c;
+            i++;
+        }
+        else {
+            memcpy(out + n, u + i, k);
+            n += k;
+            i += k;
+        }
+    }
+    out[n] = '\0';
+    *outlen = n;
+    return out;
+}
+
+static int is_ours(const char *key)
+{
+    return !strcmp(key, DATOS_ATTR_ERROR) || !strcmp(key, DATOS_ATTR_ERROR_DETAIL)
+        || !strcmp(key, DATOS_ATTR_SOURCE_SUBSCRIPTION)
+        || !strcmp(key, DATOS_ATTR_SOURCE_MESSAGE_ID)
+        || !strcmp(key, DATOS_ATTR_SOURCE_PUBLISH_TIME);
+}
+
+static void add_attr(apr_array_header_t *a, const char *key, const char *value,
+                     apr_size_t len)
+{
+    datos_attr_t *e = apr_array_push(a);
+    e->key = key;
+    e->value = value;
+    e->value_len = len;
+}
+
+apr_status_t datos_pubsub_deadletter_attrs(apr_pool_t *p,
+                                           const datos_pubsub_msg_t *m,
+                                           const char *subscription,
+                                           datos_reason_t reason,
+                                           const char *detail,
+                                           apr_array_header_t **attrs,
+                                           datos_err_t *err)
+{
+    const char *name = datos_reason_name(reason), *d;
+    apr_array_header_t *out;
+    apr_status_t rv = APR_SUCCESS;
+    apr_size_t dlen;
+    int i, own = m->attributes ? m->attributes->nelts : 0;
+
+    if (reason == DATOS_REASON_NONE || !name || !m->message_id
+        || !m->publish_time || !subscription) {
+        rv = datos_err_set(err, p, APR_EINVAL, 0, NULL,
+                           "a dead letter needs a reason, the message id, its "
+                           "publish time and the subscription");
+        goto leave;
+    }
+    out = apr_array_make(p, own + 5, sizeof(datos_attr_t));
+    for (i = 0; i < own; i++) {
+        const datos_attr_t *a = &APR_ARRAY_IDX(m->attributes, i, datos_attr_t);
+        if (!is_ours(a->key)) {
+            *(datos_attr_t *)apr_array_push(out) = *a;
+        }
+    }
+    if (out->nelts + 5 > DATOS_PUBSUB_MAX_ATTRIBUTES) {
+        rv = datos_err_set(err, p, DATOS_ETOOLARGE, 0, NULL,
+                           "message %s has %d attributes: with the 5 of a dead "
+                           "letter it would pass Pub/Sub's limit of %d",
+                           m->message_id, out->nelts, DATOS_PUBSUB_MAX_ATTRIBUTES);
+        goto leave;
+    }
+    d = clean_line(p, detail, DATOS_DETAIL_MAX_BYTES, &dlen);
+    add_attr(out, DATOS_ATTR_ERROR, name, strlen(name));
+    add_attr(out, DATOS_ATTR_ERROR_DETAIL, d, dlen);
+    add_attr(out, DATOS_ATTR_SOURCE_SUBSCRIPTION, subscription, strlen(subscription));
+    add_attr(out, DATOS_ATTR_SOURCE_MESSAGE_ID, m->message_id, strlen(m->message_id));
+    add_attr(out, DATOS_ATTR_SOURCE_PUBLISH_TIME, m->publish_time,
+             strlen(m->publish_time));
+    *attrs = out;
+
+leave:
+    return rv;
+}
