@@ -959,6 +959,14 @@ apr_status_t datos_record_validate_jansson(apr_pool_t *p, const char *data,
                        "the data is not UTF-8 (byte %" APR_SIZE_T_FMT
                        " is 0x%02x)", bad, (unsigned char)data[bad]);
     }
+    /* jansson takes a raw NUL right after a top-level number for the end
+     * of input ("6\0" parses); JSON allows U+0000 only escaped. */
+    if (memchr(data, '\0', len)) {
+        return invalid(p, why, DATOS_REASON_NOT_JSON,
+                       "the data is not JSON: a raw NUL byte at byte %"
+                       APR_SIZE_T_FMT,
+                       (apr_size_t)((const char *)memchr(data, '\0', len) - data));
+    }
     j = json_loadb(data, len, flags | JSON_REJECT_DUPLICATES, &jerr);
     if (!j && json_error_code(&jerr) == json_error_duplicate_key) {
         /* jansson stops at the first duplicate; what comes after it decides

@@ -247,9 +247,18 @@ static void not_json(void **state)
     };
     size_t i;
 
+    datos_record_opts_t o = opts_now();
+
     for (i = 0; i < sizeof(docs) / sizeof(docs[0]); i++) {
         reason(p, docs[i], DATOS_REASON_NOT_JSON);
     }
+    /* a raw NUL is neither whitespace nor allowed in a string (jansson
+     * alone would take "6\0" for the number 6) */
+    reason_n(p, "6\0", 2, &o, DATOS_REASON_NOT_JSON);
+    reason_n(p, "{\"id\":\"a\"," TS_OK "}\0", strlen("{\"id\":\"a\"," TS_OK "}") + 1, &o,
+             DATOS_REASON_NOT_JSON);
+    reason_n(p, "{\"id\":\"a\0\"," TS_OK "}", strlen("{\"id\":\"a") + 1 + strlen("\"," TS_OK "}"),
+             &o, DATOS_REASON_NOT_JSON);
 }
 
 static const char *nested(apr_pool_t *p, int arrays)
