@@ -101,10 +101,49 @@ static char *put_ts(char *o, apr_int64_t us)
 
 #define LIT(o, s) (memcpy((o), (s), sizeof(s) - 1), (o) + sizeof(s) - 1)
 
-apr_status_t datos_ndjson_append(datos_ndjson_t *nd, const datos_row_t *row,
-                                 const char *message_id,
-                                 apr_size_t message_id_len,
-                                 apr_int64_t publish_time_us)
+/* JSON string text that is already valid (a checked record's, as the
+ * producer wrote it) copied as is, but for U+2028/U+2029, escaped like
+ * datos_json_escape does. */
+static char *copy_json_text(char *o, const char *s, apr_size_t n)
+{
+    const char *end = s + n, *e;
+
+    while ((e = memchr(s, 0xE2, (apr_size_t)(end - s))) != NULL) {
+        if (end - e >= 3 && (unsigned char)e[1] == 0x80
+            && ((unsigned char)e[2] == 0xA8 || (unsigned char)e[2] == 0xA9)) {
+            memcpy(o, s, (apr_size_t)(e - s));
+            o += e - s;
+            memcpy(o, (unsigned char)e[2] == 0xA8 ? "\\u2028" : "\\u2029", 6);
+            o += 6;
+            s = e + 3;
+        }
+        else {
+            memcpy(o, s, (apr_size_t)(e + 1 - s));
+            o += e + 1 - s;
+            s = e + 1;
+        }
+    }
+    memcpy(o, s, (apr_size_t)(end - s));
+    return o + (end - s);
+}
+
+/* One string value: escaped from its bytes, or copied when it is JSON text
+ * already. NULL when the bytes are not UTF-8. */
+static char *put_value(char *o, const char *s, apr_size_t n, int is_json)
+{
+    return is_json ? copy_json_text(o, s, n)
+                   : datos_json_escape(o, (const unsigned char *)s, n);
+}
+
+/* The line for one row; is_json says id and contenido are JSON string
+ * text rather than raw bytes. */
+static apr_status_t append_line(datos_ndjson_t *nd, const char *id,
+                                apr_size_t id_len, const char *contenido,
+                                apr_size_t contenido_len, int is_json,
+                                apr_int64_t timestamp_us,
+                                const char *message_id,
+                                apr_size_t message_id_len,
+                                apr_int64_t publish_time_us)
 {
     int with_mid = nd->columns & DATOS_NDJSON_MESSAGE_ID;
     int with_pt = nd->columns & DATOS_NDJSON_PUBLISH_TIME;
@@ -112,7 +151,7 @@ apr_status_t datos_ndjson_append(datos_ndjson_t *nd, const datos_row_t *row,
     apr_status_t rv;
     char *o;
 
-    if (!row->id || (with_mid && !message_id)) {
+    if (!id || (with_mid && !message_id)) {
         rv = DATOS_EMALFORMED;
         goto leave;
     }
@@ -126,13 +165,13 @@ apr_status_t datos_ndjson_append(datos_ndjson_t *nd, const datos_row_t *row,
         nd->starts = s;
         nd->caplines = n;
     }
-    if (row->id_len > APR_SIZE_MAX / 32 || row->contenido_len > APR_SIZE_MAX / 32
+    if (id_len > APR_SIZE_MAX / 32 || contenido_len > APR_SIZE_MAX / 32
         || message_id_len > APR_SIZE_MAX / 32) {
         rv = APR_ENOMEM;
         goto leave;
     }
     /* Sized for the worst escaping, so the line is written in one pass. */
-    worst = 6 * (row->id_len + (row->contenido ? row->contenido_len : 0)
+    worst = 6 * (id_len + (contenido ? contenido_len : 0)
                  + (with_mid ? message_id_len : 0)) + 160;
     rv = reserve(nd, worst);
     if (rv != APR_SUCCESS) {
@@ -141,14 +180,12 @@ apr_status_t datos_ndjson_append(datos_ndjson_t *nd, const datos_row_t *row,
     rv = DATOS_EMALFORMED;
     o = nd->buf + nd->len;
     o = LIT(o, "{\"id\":\"");
-    if (!(o = datos_json_escape(o, (const unsigned char *)row->id,
-                                row->id_len))) {
+    if (!(o = put_value(o, id, id_len, is_json))) {
         goto leave;
     }
-    if (row->contenido) {
+    if (contenido) {
         o = LIT(o, "\",\"contenido\":\"");
-        if (!(o = datos_json_escape(o, (const unsigned char *)row->contenido,
-                                    row->contenido_len))) {
+        if (!(o = put_value(o, contenido, contenido_len, is_json))) {
             goto leave;
         }
         o = LIT(o, "\",\"timestamp\":\"");
@@ -156,7 +193,7 @@ apr_status_t datos_ndjson_append(datos_ndjson_t *nd, const datos_row_t *row,
     else {
         o = LIT(o, "\",\"contenido\":null,\"timestamp\":\"");
     }
-    if (!(o = put_ts(o, row->timestamp_us))) {
+    if (!(o = put_ts(o, timestamp_us))) {
         goto leave;
     }
     *o++ = '"';
@@ -186,6 +223,27 @@ leave:
         nd->buf[nd->len] = '\0';     /* whatever was written is dropped */
     }
     return rv;
+}
+
+apr_status_t datos_ndjson_append(datos_ndjson_t *nd, const datos_row_t *row,
+                                 const char *message_id,
+                                 apr_size_t message_id_len,
+                                 apr_int64_t publish_time_us)
+{
+    return append_line(nd, row->id, row->id_len, row->contenido,
+                       row->contenido_len, 0, row->timestamp_us, message_id,
+                       message_id_len, publish_time_us);
+}
+
+apr_status_t datos_ndjson_append_record(datos_ndjson_t *nd,
+                                        const datos_record_t *rec,
+                                        const char *message_id,
+                                        apr_size_t message_id_len,
+                                        apr_int64_t publish_time_us)
+{
+    return append_line(nd, rec->id_json, rec->id_json_len, rec->contenido_json,
+                       rec->contenido_json_len, 1, rec->timestamp_us,
+                       message_id, message_id_len, publish_time_us);
 }
 
 const char *datos_ndjson_data(const datos_ndjson_t *nd, apr_size_t *len)

@@ -99,14 +99,25 @@ typedef struct datos_invalid_t {
                                  * at most 40 bytes of any user value */
 } datos_invalid_t;
 
-/* Validates one message's data (already base64-decoded) against the record
- * rules. Returns APR_SUCCESS and fills *row, or DATOS_EMALFORMED and fills
- * *why (APR_EINVAL for bad arguments). *why is always set.
- *
- * On success row->id / row->contenido point into data when the JSON string
- * had no escapes, else into p; they are not NUL-terminated (contenido may
- * hold U+0000). contenido is NULL when absent or null. timestamp_us is UTC
- * microseconds.
+/* A message that passed the record rules, as the loader needs it: the
+ * values to check and the JSON text to copy. Pointers go into the data
+ * checked (or p for an id with escapes); none is NUL-terminated. */
+typedef struct datos_record_t {
+    const char *id;               /* unescaped UTF-8, no control characters */
+    apr_size_t id_len;
+    const char *id_json;          /* the id as written: its JSON string body
+                                   * between the quotes, escapes kept */
+    apr_size_t id_json_len;
+    const char *contenido_json;   /* likewise; NULL when null or absent */
+    apr_size_t contenido_json_len;
+    apr_size_t contenido_len;     /* unescaped length (what the limit counts) */
+    apr_int64_t timestamp_us;     /* UTC microseconds */
+} datos_record_t;
+
+/* Checks one message's data (already base64-decoded) against the record
+ * rules without building anything: contenido is not unescaped. Returns
+ * APR_SUCCESS and fills *rec, or DATOS_EMALFORMED and fills *why
+ * (APR_EINVAL for bad arguments). *why is always set.
  *
  * Rules and the order they are checked in, so that a message breaking
  * several gets one deterministic reason:
@@ -149,6 +160,19 @@ typedef struct datos_invalid_t {
  *                   unknown fields are its only fault.
  * The detail names the first unknown field, the duplicate key or the byte
  * offset of a syntax or encoding error, with short excerpts only. */
+apr_status_t datos_record_check(apr_pool_t *p, const char *data,
+                                apr_size_t len,
+                                const datos_record_opts_t *opts,
+                                datos_record_t *rec, datos_invalid_t *why);
+
+/* The values of a checked record: contenido unescaped into p when it holds
+ * escapes, else pointing at the data; NULL when null or absent. */
+void datos_record_row(apr_pool_t *p, const datos_record_t *rec,
+                      datos_row_t *row);
+
+/* datos_record_check then datos_record_row: the rules above, the values out
+ * (row->id and row->contenido not NUL-terminated; contenido may hold
+ * U+0000). */
 apr_status_t datos_record_validate(apr_pool_t *p, const char *data,
                                    apr_size_t len,
                                    const datos_record_opts_t *opts,
@@ -208,6 +232,16 @@ apr_status_t datos_ndjson_range(const datos_ndjson_t *nd, int first, int count,
 /* The 0-based line starting exactly at byte offset pos (as BigQuery reports
  * "row starting at position N"), or -1 when no line starts there. */
 int datos_ndjson_line_at(const datos_ndjson_t *nd, apr_int64_t pos);
+/* Appends the line of a checked record, copying its JSON string text as
+ * the producer wrote it (it is valid JSON string text, escapes and all;
+ * only U+2028/U+2029 get escaped): no unescaping and re-escaping of
+ * contenido on the loader's hot path. Same failures as datos_ndjson_append
+ * (the record's strings are known to be UTF-8). */
+apr_status_t datos_ndjson_append_record(datos_ndjson_t *nd,
+                                        const datos_record_t *rec,
+                                        const char *message_id,
+                                        apr_size_t message_id_len,
+                                        apr_int64_t publish_time_us);
 /* Empties the buffer, keeping its memory. */
 void datos_ndjson_reset(datos_ndjson_t *nd);
 

@@ -6,7 +6,10 @@
  * which is several times too slow on the benchmark mix (make bench-record
  * prints both). So the record gets its own single-pass RFC 8259 scanner: it
  * builds nothing, skips string bodies a word at a time, remembers where the
- * three record fields are and unescapes only strings that hold escapes.
+ * three record fields are, and unescapes only an id, a timestamp or a key
+ * that holds escapes. contenido is never unescaped on the loader's path:
+ * its JSON text is valid as written, so the NDJSON line copies it, and the
+ * size rule needs only its unescaped length, counted during the scan.
  * jansson stays as datos_record_validate_jansson, the oracle the fuzz target
  * compares the scanner with.
  *
@@ -167,8 +170,11 @@ enum { T_ABSENT = 0, T_STRING, T_NULL, T_NUMBER, T_BOOL, T_OBJECT, T_ARRAY };
 
 typedef struct field_t {
     int type;
-    const char *str;      /* T_STRING: the unescaped value */
-    apr_size_t len;
+    const char *str;      /* T_STRING: the unescaped value; NULL when left
+                           * escaped (the scanner's contenido) */
+    apr_size_t len;       /* T_STRING: length of the unescaped value */
+    const char *raw;      /* T_STRING, scanner only: the JSON string body */
+    apr_size_t raw_len;
 } field_t;
 
 /* What a structure pass found in a well-formed object. */
@@ -226,8 +232,9 @@ static apr_size_t find_control(const char *s, apr_size_t len, unsigned *cp)
     return len;
 }
 
+/* The field rules, in their order. On success *ts_us is the timestamp. */
 static apr_status_t check_fields(apr_pool_t *p, const datos_record_opts_t *o,
-                                 const found_t *fd, datos_row_t *row,
+                                 const found_t *fd, apr_int64_t *ts_us,
                                  datos_invalid_t *why)
 {
     const field_t *id = &fd->f[F_ID], *c = &fd->f[F_CONTENIDO],
@@ -320,11 +327,7 @@ static apr_status_t check_fields(apr_pool_t *p, const datos_record_opts_t *o,
                        : "");
     }
 
-    row->id = id->str;
-    row->id_len = id->len;
-    row->contenido = c->type == T_STRING ? c->str : NULL;
-    row->contenido_len = c->type == T_STRING ? c->len : 0;
-    row->timestamp_us = us;
+    *ts_us = us;
     why->reason = DATOS_REASON_NONE;
     why->detail = NULL;
     return APR_SUCCESS;
@@ -384,9 +387,10 @@ static int hex4(const unsigned char *s, unsigned *out)
 }
 
 /* One escape at s[pos] == '\\': its length in bytes, or 0 when it is not
- * a valid escape (a \\u escape must not leave a lone surrogate). */
+ * a valid escape (a \\u escape must not leave a lone surrogate). *out gets
+ * the length of what it stands for in UTF-8. */
 static apr_size_t escape_len(const unsigned char *s, apr_size_t pos,
-                             apr_size_t len)
+                             apr_size_t len, apr_size_t *out)
 {
     unsigned cp, lo;
 
@@ -396,6 +400,7 @@ static apr_size_t escape_len(const unsigned char *s, apr_size_t pos,
     switch (s[pos + 1]) {
     case '"': case '\\': case '/': case 'b': case 'f': case 'n': case 'r':
     case 't':
+        *out = 1;
         return 2;
     case 'u':
         if (len - pos < 6 || hex4(s + pos + 2, &cp)) {
@@ -405,12 +410,14 @@ static apr_size_t escape_len(const unsigned char *s, apr_size_t pos,
             return 0;
         }
         if (cp < 0xD800 || cp > 0xDBFF) {
+            *out = cp < 0x80 ? 1 : cp < 0x800 ? 2 : 3;
             return 6;
         }
         if (len - pos < 12 || s[pos + 6] != '\\' || s[pos + 7] != 'u'
             || hex4(s + pos + 8, &lo) || lo < 0xDC00 || lo > 0xDFFF) {
             return 0;
         }
+        *out = 4;
         return 12;
     default:
         return 0;
@@ -418,13 +425,16 @@ static apr_size_t escape_len(const unsigned char *s, apr_size_t pos,
 }
 
 /* The string whose body starts at pos: *end is the offset of its closing
- * quote, *esc whether it holds escapes. */
-static int scan_string(scan_t *sc, apr_size_t pos, apr_size_t *end, int *esc)
+ * quote, *esc whether it holds escapes, *shrink how many bytes shorter
+ * than the body its unescaped value is. */
+static int scan_string(scan_t *sc, apr_size_t pos, apr_size_t *end, int *esc,
+                       apr_size_t *shrink)
 {
     const unsigned char *s = sc->s;
-    apr_size_t len = sc->len, k;
+    apr_size_t len = sc->len, k, d = 0;
 
     *esc = 0;
+    *shrink = 0;
     for (;;) {
         unsigned char c;
 #ifdef DATOS_SWAR
@@ -441,23 +451,14 @@ static int scan_string(scan_t *sc, apr_size_t pos, apr_size_t *end, int *esc)
             return scan_fail(sc, pos, "unterminated string");
         }
         c = s[pos];
-        if (c == '"') {
-            *end = pos;
-            return 0;
-        }
-        if (c == '\\') {
-            k = escape_len(s, pos, len);
-            if (!k) {
-                return scan_fail(sc, pos, "invalid escape (or a lone "
-                                 "surrogate) in a string");
+        /* non-ASCII first: in running text it is the usual stop, and most
+         * of it is two-byte Latin */
+        if (c >= 0x80) {
+            if (c >= 0xC2 && c <= 0xDF && pos + 1 < len
+                && (s[pos + 1] & 0xC0) == 0x80) {
+                pos += 2;
+                continue;
             }
-            *esc = 1;
-            pos += k;
-        }
-        else if (c < 0x20) {
-            return scan_fail(sc, pos, "control character inside a string");
-        }
-        else if (c >= 0x80) {
             k = datos_utf8_seq(s + pos, len - pos);
             if (!k) {
                 sc->fail = DATOS_REASON_NOT_UTF8;
@@ -465,6 +466,23 @@ static int scan_string(scan_t *sc, apr_size_t pos, apr_size_t *end, int *esc)
                 return -1;
             }
             pos += k;
+        }
+        else if (c == '"') {
+            *end = pos;
+            return 0;
+        }
+        else if (c == '\\') {
+            k = escape_len(s, pos, len, &d);
+            if (!k) {
+                return scan_fail(sc, pos, "invalid escape (or a lone "
+                                 "surrogate) in a string");
+            }
+            *esc = 1;
+            *shrink += k - d;
+            pos += k;
+        }
+        else if (c < 0x20) {
+            return scan_fail(sc, pos, "control character inside a string");
         }
         else {
             pos++;
@@ -681,7 +699,7 @@ static int value_type(unsigned char c)
 static int scan_doc(scan_t *sc, found_t *fd, int *root)
 {
     const unsigned char *s = sc->s;
-    apr_size_t len = sc->len, pos = 0, end, n;
+    apr_size_t len = sc->len, pos = 0, end, n, shrink;
     unsigned char kinds[DATOS_RECORD_MAX_DEPTH / 8];
     int depth = 0, field = -1, esc, t;
 
@@ -728,18 +746,19 @@ value:
         field = -1;
         goto value;
     case '"':
-        if (scan_string(sc, pos + 1, &end, &esc)) {
+        if (scan_string(sc, pos + 1, &end, &esc, &shrink)) {
             return -1;
         }
         if (field >= 0 && field < F_NFIELDS) {
+            /* contenido stays as written: the NDJSON line copies its JSON
+             * text, and only its unescaped length is needed here */
             field_t *f = &fd->f[field];
-            if (esc) {
-                f->str = unescape(sc->p, s + pos + 1, end - pos - 1, &f->len);
-            }
-            else {
-                f->str = (const char *)s + pos + 1;
-                f->len = end - pos - 1;
-            }
+            f->raw = (const char *)s + pos + 1;
+            f->raw_len = end - pos - 1;
+            f->len = f->raw_len - shrink;
+            f->str = !esc ? f->raw
+                     : field == F_CONTENIDO ? NULL
+                     : unescape(sc->p, s + pos + 1, f->raw_len, &f->len);
         }
         pos = end + 1;
         goto after;
@@ -809,7 +828,7 @@ key:
     if (pos >= len || s[pos] != '"') {
         return scan_fail(sc, pos, "a string key was expected");
     }
-    if (scan_string(sc, pos + 1, &end, &esc)) {
+    if (scan_string(sc, pos + 1, &end, &esc, &shrink)) {
         return -1;
     }
     {
@@ -856,20 +875,21 @@ static const char *root_name(int t)
     }
 }
 
-apr_status_t datos_record_validate(apr_pool_t *p, const char *data,
-                                   apr_size_t len,
-                                   const datos_record_opts_t *opts,
-                                   datos_row_t *row, datos_invalid_t *why)
+apr_status_t datos_record_check(apr_pool_t *p, const char *data,
+                                apr_size_t len,
+                                const datos_record_opts_t *opts,
+                                datos_record_t *rec, datos_invalid_t *why)
 {
     jkey_t local_keys[32];
     scan_t sc;
     found_t fd;
     apr_size_t bad;
+    apr_status_t rv;
     int root = T_ABSENT;
 
     why->reason = DATOS_REASON_NONE;
     why->detail = NULL;
-    if (!opts || !row || (!data && len) || opts->max_future_skew < 0) {
+    if (!opts || !rec || (!data && len) || opts->max_future_skew < 0) {
         why->detail = "invalid arguments";
         return APR_EINVAL;
     }
@@ -911,8 +931,66 @@ apr_status_t datos_record_validate(apr_pool_t *p, const char *data,
                        "the key %s appears twice in one object",
                        excerpt(p, sc.dup, sc.dup_len));
     }
-    return check_fields(p, opts, &fd, row, why);
+    rv = check_fields(p, opts, &fd, &rec->timestamp_us, why);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    rec->id = fd.f[F_ID].str;
+    rec->id_len = fd.f[F_ID].len;
+    rec->id_json = fd.f[F_ID].raw;
+    rec->id_json_len = fd.f[F_ID].raw_len;
+    if (fd.f[F_CONTENIDO].type == T_STRING) {
+        rec->contenido_json = fd.f[F_CONTENIDO].raw;
+        rec->contenido_json_len = fd.f[F_CONTENIDO].raw_len;
+        rec->contenido_len = fd.f[F_CONTENIDO].len;
+    }
+    else {
+        rec->contenido_json = NULL;
+        rec->contenido_json_len = 0;
+        rec->contenido_len = 0;
+    }
+    return APR_SUCCESS;
 }
+
+void datos_record_row(apr_pool_t *p, const datos_record_t *rec,
+                      datos_row_t *row)
+{
+    row->id = rec->id;
+    row->id_len = rec->id_len;
+    row->timestamp_us = rec->timestamp_us;
+    row->contenido_len = rec->contenido_len;
+    if (!rec->contenido_json) {
+        row->contenido = NULL;
+    }
+    else if (rec->contenido_json_len == rec->contenido_len) {
+        row->contenido = rec->contenido_json;   /* no escapes: same bytes */
+    }
+    else {
+        row->contenido = unescape(p, (const unsigned char *)rec->contenido_json,
+                                  rec->contenido_json_len, &row->contenido_len);
+    }
+}
+
+apr_status_t datos_record_validate(apr_pool_t *p, const char *data,
+                                   apr_size_t len,
+                                   const datos_record_opts_t *opts,
+                                   datos_row_t *row, datos_invalid_t *why)
+{
+    datos_record_t rec;
+    apr_status_t rv;
+
+    if (!row) {
+        why->reason = DATOS_REASON_NONE;
+        why->detail = "invalid arguments";
+        return APR_EINVAL;
+    }
+    rv = datos_record_check(p, data, len, opts, &rec, why);
+    if (rv == APR_SUCCESS) {
+        datos_record_row(p, &rec, row);
+    }
+    return rv;
+}
+
 
 /* ------------------------------------------------------------------ jansson */
 
@@ -942,6 +1020,7 @@ apr_status_t datos_record_validate_jansson(apr_pool_t *p, const char *data,
     const char *k;
     found_t fd;
     apr_size_t bad;
+    apr_status_t rv;
 
     why->reason = DATOS_REASON_NONE;
     why->detail = NULL;
@@ -1013,5 +1092,14 @@ apr_status_t datos_record_validate_jansson(apr_pool_t *p, const char *data,
             fd.f[f].len = json_string_length(v);
         }
     }
-    return check_fields(p, opts, &fd, row, why);
+    rv = check_fields(p, opts, &fd, &row->timestamp_us, why);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    row->id = fd.f[F_ID].str;
+    row->id_len = fd.f[F_ID].len;
+    row->contenido = fd.f[F_CONTENIDO].type == T_STRING ? fd.f[F_CONTENIDO].str
+                                                        : NULL;
+    row->contenido_len = row->contenido ? fd.f[F_CONTENIDO].len : 0;
+    return APR_SUCCESS;
 }

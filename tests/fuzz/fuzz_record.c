@@ -82,7 +82,10 @@ static int same_row(const datos_row_t *a, const datos_row_t *b)
         && a->timestamp_us == b->timestamp_us;
 }
 
-static void check_ndjson(apr_pool_t *p, const datos_row_t *r)
+/* The line of r (or, when rec is given, of the checked record: its JSON
+ * text copied as written) reads back as r's values. */
+static void check_ndjson(apr_pool_t *p, const datos_row_t *r,
+                         const datos_record_t *rec)
 {
     datos_ndjson_t *nd;
     const char *line;
@@ -94,8 +97,14 @@ static void check_ndjson(apr_pool_t *p, const datos_row_t *r)
     FUZZ_CHECK(datos_ndjson_create(p, DATOS_NDJSON_MESSAGE_ID
                                    | DATOS_NDJSON_PUBLISH_TIME, 0, &nd)
                == APR_SUCCESS);
-    FUZZ_CHECK(datos_ndjson_append(nd, r, "11473219786351020", 17, NOW)
-               == APR_SUCCESS);
+    if (rec) {
+        FUZZ_CHECK(datos_ndjson_append_record(nd, rec, "11473219786351020", 17, NOW)
+                   == APR_SUCCESS);
+    }
+    else {
+        FUZZ_CHECK(datos_ndjson_append(nd, r, "11473219786351020", 17, NOW)
+                   == APR_SUCCESS);
+    }
     line = datos_ndjson_data(nd, &len);
     FUZZ_CHECK(len > 0 && line[len - 1] == '\n');
     FUZZ_CHECK(memchr(line, '\n', len) == line + len - 1);
@@ -146,9 +155,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         rv = datos_record_validate(p, text, size, &o, &row, &why);
         FUZZ_CHECK(rv == APR_SUCCESS || rv == DATOS_EMALFORMED);
         if (rv == APR_SUCCESS) {
+            datos_record_t rec;
+            datos_invalid_t again;
+
             FUZZ_CHECK(why.reason == DATOS_REASON_NONE);
             check_row(&row, &o);
-            check_ndjson(p, &row);
+            check_ndjson(p, &row, NULL);
+            FUZZ_CHECK(datos_record_check(p, text, size, &o, &rec, &again)
+                       == APR_SUCCESS);
+            FUZZ_CHECK(rec.contenido_len == row.contenido_len
+                       && (rec.contenido_json == NULL) == (row.contenido == NULL));
+            check_ndjson(p, &row, &rec);
         }
         else {
             check_detail(&why);

@@ -336,6 +336,50 @@ static void validated_rows_encode(void **state)
     }
 }
 
+/* A checked record's line copies the producer's JSON text: escapes stay as
+ * written, values read back the same, U+2028/U+2029 still escaped. */
+static void record_lines_copy_json_text(void **state)
+{
+    apr_pool_t *p = DT_POOL(state);
+    static const char *const docs[] = {
+        "{\"id\":\"a\\u00e9\\/b\",\"contenido\":\"x\\n\\\"y\\\"\\u0000 \xe2\x80\xa8"
+        " \\u2029 \xe2\x80\xa9\xe2\x80\xa7\",\"timestamp\":\"2024-01-14T14:00:00Z\"}",
+        "{\"timestamp\":\"2024-01-14T14:00:00.25+01:00\",\"id\":\"\xf0\x9f\x98\x80\"}",
+        "{\"id\":\"\\ud83d\\ude00\",\"contenido\":\"\",\"timestamp\":\"1970-01-01T00:00:00Z\"}",
+    };
+    datos_record_opts_t o;
+    datos_ndjson_t *nd;
+    size_t i;
+
+    datos_record_opts_init(&o, NOW);
+    assert_int_equal(datos_ndjson_create(p, DATOS_NDJSON_MESSAGE_ID, 0, &nd), APR_SUCCESS);
+    for (i = 0; i < sizeof(docs) / sizeof(docs[0]); i++) {
+        datos_invalid_t why;
+        datos_record_t rec;
+        datos_row_t row;
+        const char *line;
+        apr_size_t len;
+
+        assert_int_equal(datos_record_check(p, docs[i], strlen(docs[i]), &o, &rec, &why),
+                         APR_SUCCESS);
+        assert_int_equal(datos_ndjson_append_record(nd, &rec, "m\"1", 3, 0), APR_SUCCESS);
+        assert_int_equal(datos_ndjson_range(nd, (int)i, 1, &line, &len), APR_SUCCESS);
+        datos_record_row(p, &rec, &row);
+        line_round_trips(line, len, &row);
+        assert_non_null(strstr(line, "\"message_id\":\"m\\\"1\""));
+        assert_null(strstr(line, "\xe2\x80\xa8"));
+        assert_null(strstr(line, "\xe2\x80\xa9"));
+    }
+    assert_string_equal(datos_ndjson_data(nd, NULL),
+        "{\"id\":\"a\\u00e9\\/b\",\"contenido\":\"x\\n\\\"y\\\"\\u0000 \\u2028"
+        " \\u2029 \\u2029\xe2\x80\xa7\",\"timestamp\":\"2024-01-14T14:00:00.000000Z\","
+        "\"message_id\":\"m\\\"1\"}\n"
+        "{\"id\":\"\xf0\x9f\x98\x80\",\"contenido\":null,"
+        "\"timestamp\":\"2024-01-14T13:00:00.250000Z\",\"message_id\":\"m\\\"1\"}\n"
+        "{\"id\":\"\\ud83d\\ude00\",\"contenido\":\"\",\"timestamp\":\"1970-01-01T00:00:00.000000Z\","
+        "\"message_id\":\"m\\\"1\"}\n");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -347,6 +391,7 @@ int main(void)
         DT_TEST(timestamps),
         DT_TEST(grows_and_slices),
         DT_TEST(validated_rows_encode),
+        DT_TEST(record_lines_copy_json_text),
     };
     return cmocka_run_group_tests(tests, dt_group_setup, dt_group_teardown);
 }

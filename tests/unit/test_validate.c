@@ -176,6 +176,48 @@ static void escapes_are_decoded(void **state)
     assert_int_equal(row.timestamp_us, NOW);
 }
 
+/* The checked record keeps the JSON text as written, for the NDJSON copy,
+ * and the unescaped lengths the rules count. */
+static void check_keeps_json_text(void **state)
+{
+    apr_pool_t *p = DT_POOL(state);
+    static const char doc[] = "{\"id\":\"a\\u00e9\",\"contenido\":\"l\\n\\\"q\\\" \xc3\xa9\","
+                              TS_OK "}";
+    datos_record_opts_t o = opts_now();
+    datos_record_t rec;
+    datos_invalid_t why;
+    datos_row_t row;
+
+    assert_int_equal(datos_record_check(p, doc, strlen(doc), &o, &rec, &why), APR_SUCCESS);
+    assert_ptr_equal(rec.id_json, doc + 7);
+    assert_int_equal(rec.id_json_len, 7);
+    assert_int_equal(rec.id_len, 3);
+    assert_memory_equal(rec.id, "a\xc3\xa9", 3);
+    assert_ptr_equal(rec.contenido_json, strstr(doc, "l\\n"));
+    assert_int_equal(rec.contenido_json_len, strlen("l\\n\\\"q\\\" \xc3\xa9"));
+    assert_int_equal(rec.contenido_len, strlen("l\n\"q\" \xc3\xa9"));
+    assert_int_equal(rec.timestamp_us, NOW);
+    datos_record_row(p, &rec, &row);
+    assert_int_equal(row.contenido_len, rec.contenido_len);
+    assert_memory_equal(row.contenido, "l\n\"q\" \xc3\xa9", row.contenido_len);
+    assert_int_equal(row.id_len, 3);
+
+    /* without escapes nothing is copied */
+    assert_int_equal(datos_record_check(p, "{\"id\":\"z\",\"contenido\":\"c\"," TS_OK "}",
+                                        strlen("{\"id\":\"z\",\"contenido\":\"c\"," TS_OK "}"),
+                                        &o, &rec, &why), APR_SUCCESS);
+    assert_ptr_equal(rec.id, rec.id_json);
+    datos_record_row(p, &rec, &row);
+    assert_ptr_equal(row.contenido, rec.contenido_json);
+    /* null contenido */
+    assert_int_equal(datos_record_check(p, "{\"id\":\"z\",\"contenido\":null," TS_OK "}",
+                                        strlen("{\"id\":\"z\",\"contenido\":null," TS_OK "}"),
+                                        &o, &rec, &why), APR_SUCCESS);
+    assert_null(rec.contenido_json);
+    datos_record_row(p, &rec, &row);
+    assert_null(row.contenido);
+}
+
 static void record_fields_in_any_order(void **state)
 {
     apr_pool_t *p = DT_POOL(state);
@@ -717,6 +759,7 @@ int main(void)
         DT_TEST(whitespace_around_and_inside),
         DT_TEST(contenido_absent_null_or_empty),
         DT_TEST(escapes_are_decoded),
+        DT_TEST(check_keeps_json_text),
         DT_TEST(record_fields_in_any_order),
         DT_TEST(empty_data),
         DT_TEST(not_utf8_anywhere_wins),
