@@ -193,14 +193,13 @@ static const char *opt_str(apr_pool_t *p, const json_t *obj, const char *key,
 static apr_status_t read_error(apr_pool_t *p, const json_t *e,
                                datos_job_error_t *out)
 {
-    int bad = 0;
+    int bad = !json_is_object(e);
 
-    if (!json_is_object(e)) {
-        return DATOS_EMALFORMED;
+    if (!bad) {
+        out->reason = opt_str(p, e, "reason", &bad);
+        out->message = opt_str(p, e, "message", &bad);
+        out->location = opt_str(p, e, "location", &bad);
     }
-    out->reason = opt_str(p, e, "reason", &bad);
-    out->message = opt_str(p, e, "message", &bad);
-    out->location = opt_str(p, e, "location", &bad);
     return bad ? DATOS_EMALFORMED : APR_SUCCESS;
 }
 
@@ -211,7 +210,7 @@ static apr_status_t stat_int(const json_t *load, const char *key,
 
     if (rv == APR_NOTFOUND) {
         *out = -1;
-        return APR_SUCCESS;
+        rv = APR_SUCCESS;
     }
     return rv;
 }

@@ -36,27 +36,30 @@ static apr_status_t ndjson_cleanup(void *data)
 /* Room for need more bytes plus the NUL. */
 static apr_status_t reserve(datos_ndjson_t *nd, apr_size_t need)
 {
+    apr_status_t rv = APR_ENOMEM;
     apr_size_t want, cap;
     char *b;
 
     if (need > APR_SIZE_MAX / 2 - nd->len - 1) {
-        return APR_ENOMEM;
+        goto leave;
     }
     want = nd->len + need + 1;
-    if (want <= nd->cap) {
-        return APR_SUCCESS;
+    if (want > nd->cap) {
+        cap = nd->cap ? nd->cap : 4096;
+        while (cap < want) {
+            cap *= 2;
+        }
+        b = realloc(nd->buf, cap);
+        if (!b) {
+            goto leave;
+        }
+        nd->buf = b;
+        nd->cap = cap;
     }
-    cap = nd->cap ? nd->cap : 4096;
-    while (cap < want) {
-        cap *= 2;
-    }
-    b = realloc(nd->buf, cap);
-    if (!b) {
-        return APR_ENOMEM;
-    }
-    nd->buf = b;
-    nd->cap = cap;
-    return APR_SUCCESS;
+    rv = APR_SUCCESS;
+
+leave:
+    return rv;
 }
 
 apr_status_t datos_ndjson_create(apr_pool_t *p, int columns,
@@ -262,18 +265,22 @@ int datos_ndjson_lines(const datos_ndjson_t *nd)
 apr_status_t datos_ndjson_range(const datos_ndjson_t *nd, int first, int count,
                                 const char **start, apr_size_t *len)
 {
+    apr_status_t rv = APR_EINVAL;
     apr_size_t a, b;
 
     if (first < 0 || count < 0 || (apr_size_t)first > nd->nlines
         || (apr_size_t)count > nd->nlines - (apr_size_t)first) {
-        return APR_EINVAL;
+        goto leave;
     }
     a = (apr_size_t)first < nd->nlines ? nd->starts[first] : nd->len;
     b = (apr_size_t)(first + count) < nd->nlines ? nd->starts[first + count]
                                                  : nd->len;
     *start = nd->buf + a;
     *len = b - a;
-    return APR_SUCCESS;
+    rv = APR_SUCCESS;
+
+leave:
+    return rv;
 }
 
 int datos_ndjson_line_at(const datos_ndjson_t *nd, apr_int64_t pos)

@@ -150,12 +150,13 @@ const char *datos_pubsub_pull_body(apr_pool_t *p, int max_messages)
 apr_status_t datos_pubsub_parse_time(const char *text, apr_size_t len,
                                      apr_int64_t *us)
 {
+    apr_status_t rv = DATOS_EMALFORMED;
     char buf[48];
     apr_size_t i = 19, n, digits;
 
     /* YYYY-MM-DDTHH:MM:SS, then the fraction, then the zone */
     if (!text || len < 20 || len >= sizeof(buf)) {
-        return DATOS_EMALFORMED;
+        goto leave;
     }
     memcpy(buf, text, 19);
     n = 19;
@@ -167,12 +168,15 @@ apr_status_t datos_pubsub_parse_time(const char *text, apr_size_t len,
             }
         }
         if (digits > 9) {
-            return DATOS_EMALFORMED;
+            goto leave;
         }
     }
     memcpy(buf + n, text + i, len - i);
     n += len - i;
-    return datos_ts_parse_rfc3339(buf, n, us);
+    rv = datos_ts_parse_rfc3339(buf, n, us);
+
+leave:
+    return rv;
 }
 
 /* deliveryAttempt: an int32, as a number or (proto3 JSON allows it) a
@@ -679,13 +683,19 @@ apr_status_t datos_pubsub_modack_bodies(apr_pool_t *p,
                                         apr_array_header_t **bodies,
                                         datos_err_t *err)
 {
+    apr_status_t rv;
+
     if (seconds < 0 || seconds > DATOS_PUBSUB_MODACK_MAX_SECONDS) {
-        return datos_err_set(err, p, APR_EINVAL, 0, NULL,
-                             "ack deadline %d s is outside 0..600", seconds);
+        rv = datos_err_set(err, p, APR_EINVAL, 0, NULL,
+                           "ack deadline %d s is outside 0..600", seconds);
+        goto leave;
     }
-    return ack_bodies(p, ack_ids, n,
-                      apr_psprintf(p, ",\"ackDeadlineSeconds\":%d", seconds),
-                      bodies, err);
+    rv = ack_bodies(p, ack_ids, n,
+                    apr_psprintf(p, ",\"ackDeadlineSeconds\":%d", seconds),
+                    bodies, err);
+
+leave:
+    return rv;
 }
 
 /* ------------------------------------------------------------------ dead letters */

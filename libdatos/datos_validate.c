@@ -239,69 +239,81 @@ static apr_status_t check_fields(apr_pool_t *p, const datos_record_opts_t *o,
 {
     const field_t *id = &fd->f[F_ID], *c = &fd->f[F_CONTENIDO],
                   *ts = &fd->f[F_TIMESTAMP];
+    apr_status_t rv = APR_SUCCESS;
     apr_int64_t us, limit;
     apr_size_t at;
     unsigned cp;
 
     if (id->type == T_ABSENT) {
-        return invalid(p, why, DATOS_REASON_MISSING_ID,
-                       "the record has no \"id\" field");
+        rv = invalid(p, why, DATOS_REASON_MISSING_ID,
+                     "the record has no \"id\" field");
+        goto leave;
     }
     if (id->type != T_STRING) {
-        return invalid(p, why, DATOS_REASON_BAD_ID,
-                       "\"id\" must be a string, not %s", type_name(id->type));
+        rv = invalid(p, why, DATOS_REASON_BAD_ID,
+                     "\"id\" must be a string, not %s", type_name(id->type));
+        goto leave;
     }
     if (id->len == 0) {
-        return invalid(p, why, DATOS_REASON_BAD_ID, "\"id\" is empty");
+        rv = invalid(p, why, DATOS_REASON_BAD_ID, "\"id\" is empty");
+        goto leave;
     }
     if (id->len > DATOS_ID_MAX_BYTES) {
-        return invalid(p, why, DATOS_REASON_ID_TOO_LONG,
-                       "\"id\" is %" APR_SIZE_T_FMT " bytes of UTF-8, more "
-                       "than %d; it starts %s", id->len, DATOS_ID_MAX_BYTES,
-                       excerpt(p, id->str, id->len));
+        rv = invalid(p, why, DATOS_REASON_ID_TOO_LONG,
+                     "\"id\" is %" APR_SIZE_T_FMT " bytes of UTF-8, more "
+                     "than %d; it starts %s", id->len, DATOS_ID_MAX_BYTES,
+                     excerpt(p, id->str, id->len));
+        goto leave;
     }
     at = find_control(id->str, id->len, &cp);
     if (at < id->len) {
-        return invalid(p, why, DATOS_REASON_BAD_ID,
-                       "\"id\" %s holds the control character U+%04X at byte "
-                       "%" APR_SIZE_T_FMT, excerpt(p, id->str, id->len), cp,
-                       at);
+        rv = invalid(p, why, DATOS_REASON_BAD_ID,
+                     "\"id\" %s holds the control character U+%04X at byte "
+                     "%" APR_SIZE_T_FMT, excerpt(p, id->str, id->len), cp,
+                     at);
+        goto leave;
     }
 
     if (c->type == T_STRING) {
         if (c->len > DATOS_CONTENIDO_MAX_BYTES) {
-            return invalid(p, why, DATOS_REASON_CONTENIDO_TOO_LARGE,
-                           "\"contenido\" is %" APR_SIZE_T_FMT " bytes of "
-                           "UTF-8, more than %d", c->len,
-                           DATOS_CONTENIDO_MAX_BYTES);
+            rv = invalid(p, why, DATOS_REASON_CONTENIDO_TOO_LARGE,
+                         "\"contenido\" is %" APR_SIZE_T_FMT " bytes of "
+                         "UTF-8, more than %d", c->len,
+                         DATOS_CONTENIDO_MAX_BYTES);
+            goto leave;
         }
     }
     else if (c->type != T_ABSENT && c->type != T_NULL) {
-        return invalid(p, why, DATOS_REASON_BAD_CONTENIDO,
-                       "\"contenido\" must be a string or null, not %s",
-                       type_name(c->type));
+        rv = invalid(p, why, DATOS_REASON_BAD_CONTENIDO,
+                     "\"contenido\" must be a string or null, not %s",
+                     type_name(c->type));
+        goto leave;
     }
 
     if (ts->type == T_ABSENT) {
-        return invalid(p, why, DATOS_REASON_MISSING_TIMESTAMP,
-                       "the record has no \"timestamp\" field");
+        rv = invalid(p, why, DATOS_REASON_MISSING_TIMESTAMP,
+                     "the record has no \"timestamp\" field");
+        goto leave;
     }
     if (ts->type != T_STRING) {
-        return invalid(p, why, DATOS_REASON_BAD_TIMESTAMP,
-                       "\"timestamp\" must be an RFC 3339 string, not %s",
-                       type_name(ts->type));
+        rv = invalid(p, why, DATOS_REASON_BAD_TIMESTAMP,
+                     "\"timestamp\" must be an RFC 3339 string, not %s",
+                     type_name(ts->type));
+        goto leave;
     }
     if (datos_ts_parse_rfc3339(ts->str, ts->len, &us) != APR_SUCCESS) {
-        return invalid(p, why, DATOS_REASON_BAD_TIMESTAMP,
-                       "\"timestamp\" %s is not RFC 3339 "
-                       "(YYYY-MM-DDTHH:MM:SS[.ffffff] and Z or +-hh:mm, at "
-                       "most 6 fraction digits)",
-                       excerpt(p, ts->str, ts->len));
+        rv = invalid(p, why, DATOS_REASON_BAD_TIMESTAMP,
+                     "\"timestamp\" %s is not RFC 3339 "
+                     "(YYYY-MM-DDTHH:MM:SS[.ffffff] and Z or +-hh:mm, at "
+                     "most 6 fraction digits)",
+                     excerpt(p, ts->str, ts->len));
+        goto leave;
     }
     if (us < 0) {
-        return invalid(p, why, DATOS_REASON_BAD_TIMESTAMP,
-                       "\"timestamp\" %s is before 1970-01-01T00:00:00Z",
-                       excerpt(p, ts->str, ts->len));
+        rv = invalid(p, why, DATOS_REASON_BAD_TIMESTAMP,
+                     "\"timestamp\" %s is before 1970-01-01T00:00:00Z",
+                     excerpt(p, ts->str, ts->len));
+        goto leave;
     }
     limit = o->now > APR_INT64_MAX - o->max_future_skew
             ? APR_INT64_MAX : o->now + o->max_future_skew;
@@ -310,27 +322,31 @@ static apr_status_t check_fields(apr_pool_t *p, const datos_record_opts_t *o,
         if (!datos_ts_format(o->now, now)) {
             strcpy(now, "out of range");
         }
-        return invalid(p, why, DATOS_REASON_FUTURE_TIMESTAMP,
-                       "\"timestamp\" %s is more than %" APR_INT64_T_FMT
-                       " s in the future (now is %s)",
-                       excerpt(p, ts->str, ts->len),
-                       (apr_int64_t)apr_time_sec(o->max_future_skew), now);
+        rv = invalid(p, why, DATOS_REASON_FUTURE_TIMESTAMP,
+                     "\"timestamp\" %s is more than %" APR_INT64_T_FMT
+                     " s in the future (now is %s)",
+                     excerpt(p, ts->str, ts->len),
+                     (apr_int64_t)apr_time_sec(o->max_future_skew), now);
+        goto leave;
     }
 
     if (fd->n_unknown && o->unknown == DATOS_UNKNOWN_REJECT) {
-        return invalid(p, why, DATOS_REASON_UNKNOWN_FIELD,
-                       "unknown field %s%s; the record has only \"id\", "
-                       "\"contenido\" and \"timestamp\"",
-                       excerpt(p, fd->unknown, fd->unknown_len),
-                       fd->n_unknown > 1
-                       ? apr_psprintf(p, " and %d more", fd->n_unknown - 1)
-                       : "");
+        rv = invalid(p, why, DATOS_REASON_UNKNOWN_FIELD,
+                     "unknown field %s%s; the record has only \"id\", "
+                     "\"contenido\" and \"timestamp\"",
+                     excerpt(p, fd->unknown, fd->unknown_len),
+                     fd->n_unknown > 1
+                     ? apr_psprintf(p, " and %d more", fd->n_unknown - 1)
+                     : "");
+        goto leave;
     }
 
     *ts_us = us;
     why->reason = DATOS_REASON_NONE;
     why->detail = NULL;
-    return APR_SUCCESS;
+
+leave:
+    return rv;
 }
 
 /* ------------------------------------------------------------------ the scanner */
@@ -700,7 +716,7 @@ static int scan_doc(scan_t *sc, found_t *fd, int *root)
 {
     const unsigned char *s = sc->s;
     apr_size_t len = sc->len, pos = 0, end, n, shrink;
-    unsigned char kinds[DATOS_RECORD_MAX_DEPTH / 8];
+    unsigned char kinds[DATOS_RECORD_MAX_DEPTH / 8] = { 0 };
     int depth = 0, field = -1, esc, t;
 
 value:
@@ -891,11 +907,13 @@ apr_status_t datos_record_check(apr_pool_t *p, const char *data,
     why->detail = NULL;
     if (!opts || !rec || (!data && len) || opts->max_future_skew < 0) {
         why->detail = "invalid arguments";
-        return APR_EINVAL;
+        rv = APR_EINVAL;
+        goto leave;
     }
     if (len == 0) {
-        return invalid(p, why, DATOS_REASON_EMPTY_DATA, "the message data is "
-                       "empty");
+        rv = invalid(p, why, DATOS_REASON_EMPTY_DATA, "the message data is "
+                     "empty");
+        goto leave;
     }
     memset(&sc, 0, sizeof(sc));
     memset(&fd, 0, sizeof(fd));
@@ -911,29 +929,33 @@ apr_status_t datos_record_check(apr_pool_t *p, const char *data,
         bad = sc.fail == DATOS_REASON_NOT_UTF8
               ? sc.fail_pos : datos_utf8_check(sc.s, len);
         if (bad < len) {
-            return invalid(p, why, DATOS_REASON_NOT_UTF8,
-                           "the data is not UTF-8 (byte %" APR_SIZE_T_FMT
-                           " is 0x%02x)", bad, sc.s[bad]);
+            rv = invalid(p, why, DATOS_REASON_NOT_UTF8,
+                         "the data is not UTF-8 (byte %" APR_SIZE_T_FMT
+                         " is 0x%02x)", bad, sc.s[bad]);
+            goto leave;
         }
-        return invalid(p, why, DATOS_REASON_NOT_JSON,
-                       "the data is not JSON: %s at byte %" APR_SIZE_T_FMT
-                       "%s%s", sc.fail_what, sc.fail_pos,
-                       sc.fail_pos < len ? ", near " : "",
-                       sc.fail_pos < len
-                       ? excerpt(p, data + sc.fail_pos, len - sc.fail_pos) : "");
+        rv = invalid(p, why, DATOS_REASON_NOT_JSON,
+                     "the data is not JSON: %s at byte %" APR_SIZE_T_FMT
+                     "%s%s", sc.fail_what, sc.fail_pos,
+                     sc.fail_pos < len ? ", near " : "",
+                     sc.fail_pos < len
+                     ? excerpt(p, data + sc.fail_pos, len - sc.fail_pos) : "");
+        goto leave;
     }
     if (root != T_OBJECT) {
-        return invalid(p, why, DATOS_REASON_NOT_OBJECT,
-                       "the data is %s, not a JSON object", root_name(root));
+        rv = invalid(p, why, DATOS_REASON_NOT_OBJECT,
+                     "the data is %s, not a JSON object", root_name(root));
+        goto leave;
     }
     if (sc.dup) {
-        return invalid(p, why, DATOS_REASON_DUPLICATE_KEY,
-                       "the key %s appears twice in one object",
-                       excerpt(p, sc.dup, sc.dup_len));
+        rv = invalid(p, why, DATOS_REASON_DUPLICATE_KEY,
+                     "the key %s appears twice in one object",
+                     excerpt(p, sc.dup, sc.dup_len));
+        goto leave;
     }
     rv = check_fields(p, opts, &fd, &rec->timestamp_us, why);
     if (rv != APR_SUCCESS) {
-        return rv;
+        goto leave;
     }
     rec->id = fd.f[F_ID].str;
     rec->id_len = fd.f[F_ID].len;
@@ -949,7 +971,9 @@ apr_status_t datos_record_check(apr_pool_t *p, const char *data,
         rec->contenido_json_len = 0;
         rec->contenido_len = 0;
     }
-    return APR_SUCCESS;
+
+leave:
+    return rv;
 }
 
 void datos_record_row(apr_pool_t *p, const datos_record_t *rec,
@@ -982,12 +1006,15 @@ apr_status_t datos_record_validate(apr_pool_t *p, const char *data,
     if (!row) {
         why->reason = DATOS_REASON_NONE;
         why->detail = "invalid arguments";
-        return APR_EINVAL;
+        rv = APR_EINVAL;
+        goto leave;
     }
     rv = datos_record_check(p, data, len, opts, &rec, why);
     if (rv == APR_SUCCESS) {
         datos_record_row(p, &rec, row);
     }
+
+leave:
     return rv;
 }
 
@@ -1026,25 +1053,29 @@ apr_status_t datos_record_validate_jansson(apr_pool_t *p, const char *data,
     why->detail = NULL;
     if (!opts || !row || (!data && len) || opts->max_future_skew < 0) {
         why->detail = "invalid arguments";
-        return APR_EINVAL;
+        rv = APR_EINVAL;
+        goto leave;
     }
     if (len == 0) {
-        return invalid(p, why, DATOS_REASON_EMPTY_DATA, "the message data is "
-                       "empty");
+        rv = invalid(p, why, DATOS_REASON_EMPTY_DATA, "the message data is "
+                     "empty");
+        goto leave;
     }
     bad = datos_utf8_check((const unsigned char *)data, len);
     if (bad < len) {
-        return invalid(p, why, DATOS_REASON_NOT_UTF8,
-                       "the data is not UTF-8 (byte %" APR_SIZE_T_FMT
-                       " is 0x%02x)", bad, (unsigned char)data[bad]);
+        rv = invalid(p, why, DATOS_REASON_NOT_UTF8,
+                     "the data is not UTF-8 (byte %" APR_SIZE_T_FMT
+                     " is 0x%02x)", bad, (unsigned char)data[bad]);
+        goto leave;
     }
     /* jansson takes a raw NUL right after a top-level number for the end
      * of input ("6\0" parses); JSON allows U+0000 only escaped. */
     if (memchr(data, '\0', len)) {
-        return invalid(p, why, DATOS_REASON_NOT_JSON,
-                       "the data is not JSON: a raw NUL byte at byte %"
-                       APR_SIZE_T_FMT,
-                       (apr_size_t)((const char *)memchr(data, '\0', len) - data));
+        rv = invalid(p, why, DATOS_REASON_NOT_JSON,
+                     "the data is not JSON: a raw NUL byte at byte %"
+                     APR_SIZE_T_FMT,
+                     (apr_size_t)((const char *)memchr(data, '\0', len) - data));
+        goto leave;
     }
     j = json_loadb(data, len, flags | JSON_REJECT_DUPLICATES, &jerr);
     if (!j && json_error_code(&jerr) == json_error_duplicate_key) {
@@ -1054,25 +1085,28 @@ apr_status_t datos_record_validate_jansson(apr_pool_t *p, const char *data,
         if (j) {
             int obj = json_is_object(j);
             json_decref(j);
-            return obj ? invalid(p, why, DATOS_REASON_DUPLICATE_KEY,
-                                 "a key appears twice in one object")
-                       : invalid(p, why, DATOS_REASON_NOT_OBJECT,
-                                 "the data is not a JSON object");
+            rv = obj ? invalid(p, why, DATOS_REASON_DUPLICATE_KEY,
+                               "a key appears twice in one object")
+                     : invalid(p, why, DATOS_REASON_NOT_OBJECT,
+                               "the data is not a JSON object");
+            goto leave;
         }
     }
     if (!j) {
         /* jansson quotes the input near the error and may cut it inside
          * a character: its text is made clean like any excerpt. */
-        return invalid(p, why, DATOS_REASON_NOT_JSON,
-                       "the data is not JSON at byte %d: jansson says %s",
-                       jerr.position,
-                       excerpt_n(p, jerr.text, strlen(jerr.text), 200));
+        rv = invalid(p, why, DATOS_REASON_NOT_JSON,
+                     "the data is not JSON at byte %d: jansson says %s",
+                     jerr.position,
+                     excerpt_n(p, jerr.text, strlen(jerr.text), 200));
+        goto leave;
     }
     datos_json_bind(p, j);
     if (!json_is_object(j)) {
-        return invalid(p, why, DATOS_REASON_NOT_OBJECT,
-                       "the data is %s, not a JSON object",
-                       root_name(jtype(j)));
+        rv = invalid(p, why, DATOS_REASON_NOT_OBJECT,
+                     "the data is %s, not a JSON object",
+                     root_name(jtype(j)));
+        goto leave;
     }
     memset(&fd, 0, sizeof(fd));
     json_object_foreach(j, k, v) {
@@ -1094,12 +1128,14 @@ apr_status_t datos_record_validate_jansson(apr_pool_t *p, const char *data,
     }
     rv = check_fields(p, opts, &fd, &row->timestamp_us, why);
     if (rv != APR_SUCCESS) {
-        return rv;
+        goto leave;
     }
     row->id = fd.f[F_ID].str;
     row->id_len = fd.f[F_ID].len;
     row->contenido = fd.f[F_CONTENIDO].type == T_STRING ? fd.f[F_CONTENIDO].str
                                                         : NULL;
     row->contenido_len = row->contenido ? fd.f[F_CONTENIDO].len : 0;
-    return APR_SUCCESS;
+
+leave:
+    return rv;
 }
