@@ -3,7 +3,8 @@
 #   make run    the whole system on the local GCP emulator (Ctrl-C stops it)
 #   make test   installs what is missing, builds, runs every test suite
 #
-# Other targets: deps, all (build), unit, fuzz, fuzz-replay, itest, clean.
+# Other targets: deps, all (build), unit, fuzz, fuzz-replay, itest, bench,
+# bench-emulator, bench-record, clean.
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := all
@@ -51,7 +52,7 @@ SAN_UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/asan/tests/%,$(UNIT_SRC))
 FUZZ_BIN := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRC))
 
 .PHONY: all deps build module unit unit-build fuzz fuzz-build fuzz-replay \
-        itest test test-steps run bench bench-emulator clean
+        itest test test-steps run bench bench-emulator bench-record clean
 
 all: $(BUILD)/libdatos.a $(BUILD)/mod_datos.so $(BUILD)/asan/libdatos.a \
      $(BUILD)/asan/mod_datos.so unit-build
@@ -183,10 +184,21 @@ test-steps: deps
 	DATOS_SANITIZE=1 $(PYTEST) tests/integration
 
 # Benchmarks print Markdown tables; results worth keeping go to tests/bench/results/.
-bench: bench-emulator
+bench: bench-emulator bench-record
 
 bench-emulator: deps
 	$(PYTHON) tests/bench/bench_emulator.py
+
+# The loader's validate + encode path, built like the product (-O2, the
+# shipped libdatos.a), pinned to one CPU when taskset exists.
+$(BUILD)/bench/bench_record: tests/bench/bench_record.c $(LIBDATOS_HDR) $(BUILD)/libdatos.a
+	@mkdir -p $(@D)
+	$(CC) $(CSTD) $(WARN) -O2 -g $(APR_INCLUDES) $(DEP_CFLAGS) -Ilibdatos $< \
+	  $(BUILD)/libdatos.a $(DEP_LIBS) $(APR_LIBS) -o $@
+
+bench-record: deps $(BUILD)/bench/bench_record
+	@if command -v taskset >/dev/null; then taskset -c 1 $(BUILD)/bench/bench_record; \
+	else $(BUILD)/bench/bench_record; fi
 
 run: deps
 	$(MAKE) --no-print-directory $(BUILD)/mod_datos.so

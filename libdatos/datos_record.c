@@ -10,35 +10,9 @@
 
 #include "datos_record.h"
 #include "datos_time.h"
+#include "datos_utf8.h"
 
 static const char hexdigits[] = "0123456789abcdef";
-
-/* Length of one well-formed UTF-8 sequence at s (RFC 3629: no overlongs,
- * no surrogates, nothing above U+10FFFF), or 0 when it is not one. */
-static apr_size_t utf8_seq(const unsigned char *s, apr_size_t avail)
-{
-    unsigned char c = s[0];
-
-    if (c < 0x80) {
-        return 1;
-    }
-    if (c >= 0xC2 && c <= 0xDF) {
-        return avail >= 2 && (s[1] & 0xC0) == 0x80 ? 2 : 0;
-    }
-    if (c >= 0xE0 && c <= 0xEF) {
-        unsigned char lo = c == 0xE0 ? 0xA0 : 0x80;
-        unsigned char hi = c == 0xED ? 0x9F : 0xBF;
-        return avail >= 3 && s[1] >= lo && s[1] <= hi
-               && (s[2] & 0xC0) == 0x80 ? 3 : 0;
-    }
-    if (c >= 0xF0 && c <= 0xF4) {
-        unsigned char lo = c == 0xF0 ? 0x90 : 0x80;
-        unsigned char hi = c == 0xF4 ? 0x8F : 0xBF;
-        return avail >= 4 && s[1] >= lo && s[1] <= hi
-               && (s[2] & 0xC0) == 0x80 && (s[3] & 0xC0) == 0x80 ? 4 : 0;
-    }
-    return 0;
-}
 
 /* Escaped length of a JSON string body (without the quotes); sets *bad to
  * the offset of the first invalid byte and returns 0 when s is not UTF-8. */
@@ -59,7 +33,7 @@ static apr_size_t escaped_len(const char *s, apr_size_t len, apr_size_t *bad)
             i++;
         }
         else {
-            k = utf8_seq(u + i, len - i);
+            k = datos_utf8_seq(u + i, len - i);
             if (!k) {
                 *bad = i;
                 return 0;

@@ -1,0 +1,312 @@
+/* datos_ndjson.c - the NDJSON lines of a load job.
+ *
+ * One contiguous buffer grown with realloc rather than pool blocks: a
+ * 100 MB batch would leave every outgrown block behind in a pool, while
+ * glibc's realloc moves large blocks with mremap and the doubling keeps the
+ * total copying linear. The line starts are kept so that BigQuery's "row
+ * starting at position N" maps back to a line, and any run of lines is one
+ * byte range.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "datos_record.h"
+#include "datos_time.h"
+#include "datos_utf8.h"
+
+struct datos_ndjson_t {
+    char *buf;
+    apr_size_t len, cap;
+    apr_size_t *starts;      /* starts[i]: offset of line i */
+    apr_size_t nlines, caplines;
+    int columns;
+};
+
+static apr_status_t ndjson_cleanup(void *data)
+{
+    datos_ndjson_t *nd = data;
+
+    free(nd->buf);
+    free(nd->starts);
+    nd->buf = NULL;
+    nd->starts = NULL;
+    return APR_SUCCESS;
+}
+
+/* Room for need more bytes plus the NUL. */
+static apr_status_t reserve(datos_ndjson_t *nd, apr_size_t need)
+{
+    apr_status_t rv = APR_ENOMEM;
+    apr_size_t want, cap;
+    char *b;
+
+    if (need > APR_SIZE_MAX / 2 - nd->len - 1) {
+        goto leave;
+    }
+    want = nd->len + need + 1;
+    if (want > nd->cap) {
+        cap = nd->cap ? nd->cap : 4096;
+        while (cap < want) {
+            cap *= 2;
+        }
+        b = realloc(nd->buf, cap);
+        if (!b) {
+            goto leave;
+        }
+        nd->buf = b;
+        nd->cap = cap;
+    }
+    rv = APR_SUCCESS;
+
+leave:
+    return rv;
+}
+
+apr_status_t datos_ndjson_create(apr_pool_t *p, int columns,
+                                 apr_size_t initial_bytes,
+                                 datos_ndjson_t **out)
+{
+    datos_ndjson_t *nd = apr_pcalloc(p, sizeof(*nd));
+    apr_status_t rv;
+
+    nd->columns = columns;
+    apr_pool_cleanup_register(p, nd, ndjson_cleanup, apr_pool_cleanup_null);
+    rv = reserve(nd, initial_bytes);
+    if (rv != APR_SUCCESS) {
+        goto leave;
+    }
+    nd->buf[0] = '\0';
+    *out = nd;
+
+leave:
+    return rv;
+}
+
+/* "YYYY-MM-DDTHH:MM:SS.ffffffZ" (27 bytes), or NULL when out of range. */
+static char *put_ts(char *o, apr_int64_t us)
+{
+    char ts[DATOS_TS_BUFSIZE];
+    apr_size_t n = datos_ts_format(us, ts);
+
+    if (!n) {
+        return NULL;
+    }
+    memcpy(o, ts, 19);
+    if (n == 32) {
+        memcpy(o + 19, ts + 19, 7);
+    }
+    else {
+        memcpy(o + 19, ".000000", 7);
+    }
+    o[26] = 'Z';
+    return o + 27;
+}
+
+#define LIT(o, s) (memcpy((o), (s), sizeof(s) - 1), (o) + sizeof(s) - 1)
+
+/* JSON string text that is already valid (a checked record's, as the
+ * producer wrote it) copied as is, but for U+2028/U+2029, escaped like
+ * datos_json_escape does. */
+static char *copy_json_text(char *o, const char *s, apr_size_t n)
+{
+    const char *end = s + n, *e;
+
+    while ((e = memchr(s, 0xE2, (apr_size_t)(end - s))) != NULL) {
+        if (end - e >= 3 && (unsigned char)e[1] == 0x80
+            && ((unsigned char)e[2] == 0xA8 || (unsigned char)e[2] == 0xA9)) {
+            memcpy(o, s, (apr_size_t)(e - s));
+            o += e - s;
+            memcpy(o, (unsigned char)e[2] == 0xA8 ? "\\u2028" : "\\u2029", 6);
+            o += 6;
+            s = e + 3;
+        }
+        else {
+            memcpy(o, s, (apr_size_t)(e + 1 - s));
+            o += e + 1 - s;
+            s = e + 1;
+        }
+    }
+    memcpy(o, s, (apr_size_t)(end - s));
+    return o + (end - s);
+}
+
+/* One string value: escaped from its bytes, or copied when it is JSON text
+ * already. NULL when the bytes are not UTF-8. */
+static char *put_value(char *o, const char *s, apr_size_t n, int is_json)
+{
+    return is_json ? copy_json_text(o, s, n)
+                   : datos_json_escape(o, (const unsigned char *)s, n);
+}
+
+/* The line for one row; is_json says id and contenido are JSON string
+ * text rather than raw bytes. */
+static apr_status_t append_line(datos_ndjson_t *nd, const char *id,
+                                apr_size_t id_len, const char *contenido,
+                                apr_size_t contenido_len, int is_json,
+                                apr_int64_t timestamp_us,
+                                const char *message_id,
+                                apr_size_t message_id_len,
+                                apr_int64_t publish_time_us)
+{
+    int with_mid = nd->columns & DATOS_NDJSON_MESSAGE_ID;
+    int with_pt = nd->columns & DATOS_NDJSON_PUBLISH_TIME;
+    apr_size_t worst;
+    apr_status_t rv;
+    char *o;
+
+    if (!id || (with_mid && !message_id)) {
+        rv = DATOS_EMALFORMED;
+        goto leave;
+    }
+    if (nd->nlines == nd->caplines) {
+        apr_size_t n = nd->caplines ? nd->caplines * 2 : 1024;
+        apr_size_t *s = realloc(nd->starts, n * sizeof(*s));
+        if (!s) {
+            rv = APR_ENOMEM;
+            goto leave;
+        }
+        nd->starts = s;
+        nd->caplines = n;
+    }
+    if (id_len > APR_SIZE_MAX / 32 || contenido_len > APR_SIZE_MAX / 32
+        || message_id_len > APR_SIZE_MAX / 32) {
+        rv = APR_ENOMEM;
+        goto leave;
+    }
+    /* Sized for the worst escaping, so the line is written in one pass. */
+    worst = 6 * (id_len + (contenido ? contenido_len : 0)
+                 + (with_mid ? message_id_len : 0)) + 160;
+    rv = reserve(nd, worst);
+    if (rv != APR_SUCCESS) {
+        goto leave;
+    }
+    rv = DATOS_EMALFORMED;
+    o = nd->buf + nd->len;
+    o = LIT(o, "{\"id\":\"");
+    if (!(o = put_value(o, id, id_len, is_json))) {
+        goto leave;
+    }
+    if (contenido) {
+        o = LIT(o, "\",\"contenido\":\"");
+        if (!(o = put_value(o, contenido, contenido_len, is_json))) {
+            goto leave;
+        }
+        o = LIT(o, "\",\"timestamp\":\"");
+    }
+    else {
+        o = LIT(o, "\",\"contenido\":null,\"timestamp\":\"");
+    }
+    if (!(o = put_ts(o, timestamp_us))) {
+        goto leave;
+    }
+    *o++ = '"';
+    if (with_mid) {
+        o = LIT(o, ",\"message_id\":\"");
+        if (!(o = datos_json_escape(o, (const unsigned char *)message_id,
+                                    message_id_len))) {
+            goto leave;
+        }
+        *o++ = '"';
+    }
+    if (with_pt) {
+        o = LIT(o, ",\"publish_time\":\"");
+        if (!(o = put_ts(o, publish_time_us))) {
+            goto leave;
+        }
+        *o++ = '"';
+    }
+    o = LIT(o, "}\n");
+    *o = '\0';
+    nd->starts[nd->nlines++] = nd->len;
+    nd->len = (apr_size_t)(o - nd->buf);
+    rv = APR_SUCCESS;
+
+leave:
+    if (rv != APR_SUCCESS && nd->buf) {
+        nd->buf[nd->len] = '\0';     /* whatever was written is dropped */
+    }
+    return rv;
+}
+
+apr_status_t datos_ndjson_append(datos_ndjson_t *nd, const datos_row_t *row,
+                                 const char *message_id,
+                                 apr_size_t message_id_len,
+                                 apr_int64_t publish_time_us)
+{
+    return append_line(nd, row->id, row->id_len, row->contenido,
+                       row->contenido_len, 0, row->timestamp_us, message_id,
+                       message_id_len, publish_time_us);
+}
+
+apr_status_t datos_ndjson_append_record(datos_ndjson_t *nd,
+                                        const datos_record_t *rec,
+                                        const char *message_id,
+                                        apr_size_t message_id_len,
+                                        apr_int64_t publish_time_us)
+{
+    return append_line(nd, rec->id_json, rec->id_json_len, rec->contenido_json,
+                       rec->contenido_json_len, 1, rec->timestamp_us,
+                       message_id, message_id_len, publish_time_us);
+}
+
+const char *datos_ndjson_data(const datos_ndjson_t *nd, apr_size_t *len)
+{
+    if (len) {
+        *len = nd->len;
+    }
+    return nd->buf;
+}
+
+int datos_ndjson_lines(const datos_ndjson_t *nd)
+{
+    return (int)nd->nlines;
+}
+
+apr_status_t datos_ndjson_range(const datos_ndjson_t *nd, int first, int count,
+                                const char **start, apr_size_t *len)
+{
+    apr_status_t rv = APR_EINVAL;
+    apr_size_t a, b;
+
+    if (first < 0 || count < 0 || (apr_size_t)first > nd->nlines
+        || (apr_size_t)count > nd->nlines - (apr_size_t)first) {
+        goto leave;
+    }
+    a = (apr_size_t)first < nd->nlines ? nd->starts[first] : nd->len;
+    b = (apr_size_t)(first + count) < nd->nlines ? nd->starts[first + count]
+                                                 : nd->len;
+    *start = nd->buf + a;
+    *len = b - a;
+    rv = APR_SUCCESS;
+
+leave:
+    return rv;
+}
+
+int datos_ndjson_line_at(const datos_ndjson_t *nd, apr_int64_t pos)
+{
+    apr_size_t lo = 0, hi = nd->nlines;
+
+    if (pos < 0 || (apr_uint64_t)pos >= nd->len) {
+        return -1;
+    }
+    while (lo < hi) {
+        apr_size_t mid = lo + (hi - lo) / 2;
+        if (nd->starts[mid] < (apr_size_t)pos) {
+            lo = mid + 1;
+        }
+        else {
+            hi = mid;
+        }
+    }
+    return lo < nd->nlines && nd->starts[lo] == (apr_size_t)pos ? (int)lo : -1;
+}
+
+void datos_ndjson_reset(datos_ndjson_t *nd)
+{
+    nd->len = 0;
+    nd->nlines = 0;
+    if (nd->buf) {
+        nd->buf[0] = '\0';
+    }
+}

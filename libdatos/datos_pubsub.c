@@ -1,0 +1,800 @@
+/* datos_pubsub.c - Pub/Sub v1 REST wire formats (gcp-wire.md section 1).
+ *
+ * Request bodies are written by hand, sized exactly before they are built:
+ * a publish body can reach 10 MB of base64 and its size decides where the
+ * requests split, so it is computed anyway. Answers are read with jansson.
+ */
+#include <stdio.h>
+#include <string.h>
+#include <apr_strings.h>
+
+#include "datos_json.h"
+#include "datos_pubsub.h"
+#include "datos_time.h"
+#include "datos_utf8.h"
+
+/* ------------------------------------------------------------------ base64 */
+
+static const char b64_alphabet[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+char *datos_base64_encode(apr_pool_t *p, const unsigned char *data,
+                          apr_size_t len, apr_size_t *outlen)
+{
+    char *out = apr_palloc(p, (len + 2) / 3 * 4 + 1), *o = out;
+    apr_size_t i = 0;
+
+    for (; i + 2 < len; i += 3) {
+        apr_uint32_t v = ((apr_uint32_t)data[i] << 16)
+                       | ((apr_uint32_t)data[i + 1] << 8) | data[i + 2];
+        o[0] = b64_alphabet[v >> 18];
+        o[1] = b64_alphabet[(v >> 12) & 63];
+        o[2] = b64_alphabet[(v >> 6) & 63];
+        o[3] = b64_alphabet[v & 63];
+        o += 4;
+    }
+    if (len - i == 1) {
+        apr_uint32_t v = (apr_uint32_t)data[i] << 16;
+        o[0] = b64_alphabet[v >> 18];
+        o[1] = b64_alphabet[(v >> 12) & 63];
+        o[2] = '=';
+        o[3] = '=';
+        o += 4;
+    }
+    else if (len - i == 2) {
+        apr_uint32_t v = ((apr_uint32_t)data[i] << 16)
+                       | ((apr_uint32_t)data[i + 1] << 8);
+        o[0] = b64_alphabet[v >> 18];
+        o[1] = b64_alphabet[(v >> 12) & 63];
+        o[2] = b64_alphabet[(v >> 6) & 63];
+        o[3] = '=';
+        o += 4;
+    }
+    *o = '\0';
+    if (outlen) {
+        *outlen = (apr_size_t)(o - out);
+    }
+    return out;
+}
+
+/* The sextet of a character of either alphabet, 64 for anything else;
+ * evaluated at compile time to fill the tables below. */
+#define B64V(c) ((c) >= 'A' && (c) <= 'Z' ? (c) - 'A'                        \
+                 : (c) >= 'a' && (c) <= 'z' ? (c) - 'a' + 26                  \
+                 : (c) >= '0' && (c) <= '9' ? (c) - '0' + 52                  \
+                 : (c) == '+' || (c) == '-' ? 62                              \
+                 : (c) == '/' || (c) == '_' ? 63 : 64)
+/* One table per position in a quad, the sextet already shifted into place
+ * and anything invalid marked in bit 24: a quad is four lookups OR-ed. */
+#define B64_BAD 0x01000000u
+#define B64T(c, shift) (B64V(c) == 64 ? B64_BAD : (apr_uint32_t)B64V(c) << (shift))
+#define B64_D0(c) B64T(c, 18)
+#define B64_D1(c) B64T(c, 12)
+#define B64_D2(c) B64T(c, 6)
+#define B64_D3(c) B64T(c, 0)
+#define B64_R4(f, i) f(i), f((i) + 1), f((i) + 2), f((i) + 3)
+#define B64_R16(f, i) B64_R4(f, i), B64_R4(f, (i) + 4), B64_R4(f, (i) + 8), \
+                      B64_R4(f, (i) + 12)
+#define B64_R64(f, i) B64_R16(f, i), B64_R16(f, (i) + 16), B64_R16(f, (i) + 32), \
+                      B64_R16(f, (i) + 48)
+#define B64_R256(f) B64_R64(f, 0), B64_R64(f, 64), B64_R64(f, 128), B64_R64(f, 192)
+
+static const apr_uint32_t b64_d0[256] = { B64_R256(B64_D0) };
+static const apr_uint32_t b64_d1[256] = { B64_R256(B64_D1) };
+static const apr_uint32_t b64_d2[256] = { B64_R256(B64_D2) };
+static const apr_uint32_t b64_d3[256] = { B64_R256(B64_D3) };
+
+/* Whole quads through the tables, the invalid mark OR-ed across all of
+ * them and tested once: message data is most of what a pull answer
+ * carries, so this loop is on the loader's hot path. */
+apr_status_t datos_base64_decode(apr_pool_t *p, const char *in, apr_size_t len,
+                                 unsigned char **out, apr_size_t *outlen)
+{
+    const unsigned char *s = (const unsigned char *)in;
+    apr_size_t n = len, pad = 0, quads, i;
+    apr_status_t rv = APR_SUCCESS;
+    apr_uint32_t bad = 0, v;
+    unsigned char *buf, *o;
+
+    while (n > 0 && s[n - 1] == '=' && pad < 2) {
+        n--;
+        pad++;
+    }
+    if ((pad && len % 4 != 0) || n % 4 == 1) {
+        rv = DATOS_EMALFORMED;
+        goto leave;
+    }
+    buf = apr_palloc(p, n / 4 * 3 + 3);
+    o = buf;
+    quads = n / 4;
+    for (i = 0; i < quads; i++, s += 4, o += 3) {
+        v = b64_d0[s[0]] | b64_d1[s[1]] | b64_d2[s[2]] | b64_d3[s[3]];
+        bad |= v;
+        o[0] = (unsigned char)(v >> 16);
+        o[1] = (unsigned char)(v >> 8);
+        o[2] = (unsigned char)v;
+    }
+    if (n % 4) {
+        v = b64_d0[s[0]] | b64_d1[s[1]] | (n % 4 == 3 ? b64_d2[s[2]] : 0);
+        bad |= v;
+        *o++ = (unsigned char)(v >> 16);
+        if (n % 4 == 3) {
+            *o++ = (unsigned char)(v >> 8);
+        }
+    }
+    if (bad & B64_BAD) {
+        rv = DATOS_EMALFORMED;
+        goto leave;
+    }
+    *o = '\0';
+    *out = buf;
+    *outlen = (apr_size_t)(o - buf);
+
+leave:
+    return rv;
+}
+
+/* ------------------------------------------------------------------ pull */
+
+const char *datos_pubsub_pull_body(apr_pool_t *p, int max_messages)
+{
+    if (max_messages < 1) {
+        max_messages = 1;
+    }
+    if (max_messages > 1000) {
+        max_messages = 1000;
+    }
+    return apr_psprintf(p, "{\"maxMessages\":%d}", max_messages);
+}
+
+apr_status_t datos_pubsub_parse_time(const char *text, apr_size_t len,
+                                     apr_int64_t *us)
+{
+    apr_status_t rv = DATOS_EMALFORMED;
+    char buf[48];
+    apr_size_t i = 19, n, digits;
+
+    /* YYYY-MM-DDTHH:MM:SS, then the fraction, then the zone */
+    if (!text || len < 20 || len >= sizeof(buf)) {
+        goto leave;
+    }
+    memcpy(buf, text, 19);
+    n = 19;
+    if (text[i] == '.') {
+        buf[n++] = text[i++];
+        for (digits = 0; i < len && text[i] >= '0' && text[i] <= '9'; i++, digits++) {
+            if (digits < 6) {
+                buf[n++] = text[i];
+            }
+        }
+        if (digits > 9) {
+            goto leave;
+        }
+    }
+    memcpy(buf + n, text + i, len - i);
+    n += len - i;
+    rv = datos_ts_parse_rfc3339(buf, n, us);
+
+leave:
+    return rv;
+}
+
+/* deliveryAttempt: an int32, as a number or (proto3 JSON allows it) a
+ * decimal string; -1 for anything else. */
+static apr_int64_t attempt_value(const json_t *v)
+{
+    apr_int64_t n = 0;
+    const char *s;
+
+    if (json_is_integer(v)) {
+        n = (apr_int64_t)json_integer_value(v);
+        return n >= 0 && n <= APR_INT32_MAX ? n : -1;
+    }
+    if (!json_is_string(v) || !json_string_length(v)) {
+        return -1;
+    }
+    for (s = json_string_value(v); *s; s++) {
+        if (*s < '0' || *s > '9' || n > APR_INT32_MAX) {
+            return -1;
+        }
+        n = n * 10 + (*s - '0');
+    }
+    return n <= APR_INT32_MAX ? n : -1;
+}
+
+/* Fills m from one receivedMessages entry; the first defect found goes to
+ * m->problem and stops the entry (the ack id is read first, so a marked
+ * entry keeps it whenever it has one). Members are found by walking each
+ * object once rather than by lookups: a 1,000-message answer is mostly
+ * out of cache, and each lookup walks a hash bucket. */
+static void read_entry(apr_pool_t *p, const json_t *e, int index,
+                       datos_pubsub_msg_t *m)
+{
+    const json_t *ack = NULL, *attempt = NULL, *msg = NULL, *id = NULL,
+                 *time = NULL, *data = NULL, *attrs = NULL, *okey = NULL, *v;
+    const char *key;
+    apr_int64_t n;
+
+    memset(m, 0, sizeof(*m));
+    m->data = (const unsigned char *)"";
+    if (!json_is_object(e)) {
+        m->attributes = apr_array_make(p, 0, sizeof(datos_attr_t));
+        m->problem = apr_psprintf(p, "receivedMessages[%d] is not an object",
+                                  index);
+        return;
+    }
+    json_object_foreach((json_t *)e, key, v) {
+        if (!strcmp(key, "ackId")) {
+            ack = v;
+        }
+        else if (!strcmp(key, "message")) {
+            msg = v;
+        }
+        else if (!strcmp(key, "deliveryAttempt")) {
+            attempt = v;
+        }
+    }
+    if (json_is_object(msg)) {
+        json_object_foreach((json_t *)msg, key, v) {
+            switch (key[0]) {
+            case 'd': data = strcmp(key, "data") ? data : v; break;
+            case 'a': attrs = strcmp(key, "attributes") ? attrs : v; break;
+            case 'm': id = strcmp(key, "messageId") ? id : v; break;
+            case 'p': time = strcmp(key, "publishTime") ? time : v; break;
+            case 'o': okey = strcmp(key, "orderingKey") ? okey : v; break;
+            default: break;
+            }
+        }
+    }
+    m->attributes = apr_array_make(p, json_is_object(attrs)
+                                      ? (int)json_object_size(attrs) : 0,
+                                   sizeof(datos_attr_t));
+
+    if (!json_is_string(ack) || !json_string_length(ack)) {
+        m->problem = apr_psprintf(p, "receivedMessages[%d] has no ackId", index);
+        return;
+    }
+    m->ack_id = apr_pstrmemdup(p, json_string_value(ack), json_string_length(ack));
+
+    n = attempt ? attempt_value(attempt) : 0;
+    if (n < 0) {
+        m->problem = apr_psprintf(p, "receivedMessages[%d].deliveryAttempt is "
+                                  "not a count", index);
+        return;
+    }
+    m->delivery_attempt = (int)n;
+
+    if (!json_is_object(msg)) {
+        m->problem = apr_psprintf(p, "receivedMessages[%d] has no message "
+                                  "object", index);
+        return;
+    }
+    if (!json_is_string(id) || !json_string_length(id)) {
+        m->problem = apr_psprintf(p, "receivedMessages[%d].message has no "
+                                  "messageId", index);
+        return;
+    }
+    m->message_id = apr_pstrmemdup(p, json_string_value(id), json_string_length(id));
+
+    if (!json_is_string(time)
+        || datos_pubsub_parse_time(json_string_value(time), json_string_length(time),
+                                   &m->publish_time_us) != APR_SUCCESS) {
+        m->problem = apr_psprintf(p, "message %s has no valid publishTime",
+                                  m->message_id);
+        return;
+    }
+    m->publish_time = apr_pstrmemdup(p, json_string_value(time),
+                                     json_string_length(time));
+
+    if (data) {
+        unsigned char *bytes;
+        if (!json_is_string(data)
+            || datos_base64_decode(p, json_string_value(data),
+                                   json_string_length(data), &bytes,
+                                   &m->data_len) != APR_SUCCESS) {
+            m->problem = apr_psprintf(p, "message %s: data is not base64",
+                                      m->message_id);
+            return;
+        }
+        m->data = bytes;
+    }
+
+    if (attrs && !json_is_object(attrs)) {
+        m->problem = apr_psprintf(p, "message %s: attributes is not an object",
+                                  m->message_id);
+        return;
+    }
+    if (attrs) {
+        json_object_foreach((json_t *)attrs, key, v) {
+            datos_attr_t *a;
+            if (!json_is_string(v)) {
+                m->problem = apr_psprintf(p, "message %s: attribute value is "
+                                          "not a string", m->message_id);
+                return;
+            }
+            a = apr_array_push(m->attributes);
+            a->key = apr_pstrdup(p, key);
+            a->value_len = json_string_length(v);
+            a->value = apr_pstrmemdup(p, json_string_value(v), a->value_len);
+        }
+    }
+
+    if (okey && !json_is_string(okey)) {
+        m->problem = apr_psprintf(p, "message %s: orderingKey is not a string",
+                                  m->message_id);
+        return;
+    }
+    m->ordering_key = okey ? apr_pstrmemdup(p, json_string_value(okey),
+                                            json_string_length(okey))
+                           : NULL;
+}
+
+apr_status_t datos_pubsub_pull_from_json(apr_pool_t *p, const json_t *answer,
+                                         apr_array_header_t **msgs,
+                                         datos_err_t *err)
+{
+    apr_array_header_t *out;
+    apr_status_t rv = APR_SUCCESS;
+    const json_t *list;
+    size_t i, n;
+
+    if (!json_is_object(answer)) {
+        rv = datos_err_set(err, p, DATOS_EMALFORMED, 0, NULL,
+                           "pull answer is not a JSON object");
+        goto leave;
+    }
+    list = json_object_get(answer, "receivedMessages");
+    if (list && !json_is_array(list)) {
+        rv = datos_err_set(err, p, DATOS_EMALFORMED, 0, NULL,
+                           "pull answer: receivedMessages is not an array");
+        goto leave;
+    }
+    n = list ? json_array_size(list) : 0;
+    if (n > (size_t)APR_INT32_MAX) {
+        rv = datos_err_set(err, p, DATOS_EMALFORMED, 0, NULL,
+                           "pull answer has too many messages");
+        goto leave;
+    }
+    out = apr_array_make(p, n ? (int)n : 1, sizeof(datos_pubsub_msg_t));
+    for (i = 0; i < n; i++) {
+        read_entry(p, json_array_get(list, i), (int)i, apr_array_push(out));
+    }
+    *msgs = out;
+
+leave:
+    return rv;
+}
+
+apr_status_t datos_pubsub_parse_pull(apr_pool_t *p, const char *body,
+                                     apr_size_t len, apr_array_header_t **msgs,
+                                     datos_err_t *err)
+{
+    apr_status_t rv;
+    json_t *j;
+
+    rv = datos_json_parse(p, body, len, 0, &j, err);
+    if (rv != APR_SUCCESS) {
+        goto leave;
+    }
+    rv = datos_pubsub_pull_from_json(p, j, msgs, err);
+
+leave:
+    return rv;
+}
+
+/* ------------------------------------------------------------------ request bodies */
+
+/* An exactly sized body under construction. */
+typedef struct body_t {
+    char *buf, *o;
+} body_t;
+
+static void body_start(apr_pool_t *p, body_t *b, apr_size_t size)
+{
+    b->buf = apr_palloc(p, size + 1);
+    b->o = b->buf;
+}
+
+static void put(body_t *b, const char *s, apr_size_t n)
+{
+    memcpy(b->o, s, n);
+    b->o += n;
+}
+
+static void put_str(body_t *b, const char *s, apr_size_t n)
+{
+    *b->o++ = '"';
+    b->o = datos_json_escape(b->o, (const unsigned char *)s, n);
+    *b->o++ = '"';
+}
+
+static void body_push(apr_array_header_t *bodies, body_t *b, int first,
+                      int count)
+{
+    datos_pubsub_body_t *e = apr_array_push(bodies);
+
+    *b->o = '\0';
+    e->body = b->buf;
+    e->len = (apr_size_t)(b->o - b->buf);
+    e->first = first;
+    e->count = count;
+}
+
+/* Quoted JSON length of a string, or 0 when it is not UTF-8 (a quoted
+ * string is never empty). */
+static apr_size_t quoted_len(const char *s, apr_size_t n)
+{
+    apr_size_t k = datos_json_escaped_len((const unsigned char *)s, n);
+    return k == (apr_size_t)-1 ? 0 : k + 2;
+}
+
+static int same_key(const char *a, const char *b)
+{
+    return a == b || (a && b && !strcmp(a, b));
+}
+
+/* Bytes of one message object in a publish body, or 0 with *why set. */
+static apr_size_t message_size(const datos_pubsub_out_t *m, const char **why)
+{
+    apr_size_t size = 2, k;       /* {} */
+    int i, nattr = m->attributes ? m->attributes->nelts : 0;
+    int fields = 0;
+
+    if (!m->data_len && !nattr) {
+        *why = "has neither data nor attributes";
+        return 0;
+    }
+    if (nattr > DATOS_PUBSUB_MAX_ATTRIBUTES) {
+        *why = "has more than 100 attributes";
+        return 0;
+    }
+    if (m->data_len) {
+        size += sizeof("\"data\":") - 1 + (m->data_len + 2) / 3 * 4 + 2;
+        fields++;
+    }
+    if (nattr) {
+        size += (fields++ ? 1 : 0) + sizeof("\"attributes\":{}") - 1 + (apr_size_t)(nattr - 1);
+        for (i = 0; i < nattr; i++) {
+            const datos_attr_t *a = &APR_ARRAY_IDX(m->attributes, i, datos_attr_t);
+            apr_size_t kk = a->key ? quoted_len(a->key, strlen(a->key)) : 0;
+            apr_size_t kv = a->value ? quoted_len(a->value, a->value_len) : 0;
+            if (!kk || !kv) {
+                *why = "has an attribute that is not UTF-8 text";
+                return 0;
+            }
+            size += kk + 1 + kv;
+        }
+    }
+    if (m->ordering_key) {
+        k = quoted_len(m->ordering_key, strlen(m->ordering_key));
+        if (!k) {
+            *why = "has an ordering key that is not UTF-8";
+            return 0;
+        }
+        size += (fields ? 1 : 0) + sizeof("\"orderingKey\":") - 1 + k;
+    }
+    return size;
+}
+
+static void put_message(apr_pool_t *p, body_t *b, const datos_pubsub_out_t *m)
+{
+    int i, nattr = m->attributes ? m->attributes->nelts : 0, fields = 0;
+
+    *b->o++ = '{';
+    if (m->data_len) {
+        apr_size_t n;
+        const char *b64 = datos_base64_encode(p, m->data, m->data_len, &n);
+        put(b, "\"data\":\"", 8);
+        put(b, b64, n);
+        *b->o++ = '"';
+        fields++;
+    }
+    if (nattr) {
+        if (fields++) {
+            *b->o++ = ',';
+        }
+        put(b, "\"attributes\":{", 14);
+        for (i = 0; i < nattr; i++) {
+            const datos_attr_t *a = &APR_ARRAY_IDX(m->attributes, i, datos_attr_t);
+            if (i) {
+                *b->o++ = ',';
+            }
+            put_str(b, a->key, strlen(a->key));
+            *b->o++ = ':';
+            put_str(b, a->value, a->value_len);
+        }
+        *b->o++ = '}';
+    }
+    if (m->ordering_key) {
+        if (fields) {
+            *b->o++ = ',';
+        }
+        put(b, "\"orderingKey\":", 14);
+        put_str(b, m->ordering_key, strlen(m->ordering_key));
+    }
+    *b->o++ = '}';
+}
+
+#define PUBLISH_HEAD "{\"messages\":["
+#define PUBLISH_TAIL "]}"
+
+apr_status_t datos_pubsub_publish_bodies(apr_pool_t *p,
+                                         const datos_pubsub_out_t *msgs, int n,
+                                         apr_array_header_t **bodies,
+                                         datos_err_t *err)
+{
+    const apr_size_t frame = sizeof(PUBLISH_HEAD) - 1 + sizeof(PUBLISH_TAIL) - 1;
+    apr_array_header_t *out;
+    apr_size_t *sizes, total;
+    apr_status_t rv = APR_SUCCESS;
+    int i, first, k;
+
+    if (n < 0 || (n && !msgs)) {
+        rv = datos_err_set(err, p, APR_EINVAL, 0, NULL, "no messages");
+        goto leave;
+    }
+    sizes = apr_palloc(p, sizeof(*sizes) * (apr_size_t)(n + 1));
+    for (i = 0; i < n; i++) {
+        const char *why = NULL;
+        sizes[i] = message_size(&msgs[i], &why);
+        if (!sizes[i]) {
+            rv = datos_err_set(err, p, APR_EINVAL, 0, NULL,
+                               "message %d to publish %s", i, why);
+            goto leave;
+        }
+    }
+    out = apr_array_make(p, 1, sizeof(datos_pubsub_body_t));
+    for (first = 0; first < n; first = i) {
+        body_t b;
+
+        /* as many messages as the limits allow, one at least */
+        total = frame + sizes[first];
+        for (i = first + 1; i < n && i - first < DATOS_PUBSUB_PUBLISH_MAX_MESSAGES
+                            && total + 1 + sizes[i] <= DATOS_PUBSUB_PUBLISH_MAX_BYTES
+                            && same_key(msgs[i].ordering_key, msgs[first].ordering_key);
+             i++) {
+            total += 1 + sizes[i];
+        }
+        body_start(p, &b, total);
+        put(&b, PUBLISH_HEAD, sizeof(PUBLISH_HEAD) - 1);
+        for (k = first; k < i; k++) {
+            if (k > first) {
+                *b.o++ = ',';
+            }
+            put_message(p, &b, &msgs[k]);
+        }
+        put(&b, PUBLISH_TAIL, sizeof(PUBLISH_TAIL) - 1);
+        body_push(out, &b, first, i - first);
+    }
+    *bodies = out;
+
+leave:
+    return rv;
+}
+
+apr_status_t datos_pubsub_parse_publish(apr_pool_t *p, const char *body,
+                                        apr_size_t len, int expected,
+                                        apr_array_header_t **ids,
+                                        datos_err_t *err)
+{
+    apr_array_header_t *out;
+    apr_status_t rv;
+    json_t *j, *list;
+    size_t i;
+
+    rv = datos_json_parse(p, body, len, 0, &j, err);
+    if (rv != APR_SUCCESS) {
+        goto leave;
+    }
+    list = datos_json_arr(j, "messageIds");
+    if (!list) {
+        rv = datos_err_set(err, p, DATOS_EMALFORMED, 0, NULL,
+                           "publish answer has no messageIds array");
+        goto leave;
+    }
+    if (expected < 0 || json_array_size(list) != (size_t)expected) {
+        rv = datos_err_set(err, p, DATOS_EMALFORMED, 0, NULL,
+                           "publish answer has %lu message ids for %d messages",
+                           (unsigned long)json_array_size(list), expected);
+        goto leave;
+    }
+    out = apr_array_make(p, expected ? expected : 1, sizeof(const char *));
+    for (i = 0; i < json_array_size(list); i++) {
+        json_t *v = json_array_get(list, i);
+        if (!json_is_string(v) || !json_string_length(v)) {
+            rv = datos_err_set(err, p, DATOS_EMALFORMED, 0, NULL,
+                               "publish answer: messageIds[%lu] is not an id",
+                               (unsigned long)i);
+            goto leave;
+        }
+        APR_ARRAY_PUSH(out, const char *) =
+            apr_pstrmemdup(p, json_string_value(v), json_string_length(v));
+    }
+    *ids = out;
+
+leave:
+    return rv;
+}
+
+/* ack and modack share the shape: {"ackIds":[..]<tail>}. */
+static apr_status_t ack_bodies(apr_pool_t *p, const char *const *ids, int n,
+                               const char *tail, apr_array_header_t **bodies,
+                               datos_err_t *err)
+{
+    static const char head[] = "{\"ackIds\":[";
+    const apr_size_t frame = sizeof(head) - 1 + 1 + strlen(tail) + 1;
+    apr_array_header_t *out;
+    apr_size_t *sizes, total;
+    apr_status_t rv = APR_SUCCESS;
+    int i, k, first;
+
+    if (n < 0 || (n && !ids)) {
+        rv = datos_err_set(err, p, APR_EINVAL, 0, NULL, "no ack ids");
+        goto leave;
+    }
+    sizes = apr_palloc(p, sizeof(*sizes) * (apr_size_t)(n + 1));
+    for (i = 0; i < n; i++) {
+        sizes[i] = ids[i] && *ids[i] ? quoted_len(ids[i], strlen(ids[i])) : 0;
+        if (!sizes[i] || frame + sizes[i] > DATOS_PUBSUB_ACK_MAX_BYTES) {
+            rv = datos_err_set(err, p, APR_EINVAL, 0, NULL,
+                               "ack id %d is empty, not UTF-8 or too long", i);
+            goto leave;
+        }
+    }
+    out = apr_array_make(p, 1, sizeof(datos_pubsub_body_t));
+    for (first = 0; first < n; first = i) {
+        body_t b;
+
+        total = frame + sizes[first];
+        for (i = first + 1; i < n && i - first < DATOS_PUBSUB_ACK_MAX_IDS
+                            && total + 1 + sizes[i] <= DATOS_PUBSUB_ACK_MAX_BYTES;
+             i++) {
+            total += 1 + sizes[i];
+        }
+        body_start(p, &b, total);
+        put(&b, head, sizeof(head) - 1);
+        for (k = first; k < i; k++) {
+            if (k > first) {
+                *b.o++ = ',';
+            }
+            put_str(&b, ids[k], strlen(ids[k]));
+        }
+        *b.o++ = ']';
+        put(&b, tail, strlen(tail));
+        *b.o++ = '}';
+        body_push(out, &b, first, i - first);
+    }
+    *bodies = out;
+
+leave:
+    return rv;
+}
+
+apr_status_t datos_pubsub_ack_bodies(apr_pool_t *p, const char *const *ack_ids,
+                                     int n, apr_array_header_t **bodies,
+                                     datos_err_t *err)
+{
+    return ack_bodies(p, ack_ids, n, "", bodies, err);
+}
+
+apr_status_t datos_pubsub_modack_bodies(apr_pool_t *p,
+                                        const char *const *ack_ids, int n,
+                                        int seconds,
+                                        apr_array_header_t **bodies,
+                                        datos_err_t *err)
+{
+    apr_status_t rv;
+
+    if (seconds < 0 || seconds > DATOS_PUBSUB_MODACK_MAX_SECONDS) {
+        rv = datos_err_set(err, p, APR_EINVAL, 0, NULL,
+                           "ack deadline %d s is outside 0..600", seconds);
+        goto leave;
+    }
+    rv = ack_bodies(p, ack_ids, n,
+                    apr_psprintf(p, ",\"ackDeadlineSeconds\":%d", seconds),
+                    bodies, err);
+
+leave:
+    return rv;
+}
+
+/* ------------------------------------------------------------------ dead letters */
+
+/* One clean line of at most max bytes: controls (C0, DEL) become spaces,
+ * bytes that are not UTF-8 become '?', the cut falls between characters. */
+static const char *clean_line(apr_pool_t *p, const char *s, apr_size_t max,
+                              apr_size_t *outlen)
+{
+    const unsigned char *u = (const unsigned char *)(s ? s : "");
+    apr_size_t len = strlen((const char *)u), i = 0, n = 0, k;
+    char *out = apr_palloc(p, (len < max ? len : max) + 1);
+
+    while (i < len) {
+        unsigned char c = u[i];
+        k = c < 0x80 ? 1 : datos_utf8_seq(u + i, len - i);
+        if (n + (k ? k : 1) > max) {
+            break;
+        }
+        if (!k) {
+            out[n++] = '?';
+            i++;
+        }
+        else if (k == 1) {
+            out[n++] = (c < 0x20 || c == 0x7f) ? ' ' : (char)c;
+            i++;
+        }
+        else {
+            memcpy(out + n, u + i, k);
+            n += k;
+            i += k;
+        }
+    }
+    out[n] = '\0';
+    *outlen = n;
+    return out;
+}
+
+static int is_ours(const char *key)
+{
+    return !strcmp(key, DATOS_ATTR_ERROR) || !strcmp(key, DATOS_ATTR_ERROR_DETAIL)
+        || !strcmp(key, DATOS_ATTR_SOURCE_SUBSCRIPTION)
+        || !strcmp(key, DATOS_ATTR_SOURCE_MESSAGE_ID)
+        || !strcmp(key, DATOS_ATTR_SOURCE_PUBLISH_TIME);
+}
+
+static void add_attr(apr_array_header_t *a, const char *key, const char *value,
+                     apr_size_t len)
+{
+    datos_attr_t *e = apr_array_push(a);
+    e->key = key;
+    e->value = value;
+    e->value_len = len;
+}
+
+apr_status_t datos_pubsub_deadletter_attrs(apr_pool_t *p,
+                                           const datos_pubsub_msg_t *m,
+                                           const char *subscription,
+                                           datos_reason_t reason,
+                                           const char *detail,
+                                           apr_array_header_t **attrs,
+                                           datos_err_t *err)
+{
+    const char *name = datos_reason_name(reason), *d;
+    apr_array_header_t *out;
+    apr_status_t rv = APR_SUCCESS;
+    apr_size_t dlen;
+    int i, own = m->attributes ? m->attributes->nelts : 0;
+
+    if (reason == DATOS_REASON_NONE || !name || !m->message_id
+        || !m->publish_time || !subscription) {
+        rv = datos_err_set(err, p, APR_EINVAL, 0, NULL,
+                           "a dead letter needs a reason, the message id, its "
+                           "publish time and the subscription");
+        goto leave;
+    }
+    out = apr_array_make(p, own + 5, sizeof(datos_attr_t));
+    for (i = 0; i < own; i++) {
+        const datos_attr_t *a = &APR_ARRAY_IDX(m->attributes, i, datos_attr_t);
+        if (!is_ours(a->key)) {
+            *(datos_attr_t *)apr_array_push(out) = *a;
+        }
+    }
+    if (out->nelts + 5 > DATOS_PUBSUB_MAX_ATTRIBUTES) {
+        rv = datos_err_set(err, p, DATOS_ETOOLARGE, 0, NULL,
+                           "message %s has %d attributes: with the 5 of a dead "
+                           "letter it would pass Pub/Sub's limit of %d",
+                           m->message_id, out->nelts, DATOS_PUBSUB_MAX_ATTRIBUTES);
+        goto leave;
+    }
+    d = clean_line(p, detail, DATOS_DETAIL_MAX_BYTES, &dlen);
+    add_attr(out, DATOS_ATTR_ERROR, name, strlen(name));
+    add_attr(out, DATOS_ATTR_ERROR_DETAIL, d, dlen);
+    add_attr(out, DATOS_ATTR_SOURCE_SUBSCRIPTION, subscription, strlen(subscription));
+    add_attr(out, DATOS_ATTR_SOURCE_MESSAGE_ID, m->message_id, strlen(m->message_id));
+    add_attr(out, DATOS_ATTR_SOURCE_PUBLISH_TIME, m->publish_time,
+             strlen(m->publish_time));
+    *attrs = out;
+
+leave:
+    return rv;
+}

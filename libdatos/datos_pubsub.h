@@ -1,0 +1,183 @@
+/* datos_pubsub.h - Pub/Sub v1 REST (gcp-wire.md section 1).
+ *
+ * Sections:
+ *   1. limits and base64
+ *   2. wire formats: pure functions that build request bodies and read
+ *      answers (no network); shared by the loader and POST /datos
+ *   3. the HTTP client (publish, pull, acknowledge, modifyAckDeadline calls)
+ *      goes at the end of this file
+ */
+#ifndef DATOS_PUBSUB_H
+#define DATOS_PUBSUB_H
+
+#include <apr_pools.h>
+#include <apr_tables.h>
+#include <jansson.h>
+#include "datos_error.h"
+#include "datos_record.h"
+
+/* ------------------------------------------------------------------ 1. limits, base64 */
+
+/* gcp-wire.md 1.4, 1.6, 1.7, 1.10. */
+#define DATOS_PUBSUB_PUBLISH_MAX_MESSAGES 1000
+#define DATOS_PUBSUB_PUBLISH_MAX_BYTES    10000000   /* counted on the JSON body */
+#define DATOS_PUBSUB_ACK_MAX_IDS          2500
+#define DATOS_PUBSUB_ACK_MAX_BYTES        524288     /* counted on the JSON body */
+#define DATOS_PUBSUB_MAX_ATTRIBUTES       100
+#define DATOS_PUBSUB_MODACK_MAX_SECONDS   600
+
+/* RFC 4648 section 4, '=' padded; *outlen (may be NULL) gets the length
+ * of the NUL-terminated result. */
+char *datos_base64_encode(apr_pool_t *p, const unsigned char *data,
+                          apr_size_t len, apr_size_t *outlen);
+
+/* The bytes fields of gcp-wire.md 0.2: the standard alphabet (the URL-safe
+ * one is taken too), padded or not. Anything else - whitespace, a stray
+ * '=', a lone trailing character - is DATOS_EMALFORMED. *out is
+ * NUL-terminated (not counted in *outlen). */
+apr_status_t datos_base64_decode(apr_pool_t *p, const char *in, apr_size_t len,
+                                 unsigned char **out, apr_size_t *outlen);
+
+/* ------------------------------------------------------------------ 2. wire formats */
+
+/* One attribute (map<string,string>). value may hold U+0000, hence its
+ * length; both strings are NUL-terminated UTF-8. */
+typedef struct datos_attr_t {
+    const char *key;
+    const char *value;
+    apr_size_t value_len;
+} datos_attr_t;
+
+/* {"maxMessages":N}; N is clamped to 1..1000 (the most one pull returns). */
+const char *datos_pubsub_pull_body(apr_pool_t *p, int max_messages);
+
+/* One entry of a subscriptions.pull answer. */
+typedef struct datos_pubsub_msg_t {
+    const char *ack_id;           /* NULL only when problem says the entry had none */
+    const char *message_id;
+    const char *publish_time;     /* as sent: RFC 3339, up to 9 fraction digits */
+    apr_int64_t publish_time_us;  /* UTC microseconds, the nanoseconds truncated
+                                   * (toward the past, as the digits are dropped) */
+    const unsigned char *data;    /* decoded, NUL-terminated; "" when absent */
+    apr_size_t data_len;
+    apr_array_header_t *attributes; /* of datos_attr_t, in the answer's order; never NULL */
+    const char *ordering_key;     /* NULL when absent */
+    int delivery_attempt;         /* 0 when absent (no dead-letter policy) */
+    const char *problem;          /* NULL, or why this entry cannot be processed */
+} datos_pubsub_msg_t;
+
+/* Reads a subscriptions.pull answer: `{}` or {"receivedMessages":[...]}
+ * into *msgs, an array of datos_pubsub_msg_t (empty for `{}`), all in p.
+ *
+ * An answer that is not JSON, not an object, or whose receivedMessages is
+ * not an array is DATOS_EMALFORMED as a whole: nothing in it can be
+ * trusted, and nothing can be acked, so every message comes back after its
+ * lease. A defect confined to one entry (no ackId, no messageId, a bad
+ * publishTime, data that is not base64, attributes that are not strings, a
+ * bad deliveryAttempt or orderingKey) only marks that entry: problem names
+ * it and the other entries come back as usual. Failing the whole answer
+ * instead would stall the subscription behind one entry forever. Marked
+ * entries must not be validated, loaded, acked or dead-lettered by the
+ * loader (their data may not be what was published); one with an ackId is
+ * to be nacked (modifyAckDeadline 0), so Pub/Sub redelivers it and, past
+ * the subscription's maxDeliveryAttempts, moves it to the subscription's
+ * own dead-letter topic (DESIGN.md section 5: the last resort). Nothing is
+ * lost either way. Unknown fields are ignored. */
+apr_status_t datos_pubsub_parse_pull(apr_pool_t *p, const char *body,
+                                     apr_size_t len, apr_array_header_t **msgs,
+                                     datos_err_t *err);
+/* The same from an answer jansson has already parsed. */
+apr_status_t datos_pubsub_pull_from_json(apr_pool_t *p, const json_t *answer,
+                                         apr_array_header_t **msgs,
+                                         datos_err_t *err);
+
+/* Parses RFC 3339 as Pub/Sub sends it (proto3 Timestamp: Z or an offset,
+ * 0 to 9 fraction digits), keeping microseconds: digits past the sixth are
+ * dropped, which rounds toward the past. DATOS_EMALFORMED otherwise. */
+apr_status_t datos_pubsub_parse_time(const char *text, apr_size_t len,
+                                     apr_int64_t *us);
+
+/* A message to publish. */
+typedef struct datos_pubsub_out_t {
+    const unsigned char *data;           /* may be empty when there are attributes */
+    apr_size_t data_len;
+    const apr_array_header_t *attributes;/* of datos_attr_t; NULL: none */
+    const char *ordering_key;            /* NULL: none */
+} datos_pubsub_out_t;
+
+/* One request body and the slice of the input messages it carries. */
+typedef struct datos_pubsub_body_t {
+    const char *body;                    /* NUL-terminated JSON */
+    apr_size_t len;
+    int first;                           /* index of its first message */
+    int count;                           /* messages (ackIds) in it */
+} datos_pubsub_body_t;
+
+/* topics.publish bodies {"messages":[{"data":"<base64>","attributes":{..},
+ * "orderingKey":".."},..]} for n messages, in order, split so that each
+ * request holds at most 1,000 messages, at most 10,000,000 bytes of JSON,
+ * and one ordering key (gcp-wire.md 1.4); a message too large to share a
+ * request goes alone (the server then judges it). "data" is omitted when
+ * empty. *bodies is an array of datos_pubsub_body_t (empty when n is 0).
+ * APR_EINVAL names the first message with neither data nor attributes,
+ * more than 100 attributes, or a string that is not UTF-8. */
+apr_status_t datos_pubsub_publish_bodies(apr_pool_t *p,
+                                         const datos_pubsub_out_t *msgs, int n,
+                                         apr_array_header_t **bodies,
+                                         datos_err_t *err);
+
+/* Reads a topics.publish answer {"messageIds":["..",..]}: *ids is an
+ * array of const char *, one per message in request order. Any other shape,
+ * an empty or non-string id, or a count other than expected is
+ * DATOS_EMALFORMED: the caller cannot tell which messages were published. */
+apr_status_t datos_pubsub_parse_publish(apr_pool_t *p, const char *body,
+                                        apr_size_t len, int expected,
+                                        apr_array_header_t **ids,
+                                        datos_err_t *err);
+
+/* subscriptions.acknowledge bodies {"ackIds":[..]} for n ack ids, in
+ * order, at most 2,500 ids and 524,288 bytes each (gcp-wire.md 1.6, 1.7).
+ * APR_EINVAL for an empty id, one that is not UTF-8, or one too long to
+ * fit a request. Empty *bodies for n == 0. */
+apr_status_t datos_pubsub_ack_bodies(apr_pool_t *p, const char *const *ack_ids,
+                                     int n, apr_array_header_t **bodies,
+                                     datos_err_t *err);
+
+/* subscriptions.modifyAckDeadline bodies
+ * {"ackIds":[..],"ackDeadlineSeconds":S}, chunked as above; S in 0..600
+ * (0 is a nack), else APR_EINVAL. */
+apr_status_t datos_pubsub_modack_bodies(apr_pool_t *p,
+                                        const char *const *ack_ids, int n,
+                                        int seconds,
+                                        apr_array_header_t **bodies,
+                                        datos_err_t *err);
+
+/* Attribute names added to a dead-lettered message (DESIGN.md section 3). */
+#define DATOS_ATTR_ERROR               "datos_error"
+#define DATOS_ATTR_ERROR_DETAIL        "datos_error_detail"
+#define DATOS_ATTR_SOURCE_SUBSCRIPTION "datos_source_subscription"
+#define DATOS_ATTR_SOURCE_MESSAGE_ID   "datos_source_message_id"
+#define DATOS_ATTR_SOURCE_PUBLISH_TIME "datos_source_publish_time"
+
+/* The attributes of m's dead-letter copy: m's own attributes in their
+ * order, then datos_error (the reason's name), datos_error_detail (detail
+ * made one clean line: controls become spaces, bytes that are not UTF-8
+ * become '?', cut on a character boundary to at most 1,024 bytes),
+ * datos_source_subscription, datos_source_message_id and
+ * datos_source_publish_time (as Pub/Sub sent it). An attribute of m with
+ * one of those five names is replaced, not repeated: a message that was
+ * dead-lettered, redriven and failed again carries the latest error.
+ * DATOS_ETOOLARGE when the result would pass Pub/Sub's 100 attributes;
+ * APR_EINVAL when m has no message id or publish time, or the reason is
+ * DATOS_REASON_NONE. *attrs is an array of datos_attr_t. */
+apr_status_t datos_pubsub_deadletter_attrs(apr_pool_t *p,
+                                           const datos_pubsub_msg_t *m,
+                                           const char *subscription,
+                                           datos_reason_t reason,
+                                           const char *detail,
+                                           apr_array_header_t **attrs,
+                                           datos_err_t *err);
+
+/* ------------------------------------------------------------------ 3. HTTP client */
+
+#endif
