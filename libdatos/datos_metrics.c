@@ -434,7 +434,10 @@ static void out_label_value(out_t *o, const char *s)
     const char *run = s;
 
     for (; *s; s++) {
-        const char *esc = *s == '\\' ? "\\\\" : *s == '"' ? "\\\"" : *s == '\n' ? "\\n" : NULL;
+        const char *esc = *s == '\\' ? "\\\\"
+                        : *s == '"'  ? "\\\""
+                        : *s == '\n' ? "\\n"
+                        : NULL;
         if (esc) {
             out_mem(o, run, (apr_size_t)(s - run));
             out_str(o, esc);
