@@ -20,7 +20,7 @@ DEB_PACKAGES := build-essential pkg-config ca-certificates curl openssl \
   libcurl4-openssl-dev libjansson-dev libssl-dev libcmocka-dev \
   clang libclang-rt-14-dev \
   python3-pytest python3-requests python3-locust \
-  wrk memcached redis-server
+  wrk memcached redis-server prometheus
 
 # Resolved when a recipe runs, so `make deps` can install the tools first.
 APR_INCLUDES = $(shell apr-1-config --includes --cppflags)

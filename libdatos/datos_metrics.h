@@ -65,7 +65,8 @@ datos_metrics_t *datos_metrics_init(void *mem);
 
 /* The index of a table's gauges (0..DATOS_METRICS_TABLES-1): the first
  * call with a name takes a free index, later ones find it. Call in the
- * parent (post_config), before any process counts. */
+ * parent (post_config), before any process counts. The name is kept in the
+ * block (cut on a UTF-8 boundary past 2111 bytes) as the table label. */
 int datos_metrics_table(datos_metrics_t *m, const char *table);
 
 /* Counting; m may be NULL (then nothing happens). code is the HTTP status
@@ -80,8 +81,12 @@ void datos_metrics_backend(datos_metrics_t *m, const char *outcome,
                            apr_int64_t bytes_processed);
 void datos_metrics_store_failure(datos_metrics_t *m, datos_tier_t tier);
 void datos_metrics_oversized(datos_metrics_t *m);
+/* Both gauges only move forward: a process reporting an older answer (or
+ * success) than another already did leaves them as they are. */
 void datos_metrics_fetched(datos_metrics_t *m, int table, apr_time_t fetched);
 void datos_metrics_success(datos_metrics_t *m, int table, apr_time_t when);
+/* publish_duration <= 0: nothing was published (a 400, 413 or 415), so
+ * only the code counts. */
 void datos_metrics_ingest(datos_metrics_t *m, int code,
                           apr_interval_time_t publish_duration);
 
@@ -89,11 +94,13 @@ void datos_metrics_ingest(datos_metrics_t *m, int code,
  * for another request's fetch), kept here because every process shares
  * this memory. enter returns 1 and counts the request while fewer than
  * bound wait; otherwise it returns 0 and counts a rejection. Each enter
- * that returned 1 is paired with one leave. */
+ * that returned 1 is paired with one leave. With m NULL there is no
+ * shared count and enter always returns 1. */
 int datos_metrics_wait_enter(datos_metrics_t *m, int bound);
 void datos_metrics_wait_leave(datos_metrics_t *m);
 
-/* The text exposition at `now`, in p. */
+/* The text exposition at `now`, in p; NULL when m is not a block that
+ * datos_metrics_init (or zeroing) prepared. */
 char *datos_metrics_render(apr_pool_t *p, const datos_metrics_t *m,
                            apr_time_t now, apr_size_t *len);
 
