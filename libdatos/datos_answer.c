@@ -625,15 +625,15 @@ static const char *envelope_problem(apr_pool_t *scratch,
         || memchr(body, '\0', body_len)) {
         return "body is not a /datos document";
     }
-    /* Each row is at least the smallest rendered row, starts with '{'
-     * (after a comma unless it comes first) and ends with '}'. */
+    /* Each row starts with '{' (after a comma unless it comes first) and
+     * ends with '}', so every slice is a document's rows cut whole. */
     if (get_u64(row_end) != BODY_HEAD_LEN) {
         return "first row offset is wrong";
     }
     prev = BODY_HEAD_LEN;
     for (k = 1; k <= n; k++) {
         end = get_u64(row_end + 8 * k);
-        min_row = DATOS_RENDERED_ROW_MIN + (k > 1);
+        min_row = 2 + (k > 1);
         if (end > body_len - 2 || end < prev || end - prev < min_row
             || body[prev + (k > 1)] != '{' || (k > 1 && body[prev] != ',')
             || body[end - 1] != '}') {

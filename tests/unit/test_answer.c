@@ -818,12 +818,12 @@ static void envelope_max_is_a_bound(void **state)
     datos_row_t *rows;
     unsigned int seed = 12345;
 
-    /* many tiny rows: each the smallest a row renders to */
-    tiny = (int)((payload - DATOS_RENDERED_EMPTY_LEN + 1)
-                 / (DATOS_RENDERED_ROW_MIN + 1));
+    /* many tiny rows: each the smallest a row renders to, 64 bytes:
+     * {"id":"","contenido":"","timestamp":"2024-01-14T14:00:00+00:00"} */
+    tiny = (int)((payload - DATOS_RENDERED_EMPTY_LEN + 1) / (64 + 1));
     rows = apr_pcalloc(p, sizeof(*rows) * (apr_size_t)tiny);
     for (i = 0; i < tiny; i++) {
-        rows[i] = mkrow("", NULL, TS0);
+        rows[i] = mkrow("", "", TS0);
     }
     check_bound(p, rows, tiny, tiny, limits, 8, payload);
     check_bound(p, rows, tiny, tiny, limits, 0, payload);
