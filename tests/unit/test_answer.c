@@ -791,10 +791,16 @@ static void check_bound(apr_pool_t *p, const datos_row_t *rows, int n,
                         apr_size_t payload)
 {
     datos_answer_opts_t o = opts_for(max_rows, limits, count);
-    datos_answer_t *a = build(p, rows, n, &o);
+    datos_answer_t *a = build(p, rows, n, &o), *b;
     apr_size_t len, max;
+    const char *bytes = encode(p, a, &len);
+    datos_err_t err;
 
-    encode(p, a, &len);
+    /* and comes back from its envelope */
+    assert_int_equal(datos_answer_decode(p, bytes, len, &b, &err), APR_SUCCESS);
+    assert_bytes_equal(a->body, a->body_len, b->body, b->body_len);
+    assert_string_equal(datos_answer_etag(a, n), datos_answer_etag(b, n));
+    datos_answer_free(b);
     assert_true(a->body_len <= payload);
     max = datos_answer_envelope_max(payload, max_rows, count);
     if (getenv("DT_DEBUG")) {
