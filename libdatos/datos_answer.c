@@ -149,14 +149,16 @@ static void etag_digest(const char *etag, unsigned char *digest)
 }
 
 /* A bound on the raw deflate of len bytes with `flushes` sync flushes, at
- * any level and strategy. zlib ends a block after at most 16383 symbols,
- * at a flush, or at the end, and emits a block as the cheapest of stored,
- * fixed or dynamic codes, so no block costs more than its fixed-code form:
- * at most 9 bits per byte (a literal is 8 or 9 bits, every match zlib
- * keeps costs less per byte) plus a header, an end code and rounding,
- * under 4 bytes. Each block but those a flush or the end cut covers at
- * least 16383 bytes, so len >> 10 pays for their overhead; each flush adds
- * one cut block and an empty stored block (at most 6 bytes). */
+ * any level and strategy with memLevel 8 (as compress_body sets it). zlib
+ * ends a block after at most 16383 symbols, at a flush or at the end, and
+ * emits each block as the cheapest of stored, fixed or dynamic codes (the
+ * stored form only when it is no larger than the others, give or take
+ * rounding), so no block costs more than its fixed-code form: at most 9
+ * bits per byte (a literal is 8 or 9 bits, every match zlib keeps costs
+ * less per byte) plus a header, an end code and rounding, under 4 bytes.
+ * Every block but those a flush or the end cut covers at least 16383
+ * bytes, so len >> 10 pays for their overhead; each flush adds one cut
+ * block and an empty stored block (at most 6 bytes). */
 static apr_uint64_t deflate_bound(apr_uint64_t len, apr_uint64_t flushes)
 {
     return len + (len >> 3) + (len >> 10) + 16 * flushes + 32;
