@@ -17,7 +17,7 @@ APXS := apxs
 # Debian packages the project needs, listed once.
 DEB_PACKAGES := build-essential pkg-config ca-certificates curl openssl \
   apache2 apache2-bin apache2-dev apache2-utils libapr1-dev libaprutil1-dev \
-  libcurl4-openssl-dev libjansson-dev libssl-dev libcmocka-dev \
+  libcurl4-openssl-dev libjansson-dev libssl-dev libcmocka-dev zlib1g-dev \
   clang libclang-rt-14-dev \
   python3-pytest python3-requests python3-locust \
   wrk memcached redis-server prometheus
@@ -25,8 +25,8 @@ DEB_PACKAGES := build-essential pkg-config ca-certificates curl openssl \
 # Resolved when a recipe runs, so `make deps` can install the tools first.
 APR_INCLUDES = $(shell apr-1-config --includes --cppflags)
 APR_LIBS = $(shell apr-1-config --link-ld --libs)
-DEP_CFLAGS = $(shell pkg-config --cflags libcurl jansson libcrypto cmocka)
-DEP_LIBS = $(shell pkg-config --libs libcurl jansson libcrypto)
+DEP_CFLAGS = $(shell pkg-config --cflags libcurl jansson libcrypto zlib cmocka)
+DEP_LIBS = $(shell pkg-config --libs libcurl jansson libcrypto zlib)
 CMOCKA_LIBS = $(shell pkg-config --libs cmocka)
 
 WARN := -Wall -Wextra -Werror

@@ -73,7 +73,10 @@ typedef struct datos_answer_t {
 /* Builds an answer in a pool of its own from rows already in the order
  * they are served: renders them with datos_record_render, computes every
  * slice's ETag and the gzip variants. Rows beyond opts->max_rows are left
- * out. scratch takes temporary work and err's text. */
+ * out. scratch takes temporary work and err's text. APR_EINVAL for options
+ * out of range (max_rows < 1, a gzip limit < 1, gzip_count outside
+ * 0..DATOS_ANSWER_GZIP_MAX); DATOS_EMALFORMED for a row that cannot be
+ * rendered. The same rows give the same body and ETags on every host. */
 apr_status_t datos_answer_build(apr_pool_t *scratch, const datos_row_t *rows,
                                 int n, const datos_answer_opts_t *opts,
                                 datos_answer_t **out, datos_err_t *err);
@@ -81,7 +84,9 @@ apr_status_t datos_answer_build(apr_pool_t *scratch, const datos_row_t *rows,
 /* Frees an answer (its pool); NULL-safe. Any thread may call it. */
 void datos_answer_free(datos_answer_t *a);
 
-/* The slice ?limit=limit serves: min(limit, n) rows. */
+/* The slice ?limit=limit serves: min(limit, n) rows (0 for a negative
+ * limit). The functions below taking k clamp it the same way, so k beyond
+ * n means the whole answer. */
 int datos_answer_rows(const datos_answer_t *a, int limit);
 
 /* The body of the slice of k rows is body[0..datos_answer_slice_len(a,k) - 2)
@@ -114,7 +119,9 @@ apr_status_t datos_answer_encode(apr_pool_t *p, const datos_answer_t *a,
                                  datos_err_t *err);
 
 /* The largest envelope an answer within these bounds can take, for the
- * retrieve buffer of a socache provider. */
+ * retrieve buffer of a socache provider: any answer whose body is at most
+ * max_payload bytes, with at most max_rows rows and gzip_count gzip limits.
+ * Saturates at APR_SIZE_MAX rather than wrapping. */
 apr_size_t datos_answer_envelope_max(apr_size_t max_payload, int max_rows,
                                      int gzip_count);
 

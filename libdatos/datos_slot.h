@@ -31,7 +31,9 @@ typedef void datos_slot_release_fn(void *obj);
 
 /* Creates an empty slot in p. release runs once for every published object
  * when it is no longer current and no reader holds it, and for the current
- * one when p is cleaned up (or datos_slot_clear runs). */
+ * one when p is cleaned up (or datos_slot_clear runs). release may run in
+ * any thread: a writer's, or the reader that lets go last. By the time p is
+ * cleaned up no reader may still hold an object (the slot goes with p). */
 apr_status_t datos_slot_create(apr_pool_t *p, datos_slot_release_fn *release,
                                datos_slot_t **out);
 
@@ -41,7 +43,9 @@ void *datos_slot_acquire(datos_slot_t *s);
 void datos_slot_release(datos_slot_t *s, void *obj);
 
 /* Makes obj current. APR_EAGAIN when DATOS_SLOT_ENTRIES versions are still
- * held by readers (obj is then not published; the caller still owns it). */
+ * held by readers (obj is then not published; the caller still owns it).
+ * APR_EINVAL for NULL, or for an object the slot still holds (current, or
+ * replaced but not yet released): each object is published once. */
 apr_status_t datos_slot_publish(datos_slot_t *s, void *obj);
 
 /* Unpublishes the current object (released once its readers are done). */

@@ -1,0 +1,458 @@
+/* test_slot.c - the lock-free slot: who sees which version, when each
+ * version is released, and the same under threads hammering it. */
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <apr_thread_proc.h>
+#include <apr_time.h>
+
+#include "dt_support.h"
+#include "datos_answer.h"
+#include "datos_slot.h"
+
+#define LIVE 0x600DF00Du
+#define DEAD 0xDEADBEEFu
+
+typedef struct tobj_t {
+    unsigned magic;
+    int id;
+} tobj_t;
+
+/* What the release function saw, for the single-threaded tests. */
+static int released_ids[1024];
+static int released_count;
+
+static void record_release(void *obj)
+{
+    tobj_t *o = obj;
+
+    assert_int_equal(o->magic, LIVE);
+    o->magic = DEAD;
+    released_ids[released_count++] = o->id;
+}
+
+static tobj_t *tobj(apr_pool_t *p, int id)
+{
+    tobj_t *o = apr_pcalloc(p, sizeof(*o));
+
+    o->magic = LIVE;
+    o->id = id;
+    return o;
+}
+
+static datos_slot_t *new_slot(apr_pool_t *p, datos_slot_release_fn *fn)
+{
+    datos_slot_t *s = NULL;
+
+    released_count = 0;
+    assert_int_equal(datos_slot_create(p, fn, &s), APR_SUCCESS);
+    assert_non_null(s);
+    return s;
+}
+
+static void slot_empty(void **state)
+{
+    apr_pool_t *p = DT_POOL(state);
+    datos_slot_t *s = new_slot(p, record_release);
+
+    assert_null(datos_slot_acquire(s));
+    datos_slot_release(s, NULL);
+    datos_slot_clear(s);
+    assert_null(datos_slot_acquire(s));
+    assert_int_equal(released_count, 0);
+    assert_int_equal(datos_slot_publish(s, NULL), APR_EINVAL);
+}
+
+static void slot_replaced_version_waits_for_readers(void **state)
+{
+    apr_pool_t *p = DT_POOL(state);
+    datos_slot_t *s = new_slot(p, record_release);
+    tobj_t *a = tobj(p, 1), *b = tobj(p, 2), *c = tobj(p, 3);
+    void *r1, *r2, *r3;
+
+    assert_int_equal(datos_slot_publish(s, a), APR_SUCCESS);
+    r1 = datos_slot_acquire(s);
+    r2 = datos_slot_acquire(s);
+    assert_ptr_equal(r1, a);
+    assert_ptr_equal(r2, a);
+    datos_slot_release(s, r2);          /* released while current */
+
+    assert_int_equal(datos_slot_publish(s, b), APR_SUCCESS);
+    assert_int_equal(released_count, 0);        /* r1 still holds a */
+    r3 = datos_slot_acquire(s);
+    assert_ptr_equal(r3, b);
+    assert_int_equal(a->magic, LIVE);
+
+    datos_slot_release(s, r1);          /* the last holder of a */
+    assert_int_equal(released_count, 1);
+    assert_int_equal(released_ids[0], 1);
+
+    /* b replaced while held, then c cleared with no holder */
+    assert_int_equal(datos_slot_publish(s, c), APR_SUCCESS);
+    assert_int_equal(released_count, 1);
+    datos_slot_clear(s);
+    assert_int_equal(released_count, 2);
+    assert_int_equal(released_ids[1], 3);
+    assert_null(datos_slot_acquire(s));
+    datos_slot_release(s, r3);
+    assert_int_equal(released_count, 3);
+    assert_int_equal(released_ids[2], 2);
+    datos_slot_clear(s);
+    assert_int_equal(released_count, 3);
+}
+
+/* A version nobody acquired is released by the publish that replaces it. */
+static void slot_unread_version_released_at_once(void **state)
+{
+    apr_pool_t *p = DT_POOL(state);
+    datos_slot_t *s = new_slot(p, record_release);
+    int i;
+
+    for (i = 0; i < 500; i++) {
+        assert_int_equal(datos_slot_publish(s, tobj(p, i)), APR_SUCCESS);
+        assert_int_equal(released_count, i);
+        if (i % 2) {
+            datos_slot_release(s, datos_slot_acquire(s));
+        }
+    }
+    assert_int_equal(released_ids[498], 498);
+}
+
+static void slot_clear_waits_for_readers(void **state)
+{
+    apr_pool_t *p = DT_POOL(state);
+    datos_slot_t *s = new_slot(p, record_release);
+    tobj_t *a = tobj(p, 7);
+    void *r;
+
+    assert_int_equal(datos_slot_publish(s, a), APR_SUCCESS);
+    r = datos_slot_acquire(s);
+    datos_slot_clear(s);
+    assert_int_equal(released_count, 0);
+    assert_null(datos_slot_acquire(s));
+    /* the cleared object may be published again once released, not before */
+    assert_int_equal(datos_slot_publish(s, a), APR_EINVAL);
+    datos_slot_release(s, r);
+    assert_int_equal(released_count, 1);
+    a->magic = LIVE;
+    assert_int_equal(datos_slot_publish(s, a), APR_SUCCESS);
+    assert_ptr_equal(datos_slot_acquire(s), a);
+    datos_slot_release(s, a);
+}
+
+static void slot_refuses_object_twice(void **state)
+{
+    apr_pool_t *p = DT_POOL(state);
+    datos_slot_t *s = new_slot(p, record_release);
+    tobj_t *a = tobj(p, 1), *b = tobj(p, 2);
+    void *r;
+
+    assert_int_equal(datos_slot_publish(s, a), APR_SUCCESS);
+    assert_int_equal(datos_slot_publish(s, a), APR_EINVAL);   /* current */
+    r = datos_slot_acquire(s);
+    assert_int_equal(datos_slot_publish(s, b), APR_SUCCESS);
+    assert_int_equal(datos_slot_publish(s, a), APR_EINVAL);   /* still held */
+    assert_ptr_equal(datos_slot_acquire(s), b);
+    datos_slot_release(s, b);
+    datos_slot_release(s, r);
+    assert_int_equal(released_count, 1);
+}
+
+/* Every entry held by a reader: the next publish fails and keeps nothing;
+ * one release makes room again, and entries are reused. */
+static void slot_full_then_reused(void **state)
+{
+    apr_pool_t *p = DT_POOL(state);
+    datos_slot_t *s = new_slot(p, record_release);
+    void *held[DATOS_SLOT_ENTRIES];
+    tobj_t *extra = tobj(p, 999);
+    void *r;
+    int i, round;
+
+    for (round = 0; round < 3; round++) {
+        int base = round * 100;
+
+        for (i = 0; i < DATOS_SLOT_ENTRIES; i++) {
+            assert_int_equal(datos_slot_publish(s, tobj(p, base + i)),
+                             APR_SUCCESS);
+            held[i] = datos_slot_acquire(s);
+        }
+        assert_int_equal(datos_slot_publish(s, extra), APR_EAGAIN);
+        assert_int_equal(extra->magic, LIVE);
+        r = datos_slot_acquire(s);
+        assert_int_equal(((tobj_t *)r)->id, base + DATOS_SLOT_ENTRIES - 1);
+        datos_slot_release(s, r);
+        /* readers let go in an order unrelated to publication */
+        for (i = 0; i < DATOS_SLOT_ENTRIES - 1; i += 2) {
+            datos_slot_release(s, held[i]);
+        }
+        for (i = 1; i < DATOS_SLOT_ENTRIES - 1; i += 2) {
+            datos_slot_release(s, held[i]);
+        }
+        assert_int_equal(released_count, round * DATOS_SLOT_ENTRIES
+                                         + DATOS_SLOT_ENTRIES - 1);
+        /* the current one is released by clear, its readers being gone */
+        datos_slot_release(s, held[DATOS_SLOT_ENTRIES - 1]);
+        assert_int_equal(released_count, round * DATOS_SLOT_ENTRIES
+                                         + DATOS_SLOT_ENTRIES - 1);
+        datos_slot_clear(s);
+        assert_int_equal(released_count, (round + 1) * DATOS_SLOT_ENTRIES);
+    }
+}
+
+static void slot_pool_cleanup_releases_current(void **state)
+{
+    apr_pool_t *p = DT_POOL(state), *sub;
+    datos_slot_t *s;
+    tobj_t *a = tobj(p, 1), *b = tobj(p, 2);
+
+    assert_int_equal(apr_pool_create(&sub, p), APR_SUCCESS);
+    s = new_slot(sub, record_release);
+    assert_int_equal(datos_slot_publish(s, a), APR_SUCCESS);
+    datos_slot_release(s, datos_slot_acquire(s));
+    assert_int_equal(datos_slot_publish(s, b), APR_SUCCESS);
+    assert_int_equal(released_count, 1);
+    apr_pool_destroy(sub);
+    assert_int_equal(released_count, 2);
+    assert_int_equal(b->magic, DEAD);
+}
+
+/* ------------------------------------------------------------ threads */
+
+#define READERS 8
+#define HOLDS 32            /* versions a reader may keep at once */
+
+typedef struct stress_t {
+    datos_slot_t *slot;
+    atomic_int stop;
+    atomic_long errors;
+    atomic_long released;
+    atomic_long acquired;
+    atomic_long nulls;
+    int answers;                    /* objects are datos answers */
+} stress_t;
+
+static stress_t *stress_now;        /* for the release functions */
+
+typedef struct sobj_t {
+    unsigned magic;
+    long id;
+} sobj_t;
+
+static void stress_release(void *obj)
+{
+    sobj_t *o = obj;
+
+    if (o->magic != LIVE) {
+        atomic_fetch_add(&stress_now->errors, 1);
+    }
+    o->magic = DEAD;
+    atomic_fetch_add(&stress_now->released, 1);
+    free(o);          /* so ASan sees any use after the release */
+}
+
+static void answer_release(void *obj)
+{
+    atomic_fetch_add(&stress_now->released, 1);
+    datos_answer_free(obj);
+}
+
+/* What a reader checks on an object it holds: live, and never older than
+ * one it acquired before (publication order is the word's order). */
+static long check_held(stress_t *st, void *obj)
+{
+    if (st->answers) {
+        datos_answer_t *a = obj;
+        /* the answer's id is its fetch time; its body must be intact */
+        if (a->n != 3 || memcmp(a->body, "{\"datos\":[", 10) != 0
+            || strlen(datos_answer_etag(a, 2)) != DATOS_ETAG_SIZE - 1) {
+            atomic_fetch_add(&st->errors, 1);
+        }
+        return (long)a->fetched;
+    }
+    if (((sobj_t *)obj)->magic != LIVE) {
+        atomic_fetch_add(&st->errors, 1);
+    }
+    return ((sobj_t *)obj)->id;
+}
+
+static void *APR_THREAD_FUNC reader(apr_thread_t *t, void *data)
+{
+    stress_t *st = data;
+    void *held[HOLDS] = { 0 };
+    long last = -1, id;
+    unsigned int seed = (unsigned int)(apr_uintptr_t)t;
+    int i, loops = 0;
+
+    while (!atomic_load(&st->stop)) {
+        void *o = datos_slot_acquire(st->slot);
+
+        loops++;
+        if (o) {
+            atomic_fetch_add(&st->acquired, 1);
+            id = check_held(st, o);
+            if (id < last) {
+                atomic_fetch_add(&st->errors, 1);
+            }
+            last = id;
+        }
+        else {
+            atomic_fetch_add(&st->nulls, 1);
+        }
+        seed = seed * 1103515245 + 12345;
+        /* Mostly a quick hit; sometimes keep it a while (a slow client),
+         * across publishes, while holding others: with 8 readers keeping
+         * up to 32 versions each, the writer also finds every entry held.
+         * Holds turn over even while the slot is empty, as requests end. */
+        i = (int)((seed >> 16) % (64 * HOLDS));
+        if (i < HOLDS) {
+            if (held[i]) {
+                check_held(st, held[i]);
+                datos_slot_release(st->slot, held[i]);
+            }
+            held[i] = o;
+        }
+        else if (o) {
+            check_held(st, o);
+            datos_slot_release(st->slot, o);
+        }
+        if (loops % 64 == 0) {
+            apr_thread_yield();
+        }
+    }
+    for (i = 0; i < HOLDS; i++) {
+        if (held[i]) {
+            check_held(st, held[i]);
+            datos_slot_release(st->slot, held[i]);
+        }
+    }
+    apr_thread_exit(t, APR_SUCCESS);
+    return NULL;
+}
+
+static void *make_obj(apr_pool_t *scratch, stress_t *st, long id)
+{
+    if (st->answers) {
+        datos_row_t rows[3];
+        datos_answer_opts_t o;
+        datos_answer_t *a;
+        datos_err_t err;
+        int i;
+
+        memset(&o, 0, sizeof(o));
+        o.max_rows = 10;
+        o.fetched = id;
+        o.gzip_limits[0] = 2;
+        o.gzip_count = 1;
+        for (i = 0; i < 3; i++) {
+            rows[i].id = "x";
+            rows[i].id_len = 1;
+            rows[i].contenido = apr_psprintf(scratch, "version %ld", id);
+            rows[i].contenido_len = strlen(rows[i].contenido);
+            rows[i].timestamp_us = 1000000 * (apr_int64_t)i;
+        }
+        assert_int_equal(datos_answer_build(scratch, rows, 3, &o, &a, &err),
+                         APR_SUCCESS);
+        return a;
+    }
+    else {
+        sobj_t *o = malloc(sizeof(*o));
+        o->magic = LIVE;
+        o->id = id;
+        return o;
+    }
+}
+
+static void run_stress(apr_pool_t *p, int answers, long publishes)
+{
+    stress_t st;
+    apr_thread_t *threads[READERS];
+    apr_pool_t *scratch;
+    apr_status_t trv;
+    long published = 0, eagain = 0, clears = 0, id;
+    apr_time_t t0 = apr_time_now();
+    int i;
+
+    memset(&st, 0, sizeof(st));
+    atomic_init(&st.stop, 0);
+    atomic_init(&st.errors, 0);
+    atomic_init(&st.released, 0);
+    atomic_init(&st.acquired, 0);
+    atomic_init(&st.nulls, 0);
+    st.answers = answers;
+    stress_now = &st;
+    assert_int_equal(datos_slot_create(p, answers ? answer_release
+                                                  : stress_release, &st.slot),
+                     APR_SUCCESS);
+    assert_int_equal(apr_pool_create(&scratch, p), APR_SUCCESS);
+    for (i = 0; i < READERS; i++) {
+        assert_int_equal(apr_thread_create(&threads[i], NULL, reader, &st, p),
+                         APR_SUCCESS);
+    }
+    for (id = 0; id < publishes; id++) {
+        void *o = make_obj(scratch, &st, id);
+        apr_status_t rv;
+
+        while ((rv = datos_slot_publish(st.slot, o)) == APR_EAGAIN) {
+            eagain++;
+            apr_thread_yield();
+        }
+        assert_int_equal(rv, APR_SUCCESS);
+        published++;
+        if (id % 1000 == 999) {
+            datos_slot_clear(st.slot);
+            clears++;
+        }
+        if (id % 16 == 0) {
+            apr_pool_clear(scratch);
+            apr_thread_yield();        /* let readers hold several versions */
+        }
+    }
+    atomic_store(&st.stop, 1);
+    for (i = 0; i < READERS; i++) {
+        assert_int_equal(apr_thread_join(&trv, threads[i]), APR_SUCCESS);
+    }
+    /* Readers are gone: all but the current one are released already. */
+    assert_int_equal(atomic_load(&st.released),
+                     published - (publishes % 1000 ? 1 : 0));
+    datos_slot_clear(st.slot);
+    assert_int_equal(atomic_load(&st.released), published);
+    assert_int_equal(atomic_load(&st.errors), 0);
+    assert_true(atomic_load(&st.acquired) > 0);
+    if (getenv("DT_DEBUG")) {
+        fprintf(stderr, "stress (%s): %ld publishes, %ld clears, %ld EAGAIN, "
+                "%ld acquisitions, %ld empty, %.0f ms\n",
+                answers ? "answers" : "objects", published, clears, eagain,
+                (long)atomic_load(&st.acquired), (long)atomic_load(&st.nulls),
+                (double)(apr_time_now() - t0) / 1000.0);
+    }
+    apr_pool_destroy(scratch);
+}
+
+static void slot_stress_objects(void **state)
+{
+    run_stress(DT_POOL(state), 0, 100500);
+}
+
+/* Answers built by one thread, served and freed by others. */
+static void slot_stress_answers(void **state)
+{
+    run_stress(DT_POOL(state), 1, 5000);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        DT_TEST(slot_empty),
+        DT_TEST(slot_replaced_version_waits_for_readers),
+        DT_TEST(slot_unread_version_released_at_once),
+        DT_TEST(slot_clear_waits_for_readers),
+        DT_TEST(slot_refuses_object_twice),
+        DT_TEST(slot_full_then_reused),
+        DT_TEST(slot_pool_cleanup_releases_current),
+        DT_TEST(slot_stress_objects),
+        DT_TEST(slot_stress_answers),
+    };
+    return cmocka_run_group_tests(tests, dt_group_setup, dt_group_teardown);
+}
