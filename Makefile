@@ -3,8 +3,10 @@
 #   make run    the whole system on the local GCP emulator (Ctrl-C stops it)
 #   make test   installs what is missing, builds, runs every test suite
 #
-# Other targets: deps, all (build), unit, fuzz, fuzz-replay, itest, bench,
-# bench-emulator, bench-record, clean.
+#   make        builds what a user installs: build/libdatos.a, build/mod_datos.so
+#
+# Other targets: deps, test-build (the sanitizer, unit and fuzz builds),
+# unit, fuzz, fuzz-replay, itest, bench, bench-emulator, bench-record, clean.
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := all
@@ -22,12 +24,15 @@ DEB_PACKAGES := build-essential pkg-config ca-certificates curl openssl \
   python3-pytest python3-requests python3-locust \
   wrk memcached redis-server prometheus
 
-# Resolved when a recipe runs, so `make deps` can install the tools first.
-APR_INCLUDES = $(shell apr-1-config --includes --cppflags)
-APR_LIBS = $(shell apr-1-config --link-ld --libs)
-DEP_CFLAGS = $(shell pkg-config --cflags libcurl jansson libcrypto zlib cmocka)
-DEP_LIBS = $(shell pkg-config --libs libcurl jansson libcrypto zlib)
-CMOCKA_LIBS = $(shell pkg-config --libs cmocka)
+# Resolved once, the first time a recipe needs them (so `make deps` can
+# install the tools first), instead of once per compile.
+cached = $(if $(__$1),,$(eval __$1 := $$(shell $2)))$(__$1)
+APR_INCLUDES = $(call cached,apr_inc,apr-1-config --includes --cppflags)
+APR_LIBS = $(call cached,apr_libs,apr-1-config --link-ld --libs)
+DEP_CFLAGS = $(call cached,dep_cflags,pkg-config --cflags libcurl jansson libcrypto zlib)
+DEP_LIBS = $(call cached,dep_libs,pkg-config --libs libcurl jansson libcrypto zlib)
+CMOCKA_CFLAGS = $(call cached,cmocka_cflags,pkg-config --cflags cmocka)
+CMOCKA_LIBS = $(call cached,cmocka_libs,pkg-config --libs cmocka)
 
 WARN := -Wall -Wextra -Werror
 CSTD := -std=gnu11
@@ -52,10 +57,13 @@ SAN_UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/asan/tests/%,$(UNIT_SRC))
 FUZZ_BIN := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRC))
 
 .PHONY: all deps build module unit unit-build fuzz fuzz-build fuzz-replay \
-        itest test test-steps run bench bench-emulator bench-record clean
+        itest test test-build test-steps run bench bench-emulator bench-record clean
 
-all: $(BUILD)/libdatos.a $(BUILD)/mod_datos.so $(BUILD)/asan/libdatos.a \
-     $(BUILD)/asan/mod_datos.so unit-build
+# What a user installs.
+all: $(BUILD)/libdatos.a $(BUILD)/mod_datos.so
+
+# What the tests run: the sanitizer builds and the unit tests too.
+test-build: all $(BUILD)/asan/libdatos.a $(BUILD)/asan/mod_datos.so unit-build
 
 # ---------------------------------------------------------------- deps
 # Idempotent: apt runs only when a package is missing; npm only when the
@@ -117,12 +125,12 @@ module: $(BUILD)/mod_datos.so $(BUILD)/asan/mod_datos.so
 # ---------------------------------------------------------------- unit tests (cmocka)
 $(BUILD)/tests/%: tests/unit/%.c $(UNIT_SUPPORT) $(UNIT_HDR) $(BUILD)/libdatos.a
 	@mkdir -p $(@D)
-	$(CC) $(CSTD) $(WARN) -O1 -g $(APR_INCLUDES) $(DEP_CFLAGS) -Ilibdatos -Itests/unit \
+	$(CC) $(CSTD) $(WARN) -O1 -g $(APR_INCLUDES) $(DEP_CFLAGS) $(CMOCKA_CFLAGS) -Ilibdatos -Itests/unit \
 	  $< $(UNIT_SUPPORT) $(BUILD)/libdatos.a $(CMOCKA_LIBS) $(DEP_LIBS) $(APR_LIBS) -o $@
 
 $(BUILD)/asan/tests/%: tests/unit/%.c $(UNIT_SUPPORT) $(UNIT_HDR) $(BUILD)/asan/libdatos.a
 	@mkdir -p $(@D)
-	$(CC) $(CSTD) $(WARN) $(SAN_CFLAGS) $(APR_INCLUDES) $(DEP_CFLAGS) -Ilibdatos -Itests/unit \
+	$(CC) $(CSTD) $(WARN) $(SAN_CFLAGS) $(APR_INCLUDES) $(DEP_CFLAGS) $(CMOCKA_CFLAGS) -Ilibdatos -Itests/unit \
 	  $< $(UNIT_SUPPORT) $(BUILD)/asan/libdatos.a $(CMOCKA_LIBS) $(DEP_LIBS) $(APR_LIBS) $(SAN_FLAGS) -o $@
 
 unit-build: $(UNIT_BIN) $(SAN_UNIT_BIN)
@@ -166,7 +174,7 @@ fuzz: fuzz-build
 # ---------------------------------------------------------------- pytest suites
 PYTEST := $(PYTHON) -m pytest -q -ra
 
-itest: all
+itest: test-build
 	$(PYTEST) tests/emulator tests/integration
 
 test:
@@ -176,7 +184,7 @@ test:
 	exit $$rc
 
 test-steps: deps
-	$(MAKE) --no-print-directory all fuzz-build
+	$(MAKE) --no-print-directory test-build fuzz-build
 	$(MAKE) --no-print-directory unit
 	$(MAKE) --no-print-directory fuzz-replay
 	$(PYTEST) tests/emulator

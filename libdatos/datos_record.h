@@ -38,8 +38,8 @@ apr_status_t datos_record_render(apr_pool_t *p, const datos_row_t *rows,
 /* The body of an answer with no rows, {"datos":[]}: every answer is this
  * long plus the rows' own lengths. */
 #define DATOS_RENDERED_EMPTY_LEN 12
-/* The smallest row: {"id":"","contenido":null,"timestamp":"<25 bytes>"}. */
-#define DATOS_RENDERED_ROW_MIN 66
+/* The smallest row: {"id":"","contenido":"","timestamp":"<25 bytes>"}. */
+#define DATOS_RENDERED_ROW_MIN 64
 
 /* Exactly the bytes datos_record_render gives the row, with the comma
  * that separates it from the previous one unless it comes first, so a

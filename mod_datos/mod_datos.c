@@ -1,12 +1,17 @@
 /* mod_datos.c - module declaration, hooks and the libdatos log sink.
  *
  * Life cycle, as httpd runs it:
+ * - pre_config: the mutex types (for the Mutex directive); nothing of an
+ *   earlier configuration is kept, since the DSO may stay loaded.
  * - check_config (every configuration pass, also under `apache2 -t`):
- *   defaults and cross-directive checks, including a trial load of the key.
- * - post_config (parent, still root and single-threaded): curl_global_init
- *   once, the credentials (a 0600 key owned by root works), one BigQuery
- *   client per server configuration.
- * - child_init: per-process mutexes; tokens inherited over fork are dropped.
+ *   defaults and cross-directive checks, including a trial load of each
+ *   distinct key.
+ * - post_config (parent, still root and single-threaded; skipped in the
+ *   dry run httpd makes first): curl_global_init once, one runtime per
+ *   distinct configuration, the shared tier, the mutexes and the shared
+ *   memory.
+ * - child_init: each runtime's per-process side (mutexes re-attached,
+ *   tokens inherited over fork dropped).
  */
 #include <string.h>
 
@@ -31,7 +36,8 @@ static void log_sink(void *baton, const char *file, int line,
 {
     server_rec *s = baton;
 
-    ap_log_error(file, line, APLOG_MODULE_INDEX, (int)level, rv, s, "%s", msg);
+    ap_log_error(file, line, APLOG_MODULE_INDEX, (int)level,
+                 mod_datos_log_status(rv), s, "%s", msg);
 }
 
 static int log_is_level(void *baton, datos_log_level_t level)
@@ -41,16 +47,34 @@ static int log_is_level(void *baton, datos_log_level_t level)
     return APLOG_IS_LEVEL(s, (int)level);
 }
 
+/* The sink points at a server_rec of pconf: when pconf goes (a restart),
+ * libdatos falls back to stderr until the next configuration sets it. */
+static apr_status_t log_sink_reset(void *data)
+{
+    (void)data;
+    datos_log_set_sink(NULL, NULL, NULL);
+    return APR_SUCCESS;
+}
+
+static int mod_datos_pre_config(apr_pool_t *pconf, apr_pool_t *plog,
+                                apr_pool_t *ptemp)
+{
+    (void)plog;
+    (void)ptemp;
+    return mod_datos_runtime_pre_config(pconf);
+}
+
 static int mod_datos_check_config(apr_pool_t *pconf, apr_pool_t *plog,
                                   apr_pool_t *ptemp, server_rec *s)
 {
+    apr_hash_t *checked = apr_hash_make(ptemp);
     server_rec *vs;
     const char *msg;
 
     (void)plog;
     for (vs = s; vs; vs = vs->next) {
-        if ((msg = mod_datos_conf_finish(pconf, ptemp, vs,
-                                         mod_datos_conf(vs)))) {
+        if ((msg = mod_datos_conf_finish(pconf, ptemp, vs, mod_datos_conf(vs),
+                                         checked))) {
             ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_EMERG, 0, NULL,
                          DATOS_LOGNO(0001) "%s (server %s:%u, defined in %s)",
                          msg, vs->server_hostname ? vs->server_hostname : "*",
@@ -71,13 +95,12 @@ static apr_status_t http_global_cleanup(void *data)
 static int mod_datos_post_config(apr_pool_t *pconf, apr_pool_t *plog,
                                  apr_pool_t *ptemp, server_rec *s)
 {
-    server_rec *vs;
-    datos_err_t err;
     apr_status_t rv;
 
     (void)plog;
-    (void)ptemp;
     datos_log_set_sink(log_sink, log_is_level, s);
+    apr_pool_cleanup_register(pconf, NULL, log_sink_reset,
+                              apr_pool_cleanup_null);
     mod_datos_errors_post_config(pconf, s);
 
     /* httpd runs the configuration twice at start; the first pass only
@@ -91,93 +114,20 @@ static int mod_datos_post_config(apr_pool_t *pconf, apr_pool_t *plog,
                      DATOS_LOGNO(0002) "curl_global_init failed");
         return HTTP_INTERNAL_SERVER_ERROR;
     }
-    /* Registered before the clients' cleanups, so it runs after them. */
+    /* Registered before the runtimes' cleanups, so it runs after them. */
     apr_pool_cleanup_register(pconf, NULL, http_global_cleanup,
                               apr_pool_cleanup_null);
-
-    for (vs = s; vs; vs = vs->next) {
-        mod_datos_conf_t *conf = mod_datos_conf(vs);
-        datos_bq_conf_t bqc;
-
-        /* The key is read here, while the process is still root, so it
-         * may be readable by root only. */
-        datos_err_clear(&err);
-        rv = datos_creds_load(pconf, conf->credentials, DATOS_SCOPE_BIGQUERY,
-                              conf->allow_insecure
-                                  || conf->url_from_emulator_env,
-                              &conf->creds, &err);
-        if (rv != APR_SUCCESS) {
-            ap_log_error(APLOG_MARK, APLOG_EMERG, rv, vs,
-                         DATOS_LOGNO(0007) "DatosCredentials: %s", err.message);
-            return HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        memset(&bqc, 0, sizeof(bqc));
-        bqc.base_url = conf->bigquery_url;
-        bqc.project = conf->project ? conf->project : conf->table.project;
-        bqc.table = conf->table;
-        bqc.location = conf->location;
-        bqc.lookback_days = conf->lookback_days;
-        bqc.max_bytes_billed = conf->max_bytes_billed;
-        bqc.max_payload = (apr_size_t)conf->max_payload;
-        bqc.max_rows = conf->limit_max;
-        bqc.timeout = conf->timeout;
-        bqc.creds = conf->creds;
-        datos_http_opts_default(&bqc.http);
-        bqc.http.timeout = conf->timeout;
-        if (bqc.http.connect_timeout > conf->timeout)
-            bqc.http.connect_timeout = conf->timeout;
-        bqc.http.ca_file = conf->ca_file;
-        bqc.http.allow_insecure = conf->allow_insecure
-                                  || conf->url_from_emulator_env;
-        bqc.http.user_agent = "mod_datos/" AP_SERVER_BASEREVISION;
-
-        datos_err_clear(&err);
-        rv = datos_bq_create(pconf, &bqc, &conf->bq, &err);
-        if (rv != APR_SUCCESS) {
-            ap_log_error(APLOG_MARK, APLOG_EMERG, rv, vs,
-                         DATOS_LOGNO(0003) "BigQuery client for %s: %s",
-                         conf->table_name, err.message);
-            return HTTP_INTERNAL_SERVER_ERROR;
-        }
-        if (vs == s)
-            ap_log_error(APLOG_MARK, APLOG_INFO, 0, s,
-                         DATOS_LOGNO(0004) "serving %s from %s with %s",
-                         conf->table_name, conf->bigquery_url,
-                         datos_creds_describe(conf->creds));
-    }
-    return OK;
+    return mod_datos_runtime_post_config(pconf, ptemp, s);
 }
 
 static void mod_datos_child_init(apr_pool_t *pchild, server_rec *s)
 {
-    apr_hash_t *done = apr_hash_make(pchild);
-    server_rec *vs;
-    apr_status_t rv;
-
-    for (vs = s; vs; vs = vs->next) {
-        mod_datos_conf_t *conf = mod_datos_conf(vs);
-
-        if (conf->creds && !apr_hash_get(done, &conf->creds, sizeof(void *))) {
-            apr_hash_set(done, apr_pmemdup(pchild, &conf->creds,
-                                           sizeof(void *)),
-                         sizeof(void *), conf);
-            if ((rv = datos_creds_child_init(conf->creds, pchild)))
-                ap_log_error(APLOG_MARK, APLOG_CRIT, rv, vs,
-                             DATOS_LOGNO(0005) "credentials child init");
-        }
-        if (conf->bq && !apr_hash_get(done, &conf->bq, sizeof(void *))) {
-            apr_hash_set(done, apr_pmemdup(pchild, &conf->bq, sizeof(void *)),
-                         sizeof(void *), conf);
-            if ((rv = datos_bq_child_init(conf->bq, pchild)))
-                ap_log_error(APLOG_MARK, APLOG_CRIT, rv, vs,
-                             DATOS_LOGNO(0006) "BigQuery client child init");
-        }
-    }
+    mod_datos_runtime_child_init(pchild, s);
 }
 
 static void mod_datos_register_hooks(apr_pool_t *p)
 {
+    ap_hook_pre_config(mod_datos_pre_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_check_config(mod_datos_check_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_post_config(mod_datos_post_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_child_init(mod_datos_child_init, NULL, NULL, APR_HOOK_MIDDLE);

@@ -1,9 +1,21 @@
 /* mod_datos.h - shared declarations of the module's glue files.
  *
  * The module is thin: directives (mod_datos_config.c), hooks and the log
- * sink (mod_datos.c), the answer source (mod_datos_entry.c) and the
- * handlers (mod_datos_handler.c). Everything about Google, JSON and the
- * record lives in libdatos.
+ * sink (mod_datos.c), the runtimes and their shared state
+ * (mod_datos_runtime.c), the cache tiers (mod_datos_cache.c), the handlers
+ * (mod_datos_handler.c) and httpd's own error pages on our paths
+ * (mod_datos_errors.c). Everything about Google, JSON and the record lives
+ * in libdatos.
+ *
+ * Lock order, outermost first; no lock is taken out of this order:
+ *   1. a runtime's refresh mutex (global: one fetch per host at a time),
+ *      held across a BigQuery fetch, which DatosTimeout bounds;
+ *   2. the cache mutex (global, only for providers that are not MP-safe,
+ *      such as shmcb), held around one socache call, never across network
+ *      I/O;
+ *   3. libdatos's own per-process mutexes (credentials, BigQuery client,
+ *      the process copy's writers), each held for one operation.
+ * A cache hit takes none of them.
  */
 #ifndef MOD_DATOS_H
 #define MOD_DATOS_H
@@ -11,15 +23,28 @@
 #include "httpd.h"
 #include "http_config.h"
 #include "http_log.h"
+#include "ap_socache.h"
+#include "apr_global_mutex.h"
+#include "apr_hash.h"
+#include "apr_thread_mutex.h"
 
+#include "datos_answer.h"
 #include "datos_auth.h"
 #include "datos_bq.h"
 #include "datos_error.h"
+#include "datos_metrics.h"
 #include "datos_record.h"
+#include "datos_slot.h"
 
 extern module AP_MODULE_DECLARE_DATA datos_module;
 
 #define MOD_DATOS_UNSET (-1)
+
+/* Mutex types, for the Mutex directive. */
+#define MOD_DATOS_REFRESH_MUTEX "datos-refresh"
+#define MOD_DATOS_CACHE_MUTEX "datos-cache"
+
+typedef struct mod_datos_rt_t mod_datos_rt_t;
 
 typedef struct mod_datos_conf_t {
     /* Directives; MOD_DATOS_UNSET / NULL until set, defaults applied by
@@ -38,15 +63,77 @@ typedef struct mod_datos_conf_t {
     int lookback_days;
     apr_int64_t max_bytes_billed;  /* 0: explicitly off */
     apr_int64_t max_payload;
+    apr_interval_time_t fresh_for; /* 0: no cache (one query per request) */
+    apr_interval_time_t stale_while_revalidate;
+    apr_interval_time_t stale_if_error;
+    apr_interval_time_t cold_wait;
+    const char *state_dir;         /* "" after finish: none */
+    int max_waiting;               /* 0 after finish: derived from the MPM */
 
     /* Resolved at check_config: where the BigQuery URL came from, and
      * whether plain http was allowed because it is an emulator. */
     int url_from_emulator_env;
 
-    /* Runtime, built in post_config and shared by the process's threads. */
+    /* Built in post_config: the runtime this configuration shares with
+     * every other server whose settings are the same. */
+    mod_datos_rt_t *rt;
+} mod_datos_conf_t;
+
+/* The module-wide settings (DatosCache), and what post_config made of
+ * them: one socache instance for every runtime. */
+typedef struct mod_datos_global_t {
+    const char *cache_spec;        /* as written; NULL: the default */
+    const ap_socache_provider_t *provider; /* NULL: no shared tier ("none") */
+    const char *provider_name;
+    const char *provider_args;
+    ap_socache_instance_t *cache;
+    apr_global_mutex_t *cache_mutex;   /* only for providers that are not MP-safe */
+    int fleet;                     /* memcache/redis: shared by hosts */
+    datos_metrics_t *metrics;      /* in shared memory */
+    int max_waiting;               /* requests waiting on BigQuery, host-wide */
+    int max_waiting_process;       /* ... and per process */
+    int idle_reserve;              /* idle workers that must remain for one more to wait */
+    int server_limit, thread_limit;/* the scoreboard's dimensions */
+} mod_datos_global_t;
+
+extern mod_datos_global_t mod_datos_global;
+
+/* Host-wide state of a runtime, in shared memory: atomics only. */
+typedef struct mod_datos_host_t {
+    volatile apr_uint64_t fetched;      /* fetch time of the newest answer any process stored */
+    volatile apr_uint64_t next_attempt; /* no query before this, after a failure */
+    volatile apr_uint64_t last_status;  /* the failure that set next_attempt */
+} mod_datos_host_t;
+
+/* One runtime per distinct configuration: the credentials, the BigQuery
+ * client, the process copy of the answer and the cache key. */
+struct mod_datos_rt_t {
+    int index;                     /* mutex instance, metrics table */
+    const char *id;                /* the settings that made it, for the registry */
+    mod_datos_conf_t *conf;        /* the first configuration that asked for it */
+    server_rec *s;
     datos_creds_t *creds;
     datos_bq_t *bq;
-} mod_datos_conf_t;
+    const char *l2_key;            /* "datos:v1:<32 hex>" */
+    const char *l2_marker;         /* l2_key + ":refreshing", fleets only */
+    const char *state_file;        /* NULL: no state directory */
+    apr_size_t envelope_max;
+    datos_answer_opts_t answer_opts;
+    const char *cache_control;     /* of every 200 and 304 */
+    apr_global_mutex_t *refresh_mutex;
+    mod_datos_host_t *host;        /* in shared memory */
+    int metrics_table;
+
+    /* Per process (child_init). */
+    datos_slot_t *l1;
+    apr_thread_mutex_t *proc_mutex;    /* the fields below */
+    apr_time_t l2_down_until;          /* a failing shared tier is skipped until then */
+    apr_time_t l2_checked;             /* last look at a fleet cache while stale */
+    apr_time_t oversize_logged;        /* once per window */
+    apr_time_t error_logged;           /* one error line per window */
+    int errors_unlogged;               /* failures since that line */
+    volatile apr_uint32_t waiting;     /* requests of this process waiting on BigQuery */
+};
 
 extern const command_rec mod_datos_cmds[];
 
@@ -55,9 +142,15 @@ void *mod_datos_merge_srv_conf(apr_pool_t *p, void *basev, void *addv);
 
 /* Applies defaults and the checks that need several directives (the
  * transport rule, the credentials). Returns NULL or a message naming the
- * directive at fault. Runs in check_config, so `apache2 -t` reports it. */
+ * directive at fault. Runs in check_config, so `apache2 -t` reports it.
+ * checked remembers the credentials already tried in this pass. */
 const char *mod_datos_conf_finish(apr_pool_t *p, apr_pool_t *ptemp,
-                                  server_rec *s, mod_datos_conf_t *conf);
+                                  server_rec *s, mod_datos_conf_t *conf,
+                                  apr_hash_t *checked);
+
+/* The identity of a finished configuration: servers whose identities
+ * are equal share one runtime. */
+const char *mod_datos_conf_id(apr_pool_t *p, const mod_datos_conf_t *conf);
 
 static APR_INLINE mod_datos_conf_t *mod_datos_conf(const server_rec *s)
 {
@@ -65,19 +158,55 @@ static APR_INLINE mod_datos_conf_t *mod_datos_conf(const server_rec *s)
                                                     &datos_module);
 }
 
-/* An answer ready to serve: the rendered rows at the largest limit, of
- * which every ?limit is a slice. */
+/* ------------------------------------------------------------ runtimes */
+
+/* pre_config: mutex types; post_config: the runtimes, the shared tier,
+ * the mutexes and the shared memory; child_init: their per-process side.
+ * Errors are logged where they happen; a non-OK return stops httpd. */
+int mod_datos_runtime_pre_config(apr_pool_t *pconf);
+int mod_datos_runtime_post_config(apr_pool_t *pconf, apr_pool_t *ptemp,
+                                  server_rec *s);
+void mod_datos_runtime_child_init(apr_pool_t *pchild, server_rec *s);
+
+/* ---------------------------------------------------------------- cache */
+
+/* How a request's answer was found, for Cache-Status. */
+typedef enum {
+    MOD_DATOS_HIT,                 /* fresh */
+    MOD_DATOS_STALE,               /* served stale while another request refreshes */
+    MOD_DATOS_STALE_ERROR,         /* served stale because BigQuery failed */
+    MOD_DATOS_MISS_STORED,         /* this request fetched it (cold) */
+    MOD_DATOS_COLLAPSED,           /* this request waited for another's fetch */
+    MOD_DATOS_REFRESHED,           /* this request refreshed a stale answer */
+    MOD_DATOS_UNCACHED             /* DatosFreshFor 0 */
+} mod_datos_how_t;
+
 typedef struct mod_datos_entry_t {
-    const datos_rendered_t *rendered;
-    apr_time_t fetched;            /* when BigQuery answered */
+    const datos_answer_t *answer;  /* held until the request's pool goes */
+    mod_datos_how_t how;
+    apr_time_t now;
 } mod_datos_entry_t;
 
-/* The answer for this request. Today every call queries BigQuery (the
- * uncached design); the cache tiers slot in here. */
+/* The answer for this request, from the process copy, the shared tier,
+ * the state file or BigQuery, following DESIGN.md's cache semantics. On
+ * failure err says why (the handler maps it to 502/503/504) and
+ * retry_after when the client should come back. */
 apr_status_t mod_datos_entry_get(request_rec *r, mod_datos_conf_t *conf,
                                  mod_datos_entry_t *entry, datos_err_t *err);
 
+/* Readiness for /health?deep=1, without a fetch when none is needed. */
+typedef enum {
+    MOD_DATOS_READY_PASS,          /* fresh */
+    MOD_DATOS_READY_WARN,          /* stale, still servable */
+    MOD_DATOS_READY_FAIL           /* /datos would answer 503 */
+} mod_datos_ready_t;
+
+/* ------------------------------------------------------------- handlers */
+
 int mod_datos_handler(request_rec *r);
+
+/* How long a client should wait after err, in whole seconds (1..3600). */
+long mod_datos_retry_after(const datos_err_t *err);
 
 /* JSON error pages for what httpd answers itself on the module's paths
  * (mod_datos_errors.c). */
@@ -85,5 +214,11 @@ void mod_datos_errors_register_hooks(apr_pool_t *p);
 void mod_datos_errors_post_config(apr_pool_t *pconf, server_rec *s);
 /* Whether r is for a path that maps to the module's handlers. */
 int mod_datos_is_our_path(request_rec *r);
+
+/* A libdatos status named in words for a log line ("timeout",
+ * "backend_error"...); APR's own statuses pass through unchanged, so that
+ * ap_log_* gets a status it can describe and libdatos's are named in the
+ * text instead of "APR does not understand this error code". */
+apr_status_t mod_datos_log_status(apr_status_t rv);
 
 #endif

@@ -14,15 +14,19 @@
 #include "apr_lib.h"
 #include "apr_thread_proc.h"
 
+#include <strings.h>
+
 #include "httpd.h"
 #include "http_config.h"
 #include "http_log.h"
+#include "ap_provider.h"
 #include "unixd.h"
 
 #include "datos_conf.h"
 #include "datos_crypt.h"
 #include "datos_http.h"
 #include "datos_ids.h"
+#include "datos_log.h"
 #include "mod_datos.h"
 
 APLOG_USE_MODULE(datos);
@@ -34,6 +38,14 @@ APLOG_USE_MODULE(datos);
 #define DATOS_DEFAULT_TIMEOUT apr_time_from_sec(5)
 #define DEFAULT_LOOKBACK_DAYS 7
 #define DEFAULT_MAX_PAYLOAD ((apr_int64_t)1024 * 1024)
+#define DEFAULT_FRESH_FOR apr_time_from_sec(30)
+#define DEFAULT_SWR apr_time_from_sec(60)
+#define DEFAULT_SIE apr_time_from_sec(3600)
+#define DEFAULT_COLD_WAIT apr_time_from_sec(5)
+#define DEFAULT_STATE_DIR "/var/cache/apache2/mod_datos"
+#define WINDOW_MAX apr_time_from_sec(7 * 86400)
+
+mod_datos_global_t mod_datos_global;
 
 void *mod_datos_create_srv_conf(apr_pool_t *p, server_rec *s)
 {
@@ -47,6 +59,11 @@ void *mod_datos_create_srv_conf(apr_pool_t *p, server_rec *s)
     conf->lookback_days = MOD_DATOS_UNSET;
     conf->max_bytes_billed = MOD_DATOS_UNSET;
     conf->max_payload = MOD_DATOS_UNSET;
+    conf->fresh_for = MOD_DATOS_UNSET;
+    conf->stale_while_revalidate = MOD_DATOS_UNSET;
+    conf->stale_if_error = MOD_DATOS_UNSET;
+    conf->cold_wait = MOD_DATOS_UNSET;
+    conf->max_waiting = MOD_DATOS_UNSET;
     return conf;
 }
 
@@ -76,6 +93,12 @@ void *mod_datos_merge_srv_conf(apr_pool_t *p, void *basev, void *addv)
     MERGE_VAL(lookback_days);
     MERGE_VAL(max_bytes_billed);
     MERGE_VAL(max_payload);
+    MERGE_VAL(fresh_for);
+    MERGE_VAL(stale_while_revalidate);
+    MERGE_VAL(stale_if_error);
+    MERGE_VAL(cold_wait);
+    MERGE_PTR(state_dir);
+    MERGE_VAL(max_waiting);
     if (add->limit_max != MOD_DATOS_UNSET) {
         conf->limit_default = add->limit_default;
         conf->limit_max = add->limit_max;
@@ -323,6 +346,134 @@ static const char *set_max_payload(cmd_parms *cmd, void *dc, const char *arg)
     return NULL;
 }
 
+/* A cache window: 0 allowed where it means "none". */
+static const char *set_window(cmd_parms *cmd, const char *arg,
+                              apr_interval_time_t min,
+                              apr_interval_time_t *out)
+{
+    const char *err = check_context(cmd);
+
+    if (err)
+        return err;
+    if ((err = datos_conf_duration(cmd->pool, arg, apr_time_from_sec(1), min,
+                                   WINDOW_MAX, out)))
+        return fail(cmd, err);
+    return NULL;
+}
+
+static const char *set_fresh_for(cmd_parms *cmd, void *dc, const char *arg)
+{
+    (void)dc;
+    return set_window(cmd, arg, 0, &cmd_conf(cmd)->fresh_for);
+}
+
+static const char *set_swr(cmd_parms *cmd, void *dc, const char *arg)
+{
+    (void)dc;
+    return set_window(cmd, arg, 0, &cmd_conf(cmd)->stale_while_revalidate);
+}
+
+static const char *set_sie(cmd_parms *cmd, void *dc, const char *arg)
+{
+    (void)dc;
+    return set_window(cmd, arg, 0, &cmd_conf(cmd)->stale_if_error);
+}
+
+static const char *set_cold_wait(cmd_parms *cmd, void *dc, const char *arg)
+{
+    const char *err = check_context(cmd);
+    apr_interval_time_t t;
+
+    (void)dc;
+    if (err)
+        return err;
+    if ((err = datos_conf_duration(cmd->pool, arg, apr_time_from_sec(1),
+                                   apr_time_from_msec(100),
+                                   apr_time_from_sec(300), &t)))
+        return fail(cmd, err);
+    cmd_conf(cmd)->cold_wait = t;
+    return NULL;
+}
+
+static const char *set_state_dir(cmd_parms *cmd, void *dc, const char *arg)
+{
+    const char *err = check_context(cmd);
+    const char *path;
+
+    (void)dc;
+    if (err)
+        return err;
+    if (!strcasecmp(arg, "none")) {
+        cmd_conf(cmd)->state_dir = "";
+        return NULL;
+    }
+    path = ap_server_root_relative(cmd->pool, arg);
+    if (!path || !*path)
+        return fail(cmd, apr_psprintf(cmd->pool, "invalid path '%s'", arg));
+    cmd_conf(cmd)->state_dir = path;
+    return NULL;
+}
+
+static const char *set_max_waiting(cmd_parms *cmd, void *dc, const char *arg)
+{
+    const char *err = check_context(cmd);
+    apr_int64_t v;
+
+    (void)dc;
+    if (err)
+        return err;
+    if ((err = datos_conf_int(cmd->pool, arg, 1, 100000, &v)))
+        return fail(cmd, err);
+    cmd_conf(cmd)->max_waiting = (int)v;
+    return NULL;
+}
+
+/* One shared tier for the whole server, as mod_cache_socache has: the
+ * provider must be loaded before this line (LoadModule socache_X_module). */
+static const char *set_cache(cmd_parms *cmd, void *dc, const char *arg)
+{
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    const char *sep, *name;
+    const ap_socache_provider_t *prov;
+
+    (void)dc;
+    if (err)
+        return err;
+    if (!strcasecmp(arg, "none")) {
+        mod_datos_global.cache_spec = "none";
+        mod_datos_global.provider = NULL;
+        mod_datos_global.provider_name = "none";
+        return NULL;
+    }
+    sep = strchr(arg, ':');
+    name = sep ? apr_pstrmemdup(cmd->pool, arg, (apr_size_t)(sep - arg))
+               : arg;
+    prov = ap_lookup_provider(AP_SOCACHE_PROVIDER_GROUP, name,
+                              AP_SOCACHE_PROVIDER_VERSION);
+    if (!prov) {
+        apr_array_header_t *names = ap_list_provider_names(
+            cmd->pool, AP_SOCACHE_PROVIDER_GROUP, AP_SOCACHE_PROVIDER_VERSION);
+        ap_list_provider_names_t *n = (ap_list_provider_names_t *)names->elts;
+        const char *known = "";
+        int i;
+
+        for (i = 0; i < names->nelts; i++)
+            known = apr_pstrcat(cmd->pool, known, i ? ", " : "",
+                                n[i].provider_name, NULL);
+        return fail(cmd, apr_psprintf(cmd->pool,
+                    "unknown cache provider '%s' (loaded: %s; 'none' for "
+                    "no shared tier). Load mod_socache_%s first, e.g. "
+                    "LoadModule socache_%s_module "
+                    "modules/mod_socache_%s.so", name,
+                    *known ? known : "none", name, name, name));
+    }
+    mod_datos_global.cache_spec = arg;
+    mod_datos_global.provider = prov;
+    mod_datos_global.provider_name = name;
+    mod_datos_global.provider_args = sep ? sep + 1 : NULL;
+    return NULL;
+}
+
 const command_rec mod_datos_cmds[] = {
     AP_INIT_TAKE1("DatosProject", set_project, NULL, RSRC_CONF,
                   "Google Cloud project that runs (and pays for) the queries; "
@@ -355,6 +506,28 @@ const command_rec mod_datos_cmds[] = {
                   "'off'; default off"),
     AP_INIT_TAKE1("DatosMaxPayload", set_max_payload, NULL, RSRC_CONF,
                   "bytes of rows an answer may hold; default 1M"),
+    AP_INIT_TAKE1("DatosCache", set_cache, NULL, RSRC_CONF,
+                  "shared cache tier: socache provider[:args] (shmcb, "
+                  "memcache:host:port, redis:host:port) or 'none'; default "
+                  "shmcb"),
+    AP_INIT_TAKE1("DatosFreshFor", set_fresh_for, NULL, RSRC_CONF,
+                  "how long an answer is served without asking BigQuery; 0: "
+                  "one query per request; default 30s"),
+    AP_INIT_TAKE1("DatosStaleWhileRevalidate", set_swr, NULL, RSRC_CONF,
+                  "how long past that a stale answer is served at once while "
+                  "one request refreshes it; default 60s"),
+    AP_INIT_TAKE1("DatosStaleIfError", set_sie, NULL, RSRC_CONF,
+                  "how long past its freshness the last good answer is "
+                  "served while BigQuery fails; default 3600s"),
+    AP_INIT_TAKE1("DatosColdWait", set_cold_wait, NULL, RSRC_CONF,
+                  "how long a request waits for another's fetch when there "
+                  "is no answer yet; default 5s"),
+    AP_INIT_TAKE1("DatosStateDir", set_state_dir, NULL, RSRC_CONF,
+                  "directory keeping the last good answer across restarts, "
+                  "or 'none'; default " DEFAULT_STATE_DIR),
+    AP_INIT_TAKE1("DatosMaxWaiting", set_max_waiting, NULL, RSRC_CONF,
+                  "requests that may wait on BigQuery at once on this host; "
+                  "default: a quarter of MaxRequestWorkers"),
     {NULL}
 };
 
@@ -408,7 +581,8 @@ static int plain_http_refused(const datos_err_t *err)
 }
 
 const char *mod_datos_conf_finish(apr_pool_t *p, apr_pool_t *ptemp,
-                                  server_rec *s, mod_datos_conf_t *conf)
+                                  server_rec *s, mod_datos_conf_t *conf,
+                                  apr_hash_t *checked)
 {
     const char *emulator = getenv("BIGQUERY_EMULATOR_HOST");
     datos_creds_t *creds = NULL;
@@ -436,6 +610,18 @@ const char *mod_datos_conf_finish(apr_pool_t *p, apr_pool_t *ptemp,
         conf->max_payload = DEFAULT_MAX_PAYLOAD;
     if (conf->allow_insecure == MOD_DATOS_UNSET)
         conf->allow_insecure = 0;
+    if (conf->fresh_for == MOD_DATOS_UNSET)
+        conf->fresh_for = DEFAULT_FRESH_FOR;
+    if (conf->stale_while_revalidate == MOD_DATOS_UNSET)
+        conf->stale_while_revalidate = DEFAULT_SWR;
+    if (conf->stale_if_error == MOD_DATOS_UNSET)
+        conf->stale_if_error = DEFAULT_SIE;
+    if (conf->cold_wait == MOD_DATOS_UNSET)
+        conf->cold_wait = DEFAULT_COLD_WAIT;
+    if (!conf->state_dir)
+        conf->state_dir = DEFAULT_STATE_DIR;
+    if (conf->max_waiting == MOD_DATOS_UNSET)
+        conf->max_waiting = 0;
 
     /* The convention of Google's client libraries: an emulator host in the
      * environment replaces the API root and needs no credentials. An
@@ -466,18 +652,60 @@ const char *mod_datos_conf_finish(apr_pool_t *p, apr_pool_t *ptemp,
                                 ? " (DatosAllowInsecureHTTP On)" : "");
 
     /* Only a trial load here (apache2 -t reports a bad key); post_config
-     * loads the key for real. Both run as root. */
-    datos_err_clear(&err);
-    rv = datos_creds_load(ptemp, conf->credentials, DATOS_SCOPE_BIGQUERY,
-                          conf->allow_insecure || conf->url_from_emulator_env,
-                          &creds, &err);
-    if (rv != APR_SUCCESS)
-        return apr_psprintf(p, "DatosCredentials: %s%s", err.message,
-                            plain_http_refused(&err)
-                                ? " (DatosAllowInsecureHTTP On)" : "");
+     * loads the key for real. Both run as root. Servers that share
+     * credentials try them once. */
+    {
+        const char *ckey = apr_psprintf(ptemp, "%s|%d",
+                                        conf->credentials ? conf->credentials
+                                                          : "(adc)",
+                                        conf->allow_insecure
+                                            || conf->url_from_emulator_env);
+
+        creds = apr_hash_get(checked, ckey, APR_HASH_KEY_STRING);
+        if (!creds) {
+            datos_err_clear(&err);
+            rv = datos_creds_load(ptemp, conf->credentials,
+                                  DATOS_SCOPE_BIGQUERY,
+                                  conf->allow_insecure
+                                      || conf->url_from_emulator_env,
+                                  &creds, &err);
+            if (rv != APR_SUCCESS)
+                return apr_psprintf(p, "DatosCredentials: %s%s", err.message,
+                                    plain_http_refused(&err)
+                                        ? " (DatosAllowInsecureHTTP On)"
+                                        : "");
+            apr_hash_set(checked, ckey, APR_HASH_KEY_STRING, creds);
+        }
+    }
     if (!conf->project && !conf->table.project
         && datos_creds_kind(creds) == DATOS_CREDS_NONE)
         return "DatosProject: required with DatosCredentials none (there is "
                "no key file or metadata server to take it from)";
+    if (conf->fresh_for > 0 && conf->cold_wait < conf->timeout)
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, DATOS_LOGNO(0008)
+                     "DatosColdWait (%" APR_TIME_T_FMT " ms) is shorter "
+                     "than DatosTimeout (%" APR_TIME_T_FMT " ms): on a cold "
+                     "cache, requests may give up on a fetch that would "
+                     "still succeed", apr_time_as_msec(conf->cold_wait),
+                     apr_time_as_msec(conf->timeout));
     return NULL;
+}
+
+const char *mod_datos_conf_id(apr_pool_t *p, const mod_datos_conf_t *conf)
+{
+    return apr_psprintf(p,
+        "creds=%s|project=%s|table=%s|location=%s|url=%s|insecure=%d|"
+        "ca=%s|limit=%d/%d|timeout=%" APR_TIME_T_FMT "|lookback=%d|"
+        "billed=%" APR_INT64_T_FMT "|payload=%" APR_INT64_T_FMT "|"
+        "fresh=%" APR_TIME_T_FMT "|swr=%" APR_TIME_T_FMT "|sie=%"
+        APR_TIME_T_FMT "|cold=%" APR_TIME_T_FMT "|state=%s|waiting=%d",
+        conf->credentials ? conf->credentials : "(adc)",
+        conf->project ? conf->project : "", conf->table_name,
+        conf->location ? conf->location : "", conf->bigquery_url,
+        conf->allow_insecure || conf->url_from_emulator_env,
+        conf->ca_file ? conf->ca_file : "", conf->limit_default,
+        conf->limit_max, conf->timeout, conf->lookback_days,
+        conf->max_bytes_billed, conf->max_payload, conf->fresh_for,
+        conf->stale_while_revalidate, conf->stale_if_error, conf->cold_wait,
+        conf->state_dir, conf->max_waiting);
 }

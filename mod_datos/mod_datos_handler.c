@@ -1,22 +1,28 @@
-/* mod_datos_handler.c - the HTTP contract of GET /health and GET /datos.
+/* mod_datos_handler.c - the HTTP contract of /datos, /health and /metrics.
  *
- * Our handlers answer every outcome themselves, as JSON: an httpd HTML
- * error page never reaches a client of the API, and a backend failure is
- * never a 500.
+ * Our handlers answer every outcome themselves, as JSON (or the
+ * Prometheus text format): an httpd HTML error page never reaches a client
+ * of the API, and a backend failure is never a 500. A cache hit does no
+ * JSON work and no copy: the headers were decided when the answer was
+ * built, and the body goes out straight from the answer's memory.
  */
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "apr_strings.h"
-#include "apr_md5.h"
 #include "apr_lib.h"
+#include "apr_buckets.h"
 
 #include "httpd.h"
 #include "http_config.h"
 #include "http_log.h"
 #include "http_protocol.h"
 #include "http_request.h"
+#include "util_filter.h"
 
 #include "datos_log.h"
+#include "datos_time.h"
 #include "mod_datos.h"
 
 APLOG_USE_MODULE(datos);
@@ -24,6 +30,8 @@ APLOG_USE_MODULE(datos);
 #define HEALTH_BODY "{\"status\":\"ok\"}"
 #define ALLOWED_METHODS "GET, HEAD"
 #define JSON_TYPE "application/json"
+#define HEALTH_JSON_TYPE "application/health+json"
+#define METRICS_TYPE "text/plain; version=0.0.4; charset=utf-8"
 /* When BigQuery gave no Retry-After, clients wait this long. */
 #define DEFAULT_RETRY_AFTER_SEC 5
 
@@ -51,9 +59,20 @@ static void write_body(request_rec *r, const char *body, apr_size_t len)
         ap_rwrite(body, (int)len, r);
 }
 
+long mod_datos_retry_after(const datos_err_t *err)
+{
+    apr_interval_time_t t = err ? err->retry_after : 0;
+    long secs;
+
+    if (t <= 0)
+        return DEFAULT_RETRY_AFTER_SEC;
+    secs = (long)((t + APR_USEC_PER_SEC - 1) / APR_USEC_PER_SEC);
+    return secs < 1 ? 1 : secs > 3600 ? 3600 : secs;
+}
+
 /* {"error":{"code":N,"message":"..."}}; messages are ours, plain ASCII. */
 static int send_error(request_rec *r, int status, const char *message,
-                      apr_interval_time_t retry_after)
+                      long retry_after)
 {
     const char *body = apr_psprintf(r->pool,
                                     "{\"error\":{\"code\":%d,\"message\":\"%s\"}}",
@@ -66,9 +85,7 @@ static int send_error(request_rec *r, int status, const char *message,
         apr_table_setn(r->headers_out, "Allow", ALLOWED_METHODS);
     if (retry_after > 0)
         apr_table_setn(r->headers_out, "Retry-After",
-                       apr_psprintf(r->pool, "%" APR_TIME_T_FMT,
-                                    (retry_after + APR_USEC_PER_SEC - 1)
-                                        / APR_USEC_PER_SEC));
+                       apr_psprintf(r->pool, "%ld", retry_after));
     write_body(r, body, strlen(body));
     return OK;
 }
@@ -81,17 +98,6 @@ static int method_not_allowed(request_rec *r)
                                    "GET or HEAD",
                                    safe_text(r->pool, r->method)),
                       0);
-}
-
-static int health_handler(request_rec *r)
-{
-    if (r->method_number != M_GET)
-        return method_not_allowed(r);
-    ap_discard_request_body(r);
-    ap_set_content_type(r, JSON_TYPE);
-    apr_table_setn(r->headers_out, "Cache-Control", "no-store");
-    write_body(r, HEALTH_BODY, sizeof(HEALTH_BODY) - 1);
-    return OK;
 }
 
 /* Decodes one key or value of the query string in place, by the one rule
@@ -128,98 +134,68 @@ static int form_decode(char *s)
     return 0;
 }
 
-/* ?limit=N with 1 <= N <= max; nothing else is accepted, so a typo is a
- * 400 instead of a silently different answer. Pairs are split on '&'
- * (empty ones skipped), then key and value are each decoded by
- * form_decode: `%6cimit=%31%30` is `limit=10`. Returns NULL or the error. */
-static const char *parse_args(request_rec *r, const mod_datos_conf_t *conf,
-                              int *limit)
+/* The query's pairs, split on '&' (empty ones skipped) and each decoded by
+ * form_decode: `%6cimit=%31%30` is `limit=10`. Calls take(key, value)
+ * for each; returns NULL or the error for a 400. */
+typedef const char *take_fn(request_rec *r, void *baton, const char *key,
+                            const char *value);
+
+static const char *each_arg(request_rec *r, take_fn *take, void *baton)
 {
     char *args, *pair, *state;
-    int seen = 0;
 
-    *limit = conf->limit_default;
     if (!r->args || !*r->args)
         return NULL;
     args = apr_pstrdup(r->pool, r->args);
     for (pair = apr_strtok(args, "&", &state); pair;
          pair = apr_strtok(NULL, "&", &state)) {
         char *value = strchr(pair, '=');
-        const char *p;
-        apr_int64_t n = 0;
+        const char *msg;
 
         if (value)
             *value++ = '\0';
         if (form_decode(pair) || (value && form_decode(value)))
             return "malformed query string";
-        if (strcmp(pair, "limit"))
-            return apr_psprintf(r->pool, "unknown query parameter '%s'; only "
-                                "'limit' is accepted",
-                                safe_text(r->pool, pair));
-        if (seen++)
-            return "limit is given more than once";
-        if (!value || !*value)
-            goto bad_limit;
-        for (p = value; *p; p++) {
-            if (!apr_isdigit(*p) || n > conf->limit_max)
-                goto bad_limit;
-            n = n * 10 + (*p - '0');
-        }
-        if (n < 1 || n > conf->limit_max)
-            goto bad_limit;
-        *limit = (int)n;
+        if ((msg = take(r, baton, pair, value)))
+            return msg;
     }
+    return NULL;
+}
+
+typedef struct {
+    const mod_datos_conf_t *conf;
+    int limit;
+    int seen;
+} limit_arg_t;
+
+/* ?limit=N with 1 <= N <= max; nothing else is accepted, so a typo is a
+ * 400 instead of a silently different answer. */
+static const char *take_limit(request_rec *r, void *baton, const char *key,
+                              const char *value)
+{
+    limit_arg_t *la = baton;
+    apr_int64_t n = 0;
+    const char *p;
+
+    if (strcmp(key, "limit"))
+        return apr_psprintf(r->pool, "unknown query parameter '%s'; only "
+                            "'limit' is accepted", safe_text(r->pool, key));
+    if (la->seen++)
+        return "limit is given more than once";
+    if (!value || !*value)
+        goto bad_limit;
+    for (p = value; *p; p++) {
+        if (!apr_isdigit(*p) || n > la->conf->limit_max)
+            goto bad_limit;
+        n = n * 10 + (*p - '0');
+    }
+    if (n < 1 || n > la->conf->limit_max)
+        goto bad_limit;
+    la->limit = (int)n;
     return NULL;
 bad_limit:
     return apr_psprintf(r->pool, "limit must be an integer from 1 to %d",
-                        conf->limit_max);
-}
-
-/* Strong ETag of the slice served: a digest of exactly its bytes. */
-static const char *slice_etag(apr_pool_t *p, const datos_rendered_t *rd,
-                              int k)
-{
-    unsigned char digest[APR_MD5_DIGESTSIZE];
-    apr_md5_ctx_t ctx;
-    char hex[2 * APR_MD5_DIGESTSIZE + 1];
-    int i;
-
-    apr_md5_init(&ctx);
-    apr_md5_update(&ctx, rd->body, rd->row_end[k]);
-    apr_md5_update(&ctx, "]}", 2);
-    apr_md5_final(digest, &ctx);
-    for (i = 0; i < APR_MD5_DIGESTSIZE; i++)
-        apr_snprintf(hex + 2 * i, 3, "%02x", digest[i]);
-    return apr_pstrcat(p, "\"", hex, "\"", NULL);
-}
-
-/* If-None-Match uses the weak comparison (RFC 9110 13.1.2). */
-static int etag_matches(const char *header, const char *etag)
-{
-    const char *opaque = etag;
-    apr_size_t olen = strlen(etag);
-    const char *p = header;
-
-    while (*p) {
-        const char *start;
-
-        while (*p == ' ' || *p == '\t' || *p == ',')
-            p++;
-        if (*p == '*')
-            return 1;
-        if (!strncmp(p, "W/", 2))
-            p += 2;
-        start = p;
-        while (*p && *p != ',')
-            p++;
-        while (p > start && (p[-1] == ' ' || p[-1] == '\t'))
-            p--;
-        if ((apr_size_t)(p - start) == olen && !strncmp(start, opaque, olen))
-            return 1;
-        while (*p && *p != ',')
-            p++;
-    }
-    return 0;
+                        la->conf->limit_max);
 }
 
 static int backend_status(apr_status_t rv)
@@ -250,67 +226,313 @@ static const char *backend_message(int status)
     }
 }
 
+/* Whether the client takes gzip (RFC 9110 12.5.3): "gzip" or "x-gzip",
+ * or "*" when gzip is not named, with a q-value above 0. */
+static int accepts_gzip(request_rec *r)
+{
+    const char *ae = apr_table_get(r->headers_in, "Accept-Encoding");
+    int star = 0, named = 0, gzip_ok = 0;
+
+    while (ae && *ae) {
+        const char *end = ae + strcspn(ae, ","), *semi, *q;
+        const char *tok = ae, *tend;
+        double qv = 1.0;
+
+        while (tok < end && (*tok == ' ' || *tok == '\t'))
+            tok++;
+        semi = memchr(tok, ';', (apr_size_t)(end - tok));
+        tend = semi ? semi : end;
+        while (tend > tok && (tend[-1] == ' ' || tend[-1] == '\t'))
+            tend--;
+        if (semi && (q = strstr(apr_pstrmemdup(r->pool, semi,
+                                              (apr_size_t)(end - semi)),
+                                "q="))) {
+            qv = strtod(q + 2, NULL);
+        }
+        if ((tend - tok == 4 && !strncasecmp(tok, "gzip", 4))
+            || (tend - tok == 6 && !strncasecmp(tok, "x-gzip", 6))) {
+            named = 1;
+            gzip_ok = qv > 0;
+        }
+        else if (tend - tok == 1 && *tok == '*') {
+            star = qv > 0;
+        }
+        ae = *end ? end + 1 : end;
+    }
+    return named ? gzip_ok : star;
+}
+
+/* RFC 9211: how this answer was found. */
+static const char *cache_status(request_rec *r, const mod_datos_conf_t *conf,
+                                const mod_datos_entry_t *e)
+{
+    apr_time_t fresh_until = e->answer->fetched + conf->fresh_for;
+    apr_interval_time_t past;
+
+    switch (e->how) {
+    case MOD_DATOS_HIT:
+        return apr_psprintf(r->pool, "datos; hit; ttl=%" APR_TIME_T_FMT,
+                            fresh_until > e->now
+                                ? apr_time_sec(fresh_until - e->now) : 0);
+    case MOD_DATOS_STALE:
+    case MOD_DATOS_STALE_ERROR:
+        past = e->now - fresh_until;
+        return apr_psprintf(r->pool, "datos; hit; ttl=-%" APR_TIME_T_FMT "%s",
+                            past > 0 ? (past + APR_USEC_PER_SEC - 1)
+                                           / APR_USEC_PER_SEC : 1,
+                            e->how == MOD_DATOS_STALE_ERROR
+                                ? "; detail=stale-if-error" : "");
+    case MOD_DATOS_MISS_STORED:
+        return "datos; fwd=miss; stored";
+    case MOD_DATOS_COLLAPSED:
+        return "datos; fwd=miss; collapsed";
+    case MOD_DATOS_REFRESHED:
+        return "datos; fwd=stale; fwd-status=200; stored";
+    default:
+        return "datos; fwd=bypass";
+    }
+}
+
+static void put_bucket(apr_bucket_brigade *bb, const void *data,
+                       apr_size_t len)
+{
+    /* Immortal: the answer outlives the request, which holds it until its
+     * pool goes after the last byte is written. */
+    if (len)
+        APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_immortal_create(
+                                        data, len, bb->bucket_alloc));
+}
+
 static int datos_get(request_rec *r, mod_datos_conf_t *conf)
 {
     mod_datos_entry_t entry;
-    const datos_rendered_t *rd;
-    const char *msg, *etag, *inm;
+    const datos_answer_t *a;
+    const datos_answer_gz_t *gz = NULL;
+    limit_arg_t la;
+    const char *msg;
     datos_err_t err;
     apr_status_t rv;
-    int limit, k, status;
+    apr_bucket_brigade *bb;
+    apr_time_t age;
+    int k, status;
 
-    if ((msg = parse_args(r, conf, &limit)))
+    memset(&la, 0, sizeof(la));
+    la.conf = conf;
+    la.limit = conf->limit_default;
+    if ((msg = each_arg(r, take_limit, &la)))
         return send_error(r, HTTP_BAD_REQUEST, msg, 0);
     ap_discard_request_body(r);
 
     datos_err_clear(&err);
+    memset(&entry, 0, sizeof(entry));
     rv = mod_datos_entry_get(r, conf, &entry, &err);
     if (rv != APR_SUCCESS) {
         status = backend_status(rv);
-        ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, DATOS_LOGNO(0201)
-                      "BigQuery fetch for %s failed (%s, HTTP %d%s%s): %s; "
-                      "answering %d", conf->table_name,
-                      datos_status_name(rv), err.http_status,
-                      err.reason ? " " : "", err.reason ? err.reason : "",
-                      err.message ? err.message : "no detail", status);
+        /* A client told to come back later need not keep a worker: under
+         * prefork a kept-alive connection holds a whole process. */
+        r->connection->keepalive = AP_CONN_CLOSE;
         return send_error(r, status, backend_message(status),
-                          err.retry_after > 0 ? err.retry_after
-                          : apr_time_from_sec(DEFAULT_RETRY_AFTER_SEC));
+                          mod_datos_retry_after(&err));
     }
 
-    rd = entry.rendered;
-    k = limit < rd->n ? limit : rd->n;
-    etag = slice_etag(r->pool, rd, k);
+    a = entry.answer;
+    k = datos_answer_rows(a, la.limit);
+    if (a->gz_count && accepts_gzip(r))
+        gz = datos_answer_gzip(a, k);
     ap_set_content_type(r, JSON_TYPE);
-    apr_table_setn(r->headers_out, "ETag", etag);
-    /* Every request is a fresh BigQuery answer in this mode. */
-    apr_table_setn(r->headers_out, "Cache-Control", "no-cache");
+    if (gz) {
+        char *etag = apr_palloc(r->pool, DATOS_ETAG_GZ_SIZE);
+        datos_answer_etag_gz(a, k, etag);
+        apr_table_setn(r->headers_out, "ETag", etag);
+        apr_table_setn(r->headers_out, "Content-Encoding", "gzip");
+    }
+    else {
+        apr_table_setn(r->headers_out, "ETag", datos_answer_etag(a, k));
+    }
+    apr_table_setn(r->headers_out, "Cache-Control", conf->rt->cache_control);
+    age = entry.now > a->fetched ? entry.now - a->fetched : 0;
+    apr_table_setn(r->headers_out, "Age",
+                   apr_psprintf(r->pool, "%" APR_TIME_T_FMT,
+                                apr_time_sec(age)));
+    apr_table_setn(r->headers_out, "Vary", "Accept-Encoding");
+    apr_table_setn(r->headers_out, "Cache-Status",
+                   cache_status(r, conf, &entry));
 
-    inm = apr_table_get(r->headers_in, "If-None-Match");
-    if (inm && etag_matches(inm, etag)) {
+    status = ap_meets_conditions(r);
+    if (status == HTTP_NOT_MODIFIED) {
         r->status = HTTP_NOT_MODIFIED;
         return OK;
     }
-    ap_set_content_length(r, rd->row_end[k] + 2);
-    if (!r->header_only) {
-        ap_rwrite(rd->body, (int)rd->row_end[k], r);
-        ap_rwrite("]}", 2, r);
+    if (status != OK)
+        return status;
+
+    if (gz) {
+        apr_size_t hlen, tlen;
+        const unsigned char *head = datos_answer_gzip_header(&hlen);
+        const unsigned char *tail = datos_answer_gzip_tail(&tlen);
+
+        ap_set_content_length(r, gz->len);
+        if (r->header_only)
+            return OK;
+        bb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
+        put_bucket(bb, head, hlen);
+        put_bucket(bb, a->deflate, gz->end);
+        put_bucket(bb, tail, tlen);
+        put_bucket(bb, gz->trailer, sizeof(gz->trailer));
     }
+    else {
+        apr_size_t len = datos_answer_slice_len(a, k);
+
+        ap_set_content_length(r, len);
+        if (r->header_only)
+            return OK;
+        bb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
+        put_bucket(bb, a->body, len - 2);
+        put_bucket(bb, "]}", 2);
+    }
+    APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_eos_create(bb->bucket_alloc));
+    rv = ap_pass_brigade(r->output_filters, bb);
+    /* A client that went away is not our error to report. */
+    return rv == APR_SUCCESS || r->connection->aborted ? OK : AP_FILTER_ERROR;
+}
+
+/* ------------------------------------------------------------- health */
+
+typedef struct {
+    int deep;
+} health_arg_t;
+
+static const char *take_health(request_rec *r, void *baton, const char *key,
+                               const char *value)
+{
+    health_arg_t *ha = baton;
+
+    (void)r;
+    if (!strcmp(key, "deep") && value
+        && (!strcmp(value, "1") || !strcmp(value, "true")))
+        ha->deep = 1;
+    return NULL;
+}
+
+/* application/health+json: readiness as DESIGN.md 4 defines it. */
+static int deep_health(request_rec *r, mod_datos_conf_t *conf)
+{
+    mod_datos_entry_t entry;
+    datos_err_t err;
+    apr_status_t rv;
+    const char *status, *output = NULL, *check, *body;
+    char when[DATOS_TS_BUFSIZE];
+    apr_time_t age;
+
+    datos_err_clear(&err);
+    memset(&entry, 0, sizeof(entry));
+    rv = mod_datos_entry_get(r, conf, &entry, &err);
+    ap_set_content_type(r, HEALTH_JSON_TYPE);
+    apr_table_setn(r->headers_out, "Cache-Control", "no-store");
+    if (rv != APR_SUCCESS) {
+        int code = backend_status(rv);
+        r->status = HTTP_SERVICE_UNAVAILABLE;
+        apr_table_setn(r->headers_out, "Retry-After",
+                       apr_psprintf(r->pool, "%ld",
+                                    mod_datos_retry_after(&err)));
+        body = apr_psprintf(r->pool, "{\"status\":\"fail\",\"output\":\"%s "
+                            "(/datos answers %d)\"}", backend_message(code),
+                            code);
+        write_body(r, body, strlen(body));
+        return OK;
+    }
+    age = entry.now > entry.answer->fetched
+          ? apr_time_sec(entry.now - entry.answer->fetched) : 0;
+    if (entry.how == MOD_DATOS_STALE || entry.how == MOD_DATOS_STALE_ERROR) {
+        status = "warn";
+        output = apr_psprintf(r->pool, "serving a stale answer: BigQuery "
+                              "last answered %" APR_TIME_T_FMT " s ago%s",
+                              age, entry.how == MOD_DATOS_STALE_ERROR
+                                   ? " and is failing now" : "");
+    }
+    else {
+        status = "pass";
+    }
+    datos_ts_format(apr_time_as_msec(entry.answer->fetched) * 1000, when);
+    check = apr_psprintf(r->pool, "{\"bigquery:answer\":[{\"componentType\":"
+                         "\"datastore\",\"observedValue\":%" APR_TIME_T_FMT
+                         ",\"observedUnit\":\"s\",\"status\":\"%s\","
+                         "\"time\":\"%s\"}]}", age, status, when);
+    body = apr_psprintf(r->pool, "{\"status\":\"%s\",%s%s%s\"checks\":%s}",
+                        status, output ? "\"output\":\"" : "",
+                        output ? output : "", output ? "\"," : "", check);
+    write_body(r, body, strlen(body));
+    return OK;
+}
+
+static int health_handler(request_rec *r)
+{
+    health_arg_t ha;
+
+    if (r->method_number != M_GET)
+        return method_not_allowed(r);
+    ap_discard_request_body(r);
+    memset(&ha, 0, sizeof(ha));
+    each_arg(r, take_health, &ha);
+    if (ha.deep)
+        return deep_health(r, mod_datos_conf(r->server));
+    /* Liveness: never touches Google, whatever the cache holds. */
+    ap_set_content_type(r, JSON_TYPE);
+    apr_table_setn(r->headers_out, "Cache-Control", "no-store");
+    write_body(r, HEALTH_BODY, sizeof(HEALTH_BODY) - 1);
+    return OK;
+}
+
+static int metrics_handler(request_rec *r)
+{
+    apr_size_t len = 0;
+    char *text;
+
+    if (r->method_number != M_GET)
+        return method_not_allowed(r);
+    ap_discard_request_body(r);
+    text = datos_metrics_render(r->pool, mod_datos_global.metrics,
+                                apr_time_now(), &len);
+    if (!text)
+        return send_error(r, HTTP_SERVICE_UNAVAILABLE,
+                          "metrics are not available", 5);
+    ap_set_content_type(r, METRICS_TYPE);
+    apr_table_setn(r->headers_out, "Cache-Control", "no-store");
+    write_body(r, text, len);
     return OK;
 }
 
 int mod_datos_handler(request_rec *r)
 {
-    mod_datos_conf_t *conf;
+    datos_handler_t which;
+    apr_time_t start;
+    int rc;
 
     if (!r->handler)
         return DECLINED;
-    if (!strcmp(r->handler, "datos-health"))
-        return health_handler(r);
-    if (strcmp(r->handler, "datos"))
+    if (!strcmp(r->handler, "datos"))
+        which = DATOS_HANDLER_DATOS;
+    else if (!strcmp(r->handler, "datos-health"))
+        which = DATOS_HANDLER_HEALTH;
+    else if (!strcmp(r->handler, "datos-metrics"))
+        which = DATOS_HANDLER_METRICS;
+    else
         return DECLINED;
-    if (r->method_number != M_GET)
-        return method_not_allowed(r);
-    conf = mod_datos_conf(r->server);
-    return datos_get(r, conf);
+
+    start = apr_time_now();
+    switch (which) {
+    case DATOS_HANDLER_HEALTH:
+        rc = health_handler(r);
+        break;
+    case DATOS_HANDLER_METRICS:
+        rc = metrics_handler(r);
+        break;
+    default:
+        rc = r->method_number == M_GET ? datos_get(r, mod_datos_conf(r->server))
+                                       : method_not_allowed(r);
+        break;
+    }
+    datos_metrics_request(mod_datos_global.metrics, which,
+                          rc == OK ? r->status : rc, apr_time_now() - start);
+    return rc;
 }

@@ -303,11 +303,14 @@ class Emulator:
                          {"datasetReference": {"projectId": self.project, "datasetId": dataset},
                           "location": location})
 
-    def create_datos_table(self, dataset="latam_dataset", table="datos"):
+    def create_datos_table(self, dataset="latam_dataset", table="datos", loader_columns=True):
+        """The product's table; loader_columns=False makes the three-column table of the
+        system datos replaces (no message_id, no publish_time)."""
+        fields = DATOS_SCHEMA if loader_columns else DATOS_SCHEMA[:3]
         return self._api("POST", "/projects/%s/datasets/%s/tables" % (self.project, dataset),
                          {"tableReference": {"projectId": self.project, "datasetId": dataset,
                                              "tableId": table},
-                          "schema": {"fields": DATOS_SCHEMA},
+                          "schema": {"fields": fields},
                           "timePartitioning": {"type": "DAY", "field": "timestamp"},
                           "clustering": {"fields": ["id"]}})
 

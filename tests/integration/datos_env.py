@@ -2,6 +2,7 @@
 points mod_datos at the emulator, seed rows, and an independent oracle of
 what /datos must answer for them."""
 import datetime
+import os
 import time
 
 import requests
@@ -21,8 +22,17 @@ HANDLERS = """
 """
 
 
-def datos_conf(emulator, extra="", credentials="none", project=PROJECT, url=None):
-    """The httpd snippet an administrator would write, aimed at the emulator."""
+# The two table shapes every suite that reads rows runs against: the one the
+# loader makes, and the three-column table of the system datos replaces.
+SHAPES = ["loader-table", "three-columns"]
+
+
+def datos_conf(emulator, extra="", credentials="none", project=PROJECT, url=None,
+               fresh_for=None, state_dir=True):
+    """The httpd snippet an administrator would write, aimed at the emulator.
+    fresh_for="0" is the uncached mode (one query per request), for suites about
+    the fetch itself; the state directory is the server's own, never the
+    system's /var/cache."""
     lines = []
     if project:
         lines.append("DatosProject %s" % project)
@@ -31,6 +41,9 @@ def datos_conf(emulator, extra="", credentials="none", project=PROJECT, url=None
         lines.append("DatosCredentials %s" % credentials)
     lines.append("DatosBigQueryURL %s" % (url or emulator.base_url + "/bigquery/v2"))
     lines.append("DatosTimeout 3s")
+    if fresh_for is not None:
+        lines.append("DatosFreshFor %s" % fresh_for)
+    lines.append('DatosStateDir "%s"' % ("${root}/state" if state_dir else "none"))
     return "\n".join(lines) + "\n" + extra + "\n" + HANDLERS
 
 
@@ -77,11 +90,14 @@ def row(id, ts_us, contenido="x", message_id=None, pt_us=None):
     return Row(id=id, ts_us=ts_us, contenido=contenido, message_id=message_id, pt_us=pt_us)
 
 
-def expected_answer(rows, limit):
+def expected_answer(rows, limit, shape="loader-table"):
     """The contract, computed independently of the SQL: one row per id, the
-    newest by (timestamp, publish_time, message_id) with NULL lowest; newest
-    first, ties by id in byte order."""
+    newest by (timestamp, publish_time, message_id) with NULL lowest -- on the
+    three-column table, by (timestamp, contenido); newest first, ties by id in
+    byte order."""
     def version_key(r):
+        if shape == "three-columns":
+            return (r["ts_us"], (r["contenido"] is not None, r["contenido"] or ""))
         return (r["ts_us"],
                 (r["pt_us"] is not None, r["pt_us"] or 0),
                 (r["message_id"] is not None, r["message_id"] or ""))
@@ -96,14 +112,33 @@ def expected_answer(rows, limit):
             for r in ordered[:limit]]
 
 
-def seed(emulator, rows, fresh=True):
-    """Resets the emulator and creates the product's dataset and table with rows."""
+def seed(emulator, rows, fresh=True, shape="loader-table"):
+    """Resets the emulator and creates the product's dataset and table (of
+    the given shape) with rows."""
     if fresh:
         emulator.reset()
         emulator.create_dataset(DATASET, location=LOCATION)
-        emulator.create_datos_table(DATASET, TABLE)
+        emulator.create_datos_table(DATASET, TABLE, loader_columns=(shape != "three-columns"))
     if rows:
-        emulator.insert_rows([r.wire() for r in rows], DATASET, TABLE)
+        wire = [r.wire() for r in rows]
+        if shape == "three-columns":
+            wire = [{k: v for k, v in w.items() if k not in ("message_id", "publish_time")}
+                    for w in wire]
+        emulator.insert_rows(wire, DATASET, TABLE)
+
+
+def clear_state(h):
+    """Empties the server's DatosStateDir."""
+    d = h.path("state")
+    for name in os.listdir(d):
+        os.unlink(os.path.join(d, name))
+
+
+def cold(h):
+    """A cold cache: no process copy, an empty shared tier (a graceful
+    restart makes a new shmcb), and no answer on disk to seed it from."""
+    clear_state(h)
+    h.graceful()
 
 
 def contract_rows(now):

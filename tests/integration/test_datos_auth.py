@@ -45,7 +45,7 @@ def other_private_key():
 
 def start(httpd_factory, emulator, name, credentials, project="datos-local", env=None, extra=""):
     h = httpd_factory(name, env=env)
-    h.write_config(datos_conf(emulator, credentials=credentials, project=project, extra=extra))
+    h.write_config(datos_conf(emulator, credentials=credentials, project=project, extra=extra, fresh_for="0"))
     h.start()
     return h
 
@@ -78,7 +78,7 @@ def test_expired_token_is_refreshed_once_after_a_401(rows, httpd_factory, emulat
     # One child process, so the request after the clock jump meets the
     # token that child cached.
     h = httpd_factory("auth-expiry")
-    h.write_config(datos_conf(emulator, credentials=key_copy(emulator, "expiry.json")),
+    h.write_config(datos_conf(emulator, credentials=key_copy(emulator, "expiry.json"), fresh_for="0"),
                    mpm_tuning=ONE_PROCESS)
     h.start()
     assert get(h, "/datos").status_code == 200
@@ -111,7 +111,7 @@ def test_wrong_private_key_is_refused_by_the_token_endpoint(rows, httpd_factory,
 def test_key_file_readable_by_others_fails_the_config_test(httpd_factory, emulator):
     path = key_copy(emulator, "open.json", mode=0o644)
     h = httpd_factory("auth-open")
-    h.write_config(datos_conf(emulator, credentials=path))
+    h.write_config(datos_conf(emulator, credentials=path, fresh_for="0"))
     rc, out = h.configtest()
     assert rc != 0
     assert "DatosCredentials" in out
@@ -123,7 +123,7 @@ def test_key_file_readable_by_others_fails_the_config_test(httpd_factory, emulat
 def test_other_credential_types_are_refused_by_name(httpd_factory, emulator, key_type):
     path = key_copy(emulator, key_type + ".json", type=key_type)
     h = httpd_factory("auth-type")
-    h.write_config(datos_conf(emulator, credentials=path))
+    h.write_config(datos_conf(emulator, credentials=path, fresh_for="0"))
     rc, out = h.configtest()
     assert rc != 0
     assert "DatosCredentials" in out and key_type in out
@@ -146,7 +146,7 @@ def test_metadata_server_credentials_and_project(rows, httpd_factory, emulator):
 def test_application_default_credentials_from_the_environment(rows, httpd_factory, emulator):
     path = key_copy(emulator, "adc.json")
     h = httpd_factory("auth-adc", env={"GOOGLE_APPLICATION_CREDENTIALS": path})
-    conf = datos_conf(emulator, credentials=None)
+    conf = datos_conf(emulator, credentials=None, fresh_for="0")
     h.write_config(conf)
     h.start()
     emulator.clear_counters()
@@ -156,7 +156,7 @@ def test_application_default_credentials_from_the_environment(rows, httpd_factor
 
 def test_trace_logging_never_shows_keys_tokens_or_assertions(rows, httpd_factory, emulator):
     h = httpd_factory("auth-trace", loglevel="notice datos:trace4")
-    h.write_config(datos_conf(emulator, credentials=key_copy(emulator, "trace.json")))
+    h.write_config(datos_conf(emulator, credentials=key_copy(emulator, "trace.json"), fresh_for="0"))
     h.start()
     emulator.clear_counters()
     assert get(h, "/datos").status_code == 200

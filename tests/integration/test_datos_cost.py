@@ -3,7 +3,7 @@ partition filter, widening in at most three steps, and maximumBytesBilled."""
 import pytest
 
 from harness.httpd import Httpd, register_server, unregister_server
-from datos_env import datos_conf, expected_answer, get, row, seed
+from datos_env import cold, datos_conf, expected_answer, get, row, seed
 
 DAY_US = 86_400 * 1_000_000
 
@@ -21,8 +21,10 @@ def server(emulator):
 
 
 def reconfigure(h, emulator, extra=""):
+    """The configuration of the test, on a cold cache: every test's first
+    request makes one fetch, whose queries the test counts."""
     h.write_config(datos_conf(emulator, extra=extra))
-    h.graceful()
+    cold(h)
 
 
 def ids(prefix, n, ts_us, contenido="x"):
@@ -61,6 +63,7 @@ def test_too_few_rows_widen_in_three_steps_to_the_whole_table(server, emulator):
     rows = (ids("w7", 20, n - DAY_US) + ids("w56", 30, n - 30 * DAY_US)
             + ids("w448", 30, n - 200 * DAY_US) + ids("all", 30, n - 1000 * DAY_US))
     seed(emulator, rows)
+    cold(server)
     emulator.clear_counters()
     r = get(server, "/datos?limit=100")
     assert r.status_code == 200
@@ -72,6 +75,7 @@ def test_widening_stops_as_soon_as_enough_rows_are_found(server, emulator):
     n = now_us(emulator)
     rows = ids("w7", 20, n - DAY_US) + ids("w56", 90, n - 30 * DAY_US) + ids("ancient", 10, n - 900 * DAY_US)
     seed(emulator, rows)
+    cold(server)
     emulator.clear_counters()
     body = get(server, "/datos?limit=100").json()
     assert windows_asked(emulator) == [7, 56]

@@ -163,7 +163,8 @@ def test_the_shipped_conf_refuses_trace(emulator, httpd_factory):
         shipped = f.read()
     h.write_file("conf/datos.conf", shipped)
     h.write_config("DatosProject datos-local\nDatosCredentials none\n"
-                   "DatosBigQueryURL %s/bigquery/v2\nInclude \"${root}/conf/datos.conf\"\n"
+                   "DatosBigQueryURL %s/bigquery/v2\nDatosStateDir \"${root}/state\"\n"
+                   "Include \"${root}/conf/datos.conf\"\n"
                    % emulator.base_url, trace_enable="On")
     h.start()
     status, headers, body = raw(h, b"TRACE /datos HTTP/1.1\r\nHost: 127.0.0.1\r\n"

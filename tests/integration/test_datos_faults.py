@@ -14,7 +14,8 @@ def server(emulator):
     seed(emulator, rows)
     h = Httpd("datos-faults")
     # A short fetch budget keeps the timeout cases quick.
-    h.write_config(datos_conf(emulator, extra="DatosTimeout 1s\nDatosLocation southamerica-east1\n"))
+    h.write_config(datos_conf(emulator, extra="DatosTimeout 1s\nDatosLocation southamerica-east1\n",
+                              fresh_for="0"))
     h.start()
     register_server(h)
     yield h, rows

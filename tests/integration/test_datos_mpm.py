@@ -29,7 +29,7 @@ def test_concurrent_requests_and_graceful_restart(rows, httpd_factory, emulator,
     with ThreadPoolExecutor(12) as pool:
         results = list(pool.map(fetch, range(48)))
     for i, (status, body) in enumerate(results):
-        assert status == 200
+        assert status == 200, body
         assert body == (expected if i % 4 else {"status": "ok"})
 
     h.graceful()

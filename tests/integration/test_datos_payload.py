@@ -44,7 +44,8 @@ def wide_rows(now, n, width, prefix="w"):
 
 def start(name, emulator, extra=""):
     h = Httpd(name)
-    h.write_config(datos_conf(emulator, extra="DatosLocation southamerica-east1\n" + extra))
+    h.write_config(datos_conf(emulator, extra="DatosLocation southamerica-east1\n" + extra,
+                              fresh_for="0"))
     h.start()
     register_server(h)
     return h
@@ -175,7 +176,11 @@ def test_parallel_huge_pages_keep_memory_bounded(emulator, server):
                        status=200, body=body, content_type="application/json")
     with ThreadPoolExecutor(16) as pool:
         statuses = list(pool.map(lambda _: get(h, "/datos", timeout=90).status_code, range(16)))
-    assert statuses == [200] * 16
+    # In the uncached mode each request is a fetch, and the requests that
+    # may wait on BigQuery at once are bounded (the others are told to come
+    # back): those that ran each served the cut answer.
+    assert set(statuses) <= {200, 503}
+    assert statuses.count(200) >= 4
     # 16 fetches that each read at most 2 x 1 MiB + 1 MiB at a time; the
     # uncapped design held about 1.5 GB here.
     hwm = children_hwm_kb(h)

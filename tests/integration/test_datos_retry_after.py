@@ -86,7 +86,7 @@ def server(request, rows, emulator):
         env = {"GCE_METADATA_HOST": "127.0.0.1:%d" % emulator.port}
     h = Httpd("retry-after-" + upstream, env=env)
     h.write_config(datos_conf(emulator, credentials=creds, project=project,
-                              extra="DatosLocation southamerica-east1\n"))
+                              extra="DatosLocation southamerica-east1\n", fresh_for="0"))
     h.start()
     register_server(h)
     yield upstream, h

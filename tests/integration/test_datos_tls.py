@@ -50,7 +50,7 @@ def test_private_ca_is_trusted_through_the_directive(tls_emulator, httpd_factory
     emu, rows, ca = tls_emulator
     assert emu.base_url.startswith("https://")
     h = httpd_factory("tls-ca")
-    h.write_config(datos_conf(emu, extra="DatosCACertificateFile %s\n" % ca))
+    h.write_config(datos_conf(emu, extra="DatosCACertificateFile %s\n" % ca, fresh_for="0"))
     h.start()
     r = get(h, "/datos")
     assert r.status_code == 200
@@ -62,7 +62,7 @@ def test_private_ca_is_trusted_through_the_directive(tls_emulator, httpd_factory
 def test_an_untrusted_certificate_is_refused(tls_emulator, httpd_factory, ca_line):
     emu, _, _ = tls_emulator
     h = httpd_factory("tls-untrusted")
-    h.write_config(datos_conf(emu, extra=ca_line.replace("${pki}", PKI) + "\n"))
+    h.write_config(datos_conf(emu, extra=ca_line.replace("${pki}", PKI) + "\n", fresh_for="0"))
     h.start()
     h.log.expect(r"DT0201.*\(connect_error,.*(certificate|SSL)")
     emu.clear_counters()
@@ -86,7 +86,7 @@ def test_key_file_token_exchange_over_https(tls_emulator, httpd_factory):
     try:
         h = httpd_factory("tls-key")
         h.write_config(datos_conf(emu, credentials=path,
-                                  extra="DatosCACertificateFile %s\n" % ca))
+                                  extra="DatosCACertificateFile %s\n" % ca, fresh_for="0"))
         h.start()
         emu.clear_counters()
         assert get(h, "/datos").json()["datos"] == expected_answer(rows, 10)

@@ -206,6 +206,9 @@ static void row_len_matches_render(void **state)
     }
     assert_int_equal(sum, r->len);
     assert_int_equal(datos_record_row_len(&rows[1], 1, &len), APR_SUCCESS);
+    assert_int_equal(len, DATOS_RENDERED_ROW_MIN + 2);     /* null is 2 bytes longer than "" */
+    rows[1].contenido = "";
+    assert_int_equal(datos_record_row_len(&rows[1], 1, &len), APR_SUCCESS);
     assert_int_equal(len, DATOS_RENDERED_ROW_MIN);
     rows[0].id = "\xff";
     rows[0].id_len = 1;

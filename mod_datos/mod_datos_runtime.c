@@ -1,0 +1,489 @@
+/* mod_datos_runtime.c - one runtime per distinct configuration, built
+ * once in post_config and attached in child_init (as mod_md keeps one
+ * module-wide runtime), with the shared tier and the memory every process
+ * of the host shares.
+ *
+ * Servers whose Datos* settings are the same (virtual hosts that set none
+ * of them, typically) share one runtime: one load of the key, one token
+ * cache, one BigQuery client, one process copy of the answer, one cache
+ * entry. A virtual host that changes any setting gets its own.
+ */
+#include <errno.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "apr_strings.h"
+#include "apr_hash.h"
+#include "apr_shm.h"
+#include "apr_file_io.h"
+
+#include "httpd.h"
+#include "http_config.h"
+#include "http_log.h"
+#include "ap_mpm.h"
+#include "ap_provider.h"
+#include "mpm_common.h"
+#include "unixd.h"
+#include "util_mutex.h"
+
+#include "datos_crypt.h"
+#include "datos_http.h"
+#include "datos_log.h"
+#include "mod_datos.h"
+
+APLOG_USE_MODULE(datos);
+
+#define SHM_METRICS_KEY "mod_datos_metrics_shm"
+#define SHMCB_MIN_SIZE ((apr_size_t)8 * 1024 * 1024)
+#define SHMCB_MAX_SIZE ((apr_size_t)512 * 1024 * 1024)
+
+/* The runtimes of the running configuration, in the order they were
+ * made; rebuilt by every post_config. */
+static apr_array_header_t *runtimes;
+
+static apr_status_t runtimes_reset(void *data)
+{
+    (void)data;
+    runtimes = NULL;
+    memset(&mod_datos_global, 0, sizeof(mod_datos_global));
+    return APR_SUCCESS;
+}
+
+int mod_datos_runtime_pre_config(apr_pool_t *pconf)
+{
+    apr_status_t rv;
+
+    /* The DSO may stay loaded across restarts: nothing of the last
+     * configuration survives into this one. */
+    runtimes = NULL;
+    memset(&mod_datos_global, 0, sizeof(mod_datos_global));
+    apr_pool_cleanup_register(pconf, NULL, runtimes_reset,
+                              apr_pool_cleanup_null);
+    if ((rv = ap_mutex_register(pconf, MOD_DATOS_REFRESH_MUTEX, NULL,
+                                APR_LOCK_DEFAULT, 0)) != APR_SUCCESS
+        || (rv = ap_mutex_register(pconf, MOD_DATOS_CACHE_MUTEX, NULL,
+                                   APR_LOCK_DEFAULT, 0)) != APR_SUCCESS) {
+        ap_log_perror(APLOG_MARK, APLOG_CRIT, rv, pconf, DATOS_LOGNO(0010)
+                      "cannot register the mod_datos mutex types");
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    return OK;
+}
+
+/* The cache entry's name, the same on every host of a fleet configured
+ * alike: what decides the answer's bytes, hashed. */
+static const char *entry_key(apr_pool_t *p, const mod_datos_conf_t *conf)
+{
+    char hex[65];
+    const char *what = apr_psprintf(p,
+        "%s|%s|%s|%s|%d|%d|%d|%" APR_INT64_T_FMT "|%" APR_INT64_T_FMT,
+        conf->bigquery_url, conf->project ? conf->project : "",
+        conf->table_name, conf->location ? conf->location : "",
+        conf->limit_default, conf->limit_max, conf->lookback_days,
+        conf->max_bytes_billed, conf->max_payload);
+
+    datos_sha256_hex(what, strlen(what), hex);
+    hex[32] = '\0';
+    return apr_pstrcat(p, "datos:v1:", hex, NULL);
+}
+
+/* DatosStateDir, made as root and handed to the children's user. A
+ * directory that cannot be had is logged and done without: the module
+ * still works, it only loses its answers at a restart. */
+static const char *state_file(apr_pool_t *pconf, server_rec *s,
+                              const mod_datos_conf_t *conf, const char *key)
+{
+    apr_status_t rv;
+    const char *dir = conf->state_dir;
+
+    if (!dir || !*dir || conf->fresh_for <= 0)
+        return NULL;
+    rv = apr_dir_make_recursive(dir, APR_FPROT_OS_DEFAULT, pconf);
+    if (rv != APR_SUCCESS && !APR_STATUS_IS_EEXIST(rv)) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, rv, s, DATOS_LOGNO(0011)
+                     "DatosStateDir %s cannot be created; answers will not "
+                     "survive a restart (DatosStateDir none silences this)",
+                     dir);
+        return NULL;
+    }
+    if (geteuid() == 0 && ap_unixd_config.user_id != 0
+        && chown(dir, ap_unixd_config.user_id, ap_unixd_config.group_id)
+               != 0) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, errno, s, DATOS_LOGNO(0012)
+                     "DatosStateDir %s cannot be given to user %s; answers "
+                     "will not survive a restart", dir,
+                     ap_unixd_config.user_name);
+        return NULL;
+    }
+    /* "datos:v1:<hex>" -> "<hex>.answer" */
+    return apr_pstrcat(pconf, dir, "/", key + 9, ".answer", NULL);
+}
+
+static void answer_options(mod_datos_rt_t *rt, const mod_datos_conf_t *conf)
+{
+    datos_answer_opts_t *o = &rt->answer_opts;
+
+    memset(o, 0, sizeof(*o));
+    o->max_rows = conf->limit_max;
+    o->gzip_limits[o->gzip_count++] = conf->limit_default;
+    if (conf->limit_max != conf->limit_default)
+        o->gzip_limits[o->gzip_count++] = conf->limit_max;
+}
+
+static mod_datos_rt_t *runtime_make(apr_pool_t *pconf, server_rec *s,
+                                    mod_datos_conf_t *conf, const char *id)
+{
+    mod_datos_rt_t *rt = apr_pcalloc(pconf, sizeof(*rt));
+    datos_bq_conf_t bqc;
+    datos_err_t err;
+    apr_status_t rv;
+    int insecure = conf->allow_insecure || conf->url_from_emulator_env;
+
+    rt->index = runtimes->nelts;
+    rt->id = apr_pstrdup(pconf, id);
+    rt->conf = conf;
+    rt->s = s;
+
+    /* The key is read here, while the process is still root, so it may be
+     * readable by root only. */
+    datos_err_clear(&err);
+    rv = datos_creds_load(pconf, conf->credentials, DATOS_SCOPE_BIGQUERY,
+                          insecure, &rt->creds, &err);
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, DATOS_LOGNO(0007)
+                     "DatosCredentials: %s", err.message);
+        return NULL;
+    }
+
+    memset(&bqc, 0, sizeof(bqc));
+    bqc.base_url = conf->bigquery_url;
+    bqc.project = conf->project ? conf->project : conf->table.project;
+    bqc.table = conf->table;
+    bqc.location = conf->location;
+    bqc.lookback_days = conf->lookback_days;
+    bqc.max_bytes_billed = conf->max_bytes_billed;
+    bqc.max_payload = (apr_size_t)conf->max_payload;
+    bqc.max_rows = conf->limit_max;
+    bqc.timeout = conf->timeout;
+    bqc.creds = rt->creds;
+    datos_http_opts_default(&bqc.http);
+    bqc.http.timeout = conf->timeout;
+    if (bqc.http.connect_timeout > conf->timeout)
+        bqc.http.connect_timeout = conf->timeout;
+    bqc.http.ca_file = conf->ca_file;
+    bqc.http.allow_insecure = insecure;
+    bqc.http.user_agent = "mod_datos/" AP_SERVER_BASEREVISION;
+    datos_err_clear(&err);
+    rv = datos_bq_create(pconf, &bqc, &rt->bq, &err);
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, DATOS_LOGNO(0003)
+                     "BigQuery client for %s: %s", conf->table_name,
+                     err.message);
+        return NULL;
+    }
+
+    rt->l2_key = entry_key(pconf, conf);
+    rt->l2_marker = apr_pstrcat(pconf, rt->l2_key, ":refreshing", NULL);
+    rt->state_file = state_file(pconf, s, conf, rt->l2_key);
+    answer_options(rt, conf);
+    rt->cache_control = conf->fresh_for > 0
+        ? apr_psprintf(pconf, "public, max-age=%" APR_TIME_T_FMT
+                       ", stale-while-revalidate=%" APR_TIME_T_FMT
+                       ", stale-if-error=%" APR_TIME_T_FMT,
+                       apr_time_sec(conf->fresh_for),
+                       apr_time_sec(conf->stale_while_revalidate),
+                       apr_time_sec(conf->stale_if_error))
+        : "no-cache";
+    rt->envelope_max = datos_answer_envelope_max(
+        (apr_size_t)conf->max_payload, conf->limit_max,
+        rt->answer_opts.gzip_count);
+    ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, DATOS_LOGNO(0004)
+                 "serving %s from %s with %s (%s)", conf->table_name,
+                 conf->bigquery_url, datos_creds_describe(rt->creds),
+                 conf->fresh_for > 0
+                     ? apr_psprintf(pconf, "fresh for %" APR_TIME_T_FMT " ms",
+                                    apr_time_as_msec(conf->fresh_for))
+                     : "uncached: one query per request");
+    return rt;
+}
+
+/* One block of anonymous shared memory, made before the fork. The
+ * metrics' block is kept for the life of the parent, so counters and the
+ * last success survive a graceful restart (the reload logrotate does every
+ * day); the runtimes' host state is made anew with each configuration. */
+static void *shared_block(apr_pool_t *pool, server_rec *s, const char *what,
+                          apr_size_t size, int keep, int *created)
+{
+    apr_shm_t *shm = NULL;
+    apr_status_t rv;
+    void *base;
+
+    *created = 0;
+    if (keep) {
+        void *data = NULL;
+        apr_pool_userdata_get(&data, SHM_METRICS_KEY, s->process->pool);
+        if (data && apr_shm_size_get(data) >= size)
+            return apr_shm_baseaddr_get(data);
+        pool = s->process->pool;
+    }
+    rv = apr_shm_create(&shm, size, NULL, pool);
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s, DATOS_LOGNO(0013)
+                     "cannot create %" APR_SIZE_T_FMT " bytes of shared "
+                     "memory for %s", size, what);
+        return NULL;
+    }
+    base = apr_shm_baseaddr_get(shm);
+    memset(base, 0, size);
+    *created = 1;
+    if (keep)
+        apr_pool_userdata_set(shm, SHM_METRICS_KEY, apr_pool_cleanup_null,
+                              s->process->pool);
+    return base;
+}
+
+/* MaxRequestWorkers and the threads of a process, as the MPM reports. */
+static void mpm_workers(int *threads, int *workers)
+{
+    int t = 0, d = 0;
+
+    if (ap_mpm_query(AP_MPMQ_MAX_THREADS, &t) != APR_SUCCESS || t < 1)
+        t = 1;
+    if (ap_mpm_query(AP_MPMQ_MAX_DAEMONS, &d) != APR_SUCCESS || d < 1)
+        d = 1;
+    *threads = t;
+    *workers = t * d;
+}
+
+static apr_status_t socache_destroy(void *data)
+{
+    server_rec *s = data;
+
+    if (mod_datos_global.cache && mod_datos_global.provider)
+        mod_datos_global.provider->destroy(mod_datos_global.cache, s);
+    mod_datos_global.cache = NULL;
+    return APR_SUCCESS;
+}
+
+/* The shared tier: DatosCache, else shmcb sized to hold every runtime's
+ * largest entry a few times over in one subcache. */
+static int socache_setup(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s)
+{
+    mod_datos_global_t *g = &mod_datos_global;
+    struct ap_socache_hints hints;
+    apr_size_t largest = 0, total = 0, size;
+    const char *errmsg, *args;
+    apr_status_t rv;
+    int i;
+
+    if (g->cache_spec && !g->provider)
+        return OK;                                  /* DatosCache none */
+    for (i = 0; i < runtimes->nelts; i++) {
+        mod_datos_rt_t *rt = APR_ARRAY_IDX(runtimes, i, mod_datos_rt_t *);
+        if (rt->conf->fresh_for <= 0)
+            continue;
+        total += rt->envelope_max;
+        if (rt->envelope_max > largest)
+            largest = rt->envelope_max;
+    }
+    if (!largest)
+        return OK;                                  /* nothing is cached */
+    args = g->provider_args;
+    if (!g->provider) {
+        g->provider = ap_lookup_provider(AP_SOCACHE_PROVIDER_GROUP, "shmcb",
+                                         AP_SOCACHE_PROVIDER_VERSION);
+        if (!g->provider) {
+            ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, DATOS_LOGNO(0014)
+                         "DatosCache: the default shared tier is shmcb, and "
+                         "mod_socache_shmcb is not loaded: add LoadModule "
+                         "socache_shmcb_module modules/mod_socache_shmcb.so "
+                         "(a2enmod socache_shmcb), or set DatosCache none");
+            return HTTP_INTERNAL_SERVER_ERROR;
+        }
+        g->provider_name = "shmcb";
+    }
+    if (!strcasecmp(g->provider_name, "shmcb")
+        && (!args || !strchr(args, '('))) {
+        /* shmcb wants room for five objects of the size hinted in a
+         * subcache; its own default (512000 bytes) holds no answer. */
+        size = total * 8;
+        size = size < SHMCB_MIN_SIZE ? SHMCB_MIN_SIZE
+             : size > SHMCB_MAX_SIZE ? SHMCB_MAX_SIZE : size;
+        args = apr_psprintf(ptemp, "%s(%" APR_SIZE_T_FMT ")",
+                            args && *args ? args
+                            : ap_runtime_dir_relative(ptemp,
+                                                      "mod_datos_cache"),
+                            size);
+    }
+    g->fleet = !strcasecmp(g->provider_name, "memcache")
+               || !strcasecmp(g->provider_name, "redis");
+    errmsg = g->provider->create(&g->cache, args, ptemp, pconf);
+    if (errmsg) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, DATOS_LOGNO(0015)
+                     "DatosCache %s: %s", g->provider_name, errmsg);
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    /* One subcache large enough for the largest entry: shmcb refuses an
+     * object larger than a subcache, and spreads keys over subcaches by
+     * their first byte, which every "datos:" key shares anyway. */
+    memset(&hints, 0, sizeof(hints));
+    hints.avg_id_len = 48;
+    hints.avg_obj_size = (unsigned int)(largest > 0x7fffffff ? 0x7fffffff
+                                                             : largest);
+    hints.expiry_interval = apr_time_from_sec(30);
+    rv = g->provider->init(g->cache, "mod-datos", &hints, s, pconf);
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s, DATOS_LOGNO(0016)
+                     "DatosCache %s: the provider failed to start",
+                     g->provider_name);
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    apr_pool_cleanup_register(pconf, s, socache_destroy,
+                              apr_pool_cleanup_null);
+    if (g->provider->flags & AP_SOCACHE_FLAG_NOTMPSAFE) {
+        rv = ap_global_mutex_create(&g->cache_mutex, NULL,
+                                    MOD_DATOS_CACHE_MUTEX, NULL, s, pconf, 0);
+        if (rv != APR_SUCCESS) {
+            ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s, DATOS_LOGNO(0017)
+                         "cannot create the %s mutex", MOD_DATOS_CACHE_MUTEX);
+            return HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+    return OK;
+}
+
+int mod_datos_runtime_post_config(apr_pool_t *pconf, apr_pool_t *ptemp,
+                                  server_rec *s)
+{
+    apr_hash_t *registry = apr_hash_make(ptemp);
+    mod_datos_host_t *hosts;
+    server_rec *vs;
+    int i, threads, workers, status, created;
+    apr_status_t rv;
+    void *mem;
+
+    runtimes = apr_array_make(pconf, 2, sizeof(mod_datos_rt_t *));
+    for (vs = s; vs; vs = vs->next) {
+        mod_datos_conf_t *conf = mod_datos_conf(vs);
+        const char *id = mod_datos_conf_id(ptemp, conf);
+        mod_datos_rt_t *rt = apr_hash_get(registry, id, APR_HASH_KEY_STRING);
+
+        if (!rt) {
+            rt = runtime_make(pconf, vs, conf, id);
+            if (!rt)
+                return HTTP_INTERNAL_SERVER_ERROR;
+            APR_ARRAY_PUSH(runtimes, mod_datos_rt_t *) = rt;
+            apr_hash_set(registry, rt->id, APR_HASH_KEY_STRING, rt);
+        }
+        conf->rt = rt;
+    }
+
+    mem = shared_block(pconf, s, "metrics", datos_metrics_size(), 1,
+                       &created);
+    if (!mem)
+        return HTTP_INTERNAL_SERVER_ERROR;
+    mod_datos_global.metrics = created ? datos_metrics_init(mem) : mem;
+    hosts = shared_block(pconf, s, "the cache's host state",
+                         sizeof(mod_datos_host_t) * (apr_size_t)runtimes->nelts,
+                         0, &created);
+    if (!hosts)
+        return HTTP_INTERNAL_SERVER_ERROR;
+
+    status = socache_setup(pconf, ptemp, s);
+    if (status != OK)
+        return status;
+
+    mpm_workers(&threads, &workers);
+    mod_datos_global.max_waiting = 0;
+    for (i = 0; i < runtimes->nelts; i++) {
+        mod_datos_rt_t *rt = APR_ARRAY_IDX(runtimes, i, mod_datos_rt_t *);
+
+        rt->host = &hosts[i];
+        rt->metrics_table = datos_metrics_table(mod_datos_global.metrics,
+                                                rt->conf->table_name);
+        if (rt->conf->max_waiting > mod_datos_global.max_waiting)
+            mod_datos_global.max_waiting = rt->conf->max_waiting;
+        if (rt->conf->fresh_for <= 0)
+            continue;
+        rv = ap_global_mutex_create(&rt->refresh_mutex, NULL,
+                                    MOD_DATOS_REFRESH_MUTEX,
+                                    apr_psprintf(pconf, "%d", rt->index), s,
+                                    pconf, 0);
+        if (rv != APR_SUCCESS) {
+            ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s, DATOS_LOGNO(0018)
+                         "cannot create the %s mutex for %s",
+                         MOD_DATOS_REFRESH_MUTEX, rt->conf->table_name);
+            return HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+    /* Workers that wait on BigQuery are bounded, so /health and cache hits
+     * always find one: a quarter of MaxRequestWorkers on the host, half of
+     * a process's threads in any one process. */
+    if (!mod_datos_global.max_waiting)
+        mod_datos_global.max_waiting = workers / 4 > 1 ? workers / 4 : 1;
+    mod_datos_global.max_waiting_process = threads / 2 > 1 ? threads / 2 : 1;
+    mod_datos_global.idle_reserve = workers / 16 > 1 ? workers / 16 : 1;
+    if (ap_mpm_query(AP_MPMQ_HARD_LIMIT_DAEMONS,
+                     &mod_datos_global.server_limit) != APR_SUCCESS)
+        mod_datos_global.server_limit = 0;
+    if (ap_mpm_query(AP_MPMQ_HARD_LIMIT_THREADS,
+                     &mod_datos_global.thread_limit) != APR_SUCCESS)
+        mod_datos_global.thread_limit = 0;
+    if (mod_datos_global.max_waiting_process > mod_datos_global.max_waiting)
+        mod_datos_global.max_waiting_process = mod_datos_global.max_waiting;
+    return OK;
+}
+
+static void child_fail(server_rec *s, apr_status_t rv, const char *what)
+{
+    /* A lock that cannot be had would turn single-flight into a
+     * stampede, or a cache into a data race: no child runs without it. */
+    ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s, DATOS_LOGNO(0005)
+                 "child cannot start: %s", what);
+    exit(APEXIT_CHILDSICK);
+}
+
+static void release_answer(void *obj)
+{
+    datos_answer_free(obj);
+}
+
+void mod_datos_runtime_child_init(apr_pool_t *pchild, server_rec *s)
+{
+    mod_datos_global_t *g = &mod_datos_global;
+    apr_status_t rv;
+    int i;
+
+    if (!runtimes)
+        return;
+    if (g->cache_mutex) {
+        rv = apr_global_mutex_child_init(
+            &g->cache_mutex, apr_global_mutex_lockfile(g->cache_mutex),
+            pchild);
+        if (rv != APR_SUCCESS)
+            child_fail(s, rv, "the " MOD_DATOS_CACHE_MUTEX " mutex");
+    }
+    for (i = 0; i < runtimes->nelts; i++) {
+        mod_datos_rt_t *rt = APR_ARRAY_IDX(runtimes, i, mod_datos_rt_t *);
+
+        if (rt->refresh_mutex) {
+            rv = apr_global_mutex_child_init(
+                &rt->refresh_mutex,
+                apr_global_mutex_lockfile(rt->refresh_mutex), pchild);
+            if (rv != APR_SUCCESS)
+                child_fail(s, rv, "the " MOD_DATOS_REFRESH_MUTEX " mutex");
+        }
+        if ((rv = datos_creds_child_init(rt->creds, pchild)) != APR_SUCCESS)
+            child_fail(s, rv, "the credentials' mutex");
+        if ((rv = datos_bq_child_init(rt->bq, pchild)) != APR_SUCCESS)
+            child_fail(s, rv, "the BigQuery client's mutex");
+        if ((rv = datos_slot_create(pchild, release_answer, &rt->l1))
+            != APR_SUCCESS)
+            child_fail(s, rv, "the process copy of the answer");
+        if ((rv = apr_thread_mutex_create(&rt->proc_mutex,
+                                          APR_THREAD_MUTEX_DEFAULT, pchild))
+            != APR_SUCCESS)
+            child_fail(s, rv, "a process mutex");
+    }
+}
