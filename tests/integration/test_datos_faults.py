@@ -129,7 +129,11 @@ def test_many_concurrent_failures_leave_no_dead_child(server, emulator):
     from concurrent.futures import ThreadPoolExecutor
     with ThreadPoolExecutor(16) as pool:
         statuses = list(pool.map(lambda _: get(h, "/datos").status_code, range(64)))
-    assert statuses == [502] * 64
+    # Each is its own fetch in this (uncached) mode: most fail with the
+    # mapped 502; those over the bound on workers waiting for BigQuery are
+    # told to come back (503) without a fetch.
+    assert set(statuses) <= {502, 503}
+    assert statuses.count(502) >= 16
     emulator.clear_faults()
     assert get(h, "/health").status_code == 200
     # The error-log gate also fails this test if a child died.
