@@ -728,3 +728,27 @@ def test_jobs_survive_a_restart():
         assert not [f for f in os.listdir(data) if f.endswith(".ndjson")]  # data consumed
     finally:
         emu.stop()
+
+
+def test_a_string_longer_than_its_max_length_rejects_the_row(api, emu):
+    """STRING(L) columns: BigQuery refuses the row, by position, in loads and insertAll."""
+    emu.reset()
+    emu.create_dataset("latam_dataset", location=LOC)
+    emu._api("POST", "/projects/%s/datasets/latam_dataset/tables" % P,
+             {"tableReference": {"projectId": P, "datasetId": "latam_dataset", "tableId": "datos"},
+              "schema": {"fields": [{"name": "id", "type": "STRING", "mode": "REQUIRED",
+                                     "maxLength": "8"},
+                                    {"name": "contenido", "type": "STRING"},
+                                    {"name": "timestamp", "type": "TIMESTAMP",
+                                     "mode": "REQUIRED"}]}})
+    good = b'{"id": "12345678", "timestamp": "2024-01-14T14:00:00Z"}\n'
+    bad = b'{"id": "123456789", "timestamp": "2024-01-14T14:00:00Z"}\n'
+    r = insert(api, job_body(), good + bad)
+    status = r.json()["status"]
+    assert status["errorResult"]["reason"] == "invalid"
+    assert ("row starting at position %d: Field id: STRING(8) has maximum length 8 but got a "
+            "value with length 9" % len(good)) in status["errors"][1]["message"]
+    assert emu.table_rows() == []
+    r = insert(api, job_body(), good)
+    assert "errorResult" not in r.json()["status"]
+    assert [x["id"] for x in emu.table_rows()] == ["12345678"]

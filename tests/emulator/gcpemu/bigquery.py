@@ -809,6 +809,15 @@ def convert_row(table, data, ignore_unknown):
                                        ignore_unknown)
         except bqtypes.RowError as e:
             errors.append({"reason": e.reason, "location": e.location, "message": e.message})
+            continue
+        # Parameterized STRING(L): BigQuery refuses a longer value row by row.
+        limit = table.schema[i].get("maxLength")
+        if limit is not None and c.std == "STRING" and not c.repeated \
+                and isinstance(values[i], str) and len(values[i]) > int(limit):
+            errors.append({"reason": "invalid", "location": c.name,
+                           "message": "Field %s: STRING(%s) has maximum length %s but got a "
+                                      "value with length %d" % (c.name, limit, limit,
+                                                                len(values[i]))})
     if errors:
         raise RowErrors(errors)
     return tuple(values)
