@@ -75,7 +75,7 @@ static void get_ok(void **state)
     fx_t *fx = *state;
     datos_http_req_t req;
     datos_http_resp_t *resp;
-    datos_err_t err;
+    datos_err_t err = {0};
     dt_response_t r;
     dt_request_t *seen;
 
@@ -114,7 +114,7 @@ static void post_bodies(void **state)
     fx_t *fx = *state;
     datos_http_req_t req;
     datos_http_resp_t *resp;
-    datos_err_t err;
+    datos_err_t err = {0};
     dt_request_t *seen;
 
     dt_server_json(fx->srv, 200, "{}");
@@ -163,7 +163,7 @@ static void other_methods(void **state)
     fx_t *fx = *state;
     datos_http_req_t req;
     datos_http_resp_t *resp;
-    datos_err_t err;
+    datos_err_t err = {0};
 
     dt_server_json(fx->srv, 200, "{}");
     dt_server_json(fx->srv, 200, "{}");
@@ -189,7 +189,7 @@ static void timeout_never_answers(void **state)
     fx_t *fx = *state;
     datos_http_req_t req;
     datos_http_resp_t *resp;
-    datos_err_t err;
+    datos_err_t err = {0};
     dt_response_t r;
     apr_time_t t0;
 
@@ -223,7 +223,7 @@ static void low_speed_stall(void **state)
     fx_t *fx = *state;
     datos_http_req_t req;
     datos_http_resp_t *resp;
-    datos_err_t err;
+    datos_err_t err = {0};
     dt_response_t r;
     apr_time_t t0;
 
@@ -250,7 +250,7 @@ static void deadline_passed(void **state)
     fx_t *fx = *state;
     datos_http_req_t req;
     datos_http_resp_t *resp;
-    datos_err_t err;
+    datos_err_t err = {0};
 
     memset(&req, 0, sizeof(req));
     req.method = "GET";
@@ -267,7 +267,7 @@ static void tiny_timeouts_do_not_mean_forever(void **state)
     fx_t *fx = *state;
     datos_http_req_t req;
     datos_http_resp_t *resp;
-    datos_err_t err;
+    datos_err_t err = {0};
     dt_response_t r;
     apr_time_t t0;
 
@@ -290,7 +290,7 @@ static void response_cap(void **state)
     fx_t *fx = *state;
     datos_http_req_t req;
     datos_http_resp_t *resp;
-    datos_err_t err;
+    datos_err_t err = {0};
     dt_response_t r;
     char *big = apr_palloc(fx->p, 5001);
     const char *raw;
@@ -329,7 +329,7 @@ static void no_redirects(void **state)
     fx_t *fx = *state;
     datos_http_req_t req;
     datos_http_resp_t *resp;
-    datos_err_t err;
+    datos_err_t err = {0};
     dt_response_t r;
 
     memset(&r, 0, sizeof(r));
@@ -353,7 +353,7 @@ static void transport_rule_refuses_without_connecting(void **state)
     fx_t *fx = *state;
     datos_http_req_t req;
     datos_http_resp_t *resp;
-    datos_err_t err;
+    datos_err_t err = {0};
     apr_time_t t0 = apr_time_now();
 
     memset(&req, 0, sizeof(req));
@@ -378,7 +378,7 @@ static void transport_rule_refuses_without_connecting(void **state)
 
 static void url_ok(apr_pool_t *p, const char *url, int insecure, int metadata)
 {
-    datos_err_t err;
+    datos_err_t err = {0};
     datos_err_clear(&err);
     if (datos_http_check_url(p, url, insecure, metadata, &err) != APR_SUCCESS) {
         fail_msg("%s refused: %s", url, err.message);
@@ -387,7 +387,7 @@ static void url_ok(apr_pool_t *p, const char *url, int insecure, int metadata)
 
 static void url_bad(apr_pool_t *p, const char *url, int insecure, int metadata)
 {
-    datos_err_t err;
+    datos_err_t err = {0};
     datos_err_clear(&err);
     if (datos_http_check_url(p, url, insecure, metadata, &err) != DATOS_EINSECURE) {
         fail_msg("%s accepted", url);
@@ -455,7 +455,7 @@ static void check_url_ports_and_brackets(void **state)
 {
     fx_t *fx = *state;
     apr_pool_t *p = fx->p;
-    datos_err_t err;
+    datos_err_t err = {0};
 
     url_ok(p, "http://127.0.0.1:1/x", 0, 0);
     url_ok(p, "http://127.0.0.1:65535/x", 0, 0);
@@ -503,7 +503,7 @@ static void check_url_says_when_insecure_http_would_help(void **state)
         "http://[10.0.0.1]/",
         "ftp://bigquery.example.com/",
     };
-    datos_err_t err;
+    datos_err_t err = {0};
     size_t i;
 
     for (i = 0; i < sizeof(malformed) / sizeof(malformed[0]); i++) {
@@ -531,7 +531,7 @@ static void header_crlf_refused(void **state)
     fx_t *fx = *state;
     datos_http_req_t req;
     datos_http_resp_t *resp;
-    datos_err_t err;
+    datos_err_t err = {0};
 
     dt_server_json(fx->srv, 200, "{}");
     memset(&req, 0, sizeof(req));
@@ -553,7 +553,7 @@ static void connection_failures(void **state)
     fx_t *fx = *state;
     datos_http_req_t req;
     datos_http_resp_t *resp;
-    datos_err_t err;
+    datos_err_t err = {0};
     dt_response_t r;
     struct sockaddr_in a;
     socklen_t alen = sizeof(a);
@@ -598,7 +598,7 @@ static void handle_reuse(void **state)
     datos_http_req_t req;
     datos_http_resp_t *resp;
     datos_http_t *http;
-    datos_err_t err;
+    datos_err_t err = {0};
     int i;
 
     datos_err_clear(&err);
@@ -648,7 +648,7 @@ static void trace_masks_secrets(void **state)
     fx_t *fx = *state;
     datos_http_req_t req;
     datos_http_resp_t *resp;
-    datos_err_t err;
+    datos_err_t err = {0};
 
     trace_pool = fx->p;
     trace_text = NULL;

@@ -42,7 +42,7 @@ static apr_status_t load(apr_pool_t *p, const char *spec, int insecure,
 static void refused(apr_pool_t *p, const char *spec, const char *needle)
 {
     datos_creds_t *c;
-    datos_err_t err;
+    datos_err_t err = {0};
 
     if (load(p, spec, 0, &c, &err) != DATOS_ECONFIG) {
         fail_msg("%s accepted", spec);
@@ -62,7 +62,7 @@ static void keyfile_good(void **state)
     apr_pool_t *p = DT_POOL(state);
     const char *dir = dt_tmpdir(p), *path, *link;
     datos_creds_t *c;
-    datos_err_t err;
+    datos_err_t err = {0};
 
     path = dt_write_file(p, dir, "good.json", key_json(p, NULL, NULL),
                          strlen(key_json(p, NULL, NULL)), 0600);
@@ -112,7 +112,7 @@ static void keyfile_owner(void **state)
     apr_pool_t *p = DT_POOL(state);
     const char *dir, *path, *link, *good, *goodlink, *want;
     datos_creds_t *c;
-    datos_err_t err;
+    datos_err_t err = {0};
 
     if (geteuid() != 0) {
         skip();     /* chown to another user needs root */
@@ -161,7 +161,7 @@ static void keyfile_symlink_to_bad_file(void **state)
 {
     apr_pool_t *p = DT_POOL(state);
     const char *dir = dt_tmpdir(p), *k = key_json(p, NULL, NULL), *path, *link;
-    datos_err_t err;
+    datos_err_t err = {0};
 
     path = dt_write_file(p, dir, "open.json", k, strlen(k), 0644);
     link = apr_pstrcat(p, dir, "/link.json", NULL);
@@ -247,7 +247,7 @@ static void keyfile_bad_content(void **state)
             "column");
     {
         datos_creds_t *c;
-        datos_err_t err;
+        datos_err_t err = {0};
         const char *path = dt_write_file(p, dir, "broken.json", broken,
                                          strlen(broken), 0600);
         load(p, path, 0, &c, &err);
@@ -269,7 +269,7 @@ static void keyfile_bad_content(void **state)
             "\"private_key\":\"-----BEGIN PRIVATE KEY-----\\nMIIEvQ SECRETONE\",\n"
             "\"private_key\":\"-----BEGIN PRIVATE KEY-----\\nMIIEvQ SECRETTWO\"}";
         datos_creds_t *c;
-        datos_err_t err;
+        datos_err_t err = {0};
 
         assert_int_equal(load(p, dt_write_file(p, dir, "dup2.json", dup, strlen(dup), 0600),
                               0, &c, &err), DATOS_ECONFIG);
@@ -287,7 +287,7 @@ static void keyfile_token_uri_rule(void **state)
     apr_pool_t *p = DT_POOL(state);
     const char *dir = dt_tmpdir(p), *path;
     datos_creds_t *c;
-    datos_err_t err;
+    datos_err_t err = {0};
 
     path = dt_write_key_file(p, dir, "http://oauth.example.com/token");
     refused(p, path, "token_uri refused");
@@ -324,7 +324,7 @@ static void adc_order(void **state)
     apr_pool_t *p = DT_POOL(state);
     const char *dir = dt_tmpdir(p), *path;
     datos_creds_t *c;
-    datos_err_t err;
+    datos_err_t err = {0};
 
     path = dt_write_key_file(p, dir, NULL);
     setenv("GOOGLE_APPLICATION_CREDENTIALS", path, 1);

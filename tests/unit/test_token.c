@@ -21,7 +21,7 @@ static void token_good(void **state)
     apr_pool_t *p = DT_POOL(state);
     const char *tok;
     apr_interval_time_t exp;
-    datos_err_t err;
+    datos_err_t err = {0};
 
     assert_int_equal(tparse(p, 200, "{\"access_token\":\"ya29.c.c0AY-x_y\","
                                     "\"expires_in\":3599,\"token_type\":\"Bearer\"}",
@@ -41,7 +41,7 @@ static void bad_200(apr_pool_t *p, const char *body, const char *needle)
 {
     const char *tok;
     apr_interval_time_t exp;
-    datos_err_t err;
+    datos_err_t err = {0};
 
     if (tparse(p, 200, body, &tok, &exp, &err) != DATOS_EMALFORMED) {
         fail_msg("accepted: %s", body);
@@ -94,7 +94,7 @@ static void token_errors(void **state)
     apr_pool_t *p = DT_POOL(state);
     const char *tok;
     apr_interval_time_t exp;
-    datos_err_t err;
+    datos_err_t err = {0};
 
     /* OAuth shape */
     assert_int_equal(tparse(p, 400, "{\"error\":\"invalid_grant\","
@@ -147,7 +147,7 @@ static void cached_token_forgotten_at_child_exit(void **state)
     datos_http_opts_t opts;
     datos_http_t *http;
     datos_creds_t *c;
-    datos_err_t err;
+    datos_err_t err = {0};
     const char *key, *tok;
 
     key = dt_write_key_file(p, dt_tmpdir(p),
