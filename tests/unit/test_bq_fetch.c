@@ -54,7 +54,7 @@ static int fx_setup(void **state)
     fx->base = dt_server_url(fx->srv, p);
     key = dt_write_key_file(p, dt_tmpdir(p), apr_pstrcat(p, fx->base, "/token", NULL));
     datos_err_clear(&err);
-    if (datos_creds_load(p, key, DATOS_SCOPE_BIGQUERY, 0, &fx->creds, &err)
+    if (datos_creds_load(p, key, NULL, 0, &fx->creds, &err)
         != APR_SUCCESS) {
         fail_msg("creds: %s", err.message);
     }
@@ -91,6 +91,8 @@ static int group_setup(void **state)
     }
     unsetenv("GOOGLE_APPLICATION_CREDENTIALS");
     unsetenv("GCE_METADATA_HOST");
+    /* no gcloud well-known file from the environment the tests run in */
+    setenv("CLOUDSDK_CONFIG", "/nonexistent/datos-test", 1);
     return 0;
 }
 
@@ -992,7 +994,8 @@ static void metadata_credentials(void **state)
 
     setenv("GCE_METADATA_HOST", apr_psprintf(fx->p, "127.0.0.1:%d",
                                              dt_server_port(fx->srv)), 1);
-    assert_int_equal(datos_creds_load(fx->p, NULL, NULL, 0, &md, &err), APR_SUCCESS);
+    assert_int_equal(datos_creds_load(fx->p, NULL, datos_scopes_bigquery_pubsub, 0, &md, &err),
+                     APR_SUCCESS);
     assert_int_equal(datos_creds_kind(md), DATOS_CREDS_METADATA);
     fx->conf.creds = md;
     fx->conf.project = NULL;
@@ -1004,7 +1007,9 @@ static void metadata_credentials(void **state)
     resp.headers = "Metadata-Flavor: Google\r\nContent-Type: application/text\r\n";
     resp.body = "md-project-1\n";
     dt_server_push(fx->srv, &resp);
-    dt_server_json(fx->srv, 200, TOKEN("md-tok", 3599));
+    resp.headers = "Metadata-Flavor: Google\r\n";
+    resp.body = TOKEN("md-tok", 3599);
+    dt_server_push(fx->srv, &resp);
     dt_server_json(fx->srv, 200, page(fx->p, "r", 0, 3, NULL, NULL));
     dt_server_json(fx->srv, 200, page(fx->p, "r", 0, 3, NULL, NULL));
     assert_int_equal(fetch(fx, &l, &err), APR_SUCCESS);
@@ -1017,8 +1022,10 @@ static void metadata_credentials(void **state)
     assert_string_equal(r->target, "/computeMetadata/v1/project/project-id");
     assert_string_equal(dt_request_header(fx->p, r, "Metadata-Flavor"), "Google");
     r = req(fx, 1);
+    /* every API the programs use, in one token */
     assert_string_equal(r->target, "/computeMetadata/v1/instance/service-accounts/default/"
-                                   "token?scopes=https%3A%2F%2Fwww.googleapis.com%2Fauth%2Fbigquery");
+                                   "token?scopes=https%3A%2F%2Fwww.googleapis.com%2Fauth%2Fbigquery"
+                                   "%2Chttps%3A%2F%2Fwww.googleapis.com%2Fauth%2Fpubsub");
     assert_string_equal(dt_request_header(fx->p, r, "Metadata-Flavor"), "Google");
     r = req(fx, 2);
     assert_string_equal(r->target, "/bigquery/v2/projects/md-project-1/queries");

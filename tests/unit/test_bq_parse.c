@@ -216,8 +216,9 @@ static void error_mapping(void **state)
                "\"errors\":[{\"message\":\"Not found\",\"domain\":\"global\",\"reason\":\"notFound\"}],"
                "\"status\":\"NOT_FOUND\"}}",
           DATOS_EREJECTED, "notFound" },
+        /* a taken job id: the loader must tell it apart (jobs.get that job) */
         { 409, "{\"error\":{\"code\":409,\"message\":\"Already Exists: Job\",\"errors\":[{\"reason\":\"duplicate\"}]}}",
-          DATOS_EREJECTED, "duplicate" },
+          DATOS_EEXISTS, "duplicate" },
         { 500, "{\"error\":{\"code\":500,\"message\":\"An internal error occurred\","
                "\"errors\":[{\"reason\":\"backendError\"}],\"status\":\"INTERNAL\"}}",
           DATOS_EBACKEND, "backendError" },

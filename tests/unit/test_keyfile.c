@@ -36,7 +36,7 @@ static apr_status_t load(apr_pool_t *p, const char *spec, int insecure,
 {
     *c = NULL;
     datos_err_clear(err);
-    return datos_creds_load(p, spec, DATOS_SCOPE_BIGQUERY, insecure, c, err);
+    return datos_creds_load(p, spec, NULL, insecure ? DATOS_CREDS_ALLOW_INSECURE : 0, c, err);
 }
 
 static void refused(apr_pool_t *p, const char *spec, const char *needle)

@@ -153,7 +153,7 @@ static void cached_token_forgotten_at_child_exit(void **state)
     key = dt_write_key_file(p, dt_tmpdir(p),
                             apr_pstrcat(p, dt_server_url(srv, p), "/token", NULL));
     datos_err_clear(&err);
-    assert_int_equal(datos_creds_load(p, key, DATOS_SCOPE_BIGQUERY, 0, &c, &err),
+    assert_int_equal(datos_creds_load(p, key, NULL, 0, &c, &err),
                      APR_SUCCESS);
     datos_http_opts_default(&opts);
     assert_int_equal(datos_http_create(p, &opts, &http, &err), APR_SUCCESS);
