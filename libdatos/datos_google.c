@@ -33,7 +33,7 @@ static const char *const status_retry[] = {
 };
 static const char *const status_rejected[] = {
     "NOT_FOUND", "INVALID_ARGUMENT", "FAILED_PRECONDITION", "OUT_OF_RANGE",
-    "UNIMPLEMENTED", NULL
+    NULL
 };
 static const char *const status_auth[] = {
     "PERMISSION_DENIED", "UNAUTHENTICATED", NULL
@@ -42,6 +42,10 @@ static const char *const status_auth[] = {
 static apr_status_t classify_api(int http_status, const char *reason,
                                  const char *status)
 {
+    /* A 501 is the one 5xx that asking again cannot change. */
+    if (is(status, "UNIMPLEMENTED") || is(reason, "notImplemented")) {
+        return DATOS_EREJECTED;
+    }
     if (http_status >= 500 && http_status <= 599) {
         return DATOS_EBACKEND;
     }
@@ -149,11 +153,13 @@ static apr_interval_time_t retry_info(json_t *e)
 
     for (i = 0; i < json_array_size(details); i++) {
         json_t *d = json_array_get(details, i);
+        static const char suffix[] = "google.rpc.RetryInfo";
         const char *type = datos_json_str(d, "@type");
         apr_size_t n = type ? strlen(type) : 0;
         apr_interval_time_t t;
 
-        if (n < 15 || strcmp(type + n - 15, "google.rpc.RetryInfo")) {
+        if (n < sizeof(suffix) - 1
+            || strcmp(type + n - (sizeof(suffix) - 1), suffix)) {
             continue;
         }
         t = duration_retry(datos_json_str(d, "retryDelay"));

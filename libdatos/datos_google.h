@@ -38,6 +38,7 @@ typedef enum {
  * message, reason and status fields. Returns err->rv (err may be NULL).
  *
  * DATOS_GOOGLE_API, first rule that applies:
+ *   status UNIMPLEMENTED, reason notImplemented      DATOS_EREJECTED
  *   5xx                                              DATOS_EBACKEND
  *   reason backendError, internalError, badGateway   DATOS_EBACKEND
  *   429, reason rateLimitExceeded                    DATOS_ERATELIMIT
@@ -50,8 +51,7 @@ typedef enum {
  *   status ALREADY_EXISTS                            DATOS_EEXISTS
  *   status PERMISSION_DENIED, UNAUTHENTICATED        DATOS_EAUTH
  *   status NOT_FOUND, INVALID_ARGUMENT,
- *          FAILED_PRECONDITION, OUT_OF_RANGE,
- *          UNIMPLEMENTED                             DATOS_EREJECTED
+ *          FAILED_PRECONDITION, OUT_OF_RANGE         DATOS_EREJECTED
  *   401, 403                                         DATOS_EAUTH
  *   408                                              DATOS_EBACKEND
  *   other 4xx                                        DATOS_EREJECTED
