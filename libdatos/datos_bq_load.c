@@ -29,7 +29,8 @@ struct datos_bqload_t {
     const char *origin;          /* scheme://authority/ of the upload URL */
     const char *project;
     datos_table_ref_t table;     /* project filled in */
-    const char *location;
+    const char *location;        /* configured, else NULL */
+    char table_location[128];    /* the last tables.get's, "" until asked */
     datos_http_t *http;
     datos_creds_t *creds;
     int allow_insecure;
@@ -151,6 +152,11 @@ apr_status_t datos_bqload_table(datos_bqload_t *bl, apr_pool_t *p, apr_time_t de
         goto leave;
     }
     rv = datos_bq_parse_table(p, resp->body, resp->body_len, info, err);
+    if (rv == APR_SUCCESS) {
+        /* parse_table takes only locations shorter than the buffer */
+        apr_cpystrn(bl->table_location, info->location,
+                    sizeof(bl->table_location));
+    }
 
 leave:
     datos_google_op_done(&op);
@@ -158,6 +164,19 @@ leave:
 }
 
 /* ------------------------------------------------------------ jobs.insert */
+
+/* The location a job is named with: the caller's, the configured one, the
+ * table's from tables.get, or none. */
+static const char *job_location(const datos_bqload_t *bl, const char *given)
+{
+    if (given) {
+        return given;
+    }
+    if (bl->location) {
+        return bl->location;
+    }
+    return bl->table_location[0] ? bl->table_location : NULL;
+}
 
 /* The job's answer, named after the call when it cannot be read. */
 static apr_status_t read_job(apr_pool_t *p, const char *what,
@@ -483,7 +502,7 @@ apr_status_t datos_bqload_insert(datos_bqload_t *bl, apr_pool_t *p, apr_time_t d
     memset(&lc, 0, sizeof(lc));
     lc.project = bl->project;
     lc.job_id = job_id;
-    lc.location = location ? location : bl->location;
+    lc.location = job_location(bl, location);
     lc.table_project = bl->table.project;
     lc.dataset = bl->table.dataset;
     lc.table = bl->table.table;
@@ -526,7 +545,7 @@ apr_status_t datos_bqload_get(datos_bqload_t *bl, apr_pool_t *p, apr_time_t dead
                            "jobs.get: job id is not 1..1024 of [A-Za-z0-9_-]");
         goto leave;
     }
-    location = location ? location : bl->location;
+    location = job_location(bl, location);
     memset(&call, 0, sizeof(call));
     call.what = "jobs.get";
     call.url = apr_pstrcat(p, bl->base, "/projects/",

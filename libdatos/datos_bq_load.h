@@ -49,7 +49,8 @@ apr_status_t datos_bqload_create(apr_pool_t *p, const datos_bqload_conf_t *conf,
                                  datos_bqload_t **out, datos_err_t *err);
 
 /* tables.get: location and which loader columns exist (datos_table_info_t of datos_bq.h);
- * a missing or mistyped record column is DATOS_ECONFIG naming it. */
+ * a missing or mistyped record column is DATOS_ECONFIG naming it. The
+ * location is kept for jobs when conf->location is NULL. */
 apr_status_t datos_bqload_table(datos_bqload_t *bl, apr_pool_t *p, apr_time_t deadline,
                                 datos_table_info_t *info, datos_err_t *err);
 
@@ -58,8 +59,9 @@ apr_status_t datos_bqload_table(datos_bqload_t *bl, apr_pool_t *p, apr_time_t de
  * Content-Range, following 308 + Range, resuming from the Range after a failed chunk within the
  * deadline). A 409 duplicate is DATOS_EEXISTS (then call datos_bqload_get).
  *
- * location: the job's, NULL for conf->location, NULL again to omit it
- * (BigQuery then runs the job in the dataset's location). multipart: a
+ * location: the job's; NULL: conf->location, else the table's from the
+ * last datos_bqload_table, else none (BigQuery then runs the job in the
+ * dataset's location, and says which in job->location). multipart: a
  * random boundary checked absent from data. resumable: the session URI
  * (Location) must be on the upload URL's scheme, host and port, since the
  * token goes there; a chunk that fails retryably (timeout, connection,
@@ -73,7 +75,8 @@ apr_status_t datos_bqload_insert(datos_bqload_t *bl, apr_pool_t *p, apr_time_t d
                                  datos_loadjob_t **job, datos_err_t *err);
 
 /* jobs.get with location; 404 is DATOS_EREJECTED with http_status 404.
- * location NULL: conf->location, NULL again: omitted. */
+ * location NULL: as for datos_bqload_insert (none: no ?location=, which
+ * finds only jobs in US or EU). */
 apr_status_t datos_bqload_get(datos_bqload_t *bl, apr_pool_t *p, apr_time_t deadline,
                               const char *job_id, const char *location,
                               datos_loadjob_t **job, datos_err_t *err);

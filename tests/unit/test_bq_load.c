@@ -539,6 +539,22 @@ static void get_job(void **state)
     /* ids that could change the path are refused */
     assert_int_equal(datos_bqload_get(bl, fx->p, 0, "../x", NULL, &job, &err), APR_EINVAL);
     assert_int_equal(dt_server_count(fx->srv), 4);
+    /* after tables.get, the table's location names the jobs */
+    dt_server_json(fx->srv, 200,
+        "{\"location\":\"EU\",\"schema\":{\"fields\":[{\"name\":\"id\",\"type\":\"STRING\"},"
+        "{\"name\":\"contenido\",\"type\":\"STRING\"},{\"name\":\"timestamp\",\"type\":\"TIMESTAMP\"}]}}");
+    dt_server_json(fx->srv, 200, JOB("DONE"));
+    dt_server_json(fx->srv, 200, JOB("DONE"));
+    {
+        datos_table_info_t info;
+        assert_int_equal(datos_bqload_table(bl, fx->p, 0, &info, &err), APR_SUCCESS);
+    }
+    assert_int_equal(datos_bqload_get(bl, fx->p, 0, JOB_ID, NULL, &job, &err), APR_SUCCESS);
+    assert_string_equal(req(fx, 5)->target, "/bigquery/v2/projects/my-proj/jobs/" JOB_ID
+                                            "?location=EU");
+    assert_int_equal(datos_bqload_insert(bl, fx->p, 0, JOB_ID, NULL, "{}\n", 3, &job, &err),
+                     APR_SUCCESS);
+    assert_non_null(strstr(req(fx, 6)->body, resource(fx, "EU")));
 }
 
 static int group_setup(void **state)
