@@ -24,11 +24,14 @@
 #include <unistd.h>
 #include <apr_strings.h>
 #include <apr_user.h>
+#include <apr_tables.h>
 #include <openssl/crypto.h>
 
 #include "datos_auth.h"
+#include "datos_google.h"
 #include "datos_mutex.h"
 #include "datos_crypt.h"
+#include "datos_ids.h"
 #include "datos_json.h"
 #include "datos_log.h"
 
@@ -36,6 +39,7 @@
 #define MD_TOKEN_PATH "/computeMetadata/v1/instance/service-accounts/default/token"
 #define MD_PROJECT_PATH "/computeMetadata/v1/project/project-id"
 #define REFRESH_MARGIN_MAX apr_time_from_sec(300)
+#define WELL_KNOWN_FILE "application_default_credentials.json"
 
 struct datos_creds_t {
     apr_pool_t *pool;
@@ -43,6 +47,7 @@ struct datos_creds_t {
     const char *describe;
     const char *scopes;          /* space-separated */
     int allow_insecure;
+    int allow_user;
 
     /* DATOS_CREDS_KEYFILE */
     const char *key_path;
@@ -51,6 +56,13 @@ struct datos_creds_t {
     const char *token_uri;
     const char *project_id;
     EVP_PKEY *pkey;
+
+    /* DATOS_CREDS_USER: the refresh-token grant at token_uri. The two
+     * secrets live in the credentials' pool and are wiped with it. */
+    const char *client_id;
+    char *client_secret;
+    char *refresh_token;
+    const char *quota_project;
 
     /* DATOS_CREDS_METADATA */
     const char *md_base;         /* http://host[:port] */
@@ -63,6 +75,10 @@ struct datos_creds_t {
     apr_time_t token_expiry;
     apr_interval_time_t token_lifetime;
     char md_project[256];        /* metadata project/project-id, "" until asked */
+};
+
+const char *const datos_scopes_bigquery_pubsub[] = {
+    DATOS_SCOPE_BIGQUERY, DATOS_SCOPE_PUBSUB, NULL
 };
 
 /* ------------------------------------------------------------ helpers */
@@ -78,9 +94,20 @@ static void token_forget(datos_creds_t *c)
     c->token_lifetime = 0;
 }
 
+static void wipe(char *s)
+{
+    if (s) {
+        OPENSSL_cleanse(s, strlen(s));
+    }
+}
+
 static apr_status_t creds_cleanup(void *data)
 {
-    token_forget(data);
+    datos_creds_t *c = data;
+
+    token_forget(c);
+    wipe(c->client_secret);
+    wipe(c->refresh_token);
     return APR_SUCCESS;
 }
 
@@ -92,6 +119,22 @@ static void creds_lock(datos_creds_t *c)
 static void creds_unlock(datos_creds_t *c)
 {
     datos_mutex_unlock(c->mutex);
+}
+
+/* The scope list as the JWT's scope claim wants it: space-separated. */
+static const char *scopes_join(apr_pool_t *p, const char *const *scopes)
+{
+    const char *out = NULL;
+    int i;
+
+    for (i = 0; scopes && scopes[i]; i++) {
+        if (!*scopes[i]) {
+            continue;
+        }
+        out = out ? apr_pstrcat(p, out, " ", scopes[i], NULL)
+                  : apr_pstrdup(p, scopes[i]);
+    }
+    return out ? out : DATOS_SCOPE_BIGQUERY;
 }
 
 /* "a b c" -> "a,b,c" for the metadata server's scopes parameter. */
@@ -261,6 +304,128 @@ static const char *req_string(json_t *j, const char *key)
     return s && *s ? s : NULL;
 }
 
+/* A token_uri passes the transport rule with the credentials' own
+ * insecure-http setting; only plain http to a remote host keeps its
+ * reason, since only that refusal the setting would lift. */
+static apr_status_t token_uri_check(apr_pool_t *p, datos_creds_t *c,
+                                    const char *path, datos_err_t *err)
+{
+    datos_err_t kerr = {0};
+    apr_status_t rv;
+
+    rv = datos_http_check_url(p, c->token_uri, c->allow_insecure, 0, &kerr);
+    if (rv != APR_SUCCESS) {
+        rv = datos_err_set(err, p, DATOS_ECONFIG, 0, kerr.reason,
+                           "key file %s: token_uri refused: %s", path,
+                           kerr.message);
+    }
+    return rv;
+}
+
+static apr_status_t service_account(apr_pool_t *p, datos_creds_t *c,
+                                    json_t *j, const char *path,
+                                    datos_err_t *err)
+{
+    apr_status_t rv;
+    const char *pem, *token_uri;
+    EVP_PKEY *pkey;
+    datos_err_t kerr = {0};
+
+    c->kind = DATOS_CREDS_KEYFILE;
+    c->client_email = req_string(j, "client_email");
+    c->key_id = req_string(j, "private_key_id");
+    pem = req_string(j, "private_key");
+    if (!c->client_email || !c->key_id || !pem) {
+        rv = datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,
+                           "key file %s lacks %s", path,
+                           !c->client_email ? "client_email"
+                           : !c->key_id ? "private_key_id" : "private_key");
+        goto leave;
+    }
+    c->client_email = apr_pstrdup(p, c->client_email);
+    c->key_id = apr_pstrdup(p, c->key_id);
+    token_uri = req_string(j, "token_uri");
+    c->token_uri = apr_pstrdup(p, token_uri ? token_uri
+                                            : DATOS_TOKEN_URI_DEFAULT);
+    if (req_string(j, "project_id")) {
+        c->project_id = apr_pstrdup(p, req_string(j, "project_id"));
+    }
+    rv = token_uri_check(p, c, path, err);
+    if (rv != APR_SUCCESS) {
+        goto leave;
+    }
+    rv = datos_pkey_from_pem(p, pem, strlen(pem), &pkey, &kerr);
+    if (rv != APR_SUCCESS) {
+        rv = datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,
+                           "key file %s: private_key: %s", path,
+                           kerr.message);
+        goto leave;
+    }
+    c->pkey = pkey;
+    c->key_path = apr_pstrdup(p, path);
+    c->describe = apr_psprintf(p, "service account %s (key %s)",
+                               c->client_email, path);
+
+leave:
+    return rv;
+}
+
+/* gcloud auth application-default login writes these: an OAuth client
+ * and a refresh token of the user who logged in. */
+static apr_status_t authorized_user(apr_pool_t *p, datos_creds_t *c,
+                                    json_t *j, const char *path,
+                                    datos_err_t *err)
+{
+    apr_status_t rv;
+    const char *id, *secret, *refresh, *token_uri, *quota;
+
+    c->kind = DATOS_CREDS_USER;
+    id = req_string(j, "client_id");
+    secret = req_string(j, "client_secret");
+    refresh = req_string(j, "refresh_token");
+    if (!id || !secret || !refresh) {
+        rv = datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,
+                           "key file %s lacks %s", path,
+                           !id ? "client_id"
+                           : !secret ? "client_secret" : "refresh_token");
+        goto leave;
+    }
+    token_uri = req_string(j, "token_uri");
+    c->token_uri = apr_pstrdup(p, token_uri ? token_uri
+                                            : DATOS_TOKEN_URI_DEFAULT);
+    rv = token_uri_check(p, c, path, err);
+    if (rv != APR_SUCCESS) {
+        goto leave;
+    }
+    quota = req_string(j, "quota_project_id");
+    if (quota && datos_project_id_check(p, quota)) {
+        /* It becomes a request header: only a well-formed project id. */
+        rv = datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,
+                           "key file %s: quota_project_id '%s' is not a "
+                           "project id", path,
+                           datos_err_text(p, quota, strlen(quota), 64));
+        goto leave;
+    }
+    c->client_id = apr_pstrdup(p, id);
+    c->client_secret = apr_pstrdup(p, secret);
+    c->refresh_token = apr_pstrdup(p, refresh);
+    c->quota_project = quota ? apr_pstrdup(p, quota) : NULL;
+    c->key_path = apr_pstrdup(p, path);
+    c->describe = apr_psprintf(p, "user credentials (%s)", path);
+
+leave:
+    return rv;
+}
+
+static void json_wipe(json_t *j, const char *key)
+{
+    json_t *v = json_object_get(j, key);
+
+    if (json_is_string(v)) {
+        OPENSSL_cleanse((void *)json_string_value(v), json_string_length(v));
+    }
+}
+
 static apr_status_t load_key_file(apr_pool_t *p, datos_creds_t *c,
                                   const char *path, datos_err_t *err)
 {
@@ -269,9 +434,7 @@ static apr_status_t load_key_file(apr_pool_t *p, datos_creds_t *c,
     apr_size_t len = 0;
     json_t *j = NULL;
     json_error_t jerr;
-    const char *type, *pem, *token_uri;
-    EVP_PKEY *pkey;
-    datos_err_t kerr;
+    const char *type;
 
     rv = read_key_file(p, path, &buf, &len, err);
     if (rv != APR_SUCCESS) {
@@ -309,60 +472,28 @@ static apr_status_t load_key_file(apr_pool_t *p, datos_creds_t *c,
                            "\"service_account\")", path);
         goto leave;
     }
-    if (strcmp(type, "service_account")) {
+    if (!strcmp(type, "service_account")) {
+        rv = service_account(p, c, j, path, err);
+    }
+    else if (!strcmp(type, "authorized_user") && c->allow_user) {
+        rv = authorized_user(p, c, j, path, err);
+    }
+    else {
         rv = datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,
                            "key file %s holds credentials of type \"%s\"; "
                            "only service-account keys (\"service_account\") "
-                           "are supported", path,
-                           datos_err_text(p, type, strlen(type), 64));
-        goto leave;
+                           "%sare supported", path,
+                           datos_err_text(p, type, strlen(type), 64),
+                           c->allow_user ? "and user credentials "
+                                           "(\"authorized_user\") " : "");
     }
-    c->client_email = req_string(j, "client_email");
-    c->key_id = req_string(j, "private_key_id");
-    pem = req_string(j, "private_key");
-    if (!c->client_email || !c->key_id || !pem) {
-        rv = datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,
-                           "key file %s lacks %s", path,
-                           !c->client_email ? "client_email"
-                           : !c->key_id ? "private_key_id" : "private_key");
-        goto leave;
-    }
-    c->client_email = apr_pstrdup(p, c->client_email);
-    c->key_id = apr_pstrdup(p, c->key_id);
-    token_uri = req_string(j, "token_uri");
-    c->token_uri = apr_pstrdup(p, token_uri ? token_uri
-                                            : DATOS_TOKEN_URI_DEFAULT);
-    if (req_string(j, "project_id")) {
-        c->project_id = apr_pstrdup(p, req_string(j, "project_id"));
-    }
-    datos_err_clear(&kerr);
-    rv = datos_http_check_url(p, c->token_uri, c->allow_insecure, 0, &kerr);
-    if (rv != APR_SUCCESS) {
-        rv = datos_err_set(err, p, DATOS_ECONFIG, 0, kerr.reason,
-                           "key file %s: token_uri refused: %s", path,
-                           kerr.message);
-        goto leave;
-    }
-    datos_err_clear(&kerr);
-    rv = datos_pkey_from_pem(p, pem, strlen(pem), &pkey, &kerr);
-    if (rv != APR_SUCCESS) {
-        rv = datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,
-                           "key file %s: private_key: %s", path,
-                           kerr.message);
-        goto leave;
-    }
-    c->pkey = pkey;
-    c->key_path = apr_pstrdup(p, path);
-    c->describe = apr_psprintf(p, "service account %s (key %s)",
-                               c->client_email, path);
 
 leave:
     if (j) {
-        /* The PEM inside jansson's copy is wiped before it is freed. */
-        json_t *k = json_object_get(j, "private_key");
-        if (json_is_string(k)) {
-            OPENSSL_cleanse((void *)json_string_value(k), json_string_length(k));
-        }
+        /* The secrets inside jansson's copy are wiped before it is freed. */
+        json_wipe(j, "private_key");
+        json_wipe(j, "client_secret");
+        json_wipe(j, "refresh_token");
         json_decref(j);
     }
     if (buf) {
@@ -372,28 +503,58 @@ leave:
     return rv;
 }
 
+/* The gcloud well-known file: $CLOUDSDK_CONFIG, else ~/.config/gcloud.
+ * NULL when there is no home to look in. */
+static const char *well_known_path(apr_pool_t *p)
+{
+    const char *dir = getenv("CLOUDSDK_CONFIG");
+    const char *home = getenv("HOME");
+    char *pwhome = NULL;
+
+    if (dir && *dir) {
+        return apr_pstrcat(p, dir, "/" WELL_KNOWN_FILE, NULL);
+    }
+    if (!home || !*home) {
+        char *user = NULL;
+        if (apr_uid_name_get(&user, (apr_uid_t)geteuid(), p) != APR_SUCCESS
+            || apr_uid_homepath_get(&pwhome, user, p) != APR_SUCCESS) {
+            return NULL;
+        }
+        home = pwhome;
+    }
+    return apr_pstrcat(p, home, "/.config/gcloud/" WELL_KNOWN_FILE, NULL);
+}
+
 apr_status_t datos_creds_load(apr_pool_t *p, const char *spec,
-                              const char *scopes, int allow_insecure,
+                              const char *const *scopes, int flags,
                               datos_creds_t **out, datos_err_t *err)
 {
     apr_status_t rv = APR_SUCCESS;
     datos_creds_t *c;
-    const char *path = NULL, *env = NULL;
-    datos_err_t kerr;
+    const char *path = NULL, *env = NULL, *wk = NULL;
+    datos_err_t kerr = {0};
 
     c = apr_pcalloc(p, sizeof(*c));
     c->pool = p;
-    c->scopes = apr_pstrdup(p, scopes && *scopes ? scopes
-                               : DATOS_SCOPE_BIGQUERY);
-    c->allow_insecure = allow_insecure;
+    c->scopes = scopes_join(p, scopes);
+    c->allow_insecure = (flags & DATOS_CREDS_ALLOW_INSECURE) != 0;
+    c->allow_user = (flags & DATOS_CREDS_ALLOW_USER) != 0;
+    apr_pool_cleanup_register(p, c, creds_cleanup, apr_pool_cleanup_null);
 
     if (!spec || !*spec) {
-        /* Application Default Credentials: a set variable is the answer,
-         * even when its file is unusable (no silent fall-through to other
-         * credentials). */
+        /* Application Default Credentials: a set variable, then an
+         * existing well-known file, is the answer even when unusable (no
+         * silent fall-through to other credentials). */
+        struct stat st;
+
         env = getenv("GOOGLE_APPLICATION_CREDENTIALS");
         if (env && *env) {
             path = env;
+        }
+        else if ((wk = well_known_path(p)) != NULL
+                 && (stat(wk, &st) == 0
+                     || (errno != ENOENT && errno != ENOTDIR))) {
+            path = wk;
         }
         else {
             c->kind = DATOS_CREDS_METADATA;
@@ -411,12 +572,14 @@ apr_status_t datos_creds_load(apr_pool_t *p, const char *spec,
     }
 
     if (path) {
-        c->kind = DATOS_CREDS_KEYFILE;
         rv = load_key_file(p, c, path, err);
         if (rv != APR_SUCCESS) {
-            if (err && path == env) {
-                err->message = apr_pstrcat(p, "GOOGLE_APPLICATION_CREDENTIALS: ",
-                                           err->message, NULL);
+            if (path == env) {
+                datos_err_prefix(err, p, "GOOGLE_APPLICATION_CREDENTIALS: ");
+            }
+            else if (path == wk) {
+                datos_err_prefix(err, p, "the gcloud application default "
+                                 "credentials file: ");
             }
             goto leave;
         }
@@ -427,7 +590,6 @@ apr_status_t datos_creds_load(apr_pool_t *p, const char *spec,
             host = "metadata.google.internal";
         }
         c->md_base = apr_pstrcat(p, "http://", host, NULL);
-        datos_err_clear(&kerr);
         rv = datos_http_check_url(p, c->md_base, 0, 1, &kerr);
         if (rv != APR_SUCCESS) {
             /* Only GCE_METADATA_HOST can make it fail, and only by its
@@ -441,7 +603,6 @@ apr_status_t datos_creds_load(apr_pool_t *p, const char *spec,
         }
         c->describe = apr_psprintf(p, "metadata server %s", host);
     }
-    apr_pool_cleanup_register(p, c, creds_cleanup, apr_pool_cleanup_null);
     *out = c;
 
 leave:
@@ -461,6 +622,11 @@ const char *datos_creds_describe(const datos_creds_t *creds)
 const char *datos_creds_key_project(const datos_creds_t *creds)
 {
     return creds->kind == DATOS_CREDS_KEYFILE ? creds->project_id : NULL;
+}
+
+const char *datos_creds_quota_project(const datos_creds_t *creds)
+{
+    return creds->kind == DATOS_CREDS_USER ? creds->quota_project : NULL;
 }
 
 /* Registered after the mutex, so it runs before the mutex goes: a thread
@@ -497,27 +663,6 @@ leave:
 
 /* -------------------------------------------------------------- tokens */
 
-static const char *status_text_reason(json_t *j, const char **message)
-{
-    json_t *e = json_object_get(j, "error");
-
-    *message = NULL;
-    if (json_is_string(e)) {            /* OAuth: {error, error_description} */
-        *message = datos_json_str(j, "error_description");
-        return json_string_value(e);
-    }
-    if (json_is_object(e)) {            /* API envelope */
-        json_t *errs = datos_json_arr(e, "errors");
-        const char *reason = NULL;
-        if (errs && json_array_size(errs) > 0) {
-            reason = datos_json_str(json_array_get(errs, 0), "reason");
-        }
-        *message = datos_json_str(e, "message");
-        return reason ? reason : datos_json_str(e, "status");
-    }
-    return NULL;
-}
-
 static int token_chars_ok(const char *s, apr_size_t len)
 {
     apr_size_t i;
@@ -544,48 +689,15 @@ apr_status_t datos_token_parse(apr_pool_t *p, int http_status,
 
     memset(&jerr, 0, sizeof(jerr));
 
+    if (http_status < 200 || http_status > 299) {
+        rv = datos_google_classify(p, DATOS_GOOGLE_TOKEN, http_status, body,
+                                   len, 0, err);
+        goto leave;
+    }
     /* Not through datos_json_parse: jansson's message quotes the text near
      * the error, which in a token answer may be the token. */
     j = len ? json_loadb(body, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr)
             : NULL;
-
-    if (http_status < 200 || http_status > 299) {
-        const char *reason = NULL, *msg = NULL;
-
-        if (http_status == 429) {
-            rv = DATOS_ERATELIMIT;
-        }
-        else if (http_status >= 500) {
-            rv = DATOS_EBACKEND;
-        }
-        else if (http_status >= 400) {
-            rv = DATOS_EAUTH;
-        }
-        else {
-            rv = DATOS_EMALFORMED;
-        }
-        if (json_is_object(j)) {
-            reason = status_text_reason(j, &msg);
-        }
-        if (reason || msg) {
-            datos_err_set(err, p, rv, http_status,
-                          reason ? datos_err_text(p, reason, strlen(reason), 64)
-                                 : NULL,
-                          "HTTP %d%s%s%s%s", http_status,
-                          reason ? " " : "",
-                          reason ? datos_err_text(p, reason, strlen(reason), 64) : "",
-                          msg ? ": " : "",
-                          msg ? datos_err_text(p, msg, strlen(msg), 300) : "");
-        }
-        else {
-            datos_err_set(err, p, rv, http_status, NULL, "HTTP %d with %s",
-                          http_status, !len ? "an empty body"
-                          : j ? "JSON that is not an error object"
-                              : "a non-JSON body");
-        }
-        goto leave;
-    }
-
     if (!j) {
         rv = datos_err_set(err, p, DATOS_EMALFORMED, http_status, NULL,
                            len ? "token answer is not JSON (line %d, column %d)"
@@ -630,6 +742,29 @@ leave:
     return rv;
 }
 
+/* The metadata server's answers count only when they say they are its
+ * (gcp-wire.md 3.4): anything else on that address - a captive portal, a
+ * proxy, a local service - must not hand out tokens or a project. Only
+ * answers that would be used are judged; a refusal is classified anyway. */
+static apr_status_t metadata_flavor(apr_pool_t *p, const datos_creds_t *c,
+                                    const datos_http_resp_t *resp,
+                                    datos_err_t *err)
+{
+    const char *flavor;
+
+    if (resp->status < 200 || resp->status > 299) {
+        return APR_SUCCESS;
+    }
+    flavor = apr_table_get(resp->headers, "Metadata-Flavor");
+    if (flavor && !strcmp(flavor, "Google")) {
+        return APR_SUCCESS;
+    }
+    return datos_err_set(err, p, DATOS_EAUTH, resp->status, NULL,
+                         "the answer from %s has no Metadata-Flavor: Google "
+                         "header: it is not the metadata server, and is not "
+                         "trusted", c->md_base);
+}
+
 static apr_status_t fetch_token(datos_creds_t *c, datos_http_t *http,
                                 apr_pool_t *p, apr_time_t deadline,
                                 const char **token,
@@ -662,6 +797,23 @@ static apr_status_t fetch_token(datos_creds_t *c, datos_http_t *http,
         req.allow_insecure = c->allow_insecure;
         where = c->token_uri;
     }
+    else if (c->kind == DATOS_CREDS_USER) {
+        /* The refresh-token grant (RFC 6749 6); the scopes are the ones
+         * the user consented to at login, so none are sent. */
+        req.method = "POST";
+        req.url = c->token_uri;
+        req.body = apr_pstrcat(p, "grant_type=refresh_token&client_id=",
+                               datos_http_urlencode(p, c->client_id),
+                               "&client_secret=",
+                               datos_http_urlencode(p, c->client_secret),
+                               "&refresh_token=",
+                               datos_http_urlencode(p, c->refresh_token),
+                               NULL);
+        req.body_len = strlen(req.body);
+        req.content_type = "application/x-www-form-urlencoded";
+        req.allow_insecure = c->allow_insecure;
+        where = c->token_uri;
+    }
     else {
         req.method = "GET";
         req.url = apr_pstrcat(p, c->md_base, MD_TOKEN_PATH, "?scopes=",
@@ -675,12 +827,19 @@ static apr_status_t fetch_token(datos_creds_t *c, datos_http_t *http,
     if (rv != APR_SUCCESS) {
         goto leave;
     }
-    rv = datos_token_parse(p, resp->status, resp->body, resp->body_len, token,
-                           expires_in, err);
+    if (c->kind == DATOS_CREDS_METADATA) {
+        rv = metadata_flavor(p, c, resp, err);
+    }
+    if (rv == APR_SUCCESS) {
+        rv = datos_token_parse(p, resp->status, resp->body, resp->body_len,
+                               token, expires_in, err);
+    }
     if (rv != APR_SUCCESS && err) {
-        err->message = apr_psprintf(p, "access token from %s: %s",
-                                    where, err->message);
-        err->retry_after = datos_http_retry_after(resp, apr_time_now());
+        apr_interval_time_t ra = datos_http_retry_after(resp, apr_time_now());
+        datos_err_prefix(err, p, "access token from %s: ", where);
+        if (ra > err->retry_after) {
+            err->retry_after = ra;
+        }
     }
 
 leave:
@@ -754,6 +913,10 @@ apr_status_t datos_creds_project(datos_creds_t *creds, datos_http_t *http,
         *project = creds->project_id;
         return APR_SUCCESS;
     }
+    if (creds->kind == DATOS_CREDS_USER) {
+        *project = creds->quota_project;
+        return APR_SUCCESS;
+    }
     if (creds->kind != DATOS_CREDS_METADATA) {
         *project = NULL;
         return APR_SUCCESS;
@@ -775,15 +938,17 @@ apr_status_t datos_creds_project(datos_creds_t *creds, datos_http_t *http,
         goto leave;
     }
     if (resp->status != 200) {
-        rv = resp->status == 429 ? DATOS_ERATELIMIT
-           : resp->status >= 500 ? DATOS_EBACKEND
-           : resp->status == 403 ? DATOS_EAUTH : DATOS_ECONFIG;
-        datos_err_set(err, p, rv, resp->status, NULL,
-                      "project id from %s: HTTP %d", creds->md_base,
-                      resp->status);
-        if (err) {
-            err->retry_after = datos_http_retry_after(resp, apr_time_now());
-        }
+        rv = datos_google_classify(p, DATOS_GOOGLE_TOKEN, resp->status,
+                                   resp->body, resp->body_len,
+                                   datos_http_retry_after(resp,
+                                                          apr_time_now()),
+                                   err);
+        datos_err_prefix(err, p, "project id from %s: ", creds->md_base);
+        goto leave;
+    }
+    rv = metadata_flavor(p, creds, resp, err);
+    if (rv != APR_SUCCESS) {
+        datos_err_prefix(err, p, "project id from %s: ", creds->md_base);
         goto leave;
     }
     b = resp->body;

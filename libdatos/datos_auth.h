@@ -16,30 +16,55 @@
 #define DATOS_SCOPE_PUBSUB   "https://www.googleapis.com/auth/pubsub"
 #define DATOS_TOKEN_URI_DEFAULT "https://oauth2.googleapis.com/token"
 
+/* The scopes of the product's programs: both read and load BigQuery and
+ * use Pub/Sub (the loader drains it, POST /datos publishes). */
+extern const char *const datos_scopes_bigquery_pubsub[];
+
 typedef enum {
     DATOS_CREDS_KEYFILE,  /* service-account JSON key: JWT-bearer exchange at its token_uri */
     DATOS_CREDS_METADATA, /* GCE/GKE/Cloud Run metadata server */
-    DATOS_CREDS_NONE      /* no Authorization header (emulators) */
+    DATOS_CREDS_NONE,     /* no Authorization header (emulators) */
+    DATOS_CREDS_USER      /* authorized_user (gcloud auth application-default login):
+                           * refresh-token grant at its token_uri */
 } datos_creds_kind_t;
+
+/* datos_creds_load flags. */
+#define DATOS_CREDS_ALLOW_INSECURE 0x1 /* a token_uri may be plain http to any host */
+#define DATOS_CREDS_ALLOW_USER     0x2 /* authorized_user credentials are accepted (the loader) */
 
 typedef struct datos_creds_t datos_creds_t;
 
-/* spec: NULL or "" = ADC order (GOOGLE_APPLICATION_CREDENTIALS when set --
- * unreadable is an error, no fall-through -- else the metadata server);
+/* spec: NULL or "" = Application Default Credentials, in order:
+ *   1. GOOGLE_APPLICATION_CREDENTIALS when set (unreadable is an error, no
+ *      fall-through);
+ *   2. the gcloud well-known file, $CLOUDSDK_CONFIG/
+ *      application_default_credentials.json when CLOUDSDK_CONFIG is set,
+ *      else $HOME/.config/gcloud/application_default_credentials.json
+ *      (HOME unset: the effective user's home), when it exists (then
+ *      unusable is an error, no fall-through);
+ *   3. the metadata server.
  * "metadata"; "none"; anything else is a key file path.
- * A key file must pass datos_creds_check_key_file, be JSON without
- * duplicate keys, of type "service_account" (other types are refused with
- * an error naming the type), with a parsable private_key. Its token_uri
- * (default DATOS_TOKEN_URI_DEFAULT) must pass datos_http_check_url with
- * allow_insecure; when only plain http broke the rule, err->reason is
- * DATOS_REASON_PLAIN_HTTP. GCE_METADATA_HOST must be host[:port].
- * scopes: space-separated. The PEM text is wiped after parsing. All
- * failures are DATOS_ECONFIG with a message naming the file (and
- * GOOGLE_APPLICATION_CREDENTIALS or GCE_METADATA_HOST when the value came
- * from there) but no setting of the caller: the caller prefixes its own
+ * A key file must pass datos_creds_check_key_file and be JSON without
+ * duplicate keys, of type "service_account" (with a parsable private_key)
+ * or, with DATOS_CREDS_ALLOW_USER, "authorized_user" (client_id,
+ * client_secret, refresh_token; quota_project_id, when present, must be a
+ * project id). Other types (authorized_user without the flag) are refused
+ * with an error naming the type. Its token_uri (default
+ * DATOS_TOKEN_URI_DEFAULT) must pass datos_http_check_url, allowing plain
+ * http with DATOS_CREDS_ALLOW_INSECURE; when only plain http broke the
+ * rule, err->reason is DATOS_REASON_PLAIN_HTTP. GCE_METADATA_HOST must be
+ * host[:port].
+ * scopes: NULL-terminated list, NULL or empty = DATOS_SCOPE_BIGQUERY; a
+ * program asks for the scopes of every API it uses. The PEM text, client
+ * secret and refresh token are wiped from every copy but the one kept
+ * (which the pool's cleanup wipes). All failures are DATOS_ECONFIG with a
+ * message naming the file (prefixed "GOOGLE_APPLICATION_CREDENTIALS: " or
+ * "the gcloud application default credentials file: " when the path came
+ * from there, and naming GCE_METADATA_HOST when that was the problem) but
+ * no setting of the caller: the caller prefixes its own
  * ("DatosCredentials: ", "credentials: "). */
 apr_status_t datos_creds_load(apr_pool_t *p, const char *spec,
-                              const char *scopes, int allow_insecure,
+                              const char *const *scopes, int flags,
                               datos_creds_t **out, datos_err_t *err);
 
 /* The checks of the key file itself, made on the file opened (open, then
@@ -57,12 +82,16 @@ apr_status_t datos_creds_check_key_file(apr_pool_t *p, const char *path,
 
 datos_creds_kind_t datos_creds_kind(const datos_creds_t *creds);
 
-/* "service account a@b (key /path)", "metadata server host:port" or "none":
- * for logs, never a secret. */
+/* "service account a@b (key /path)", "user credentials (/path)",
+ * "metadata server host:port" or "none": for logs, never a secret. */
 const char *datos_creds_describe(const datos_creds_t *creds);
 
 /* The key file's project_id, NULL otherwise. */
 const char *datos_creds_key_project(const datos_creds_t *creds);
+
+/* User credentials' quota_project_id (sent as x-goog-user-project on API
+ * calls), NULL otherwise. */
+const char *datos_creds_quota_project(const datos_creds_t *creds);
 
 /* Run in each process that will use creds (httpd child_init): creates the
  * thread mutex in pchild, forgets tokens inherited over fork, and wipes
@@ -72,26 +101,31 @@ apr_status_t datos_creds_child_init(datos_creds_t *creds, apr_pool_t *pchild);
 /* The bearer token to send: *token = NULL for DATOS_CREDS_NONE. Served from
  * the cache unless force_refresh (after an API 401) or it expires within
  * min(300 s, lifetime / 2). Refreshes are serialised per process. Failures:
- * DATOS_EAUTH (token endpoint 4xx: invalid_grant...), or the transport /
- * 5xx statuses, with the OAuth error and description in err. */
+ * DATOS_EAUTH (token endpoint 4xx: invalid_grant...; a metadata server
+ * answer without Metadata-Flavor: Google), or the transport / 5xx / 429
+ * statuses, with the OAuth error and description in err and the answer's
+ * Retry-After in err->retry_after. */
 apr_status_t datos_creds_token(datos_creds_t *creds, datos_http_t *http,
                                apr_pool_t *p, apr_time_t deadline,
                                int force_refresh, const char **token,
                                datos_err_t *err);
 
-/* The project the credentials belong to: the key file's project_id, or the
- * metadata server's project/project-id (asked once, cached). NULL with
- * APR_SUCCESS when unknown (DATOS_CREDS_NONE). */
+/* The project the credentials belong to: the key file's project_id, user
+ * credentials' quota_project_id, or the metadata server's
+ * project/project-id (asked once, cached; a 2xx answer without
+ * Metadata-Flavor: Google is DATOS_EAUTH, a refusal is classified as a
+ * token endpoint's, see datos_google_classify). NULL with APR_SUCCESS when
+ * unknown (DATOS_CREDS_NONE, user credentials without a quota project). */
 apr_status_t datos_creds_project(datos_creds_t *creds, datos_http_t *http,
                                  apr_pool_t *p, apr_time_t deadline,
                                  const char **project, datos_err_t *err);
 
-/* Parses a token endpoint / metadata answer. 200: {access_token, expires_in,
+/* Parses a token endpoint / metadata answer. 2xx: {access_token, expires_in,
  * token_type Bearer} (expires_in a number or numeric string, > 0). Other
- * statuses: the OAuth {error, error_description} shape or the API envelope,
- * mapped to DATOS_EAUTH (4xx), DATOS_EBACKEND (5xx), DATOS_ERATELIMIT (429).
- * A missing or malformed field is DATOS_EMALFORMED. Never copies the token
- * into err. */
+ * statuses go through datos_google_classify as DATOS_GOOGLE_TOKEN (the
+ * OAuth {error, error_description} shape or the API envelope; DATOS_EAUTH
+ * for 4xx, DATOS_EBACKEND for 5xx, DATOS_ERATELIMIT for 429). A missing or
+ * malformed field is DATOS_EMALFORMED. Never copies the token into err. */
 apr_status_t datos_token_parse(apr_pool_t *p, int http_status,
                                const char *body, apr_size_t len,
                                const char **token,

@@ -2,9 +2,11 @@
  *
  * One fetch runs entirely within conf->timeout: credentials, the dataset's
  * location (once per process), jobs.query, getQueryResults polls and pages,
- * and the widening of the lookback window. Each fetch has its own curl
- * handle in the caller's pool; the datos_bq_t itself is read-only after
- * create except for the location cache, which has its own mutex.
+ * and the widening of the lookback window. Each fetch is one operation of
+ * the Google call layer (datos_google.h) with its own curl handle in the
+ * caller's pool; the datos_bq_t itself is read-only after create except
+ * for the table cache, which has its own mutex. The table and its SQL are
+ * in datos_bq_table.c, reading the answers in datos_bq_page.c.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +15,7 @@
 #include <apr_strings.h>
 
 #include "datos_bq.h"
+#include "datos_google.h"
 #include "datos_mutex.h"
 #include "datos_json.h"
 #include "datos_log.h"
@@ -43,247 +46,6 @@ struct datos_bq_t {
     int has_message_id;
 };
 
-/* ------------------------------------------------------- table names */
-
-static int ident_ok(const char *s, apr_size_t n)
-{
-    apr_size_t i;
-
-    if (n < 1 || n > 1024) {
-        return 0;
-    }
-    for (i = 0; i < n; i++) {
-        char c = s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
-              || (c >= '0' && c <= '9') || c == '_')) {
-            return 0;
-        }
-    }
-    return 1;
-}
-
-static const char *project_problem(const char *s, apr_size_t n)
-{
-    apr_size_t i;
-
-    if (n < 6 || n > 30) {
-        return "must be 6 to 30 characters";
-    }
-    if (!(s[0] >= 'a' && s[0] <= 'z')) {
-        return "must start with a lowercase letter";
-    }
-    for (i = 1; i < n; i++) {
-        char c = s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-')) {
-            return "may hold only lowercase letters, digits and '-'";
-        }
-    }
-    if (s[n - 1] == '-') {
-        return "must not end with '-'";
-    }
-    return NULL;
-}
-
-const char *datos_table_parse(apr_pool_t *p, const char *name,
-                              datos_table_ref_t *out)
-{
-    const char *part[3], *dot, *s, *why, *shown;
-    apr_size_t len[3];
-    int n = 0;
-
-    if (!name || !*name) {
-        return "table name is empty: use dataset.table or "
-               "project.dataset.table";
-    }
-    shown = datos_err_text(p, name, strlen(name), 200);
-    for (s = name;; s = dot + 1) {
-        dot = strchr(s, '.');
-        if (n == 3) {
-            n++;
-            break;
-        }
-        part[n] = s;
-        len[n] = dot ? (apr_size_t)(dot - s) : strlen(s);
-        n++;
-        if (!dot) {
-            break;
-        }
-    }
-    if (n < 2 || n > 3) {
-        return apr_psprintf(p, "table name '%s' must be dataset.table or "
-                            "project.dataset.table", shown);
-    }
-    if (n == 3 && (why = project_problem(part[0], len[0])) != NULL) {
-        return apr_psprintf(p, "table name '%s': the project id %s", shown,
-                            why);
-    }
-    if (!ident_ok(part[n - 2], len[n - 2])) {
-        return apr_psprintf(p, "table name '%s': the dataset must be 1 to "
-                            "1024 letters, digits or '_'", shown);
-    }
-    if (!ident_ok(part[n - 1], len[n - 1])) {
-        return apr_psprintf(p, "table name '%s': the table must be 1 to "
-                            "1024 letters, digits or '_'", shown);
-    }
-    out->project = n == 3 ? apr_pstrmemdup(p, part[0], len[0]) : NULL;
-    out->dataset = apr_pstrmemdup(p, part[n - 2], len[n - 2]);
-    out->table = apr_pstrmemdup(p, part[n - 1], len[n - 1]);
-    return NULL;
-}
-
-const char *datos_table_sql(apr_pool_t *p, const char *billing_project,
-                            const datos_table_ref_t *t)
-{
-    const char *project = t->project ? t->project : billing_project;
-
-    if (!project) {
-        return apr_pstrcat(p, "`", t->dataset, ".", t->table, "`", NULL);
-    }
-    return apr_pstrcat(p, "`", project, ".", t->dataset, ".", t->table, "`",
-                       NULL);
-}
-
-/* Which version of an id wins: the newest by timestamp, then by the
- * loader's publish_time and message_id where the table has them. A table
- * without either (the system this one replaces wrote only the three record
- * columns) breaks the remaining ties by contenido, so every host still
- * picks the same row. */
-static const char *version_order(const datos_table_info_t *info)
-{
-    if (!info || (info->has_publish_time && info->has_message_id)) {
-        return "timestamp DESC, publish_time DESC, message_id DESC";
-    }
-    if (info->has_publish_time) {
-        return "timestamp DESC, publish_time DESC";
-    }
-    if (info->has_message_id) {
-        return "timestamp DESC, message_id DESC";
-    }
-    return "timestamp DESC, contenido DESC";
-}
-
-const char *datos_bq_latest_sql(apr_pool_t *p, const char *table_sql,
-                                int days, const datos_table_info_t *info)
-{
-    return apr_pstrcat(p,
-        "SELECT id, contenido, timestamp FROM ", table_sql, " WHERE ",
-        days > 0 ? "timestamp >= TIMESTAMP_SUB(CURRENT_TIMESTAMP(), "
-                   "INTERVAL @lookback_days DAY)"
-                 : "TRUE",
-        " QUALIFY ROW_NUMBER() OVER (PARTITION BY id ORDER BY ",
-        version_order(info), ") = 1"
-        " ORDER BY timestamp DESC, id ASC LIMIT @max_rows", NULL);
-}
-
-const char *datos_bq_since_sql(apr_pool_t *p, const char *table_sql,
-                               const datos_table_info_t *info)
-{
-    return apr_pstrcat(p,
-        "SELECT id, contenido, timestamp FROM ", table_sql,
-        " WHERE timestamp >= @watermark"
-        " QUALIFY ROW_NUMBER() OVER (PARTITION BY id ORDER BY ",
-        version_order(info), ") = 1"
-        " ORDER BY timestamp DESC, id ASC LIMIT @max_rows", NULL);
-}
-
-/* A column of the record: present, of its type, and in a mode that can
- * hold what the record allows. */
-static const char *column_problem(apr_pool_t *p, json_t *fields,
-                                  const char *name, const char *type,
-                                  int nullable_only, int required,
-                                  int *present)
-{
-    size_t i;
-
-    *present = 0;
-    for (i = 0; i < json_array_size(fields); i++) {
-        json_t *f = json_array_get(fields, i);
-        const char *n = datos_json_str(f, "name");
-        const char *t, *m;
-
-        if (!n || strcasecmp(n, name)) {
-            continue;
-        }
-        *present = 1;
-        t = datos_json_str(f, "type");
-        m = datos_json_str(f, "mode");
-        if (!t || strcasecmp(t, type)) {
-            return apr_psprintf(p, "column %s is %s, not %s", name,
-                                t ? datos_err_text(p, t, strlen(t), 32)
-                                  : "of no type", type);
-        }
-        if (m && !strcasecmp(m, "REPEATED")) {
-            return apr_psprintf(p, "column %s is REPEATED (an array), not "
-                                "a single %s", name, type);
-        }
-        if (nullable_only && m && !strcasecmp(m, "REQUIRED")) {
-            return apr_psprintf(p, "column %s is REQUIRED, but the record "
-                                "allows it to be null", name);
-        }
-        return NULL;
-    }
-    return required ? apr_psprintf(p, "column %s (%s) is missing", name, type)
-                    : NULL;
-}
-
-apr_status_t datos_bq_parse_table(apr_pool_t *p, const char *body,
-                                  apr_size_t len, datos_table_info_t *info,
-                                  datos_err_t *err)
-{
-    apr_status_t rv;
-    json_t *j = NULL, *fields;
-    const char *loc, *why;
-    int present;
-    apr_size_t i, n;
-
-    memset(info, 0, sizeof(*info));
-    rv = datos_json_parse(p, body, len, 0, &j, err);
-    if (rv != APR_SUCCESS) {
-        goto leave;
-    }
-    fields = datos_json_arr(datos_json_obj(j, "schema"), "fields");
-    if (!fields) {
-        rv = datos_err_set(err, p, DATOS_EMALFORMED, 200, NULL,
-                           "tables.get: answer has no schema.fields");
-        goto leave;
-    }
-    if ((why = column_problem(p, fields, "id", "STRING", 0, 1, &present))
-        || (why = column_problem(p, fields, "contenido", "STRING", 1, 1,
-                                 &present))
-        || (why = column_problem(p, fields, "timestamp", "TIMESTAMP", 0, 1,
-                                 &present))) {
-        rv = datos_err_set(err, p, DATOS_ECONFIG, 200, NULL,
-                           "the table does not hold the datos record: %s",
-                           why);
-        goto leave;
-    }
-    if ((why = column_problem(p, fields, "publish_time", "TIMESTAMP", 0, 0,
-                              &info->has_publish_time))
-        || (why = column_problem(p, fields, "message_id", "STRING", 0, 0,
-                                 &info->has_message_id))) {
-        rv = datos_err_set(err, p, DATOS_ECONFIG, 200, NULL,
-                           "the table's loader column does not fit: %s", why);
-        goto leave;
-    }
-    loc = datos_json_str(j, "location");
-    n = loc ? strlen(loc) : 0;
-    for (i = 0; i < n; i++) {
-        char c = loc[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
-              || (c >= '0' && c <= '9') || c == '-' || c == '_')) {
-            break;
-        }
-    }
-    if (n == 0 || i < n || n >= 128) {
-        rv = datos_err_set(err, p, DATOS_EMALFORMED, 200, NULL,
-                           "tables.get: answer has no usable location");
-        goto leave;
-    }
-    info->location = apr_pstrdup(p, loc);
-
-leave:
-    return rv;
-}
 
 apr_int64_t datos_bq_watermark(const datos_latest_t *l)
 {
@@ -392,290 +154,13 @@ static void bq_unlock(datos_bq_t *bq)
     datos_mutex_unlock(bq->mutex);
 }
 
-/* ------------------------------------------------------ answer parsing */
-
-static apr_status_t load_json(apr_pool_t *p, const char *body, apr_size_t len,
-                              json_t **out, datos_err_t *err)
-{
-    json_error_t jerr;
-    json_t *j = json_loadb(body ? body : "", body ? len : 0,
-                           JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
-    if (!j) {
-        return datos_err_set(err, p, DATOS_EMALFORMED, 0, NULL,
-                             "answer is not JSON: %s (line %d, column %d)",
-                             jerr.text, jerr.line, jerr.column);
-    }
-    *out = j;
-    return APR_SUCCESS;
-}
-
-/* Index of the column called name in schema.fields, or -1. */
-static int column_index(json_t *fields, const char *name, const char *type,
-                        int *type_ok)
-{
-    size_t i;
-
-    for (i = 0; i < json_array_size(fields); i++) {
-        json_t *f = json_array_get(fields, i);
-        const char *n = datos_json_str(f, "name");
-        if (n && !strcmp(n, name)) {
-            const char *t = datos_json_str(f, "type");
-            *type_ok = !t || !strcmp(t, type);
-            return (int)i;
-        }
-    }
-    *type_ok = 1;
-    return -1;
-}
-
-apr_status_t datos_bq_parse_page(apr_pool_t *p, const char *body,
-                                 apr_size_t len, datos_bq_page_t *page,
-                                 datos_err_t *err)
-{
-    apr_status_t rv;
-    json_t *j = NULL, *jc, *ref, *schema, *fields, *rows;
-    datos_bq_page_t pg;
-    const char *s;
-    int ci, ic, tc, ok1, ok2, ok3;
-    size_t nfields, r;
-
-    memset(&pg, 0, sizeof(pg));
-    rv = load_json(p, body, len, &j, err);
-    if (rv != APR_SUCCESS) {
-        goto leave;
-    }
-    if (!json_is_object(j)) {
-        rv = datos_err_set(err, p, DATOS_EMALFORMED, 0, NULL,
-                           "answer is not a JSON object");
-        goto leave;
-    }
-    jc = json_object_get(j, "jobComplete");
-    if (jc && !json_is_boolean(jc)) {
-        rv = datos_err_set(err, p, DATOS_EMALFORMED, 0, NULL,
-                           "jobComplete is not a boolean");
-        goto leave;
-    }
-    pg.job_complete = json_is_true(jc);
-    ref = datos_json_obj(j, "jobReference");
-    if ((s = datos_json_str(ref, "jobId")) && *s) {
-        pg.job_id = apr_pstrdup(p, s);
-    }
-    if ((s = datos_json_str(ref, "location")) && *s) {
-        pg.location = apr_pstrdup(p, s);
-    }
-    if ((s = datos_json_str(j, "pageToken")) && *s) {
-        pg.page_token = apr_pstrdup(p, s);
-    }
-    pg.total_bytes_processed = -1;
-    if (json_object_get(j, "totalBytesProcessed")
-        && datos_json_int64(j, "totalBytesProcessed",
-                            &pg.total_bytes_processed) != APR_SUCCESS) {
-        rv = datos_err_set(err, p, DATOS_EMALFORMED, 0, NULL,
-                           "totalBytesProcessed is not an int64");
-        goto leave;
-    }
-    pg.rows = apr_array_make(p, 0, sizeof(datos_row_t));
-    if (!pg.job_complete) {
-        goto done;
-    }
-
-    schema = datos_json_obj(j, "schema");
-    fields = datos_json_arr(schema, "fields");
-    if (!fields) {
-        rv = datos_err_set(err, p, DATOS_EMALFORMED, 0, NULL,
-                           "complete answer without schema.fields");
-        goto leave;
-    }
-    nfields = json_array_size(fields);
-    ic = column_index(fields, "id", "STRING", &ok1);
-    ci = column_index(fields, "contenido", "STRING", &ok2);
-    tc = column_index(fields, "timestamp", "TIMESTAMP", &ok3);
-    if (ic < 0 || ci < 0 || tc < 0 || !ok1 || !ok2 || !ok3) {
-        rv = datos_err_set(err, p, DATOS_EMALFORMED, 0, NULL,
-                           "schema lacks %s",
-                           ic < 0 || !ok1 ? "id STRING"
-                           : ci < 0 || !ok2 ? "contenido STRING"
-                           : "timestamp TIMESTAMP");
-        goto leave;
-    }
-    rows = json_object_get(j, "rows");
-    if (rows && !json_is_array(rows)) {
-        rv = datos_err_set(err, p, DATOS_EMALFORMED, 0, NULL,
-                           "rows is not an array");
-        goto leave;
-    }
-    pg.rows = apr_array_make(p, (int)json_array_size(rows) + 1,
-                             sizeof(datos_row_t));
-    for (r = 0; r < json_array_size(rows); r++) {
-        json_t *f = datos_json_arr(json_array_get(rows, r), "f");
-        json_t *vid, *vc, *vt;
-        datos_row_t *row;
-
-        if (!f || json_array_size(f) != nfields) {
-            rv = datos_err_set(err, p, DATOS_EMALFORMED, 0, NULL,
-                               "row %d: %s", (int)r,
-                               f ? "cell count differs from the schema"
-                                 : "no f array");
-            goto leave;
-        }
-        vid = json_object_get(json_array_get(f, (size_t)ic), "v");
-        vc = json_object_get(json_array_get(f, (size_t)ci), "v");
-        vt = json_object_get(json_array_get(f, (size_t)tc), "v");
-        if (!json_is_string(vid)) {
-            rv = datos_err_set(err, p, DATOS_EMALFORMED, 0, NULL,
-                               "row %d: id is %s", (int)r,
-                               vid && !json_is_null(vid) ? "not a string"
-                                                         : "NULL");
-            goto leave;
-        }
-        if (vc && !json_is_null(vc) && !json_is_string(vc)) {
-            rv = datos_err_set(err, p, DATOS_EMALFORMED, 0, NULL,
-                               "row %d: contenido is not a string", (int)r);
-            goto leave;
-        }
-        if (!json_is_string(vt)) {
-            rv = datos_err_set(err, p, DATOS_EMALFORMED, 0, NULL,
-                               "row %d: timestamp is %s", (int)r,
-                               vt && !json_is_null(vt) ? "not a string"
-                                                       : "NULL");
-            goto leave;
-        }
-        row = apr_array_push(pg.rows);
-        if (datos_ts_parse_cell(json_string_value(vt), json_string_length(vt),
-                                &row->timestamp_us) != APR_SUCCESS) {
-            rv = datos_err_set(err, p, DATOS_EMALFORMED, 0, NULL,
-                               "row %d: timestamp '%s' is not a TIMESTAMP "
-                               "value", (int)r,
-                               datos_err_text(p, json_string_value(vt),
-                                              json_string_length(vt), 40));
-            goto leave;
-        }
-        row->id_len = json_string_length(vid);
-        row->id = apr_pstrmemdup(p, json_string_value(vid), row->id_len);
-        if (json_is_string(vc)) {
-            row->contenido_len = json_string_length(vc);
-            row->contenido = apr_pstrmemdup(p, json_string_value(vc),
-                                            row->contenido_len);
-        }
-        else {
-            row->contenido = NULL;
-            row->contenido_len = 0;
-        }
-        pg.row_bytes += row->id_len + row->contenido_len;
-    }
-
-done:
-    *page = pg;
-
-leave:
-    json_decref(j);
-    return rv;
-}
-
-static int reason_is(const char *reason, const char *what)
-{
-    return reason && !strcmp(reason, what);
-}
-
-apr_status_t datos_bq_parse_error(apr_pool_t *p, int http_status,
-                                  const char *body, apr_size_t len,
-                                  apr_interval_time_t retry_after,
-                                  datos_err_t *err)
-{
-    datos_err_t local;
-    json_t *j = NULL, *e;
-    const char *reason = NULL, *msg = NULL, *status = NULL;
-    apr_status_t rv;
-    json_error_t jerr;
-
-    if (!err) {
-        err = &local;
-    }
-    if (body && len) {
-        j = json_loadb(body, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
-    }
-    e = json_is_object(j) ? json_object_get(j, "error") : NULL;
-    if (json_is_object(e)) {
-        json_t *errs = datos_json_arr(e, "errors");
-        if (errs && json_array_size(errs) > 0) {
-            reason = datos_json_str(json_array_get(errs, 0), "reason");
-        }
-        status = datos_json_str(e, "status");
-        msg = datos_json_str(e, "message");
-    }
-    else if (json_is_string(e)) {
-        reason = json_string_value(e);
-        msg = datos_json_str(j, "error_description");
-    }
-    if (reason && !*reason) {
-        reason = NULL;
-    }
-
-    if (http_status >= 500
-        || reason_is(reason, "backendError") || reason_is(reason, "internalError")
-        || reason_is(reason, "badGateway")) {
-        rv = DATOS_EBACKEND;
-    }
-    else if (http_status == 429 || reason_is(reason, "rateLimitExceeded")) {
-        rv = DATOS_ERATELIMIT;
-    }
-    else if (reason_is(reason, "quotaExceeded")) {
-        rv = DATOS_EQUOTA;
-    }
-    else if (reason_is(reason, "bytesBilledLimitExceeded")) {
-        rv = DATOS_EBYTESLIMIT;
-    }
-    else if (http_status == 401 || http_status == 403) {
-        rv = DATOS_EAUTH;
-    }
-    else if (http_status >= 400) {
-        rv = DATOS_EREJECTED;
-    }
-    else {
-        /* 1xx/3xx (redirects are not followed) or a 2xx handed here: not
-         * an answer this client can use. */
-        rv = DATOS_EBACKEND;
-    }
-
-    if (!reason) {
-        reason = status;
-    }
-    if (msg && *msg) {
-        datos_err_set(err, p, rv, http_status,
-                      reason ? datos_err_text(p, reason, strlen(reason), 64)
-                             : NULL,
-                      "HTTP %d%s%s: %s", http_status, reason ? " " : "",
-                      reason ? datos_err_text(p, reason, strlen(reason), 64)
-                             : "",
-                      datos_err_text(p, msg, strlen(msg), 500));
-    }
-    else {
-        datos_err_set(err, p, rv, http_status,
-                      reason ? datos_err_text(p, reason, strlen(reason), 64)
-                             : NULL,
-                      "HTTP %d%s%s with %s", http_status, reason ? " " : "",
-                      reason ? datos_err_text(p, reason, strlen(reason), 64)
-                             : "",
-                      !len ? "an empty body"
-                      : e ? "an error envelope without a message"
-                      : j ? "JSON that is not an error envelope"
-                          : "a non-JSON body");
-    }
-    err->retry_after = retry_after;
-    json_decref(j);
-    return rv;
-}
-
 /* -------------------------------------------------------------- fetch */
 
 typedef struct {
     datos_bq_t *bq;
     apr_pool_t *p;
-    datos_http_t *http;
-    datos_creds_t *creds;
+    datos_google_op_t op;        /* handle, token, the one refresh, deadline */
     apr_time_t deadline;
-    const char *token;
-    int refreshed;
     const char *billing;
     const char *location;
     datos_table_info_t info;
@@ -691,87 +176,22 @@ typedef struct {
     int days;
 } window_t;
 
-/* Errors built in a call's scratch pool must outlive it. */
-static apr_status_t err_keep(fetch_t *f, apr_status_t rv)
-{
-    if (f->err) {
-        f->err->reason = f->err->reason ? apr_pstrdup(f->p, f->err->reason)
-                                        : NULL;
-        f->err->message = f->err->message ? apr_pstrdup(f->p, f->err->message)
-                                          : NULL;
-    }
-    return rv;
-}
-
-/* One API call with the bearer token. A 401 refreshes the token once per
- * fetch and replays the call (the token may have been revoked or expired
- * early); any other non-2xx answer goes through datos_bq_parse_error. */
+/* One API call of the fetch. */
 static apr_status_t bq_call(fetch_t *f, apr_pool_t *cp, const char *what,
                             const char *method, const char *url,
                             const char *body, apr_size_t max_response,
                             datos_http_resp_t **out)
 {
-    apr_status_t rv;
-    datos_http_req_t req;
-    datos_http_resp_t *resp;
+    datos_google_call_t call;
 
-    for (;;) {
-        memset(&req, 0, sizeof(req));
-        req.method = method;
-        req.url = url;
-        req.deadline = f->deadline;
-        req.headers = apr_array_make(cp, 1, sizeof(const char *));
-        if (f->token) {
-            APR_ARRAY_PUSH(req.headers, const char *) =
-                apr_pstrcat(cp, "Authorization: Bearer ", f->token, NULL);
-        }
-        if (body) {
-            req.body = body;
-            req.body_len = strlen(body);
-        }
-        req.max_response = max_response;
-        req.keep_partial = max_response > 0;
-        resp = NULL;
-        rv = datos_http_perform(f->http, cp, &req, &resp, f->err);
-        if (rv == DATOS_ETOOLARGE && resp) {
-            /* The caller decides what a cut answer is worth. */
-            *out = resp;
-            goto leave;
-        }
-        if (rv != APR_SUCCESS) {
-            goto leave;
-        }
-        if (resp->status != 401 || !f->token || f->refreshed) {
-            break;
-        }
-        f->refreshed = 1;
-        datos_log_perror(DATOS_LOG_MARK, DATOS_LOG_DEBUG, 0, cp,
-                         "%s: HTTP 401, refreshing the access token", what);
-        rv = datos_creds_token(f->creds, f->http, f->p, f->deadline, 1,
-                               &f->token, f->err);
-        if (rv != APR_SUCCESS) {
-            goto leave;
-        }
-    }
-    if (resp->status < 200 || resp->status > 299) {
-        rv = datos_bq_parse_error(cp, resp->status, resp->body,
-                                  resp->body_len,
-                                  datos_http_retry_after(resp, apr_time_now()),
-                                  f->err);
-        goto leave;
-    }
-    *out = resp;
-
-leave:
-    if (rv != APR_SUCCESS && f->err) {
-        /* Named after the API call, and copied out of the call's pool. */
-        if (f->err->message) {
-            f->err->message = apr_psprintf(cp, "%s: %s", what,
-                                           f->err->message);
-        }
-        err_keep(f, rv);
-    }
-    return rv;
+    memset(&call, 0, sizeof(call));
+    call.what = what;
+    call.method = method;
+    call.url = url;
+    call.body = body;
+    call.max_response = max_response;
+    call.keep_partial = max_response > 0;
+    return datos_google_call(&f->op, cp, &call, out);
 }
 
 /* tables.get, once per process: the table's location (unless configured)
@@ -807,7 +227,6 @@ static apr_status_t table_info(fetch_t *f)
         rv = datos_bq_parse_table(cp, resp->body, resp->body_len, &info,
                                   f->err);
         if (rv != APR_SUCCESS) {
-            err_keep(f, rv);
             goto leave;
         }
         apr_cpystrn(bq->location, info.location, sizeof(bq->location));
@@ -1225,9 +644,8 @@ static apr_status_t run_window(fetch_t *f, apr_pool_t *wp, const window_t *w,
         if (rv != APR_SUCCESS) {
             if (f->err) {
                 f->err->http_status = resp->status;
-                f->err->message = apr_psprintf(f->p, "%s: %s", what,
-                                               f->err->message);
             }
+            datos_err_prefix(f->err, cp, "%s: ", what);
             goto leave;
         }
         first = 0;
@@ -1361,6 +779,7 @@ static apr_status_t fetch_rows(datos_bq_t *bq, apr_pool_t *p, int since,
     datos_bq_conf_t *c = &bq->conf;
     apr_status_t rv;
     fetch_t f;
+    datos_http_t *http;
     datos_latest_t *res;
     apr_pool_t *best_pool = NULL, *wp = NULL;
     apr_array_header_t *best = NULL;
@@ -1372,7 +791,6 @@ static apr_status_t fetch_rows(datos_bq_t *bq, apr_pool_t *p, int since,
     f.bq = bq;
     f.p = p;
     f.err = err;
-    f.creds = c->creds;
     f.deadline = apr_time_now() + c->timeout;
     res = apr_pcalloc(p, sizeof(*res));
     f.out = res;
@@ -1397,13 +815,15 @@ static apr_status_t fetch_rows(datos_bq_t *bq, apr_pool_t *p, int since,
     }
     plan[nplan++].days = 0;              /* the whole table */
 
-    rv = datos_http_create(p, &c->http, &f.http, err);
+    rv = datos_http_create(p, &c->http, &http, err);
     if (rv != APR_SUCCESS) {
         goto leave;
     }
+    /* Messages of calls made in scratch pools are kept in p. */
+    datos_google_op_init(&f.op, p, http, c->creds, f.deadline, err);
     f.billing = c->project;
-    if (!f.billing && f.creds) {
-        rv = datos_creds_project(f.creds, f.http, p, f.deadline, &f.billing,
+    if (!f.billing && c->creds) {
+        rv = datos_creds_project(c->creds, http, p, f.deadline, &f.billing,
                                  err);
         if (rv != APR_SUCCESS) {
             goto leave;
@@ -1411,17 +831,13 @@ static apr_status_t fetch_rows(datos_bq_t *bq, apr_pool_t *p, int since,
     }
     if (!f.billing) {
         rv = datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,
-                           "no project to bill the query to: set the project "
-                           "(DatosProject / project) or use credentials that "
-                           "name one");
+                           "no project to bill the query to: set the "
+                           "project, or use credentials that name one");
         goto leave;
     }
-    if (f.creds) {
-        rv = datos_creds_token(f.creds, f.http, p, f.deadline, 0, &f.token,
-                               err);
-        if (rv != APR_SUCCESS) {
-            goto leave;
-        }
+    rv = datos_google_op_token(&f.op);
+    if (rv != APR_SUCCESS) {
+        goto leave;
     }
     rv = table_info(&f);
     if (rv != APR_SUCCESS) {
@@ -1469,6 +885,7 @@ static apr_status_t fetch_rows(datos_bq_t *bq, apr_pool_t *p, int since,
     *out = res;
 
 leave:
+    datos_google_op_done(&f.op);
     return rv;
 }
 

@@ -13,9 +13,9 @@
 #include "datos_error.h"
 #include "datos_http.h"
 #include "datos_auth.h"
+#include "datos_endpoint.h"
 #include "datos_record.h"
 
-#define DATOS_BQ_URL_DEFAULT "https://bigquery.googleapis.com/bigquery/v2"
 /* BigQuery bills at least 10 MiB per table a query references. */
 #define DATOS_BQ_MIN_BILLED ((apr_int64_t)10 * 1024 * 1024)
 /* Lookback widening: window_k = lookback * factor^k, then the whole table. */
@@ -148,11 +148,12 @@ apr_status_t datos_bq_parse_page(apr_pool_t *p, const char *body,
 
 /* Maps a non-2xx answer (Google's envelope, or any body: HTML, empty, JSON
  * of another shape) to a status, with code, reason and message in err:
- * 401 -> DATOS_EAUTH; 403 rateLimitExceeded and 429 -> DATOS_ERATELIMIT;
- * 403 quotaExceeded -> DATOS_EQUOTA; other 403 -> DATOS_EAUTH;
- * 400 bytesBilledLimitExceeded -> DATOS_EBYTESLIMIT; 5xx and the reasons
+ * datos_google_classify with DATOS_GOOGLE_API (401 -> DATOS_EAUTH; 403
+ * rateLimitExceeded and 429 -> DATOS_ERATELIMIT; 403 quotaExceeded ->
+ * DATOS_EQUOTA; other 403 -> DATOS_EAUTH; 400 bytesBilledLimitExceeded ->
+ * DATOS_EBYTESLIMIT; 409 duplicate -> DATOS_EEXISTS; 5xx and the reasons
  * backendError, internalError, badGateway -> DATOS_EBACKEND; other 4xx ->
- * DATOS_EREJECTED. retry_after is copied into err. Returns err->rv. */
+ * DATOS_EREJECTED). retry_after is copied into err. Returns err->rv. */
 apr_status_t datos_bq_parse_error(apr_pool_t *p, int http_status,
                                   const char *body, apr_size_t len,
                                   apr_interval_time_t retry_after,

@@ -9,16 +9,19 @@ apr_status_t datos_err_set(datos_err_t *err, apr_pool_t *p, apr_status_t rv,
                            const char *fmt, ...)
 {
     va_list ap;
+    apr_pool_t *owner;
 
     if (!err) {
         return rv;
     }
+    owner = err->pool ? err->pool : p;
     err->rv = rv;
     err->http_status = http_status;
-    err->reason = reason ? apr_pstrdup(p, reason) : NULL;
+    /* Built before the old texts are replaced: they may be arguments. */
+    err->reason = reason ? apr_pstrdup(owner, reason) : NULL;
     if (fmt) {
         va_start(ap, fmt);
-        err->message = apr_pvsprintf(p, fmt, ap);
+        err->message = apr_pvsprintf(owner, fmt, ap);
         va_end(ap);
     }
     else {
@@ -32,6 +35,51 @@ void datos_err_clear(datos_err_t *err)
 {
     if (err) {
         memset(err, 0, sizeof(*err));
+    }
+}
+
+void datos_err_init(datos_err_t *err, apr_pool_t *pool)
+{
+    if (err) {
+        memset(err, 0, sizeof(*err));
+        err->pool = pool;
+    }
+}
+
+void datos_err_prefix(datos_err_t *err, apr_pool_t *p, const char *fmt, ...)
+{
+    va_list ap;
+    apr_pool_t *owner;
+    const char *prefix;
+
+    if (!err || !err->message) {
+        return;
+    }
+    owner = err->pool ? err->pool : p;
+    va_start(ap, fmt);
+    prefix = apr_pvsprintf(owner, fmt, ap);
+    va_end(ap);
+    err->message = apr_pstrcat(owner, prefix, err->message, NULL);
+}
+
+apr_pool_t *datos_err_pool_push(datos_err_t *err, apr_pool_t *p)
+{
+    apr_pool_t *saved;
+
+    if (!err) {
+        return NULL;
+    }
+    saved = err->pool;
+    if (!saved) {
+        err->pool = p;
+    }
+    return saved;
+}
+
+void datos_err_pool_pop(datos_err_t *err, apr_pool_t *saved)
+{
+    if (err) {
+        err->pool = saved;
     }
 }
 
@@ -58,6 +106,7 @@ const char *datos_status_name(apr_status_t rv)
     case DATOS_ETOOLARGE:   return "too_large";
     case DATOS_ECONFIG:     return "config";
     case DATOS_EINSECURE:   return "insecure_url";
+    case DATOS_EEXISTS:     return "exists";
     default:                return "error";
     }
 }

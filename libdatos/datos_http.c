@@ -408,30 +408,95 @@ static size_t header_cb(char *buf, size_t size, size_t nitems, void *userdata)
     return size * nitems;
 }
 
-/* Masks the secret parts of outgoing header text: Authorization values
- * (bearer tokens) and a JWT-bearer assertion in a form body. */
+/* Names whose values grant access: form fields (the JWT-bearer assertion,
+ * the refresh-token grant's client secret and refresh token) and the same
+ * names as JSON members. */
+static const char *const secret_names[] = {
+    "assertion", "refresh_token", "client_secret", "access_token",
+    "private_key", NULL
+};
+
+/* Where the value after a secret name at s[i] starts: "name=" (a form
+ * field or query parameter) or "\"name\"" then ':' (JSON). Returns the
+ * length of the name part, or 0 when s[i] starts no secret. */
+static apr_size_t secret_at(const char *s, apr_size_t i, apr_size_t n)
+{
+    int k;
+
+    for (k = 0; secret_names[k]; k++) {
+        apr_size_t l = strlen(secret_names[k]);
+        if (n - i > l && !strncasecmp(s + i, secret_names[k], l)
+            && s[i + l] == '=' && (i == 0 || s[i - 1] == '&' || s[i - 1] == '?'
+                                   || s[i - 1] == ' ')) {
+            return l + 1;
+        }
+        if (n - i > l + 2 && s[i] == '"'
+            && !strncasecmp(s + i + 1, secret_names[k], l) && s[i + 1 + l] == '"') {
+            apr_size_t j = i + l + 2;
+            while (j < n && (s[j] == ' ' || s[j] == '\t')) {
+                j++;
+            }
+            if (j < n && s[j] == ':') {
+                j++;
+                while (j < n && (s[j] == ' ' || s[j] == '\t')) {
+                    j++;
+                }
+                return j - i;
+            }
+        }
+    }
+    return 0;
+}
+
+/* Masks the secret parts of outgoing text, line by line: Authorization
+ * values (bearer tokens) whole, and the value of every secret_names entry,
+ * as a form field or a JSON member, up to its end (a form's '&', a JSON
+ * string's closing quote) or the end of what was handed over. */
 static char *mask_secrets(apr_pool_t *p, const char *data, apr_size_t len)
 {
-    char *s = apr_pstrmemdup(p, data, len), *q;
+    char *s = apr_pstrmemdup(p, data, len);
     const char *line = s;
     char *out = apr_pcalloc(p, 1);
 
     while (*line) {
-        apr_size_t n = strcspn(line, "\r\n");
+        apr_size_t n = strcspn(line, "\r\n"), i;
         char *l = apr_pstrmemdup(p, line, n);
+        char *m = apr_palloc(p, n * 2 + 16);
+        apr_size_t o = 0;
 
         if (!strncasecmp(l, "authorization:", 14)
             || !strncasecmp(l, "proxy-authorization:", 20)) {
             l[strchr(l, ':') - l + 1] = '\0';
             l = apr_pstrcat(p, l, " [redacted]", NULL);
+            n = strlen(l);
         }
-        q = strstr(l, "assertion=");
-        if (q) {
-            q[10] = '\0';
-            l = apr_pstrcat(p, l, "[redacted]", NULL);
+        else {
+            for (i = 0; i < n;) {
+                apr_size_t name = secret_at(l, i, n);
+                if (!name) {
+                    m[o++] = l[i++];
+                    continue;
+                }
+                memcpy(m + o, l + i, name);
+                o += name;
+                i += name;
+                if (i < n && l[i] == '"') {          /* a JSON string */
+                    m[o++] = l[i++];
+                    while (i < n && l[i] != '"') {
+                        i += l[i] == '\\' && i + 1 < n ? 2 : 1;
+                    }
+                }
+                else {
+                    i += strcspn(l + i, "&, }");
+                }
+                memcpy(m + o, "[redacted]", 10);
+                o += 10;
+            }
+            m[o] = '\0';
+            l = m;
         }
         out = apr_pstrcat(p, out, *out ? " | " : "", l, NULL);
-        line += n;
+        line += strcspn(line, "\r\n");
         while (*line == '\r' || *line == '\n') {
             line++;
         }
@@ -493,6 +558,63 @@ static int debug_cb(CURL *handle, curl_infotype type, char *data, size_t size,
     }
     apr_pool_destroy(p);
     return 0;
+}
+
+/* A body sent from the caller's segments: curl asks for the next bytes
+ * (read_cb) and, when it must send the body again on a new connection,
+ * to start over (seek_cb). */
+typedef struct {
+    const datos_http_seg_t *segs;
+    int nsegs;
+    int seg;                 /* segment being read */
+    apr_size_t off;          /* offset in it */
+} body_src_t;
+
+static size_t read_cb(char *buf, size_t size, size_t nitems, void *userdata)
+{
+    body_src_t *b = userdata;
+    size_t room = size * nitems, n = 0;
+
+    while (n < room && b->seg < b->nsegs) {
+        const datos_http_seg_t *sg = &b->segs[b->seg];
+        apr_size_t k = sg->len - b->off;
+
+        if (k > room - n) {
+            k = room - n;
+        }
+        if (k) {
+            memcpy(buf + n, sg->data + b->off, k);
+        }
+        n += k;
+        b->off += k;
+        if (b->off == sg->len) {
+            b->seg++;
+            b->off = 0;
+        }
+    }
+    return n;
+}
+
+static int seek_cb(void *userdata, curl_off_t offset, int origin)
+{
+    body_src_t *b = userdata;
+    int i;
+
+    if (origin != SEEK_SET || offset < 0) {
+        return CURL_SEEKFUNC_CANTSEEK;
+    }
+    for (i = 0; i < b->nsegs; i++) {
+        if ((curl_off_t)b->segs[i].len > offset) {
+            break;
+        }
+        offset -= (curl_off_t)b->segs[i].len;
+    }
+    if (i == b->nsegs && offset > 0) {
+        return CURL_SEEKFUNC_FAIL;
+    }
+    b->seg = i;
+    b->off = (apr_size_t)offset;
+    return CURL_SEEKFUNC_OK;
 }
 
 /* ------------------------------------------------------------- perform */
@@ -581,12 +703,28 @@ apr_status_t datos_http_perform(datos_http_t *http, apr_pool_t *p,
     host_class_t cls;
     apr_interval_time_t timeout, connect_timeout;
     const char *method = req->method ? req->method : "GET";
-    int has_body = req->body != NULL, body_loggable = 0;
+    int has_body = req->body != NULL || req->nsegs > 0, body_loggable = 0;
     long status = 0;
     datos_http_resp_t *r;
+    body_src_t src;
+    curl_off_t body_total = 0;
     int i;
 
     memset(&x, 0, sizeof(x));
+    memset(&src, 0, sizeof(src));
+    if (req->body && req->nsegs > 0) {
+        rv = datos_err_set(err, p, APR_EINVAL, 0, NULL,
+                           "a request has either a body or segments");
+        goto leave;
+    }
+    for (i = 0; i < req->nsegs; i++) {
+        if (!req->segs[i].data && req->segs[i].len) {
+            rv = datos_err_set(err, p, APR_EINVAL, 0, NULL,
+                               "body segment %d has no data", i);
+            goto leave;
+        }
+        body_total += (curl_off_t)req->segs[i].len;
+    }
     rv = check_url(p, req->url, http->opts.allow_insecure
                    || req->allow_insecure, req->metadata, &cls, err);
     if (rv != APR_SUCCESS) {
@@ -688,7 +826,25 @@ apr_status_t datos_http_perform(datos_http_t *http, apr_pool_t *p,
                            datos_err_text(p, method, strlen(method), 16));
         goto leave;
     }
-    if (has_body) {
+    if (req->nsegs > 0) {
+        src.segs = req->segs;
+        src.nsegs = req->nsegs;
+        SETOPT(CURLOPT_READFUNCTION, read_cb);
+        SETOPT(CURLOPT_READDATA, &src);
+        SETOPT(CURLOPT_SEEKFUNCTION, seek_cb);
+        SETOPT(CURLOPT_SEEKDATA, &src);
+        if (!strcmp(method, "POST")) {
+            SETOPT(CURLOPT_POSTFIELDSIZE_LARGE, body_total);
+        }
+        else {
+            /* PUT and the custom methods: curl's upload, sized up front so
+             * it sends Content-Length rather than chunks. */
+            SETOPT(CURLOPT_UPLOAD, 1L);
+            SETOPT(CURLOPT_INFILESIZE_LARGE, body_total);
+            SETOPT(CURLOPT_CUSTOMREQUEST, method);
+        }
+    }
+    else if (has_body) {
         SETOPT(CURLOPT_POSTFIELDS, req->body);
         SETOPT(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
     }

@@ -28,12 +28,23 @@ typedef struct datos_http_opts_t {
  * file, https only. */
 void datos_http_opts_default(datos_http_opts_t *opts);
 
+/* One piece of a request body sent from the caller's memory. */
+typedef struct datos_http_seg_t {
+    const char *data;
+    apr_size_t len;
+} datos_http_seg_t;
+
 typedef struct datos_http_req_t {
     const char *method;          /* "GET", "POST", "PUT", "PATCH", "DELETE" */
     const char *url;
     apr_array_header_t *headers; /* of const char *, "Name: value"; CR/LF in a value is refused */
     const char *body;            /* NULL: no body (POST then sends Content-Length: 0) */
     apr_size_t body_len;
+    const datos_http_seg_t *segs;/* instead of body: nsegs pieces sent in order, read by curl
+                                  * straight from the caller's buffers (a 100 MB upload is
+                                  * never copied); they must stay unchanged until perform
+                                  * returns. Content-Length is their sum. */
+    int nsegs;
     const char *content_type;    /* NULL with a body: application/json */
     int metadata;                /* metadata server: no proxy, connect timeout <= 2 s, plain http allowed to its host */
     apr_time_t deadline;         /* absolute; 0 = none. The timeout used is min(opts->timeout, deadline - now) */

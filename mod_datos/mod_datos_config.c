@@ -584,7 +584,7 @@ const char *mod_datos_conf_finish(apr_pool_t *p, apr_pool_t *ptemp,
                                   server_rec *s, mod_datos_conf_t *conf,
                                   apr_hash_t *checked)
 {
-    const char *emulator = getenv("BIGQUERY_EMULATOR_HOST");
+    datos_endpoint_t ep;
     datos_creds_t *creds = NULL;
     datos_err_t err;
     apr_status_t rv;
@@ -623,33 +623,24 @@ const char *mod_datos_conf_finish(apr_pool_t *p, apr_pool_t *ptemp,
     if (conf->max_waiting == MOD_DATOS_UNSET)
         conf->max_waiting = 0;
 
-    /* The convention of Google's client libraries: an emulator host in the
-     * environment replaces the API root and needs no credentials. An
-     * explicit DatosBigQueryURL wins. */
-    if (!conf->bigquery_url && emulator && *emulator) {
-        conf->bigquery_url = apr_pstrcat(
-            p, strstr(emulator, "://") ? "" : "http://", emulator,
-            "/bigquery/v2", NULL);
-        conf->url_from_emulator_env = 1;
-        if (!conf->credentials)
-            conf->credentials = "none";
-    }
-    if (!conf->bigquery_url)
-        conf->bigquery_url = DATOS_BQ_URL_DEFAULT;
-
     if (conf->ca_file && (msg = children_cannot_read(ptemp, conf->ca_file)))
         return apr_pstrcat(p, "DatosCACertificateFile: ", msg, NULL);
 
+    /* libdatos's rule: an explicit DatosBigQueryURL, else
+     * BIGQUERY_EMULATOR_HOST (plain http, credentials none unless
+     * configured), else Google's URL. */
     datos_err_clear(&err);
-    rv = datos_http_check_url(p, conf->bigquery_url,
-                              conf->allow_insecure
-                                  || conf->url_from_emulator_env, 0, &err);
+    rv = datos_endpoint_resolve(p, DATOS_API_BIGQUERY, conf->bigquery_url,
+                                conf->allow_insecure,
+                                conf->credentials != NULL, &ep, &err);
     if (rv != APR_SUCCESS)
-        return apr_psprintf(p, "DatosBigQueryURL: %s%s%s", err.message,
-                            conf->url_from_emulator_env
-                                ? " (from BIGQUERY_EMULATOR_HOST)" : "",
+        return apr_psprintf(p, "DatosBigQueryURL: %s%s", err.message,
                             plain_http_refused(&err)
                                 ? " (DatosAllowInsecureHTTP On)" : "");
+    conf->bigquery_url = ep.base_url;
+    conf->url_from_emulator_env = ep.from_env != NULL;
+    if (ep.creds_none)
+        conf->credentials = "none";
 
     /* Only a trial load here (apache2 -t reports a bad key); post_config
      * loads the key for real. Both run as root. Servers that share
@@ -665,9 +656,10 @@ const char *mod_datos_conf_finish(apr_pool_t *p, apr_pool_t *ptemp,
         if (!creds) {
             datos_err_clear(&err);
             rv = datos_creds_load(ptemp, conf->credentials,
-                                  DATOS_SCOPE_BIGQUERY,
+                                  datos_scopes_bigquery_pubsub,
                                   conf->allow_insecure
-                                      || conf->url_from_emulator_env,
+                                      || conf->url_from_emulator_env
+                                      ? DATOS_CREDS_ALLOW_INSECURE : 0,
                                   &creds, &err);
             if (rv != APR_SUCCESS)
                 return apr_psprintf(p, "DatosCredentials: %s%s", err.message,

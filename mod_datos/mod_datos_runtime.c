@@ -148,8 +148,10 @@ static mod_datos_rt_t *runtime_make(apr_pool_t *pconf, server_rec *s,
     /* The key is read here, while the process is still root, so it may be
      * readable by root only. */
     datos_err_clear(&err);
-    rv = datos_creds_load(pconf, conf->credentials, DATOS_SCOPE_BIGQUERY,
-                          insecure, &rt->creds, &err);
+    rv = datos_creds_load(pconf, conf->credentials,
+                          datos_scopes_bigquery_pubsub,
+                          insecure ? DATOS_CREDS_ALLOW_INSECURE : 0,
+                          &rt->creds, &err);
     if (rv != APR_SUCCESS) {
         ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, DATOS_LOGNO(0007)
                      "DatosCredentials: %s", err.message);

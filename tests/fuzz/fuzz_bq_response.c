@@ -13,7 +13,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     apr_pool_t *p;
     datos_bq_page_t page;
-    datos_err_t err;
+    datos_err_t err = {0};
     int status;
 
     fuzz_apr_init();

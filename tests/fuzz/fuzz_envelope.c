@@ -63,7 +63,7 @@ static void check_reencodes(apr_pool_t *p, const datos_answer_t *a,
 {
     const char *again;
     apr_size_t alen;
-    datos_err_t err;
+    datos_err_t err = {0};
 
     FUZZ_CHECK(datos_answer_encode(p, a, &again, &alen, &err) == APR_SUCCESS);
     FUZZ_CHECK(alen == len && memcmp(again, bytes, len) == 0);
@@ -72,7 +72,7 @@ static void check_reencodes(apr_pool_t *p, const datos_answer_t *a,
 static void decode_mode(apr_pool_t *p, const uint8_t *data, size_t size)
 {
     datos_answer_t *a = NULL;
-    datos_err_t err;
+    datos_err_t err = {0};
 
     datos_err_clear(&err);
     if (datos_answer_decode(p, (const char *)data, size, &a, &err)
@@ -121,7 +121,7 @@ static void build_mode(apr_pool_t *p, const uint8_t *d, size_t size)
     datos_answer_opts_t o;
     datos_row_t rows[64];
     datos_answer_t *a = NULL, *b = NULL;
-    datos_err_t err;
+    datos_err_t err = {0};
     const char *env;
     apr_size_t envlen, hlen, tlen, slen;
     const unsigned char *h = datos_answer_gzip_header(&hlen);

@@ -36,7 +36,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     apr_array_header_t *msgs = NULL, *bodies;
     datos_pubsub_out_t *out;
     const char **acks;
-    datos_err_t err;
+    datos_err_t err = {0};
     apr_pool_t *p;
     int i, nout = 0, nacks = 0;
 

@@ -10,7 +10,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     apr_pool_t *p;
-    datos_err_t err;
+    datos_err_t err = {0};
     const char *token = NULL;
     apr_interval_time_t expires = 0;
     apr_status_t rv;

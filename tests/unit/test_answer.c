@@ -76,7 +76,7 @@ static datos_answer_t *build(apr_pool_t *p, const datos_row_t *rows, int n,
                              const datos_answer_opts_t *o)
 {
     datos_answer_t *a = NULL;
-    datos_err_t err;
+    datos_err_t err = {0};
 
     datos_err_clear(&err);
     if (datos_answer_build(p, rows, n, o, &a, &err) != APR_SUCCESS) {
@@ -224,7 +224,7 @@ static const char *encode(apr_pool_t *p, const datos_answer_t *a,
                           apr_size_t *len)
 {
     const char *bytes = NULL;
-    datos_err_t err;
+    datos_err_t err = {0};
 
     datos_err_clear(&err);
     assert_int_equal(datos_answer_encode(p, a, &bytes, len, &err), APR_SUCCESS);
@@ -237,7 +237,7 @@ static void assert_rejected(apr_pool_t *p, const char *bytes, apr_size_t len,
                             const char *says)
 {
     datos_answer_t *a = (datos_answer_t *)&a;   /* must be reset to NULL */
-    datos_err_t err;
+    datos_err_t err = {0};
     apr_status_t rv;
 
     datos_err_clear(&err);
@@ -399,7 +399,7 @@ static void answer_rejects_bad_input(void **state)
     int zero[] = { 0 }, neg[] = { 2, -1 };
     datos_answer_opts_t o;
     datos_answer_t *a;
-    datos_err_t err;
+    datos_err_t err = {0};
 
     o = opts_for(0, NULL, 0);
     a = (datos_answer_t *)&a;
@@ -561,7 +561,7 @@ static void envelope_round_trip(void **state)
     datos_answer_t *a, *b;
     const char *bytes;
     apr_size_t len;
-    datos_err_t err;
+    datos_err_t err = {0};
     char *copy;
 
     a = build(p, rows, 9, &o);
@@ -612,7 +612,7 @@ static void envelope_rejects_cuts(void **state)
     apr_size_t len, i;
     const char *bytes = small_envelope(p, &len);
     datos_answer_t *a;
-    datos_err_t err;
+    datos_err_t err = {0};
 
     for (i = 0; i < len; i++) {
         /* a copy of exactly i bytes, so ASan sees any read past it */
@@ -720,7 +720,7 @@ static void envelope_rejects_crafted(void **state)
     const apr_size_t n = 3, rows_at = ENV_HEADER, gz_at = ENV_HEADER + (n + 1) * ENV_ROW;
     const apr_size_t body_at = gz_at + 2 * ENV_GZ;
     char *b = apr_palloc(p, len);
-    datos_err_t err;
+    datos_err_t err = {0};
 
 #define CRAFT(edit, says) do {                                   \
         memcpy(b, bytes, len);                                   \
@@ -794,7 +794,7 @@ static void check_bound(apr_pool_t *p, const datos_row_t *rows, int n,
     datos_answer_t *a = build(p, rows, n, &o), *b;
     apr_size_t len, max;
     const char *bytes = encode(p, a, &len);
-    datos_err_t err;
+    datos_err_t err = {0};
 
     /* and comes back from its envelope */
     assert_int_equal(datos_answer_decode(p, bytes, len, &b, &err), APR_SUCCESS);
@@ -930,7 +930,7 @@ static void answer_build_sizes(void **state)
         datos_answer_t *a, *b;
         const char *bytes;
         apr_size_t len;
-        datos_err_t err;
+        datos_err_t err = {0};
         apr_time_t t0;
         double tb, te, td;
 

@@ -42,7 +42,7 @@ static int fx_setup(void **state)
 {
     apr_pool_t *p;
     fx_t *fx;
-    datos_err_t err;
+    datos_err_t err = {0};
     const char *key;
 
     if (apr_pool_create(&p, NULL) != APR_SUCCESS) {
@@ -54,7 +54,7 @@ static int fx_setup(void **state)
     fx->base = dt_server_url(fx->srv, p);
     key = dt_write_key_file(p, dt_tmpdir(p), apr_pstrcat(p, fx->base, "/token", NULL));
     datos_err_clear(&err);
-    if (datos_creds_load(p, key, DATOS_SCOPE_BIGQUERY, 0, &fx->creds, &err)
+    if (datos_creds_load(p, key, NULL, 0, &fx->creds, &err)
         != APR_SUCCESS) {
         fail_msg("creds: %s", err.message);
     }
@@ -91,6 +91,8 @@ static int group_setup(void **state)
     }
     unsetenv("GOOGLE_APPLICATION_CREDENTIALS");
     unsetenv("GCE_METADATA_HOST");
+    /* no gcloud well-known file from the environment the tests run in */
+    setenv("CLOUDSDK_CONFIG", "/nonexistent/datos-test", 1);
     return 0;
 }
 
@@ -171,7 +173,7 @@ static void fetch_simple_and_request_shape(void **state)
 {
     fx_t *fx = *state;
     datos_latest_t *l;
-    datos_err_t err;
+    datos_err_t err = {0};
     dt_request_t *r;
     json_t *q, *params;
     const char *keys = "", *rid;
@@ -253,7 +255,7 @@ static void second_fetch_reuses_token_and_location(void **state)
     fx_t *fx = *state;
     datos_bq_t *bq;
     datos_latest_t *l;
-    datos_err_t err;
+    datos_err_t err = {0};
     json_t *q1, *q2;
 
     dt_server_json(fx->srv, 200, TOKEN("tok-1", 3600));
@@ -282,7 +284,7 @@ static void three_column_table_breaks_ties_by_contenido(void **state)
 {
     fx_t *fx = *state;
     datos_latest_t *l;
-    datos_err_t err;
+    datos_err_t err = {0};
     datos_table_info_t info;
     const char *sql;
 
@@ -306,7 +308,7 @@ static void table_not_holding_the_record_is_a_config_error(void **state)
 {
     fx_t *fx = *state;
     datos_latest_t *l;
-    datos_err_t err;
+    datos_err_t err = {0};
     static const struct {
         const char *body;
         const char *says;
@@ -353,7 +355,7 @@ static void missing_table_is_rejected(void **state)
 {
     fx_t *fx = *state;
     datos_latest_t *l;
-    datos_err_t err;
+    datos_err_t err = {0};
 
     dt_server_standing(fx->srv, "GET", TABLES_GET, 404,
                        "{\"error\":{\"code\":404,\"message\":\"Not found: Table my-proj:latam_dataset.datos\","
@@ -369,7 +371,7 @@ static void location_from_conf_and_bytes_billed(void **state)
 {
     fx_t *fx = *state;
     datos_latest_t *l;
-    datos_err_t err;
+    datos_err_t err = {0};
     json_t *q;
 
     fx->conf.location = "southamerica-east1";
@@ -389,7 +391,7 @@ static void poll_until_complete(void **state)
 {
     fx_t *fx = *state;
     datos_latest_t *l;
-    datos_err_t err;
+    datos_err_t err = {0};
     dt_request_t *r;
     const char *t;
 
@@ -417,7 +419,7 @@ static void poll_past_deadline(void **state)
 {
     fx_t *fx = *state;
     datos_latest_t *l;
-    datos_err_t err;
+    datos_err_t err = {0};
     apr_time_t t0;
     int i;
 
@@ -439,7 +441,7 @@ static void incomplete_without_job(void **state)
 {
     fx_t *fx = *state;
     datos_latest_t *l;
-    datos_err_t err;
+    datos_err_t err = {0};
 
     fx->conf.location = "US";
     dt_server_json(fx->srv, 200, TOKEN("tok-1", 3600));
@@ -452,7 +454,7 @@ static void page_token_followed(void **state)
 {
     fx_t *fx = *state;
     datos_latest_t *l;
-    datos_err_t err;
+    datos_err_t err = {0};
     const char *t;
 
     fx->conf.location = "US";
@@ -476,7 +478,7 @@ static void payload_cap_truncates(void **state)
 {
     fx_t *fx = *state;
     datos_latest_t *l;
-    datos_err_t err;
+    datos_err_t err = {0};
 
     fx->conf.location = "US";
     fx->conf.max_rows = 10;
@@ -522,7 +524,7 @@ static void payload_cap_holds_within_a_page(void **state)
 {
     fx_t *fx = *state;
     datos_latest_t *l;
-    datos_err_t err;
+    datos_err_t err = {0};
     const apr_size_t width = 1000;
 
     fx->conf.location = "US";
@@ -542,7 +544,7 @@ static void huge_page_is_asked_for_in_smaller_pages(void **state)
 {
     fx_t *fx = *state;
     datos_latest_t *l;
-    datos_err_t err;
+    datos_err_t err = {0};
     const apr_size_t width = 200000;
     dt_request_t *r;
 
@@ -571,7 +573,7 @@ static void huge_later_page_resumes_at_its_index(void **state)
 {
     fx_t *fx = *state;
     datos_latest_t *l;
-    datos_err_t err;
+    datos_err_t err = {0};
     dt_request_t *r;
 
     fx->conf.location = "US";
@@ -598,7 +600,7 @@ static void single_row_larger_than_the_cap_ends_the_answer(void **state)
 {
     fx_t *fx = *state;
     datos_latest_t *l;
-    datos_err_t err;
+    datos_err_t err = {0};
 
     fx->conf.location = "US";
     fx->conf.max_rows = 2;
@@ -617,7 +619,7 @@ static void huge_page_without_a_job_fails(void **state)
 {
     fx_t *fx = *state;
     datos_latest_t *l;
-    datos_err_t err;
+    datos_err_t err = {0};
     const char *full = wide_page(fx->p, 1, 1100000, NULL);
     /* the same answer with its jobReference taken out */
     const char *ref = strstr(full, "\"jobReference\"");
@@ -636,7 +638,7 @@ static void repeated_page_token_is_malformed(void **state)
 {
     fx_t *fx = *state;
     datos_latest_t *l;
-    datos_err_t err;
+    datos_err_t err = {0};
 
     fx->conf.location = "US";
     fx->conf.max_rows = 10;
@@ -653,7 +655,7 @@ static void page_count_is_bounded(void **state)
 {
     fx_t *fx = *state;
     datos_latest_t *l;
-    datos_err_t err;
+    datos_err_t err = {0};
     int i;
 
     fx->conf.location = "US";
@@ -689,7 +691,7 @@ static void widening_stops_when_enough(void **state)
 {
     fx_t *fx = *state;
     datos_latest_t *l;
-    datos_err_t err;
+    datos_err_t err = {0};
 
     fx->conf.location = "US";
     dt_server_json(fx->srv, 200, TOKEN("tok-1", 3600));
@@ -714,7 +716,7 @@ static void widening_to_whole_table(void **state)
 {
     fx_t *fx = *state;
     datos_latest_t *l;
-    datos_err_t err;
+    datos_err_t err = {0};
     json_t *q;
 
     fx->conf.location = "US";
@@ -745,7 +747,7 @@ static void bytes_limit_on_widening_serves_rows(void **state)
 {
     fx_t *fx = *state;
     datos_latest_t *l;
-    datos_err_t err;
+    datos_err_t err = {0};
 
     fx->conf.location = "US";
     fx->conf.max_bytes_billed = APR_INT64_C(10485760);
@@ -765,7 +767,7 @@ static void bytes_limit_on_first_query_fails(void **state)
 {
     fx_t *fx = *state;
     datos_latest_t *l;
-    datos_err_t err;
+    datos_err_t err = {0};
 
     fx->conf.location = "US";
     fx->conf.max_bytes_billed = APR_INT64_C(10485760);
@@ -786,7 +788,7 @@ static void unauthorized_refreshes_once(void **state)
 {
     fx_t *fx = *state;
     datos_latest_t *l;
-    datos_err_t err;
+    datos_err_t err = {0};
     dt_request_t *r;
 
     fx->conf.location = "US";
@@ -813,7 +815,7 @@ static void unauthorized_twice_fails(void **state)
 {
     fx_t *fx = *state;
     datos_latest_t *l;
-    datos_err_t err;
+    datos_err_t err = {0};
 
     fx->conf.location = "US";
     dt_server_json(fx->srv, 200, TOKEN("tok-1", 3600));
@@ -832,7 +834,7 @@ static void token_endpoint_errors(void **state)
 {
     fx_t *fx = *state;
     datos_latest_t *l;
-    datos_err_t err;
+    datos_err_t err = {0};
 
     dt_server_json(fx->srv, 400, "{\"error\":\"invalid_grant\",\"error_description\":"
                                  "\"Invalid JWT Signature.\"}");
@@ -879,7 +881,7 @@ static void status_mapping(void **state)
     dt_server_json(fx->srv, 200, TOKEN("tok-1", 3600));
     for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         datos_latest_t *l;
-        datos_err_t err;
+        datos_err_t err = {0};
         dt_response_t r;
         apr_status_t rv;
 
@@ -903,7 +905,7 @@ static void timeout_mapping(void **state)
 {
     fx_t *fx = *state;
     datos_latest_t *l;
-    datos_err_t err;
+    datos_err_t err = {0};
     dt_response_t r;
     apr_time_t t0;
 
@@ -923,7 +925,7 @@ static void rows_normalised(void **state)
 {
     fx_t *fx = *state;
     datos_latest_t *l;
-    datos_err_t err;
+    datos_err_t err = {0};
     const char *body =
         "{\"jobComplete\":true," SCHEMA ",\"rows\":["
         "{\"f\":[{\"v\":\"b\"},{\"v\":null},{\"v\":\"100\"}]},"
@@ -950,7 +952,7 @@ static void billing_from_key_and_none(void **state)
 {
     fx_t *fx = *state;
     datos_latest_t *l;
-    datos_err_t err;
+    datos_err_t err = {0};
     datos_creds_t *none;
 
     fx->conf.location = "US";
@@ -985,14 +987,15 @@ static void metadata_credentials(void **state)
 {
     fx_t *fx = *state;
     datos_latest_t *l;
-    datos_err_t err;
+    datos_err_t err = {0};
     datos_creds_t *md;
     dt_request_t *r;
     dt_response_t resp;
 
     setenv("GCE_METADATA_HOST", apr_psprintf(fx->p, "127.0.0.1:%d",
                                              dt_server_port(fx->srv)), 1);
-    assert_int_equal(datos_creds_load(fx->p, NULL, NULL, 0, &md, &err), APR_SUCCESS);
+    assert_int_equal(datos_creds_load(fx->p, NULL, datos_scopes_bigquery_pubsub, 0, &md, &err),
+                     APR_SUCCESS);
     assert_int_equal(datos_creds_kind(md), DATOS_CREDS_METADATA);
     fx->conf.creds = md;
     fx->conf.project = NULL;
@@ -1004,7 +1007,9 @@ static void metadata_credentials(void **state)
     resp.headers = "Metadata-Flavor: Google\r\nContent-Type: application/text\r\n";
     resp.body = "md-project-1\n";
     dt_server_push(fx->srv, &resp);
-    dt_server_json(fx->srv, 200, TOKEN("md-tok", 3599));
+    resp.headers = "Metadata-Flavor: Google\r\n";
+    resp.body = TOKEN("md-tok", 3599);
+    dt_server_push(fx->srv, &resp);
     dt_server_json(fx->srv, 200, page(fx->p, "r", 0, 3, NULL, NULL));
     dt_server_json(fx->srv, 200, page(fx->p, "r", 0, 3, NULL, NULL));
     assert_int_equal(fetch(fx, &l, &err), APR_SUCCESS);
@@ -1017,8 +1022,10 @@ static void metadata_credentials(void **state)
     assert_string_equal(r->target, "/computeMetadata/v1/project/project-id");
     assert_string_equal(dt_request_header(fx->p, r, "Metadata-Flavor"), "Google");
     r = req(fx, 1);
+    /* every API the programs use, in one token */
     assert_string_equal(r->target, "/computeMetadata/v1/instance/service-accounts/default/"
-                                   "token?scopes=https%3A%2F%2Fwww.googleapis.com%2Fauth%2Fbigquery");
+                                   "token?scopes=https%3A%2F%2Fwww.googleapis.com%2Fauth%2Fbigquery"
+                                   "%2Chttps%3A%2F%2Fwww.googleapis.com%2Fauth%2Fpubsub");
     assert_string_equal(dt_request_header(fx->p, r, "Metadata-Flavor"), "Google");
     r = req(fx, 2);
     assert_string_equal(r->target, "/bigquery/v2/projects/md-project-1/queries");
@@ -1043,7 +1050,7 @@ static void since_enough_rows_one_query(void **state)
 {
     fx_t *fx = *state;
     datos_latest_t *l;
-    datos_err_t err;
+    datos_err_t err = {0};
     json_t *q;
     apr_int64_t wm = apr_time_now() - apr_time_from_sec(2 * 86400);
 
@@ -1079,7 +1086,7 @@ static void since_widens_past_the_watermark(void **state)
 {
     fx_t *fx = *state;
     datos_latest_t *l;
-    datos_err_t err;
+    datos_err_t err = {0};
     apr_int64_t wm = apr_time_now() - apr_time_from_sec(10 * 86400);
 
     fx->conf.location = "US";
@@ -1101,7 +1108,7 @@ static void since_without_watermark_is_latest(void **state)
 {
     fx_t *fx = *state;
     datos_latest_t *l;
-    datos_err_t err;
+    datos_err_t err = {0};
 
     fx->conf.location = "US";
     dt_server_json(fx->srv, 200, TOKEN("tok-1", 3600));
@@ -1139,7 +1146,7 @@ static void watermark_of_an_answer(void **state)
 static const char *token(fx_t *fx, datos_creds_t *c, int force, apr_status_t want)
 {
     datos_http_t *http;
-    datos_err_t err;
+    datos_err_t err = {0};
     const char *t = NULL;
     apr_status_t rv;
 
@@ -1206,7 +1213,7 @@ static void *APR_THREAD_FUNC token_thread(apr_thread_t *t, void *data)
     thread_arg_t *a = data;
     apr_pool_t *p;
     datos_http_t *http;
-    datos_err_t err;
+    datos_err_t err = {0};
     const char *tok = NULL;
     int i;
 

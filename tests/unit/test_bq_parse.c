@@ -26,7 +26,7 @@ static void page_complete(void **state)
 {
     apr_pool_t *p = DT_POOL(state);
     datos_bq_page_t pg;
-    datos_err_t err;
+    datos_err_t err = {0};
     const char *body =
         "{\"kind\":\"bigquery#queryResponse\"," SCHEMA ","
         "\"jobReference\":{\"projectId\":\"my-proj\",\"jobId\":\"job_Xb3\",\"location\":\"US\"},"
@@ -56,7 +56,7 @@ static void page_incomplete(void **state)
 {
     apr_pool_t *p = DT_POOL(state);
     datos_bq_page_t pg;
-    datos_err_t err;
+    datos_err_t err = {0};
 
     assert_int_equal(parse(p, "{\"kind\":\"bigquery#queryResponse\",\"jobReference\":"
                               "{\"projectId\":\"my-proj\",\"jobId\":\"job_1\",\"location\":\"EU\"},"
@@ -77,7 +77,7 @@ static void page_no_rows_and_token(void **state)
 {
     apr_pool_t *p = DT_POOL(state);
     datos_bq_page_t pg;
-    datos_err_t err;
+    datos_err_t err = {0};
 
     /* rows omitted for an empty result */
     assert_int_equal(parse(p, "{" SCHEMA ",\"totalRows\":\"0\",\"jobComplete\":true}",
@@ -105,7 +105,7 @@ static void page_columns_reordered(void **state)
 {
     apr_pool_t *p = DT_POOL(state);
     datos_bq_page_t pg;
-    datos_err_t err;
+    datos_err_t err = {0};
     const char *body =
         "{\"jobComplete\":true,\"schema\":{\"fields\":["
         "{\"name\":\"timestamp\",\"type\":\"TIMESTAMP\"},{\"name\":\"extra\",\"type\":\"INT64\"},"
@@ -123,7 +123,7 @@ static void page_columns_reordered(void **state)
 static void malformed(apr_pool_t *p, const char *body, const char *needle)
 {
     datos_bq_page_t pg;
-    datos_err_t err;
+    datos_err_t err = {0};
 
     memset(&pg, 0x5a, sizeof(pg));
     if (parse(p, body, &pg, &err) != DATOS_EMALFORMED) {
@@ -216,8 +216,9 @@ static void error_mapping(void **state)
                "\"errors\":[{\"message\":\"Not found\",\"domain\":\"global\",\"reason\":\"notFound\"}],"
                "\"status\":\"NOT_FOUND\"}}",
           DATOS_EREJECTED, "notFound" },
+        /* a taken job id: the loader must tell it apart (jobs.get that job) */
         { 409, "{\"error\":{\"code\":409,\"message\":\"Already Exists: Job\",\"errors\":[{\"reason\":\"duplicate\"}]}}",
-          DATOS_EREJECTED, "duplicate" },
+          DATOS_EEXISTS, "duplicate" },
         { 500, "{\"error\":{\"code\":500,\"message\":\"An internal error occurred\","
                "\"errors\":[{\"reason\":\"backendError\"}],\"status\":\"INTERNAL\"}}",
           DATOS_EBACKEND, "backendError" },
@@ -242,7 +243,7 @@ static void error_mapping(void **state)
     size_t i;
 
     for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        datos_err_t err;
+        datos_err_t err = {0};
         apr_status_t rv;
 
         datos_err_clear(&err);
@@ -269,7 +270,7 @@ static void error_mapping(void **state)
 static void error_messages(void **state)
 {
     apr_pool_t *p = DT_POOL(state);
-    datos_err_t err;
+    datos_err_t err = {0};
     const char *html = "<html>\n<body>bad gateway</body></html>", *body;
     char *big;
 

@@ -121,7 +121,7 @@ static void pkey_good_and_bad(void **state)
     apr_pool_t *p = DT_POOL(state);
     const char *pem = dt_test_key_pem(p);
     EVP_PKEY *key = NULL;
-    datos_err_t err;
+    datos_err_t err = {0};
     static const char garbage[] =
         "-----BEGIN PRIVATE KEY-----\nTUlJRXZRSUJBREFOQmdrcWhraUc5dzBC\n"
         "-----END PRIVATE KEY-----\n";
@@ -155,7 +155,7 @@ static void pkey_not_rsa(void **state)
     char *pem;
     apr_size_t len;
     EVP_PKEY *key = NULL;
-    datos_err_t err;
+    datos_err_t err = {0};
 
     path = apr_pstrcat(p, dir, "/ec.pem", NULL);
     assert_int_equal(dt_system(p, "openssl genpkey -algorithm EC -pkeyopt "
@@ -172,7 +172,7 @@ static void jwt_assertion_pinned(void **state)
     apr_pool_t *p = DT_POOL(state);
     const char *pem = dt_test_key_pem(p);
     EVP_PKEY *key;
-    datos_err_t err;
+    datos_err_t err = {0};
     const char *jwt;
 
     datos_err_clear(&err);
@@ -191,7 +191,7 @@ static void jwt_parts_and_openssl_verify(void **state)
     apr_pool_t *p = DT_POOL(state);
     const char *pem = dt_test_key_pem(p), *dir = dt_tmpdir(p);
     EVP_PKEY *key;
-    datos_err_t err;
+    datos_err_t err = {0};
     const char *jwt, *dot1, *dot2;
     unsigned char *hdr, *claims, *sig;
     apr_size_t hn, cn, sn;
@@ -245,7 +245,7 @@ static void jwt_sign_generic(void **state)
     apr_pool_t *p = DT_POOL(state);
     const char *pem = dt_test_key_pem(p);
     EVP_PKEY *key;
-    datos_err_t err;
+    datos_err_t err = {0};
     const char *a, *b;
 
     datos_err_clear(&err);
@@ -272,7 +272,7 @@ static void sha256_vectors(void **state)
 
 static void ca_refused(apr_pool_t *p, const char *path, const char *needle)
 {
-    datos_err_t err;
+    datos_err_t err = {0};
 
     datos_err_clear(&err);
     if (datos_ca_file_check(p, path, &err) != DATOS_ECONFIG) {
@@ -291,7 +291,7 @@ static void ca_file_check(void **state)
     const char *dir = dt_tmpdir(p), *ca, *bundle, *link, *text;
     static const char empty_cert[] =
         "-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n";
-    datos_err_t err;
+    datos_err_t err = {0};
 
     /* a real certificate (and a bundle with a comment and two of them),
      * also behind a symlink */

@@ -75,7 +75,7 @@ static void get_ok(void **state)
     fx_t *fx = *state;
     datos_http_req_t req;
     datos_http_resp_t *resp;
-    datos_err_t err;
+    datos_err_t err = {0};
     dt_response_t r;
     dt_request_t *seen;
 
@@ -114,7 +114,7 @@ static void post_bodies(void **state)
     fx_t *fx = *state;
     datos_http_req_t req;
     datos_http_resp_t *resp;
-    datos_err_t err;
+    datos_err_t err = {0};
     dt_request_t *seen;
 
     dt_server_json(fx->srv, 200, "{}");
@@ -163,7 +163,7 @@ static void other_methods(void **state)
     fx_t *fx = *state;
     datos_http_req_t req;
     datos_http_resp_t *resp;
-    datos_err_t err;
+    datos_err_t err = {0};
 
     dt_server_json(fx->srv, 200, "{}");
     dt_server_json(fx->srv, 200, "{}");
@@ -189,7 +189,7 @@ static void timeout_never_answers(void **state)
     fx_t *fx = *state;
     datos_http_req_t req;
     datos_http_resp_t *resp;
-    datos_err_t err;
+    datos_err_t err = {0};
     dt_response_t r;
     apr_time_t t0;
 
@@ -223,7 +223,7 @@ static void low_speed_stall(void **state)
     fx_t *fx = *state;
     datos_http_req_t req;
     datos_http_resp_t *resp;
-    datos_err_t err;
+    datos_err_t err = {0};
     dt_response_t r;
     apr_time_t t0;
 
@@ -250,7 +250,7 @@ static void deadline_passed(void **state)
     fx_t *fx = *state;
     datos_http_req_t req;
     datos_http_resp_t *resp;
-    datos_err_t err;
+    datos_err_t err = {0};
 
     memset(&req, 0, sizeof(req));
     req.method = "GET";
@@ -267,7 +267,7 @@ static void tiny_timeouts_do_not_mean_forever(void **state)
     fx_t *fx = *state;
     datos_http_req_t req;
     datos_http_resp_t *resp;
-    datos_err_t err;
+    datos_err_t err = {0};
     dt_response_t r;
     apr_time_t t0;
 
@@ -290,7 +290,7 @@ static void response_cap(void **state)
     fx_t *fx = *state;
     datos_http_req_t req;
     datos_http_resp_t *resp;
-    datos_err_t err;
+    datos_err_t err = {0};
     dt_response_t r;
     char *big = apr_palloc(fx->p, 5001);
     const char *raw;
@@ -329,7 +329,7 @@ static void no_redirects(void **state)
     fx_t *fx = *state;
     datos_http_req_t req;
     datos_http_resp_t *resp;
-    datos_err_t err;
+    datos_err_t err = {0};
     dt_response_t r;
 
     memset(&r, 0, sizeof(r));
@@ -353,7 +353,7 @@ static void transport_rule_refuses_without_connecting(void **state)
     fx_t *fx = *state;
     datos_http_req_t req;
     datos_http_resp_t *resp;
-    datos_err_t err;
+    datos_err_t err = {0};
     apr_time_t t0 = apr_time_now();
 
     memset(&req, 0, sizeof(req));
@@ -378,7 +378,7 @@ static void transport_rule_refuses_without_connecting(void **state)
 
 static void url_ok(apr_pool_t *p, const char *url, int insecure, int metadata)
 {
-    datos_err_t err;
+    datos_err_t err = {0};
     datos_err_clear(&err);
     if (datos_http_check_url(p, url, insecure, metadata, &err) != APR_SUCCESS) {
         fail_msg("%s refused: %s", url, err.message);
@@ -387,7 +387,7 @@ static void url_ok(apr_pool_t *p, const char *url, int insecure, int metadata)
 
 static void url_bad(apr_pool_t *p, const char *url, int insecure, int metadata)
 {
-    datos_err_t err;
+    datos_err_t err = {0};
     datos_err_clear(&err);
     if (datos_http_check_url(p, url, insecure, metadata, &err) != DATOS_EINSECURE) {
         fail_msg("%s accepted", url);
@@ -455,7 +455,7 @@ static void check_url_ports_and_brackets(void **state)
 {
     fx_t *fx = *state;
     apr_pool_t *p = fx->p;
-    datos_err_t err;
+    datos_err_t err = {0};
 
     url_ok(p, "http://127.0.0.1:1/x", 0, 0);
     url_ok(p, "http://127.0.0.1:65535/x", 0, 0);
@@ -503,7 +503,7 @@ static void check_url_says_when_insecure_http_would_help(void **state)
         "http://[10.0.0.1]/",
         "ftp://bigquery.example.com/",
     };
-    datos_err_t err;
+    datos_err_t err = {0};
     size_t i;
 
     for (i = 0; i < sizeof(malformed) / sizeof(malformed[0]); i++) {
@@ -531,7 +531,7 @@ static void header_crlf_refused(void **state)
     fx_t *fx = *state;
     datos_http_req_t req;
     datos_http_resp_t *resp;
-    datos_err_t err;
+    datos_err_t err = {0};
 
     dt_server_json(fx->srv, 200, "{}");
     memset(&req, 0, sizeof(req));
@@ -553,7 +553,7 @@ static void connection_failures(void **state)
     fx_t *fx = *state;
     datos_http_req_t req;
     datos_http_resp_t *resp;
-    datos_err_t err;
+    datos_err_t err = {0};
     dt_response_t r;
     struct sockaddr_in a;
     socklen_t alen = sizeof(a);
@@ -592,13 +592,87 @@ static void connection_failures(void **state)
     assert_int_equal(run(fx, &req, &resp, &err), DATOS_ECONNECT);
 }
 
+/* A body given as segments goes out as their concatenation, with one
+ * Content-Length and no chunking: the shape of a multipart load (head,
+ * megabytes of NDJSON, tail) sent without building it in memory. */
+static void segment_bodies(void **state)
+{
+    fx_t *fx = *state;
+    datos_http_req_t req;
+    datos_http_resp_t *resp;
+    datos_err_t err = {0};
+    datos_http_seg_t segs[4];
+    apr_size_t big = (apr_size_t)5 * 1024 * 1024 + 7, i;
+    char *data = apr_palloc(fx->p, big), *want;
+    dt_request_t *seen;
+
+    for (i = 0; i < big; i++) {
+        data[i] = (char)('a' + (i * 7 + i / 1000) % 26);
+    }
+    data[big / 2] = '\0';                    /* bytes, not a C string */
+    segs[0].data = "--b\r\nhead\r\n\r\n";
+    segs[0].len = strlen(segs[0].data);
+    segs[1].data = data;
+    segs[1].len = big;
+    segs[2].data = "";                        /* empty pieces are skipped */
+    segs[2].len = 0;
+    segs[3].data = "\r\n--b--\r\n";
+    segs[3].len = strlen(segs[3].data);
+    want = apr_pstrcat(fx->p, segs[0].data, NULL);
+
+    dt_server_json(fx->srv, 200, "{}");
+    dt_server_json(fx->srv, 308, "");
+    memset(&req, 0, sizeof(req));
+    req.method = "POST";
+    req.url = apr_pstrcat(fx->p, dt_server_url(fx->srv, fx->p), "/upload", NULL);
+    req.segs = segs;
+    req.nsegs = 4;
+    req.content_type = "multipart/related; boundary=b";
+    assert_int_equal(run(fx, &req, &resp, &err), APR_SUCCESS);
+    assert_int_equal(resp->status, 200);
+    seen = dt_server_request(fx->srv, fx->p, 0);
+    assert_string_equal(seen->method, "POST");
+    assert_int_equal(seen->body_len, segs[0].len + big + segs[3].len);
+    assert_memory_equal(seen->body, want, segs[0].len);
+    assert_memory_equal(seen->body + segs[0].len, data, big);
+    assert_memory_equal(seen->body + segs[0].len + big, segs[3].data, segs[3].len);
+    assert_string_equal(dt_request_header(fx->p, seen, "Content-Length"),
+                        apr_psprintf(fx->p, "%" APR_SIZE_T_FMT, seen->body_len));
+    assert_string_equal(dt_request_header(fx->p, seen, "Content-Type"),
+                        "multipart/related; boundary=b");
+    assert_null(dt_request_header(fx->p, seen, "Transfer-Encoding"));
+    assert_null(dt_request_header(fx->p, seen, "Expect"));
+
+    /* PUT (a resumable upload's chunk): the same, with its own headers */
+    req.method = "PUT";
+    req.segs = segs + 1;
+    req.nsegs = 1;
+    req.content_type = "application/octet-stream";
+    req.headers = apr_array_make(fx->p, 1, sizeof(const char *));
+    APR_ARRAY_PUSH(req.headers, const char *) = "Content-Range: bytes 0-5242886/*";
+    assert_int_equal(run(fx, &req, &resp, &err), APR_SUCCESS);
+    assert_int_equal(resp->status, 308);
+    seen = dt_server_request(fx->srv, fx->p, 1);
+    assert_string_equal(seen->method, "PUT");
+    assert_int_equal(seen->body_len, big);
+    assert_memory_equal(seen->body, data, big);
+    assert_string_equal(dt_request_header(fx->p, seen, "Content-Length"), "5242887");
+    assert_string_equal(dt_request_header(fx->p, seen, "Content-Range"), "bytes 0-5242886/*");
+    assert_null(dt_request_header(fx->p, seen, "Transfer-Encoding"));
+
+    /* a body and segments at once is a caller's mistake */
+    req.body = "x";
+    assert_int_equal(run(fx, &req, &resp, &err), APR_EINVAL);
+    assert_int_equal(dt_server_count(fx->srv), 2);
+}
+
 static void handle_reuse(void **state)
 {
     fx_t *fx = *state;
     datos_http_req_t req;
     datos_http_resp_t *resp;
     datos_http_t *http;
-    datos_err_t err;
+    datos_err_t err = {0};
     int i;
 
     datos_err_clear(&err);
@@ -648,7 +722,7 @@ static void trace_masks_secrets(void **state)
     fx_t *fx = *state;
     datos_http_req_t req;
     datos_http_resp_t *resp;
-    datos_err_t err;
+    datos_err_t err = {0};
 
     trace_pool = fx->p;
     trace_text = NULL;
@@ -675,6 +749,46 @@ static void trace_masks_secrets(void **state)
     assert_null(strstr(trace_text, "eyJ"));
     /* the server did get the real thing */
     assert_non_null(strstr(dt_server_request(fx->srv, fx->p, 0)->body, "SECRET-SIG"));
+}
+
+/* The refresh-token grant's secrets stay out of the trace too, and a JSON
+ * body that is logged has its secret members masked. */
+static void trace_masks_user_credentials(void **state)
+{
+    fx_t *fx = *state;
+    datos_http_req_t req;
+    datos_http_resp_t *resp;
+    datos_err_t err = {0};
+
+    trace_pool = fx->p;
+    trace_text = NULL;
+    datos_log_set_sink(trace_sink, trace_all, NULL);
+    dt_server_json(fx->srv, 200, "{\"access_token\":\"ya29.SECRET-ANSWER\",\"expires_in\":3599}");
+    dt_server_json(fx->srv, 200, "{}");
+    memset(&req, 0, sizeof(req));
+    req.method = "POST";
+    req.url = apr_pstrcat(fx->p, dt_server_url(fx->srv, fx->p), "/token", NULL);
+    req.body = "grant_type=refresh_token&client_id=123.apps&client_secret=SECRET-CS"
+               "&refresh_token=1%2F%2FSECRET-RT";
+    req.body_len = strlen(req.body);
+    req.content_type = "application/x-www-form-urlencoded";
+    assert_int_equal(run(fx, &req, &resp, &err), APR_SUCCESS);
+    req.url = apr_pstrcat(fx->p, dt_server_url(fx->srv, fx->p), "/json?x=1&access_token=SECRET-Q",
+                          NULL);
+    req.body = "{\"refresh_token\": \"SECRET-J\\\"x\", \"client_secret\":\"SECRET-K\",\"keep\":\"shown\"}";
+    req.body_len = strlen(req.body);
+    req.content_type = NULL;
+    assert_int_equal(run(fx, &req, &resp, &err), APR_SUCCESS);
+    datos_log_set_sink(NULL, NULL, NULL);
+
+    assert_non_null(trace_text);
+    assert_non_null(strstr(trace_text, "POST /token HTTP/1.1"));
+    assert_null(strstr(trace_text, "SECRET"));
+    assert_non_null(strstr(trace_text, "access_token=[redacted]"));
+    assert_non_null(strstr(trace_text, "\"refresh_token\": \"[redacted]\""));
+    assert_non_null(strstr(trace_text, "\"client_secret\":\"[redacted]\""));
+    assert_non_null(strstr(trace_text, "\"keep\":\"shown\""));
+    assert_non_null(strstr(dt_server_request(fx->srv, fx->p, 0)->body, "SECRET-RT"));
 }
 
 static void retry_after(void **state)
@@ -778,6 +892,8 @@ int main(void)
         FX_TEST(connection_failures),
         FX_TEST(handle_reuse),
         FX_TEST(trace_masks_secrets),
+        FX_TEST(trace_masks_user_credentials),
+        FX_TEST(segment_bodies),
         FX_TEST(retry_after),
         FX_TEST(urlencode),
     };

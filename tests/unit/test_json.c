@@ -10,7 +10,7 @@ static void parse_and_errors(void **state)
 {
     apr_pool_t *p = DT_POOL(state);
     json_t *j = NULL;
-    datos_err_t err;
+    datos_err_t err = {0};
 
     datos_err_clear(&err);
     assert_int_equal(datos_json_parse(p, "{\"a\":1}", 7, 0, &j, &err), APR_SUCCESS);
@@ -39,7 +39,7 @@ static void getters(void **state)
 {
     apr_pool_t *p = DT_POOL(state);
     json_t *j;
-    datos_err_t err;
+    datos_err_t err = {0};
     apr_int64_t v = 99;
     const char *text =
         "{\"o\":{\"x\":1},\"a\":[1],\"s\":\"str\",\"n\":42,\"ns\":\"-9223372036854775808\","
@@ -90,7 +90,7 @@ static void dump_compact_ordered(void **state)
 static void error_helpers(void **state)
 {
     apr_pool_t *p = DT_POOL(state);
-    datos_err_t err;
+    datos_err_t err = {0};
 
     memset(&err, 0x33, sizeof(err));
     datos_err_clear(&err);

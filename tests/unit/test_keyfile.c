@@ -36,13 +36,49 @@ static apr_status_t load(apr_pool_t *p, const char *spec, int insecure,
 {
     *c = NULL;
     datos_err_clear(err);
-    return datos_creds_load(p, spec, DATOS_SCOPE_BIGQUERY, insecure, c, err);
+    return datos_creds_load(p, spec, NULL, insecure ? DATOS_CREDS_ALLOW_INSECURE : 0, c, err);
+}
+
+static apr_status_t load_user(apr_pool_t *p, const char *spec, int flags,
+                              datos_creds_t **c, datos_err_t *err)
+{
+    *c = NULL;
+    datos_err_clear(err);
+    return datos_creds_load(p, spec, datos_scopes_bigquery_pubsub, flags, c, err);
+}
+
+/* What gcloud auth application-default login writes (secrets marked). */
+static const char *user_json(apr_pool_t *p, const char *drop, const char *token_uri,
+                             const char *quota)
+{
+    json_t *j = json_pack("{s:s, s:s, s:s, s:s}",
+                          "client_id", "764086051850-6qr4p6gpi6hn506pt8ejuq83di341hur.apps.googleusercontent.com",
+                          "client_secret", "d-FL95Q19q7MQmFpd7hHD0Ty-SECRET",
+                          "refresh_token", "1//0gSECRET-refresh-token",
+                          "type", "authorized_user");
+    char *s;
+    const char *out;
+
+    if (token_uri) {
+        json_object_set_new(j, "token_uri", json_string(token_uri));
+    }
+    if (quota) {
+        json_object_set_new(j, "quota_project_id", json_string(quota));
+    }
+    if (drop) {
+        json_object_del(j, drop);
+    }
+    s = json_dumps(j, JSON_PRESERVE_ORDER);
+    out = apr_pstrdup(p, s);
+    free(s);
+    json_decref(j);
+    return out;
 }
 
 static void refused(apr_pool_t *p, const char *spec, const char *needle)
 {
     datos_creds_t *c;
-    datos_err_t err;
+    datos_err_t err = {0};
 
     if (load(p, spec, 0, &c, &err) != DATOS_ECONFIG) {
         fail_msg("%s accepted", spec);
@@ -62,7 +98,7 @@ static void keyfile_good(void **state)
     apr_pool_t *p = DT_POOL(state);
     const char *dir = dt_tmpdir(p), *path, *link;
     datos_creds_t *c;
-    datos_err_t err;
+    datos_err_t err = {0};
 
     path = dt_write_file(p, dir, "good.json", key_json(p, NULL, NULL),
                          strlen(key_json(p, NULL, NULL)), 0600);
@@ -112,7 +148,7 @@ static void keyfile_owner(void **state)
     apr_pool_t *p = DT_POOL(state);
     const char *dir, *path, *link, *good, *goodlink, *want;
     datos_creds_t *c;
-    datos_err_t err;
+    datos_err_t err = {0};
 
     if (geteuid() != 0) {
         skip();     /* chown to another user needs root */
@@ -161,7 +197,7 @@ static void keyfile_symlink_to_bad_file(void **state)
 {
     apr_pool_t *p = DT_POOL(state);
     const char *dir = dt_tmpdir(p), *k = key_json(p, NULL, NULL), *path, *link;
-    datos_err_t err;
+    datos_err_t err = {0};
 
     path = dt_write_file(p, dir, "open.json", k, strlen(k), 0644);
     link = apr_pstrcat(p, dir, "/link.json", NULL);
@@ -247,7 +283,7 @@ static void keyfile_bad_content(void **state)
             "column");
     {
         datos_creds_t *c;
-        datos_err_t err;
+        datos_err_t err = {0};
         const char *path = dt_write_file(p, dir, "broken.json", broken,
                                          strlen(broken), 0600);
         load(p, path, 0, &c, &err);
@@ -269,7 +305,7 @@ static void keyfile_bad_content(void **state)
             "\"private_key\":\"-----BEGIN PRIVATE KEY-----\\nMIIEvQ SECRETONE\",\n"
             "\"private_key\":\"-----BEGIN PRIVATE KEY-----\\nMIIEvQ SECRETTWO\"}";
         datos_creds_t *c;
-        datos_err_t err;
+        datos_err_t err = {0};
 
         assert_int_equal(load(p, dt_write_file(p, dir, "dup2.json", dup, strlen(dup), 0600),
                               0, &c, &err), DATOS_ECONFIG);
@@ -287,7 +323,7 @@ static void keyfile_token_uri_rule(void **state)
     apr_pool_t *p = DT_POOL(state);
     const char *dir = dt_tmpdir(p), *path;
     datos_creds_t *c;
-    datos_err_t err;
+    datos_err_t err = {0};
 
     path = dt_write_key_file(p, dir, "http://oauth.example.com/token");
     refused(p, path, "token_uri refused");
@@ -324,7 +360,7 @@ static void adc_order(void **state)
     apr_pool_t *p = DT_POOL(state);
     const char *dir = dt_tmpdir(p), *path;
     datos_creds_t *c;
-    datos_err_t err;
+    datos_err_t err = {0};
 
     path = dt_write_key_file(p, dir, NULL);
     setenv("GOOGLE_APPLICATION_CREDENTIALS", path, 1);
@@ -370,6 +406,156 @@ static void adc_order(void **state)
     }
 }
 
+/* authorized_user credentials: taken only when the caller allows them
+ * (the loader), refused by name otherwise (the module). */
+static void keyfile_authorized_user(void **state)
+{
+    apr_pool_t *p = DT_POOL(state);
+    const char *dir = dt_tmpdir(p), *path, *proj;
+    datos_creds_t *c;
+    datos_err_t err = {0};
+    const char *k;
+    static const char *const fields[] = { "client_id", "client_secret", "refresh_token" };
+    size_t i;
+
+    k = user_json(p, NULL, NULL, "quota-proj-1");
+    path = dt_write_file(p, dir, "adc.json", k, strlen(k), 0600);
+    assert_int_equal(load_user(p, path, DATOS_CREDS_ALLOW_USER, &c, &err), APR_SUCCESS);
+    assert_int_equal(datos_creds_kind(c), DATOS_CREDS_USER);
+    assert_string_equal(datos_creds_describe(c), apr_psprintf(p, "user credentials (%s)", path));
+    assert_string_equal(datos_creds_quota_project(c), "quota-proj-1");
+    assert_null(datos_creds_key_project(c));
+    assert_int_equal(datos_creds_project(c, NULL, p, 0, &proj, &err), APR_SUCCESS);
+    assert_string_equal(proj, "quota-proj-1");
+
+    /* the module's load: refused, naming the type */
+    assert_int_equal(load_user(p, path, 0, &c, &err), DATOS_ECONFIG);
+    assert_null(c);
+    assert_non_null(strstr(err.message, "of type \"authorized_user\"; only service-account"));
+    assert_null(strstr(err.message, "SECRET"));
+    /* the loader's error for other types names both it takes */
+    k = key_json(p, NULL, "external_account");
+    assert_int_equal(load_user(p, dt_write_file(p, dir, "ext.json", k, strlen(k), 0600),
+                               DATOS_CREDS_ALLOW_USER, &c, &err), DATOS_ECONFIG);
+    assert_non_null(strstr(err.message, "\"external_account\""));
+    assert_non_null(strstr(err.message, "and user credentials (\"authorized_user\")"));
+
+    /* without a quota project: no project, no header */
+    k = user_json(p, NULL, NULL, NULL);
+    path = dt_write_file(p, dir, "noquota.json", k, strlen(k), 0600);
+    assert_int_equal(load_user(p, path, DATOS_CREDS_ALLOW_USER, &c, &err), APR_SUCCESS);
+    assert_null(datos_creds_quota_project(c));
+    assert_int_equal(datos_creds_project(c, NULL, p, 0, &proj, &err), APR_SUCCESS);
+    assert_null(proj);
+
+    /* missing fields are named, the secrets never shown */
+    for (i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+        k = user_json(p, fields[i], NULL, NULL);
+        path = dt_write_file(p, dir, "missing.json", k, strlen(k), 0600);
+        assert_int_equal(load_user(p, path, DATOS_CREDS_ALLOW_USER, &c, &err), DATOS_ECONFIG);
+        assert_non_null(strstr(err.message, apr_psprintf(p, "lacks %s", fields[i])));
+        assert_null(strstr(err.message, "SECRET"));
+    }
+    /* the quota project becomes a header: only a project id */
+    k = user_json(p, NULL, NULL, "Bad Project\r\nX: y");
+    path = dt_write_file(p, dir, "quota.json", k, strlen(k), 0600);
+    assert_int_equal(load_user(p, path, DATOS_CREDS_ALLOW_USER, &c, &err), DATOS_ECONFIG);
+    assert_non_null(strstr(err.message, "quota_project_id"));
+    /* token_uri under the transport rule, as for keys */
+    k = user_json(p, NULL, "http://oauth.example.com/token", NULL);
+    path = dt_write_file(p, dir, "uri.json", k, strlen(k), 0600);
+    assert_int_equal(load_user(p, path, DATOS_CREDS_ALLOW_USER, &c, &err), DATOS_ECONFIG);
+    assert_string_equal(err.reason, DATOS_REASON_PLAIN_HTTP);
+    assert_int_equal(load_user(p, path, DATOS_CREDS_ALLOW_USER | DATOS_CREDS_ALLOW_INSECURE,
+                               &c, &err), APR_SUCCESS);
+    /* and the file checks of keys: mode */
+    k = user_json(p, NULL, NULL, NULL);
+    path = dt_write_file(p, dir, "open.json", k, strlen(k), 0640);
+    assert_int_equal(load_user(p, path, DATOS_CREDS_ALLOW_USER, &c, &err), DATOS_ECONFIG);
+    assert_non_null(strstr(err.message, "chmod 600"));
+}
+
+/* ADC: GOOGLE_APPLICATION_CREDENTIALS, then the gcloud well-known file
+ * ($CLOUDSDK_CONFIG, else ~/.config/gcloud), then the metadata server. */
+static void adc_well_known_file(void **state)
+{
+    apr_pool_t *p = DT_POOL(state);
+    const char *cfg = dt_tmpdir(p), *home = dt_tmpdir(p), *other = dt_tmpdir(p);
+    const char *saved_home = getenv("HOME") ? apr_pstrdup(p, getenv("HOME")) : NULL;
+    const char *k, *wk, *gac;
+    datos_creds_t *c;
+    datos_err_t err = {0};
+
+    unsetenv("GOOGLE_APPLICATION_CREDENTIALS");
+    setenv("GCE_METADATA_HOST", "127.0.0.1:8999", 1);
+    setenv("CLOUDSDK_CONFIG", cfg, 1);
+    /* nothing there: the metadata server */
+    assert_int_equal(load_user(p, NULL, DATOS_CREDS_ALLOW_USER, &c, &err), APR_SUCCESS);
+    assert_int_equal(datos_creds_kind(c), DATOS_CREDS_METADATA);
+
+    /* a service-account key there */
+    k = key_json(p, NULL, NULL);
+    wk = dt_write_file(p, cfg, "application_default_credentials.json", k, strlen(k), 0600);
+    assert_int_equal(load_user(p, NULL, 0, &c, &err), APR_SUCCESS);
+    assert_int_equal(datos_creds_kind(c), DATOS_CREDS_KEYFILE);
+    assert_non_null(strstr(datos_creds_describe(c), wk));
+
+    /* GOOGLE_APPLICATION_CREDENTIALS comes first */
+    gac = dt_write_key_file(p, other, NULL);
+    setenv("GOOGLE_APPLICATION_CREDENTIALS", gac, 1);
+    assert_int_equal(load_user(p, NULL, 0, &c, &err), APR_SUCCESS);
+    assert_non_null(strstr(datos_creds_describe(c), gac));
+    unsetenv("GOOGLE_APPLICATION_CREDENTIALS");
+
+    /* what gcloud auth application-default login leaves: the loader takes
+     * it, the module refuses it by name, and neither falls through to the
+     * metadata server */
+    k = user_json(p, NULL, NULL, "quota-proj-1");
+    dt_write_file(p, cfg, "application_default_credentials.json", k, strlen(k), 0600);
+    assert_int_equal(load_user(p, NULL, DATOS_CREDS_ALLOW_USER, &c, &err), APR_SUCCESS);
+    assert_int_equal(datos_creds_kind(c), DATOS_CREDS_USER);
+    assert_int_equal(load_user(p, "", 0, &c, &err), DATOS_ECONFIG);
+    assert_non_null(strstr(err.message, "the gcloud application default credentials file: "));
+    assert_non_null(strstr(err.message, "\"authorized_user\""));
+    assert_non_null(strstr(err.message, wk));
+    /* unusable (readable by others): an error, no fall-through */
+    assert_int_equal(chmod(wk, 0644), 0);
+    assert_int_equal(load_user(p, NULL, DATOS_CREDS_ALLOW_USER, &c, &err), DATOS_ECONFIG);
+    assert_non_null(strstr(err.message, "group or others"));
+    /* explicit "metadata" is not ADC: the file is not looked at */
+    assert_int_equal(load_user(p, "metadata", 0, &c, &err), APR_SUCCESS);
+    assert_int_equal(datos_creds_kind(c), DATOS_CREDS_METADATA);
+
+    /* without CLOUDSDK_CONFIG: $HOME/.config/gcloud */
+    unsetenv("CLOUDSDK_CONFIG");
+    setenv("HOME", home, 1);
+    assert_int_equal(load_user(p, NULL, DATOS_CREDS_ALLOW_USER, &c, &err), APR_SUCCESS);
+    assert_int_equal(datos_creds_kind(c), DATOS_CREDS_METADATA);
+    assert_int_equal(dt_system(p, "mkdir -p %s/.config/gcloud", home), 0);
+    k = user_json(p, NULL, NULL, NULL);
+    wk = dt_write_file(p, apr_pstrcat(p, home, "/.config/gcloud", NULL),
+                       "application_default_credentials.json", k, strlen(k), 0600);
+    assert_int_equal(load_user(p, NULL, DATOS_CREDS_ALLOW_USER, &c, &err), APR_SUCCESS);
+    assert_int_equal(datos_creds_kind(c), DATOS_CREDS_USER);
+    assert_non_null(strstr(datos_creds_describe(c), wk));
+
+    if (saved_home) {
+        setenv("HOME", saved_home, 1);
+    }
+    else {
+        unsetenv("HOME");
+    }
+    setenv("CLOUDSDK_CONFIG", "/nonexistent/datos-test", 1);
+    unsetenv("GCE_METADATA_HOST");
+}
+
+static int group_setup(void **state)
+{
+    /* no gcloud well-known file from the environment the tests run in */
+    setenv("CLOUDSDK_CONFIG", "/nonexistent/datos-test", 1);
+    return dt_group_setup(state);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -383,6 +569,8 @@ int main(void)
         DT_TEST(keyfile_bad_content),
         DT_TEST(keyfile_token_uri_rule),
         DT_TEST(adc_order),
+        DT_TEST(keyfile_authorized_user),
+        DT_TEST(adc_well_known_file),
     };
-    return cmocka_run_group_tests(tests, dt_group_setup, dt_group_teardown);
+    return cmocka_run_group_tests(tests, group_setup, dt_group_teardown);
 }

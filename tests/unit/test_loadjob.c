@@ -143,7 +143,7 @@ static void resource_shape(void **state)
     datos_loadjob_conf_t c;
     const char *json;
     apr_size_t len;
-    datos_err_t err;
+    datos_err_t err = {0};
 
     memset(&c, 0, sizeof(c));
     c.project = "my-proj";
@@ -177,7 +177,7 @@ static void resource_refuses(void **state)
     datos_loadjob_conf_t c;
     const char *json = NULL;
     apr_size_t len;
-    datos_err_t err;
+    datos_err_t err = {0};
 
     memset(&c, 0, sizeof(c));
     c.project = "my-proj";
@@ -198,7 +198,7 @@ static void resource_refuses(void **state)
 static datos_loadjob_t *parse(apr_pool_t *p, const char *body)
 {
     datos_loadjob_t *job = NULL;
-    datos_err_t err;
+    datos_err_t err = {0};
 
     datos_err_clear(&err);
     if (datos_loadjob_parse(p, body, strlen(body), &job, &err) != APR_SUCCESS) {
@@ -315,7 +315,7 @@ static void parse_refuses(void **state)
 
     for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         datos_loadjob_t *job = NULL;
-        datos_err_t err;
+        datos_err_t err = {0};
         datos_err_clear(&err);
         if (datos_loadjob_parse(p, bad[i], strlen(bad[i]), &job, &err) != DATOS_EMALFORMED) {
             fail_msg("accepted %s", bad[i]);

@@ -141,7 +141,7 @@ static void publish_time(void **state)
 static apr_array_header_t *pull(apr_pool_t *p, const char *body)
 {
     apr_array_header_t *msgs = NULL;
-    datos_err_t err;
+    datos_err_t err = {0};
 
     datos_err_clear(&err);
     if (datos_pubsub_parse_pull(p, body, strlen(body), &msgs, &err) != APR_SUCCESS) {
@@ -235,7 +235,7 @@ static void pull_malformed_answers(void **state)
 
     for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         apr_array_header_t *msgs = NULL;
-        datos_err_t err;
+        datos_err_t err = {0};
         datos_err_clear(&err);
         assert_int_equal(datos_pubsub_parse_pull(p, bad[i], strlen(bad[i]), &msgs, &err),
                          DATOS_EMALFORMED);
@@ -359,7 +359,7 @@ static void publish_exact_body(void **state)
     apr_pool_t *p = DT_POOL(state);
     datos_pubsub_out_t m[3];
     apr_array_header_t *bodies;
-    datos_err_t err;
+    datos_err_t err = {0};
 
     memset(m, 0, sizeof(m));
     m[0].data = (const unsigned char *)"{\"id\":1}";
@@ -396,7 +396,7 @@ static void publish_refuses(void **state)
     apr_pool_t *p = DT_POOL(state);
     datos_pubsub_out_t m[2];
     apr_array_header_t *bodies, *many;
-    datos_err_t err;
+    datos_err_t err = {0};
     int i;
 
     memset(m, 0, sizeof(m));
@@ -462,7 +462,7 @@ static void publish_splits_at_limits(void **state)
     datos_pubsub_out_t *m = apr_pcalloc(p, sizeof(*m) * n);
     apr_array_header_t *bodies;
     unsigned char *big;
-    datos_err_t err;
+    datos_err_t err = {0};
     int i;
 
     /* by count */
@@ -522,7 +522,7 @@ static void publish_answer(void **state)
         "{\"messageIds\":\"1,2\"}", "[\"1\",\"2\"]", "", "{\"messageIds\":[\"1\",null]}",
     };
     apr_array_header_t *ids;
-    datos_err_t err;
+    datos_err_t err = {0};
     size_t i;
 
     assert_int_equal(datos_pubsub_parse_publish(p, ok, strlen(ok), 2, &ids, &err),
@@ -545,7 +545,7 @@ static void ack_exact_bodies(void **state)
     apr_pool_t *p = DT_POOL(state);
     static const char *const ids[] = { "UAYW", "UA\"X" };
     apr_array_header_t *bodies;
-    datos_err_t err;
+    datos_err_t err = {0};
 
     assert_int_equal(datos_pubsub_ack_bodies(p, ids, 2, &bodies, &err), APR_SUCCESS);
     assert_int_equal(bodies->nelts, 1);
@@ -600,7 +600,7 @@ static void ack_chunks(void **state)
     const int n = 6000;
     const char **ids = apr_palloc(p, sizeof(*ids) * n);
     apr_array_header_t *bodies;
-    datos_err_t err;
+    datos_err_t err = {0};
     char *longid;
     int i;
 
@@ -673,7 +673,7 @@ static void deadletter_attributes(void **state)
         "\"messageId\":\"11473219786351020\",\"publishTime\":\"2024-01-14T14:00:00.123456789Z\"}}]}");
     const datos_pubsub_msg_t *m = MSG(msgs, 0);
     apr_array_header_t *out;
-    datos_err_t err;
+    datos_err_t err = {0};
     int count;
 
     assert_int_equal(datos_pubsub_deadletter_attrs(p, m, "projects/p/subscriptions/datos-subscription",
@@ -708,7 +708,7 @@ static void deadletter_detail_is_one_clean_line(void **state)
     char *longd = apr_palloc(p, 3001);
     apr_array_header_t *out;
     const char *d;
-    datos_err_t err;
+    datos_err_t err = {0};
     int count, i;
 
     assert_int_equal(datos_pubsub_deadletter_attrs(p, m, "s", DATOS_REASON_BIGQUERY_REJECTED,
@@ -748,7 +748,7 @@ static void deadletter_limits(void **state)
         "\"messageId\":\"1\",\"publishTime\":\"2024-01-14T14:00:00Z\"}}]}");
     datos_pubsub_msg_t m = *MSG(msgs, 0);
     apr_array_header_t *out;
-    datos_err_t err;
+    datos_err_t err = {0};
     int i;
 
     m.attributes = apr_array_make(p, 96, sizeof(datos_attr_t));
@@ -787,7 +787,7 @@ static void deadletter_publishes(void **state)
     const datos_pubsub_msg_t *m = MSG(msgs, 0);
     datos_pubsub_out_t out;
     apr_array_header_t *bodies;
-    datos_err_t err;
+    datos_err_t err = {0};
     json_t *j, *msg;
 
     memset(&out, 0, sizeof(out));

@@ -32,7 +32,7 @@ static void render_example(void **state)
     apr_pool_t *p = DT_POOL(state);
     datos_row_t rows[2];
     datos_rendered_t *r;
-    datos_err_t err;
+    datos_err_t err = {0};
 
     rows[0] = ROW("789", "Prueba autom\xc3\xa1tica", TS0);
     rows[1] = ROW("790", NULL, TS0 - 1500000);
@@ -51,7 +51,7 @@ static void render_empty(void **state)
 {
     apr_pool_t *p = DT_POOL(state);
     datos_rendered_t *r;
-    datos_err_t err;
+    datos_err_t err = {0};
 
     assert_int_equal(datos_record_render(p, NULL, 0, &r, &err), APR_SUCCESS);
     assert_string_equal(r->body, "{\"datos\":[]}");
@@ -64,7 +64,7 @@ static void render_escaping(void **state)
     apr_pool_t *p = DT_POOL(state);
     datos_row_t rows[1];
     datos_rendered_t *r;
-    datos_err_t err;
+    datos_err_t err = {0};
     static const char id[] = "a\"b\\c\0d";
     static const char c[] = "tab\tnl\nnr\rbs\bff\f\x01\x1f\x7f/</script>\xe2\x80\xa8\xf0\x9f\x98\x80";
 
@@ -83,7 +83,7 @@ static void render_slices(void **state)
     apr_pool_t *p = DT_POOL(state);
     datos_row_t rows[5];
     datos_rendered_t *r;
-    datos_err_t err;
+    datos_err_t err = {0};
     int k;
 
     rows[0] = ROW("e", "x", TS0 + 4);
@@ -122,7 +122,7 @@ static void bad_utf8(apr_pool_t *p, const char *bytes, apr_size_t n,
 {
     datos_row_t rows[2];
     datos_rendered_t *r = NULL;
-    datos_err_t err;
+    datos_err_t err = {0};
 
     rows[0] = ROW("ok", "fine", TS0);
     rows[1] = in_id ? mkrow(bytes, n, "c", 1, TS0) : mkrow("id", 2, bytes, n, TS0);
@@ -166,7 +166,7 @@ static void render_accepts_edge_utf8(void **state)
                             "\xef\xbf\xbf\xf0\x90\x80\x80\xf4\x8f\xbf\xbf";
     datos_row_t rows[1];
     datos_rendered_t *r;
-    datos_err_t err;
+    datos_err_t err = {0};
 
     rows[0] = mkrow("i", 1, c, sizeof(c) - 1, TS0);
     assert_int_equal(datos_record_render(p, rows, 1, &r, &err), APR_SUCCESS);
@@ -178,7 +178,7 @@ static void render_bad_timestamp(void **state)
     apr_pool_t *p = DT_POOL(state);
     datos_row_t rows[1];
     datos_rendered_t *r;
-    datos_err_t err;
+    datos_err_t err = {0};
 
     rows[0] = ROW("i", "c", APR_INT64_C(253402300800000000));
     assert_int_equal(datos_record_render(p, rows, 1, &r, &err), DATOS_EMALFORMED);
@@ -190,7 +190,7 @@ static void row_len_matches_render(void **state)
     apr_pool_t *p = DT_POOL(state);
     datos_row_t rows[4];
     datos_rendered_t *r;
-    datos_err_t err;
+    datos_err_t err = {0};
     apr_size_t len, sum = DATOS_RENDERED_EMPTY_LEN;
     int i;
 

@@ -337,7 +337,7 @@ static void *make_obj(apr_pool_t *scratch, stress_t *st, long id)
         datos_row_t rows[3];
         datos_answer_opts_t o;
         datos_answer_t *a;
-        datos_err_t err;
+        datos_err_t err = {0};
         int i;
 
         memset(&o, 0, sizeof(o));

@@ -1,0 +1,302 @@
+/* datos_pubsub_client.c - the Pub/Sub v1 REST calls (gcp-wire.md 1.4 to
+ * 1.7) over the Google call layer: bodies from the wire functions of
+ * datos_pubsub.c, one request per chunk, no retries. */
+#include <string.h>
+#include <apr_strings.h>
+
+#include "datos_google.h"
+#include "datos_pubsub.h"
+
+/* Small answers ({} or a list of message ids) are read up to this. */
+#define SMALL_ANSWER_MAX ((apr_size_t)1024 * 1024)
+
+struct datos_pubsub_t {
+    apr_pool_t *pool;
+    const char *base;            /* service root, no trailing '/' */
+    datos_http_t *http;
+    datos_creds_t *creds;
+};
+
+apr_status_t datos_pubsub_create(apr_pool_t *p, const datos_pubsub_conf_t *conf,
+                                 datos_pubsub_t **out, datos_err_t *err)
+{
+    apr_status_t rv;
+    datos_pubsub_t *ps;
+    datos_http_opts_t opts;
+    char *base;
+    apr_size_t n;
+
+    if (!conf->base_url || !*conf->base_url) {
+        rv = datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,
+                           "Pub/Sub client needs a base URL");
+        goto leave;
+    }
+    base = apr_pstrdup(p, conf->base_url);
+    n = strlen(base);
+    while (n > 0 && base[n - 1] == '/') {
+        base[--n] = '\0';
+    }
+    rv = datos_http_check_url(p, base, conf->http.allow_insecure, 0, err);
+    if (rv != APR_SUCCESS) {
+        goto leave;
+    }
+    opts = conf->http;
+    if (opts.max_response < DATOS_PUBSUB_PULL_MAX_RESPONSE) {
+        opts.max_response = DATOS_PUBSUB_PULL_MAX_RESPONSE;
+    }
+    ps = apr_pcalloc(p, sizeof(*ps));
+    ps->pool = p;
+    ps->base = base;
+    ps->creds = conf->creds;
+    rv = datos_http_create(p, &opts, &ps->http, err);
+    if (rv != APR_SUCCESS) {
+        goto leave;
+    }
+    *out = ps;
+
+leave:
+    return rv;
+}
+
+/* "projects/P/<kind>/N" -> "<base>/v1/projects/P/<kind>/N<verb>", each
+ * name percent-encoded; NULL when name is not of that form. */
+static const char *resource_url(apr_pool_t *p, const datos_pubsub_t *ps,
+                                const char *name, const char *kind,
+                                const char *verb)
+{
+    const char *rest, *slash;
+    char *project, *id;
+    apr_size_t klen = strlen(kind);
+
+    if (!name || strncmp(name, "projects/", 9)) {
+        return NULL;
+    }
+    rest = name + 9;
+    slash = strchr(rest, '/');
+    if (!slash || slash == rest || strncmp(slash + 1, kind, klen)
+        || slash[1 + klen] != '/') {
+        return NULL;
+    }
+    project = apr_pstrmemdup(p, rest, (apr_size_t)(slash - rest));
+    id = apr_pstrdup(p, slash + 2 + klen);
+    if (!*id || strchr(id, '/')) {
+        return NULL;
+    }
+    return apr_pstrcat(p, ps->base, "/v1/projects/",
+                       datos_http_urlencode(p, project), "/", kind, "/",
+                       datos_http_urlencode(p, id), verb, NULL);
+}
+
+static apr_status_t bad_name(apr_pool_t *p, const char *what, const char *name,
+                             const char *form, datos_err_t *err)
+{
+    return datos_err_set(err, p, APR_EINVAL, 0, NULL,
+                         "%s: '%s' is not a full name (%s)", what,
+                         name ? datos_err_text(p, name, strlen(name), 200)
+                              : "(none)", form);
+}
+
+static apr_status_t post(datos_google_op_t *op, apr_pool_t *cp,
+                         const char *what, const char *url, const char *body,
+                         apr_size_t len, apr_size_t max_response,
+                         datos_http_resp_t **resp)
+{
+    datos_google_call_t call;
+
+    memset(&call, 0, sizeof(call));
+    call.what = what;
+    call.method = "POST";
+    call.url = url;
+    call.body = body;
+    call.body_len = len;
+    call.max_response = max_response;
+    return datos_google_call(op, cp, &call, resp);
+}
+
+apr_status_t datos_pubsub_pull(datos_pubsub_t *ps, apr_pool_t *p, apr_time_t deadline,
+                               const char *subscription, int max_messages,
+                               apr_array_header_t **msgs, datos_err_t *err)
+{
+    static const char what[] = "subscriptions.pull";
+    apr_status_t rv;
+    datos_google_op_t op;
+    datos_http_resp_t *resp = NULL;
+    const char *url, *body;
+
+    datos_google_op_init(&op, p, ps->http, ps->creds, deadline, err);
+    url = resource_url(p, ps, subscription, "subscriptions", ":pull");
+    if (!url) {
+        rv = bad_name(p, what, subscription, "projects/P/subscriptions/S", err);
+        goto leave;
+    }
+    body = datos_pubsub_pull_body(p, max_messages);
+    rv = post(&op, p, what, url, body, strlen(body), 0, &resp);
+    if (rv != APR_SUCCESS) {
+        goto leave;
+    }
+    rv = datos_pubsub_parse_pull(p, resp->body, resp->body_len, msgs, err);
+    if (rv != APR_SUCCESS) {
+        if (err) {
+            err->http_status = resp->status;
+        }
+        datos_err_prefix(err, p, "%s: ", what);
+    }
+
+leave:
+    datos_google_op_done(&op);
+    return rv;
+}
+
+/* Acknowledge and modifyAckDeadline: one request per chunk, in order. */
+static apr_status_t ack_chunks(datos_pubsub_t *ps, apr_pool_t *p,
+                               apr_time_t deadline, const char *what,
+                               const char *subscription, const char *verb,
+                               apr_array_header_t *bodies, int n,
+                               const char *done_word, datos_err_t *err)
+{
+    apr_status_t rv = APR_SUCCESS;
+    datos_google_op_t op;
+    datos_http_resp_t *resp;
+    apr_pool_t *cp = NULL;
+    const char *url;
+    int i, done = 0;
+
+    datos_google_op_init(&op, p, ps->http, ps->creds, deadline, err);
+    url = resource_url(p, ps, subscription, "subscriptions", verb);
+    if (!url) {
+        rv = bad_name(p, what, subscription, "projects/P/subscriptions/S", err);
+        goto leave;
+    }
+    for (i = 0; i < bodies->nelts; i++) {
+        const datos_pubsub_body_t *b = &APR_ARRAY_IDX(bodies, i,
+                                                      datos_pubsub_body_t);
+        if (cp) {
+            apr_pool_clear(cp);
+        }
+        else {
+            apr_pool_create(&cp, p);
+        }
+        rv = post(&op, cp, what, url, b->body, b->len, SMALL_ANSWER_MAX,
+                  &resp);
+        if (rv != APR_SUCCESS) {
+            if (err && err->message && bodies->nelts > 1) {
+                err->message = apr_psprintf(err->pool, "%s (%d of %d ack ids "
+                                            "%s before the failure)",
+                                            err->message, done, n, done_word);
+            }
+            goto leave;
+        }
+        done += b->count;
+    }
+
+leave:
+    if (cp) {
+        apr_pool_destroy(cp);
+    }
+    datos_google_op_done(&op);
+    return rv;
+}
+
+apr_status_t datos_pubsub_ack(datos_pubsub_t *ps, apr_pool_t *p, apr_time_t deadline,
+                              const char *subscription, const char *const *ack_ids, int n,
+                              datos_err_t *err)
+{
+    static const char what[] = "subscriptions.acknowledge";
+    apr_status_t rv;
+    apr_array_header_t *bodies;
+
+    rv = datos_pubsub_ack_bodies(p, ack_ids, n, &bodies, err);
+    if (rv != APR_SUCCESS) {
+        datos_err_prefix(err, p, "%s: ", what);
+        return rv;
+    }
+    return ack_chunks(ps, p, deadline, what, subscription, ":acknowledge",
+                      bodies, n, "acknowledged", err);
+}
+
+apr_status_t datos_pubsub_modack(datos_pubsub_t *ps, apr_pool_t *p, apr_time_t deadline,
+                                 const char *subscription, const char *const *ack_ids, int n,
+                                 int seconds, datos_err_t *err)
+{
+    static const char what[] = "subscriptions.modifyAckDeadline";
+    apr_status_t rv;
+    apr_array_header_t *bodies;
+
+    rv = datos_pubsub_modack_bodies(p, ack_ids, n, seconds, &bodies, err);
+    if (rv != APR_SUCCESS) {
+        datos_err_prefix(err, p, "%s: ", what);
+        return rv;
+    }
+    return ack_chunks(ps, p, deadline, what, subscription,
+                      ":modifyAckDeadline", bodies, n, "modified", err);
+}
+
+apr_status_t datos_pubsub_publish(datos_pubsub_t *ps, apr_pool_t *p, apr_time_t deadline,
+                                  const char *topic, const datos_pubsub_out_t *msgs, int n,
+                                  apr_array_header_t **message_ids, datos_err_t *err)
+{
+    static const char what[] = "topics.publish";
+    apr_status_t rv;
+    datos_google_op_t op;
+    datos_http_resp_t *resp;
+    apr_array_header_t *bodies, *ids, *all;
+    apr_pool_t *cp = NULL;
+    const char *url;
+    int i, k;
+
+    all = apr_array_make(p, n > 0 ? n : 1, sizeof(const char *));
+    *message_ids = all;
+    datos_google_op_init(&op, p, ps->http, ps->creds, deadline, err);
+    url = resource_url(p, ps, topic, "topics", ":publish");
+    if (!url) {
+        rv = bad_name(p, what, topic, "projects/P/topics/T", err);
+        goto leave;
+    }
+    rv = datos_pubsub_publish_bodies(p, msgs, n, &bodies, err);
+    if (rv != APR_SUCCESS) {
+        datos_err_prefix(err, p, "%s: ", what);
+        goto leave;
+    }
+    for (i = 0; i < bodies->nelts; i++) {
+        const datos_pubsub_body_t *b = &APR_ARRAY_IDX(bodies, i,
+                                                      datos_pubsub_body_t);
+        if (cp) {
+            apr_pool_clear(cp);
+        }
+        else {
+            apr_pool_create(&cp, p);
+        }
+        rv = post(&op, cp, what, url, b->body, b->len, SMALL_ANSWER_MAX,
+                  &resp);
+        if (rv == APR_SUCCESS) {
+            /* The ids are kept in p; the answer goes with cp. */
+            rv = datos_pubsub_parse_publish(p, resp->body, resp->body_len,
+                                            b->count, &ids, err);
+            if (rv != APR_SUCCESS) {
+                if (err) {
+                    err->http_status = resp->status;
+                }
+                datos_err_prefix(err, p, "%s: ", what);
+            }
+        }
+        if (rv != APR_SUCCESS) {
+            if (err && err->message && bodies->nelts > 1) {
+                err->message = apr_psprintf(err->pool, "%s (%d of %d messages "
+                                            "published before the failure)",
+                                            err->message, all->nelts, n);
+            }
+            goto leave;
+        }
+        for (k = 0; k < ids->nelts; k++) {
+            APR_ARRAY_PUSH(all, const char *) =
+                APR_ARRAY_IDX(ids, k, const char *);
+        }
+    }
+
+leave:
+    if (cp) {
+        apr_pool_destroy(cp);
+    }
+    datos_google_op_done(&op);
+    return rv;
+}
