@@ -3,10 +3,12 @@
 #   make run    the whole system on the local GCP emulator (Ctrl-C stops it)
 #   make test   installs what is missing, builds, runs every test suite
 #
-#   make        builds what a user installs: build/libdatos.a, build/mod_datos.so
+#   make        builds what a user installs: build/libdatos.a, build/mod_datos.so,
+#               build/datos-loader
 #
 # Other targets: deps, test-build (the sanitizer, unit and fuzz builds),
-# unit, fuzz, fuzz-replay, itest, bench, bench-emulator, bench-record, clean.
+# unit, fuzz, fuzz-replay, itest, bench, bench-emulator, bench-record,
+# install (DESTDIR, PREFIX), clean.
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := all
@@ -50,20 +52,26 @@ UNIT_HDR := $(wildcard tests/unit/*.h)
 FUZZ_HDR := $(wildcard tests/fuzz/*.h)
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 
+LOADER_SRC := $(wildcard loader/*.c)
+LOADER_HDR := $(wildcard loader/*.h)
+# Everything but main(): what unit tests and fuzz targets link.
+LOADER_LIB_SRC := $(filter-out loader/loader_main.c,$(LOADER_SRC))
+
 OBJ := $(patsubst libdatos/%.c,$(BUILD)/obj/%.o,$(LIBDATOS_SRC))
 SAN_OBJ := $(patsubst libdatos/%.c,$(BUILD)/asan/obj/%.o,$(LIBDATOS_SRC))
 UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 SAN_UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/asan/tests/%,$(UNIT_SRC))
 FUZZ_BIN := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRC))
 
-.PHONY: all deps build module unit unit-build fuzz fuzz-build fuzz-replay \
-        itest test test-build test-steps run bench bench-emulator bench-record clean
+.PHONY: all deps build module loader unit unit-build fuzz fuzz-build fuzz-replay \
+        itest test test-build test-steps run bench bench-emulator bench-record install clean
 
 # What a user installs.
-all: $(BUILD)/libdatos.a $(BUILD)/mod_datos.so
+all: $(BUILD)/libdatos.a $(BUILD)/mod_datos.so $(BUILD)/datos-loader
 
 # What the tests run: the sanitizer builds and the unit tests too.
-test-build: all $(BUILD)/asan/libdatos.a $(BUILD)/asan/mod_datos.so unit-build
+test-build: all $(BUILD)/asan/libdatos.a $(BUILD)/asan/mod_datos.so \
+            $(BUILD)/asan/datos-loader unit-build
 
 # ---------------------------------------------------------------- deps
 # Idempotent: apt runs only when a package is missing; npm only when the
@@ -122,16 +130,28 @@ $(BUILD)/asan/mod_datos.so: $(MOD_SRC) $(MOD_HDR) $(BUILD)/asan/libdatos.a
 
 module: $(BUILD)/mod_datos.so $(BUILD)/asan/mod_datos.so
 
-# ---------------------------------------------------------------- unit tests (cmocka)
-$(BUILD)/tests/%: tests/unit/%.c $(UNIT_SUPPORT) $(UNIT_HDR) $(BUILD)/libdatos.a
-	@mkdir -p $(@D)
-	$(CC) $(CSTD) $(WARN) -O1 -g $(APR_INCLUDES) $(DEP_CFLAGS) $(CMOCKA_CFLAGS) -Ilibdatos -Itests/unit \
-	  $< $(UNIT_SUPPORT) $(BUILD)/libdatos.a $(CMOCKA_LIBS) $(DEP_LIBS) $(APR_LIBS) -o $@
+# ---------------------------------------------------------------- datos-loader
+$(BUILD)/datos-loader: $(LOADER_SRC) $(LOADER_HDR) $(LIBDATOS_HDR) $(BUILD)/libdatos.a
+	$(CC) $(CSTD) $(WARN) $(OPT_CFLAGS) $(APR_INCLUDES) $(DEP_CFLAGS) -Ilibdatos -Iloader \
+	  $(LOADER_SRC) $(BUILD)/libdatos.a $(DEP_LIBS) $(APR_LIBS) -o $@
 
-$(BUILD)/asan/tests/%: tests/unit/%.c $(UNIT_SUPPORT) $(UNIT_HDR) $(BUILD)/asan/libdatos.a
+$(BUILD)/asan/datos-loader: $(LOADER_SRC) $(LOADER_HDR) $(LIBDATOS_HDR) $(BUILD)/asan/libdatos.a
 	@mkdir -p $(@D)
-	$(CC) $(CSTD) $(WARN) $(SAN_CFLAGS) $(APR_INCLUDES) $(DEP_CFLAGS) $(CMOCKA_CFLAGS) -Ilibdatos -Itests/unit \
-	  $< $(UNIT_SUPPORT) $(BUILD)/asan/libdatos.a $(CMOCKA_LIBS) $(DEP_LIBS) $(APR_LIBS) $(SAN_FLAGS) -o $@
+	$(CC) $(CSTD) $(WARN) $(SAN_CFLAGS) $(APR_INCLUDES) $(DEP_CFLAGS) -Ilibdatos -Iloader \
+	  $(LOADER_SRC) $(BUILD)/asan/libdatos.a $(DEP_LIBS) $(APR_LIBS) $(SAN_FLAGS) -o $@
+
+loader: $(BUILD)/datos-loader $(BUILD)/asan/datos-loader
+
+# ---------------------------------------------------------------- unit tests (cmocka)
+$(BUILD)/tests/%: tests/unit/%.c $(UNIT_SUPPORT) $(UNIT_HDR) $(LOADER_LIB_SRC) $(LOADER_HDR) $(BUILD)/libdatos.a
+	@mkdir -p $(@D)
+	$(CC) $(CSTD) $(WARN) -O1 -g $(APR_INCLUDES) $(DEP_CFLAGS) $(CMOCKA_CFLAGS) -Ilibdatos -Iloader -Itests/unit \
+	  $< $(UNIT_SUPPORT) $(LOADER_LIB_SRC) $(BUILD)/libdatos.a $(CMOCKA_LIBS) $(DEP_LIBS) $(APR_LIBS) -o $@
+
+$(BUILD)/asan/tests/%: tests/unit/%.c $(UNIT_SUPPORT) $(UNIT_HDR) $(LOADER_LIB_SRC) $(LOADER_HDR) $(BUILD)/asan/libdatos.a
+	@mkdir -p $(@D)
+	$(CC) $(CSTD) $(WARN) $(SAN_CFLAGS) $(APR_INCLUDES) $(DEP_CFLAGS) $(CMOCKA_CFLAGS) -Ilibdatos -Iloader -Itests/unit \
+	  $< $(UNIT_SUPPORT) $(LOADER_LIB_SRC) $(BUILD)/asan/libdatos.a $(CMOCKA_LIBS) $(DEP_LIBS) $(APR_LIBS) $(SAN_FLAGS) -o $@
 
 unit-build: $(UNIT_BIN) $(SAN_UNIT_BIN)
 
@@ -146,10 +166,32 @@ unit: unit-build
 # ---------------------------------------------------------------- fuzzing (libFuzzer)
 FUZZ_SECONDS ?= 60
 
-$(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_HDR) $(LIBDATOS_SRC) $(LIBDATOS_HDR)
+# libdatos (and the loader's library) instrumented once, then linked into
+# every target, instead of compiled again for each.
+FUZZ_CFLAGS := -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=all
+FUZZ_OBJ := $(patsubst libdatos/%.c,$(BUILD)/fuzzobj/%.o,$(LIBDATOS_SRC)) \
+            $(patsubst loader/%.c,$(BUILD)/fuzzobj/%.o,$(LOADER_LIB_SRC))
+
+$(BUILD)/fuzzobj/%.o: libdatos/%.c $(LIBDATOS_HDR)
 	@mkdir -p $(@D)
-	clang $(CSTD) $(WARN) -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-	  $(APR_INCLUDES) $(DEP_CFLAGS) -Ilibdatos $< $(LIBDATOS_SRC) $(DEP_LIBS) $(APR_LIBS) -o $@
+	clang $(CSTD) $(WARN) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link \
+	  $(APR_INCLUDES) $(DEP_CFLAGS) -Ilibdatos -c $< -o $@
+
+$(BUILD)/fuzzobj/%.o: loader/%.c $(LOADER_HDR) $(LIBDATOS_HDR)
+	@mkdir -p $(@D)
+	clang $(CSTD) $(WARN) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link \
+	  $(APR_INCLUDES) $(DEP_CFLAGS) -Ilibdatos -Iloader -c $< -o $@
+
+$(BUILD)/fuzz/libfuzzdatos.a: $(FUZZ_OBJ)
+	@mkdir -p $(@D)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_HDR) $(LIBDATOS_HDR) $(LOADER_HDR) $(BUILD)/fuzz/libfuzzdatos.a
+	@mkdir -p $(@D)
+	clang $(CSTD) $(WARN) $(FUZZ_CFLAGS) -fsanitize=fuzzer \
+	  $(APR_INCLUDES) $(DEP_CFLAGS) -Ilibdatos -Iloader $< $(BUILD)/fuzz/libfuzzdatos.a \
+	  $(DEP_LIBS) $(APR_LIBS) -o $@
 
 fuzz-build: $(FUZZ_BIN)
 
@@ -209,8 +251,29 @@ bench-record: deps $(BUILD)/bench/bench_record
 	else $(BUILD)/bench/bench_record; fi
 
 run: deps
-	$(MAKE) --no-print-directory $(BUILD)/mod_datos.so
+	$(MAKE) --no-print-directory $(BUILD)/mod_datos.so $(BUILD)/datos-loader
 	$(PYTHON) tests/harness/run_local.py
+
+# ---------------------------------------------------------------- install
+# DESTDIR for packaging. The loader's timer is installed disabled: one host
+# per subscription enables it (systemctl enable --now datos-loader.timer),
+# or installs the cron line from $(PREFIX)/share/datos instead.
+PREFIX ?= /usr/local
+APACHE_MODULES = $(call cached,apxs_libexec,$(APXS) -q LIBEXECDIR)
+
+install: all
+	install -d $(DESTDIR)$(APACHE_MODULES) $(DESTDIR)/etc/apache2/mods-available \
+	  $(DESTDIR)$(PREFIX)/bin $(DESTDIR)/etc/datos $(DESTDIR)/etc/systemd/system \
+	  $(DESTDIR)$(PREFIX)/share/datos
+	install -m 644 $(BUILD)/mod_datos.so $(DESTDIR)$(APACHE_MODULES)/mod_datos.so
+	install -m 644 conf/datos.load conf/datos.conf $(DESTDIR)/etc/apache2/mods-available/
+	install -m 755 $(BUILD)/datos-loader $(DESTDIR)$(PREFIX)/bin/datos-loader
+	install -m 644 conf/loader.conf.example $(DESTDIR)/etc/datos/loader.conf.example
+	test -e $(DESTDIR)/etc/datos/loader.conf || \
+	  install -m 640 conf/loader.conf.example $(DESTDIR)/etc/datos/loader.conf
+	install -m 644 conf/datos-loader.service conf/datos-loader.timer \
+	  $(DESTDIR)/etc/systemd/system/
+	install -m 644 conf/datos-loader.cron $(DESTDIR)$(PREFIX)/share/datos/datos-loader.cron
 
 clean:
 	rm -rf $(BUILD)

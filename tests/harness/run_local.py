@@ -6,8 +6,12 @@ data: rows, jobs, topics, subscriptions and their messages), creates
 latam_dataset.datos and the Pub/Sub topic, subscription and dead-letter
 topic through its REST API the first time, inserts sample rows, starts the real httpd with mod_datos on 127.0.0.1:8080
 (DATOS_PORT overrides; EMULATOR_PORT picks the emulator's port, default
-9050), prints what to try, and stops everything on Ctrl-C.
+9050), publishes a mix of valid and invalid sample messages to the topic,
+runs datos-loader every LOADER_EVERY seconds (default 5) as a scheduler
+would, prints what to try, and stops everything on Ctrl-C.
 """
+import json
+import subprocess
 import datetime
 import os
 import signal
@@ -33,18 +37,32 @@ SAMPLE = [
     ("795", "Último dato de ejemplo"),
 ]
 
+LOADER_CONF = """project = {project}
+credentials = none
+state_dir = {state}
+metrics_file = {state}/datos_loader.prom
+batch_max_age = 2s
+max_seconds = 30s
+"""
+
 CONF = """
 DatosProject {project}
 DatosTable {dataset}.{table}
 DatosCredentials none
 DatosBigQueryURL {emulator}/bigquery/v2
 DatosTimeout 5s
+DatosFreshFor 5s
+DatosStateDir "${{root}}/state"
 
 <Location "/datos">
   SetHandler datos
 </Location>
 <Location "/health">
   SetHandler datos-health
+</Location>
+<Location "/metrics">
+  SetHandler datos-metrics
+  Require local
 </Location>
 """
 
@@ -95,6 +113,60 @@ def seed(emu):
     return len(rows)
 
 
+def publish_samples(emu):
+    """Records as producers would publish them, and a few that break the record
+    rules: the loader loads the first and dead-letters the others with a reason."""
+    now = emu.now()
+    good = [{"id": "pub-%d" % i, "contenido": "publicado %d" % i,
+             "timestamp": rfc3339(now - i)} for i in range(1, 4)]
+    messages = [{"data": json.dumps(g, ensure_ascii=False), "attributes": {"source": "make-run"}}
+                for g in good]
+    messages += [
+        {"data": '{"id":"sin-fecha","contenido":"no timestamp"}',
+         "attributes": {"source": "make-run"}},
+        {"data": "esto no es JSON", "attributes": {"source": "make-run"}},
+        {"data": json.dumps({"id": "futuro", "timestamp": rfc3339(now + 86400)}),
+         "attributes": {"source": "make-run"}},
+    ]
+    emu.publish(TOPIC, messages)
+    return len(good), len(messages) - len(good)
+
+
+class Scheduler:
+    """Runs datos-loader every `every` seconds, as cron or a systemd timer would."""
+
+    def __init__(self, emu, every):
+        self.emu = emu
+        self.every = every
+        self.state = os.path.join(RUN_DIR, "loader")
+        os.makedirs(self.state, exist_ok=True)
+        self.conf = os.path.join(self.state, "loader.conf")
+        with open(self.conf, "w") as f:
+            f.write(LOADER_CONF.format(project=emu.project, state=self.state))
+        self.log = open(os.path.join(self.state, "loader.log"), "a")
+        self.proc = None
+        self.next = time.time()
+
+    def tick(self):
+        if self.proc is not None and self.proc.poll() is None:
+            return
+        if time.time() < self.next:
+            return
+        self.next = time.time() + self.every
+        host = self.emu.base_url.split("://")[1]
+        env = {"PATH": "/usr/bin:/bin", "PUBSUB_EMULATOR_HOST": host,
+               "BIGQUERY_EMULATOR_HOST": self.emu.base_url}
+        self.proc = subprocess.Popen(
+            [os.path.join(REPO_ROOT, "build", "datos-loader"), "--config", self.conf],
+            env=env, stdout=subprocess.DEVNULL, stderr=self.log)
+
+    def stop(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(30)
+        self.log.close()
+
+
 def main():
     os.makedirs(RUN_DIR, exist_ok=True)
     port = int(os.environ.get("DATOS_PORT", "8080"))
@@ -103,6 +175,7 @@ def main():
                    extra_args=("--data-dir", os.path.join(RUN_DIR, "emulator", "data")))
     httpd = Httpd("run", root=os.path.join(RUN_DIR, "httpd"), port=port, loglevel="info")
     stopping = []
+    scheduler = None
 
     def stop(*_):
         stopping.append(True)
@@ -116,6 +189,10 @@ def main():
         else:
             print("using %s.%s kept from an earlier run (.run/emulator/data)" % (DATASET, TABLE))
         create_pubsub(emu)
+        valid, invalid = publish_samples(emu)
+        print("published %d valid and %d invalid sample messages to %s" % (valid, invalid, TOPIC))
+        every = float(os.environ.get("LOADER_EVERY", "5"))
+        scheduler = Scheduler(emu, every)
         httpd.write_config(CONF.format(project=emu.project, dataset=DATASET, table=TABLE,
                                        emulator=emu.base_url))
         httpd.start()
@@ -126,6 +203,7 @@ datos is running:
                                   PUBSUB_EMULATOR_HOST=%(emuhost)s)
   Pub/Sub    topic %(topic)s -> subscription %(sub)s, dead letters on %(dlq)s
   httpd      %(base)s   (config: .run/httpd/conf, logs: .run/httpd/logs/error.log)
+  loader     every %(every)gs (config: .run/loader/loader.conf, log: .run/loader/loader.log)
 
 Try:
   curl -s %(base)s/health
@@ -145,19 +223,28 @@ Publish a record to the topic (data is base64), then look at the subscription's 
     -d '{"messages":[{"data":"'$(printf '{"id":"901","timestamp":"%(ts)s"}' | base64 -w0)'"}]}'
   curl -s %(emu)s/_emulator/pubsub/projects/%(project)s/subscriptions/%(sub)s
 
+The loader moves it into the table within %(every)gs, and /datos shows it once its
+cached answer is older than DatosFreshFor (5 s here). What it rejected, with why:
+  curl -s -X POST %(emu)s/v1/projects/%(project)s/subscriptions/%(dlq)s-subscription:pull \
+    -H 'Content-Type: application/json' -d '{"maxMessages":10}'
+  curl -s %(base)s/metrics
+
 Ctrl-C stops everything.""" % {
             "emu": emu.base_url, "emuhost": emu.base_url.split("://")[1], "base": base,
             "project": emu.project, "ds": DATASET, "tb": TABLE, "ts": rfc3339(time.time()),
-            "topic": TOPIC, "sub": SUBSCRIPTION, "dlq": DLQ})
+            "topic": TOPIC, "sub": SUBSCRIPTION, "dlq": DLQ, "every": every})
         sys.stdout.flush()
         while not stopping:
             time.sleep(0.2)
+            scheduler.tick()
             if not httpd.is_running():
                 print("httpd stopped unexpectedly; see .run/httpd/logs/error.log")
                 return 1
     finally:
         print("\nstopping...")
         try:
+            if scheduler is not None:
+                scheduler.stop()
             httpd.stop()
         finally:
             emu.stop()

@@ -1,0 +1,166 @@
+/* loader_metrics.c - the node_exporter textfile (DESIGN.md section 5).
+ *
+ * Each run rewrites the file whole, atomically (a temporary file in the
+ * same directory, renamed over it), so node_exporter never reads half of
+ * it. Counters carry on from the values the file held: a run adds what it
+ * did, so a counter only ever grows (a deleted file restarts it, which
+ * Prometheus reads as a reset). The last success time is kept from the
+ * file when the run failed, so an alert on its age keeps working.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <apr_strings.h>
+#include <apr_file_io.h>
+
+#include "loader.h"
+
+/* The value of one series in the previous file (0 when absent). */
+static double previous(const char *old, const char *series)
+{
+    apr_size_t n = strlen(series);
+    const char *at = old;
+
+    while (at && *at) {
+        if (!strncmp(at, series, n) && at[n] == ' ')
+            return strtod(at + n + 1, NULL);
+        at = strchr(at, '\n');
+        if (at)
+            at++;
+    }
+    return 0;
+}
+
+typedef struct {
+    apr_pool_t *p;
+    const char *old;
+    char *out;
+} text_t;
+
+static void add(text_t *t, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void add(text_t *t, const char *fmt, ...)
+{
+    va_list ap;
+    char *s;
+
+    va_start(ap, fmt);
+    s = apr_pvsprintf(t->p, fmt, ap);
+    va_end(ap);
+    t->out = apr_pstrcat(t->p, t->out, s, NULL);
+}
+
+static void counter(text_t *t, const char *series, apr_int64_t now)
+{
+    add(t, "%s %.0f\n", series, previous(t->old, series) + (double)now);
+}
+
+apr_status_t loader_metrics_write(apr_pool_t *p, const char *path,
+                                  const loader_counts_t *k,
+                                  apr_time_t started, apr_time_t finished,
+                                  int ok, const char **why)
+{
+    text_t t;
+    char *old = NULL;
+    apr_size_t oldlen = 0;
+    apr_file_t *f = NULL;
+    const char *tmp;
+    apr_status_t rv;
+    apr_finfo_t fi;
+    int r;
+
+    *why = NULL;
+    t.p = p;
+    t.out = "";
+    if (apr_file_open(&f, path, APR_FOPEN_READ, 0, p) == APR_SUCCESS) {
+        if (apr_file_info_get(&fi, APR_FINFO_SIZE, f) == APR_SUCCESS
+            && fi.size > 0 && fi.size < 1024 * 1024) {
+            old = apr_palloc(p, (apr_size_t)fi.size + 1);
+            if (apr_file_read_full(f, old, (apr_size_t)fi.size, &oldlen)
+                != APR_SUCCESS)
+                oldlen = 0;
+            old[oldlen] = '\0';
+        }
+        apr_file_close(f);
+        f = NULL;
+    }
+    t.old = old ? old : "";
+
+    add(&t, "# HELP datos_loader_last_run_timestamp_seconds When the last "
+            "run of datos-loader ended.\n"
+            "# TYPE datos_loader_last_run_timestamp_seconds gauge\n"
+            "datos_loader_last_run_timestamp_seconds %.3f\n",
+        (double)finished / APR_USEC_PER_SEC);
+    add(&t, "# HELP datos_loader_last_success_timestamp_seconds When a run "
+            "last ended with nothing left failing.\n"
+            "# TYPE datos_loader_last_success_timestamp_seconds gauge\n");
+    if (ok)
+        add(&t, "datos_loader_last_success_timestamp_seconds %.3f\n",
+            (double)finished / APR_USEC_PER_SEC);
+    else if (previous(t.old, "datos_loader_last_success_timestamp_seconds") > 0)
+        add(&t, "datos_loader_last_success_timestamp_seconds %.3f\n",
+            previous(t.old, "datos_loader_last_success_timestamp_seconds"));
+    add(&t, "# HELP datos_loader_run_duration_seconds How long the last run "
+            "took.\n# TYPE datos_loader_run_duration_seconds gauge\n"
+            "datos_loader_run_duration_seconds %.3f\n",
+        (double)(finished - started) / APR_USEC_PER_SEC);
+    add(&t, "# HELP datos_loader_messages_pulled_total Messages received "
+            "from the subscription (every delivery).\n"
+            "# TYPE datos_loader_messages_pulled_total counter\n");
+    counter(&t, "datos_loader_messages_pulled_total", k->pulled);
+    add(&t, "# HELP datos_loader_rows_loaded_total Rows committed to "
+            "BigQuery by load jobs.\n"
+            "# TYPE datos_loader_rows_loaded_total counter\n");
+    counter(&t, "datos_loader_rows_loaded_total", k->loaded);
+    add(&t, "# HELP datos_loader_messages_invalid_total Messages sent to "
+            "the dead-letter topic, by reason.\n"
+            "# TYPE datos_loader_messages_invalid_total counter\n");
+    for (r = 1; r < DATOS_REASON_COUNT; r++)
+        counter(&t, apr_psprintf(p, "datos_loader_messages_invalid_total"
+                                 "{reason=\"%s\"}",
+                                 datos_reason_name((datos_reason_t)r)),
+                k->invalid[r]);
+    add(&t, "# HELP datos_loader_load_jobs_total Load jobs, by outcome.\n"
+            "# TYPE datos_loader_load_jobs_total counter\n");
+    counter(&t, "datos_loader_load_jobs_total{outcome=\"succeeded\"}",
+            k->jobs_succeeded);
+    counter(&t, "datos_loader_load_jobs_total{outcome=\"retried\"}",
+            k->jobs_retried);
+    counter(&t, "datos_loader_load_jobs_total{outcome=\"invalid\"}",
+            k->jobs_invalid);
+    counter(&t, "datos_loader_load_jobs_total{outcome=\"quota_exceeded\"}",
+            k->jobs_quota);
+    counter(&t, "datos_loader_load_jobs_total{outcome=\"failed\"}",
+            k->jobs_failed);
+    add(&t, "# HELP datos_loader_messages_redriven_total Dead-letter "
+            "messages put back on the topic by --redrive.\n"
+            "# TYPE datos_loader_messages_redriven_total counter\n");
+    counter(&t, "datos_loader_messages_redriven_total", k->redriven);
+
+    tmp = apr_psprintf(p, "%s.%ld.tmp", path, (long)getpid());
+    rv = apr_file_open(&f, tmp, APR_FOPEN_WRITE | APR_FOPEN_CREATE
+                                | APR_FOPEN_TRUNCATE,
+                       APR_FPROT_UREAD | APR_FPROT_UWRITE | APR_FPROT_GREAD
+                       | APR_FPROT_WREAD, p);
+    if (rv == APR_SUCCESS)
+        rv = apr_file_write_full(f, t.out, strlen(t.out), NULL);
+    if (rv == APR_SUCCESS)
+        rv = apr_file_sync(f);
+    if (f) {
+        apr_status_t crv = apr_file_close(f);
+        if (rv == APR_SUCCESS)
+            rv = crv;
+    }
+    if (rv == APR_SUCCESS)
+        rv = apr_file_rename(tmp, path, p);
+    if (rv != APR_SUCCESS) {
+        char buf[256];
+        apr_file_remove(tmp, p);
+        *why = apr_psprintf(p, "cannot write %s: %s", path,
+                            apr_strerror(rv, buf, sizeof(buf)));
+    }
+    return rv;
+}
