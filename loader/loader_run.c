@@ -606,6 +606,7 @@ static int load_items(run_t *r, batch_t *b, item_t **items, int n)
         datos_loadjob_t *job = NULL;
         datos_job_outcome_t outcome;
         const char *job_id, *data, *why = NULL;
+        int existed = 0;
         apr_size_t len;
         datos_err_t err;
         insert_t in;
@@ -652,6 +653,7 @@ static int load_items(run_t *r, batch_t *b, item_t **items, int n)
         if (rv == DATOS_EEXISTS) {
             /* The job exists (an earlier attempt, or an earlier run, made
              * it): what it did decides, never a second load. */
+            existed = 1;
             rv = get_job(r, jp, job_id, r->location, 1, b, &job, &err);
         }
         else {
@@ -668,6 +670,17 @@ static int load_items(run_t *r, batch_t *b, item_t **items, int n)
         }
 
         outcome = datos_loadjob_outcome(job);
+        if (existed && (outcome == DATOS_JOB_QUOTA
+                        || outcome == DATOS_JOB_FAILED)
+            && generation + 1 < MAX_GENERATIONS) {
+            /* An earlier run's job under this name failed for a reason of
+             * its own time (a spent quota, an outage): its name is used up,
+             * so the batch is tried under the next one. */
+            log_job("info", "earlier_job_failed", job, job_id, n);
+            loader_journal_remove(jp, &entry);
+            generation++;
+            continue;
+        }
         switch (outcome) {
         case DATOS_JOB_SUCCEEDED:
             r->counts.jobs_succeeded++;
@@ -1512,5 +1525,14 @@ int loader_redrive(apr_pool_t *p, loader_config_t *c)
     loader_logf(r.failed ? "error" : "info", "redrive_finished",
                 "%" APR_INT64_T_FMT " messages put back on %s",
                 r.counts.redriven, c->topic);
+    /* A redrive loads nothing: the time of the last successful load stays
+     * what the drain runs made it. */
+    if (c->metrics_file) {
+        const char *why = NULL;
+
+        if (loader_metrics_write(p, c->metrics_file, &r.counts, r.started,
+                                 apr_time_now(), 0, &why) != APR_SUCCESS)
+            loader_logf("warning", "metrics_failed", "%s", why);
+    }
     return r.failed ? LOADER_EXIT_RETRY : LOADER_EXIT_OK;
 }

@@ -73,6 +73,7 @@ class App:
         self.trusted_keys = [ServiceAccountKey(key_info)]
         self.key_info = key_info
         self.faults = FaultPlan()
+        self.epoch = 0
         self.counters = collections.Counter()
         self.request_log = collections.deque(maxlen=REQUEST_LOG_SIZE)
         self.meta_lock = threading.Lock()
@@ -131,6 +132,9 @@ class App:
         return self.base_url + "/token"
 
     def reset(self):
+        # A request a delay fault still holds belongs to the world before the
+        # reset: it must not land in the new one (see apply_fault).
+        self.epoch += 1
         self.faults.clear()
         with self.meta_lock:
             self.counters.clear()
@@ -249,8 +253,11 @@ class App:
     # faults -------------------------------------------------------------------------------
 
     def apply_fault(self, fault, req, route, family, wrong_method):
+        epoch = self.epoch
         if fault.delay_ms:
             time.sleep(fault.delay_ms / 1000.0)
+            if self.epoch != epoch:
+                return Response(0, b"", mode="drop")
         action = fault.action
         if action == "delay":
             return self.process(req, route, family, wrong_method)
