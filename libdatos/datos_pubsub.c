@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <string.h>
 #include <apr_strings.h>
+#include <apr_lib.h>
+#include <strings.h>
 
 #include "datos_json.h"
 #include "datos_pubsub.h"
@@ -135,6 +137,48 @@ leave:
 }
 
 /* ------------------------------------------------------------------ pull */
+
+const char *datos_pubsub_resource_name(apr_pool_t *p, const char *value,
+                                       const char *kind, const char *project,
+                                       const char **full)
+{
+    const char *name;
+    apr_size_t i, n, klen = strlen(kind);
+
+    *full = NULL;
+    if (!value || !*value)
+        return apr_psprintf(p, "an empty name is not a Pub/Sub %s name", kind);
+    if (!strncmp(value, "projects/", 9)) {
+        const char *rest = value + 9, *slash = strchr(rest, '/');
+
+        if (!slash || slash == rest || strncmp(slash + 1, kind, klen)
+            || slash[1 + klen] != '/')
+            return apr_psprintf(p, "'%s' is not projects/PROJECT/%s/NAME",
+                                datos_err_text(p, value, strlen(value), 120),
+                                kind);
+        name = slash + 2 + klen;
+    }
+    else {
+        name = value;
+    }
+    n = strlen(name);
+    if (n < 3 || n > 255 || !apr_isalpha(name[0])
+        || !strncasecmp(name, "goog", 4))
+        return apr_psprintf(p, "'%s' must be 3 to 255 characters, start "
+                            "with a letter, and not start with 'goog'",
+                            datos_err_text(p, name, n, 120));
+    for (i = 0; i < n; i++) {
+        if (!apr_isalnum(name[i]) && !strchr("-_.~+%", name[i]))
+            return apr_psprintf(p, "'%s' may hold only letters, digits "
+                                "and - _ . ~ + %%",
+                                datos_err_text(p, name, n, 120));
+    }
+    if (name != value)
+        *full = value;
+    else if (project)
+        *full = apr_psprintf(p, "projects/%s/%s/%s", project, kind, value);
+    return NULL;
+}
 
 const char *datos_pubsub_pull_body(apr_pool_t *p, int max_messages)
 {

@@ -50,6 +50,18 @@ typedef struct datos_attr_t {
     apr_size_t value_len;
 } datos_attr_t;
 
+/* A topic or subscription as configured: the full name
+ * "projects/P/<kind>/N", or a short name N completed with project. kind is
+ * "topics" or "subscriptions". N follows Google's rule: 3 to 255
+ * characters, a letter first, then letters, digits and - _ . ~ + %, never
+ * starting with "goog". Returns NULL when the name is good, with *full the
+ * full name, or NULL for a short name given without a project (the caller
+ * learns the project later, or refuses it). Otherwise a message naming no
+ * setting (callers prefix theirs). */
+const char *datos_pubsub_resource_name(apr_pool_t *p, const char *value,
+                                       const char *kind, const char *project,
+                                       const char **full);
+
 /* {"maxMessages":N}; N is clamped to 1..1000 (the most one pull returns). */
 const char *datos_pubsub_pull_body(apr_pool_t *p, int max_messages);
 
@@ -154,6 +166,10 @@ apr_status_t datos_pubsub_modack_bodies(apr_pool_t *p,
                                         apr_array_header_t **bodies,
                                         datos_err_t *err);
 
+/* Attributes of a message POST /datos published (DESIGN.md section 4). */
+#define DATOS_ATTR_INGEST              "datos_ingest"   /* "http" */
+#define DATOS_ATTR_CLIENT              "datos_client"   /* the client's address */
+
 /* Attribute names added to a dead-lettered message (DESIGN.md section 3). */
 #define DATOS_ATTR_ERROR               "datos_error"
 #define DATOS_ATTR_ERROR_DETAIL        "datos_error_detail"
@@ -238,6 +254,13 @@ apr_status_t datos_pubsub_ack(datos_pubsub_t *ps, apr_pool_t *p, apr_time_t dead
 apr_status_t datos_pubsub_modack(datos_pubsub_t *ps, apr_pool_t *p, apr_time_t deadline,
                                  const char *subscription, const char *const *ack_ids, int n,
                                  int seconds, datos_err_t *err);
+
+/* The project of the client's credentials (datos_creds_project over the
+ * client's connection): for a short topic name when no project is
+ * configured. NULL with APR_SUCCESS when the credentials name none. */
+apr_status_t datos_pubsub_project(datos_pubsub_t *ps, apr_pool_t *p,
+                                  apr_time_t deadline, const char **project,
+                                  datos_err_t *err);
 
 /* topics.publish of n messages, in requests of datos_pubsub_publish_bodies
  * (1,000 messages / 10 MB / one ordering key each), in order. *message_ids

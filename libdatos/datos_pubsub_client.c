@@ -231,6 +231,13 @@ apr_status_t datos_pubsub_modack(datos_pubsub_t *ps, apr_pool_t *p, apr_time_t d
                       ":modifyAckDeadline", bodies, n, "modified", err);
 }
 
+apr_status_t datos_pubsub_project(datos_pubsub_t *ps, apr_pool_t *p,
+                                  apr_time_t deadline, const char **project,
+                                  datos_err_t *err)
+{
+    return datos_creds_project(ps->creds, ps->http, p, deadline, project, err);
+}
+
 apr_status_t datos_pubsub_publish(datos_pubsub_t *ps, apr_pool_t *p, apr_time_t deadline,
                                   const char *topic, const datos_pubsub_out_t *msgs, int n,
                                   apr_array_header_t **message_ids, datos_err_t *err)

@@ -178,6 +178,25 @@ apr_status_t datos_record_check(apr_pool_t *p, const char *data,
                                 const datos_record_opts_t *opts,
                                 datos_record_t *rec, datos_invalid_t *why);
 
+/* A range of bytes of some data. */
+typedef struct datos_span_t {
+    const char *data;
+    apr_size_t len;
+} datos_span_t;
+
+/* The elements of a JSON array, as ranges of data (each without the
+ * whitespace around it), in order, by the same scanner and the same JSON
+ * rules as datos_record_check: *elements (of datos_span_t, possibly empty)
+ * and APR_SUCCESS when data is one well-formed JSON text whose root is an
+ * array; APR_ENOENT when it is well-formed but not an array;
+ * DATOS_EMALFORMED with *why (empty_data, not_utf8 or not_json, as
+ * datos_record_check would say) when it is not well-formed. Elements are
+ * not judged as records here: each goes through datos_record_check. */
+apr_status_t datos_json_array_elements(apr_pool_t *p, const char *data,
+                                       apr_size_t len,
+                                       apr_array_header_t **elements,
+                                       datos_invalid_t *why);
+
 /* The values of a checked record: contenido unescaped into p when it holds
  * escapes, else pointing at the data; NULL when null or absent. */
 void datos_record_row(apr_pool_t *p, const datos_record_t *rec,

@@ -367,6 +367,8 @@ typedef struct scan_t {
     datos_reason_t fail;  /* NOT_JSON or NOT_UTF8 once the scan failed */
     apr_size_t fail_pos;
     const char *fail_what;
+    apr_array_header_t *spans; /* when set: a root array's elements */
+    apr_size_t span_start;
 } scan_t;
 
 static int scan_fail(scan_t *sc, apr_size_t pos, const char *what)
@@ -724,6 +726,9 @@ value:
     if (pos >= len) {
         return scan_fail(sc, pos, "a value was expected");
     }
+    if (sc->spans && depth == 1 && !KIND_OBJ(kinds, 0)) {
+        sc->span_start = pos;
+    }
     t = value_type(s[pos]);
     if (depth == 0) {
         *root = t;
@@ -811,6 +816,11 @@ after:
     if (depth == 0) {
         goto done;
     }
+    if (sc->spans && depth == 1 && !KIND_OBJ(kinds, 0)) {
+        datos_span_t *e = apr_array_push(sc->spans);
+        e->data = (const char *)s + sc->span_start;
+        e->len = pos - sc->span_start;
+    }
     pos = skip_ws(s, pos, len);
     if (pos >= len) {
         return scan_fail(sc, pos, "unexpected end of data");
@@ -879,6 +889,30 @@ done:
     return 0;
 }
 
+/* Why a scan failed, as a reason and a detail. */
+static apr_status_t scan_failed(apr_pool_t *p, const scan_t *sc,
+                                datos_invalid_t *why)
+{
+    apr_size_t bad, len = sc->len;
+
+    /* A syntax error may come before the first bad byte: not_utf8 is
+     * about the whole data, so look at all of it. */
+    bad = sc->fail == DATOS_REASON_NOT_UTF8
+          ? sc->fail_pos : datos_utf8_check(sc->s, len);
+    if (bad < len) {
+        return invalid(p, why, DATOS_REASON_NOT_UTF8,
+                       "the data is not UTF-8 (byte %" APR_SIZE_T_FMT
+                       " is 0x%02x)", bad, sc->s[bad]);
+    }
+    return invalid(p, why, DATOS_REASON_NOT_JSON,
+                   "the data is not JSON: %s at byte %" APR_SIZE_T_FMT
+                   "%s%s", sc->fail_what, sc->fail_pos,
+                   sc->fail_pos < len ? ", near " : "",
+                   sc->fail_pos < len
+                   ? excerpt(p, (const char *)sc->s + sc->fail_pos,
+                             len - sc->fail_pos) : "");
+}
+
 static const char *root_name(int t)
 {
     switch (t) {
@@ -899,7 +933,6 @@ apr_status_t datos_record_check(apr_pool_t *p, const char *data,
     jkey_t local_keys[32];
     scan_t sc;
     found_t fd;
-    apr_size_t bad;
     apr_status_t rv;
     int root = T_ABSENT;
 
@@ -924,22 +957,7 @@ apr_status_t datos_record_check(apr_pool_t *p, const char *data,
     sc.capkeys = sizeof(local_keys) / sizeof(local_keys[0]);
 
     if (scan_doc(&sc, &fd, &root)) {
-        /* A syntax error may come before the first bad byte: not_utf8 is
-         * about the whole data, so look at all of it. */
-        bad = sc.fail == DATOS_REASON_NOT_UTF8
-              ? sc.fail_pos : datos_utf8_check(sc.s, len);
-        if (bad < len) {
-            rv = invalid(p, why, DATOS_REASON_NOT_UTF8,
-                         "the data is not UTF-8 (byte %" APR_SIZE_T_FMT
-                         " is 0x%02x)", bad, sc.s[bad]);
-            goto leave;
-        }
-        rv = invalid(p, why, DATOS_REASON_NOT_JSON,
-                     "the data is not JSON: %s at byte %" APR_SIZE_T_FMT
-                     "%s%s", sc.fail_what, sc.fail_pos,
-                     sc.fail_pos < len ? ", near " : "",
-                     sc.fail_pos < len
-                     ? excerpt(p, data + sc.fail_pos, len - sc.fail_pos) : "");
+        rv = scan_failed(p, &sc, why);
         goto leave;
     }
     if (root != T_OBJECT) {
@@ -971,6 +989,52 @@ apr_status_t datos_record_check(apr_pool_t *p, const char *data,
         rec->contenido_json_len = 0;
         rec->contenido_len = 0;
     }
+
+leave:
+    return rv;
+}
+
+apr_status_t datos_json_array_elements(apr_pool_t *p, const char *data,
+                                       apr_size_t len,
+                                       apr_array_header_t **elements,
+                                       datos_invalid_t *why)
+{
+    jkey_t local_keys[32];
+    scan_t sc;
+    found_t fd;
+    apr_status_t rv;
+    int root = T_ABSENT;
+
+    why->reason = DATOS_REASON_NONE;
+    why->detail = NULL;
+    *elements = NULL;
+    if (!data && len) {
+        why->detail = "invalid arguments";
+        rv = APR_EINVAL;
+        goto leave;
+    }
+    if (len == 0) {
+        rv = invalid(p, why, DATOS_REASON_EMPTY_DATA, "the data is empty");
+        goto leave;
+    }
+    memset(&sc, 0, sizeof(sc));
+    memset(&fd, 0, sizeof(fd));
+    sc.p = p;
+    sc.s = (const unsigned char *)data;
+    sc.len = len;
+    sc.keys = local_keys;
+    sc.capkeys = sizeof(local_keys) / sizeof(local_keys[0]);
+    sc.spans = apr_array_make(p, 16, sizeof(datos_span_t));
+    if (scan_doc(&sc, &fd, &root)) {
+        rv = scan_failed(p, &sc, why);
+        goto leave;
+    }
+    if (root != T_ARRAY) {
+        rv = APR_ENOENT;
+        goto leave;
+    }
+    *elements = sc.spans;
+    rv = APR_SUCCESS;
 
 leave:
     return rv;

@@ -19,6 +19,7 @@
 #include "datos_conf.h"
 #include "datos_bq.h"
 #include "datos_ids.h"
+#include "datos_pubsub.h"
 #include "loader.h"
 
 #define MB ((apr_int64_t)1024 * 1024)
@@ -308,41 +309,15 @@ static const char *resource_name(apr_pool_t *p, const char *project,
                                  const char *kind, const char *setting,
                                  const char **value)
 {
-    const char *v = *value, *name;
-    const char *prefix = apr_pstrcat(p, "projects/", NULL);
-    apr_size_t i, n;
+    const char *full, *msg;
 
-    if (!strncmp(v, prefix, strlen(prefix))) {
-        const char *rest = v + strlen(prefix), *slash = strchr(rest, '/');
-        if (!slash || strncmp(slash + 1, kind, strlen(kind))
-            || slash[1 + strlen(kind)] != '/')
-            return apr_psprintf(p, "%s: '%s' is not projects/PROJECT/%s/NAME",
-                                setting, datos_err_text(p, v, strlen(v), 120),
-                                kind);
-        name = slash + 2 + strlen(kind);
-    }
-    else {
-        if (!project)
-            return apr_psprintf(p, "%s: a short name needs a project (set "
-                                "project, GOOGLE_CLOUD_PROJECT, or use "
-                                "credentials that name one)", setting);
-        name = v;
-        *value = apr_psprintf(p, "projects/%s/%s/%s", project, kind, v);
-    }
-    /* Google's rule: 3..255 characters, a letter first, then letters,
-     * digits and - _ . ~ + %, never starting with "goog". */
-    n = strlen(name);
-    if (n < 3 || n > 255 || !apr_isalpha(name[0])
-        || !strncasecmp(name, "goog", 4))
-        return apr_psprintf(p, "%s: '%s' must be 3 to 255 characters, start "
-                            "with a letter, and not start with 'goog'",
-                            setting, datos_err_text(p, name, n, 120));
-    for (i = 0; i < n; i++) {
-        if (!apr_isalnum(name[i]) && !strchr("-_.~+%", name[i]))
-            return apr_psprintf(p, "%s: '%s' may hold only letters, digits "
-                                "and - _ . ~ + %%", setting,
-                                datos_err_text(p, name, n, 120));
-    }
+    if ((msg = datos_pubsub_resource_name(p, *value, kind, project, &full)))
+        return apr_psprintf(p, "%s: %s", setting, msg);
+    if (!full)
+        return apr_psprintf(p, "%s: a short name needs a project (set "
+                            "project, GOOGLE_CLOUD_PROJECT, or use "
+                            "credentials that name one)", setting);
+    *value = full;
     return NULL;
 }
 

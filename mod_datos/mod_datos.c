@@ -82,6 +82,7 @@ static int mod_datos_check_config(apr_pool_t *pconf, apr_pool_t *plog,
             return HTTP_INTERNAL_SERVER_ERROR;
         }
     }
+    mod_datos_ingest_check_access(ptemp, s);
     return OK;
 }
 

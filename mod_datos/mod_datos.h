@@ -70,6 +70,16 @@ typedef struct mod_datos_conf_t {
     const char *state_dir;         /* "" after finish: none */
     int max_waiting;               /* 0 after finish: derived from the MPM */
 
+    /* POST /datos (DatosIngest On). After finish, topic is the full name,
+     * or the short one when the project is only known from the metadata
+     * server (the first POST asks it). */
+    int ingest;
+    const char *topic;
+    const char *pubsub_url;
+    apr_int64_t max_body;
+    int max_batch;
+    int pubsub_url_from_emulator_env;
+
     /* Resolved at check_config: where the BigQuery URL came from, and
      * whether plain http was allowed because it is an emulator. */
     int url_from_emulator_env;
@@ -133,6 +143,9 @@ struct mod_datos_rt_t {
     apr_time_t error_logged;           /* one error line per window */
     int errors_unlogged;               /* failures since that line */
     volatile apr_uint32_t waiting;     /* requests of this process waiting on BigQuery */
+
+    /* POST /datos: NULL when DatosIngest is off (mod_datos_ingest.c). */
+    struct mod_datos_ingest_t *ingest;
 };
 
 extern const command_rec mod_datos_cmds[];
@@ -204,6 +217,32 @@ typedef enum {
 /* ------------------------------------------------------------- handlers */
 
 int mod_datos_handler(request_rec *r);
+
+/* The error body every handler sends, {"error":{"code":N,"message":"..."}},
+ * with Retry-After when retry_after > 0 and Cache-Control: no-store. */
+int mod_datos_send_error(request_rec *r, int status, const char *message,
+                         long retry_after);
+/* The status a failed Google call maps to: 504 for a timeout, 503 for a
+ * refusal that passes (rate limit, quota, auth), 502 otherwise. */
+int mod_datos_backend_status(apr_status_t rv);
+
+/* ------------------------------------------------------------ ingestion */
+
+typedef struct mod_datos_ingest_t mod_datos_ingest_t;
+
+/* post_config: the Pub/Sub side of a runtime whose configuration has
+ * DatosIngest On; child_init: its connections. Errors are logged here. */
+apr_status_t mod_datos_ingest_make(apr_pool_t *pconf, mod_datos_rt_t *rt);
+void mod_datos_ingest_child_init(apr_pool_t *pchild, mod_datos_rt_t *rt,
+                                 int threads);
+
+/* POST /datos. */
+int mod_datos_ingest(request_rec *r, mod_datos_conf_t *conf);
+
+/* check_config: warns (so `apache2 -t` shows it) about every section that
+ * hands requests to the datos handler on a server with DatosIngest On
+ * while nothing in httpd's own access control restricts POST there. */
+void mod_datos_ingest_check_access(apr_pool_t *ptemp, server_rec *s);
 
 /* How long a client should wait after err, in whole seconds (1..3600). */
 long mod_datos_retry_after(const datos_err_t *err);

@@ -26,6 +26,8 @@
 #include "datos_crypt.h"
 #include "datos_http.h"
 #include "datos_ids.h"
+#include "datos_ingest.h"
+#include "datos_pubsub.h"
 #include "datos_log.h"
 #include "mod_datos.h"
 
@@ -44,6 +46,9 @@ APLOG_USE_MODULE(datos);
 #define DEFAULT_COLD_WAIT apr_time_from_sec(5)
 #define DEFAULT_STATE_DIR "/var/cache/apache2/mod_datos"
 #define WINDOW_MAX apr_time_from_sec(7 * 86400)
+#define DEFAULT_TOPIC "datos-topic"
+#define DEFAULT_MAX_BODY ((apr_int64_t)1024 * 1024)
+#define DEFAULT_MAX_BATCH 100
 
 mod_datos_global_t mod_datos_global;
 
@@ -64,6 +69,9 @@ void *mod_datos_create_srv_conf(apr_pool_t *p, server_rec *s)
     conf->stale_if_error = MOD_DATOS_UNSET;
     conf->cold_wait = MOD_DATOS_UNSET;
     conf->max_waiting = MOD_DATOS_UNSET;
+    conf->ingest = MOD_DATOS_UNSET;
+    conf->max_body = MOD_DATOS_UNSET;
+    conf->max_batch = MOD_DATOS_UNSET;
     return conf;
 }
 
@@ -99,6 +107,11 @@ void *mod_datos_merge_srv_conf(apr_pool_t *p, void *basev, void *addv)
     MERGE_VAL(cold_wait);
     MERGE_PTR(state_dir);
     MERGE_VAL(max_waiting);
+    MERGE_VAL(ingest);
+    MERGE_PTR(topic);
+    MERGE_PTR(pubsub_url);
+    MERGE_VAL(max_body);
+    MERGE_VAL(max_batch);
     if (add->limit_max != MOD_DATOS_UNSET) {
         conf->limit_default = add->limit_default;
         conf->limit_max = add->limit_max;
@@ -428,6 +441,86 @@ static const char *set_max_waiting(cmd_parms *cmd, void *dc, const char *arg)
     return NULL;
 }
 
+static const char *set_ingest(cmd_parms *cmd, void *dc, int flag)
+{
+    const char *err = check_context(cmd);
+
+    (void)dc;
+    if (err)
+        return err;
+    cmd_conf(cmd)->ingest = flag;
+    return NULL;
+}
+
+static const char *set_topic(cmd_parms *cmd, void *dc, const char *arg)
+{
+    const char *err = check_context(cmd);
+    const char *full;
+
+    (void)dc;
+    if (err)
+        return err;
+    /* The name's form now; a short name gets its project at the end. */
+    if ((err = datos_pubsub_resource_name(cmd->pool, arg, "topics", NULL,
+                                          &full)))
+        return fail(cmd, err);
+    cmd_conf(cmd)->topic = arg;
+    return NULL;
+}
+
+static const char *set_pubsub_url(cmd_parms *cmd, void *dc, const char *arg)
+{
+    const char *err = check_context(cmd);
+    apr_size_t len = strlen(arg);
+    const char *url;
+    datos_err_t derr;
+
+    (void)dc;
+    if (err)
+        return err;
+    if (strncasecmp(arg, "https://", 8) && strncasecmp(arg, "http://", 7))
+        return fail(cmd, "must be an http:// or https:// URL, e.g. "
+                    DATOS_PUBSUB_URL_DEFAULT);
+    while (len && arg[len - 1] == '/')
+        len--;
+    url = apr_pstrmemdup(cmd->pool, arg, len);
+    datos_err_clear(&derr);
+    if (datos_http_check_url(cmd->pool, url, 1, 0, &derr) != APR_SUCCESS)
+        return fail(cmd, derr.message);
+    cmd_conf(cmd)->pubsub_url = url;
+    return NULL;
+}
+
+static const char *set_max_body(cmd_parms *cmd, void *dc, const char *arg)
+{
+    const char *err = check_context(cmd);
+    apr_int64_t v;
+
+    (void)dc;
+    if (err)
+        return err;
+    /* Up to what one publish request carries, base64 and all. */
+    if ((err = datos_conf_size(cmd->pool, arg, 1024,
+                               (apr_int64_t)DATOS_INGEST_MAX_BODY, &v)))
+        return fail(cmd, err);
+    cmd_conf(cmd)->max_body = v;
+    return NULL;
+}
+
+static const char *set_max_batch(cmd_parms *cmd, void *dc, const char *arg)
+{
+    const char *err = check_context(cmd);
+    apr_int64_t v;
+
+    (void)dc;
+    if (err)
+        return err;
+    if ((err = datos_conf_int(cmd->pool, arg, 1, DATOS_INGEST_MAX_BATCH, &v)))
+        return fail(cmd, err);
+    cmd_conf(cmd)->max_batch = (int)v;
+    return NULL;
+}
+
 /* One shared tier for the whole server, as mod_cache_socache has: the
  * provider must be loaded before this line (LoadModule socache_X_module). */
 static const char *set_cache(cmd_parms *cmd, void *dc, const char *arg)
@@ -528,6 +621,20 @@ const command_rec mod_datos_cmds[] = {
     AP_INIT_TAKE1("DatosMaxWaiting", set_max_waiting, NULL, RSRC_CONF,
                   "requests that may wait on BigQuery at once on this host; "
                   "default: a quarter of MaxRequestWorkers"),
+    AP_INIT_FLAG("DatosIngest", set_ingest, NULL, RSRC_CONF,
+                 "accept POST /datos and publish the records to Pub/Sub; "
+                 "who may post is decided by Require; default Off"),
+    AP_INIT_TAKE1("DatosTopic", set_topic, NULL, RSRC_CONF,
+                  "Pub/Sub topic POST /datos publishes to: a short name in "
+                  "the project, or projects/P/topics/T; default "
+                  DEFAULT_TOPIC),
+    AP_INIT_TAKE1("DatosPubSubURL", set_pubsub_url, NULL, RSRC_CONF,
+                  "Pub/Sub API root URL; default " DATOS_PUBSUB_URL_DEFAULT),
+    AP_INIT_TAKE1("DatosMaxBody", set_max_body, NULL, RSRC_CONF,
+                  "largest POST /datos body; default 1M, at most 7M"),
+    AP_INIT_TAKE1("DatosMaxBatch", set_max_batch, NULL, RSRC_CONF,
+                  "most records in one POST /datos array; default 100, at "
+                  "most 1000"),
     {NULL}
 };
 
@@ -580,6 +687,45 @@ static int plain_http_refused(const datos_err_t *err)
     return err->reason && !strcmp(err->reason, DATOS_REASON_PLAIN_HTTP);
 }
 
+/* DatosIngest On: where to publish, resolved as the BigQuery side is. A
+ * record must fit a body: the record rules allow 1 MiB of contenido, so a
+ * smaller DatosMaxBody only narrows what is accepted, which is the
+ * administrator's call. */
+static const char *ingest_finish(apr_pool_t *p, mod_datos_conf_t *conf,
+                                 datos_creds_t *creds)
+{
+    datos_endpoint_t ep;
+    datos_err_t err;
+    const char *project, *full, *msg;
+
+    datos_err_clear(&err);
+    if (datos_endpoint_resolve(p, DATOS_API_PUBSUB, conf->pubsub_url,
+                               conf->allow_insecure,
+                               conf->credentials != NULL, &ep, &err)
+        != APR_SUCCESS)
+        return apr_psprintf(p, "DatosPubSubURL: %s%s", err.message,
+                            plain_http_refused(&err)
+                                ? " (DatosAllowInsecureHTTP On)" : "");
+    conf->pubsub_url = ep.base_url;
+    conf->pubsub_url_from_emulator_env = ep.from_env != NULL;
+    project = conf->project ? conf->project
+              : conf->table.project ? conf->table.project
+              : datos_creds_key_project(creds)
+                    ? datos_creds_key_project(creds)
+                    : datos_creds_quota_project(creds);
+    if ((msg = datos_pubsub_resource_name(p, conf->topic, "topics", project,
+                                          &full)))
+        return apr_pstrcat(p, "DatosTopic: ", msg, NULL);
+    if (full)
+        conf->topic = full;
+    else if (datos_creds_kind(creds) != DATOS_CREDS_METADATA)
+        return apr_psprintf(p, "DatosTopic: the short name '%s' needs a "
+                            "project: set DatosProject, or give the full "
+                            "name projects/PROJECT/topics/%s", conf->topic,
+                            conf->topic);
+    return NULL;
+}
+
 const char *mod_datos_conf_finish(apr_pool_t *p, apr_pool_t *ptemp,
                                   server_rec *s, mod_datos_conf_t *conf,
                                   apr_hash_t *checked)
@@ -622,6 +768,14 @@ const char *mod_datos_conf_finish(apr_pool_t *p, apr_pool_t *ptemp,
         conf->state_dir = DEFAULT_STATE_DIR;
     if (conf->max_waiting == MOD_DATOS_UNSET)
         conf->max_waiting = 0;
+    if (conf->ingest == MOD_DATOS_UNSET)
+        conf->ingest = 0;
+    if (!conf->topic)
+        conf->topic = DEFAULT_TOPIC;
+    if (conf->max_body == MOD_DATOS_UNSET)
+        conf->max_body = DEFAULT_MAX_BODY;
+    if (conf->max_batch == MOD_DATOS_UNSET)
+        conf->max_batch = DEFAULT_MAX_BATCH;
 
     if (conf->ca_file && (msg = children_cannot_read(ptemp, conf->ca_file)))
         return apr_pstrcat(p, "DatosCACertificateFile: ", msg, NULL);
@@ -669,6 +823,8 @@ const char *mod_datos_conf_finish(apr_pool_t *p, apr_pool_t *ptemp,
             apr_hash_set(checked, ckey, APR_HASH_KEY_STRING, creds);
         }
     }
+    if (conf->ingest && (msg = ingest_finish(p, conf, creds)))
+        return msg;
     if (!conf->project && !conf->table.project
         && datos_creds_kind(creds) == DATOS_CREDS_NONE)
         return "DatosProject: required with DatosCredentials none (there is "
@@ -690,7 +846,8 @@ const char *mod_datos_conf_id(apr_pool_t *p, const mod_datos_conf_t *conf)
         "ca=%s|limit=%d/%d|timeout=%" APR_TIME_T_FMT "|lookback=%d|"
         "billed=%" APR_INT64_T_FMT "|payload=%" APR_INT64_T_FMT "|"
         "fresh=%" APR_TIME_T_FMT "|swr=%" APR_TIME_T_FMT "|sie=%"
-        APR_TIME_T_FMT "|cold=%" APR_TIME_T_FMT "|state=%s|waiting=%d",
+        APR_TIME_T_FMT "|cold=%" APR_TIME_T_FMT "|state=%s|waiting=%d|"
+        "ingest=%d|topic=%s|pubsub=%s|body=%" APR_INT64_T_FMT "|batch=%d",
         conf->credentials ? conf->credentials : "(adc)",
         conf->project ? conf->project : "", conf->table_name,
         conf->location ? conf->location : "", conf->bigquery_url,
@@ -699,5 +856,8 @@ const char *mod_datos_conf_id(apr_pool_t *p, const mod_datos_conf_t *conf)
         conf->limit_max, conf->timeout, conf->lookback_days,
         conf->max_bytes_billed, conf->max_payload, conf->fresh_for,
         conf->stale_while_revalidate, conf->stale_if_error, conf->cold_wait,
-        conf->state_dir, conf->max_waiting);
+        conf->state_dir, conf->max_waiting, conf->ingest,
+        conf->ingest ? conf->topic : "",
+        conf->ingest ? conf->pubsub_url : "", conf->max_body,
+        conf->max_batch);
 }

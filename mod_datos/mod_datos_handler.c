@@ -71,8 +71,8 @@ long mod_datos_retry_after(const datos_err_t *err)
 }
 
 /* {"error":{"code":N,"message":"..."}}; messages are ours, plain ASCII. */
-static int send_error(request_rec *r, int status, const char *message,
-                      long retry_after)
+int mod_datos_send_error(request_rec *r, int status, const char *message,
+                         long retry_after)
 {
     const char *body = apr_psprintf(r->pool,
                                     "{\"error\":{\"code\":%d,\"message\":\"%s\"}}",
@@ -82,7 +82,10 @@ static int send_error(request_rec *r, int status, const char *message,
     ap_set_content_type(r, JSON_TYPE);
     apr_table_setn(r->headers_out, "Cache-Control", "no-store");
     if (status == HTTP_METHOD_NOT_ALLOWED)
-        apr_table_setn(r->headers_out, "Allow", ALLOWED_METHODS);
+        apr_table_setn(r->headers_out, "Allow",
+                       r->handler && !strcmp(r->handler, "datos")
+                       && mod_datos_conf(r->server)->ingest
+                           ? ALLOWED_METHODS ", POST" : ALLOWED_METHODS);
     if (retry_after > 0)
         apr_table_setn(r->headers_out, "Retry-After",
                        apr_psprintf(r->pool, "%ld", retry_after));
@@ -92,11 +95,16 @@ static int send_error(request_rec *r, int status, const char *message,
 
 static int method_not_allowed(request_rec *r)
 {
+    int post = r->handler && !strcmp(r->handler, "datos")
+               && mod_datos_conf(r->server)->ingest;
+
     r->allowed = (AP_METHOD_BIT << M_GET);
-    return send_error(r, HTTP_METHOD_NOT_ALLOWED,
+    if (post)
+        r->allowed |= (AP_METHOD_BIT << M_POST);
+    return mod_datos_send_error(r, HTTP_METHOD_NOT_ALLOWED,
                       apr_psprintf(r->pool, "method %s is not allowed; use "
-                                   "GET or HEAD",
-                                   safe_text(r->pool, r->method)),
+                                   "%s", safe_text(r->pool, r->method),
+                                   post ? "GET, HEAD or POST" : "GET or HEAD"),
                       0);
 }
 
@@ -198,7 +206,7 @@ bad_limit:
                         la->conf->limit_max);
 }
 
-static int backend_status(apr_status_t rv)
+int mod_datos_backend_status(apr_status_t rv)
 {
     if (APR_STATUS_IS_TIMEUP(rv))
         return HTTP_GATEWAY_TIME_OUT;
@@ -320,18 +328,18 @@ static int datos_get(request_rec *r, mod_datos_conf_t *conf)
     la.conf = conf;
     la.limit = conf->limit_default;
     if ((msg = each_arg(r, take_limit, &la)))
-        return send_error(r, HTTP_BAD_REQUEST, msg, 0);
+        return mod_datos_send_error(r, HTTP_BAD_REQUEST, msg, 0);
     ap_discard_request_body(r);
 
     datos_err_clear(&err);
     memset(&entry, 0, sizeof(entry));
     rv = mod_datos_entry_get(r, conf, &entry, &err);
     if (rv != APR_SUCCESS) {
-        status = backend_status(rv);
+        status = mod_datos_backend_status(rv);
         /* A client told to come back later need not keep a worker: under
          * prefork a kept-alive connection holds a whole process. */
         r->connection->keepalive = AP_CONN_CLOSE;
-        return send_error(r, status, backend_message(status),
+        return mod_datos_send_error(r, status, backend_message(status),
                           mod_datos_retry_after(&err));
     }
 
@@ -430,7 +438,7 @@ static int deep_health(request_rec *r, mod_datos_conf_t *conf)
     ap_set_content_type(r, HEALTH_JSON_TYPE);
     apr_table_setn(r->headers_out, "Cache-Control", "no-store");
     if (rv != APR_SUCCESS) {
-        int code = backend_status(rv);
+        int code = mod_datos_backend_status(rv);
         r->status = HTTP_SERVICE_UNAVAILABLE;
         apr_table_setn(r->headers_out, "Retry-After",
                        apr_psprintf(r->pool, "%ld",
@@ -494,7 +502,7 @@ static int metrics_handler(request_rec *r)
     text = datos_metrics_render(r->pool, mod_datos_global.metrics,
                                 apr_time_now(), &len);
     if (!text)
-        return send_error(r, HTTP_SERVICE_UNAVAILABLE,
+        return mod_datos_send_error(r, HTTP_SERVICE_UNAVAILABLE,
                           "metrics are not available", 5);
     ap_set_content_type(r, METRICS_TYPE);
     apr_table_setn(r->headers_out, "Cache-Control", "no-store");
@@ -528,6 +536,10 @@ int mod_datos_handler(request_rec *r)
         rc = metrics_handler(r);
         break;
     default:
+        if (r->method_number == M_POST && mod_datos_conf(r->server)->ingest) {
+            /* counted by the ingestion metrics, with its publish time */
+            return mod_datos_ingest(r, mod_datos_conf(r->server));
+        }
         rc = r->method_number == M_GET ? datos_get(r, mod_datos_conf(r->server))
                                        : method_not_allowed(r);
         break;

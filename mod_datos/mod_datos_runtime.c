@@ -185,6 +185,9 @@ static mod_datos_rt_t *runtime_make(apr_pool_t *pconf, server_rec *s,
         return NULL;
     }
 
+    if (mod_datos_ingest_make(pconf, rt) != APR_SUCCESS)
+        return NULL;
+
     rt->l2_key = entry_key(pconf, conf);
     rt->l2_marker = apr_pstrcat(pconf, rt->l2_key, ":refreshing", NULL);
     rt->state_file = state_file(pconf, s, conf, rt->l2_key);
@@ -455,10 +458,11 @@ void mod_datos_runtime_child_init(apr_pool_t *pchild, server_rec *s)
 {
     mod_datos_global_t *g = &mod_datos_global;
     apr_status_t rv;
-    int i;
+    int i, threads, workers;
 
     if (!runtimes)
         return;
+    mpm_workers(&threads, &workers);
     if (g->cache_mutex) {
         rv = apr_global_mutex_child_init(
             &g->cache_mutex, apr_global_mutex_lockfile(g->cache_mutex),
@@ -487,5 +491,6 @@ void mod_datos_runtime_child_init(apr_pool_t *pchild, server_rec *s)
                                           APR_THREAD_MUTEX_DEFAULT, pchild))
             != APR_SUCCESS)
             child_fail(s, rv, "a process mutex");
+        mod_datos_ingest_child_init(pchild, rt, threads);
     }
 }

@@ -45,6 +45,9 @@ batch_max_age = 2s
 max_seconds = 30s
 """
 
+# make run's demo token for POST /datos (a real deployment keeps its own secret).
+INGEST_TOKEN = "local-demo-token"
+
 CONF = """
 DatosProject {project}
 DatosTable {dataset}.{table}
@@ -53,9 +56,16 @@ DatosBigQueryURL {emulator}/bigquery/v2
 DatosTimeout 5s
 DatosFreshFor 5s
 DatosStateDir "${{root}}/state"
+DatosIngest On
+DatosPubSubURL {emulator}
+DatosTopic {topic}
 
 <Location "/datos">
   SetHandler datos
+  # POST needs the local demo token; reads stay public
+  <LimitExcept GET HEAD OPTIONS>
+    Require expr "%{{HTTP:Authorization}} == 'Bearer {token}'"
+  </LimitExcept>
 </Location>
 <Location "/health">
   SetHandler datos-health
@@ -194,7 +204,8 @@ def main():
         every = float(os.environ.get("LOADER_EVERY", "5"))
         scheduler = Scheduler(emu, every)
         httpd.write_config(CONF.format(project=emu.project, dataset=DATASET, table=TABLE,
-                                       emulator=emu.base_url))
+                                       emulator=emu.base_url, topic=TOPIC,
+                                       token=INGEST_TOKEN))
         httpd.start()
         base = httpd.base_url
         print("""
@@ -217,7 +228,14 @@ Add rows through the emulator's BigQuery API, then ask /datos again:
     -H 'Content-Type: application/json' \\
     -d '{"rows":[{"json":{"id":"900","contenido":"hola","timestamp":"%(ts)s"}}]}'
 
-Publish a record to the topic (data is base64), then look at the subscription's backlog:
+POST a record (or an array of them) to /datos: checked by the loader's rules, then published:
+  curl -s -X POST %(base)s/datos -H 'Authorization: Bearer %(token)s' \
+    -H 'Content-Type: application/json' \
+    -d '{"id":"902","contenido":"desde POST","timestamp":"%(ts)s"}'
+  curl -s -X POST %(base)s/datos -H 'Authorization: Bearer %(token)s' \
+    -H 'Content-Type: application/json' -d '{"id":"903"}'
+
+Or publish to the topic directly (data is base64), then look at the subscription's backlog:
   curl -s -X POST %(emu)s/v1/projects/%(project)s/topics/%(topic)s:publish \\
     -H 'Content-Type: application/json' \\
     -d '{"messages":[{"data":"'$(printf '{"id":"901","timestamp":"%(ts)s"}' | base64 -w0)'"}]}'
@@ -232,7 +250,8 @@ cached answer is older than DatosFreshFor (5 s here). What it rejected, with why
 Ctrl-C stops everything.""" % {
             "emu": emu.base_url, "emuhost": emu.base_url.split("://")[1], "base": base,
             "project": emu.project, "ds": DATASET, "tb": TABLE, "ts": rfc3339(time.time()),
-            "topic": TOPIC, "sub": SUBSCRIPTION, "dlq": DLQ, "every": every})
+            "topic": TOPIC, "sub": SUBSCRIPTION, "dlq": DLQ, "every": every,
+            "token": INGEST_TOKEN})
         sys.stdout.flush()
         while not stopping:
             time.sleep(0.2)
