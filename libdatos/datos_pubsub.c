@@ -409,6 +409,49 @@ leave:
     return rv;
 }
 
+static const char *dup_or_null(apr_pool_t *p, const char *s)
+{
+    return s ? apr_pstrdup(p, s) : NULL;
+}
+
+apr_array_header_t *datos_pubsub_msgs_copy(apr_pool_t *p,
+                                           const apr_array_header_t *msgs)
+{
+    apr_array_header_t *out = apr_array_make(p, msgs->nelts > 0 ? msgs->nelts : 1,
+                                             sizeof(datos_pubsub_msg_t));
+    int i, k;
+
+    for (i = 0; i < msgs->nelts; i++) {
+        const datos_pubsub_msg_t *m = &APR_ARRAY_IDX(msgs, i, datos_pubsub_msg_t);
+        datos_pubsub_msg_t *c = apr_array_push(out);
+        unsigned char *data;
+
+        *c = *m;
+        c->ack_id = dup_or_null(p, m->ack_id);
+        c->message_id = dup_or_null(p, m->message_id);
+        c->publish_time = dup_or_null(p, m->publish_time);
+        c->ordering_key = dup_or_null(p, m->ordering_key);
+        c->problem = dup_or_null(p, m->problem);
+        data = apr_palloc(p, m->data_len + 1);
+        if (m->data_len)
+            memcpy(data, m->data, m->data_len);
+        data[m->data_len] = '\0';
+        c->data = data;
+        c->attributes = apr_array_make(p, m->attributes && m->attributes->nelts
+                                              ? m->attributes->nelts : 1,
+                                       sizeof(datos_attr_t));
+        for (k = 0; m->attributes && k < m->attributes->nelts; k++) {
+            const datos_attr_t *a = &APR_ARRAY_IDX(m->attributes, k, datos_attr_t);
+            datos_attr_t *ca = apr_array_push(c->attributes);
+
+            ca->key = apr_pstrdup(p, a->key);
+            ca->value = apr_pstrmemdup(p, a->value, a->value_len);
+            ca->value_len = a->value_len;
+        }
+    }
+    return out;
+}
+
 apr_status_t datos_pubsub_parse_pull(apr_pool_t *p, const char *body,
                                      apr_size_t len, apr_array_header_t **msgs,
                                      datos_err_t *err)

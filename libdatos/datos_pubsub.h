@@ -105,6 +105,13 @@ apr_status_t datos_pubsub_pull_from_json(apr_pool_t *p, const json_t *answer,
                                          apr_array_header_t **msgs,
                                          datos_err_t *err);
 
+/* A copy of pulled messages (an array of datos_pubsub_msg_t) in p, with
+ * everything they point to, and nothing else: a pull's answer and the JSON
+ * tree it was read from (several times the size of the messages) can then
+ * go with a short-lived pool while the messages wait for their load. */
+apr_array_header_t *datos_pubsub_msgs_copy(apr_pool_t *p,
+                                           const apr_array_header_t *msgs);
+
 /* Parses RFC 3339 as Pub/Sub sends it (proto3 Timestamp: Z or an offset,
  * 0 to 9 fraction digits), keeping microseconds: digits past the sixth are
  * dropped, which rounds toward the past. DATOS_EMALFORMED otherwise. */

@@ -193,6 +193,47 @@ static void pull_wire_example(void **state)
     assert_int_equal(m->delivery_attempt, 7);
 }
 
+/* The copy outlives the answer it came from: every field, with the pool
+ * that held the answer (and its JSON tree) destroyed. */
+static void pulled_messages_outlive_their_answer(void **state)
+{
+    apr_pool_t *p = DT_POOL(state), *tp;
+    apr_array_header_t *msgs, *copy;
+    const datos_pubsub_msg_t *m;
+    const datos_attr_t *a;
+
+    apr_pool_create(&tp, p);
+    msgs = pull(tp,
+        "{\"receivedMessages\": [\n"
+        "  {\"ackId\": \"a1\", \"message\": {\"data\": \"AHsA\", \"attributes\": {\"k\": \"v\\u0000w\"},\n"
+        "   \"messageId\": \"m1\", \"publishTime\": \"2024-01-14T14:00:00.5Z\", \"orderingKey\": \"o\"},\n"
+        "   \"deliveryAttempt\": 3},\n"
+        "  {\"ackId\": \"a2\", \"message\": {\"messageId\": \"m2\", \"publishTime\": \"bad\"}}]}");
+    copy = datos_pubsub_msgs_copy(p, msgs);
+    apr_pool_destroy(tp);
+    assert_int_equal(copy->nelts, 2);
+    m = MSG(copy, 0);
+    assert_string_equal(m->ack_id, "a1");
+    assert_string_equal(m->message_id, "m1");
+    assert_string_equal(m->publish_time, "2024-01-14T14:00:00.5Z");
+    assert_int_equal(m->publish_time_us, NOW + 500000);
+    assert_string_equal(m->ordering_key, "o");
+    assert_int_equal(m->delivery_attempt, 3);
+    assert_int_equal(m->data_len, 3);
+    assert_memory_equal(m->data, "\0{\0", 4);      /* NUL-terminated too */
+    assert_int_equal(m->attributes->nelts, 1);
+    a = &APR_ARRAY_IDX(m->attributes, 0, datos_attr_t);
+    assert_string_equal(a->key, "k");
+    assert_int_equal(a->value_len, 3);
+    assert_memory_equal(a->value, "v\0w", 3);
+    assert_null(m->problem);
+    m = MSG(copy, 1);
+    assert_string_equal(m->ack_id, "a2");
+    assert_non_null(m->problem);
+    assert_int_equal(m->data_len, 0);
+    assert_int_equal(m->attributes->nelts, 0);
+}
+
 static void pull_empty_and_minimal(void **state)
 {
     apr_pool_t *p = DT_POOL(state);
@@ -816,6 +857,7 @@ int main(void)
         DT_TEST(base64_round_trips),
         DT_TEST(publish_time),
         DT_TEST(pull_wire_example),
+        DT_TEST(pulled_messages_outlive_their_answer),
         DT_TEST(pull_empty_and_minimal),
         DT_TEST(pull_malformed_answers),
         DT_TEST(pull_marks_bad_entries),
