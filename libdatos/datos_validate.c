@@ -889,6 +889,19 @@ done:
     return 0;
 }
 
+static void scan_init(scan_t *sc, found_t *fd, apr_pool_t *p,
+                      const char *data, apr_size_t len, jkey_t *keys,
+                      apr_size_t capkeys)
+{
+    memset(sc, 0, sizeof(*sc));
+    memset(fd, 0, sizeof(*fd));
+    sc->p = p;
+    sc->s = (const unsigned char *)data;
+    sc->len = len;
+    sc->keys = keys;
+    sc->capkeys = capkeys;
+}
+
 /* Why a scan failed, as a reason and a detail. */
 static apr_status_t scan_failed(apr_pool_t *p, const scan_t *sc,
                                 datos_invalid_t *why)
@@ -948,13 +961,8 @@ apr_status_t datos_record_check(apr_pool_t *p, const char *data,
                      "empty");
         goto leave;
     }
-    memset(&sc, 0, sizeof(sc));
-    memset(&fd, 0, sizeof(fd));
-    sc.p = p;
-    sc.s = (const unsigned char *)data;
-    sc.len = len;
-    sc.keys = local_keys;
-    sc.capkeys = sizeof(local_keys) / sizeof(local_keys[0]);
+    scan_init(&sc, &fd, p, data, len, local_keys,
+              sizeof(local_keys) / sizeof(local_keys[0]));
 
     if (scan_doc(&sc, &fd, &root)) {
         rv = scan_failed(p, &sc, why);
@@ -1017,13 +1025,8 @@ apr_status_t datos_json_array_elements(apr_pool_t *p, const char *data,
         rv = invalid(p, why, DATOS_REASON_EMPTY_DATA, "the data is empty");
         goto leave;
     }
-    memset(&sc, 0, sizeof(sc));
-    memset(&fd, 0, sizeof(fd));
-    sc.p = p;
-    sc.s = (const unsigned char *)data;
-    sc.len = len;
-    sc.keys = local_keys;
-    sc.capkeys = sizeof(local_keys) / sizeof(local_keys[0]);
+    scan_init(&sc, &fd, p, data, len, local_keys,
+              sizeof(local_keys) / sizeof(local_keys[0]));
     sc.spans = apr_array_make(p, 16, sizeof(datos_span_t));
     if (scan_doc(&sc, &fd, &root)) {
         rv = scan_failed(p, &sc, why);

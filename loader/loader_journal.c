@@ -23,6 +23,7 @@
 #include <apr_strings.h>
 #include <apr_file_io.h>
 
+#include "datos_file.h"
 #include "datos_json.h"
 #include "loader.h"
 
@@ -71,8 +72,7 @@ apr_status_t loader_journal_write(apr_pool_t *p, const char *dir,
                                   const char **why)
 {
     json_t *j = datos_json_bind(p, json_object()), *ids;
-    const char *tmp, *text;
-    apr_file_t *f = NULL;
+    const char *text;
     apr_status_t rv;
     apr_size_t len;
     int i;
@@ -95,25 +95,11 @@ apr_status_t loader_journal_write(apr_pool_t *p, const char *dir,
         *why = "cannot encode a journal entry";
         return APR_ENOMEM;
     }
-    tmp = apr_pstrcat(p, e->path, ".tmp", NULL);
-    rv = apr_file_open(&f, tmp, APR_FOPEN_WRITE | APR_FOPEN_CREATE
-                                | APR_FOPEN_TRUNCATE,
-                       APR_FPROT_UREAD | APR_FPROT_UWRITE, p);
-    if (rv == APR_SUCCESS)
-        rv = apr_file_write_full(f, text, len, NULL);
-    if (rv == APR_SUCCESS)
-        rv = apr_file_sync(f);
-    if (f) {
-        apr_status_t crv = apr_file_close(f);
-        if (rv == APR_SUCCESS)
-            rv = crv;
-    }
-    if (rv == APR_SUCCESS)
-        rv = apr_file_rename(tmp, e->path, p);
+    rv = datos_file_replace(p, e->path, text, len,
+                            APR_FPROT_UREAD | APR_FPROT_UWRITE);
     if (rv == APR_SUCCESS)
         rv = sync_dir(dir);
     if (rv != APR_SUCCESS) {
-        apr_file_remove(tmp, p);
         *why = apr_psprintf(p, "cannot write journal entry %s: %s", e->path,
                             errtext(p, rv));
     }

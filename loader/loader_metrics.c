@@ -15,6 +15,7 @@
 #include <apr_strings.h>
 #include <apr_file_io.h>
 
+#include "datos_file.h"
 #include "loader.h"
 
 /* The value of one series in the previous file (0 when absent). */
@@ -67,7 +68,6 @@ apr_status_t loader_metrics_write(apr_pool_t *p, const char *path,
     char *old = NULL;
     apr_size_t oldlen = 0;
     apr_file_t *f = NULL;
-    const char *tmp;
     apr_status_t rv;
     apr_finfo_t fi;
     int r;
@@ -140,25 +140,11 @@ apr_status_t loader_metrics_write(apr_pool_t *p, const char *path,
             "# TYPE datos_loader_messages_redriven_total counter\n");
     counter(&t, "datos_loader_messages_redriven_total", k->redriven);
 
-    tmp = apr_psprintf(p, "%s.%ld.tmp", path, (long)getpid());
-    rv = apr_file_open(&f, tmp, APR_FOPEN_WRITE | APR_FOPEN_CREATE
-                                | APR_FOPEN_TRUNCATE,
-                       APR_FPROT_UREAD | APR_FPROT_UWRITE | APR_FPROT_GREAD
-                       | APR_FPROT_WREAD, p);
-    if (rv == APR_SUCCESS)
-        rv = apr_file_write_full(f, t.out, strlen(t.out), NULL);
-    if (rv == APR_SUCCESS)
-        rv = apr_file_sync(f);
-    if (f) {
-        apr_status_t crv = apr_file_close(f);
-        if (rv == APR_SUCCESS)
-            rv = crv;
-    }
-    if (rv == APR_SUCCESS)
-        rv = apr_file_rename(tmp, path, p);
+    rv = datos_file_replace(p, path, t.out, strlen(t.out),
+                            APR_FPROT_UREAD | APR_FPROT_UWRITE
+                            | APR_FPROT_GREAD | APR_FPROT_WREAD);
     if (rv != APR_SUCCESS) {
         char buf[256];
-        apr_file_remove(tmp, p);
         *why = apr_psprintf(p, "cannot write %s: %s", path,
                             apr_strerror(rv, buf, sizeof(buf)));
     }

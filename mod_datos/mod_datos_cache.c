@@ -40,6 +40,7 @@
 #include "scoreboard.h"
 
 #include "datos_log.h"
+#include "datos_file.h"
 #include "mod_datos.h"
 
 APLOG_USE_MODULE(datos);
@@ -388,31 +389,13 @@ leave:
  * never sees half an answer. */
 static void state_write(ctx_t *c, const char *bytes, apr_size_t len)
 {
-    const char *tmpname;
-    apr_file_t *f = NULL;
     apr_status_t rv;
-    apr_size_t n;
 
     if (!c->rt->state_file)
         return;
-    tmpname = apr_psprintf(c->r->pool, "%s.%" APR_PID_T_FMT ".tmp",
-                           c->rt->state_file, getpid());
-    rv = apr_file_open(&f, tmpname,
-                       APR_FOPEN_WRITE | APR_FOPEN_CREATE | APR_FOPEN_TRUNCATE,
-                       APR_FPROT_UREAD | APR_FPROT_UWRITE, c->r->pool);
-    if (rv == APR_SUCCESS)
-        rv = apr_file_write_full(f, bytes, len, &n);
-    if (rv == APR_SUCCESS)
-        rv = apr_file_sync(f);
-    if (f) {
-        apr_status_t crv = apr_file_close(f);
-        if (rv == APR_SUCCESS)
-            rv = crv;
-    }
-    if (rv == APR_SUCCESS)
-        rv = apr_file_rename(tmpname, c->rt->state_file, c->r->pool);
+    rv = datos_file_replace(c->r->pool, c->rt->state_file, bytes, len,
+                            APR_FPROT_UREAD | APR_FPROT_UWRITE);
     if (rv != APR_SUCCESS) {
-        apr_file_remove(tmpname, c->r->pool);
         datos_metrics_store_failure(c->g->metrics, DATOS_TIER_STATE);
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, rv, c->r, DATOS_LOGNO(0305)
                       "DatosStateDir: cannot write %s; the last good answer "

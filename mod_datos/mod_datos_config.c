@@ -209,29 +209,37 @@ static const char *set_credentials(cmd_parms *cmd, void *dc, const char *arg)
     return NULL;
 }
 
-static const char *set_bigquery_url(cmd_parms *cmd, void *dc, const char *arg)
+/* An API URL: its form now, so the error points at this line; whether
+ * plain http is allowed depends on DatosAllowInsecureHTTP, known at the
+ * end. */
+static const char *api_url(cmd_parms *cmd, const char *arg,
+                           const char *example, const char **out)
 {
     const char *err = check_context(cmd);
     apr_size_t len = strlen(arg);
     const char *url;
     datos_err_t derr;
 
-    (void)dc;
     if (err)
         return err;
     if (strncasecmp(arg, "https://", 8) && strncasecmp(arg, "http://", 7))
-        return fail(cmd, "must be an http:// or https:// URL, e.g. "
-                    DATOS_BQ_URL_DEFAULT);
+        return fail(cmd, apr_pstrcat(cmd->pool, "must be an http:// or "
+                                     "https:// URL, e.g. ", example, NULL));
     while (len && arg[len - 1] == '/')
         len--;
     url = apr_pstrmemdup(cmd->pool, arg, len);
-    /* The form now, so the error points at this line; whether plain http
-     * is allowed depends on DatosAllowInsecureHTTP, known at the end. */
     datos_err_clear(&derr);
     if (datos_http_check_url(cmd->pool, url, 1, 0, &derr) != APR_SUCCESS)
         return fail(cmd, derr.message);
-    cmd_conf(cmd)->bigquery_url = url;
+    *out = url;
     return NULL;
+}
+
+static const char *set_bigquery_url(cmd_parms *cmd, void *dc, const char *arg)
+{
+    (void)dc;
+    return api_url(cmd, arg, DATOS_BQ_URL_DEFAULT,
+                   &cmd_conf(cmd)->bigquery_url);
 }
 
 static const char *set_allow_insecure(cmd_parms *cmd, void *dc, int flag)
@@ -470,25 +478,9 @@ static const char *set_topic(cmd_parms *cmd, void *dc, const char *arg)
 
 static const char *set_pubsub_url(cmd_parms *cmd, void *dc, const char *arg)
 {
-    const char *err = check_context(cmd);
-    apr_size_t len = strlen(arg);
-    const char *url;
-    datos_err_t derr;
-
     (void)dc;
-    if (err)
-        return err;
-    if (strncasecmp(arg, "https://", 8) && strncasecmp(arg, "http://", 7))
-        return fail(cmd, "must be an http:// or https:// URL, e.g. "
-                    DATOS_PUBSUB_URL_DEFAULT);
-    while (len && arg[len - 1] == '/')
-        len--;
-    url = apr_pstrmemdup(cmd->pool, arg, len);
-    datos_err_clear(&derr);
-    if (datos_http_check_url(cmd->pool, url, 1, 0, &derr) != APR_SUCCESS)
-        return fail(cmd, derr.message);
-    cmd_conf(cmd)->pubsub_url = url;
-    return NULL;
+    return api_url(cmd, arg, DATOS_PUBSUB_URL_DEFAULT,
+                   &cmd_conf(cmd)->pubsub_url);
 }
 
 static const char *set_max_body(cmd_parms *cmd, void *dc, const char *arg)
