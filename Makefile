@@ -242,12 +242,12 @@ test-steps: deps
 # scenario; the loader; memory. Writes tests/bench/results.md, the plots in
 # tests/bench/plots/ and README.md's Benchmarks block (about 15 minutes;
 # BENCH_QUICK=1 for a short run while developing).
-BENCH_PACKAGES := gnuplot-nox
+BENCH_PACKAGES := gnuplot-nox time
 
 bench: deps bench-deps all $(BUILD)/bench/bench_record $(BUILD)/bench/mod_bench_bytes.so
 	$(PYTHON) tests/bench/bench.py
 
-# Only what the benchmarks need beyond `make deps` (the plots).
+# Only what the benchmarks need beyond `make deps`: the plots, GNU time.
 bench-deps:
 	@missing=$$(for p in $(BENCH_PACKAGES); do \
 	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed$$' || echo $$p; \

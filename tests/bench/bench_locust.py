@@ -79,7 +79,7 @@ def one_run(key, title, extra, delay_ms, duration, users, spawn):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--duration", default="20s" if B.QUICK else "2m")
+    ap.add_argument("--duration", default="10s" if B.QUICK else "2m")
     ap.add_argument("--users", type=int, default=50)
     ap.add_argument("--spawn-rate", type=int, default=10)
     ap.add_argument("--runs", default=",".join(k for k, _, _, _ in RUNS))

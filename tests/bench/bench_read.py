@@ -20,13 +20,12 @@ import http.client
 import json
 import os
 import random
-import sys
 import time
 
 import benchlib as B
 from benchlib import echo, section
 
-from harness.emulator import Emulator  # noqa: E402
+from harness.emulator import PYTHON, SERVER, Emulator  # noqa: E402
 from harness.httpd import MODULES_DIR, TEST_TMP, free_port  # noqa: E402
 from harness.servers import Memcached  # noqa: E402
 
@@ -91,11 +90,17 @@ def table_rows(now):
 _ROWS = []
 
 
+def emulator_command(emu):
+    """The command Emulator.start() runs (tests/harness/emulator.py)."""
+    return [PYTHON, SERVER, "--port", "0", "--port-file", emu.port_file,
+            "--project", emu.project, "--write-service-account-key", emu.key_file]
+
+
 def start_emulator(name):
     """An emulator with the table; every emulator of a run gets the same
     rows, so every case serves the same bytes."""
     emu = Emulator(os.path.join(TEST_TMP, "bench-emu-" + name))
-    echo("/usr/bin/python3 tests/emulator/server.py --port 0  # emulator %s" % name)
+    echo(emulator_command(emu))
     emu.start()
     B.pin(emu.proc.pid, B.BACKEND_CPU)
     emu.reset()
@@ -300,7 +305,7 @@ class Bench:
         # Warm-up: every thread has served each handler before the clock.
         for pair in pairs:
             for _, url, _ in pair:
-                B.wrk(url, 2, 50)
+                B.wrk(url, 1 if B.QUICK else 2, 50)
         self.quiesce()
         self.emu_a.clear_counters()
         self.emu_d.clear_counters()
@@ -485,10 +490,13 @@ class Bench:
 
     # ------------------------------------------------------------ memory
     def memory(self, n):
+        """An httpd child's VmRSS over n cache hits, with a freshness longer
+        than the run so that every request is a hit; then the same child
+        over refreshes (freshness 1 s), which is where memory does move."""
         section("memory: one httpd child over %d cached requests" % n)
         h = B.PinnedHttpd("bench-memory", mpm="event")
-        h.write_bench_config(datos_directives(self.emu_a) + DATOS_LOCATIONS, EVENT_ONE_CHILD,
-                             extra_modules=LOAD_EXTRA)
+        h.write_bench_config(datos_directives(self.emu_a, "DatosFreshFor 1h\n") +
+                             DATOS_LOCATIONS, EVENT_ONE_CHILD, extra_modules=LOAD_EXTRA)
         h.start()
         self.cleanup.append(h.stop)
         kids = h.children()
@@ -497,17 +505,45 @@ class Bench:
         assert get(h.port, "/datos")[0] == 200
         rss0 = B.proc_status(child, "VmRSS")
         B.ab(self.url("/datos", h.port), None, 50, requests=20000)
+        rss50 = B.proc_status(child, "VmRSS")
+        # 50 connections keep some 50 of the 256 threads busy; the others
+        # take their first request now and then, each growing the child by
+        # its first allocations. 256 at once make every thread serve first.
+        B.ab(self.url("/datos", h.port), None, 256, requests=50000)
         rss1 = B.proc_status(child, "VmRSS")
+        self.emu_a.clear_counters()
         t0 = time.monotonic()
         r = B.ab(self.url("/datos", h.port), None, 50, requests=n)
         secs = time.monotonic() - t0
         rss2 = B.proc_status(child, "VmRSS")
         hwm = B.proc_status(child, "VmHWM")
         assert h.children() == [child], "the child changed during the run"
-        self.data["memory"] = {"requests": n, "rss_first_hit_kb": rss0, "rss_warm_kb": rss1,
+        self.data["memory"] = {"requests": n, "rss_first_hit_kb": rss0, "rss_warm50_kb": rss50,
+                               "rss_warm_kb": rss1,
                                "rss_after_kb": rss2, "hwm_kb": hwm, "errors": r["errors"],
                                "rps": r["rps"], "seconds": secs,
+                               "queries": self.emu_a.count("bigquery.jobs.query"),
                                "length_failures": r["length_failures"]}
+        h.stop()
+        # The same child over refreshes: each is made by whichever worker
+        # thread takes the request, and the first refresh a thread makes
+        # leaves its working set in that thread's allocator and malloc arena.
+        h = B.PinnedHttpd("bench-memory-refresh", mpm="event")
+        h.write_bench_config(datos_directives(self.emu_a, "DatosFreshFor 1s\n") +
+                             DATOS_LOCATIONS, EVENT_ONE_CHILD, extra_modules=LOAD_EXTRA)
+        h.start()
+        self.cleanup.append(h.stop)
+        child = h.children()[0]
+        assert get(h.port, "/datos")[0] == 200
+        B.ab(self.url("/datos", h.port), None, 50, requests=20000)
+        self.emu_a.clear_counters()
+        points = [(0, B.proc_status(child, "VmRSS"))]
+        steps, step_s = (2, 2) if B.QUICK else (8, 5)
+        for _ in range(steps):
+            B.ab(self.url("/datos", h.port), step_s, 50)
+            points.append((self.emu_a.count("bigquery.jobs.query"),
+                           B.proc_status(child, "VmRSS")))
+        self.data["memory_refresh"] = {"points": points, "threads": 256}
         h.stop()
 
     def run(self, memory_requests, parts):
@@ -571,9 +607,9 @@ def strip(x):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--rounds", type=int, default=3 if B.QUICK else 5)
+    ap.add_argument("--rounds", type=int, default=2 if B.QUICK else 5)
     ap.add_argument("--seconds", type=int, default=1 if B.QUICK else 4)
-    ap.add_argument("--short-seconds", type=int, default=1 if B.QUICK else 3)
+    ap.add_argument("--short-seconds", type=int, default=1 if B.QUICK else 2)
     ap.add_argument("--memory-requests", type=int, default=50_000 if B.QUICK else 1_000_000)
     ap.add_argument("--parts", default="main,growth,fleet,cost,memory")
     ap.add_argument("--out", default=os.path.join(B.BENCH_BUILD, "data", "read.json"))
