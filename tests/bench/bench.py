@@ -198,9 +198,32 @@ class Report:
             rows.append(row)
         self.add(B.table(["round", "wrk req/s (a)/(b)", "wrk p99 ms (a)/(b)",
                           "ab req/s (a)/(b)", "ab p99 ms (a)/(b)"], rows))
+        self.profile_note()
         self.length_note()
         self.growth()
         self.fleet()
+
+    def profile_note(self):
+        prof = self.read.get("profile")
+        if not prof or "a" not in prof:
+            return
+        a, b = dict(prof["a"]), dict(prof["b"])
+        names = [n for n, _ in prof["a"][:6]]
+        for extra in ("mod_datos.so", "mod_bench_bytes.so"):
+            if extra not in names:
+                names.append(extra)
+        self.add("**Where the child's CPU goes** (`perf record -F 999 -p <child>` during one "
+                 "more `wrk -t1 -c50` run of each; share of the samples by shared object):\n")
+        self.add(B.table(["shared object", "(a) /datos", "(b) trivial handler"],
+                         [(n, "%.2f%%" % a.get(n, 0.0), "%.2f%%" % b.get(n, 0.0))
+                          for n in names]))
+        ka, kb = a.get("[kernel.kallsyms]", 0.0), b.get("[kernel.kallsyms]", 0.0)
+        self.add("The kernel (loopback TCP, epoll, the scheduler) takes %.0f%% of (a)'s samples "
+                 "and %.0f%% of (b)'s; mod_datos.so itself %.2f%%. What (a) does beyond (b), "
+                 "in libc and APR (the Age and Cache-Status headers formatted per request, "
+                 "the hold on the answer released with the request's pool, the metrics), "
+                 "shows as %.0f%% of its samples outside the kernel against %.0f%% for (b).\n"
+                 % (ka, kb, a.get("mod_datos.so", 0.0), 100 - ka, 100 - kb))
 
     def length_note(self):
         r = self.read

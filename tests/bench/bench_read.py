@@ -314,6 +314,42 @@ class Bench:
         self.data["main"] = {"%s/%s" % k: [strip(x) for x in v] for k, v in res.items()}
         self.count_requests(res, "a", "d")
 
+    def profile(self):
+        """Where the child's CPU goes while serving (a) and (b): perf
+        samples by shared object, for one more run of each."""
+        import re
+        import subprocess
+        section("read path: perf profile of (a) and (b)")
+        if not B.have("perf"):
+            self.data["profile"] = None
+            return
+        kids = self.h.children()
+        out = {}
+        for key, path in (("a", "/datos"), ("b", "/bench/10")):
+            data = os.path.join(B.BENCH_BUILD, "perf-%s.data" % key)
+            cmd = B.client(["wrk", "-t1", "-c50", "-d%ds" % (self.seconds + 2), self.url(path)])
+            echo(cmd)
+            load = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
+            try:
+                time.sleep(1)
+                rec = B.run(["perf", "record", "-F", "999", "-o", data, "-p",
+                             ",".join(str(k) for k in kids), "--", "sleep",
+                             str(self.seconds)], check=False)
+            finally:
+                load.wait()
+            if rec.returncode != 0:
+                self.data["profile"] = {"error": (rec.stderr or "")[-300:]}
+                return
+            rep = B.run(["perf", "report", "-i", data, "--sort", "dso", "--stdio"],
+                        check=False)
+            shares = []
+            for line in rep.stdout.splitlines():
+                m = re.match(r"^\s+([\d.]+)%\s+(\S+)", line)
+                if m:
+                    shares.append((m.group(2), float(m.group(1))))
+            out[key] = shares
+        self.data["profile"] = out
+
     def mark_refreshes(self, res):
         """Marks each /datos run with the BigQuery refreshes made while it
         ran (the emulator logs the wall time of each request)."""
@@ -552,6 +588,8 @@ class Bench:
             self.setup()
             if "main" in parts:
                 self.main_comparison()
+            if "profile" in parts:
+                self.profile()
             if "growth" in parts:
                 self.growth()
             if "fleet" in parts:
@@ -611,7 +649,7 @@ def main():
     ap.add_argument("--seconds", type=int, default=1 if B.QUICK else 4)
     ap.add_argument("--short-seconds", type=int, default=1 if B.QUICK else 2)
     ap.add_argument("--memory-requests", type=int, default=50_000 if B.QUICK else 1_000_000)
-    ap.add_argument("--parts", default="main,growth,fleet,cost,memory")
+    ap.add_argument("--parts", default="main,profile,growth,fleet,cost,memory")
     ap.add_argument("--out", default=os.path.join(B.BENCH_BUILD, "data", "read.json"))
     args = ap.parse_args()
     if not os.path.exists(BENCH_MODULE):
