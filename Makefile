@@ -6,8 +6,10 @@
 #   make        builds what a user installs: build/libdatos.a, build/mod_datos.so,
 #               build/datos-loader
 #
+#   make bench  the benchmarks (tests/bench/results.md, plots, README.md)
+#
 # Other targets: deps, test-build (the sanitizer, unit and fuzz builds),
-# unit, fuzz, fuzz-replay, itest, bench, bench-emulator, bench-record,
+# unit, fuzz, fuzz-replay, itest, bench-emulator, bench-record,
 # install (DESTDIR, PREFIX), clean.
 
 SHELL := /bin/bash
@@ -64,7 +66,8 @@ SAN_UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/asan/tests/%,$(UNIT_SRC))
 FUZZ_BIN := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRC))
 
 .PHONY: all deps build module loader unit unit-build fuzz fuzz-build fuzz-replay \
-        itest test test-build test-steps run bench bench-emulator bench-record install clean
+        itest test test-build test-steps run bench bench-deps bench-emulator bench-record \
+        install clean
 
 # What a user installs.
 all: $(BUILD)/libdatos.a $(BUILD)/mod_datos.so $(BUILD)/datos-loader
@@ -233,8 +236,36 @@ test-steps: deps
 	$(PYTEST) tests/integration
 	DATOS_SANITIZE=1 $(PYTEST) tests/integration
 
-# Benchmarks print Markdown tables; results worth keeping go to tests/bench/results/.
-bench: bench-emulator bench-record
+# ---------------------------------------------------------------- benchmarks
+# make bench: the release build against the trivial handler, a static file
+# and the uncached design; cost at the emulator; the old service's Locust
+# scenario; the loader; memory. Writes tests/bench/results.md, the plots in
+# tests/bench/plots/ and README.md's Benchmarks block (about 15 minutes;
+# BENCH_QUICK=1 for a short run while developing).
+BENCH_PACKAGES := gnuplot-nox time
+
+bench: deps bench-deps all $(BUILD)/bench/bench_record $(BUILD)/bench/mod_bench_bytes.so
+	$(PYTHON) tests/bench/bench.py
+
+# Only what the benchmarks need beyond `make deps`: the plots, GNU time.
+bench-deps:
+	@missing=$$(for p in $(BENCH_PACKAGES); do \
+	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed$$' || echo $$p; \
+	  done); \
+	if [ -n "$$missing" ]; then \
+	  echo "bench-deps: installing" $$missing; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+# The ceiling of the read path: a test-only handler that sends a body from
+# memory (never installed).
+$(BUILD)/bench/mod_bench_bytes.so: tests/bench/mod_bench_bytes.c
+	@rm -rf $(BUILD)/bench/mod_bench_bytes && mkdir -p $(BUILD)/bench/mod_bench_bytes
+	cp $< $(BUILD)/bench/mod_bench_bytes/
+	cd $(BUILD)/bench/mod_bench_bytes && $(APXS) -c -o mod_bench_bytes.la \
+	  $(foreach f,$(CSTD) $(WARN) -O2 -g,-Wc,$(f)) mod_bench_bytes.c >apxs.log 2>&1 \
+	  || { cat apxs.log; exit 1; }
+	cp $(BUILD)/bench/mod_bench_bytes/.libs/mod_bench_bytes.so $@
 
 bench-emulator: deps
 	$(PYTHON) tests/bench/bench_emulator.py

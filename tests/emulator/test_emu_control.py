@@ -173,8 +173,11 @@ def test_counters_and_request_log(api, emu):
     assert g["headers"]["X-Test"] == "1"
     assert len(emu.requests()) == 4
     assert emu.requests("unknown")[0]["status"] == 404
+    # the one query job, which references no table: nothing processed, nothing billed
+    assert emu.query_bytes() == {"jobs": 1, "processed": 0, "billed": 0}
     emu.clear_counters()
     assert emu.counters() == {} and emu.requests() == []
+    assert emu.query_bytes() == {"jobs": 0, "processed": 0, "billed": 0}
 
 
 def test_clock(api, emu):

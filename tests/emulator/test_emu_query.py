@@ -326,6 +326,8 @@ def test_bytes_billed_rounds_up_to_mib(api, datos):
                 400, "bytesBilledLimitExceeded")
     assert "%d or higher required" % billed in err["message"]
     ok(api.query("SELECT contenido FROM %s" % T, maximumBytesBilled=str(billed), maxResults=1))
+    # counted at the emulator: the jobs that ran (not the refused one), with what they cost
+    assert datos.query_bytes() == {"jobs": 2, "processed": 2 * processed, "billed": 2 * billed}
 
 
 def test_billed_function():

@@ -202,6 +202,12 @@ class Emulator:
         q = "?endpoint=" + urllib.parse.quote(endpoint) if endpoint else ""
         return self._call("GET", "/_emulator/requests" + q)["requests"]
 
+    def query_bytes(self):
+        """Query jobs run and their bytes processed and billed since the last clear:
+        {"jobs": N, "processed": B, "billed": B}."""
+        got = self._call("GET", "/_emulator/counters").get("query_bytes", {})
+        return {k: got.get(k, 0) for k in ("jobs", "processed", "billed")}
+
     def clear_counters(self):
         self._call("DELETE", "/_emulator/counters")
 

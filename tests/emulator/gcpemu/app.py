@@ -75,6 +75,9 @@ class App:
         self.faults = FaultPlan()
         self.epoch = 0
         self.counters = collections.Counter()
+        # What the query jobs run would cost on BigQuery: the benchmarks
+        # compare designs by it (kept apart from the per-endpoint counts).
+        self.query_bytes = collections.Counter()
         self.request_log = collections.deque(maxlen=REQUEST_LOG_SIZE)
         self.meta_lock = threading.Lock()
         data_file = os.path.join(data_dir, "bigquery.json") if data_dir else None
@@ -138,6 +141,7 @@ class App:
         self.faults.clear()
         with self.meta_lock:
             self.counters.clear()
+            self.query_bytes.clear()
             self.request_log.clear()
         self.auth.reset()
         self.clock.reset()
@@ -164,6 +168,12 @@ class App:
                     raise ApiError(400, "Setting %s must be >= %s" % (k, minimum))
         for k, v in changes.items():
             self.settings[k] = SETTINGS[k][0](v)
+
+    def count_query_bytes(self, processed, billed):
+        with self.meta_lock:
+            self.query_bytes["jobs"] += 1
+            self.query_bytes["processed"] += processed
+            self.query_bytes["billed"] += billed
 
     # dispatch -----------------------------------------------------------------------------
 

@@ -433,6 +433,7 @@ class BigQueryApi:
         job.bytes_billed = billed
         job.partitions = partitions
         job.query_id = "query_" + secrets.token_urlsafe(18)
+        self.app.count_query_bytes(processed, billed)
         with self.state.lock:
             self.state.add_job(job)
             if request_id:

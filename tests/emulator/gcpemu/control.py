@@ -46,10 +46,12 @@ class Control:
         if path == "/_emulator/counters":
             if m == "GET":
                 with app.meta_lock:
-                    return json_response({"counters": dict(app.counters)})
+                    return json_response({"counters": dict(app.counters),
+                                          "query_bytes": dict(app.query_bytes)})
             if m == "DELETE":
                 with app.meta_lock:
                     app.counters.clear()
+                    app.query_bytes.clear()
                     app.request_log.clear()
                 return json_response({"status": "ok"})
         if path == "/_emulator/requests" and m == "GET":
