@@ -84,8 +84,9 @@ class Report:
         v = e.get("versions", {})
         self.add("## Machine and method\n")
         self.add("- %s, %s CPUs, %s MiB of memory; Debian %s, kernel %s. Load average %s at "
-                 "the start, %s at the end (the machine is shared: other builds and test "
-                 "suites ran during the measurement)."
+                 "the start, %s at the end (1, 5 and 15 minutes; the end includes the "
+                 "benchmark's own load, and a start above 1 means other work shared the "
+                 "machine)."
                  % (e.get("cpu", "?"), e.get("cpus", "?"), e.get("mem_mb", "?"),
                     e.get("debian", "?"), e.get("kernel", "?"), e.get("load", "?"),
                     e.get("load_end", "?")))
@@ -533,16 +534,23 @@ class Report:
                                "%.2f" % (x["user_s"] + x["sys_s"])) for x in b["runs"]]))
             big = b["runs"][-1]
             small = b["runs"][0]
+            e2e = L.get("e2e") or []
+            mixes = [e for e in (e2e if isinstance(e2e, list) else [e2e])
+                     if e.get("kind") == "mix"]
+            e2e_peak = ("%.0f MiB" % (mixes[0]["maxrss_kb"] / 1024.0) if mixes
+                        else "not measured")
             self.add("The peak follows the batch, not the backlog: %.0f MiB at %d rows a "
                      "batch, %.0f MiB when the whole backlog is one batch, %.1fx its message "
                      "bytes. A batch stays in memory, in several forms (what was pulled, the "
                      "decoded messages, the NDJSON of the load), until its load job is DONE, "
                      "so `batch_max_bytes` (100M by default) bounds the loader's memory at "
-                     "about that multiple: some 0.9 GB for a full batch of this mix, as the "
-                     "end-to-end run above shows. Worth knowing when sizing the host that "
-                     "runs it.\n"
+                     "about that multiple: some %.0f MiB for a full 100 MB batch of this mix "
+                     "(the end-to-end run above, whose first batch is full, peaked at %s). "
+                     "Worth knowing when sizing the host that runs it.\n"
                      % (small["maxrss_kb"] / 1024.0, small["batch_max_rows"],
-                        big["maxrss_kb"] / 1024.0, big["maxrss_kb"] * 1024.0 / b["data_bytes"]))
+                        big["maxrss_kb"] / 1024.0, big["maxrss_kb"] * 1024.0 / b["data_bytes"],
+                        100e6 * big["maxrss_kb"] * 1024.0 / b["data_bytes"] / 1048576.0,
+                        e2e_peak))
 
     def commands(self):
         self.add("## Commands\n")
