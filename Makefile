@@ -305,6 +305,9 @@ install: all
 	install -m 644 conf/datos-loader.service conf/datos-loader.timer \
 	  $(DESTDIR)/etc/systemd/system/
 	install -m 644 conf/datos-loader.cron $(DESTDIR)$(PREFIX)/share/datos/datos-loader.cron
+	install -d $(DESTDIR)$(PREFIX)/share/datos/prometheus
+	install -m 644 conf/prometheus/datos-rules.yml conf/prometheus/datos-rules.test.yml \
+	  $(DESTDIR)$(PREFIX)/share/datos/prometheus/
 
 clean:
 	rm -rf $(BUILD)
