@@ -377,8 +377,13 @@ def test_loader_journal_is_a_volume_at_state_dir():
     runs = " ".join(t for t, _ in stage.all("RUN"))
     m = re.search(r"install -d -o (\S+) -g \S+ -m \S+ %s\b" % re.escape(state_dir), runs)
     assert m, "the image does not create %s for its user" % state_dir
-    owner = re.search(r"useradd .*--uid (\d+) .*\b%s\b" % re.escape(m.group(1)), runs)
-    assert owner and owner.group(1) == user, "%s belongs to %s, the loader runs as %s" % (
+    uids = {}  # user name -> uid, from the stage's useradd commands
+    for cmd in re.findall(r"useradd ([^&;]*)", runs):
+        words = shlex.split(cmd)
+        if "--uid" in words:
+            uids[words[-1]] = words[words.index("--uid") + 1]
+    owner = uids.get(m.group(1), m.group(1))
+    assert owner == user, "%s belongs to %s, the loader runs as uid %s" % (
         state_dir, m.group(1), user)
 
 
@@ -570,6 +575,9 @@ def test_httpd_image_enables_trace_enable_off(image_root):
     assert os.path.exists(conf + "/mods-enabled/socache_shmcb.load"), "datos.load's Depends"
     value = effective(conf, "TraceEnable")
     assert value and value[0].lower() == "off", "TraceEnable is %s in the image" % (value,)
+    # security.conf (enabled by Debian, sorted after ours) would say OS / On
+    assert effective(conf, "ServerTokens")[0] == "Prod"
+    assert effective(conf, "ServerSignature")[0] == "Off"
     listen = effective(conf, "Listen")
     assert listen == ("${PORT}", "ports.conf"), listen
     assert not glob.glob(conf + "/sites-enabled/*"), "a site with its own logs is enabled"
@@ -587,7 +595,7 @@ def start_image_httpd(root, env):
         cmd = ["setpriv", "--reuid=%d" % WWW_DATA, "--regid=%d" % WWW_DATA,
                "--clear-groups"] + cmd
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL)
+                            stdin=subprocess.DEVNULL, start_new_session=True)
     log.close()
     return proc
 
@@ -610,13 +618,22 @@ def wait_http(url, proc, root, timeout=15):
 
 
 def stop(proc):
-    if proc.poll() is None:
-        proc.terminate()
+    """Ends a process started in its own session and whatever it left in that session
+    (httpd's children, a loader run, a sleep), even when the test failed half-way."""
+    for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
         try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        deadline = time.time() + wait
+        while time.time() < deadline:
+            try:
+                os.killpg(proc.pid, 0)
+            except ProcessLookupError:
+                break
+            proc.poll()
+            time.sleep(0.05)
+    proc.poll()
 
 
 def test_compose_stack_on_the_image_configuration(image_root, emulator):
@@ -655,6 +672,7 @@ def test_compose_stack_on_the_image_configuration(image_root, emulator):
     try:
         r = wait_http(base + "/health", proc, image_root)
         assert r.status_code == 200 and r.json() == {"status": "ok"}
+        assert r.headers["Server"] == "Apache"  # ServerTokens Prod: no version, no OS
         # apache2 itself is the process the runtime signals (exec, no shell in front)
         assert os.readlink("/proc/%d/exe" % proc.pid) == "/usr/sbin/apache2"
         with open("/proc/%d/status" % proc.pid) as f:
@@ -719,7 +737,8 @@ def test_compose_stack_on_the_image_configuration(image_root, emulator):
     lenv = localize(env_of(doc["services"]["loader"]))
     lenv.update(PATH="/usr/bin:/bin")
     with open(os.path.join(image_root, "loader.log"), "w") as log:
-        loop = subprocess.Popen(script, env=lenv, stdout=log, stderr=subprocess.STDOUT)
+        loop = subprocess.Popen(script, env=lenv, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
     try:
         want = {"pub-1", "pub-2", "pub-3", "docker-post"}
         deadline = time.time() + 60
