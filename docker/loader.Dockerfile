@@ -10,10 +10,11 @@
 # 1,500 load jobs per table per day are shared by every runner.
 #
 # !!! The journal (state_dir, /var/lib/datos-loader) MUST live on a volume that persists
-# !!! across runs: a named volume, a persistent disk, a Cloud Run volume mount. With an
-# !!! ephemeral one, a run killed between a load job's commit and its acks leaves no trace,
-# !!! and the next run loads those messages a second time: the no-duplicate guarantee is
-# !!! gone. Give each subscription its own volume, and never two runners the same one at once.
+# !!! across runs: a named volume, a persistent disk, a Filestore (NFS) volume on Cloud Run.
+# !!! With an ephemeral one, a run killed between a load job's commit and its acks leaves no
+# !!! trace, and the next run loads those messages a second time: the no-duplicate guarantee
+# !!! is gone. Give each subscription its own volume, and one runner at a time (its lock file
+# !!! lives there too).
 #
 # Configuration: /etc/datos/loader.conf (docker/loader/loader.conf; mount another over it),
 # overridden by GOOGLE_CLOUD_PROJECT, GOOGLE_APPLICATION_CREDENTIALS (a key file owned by uid
