@@ -757,3 +757,4 @@ def test_compose_stack_on_the_image_configuration(image_root, emulator):
         assert time.time() - t0 < 5
     finally:
         stop(loop)
+        emulator.reset()  # the suites after this one start from an empty emulator
