@@ -25,7 +25,7 @@ DEB_PACKAGES := build-essential pkg-config ca-certificates curl openssl \
   apache2 apache2-bin apache2-dev apache2-utils libapr1-dev libaprutil1-dev \
   libcurl4-openssl-dev libjansson-dev libssl-dev libcmocka-dev zlib1g-dev \
   clang libclang-rt-14-dev \
-  python3-pytest python3-requests python3-locust \
+  python3-pytest python3-requests python3-locust python3-yaml \
   wrk memcached redis-server prometheus
 
 # Resolved once, the first time a recipe needs them (so `make deps` can

@@ -89,6 +89,15 @@ class Emulator:
         self.stdout_path = os.path.join(self.workdir, "emulator.stdout")
         self.stderr_path = os.path.join(self.workdir, "emulator.stderr")
 
+    @classmethod
+    def attach(cls, base_url, project="datos-local"):
+        """An emulator some other process runs (a container of docker/compose.yaml): the
+        same REST helpers, no start or stop."""
+        emu = cls(os.devnull, project=project)
+        emu.base_url = base_url.rstrip("/")
+        emu.port = urllib.parse.urlsplit(emu.base_url).port
+        return emu
+
     # process ------------------------------------------------------------------------------
 
     def start(self, timeout=30):
