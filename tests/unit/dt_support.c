@@ -148,6 +148,20 @@ const char *dt_write_key_file(apr_pool_t *p, const char *dir,
     return path;
 }
 
+datos_creds_t *dt_server_creds(apr_pool_t *p, const char *server_url,
+                               const char *const *scopes)
+{
+    datos_creds_t *creds = NULL;
+    datos_err_t err = {0};
+    const char *key = dt_write_key_file(p, dt_tmpdir(p),
+                                        apr_pstrcat(p, server_url, "/token", NULL));
+
+    if (datos_creds_load(p, key, scopes, 0, &creds, &err) != APR_SUCCESS) {
+        fail_msg("creds: %s", err.message);
+    }
+    return creds;
+}
+
 int dt_system(apr_pool_t *p, const char *fmt, ...)
 {
     va_list ap;

@@ -14,6 +14,8 @@
 #include <apr_pools.h>
 #include <apr_strings.h>
 
+#include "datos_auth.h"
+
 /* cmocka group setup/teardown: apr_initialize / apr_terminate. */
 int dt_group_setup(void **state);
 int dt_group_teardown(void **state);
@@ -41,6 +43,12 @@ const char *dt_test_key_pem(apr_pool_t *p);
  * token_uri (NULL: omitted). */
 const char *dt_write_key_file(apr_pool_t *p, const char *dir,
                               const char *token_uri);
+
+/* Service-account credentials (the test key) whose token endpoint is
+ * server_url's /token, as the test server scripts it; fails the test when
+ * they do not load. */
+datos_creds_t *dt_server_creds(apr_pool_t *p, const char *server_url,
+                               const char *const *scopes);
 
 /* Runs a shell command; returns its exit status (-1 when it did not run). */
 int dt_system(apr_pool_t *p, const char *fmt, ...)

@@ -31,7 +31,6 @@ static int fx_setup(void **state)
 {
     apr_pool_t *p;
     fx_t *fx;
-    datos_err_t err = {0};
 
     if (apr_pool_create(&p, NULL) != APR_SUCCESS) {
         return -1;
@@ -40,11 +39,7 @@ static int fx_setup(void **state)
     fx->p = p;
     fx->srv = dt_server_start();
     fx->base = dt_server_url(fx->srv, p);
-    if (datos_creds_load(p, dt_write_key_file(p, dt_tmpdir(p),
-                                              apr_pstrcat(p, fx->base, "/token", NULL)),
-                         datos_scopes_bigquery_pubsub, 0, &fx->creds, &err) != APR_SUCCESS) {
-        fail_msg("creds: %s", err.message);
-    }
+    fx->creds = dt_server_creds(p, fx->base, datos_scopes_bigquery_pubsub);
     fx->conf.base_url = apr_pstrcat(p, fx->base, "/bigquery/v2/", NULL);
     fx->conf.project = "my-proj";
     fx->conf.table.project = "data-proj";

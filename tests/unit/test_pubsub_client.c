@@ -37,11 +37,7 @@ static int fx_setup(void **state)
     fx->p = p;
     fx->srv = dt_server_start();
     fx->base = dt_server_url(fx->srv, p);
-    if (datos_creds_load(p, dt_write_key_file(p, dt_tmpdir(p),
-                                              apr_pstrcat(p, fx->base, "/token", NULL)),
-                         datos_scopes_bigquery_pubsub, 0, &fx->creds, &err) != APR_SUCCESS) {
-        fail_msg("creds: %s", err.message);
-    }
+    fx->creds = dt_server_creds(p, fx->base, datos_scopes_bigquery_pubsub);
     fx->conf.base_url = apr_pstrcat(p, fx->base, "/", NULL);
     datos_http_opts_default(&fx->conf.http);
     fx->conf.creds = fx->creds;
