@@ -44,8 +44,11 @@ OPT_CFLAGS := -O2 -g -fPIC -D_FORTIFY_SOURCE=2 -fstack-protector-strong
 SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all
 SAN_CFLAGS := -O1 -g -fPIC -fno-omit-frame-pointer $(SAN_FLAGS)
 
-LIBDATOS_SRC := $(wildcard libdatos/*.c)
-LIBDATOS_HDR := $(wildcard libdatos/*.h)
+# libdatos/common is shared by both programs, libdatos/serve is what only the
+# module uses, libdatos/load what only the loader uses.
+LIBDATOS_SRC := $(wildcard libdatos/*/*.c)
+LIBDATOS_HDR := $(wildcard libdatos/*/*.h)
+LIBDATOS_INC := -Ilibdatos/common -Ilibdatos/serve -Ilibdatos/load
 MOD_SRC := $(wildcard mod_datos/*.c)
 MOD_HDR := $(wildcard mod_datos/*.h)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
@@ -97,11 +100,11 @@ deps:
 # ---------------------------------------------------------------- libdatos
 $(BUILD)/obj/%.o: libdatos/%.c $(LIBDATOS_HDR)
 	@mkdir -p $(@D)
-	$(CC) $(CSTD) $(WARN) $(OPT_CFLAGS) $(APR_INCLUDES) $(DEP_CFLAGS) -Ilibdatos -c $< -o $@
+	$(CC) $(CSTD) $(WARN) $(OPT_CFLAGS) $(APR_INCLUDES) $(DEP_CFLAGS) $(LIBDATOS_INC) -c $< -o $@
 
 $(BUILD)/asan/obj/%.o: libdatos/%.c $(LIBDATOS_HDR)
 	@mkdir -p $(@D)
-	$(CC) $(CSTD) $(WARN) $(SAN_CFLAGS) $(APR_INCLUDES) $(DEP_CFLAGS) -Ilibdatos -c $< -o $@
+	$(CC) $(CSTD) $(WARN) $(SAN_CFLAGS) $(APR_INCLUDES) $(DEP_CFLAGS) $(LIBDATOS_INC) -c $< -o $@
 
 $(BUILD)/libdatos.a: $(OBJ)
 	@rm -f $@
@@ -117,7 +120,7 @@ define apxs_module
 	@rm -rf $(1) && mkdir -p $(1)
 	cp $(MOD_SRC) $(MOD_HDR) $(1)/
 	cd $(1) && $(APXS) -c -o mod_datos.la \
-	  $(foreach f,$(CSTD) $(WARN) $(2) -I$(CURDIR)/libdatos $(DEP_CFLAGS),-Wc,$(f)) \
+	  $(foreach f,$(CSTD) $(WARN) $(2) $(addprefix -I$(CURDIR)/,$(subst -I,,$(LIBDATOS_INC))) $(DEP_CFLAGS),-Wc,$(f)) \
 	  $(foreach f,$(3),-Wl,$(f)) \
 	  $(notdir $(MOD_SRC)) $(CURDIR)/$(4) $(DEP_LIBS) >apxs.log 2>&1 \
 	  || { cat apxs.log; exit 1; }
@@ -135,12 +138,12 @@ module: $(BUILD)/mod_datos.so $(BUILD)/asan/mod_datos.so
 
 # ---------------------------------------------------------------- datos-loader
 $(BUILD)/datos-loader: $(LOADER_SRC) $(LOADER_HDR) $(LIBDATOS_HDR) $(BUILD)/libdatos.a
-	$(CC) $(CSTD) $(WARN) $(OPT_CFLAGS) $(APR_INCLUDES) $(DEP_CFLAGS) -Ilibdatos -Iloader \
+	$(CC) $(CSTD) $(WARN) $(OPT_CFLAGS) $(APR_INCLUDES) $(DEP_CFLAGS) $(LIBDATOS_INC) -Iloader \
 	  $(LOADER_SRC) $(BUILD)/libdatos.a $(DEP_LIBS) $(APR_LIBS) -o $@
 
 $(BUILD)/asan/datos-loader: $(LOADER_SRC) $(LOADER_HDR) $(LIBDATOS_HDR) $(BUILD)/asan/libdatos.a
 	@mkdir -p $(@D)
-	$(CC) $(CSTD) $(WARN) $(SAN_CFLAGS) $(APR_INCLUDES) $(DEP_CFLAGS) -Ilibdatos -Iloader \
+	$(CC) $(CSTD) $(WARN) $(SAN_CFLAGS) $(APR_INCLUDES) $(DEP_CFLAGS) $(LIBDATOS_INC) -Iloader \
 	  $(LOADER_SRC) $(BUILD)/asan/libdatos.a $(DEP_LIBS) $(APR_LIBS) $(SAN_FLAGS) -o $@
 
 loader: $(BUILD)/datos-loader $(BUILD)/asan/datos-loader
@@ -148,12 +151,12 @@ loader: $(BUILD)/datos-loader $(BUILD)/asan/datos-loader
 # ---------------------------------------------------------------- unit tests (cmocka)
 $(BUILD)/tests/%: tests/unit/%.c $(UNIT_SUPPORT) $(UNIT_HDR) $(LOADER_LIB_SRC) $(LOADER_HDR) $(BUILD)/libdatos.a
 	@mkdir -p $(@D)
-	$(CC) $(CSTD) $(WARN) -O1 -g $(APR_INCLUDES) $(DEP_CFLAGS) $(CMOCKA_CFLAGS) -Ilibdatos -Iloader -Itests/unit \
+	$(CC) $(CSTD) $(WARN) -O1 -g $(APR_INCLUDES) $(DEP_CFLAGS) $(CMOCKA_CFLAGS) $(LIBDATOS_INC) -Iloader -Itests/unit \
 	  $< $(UNIT_SUPPORT) $(LOADER_LIB_SRC) $(BUILD)/libdatos.a $(CMOCKA_LIBS) $(DEP_LIBS) $(APR_LIBS) -o $@
 
 $(BUILD)/asan/tests/%: tests/unit/%.c $(UNIT_SUPPORT) $(UNIT_HDR) $(LOADER_LIB_SRC) $(LOADER_HDR) $(BUILD)/asan/libdatos.a
 	@mkdir -p $(@D)
-	$(CC) $(CSTD) $(WARN) $(SAN_CFLAGS) $(APR_INCLUDES) $(DEP_CFLAGS) $(CMOCKA_CFLAGS) -Ilibdatos -Iloader -Itests/unit \
+	$(CC) $(CSTD) $(WARN) $(SAN_CFLAGS) $(APR_INCLUDES) $(DEP_CFLAGS) $(CMOCKA_CFLAGS) $(LIBDATOS_INC) -Iloader -Itests/unit \
 	  $< $(UNIT_SUPPORT) $(LOADER_LIB_SRC) $(BUILD)/asan/libdatos.a $(CMOCKA_LIBS) $(DEP_LIBS) $(APR_LIBS) $(SAN_FLAGS) -o $@
 
 unit-build: $(UNIT_BIN) $(SAN_UNIT_BIN)
@@ -178,12 +181,12 @@ FUZZ_OBJ := $(patsubst libdatos/%.c,$(BUILD)/fuzzobj/%.o,$(LIBDATOS_SRC)) \
 $(BUILD)/fuzzobj/%.o: libdatos/%.c $(LIBDATOS_HDR)
 	@mkdir -p $(@D)
 	clang $(CSTD) $(WARN) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link \
-	  $(APR_INCLUDES) $(DEP_CFLAGS) -Ilibdatos -c $< -o $@
+	  $(APR_INCLUDES) $(DEP_CFLAGS) $(LIBDATOS_INC) -c $< -o $@
 
 $(BUILD)/fuzzobj/%.o: loader/%.c $(LOADER_HDR) $(LIBDATOS_HDR)
 	@mkdir -p $(@D)
 	clang $(CSTD) $(WARN) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link \
-	  $(APR_INCLUDES) $(DEP_CFLAGS) -Ilibdatos -Iloader -c $< -o $@
+	  $(APR_INCLUDES) $(DEP_CFLAGS) $(LIBDATOS_INC) -Iloader -c $< -o $@
 
 $(BUILD)/fuzz/libfuzzdatos.a: $(FUZZ_OBJ)
 	@mkdir -p $(@D)
@@ -193,7 +196,7 @@ $(BUILD)/fuzz/libfuzzdatos.a: $(FUZZ_OBJ)
 $(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_HDR) $(LIBDATOS_HDR) $(LOADER_HDR) $(BUILD)/fuzz/libfuzzdatos.a
 	@mkdir -p $(@D)
 	clang $(CSTD) $(WARN) $(FUZZ_CFLAGS) -fsanitize=fuzzer \
-	  $(APR_INCLUDES) $(DEP_CFLAGS) -Ilibdatos -Iloader $< $(BUILD)/fuzz/libfuzzdatos.a \
+	  $(APR_INCLUDES) $(DEP_CFLAGS) $(LIBDATOS_INC) -Iloader $< $(BUILD)/fuzz/libfuzzdatos.a \
 	  $(DEP_LIBS) $(APR_LIBS) -o $@
 
 fuzz-build: $(FUZZ_BIN)
@@ -274,7 +277,7 @@ bench-emulator: deps
 # shipped libdatos.a), pinned to one CPU when taskset exists.
 $(BUILD)/bench/bench_record: tests/bench/bench_record.c $(LIBDATOS_HDR) $(BUILD)/libdatos.a
 	@mkdir -p $(@D)
-	$(CC) $(CSTD) $(WARN) -O2 -g $(APR_INCLUDES) $(DEP_CFLAGS) -Ilibdatos $< \
+	$(CC) $(CSTD) $(WARN) -O2 -g $(APR_INCLUDES) $(DEP_CFLAGS) $(LIBDATOS_INC) $< \
 	  $(BUILD)/libdatos.a $(DEP_LIBS) $(APR_LIBS) -o $@
 
 bench-record: deps $(BUILD)/bench/bench_record
@@ -283,7 +286,7 @@ bench-record: deps $(BUILD)/bench/bench_record
 
 run: deps
 	$(MAKE) --no-print-directory $(BUILD)/mod_datos.so $(BUILD)/datos-loader
-	$(PYTHON) tests/harness/run_local.py
+	$(PYTHON) tools/run_local.py
 
 # ---------------------------------------------------------------- install
 # DESTDIR for packaging. The loader's timer is installed disabled: one host

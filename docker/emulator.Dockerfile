@@ -1,4 +1,4 @@
-# The project's GCP emulator (tests/emulator: BigQuery, Pub/Sub, OAuth2, metadata; Python
+# The project's GCP emulator (emulator/: BigQuery, Pub/Sub, OAuth2, metadata; Python
 # standard library only) for docker/compose.yaml's local stack. Development only: it accepts
 # any request, so publish its port on 127.0.0.1 only. Also runs docker/dev/setup.py, which
 # creates the table, topics and sample data through its REST API.
@@ -13,8 +13,7 @@ RUN apt-get update \
  && install -d -o emulator -g emulator -m 0755 /var/lib/datos-emulator
 
 WORKDIR /opt/datos
-COPY tests/emulator/ tests/emulator/
-COPY tests/harness/ tests/harness/
+COPY emulator/ emulator/
 COPY docker/dev/setup.py docker/dev/setup.py
 
 # Datasets, tables, rows, jobs, topics, subscriptions and messages survive a restart here.
@@ -23,5 +22,5 @@ USER 10002:10002
 EXPOSE 9050
 HEALTHCHECK --interval=5s --timeout=3s --start-period=5s --retries=10 \
   CMD ["python3", "-c", "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:9050/_emulator/health', timeout=2).status != 200)"]
-CMD ["python3", "tests/emulator/server.py", "--host", "0.0.0.0", "--port", "9050", \
+CMD ["python3", "emulator/server.py", "--host", "0.0.0.0", "--port", "9050", \
      "--data-dir", "/var/lib/datos-emulator"]

@@ -5,7 +5,7 @@
  * Files: loader_main.c (the command line, the lock, signals, exit codes),
  * loader_config.c (the config file, the environment, the flags),
  * loader_log.c (JSON lines on stderr), loader_run.c (the drain cycle),
- * loader_journal.c (jobs in flight, on disk), loader_metrics.c (the
+ * loader_journal.c (jobs in flight, on disk), loader_textfile.c (the
  * node_exporter textfile). Everything about Google and the record is in
  * libdatos.
  */
@@ -150,7 +150,7 @@ typedef struct loader_counts_t {
 /* Writes the node_exporter textfile atomically (a temporary file renamed
  * over it): counters carry on from the file's previous values; the last
  * success time is updated only when ok. */
-apr_status_t loader_metrics_write(apr_pool_t *p, const char *path,
+apr_status_t loader_textfile_write(apr_pool_t *p, const char *path,
                                   const loader_counts_t *counts,
                                   apr_time_t started, apr_time_t finished,
                                   int ok, const char **why);

@@ -27,7 +27,7 @@
 #include "datos_auth.h"
 #include "datos_backoff.h"
 #include "datos_bq.h"
-#include "datos_bq_load.h"
+#include "datos_load_client.h"
 #include "datos_endpoint.h"
 #include "datos_http.h"
 #include "datos_json.h"
@@ -73,7 +73,7 @@ typedef struct {
     apr_pool_t *p;
     datos_creds_t *creds;
     datos_pubsub_t *ps;
-    datos_bqload_t *bl;
+    datos_load_client_t *bl;
     datos_table_info_t info;
     datos_table_ref_t table;
     const char *table_canon;        /* project.dataset.table */
@@ -468,7 +468,7 @@ static apr_status_t do_insert(run_t *r, apr_pool_t *p, void *baton,
     insert_t *in = baton;
 
     (void)p;
-    return datos_bqload_insert(r->bl, in->into,
+    return datos_load_client_insert(r->bl, in->into,
                                apr_time_now() + r->c->http_timeout
                                    + (apr_interval_time_t)(in->len / 1024) * 1000,
                                in->job_id, r->location, in->data, in->len,
@@ -488,7 +488,7 @@ static apr_status_t do_get(run_t *r, apr_pool_t *p, void *baton,
     get_t *g = baton;
 
     (void)p;
-    return datos_bqload_get(r->bl, g->into, call_deadline(r), g->job_id,
+    return datos_load_client_get(r->bl, g->into, call_deadline(r), g->job_id,
                             g->location, &g->job, err);
 }
 
@@ -1161,7 +1161,7 @@ static int setup(run_t *r)
     datos_http_t *http;
     datos_http_opts_t opts;
     datos_pubsub_conf_t psc;
-    datos_bqload_conf_t blc;
+    datos_load_client_conf_t blc;
     const char *project = NULL, *msg, *why;
     datos_endpoint_t ps_ep, bq_ep;
     int creds_configured;
@@ -1256,7 +1256,7 @@ static int setup(run_t *r)
     blc.http.allow_insecure = bq_ep.allow_insecure;
     blc.creds = bq_ep.creds_none ? NULL : r->creds;
     blc.resumable_above = (apr_size_t)c->resumable_above;
-    rv = datos_bqload_create(r->p, &blc, &r->bl, &err);
+    rv = datos_load_client_create(r->p, &blc, &r->bl, &err);
     if (rv != APR_SUCCESS) {
         loader_logf("error", "config_error", "bigquery_url: %s", err.message);
         return LOADER_EXIT_CONFIG;
@@ -1275,7 +1275,7 @@ static apr_status_t do_table(run_t *r, apr_pool_t *p, void *baton,
     table_t *t = baton;
 
     (void)p;
-    return datos_bqload_table(r->bl, t->into, call_deadline(r), t->info, err);
+    return datos_load_client_table(r->bl, t->into, call_deadline(r), t->info, err);
 }
 
 int loader_run(apr_pool_t *p, loader_config_t *c)
@@ -1402,7 +1402,7 @@ done:
         (double)(apr_time_now() - r.started) / APR_USEC_PER_SEC));
     loader_emit(ev);
     if (c->metrics_file && rc != LOADER_EXIT_CONFIG
-        && loader_metrics_write(p, c->metrics_file, &r.counts, r.started,
+        && loader_textfile_write(p, c->metrics_file, &r.counts, r.started,
                                 apr_time_now(), rc == LOADER_EXIT_OK, &why)
                != APR_SUCCESS)
         loader_logf("warning", "metrics_failed", "%s", why);
@@ -1539,7 +1539,7 @@ int loader_redrive(apr_pool_t *p, loader_config_t *c)
     if (c->metrics_file) {
         const char *why = NULL;
 
-        if (loader_metrics_write(p, c->metrics_file, &r.counts, r.started,
+        if (loader_textfile_write(p, c->metrics_file, &r.counts, r.started,
                                  apr_time_now(), 0, &why) != APR_SUCCESS)
             loader_logf("warning", "metrics_failed", "%s", why);
     }

@@ -102,7 +102,7 @@ static int mod_datos_post_config(apr_pool_t *pconf, apr_pool_t *plog,
     datos_log_set_sink(log_sink, log_is_level, s);
     apr_pool_cleanup_register(pconf, NULL, log_sink_reset,
                               apr_pool_cleanup_null);
-    mod_datos_errors_post_config(pconf, s);
+    mod_datos_httpd_errors_post_config(pconf, s);
 
     /* httpd runs the configuration twice at start; the first pass only
      * checks it, so nothing is started for it. */
@@ -133,7 +133,7 @@ static void mod_datos_register_hooks(apr_pool_t *p)
     ap_hook_post_config(mod_datos_post_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_child_init(mod_datos_child_init, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_handler(mod_datos_handler, NULL, NULL, APR_HOOK_MIDDLE);
-    mod_datos_errors_register_hooks(p);
+    mod_datos_httpd_errors_register_hooks(p);
 }
 
 AP_DECLARE_MODULE(datos) = {

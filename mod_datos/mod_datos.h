@@ -4,7 +4,7 @@
  * sink (mod_datos.c), the runtimes and their shared state
  * (mod_datos_runtime.c), the cache tiers (mod_datos_cache.c), the handlers
  * (mod_datos_handler.c) and httpd's own error pages on our paths
- * (mod_datos_errors.c). Everything about Google, JSON and the record lives
+ * (mod_datos_httpd_errors.c). Everything about Google, JSON and the record lives
  * in libdatos.
  *
  * Lock order, outermost first; no lock is taken out of this order:
@@ -34,7 +34,7 @@
 #include "datos_error.h"
 #include "datos_metrics.h"
 #include "datos_record.h"
-#include "datos_slot.h"
+#include "datos_process_cache.h"
 
 extern module AP_MODULE_DECLARE_DATA datos_module;
 
@@ -135,7 +135,7 @@ struct mod_datos_rt_t {
     int metrics_table;
 
     /* Per process (child_init). */
-    datos_slot_t *l1;
+    datos_process_cache_t *l1;
     apr_thread_mutex_t *proc_mutex;    /* the fields below */
     apr_time_t l2_down_until;          /* a failing shared tier is skipped until then */
     apr_time_t l2_checked;             /* last look at a fleet cache while stale */
@@ -248,9 +248,9 @@ void mod_datos_ingest_check_access(apr_pool_t *ptemp, server_rec *s);
 long mod_datos_retry_after(const datos_err_t *err);
 
 /* JSON error pages for what httpd answers itself on the module's paths
- * (mod_datos_errors.c). */
-void mod_datos_errors_register_hooks(apr_pool_t *p);
-void mod_datos_errors_post_config(apr_pool_t *pconf, server_rec *s);
+ * (mod_datos_httpd_errors.c). */
+void mod_datos_httpd_errors_register_hooks(apr_pool_t *p);
+void mod_datos_httpd_errors_post_config(apr_pool_t *pconf, server_rec *s);
 /* Whether r is for a path that maps to the module's handlers. */
 int mod_datos_is_our_path(request_rec *r);
 

@@ -111,7 +111,7 @@ static apr_status_t hold_release(void *data)
     hold_t *h = data;
 
     if (h->from_slot)
-        datos_slot_release(h->rt->l1, h->a);
+        datos_process_cache_release(h->rt->l1, h->a);
     else
         datos_answer_free(h->a);
     return APR_SUCCESS;
@@ -136,13 +136,13 @@ static datos_answer_t *install(ctx_t *c, datos_answer_t *a)
 {
     datos_answer_t *cur;
 
-    if (datos_slot_publish(c->rt->l1, a) != APR_SUCCESS) {
+    if (datos_process_cache_publish(c->rt->l1, a) != APR_SUCCESS) {
         /* Every slot entry is held by slow readers: serve this one to this
          * request alone. */
         hold(c, a, 0);
         return a;
     }
-    cur = datos_slot_acquire(c->rt->l1);
+    cur = datos_process_cache_acquire(c->rt->l1);
     if (cur)
         hold(c, cur, 1);
     return cur;
@@ -743,7 +743,7 @@ apr_status_t mod_datos_entry_get(request_rec *r, mod_datos_conf_t *conf,
     if (conf->fresh_for <= 0)
         return uncached(&c, entry, err);
 
-    a = datos_slot_acquire(c.rt->l1);
+    a = datos_process_cache_acquire(c.rt->l1);
     if (a) {
         hold(&c, a, 1);
         if (is_fresh(&c, a)) {

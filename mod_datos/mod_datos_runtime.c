@@ -484,7 +484,7 @@ void mod_datos_runtime_child_init(apr_pool_t *pchild, server_rec *s)
             child_fail(s, rv, "the credentials' mutex");
         if ((rv = datos_bq_child_init(rt->bq, pchild)) != APR_SUCCESS)
             child_fail(s, rv, "the BigQuery client's mutex");
-        if ((rv = datos_slot_create(pchild, release_answer, &rt->l1))
+        if ((rv = datos_process_cache_create(pchild, release_answer, &rt->l1))
             != APR_SUCCESS)
             child_fail(s, rv, "the process copy of the answer");
         if ((rv = apr_thread_mutex_create(&rt->proc_mutex,

@@ -3,7 +3,7 @@
 starting httpd, through the emulator's REST API. Creates latam_dataset.datos with sample rows
 and the Pub/Sub topic, subscription and dead-letter topic the first time (the emulator keeps
 them in its volume), and publishes valid and invalid sample messages for the loader on every
-start. Same functions as tests/harness/run_local.py, so both stacks start alike.
+start. Same functions as `make run` (emulator/gcpemu/demo.py), so both stacks start alike.
 
     EMULATOR_URL=http://emulator:9050 python3 docker/dev/setup.py
 """
@@ -12,10 +12,10 @@ import sys
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(REPO, "tests"))
+sys.path.insert(0, os.path.join(REPO, "emulator"))
 
-from harness.emulator import Emulator, EmulatorError  # noqa: E402
-from harness.run_local import (DATASET, TABLE, LOCATION, TOPIC, create_pubsub,  # noqa: E402
+from gcpemu.client import Emulator, EmulatorError  # noqa: E402
+from gcpemu.demo import (DATASET, TABLE, LOCATION, TOPIC, create_pubsub,  # noqa: E402
                                create_resources, publish_samples, seed)
 
 

@@ -99,7 +99,7 @@ class Report:
                  "in place of BigQuery, memcached), so their work never takes httpd's CPU.")
         if self.read:
             self.add("- **httpd.** Debian's `/usr/sbin/apache2` with a generated configuration "
-                     "(tests/harness/httpd.py): %s. The access log is off (a disk write per "
+                     "(tools/httpd.py): %s. The access log is off (a disk write per "
                      "request, the same for every handler, that would only dilute the "
                      "comparison)." % self.read["mpm"])
             log = self.read.get("error_log") or []

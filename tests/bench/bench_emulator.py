@@ -19,10 +19,11 @@ import subprocess
 import sys
 import tempfile
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+_REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path[:0] = [_REPO, os.path.join(_REPO, "emulator"), os.path.join(_REPO, "tests")]
 
-from harness.emulator import Emulator  # noqa: E402
-from harness.httpd import TEST_TMP  # noqa: E402
+from gcpemu.client import Emulator  # noqa: E402
+from tools.httpd import TEST_TMP  # noqa: E402
 
 QUERY = ("SELECT id, contenido, timestamp FROM `datos-local.latam_dataset.datos` "
          "WHERE timestamp >= TIMESTAMP_SUB(CURRENT_TIMESTAMP(), INTERVAL @lookback_days DAY) "

@@ -24,10 +24,11 @@ import sys
 import time
 import uuid
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+_REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path[:0] = [_REPO, os.path.join(_REPO, "emulator"), os.path.join(_REPO, "tests")]
 
-from harness.emulator import Emulator, ndjson  # noqa: E402
-from harness.httpd import TEST_TMP  # noqa: E402
+from gcpemu.client import Emulator, ndjson  # noqa: E402
+from tools.httpd import TEST_TMP  # noqa: E402
 
 
 class Client:

@@ -21,8 +21,8 @@ import time
 import benchlib as B
 from benchlib import echo, section
 
-from harness.emulator import Emulator  # noqa: E402
-from harness.httpd import TEST_TMP  # noqa: E402
+from gcpemu.client import Emulator  # noqa: E402
+from tools.httpd import TEST_TMP  # noqa: E402
 from harness.loader import PIPELINE, Loader, make_pipeline  # noqa: E402
 from bench_read import emulator_command  # noqa: E402
 

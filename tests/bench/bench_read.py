@@ -25,8 +25,8 @@ import time
 import benchlib as B
 from benchlib import echo, section
 
-from harness.emulator import PYTHON, SERVER, Emulator  # noqa: E402
-from harness.httpd import MODULES_DIR, TEST_TMP, free_port  # noqa: E402
+from gcpemu.client import PYTHON, SERVER, Emulator  # noqa: E402
+from tools.httpd import MODULES_DIR, TEST_TMP, free_port  # noqa: E402
 from harness.servers import Memcached  # noqa: E402
 
 DATASET, TABLE, PROJECT = "latam_dataset", "datos", "datos-local"
@@ -91,7 +91,7 @@ _ROWS = []
 
 
 def emulator_command(emu):
-    """The command Emulator.start() runs (tests/harness/emulator.py)."""
+    """The command Emulator.start() runs (emulator/gcpemu/client.py)."""
     return [PYTHON, SERVER, "--port", "0", "--port-file", emu.port_file,
             "--project", emu.project, "--write-service-account-key", emu.key_file]
 

@@ -18,9 +18,9 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, os.path.join(REPO, "tests"))
+sys.path[:0] = [REPO, os.path.join(REPO, "emulator"), os.path.join(REPO, "tests")]
 
-from harness.httpd import APACHE2, BUILD_DIR, Httpd  # noqa: E402
+from tools.httpd import APACHE2, BUILD_DIR, Httpd  # noqa: E402
 
 BENCH_BUILD = os.path.join(BUILD_DIR, "bench")
 QUICK = os.environ.get("BENCH_QUICK") == "1"

@@ -5,7 +5,7 @@ import shutil
 import pytest
 
 from emu_support import TEST_TMP, Api
-from harness.emulator import Emulator
+from gcpemu.client import Emulator
 
 
 @pytest.fixture(scope="session")

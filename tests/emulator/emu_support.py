@@ -4,7 +4,7 @@ import os
 
 import requests
 
-from harness.emulator import REPO, query_body
+from gcpemu.client import REPO, query_body
 
 # Everything these tests write goes under build/test-tmp, in a folder of this process.
 TEST_TMP = os.path.join(REPO, "build", "test-tmp", "emulator-tests-%d" % os.getpid())

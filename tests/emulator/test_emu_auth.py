@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from emu_support import TEST_TMP
-from harness.emulator import Emulator
+from gcpemu.client import Emulator
 
 P = "datos-local"
 GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
@@ -296,8 +296,6 @@ def test_harness_seeds_under_require_auth(emu):
 def test_token_store_stays_bounded_and_fast_when_full():
     """A load test that mints a token per request must not slow the token
     endpoint down: past the cap the oldest tokens are dropped in bulk."""
-    import sys
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__))))
     from gcpemu.auth import TokenStore
     from gcpemu.clock import Clock
 

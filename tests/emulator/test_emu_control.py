@@ -10,7 +10,7 @@ import time
 import pytest
 
 from emu_support import TEST_TMP
-from harness.emulator import Emulator
+from gcpemu.client import Emulator
 
 P = "datos-local"
 DS = "/bigquery/v2/projects/%s/datasets" % P

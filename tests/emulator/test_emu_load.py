@@ -9,7 +9,7 @@ import shutil
 import pytest
 
 from emu_support import TEST_TMP
-from harness.emulator import Emulator, ndjson
+from gcpemu.client import Emulator, ndjson
 
 P = "datos-local"
 LOC = "southamerica-east1"

@@ -9,10 +9,10 @@ import subprocess
 import pytest
 
 from emu_support import TEST_TMP
-from harness.emulator import REPO
+from gcpemu.client import REPO
 
-SCRIPT = os.path.join(REPO, "tests", "emulator", "node", "bq_client.js")
-LOAD_SCRIPT = os.path.join(REPO, "tests", "emulator", "node", "bq_load.js")
+SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "node", "bq_client.js")
+LOAD_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "node", "bq_load.js")
 MODULE = os.path.join(REPO, "node_modules", "@google-cloud", "bigquery")
 
 pytestmark = [

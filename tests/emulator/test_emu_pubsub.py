@@ -13,7 +13,7 @@ import time
 import pytest
 
 from emu_support import TEST_TMP
-from harness.emulator import Emulator, message_data
+from gcpemu.client import Emulator, message_data
 
 P = "datos-local"
 V1 = "/v1/projects/%s" % P

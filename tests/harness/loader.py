@@ -13,7 +13,7 @@ import signal
 import subprocess
 import time
 
-from harness.httpd import BUILD_DIR, TEST_TMP, sanitizer_runtime
+from tools.httpd import BUILD_DIR, TEST_TMP, sanitizer_runtime
 
 PIPELINE = {
     "topic": "datos-topic",

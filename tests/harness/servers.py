@@ -11,7 +11,7 @@ import socket
 import subprocess
 import time
 
-from harness.httpd import TEST_TMP, free_port
+from tools.httpd import TEST_TMP, free_port
 
 
 class ServerError(RuntimeError):

@@ -4,10 +4,10 @@ import os
 
 import pytest
 
-from harness.httpd import ACTIVE_SERVERS, Httpd, TEST_TMP, register_server, unregister_server
+from tools.httpd import ACTIVE_SERVERS, Httpd, TEST_TMP, register_server, unregister_server
 
-try:  # the emulator's harness module; absent only in a broken checkout
-    from harness.emulator import Emulator
+try:  # the emulator's client; absent only in a broken checkout
+    from gcpemu.client import Emulator
 except ImportError:  # pragma: no cover
     Emulator = None
 
@@ -50,7 +50,7 @@ def error_log_gate(request):
 @pytest.fixture(scope="session")
 def emulator():
     if Emulator is None:
-        pytest.fail("tests/harness/emulator.py is missing")
+        pytest.fail("emulator/gcpemu/client.py is missing")
     emu = Emulator(os.path.join(TEST_TMP, "emulator-integration"))
     emu.start()
     yield emu

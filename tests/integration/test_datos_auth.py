@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from harness.httpd import TEST_TMP
+from tools.httpd import TEST_TMP
 from datos_env import contract_rows, datos_conf, expected_answer, get, seed
 
 KEYS_DIR = os.path.join(TEST_TMP, "keys")

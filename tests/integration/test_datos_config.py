@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 from datos_env import HANDLERS
-from harness.httpd import REPO_ROOT
+from tools.httpd import REPO_ROOT
 
 GOOD = """
 DatosProject datos-local
@@ -21,7 +21,7 @@ DatosBigQueryURL http://127.0.0.1:9/bigquery/v2
 
 @pytest.fixture(scope="module")
 def checker(request):
-    from harness.httpd import Httpd
+    from tools.httpd import Httpd
     h = Httpd("datos-config")
 
     def check(extra, base=GOOD):
@@ -243,7 +243,7 @@ def test_key_behind_a_symlink_is_judged_by_its_target(checker):
 
 def test_application_default_key_owned_by_the_children_user_is_refused(checker):
     needs_root()
-    from harness.httpd import Httpd
+    from tools.httpd import Httpd
     base = GOOD.replace("DatosCredentials none\n", "")
     good = write_key(checker, "adc-root.json")
     bad = write_key(checker, "adc-nobody.json", uid=NOBODY)

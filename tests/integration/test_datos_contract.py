@@ -3,7 +3,7 @@ the real httpd with mod_datos against the emulator."""
 import pytest
 import requests
 
-from harness.httpd import Httpd, register_server, unregister_server
+from tools.httpd import Httpd, register_server, unregister_server
 from datos_env import LOCATION, SHAPES, cold, contract_rows, datos_conf, expected_answer, get, seed
 
 

@@ -2,7 +2,7 @@
 partition filter, widening in at most three steps, and maximumBytesBilled."""
 import pytest
 
-from harness.httpd import Httpd, register_server, unregister_server
+from tools.httpd import Httpd, register_server, unregister_server
 from datos_env import cold, datos_conf, expected_answer, get, row, seed
 
 DAY_US = 86_400 * 1_000_000

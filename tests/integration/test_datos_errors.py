@@ -12,7 +12,7 @@ import socket
 
 import pytest
 
-from harness.httpd import REPO_ROOT
+from tools.httpd import REPO_ROOT
 from datos_env import contract_rows, datos_conf, seed
 
 EXTRA = """
@@ -72,7 +72,7 @@ def assert_json_error(status, headers, body, code):
 
 @pytest.fixture(scope="module", params=["Off", "On"])
 def server(request, emulator):
-    from harness.httpd import Httpd, register_server, unregister_server
+    from tools.httpd import Httpd, register_server, unregister_server
     seed(emulator, contract_rows(emulator.now()))
     h = Httpd("errors-trace-" + request.param.lower())
     h.write_config(datos_conf(emulator, extra=EXTRA), trace_enable=request.param)

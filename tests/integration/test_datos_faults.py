@@ -4,7 +4,7 @@ bodies and dropped connections; 503 for rate limits, quota and auth."""
 import pytest
 import requests
 
-from harness.httpd import Httpd, register_server, unregister_server
+from tools.httpd import Httpd, register_server, unregister_server
 from datos_env import contract_rows, datos_conf, expected_answer, get, seed
 
 

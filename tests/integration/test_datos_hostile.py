@@ -12,7 +12,7 @@ import socket
 
 import pytest
 
-from harness.httpd import Httpd, register_server, unregister_server
+from tools.httpd import Httpd, register_server, unregister_server
 from datos_env import contract_rows, datos_conf, expected_answer, seed
 
 # httpd's default LimitRequestLine; the request line without its CRLF.

@@ -15,7 +15,7 @@ import time
 import pytest
 import requests
 
-from harness.httpd import REPO_ROOT
+from tools.httpd import REPO_ROOT
 from harness.loader import PIPELINE, Loader, make_pipeline
 from datos_env import PROJECT, datos_conf, get
 
@@ -82,7 +82,7 @@ def assert_error(r, code, reason=None, index=None):
 
 @pytest.fixture(scope="module")
 def server(emulator):
-    from harness.httpd import Httpd, register_server, unregister_server
+    from tools.httpd import Httpd, register_server, unregister_server
     make_pipeline(emulator)
     h = Httpd("ingest")
     h.write_config(ingest_conf(emulator, extra="DatosMaxBody 2M\nDatosMaxBatch 5"))

@@ -4,7 +4,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from harness.httpd import MPMS
+from tools.httpd import MPMS
 from datos_env import contract_rows, datos_conf, expected_answer, get, seed
 
 

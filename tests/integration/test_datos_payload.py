@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from harness.httpd import Httpd, register_server, unregister_server
+from tools.httpd import Httpd, register_server, unregister_server
 from datos_env import datos_conf, expected_answer, get, row, seed
 
 MiB = 1024 * 1024

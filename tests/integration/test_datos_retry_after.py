@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from harness.httpd import TEST_TMP
+from tools.httpd import TEST_TMP
 from datos_env import contract_rows, datos_conf, get, seed
 
 DEFAULT_RETRY_AFTER = 5      # what the module says when the upstream gave none we can use
@@ -74,7 +74,7 @@ def key_file(emulator):
 
 @pytest.fixture(scope="module", params=UPSTREAMS)
 def server(request, rows, emulator):
-    from harness.httpd import Httpd, register_server, unregister_server
+    from tools.httpd import Httpd, register_server, unregister_server
     upstream = request.param
     env = None
     if upstream == "bigquery":

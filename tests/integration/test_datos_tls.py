@@ -7,8 +7,8 @@ import subprocess
 
 import pytest
 
-from harness.emulator import Emulator
-from harness.httpd import TEST_TMP
+from gcpemu.client import Emulator
+from tools.httpd import TEST_TMP
 from datos_env import contract_rows, datos_conf, expected_answer, get, seed
 
 PKI = os.path.join(TEST_TMP, "pki")

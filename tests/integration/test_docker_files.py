@@ -28,7 +28,7 @@ import time
 import pytest
 import requests
 
-from harness.httpd import REPO_ROOT, TEST_TMP, free_port
+from tools.httpd import REPO_ROOT, TEST_TMP, free_port
 
 DOCKER = os.path.join(REPO_ROOT, "docker")
 DOCKERFILES = {name: os.path.join(DOCKER, name + ".Dockerfile")

@@ -6,7 +6,7 @@ import time
 import pytest
 import requests
 
-from harness.httpd import ErrorLog, HttpdError, MPMS
+from tools.httpd import ErrorLog, HttpdError, MPMS
 
 STATIC_CONF = """
 <Directory "${root}/htdocs/private">

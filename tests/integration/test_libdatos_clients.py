@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from harness.httpd import BUILD_DIR, TEST_TMP
+from tools.httpd import BUILD_DIR, TEST_TMP
 
 ROWS = 9000          # about 1.3 MB of NDJSON: five resumable chunks and a partial one
 CHUNK = 256 * 1024

@@ -10,8 +10,8 @@ import os
 import subprocess
 
 from datos_env import row, seed
-from harness.emulator import message_data
-from harness.httpd import REPO_ROOT
+from gcpemu.client import message_data
+from tools.httpd import REPO_ROOT
 from load import server_conf
 
 LOCUSTFILE = os.path.join(REPO_ROOT, "tests", "load", "locustfile.py")

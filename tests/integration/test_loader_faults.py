@@ -208,7 +208,7 @@ def test_a_poison_row_is_dead_lettered_and_the_rest_loads(emulator):
     make_pipeline(emulator)
     emulator._api("DELETE", "/projects/%s/datasets/latam_dataset/tables/datos" % emulator.project,
                   expect=(200, 204))
-    from harness.emulator import DATOS_SCHEMA
+    from gcpemu.client import DATOS_SCHEMA
     fields = [dict(f) for f in DATOS_SCHEMA]
     fields[0]["maxLength"] = "12"
     emulator._api("POST", "/projects/%s/datasets/latam_dataset/tables" % emulator.project,

@@ -13,7 +13,7 @@ import time
 import requests
 
 from datos_env import get
-from harness.httpd import REPO_ROOT
+from tools.httpd import REPO_ROOT
 from harness.loader import PIPELINE, Loader, make_pipeline
 from load import server_conf
 

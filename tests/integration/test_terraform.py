@@ -19,8 +19,8 @@ import time
 import pytest
 
 from datos_env import get
-from harness.emulator import DATOS_SCHEMA
-from harness.httpd import REPO_ROOT
+from gcpemu.client import DATOS_SCHEMA
+from tools.httpd import REPO_ROOT
 from harness.loader import Loader
 
 TF_DIR = os.path.join(REPO_ROOT, "terraform")

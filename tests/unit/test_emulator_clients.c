@@ -1,5 +1,5 @@
 /* test_emulator_clients.c - the libdatos clients against the project's GCP
- * emulator (tests/emulator/server.py), where the scripted server cannot
+ * emulator (emulator/server.py), where the scripted server cannot
  * show fidelity: the refresh-token grant and the metadata server of a real
  * implementation, Pub/Sub publish / pull / nack / ack, and BigQuery load
  * jobs through multipart and resumable uploads that the emulator really
@@ -19,7 +19,7 @@
 #include <string.h>
 
 #include "dt_support.h"
-#include "datos_bq_load.h"
+#include "datos_load_client.h"
 #include "datos_endpoint.h"
 #include "datos_pubsub.h"
 
@@ -91,11 +91,11 @@ static datos_pubsub_t *pubsub(apr_pool_t *p, datos_creds_t *creds)
     return ps;
 }
 
-static datos_bqload_t *bqload(apr_pool_t *p, datos_creds_t *creds, apr_size_t above)
+static datos_load_client_t *bqload(apr_pool_t *p, datos_creds_t *creds, apr_size_t above)
 {
     datos_endpoint_t ep;
-    datos_bqload_conf_t conf;
-    datos_bqload_t *bl;
+    datos_load_client_conf_t conf;
+    datos_load_client_t *bl;
     datos_err_t err = {0};
 
     assert_int_equal(datos_endpoint_resolve(p, DATOS_API_BIGQUERY, NULL, 0, 1, &ep, &err),
@@ -109,8 +109,8 @@ static datos_bqload_t *bqload(apr_pool_t *p, datos_creds_t *creds, apr_size_t ab
     conf.http.allow_insecure = ep.allow_insecure;
     conf.creds = creds;
     conf.resumable_above = above;
-    conf.chunk_size = DATOS_BQLOAD_CHUNK_UNIT;
-    if (datos_bqload_create(p, &conf, &bl, &err) != APR_SUCCESS) {
+    conf.chunk_size = DATOS_LOAD_CLIENT_CHUNK_UNIT;
+    if (datos_load_client_create(p, &conf, &bl, &err) != APR_SUCCESS) {
         fail_msg("load client: %s", err.message);
     }
     return bl;
@@ -211,7 +211,7 @@ static void pubsub_round_trip(void **state)
 static void bigquery_multipart_load(void **state)
 {
     apr_pool_t *p = DT_POOL(state);
-    datos_bqload_t *bl;
+    datos_load_client_t *bl;
     datos_table_info_t info;
     datos_loadjob_t *job = NULL;
     datos_err_t err = {0};
@@ -222,7 +222,7 @@ static void bigquery_multipart_load(void **state)
         skip();
     }
     bl = bqload(p, metadata_creds(p), 0);
-    if (datos_bqload_table(bl, p, soon(), &info, &err) != APR_SUCCESS) {
+    if (datos_load_client_table(bl, p, soon(), &info, &err) != APR_SUCCESS) {
         fail_msg("tables.get: %s", err.message);
     }
     assert_string_equal(info.location, "southamerica-east1");
@@ -231,7 +231,7 @@ static void bigquery_multipart_load(void **state)
     for (i = 0; i < 3; i++) {
         data = apr_pstrcat(p, data, row(p, apr_psprintf(p, "mp%d", i), i), NULL);
     }
-    if (datos_bqload_insert(bl, p, soon(), "datos_emu_multipart_g0", info.location, data,
+    if (datos_load_client_insert(bl, p, soon(), "datos_emu_multipart_g0", info.location, data,
                             strlen(data), &job, &err) != APR_SUCCESS) {
         fail_msg("jobs.insert: %s", err.message);
     }
@@ -239,18 +239,18 @@ static void bigquery_multipart_load(void **state)
     assert_int_equal(job->state, DATOS_JOB_DONE);
     assert_int_equal(datos_loadjob_outcome(job), DATOS_JOB_SUCCEEDED);
     /* the same id again: taken, whatever the data */
-    assert_int_equal(datos_bqload_insert(bl, p, soon(), "datos_emu_multipart_g0",
+    assert_int_equal(datos_load_client_insert(bl, p, soon(), "datos_emu_multipart_g0",
                                          info.location, data, strlen(data), &job, &err),
                      DATOS_EEXISTS);
     assert_string_equal(err.reason, "duplicate");
-    if (datos_bqload_get(bl, p, soon(), "datos_emu_multipart_g0", info.location, &job, &err)
+    if (datos_load_client_get(bl, p, soon(), "datos_emu_multipart_g0", info.location, &job, &err)
         != APR_SUCCESS) {
         fail_msg("jobs.get: %s", err.message);
     }
     assert_int_equal(job->state, DATOS_JOB_DONE);
     assert_int_equal(job->output_rows, 3);
     /* outside US/EU the job is found only with its location */
-    assert_int_equal(datos_bqload_get(bl, p, soon(), "datos_emu_multipart_g0", "US", &job,
+    assert_int_equal(datos_load_client_get(bl, p, soon(), "datos_emu_multipart_g0", "US", &job,
                                       &err), DATOS_EREJECTED);
     assert_int_equal(err.http_status, 404);
 }
@@ -260,7 +260,7 @@ static void bigquery_multipart_load(void **state)
 static void bigquery_resumable_load(void **state)
 {
     apr_pool_t *p = DT_POOL(state);
-    datos_bqload_t *bl;
+    datos_load_client_t *bl;
     datos_loadjob_t *job = NULL;
     datos_err_t err = {0};
     int rows, i;
@@ -281,8 +281,8 @@ static void bigquery_resumable_load(void **state)
         at += n;
         len += n;
     }
-    assert_true(len > 3 * DATOS_BQLOAD_CHUNK_UNIT);
-    if (datos_bqload_insert(bl, p, soon(), "datos_emu_resumable_g0", NULL, data, len, &job,
+    assert_true(len > 3 * DATOS_LOAD_CLIENT_CHUNK_UNIT);
+    if (datos_load_client_insert(bl, p, soon(), "datos_emu_resumable_g0", NULL, data, len, &job,
                             &err) != APR_SUCCESS) {
         fail_msg("jobs.insert: %s", err.message);
     }

@@ -1,4 +1,4 @@
-/* test_slot.c - the lock-free slot: who sees which version, when each
+/* test_process_cache.c - the lock-free slot: who sees which version, when each
  * version is released, and the same under threads hammering it. */
 #include <stdatomic.h>
 #include <stdio.h>
@@ -9,7 +9,7 @@
 
 #include "dt_support.h"
 #include "datos_answer.h"
-#include "datos_slot.h"
+#include "datos_process_cache.h"
 
 #define LIVE 0x600DF00Du
 #define DEAD 0xDEADBEEFu
@@ -41,12 +41,12 @@ static tobj_t *tobj(apr_pool_t *p, int id)
     return o;
 }
 
-static datos_slot_t *new_slot(apr_pool_t *p, datos_slot_release_fn *fn)
+static datos_process_cache_t *new_slot(apr_pool_t *p, datos_process_cache_release_fn *fn)
 {
-    datos_slot_t *s = NULL;
+    datos_process_cache_t *s = NULL;
 
     released_count = 0;
-    assert_int_equal(datos_slot_create(p, fn, &s), APR_SUCCESS);
+    assert_int_equal(datos_process_cache_create(p, fn, &s), APR_SUCCESS);
     assert_non_null(s);
     return s;
 }
@@ -54,51 +54,51 @@ static datos_slot_t *new_slot(apr_pool_t *p, datos_slot_release_fn *fn)
 static void slot_empty(void **state)
 {
     apr_pool_t *p = DT_POOL(state);
-    datos_slot_t *s = new_slot(p, record_release);
+    datos_process_cache_t *s = new_slot(p, record_release);
 
-    assert_null(datos_slot_acquire(s));
-    datos_slot_release(s, NULL);
-    datos_slot_clear(s);
-    assert_null(datos_slot_acquire(s));
+    assert_null(datos_process_cache_acquire(s));
+    datos_process_cache_release(s, NULL);
+    datos_process_cache_clear(s);
+    assert_null(datos_process_cache_acquire(s));
     assert_int_equal(released_count, 0);
-    assert_int_equal(datos_slot_publish(s, NULL), APR_EINVAL);
+    assert_int_equal(datos_process_cache_publish(s, NULL), APR_EINVAL);
 }
 
 static void slot_replaced_version_waits_for_readers(void **state)
 {
     apr_pool_t *p = DT_POOL(state);
-    datos_slot_t *s = new_slot(p, record_release);
+    datos_process_cache_t *s = new_slot(p, record_release);
     tobj_t *a = tobj(p, 1), *b = tobj(p, 2), *c = tobj(p, 3);
     void *r1, *r2, *r3;
 
-    assert_int_equal(datos_slot_publish(s, a), APR_SUCCESS);
-    r1 = datos_slot_acquire(s);
-    r2 = datos_slot_acquire(s);
+    assert_int_equal(datos_process_cache_publish(s, a), APR_SUCCESS);
+    r1 = datos_process_cache_acquire(s);
+    r2 = datos_process_cache_acquire(s);
     assert_ptr_equal(r1, a);
     assert_ptr_equal(r2, a);
-    datos_slot_release(s, r2);          /* released while current */
+    datos_process_cache_release(s, r2);          /* released while current */
 
-    assert_int_equal(datos_slot_publish(s, b), APR_SUCCESS);
+    assert_int_equal(datos_process_cache_publish(s, b), APR_SUCCESS);
     assert_int_equal(released_count, 0);        /* r1 still holds a */
-    r3 = datos_slot_acquire(s);
+    r3 = datos_process_cache_acquire(s);
     assert_ptr_equal(r3, b);
     assert_int_equal(a->magic, LIVE);
 
-    datos_slot_release(s, r1);          /* the last holder of a */
+    datos_process_cache_release(s, r1);          /* the last holder of a */
     assert_int_equal(released_count, 1);
     assert_int_equal(released_ids[0], 1);
 
     /* b replaced while held, then c cleared with no holder */
-    assert_int_equal(datos_slot_publish(s, c), APR_SUCCESS);
+    assert_int_equal(datos_process_cache_publish(s, c), APR_SUCCESS);
     assert_int_equal(released_count, 1);
-    datos_slot_clear(s);
+    datos_process_cache_clear(s);
     assert_int_equal(released_count, 2);
     assert_int_equal(released_ids[1], 3);
-    assert_null(datos_slot_acquire(s));
-    datos_slot_release(s, r3);
+    assert_null(datos_process_cache_acquire(s));
+    datos_process_cache_release(s, r3);
     assert_int_equal(released_count, 3);
     assert_int_equal(released_ids[2], 2);
-    datos_slot_clear(s);
+    datos_process_cache_clear(s);
     assert_int_equal(released_count, 3);
 }
 
@@ -106,14 +106,14 @@ static void slot_replaced_version_waits_for_readers(void **state)
 static void slot_unread_version_released_at_once(void **state)
 {
     apr_pool_t *p = DT_POOL(state);
-    datos_slot_t *s = new_slot(p, record_release);
+    datos_process_cache_t *s = new_slot(p, record_release);
     int i;
 
     for (i = 0; i < 500; i++) {
-        assert_int_equal(datos_slot_publish(s, tobj(p, i)), APR_SUCCESS);
+        assert_int_equal(datos_process_cache_publish(s, tobj(p, i)), APR_SUCCESS);
         assert_int_equal(released_count, i);
         if (i % 2) {
-            datos_slot_release(s, datos_slot_acquire(s));
+            datos_process_cache_release(s, datos_process_cache_acquire(s));
         }
     }
     assert_int_equal(released_ids[498], 498);
@@ -122,40 +122,40 @@ static void slot_unread_version_released_at_once(void **state)
 static void slot_clear_waits_for_readers(void **state)
 {
     apr_pool_t *p = DT_POOL(state);
-    datos_slot_t *s = new_slot(p, record_release);
+    datos_process_cache_t *s = new_slot(p, record_release);
     tobj_t *a = tobj(p, 7);
     void *r;
 
-    assert_int_equal(datos_slot_publish(s, a), APR_SUCCESS);
-    r = datos_slot_acquire(s);
-    datos_slot_clear(s);
+    assert_int_equal(datos_process_cache_publish(s, a), APR_SUCCESS);
+    r = datos_process_cache_acquire(s);
+    datos_process_cache_clear(s);
     assert_int_equal(released_count, 0);
-    assert_null(datos_slot_acquire(s));
+    assert_null(datos_process_cache_acquire(s));
     /* the cleared object may be published again once released, not before */
-    assert_int_equal(datos_slot_publish(s, a), APR_EINVAL);
-    datos_slot_release(s, r);
+    assert_int_equal(datos_process_cache_publish(s, a), APR_EINVAL);
+    datos_process_cache_release(s, r);
     assert_int_equal(released_count, 1);
     a->magic = LIVE;
-    assert_int_equal(datos_slot_publish(s, a), APR_SUCCESS);
-    assert_ptr_equal(datos_slot_acquire(s), a);
-    datos_slot_release(s, a);
+    assert_int_equal(datos_process_cache_publish(s, a), APR_SUCCESS);
+    assert_ptr_equal(datos_process_cache_acquire(s), a);
+    datos_process_cache_release(s, a);
 }
 
 static void slot_refuses_object_twice(void **state)
 {
     apr_pool_t *p = DT_POOL(state);
-    datos_slot_t *s = new_slot(p, record_release);
+    datos_process_cache_t *s = new_slot(p, record_release);
     tobj_t *a = tobj(p, 1), *b = tobj(p, 2);
     void *r;
 
-    assert_int_equal(datos_slot_publish(s, a), APR_SUCCESS);
-    assert_int_equal(datos_slot_publish(s, a), APR_EINVAL);   /* current */
-    r = datos_slot_acquire(s);
-    assert_int_equal(datos_slot_publish(s, b), APR_SUCCESS);
-    assert_int_equal(datos_slot_publish(s, a), APR_EINVAL);   /* still held */
-    assert_ptr_equal(datos_slot_acquire(s), b);
-    datos_slot_release(s, b);
-    datos_slot_release(s, r);
+    assert_int_equal(datos_process_cache_publish(s, a), APR_SUCCESS);
+    assert_int_equal(datos_process_cache_publish(s, a), APR_EINVAL);   /* current */
+    r = datos_process_cache_acquire(s);
+    assert_int_equal(datos_process_cache_publish(s, b), APR_SUCCESS);
+    assert_int_equal(datos_process_cache_publish(s, a), APR_EINVAL);   /* still held */
+    assert_ptr_equal(datos_process_cache_acquire(s), b);
+    datos_process_cache_release(s, b);
+    datos_process_cache_release(s, r);
     assert_int_equal(released_count, 1);
 }
 
@@ -164,8 +164,8 @@ static void slot_refuses_object_twice(void **state)
 static void slot_full_then_reused(void **state)
 {
     apr_pool_t *p = DT_POOL(state);
-    datos_slot_t *s = new_slot(p, record_release);
-    void *held[DATOS_SLOT_ENTRIES];
+    datos_process_cache_t *s = new_slot(p, record_release);
+    void *held[DATOS_PROCESS_CACHE_ENTRIES];
     tobj_t *extra = tobj(p, 999);
     void *r;
     int i, round;
@@ -173,45 +173,45 @@ static void slot_full_then_reused(void **state)
     for (round = 0; round < 3; round++) {
         int base = round * 100;
 
-        for (i = 0; i < DATOS_SLOT_ENTRIES; i++) {
-            assert_int_equal(datos_slot_publish(s, tobj(p, base + i)),
+        for (i = 0; i < DATOS_PROCESS_CACHE_ENTRIES; i++) {
+            assert_int_equal(datos_process_cache_publish(s, tobj(p, base + i)),
                              APR_SUCCESS);
-            held[i] = datos_slot_acquire(s);
+            held[i] = datos_process_cache_acquire(s);
         }
-        assert_int_equal(datos_slot_publish(s, extra), APR_EAGAIN);
+        assert_int_equal(datos_process_cache_publish(s, extra), APR_EAGAIN);
         assert_int_equal(extra->magic, LIVE);
-        r = datos_slot_acquire(s);
-        assert_int_equal(((tobj_t *)r)->id, base + DATOS_SLOT_ENTRIES - 1);
-        datos_slot_release(s, r);
+        r = datos_process_cache_acquire(s);
+        assert_int_equal(((tobj_t *)r)->id, base + DATOS_PROCESS_CACHE_ENTRIES - 1);
+        datos_process_cache_release(s, r);
         /* readers let go in an order unrelated to publication */
-        for (i = 0; i < DATOS_SLOT_ENTRIES - 1; i += 2) {
-            datos_slot_release(s, held[i]);
+        for (i = 0; i < DATOS_PROCESS_CACHE_ENTRIES - 1; i += 2) {
+            datos_process_cache_release(s, held[i]);
         }
-        for (i = 1; i < DATOS_SLOT_ENTRIES - 1; i += 2) {
-            datos_slot_release(s, held[i]);
+        for (i = 1; i < DATOS_PROCESS_CACHE_ENTRIES - 1; i += 2) {
+            datos_process_cache_release(s, held[i]);
         }
-        assert_int_equal(released_count, round * DATOS_SLOT_ENTRIES
-                                         + DATOS_SLOT_ENTRIES - 1);
+        assert_int_equal(released_count, round * DATOS_PROCESS_CACHE_ENTRIES
+                                         + DATOS_PROCESS_CACHE_ENTRIES - 1);
         /* the current one is released by clear, its readers being gone */
-        datos_slot_release(s, held[DATOS_SLOT_ENTRIES - 1]);
-        assert_int_equal(released_count, round * DATOS_SLOT_ENTRIES
-                                         + DATOS_SLOT_ENTRIES - 1);
-        datos_slot_clear(s);
-        assert_int_equal(released_count, (round + 1) * DATOS_SLOT_ENTRIES);
+        datos_process_cache_release(s, held[DATOS_PROCESS_CACHE_ENTRIES - 1]);
+        assert_int_equal(released_count, round * DATOS_PROCESS_CACHE_ENTRIES
+                                         + DATOS_PROCESS_CACHE_ENTRIES - 1);
+        datos_process_cache_clear(s);
+        assert_int_equal(released_count, (round + 1) * DATOS_PROCESS_CACHE_ENTRIES);
     }
 }
 
 static void slot_pool_cleanup_releases_current(void **state)
 {
     apr_pool_t *p = DT_POOL(state), *sub;
-    datos_slot_t *s;
+    datos_process_cache_t *s;
     tobj_t *a = tobj(p, 1), *b = tobj(p, 2);
 
     assert_int_equal(apr_pool_create(&sub, p), APR_SUCCESS);
     s = new_slot(sub, record_release);
-    assert_int_equal(datos_slot_publish(s, a), APR_SUCCESS);
-    datos_slot_release(s, datos_slot_acquire(s));
-    assert_int_equal(datos_slot_publish(s, b), APR_SUCCESS);
+    assert_int_equal(datos_process_cache_publish(s, a), APR_SUCCESS);
+    datos_process_cache_release(s, datos_process_cache_acquire(s));
+    assert_int_equal(datos_process_cache_publish(s, b), APR_SUCCESS);
     assert_int_equal(released_count, 1);
     apr_pool_destroy(sub);
     assert_int_equal(released_count, 2);
@@ -224,7 +224,7 @@ static void slot_pool_cleanup_releases_current(void **state)
 #define HOLDS 32            /* versions a reader may keep at once */
 
 typedef struct stress_t {
-    datos_slot_t *slot;
+    datos_process_cache_t *slot;
     atomic_int stop;
     atomic_long errors;
     atomic_long released;
@@ -286,7 +286,7 @@ static void *APR_THREAD_FUNC reader(apr_thread_t *t, void *data)
     int i, loops = 0;
 
     while (!atomic_load(&st->stop)) {
-        void *o = datos_slot_acquire(st->slot);
+        void *o = datos_process_cache_acquire(st->slot);
 
         loops++;
         if (o) {
@@ -309,13 +309,13 @@ static void *APR_THREAD_FUNC reader(apr_thread_t *t, void *data)
         if (i < HOLDS) {
             if (held[i]) {
                 check_held(st, held[i]);
-                datos_slot_release(st->slot, held[i]);
+                datos_process_cache_release(st->slot, held[i]);
             }
             held[i] = o;
         }
         else if (o) {
             check_held(st, o);
-            datos_slot_release(st->slot, o);
+            datos_process_cache_release(st->slot, o);
         }
         if (loops % 64 == 0) {
             apr_thread_yield();
@@ -324,7 +324,7 @@ static void *APR_THREAD_FUNC reader(apr_thread_t *t, void *data)
     for (i = 0; i < HOLDS; i++) {
         if (held[i]) {
             check_held(st, held[i]);
-            datos_slot_release(st->slot, held[i]);
+            datos_process_cache_release(st->slot, held[i]);
         }
     }
     apr_thread_exit(t, APR_SUCCESS);
@@ -382,7 +382,7 @@ static void run_stress(apr_pool_t *p, int answers, long publishes)
     atomic_init(&st.nulls, 0);
     st.answers = answers;
     stress_now = &st;
-    assert_int_equal(datos_slot_create(p, answers ? answer_release
+    assert_int_equal(datos_process_cache_create(p, answers ? answer_release
                                                   : stress_release, &st.slot),
                      APR_SUCCESS);
     assert_int_equal(apr_pool_create(&scratch, p), APR_SUCCESS);
@@ -394,14 +394,14 @@ static void run_stress(apr_pool_t *p, int answers, long publishes)
         void *o = make_obj(scratch, &st, id);
         apr_status_t rv;
 
-        while ((rv = datos_slot_publish(st.slot, o)) == APR_EAGAIN) {
+        while ((rv = datos_process_cache_publish(st.slot, o)) == APR_EAGAIN) {
             eagain++;
             apr_thread_yield();
         }
         assert_int_equal(rv, APR_SUCCESS);
         published++;
         if (id % 1000 == 999) {
-            datos_slot_clear(st.slot);
+            datos_process_cache_clear(st.slot);
             clears++;
         }
         if (id % 16 == 0) {
@@ -416,7 +416,7 @@ static void run_stress(apr_pool_t *p, int answers, long publishes)
     /* Readers are gone: all but the current one are released already. */
     assert_int_equal(atomic_load(&st.released),
                      published - (publishes % 1000 ? 1 : 0));
-    datos_slot_clear(st.slot);
+    datos_process_cache_clear(st.slot);
     assert_int_equal(atomic_load(&st.released), published);
     assert_int_equal(atomic_load(&st.errors), 0);
     assert_true(atomic_load(&st.acquired) > 0);

@@ -1,4 +1,4 @@
-/* datos_slot.h - the current version of an immutable object, shared by the
+/* datos_process_cache.h - the current version of an immutable object, shared by the
  * threads of a process without a lock on the read side.
  *
  * A reader acquires the object published now and releases it when done
@@ -15,40 +15,40 @@
  * count readers decrement as they release. Writers are serialised by the
  * slot's own thread mutex; readers never take it.
  */
-#ifndef DATOS_SLOT_H
-#define DATOS_SLOT_H
+#ifndef DATOS_PROCESS_CACHE_H
+#define DATOS_PROCESS_CACHE_H
 
 #include <apr_pools.h>
 #include <apr_errno.h>
 
 /* Versions alive at once (the current one and those still read): a
  * publish that finds them all in use fails with APR_EAGAIN. */
-#define DATOS_SLOT_ENTRIES 64
+#define DATOS_PROCESS_CACHE_ENTRIES 64
 
-typedef struct datos_slot_t datos_slot_t;
+typedef struct datos_process_cache_t datos_process_cache_t;
 
-typedef void datos_slot_release_fn(void *obj);
+typedef void datos_process_cache_release_fn(void *obj);
 
 /* Creates an empty slot in p. release runs once for every published object
  * when it is no longer current and no reader holds it, and for the current
- * one when p is cleaned up (or datos_slot_clear runs). release may run in
+ * one when p is cleaned up (or datos_process_cache_clear runs). release may run in
  * any thread: a writer's, or the reader that lets go last. By the time p is
  * cleaned up no reader may still hold an object (the slot goes with p). */
-apr_status_t datos_slot_create(apr_pool_t *p, datos_slot_release_fn *release,
-                               datos_slot_t **out);
+apr_status_t datos_process_cache_create(apr_pool_t *p, datos_process_cache_release_fn *release,
+                               datos_process_cache_t **out);
 
-/* The current object, held until datos_slot_release; NULL when nothing is
+/* The current object, held until datos_process_cache_release; NULL when nothing is
  * published (then nothing needs releasing). Lock-free. */
-void *datos_slot_acquire(datos_slot_t *s);
-void datos_slot_release(datos_slot_t *s, void *obj);
+void *datos_process_cache_acquire(datos_process_cache_t *s);
+void datos_process_cache_release(datos_process_cache_t *s, void *obj);
 
-/* Makes obj current. APR_EAGAIN when DATOS_SLOT_ENTRIES versions are still
+/* Makes obj current. APR_EAGAIN when DATOS_PROCESS_CACHE_ENTRIES versions are still
  * held by readers (obj is then not published; the caller still owns it).
  * APR_EINVAL for NULL, or for an object the slot still holds (current, or
  * replaced but not yet released): each object is published once. */
-apr_status_t datos_slot_publish(datos_slot_t *s, void *obj);
+apr_status_t datos_process_cache_publish(datos_process_cache_t *s, void *obj);
 
 /* Unpublishes the current object (released once its readers are done). */
-void datos_slot_clear(datos_slot_t *s);
+void datos_process_cache_clear(datos_process_cache_t *s);
 
 #endif

@@ -1,4 +1,4 @@
-/* test_bq_load.c - the BigQuery load client against the scripted loopback
+/* test_load_client.c - the BigQuery load client against the scripted loopback
  * server: tables.get, jobs.insert as a multipart upload (framing byte for
  * byte, a boundary absent from the data) and as a resumable upload (the
  * Content-Range sequence, 308 + Range, resuming after a failed chunk),
@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "dt_support.h"
-#include "datos_bq_load.h"
+#include "datos_load_client.h"
 
 #define TOKEN "{\"access_token\":\"load-tok\",\"expires_in\":3600,\"token_type\":\"Bearer\"}"
 #define JOB_ID "datos_0123456789abcdef_g0"
@@ -24,7 +24,7 @@ typedef struct {
     dt_server_t *srv;
     const char *base;
     datos_creds_t *creds;
-    datos_bqload_conf_t conf;
+    datos_load_client_conf_t conf;
 } fx_t;
 
 static int fx_setup(void **state)
@@ -71,12 +71,12 @@ static void show(const datos_err_t *err)
     }
 }
 
-static datos_bqload_t *client(fx_t *fx)
+static datos_load_client_t *client(fx_t *fx)
 {
-    datos_bqload_t *bl;
+    datos_load_client_t *bl;
     datos_err_t err = {0};
 
-    if (datos_bqload_create(fx->p, &fx->conf, &bl, &err) != APR_SUCCESS) {
+    if (datos_load_client_create(fx->p, &fx->conf, &bl, &err) != APR_SUCCESS) {
         fail_msg("create: %s", err.message);
     }
     return bl;
@@ -130,39 +130,39 @@ static const char *resource(fx_t *fx, const char *location)
 static void create_checks(void **state)
 {
     fx_t *fx = *state;
-    datos_bqload_conf_t c;
-    datos_bqload_t *bl;
+    datos_load_client_conf_t c;
+    datos_load_client_t *bl;
     datos_err_t err = {0};
 
     c = fx->conf;
     c.base_url = apr_pstrcat(fx->p, fx->base, "/projects", NULL);
-    assert_int_equal(datos_bqload_create(fx->p, &c, &bl, &err), DATOS_ECONFIG);
+    assert_int_equal(datos_load_client_create(fx->p, &c, &bl, &err), DATOS_ECONFIG);
     assert_non_null(strstr(err.message, "does not end in /bigquery/v2"));
     c = fx->conf;
     c.chunk_size = 100000;
-    assert_int_equal(datos_bqload_create(fx->p, &c, &bl, &err), DATOS_ECONFIG);
+    assert_int_equal(datos_load_client_create(fx->p, &c, &bl, &err), DATOS_ECONFIG);
     assert_non_null(strstr(err.message, "256 KiB"));
     c = fx->conf;
     c.project = "My_Project";
-    assert_int_equal(datos_bqload_create(fx->p, &c, &bl, &err), DATOS_ECONFIG);
+    assert_int_equal(datos_load_client_create(fx->p, &c, &bl, &err), DATOS_ECONFIG);
     c = fx->conf;
     c.table.table = NULL;
-    assert_int_equal(datos_bqload_create(fx->p, &c, &bl, &err), DATOS_ECONFIG);
+    assert_int_equal(datos_load_client_create(fx->p, &c, &bl, &err), DATOS_ECONFIG);
     c = fx->conf;
     c.base_url = "http://bq.example.com/bigquery/v2";
-    assert_int_equal(datos_bqload_create(fx->p, &c, &bl, &err), DATOS_EINSECURE);
+    assert_int_equal(datos_load_client_create(fx->p, &c, &bl, &err), DATOS_EINSECURE);
     assert_string_equal(err.reason, DATOS_REASON_PLAIN_HTTP);
     c.http.allow_insecure = 1;
-    assert_int_equal(datos_bqload_create(fx->p, &c, &bl, &err), APR_SUCCESS);
+    assert_int_equal(datos_load_client_create(fx->p, &c, &bl, &err), APR_SUCCESS);
     c = fx->conf;
     c.http.timeout = 0;
-    assert_int_equal(datos_bqload_create(fx->p, &c, &bl, &err), DATOS_ECONFIG);
+    assert_int_equal(datos_load_client_create(fx->p, &c, &bl, &err), DATOS_ECONFIG);
 }
 
 static void table_info(void **state)
 {
     fx_t *fx = *state;
-    datos_bqload_t *bl = client(fx);
+    datos_load_client_t *bl = client(fx);
     datos_table_info_t info;
     datos_err_t err = {0};
 
@@ -180,7 +180,7 @@ static void table_info(void **state)
     dt_server_json(fx->srv, 404, "{\"error\":{\"code\":404,\"message\":\"Not found: Table "
                                  "data-proj:latam_dataset.datos\",\"errors\":[{\"reason\":"
                                  "\"notFound\"}],\"status\":\"NOT_FOUND\"}}");
-    assert_int_equal(datos_bqload_table(bl, fx->p, 0, &info, &err), APR_SUCCESS);
+    assert_int_equal(datos_load_client_table(bl, fx->p, 0, &info, &err), APR_SUCCESS);
     assert_string_equal(info.location, LOC);
     assert_true(info.has_message_id);
     assert_false(info.has_publish_time);
@@ -188,9 +188,9 @@ static void table_info(void **state)
     assert_string_equal(req(fx, 1)->target, TABLES_GET);
     assert_string_equal(hdr(fx, 1, "Authorization"), "Bearer load-tok");
     /* a record column of the wrong type is a configuration error naming it */
-    assert_int_equal(datos_bqload_table(bl, fx->p, 0, &info, &err), DATOS_ECONFIG);
+    assert_int_equal(datos_load_client_table(bl, fx->p, 0, &info, &err), DATOS_ECONFIG);
     assert_non_null(strstr(err.message, "column contenido is BYTES, not STRING"));
-    assert_int_equal(datos_bqload_table(bl, fx->p, 0, &info, &err), DATOS_EREJECTED);
+    assert_int_equal(datos_load_client_table(bl, fx->p, 0, &info, &err), DATOS_EREJECTED);
     assert_string_equal(err.message, "tables.get: HTTP 404 notFound: Not found: Table "
                                      "data-proj:latam_dataset.datos");
 }
@@ -228,7 +228,7 @@ static const char *check_multipart(fx_t *fx, int i, const char *data, apr_size_t
 static void insert_multipart(void **state)
 {
     fx_t *fx = *state;
-    datos_bqload_t *bl = client(fx);
+    datos_load_client_t *bl = client(fx);
     datos_loadjob_t *job = NULL;
     datos_err_t err = {0};
     const char *small = "{\"id\":\"1\",\"contenido\":\"hola\",\"timestamp\":\"2024-01-14T14:00:00Z\"}\n";
@@ -239,7 +239,7 @@ static void insert_multipart(void **state)
     dt_server_json(fx->srv, 200, TOKEN);
     dt_server_json(fx->srv, 200, JOB("RUNNING"));
     dt_server_json(fx->srv, 200, JOB("DONE"));
-    assert_int_equal(datos_bqload_insert(bl, fx->p, apr_time_now() + apr_time_from_sec(10),
+    assert_int_equal(datos_load_client_insert(bl, fx->p, apr_time_now() + apr_time_from_sec(10),
                                          JOB_ID, NULL, small, strlen(small), &job, &err),
                      APR_SUCCESS);
     assert_int_equal(job->state, DATOS_JOB_RUNNING);
@@ -249,7 +249,7 @@ static void insert_multipart(void **state)
     assert_string_equal(hdr(fx, 1, "Authorization"), "Bearer load-tok");
 
     /* the location given wins over the configured one */
-    assert_int_equal(datos_bqload_insert(bl, fx->p, 0, JOB_ID, "US", big, n, &job, &err),
+    assert_int_equal(datos_load_client_insert(bl, fx->p, 0, JOB_ID, "US", big, n, &job, &err),
                      APR_SUCCESS);
     assert_int_equal(job->state, DATOS_JOB_DONE);
     b2 = check_multipart(fx, 2, big, n, resource(fx, "US"));
@@ -262,7 +262,7 @@ static void insert_multipart(void **state)
 static void multipart_boundary_and_no_location(void **state)
 {
     fx_t *fx = *state;
-    datos_bqload_t *bl;
+    datos_load_client_t *bl;
     datos_loadjob_t *job;
     datos_err_t err = {0};
     const char *data = "{\"id\":\"--datos_\",\"contenido\":\"\\r\\n--datos_00\"}\n";
@@ -271,7 +271,7 @@ static void multipart_boundary_and_no_location(void **state)
     bl = client(fx);
     dt_server_json(fx->srv, 200, TOKEN);
     dt_server_json(fx->srv, 200, JOB("PENDING"));
-    assert_int_equal(datos_bqload_insert(bl, fx->p, 0, JOB_ID, NULL, data, strlen(data), &job,
+    assert_int_equal(datos_load_client_insert(bl, fx->p, 0, JOB_ID, NULL, data, strlen(data), &job,
                                          &err), APR_SUCCESS);
     check_multipart(fx, 1, data, strlen(data), resource(fx, NULL));
     assert_null(strstr(req(fx, 1)->body, "\"location\""));
@@ -281,7 +281,7 @@ static void multipart_boundary_and_no_location(void **state)
 static void duplicate_job_id(void **state)
 {
     fx_t *fx = *state;
-    datos_bqload_t *bl = client(fx);
+    datos_load_client_t *bl = client(fx);
     datos_loadjob_t *job = NULL;
     datos_err_t err = {0};
 
@@ -290,7 +290,7 @@ static void duplicate_job_id(void **state)
                                  "my-proj:" LOC "." JOB_ID "\",\"errors\":[{\"message\":\"x\","
                                  "\"domain\":\"global\",\"reason\":\"duplicate\"}],"
                                  "\"status\":\"ALREADY_EXISTS\"}}");
-    assert_int_equal(datos_bqload_insert(bl, fx->p, 0, JOB_ID, NULL, "{}\n", 3, &job, &err),
+    assert_int_equal(datos_load_client_insert(bl, fx->p, 0, JOB_ID, NULL, "{}\n", 3, &job, &err),
                      DATOS_EEXISTS);
     assert_null(job);
     assert_int_equal(err.http_status, 409);
@@ -298,7 +298,7 @@ static void duplicate_job_id(void **state)
     assert_string_equal(err.message, "jobs.insert: HTTP 409 duplicate: Already Exists: Job "
                                      "my-proj:" LOC "." JOB_ID);
     /* a bad job id never reaches the wire */
-    assert_int_equal(datos_bqload_insert(bl, fx->p, 0, "bad/id", NULL, "{}\n", 3, &job, &err),
+    assert_int_equal(datos_load_client_insert(bl, fx->p, 0, "bad/id", NULL, "{}\n", 3, &job, &err),
                      APR_EINVAL);
     assert_int_equal(dt_server_count(fx->srv), 2);
 }
@@ -357,7 +357,7 @@ static void check_put(fx_t *fx, int i, const char *data, apr_size_t len, apr_siz
 static void insert_resumable(void **state)
 {
     fx_t *fx = *state;
-    datos_bqload_t *bl = client(fx);
+    datos_load_client_t *bl = client(fx);
     datos_loadjob_t *job = NULL;
     datos_err_t err = {0};
     apr_size_t n = 700 * 1024;
@@ -371,7 +371,7 @@ static void insert_resumable(void **state)
     script_308(fx, CHUNK + 100000 - 1);
     script_308(fx, 2 * CHUNK + 100000 - 1);
     dt_server_json(fx->srv, 201, JOB("RUNNING"));
-    datos_bqload_insert(bl, fx->p, apr_time_now() + apr_time_from_sec(20), JOB_ID, NULL, data,
+    datos_load_client_insert(bl, fx->p, apr_time_now() + apr_time_from_sec(20), JOB_ID, NULL, data,
                         n, &job, &err);
     show(&err);
     assert_int_equal(err.rv, APR_SUCCESS);
@@ -395,7 +395,7 @@ static void insert_resumable(void **state)
 static void resumable_resumes_after_failures(void **state)
 {
     fx_t *fx = *state;
-    datos_bqload_t *bl = client(fx);
+    datos_load_client_t *bl = client(fx);
     datos_loadjob_t *job = NULL;
     datos_err_t err = {0};
     apr_size_t n = 700 * 1024;
@@ -415,7 +415,7 @@ static void resumable_resumes_after_failures(void **state)
     r.close_now = 1;
     dt_server_push(fx->srv, &r);                                 /* the final chunk: lost */
     dt_server_json(fx->srv, 200, JOB("DONE"));                   /* probe: all in, done */
-    assert_int_equal(datos_bqload_insert(bl, fx->p, apr_time_now() + apr_time_from_sec(30),
+    assert_int_equal(datos_load_client_insert(bl, fx->p, apr_time_now() + apr_time_from_sec(30),
                                          JOB_ID, NULL, data, n, &job, &err), APR_SUCCESS);
     assert_int_equal(job->state, DATOS_JOB_DONE);
     assert_int_equal(dt_server_count(fx->srv), 9);
@@ -434,7 +434,7 @@ static void resumable_resumes_after_failures(void **state)
 static void resumable_failures(void **state)
 {
     fx_t *fx = *state;
-    datos_bqload_t *bl = client(fx);
+    datos_load_client_t *bl = client(fx);
     datos_loadjob_t *job = NULL;
     datos_err_t err = {0};
     apr_size_t n = 700 * 1024;
@@ -447,12 +447,12 @@ static void resumable_failures(void **state)
     r.status = 200;
     r.headers = "Location: http://evil.example.com/upload?upload_id=x\r\n";
     dt_server_push(fx->srv, &r);
-    assert_int_equal(datos_bqload_insert(bl, fx->p, 0, JOB_ID, NULL, data, n, &job, &err),
+    assert_int_equal(datos_load_client_insert(bl, fx->p, 0, JOB_ID, NULL, data, n, &job, &err),
                      DATOS_EMALFORMED);
     assert_non_null(strstr(err.message, "is not on"));
     r.headers = NULL;
     dt_server_push(fx->srv, &r);                      /* no Location at all */
-    assert_int_equal(datos_bqload_insert(bl, fx->p, 0, JOB_ID, NULL, data, n, &job, &err),
+    assert_int_equal(datos_load_client_insert(bl, fx->p, 0, JOB_ID, NULL, data, n, &job, &err),
                      DATOS_EMALFORMED);
     assert_int_equal(dt_server_count(fx->srv), 3);
 
@@ -460,7 +460,7 @@ static void resumable_failures(void **state)
     script_session(fx);
     dt_server_json(fx->srv, 404, "{\"error\":{\"code\":404,\"message\":\"Not found: upload "
                                  "session\",\"errors\":[{\"reason\":\"notFound\"}]}}");
-    assert_int_equal(datos_bqload_insert(bl, fx->p, 0, JOB_ID, NULL, data, n, &job, &err),
+    assert_int_equal(datos_load_client_insert(bl, fx->p, 0, JOB_ID, NULL, data, n, &job, &err),
                      DATOS_EREJECTED);
     assert_int_equal(dt_server_count(fx->srv), 5);
 
@@ -470,7 +470,7 @@ static void resumable_failures(void **state)
         script_308(fx, CHUNK - 1);
     }
     before = dt_server_count(fx->srv);
-    assert_int_equal(datos_bqload_insert(bl, fx->p, 0, JOB_ID, NULL, data, n, &job, &err),
+    assert_int_equal(datos_load_client_insert(bl, fx->p, 0, JOB_ID, NULL, data, n, &job, &err),
                      DATOS_EMALFORMED);
     assert_non_null(strstr(err.message, "stays at byte 262144"));
     assert_int_equal(dt_server_count(fx->srv) - before, 1 + 5);
@@ -478,7 +478,7 @@ static void resumable_failures(void **state)
     /* a 308 whose Range passes the data */
     script_session(fx);
     script_308(fx, (long)n + 5);
-    assert_int_equal(datos_bqload_insert(bl, fx->p, 0, JOB_ID, NULL, data, n, &job, &err),
+    assert_int_equal(datos_load_client_insert(bl, fx->p, 0, JOB_ID, NULL, data, n, &job, &err),
                      DATOS_EMALFORMED);
 
     /* failures until the deadline: the last error is reported */
@@ -487,7 +487,7 @@ static void resumable_failures(void **state)
         dt_server_json(fx->srv, 503, "");
     }
     before = dt_server_count(fx->srv);
-    assert_int_equal(datos_bqload_insert(bl, fx->p, apr_time_now() + apr_time_from_msec(1500),
+    assert_int_equal(datos_load_client_insert(bl, fx->p, apr_time_now() + apr_time_from_msec(1500),
                                          JOB_ID, NULL, data, n, &job, &err), DATOS_EBACKEND);
     assert_true(dt_server_count(fx->srv) - before >= 2);
     assert_true(dt_server_count(fx->srv) - before <= 1 + 10);
@@ -497,7 +497,7 @@ static void resumable_failures(void **state)
 static void get_job(void **state)
 {
     fx_t *fx = *state;
-    datos_bqload_t *bl = client(fx);
+    datos_load_client_t *bl = client(fx);
     datos_loadjob_t *job = NULL;
     datos_err_t err = {0};
 
@@ -512,7 +512,7 @@ static void get_job(void **state)
                                  "my-proj:" JOB_ID "\",\"errors\":[{\"reason\":\"notFound\"}],"
                                  "\"status\":\"NOT_FOUND\"}}");
     dt_server_json(fx->srv, 200, JOB("PENDING"));
-    assert_int_equal(datos_bqload_get(bl, fx->p, 0, JOB_ID, NULL, &job, &err), APR_SUCCESS);
+    assert_int_equal(datos_load_client_get(bl, fx->p, 0, JOB_ID, NULL, &job, &err), APR_SUCCESS);
     assert_string_equal(req(fx, 1)->method, "GET");
     assert_string_equal(req(fx, 1)->target, "/bigquery/v2/projects/my-proj/jobs/" JOB_ID
                                             "?location=" LOC);
@@ -520,7 +520,7 @@ static void get_job(void **state)
     assert_int_equal(datos_loadjob_outcome(job), DATOS_JOB_INVALID);
     assert_int_equal(job->bad_records, 1);
     /* a 404 right after a 409 can lag: the caller sees it as such */
-    assert_int_equal(datos_bqload_get(bl, fx->p, 0, JOB_ID, "US", &job, &err), DATOS_EREJECTED);
+    assert_int_equal(datos_load_client_get(bl, fx->p, 0, JOB_ID, "US", &job, &err), DATOS_EREJECTED);
     assert_int_equal(err.http_status, 404);
     assert_string_equal(req(fx, 2)->target, "/bigquery/v2/projects/my-proj/jobs/" JOB_ID
                                             "?location=US");
@@ -528,11 +528,11 @@ static void get_job(void **state)
     /* without any location: none in the URL */
     fx->conf.location = NULL;
     bl = client(fx);
-    assert_int_equal(datos_bqload_get(bl, fx->p, 0, JOB_ID, NULL, &job, &err), APR_SUCCESS);
+    assert_int_equal(datos_load_client_get(bl, fx->p, 0, JOB_ID, NULL, &job, &err), APR_SUCCESS);
     assert_string_equal(req(fx, 3)->target, "/bigquery/v2/projects/my-proj/jobs/" JOB_ID);
     assert_int_equal(job->state, DATOS_JOB_PENDING);
     /* ids that could change the path are refused */
-    assert_int_equal(datos_bqload_get(bl, fx->p, 0, "../x", NULL, &job, &err), APR_EINVAL);
+    assert_int_equal(datos_load_client_get(bl, fx->p, 0, "../x", NULL, &job, &err), APR_EINVAL);
     assert_int_equal(dt_server_count(fx->srv), 4);
     /* after tables.get, the table's location names the jobs */
     dt_server_json(fx->srv, 200,
@@ -542,12 +542,12 @@ static void get_job(void **state)
     dt_server_json(fx->srv, 200, JOB("DONE"));
     {
         datos_table_info_t info;
-        assert_int_equal(datos_bqload_table(bl, fx->p, 0, &info, &err), APR_SUCCESS);
+        assert_int_equal(datos_load_client_table(bl, fx->p, 0, &info, &err), APR_SUCCESS);
     }
-    assert_int_equal(datos_bqload_get(bl, fx->p, 0, JOB_ID, NULL, &job, &err), APR_SUCCESS);
+    assert_int_equal(datos_load_client_get(bl, fx->p, 0, JOB_ID, NULL, &job, &err), APR_SUCCESS);
     assert_string_equal(req(fx, 5)->target, "/bigquery/v2/projects/my-proj/jobs/" JOB_ID
                                             "?location=EU");
-    assert_int_equal(datos_bqload_insert(bl, fx->p, 0, JOB_ID, NULL, "{}\n", 3, &job, &err),
+    assert_int_equal(datos_load_client_insert(bl, fx->p, 0, JOB_ID, NULL, "{}\n", 3, &job, &err),
                      APR_SUCCESS);
     assert_non_null(strstr(req(fx, 6)->body, resource(fx, "EU")));
 }

@@ -1,4 +1,4 @@
-/* datos_bq_load.c - BigQuery load jobs over HTTP: tables.get, jobs.insert
+/* datos_load_client.c - BigQuery load jobs over HTTP: tables.get, jobs.insert
  * (multipart or resumable upload), jobs.get. The data is sent from the
  * caller's buffer as body segments, never copied. */
 #include <string.h>
@@ -7,7 +7,7 @@
 #include <apr_strings.h>
 
 #include "datos_backoff.h"
-#include "datos_bq_load.h"
+#include "datos_load_client.h"
 #include "datos_google.h"
 #include "datos_ids.h"
 #include "datos_json.h"
@@ -22,7 +22,7 @@
 /* Answers that move the upload no further before it is abandoned. */
 #define STALLS_MAX 3
 
-struct datos_bqload_t {
+struct datos_load_client_t {
     apr_pool_t *pool;
     const char *base;            /* ...API_SUFFIX */
     const char *upload;          /* root + /upload/bigquery/v2 */
@@ -44,11 +44,11 @@ static apr_status_t conf_error(apr_pool_t *p, datos_err_t *err, const char *msg)
                          msg);
 }
 
-apr_status_t datos_bqload_create(apr_pool_t *p, const datos_bqload_conf_t *conf,
-                                 datos_bqload_t **out, datos_err_t *err)
+apr_status_t datos_load_client_create(apr_pool_t *p, const datos_load_client_conf_t *conf,
+                                 datos_load_client_t **out, datos_err_t *err)
 {
     apr_status_t rv = DATOS_ECONFIG;
-    datos_bqload_t *bl;
+    datos_load_client_t *bl;
     char *base;
     apr_size_t n, k;
     const char *why = NULL, *tproject;
@@ -84,7 +84,7 @@ apr_status_t datos_bqload_create(apr_pool_t *p, const datos_bqload_conf_t *conf,
         conf_error(p, err, "no dataset and table to load into");
         goto leave;
     }
-    if (conf->chunk_size % DATOS_BQLOAD_CHUNK_UNIT) {
+    if (conf->chunk_size % DATOS_LOAD_CLIENT_CHUNK_UNIT) {
         conf_error(p, err, apr_psprintf(p, "the chunk size %" APR_SIZE_T_FMT
                                         " is not a multiple of 256 KiB",
                                         conf->chunk_size));
@@ -115,9 +115,9 @@ apr_status_t datos_bqload_create(apr_pool_t *p, const datos_bqload_conf_t *conf,
     bl->creds = conf->creds;
     bl->allow_insecure = conf->http.allow_insecure;
     bl->resumable_above = conf->resumable_above ? conf->resumable_above
-                                                : DATOS_BQLOAD_RESUMABLE_ABOVE;
+                                                : DATOS_LOAD_CLIENT_RESUMABLE_ABOVE;
     bl->chunk_size = conf->chunk_size ? conf->chunk_size
-                                      : DATOS_BQLOAD_CHUNK_SIZE;
+                                      : DATOS_LOAD_CLIENT_CHUNK_SIZE;
     rv = datos_http_create(p, &conf->http, &bl->http, err);
     if (rv != APR_SUCCESS) {
         goto leave;
@@ -130,7 +130,7 @@ leave:
 
 /* ------------------------------------------------------------ tables.get */
 
-apr_status_t datos_bqload_table(datos_bqload_t *bl, apr_pool_t *p, apr_time_t deadline,
+apr_status_t datos_load_client_table(datos_load_client_t *bl, apr_pool_t *p, apr_time_t deadline,
                                 datos_table_info_t *info, datos_err_t *err)
 {
     apr_status_t rv;
@@ -167,7 +167,7 @@ leave:
 
 /* The location a job is named with: the caller's, the configured one, the
  * table's from tables.get, or none. */
-static const char *job_location(const datos_bqload_t *bl, const char *given)
+static const char *job_location(const datos_load_client_t *bl, const char *given)
 {
     if (given) {
         return given;
@@ -225,7 +225,7 @@ static apr_status_t pick_boundary(apr_pool_t *p, const char *data,
                          "data");
 }
 
-static apr_status_t insert_multipart(datos_bqload_t *bl, datos_google_op_t *op,
+static apr_status_t insert_multipart(datos_load_client_t *bl, datos_google_op_t *op,
                                      apr_pool_t *p, const char *resource,
                                      apr_size_t rlen, const char *data,
                                      apr_size_t len, datos_loadjob_t **job,
@@ -301,7 +301,7 @@ static apr_int64_t range_next(const datos_http_resp_t *resp)
 
 /* The session URI carries the token's next requests: only on the host the
  * upload was started on, and under the transport rule. */
-static apr_status_t session_check(datos_bqload_t *bl, apr_pool_t *p,
+static apr_status_t session_check(datos_load_client_t *bl, apr_pool_t *p,
                                   const char *uri, datos_err_t *err)
 {
     apr_status_t rv;
@@ -383,7 +383,7 @@ leave:
     return rv;
 }
 
-static apr_status_t insert_resumable(datos_bqload_t *bl, datos_google_op_t *op,
+static apr_status_t insert_resumable(datos_load_client_t *bl, datos_google_op_t *op,
                                      apr_pool_t *p, const char *resource,
                                      apr_size_t rlen, const char *data,
                                      apr_size_t len, datos_loadjob_t **job,
@@ -487,7 +487,7 @@ leave:
     return rv;
 }
 
-apr_status_t datos_bqload_insert(datos_bqload_t *bl, apr_pool_t *p, apr_time_t deadline,
+apr_status_t datos_load_client_insert(datos_load_client_t *bl, apr_pool_t *p, apr_time_t deadline,
                                  const char *job_id, const char *location,
                                  const char *data, apr_size_t len,
                                  datos_loadjob_t **job, datos_err_t *err)
@@ -530,7 +530,7 @@ leave:
 
 /* ------------------------------------------------------------ jobs.get */
 
-apr_status_t datos_bqload_get(datos_bqload_t *bl, apr_pool_t *p, apr_time_t deadline,
+apr_status_t datos_load_client_get(datos_load_client_t *bl, apr_pool_t *p, apr_time_t deadline,
                               const char *job_id, const char *location,
                               datos_loadjob_t **job, datos_err_t *err)
 {

@@ -1,4 +1,4 @@
-"""Start and drive the datos GCP emulator (tests/emulator/server.py) from tests and tools.
+"""Start and drive the datos GCP emulator (emulator/server.py) from tests and tools.
 
 Standard library only (urllib), so `make run` can use it as well as pytest:
 
@@ -29,8 +29,8 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-EMULATOR_DIR = os.path.join(REPO, "tests", "emulator")
+EMULATOR_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(EMULATOR_DIR)
 SERVER = os.path.join(EMULATOR_DIR, "server.py")
 PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
 
@@ -299,8 +299,6 @@ class Emulator:
         cached = self._jwt.get(audience)
         if cached and cached[1] > now + 60:
             return cached[0]
-        if EMULATOR_DIR not in sys.path:
-            sys.path.insert(0, EMULATOR_DIR)
         from gcpemu import keys  # the emulator's own stdlib RSA helpers
         info = self.service_account()
         n, _, d = keys.rsa_private_numbers_from_pem(info["private_key"])

@@ -1,4 +1,4 @@
-/* mod_datos_errors.c - JSON for the errors httpd itself answers on the
+/* mod_datos_httpd_errors.c - JSON for the errors httpd itself answers on the
  * module's paths.
  *
  * Some answers on /datos and /health never reach our handlers: a request
@@ -155,7 +155,7 @@ static void walk(apr_pool_t *p, server_rec *s, const ap_directive_t *d)
     }
 }
 
-void mod_datos_errors_post_config(apr_pool_t *pconf, server_rec *s)
+void mod_datos_httpd_errors_post_config(apr_pool_t *pconf, server_rec *s)
 {
     datos_paths = apr_array_make(pconf, 4, sizeof(datos_path_t));
     apr_pool_cleanup_register(pconf, NULL, paths_reset, apr_pool_cleanup_null);
@@ -296,7 +296,7 @@ static int refuse_trace(request_rec *r)
     return DECLINED;
 }
 
-void mod_datos_errors_register_hooks(apr_pool_t *p)
+void mod_datos_httpd_errors_register_hooks(apr_pool_t *p)
 {
     (void)p;
     error_filter = ap_register_output_filter(ERROR_FILTER, error_filter_fn,

@@ -1,4 +1,4 @@
-/* datos_slot.c - the current version of an immutable object, read without
+/* datos_process_cache.c - the current version of an immutable object, read without
  * a lock: a split reference count over a small table of entries.
  *
  * The slot word packs the index (plus one; 0 means nothing published) of
@@ -33,7 +33,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
-#include "datos_slot.h"
+#include "datos_process_cache.h"
 #include "datos_mutex.h"
 
 #define COUNT_BITS 56
@@ -47,16 +47,16 @@ typedef struct slot_entry_t {
     char pad[64 - sizeof(void *) - sizeof(int64_t)];
 } slot_entry_t;
 
-struct datos_slot_t {
+struct datos_process_cache_t {
     _Atomic(uint64_t) word;
     char pad[64 - sizeof(uint64_t)];
-    slot_entry_t entries[DATOS_SLOT_ENTRIES];
-    datos_slot_release_fn *release;
+    slot_entry_t entries[DATOS_PROCESS_CACHE_ENTRIES];
+    datos_process_cache_release_fn *release;
     apr_thread_mutex_t *mutex;       /* writers only */
 };
 
 /* Runs once per object, in whichever thread brought its count to 0. */
-static void entry_free(datos_slot_t *s, slot_entry_t *e)
+static void entry_free(datos_process_cache_t *s, slot_entry_t *e)
 {
     /* Relaxed: the operation that brought the count to 0 was acq_rel,
      * after the release of every other holder and of the publish that
@@ -72,7 +72,7 @@ static void entry_free(datos_slot_t *s, slot_entry_t *e)
 }
 
 /* The old word of a publish or clear: its acquisitions move onto its entry. */
-static void retire(datos_slot_t *s, uint64_t old)
+static void retire(datos_process_cache_t *s, uint64_t old)
 {
     unsigned idx = (unsigned)(old >> COUNT_BITS);
     int64_t acquired = (int64_t)(old & COUNT_MASK);
@@ -92,20 +92,20 @@ static void retire(datos_slot_t *s, uint64_t old)
 
 static apr_status_t slot_cleanup(void *data)
 {
-    datos_slot_clear(data);
+    datos_process_cache_clear(data);
     return APR_SUCCESS;
 }
 
-apr_status_t datos_slot_create(apr_pool_t *p, datos_slot_release_fn *release,
-                               datos_slot_t **out)
+apr_status_t datos_process_cache_create(apr_pool_t *p, datos_process_cache_release_fn *release,
+                               datos_process_cache_t **out)
 {
-    datos_slot_t *s = apr_pcalloc(p, sizeof(*s));
+    datos_process_cache_t *s = apr_pcalloc(p, sizeof(*s));
     apr_status_t rv;
     int i;
 
     *out = NULL;
     atomic_init(&s->word, 0);
-    for (i = 0; i < DATOS_SLOT_ENTRIES; i++) {
+    for (i = 0; i < DATOS_PROCESS_CACHE_ENTRIES; i++) {
         atomic_init(&s->entries[i].obj, NULL);
         atomic_init(&s->entries[i].count, 0);
     }
@@ -122,7 +122,7 @@ leave:
     return rv;
 }
 
-void *datos_slot_acquire(datos_slot_t *s)
+void *datos_process_cache_acquire(datos_process_cache_t *s)
 {
     /* Acquire: pairs with the publish's exchange (release). Every
      * acquisition is a read-modify-write, so the readers' increments
@@ -144,7 +144,7 @@ void *datos_slot_acquire(datos_slot_t *s)
  * address was emptied before that address could be published again (the
  * publish checks, or the object was freed and reallocated), which happens
  * before this reader acquired it. */
-static slot_entry_t *entry_of(datos_slot_t *s, void *obj)
+static slot_entry_t *entry_of(datos_process_cache_t *s, void *obj)
 {
     unsigned idx = (unsigned)(atomic_load_explicit(&s->word,
                                                    memory_order_relaxed)
@@ -156,7 +156,7 @@ static slot_entry_t *entry_of(datos_slot_t *s, void *obj)
                                     memory_order_relaxed) == obj) {
         return &s->entries[idx - 1];
     }
-    for (i = 0; i < DATOS_SLOT_ENTRIES; i++) {
+    for (i = 0; i < DATOS_PROCESS_CACHE_ENTRIES; i++) {
         if (atomic_load_explicit(&s->entries[i].obj,
                                  memory_order_relaxed) == obj) {
             return &s->entries[i];
@@ -165,7 +165,7 @@ static slot_entry_t *entry_of(datos_slot_t *s, void *obj)
     return NULL;
 }
 
-void datos_slot_release(datos_slot_t *s, void *obj)
+void datos_process_cache_release(datos_process_cache_t *s, void *obj)
 {
     slot_entry_t *e;
 
@@ -183,7 +183,7 @@ void datos_slot_release(datos_slot_t *s, void *obj)
     }
 }
 
-apr_status_t datos_slot_publish(datos_slot_t *s, void *obj)
+apr_status_t datos_process_cache_publish(datos_process_cache_t *s, void *obj)
 {
     slot_entry_t *free_entry = NULL;
     uint64_t old;
@@ -195,7 +195,7 @@ apr_status_t datos_slot_publish(datos_slot_t *s, void *obj)
         return APR_EINVAL;
     }
     datos_mutex_lock(s->mutex);
-    for (i = 0; i < DATOS_SLOT_ENTRIES; i++) {
+    for (i = 0; i < DATOS_PROCESS_CACHE_ENTRIES; i++) {
         /* Acquire: pairs with entry_free's release store, so the entry is
          * reused only after its last holder is done with it. */
         held = atomic_load_explicit(&s->entries[i].obj, memory_order_acquire);
@@ -226,7 +226,7 @@ leave:
     return rv;
 }
 
-void datos_slot_clear(datos_slot_t *s)
+void datos_process_cache_clear(datos_process_cache_t *s)
 {
     uint64_t old;
 

@@ -2,9 +2,9 @@
 """datos GCP emulator: BigQuery v2 (queries and load jobs), Pub/Sub v1, the OAuth2 token
 endpoint and the GCE metadata server on one port.
 
-    /usr/bin/python3 tests/emulator/server.py --port 0 --port-file /tmp/emu.port
+    /usr/bin/python3 emulator/server.py --port 0 --port-file /tmp/emu.port
 
-Standard library only. See tests/emulator/README.md for the control API under /_emulator/.
+Standard library only. See emulator/README.md for the control API under /_emulator/.
 """
 import argparse
 import json

@@ -1,4 +1,4 @@
-/* loader_metrics.c - the node_exporter textfile (DESIGN.md section 5).
+/* loader_textfile.c - the node_exporter textfile (DESIGN.md section 5).
  *
  * Each run rewrites the file whole, atomically (a temporary file in the
  * same directory, renamed over it), so node_exporter never reads half of
@@ -59,7 +59,7 @@ static void counter(text_t *t, const char *series, apr_int64_t now)
     add(t, "%s %.0f\n", series, previous(t->old, series) + (double)now);
 }
 
-apr_status_t loader_metrics_write(apr_pool_t *p, const char *path,
+apr_status_t loader_textfile_write(apr_pool_t *p, const char *path,
                                   const loader_counts_t *k,
                                   apr_time_t started, apr_time_t finished,
                                   int ok, const char **why)
