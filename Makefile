@@ -24,7 +24,7 @@ APXS := apxs
 DEB_PACKAGES := build-essential pkg-config ca-certificates curl openssl \
   apache2 apache2-bin apache2-dev apache2-utils libapr1-dev libaprutil1-dev \
   libcurl4-openssl-dev libjansson-dev libssl-dev libcmocka-dev zlib1g-dev \
-  clang libclang-rt-14-dev \
+  clang libclang-rt-14-dev clang-format \
   python3-pytest python3-requests python3-locust python3-yaml \
   wrk memcached redis-server prometheus
 
@@ -68,7 +68,7 @@ UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 SAN_UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/asan/tests/%,$(UNIT_SRC))
 FUZZ_BIN := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRC))
 
-.PHONY: all deps build module loader unit unit-build fuzz fuzz-build fuzz-replay \
+.PHONY: format format-check all deps build module loader unit unit-build fuzz fuzz-build fuzz-replay \
         itest test test-build test-steps run bench bench-deps bench-emulator bench-record \
         install clean
 
@@ -219,6 +219,17 @@ fuzz: fuzz-build
 	     $(BUILD)/fuzz-corpus/$$n tests/fuzz/corpus/$$n; \
 	done
 
+# ---------------------------------------------------------------- style
+# .clang-format is the C style; format-check is part of make test.
+C_FILES = $(shell git ls-files '*.c' '*.h' 2>/dev/null || find libdatos mod_datos loader tests -name '*.[ch]')
+
+format:
+	clang-format -i $(C_FILES)
+
+format-check:
+	@clang-format --dry-run --Werror $(C_FILES) || \
+	  { echo "format-check: run 'make format' (the style is .clang-format)"; exit 1; }
+
 # ---------------------------------------------------------------- pytest suites
 PYTEST := $(PYTHON) -m pytest -q -ra
 
@@ -232,6 +243,7 @@ test:
 	exit $$rc
 
 test-steps: deps
+	$(MAKE) --no-print-directory format-check
 	$(MAKE) --no-print-directory test-build fuzz-build
 	$(MAKE) --no-print-directory unit
 	$(MAKE) --no-print-directory fuzz-replay
