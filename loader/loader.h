@@ -24,24 +24,26 @@
 #include "datos_record.h"
 
 /* Exit codes (DESIGN.md section 5). */
-#define LOADER_EXIT_OK 0          /* done: the backlog drained or a bound reached */
-#define LOADER_EXIT_RETRY 1       /* some work failed and will be retried */
-#define LOADER_EXIT_CONFIG 2      /* configuration or credentials error */
+#define LOADER_EXIT_OK     0 /* done: the backlog drained or a bound reached */
+#define LOADER_EXIT_RETRY  1 /* some work failed and will be retried */
+#define LOADER_EXIT_CONFIG 2 /* configuration or credentials error */
 
 /* ---------------------------------------------------------------- config */
 
 typedef struct loader_config_t {
     /* Where */
-    const char *project;            /* billing and resource project */
-    const char *subscription;       /* "projects/P/subscriptions/S" once resolved */
-    const char *topic;              /* the topic producers publish to (for --redrive) */
-    const char *dead_letter_topic;  /* "projects/P/topics/T" */
+    const char *project;      /* billing and resource project */
+    const char *subscription; /* "projects/P/subscriptions/S" once resolved */
+    const char *topic; /* the topic producers publish to (for --redrive) */
+    const char *dead_letter_topic;        /* "projects/P/topics/T" */
     const char *dead_letter_subscription; /* for --redrive */
-    const char *table;              /* "[project.]dataset.table" */
-    const char *location;           /* NULL: the table's */
-    const char *credentials;        /* NULL: ADC; "metadata"; "none"; a path */
-    const char *pubsub_url;         /* service root, NULL: Google's or PUBSUB_EMULATOR_HOST */
-    const char *bigquery_url;       /* .../bigquery/v2, NULL: Google's or BIGQUERY_EMULATOR_HOST */
+    const char *table;                    /* "[project.]dataset.table" */
+    const char *location;                 /* NULL: the table's */
+    const char *credentials; /* NULL: ADC; "metadata"; "none"; a path */
+    const char
+        *pubsub_url; /* service root, NULL: Google's or PUBSUB_EMULATOR_HOST */
+    const char *
+        bigquery_url; /* .../bigquery/v2, NULL: Google's or BIGQUERY_EMULATOR_HOST */
     int allow_insecure_http;
     const char *ca_file;
 
@@ -49,9 +51,9 @@ typedef struct loader_config_t {
     apr_int64_t batch_max_rows;
     apr_int64_t batch_max_bytes;
     apr_interval_time_t batch_max_age;
-    apr_int64_t max_messages;       /* per run */
-    apr_interval_time_t max_seconds;/* per run */
-    int once;                       /* one load batch, then exit */
+    apr_int64_t max_messages;        /* per run */
+    apr_interval_time_t max_seconds; /* per run */
+    int once;                        /* one load batch, then exit */
     int dry_run;
     int redrive;
 
@@ -65,16 +67,20 @@ typedef struct loader_config_t {
     apr_interval_time_t retry_initial;
     apr_interval_time_t retry_max;
     apr_interval_time_t retry_deadline;
-    apr_interval_time_t lease;      /* modifyAckDeadline of leased messages */
-    apr_interval_time_t job_timeout;/* how long a load job may take to be DONE */
-    apr_interval_time_t failure_backoff;     /* runs after a failed one wait this long, */
-    apr_interval_time_t failure_backoff_max; /* doubling per failed run up to this */
-    apr_int64_t resumable_above;    /* bytes; larger batches use resumable uploads */
+    apr_interval_time_t lease; /* modifyAckDeadline of leased messages */
+    apr_interval_time_t
+        job_timeout; /* how long a load job may take to be DONE */
+    apr_interval_time_t
+        failure_backoff; /* runs after a failed one wait this long, */
+    apr_interval_time_t
+        failure_backoff_max; /* doubling per failed run up to this */
+    apr_int64_t
+        resumable_above; /* bytes; larger batches use resumable uploads */
 
     /* Files */
     const char *state_dir;
     const char *lock_file;
-    const char *metrics_file;       /* NULL: none */
+    const char *metrics_file; /* NULL: none */
 
     /* Where each value came from, for messages: "file:line", "environment",
      * "flag" or "default", keyed by setting name. */
@@ -135,11 +141,11 @@ void loader_logf(const char *level, const char *event, const char *fmt, ...)
 /* ---------------------------------------------------------------- metrics */
 
 typedef struct loader_counts_t {
-    apr_int64_t pulled;             /* messages received (each delivery) */
-    apr_int64_t loaded;             /* rows committed by load jobs */
+    apr_int64_t pulled; /* messages received (each delivery) */
+    apr_int64_t loaded; /* rows committed by load jobs */
     apr_int64_t invalid[DATOS_REASON_COUNT];
     apr_int64_t jobs_succeeded;
-    apr_int64_t jobs_retried;       /* DONE with a retryable error */
+    apr_int64_t jobs_retried; /* DONE with a retryable error */
     apr_int64_t jobs_invalid;
     apr_int64_t jobs_quota;
     apr_int64_t jobs_failed;
@@ -151,23 +157,23 @@ typedef struct loader_counts_t {
  * over it): counters carry on from the file's previous values; the last
  * success time is updated only when ok. */
 apr_status_t loader_textfile_write(apr_pool_t *p, const char *path,
-                                  const loader_counts_t *counts,
-                                  apr_time_t started, apr_time_t finished,
-                                  int ok, const char **why);
+                                   const loader_counts_t *counts,
+                                   apr_time_t started, apr_time_t finished,
+                                   int ok, const char **why);
 
 /* ---------------------------------------------------------------- journal */
 
 /* A load job that may be in flight: written (and fsync'd) before
  * jobs.insert, removed once its messages are acked. */
 typedef struct loader_journal_entry_t {
-    const char *path;               /* its file */
+    const char *path; /* its file */
     const char *job_id;
     const char *location;
     const char *table;
     int generation;
-    int committed;                  /* the job is known to be DONE without error */
+    int committed; /* the job is known to be DONE without error */
     apr_time_t written;
-    apr_array_header_t *message_ids;/* const char * */
+    apr_array_header_t *message_ids; /* const char * */
 } loader_journal_entry_t;
 
 /* Makes dir/journal when missing. */
@@ -179,8 +185,7 @@ apr_status_t loader_journal_open(apr_pool_t *p, const char *state_dir,
  * replaced as the batch moves to a new generation. */
 apr_status_t loader_journal_write(apr_pool_t *p, const char *dir,
                                   const char *batch_key,
-                                  loader_journal_entry_t *e,
-                                  const char **why);
+                                  loader_journal_entry_t *e, const char **why);
 
 /* Every entry in dir; a file that cannot be read as an entry is moved
  * aside (renamed *.corrupt) and named in *corrupt (const char *), never

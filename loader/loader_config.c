@@ -25,15 +25,20 @@
 #define MB ((apr_int64_t)1024 * 1024)
 
 typedef enum {
-    K_STRING, K_FLAG, K_INT, K_SIZE, K_DURATION, K_UNKNOWN_POLICY
+    K_STRING,
+    K_FLAG,
+    K_INT,
+    K_SIZE,
+    K_DURATION,
+    K_UNKNOWN_POLICY
 } kind_t;
 
 typedef struct {
     const char *name;
     kind_t kind;
     apr_size_t offset;
-    apr_int64_t min, max;        /* K_INT, K_SIZE; K_DURATION in microseconds */
-    apr_interval_time_t unit;    /* K_DURATION: a bare number's unit */
+    apr_int64_t min, max;     /* K_INT, K_SIZE; K_DURATION in microseconds */
+    apr_interval_time_t unit; /* K_DURATION: a bare number's unit */
 } setting_t;
 
 #define OFF(f) offsetof(loader_config_t, f)
@@ -44,7 +49,8 @@ static const setting_t keys[] = {
     {"subscription", K_STRING, OFF(subscription), 0, 0, 0},
     {"topic", K_STRING, OFF(topic), 0, 0, 0},
     {"dead_letter_topic", K_STRING, OFF(dead_letter_topic), 0, 0, 0},
-    {"dead_letter_subscription", K_STRING, OFF(dead_letter_subscription), 0, 0, 0},
+    {"dead_letter_subscription", K_STRING, OFF(dead_letter_subscription), 0, 0,
+     0},
     {"table", K_STRING, OFF(table), 0, 0, 0},
     {"location", K_STRING, OFF(location), 0, 0, 0},
     {"credentials", K_STRING, OFF(credentials), 0, 0, 0},
@@ -54,11 +60,13 @@ static const setting_t keys[] = {
     {"ca_file", K_STRING, OFF(ca_file), 0, 0, 0},
     {"batch_max_rows", K_INT, OFF(batch_max_rows), 1, 10000000, 0},
     {"batch_max_bytes", K_SIZE, OFF(batch_max_bytes), 1024, 4096 * MB, 0},
-    {"batch_max_age", K_DURATION, OFF(batch_max_age), 100000, SEC(3600), SEC(1)},
+    {"batch_max_age", K_DURATION, OFF(batch_max_age), 100000, SEC(3600),
+     SEC(1)},
     {"max_messages", K_INT, OFF(max_messages), 0, APR_INT64_C(1) << 40, 0},
     {"max_seconds", K_DURATION, OFF(max_seconds), SEC(1), SEC(86400), SEC(1)},
     {"unknown_fields", K_UNKNOWN_POLICY, OFF(unknown_fields), 0, 0, 0},
-    {"max_future_skew", K_DURATION, OFF(max_future_skew), 0, SEC(86400), SEC(1)},
+    {"max_future_skew", K_DURATION, OFF(max_future_skew), 0, SEC(86400),
+     SEC(1)},
     {"http_timeout", K_DURATION, OFF(http_timeout), 100000, SEC(600), SEC(1)},
     {"pull_timeout", K_DURATION, OFF(pull_timeout), 100000, SEC(600), SEC(1)},
     {"retry_initial", K_DURATION, OFF(retry_initial), 1000, SEC(600), SEC(1)},
@@ -66,8 +74,10 @@ static const setting_t keys[] = {
     {"retry_deadline", K_DURATION, OFF(retry_deadline), 0, SEC(86400), SEC(1)},
     {"lease", K_DURATION, OFF(lease), SEC(10), SEC(600), SEC(1)},
     {"job_timeout", K_DURATION, OFF(job_timeout), SEC(1), SEC(86400), SEC(1)},
-    {"failure_backoff", K_DURATION, OFF(failure_backoff), 0, SEC(86400), SEC(1)},
-    {"failure_backoff_max", K_DURATION, OFF(failure_backoff_max), 0, SEC(7 * 86400), SEC(1)},
+    {"failure_backoff", K_DURATION, OFF(failure_backoff), 0, SEC(86400),
+     SEC(1)},
+    {"failure_backoff_max", K_DURATION, OFF(failure_backoff_max), 0,
+     SEC(7 * 86400), SEC(1)},
     {"resumable_above", K_SIZE, OFF(resumable_above), 0, 4096 * MB, 0},
     {"state_dir", K_STRING, OFF(state_dir), 0, 0, 0},
     {"lock_file", K_STRING, OFF(lock_file), 0, 0, 0},
@@ -100,7 +110,7 @@ void loader_config_defaults(loader_config_t *c)
     c->batch_max_rows = 100000;
     c->batch_max_bytes = 100 * MB;
     c->batch_max_age = SEC(60);
-    c->max_messages = 0;                       /* no bound but the time */
+    c->max_messages = 0; /* no bound but the time */
     c->max_seconds = SEC(300);
     c->unknown_fields = DATOS_UNKNOWN_REJECT;
     c->max_future_skew = DATOS_MAX_FUTURE_SKEW;
@@ -130,8 +140,8 @@ static const setting_t *find_key(const char *name)
 
 static const char *origin_of(const loader_config_t *c, const char *key)
 {
-    const char *o = c->origin ? apr_hash_get(c->origin, key,
-                                             APR_HASH_KEY_STRING) : NULL;
+    const char *o =
+        c->origin ? apr_hash_get(c->origin, key, APR_HASH_KEY_STRING) : NULL;
     return o ? o : "default";
 }
 
@@ -148,14 +158,14 @@ const char *loader_config_set(apr_pool_t *p, loader_config_t *c,
         const char *known = "";
         for (n = loader_config_keys(); *n; n++)
             known = apr_pstrcat(p, known, *known ? ", " : "", *n, NULL);
-        return apr_psprintf(p, "%s: unknown setting '%s' (known: %s)",
-                            origin, key, known);
+        return apr_psprintf(p, "%s: unknown setting '%s' (known: %s)", origin,
+                            key, known);
     }
     switch (k->kind) {
     case K_STRING:
         /* An empty value means "not set" (the default), e.g. location. */
-        *(const char **)(base + k->offset) = *value ? apr_pstrdup(p, value)
-                                                    : NULL;
+        *(const char **)(base + k->offset) =
+            *value ? apr_pstrdup(p, value) : NULL;
         break;
     case K_FLAG:
         err = datos_conf_flag(p, value, (int *)(base + k->offset));
@@ -267,10 +277,10 @@ const char *loader_config_parse(apr_pool_t *p, const char *name,
         if (!value)
             return apr_psprintf(p, "%s: %s: %s", where, key, err);
         if (apr_hash_get(seen, key, APR_HASH_KEY_STRING))
-            return apr_psprintf(p, "%s: %s is set twice (also at %s)", where,
-                                datos_err_text(p, key, klen, 60),
-                                (const char *)apr_hash_get(
-                                    seen, key, APR_HASH_KEY_STRING));
+            return apr_psprintf(
+                p, "%s: %s is set twice (also at %s)", where,
+                datos_err_text(p, key, klen, 60),
+                (const char *)apr_hash_get(seen, key, APR_HASH_KEY_STRING));
         if ((msg = loader_config_set(p, c, key, value, where)))
             return msg;
         apr_hash_set(seen, key, APR_HASH_KEY_STRING, where);
@@ -281,7 +291,9 @@ const char *loader_config_parse(apr_pool_t *p, const char *name,
 const char *loader_config_env(apr_pool_t *p, loader_config_t *c,
                               loader_getenv_fn *getenv_fn)
 {
-    static const struct { const char *var, *key; } env[] = {
+    static const struct {
+        const char *var, *key;
+    } env[] = {
         {"PUBSUB_EMULATOR_HOST", "pubsub_url"},
         {"BIGQUERY_EMULATOR_HOST", "bigquery_url"},
         {"GOOGLE_APPLICATION_CREDENTIALS", "credentials"},
@@ -314,9 +326,11 @@ static const char *resource_name(apr_pool_t *p, const char *project,
     if ((msg = datos_pubsub_resource_name(p, *value, kind, project, &full)))
         return apr_psprintf(p, "%s: %s", setting, msg);
     if (!full)
-        return apr_psprintf(p, "%s: a short name needs a project (set "
+        return apr_psprintf(p,
+                            "%s: a short name needs a project (set "
                             "project, GOOGLE_CLOUD_PROJECT, or use "
-                            "credentials that name one)", setting);
+                            "credentials that name one)",
+                            setting);
     *value = full;
     return NULL;
 }
@@ -344,25 +358,26 @@ const char *loader_config_finish(apr_pool_t *p, loader_config_t *c,
                              &c->subscription))
         || (msg = resource_name(p, c->project, "topics", "dead_letter_topic",
                                 &c->dead_letter_topic))
-        || (msg = resource_name(p, c->project, "topics", "topic",
-                                &c->topic))
+        || (msg = resource_name(p, c->project, "topics", "topic", &c->topic))
         || (msg = resource_name(p, c->project, "subscriptions",
                                 "dead_letter_subscription",
                                 &c->dead_letter_subscription)))
         return msg;
     if (c->retry_max < c->retry_initial)
-        return apr_psprintf(p, "retry_max (%s) is shorter than retry_initial "
-                            "(%s)", origin_of(c, "retry_max"),
+        return apr_psprintf(p,
+                            "retry_max (%s) is shorter than retry_initial "
+                            "(%s)",
+                            origin_of(c, "retry_max"),
                             origin_of(c, "retry_initial"));
     if (c->failure_backoff_max < c->failure_backoff)
-        return apr_psprintf(p, "failure_backoff_max (%s) is shorter than "
+        return apr_psprintf(p,
+                            "failure_backoff_max (%s) is shorter than "
                             "failure_backoff (%s)",
                             origin_of(c, "failure_backoff_max"),
                             origin_of(c, "failure_backoff"));
     if (!c->state_dir || !*c->state_dir)
         return "state_dir: required (the journal of load jobs lives there)";
     if (!c->lock_file)
-        c->lock_file = apr_pstrcat(p, c->state_dir, "/datos-loader.lock",
-                                   NULL);
+        c->lock_file = apr_pstrcat(p, c->state_dir, "/datos-loader.lock", NULL);
     return NULL;
 }

@@ -28,7 +28,7 @@
 #include "loader.h"
 
 #define JOURNAL_VERSION 1
-#define ENTRY_MAX ((apr_off_t)512 * 1024 * 1024)
+#define ENTRY_MAX       ((apr_off_t)512 * 1024 * 1024)
 
 static const char *errtext(apr_pool_t *p, apr_status_t rv)
 {
@@ -42,8 +42,8 @@ apr_status_t loader_journal_open(apr_pool_t *p, const char *state_dir,
     apr_status_t rv;
 
     *dir = apr_pstrcat(p, state_dir, "/journal", NULL);
-    rv = apr_dir_make_recursive(*dir, APR_FPROT_UREAD | APR_FPROT_UWRITE
-                                          | APR_FPROT_UEXECUTE, p);
+    rv = apr_dir_make_recursive(
+        *dir, APR_FPROT_UREAD | APR_FPROT_UWRITE | APR_FPROT_UEXECUTE, p);
     if (rv != APR_SUCCESS && !APR_STATUS_IS_EEXIST(rv))
         *why = apr_psprintf(p, "state_dir: cannot create %s: %s", *dir,
                             errtext(p, rv));
@@ -68,8 +68,7 @@ static apr_status_t sync_dir(const char *dir)
 
 apr_status_t loader_journal_write(apr_pool_t *p, const char *dir,
                                   const char *batch_key,
-                                  loader_journal_entry_t *e,
-                                  const char **why)
+                                  loader_journal_entry_t *e, const char **why)
 {
     json_t *j = datos_json_bind(p, json_object()), *ids;
     const char *text;
@@ -80,8 +79,8 @@ apr_status_t loader_journal_write(apr_pool_t *p, const char *dir,
     e->path = apr_pstrcat(p, dir, "/", batch_key, ".json", NULL);
     ids = json_array();
     for (i = 0; i < e->message_ids->nelts; i++)
-        json_array_append_new(ids, json_string(
-            APR_ARRAY_IDX(e->message_ids, i, const char *)));
+        json_array_append_new(
+            ids, json_string(APR_ARRAY_IDX(e->message_ids, i, const char *)));
     json_object_set_new(j, "version", json_integer(JOURNAL_VERSION));
     json_object_set_new(j, "job_id", json_string(e->job_id));
     json_object_set_new(j, "generation", json_integer(e->generation));
@@ -148,13 +147,12 @@ static const char *parse_entry(apr_pool_t *p, const char *path,
     ids = datos_json_arr(j, "message_ids");
     if (!ids || !json_array_size(ids))
         return "message_ids missing or empty";
-    e->message_ids = apr_array_make(p, (int)json_array_size(ids),
-                                    sizeof(const char *));
+    e->message_ids =
+        apr_array_make(p, (int)json_array_size(ids), sizeof(const char *));
     for (i = 0; i < json_array_size(ids); i++) {
         v = json_array_get(ids, i);
         if (!json_is_string(v) || !json_string_length(v))
-            return apr_psprintf(p, "message id %d is not a string",
-                                (int)i);
+            return apr_psprintf(p, "message id %d is not a string", (int)i);
         APR_ARRAY_PUSH(e->message_ids, const char *) =
             apr_pstrdup(p, json_string_value(v));
     }
@@ -164,8 +162,7 @@ static const char *parse_entry(apr_pool_t *p, const char *path,
 
 apr_status_t loader_journal_list(apr_pool_t *p, const char *dir,
                                  apr_array_header_t **entries,
-                                 apr_array_header_t **corrupt,
-                                 const char **why)
+                                 apr_array_header_t **corrupt, const char **why)
 {
     apr_dir_t *d = NULL;
     apr_finfo_t fi;
@@ -175,12 +172,13 @@ apr_status_t loader_journal_list(apr_pool_t *p, const char *dir,
     *corrupt = apr_array_make(p, 1, sizeof(const char *));
     rv = apr_dir_open(&d, dir, p);
     if (rv != APR_SUCCESS) {
-        *why = apr_psprintf(p, "cannot read journal %s: %s", dir,
-                            errtext(p, rv));
+        *why =
+            apr_psprintf(p, "cannot read journal %s: %s", dir, errtext(p, rv));
         return rv;
     }
-    while (apr_dir_read(&fi, APR_FINFO_NAME | APR_FINFO_TYPE | APR_FINFO_SIZE,
-                        d) == APR_SUCCESS) {
+    while (
+        apr_dir_read(&fi, APR_FINFO_NAME | APR_FINFO_TYPE | APR_FINFO_SIZE, d)
+        == APR_SUCCESS) {
         const char *path, *problem = NULL;
         loader_journal_entry_t *e = NULL;
         apr_size_t n = strlen(fi.name), got = 0;

@@ -18,9 +18,10 @@ static int libdatos_debug;
 
 static const char *level_name(datos_log_level_t level)
 {
-    return level <= DATOS_LOG_ERR ? "error"
-         : level == DATOS_LOG_WARNING ? "warning"
-         : level <= DATOS_LOG_INFO ? "info" : "debug";
+    return level <= DATOS_LOG_ERR       ? "error"
+           : level == DATOS_LOG_WARNING ? "warning"
+           : level <= DATOS_LOG_INFO    ? "info"
+                                        : "debug";
 }
 
 static void sink(void *baton, const char *file, int line,
@@ -60,7 +61,7 @@ json_t *loader_event(const char *level, const char *event)
     /* Milliseconds are enough for a log line: rendered from the
      * microsecond clock, then cut. */
     datos_ts_format(now - now % 1000 + 1, ts);
-    if (strlen(ts) == 32)                /* ...SS.ffffff+00:00 -> ...SS.fffZ */
+    if (strlen(ts) == 32) /* ...SS.ffffff+00:00 -> ...SS.fffZ */
         memcpy(ts + 23, "Z", 2);
     json_object_set_new(ev, "time", json_string(ts));
     json_object_set_new(ev, "level", json_string(level));
@@ -70,8 +71,8 @@ json_t *loader_event(const char *level, const char *event)
 
 void loader_emit(json_t *ev)
 {
-    char *text = json_dumps(ev, JSON_COMPACT | JSON_PRESERVE_ORDER
-                                | JSON_ENSURE_ASCII);
+    char *text =
+        json_dumps(ev, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII);
     size_t n, off = 0;
 
     json_decref(ev);

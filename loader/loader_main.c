@@ -35,7 +35,8 @@ static void usage(FILE *out)
 {
     const char *const *k;
 
-    fprintf(out,
+    fprintf(
+        out,
         "usage: datos-loader [--config FILE] [--once] [--dry-run]\n"
         "                    [--max-messages N] [--max-seconds S] [--redrive]\n"
         "                    [--version] [--help]\n"
@@ -60,7 +61,8 @@ static void usage(FILE *out)
         "GOOGLE_CLOUD_PROJECT. Flags override both. Settings:\n ");
     for (k = loader_config_keys(); *k; k++)
         fprintf(out, " %s", *k);
-    fprintf(out, "\n(conf/loader.conf.example documents each with its default)\n");
+    fprintf(out,
+            "\n(conf/loader.conf.example documents each with its default)\n");
 }
 
 static const char *read_file(apr_pool_t *p, const char *path, char **text,
@@ -118,8 +120,7 @@ int main(int argc, const char *const *argv)
         {"redrive", no_argument, NULL, 'r'},
         {"version", no_argument, NULL, 'V'},
         {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0}
-    };
+        {NULL, 0, NULL, 0}};
     apr_pool_t *p;
     loader_config_t c;
     const char *config = NULL, *msg;
@@ -136,7 +137,8 @@ int main(int argc, const char *const *argv)
     loader_config_defaults(&c);
     opterr = 0;
     while ((opt = getopt_long(argc, (char *const *)argv, "c:onm:s:rVh",
-                              longopts, NULL)) != -1) {
+                              longopts, NULL))
+           != -1) {
         switch (opt) {
         case 'c': config = optarg; break;
         case 'o': c.once = 1; break;
@@ -147,9 +149,7 @@ int main(int argc, const char *const *argv)
         case 'V':
             printf("datos-loader %s\n", DATOS_VERSION);
             return LOADER_EXIT_OK;
-        case 'h':
-            usage(stdout);
-            return LOADER_EXIT_OK;
+        case 'h': usage(stdout); return LOADER_EXIT_OK;
         default:
             /* stderr carries JSON lines only: the usage is --help's. */
             return config_error(apr_psprintf(
@@ -158,8 +158,8 @@ int main(int argc, const char *const *argv)
         }
     }
     if (optind < argc)
-        return config_error(apr_psprintf(p, "unexpected argument '%s'",
-                                         argv[optind]));
+        return config_error(
+            apr_psprintf(p, "unexpected argument '%s'", argv[optind]));
 
     if (config || access(DEFAULT_CONFIG, F_OK) == 0) {
         char *text = NULL;
@@ -172,12 +172,12 @@ int main(int argc, const char *const *argv)
     }
     if ((msg = loader_config_env(p, &c, env_get)))
         return config_error(msg);
-    if ((flag_messages && (msg = loader_config_set(p, &c, "max_messages",
-                                                   flag_messages,
-                                                   "--max-messages")))
-        || (flag_seconds && (msg = loader_config_set(p, &c, "max_seconds",
-                                                     flag_seconds,
-                                                     "--max-seconds"))))
+    if ((flag_messages
+         && (msg = loader_config_set(p, &c, "max_messages", flag_messages,
+                                     "--max-messages")))
+        || (flag_seconds
+            && (msg = loader_config_set(p, &c, "max_seconds", flag_seconds,
+                                        "--max-seconds"))))
         return config_error(msg);
 
     if (datos_http_global_init() != APR_SUCCESS)

@@ -42,7 +42,7 @@
 #define MAX_GENERATIONS 5
 /* Load job polls: 1 s, x1.5, at most 15 s (gcp-wire.md 2.7). */
 #define POLL_FIRST apr_time_from_sec(1)
-#define POLL_MAX apr_time_from_sec(15)
+#define POLL_MAX   apr_time_from_sec(15)
 /* A 404 from jobs.get right after a 409 can be lag; it is asked again for
  * this long before it means "no such job". */
 #define GET_404_GRACE apr_time_from_sec(30)
@@ -50,22 +50,23 @@
 /* One delivery of a message in the batch. */
 typedef struct {
     datos_pubsub_msg_t *m;
-    datos_reason_t reason;          /* DATOS_REASON_NONE: valid */
+    datos_reason_t reason; /* DATOS_REASON_NONE: valid */
     const char *detail;
-    datos_record_t rec;             /* valid ones */
-    apr_array_header_t *dup_acks;   /* ack ids of other deliveries of the same message */
-    int done;                       /* acked or given back */
+    datos_record_t rec; /* valid ones */
+    apr_array_header_t
+        *dup_acks; /* ack ids of other deliveries of the same message */
+    int done;      /* acked or given back */
 } item_t;
 
 typedef struct {
     apr_pool_t *pool;
-    apr_array_header_t *items;      /* item_t */
-    apr_hash_t *by_id;              /* message id -> item_t * */
+    apr_array_header_t *items; /* item_t */
+    apr_hash_t *by_id;         /* message id -> item_t * */
     apr_int64_t bytes;
     int valid;
     int invalid;
     apr_time_t started;
-    apr_time_t renew_at;            /* next lease extension */
+    apr_time_t renew_at; /* next lease extension */
 } batch_t;
 
 typedef struct {
@@ -76,20 +77,20 @@ typedef struct {
     datos_load_client_t *bl;
     datos_table_info_t info;
     datos_table_ref_t table;
-    const char *table_canon;        /* project.dataset.table */
+    const char *table_canon; /* project.dataset.table */
     const char *location;
-    int columns;                    /* NDJSON optional columns */
+    int columns; /* NDJSON optional columns */
     const char *journal_dir;
-    apr_hash_t *committed;          /* message id -> loader_journal_entry_t * */
+    apr_hash_t *committed; /* message id -> loader_journal_entry_t * */
     apr_array_header_t *committed_entries;
     apr_time_t started;
-    apr_time_t deadline;            /* no pulling after this */
+    apr_time_t deadline; /* no pulling after this */
     apr_int64_t pulled_messages;
     loader_counts_t counts;
     int stop_pulling;
-    int failed;                     /* exit 1 */
-    int drained;                    /* an empty pull was seen */
-    int gave_back;                  /* messages were nacked because of a failure */
+    int failed;    /* exit 1 */
+    int drained;   /* an empty pull was seen */
+    int gave_back; /* messages were nacked because of a failure */
 } run_t;
 
 volatile sig_atomic_t loader_stop;
@@ -117,8 +118,8 @@ static int take_lock(apr_pool_t *p, const char *path, const char **why)
         close(fd);
         if (e == EWOULDBLOCK)
             return -1;
-        *why = apr_psprintf(p, "lock_file: cannot lock %s: %s", path,
-                            strerror(e));
+        *why =
+            apr_psprintf(p, "lock_file: cannot lock %s: %s", path, strerror(e));
         return -2;
     }
     return fd;
@@ -143,8 +144,8 @@ static json_t *event(const char *level, const char *name)
     return loader_event(level, name);
 }
 
-static void log_error(const char *event_name, const char *what,
-                      apr_status_t rv, const datos_err_t *err)
+static void log_error(const char *event_name, const char *what, apr_status_t rv,
+                      const datos_err_t *err)
 {
     json_t *ev = event("error", event_name);
 
@@ -154,9 +155,9 @@ static void log_error(const char *event_name, const char *what,
         json_object_set_new(ev, "http_status", json_integer(err->http_status));
     if (err && err->reason)
         json_object_set_new(ev, "reason", json_string(err->reason));
-    json_object_set_new(ev, "message",
-                        json_string(err && err->message ? err->message
-                                                        : "no detail"));
+    json_object_set_new(
+        ev, "message",
+        json_string(err && err->message ? err->message : "no detail"));
     loader_emit(ev);
 }
 
@@ -195,9 +196,9 @@ static apr_status_t retrying(run_t *r, const char *what, attempt_fn *fn,
     apr_status_t rv;
     apr_pool_t *sp;
 
-    datos_backoff_init(&b, r->c->retry_initial, r->c->retry_max,
-                       r->c->retry_deadline ? apr_time_now() + r->c->retry_deadline
-                                            : 0);
+    datos_backoff_init(
+        &b, r->c->retry_initial, r->c->retry_max,
+        r->c->retry_deadline ? apr_time_now() + r->c->retry_deadline : 0);
     apr_pool_create(&sp, r->p);
     for (;;) {
         apr_interval_time_t wait = 0;
@@ -219,8 +220,8 @@ static apr_status_t retrying(run_t *r, const char *what, attempt_fn *fn,
                                 json_integer(err->http_status));
         json_object_set_new(ev, "wait_ms",
                             json_integer(apr_time_as_msec(wait)));
-        json_object_set_new(ev, "message", json_string(err->message
-                                                       ? err->message : ""));
+        json_object_set_new(ev, "message",
+                            json_string(err->message ? err->message : ""));
         loader_emit(ev);
         pause_for(wait, !must_finish);
     }
@@ -234,7 +235,7 @@ typedef struct {
     const char *subscription;
     const char *const *ids;
     int n;
-    int seconds;                    /* modack; -1: ack */
+    int seconds; /* modack; -1: ack */
 } acks_t;
 
 static apr_status_t do_acks(run_t *r, apr_pool_t *p, void *baton,
@@ -263,14 +264,14 @@ static apr_status_t send_acks(run_t *r, const char *subscription,
     a.ids = (const char *const *)ids->elts;
     a.n = ids->nelts;
     a.seconds = seconds;
-    rv = retrying(r, seconds < 0 ? "acknowledge"
-                     : seconds == 0 ? "modifyAckDeadline(0)"
-                                    : "modifyAckDeadline",
+    rv = retrying(r,
+                  seconds < 0    ? "acknowledge"
+                  : seconds == 0 ? "modifyAckDeadline(0)"
+                                 : "modifyAckDeadline",
                   do_acks, &a, must_finish, &err);
     if (rv != APR_SUCCESS)
-        log_error("pubsub_failed", seconds < 0 ? "acknowledge"
-                                               : "modifyAckDeadline",
-                  rv, &err);
+        log_error("pubsub_failed",
+                  seconds < 0 ? "acknowledge" : "modifyAckDeadline", rv, &err);
     return rv;
 }
 
@@ -287,8 +288,8 @@ static void push_acks(apr_array_header_t *ids, const item_t *it)
 /* Every ack id of the batch not yet acked or given back. */
 static apr_array_header_t *open_acks(apr_pool_t *p, batch_t *b)
 {
-    apr_array_header_t *ids = apr_array_make(p, b->items->nelts + 1,
-                                             sizeof(const char *));
+    apr_array_header_t *ids =
+        apr_array_make(p, b->items->nelts + 1, sizeof(const char *));
     int i;
 
     for (i = 0; i < b->items->nelts; i++) {
@@ -311,7 +312,8 @@ static void renew_leases(run_t *r, batch_t *b, int force)
         return;
     apr_pool_create(&tp, r->p);
     if (send_acks(r, r->c->subscription, open_acks(tp, b),
-                  (int)apr_time_sec(r->c->lease), 1) == APR_SUCCESS)
+                  (int)apr_time_sec(r->c->lease), 1)
+        == APR_SUCCESS)
         b->renew_at = now + r->c->lease / 3;
     else
         /* Leases that lapse only mean a redelivery, which the job id
@@ -396,8 +398,8 @@ static apr_status_t do_publish(run_t *r, apr_pool_t *p, void *baton,
     apr_array_header_t *ids;
 
     return datos_pubsub_publish(r->ps, p, call_deadline(r),
-                                r->c->dead_letter_topic, pb->out, pb->n,
-                                &ids, err);
+                                r->c->dead_letter_topic, pb->out, pb->n, &ids,
+                                err);
 }
 
 /* Publishes the items to the dead-letter topic with their data unchanged,
@@ -420,10 +422,9 @@ static apr_status_t dead_letter(run_t *r, item_t *const *items, int n)
     for (i = 0; i < n; i++) {
         apr_array_header_t *attrs;
         datos_err_clear(&err);
-        rv = datos_pubsub_deadletter_attrs(tp, items[i]->m,
-                                           r->c->subscription,
-                                           items[i]->reason,
-                                           items[i]->detail, &attrs, &err);
+        rv = datos_pubsub_deadletter_attrs(tp, items[i]->m, r->c->subscription,
+                                           items[i]->reason, items[i]->detail,
+                                           &attrs, &err);
         if (rv != APR_SUCCESS) {
             /* Too many attributes of its own: it cannot be published as
              * Pub/Sub requires, so it goes back; the subscription's own
@@ -468,11 +469,11 @@ static apr_status_t do_insert(run_t *r, apr_pool_t *p, void *baton,
     insert_t *in = baton;
 
     (void)p;
-    return datos_load_client_insert(r->bl, in->into,
-                               apr_time_now() + r->c->http_timeout
-                                   + (apr_interval_time_t)(in->len / 1024) * 1000,
-                               in->job_id, r->location, in->data, in->len,
-                               &in->job, err);
+    return datos_load_client_insert(
+        r->bl, in->into,
+        apr_time_now() + r->c->http_timeout
+            + (apr_interval_time_t)(in->len / 1024) * 1000,
+        in->job_id, r->location, in->data, in->len, &in->job, err);
 }
 
 typedef struct {
@@ -489,7 +490,7 @@ static apr_status_t do_get(run_t *r, apr_pool_t *p, void *baton,
 
     (void)p;
     return datos_load_client_get(r->bl, g->into, call_deadline(r), g->job_id,
-                            g->location, &g->job, err);
+                                 g->location, &g->job, err);
 }
 
 /* jobs.get, asking again for a while when a job the caller knows exists
@@ -561,10 +562,9 @@ static apr_status_t ndjson_of(run_t *r, apr_pool_t *p, item_t *const *items,
 
     rv = datos_ndjson_create(p, r->columns, 4096, &nd);
     for (i = 0; rv == APR_SUCCESS && i < n; i++)
-        rv = datos_ndjson_append_record(nd, &items[i]->rec,
-                                        items[i]->m->message_id,
-                                        strlen(items[i]->m->message_id),
-                                        items[i]->m->publish_time_us);
+        rv = datos_ndjson_append_record(
+            nd, &items[i]->rec, items[i]->m->message_id,
+            strlen(items[i]->m->message_id), items[i]->m->publish_time_us);
     *out = nd;
     return rv;
 }
@@ -625,13 +625,14 @@ static int load_items(run_t *r, batch_t *b, item_t **items, int n)
         ids = apr_palloc(jp, sizeof(*ids) * (apr_size_t)n);
         for (i = 0; i < n; i++)
             ids[i] = items[i]->m->message_id;
-        rv = datos_loadjob_id(jp, r->table_canon, ids, n, generation,
-                              &job_id);
+        rv = datos_loadjob_id(jp, r->table_canon, ids, n, generation, &job_id);
         if (rv == APR_SUCCESS)
             rv = ndjson_of(r, jp, items, n, &nd);
         if (rv != APR_SUCCESS) {
-            loader_logf("error", "batch_failed", "cannot build the load "
-                        "batch of %d rows", n);
+            loader_logf("error", "batch_failed",
+                        "cannot build the load "
+                        "batch of %d rows",
+                        n);
             goto stop;
         }
         data = datos_ndjson_data(nd, &len);
@@ -647,7 +648,8 @@ static int load_items(run_t *r, batch_t *b, item_t **items, int n)
         for (i = 0; i < n; i++)
             APR_ARRAY_PUSH(entry.message_ids, const char *) = ids[i];
         if (loader_journal_write(jp, r->journal_dir, batch_key(jp, job_id),
-                                 &entry, &why) != APR_SUCCESS) {
+                                 &entry, &why)
+            != APR_SUCCESS) {
             loader_logf("error", "journal_failed", "%s", why);
             goto stop;
         }
@@ -679,8 +681,8 @@ static int load_items(run_t *r, batch_t *b, item_t **items, int n)
         }
 
         outcome = datos_loadjob_outcome(job);
-        if (existed && (outcome == DATOS_JOB_QUOTA
-                        || outcome == DATOS_JOB_FAILED)
+        if (existed
+            && (outcome == DATOS_JOB_QUOTA || outcome == DATOS_JOB_FAILED)
             && generation + 1 < MAX_GENERATIONS) {
             /* An earlier run's job under this name failed for a reason of
              * its own time (a spent quota, an outage): its name is used up,
@@ -707,7 +709,8 @@ static int load_items(run_t *r, batch_t *b, item_t **items, int n)
             r->counts.jobs_retried++;
             log_job("warning", "load_job_retry", job, job_id, n);
             if (++generation >= MAX_GENERATIONS) {
-                loader_logf("error", "load_job_gave_up", "batch failed %d "
+                loader_logf("error", "load_job_gave_up",
+                            "batch failed %d "
                             "generations in a row; its messages go back",
                             MAX_GENERATIONS);
                 loader_journal_remove(jp, &entry);
@@ -750,10 +753,11 @@ static int load_items(run_t *r, batch_t *b, item_t **items, int n)
                     for (int k = 0; k < rows->nelts; k++) {
                         const datos_rejected_t *rj =
                             &APR_ARRAY_IDX(rows, k, datos_rejected_t);
-                        if (rj->message && (rj->line == i + 1
-                                            || (rj->position >= 0
-                                                && datos_ndjson_line_at(
-                                                       nd, rj->position) == i)))
+                        if (rj->message
+                            && (rj->line == i + 1
+                                || (rj->position >= 0
+                                    && datos_ndjson_line_at(nd, rj->position)
+                                           == i)))
                             items[i]->detail = apr_pstrdup(r->p, rj->message);
                     }
                     bad[nbad++] = items[i];
@@ -788,7 +792,7 @@ static int load_items(run_t *r, batch_t *b, item_t **items, int n)
             goto stop;
         }
 
-    stop_journal:
+stop_journal:
         /* The job may exist and may yet commit: the journal entry stays for
          * the next run to resolve; the messages go back meanwhile. */
         goto stop;
@@ -862,8 +866,8 @@ static int assemble(run_t *r, batch_t *b)
         nacks = apr_array_make(b->pool, 1, sizeof(const char *));
         acks = apr_array_make(b->pool, 1, sizeof(const char *));
         for (i = 0; i < pl.msgs->nelts; i++) {
-            datos_pubsub_msg_t *m = &APR_ARRAY_IDX(pl.msgs, i,
-                                                   datos_pubsub_msg_t);
+            datos_pubsub_msg_t *m =
+                &APR_ARRAY_IDX(pl.msgs, i, datos_pubsub_msg_t);
             item_t *prev, *it;
             datos_invalid_t why;
 
@@ -871,9 +875,9 @@ static int assemble(run_t *r, batch_t *b)
                 /* Not processable as delivered: back to Pub/Sub, whose
                  * dead-letter policy is the last resort. */
                 json_t *ev = event("warning", "message_unusable");
-                json_object_set_new(ev, "message_id",
-                                    json_string(m->message_id ? m->message_id
-                                                              : ""));
+                json_object_set_new(
+                    ev, "message_id",
+                    json_string(m->message_id ? m->message_id : ""));
                 json_object_set_new(ev, "problem", json_string(m->problem));
                 loader_emit(ev);
                 if (m->ack_id)
@@ -892,8 +896,8 @@ static int assemble(run_t *r, batch_t *b)
             if (prev) {
                 /* A redelivery within the batch: one row, both acked. */
                 if (!prev->dup_acks)
-                    prev->dup_acks = apr_array_make(b->pool, 1,
-                                                    sizeof(const char *));
+                    prev->dup_acks =
+                        apr_array_make(b->pool, 1, sizeof(const char *));
                 APR_ARRAY_PUSH(prev->dup_acks, const char *) = m->ack_id;
                 continue;
             }
@@ -902,8 +906,8 @@ static int assemble(run_t *r, batch_t *b)
             it->m = m;
             apr_hash_set(b->by_id, m->message_id, APR_HASH_KEY_STRING, it);
             b->bytes += (apr_int64_t)m->data_len;
-            if (datos_record_check(b->pool, (const char *)m->data,
-                                   m->data_len, &opts, &it->rec, &why)
+            if (datos_record_check(b->pool, (const char *)m->data, m->data_len,
+                                   &opts, &it->rec, &why)
                 == APR_SUCCESS) {
                 b->valid++;
             }
@@ -915,12 +919,14 @@ static int assemble(run_t *r, batch_t *b)
         }
         /* Lease everything just pulled for as long as the batch may take. */
         if (send_acks(r, r->c->subscription, fresh,
-                      (int)apr_time_sec(r->c->lease), 0) == APR_SUCCESS)
+                      (int)apr_time_sec(r->c->lease), 0)
+            == APR_SUCCESS)
             b->renew_at = apr_time_now() + r->c->lease / 3;
         send_acks(r, r->c->subscription, nacks, 0, 0);
-        if (acks->nelts && send_acks(r, r->c->subscription, acks, -1, 0)
-                               == APR_SUCCESS)
-            loader_logf("info", "already_loaded", "acked %d redelivered "
+        if (acks->nelts
+            && send_acks(r, r->c->subscription, acks, -1, 0) == APR_SUCCESS)
+            loader_logf("info", "already_loaded",
+                        "acked %d redelivered "
                         "messages of a load job that committed earlier",
                         acks->nelts);
     }
@@ -934,8 +940,10 @@ static void process(run_t *r, batch_t *b)
     int nv = 0, ni = 0, i;
     json_t *ev;
 
-    valid = apr_palloc(b->pool, sizeof(*valid) * (apr_size_t)(b->items->nelts + 1));
-    invalid = apr_palloc(b->pool, sizeof(*invalid) * (apr_size_t)(b->items->nelts + 1));
+    valid =
+        apr_palloc(b->pool, sizeof(*valid) * (apr_size_t)(b->items->nelts + 1));
+    invalid = apr_palloc(b->pool,
+                         sizeof(*invalid) * (apr_size_t)(b->items->nelts + 1));
     for (i = 0; i < b->items->nelts; i++) {
         item_t *it = &APR_ARRAY_IDX(b->items, i, item_t);
         if (it->reason == DATOS_REASON_NONE)
@@ -955,8 +963,9 @@ static void process(run_t *r, batch_t *b)
             ev = event("info", "dry_run_invalid");
             json_object_set_new(ev, "message_id",
                                 json_string(invalid[i]->m->message_id));
-            json_object_set_new(ev, "reason", json_string(
-                datos_reason_name(invalid[i]->reason)));
+            json_object_set_new(
+                ev, "reason",
+                json_string(datos_reason_name(invalid[i]->reason)));
             json_object_set_new(ev, "detail", json_string(invalid[i]->detail));
             loader_emit(ev);
             r->counts.invalid[invalid[i]->reason]++;
@@ -1001,17 +1010,18 @@ static int resolve_journal(run_t *r)
         loader_logf("error", "journal_corrupt", "%s: not trusted",
                     APR_ARRAY_IDX(corrupt, i, const char *));
     for (i = 0; i < entries->nelts; i++) {
-        loader_journal_entry_t *e = APR_ARRAY_IDX(entries, i,
-                                                  loader_journal_entry_t *);
+        loader_journal_entry_t *e =
+            APR_ARRAY_IDX(entries, i, loader_journal_entry_t *);
         datos_loadjob_t *job = NULL;
         datos_err_t err;
         apr_status_t rv;
         json_t *ev;
 
         if (strcmp(e->table, r->table_canon)) {
-            loader_logf("warning", "journal_other_table", "%s is for table "
-                        "%s, not %s; left alone", e->path, e->table,
-                        r->table_canon);
+            loader_logf("warning", "journal_other_table",
+                        "%s is for table "
+                        "%s, not %s; left alone",
+                        e->path, e->table, r->table_canon);
             continue;
         }
         rv = get_job(r, r->p, e->job_id, e->location, 0, NULL, &job, &err);
@@ -1020,8 +1030,10 @@ static int resolve_journal(run_t *r)
         if (rv != APR_SUCCESS && err.http_status == 404) {
             /* Never created: its messages were never loaded. */
             loader_journal_remove(r->p, e);
-            loader_logf("info", "journal_resolved", "job %s was never "
-                        "created", e->job_id);
+            loader_logf("info", "journal_resolved",
+                        "job %s was never "
+                        "created",
+                        e->job_id);
             continue;
         }
         if (rv != APR_SUCCESS) {
@@ -1064,7 +1076,8 @@ static const char *hold_off_path(run_t *r)
     return apr_pstrcat(r->p, r->c->state_dir, "/hold-off", NULL);
 }
 
-static int hold_off_read(run_t *r, apr_time_t *until, apr_interval_time_t *delay)
+static int hold_off_read(run_t *r, apr_time_t *until,
+                         apr_interval_time_t *delay)
 {
     apr_file_t *f = NULL;
     char buf[256];
@@ -1106,23 +1119,28 @@ static void hold_off_update(run_t *r, int failed)
     if (!r->c->failure_backoff)
         return;
     delay = hold_off_read(r, &until, &delay) && delay > 0
-            ? delay * 2 : r->c->failure_backoff;
+                ? delay * 2
+                : r->c->failure_backoff;
     if (delay > r->c->failure_backoff_max)
         delay = r->c->failure_backoff_max;
     until = apr_time_now() + delay;
-    text = apr_psprintf(r->p, "{\"until\":%" APR_TIME_T_FMT ",\"delay\":%"
-                        APR_TIME_T_FMT "}\n", until, delay);
+    text = apr_psprintf(
+        r->p, "{\"until\":%" APR_TIME_T_FMT ",\"delay\":%" APR_TIME_T_FMT "}\n",
+        until, delay);
     tmp = apr_pstrcat(r->p, path, ".tmp", NULL);
-    if (apr_file_open(&f, tmp, APR_FOPEN_WRITE | APR_FOPEN_CREATE
-                               | APR_FOPEN_TRUNCATE,
-                      APR_FPROT_UREAD | APR_FPROT_UWRITE, r->p) == APR_SUCCESS) {
+    if (apr_file_open(&f, tmp,
+                      APR_FOPEN_WRITE | APR_FOPEN_CREATE | APR_FOPEN_TRUNCATE,
+                      APR_FPROT_UREAD | APR_FPROT_UWRITE, r->p)
+        == APR_SUCCESS) {
         apr_file_write_full(f, text, strlen(text), NULL);
         apr_file_close(f);
         apr_file_rename(tmp, path, r->p);
     }
-    loader_logf("warning", "hold_off", "runs until %" APR_TIME_T_FMT " s from "
+    loader_logf("warning", "hold_off",
+                "runs until %" APR_TIME_T_FMT " s from "
                 "now will not pull (failure_backoff doubling up to "
-                "failure_backoff_max)", apr_time_sec(delay));
+                "failure_backoff_max)",
+                apr_time_sec(delay));
 }
 
 /* ------------------------------------------------------------- the run */
@@ -1135,10 +1153,12 @@ static void log_ddl_hint(run_t *r)
                 "table %s has no %s column: rows are loaded without it. To "
                 "add both: ALTER TABLE `%s` ADD COLUMN IF NOT EXISTS "
                 "message_id STRING, ADD COLUMN IF NOT EXISTS publish_time "
-                "TIMESTAMP", r->table_canon,
+                "TIMESTAMP",
+                r->table_canon,
                 !r->info.has_message_id && !r->info.has_publish_time
                     ? "message_id or publish_time"
-                    : !r->info.has_message_id ? "message_id" : "publish_time",
+                : !r->info.has_message_id ? "message_id"
+                                          : "publish_time",
                 r->table_canon);
 }
 
@@ -1146,8 +1166,8 @@ static void log_ddl_hint(run_t *r)
  * name is the origin loader_config_env records). */
 static int from_env(const loader_config_t *c, const char *key)
 {
-    const char *o = c->origin ? apr_hash_get(c->origin, key,
-                                             APR_HASH_KEY_STRING) : NULL;
+    const char *o =
+        c->origin ? apr_hash_get(c->origin, key, APR_HASH_KEY_STRING) : NULL;
     return o && strchr(o, '_') && !strchr(o, ':') && strcmp(o, "default");
 }
 
@@ -1174,32 +1194,35 @@ static int setup(run_t *r)
     if (datos_endpoint_resolve(r->p, DATOS_API_PUBSUB,
                                from_env(c, "pubsub_url") ? NULL : c->pubsub_url,
                                c->allow_insecure_http, creds_configured, &ps_ep,
-                               &err) != APR_SUCCESS
-        || datos_endpoint_resolve(r->p, DATOS_API_BIGQUERY,
-                                  from_env(c, "bigquery_url") ? NULL
-                                                              : c->bigquery_url,
-                                  c->allow_insecure_http, creds_configured,
-                                  &bq_ep, &err) != APR_SUCCESS) {
+                               &err)
+            != APR_SUCCESS
+        || datos_endpoint_resolve(
+               r->p, DATOS_API_BIGQUERY,
+               from_env(c, "bigquery_url") ? NULL : c->bigquery_url,
+               c->allow_insecure_http, creds_configured, &bq_ep, &err)
+               != APR_SUCCESS) {
         loader_logf("error", "config_error", "%s: %s%s",
                     err.message && strstr(err.message, "BIGQUERY")
-                        ? "bigquery_url" : "pubsub_url/bigquery_url",
+                        ? "bigquery_url"
+                        : "pubsub_url/bigquery_url",
                     err.message,
                     err.reason && !strcmp(err.reason, DATOS_REASON_PLAIN_HTTP)
-                        ? " (allow_insecure_http = true)" : "");
+                        ? " (allow_insecure_http = true)"
+                        : "");
         return LOADER_EXIT_CONFIG;
     }
     datos_err_init(&err, r->p);
-    rv = datos_creds_load(r->p, ps_ep.creds_none && bq_ep.creds_none
-                                    ? "none" : c->credentials,
-                          datos_scopes_bigquery_pubsub,
-                          DATOS_CREDS_ALLOW_USER
-                              | (c->allow_insecure_http
-                                 ? DATOS_CREDS_ALLOW_INSECURE : 0),
-                          &r->creds, &err);
+    rv = datos_creds_load(
+        r->p, ps_ep.creds_none && bq_ep.creds_none ? "none" : c->credentials,
+        datos_scopes_bigquery_pubsub,
+        DATOS_CREDS_ALLOW_USER
+            | (c->allow_insecure_http ? DATOS_CREDS_ALLOW_INSECURE : 0),
+        &r->creds, &err);
     if (rv != APR_SUCCESS) {
         loader_logf("error", "config_error", "credentials: %s%s", err.message,
                     err.reason && !strcmp(err.reason, DATOS_REASON_PLAIN_HTTP)
-                        ? " (allow_insecure_http = true)" : "");
+                        ? " (allow_insecure_http = true)"
+                        : "");
         return LOADER_EXIT_CONFIG;
     }
     datos_http_opts_default(&opts);
@@ -1215,8 +1238,8 @@ static int setup(run_t *r)
                                      &project, &err);
         if (rv != APR_SUCCESS) {
             log_error("credentials_failed", "project", rv, &err);
-            return rv == DATOS_ECONFIG || rv == DATOS_EAUTH
-                   ? LOADER_EXIT_CONFIG : LOADER_EXIT_RETRY;
+            return rv == DATOS_ECONFIG || rv == DATOS_EAUTH ? LOADER_EXIT_CONFIG
+                                                            : LOADER_EXIT_RETRY;
         }
     }
     if ((msg = loader_config_finish(r->p, c, project))) {
@@ -1224,10 +1247,9 @@ static int setup(run_t *r)
         return LOADER_EXIT_CONFIG;
     }
     datos_table_parse(r->p, c->table, &r->table);
-    r->table_canon = apr_pstrcat(r->p, r->table.project ? r->table.project
-                                                        : c->project,
-                                 ".", r->table.dataset, ".", r->table.table,
-                                 NULL);
+    r->table_canon =
+        apr_pstrcat(r->p, r->table.project ? r->table.project : c->project, ".",
+                    r->table.dataset, ".", r->table.table, NULL);
     why = NULL;
     if (loader_journal_open(r->p, c->state_dir, &r->journal_dir, &why)
         != APR_SUCCESS) {
@@ -1239,8 +1261,8 @@ static int setup(run_t *r)
     psc.base_url = ps_ep.base_url;
     psc.http = opts;
     psc.http.allow_insecure = ps_ep.allow_insecure;
-    psc.http.timeout = c->pull_timeout > c->http_timeout ? c->pull_timeout
-                                                         : c->http_timeout;
+    psc.http.timeout =
+        c->pull_timeout > c->http_timeout ? c->pull_timeout : c->http_timeout;
     psc.creds = ps_ep.creds_none ? NULL : r->creds;
     rv = datos_pubsub_create(r->p, &psc, &r->ps, &err);
     if (rv != APR_SUCCESS) {
@@ -1275,7 +1297,8 @@ static apr_status_t do_table(run_t *r, apr_pool_t *p, void *baton,
     table_t *t = baton;
 
     (void)p;
-    return datos_load_client_table(r->bl, t->into, call_deadline(r), t->info, err);
+    return datos_load_client_table(r->bl, t->into, call_deadline(r), t->info,
+                                   err);
 }
 
 int loader_run(apr_pool_t *p, loader_config_t *c)
@@ -1293,7 +1316,8 @@ int loader_run(apr_pool_t *p, loader_config_t *c)
     r.p = p;
     r.started = apr_time_now();
     r.committed = apr_hash_make(p);
-    r.committed_entries = apr_array_make(p, 1, sizeof(loader_journal_entry_t *));
+    r.committed_entries =
+        apr_array_make(p, 1, sizeof(loader_journal_entry_t *));
 
     rc = setup(&r);
     if (rc != LOADER_EXIT_OK)
@@ -1326,8 +1350,9 @@ int loader_run(apr_pool_t *p, loader_config_t *c)
         log_error(rv == DATOS_ECONFIG ? "config_error" : "bigquery_failed",
                   "tables.get", rv, &err);
         rc = rv == DATOS_ECONFIG || rv == DATOS_EAUTH
-             || (rv == DATOS_EREJECTED && err.http_status == 404)
-             ? LOADER_EXIT_CONFIG : LOADER_EXIT_RETRY;
+                     || (rv == DATOS_EREJECTED && err.http_status == 404)
+                 ? LOADER_EXIT_CONFIG
+                 : LOADER_EXIT_RETRY;
         goto done;
     }
     r.location = c->location ? c->location : r.info.location;
@@ -1345,7 +1370,8 @@ int loader_run(apr_pool_t *p, loader_config_t *c)
 
         if (!c->dry_run && hold_off_read(&r, &until, &delay)
             && apr_time_now() < until) {
-            loader_logf("warning", "held_off", "an earlier run failed; not "
+            loader_logf("warning", "held_off",
+                        "an earlier run failed; not "
                         "pulling for another %" APR_TIME_T_FMT " ms (delete "
                         "%s to pull now)",
                         apr_time_as_msec(until - apr_time_now()),
@@ -1389,21 +1415,21 @@ done:
     json_object_set_new(ev, "rows_loaded", json_integer(r.counts.loaded));
     json_object_set_new(ev, "dead_lettered",
                         json_integer(r.counts.dead_lettered));
-    json_object_set_new(ev, "load_jobs",
-                        json_integer(r.counts.jobs_succeeded
-                                     + r.counts.jobs_retried
-                                     + r.counts.jobs_invalid
-                                     + r.counts.jobs_quota
-                                     + r.counts.jobs_failed));
+    json_object_set_new(
+        ev, "load_jobs",
+        json_integer(r.counts.jobs_succeeded + r.counts.jobs_retried
+                     + r.counts.jobs_invalid + r.counts.jobs_quota
+                     + r.counts.jobs_failed));
     json_object_set_new(ev, "drained", json_boolean(r.drained));
     if (loader_stop)
         json_object_set_new(ev, "stopped_by_signal", json_true());
-    json_object_set_new(ev, "seconds", json_real(
-        (double)(apr_time_now() - r.started) / APR_USEC_PER_SEC));
+    json_object_set_new(
+        ev, "seconds",
+        json_real((double)(apr_time_now() - r.started) / APR_USEC_PER_SEC));
     loader_emit(ev);
     if (c->metrics_file && rc != LOADER_EXIT_CONFIG
         && loader_textfile_write(p, c->metrics_file, &r.counts, r.started,
-                                apr_time_now(), rc == LOADER_EXIT_OK, &why)
+                                 apr_time_now(), rc == LOADER_EXIT_OK, &why)
                != APR_SUCCESS)
         loader_logf("warning", "metrics_failed", "%s", why);
     return rc;
@@ -1463,8 +1489,8 @@ int loader_redrive(apr_pool_t *p, loader_config_t *c)
         back = apr_array_make(bp, 8, sizeof(const char *));
         keep = apr_array_make(bp, 8, sizeof(const char *));
         for (i = 0; i < pl.msgs->nelts; i++) {
-            datos_pubsub_msg_t *m = &APR_ARRAY_IDX(pl.msgs, i,
-                                                   datos_pubsub_msg_t);
+            datos_pubsub_msg_t *m =
+                &APR_ARRAY_IDX(pl.msgs, i, datos_pubsub_msg_t);
             apr_array_header_t *attrs;
             int k, ours = 0;
 
@@ -1479,8 +1505,7 @@ int loader_redrive(apr_pool_t *p, loader_config_t *c)
                 fresh++;
             }
             for (k = 0; k < m->attributes->nelts; k++)
-                if (!strcmp(APR_ARRAY_IDX(m->attributes, k,
-                                          datos_attr_t).key,
+                if (!strcmp(APR_ARRAY_IDX(m->attributes, k, datos_attr_t).key,
                             DATOS_ATTR_ERROR))
                     ours = 1;
             if (ours) {
@@ -1491,11 +1516,11 @@ int loader_redrive(apr_pool_t *p, loader_config_t *c)
             }
             /* Moved by the subscription's policy: back to the topic with
              * its data and its own attributes, less Pub/Sub's bookkeeping. */
-            attrs = apr_array_make(bp, m->attributes->nelts,
-                                   sizeof(datos_attr_t));
+            attrs =
+                apr_array_make(bp, m->attributes->nelts, sizeof(datos_attr_t));
             for (k = 0; k < m->attributes->nelts; k++) {
-                datos_attr_t *at = &APR_ARRAY_IDX(m->attributes, k,
-                                                  datos_attr_t);
+                datos_attr_t *at =
+                    &APR_ARRAY_IDX(m->attributes, k, datos_attr_t);
                 if (strncmp(at->key, "CloudPubSubDeadLetter", 21))
                     APR_ARRAY_PUSH(attrs, datos_attr_t) = *at;
             }
@@ -1511,7 +1536,7 @@ int loader_redrive(apr_pool_t *p, loader_config_t *c)
 
             pb.out = out;
             pb.n = n;
-            c->dead_letter_topic = c->topic;     /* do_publish's target */
+            c->dead_letter_topic = c->topic; /* do_publish's target */
             if (retrying(&r, "publish", do_publish, &pb, 0, &err)
                 != APR_SUCCESS) {
                 c->dead_letter_topic = dlq;
@@ -1529,7 +1554,7 @@ int loader_redrive(apr_pool_t *p, loader_config_t *c)
         send_acks(&r, c->dead_letter_subscription, keep, 0, 1);
         apr_pool_destroy(bp);
         if (!fresh)
-            break;              /* only messages already looked at came back */
+            break; /* only messages already looked at came back */
     }
     loader_logf(r.failed ? "error" : "info", "redrive_finished",
                 "%" APR_INT64_T_FMT " messages put back on %s",
@@ -1540,7 +1565,8 @@ int loader_redrive(apr_pool_t *p, loader_config_t *c)
         const char *why = NULL;
 
         if (loader_textfile_write(p, c->metrics_file, &r.counts, r.started,
-                                 apr_time_now(), 0, &why) != APR_SUCCESS)
+                                  apr_time_now(), 0, &why)
+            != APR_SUCCESS)
             loader_logf("warning", "metrics_failed", "%s", why);
     }
     return r.failed ? LOADER_EXIT_RETRY : LOADER_EXIT_OK;

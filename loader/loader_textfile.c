@@ -60,9 +60,9 @@ static void counter(text_t *t, const char *series, apr_int64_t now)
 }
 
 apr_status_t loader_textfile_write(apr_pool_t *p, const char *path,
-                                  const loader_counts_t *k,
-                                  apr_time_t started, apr_time_t finished,
-                                  int ok, const char **why)
+                                   const loader_counts_t *k, apr_time_t started,
+                                   apr_time_t finished, int ok,
+                                   const char **why)
 {
     text_t t;
     char *old = NULL;
@@ -89,10 +89,11 @@ apr_status_t loader_textfile_write(apr_pool_t *p, const char *path,
     }
     t.old = old ? old : "";
 
-    add(&t, "# HELP datos_loader_last_run_timestamp_seconds When the last "
-            "run of datos-loader ended.\n"
-            "# TYPE datos_loader_last_run_timestamp_seconds gauge\n"
-            "datos_loader_last_run_timestamp_seconds %.3f\n",
+    add(&t,
+        "# HELP datos_loader_last_run_timestamp_seconds When the last "
+        "run of datos-loader ended.\n"
+        "# TYPE datos_loader_last_run_timestamp_seconds gauge\n"
+        "datos_loader_last_run_timestamp_seconds %.3f\n",
         (double)finished / APR_USEC_PER_SEC);
     add(&t, "# HELP datos_loader_last_success_timestamp_seconds When a run "
             "last ended with nothing left failing.\n"
@@ -103,9 +104,10 @@ apr_status_t loader_textfile_write(apr_pool_t *p, const char *path,
     else if (previous(t.old, "datos_loader_last_success_timestamp_seconds") > 0)
         add(&t, "datos_loader_last_success_timestamp_seconds %.3f\n",
             previous(t.old, "datos_loader_last_success_timestamp_seconds"));
-    add(&t, "# HELP datos_loader_run_duration_seconds How long the last run "
-            "took.\n# TYPE datos_loader_run_duration_seconds gauge\n"
-            "datos_loader_run_duration_seconds %.3f\n",
+    add(&t,
+        "# HELP datos_loader_run_duration_seconds How long the last run "
+        "took.\n# TYPE datos_loader_run_duration_seconds gauge\n"
+        "datos_loader_run_duration_seconds %.3f\n",
         (double)(finished - started) / APR_USEC_PER_SEC);
     add(&t, "# HELP datos_loader_messages_pulled_total Messages received "
             "from the subscription (every delivery).\n"
@@ -119,9 +121,11 @@ apr_status_t loader_textfile_write(apr_pool_t *p, const char *path,
             "the dead-letter topic, by reason.\n"
             "# TYPE datos_loader_messages_invalid_total counter\n");
     for (r = 1; r < DATOS_REASON_COUNT; r++)
-        counter(&t, apr_psprintf(p, "datos_loader_messages_invalid_total"
-                                 "{reason=\"%s\"}",
-                                 datos_reason_name((datos_reason_t)r)),
+        counter(&t,
+                apr_psprintf(p,
+                             "datos_loader_messages_invalid_total"
+                             "{reason=\"%s\"}",
+                             datos_reason_name((datos_reason_t)r)),
                 k->invalid[r]);
     add(&t, "# HELP datos_loader_load_jobs_total Load jobs, by outcome.\n"
             "# TYPE datos_loader_load_jobs_total counter\n");
@@ -141,8 +145,8 @@ apr_status_t loader_textfile_write(apr_pool_t *p, const char *path,
     counter(&t, "datos_loader_messages_redriven_total", k->redriven);
 
     rv = datos_file_replace(p, path, t.out, strlen(t.out),
-                            APR_FPROT_UREAD | APR_FPROT_UWRITE
-                            | APR_FPROT_GREAD | APR_FPROT_WREAD);
+                            APR_FPROT_UREAD | APR_FPROT_UWRITE | APR_FPROT_GREAD
+                                | APR_FPROT_WREAD);
     if (rv != APR_SUCCESS) {
         char buf[256];
         *why = apr_psprintf(p, "cannot write %s: %s", path,

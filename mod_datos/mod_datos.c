@@ -31,8 +31,7 @@
 #include "mod_datos.h"
 
 static void log_sink(void *baton, const char *file, int line,
-                     datos_log_level_t level, apr_status_t rv,
-                     const char *msg)
+                     datos_log_level_t level, apr_status_t rv, const char *msg)
 {
     server_rec *s = baton;
 
@@ -136,13 +135,11 @@ static void mod_datos_register_hooks(apr_pool_t *p)
     mod_datos_httpd_errors_register_hooks(p);
 }
 
-AP_DECLARE_MODULE(datos) = {
-    STANDARD20_MODULE_STUFF,
-    NULL,                       /* per-directory config: none */
-    NULL,
-    mod_datos_create_srv_conf,
-    mod_datos_merge_srv_conf,
-    mod_datos_cmds,
-    mod_datos_register_hooks,
-    AP_MODULE_FLAG_NONE
-};
+AP_DECLARE_MODULE(datos) = {STANDARD20_MODULE_STUFF,
+                            NULL, /* per-directory config: none */
+                            NULL,
+                            mod_datos_create_srv_conf,
+                            mod_datos_merge_srv_conf,
+                            mod_datos_cmds,
+                            mod_datos_register_hooks,
+                            AP_MODULE_FLAG_NONE};

@@ -42,7 +42,7 @@ extern module AP_MODULE_DECLARE_DATA datos_module;
 
 /* Mutex types, for the Mutex directive. */
 #define MOD_DATOS_REFRESH_MUTEX "datos-refresh"
-#define MOD_DATOS_CACHE_MUTEX "datos-cache"
+#define MOD_DATOS_CACHE_MUTEX   "datos-cache"
 
 typedef struct mod_datos_rt_t mod_datos_rt_t;
 
@@ -53,7 +53,7 @@ typedef struct mod_datos_conf_t {
     const char *table_name;
     datos_table_ref_t table;
     const char *location;
-    const char *credentials;       /* NULL: Application Default Credentials */
+    const char *credentials; /* NULL: Application Default Credentials */
     const char *bigquery_url;
     int allow_insecure;
     const char *ca_file;
@@ -61,14 +61,14 @@ typedef struct mod_datos_conf_t {
     int limit_max;
     apr_interval_time_t timeout;
     int lookback_days;
-    apr_int64_t max_bytes_billed;  /* 0: explicitly off */
+    apr_int64_t max_bytes_billed; /* 0: explicitly off */
     apr_int64_t max_payload;
     apr_interval_time_t fresh_for; /* 0: no cache (one query per request) */
     apr_interval_time_t stale_while_revalidate;
     apr_interval_time_t stale_if_error;
     apr_interval_time_t cold_wait;
-    const char *state_dir;         /* "" after finish: none */
-    int max_waiting;               /* 0 after finish: derived from the MPM */
+    const char *state_dir; /* "" after finish: none */
+    int max_waiting;       /* 0 after finish: derived from the MPM */
 
     /* POST /datos (DatosIngest On). After finish, topic is the full name,
      * or the short one when the project is only known from the metadata
@@ -92,57 +92,61 @@ typedef struct mod_datos_conf_t {
 /* The module-wide settings (DatosCache), and what post_config made of
  * them: one socache instance for every runtime. */
 typedef struct mod_datos_global_t {
-    const char *cache_spec;        /* as written; NULL: the default */
+    const char *cache_spec;                /* as written; NULL: the default */
     const ap_socache_provider_t *provider; /* NULL: no shared tier ("none") */
     const char *provider_name;
     const char *provider_args;
     ap_socache_instance_t *cache;
-    apr_global_mutex_t *cache_mutex;   /* only for providers that are not MP-safe */
-    int fleet;                     /* memcache/redis: shared by hosts */
-    datos_metrics_t *metrics;      /* in shared memory */
-    int max_waiting;               /* requests waiting on BigQuery, host-wide */
-    int max_waiting_process;       /* ... and per process */
-    int idle_reserve;              /* idle workers that must remain for one more to wait */
-    int server_limit, thread_limit;/* the scoreboard's dimensions */
+    apr_global_mutex_t
+        *cache_mutex;         /* only for providers that are not MP-safe */
+    int fleet;                /* memcache/redis: shared by hosts */
+    datos_metrics_t *metrics; /* in shared memory */
+    int max_waiting;          /* requests waiting on BigQuery, host-wide */
+    int max_waiting_process;  /* ... and per process */
+    int idle_reserve; /* idle workers that must remain for one more to wait */
+    int server_limit, thread_limit; /* the scoreboard's dimensions */
 } mod_datos_global_t;
 
 extern mod_datos_global_t mod_datos_global;
 
 /* Host-wide state of a runtime, in shared memory: atomics only. */
 typedef struct mod_datos_host_t {
-    volatile apr_uint64_t fetched;      /* fetch time of the newest answer any process stored */
-    volatile apr_uint64_t next_attempt; /* no query before this, after a failure */
-    volatile apr_uint64_t last_status;  /* the failure that set next_attempt */
+    volatile apr_uint64_t
+        fetched; /* fetch time of the newest answer any process stored */
+    volatile apr_uint64_t
+        next_attempt; /* no query before this, after a failure */
+    volatile apr_uint64_t last_status; /* the failure that set next_attempt */
 } mod_datos_host_t;
 
 /* One runtime per distinct configuration: the credentials, the BigQuery
  * client, the process copy of the answer and the cache key. */
 struct mod_datos_rt_t {
-    int index;                     /* mutex instance, metrics table */
-    const char *id;                /* the settings that made it, for the registry */
-    mod_datos_conf_t *conf;        /* the first configuration that asked for it */
+    int index;              /* mutex instance, metrics table */
+    const char *id;         /* the settings that made it, for the registry */
+    mod_datos_conf_t *conf; /* the first configuration that asked for it */
     server_rec *s;
     datos_creds_t *creds;
     datos_bq_t *bq;
-    const char *l2_key;            /* "datos:v1:<32 hex>" */
-    const char *l2_marker;         /* l2_key + ":refreshing", fleets only */
-    const char *state_file;        /* NULL: no state directory */
+    const char *l2_key;     /* "datos:v1:<32 hex>" */
+    const char *l2_marker;  /* l2_key + ":refreshing", fleets only */
+    const char *state_file; /* NULL: no state directory */
     apr_size_t envelope_max;
     datos_answer_opts_t answer_opts;
-    const char *cache_control;     /* of every 200 and 304 */
+    const char *cache_control; /* of every 200 and 304 */
     apr_global_mutex_t *refresh_mutex;
-    mod_datos_host_t *host;        /* in shared memory */
+    mod_datos_host_t *host; /* in shared memory */
     int metrics_table;
 
     /* Per process (child_init). */
     datos_process_cache_t *l1;
-    apr_thread_mutex_t *proc_mutex;    /* the fields below */
-    apr_time_t l2_down_until;          /* a failing shared tier is skipped until then */
-    apr_time_t l2_checked;             /* last look at a fleet cache while stale */
-    apr_time_t oversize_logged;        /* once per window */
-    apr_time_t error_logged;           /* one error line per window */
-    int errors_unlogged;               /* failures since that line */
-    volatile apr_uint32_t waiting;     /* requests of this process waiting on BigQuery */
+    apr_thread_mutex_t *proc_mutex; /* the fields below */
+    apr_time_t l2_down_until; /* a failing shared tier is skipped until then */
+    apr_time_t l2_checked;    /* last look at a fleet cache while stale */
+    apr_time_t oversize_logged; /* once per window */
+    apr_time_t error_logged;    /* one error line per window */
+    int errors_unlogged;        /* failures since that line */
+    volatile apr_uint32_t
+        waiting; /* requests of this process waiting on BigQuery */
 
     /* POST /datos: NULL when DatosIngest is off (mod_datos_ingest.c). */
     struct mod_datos_ingest_t *ingest;
@@ -185,17 +189,17 @@ void mod_datos_runtime_child_init(apr_pool_t *pchild, server_rec *s);
 
 /* How a request's answer was found, for Cache-Status. */
 typedef enum {
-    MOD_DATOS_HIT,                 /* fresh */
-    MOD_DATOS_STALE,               /* served stale while another request refreshes */
-    MOD_DATOS_STALE_ERROR,         /* served stale because BigQuery failed */
-    MOD_DATOS_MISS_STORED,         /* this request fetched it (cold) */
-    MOD_DATOS_COLLAPSED,           /* this request waited for another's fetch */
-    MOD_DATOS_REFRESHED,           /* this request refreshed a stale answer */
-    MOD_DATOS_UNCACHED             /* DatosFreshFor 0 */
+    MOD_DATOS_HIT,         /* fresh */
+    MOD_DATOS_STALE,       /* served stale while another request refreshes */
+    MOD_DATOS_STALE_ERROR, /* served stale because BigQuery failed */
+    MOD_DATOS_MISS_STORED, /* this request fetched it (cold) */
+    MOD_DATOS_COLLAPSED,   /* this request waited for another's fetch */
+    MOD_DATOS_REFRESHED,   /* this request refreshed a stale answer */
+    MOD_DATOS_UNCACHED     /* DatosFreshFor 0 */
 } mod_datos_how_t;
 
 typedef struct mod_datos_entry_t {
-    const datos_answer_t *answer;  /* held until the request's pool goes */
+    const datos_answer_t *answer; /* held until the request's pool goes */
     mod_datos_how_t how;
     apr_time_t now;
 } mod_datos_entry_t;
@@ -209,9 +213,9 @@ apr_status_t mod_datos_entry_get(request_rec *r, mod_datos_conf_t *conf,
 
 /* Readiness for /health?deep=1, without a fetch when none is needed. */
 typedef enum {
-    MOD_DATOS_READY_PASS,          /* fresh */
-    MOD_DATOS_READY_WARN,          /* stale, still servable */
-    MOD_DATOS_READY_FAIL           /* /datos would answer 503 */
+    MOD_DATOS_READY_PASS, /* fresh */
+    MOD_DATOS_READY_WARN, /* stale, still servable */
+    MOD_DATOS_READY_FAIL  /* /datos would answer 503 */
 } mod_datos_ready_t;
 
 /* ------------------------------------------------------------- handlers */

@@ -50,10 +50,10 @@ APLOG_USE_MODULE(datos);
 /* A fleet tier is looked at no more than this often while stale, since
  * another host's refresh leaves no trace on this one. */
 #define FLEET_LOOK_EVERY apr_time_from_sec(1)
-#define FLEET_POLL apr_time_from_msec(100)
+#define FLEET_POLL       apr_time_from_msec(100)
 /* After a failed fetch, the next one waits for the upstream's Retry-After
  * (up to this), else for the freshness window (up to BACKOFF_DEFAULT_MAX). */
-#define BACKOFF_MAX apr_time_from_sec(60)
+#define BACKOFF_MAX         apr_time_from_sec(60)
 #define BACKOFF_DEFAULT_MAX apr_time_from_sec(5)
 /* Error lines: one per window per process, at least this long. */
 #define LOG_WINDOW_MIN apr_time_from_sec(10)
@@ -75,14 +75,13 @@ static int is_fresh(const ctx_t *c, const datos_answer_t *a)
 
 static int within_swr(const ctx_t *c, const datos_answer_t *a)
 {
-    return c->now < a->fetched + c->conf->fresh_for
-                    + c->conf->stale_while_revalidate;
+    return c->now
+           < a->fetched + c->conf->fresh_for + c->conf->stale_while_revalidate;
 }
 
 static int within_sie(const ctx_t *c, const datos_answer_t *a)
 {
-    return c->now < a->fetched + c->conf->fresh_for
-                    + c->conf->stale_if_error;
+    return c->now < a->fetched + c->conf->fresh_for + c->conf->stale_if_error;
 }
 
 static void host_fetched(mod_datos_host_t *h, apr_time_t fetched)
@@ -90,8 +89,8 @@ static void host_fetched(mod_datos_host_t *h, apr_time_t fetched)
     apr_uint64_t cur = apr_atomic_read64(&h->fetched);
 
     while (cur < (apr_uint64_t)fetched) {
-        apr_uint64_t seen = apr_atomic_cas64(&h->fetched,
-                                             (apr_uint64_t)fetched, cur);
+        apr_uint64_t seen =
+            apr_atomic_cas64(&h->fetched, (apr_uint64_t)fetched, cur);
         if (seen == cur)
             break;
         cur = seen;
@@ -172,11 +171,13 @@ static void l2_failed(ctx_t *c, apr_status_t rv, const char *what)
     apr_thread_mutex_unlock(c->rt->proc_mutex);
     datos_metrics_lookup(c->g->metrics, DATOS_TIER_L2, DATOS_LOOKUP_ERROR);
     if (log)
-        ap_log_rerror(APLOG_MARK, APLOG_WARNING, rv, c->r, DATOS_LOGNO(0301)
-                      "DatosCache %s: %s failed; the shared tier is skipped "
+        ap_log_rerror(
+            APLOG_MARK, APLOG_WARNING, rv, c->r,
+            DATOS_LOGNO(
+                0301) "DatosCache %s: %s failed; the shared tier is skipped "
                       "for %d s (answers come from this process and "
-                      "BigQuery)", c->g->provider_name, what,
-                      (int)apr_time_sec(L2_BACKOFF));
+                      "BigQuery)",
+            c->g->provider_name, what, (int)apr_time_sec(L2_BACKOFF));
 }
 
 static void cache_lock(ctx_t *c)
@@ -208,10 +209,9 @@ static datos_answer_t *l2_get(ctx_t *c)
     len = (unsigned int)c->rt->envelope_max;
     buf = apr_palloc(tmp, len);
     cache_lock(c);
-    rv = c->g->provider->retrieve(c->g->cache, c->r->server,
-                                  (const unsigned char *)c->rt->l2_key,
-                                  (unsigned int)strlen(c->rt->l2_key), buf,
-                                  &len, tmp);
+    rv = c->g->provider->retrieve(
+        c->g->cache, c->r->server, (const unsigned char *)c->rt->l2_key,
+        (unsigned int)strlen(c->rt->l2_key), buf, &len, tmp);
     cache_unlock(c);
     if (APR_STATUS_IS_NOTFOUND(rv)) {
         datos_metrics_lookup(c->g->metrics, DATOS_TIER_L2, DATOS_LOOKUP_MISS);
@@ -225,10 +225,12 @@ static datos_answer_t *l2_get(ctx_t *c)
     if (datos_answer_decode(tmp, (const char *)buf, len, &a, &err)
         != APR_SUCCESS) {
         /* Another format version, or damage: as good as a miss. */
-        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, c->r, DATOS_LOGNO(0302)
-                      "DatosCache %s: entry %s is not usable (%s); treated "
-                      "as a miss", c->g->provider_name, c->rt->l2_key,
-                      err.message);
+        ap_log_rerror(
+            APLOG_MARK, APLOG_INFO, 0, c->r,
+            DATOS_LOGNO(
+                0302) "DatosCache %s: entry %s is not usable (%s); treated "
+                      "as a miss",
+            c->g->provider_name, c->rt->l2_key, err.message);
         datos_metrics_lookup(c->g->metrics, DATOS_TIER_L2, DATOS_LOOKUP_MISS);
         a = NULL;
         goto leave;
@@ -251,11 +253,10 @@ static apr_status_t l2_store(ctx_t *c, const char *key, const void *data,
     if (expiry < c->now + apr_time_from_sec(2))
         expiry = c->now + apr_time_from_sec(2);
     cache_lock(c);
-    rv = c->g->provider->store(c->g->cache, c->r->server,
-                               (const unsigned char *)key,
-                               (unsigned int)strlen(key),
-                               expiry, (unsigned char *)data,
-                               (unsigned int)len, c->r->pool);
+    rv = c->g->provider->store(
+        c->g->cache, c->r->server, (const unsigned char *)key,
+        (unsigned int)strlen(key), expiry, (unsigned char *)data,
+        (unsigned int)len, c->r->pool);
     cache_unlock(c);
     return rv;
 }
@@ -273,20 +274,22 @@ static void oversized(ctx_t *c, apr_size_t len, apr_status_t rv)
     apr_thread_mutex_unlock(c->rt->proc_mutex);
     datos_metrics_oversized(c->g->metrics);
     if (log)
-        ap_log_rerror(APLOG_MARK, APLOG_INFO, rv, c->r, DATOS_LOGNO(0303)
-                      "DatosCache %s cannot hold the %" APR_SIZE_T_FMT
+        ap_log_rerror(
+            APLOG_MARK, APLOG_INFO, rv, c->r,
+            DATOS_LOGNO(
+                0303) "DatosCache %s cannot hold the %" APR_SIZE_T_FMT
                       "-byte answer of %s; it is kept in each process (and "
-                      "DatosStateDir) for its window", c->g->provider_name,
-                      len, c->conf->table_name);
+                      "DatosStateDir) for its window",
+            c->g->provider_name, len, c->conf->table_name);
 }
 
 static void l2_put(ctx_t *c, const datos_answer_t *a, const char *bytes,
                    apr_size_t len)
 {
-    apr_interval_time_t keep = c->conf->stale_while_revalidate
-                               > c->conf->stale_if_error
-                               ? c->conf->stale_while_revalidate
-                               : c->conf->stale_if_error;
+    apr_interval_time_t keep =
+        c->conf->stale_while_revalidate > c->conf->stale_if_error
+            ? c->conf->stale_while_revalidate
+            : c->conf->stale_if_error;
     apr_status_t rv;
 
     if (!l2_usable(c))
@@ -316,10 +319,9 @@ static int fleet_marker_present(ctx_t *c)
 
     if (!c->g->fleet || !l2_usable(c))
         return 0;
-    rv = c->g->provider->retrieve(c->g->cache, c->r->server,
-                                  (const unsigned char *)c->rt->l2_marker,
-                                  (unsigned int)strlen(c->rt->l2_marker), buf,
-                                  &len, c->r->pool);
+    rv = c->g->provider->retrieve(
+        c->g->cache, c->r->server, (const unsigned char *)c->rt->l2_marker,
+        (unsigned int)strlen(c->rt->l2_marker), buf, &len, c->r->pool);
     return rv == APR_SUCCESS;
 }
 
@@ -328,13 +330,11 @@ static void fleet_marker(ctx_t *c, int on)
     if (!c->g->fleet || !l2_usable(c))
         return;
     if (on)
-        l2_store(c, c->rt->l2_marker, "1", 1,
-                 c->now + 2 * c->conf->timeout);
+        l2_store(c, c->rt->l2_marker, "1", 1, c->now + 2 * c->conf->timeout);
     else
-        c->g->provider->remove(c->g->cache, c->r->server,
-                               (const unsigned char *)c->rt->l2_marker,
-                               (unsigned int)strlen(c->rt->l2_marker),
-                               c->r->pool);
+        c->g->provider->remove(
+            c->g->cache, c->r->server, (const unsigned char *)c->rt->l2_marker,
+            (unsigned int)strlen(c->rt->l2_marker), c->r->pool);
 }
 
 /* ---------------------------------------------------------- state file */
@@ -360,8 +360,8 @@ static datos_answer_t *state_read(ctx_t *c)
                                  DATOS_LOOKUP_ERROR);
         goto leave;
     }
-    if (apr_file_info_get(&fi, APR_FINFO_SIZE, f) != APR_SUCCESS
-        || fi.size <= 0 || (apr_size_t)fi.size > c->rt->envelope_max)
+    if (apr_file_info_get(&fi, APR_FINFO_SIZE, f) != APR_SUCCESS || fi.size <= 0
+        || (apr_size_t)fi.size > c->rt->envelope_max)
         goto leave;
     len = (apr_size_t)fi.size;
     buf = apr_palloc(tmp, len);
@@ -369,9 +369,10 @@ static datos_answer_t *state_read(ctx_t *c)
         goto leave;
     datos_err_clear(&err);
     if (datos_answer_decode(tmp, buf, len, &a, &err) != APR_SUCCESS) {
-        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, c->r, DATOS_LOGNO(0304)
-                      "DatosStateDir: %s is not usable (%s); ignored",
-                      c->rt->state_file, err.message);
+        ap_log_rerror(
+            APLOG_MARK, APLOG_INFO, 0, c->r,
+            DATOS_LOGNO(0304) "DatosStateDir: %s is not usable (%s); ignored",
+            c->rt->state_file, err.message);
         a = NULL;
         goto leave;
     }
@@ -397,9 +398,12 @@ static void state_write(ctx_t *c, const char *bytes, apr_size_t len)
                             APR_FPROT_UREAD | APR_FPROT_UWRITE);
     if (rv != APR_SUCCESS) {
         datos_metrics_store_failure(c->g->metrics, DATOS_TIER_STATE);
-        ap_log_rerror(APLOG_MARK, APLOG_WARNING, rv, c->r, DATOS_LOGNO(0305)
-                      "DatosStateDir: cannot write %s; the last good answer "
-                      "will not survive a restart", c->rt->state_file);
+        ap_log_rerror(
+            APLOG_MARK, APLOG_WARNING, rv, c->r,
+            DATOS_LOGNO(
+                0305) "DatosStateDir: cannot write %s; the last good answer "
+                      "will not survive a restart",
+            c->rt->state_file);
     }
 }
 
@@ -419,7 +423,8 @@ static int idle_workers(int reserve)
         return 1;
     for (i = 0; i < g->server_limit; i++) {
         for (j = 0; j < g->thread_limit; j++) {
-            const worker_score *ws = ap_get_scoreboard_worker_from_indexes(i, j);
+            const worker_score *ws =
+                ap_get_scoreboard_worker_from_indexes(i, j);
             if (ws && ws->status == SERVER_READY && ++idle >= reserve)
                 return 1;
         }
@@ -483,7 +488,8 @@ static void log_failure(ctx_t *c, apr_status_t rv, const datos_err_t *err,
                         const char *what)
 {
     apr_interval_time_t window = c->conf->fresh_for > LOG_WINDOW_MIN
-                                 ? c->conf->fresh_for : LOG_WINDOW_MIN;
+                                     ? c->conf->fresh_for
+                                     : LOG_WINDOW_MIN;
     int more = 0, log;
 
     apr_thread_mutex_lock(c->rt->proc_mutex);
@@ -501,12 +507,14 @@ static void log_failure(ctx_t *c, apr_status_t rv, const datos_err_t *err,
         return;
     ap_log_rerror(APLOG_MARK, APLOG_ERR, mod_datos_log_status(rv), c->r,
                   DATOS_LOGNO(0201) "BigQuery fetch for %s failed (%s, HTTP "
-                  "%d%s%s): %s; %s%s", c->conf->table_name,
-                  datos_status_name(rv), err->http_status,
+                                    "%d%s%s): %s; %s%s",
+                  c->conf->table_name, datos_status_name(rv), err->http_status,
                   err->reason ? " " : "", err->reason ? err->reason : "",
                   err->message ? err->message : "no detail", what,
-                  more ? apr_psprintf(c->r->pool, " (%d more failures in this "
-                                      "process since the last report)", more)
+                  more ? apr_psprintf(c->r->pool,
+                                      " (%d more failures in this "
+                                      "process since the last report)",
+                                      more)
                        : "");
 }
 
@@ -540,27 +548,30 @@ static apr_status_t fetch(ctx_t *c, const datos_answer_t *prev, int gzip,
                                   err);
     else
         rv = datos_bq_fetch_latest(c->rt->bq, tmp, &latest, err);
-    datos_metrics_backend(c->g->metrics,
-                          rv == APR_SUCCESS ? "ok" : datos_status_name(rv),
-                          apr_time_now() - start,
-                          latest ? latest->bytes_processed : 0);
+    datos_metrics_backend(
+        c->g->metrics, rv == APR_SUCCESS ? "ok" : datos_status_name(rv),
+        apr_time_now() - start, latest ? latest->bytes_processed : 0);
     if (rv != APR_SUCCESS)
         goto leave;
     if (latest->capped)
-        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, c->r, DATOS_LOGNO(0101)
-                      "widening the lookback past %d days would exceed "
-                      "DatosMaxBytesBilled; serving the %d rows found",
-                      latest->window_days, latest->rows->nelts);
+        ap_log_rerror(
+            APLOG_MARK, APLOG_WARNING, 0, c->r,
+            DATOS_LOGNO(0101) "widening the lookback past %d days would exceed "
+                              "DatosMaxBytesBilled; serving the %d rows found",
+            latest->window_days, latest->rows->nelts);
     if (latest->truncated)
-        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, c->r, DATOS_LOGNO(0102)
-                      "rows reached DatosMaxPayload (%" APR_INT64_T_FMT
-                      " bytes); serving the first %d", c->conf->max_payload,
-                      latest->rows->nelts);
-    ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, c->r, DATOS_LOGNO(0103)
-                  "fetched %d rows with %d queries (%d polls), %"
-                  APR_INT64_T_FMT " bytes processed, last window %d days",
-                  latest->rows->nelts, latest->queries, latest->polls,
-                  latest->bytes_processed, latest->window_days);
+        ap_log_rerror(
+            APLOG_MARK, APLOG_WARNING, 0, c->r,
+            DATOS_LOGNO(0102) "rows reached DatosMaxPayload (%" APR_INT64_T_FMT
+                              " bytes); serving the first %d",
+            c->conf->max_payload, latest->rows->nelts);
+    ap_log_rerror(
+        APLOG_MARK, APLOG_DEBUG, 0, c->r,
+        DATOS_LOGNO(
+            0103) "fetched %d rows with %d queries (%d polls), %" APR_INT64_T_FMT
+                  " bytes processed, last window %d days",
+        latest->rows->nelts, latest->queries, latest->polls,
+        latest->bytes_processed, latest->window_days);
     opts.fetched = apr_time_now();
     opts.watermark_us = datos_bq_watermark(latest);
     if (!gzip)
@@ -604,8 +615,7 @@ static apr_status_t refresh(ctx_t *c, datos_answer_t *prev,
         return rv;
     }
     c->now = apr_time_now();
-    if (datos_answer_encode(c->r->pool, a, &bytes, &len, NULL)
-        == APR_SUCCESS) {
+    if (datos_answer_encode(c->r->pool, a, &bytes, &len, NULL) == APR_SUCCESS) {
         if (c->g->cache)
             l2_put(c, a, bytes, len);
         state_write(c, bytes, len);
@@ -687,13 +697,14 @@ static datos_answer_t *brief_wait(ctx_t *c, datos_answer_t *a)
 }
 
 static apr_status_t fail_with(ctx_t *c, datos_err_t *err, apr_status_t rv,
-                              apr_interval_time_t retry_after,
-                              const char *fmt, const char *arg)
+                              apr_interval_time_t retry_after, const char *fmt,
+                              const char *arg)
 {
     datos_err_set(err, c->r->pool, rv, 0, NULL, fmt, arg);
     err->retry_after = retry_after;
-    ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, c->r, DATOS_LOGNO(0306)
-                  "no answer for this request: %s", err->message);
+    ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, c->r,
+                  DATOS_LOGNO(0306) "no answer for this request: %s",
+                  err->message);
     return rv;
 }
 
@@ -706,8 +717,8 @@ static apr_status_t uncached(ctx_t *c, mod_datos_entry_t *entry,
     apr_status_t rv;
 
     if (!wait_enter(c))
-        return fail_with(c, err, DATOS_ERATELIMIT, apr_time_from_sec(1),
-                         "%s", "too many requests are waiting on BigQuery");
+        return fail_with(c, err, DATOS_ERATELIMIT, apr_time_from_sec(1), "%s",
+                         "too many requests are waiting on BigQuery");
     rv = fetch(c, NULL, 0, &a, err);
     wait_leave(c);
     if (rv != APR_SUCCESS) {
@@ -747,8 +758,7 @@ apr_status_t mod_datos_entry_get(request_rec *r, mod_datos_conf_t *conf,
     if (a) {
         hold(&c, a, 1);
         if (is_fresh(&c, a)) {
-            datos_metrics_lookup(c.g->metrics, DATOS_TIER_L1,
-                                 DATOS_LOOKUP_HIT);
+            datos_metrics_lookup(c.g->metrics, DATOS_TIER_L1, DATOS_LOOKUP_HIT);
             serve(entry, a, MOD_DATOS_HIT);
             return APR_SUCCESS;
         }
@@ -764,8 +774,8 @@ apr_status_t mod_datos_entry_get(request_rec *r, mod_datos_conf_t *conf,
 
     if (a && within_swr(&c, a)) {
         /* Stale but servable at once: one request refreshes. */
-        int failing = c.now < (apr_time_t)apr_atomic_read64(
-                                  &c.rt->host->next_attempt);
+        int failing =
+            c.now < (apr_time_t)apr_atomic_read64(&c.rt->host->next_attempt);
 
         if (failing || fleet_marker_present(&c)
             || apr_global_mutex_trylock(c.rt->refresh_mutex) != APR_SUCCESS) {
@@ -799,13 +809,12 @@ apr_status_t mod_datos_entry_get(request_rec *r, mod_datos_conf_t *conf,
             serve(entry, a, MOD_DATOS_STALE_ERROR);
             return APR_SUCCESS;
         }
-        return fail_with(&c, err,
-                         (apr_status_t)apr_atomic_read64(
-                             &c.rt->host->last_status),
-                         (apr_time_t)apr_atomic_read64(
-                             &c.rt->host->next_attempt) - c.now,
-                         "%s", "BigQuery failed moments ago; not asking "
-                         "again yet");
+        return fail_with(
+            &c, err, (apr_status_t)apr_atomic_read64(&c.rt->host->last_status),
+            (apr_time_t)apr_atomic_read64(&c.rt->host->next_attempt) - c.now,
+            "%s",
+            "BigQuery failed moments ago; not asking "
+            "again yet");
     }
     if (apr_global_mutex_trylock(c.rt->refresh_mutex) == APR_SUCCESS) {
         /* Nobody is fetching: this request does. */
@@ -823,12 +832,11 @@ apr_status_t mod_datos_entry_get(request_rec *r, mod_datos_conf_t *conf,
             serve(entry, b, MOD_DATOS_COLLAPSED);
             return APR_SUCCESS;
         }
-        return fail_with(&c, err, DATOS_ERATELIMIT, apr_time_from_sec(1),
-                         "%s", "too many requests are waiting on BigQuery");
+        return fail_with(&c, err, DATOS_ERATELIMIT, apr_time_from_sec(1), "%s",
+                         "too many requests are waiting on BigQuery");
     }
     else {
-        rv = apr_global_mutex_timedlock(c.rt->refresh_mutex,
-                                        conf->cold_wait);
+        rv = apr_global_mutex_timedlock(c.rt->refresh_mutex, conf->cold_wait);
     }
     if (rv != APR_SUCCESS) {
         wait_leave(&c);
@@ -841,8 +849,8 @@ apr_status_t mod_datos_entry_get(request_rec *r, mod_datos_conf_t *conf,
             serve(entry, a, MOD_DATOS_STALE_ERROR);
             return APR_SUCCESS;
         }
-        return fail_with(&c, err, DATOS_ERATELIMIT, conf->cold_wait,
-                         "%s", "no answer yet: the fetch in progress did "
+        return fail_with(&c, err, DATOS_ERATELIMIT, conf->cold_wait, "%s",
+                         "no answer yet: the fetch in progress did "
                          "not finish within DatosColdWait");
     }
     c.now = apr_time_now();

@@ -33,22 +33,22 @@
 
 APLOG_USE_MODULE(datos);
 
-#define DEFAULT_TABLE "latam_dataset.datos"
-#define DEFAULT_LIMIT 10
-#define DEFAULT_LIMIT_MAX 100
-#define LIMIT_CEILING 10000
+#define DEFAULT_TABLE         "latam_dataset.datos"
+#define DEFAULT_LIMIT         10
+#define DEFAULT_LIMIT_MAX     100
+#define LIMIT_CEILING         10000
 #define DATOS_DEFAULT_TIMEOUT apr_time_from_sec(5)
 #define DEFAULT_LOOKBACK_DAYS 7
-#define DEFAULT_MAX_PAYLOAD ((apr_int64_t)1024 * 1024)
-#define DEFAULT_FRESH_FOR apr_time_from_sec(30)
-#define DEFAULT_SWR apr_time_from_sec(60)
-#define DEFAULT_SIE apr_time_from_sec(3600)
-#define DEFAULT_COLD_WAIT apr_time_from_sec(5)
-#define DEFAULT_STATE_DIR "/var/cache/apache2/mod_datos"
-#define WINDOW_MAX apr_time_from_sec(7 * 86400)
-#define DEFAULT_TOPIC "datos-topic"
-#define DEFAULT_MAX_BODY ((apr_int64_t)1024 * 1024)
-#define DEFAULT_MAX_BATCH 100
+#define DEFAULT_MAX_PAYLOAD   ((apr_int64_t)1024 * 1024)
+#define DEFAULT_FRESH_FOR     apr_time_from_sec(30)
+#define DEFAULT_SWR           apr_time_from_sec(60)
+#define DEFAULT_SIE           apr_time_from_sec(3600)
+#define DEFAULT_COLD_WAIT     apr_time_from_sec(5)
+#define DEFAULT_STATE_DIR     "/var/cache/apache2/mod_datos"
+#define WINDOW_MAX            apr_time_from_sec(7 * 86400)
+#define DEFAULT_TOPIC         "datos-topic"
+#define DEFAULT_MAX_BODY      ((apr_int64_t)1024 * 1024)
+#define DEFAULT_MAX_BATCH     100
 
 mod_datos_global_t mod_datos_global;
 
@@ -197,9 +197,11 @@ static const char *set_credentials(cmd_parms *cmd, void *dc, const char *arg)
     if (!path)
         return fail(cmd, apr_psprintf(cmd->pool, "invalid path '%s'", arg));
     if (apr_stat(&finfo, path, APR_FINFO_TYPE, cmd->pool) != APR_SUCCESS)
-        return fail(cmd, apr_psprintf(cmd->pool, "'%s' is not 'metadata', "
+        return fail(cmd, apr_psprintf(cmd->pool,
+                                      "'%s' is not 'metadata', "
                                       "'none' or an existing service-account "
-                                      "key file", path));
+                                      "key file",
+                                      path));
     /* Type, owner and mode now, so the error points at this line; the
      * content is read by the trial load in check_config. */
     datos_err_clear(&derr);
@@ -212,8 +214,8 @@ static const char *set_credentials(cmd_parms *cmd, void *dc, const char *arg)
 /* An API URL: its form now, so the error points at this line; whether
  * plain http is allowed depends on DatosAllowInsecureHTTP, known at the
  * end. */
-static const char *api_url(cmd_parms *cmd, const char *arg,
-                           const char *example, const char **out)
+static const char *api_url(cmd_parms *cmd, const char *arg, const char *example,
+                           const char **out)
 {
     const char *err = check_context(cmd);
     apr_size_t len = strlen(arg);
@@ -223,8 +225,10 @@ static const char *api_url(cmd_parms *cmd, const char *arg,
     if (err)
         return err;
     if (strncasecmp(arg, "https://", 8) && strncasecmp(arg, "http://", 7))
-        return fail(cmd, apr_pstrcat(cmd->pool, "must be an http:// or "
-                                     "https:// URL, e.g. ", example, NULL));
+        return fail(cmd, apr_pstrcat(cmd->pool,
+                                     "must be an http:// or "
+                                     "https:// URL, e.g. ",
+                                     example, NULL));
     while (len && arg[len - 1] == '/')
         len--;
     url = apr_pstrmemdup(cmd->pool, arg, len);
@@ -288,8 +292,10 @@ static const char *set_limit(cmd_parms *cmd, void *dc, const char *def,
     if (max && (err = datos_conf_int(cmd->pool, max, 1, LIMIT_CEILING, &m)))
         return fail(cmd, apr_pstrcat(cmd->pool, "max: ", err, NULL));
     if (d > m)
-        return fail(cmd, apr_psprintf(cmd->pool, "the default (%s) must not "
-                                      "exceed the max (%s)", def, max));
+        return fail(cmd, apr_psprintf(cmd->pool,
+                                      "the default (%s) must not "
+                                      "exceed the max (%s)",
+                                      def, max));
     conf->limit_default = (int)d;
     conf->limit_max = (int)m;
     return NULL;
@@ -345,9 +351,11 @@ static const char *set_max_bytes_billed(cmd_parms *cmd, void *dc,
      * refuse every query. */
     if ((err = datos_conf_size(cmd->pool, arg, DATOS_BQ_MIN_BILLED,
                                APR_INT64_MAX, &v)))
-        return fail(cmd, apr_pstrcat(cmd->pool, err, " (BigQuery bills at "
+        return fail(cmd, apr_pstrcat(cmd->pool, err,
+                                     " (BigQuery bills at "
                                      "least 10 MiB per query; 'off' for no "
-                                     "cap)", NULL));
+                                     "cap)",
+                                     NULL));
     cmd_conf(cmd)->max_bytes_billed = v;
     return NULL;
 }
@@ -369,8 +377,7 @@ static const char *set_max_payload(cmd_parms *cmd, void *dc, const char *arg)
 
 /* A cache window: 0 allowed where it means "none". */
 static const char *set_window(cmd_parms *cmd, const char *arg,
-                              apr_interval_time_t min,
-                              apr_interval_time_t *out)
+                              apr_interval_time_t min, apr_interval_time_t *out)
 {
     const char *err = check_context(cmd);
 
@@ -469,8 +476,8 @@ static const char *set_topic(cmd_parms *cmd, void *dc, const char *arg)
     if (err)
         return err;
     /* The name's form now; a short name gets its project at the end. */
-    if ((err = datos_pubsub_resource_name(cmd->pool, arg, "topics", NULL,
-                                          &full)))
+    if ((err =
+             datos_pubsub_resource_name(cmd->pool, arg, "topics", NULL, &full)))
         return fail(cmd, err);
     cmd_conf(cmd)->topic = arg;
     return NULL;
@@ -531,8 +538,7 @@ static const char *set_cache(cmd_parms *cmd, void *dc, const char *arg)
         return NULL;
     }
     sep = strchr(arg, ':');
-    name = sep ? apr_pstrmemdup(cmd->pool, arg, (apr_size_t)(sep - arg))
-               : arg;
+    name = sep ? apr_pstrmemdup(cmd->pool, arg, (apr_size_t)(sep - arg)) : arg;
     prov = ap_lookup_provider(AP_SOCACHE_PROVIDER_GROUP, name,
                               AP_SOCACHE_PROVIDER_VERSION);
     if (!prov) {
@@ -545,12 +551,14 @@ static const char *set_cache(cmd_parms *cmd, void *dc, const char *arg)
         for (i = 0; i < names->nelts; i++)
             known = apr_pstrcat(cmd->pool, known, i ? ", " : "",
                                 n[i].provider_name, NULL);
-        return fail(cmd, apr_psprintf(cmd->pool,
-                    "unknown cache provider '%s' (loaded: %s; 'none' for "
-                    "no shared tier). Load mod_socache_%s first, e.g. "
-                    "LoadModule socache_%s_module "
-                    "modules/mod_socache_%s.so", name,
-                    *known ? known : "none", name, name, name));
+        return fail(
+            cmd,
+            apr_psprintf(cmd->pool,
+                         "unknown cache provider '%s' (loaded: %s; 'none' for "
+                         "no shared tier). Load mod_socache_%s first, e.g. "
+                         "LoadModule socache_%s_module "
+                         "modules/mod_socache_%s.so",
+                         name, *known ? known : "none", name, name, name));
     }
     mod_datos_global.cache_spec = arg;
     mod_datos_global.provider = prov;
@@ -564,8 +572,7 @@ const command_rec mod_datos_cmds[] = {
                   "Google Cloud project that runs (and pays for) the queries; "
                   "default: the credentials' project"),
     AP_INIT_TAKE1("DatosTable", set_table, NULL, RSRC_CONF,
-                  "[project.]dataset.table to serve; default "
-                  DEFAULT_TABLE),
+                  "[project.]dataset.table to serve; default " DEFAULT_TABLE),
     AP_INIT_TAKE1("DatosLocation", set_location, NULL, RSRC_CONF,
                   "BigQuery location of the dataset; default: read once from "
                   "the dataset"),
@@ -574,8 +581,8 @@ const command_rec mod_datos_cmds[] = {
                   "Application Default Credentials"),
     AP_INIT_TAKE1("DatosBigQueryURL", set_bigquery_url, NULL, RSRC_CONF,
                   "BigQuery API base URL; default " DATOS_BQ_URL_DEFAULT),
-    AP_INIT_FLAG("DatosAllowInsecureHTTP", set_allow_insecure, NULL,
-                 RSRC_CONF, "allow plain http to non-loopback Google URLs; "
+    AP_INIT_FLAG("DatosAllowInsecureHTTP", set_allow_insecure, NULL, RSRC_CONF,
+                 "allow plain http to non-loopback Google URLs; "
                  "default Off"),
     AP_INIT_TAKE1("DatosCACertificateFile", set_ca_file, NULL, RSRC_CONF,
                   "PEM bundle of CAs trusted for Google's endpoints; default: "
@@ -586,8 +593,8 @@ const command_rec mod_datos_cmds[] = {
                   "time allowed for one BigQuery fetch; default 5s"),
     AP_INIT_TAKE1("DatosLookback", set_lookback, NULL, RSRC_CONF,
                   "days of partitions the first query scans; default 7d"),
-    AP_INIT_TAKE1("DatosMaxBytesBilled", set_max_bytes_billed, NULL,
-                  RSRC_CONF, "maximumBytesBilled of each query (>= 10M) or "
+    AP_INIT_TAKE1("DatosMaxBytesBilled", set_max_bytes_billed, NULL, RSRC_CONF,
+                  "maximumBytesBilled of each query (>= 10M) or "
                   "'off'; default off"),
     AP_INIT_TAKE1("DatosMaxPayload", set_max_payload, NULL, RSRC_CONF,
                   "bytes of rows an answer may hold; default 1M"),
@@ -616,10 +623,10 @@ const command_rec mod_datos_cmds[] = {
     AP_INIT_FLAG("DatosIngest", set_ingest, NULL, RSRC_CONF,
                  "accept POST /datos and publish the records to Pub/Sub; "
                  "who may post is decided by Require; default Off"),
-    AP_INIT_TAKE1("DatosTopic", set_topic, NULL, RSRC_CONF,
-                  "Pub/Sub topic POST /datos publishes to: a short name in "
-                  "the project, or projects/P/topics/T; default "
-                  DEFAULT_TOPIC),
+    AP_INIT_TAKE1(
+        "DatosTopic", set_topic, NULL, RSRC_CONF,
+        "Pub/Sub topic POST /datos publishes to: a short name in "
+        "the project, or projects/P/topics/T; default " DEFAULT_TOPIC),
     AP_INIT_TAKE1("DatosPubSubURL", set_pubsub_url, NULL, RSRC_CONF,
                   "Pub/Sub API root URL; default " DATOS_PUBSUB_URL_DEFAULT),
     AP_INIT_TAKE1("DatosMaxBody", set_max_body, NULL, RSRC_CONF,
@@ -627,8 +634,7 @@ const command_rec mod_datos_cmds[] = {
     AP_INIT_TAKE1("DatosMaxBatch", set_max_batch, NULL, RSRC_CONF,
                   "most records in one POST /datos array; default 100, at "
                   "most 1000"),
-    {NULL}
-};
+    {NULL}};
 
 /* curl reads the CA file in the children, after they took User and Group:
  * a bundle only root can read passes every check made as root, then fails
@@ -666,9 +672,10 @@ static const char *children_cannot_read(apr_pool_t *p, const char *path)
     if (rv != APR_CHILD_DONE || why != APR_PROC_EXIT || code == 0
         || code == 255)
         return NULL;
-    return apr_psprintf(p, "%s cannot be read by %s (uid %lu), the User "
-                        "httpd's children run as and read it as: %s", path,
-                        u->user_name, (unsigned long)u->user_id,
+    return apr_psprintf(p,
+                        "%s cannot be read by %s (uid %lu), the User "
+                        "httpd's children run as and read it as: %s",
+                        path, u->user_name, (unsigned long)u->user_id,
                         strerror(code));
 }
 
@@ -692,29 +699,30 @@ static const char *ingest_finish(apr_pool_t *p, mod_datos_conf_t *conf,
 
     datos_err_clear(&err);
     if (datos_endpoint_resolve(p, DATOS_API_PUBSUB, conf->pubsub_url,
-                               conf->allow_insecure,
-                               conf->credentials != NULL, &ep, &err)
+                               conf->allow_insecure, conf->credentials != NULL,
+                               &ep, &err)
         != APR_SUCCESS)
-        return apr_psprintf(p, "DatosPubSubURL: %s%s", err.message,
-                            plain_http_refused(&err)
-                                ? " (DatosAllowInsecureHTTP On)" : "");
+        return apr_psprintf(
+            p, "DatosPubSubURL: %s%s", err.message,
+            plain_http_refused(&err) ? " (DatosAllowInsecureHTTP On)" : "");
     conf->pubsub_url = ep.base_url;
     conf->pubsub_url_from_emulator_env = ep.from_env != NULL;
-    project = conf->project ? conf->project
+    project = conf->project         ? conf->project
               : conf->table.project ? conf->table.project
               : datos_creds_key_project(creds)
-                    ? datos_creds_key_project(creds)
-                    : datos_creds_quota_project(creds);
+                  ? datos_creds_key_project(creds)
+                  : datos_creds_quota_project(creds);
     if ((msg = datos_pubsub_resource_name(p, conf->topic, "topics", project,
                                           &full)))
         return apr_pstrcat(p, "DatosTopic: ", msg, NULL);
     if (full)
         conf->topic = full;
     else if (datos_creds_kind(creds) != DATOS_CREDS_METADATA)
-        return apr_psprintf(p, "DatosTopic: the short name '%s' needs a "
+        return apr_psprintf(p,
+                            "DatosTopic: the short name '%s' needs a "
                             "project: set DatosProject, or give the full "
-                            "name projects/PROJECT/topics/%s", conf->topic,
-                            conf->topic);
+                            "name projects/PROJECT/topics/%s",
+                            conf->topic, conf->topic);
     return NULL;
 }
 
@@ -777,12 +785,12 @@ const char *mod_datos_conf_finish(apr_pool_t *p, apr_pool_t *ptemp,
      * configured), else Google's URL. */
     datos_err_clear(&err);
     rv = datos_endpoint_resolve(p, DATOS_API_BIGQUERY, conf->bigquery_url,
-                                conf->allow_insecure,
-                                conf->credentials != NULL, &ep, &err);
+                                conf->allow_insecure, conf->credentials != NULL,
+                                &ep, &err);
     if (rv != APR_SUCCESS)
-        return apr_psprintf(p, "DatosBigQueryURL: %s%s", err.message,
-                            plain_http_refused(&err)
-                                ? " (DatosAllowInsecureHTTP On)" : "");
+        return apr_psprintf(
+            p, "DatosBigQueryURL: %s%s", err.message,
+            plain_http_refused(&err) ? " (DatosAllowInsecureHTTP On)" : "");
     conf->bigquery_url = ep.base_url;
     conf->url_from_emulator_env = ep.from_env != NULL;
     if (ep.creds_none)
@@ -792,21 +800,19 @@ const char *mod_datos_conf_finish(apr_pool_t *p, apr_pool_t *ptemp,
      * loads the key for real. Both run as root. Servers that share
      * credentials try them once. */
     {
-        const char *ckey = apr_psprintf(ptemp, "%s|%d",
-                                        conf->credentials ? conf->credentials
-                                                          : "(adc)",
-                                        conf->allow_insecure
-                                            || conf->url_from_emulator_env);
+        const char *ckey = apr_psprintf(
+            ptemp, "%s|%d", conf->credentials ? conf->credentials : "(adc)",
+            conf->allow_insecure || conf->url_from_emulator_env);
 
         creds = apr_hash_get(checked, ckey, APR_HASH_KEY_STRING);
         if (!creds) {
             datos_err_clear(&err);
-            rv = datos_creds_load(ptemp, conf->credentials,
-                                  datos_scopes_bigquery_pubsub,
-                                  conf->allow_insecure
-                                      || conf->url_from_emulator_env
-                                      ? DATOS_CREDS_ALLOW_INSECURE : 0,
-                                  &creds, &err);
+            rv = datos_creds_load(
+                ptemp, conf->credentials, datos_scopes_bigquery_pubsub,
+                conf->allow_insecure || conf->url_from_emulator_env
+                    ? DATOS_CREDS_ALLOW_INSECURE
+                    : 0,
+                &creds, &err);
             if (rv != APR_SUCCESS)
                 return apr_psprintf(p, "DatosCredentials: %s%s", err.message,
                                     plain_http_refused(&err)
@@ -822,23 +828,26 @@ const char *mod_datos_conf_finish(apr_pool_t *p, apr_pool_t *ptemp,
         return "DatosProject: required with DatosCredentials none (there is "
                "no key file or metadata server to take it from)";
     if (conf->fresh_for > 0 && conf->cold_wait < conf->timeout)
-        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, DATOS_LOGNO(0008)
-                     "DatosColdWait (%" APR_TIME_T_FMT " ms) is shorter "
-                     "than DatosTimeout (%" APR_TIME_T_FMT " ms): on a cold "
-                     "cache, requests may give up on a fetch that would "
-                     "still succeed", apr_time_as_msec(conf->cold_wait),
-                     apr_time_as_msec(conf->timeout));
+        ap_log_error(
+            APLOG_MARK, APLOG_WARNING, 0, s,
+            DATOS_LOGNO(
+                0008) "DatosColdWait (%" APR_TIME_T_FMT " ms) is shorter "
+                      "than DatosTimeout (%" APR_TIME_T_FMT " ms): on a cold "
+                      "cache, requests may give up on a fetch that would "
+                      "still succeed",
+            apr_time_as_msec(conf->cold_wait), apr_time_as_msec(conf->timeout));
     return NULL;
 }
 
 const char *mod_datos_conf_id(apr_pool_t *p, const mod_datos_conf_t *conf)
 {
-    return apr_psprintf(p,
+    return apr_psprintf(
+        p,
         "creds=%s|project=%s|table=%s|location=%s|url=%s|insecure=%d|"
         "ca=%s|limit=%d/%d|timeout=%" APR_TIME_T_FMT "|lookback=%d|"
         "billed=%" APR_INT64_T_FMT "|payload=%" APR_INT64_T_FMT "|"
-        "fresh=%" APR_TIME_T_FMT "|swr=%" APR_TIME_T_FMT "|sie=%"
-        APR_TIME_T_FMT "|cold=%" APR_TIME_T_FMT "|state=%s|waiting=%d|"
+        "fresh=%" APR_TIME_T_FMT "|swr=%" APR_TIME_T_FMT "|sie=%" APR_TIME_T_FMT
+        "|cold=%" APR_TIME_T_FMT "|state=%s|waiting=%d|"
         "ingest=%d|topic=%s|pubsub=%s|body=%" APR_INT64_T_FMT "|batch=%d",
         conf->credentials ? conf->credentials : "(adc)",
         conf->project ? conf->project : "", conf->table_name,
@@ -849,7 +858,6 @@ const char *mod_datos_conf_id(apr_pool_t *p, const mod_datos_conf_t *conf)
         conf->max_bytes_billed, conf->max_payload, conf->fresh_for,
         conf->stale_while_revalidate, conf->stale_if_error, conf->cold_wait,
         conf->state_dir, conf->max_waiting, conf->ingest,
-        conf->ingest ? conf->topic : "",
-        conf->ingest ? conf->pubsub_url : "", conf->max_body,
-        conf->max_batch);
+        conf->ingest ? conf->topic : "", conf->ingest ? conf->pubsub_url : "",
+        conf->max_body, conf->max_batch);
 }

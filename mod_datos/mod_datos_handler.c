@@ -27,11 +27,11 @@
 
 APLOG_USE_MODULE(datos);
 
-#define HEALTH_BODY "{\"status\":\"ok\"}"
-#define ALLOWED_METHODS "GET, HEAD"
-#define JSON_TYPE "application/json"
+#define HEALTH_BODY      "{\"status\":\"ok\"}"
+#define ALLOWED_METHODS  "GET, HEAD"
+#define JSON_TYPE        "application/json"
 #define HEALTH_JSON_TYPE "application/health+json"
-#define METRICS_TYPE "text/plain; version=0.0.4; charset=utf-8"
+#define METRICS_TYPE     "text/plain; version=0.0.4; charset=utf-8"
 /* When BigQuery gave no Retry-After, clients wait this long. */
 #define DEFAULT_RETRY_AFTER_SEC 5
 
@@ -74,9 +74,9 @@ long mod_datos_retry_after(const datos_err_t *err)
 int mod_datos_send_error(request_rec *r, int status, const char *message,
                          long retry_after)
 {
-    const char *body = apr_psprintf(r->pool,
-                                    "{\"error\":{\"code\":%d,\"message\":\"%s\"}}",
-                                    status, message);
+    const char *body =
+        apr_psprintf(r->pool, "{\"error\":{\"code\":%d,\"message\":\"%s\"}}",
+                     status, message);
 
     r->status = status;
     ap_set_content_type(r, JSON_TYPE);
@@ -84,8 +84,9 @@ int mod_datos_send_error(request_rec *r, int status, const char *message,
     if (status == HTTP_METHOD_NOT_ALLOWED)
         apr_table_setn(r->headers_out, "Allow",
                        r->handler && !strcmp(r->handler, "datos")
-                       && mod_datos_conf(r->server)->ingest
-                           ? ALLOWED_METHODS ", POST" : ALLOWED_METHODS);
+                               && mod_datos_conf(r->server)->ingest
+                           ? ALLOWED_METHODS ", POST"
+                           : ALLOWED_METHODS);
     if (retry_after > 0)
         apr_table_setn(r->headers_out, "Retry-After",
                        apr_psprintf(r->pool, "%ld", retry_after));
@@ -101,11 +102,14 @@ static int method_not_allowed(request_rec *r)
     r->allowed = (AP_METHOD_BIT << M_GET);
     if (post)
         r->allowed |= (AP_METHOD_BIT << M_POST);
-    return mod_datos_send_error(r, HTTP_METHOD_NOT_ALLOWED,
-                      apr_psprintf(r->pool, "method %s is not allowed; use "
-                                   "%s", safe_text(r->pool, r->method),
-                                   post ? "GET, HEAD or POST" : "GET or HEAD"),
-                      0);
+    return mod_datos_send_error(
+        r, HTTP_METHOD_NOT_ALLOWED,
+        apr_psprintf(r->pool,
+                     "method %s is not allowed; use "
+                     "%s",
+                     safe_text(r->pool, r->method),
+                     post ? "GET, HEAD or POST" : "GET or HEAD"),
+        0);
 }
 
 /* Decodes one key or value of the query string in place, by the one rule
@@ -186,8 +190,10 @@ static const char *take_limit(request_rec *r, void *baton, const char *key,
     const char *p;
 
     if (strcmp(key, "limit"))
-        return apr_psprintf(r->pool, "unknown query parameter '%s'; only "
-                            "'limit' is accepted", safe_text(r->pool, key));
+        return apr_psprintf(r->pool,
+                            "unknown query parameter '%s'; only "
+                            "'limit' is accepted",
+                            safe_text(r->pool, key));
     if (la->seen++)
         return "limit is given more than once";
     if (!value || !*value)
@@ -215,22 +221,18 @@ int mod_datos_backend_status(apr_status_t rv)
     case DATOS_EQUOTA:
     case DATOS_EAUTH:
     case DATOS_EBYTESLIMIT:
-    case DATOS_ECONFIG:
-        return HTTP_SERVICE_UNAVAILABLE;
-    default:
-        return HTTP_BAD_GATEWAY;
+    case DATOS_ECONFIG: return HTTP_SERVICE_UNAVAILABLE;
+    default: return HTTP_BAD_GATEWAY;
     }
 }
 
 static const char *backend_message(int status)
 {
     switch (status) {
-    case HTTP_GATEWAY_TIME_OUT:
-        return "BigQuery did not answer in time";
+    case HTTP_GATEWAY_TIME_OUT: return "BigQuery did not answer in time";
     case HTTP_SERVICE_UNAVAILABLE:
         return "BigQuery cannot be queried right now";
-    default:
-        return "BigQuery failed to give a usable answer";
+    default: return "BigQuery failed to give a usable answer";
     }
 }
 
@@ -252,9 +254,10 @@ static int accepts_gzip(request_rec *r)
         tend = semi ? semi : end;
         while (tend > tok && (tend[-1] == ' ' || tend[-1] == '\t'))
             tend--;
-        if (semi && (q = strstr(apr_pstrmemdup(r->pool, semi,
-                                              (apr_size_t)(end - semi)),
-                                "q="))) {
+        if (semi
+            && (q = strstr(
+                    apr_pstrmemdup(r->pool, semi, (apr_size_t)(end - semi)),
+                    "q="))) {
             qv = strtod(q + 2, NULL);
         }
         if ((tend - tok == 4 && !strncasecmp(tok, "gzip", 4))
@@ -279,36 +282,30 @@ static const char *cache_status(request_rec *r, const mod_datos_conf_t *conf,
 
     switch (e->how) {
     case MOD_DATOS_HIT:
-        return apr_psprintf(r->pool, "datos; hit; ttl=%" APR_TIME_T_FMT,
-                            fresh_until > e->now
-                                ? apr_time_sec(fresh_until - e->now) : 0);
+        return apr_psprintf(
+            r->pool, "datos; hit; ttl=%" APR_TIME_T_FMT,
+            fresh_until > e->now ? apr_time_sec(fresh_until - e->now) : 0);
     case MOD_DATOS_STALE:
     case MOD_DATOS_STALE_ERROR:
         past = e->now - fresh_until;
-        return apr_psprintf(r->pool, "datos; hit; ttl=-%" APR_TIME_T_FMT "%s",
-                            past > 0 ? (past + APR_USEC_PER_SEC - 1)
-                                           / APR_USEC_PER_SEC : 1,
-                            e->how == MOD_DATOS_STALE_ERROR
-                                ? "; detail=stale-if-error" : "");
-    case MOD_DATOS_MISS_STORED:
-        return "datos; fwd=miss; stored";
-    case MOD_DATOS_COLLAPSED:
-        return "datos; fwd=miss; collapsed";
-    case MOD_DATOS_REFRESHED:
-        return "datos; fwd=stale; fwd-status=200; stored";
-    default:
-        return "datos; fwd=bypass";
+        return apr_psprintf(
+            r->pool, "datos; hit; ttl=-%" APR_TIME_T_FMT "%s",
+            past > 0 ? (past + APR_USEC_PER_SEC - 1) / APR_USEC_PER_SEC : 1,
+            e->how == MOD_DATOS_STALE_ERROR ? "; detail=stale-if-error" : "");
+    case MOD_DATOS_MISS_STORED: return "datos; fwd=miss; stored";
+    case MOD_DATOS_COLLAPSED: return "datos; fwd=miss; collapsed";
+    case MOD_DATOS_REFRESHED: return "datos; fwd=stale; fwd-status=200; stored";
+    default: return "datos; fwd=bypass";
     }
 }
 
-static void put_bucket(apr_bucket_brigade *bb, const void *data,
-                       apr_size_t len)
+static void put_bucket(apr_bucket_brigade *bb, const void *data, apr_size_t len)
 {
     /* Immortal: the answer outlives the request, which holds it until its
      * pool goes after the last byte is written. */
     if (len)
-        APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_immortal_create(
-                                        data, len, bb->bucket_alloc));
+        APR_BRIGADE_INSERT_TAIL(
+            bb, apr_bucket_immortal_create(data, len, bb->bucket_alloc));
 }
 
 static int datos_get(request_rec *r, mod_datos_conf_t *conf)
@@ -340,7 +337,7 @@ static int datos_get(request_rec *r, mod_datos_conf_t *conf)
          * prefork a kept-alive connection holds a whole process. */
         r->connection->keepalive = AP_CONN_CLOSE;
         return mod_datos_send_error(r, status, backend_message(status),
-                          mod_datos_retry_after(&err));
+                                    mod_datos_retry_after(&err));
     }
 
     a = entry.answer;
@@ -359,9 +356,9 @@ static int datos_get(request_rec *r, mod_datos_conf_t *conf)
     }
     apr_table_setn(r->headers_out, "Cache-Control", conf->rt->cache_control);
     age = entry.now > a->fetched ? entry.now - a->fetched : 0;
-    apr_table_setn(r->headers_out, "Age",
-                   apr_psprintf(r->pool, "%" APR_TIME_T_FMT,
-                                apr_time_sec(age)));
+    apr_table_setn(
+        r->headers_out, "Age",
+        apr_psprintf(r->pool, "%" APR_TIME_T_FMT, apr_time_sec(age)));
     apr_table_setn(r->headers_out, "Vary", "Accept-Encoding");
     apr_table_setn(r->headers_out, "Cache-Status",
                    cache_status(r, conf, &entry));
@@ -440,32 +437,38 @@ static int deep_health(request_rec *r, mod_datos_conf_t *conf)
     if (rv != APR_SUCCESS) {
         int code = mod_datos_backend_status(rv);
         r->status = HTTP_SERVICE_UNAVAILABLE;
-        apr_table_setn(r->headers_out, "Retry-After",
-                       apr_psprintf(r->pool, "%ld",
-                                    mod_datos_retry_after(&err)));
-        body = apr_psprintf(r->pool, "{\"status\":\"fail\",\"output\":\"%s "
-                            "(/datos answers %d)\"}", backend_message(code),
-                            code);
+        apr_table_setn(
+            r->headers_out, "Retry-After",
+            apr_psprintf(r->pool, "%ld", mod_datos_retry_after(&err)));
+        body = apr_psprintf(r->pool,
+                            "{\"status\":\"fail\",\"output\":\"%s "
+                            "(/datos answers %d)\"}",
+                            backend_message(code), code);
         write_body(r, body, strlen(body));
         return OK;
     }
     age = entry.now > entry.answer->fetched
-          ? apr_time_sec(entry.now - entry.answer->fetched) : 0;
+              ? apr_time_sec(entry.now - entry.answer->fetched)
+              : 0;
     if (entry.how == MOD_DATOS_STALE || entry.how == MOD_DATOS_STALE_ERROR) {
         status = "warn";
-        output = apr_psprintf(r->pool, "serving a stale answer: BigQuery "
-                              "last answered %" APR_TIME_T_FMT " s ago%s",
-                              age, entry.how == MOD_DATOS_STALE_ERROR
-                                   ? " and is failing now" : "");
+        output = apr_psprintf(
+            r->pool,
+            "serving a stale answer: BigQuery "
+            "last answered %" APR_TIME_T_FMT " s ago%s",
+            age,
+            entry.how == MOD_DATOS_STALE_ERROR ? " and is failing now" : "");
     }
     else {
         status = "pass";
     }
     datos_ts_format(apr_time_as_msec(entry.answer->fetched) * 1000, when);
-    check = apr_psprintf(r->pool, "{\"bigquery:answer\":[{\"componentType\":"
+    check = apr_psprintf(r->pool,
+                         "{\"bigquery:answer\":[{\"componentType\":"
                          "\"datastore\",\"observedValue\":%" APR_TIME_T_FMT
                          ",\"observedUnit\":\"s\",\"status\":\"%s\","
-                         "\"time\":\"%s\"}]}", age, status, when);
+                         "\"time\":\"%s\"}]}",
+                         age, status, when);
     body = apr_psprintf(r->pool, "{\"status\":\"%s\",%s%s%s\"checks\":%s}",
                         status, output ? "\"output\":\"" : "",
                         output ? output : "", output ? "\"," : "", check);
@@ -503,7 +506,7 @@ static int metrics_handler(request_rec *r)
                                 apr_time_now(), &len);
     if (!text)
         return mod_datos_send_error(r, HTTP_SERVICE_UNAVAILABLE,
-                          "metrics are not available", 5);
+                                    "metrics are not available", 5);
     ap_set_content_type(r, METRICS_TYPE);
     apr_table_setn(r->headers_out, "Cache-Control", "no-store");
     write_body(r, text, len);
@@ -529,12 +532,8 @@ int mod_datos_handler(request_rec *r)
 
     start = apr_time_now();
     switch (which) {
-    case DATOS_HANDLER_HEALTH:
-        rc = health_handler(r);
-        break;
-    case DATOS_HANDLER_METRICS:
-        rc = metrics_handler(r);
-        break;
+    case DATOS_HANDLER_HEALTH: rc = health_handler(r); break;
+    case DATOS_HANDLER_METRICS: rc = metrics_handler(r); break;
     default:
         if (r->method_number == M_POST && mod_datos_conf(r->server)->ingest) {
             /* counted by the ingestion metrics, with its publish time */

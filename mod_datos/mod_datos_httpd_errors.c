@@ -40,10 +40,10 @@ APLOG_USE_MODULE(datos);
 #define ERROR_FILTER "DATOS_ERROR_JSON"
 
 typedef struct {
-    server_rec *s;             /* the virtual host the section is in */
-    const char *prefix;        /* plain <Location> path, or NULL */
-    int wildcard;              /* prefix holds * ? or [ (fnmatch) */
-    ap_regex_t *re;            /* <Location ~> / <LocationMatch> */
+    server_rec *s;      /* the virtual host the section is in */
+    const char *prefix; /* plain <Location> path, or NULL */
+    int wildcard;       /* prefix holds * ? or [ (fnmatch) */
+    ap_regex_t *re;     /* <Location ~> / <LocationMatch> */
 } datos_path_t;
 
 /* Rebuilt by every configuration pass; lives in pconf. */
@@ -222,8 +222,9 @@ int mod_datos_is_our_path(request_rec *r)
     const char *path;
     int i, parsed;
 
-    if (r->handler && (!strcmp(r->handler, "datos")
-                       || !strcmp(r->handler, "datos-health"))) {
+    if (r->handler
+        && (!strcmp(r->handler, "datos")
+            || !strcmp(r->handler, "datos-health"))) {
         return 1;
     }
     if (!datos_paths || !datos_paths->nelts
@@ -279,10 +280,10 @@ static void insert_error_filter(request_rec *r)
     if (status < 400 || !mod_datos_is_our_path(r)) {
         return;
     }
-    ap_custom_response(r, status,
-                       apr_psprintf(r->pool,
-                                    "{\"error\":{\"code\":%d,\"message\":\"%s\"}}",
-                                    status, status_message(r, status)));
+    ap_custom_response(
+        r, status,
+        apr_psprintf(r->pool, "{\"error\":{\"code\":%d,\"message\":\"%s\"}}",
+                     status, status_message(r, status)));
     ap_add_output_filter_handle(error_filter, NULL, r, r->connection);
 }
 

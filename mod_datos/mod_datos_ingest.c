@@ -45,14 +45,14 @@ APLOG_USE_MODULE(datos);
 
 struct mod_datos_ingest_t {
     datos_pubsub_conf_t psc;
-    const char *topic;             /* full name; NULL: ask the project first */
+    const char *topic; /* full name; NULL: ask the project first */
     const char *short_topic;
 
     /* Per process (child_init). */
-    apr_thread_mutex_t *mutex;     /* the fields below */
+    apr_thread_mutex_t *mutex; /* the fields below */
     datos_pubsub_t **idle;
     int nidle, idle_max;
-    char topic_buf[TOPIC_MAX];     /* the full name once the project is known */
+    char topic_buf[TOPIC_MAX]; /* the full name once the project is known */
     apr_time_t error_logged;
     int errors_unlogged;
 };
@@ -73,8 +73,8 @@ apr_status_t mod_datos_ingest_make(apr_pool_t *pconf, mod_datos_rt_t *rt)
     if (in->psc.http.connect_timeout > conf->timeout)
         in->psc.http.connect_timeout = conf->timeout;
     in->psc.http.ca_file = conf->ca_file;
-    in->psc.http.allow_insecure = conf->allow_insecure
-                                  || conf->pubsub_url_from_emulator_env;
+    in->psc.http.allow_insecure =
+        conf->allow_insecure || conf->pubsub_url_from_emulator_env;
     in->psc.http.user_agent = "mod_datos/" AP_SERVER_BASEREVISION;
     in->psc.creds = rt->creds;
     if (!strncmp(conf->topic, "projects/", 9))
@@ -82,9 +82,9 @@ apr_status_t mod_datos_ingest_make(apr_pool_t *pconf, mod_datos_rt_t *rt)
     else
         in->short_topic = conf->topic;
     rt->ingest = in;
-    ap_log_error(APLOG_MARK, APLOG_INFO, 0, rt->s, DATOS_LOGNO(0401)
-                 "POST /datos publishes to %s at %s", conf->topic,
-                 conf->pubsub_url);
+    ap_log_error(APLOG_MARK, APLOG_INFO, 0, rt->s,
+                 DATOS_LOGNO(0401) "POST /datos publishes to %s at %s",
+                 conf->topic, conf->pubsub_url);
     return APR_SUCCESS;
 }
 
@@ -100,21 +100,23 @@ void mod_datos_ingest_child_init(apr_pool_t *pchild, mod_datos_rt_t *rt,
         return;
     rv = apr_thread_mutex_create(&in->mutex, APR_THREAD_MUTEX_DEFAULT, pchild);
     if (rv != APR_SUCCESS) {
-        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, rt->s, DATOS_LOGNO(0402)
-                     "child cannot start: the ingestion mutex");
+        ap_log_error(
+            APLOG_MARK, APLOG_CRIT, rv, rt->s,
+            DATOS_LOGNO(0402) "child cannot start: the ingestion mutex");
         exit(APEXIT_CHILDSICK);
     }
     in->idle_max = threads < IDLE_CLIENTS_MAX ? threads : IDLE_CLIENTS_MAX;
     if (in->idle_max < 1)
         in->idle_max = 1;
-    in->idle = apr_pcalloc(pchild, sizeof(*in->idle) * (apr_size_t)in->idle_max);
+    in->idle =
+        apr_pcalloc(pchild, sizeof(*in->idle) * (apr_size_t)in->idle_max);
     for (i = 0; i < in->idle_max; i++) {
         datos_err_init(&err, pchild);
         rv = datos_pubsub_create(pchild, &in->psc, &in->idle[in->nidle], &err);
         if (rv != APR_SUCCESS) {
             /* Requests make their own clients meanwhile, and report. */
-            ap_log_error(APLOG_MARK, APLOG_ERR, mod_datos_log_status(rv),
-                         rt->s, DATOS_LOGNO(0403) "Pub/Sub client: %s",
+            ap_log_error(APLOG_MARK, APLOG_ERR, mod_datos_log_status(rv), rt->s,
+                         DATOS_LOGNO(0403) "Pub/Sub client: %s",
                          err.message ? err.message : "cannot be made");
             break;
         }
@@ -125,7 +127,7 @@ void mod_datos_ingest_child_init(apr_pool_t *pchild, mod_datos_rt_t *rt,
 /* ------------------------------------------------------------ a request */
 
 typedef struct {
-    int status;                    /* 0: accepted */
+    int status; /* 0: accepted */
     const char *message;
     long retry_after;
 } outcome_t;
@@ -179,8 +181,8 @@ static apr_status_t topic_of(request_rec *r, mod_datos_ingest_t *in,
         goto leave;
     if (!project
         || datos_pubsub_resource_name(r->pool, in->short_topic, "topics",
-                                      project, &full) || !full
-        || strlen(full) >= TOPIC_MAX) {
+                                      project, &full)
+        || !full || strlen(full) >= TOPIC_MAX) {
         rv = datos_err_set(err, r->pool, DATOS_ECONFIG, 0, NULL,
                            "DatosTopic %s: the metadata server named no "
                            "usable project; set DatosProject",
@@ -245,9 +247,11 @@ static int read_body(request_rec *r, apr_size_t max, char **body,
             }
             if (n > max - used) {
                 out->status = HTTP_REQUEST_ENTITY_TOO_LARGE;
-                out->message = apr_psprintf(r->pool, "the body is larger "
+                out->message = apr_psprintf(r->pool,
+                                            "the body is larger "
                                             "than %" APR_SIZE_T_FMT " bytes "
-                                            "(DatosMaxBody)", max);
+                                            "(DatosMaxBody)",
+                                            max);
                 apr_brigade_cleanup(bb);
                 return 0;
             }
@@ -282,12 +286,12 @@ static int length_too_large(request_rec *r, apr_size_t max)
     char *end;
 
     if (!cl || apr_strtoff(&n, cl, &end, 10) != APR_SUCCESS || *end || n < 0)
-        return 0;            /* httpd refused a malformed one already */
+        return 0; /* httpd refused a malformed one already */
     return (apr_uint64_t)n > (apr_uint64_t)max;
 }
 
-static void log_failure(request_rec *r, mod_datos_ingest_t *in,
-                        apr_status_t rv, const datos_err_t *err, int n)
+static void log_failure(request_rec *r, mod_datos_ingest_t *in, apr_status_t rv,
+                        const datos_err_t *err, int n)
 {
     apr_time_t now = apr_time_now();
     int more = 0, log;
@@ -307,11 +311,13 @@ static void log_failure(request_rec *r, mod_datos_ingest_t *in,
         return;
     ap_log_rerror(APLOG_MARK, APLOG_ERR, mod_datos_log_status(rv), r,
                   DATOS_LOGNO(0404) "POST /datos: %d record%s not accepted: "
-                  "%s%s", n, n == 1 ? "" : "s",
+                                    "%s%s",
+                  n, n == 1 ? "" : "s",
                   err->message ? err->message : "Pub/Sub failed",
-                  more ? apr_psprintf(r->pool, " (and %d more failed "
-                                      "publishes in the last %d s)", more,
-                                      (int)apr_time_sec(ERROR_LOG_WINDOW))
+                  more ? apr_psprintf(r->pool,
+                                      " (and %d more failed "
+                                      "publishes in the last %d s)",
+                                      more, (int)apr_time_sec(ERROR_LOG_WINDOW))
                        : "");
 }
 
@@ -325,21 +331,23 @@ static const char *publish_message(int status, apr_status_t rv)
         return "Pub/Sub cannot take records right now; nothing was published";
     default:
         return rv == DATOS_EMALFORMED
-               ? "Pub/Sub's answer could not be read; the record may have "
-                 "been published"
-               : "Pub/Sub failed; nothing was published";
+                   ? "Pub/Sub's answer could not be read; the record may have "
+                     "been published"
+                   : "Pub/Sub failed; nothing was published";
     }
 }
 
 static int send_refusal(request_rec *r, const datos_ingest_refusal_t *why)
 {
     apr_size_t len = 0;
-    const char *body = datos_ingest_refusal_body(r->pool, HTTP_BAD_REQUEST,
-                                                 why, &len);
+    const char *body =
+        datos_ingest_refusal_body(r->pool, HTTP_BAD_REQUEST, why, &len);
 
     if (!body)
-        return mod_datos_send_error(r, HTTP_BAD_REQUEST, "the body is not a "
-                                    "valid record", 0);
+        return mod_datos_send_error(r, HTTP_BAD_REQUEST,
+                                    "the body is not a "
+                                    "valid record",
+                                    0);
     r->status = HTTP_BAD_REQUEST;
     ap_set_content_type(r, "application/json");
     apr_table_setn(r->headers_out, "Cache-Control", "no-store");
@@ -389,8 +397,9 @@ int mod_datos_ingest(request_rec *r, mod_datos_conf_t *conf)
     }
     if (length_too_large(r, (apr_size_t)conf->max_body)) {
         out.status = HTTP_REQUEST_ENTITY_TOO_LARGE;
-        out.message = apr_psprintf(r->pool, "the body is larger than %"
-                                   APR_INT64_T_FMT " bytes (DatosMaxBody)",
+        out.message = apr_psprintf(r->pool,
+                                   "the body is larger than %" APR_INT64_T_FMT
+                                   " bytes (DatosMaxBody)",
                                    conf->max_body);
         goto answer;
     }
@@ -421,13 +430,13 @@ int mod_datos_ingest(request_rec *r, mod_datos_conf_t *conf)
     if (rv == APR_SUCCESS)
         rv = datos_ingest_messages(r->pool, &ing, r->useragent_ip, &msgs);
     if (rv == APR_SUCCESS)
-        rv = datos_pubsub_publish(ps, r->pool, published + conf->timeout,
-                                  topic, msgs, ing.n, &ids, &err);
+        rv = datos_pubsub_publish(ps, r->pool, published + conf->timeout, topic,
+                                  msgs, ing.n, &ids, &err);
     published = apr_time_now() - published;
     give_back(in, ps, pooled);
     if (rv == APR_SUCCESS && ids && ids->nelts == ing.n) {
-        body_out = datos_ingest_accepted_body(r->pool, ing.batch, ids,
-                                              &out_len);
+        body_out =
+            datos_ingest_accepted_body(r->pool, ing.batch, ids, &out_len);
         if (body_out) {
             r->status = HTTP_ACCEPTED;
             ap_set_content_type(r, "application/json");
@@ -444,8 +453,8 @@ failed:
     log_failure(r, in, rv, &err, ing.n);
     out.status = APR_STATUS_IS_TIMEUP(rv) ? HTTP_GATEWAY_TIME_OUT
                  : rv == DATOS_EMALFORMED || rv == APR_EGENERAL
-                       ? HTTP_BAD_GATEWAY
-                       : mod_datos_backend_status(rv);
+                     ? HTTP_BAD_GATEWAY
+                     : mod_datos_backend_status(rv);
     out.message = publish_message(out.status, rv);
     out.retry_after = mod_datos_retry_after(&err);
 
@@ -489,8 +498,7 @@ static int names_post(apr_pool_t *p, const char *args)
  * inside a <Limit> without it, or a <LimitExcept> with it). Nested
  * sections that made it into the tree (<RequireAll>, <If>, <IfModule>...)
  * are looked into. */
-static int restricts_post(apr_pool_t *p, const ap_directive_t *d,
-                          int applies)
+static int restricts_post(apr_pool_t *p, const ap_directive_t *d, int applies)
 {
     for (; d; d = d->next) {
         const char *dir = d->directive;
@@ -545,9 +553,9 @@ static int sets_datos(apr_pool_t *p, const ap_directive_t *d)
 
 typedef struct {
     const ap_directive_t *d;
-    const ap_directive_t *vhost;   /* the <VirtualHost> it is in, or NULL */
-    const char *path;              /* plain <Location> path, else NULL */
-    ap_regex_t *re;                /* <LocationMatch> / <Location ~> */
+    const ap_directive_t *vhost; /* the <VirtualHost> it is in, or NULL */
+    const char *path;            /* plain <Location> path, else NULL */
+    ap_regex_t *re;              /* <LocationMatch> / <Location ~> */
 } section_t;
 
 static const ap_directive_t *vhost_of(const ap_directive_t *d)
@@ -664,14 +672,15 @@ void mod_datos_ingest_check_access(apr_pool_t *ptemp, server_rec *s)
                 guarded = 1;
         }
         if (!guarded)
-            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, DATOS_LOGNO(0405)
-                         "DatosIngest On, but nothing restricts POST in %s "
-                         "%s (%s:%d): anyone who reaches this server can "
-                         "publish records. Add, inside it, <LimitExcept GET "
-                         "HEAD OPTIONS> Require ... </LimitExcept> (a "
-                         "password file or a token; see datos.conf)",
-                         h->d->directive, h->d->args ? h->d->args : "",
-                         h->d->filename ? h->d->filename : "?",
-                         h->d->line_num);
+            ap_log_error(
+                APLOG_MARK, APLOG_WARNING, 0, s,
+                DATOS_LOGNO(
+                    0405) "DatosIngest On, but nothing restricts POST in %s "
+                          "%s (%s:%d): anyone who reaches this server can "
+                          "publish records. Add, inside it, <LimitExcept GET "
+                          "HEAD OPTIONS> Require ... </LimitExcept> (a "
+                          "password file or a token; see datos.conf)",
+                h->d->directive, h->d->args ? h->d->args : "",
+                h->d->filename ? h->d->filename : "?", h->d->line_num);
     }
 }

@@ -35,8 +35,8 @@
 APLOG_USE_MODULE(datos);
 
 #define SHM_METRICS_KEY "mod_datos_metrics_shm"
-#define SHMCB_MIN_SIZE ((apr_size_t)8 * 1024 * 1024)
-#define SHMCB_MAX_SIZE ((apr_size_t)512 * 1024 * 1024)
+#define SHMCB_MIN_SIZE  ((apr_size_t)8 * 1024 * 1024)
+#define SHMCB_MAX_SIZE  ((apr_size_t)512 * 1024 * 1024)
 
 /* The runtimes of the running configuration, in the order they were
  * made; rebuilt by every post_config. */
@@ -61,11 +61,14 @@ int mod_datos_runtime_pre_config(apr_pool_t *pconf)
     apr_pool_cleanup_register(pconf, NULL, runtimes_reset,
                               apr_pool_cleanup_null);
     if ((rv = ap_mutex_register(pconf, MOD_DATOS_REFRESH_MUTEX, NULL,
-                                APR_LOCK_DEFAULT, 0)) != APR_SUCCESS
+                                APR_LOCK_DEFAULT, 0))
+            != APR_SUCCESS
         || (rv = ap_mutex_register(pconf, MOD_DATOS_CACHE_MUTEX, NULL,
-                                   APR_LOCK_DEFAULT, 0)) != APR_SUCCESS) {
-        ap_log_perror(APLOG_MARK, APLOG_CRIT, rv, pconf, DATOS_LOGNO(0010)
-                      "cannot register the mod_datos mutex types");
+                                   APR_LOCK_DEFAULT, 0))
+               != APR_SUCCESS) {
+        ap_log_perror(
+            APLOG_MARK, APLOG_CRIT, rv, pconf,
+            DATOS_LOGNO(0010) "cannot register the mod_datos mutex types");
         return HTTP_INTERNAL_SERVER_ERROR;
     }
     return OK;
@@ -76,8 +79,8 @@ int mod_datos_runtime_pre_config(apr_pool_t *pconf)
 static const char *entry_key(apr_pool_t *p, const mod_datos_conf_t *conf)
 {
     char hex[65];
-    const char *what = apr_psprintf(p,
-        "%s|%s|%s|%s|%d|%d|%d|%" APR_INT64_T_FMT "|%" APR_INT64_T_FMT,
+    const char *what = apr_psprintf(
+        p, "%s|%s|%s|%s|%d|%d|%d|%" APR_INT64_T_FMT "|%" APR_INT64_T_FMT,
         conf->bigquery_url, conf->project ? conf->project : "",
         conf->table_name, conf->location ? conf->location : "",
         conf->limit_default, conf->limit_max, conf->lookback_days,
@@ -101,19 +104,22 @@ static const char *state_file(apr_pool_t *pconf, server_rec *s,
         return NULL;
     rv = apr_dir_make_recursive(dir, APR_FPROT_OS_DEFAULT, pconf);
     if (rv != APR_SUCCESS && !APR_STATUS_IS_EEXIST(rv)) {
-        ap_log_error(APLOG_MARK, APLOG_WARNING, rv, s, DATOS_LOGNO(0011)
-                     "DatosStateDir %s cannot be created; answers will not "
-                     "survive a restart (DatosStateDir none silences this)",
-                     dir);
+        ap_log_error(
+            APLOG_MARK, APLOG_WARNING, rv, s,
+            DATOS_LOGNO(
+                0011) "DatosStateDir %s cannot be created; answers will not "
+                      "survive a restart (DatosStateDir none silences this)",
+            dir);
         return NULL;
     }
     if (geteuid() == 0 && ap_unixd_config.user_id != 0
-        && chown(dir, ap_unixd_config.user_id, ap_unixd_config.group_id)
-               != 0) {
-        ap_log_error(APLOG_MARK, APLOG_WARNING, errno, s, DATOS_LOGNO(0012)
-                     "DatosStateDir %s cannot be given to user %s; answers "
-                     "will not survive a restart", dir,
-                     ap_unixd_config.user_name);
+        && chown(dir, ap_unixd_config.user_id, ap_unixd_config.group_id) != 0) {
+        ap_log_error(
+            APLOG_MARK, APLOG_WARNING, errno, s,
+            DATOS_LOGNO(
+                0012) "DatosStateDir %s cannot be given to user %s; answers "
+                      "will not survive a restart",
+            dir, ap_unixd_config.user_name);
         return NULL;
     }
     /* "datos:v1:<hex>" -> "<hex>.answer" */
@@ -148,13 +154,12 @@ static mod_datos_rt_t *runtime_make(apr_pool_t *pconf, server_rec *s,
     /* The key is read here, while the process is still root, so it may be
      * readable by root only. */
     datos_err_clear(&err);
-    rv = datos_creds_load(pconf, conf->credentials,
-                          datos_scopes_bigquery_pubsub,
-                          insecure ? DATOS_CREDS_ALLOW_INSECURE : 0,
-                          &rt->creds, &err);
+    rv = datos_creds_load(
+        pconf, conf->credentials, datos_scopes_bigquery_pubsub,
+        insecure ? DATOS_CREDS_ALLOW_INSECURE : 0, &rt->creds, &err);
     if (rv != APR_SUCCESS) {
-        ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, DATOS_LOGNO(0007)
-                     "DatosCredentials: %s", err.message);
+        ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s,
+                     DATOS_LOGNO(0007) "DatosCredentials: %s", err.message);
         return NULL;
     }
 
@@ -179,9 +184,9 @@ static mod_datos_rt_t *runtime_make(apr_pool_t *pconf, server_rec *s,
     datos_err_clear(&err);
     rv = datos_bq_create(pconf, &bqc, &rt->bq, &err);
     if (rv != APR_SUCCESS) {
-        ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, DATOS_LOGNO(0003)
-                     "BigQuery client for %s: %s", conf->table_name,
-                     err.message);
+        ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s,
+                     DATOS_LOGNO(0003) "BigQuery client for %s: %s",
+                     conf->table_name, err.message);
         return NULL;
     }
 
@@ -192,20 +197,23 @@ static mod_datos_rt_t *runtime_make(apr_pool_t *pconf, server_rec *s,
     rt->l2_marker = apr_pstrcat(pconf, rt->l2_key, ":refreshing", NULL);
     rt->state_file = state_file(pconf, s, conf, rt->l2_key);
     answer_options(rt, conf);
-    rt->cache_control = conf->fresh_for > 0
-        ? apr_psprintf(pconf, "public, max-age=%" APR_TIME_T_FMT
-                       ", stale-while-revalidate=%" APR_TIME_T_FMT
-                       ", stale-if-error=%" APR_TIME_T_FMT,
-                       apr_time_sec(conf->fresh_for),
-                       apr_time_sec(conf->stale_while_revalidate),
-                       apr_time_sec(conf->stale_if_error))
-        : "no-cache";
-    rt->envelope_max = datos_answer_envelope_max(
-        (apr_size_t)conf->max_payload, conf->limit_max,
-        rt->answer_opts.gzip_count);
-    ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, DATOS_LOGNO(0004)
-                 "serving %s from %s with %s (%s)", conf->table_name,
-                 conf->bigquery_url, datos_creds_describe(rt->creds),
+    rt->cache_control =
+        conf->fresh_for > 0
+            ? apr_psprintf(pconf,
+                           "public, max-age=%" APR_TIME_T_FMT
+                           ", stale-while-revalidate=%" APR_TIME_T_FMT
+                           ", stale-if-error=%" APR_TIME_T_FMT,
+                           apr_time_sec(conf->fresh_for),
+                           apr_time_sec(conf->stale_while_revalidate),
+                           apr_time_sec(conf->stale_if_error))
+            : "no-cache";
+    rt->envelope_max =
+        datos_answer_envelope_max((apr_size_t)conf->max_payload,
+                                  conf->limit_max, rt->answer_opts.gzip_count);
+    ap_log_error(APLOG_MARK, APLOG_INFO, 0, s,
+                 DATOS_LOGNO(0004) "serving %s from %s with %s (%s)",
+                 conf->table_name, conf->bigquery_url,
+                 datos_creds_describe(rt->creds),
                  conf->fresh_for > 0
                      ? apr_psprintf(pconf, "fresh for %" APR_TIME_T_FMT " ms",
                                     apr_time_as_msec(conf->fresh_for))
@@ -234,9 +242,11 @@ static void *shared_block(apr_pool_t *pool, server_rec *s, const char *what,
     }
     rv = apr_shm_create(&shm, size, NULL, pool);
     if (rv != APR_SUCCESS) {
-        ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s, DATOS_LOGNO(0013)
-                     "cannot create %" APR_SIZE_T_FMT " bytes of shared "
-                     "memory for %s", size, what);
+        ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s,
+                     DATOS_LOGNO(0013) "cannot create %" APR_SIZE_T_FMT
+                                       " bytes of shared "
+                                       "memory for %s",
+                     size, what);
         return NULL;
     }
     base = apr_shm_baseaddr_get(shm);
@@ -283,7 +293,7 @@ static int socache_setup(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s)
     int i;
 
     if (g->cache_spec && !g->provider)
-        return OK;                                  /* DatosCache none */
+        return OK; /* DatosCache none */
     for (i = 0; i < runtimes->nelts; i++) {
         mod_datos_rt_t *rt = APR_ARRAY_IDX(runtimes, i, mod_datos_rt_t *);
         if (rt->conf->fresh_for <= 0)
@@ -293,17 +303,19 @@ static int socache_setup(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s)
             largest = rt->envelope_max;
     }
     if (!largest)
-        return OK;                                  /* nothing is cached */
+        return OK; /* nothing is cached */
     args = g->provider_args;
     if (!g->provider) {
         g->provider = ap_lookup_provider(AP_SOCACHE_PROVIDER_GROUP, "shmcb",
                                          AP_SOCACHE_PROVIDER_VERSION);
         if (!g->provider) {
-            ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, DATOS_LOGNO(0014)
-                         "DatosCache: the default shared tier is shmcb, and "
-                         "mod_socache_shmcb is not loaded: add LoadModule "
-                         "socache_shmcb_module modules/mod_socache_shmcb.so "
-                         "(a2enmod socache_shmcb), or set DatosCache none");
+            ap_log_error(
+                APLOG_MARK, APLOG_EMERG, 0, s,
+                DATOS_LOGNO(
+                    0014) "DatosCache: the default shared tier is shmcb, and "
+                          "mod_socache_shmcb is not loaded: add LoadModule "
+                          "socache_shmcb_module modules/mod_socache_shmcb.so "
+                          "(a2enmod socache_shmcb), or set DatosCache none");
             return HTTP_INTERNAL_SERVER_ERROR;
         }
         g->provider_name = "shmcb";
@@ -313,20 +325,22 @@ static int socache_setup(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s)
         /* shmcb wants room for five objects of the size hinted in a
          * subcache; its own default (512000 bytes) holds no answer. */
         size = total * 8;
-        size = size < SHMCB_MIN_SIZE ? SHMCB_MIN_SIZE
-             : size > SHMCB_MAX_SIZE ? SHMCB_MAX_SIZE : size;
-        args = apr_psprintf(ptemp, "%s(%" APR_SIZE_T_FMT ")",
-                            args && *args ? args
-                            : ap_runtime_dir_relative(ptemp,
-                                                      "mod_datos_cache"),
-                            size);
+        size = size < SHMCB_MIN_SIZE   ? SHMCB_MIN_SIZE
+               : size > SHMCB_MAX_SIZE ? SHMCB_MAX_SIZE
+                                       : size;
+        args = apr_psprintf(
+            ptemp, "%s(%" APR_SIZE_T_FMT ")",
+            args && *args ? args
+                          : ap_runtime_dir_relative(ptemp, "mod_datos_cache"),
+            size);
     }
     g->fleet = !strcasecmp(g->provider_name, "memcache")
                || !strcasecmp(g->provider_name, "redis");
     errmsg = g->provider->create(&g->cache, args, ptemp, pconf);
     if (errmsg) {
-        ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, DATOS_LOGNO(0015)
-                     "DatosCache %s: %s", g->provider_name, errmsg);
+        ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s,
+                     DATOS_LOGNO(0015) "DatosCache %s: %s", g->provider_name,
+                     errmsg);
         return HTTP_INTERNAL_SERVER_ERROR;
     }
     /* One subcache large enough for the largest entry: shmcb refuses an
@@ -334,24 +348,25 @@ static int socache_setup(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s)
      * their first byte, which every "datos:" key shares anyway. */
     memset(&hints, 0, sizeof(hints));
     hints.avg_id_len = 48;
-    hints.avg_obj_size = (unsigned int)(largest > 0x7fffffff ? 0x7fffffff
-                                                             : largest);
+    hints.avg_obj_size =
+        (unsigned int)(largest > 0x7fffffff ? 0x7fffffff : largest);
     hints.expiry_interval = apr_time_from_sec(30);
     rv = g->provider->init(g->cache, "mod-datos", &hints, s, pconf);
     if (rv != APR_SUCCESS) {
-        ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s, DATOS_LOGNO(0016)
-                     "DatosCache %s: the provider failed to start",
-                     g->provider_name);
+        ap_log_error(
+            APLOG_MARK, APLOG_EMERG, rv, s,
+            DATOS_LOGNO(0016) "DatosCache %s: the provider failed to start",
+            g->provider_name);
         return HTTP_INTERNAL_SERVER_ERROR;
     }
-    apr_pool_cleanup_register(pconf, s, socache_destroy,
-                              apr_pool_cleanup_null);
+    apr_pool_cleanup_register(pconf, s, socache_destroy, apr_pool_cleanup_null);
     if (g->provider->flags & AP_SOCACHE_FLAG_NOTMPSAFE) {
         rv = ap_global_mutex_create(&g->cache_mutex, NULL,
                                     MOD_DATOS_CACHE_MUTEX, NULL, s, pconf, 0);
         if (rv != APR_SUCCESS) {
-            ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s, DATOS_LOGNO(0017)
-                         "cannot create the %s mutex", MOD_DATOS_CACHE_MUTEX);
+            ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s,
+                         DATOS_LOGNO(0017) "cannot create the %s mutex",
+                         MOD_DATOS_CACHE_MUTEX);
             return HTTP_INTERNAL_SERVER_ERROR;
         }
     }
@@ -384,8 +399,7 @@ int mod_datos_runtime_post_config(apr_pool_t *pconf, apr_pool_t *ptemp,
         conf->rt = rt;
     }
 
-    mem = shared_block(pconf, s, "metrics", datos_metrics_size(), 1,
-                       &created);
+    mem = shared_block(pconf, s, "metrics", datos_metrics_size(), 1, &created);
     if (!mem)
         return HTTP_INTERNAL_SERVER_ERROR;
     mod_datos_global.metrics = created ? datos_metrics_init(mem) : mem;
@@ -405,19 +419,18 @@ int mod_datos_runtime_post_config(apr_pool_t *pconf, apr_pool_t *ptemp,
         mod_datos_rt_t *rt = APR_ARRAY_IDX(runtimes, i, mod_datos_rt_t *);
 
         rt->host = &hosts[i];
-        rt->metrics_table = datos_metrics_table(mod_datos_global.metrics,
-                                                rt->conf->table_name);
+        rt->metrics_table =
+            datos_metrics_table(mod_datos_global.metrics, rt->conf->table_name);
         if (rt->conf->max_waiting > mod_datos_global.max_waiting)
             mod_datos_global.max_waiting = rt->conf->max_waiting;
         if (rt->conf->fresh_for <= 0)
             continue;
-        rv = ap_global_mutex_create(&rt->refresh_mutex, NULL,
-                                    MOD_DATOS_REFRESH_MUTEX,
-                                    apr_psprintf(pconf, "%d", rt->index), s,
-                                    pconf, 0);
+        rv = ap_global_mutex_create(
+            &rt->refresh_mutex, NULL, MOD_DATOS_REFRESH_MUTEX,
+            apr_psprintf(pconf, "%d", rt->index), s, pconf, 0);
         if (rv != APR_SUCCESS) {
-            ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s, DATOS_LOGNO(0018)
-                         "cannot create the %s mutex for %s",
+            ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s,
+                         DATOS_LOGNO(0018) "cannot create the %s mutex for %s",
                          MOD_DATOS_REFRESH_MUTEX, rt->conf->table_name);
             return HTTP_INTERNAL_SERVER_ERROR;
         }
@@ -429,11 +442,11 @@ int mod_datos_runtime_post_config(apr_pool_t *pconf, apr_pool_t *ptemp,
         mod_datos_global.max_waiting = workers / 4 > 1 ? workers / 4 : 1;
     mod_datos_global.max_waiting_process = threads / 2 > 1 ? threads / 2 : 1;
     mod_datos_global.idle_reserve = workers / 16 > 1 ? workers / 16 : 1;
-    if (ap_mpm_query(AP_MPMQ_HARD_LIMIT_DAEMONS,
-                     &mod_datos_global.server_limit) != APR_SUCCESS)
+    if (ap_mpm_query(AP_MPMQ_HARD_LIMIT_DAEMONS, &mod_datos_global.server_limit)
+        != APR_SUCCESS)
         mod_datos_global.server_limit = 0;
-    if (ap_mpm_query(AP_MPMQ_HARD_LIMIT_THREADS,
-                     &mod_datos_global.thread_limit) != APR_SUCCESS)
+    if (ap_mpm_query(AP_MPMQ_HARD_LIMIT_THREADS, &mod_datos_global.thread_limit)
+        != APR_SUCCESS)
         mod_datos_global.thread_limit = 0;
     if (mod_datos_global.max_waiting_process > mod_datos_global.max_waiting)
         mod_datos_global.max_waiting_process = mod_datos_global.max_waiting;
@@ -444,8 +457,8 @@ static void child_fail(server_rec *s, apr_status_t rv, const char *what)
 {
     /* A lock that cannot be had would turn single-flight into a
      * stampede, or a cache into a data race: no child runs without it. */
-    ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s, DATOS_LOGNO(0005)
-                 "child cannot start: %s", what);
+    ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s,
+                 DATOS_LOGNO(0005) "child cannot start: %s", what);
     exit(APEXIT_CHILDSICK);
 }
 
@@ -465,8 +478,7 @@ void mod_datos_runtime_child_init(apr_pool_t *pchild, server_rec *s)
     mpm_workers(&threads, &workers);
     if (g->cache_mutex) {
         rv = apr_global_mutex_child_init(
-            &g->cache_mutex, apr_global_mutex_lockfile(g->cache_mutex),
-            pchild);
+            &g->cache_mutex, apr_global_mutex_lockfile(g->cache_mutex), pchild);
         if (rv != APR_SUCCESS)
             child_fail(s, rv, "the " MOD_DATOS_CACHE_MUTEX " mutex");
     }

@@ -36,16 +36,17 @@
 #include "datos_log.h"
 
 #define KEYFILE_MAX (64 * 1024)
-#define MD_TOKEN_PATH "/computeMetadata/v1/instance/service-accounts/default/token"
-#define MD_PROJECT_PATH "/computeMetadata/v1/project/project-id"
+#define MD_TOKEN_PATH \
+    "/computeMetadata/v1/instance/service-accounts/default/token"
+#define MD_PROJECT_PATH    "/computeMetadata/v1/project/project-id"
 #define REFRESH_MARGIN_MAX apr_time_from_sec(300)
-#define WELL_KNOWN_FILE "application_default_credentials.json"
+#define WELL_KNOWN_FILE    "application_default_credentials.json"
 
 struct datos_creds_t {
     apr_pool_t *pool;
     datos_creds_kind_t kind;
     const char *describe;
-    const char *scopes;          /* space-separated */
+    const char *scopes; /* space-separated */
     int allow_insecure;
     int allow_user;
 
@@ -65,21 +66,20 @@ struct datos_creds_t {
     const char *quota_project;
 
     /* DATOS_CREDS_METADATA */
-    const char *md_base;         /* http://host[:port] */
+    const char *md_base; /* http://host[:port] */
 
     /* Per-process state, guarded by mutex once child_init made one. */
 #if APR_HAS_THREADS
     apr_thread_mutex_t *mutex;
 #endif
-    char *token;                 /* malloc'd, wiped on release */
+    char *token; /* malloc'd, wiped on release */
     apr_time_t token_expiry;
     apr_interval_time_t token_lifetime;
-    char md_project[256];        /* metadata project/project-id, "" until asked */
+    char md_project[256]; /* metadata project/project-id, "" until asked */
 };
 
-const char *const datos_scopes_bigquery_pubsub[] = {
-    DATOS_SCOPE_BIGQUERY, DATOS_SCOPE_PUBSUB, NULL
-};
+const char *const datos_scopes_bigquery_pubsub[] = {DATOS_SCOPE_BIGQUERY,
+                                                    DATOS_SCOPE_PUBSUB, NULL};
 
 /* ------------------------------------------------------------ helpers */
 
@@ -181,15 +181,15 @@ static apr_status_t key_file_open(apr_pool_t *p, const char *path, int *fdp,
 
     fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
     if (fd < 0) {
-        rv = datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,
-                           "cannot open key file %s: %s", path,
-                           strerror(errno));
+        rv =
+            datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,
+                          "cannot open key file %s: %s", path, strerror(errno));
         goto leave;
     }
     if (fstat(fd, st) != 0) {
-        rv = datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,
-                           "cannot stat key file %s: %s", path,
-                           strerror(errno));
+        rv =
+            datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,
+                          "cannot stat key file %s: %s", path, strerror(errno));
         goto leave;
     }
     if (!S_ISREG(st->st_mode)) {
@@ -199,30 +199,29 @@ static apr_status_t key_file_open(apr_pool_t *p, const char *path, int *fdp,
     }
     if (st->st_uid != me) {
         char *name = NULL;
-        if (apr_uid_name_get(&name, (apr_uid_t)me, p) != APR_SUCCESS
-            || !name) {
+        if (apr_uid_name_get(&name, (apr_uid_t)me, p) != APR_SUCCESS || !name) {
             name = apr_psprintf(p, "%lu", (unsigned long)me);
         }
         rv = datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,
                            "key file %s is owned by %s: the credentials "
                            "must be owned by %s, the user loading them "
-                           "(run chown %s %s)", path,
-                           uid_text(p, st->st_uid), uid_text(p, me), name,
+                           "(run chown %s %s)",
+                           path, uid_text(p, st->st_uid), uid_text(p, me), name,
                            path);
         goto leave;
     }
     if (st->st_mode & 077) {
         rv = datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,
                            "key file %s is readable or writable by group or "
-                           "others (mode %04o): run chmod 600 %s", path,
-                           (unsigned)(st->st_mode & 07777), path);
+                           "others (mode %04o): run chmod 600 %s",
+                           path, (unsigned)(st->st_mode & 07777), path);
         goto leave;
     }
     if (st->st_size <= 0 || st->st_size > KEYFILE_MAX) {
         rv = datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,
                            "key file %s is %s (a service-account key is a "
-                           "few KB of JSON)", path,
-                           st->st_size <= 0 ? "empty" : "too large");
+                           "few KB of JSON)",
+                           path, st->st_size <= 0 ? "empty" : "too large");
         goto leave;
     }
     *fdp = fd;
@@ -249,9 +248,8 @@ apr_status_t datos_creds_check_key_file(apr_pool_t *p, const char *path,
     return rv;
 }
 
-static apr_status_t read_key_file(apr_pool_t *p, const char *path,
-                                  char **buf, apr_size_t *len,
-                                  datos_err_t *err)
+static apr_status_t read_key_file(apr_pool_t *p, const char *path, char **buf,
+                                  apr_size_t *len, datos_err_t *err)
 {
     apr_status_t rv;
     struct stat st;
@@ -322,9 +320,8 @@ static apr_status_t token_uri_check(apr_pool_t *p, datos_creds_t *c,
     return rv;
 }
 
-static apr_status_t service_account(apr_pool_t *p, datos_creds_t *c,
-                                    json_t *j, const char *path,
-                                    datos_err_t *err)
+static apr_status_t service_account(apr_pool_t *p, datos_creds_t *c, json_t *j,
+                                    const char *path, datos_err_t *err)
 {
     apr_status_t rv;
     const char *pem, *token_uri;
@@ -339,14 +336,15 @@ static apr_status_t service_account(apr_pool_t *p, datos_creds_t *c,
         rv = datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,
                            "key file %s lacks %s", path,
                            !c->client_email ? "client_email"
-                           : !c->key_id ? "private_key_id" : "private_key");
+                           : !c->key_id     ? "private_key_id"
+                                            : "private_key");
         goto leave;
     }
     c->client_email = apr_pstrdup(p, c->client_email);
     c->key_id = apr_pstrdup(p, c->key_id);
     token_uri = req_string(j, "token_uri");
-    c->token_uri = apr_pstrdup(p, token_uri ? token_uri
-                                            : DATOS_TOKEN_URI_DEFAULT);
+    c->token_uri =
+        apr_pstrdup(p, token_uri ? token_uri : DATOS_TOKEN_URI_DEFAULT);
     if (req_string(j, "project_id")) {
         c->project_id = apr_pstrdup(p, req_string(j, "project_id"));
     }
@@ -357,14 +355,13 @@ static apr_status_t service_account(apr_pool_t *p, datos_creds_t *c,
     rv = datos_pkey_from_pem(p, pem, strlen(pem), &pkey, &kerr);
     if (rv != APR_SUCCESS) {
         rv = datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,
-                           "key file %s: private_key: %s", path,
-                           kerr.message);
+                           "key file %s: private_key: %s", path, kerr.message);
         goto leave;
     }
     c->pkey = pkey;
     c->key_path = apr_pstrdup(p, path);
-    c->describe = apr_psprintf(p, "service account %s (key %s)",
-                               c->client_email, path);
+    c->describe =
+        apr_psprintf(p, "service account %s (key %s)", c->client_email, path);
 
 leave:
     return rv;
@@ -372,9 +369,8 @@ leave:
 
 /* gcloud auth application-default login writes these: an OAuth client
  * and a refresh token of the user who logged in. */
-static apr_status_t authorized_user(apr_pool_t *p, datos_creds_t *c,
-                                    json_t *j, const char *path,
-                                    datos_err_t *err)
+static apr_status_t authorized_user(apr_pool_t *p, datos_creds_t *c, json_t *j,
+                                    const char *path, datos_err_t *err)
 {
     apr_status_t rv;
     const char *id, *secret, *refresh, *token_uri, *quota;
@@ -386,13 +382,14 @@ static apr_status_t authorized_user(apr_pool_t *p, datos_creds_t *c,
     if (!id || !secret || !refresh) {
         rv = datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,
                            "key file %s lacks %s", path,
-                           !id ? "client_id"
-                           : !secret ? "client_secret" : "refresh_token");
+                           !id       ? "client_id"
+                           : !secret ? "client_secret"
+                                     : "refresh_token");
         goto leave;
     }
     token_uri = req_string(j, "token_uri");
-    c->token_uri = apr_pstrdup(p, token_uri ? token_uri
-                                            : DATOS_TOKEN_URI_DEFAULT);
+    c->token_uri =
+        apr_pstrdup(p, token_uri ? token_uri : DATOS_TOKEN_URI_DEFAULT);
     rv = token_uri_check(p, c, path, err);
     if (rv != APR_SUCCESS) {
         goto leave;
@@ -402,8 +399,8 @@ static apr_status_t authorized_user(apr_pool_t *p, datos_creds_t *c,
         /* It becomes a request header: only a well-formed project id. */
         rv = datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,
                            "key file %s: quota_project_id '%s' is not a "
-                           "project id", path,
-                           datos_err_text(p, quota, strlen(quota), 64));
+                           "project id",
+                           path, datos_err_text(p, quota, strlen(quota), 64));
         goto leave;
     }
     c->client_id = apr_pstrdup(p, id);
@@ -448,15 +445,15 @@ static apr_status_t load_key_file(apr_pool_t *p, datos_creds_t *c,
     if (!j && json_error_code(&jerr) == json_error_duplicate_key) {
         rv = datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,
                            "key file %s: %s (line %d, column %d)", path,
-                           datos_err_text(p, jerr.text, strlen(jerr.text),
-                                          120),
+                           datos_err_text(p, jerr.text, strlen(jerr.text), 120),
                            jerr.line, jerr.column);
         goto leave;
     }
     if (!j) {
         rv = datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,
                            "key file %s is not valid JSON (line %d, column "
-                           "%d)", path, jerr.line, jerr.column);
+                           "%d)",
+                           path, jerr.line, jerr.column);
         goto leave;
     }
     if (!json_is_object(j)) {
@@ -469,7 +466,8 @@ static apr_status_t load_key_file(apr_pool_t *p, datos_creds_t *c,
         rv = datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,
                            "key file %s has no \"type\": expected a "
                            "service-account key (\"type\": "
-                           "\"service_account\")", path);
+                           "\"service_account\")",
+                           path);
         goto leave;
     }
     if (!strcmp(type, "service_account")) {
@@ -482,10 +480,11 @@ static apr_status_t load_key_file(apr_pool_t *p, datos_creds_t *c,
         rv = datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,
                            "key file %s holds credentials of type \"%s\"; "
                            "only service-account keys (\"service_account\") "
-                           "%sare supported", path,
-                           datos_err_text(p, type, strlen(type), 64),
+                           "%sare supported",
+                           path, datos_err_text(p, type, strlen(type), 64),
                            c->allow_user ? "and user credentials "
-                                           "(\"authorized_user\") " : "");
+                                           "(\"authorized_user\") "
+                                         : "");
     }
 
 leave:
@@ -578,7 +577,8 @@ apr_status_t datos_creds_load(apr_pool_t *p, const char *spec,
                 datos_err_prefix(err, p, "GOOGLE_APPLICATION_CREDENTIALS: ");
             }
             else if (path == wk) {
-                datos_err_prefix(err, p, "the gcloud application default "
+                datos_err_prefix(err, p,
+                                 "the gcloud application default "
                                  "credentials file: ");
             }
             goto leave;
@@ -675,9 +675,8 @@ static int token_chars_ok(const char *s, apr_size_t len)
     return len > 0;
 }
 
-apr_status_t datos_token_parse(apr_pool_t *p, int http_status,
-                               const char *body, apr_size_t len,
-                               const char **token,
+apr_status_t datos_token_parse(apr_pool_t *p, int http_status, const char *body,
+                               apr_size_t len, const char **token,
                                apr_interval_time_t *expires_in,
                                datos_err_t *err)
 {
@@ -711,15 +710,15 @@ apr_status_t datos_token_parse(apr_pool_t *p, int http_status,
         goto leave;
     }
     v = json_object_get(j, "access_token");
-    if (!json_is_string(v) || !token_chars_ok(json_string_value(v),
-                                              json_string_length(v))) {
+    if (!json_is_string(v)
+        || !token_chars_ok(json_string_value(v), json_string_length(v))) {
         rv = datos_err_set(err, p, DATOS_EMALFORMED, http_status, NULL,
                            "token answer has %s access_token",
                            v ? "a malformed" : "no");
         goto leave;
     }
-    if (datos_json_int64(j, "expires_in", &secs) != APR_SUCCESS
-        || secs <= 0 || secs > APR_INT64_C(10) * 365 * 86400) {
+    if (datos_json_int64(j, "expires_in", &secs) != APR_SUCCESS || secs <= 0
+        || secs > APR_INT64_C(10) * 365 * 86400) {
         rv = datos_err_set(err, p, DATOS_EMALFORMED, http_status, NULL,
                            "token answer has %s expires_in",
                            json_object_get(j, "expires_in") ? "a malformed"
@@ -762,7 +761,8 @@ static apr_status_t metadata_flavor(apr_pool_t *p, const datos_creds_t *c,
     return datos_err_set(err, p, DATOS_EAUTH, resp->status, NULL,
                          "the answer from %s has no Metadata-Flavor: Google "
                          "header: it is not the metadata server, and is not "
-                         "trusted", c->md_base);
+                         "trusted",
+                         c->md_base);
 }
 
 static apr_status_t fetch_token(datos_creds_t *c, datos_http_t *http,
@@ -782,14 +782,15 @@ static apr_status_t fetch_token(datos_creds_t *c, datos_http_t *http,
     if (c->kind == DATOS_CREDS_KEYFILE) {
         const char *jwt;
         rv = datos_jwt_assertion(p, c->pkey, c->key_id, c->client_email,
-                                 c->scopes, c->token_uri, apr_time_now(),
-                                 &jwt, err);
+                                 c->scopes, c->token_uri, apr_time_now(), &jwt,
+                                 err);
         if (rv != APR_SUCCESS) {
             goto leave;
         }
         req.method = "POST";
         req.url = c->token_uri;
-        req.body = apr_pstrcat(p, "grant_type=urn%3Aietf%3Aparams%3Aoauth"
+        req.body = apr_pstrcat(p,
+                               "grant_type=urn%3Aietf%3Aparams%3Aoauth"
                                "%3Agrant-type%3Ajwt-bearer&assertion=",
                                datos_http_urlencode(p, jwt), NULL);
         req.body_len = strlen(req.body);
@@ -802,13 +803,11 @@ static apr_status_t fetch_token(datos_creds_t *c, datos_http_t *http,
          * the user consented to at login, so none are sent. */
         req.method = "POST";
         req.url = c->token_uri;
-        req.body = apr_pstrcat(p, "grant_type=refresh_token&client_id=",
-                               datos_http_urlencode(p, c->client_id),
-                               "&client_secret=",
-                               datos_http_urlencode(p, c->client_secret),
-                               "&refresh_token=",
-                               datos_http_urlencode(p, c->refresh_token),
-                               NULL);
+        req.body = apr_pstrcat(
+            p, "grant_type=refresh_token&client_id=",
+            datos_http_urlencode(p, c->client_id),
+            "&client_secret=", datos_http_urlencode(p, c->client_secret),
+            "&refresh_token=", datos_http_urlencode(p, c->refresh_token), NULL);
         req.body_len = strlen(req.body);
         req.content_type = "application/x-www-form-urlencoded";
         req.allow_insecure = c->allow_insecure;
@@ -938,11 +937,9 @@ apr_status_t datos_creds_project(datos_creds_t *creds, datos_http_t *http,
         goto leave;
     }
     if (resp->status != 200) {
-        rv = datos_google_classify(p, DATOS_GOOGLE_TOKEN, resp->status,
-                                   resp->body, resp->body_len,
-                                   datos_http_retry_after(resp,
-                                                          apr_time_now()),
-                                   err);
+        rv = datos_google_classify(
+            p, DATOS_GOOGLE_TOKEN, resp->status, resp->body, resp->body_len,
+            datos_http_retry_after(resp, apr_time_now()), err);
         datos_err_prefix(err, p, "project id from %s: ", creds->md_base);
         goto leave;
     }

@@ -12,8 +12,8 @@
 #include "datos_error.h"
 #include "datos_http.h"
 
-#define DATOS_SCOPE_BIGQUERY "https://www.googleapis.com/auth/bigquery"
-#define DATOS_SCOPE_PUBSUB   "https://www.googleapis.com/auth/pubsub"
+#define DATOS_SCOPE_BIGQUERY    "https://www.googleapis.com/auth/bigquery"
+#define DATOS_SCOPE_PUBSUB      "https://www.googleapis.com/auth/pubsub"
 #define DATOS_TOKEN_URI_DEFAULT "https://oauth2.googleapis.com/token"
 
 /* The scopes of the product's programs: both read and load BigQuery and
@@ -21,16 +21,18 @@
 extern const char *const datos_scopes_bigquery_pubsub[];
 
 typedef enum {
-    DATOS_CREDS_KEYFILE,  /* service-account JSON key: JWT-bearer exchange at its token_uri */
+    DATOS_CREDS_KEYFILE, /* service-account JSON key: JWT-bearer exchange at its token_uri */
     DATOS_CREDS_METADATA, /* GCE/GKE/Cloud Run metadata server */
     DATOS_CREDS_NONE,     /* no Authorization header (emulators) */
-    DATOS_CREDS_USER      /* authorized_user (gcloud auth application-default login):
+    DATOS_CREDS_USER /* authorized_user (gcloud auth application-default login):
                            * refresh-token grant at its token_uri */
 } datos_creds_kind_t;
 
 /* datos_creds_load flags. */
-#define DATOS_CREDS_ALLOW_INSECURE 0x1 /* a token_uri may be plain http to any host */
-#define DATOS_CREDS_ALLOW_USER     0x2 /* authorized_user credentials are accepted (the loader) */
+#define DATOS_CREDS_ALLOW_INSECURE \
+    0x1 /* a token_uri may be plain http to any host */
+#define DATOS_CREDS_ALLOW_USER \
+    0x2 /* authorized_user credentials are accepted (the loader) */
 
 typedef struct datos_creds_t datos_creds_t;
 
@@ -126,9 +128,8 @@ apr_status_t datos_creds_project(datos_creds_t *creds, datos_http_t *http,
  * OAuth {error, error_description} shape or the API envelope; DATOS_EAUTH
  * for 4xx, DATOS_EBACKEND for 5xx, DATOS_ERATELIMIT for 429). A missing or
  * malformed field is DATOS_EMALFORMED. Never copies the token into err. */
-apr_status_t datos_token_parse(apr_pool_t *p, int http_status,
-                               const char *body, apr_size_t len,
-                               const char **token,
+apr_status_t datos_token_parse(apr_pool_t *p, int http_status, const char *body,
+                               apr_size_t len, const char **token,
                                apr_interval_time_t *expires_in,
                                datos_err_t *err);
 

@@ -73,20 +73,26 @@ const char *datos_table_parse(apr_pool_t *p, const char *name,
         }
     }
     if (n < 2 || n > 3) {
-        return apr_psprintf(p, "table name '%s' must be dataset.table or "
-                            "project.dataset.table", shown);
+        return apr_psprintf(p,
+                            "table name '%s' must be dataset.table or "
+                            "project.dataset.table",
+                            shown);
     }
     if (n == 3 && (why = project_problem(part[0], len[0])) != NULL) {
         return apr_psprintf(p, "table name '%s': the project id %s", shown,
                             why);
     }
     if (!ident_ok(part[n - 2], len[n - 2])) {
-        return apr_psprintf(p, "table name '%s': the dataset must be 1 to "
-                            "1024 letters, digits or '_'", shown);
+        return apr_psprintf(p,
+                            "table name '%s': the dataset must be 1 to "
+                            "1024 letters, digits or '_'",
+                            shown);
     }
     if (!ident_ok(part[n - 1], len[n - 1])) {
-        return apr_psprintf(p, "table name '%s': the table must be 1 to "
-                            "1024 letters, digits or '_'", shown);
+        return apr_psprintf(p,
+                            "table name '%s': the table must be 1 to "
+                            "1024 letters, digits or '_'",
+                            shown);
     }
     out->project = n == 3 ? apr_pstrmemdup(p, part[0], len[0]) : NULL;
     out->dataset = apr_pstrmemdup(p, part[n - 2], len[n - 2]);
@@ -125,36 +131,38 @@ static const char *version_order(const datos_table_info_t *info)
     return "timestamp DESC, contenido DESC";
 }
 
-const char *datos_bq_latest_sql(apr_pool_t *p, const char *table_sql,
-                                int days, const datos_table_info_t *info)
+const char *datos_bq_latest_sql(apr_pool_t *p, const char *table_sql, int days,
+                                const datos_table_info_t *info)
 {
-    return apr_pstrcat(p,
-        "SELECT id, contenido, timestamp FROM ", table_sql, " WHERE ",
+    return apr_pstrcat(
+        p, "SELECT id, contenido, timestamp FROM ", table_sql, " WHERE ",
         days > 0 ? "timestamp >= TIMESTAMP_SUB(CURRENT_TIMESTAMP(), "
                    "INTERVAL @lookback_days DAY)"
                  : "TRUE",
         " QUALIFY ROW_NUMBER() OVER (PARTITION BY id ORDER BY ",
-        version_order(info), ") = 1"
-        " ORDER BY timestamp DESC, id ASC LIMIT @max_rows", NULL);
+        version_order(info),
+        ") = 1"
+        " ORDER BY timestamp DESC, id ASC LIMIT @max_rows",
+        NULL);
 }
 
 const char *datos_bq_since_sql(apr_pool_t *p, const char *table_sql,
                                const datos_table_info_t *info)
 {
-    return apr_pstrcat(p,
-        "SELECT id, contenido, timestamp FROM ", table_sql,
-        " WHERE timestamp >= @watermark"
-        " QUALIFY ROW_NUMBER() OVER (PARTITION BY id ORDER BY ",
-        version_order(info), ") = 1"
-        " ORDER BY timestamp DESC, id ASC LIMIT @max_rows", NULL);
+    return apr_pstrcat(p, "SELECT id, contenido, timestamp FROM ", table_sql,
+                       " WHERE timestamp >= @watermark"
+                       " QUALIFY ROW_NUMBER() OVER (PARTITION BY id ORDER BY ",
+                       version_order(info),
+                       ") = 1"
+                       " ORDER BY timestamp DESC, id ASC LIMIT @max_rows",
+                       NULL);
 }
 
 /* A column of the record: present, of its type, and in a mode that can
  * hold what the record allows. */
 static const char *column_problem(apr_pool_t *p, json_t *fields,
                                   const char *name, const char *type,
-                                  int nullable_only, int required,
-                                  int *present)
+                                  int nullable_only, int required, int *present)
 {
     size_t i;
 
@@ -171,17 +179,21 @@ static const char *column_problem(apr_pool_t *p, json_t *fields,
         t = datos_json_str(f, "type");
         m = datos_json_str(f, "mode");
         if (!t || strcasecmp(t, type)) {
-            return apr_psprintf(p, "column %s is %s, not %s", name,
-                                t ? datos_err_text(p, t, strlen(t), 32)
-                                  : "of no type", type);
+            return apr_psprintf(
+                p, "column %s is %s, not %s", name,
+                t ? datos_err_text(p, t, strlen(t), 32) : "of no type", type);
         }
         if (m && !strcasecmp(m, "REPEATED")) {
-            return apr_psprintf(p, "column %s is REPEATED (an array), not "
-                                "a single %s", name, type);
+            return apr_psprintf(p,
+                                "column %s is REPEATED (an array), not "
+                                "a single %s",
+                                name, type);
         }
         if (nullable_only && m && !strcasecmp(m, "REQUIRED")) {
-            return apr_psprintf(p, "column %s is REQUIRED, but the record "
-                                "allows it to be null", name);
+            return apr_psprintf(p,
+                                "column %s is REQUIRED, but the record "
+                                "allows it to be null",
+                                name);
         }
         return NULL;
     }
@@ -216,8 +228,7 @@ apr_status_t datos_bq_parse_table(apr_pool_t *p, const char *body,
         || (why = column_problem(p, fields, "timestamp", "TIMESTAMP", 0, 1,
                                  &present))) {
         rv = datos_err_set(err, p, DATOS_ECONFIG, 200, NULL,
-                           "the table does not hold the datos record: %s",
-                           why);
+                           "the table does not hold the datos record: %s", why);
         goto leave;
     }
     if ((why = column_problem(p, fields, "publish_time", "TIMESTAMP", 0, 0,

@@ -45,10 +45,13 @@ static int parse_digits(const char *s, apr_uint64_t *out)
 
 static const char *fmt_duration(apr_pool_t *p, apr_interval_time_t t)
 {
-    static const struct { apr_interval_time_t us; const char *unit; } units[] = {
-        { APR_INT64_C(86400000000), "d" }, { APR_INT64_C(3600000000), "h" },
-        { APR_INT64_C(60000000), "m" }, { APR_INT64_C(1000000), "s" },
-        { APR_INT64_C(1000), "ms" },
+    static const struct {
+        apr_interval_time_t us;
+        const char *unit;
+    } units[] = {
+        {APR_INT64_C(86400000000), "d"}, {APR_INT64_C(3600000000), "h"},
+        {APR_INT64_C(60000000), "m"},    {APR_INT64_C(1000000), "s"},
+        {APR_INT64_C(1000), "ms"},
     };
     apr_size_t i;
 
@@ -76,15 +79,18 @@ const char *datos_conf_duration(apr_pool_t *p, const char *text,
     s = trim(p, text ? text : "", &len);
     nd = parse_digits(s, &n);
     if (nd < 0) {
-        return apr_psprintf(p, "'%s' is out of range: must be between %s "
-                            "and %s", s, fmt_duration(p, min),
-                            fmt_duration(p, max));
+        return apr_psprintf(p,
+                            "'%s' is out of range: must be between %s "
+                            "and %s",
+                            s, fmt_duration(p, min), fmt_duration(p, max));
     }
     suffix = s + nd;
     if (nd == 0) {
-        return apr_psprintf(p, "'%s' is not a duration: use a whole number "
+        return apr_psprintf(p,
+                            "'%s' is not a duration: use a whole number "
                             "with a unit ms, s, m, h or d (e.g. 250ms, 5s, "
-                            "7d)", s);
+                            "7d)",
+                            s);
     }
     if (!*suffix) {
         unit = default_unit;
@@ -105,16 +111,18 @@ const char *datos_conf_duration(apr_pool_t *p, const char *text,
         unit = APR_INT64_C(86400000000);
     }
     else {
-        return apr_psprintf(p, "'%s' is not a duration: unknown unit '%s' "
+        return apr_psprintf(p,
+                            "'%s' is not a duration: unknown unit '%s' "
                             "(use ms, s, m, h or d, e.g. 250ms, 5s, 7d)",
                             s, suffix);
     }
     if (n > (apr_uint64_t)(APR_INT64_MAX / unit)
         || (apr_interval_time_t)n * unit < min
         || (apr_interval_time_t)n * unit > max) {
-        return apr_psprintf(p, "'%s' is out of range: must be between %s "
-                            "and %s", s, fmt_duration(p, min),
-                            fmt_duration(p, max));
+        return apr_psprintf(p,
+                            "'%s' is out of range: must be between %s "
+                            "and %s",
+                            s, fmt_duration(p, min), fmt_duration(p, max));
     }
     *out = (apr_interval_time_t)n * unit;
     return NULL;
@@ -131,13 +139,16 @@ const char *datos_conf_size(apr_pool_t *p, const char *text, apr_int64_t min,
     s = trim(p, text ? text : "", &len);
     nd = parse_digits(s, &n);
     if (nd < 0) {
-        return apr_psprintf(p, "'%s' is out of range: must be between %"
-                            APR_INT64_T_FMT " and %" APR_INT64_T_FMT " bytes",
-                            s, min, max);
+        return apr_psprintf(
+            p,
+            "'%s' is out of range: must be between %" APR_INT64_T_FMT
+            " and %" APR_INT64_T_FMT " bytes",
+            s, min, max);
     }
     suffix = s + nd;
     if (nd == 0) {
-        return apr_psprintf(p, "'%s' is not a size: use a whole number of "
+        return apr_psprintf(p,
+                            "'%s' is not a size: use a whole number of "
                             "bytes, optionally with K, M, G or T (also KB, "
                             "KiB...; powers of 1024), e.g. 512K, 1MiB, 10GB",
                             s);
@@ -151,32 +162,37 @@ const char *datos_conf_size(apr_pool_t *p, const char *text, apr_int64_t min,
         case 'g': power = 3; break;
         case 't': power = 4; break;
         case 'b': power = 0; break;
-        default:  power = -1; break;
+        default: power = -1; break;
         }
         rest = suffix + 1;
         if (power == 0 && !*rest) {
             base = 1;
         }
-        else if (power > 0 && (!*rest || !strcasecmp(rest, "ib")
-                               || !strcasecmp(rest, "b"))) {
+        else if (power > 0
+                 && (!*rest || !strcasecmp(rest, "ib")
+                     || !strcasecmp(rest, "b"))) {
             /* "MB" is 2^20 bytes, as BigQuery itself counts billed bytes:
              * "DatosMaxBytesBilled 10MB" must mean its 10 MB minimum. */
             base = 1024;
         }
         else {
-            return apr_psprintf(p, "'%s' is not a size: unknown unit '%s' "
+            return apr_psprintf(p,
+                                "'%s' is not a size: unknown unit '%s' "
                                 "(use K, M, G or T, also KB/KiB..., powers "
-                                "of 1024)", s, suffix);
+                                "of 1024)",
+                                s, suffix);
         }
         while (power-- > 0) {
             mult *= base;
         }
     }
-    if (n > (apr_uint64_t)APR_INT64_MAX / mult
-        || (apr_int64_t)(n * mult) < min || (apr_int64_t)(n * mult) > max) {
-        return apr_psprintf(p, "'%s' is out of range: must be between %"
-                            APR_INT64_T_FMT " and %" APR_INT64_T_FMT " bytes",
-                            s, min, max);
+    if (n > (apr_uint64_t)APR_INT64_MAX / mult || (apr_int64_t)(n * mult) < min
+        || (apr_int64_t)(n * mult) > max) {
+        return apr_psprintf(
+            p,
+            "'%s' is out of range: must be between %" APR_INT64_T_FMT
+            " and %" APR_INT64_T_FMT " bytes",
+            s, min, max);
     }
     *out = (apr_int64_t)(n * mult);
     return NULL;
@@ -202,15 +218,19 @@ const char *datos_conf_int(apr_pool_t *p, const char *text, apr_int64_t min,
         return apr_psprintf(p, "'%s' is not a whole number", s);
     }
     if (nd < 0 || n > (apr_uint64_t)APR_INT64_MAX) {
-        return apr_psprintf(p, "'%s' is out of range: must be between %"
-                            APR_INT64_T_FMT " and %" APR_INT64_T_FMT,
-                            s, min, max);
+        return apr_psprintf(
+            p,
+            "'%s' is out of range: must be between %" APR_INT64_T_FMT
+            " and %" APR_INT64_T_FMT,
+            s, min, max);
     }
     v = neg ? -(apr_int64_t)n : (apr_int64_t)n;
     if (v < min || v > max) {
-        return apr_psprintf(p, "'%s' is out of range: must be between %"
-                            APR_INT64_T_FMT " and %" APR_INT64_T_FMT,
-                            s, min, max);
+        return apr_psprintf(
+            p,
+            "'%s' is out of range: must be between %" APR_INT64_T_FMT
+            " and %" APR_INT64_T_FMT,
+            s, min, max);
     }
     *out = v;
     return NULL;
@@ -218,8 +238,8 @@ const char *datos_conf_int(apr_pool_t *p, const char *text, apr_int64_t min,
 
 const char *datos_conf_flag(apr_pool_t *p, const char *text, int *out)
 {
-    static const char *const yes[] = { "on", "true", "yes", "1" };
-    static const char *const no[] = { "off", "false", "no", "0" };
+    static const char *const yes[] = {"on", "true", "yes", "1"};
+    static const char *const no[] = {"off", "false", "no", "0"};
     const char *s;
     apr_size_t len, i;
 
@@ -234,6 +254,8 @@ const char *datos_conf_flag(apr_pool_t *p, const char *text, int *out)
             return NULL;
         }
     }
-    return apr_psprintf(p, "'%s' is not a flag: use On or Off (also true/"
-                        "false, yes/no, 1/0)", s);
+    return apr_psprintf(p,
+                        "'%s' is not a flag: use On or Off (also true/"
+                        "false, yes/no, 1/0)",
+                        s);
 }

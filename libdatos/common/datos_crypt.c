@@ -28,7 +28,7 @@ char *datos_base64url_encode(apr_pool_t *p, const unsigned char *data,
 
     for (; i + 2 < len; i += 3) {
         apr_uint32_t v = ((apr_uint32_t)data[i] << 16)
-                       | ((apr_uint32_t)data[i + 1] << 8) | data[i + 2];
+                         | ((apr_uint32_t)data[i + 1] << 8) | data[i + 2];
         *o++ = b64url_alphabet[(v >> 18) & 63];
         *o++ = b64url_alphabet[(v >> 12) & 63];
         *o++ = b64url_alphabet[(v >> 6) & 63];
@@ -40,8 +40,8 @@ char *datos_base64url_encode(apr_pool_t *p, const unsigned char *data,
         *o++ = b64url_alphabet[(v >> 12) & 63];
     }
     else if (len - i == 2) {
-        apr_uint32_t v = ((apr_uint32_t)data[i] << 16)
-                       | ((apr_uint32_t)data[i + 1] << 8);
+        apr_uint32_t v =
+            ((apr_uint32_t)data[i] << 16) | ((apr_uint32_t)data[i + 1] << 8);
         *o++ = b64url_alphabet[(v >> 18) & 63];
         *o++ = b64url_alphabet[(v >> 12) & 63];
         *o++ = b64url_alphabet[(v >> 6) & 63];
@@ -52,11 +52,16 @@ char *datos_base64url_encode(apr_pool_t *p, const unsigned char *data,
 
 static int b64_value(unsigned char c)
 {
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '-' || c == '+') return 62;
-    if (c == '_' || c == '/') return 63;
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    if (c == '-' || c == '+')
+        return 62;
+    if (c == '_' || c == '/')
+        return 63;
     return -1;
 }
 
@@ -123,13 +128,15 @@ static apr_status_t pkey_cleanup(void *data)
 /* A passphrase-protected key must fail, never prompt on the terminal. */
 static int no_passphrase(char *buf, int size, int rwflag, void *u)
 {
-    (void)buf; (void)size; (void)rwflag; (void)u;
+    (void)buf;
+    (void)size;
+    (void)rwflag;
+    (void)u;
     return -1;
 }
 
-apr_status_t datos_pkey_from_pem(apr_pool_t *p, const char *pem,
-                                 apr_size_t len, EVP_PKEY **out,
-                                 datos_err_t *err)
+apr_status_t datos_pkey_from_pem(apr_pool_t *p, const char *pem, apr_size_t len,
+                                 EVP_PKEY **out, datos_err_t *err)
 {
     apr_status_t rv = APR_SUCCESS;
     EVP_PKEY *pkey = NULL;
@@ -179,7 +186,8 @@ apr_status_t datos_jwt_sign_rs256(apr_pool_t *p, EVP_PKEY *key,
     size_t siglen = 0;
     const char *input;
 
-    input = apr_pstrcat(p,
+    input = apr_pstrcat(
+        p,
         datos_base64url_encode(p, (const unsigned char *)header_json,
                                strlen(header_json)),
         ".",
@@ -191,34 +199,34 @@ apr_status_t datos_jwt_sign_rs256(apr_pool_t *p, EVP_PKEY *key,
     /* One context per signature: the key is shared read-only by threads,
      * a digest context is not. */
     ctx = EVP_MD_CTX_new();
-    if (!ctx
-        || EVP_DigestSignInit(ctx, NULL, EVP_sha256(), NULL, key) != 1
+    if (!ctx || EVP_DigestSignInit(ctx, NULL, EVP_sha256(), NULL, key) != 1
         || EVP_DigestSign(ctx, NULL, &siglen, (const unsigned char *)input,
-                          strlen(input)) != 1) {
+                          strlen(input))
+               != 1) {
         rv = datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,
                            "cannot sign the JWT: %s", openssl_errors(p));
         goto leave;
     }
     sig = apr_palloc(p, siglen);
     if (EVP_DigestSign(ctx, sig, &siglen, (const unsigned char *)input,
-                       strlen(input)) != 1) {
+                       strlen(input))
+        != 1) {
         rv = datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,
                            "cannot sign the JWT: %s", openssl_errors(p));
         goto leave;
     }
-    *jwt = apr_pstrcat(p, input, ".",
-                       datos_base64url_encode(p, sig, siglen), NULL);
+    *jwt = apr_pstrcat(p, input, ".", datos_base64url_encode(p, sig, siglen),
+                       NULL);
 
 leave:
     EVP_MD_CTX_free(ctx);
     return rv;
 }
 
-apr_status_t datos_jwt_assertion(apr_pool_t *p, EVP_PKEY *key,
-                                 const char *kid, const char *iss,
-                                 const char *scope, const char *aud,
-                                 apr_time_t now, const char **jwt,
-                                 datos_err_t *err)
+apr_status_t datos_jwt_assertion(apr_pool_t *p, EVP_PKEY *key, const char *kid,
+                                 const char *iss, const char *scope,
+                                 const char *aud, apr_time_t now,
+                                 const char **jwt, datos_err_t *err)
 {
     apr_status_t rv;
     json_t *header = NULL, *claims = NULL;
@@ -227,11 +235,10 @@ apr_status_t datos_jwt_assertion(apr_pool_t *p, EVP_PKEY *key,
      * does; exp - iat stays at the 3600 s Google allows. */
     json_int_t iat = (json_int_t)apr_time_sec(now) - 10;
 
-    header = json_pack("{s:s, s:s, s:s}", "alg", "RS256", "typ", "JWT",
-                       "kid", kid);
-    claims = json_pack("{s:s, s:s, s:s, s:I, s:I}", "iss", iss,
-                       "scope", scope, "aud", aud, "iat", iat,
-                       "exp", iat + 3600);
+    header =
+        json_pack("{s:s, s:s, s:s}", "alg", "RS256", "typ", "JWT", "kid", kid);
+    claims = json_pack("{s:s, s:s, s:s, s:I, s:I}", "iss", iss, "scope", scope,
+                       "aud", aud, "iat", iat, "exp", iat + 3600);
     hs = header ? datos_json_dump(p, header, NULL) : NULL;
     cs = claims ? datos_json_dump(p, claims, NULL) : NULL;
     if (!hs || !cs) {
@@ -275,23 +282,24 @@ apr_status_t datos_ca_file_check(apr_pool_t *p, const char *path,
     ERR_clear_error();
     fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
     if (fd < 0) {
-        rv = datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,
-                           "cannot open %s: %s", path, strerror(errno));
+        rv = datos_err_set(err, p, DATOS_ECONFIG, 0, NULL, "cannot open %s: %s",
+                           path, strerror(errno));
         goto leave;
     }
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         rv = datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,
                            "%s is not a regular file (a PEM file of CA "
-                           "certificates is expected)", path);
+                           "certificates is expected)",
+                           path);
         goto leave;
     }
     f = fdopen(fd, "r");
     if (!f) {
-        rv = datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,
-                           "cannot read %s: %s", path, strerror(errno));
+        rv = datos_err_set(err, p, DATOS_ECONFIG, 0, NULL, "cannot read %s: %s",
+                           path, strerror(errno));
         goto leave;
     }
-    fd = -1;                    /* closed with f */
+    fd = -1; /* closed with f */
     bio = BIO_new_fp(f, BIO_NOCLOSE);
     if (!bio) {
         rv = datos_err_set(err, p, APR_ENOMEM, 0, NULL, "cannot read %s: %s",
@@ -316,7 +324,8 @@ apr_status_t datos_ca_file_check(apr_pool_t *p, const char *path,
     if (!certs) {
         rv = datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,
                            "%s holds no PEM certificate (-----BEGIN "
-                           "CERTIFICATE-----)", path);
+                           "CERTIFICATE-----)",
+                           path);
         goto leave;
     }
 

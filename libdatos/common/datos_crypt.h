@@ -24,9 +24,8 @@ apr_status_t datos_base64url_decode(apr_pool_t *p, const char *in,
 
 /* PEM (PKCS#8 or traditional RSA) to EVP_PKEY, freed by a cleanup of p.
  * Errors (DATOS_ECONFIG) carry OpenSSL's whole error queue, never the key. */
-apr_status_t datos_pkey_from_pem(apr_pool_t *p, const char *pem,
-                                 apr_size_t len, EVP_PKEY **out,
-                                 datos_err_t *err);
+apr_status_t datos_pkey_from_pem(apr_pool_t *p, const char *pem, apr_size_t len,
+                                 EVP_PKEY **out, datos_err_t *err);
 
 /* JWS compact serialisation: b64url(header) "." b64url(claims) "."
  * b64url(RSASSA-PKCS1-v1_5 SHA-256 signature), signed with EVP_DigestSign. */
@@ -38,11 +37,10 @@ apr_status_t datos_jwt_sign_rs256(apr_pool_t *p, EVP_PKEY *key,
 /* The JWT-bearer assertion of gcp-wire.md 3.2: header {alg, typ, kid},
  * claims {iss, scope, aud, iat, exp}, iat = now - 10 s (clock skew), exp =
  * iat + 3600. */
-apr_status_t datos_jwt_assertion(apr_pool_t *p, EVP_PKEY *key,
-                                 const char *kid, const char *iss,
-                                 const char *scope, const char *aud,
-                                 apr_time_t now, const char **jwt,
-                                 datos_err_t *err);
+apr_status_t datos_jwt_assertion(apr_pool_t *p, EVP_PKEY *key, const char *kid,
+                                 const char *iss, const char *scope,
+                                 const char *aud, apr_time_t now,
+                                 const char **jwt, datos_err_t *err);
 
 /* A CA bundle curl can use: a regular file (symlinks followed) the caller
  * can read, parsed as OpenSSL's CA-file loader parses it, holding at least

@@ -25,9 +25,9 @@ static char *trim_slashes(apr_pool_t *p, const char *s)
 }
 
 apr_status_t datos_endpoint_resolve(apr_pool_t *p, datos_api_t api,
-                                    const char *configured,
-                                    int allow_insecure, int creds_configured,
-                                    datos_endpoint_t *out, datos_err_t *err)
+                                    const char *configured, int allow_insecure,
+                                    int creds_configured, datos_endpoint_t *out,
+                                    datos_err_t *err)
 {
     apr_status_t rv;
     const char *var = datos_endpoint_env(api);
@@ -44,9 +44,9 @@ apr_status_t datos_endpoint_resolve(apr_pool_t *p, datos_api_t api,
         const char *root = trim_slashes(p, env);
         int scheme = strstr(root, "://") != NULL;
 
-        ep.base_url = apr_pstrcat(p, scheme ? "" : "http://", root,
-                                  api == DATOS_API_BIGQUERY ? "/bigquery/v2"
-                                                            : "", NULL);
+        ep.base_url =
+            apr_pstrcat(p, scheme ? "" : "http://", root,
+                        api == DATOS_API_BIGQUERY ? "/bigquery/v2" : "", NULL);
         ep.from_env = var;
         ep.creds_none = !creds_configured;
     }
@@ -59,9 +59,8 @@ apr_status_t datos_endpoint_resolve(apr_pool_t *p, datos_api_t api,
     rv = datos_http_check_url(p, ep.base_url, ep.allow_insecure, 0, err);
     if (rv != APR_SUCCESS) {
         if (ep.from_env && err && err->message) {
-            err->message = apr_pstrcat(err->pool ? err->pool : p,
-                                       err->message, " (from ", var, ")",
-                                       NULL);
+            err->message = apr_pstrcat(err->pool ? err->pool : p, err->message,
+                                       " (from ", var, ")", NULL);
         }
         goto leave;
     }

@@ -17,15 +17,15 @@
 #define DATOS_PUBSUB_URL_DEFAULT "https://pubsub.googleapis.com"
 
 typedef enum {
-    DATOS_API_BIGQUERY,   /* base: the API root, ".../bigquery/v2" */
-    DATOS_API_PUBSUB      /* base: the service root; clients add "/v1/..." */
+    DATOS_API_BIGQUERY, /* base: the API root, ".../bigquery/v2" */
+    DATOS_API_PUBSUB    /* base: the service root; clients add "/v1/..." */
 } datos_api_t;
 
 typedef struct datos_endpoint_t {
-    const char *base_url;     /* no trailing '/' */
-    const char *from_env;     /* the emulator variable it came from, else NULL */
-    int allow_insecure;       /* plain http allowed: the explicit setting, or from_env */
-    int creds_none;           /* from_env without explicit credentials: use none */
+    const char *base_url; /* no trailing '/' */
+    const char *from_env; /* the emulator variable it came from, else NULL */
+    int allow_insecure; /* plain http allowed: the explicit setting, or from_env */
+    int creds_none;     /* from_env without explicit credentials: use none */
 } datos_endpoint_t;
 
 /* The emulator variable of an API: "BIGQUERY_EMULATOR_HOST",
@@ -49,8 +49,8 @@ const char *datos_endpoint_env(datos_api_t api);
  * VARIABLE)" when the URL came from one) with err->reason
  * DATOS_REASON_PLAIN_HTTP when only plain http broke the rule. */
 apr_status_t datos_endpoint_resolve(apr_pool_t *p, datos_api_t api,
-                                    const char *configured,
-                                    int allow_insecure, int creds_configured,
-                                    datos_endpoint_t *out, datos_err_t *err);
+                                    const char *configured, int allow_insecure,
+                                    int creds_configured, datos_endpoint_t *out,
+                                    datos_err_t *err);
 
 #endif

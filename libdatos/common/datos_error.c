@@ -5,8 +5,8 @@
 #include "datos_error.h"
 
 apr_status_t datos_err_set(datos_err_t *err, apr_pool_t *p, apr_status_t rv,
-                           int http_status, const char *reason,
-                           const char *fmt, ...)
+                           int http_status, const char *reason, const char *fmt,
+                           ...)
 {
     va_list ap;
     apr_pool_t *owner;
@@ -86,7 +86,7 @@ void datos_err_pool_pop(datos_err_t *err, apr_pool_t *saved)
 int datos_status_is_retryable(apr_status_t rv)
 {
     return APR_STATUS_IS_TIMEUP(rv) || rv == DATOS_ECONNECT
-        || rv == DATOS_EBACKEND || rv == DATOS_ERATELIMIT;
+           || rv == DATOS_EBACKEND || rv == DATOS_ERATELIMIT;
 }
 
 const char *datos_status_name(apr_status_t rv)
@@ -95,19 +95,19 @@ const char *datos_status_name(apr_status_t rv)
         return "timeout";
     }
     switch (rv) {
-    case DATOS_ECONNECT:    return "connect_error";
-    case DATOS_EBACKEND:    return "backend_error";
-    case DATOS_EMALFORMED:  return "malformed";
-    case DATOS_ERATELIMIT:  return "rate_limited";
-    case DATOS_EQUOTA:      return "quota";
-    case DATOS_EAUTH:       return "auth";
-    case DATOS_EREJECTED:   return "rejected";
+    case DATOS_ECONNECT: return "connect_error";
+    case DATOS_EBACKEND: return "backend_error";
+    case DATOS_EMALFORMED: return "malformed";
+    case DATOS_ERATELIMIT: return "rate_limited";
+    case DATOS_EQUOTA: return "quota";
+    case DATOS_EAUTH: return "auth";
+    case DATOS_EREJECTED: return "rejected";
     case DATOS_EBYTESLIMIT: return "bytes_limit";
-    case DATOS_ETOOLARGE:   return "too_large";
-    case DATOS_ECONFIG:     return "config";
-    case DATOS_EINSECURE:   return "insecure_url";
-    case DATOS_EEXISTS:     return "exists";
-    default:                return "error";
+    case DATOS_ETOOLARGE: return "too_large";
+    case DATOS_ECONFIG: return "config";
+    case DATOS_EINSECURE: return "insecure_url";
+    case DATOS_EEXISTS: return "exists";
+    default: return "error";
     }
 }
 

@@ -15,27 +15,42 @@
 #define DATOS_ERR_BASE (APR_OS_START_USERERR + 7300)
 
 /* Timeouts are APR_TIMEUP (APR_STATUS_IS_TIMEUP). */
-#define DATOS_ECONNECT    (DATOS_ERR_BASE + 1)  /* connect/DNS/reset/dropped or truncated response */
-#define DATOS_EBACKEND    (DATOS_ERR_BASE + 2)  /* upstream 5xx, or a retryable reason (backendError...) */
-#define DATOS_EMALFORMED  (DATOS_ERR_BASE + 3)  /* body is not the JSON shape the API documents */
-#define DATOS_ERATELIMIT  (DATOS_ERR_BASE + 4)  /* 429, 403 rateLimitExceeded: retry with backoff */
-#define DATOS_EQUOTA      (DATOS_ERR_BASE + 5)  /* 403 quotaExceeded: not within this run */
-#define DATOS_EAUTH       (DATOS_ERR_BASE + 6)  /* token refused, 401 after one refresh, accessDenied */
-#define DATOS_EREJECTED   (DATOS_ERR_BASE + 7)  /* other 4xx: permanent (invalidQuery, notFound...) */
-#define DATOS_EBYTESLIMIT (DATOS_ERR_BASE + 8)  /* bytesBilledLimitExceeded */
-#define DATOS_ETOOLARGE   (DATOS_ERR_BASE + 9)  /* response larger than the configured cap */
-#define DATOS_ECONFIG     (DATOS_ERR_BASE + 10) /* bad setting, key file, URL */
-#define DATOS_EINSECURE   (DATOS_ERR_BASE + 11) /* URL breaks the transport rule */
-#define DATOS_EEXISTS     (DATOS_ERR_BASE + 12) /* 409 duplicate / ALREADY_EXISTS: the resource (a job id) is taken */
+#define DATOS_ECONNECT \
+    (DATOS_ERR_BASE + 1) /* connect/DNS/reset/dropped or truncated response */
+#define DATOS_EBACKEND \
+    (DATOS_ERR_BASE    \
+     + 2) /* upstream 5xx, or a retryable reason (backendError...) */
+#define DATOS_EMALFORMED \
+    (DATOS_ERR_BASE + 3) /* body is not the JSON shape the API documents */
+#define DATOS_ERATELIMIT \
+    (DATOS_ERR_BASE + 4) /* 429, 403 rateLimitExceeded: retry with backoff */
+#define DATOS_EQUOTA \
+    (DATOS_ERR_BASE + 5) /* 403 quotaExceeded: not within this run */
+#define DATOS_EAUTH \
+    (DATOS_ERR_BASE \
+     + 6) /* token refused, 401 after one refresh, accessDenied */
+#define DATOS_EREJECTED \
+    (DATOS_ERR_BASE + 7) /* other 4xx: permanent (invalidQuery, notFound...) */
+#define DATOS_EBYTESLIMIT (DATOS_ERR_BASE + 8) /* bytesBilledLimitExceeded */
+#define DATOS_ETOOLARGE \
+    (DATOS_ERR_BASE + 9) /* response larger than the configured cap */
+#define DATOS_ECONFIG (DATOS_ERR_BASE + 10) /* bad setting, key file, URL */
+#define DATOS_EINSECURE \
+    (DATOS_ERR_BASE + 11) /* URL breaks the transport rule */
+#define DATOS_EEXISTS \
+    (DATOS_ERR_BASE   \
+     + 12) /* 409 duplicate / ALREADY_EXISTS: the resource (a job id) is taken */
 
 /* A datos_err_t starts zeroed (`datos_err_t err = {0};`, datos_err_clear
  * or datos_err_init): its pool is read by every function that fills it. */
 typedef struct datos_err_t {
-    apr_pool_t *pool;                /* where reason and message live; NULL: the pool each setter is given */
+    apr_pool_t *
+        pool; /* where reason and message live; NULL: the pool each setter is given */
     apr_status_t rv;
-    int http_status;                 /* upstream HTTP status, 0 when none */
-    const char *reason;              /* errors[0].reason, status name or OAuth error; NULL when none */
-    const char *message;             /* human text, safe to log (never a secret) */
+    int http_status; /* upstream HTTP status, 0 when none */
+    const char *
+        reason; /* errors[0].reason, status name or OAuth error; NULL when none */
+    const char *message; /* human text, safe to log (never a secret) */
     apr_interval_time_t retry_after; /* from Retry-After, 0 when absent */
 } datos_err_t;
 
@@ -45,9 +60,8 @@ typedef struct datos_err_t {
  * outlive the scratch pool of the call that failed), else in p. The
  * arguments may point into the err being set (a prefix of its message). */
 apr_status_t datos_err_set(datos_err_t *err, apr_pool_t *p, apr_status_t rv,
-                           int http_status, const char *reason,
-                           const char *fmt, ...)
-    __attribute__((format(printf, 6, 7)));
+                           int http_status, const char *reason, const char *fmt,
+                           ...) __attribute__((format(printf, 6, 7)));
 
 /* Zeroes err, its pool included. */
 void datos_err_clear(datos_err_t *err);

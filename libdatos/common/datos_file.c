@@ -17,8 +17,9 @@ apr_status_t datos_file_replace(apr_pool_t *p, const char *path,
     /* The pid keeps two writers (httpd's processes, overlapping runs)
      * off each other's temporary file. */
     tmp = apr_psprintf(p, "%s.%ld.tmp", path, (long)getpid());
-    rv = apr_file_open(&f, tmp, APR_FOPEN_WRITE | APR_FOPEN_CREATE
-                                | APR_FOPEN_TRUNCATE, perms, p);
+    rv = apr_file_open(&f, tmp,
+                       APR_FOPEN_WRITE | APR_FOPEN_CREATE | APR_FOPEN_TRUNCATE,
+                       perms, p);
     if (rv == APR_SUCCESS && len)
         rv = apr_file_write_full(f, data, len, NULL);
     if (rv == APR_SUCCESS)

@@ -28,16 +28,13 @@ static int is_any(const char *s, const char *const *list)
 
 /* gcp-wire.md 0.4: the canonical code names, by what a client does next. */
 static const char *const status_retry[] = {
-    "UNAVAILABLE", "INTERNAL", "UNKNOWN", "ABORTED", "DEADLINE_EXCEEDED",
-    "CANCELLED", "DATA_LOSS", NULL
-};
-static const char *const status_rejected[] = {
-    "NOT_FOUND", "INVALID_ARGUMENT", "FAILED_PRECONDITION", "OUT_OF_RANGE",
-    NULL
-};
-static const char *const status_auth[] = {
-    "PERMISSION_DENIED", "UNAUTHENTICATED", NULL
-};
+    "UNAVAILABLE",       "INTERNAL",  "UNKNOWN",   "ABORTED",
+    "DEADLINE_EXCEEDED", "CANCELLED", "DATA_LOSS", NULL};
+static const char *const status_rejected[] = {"NOT_FOUND", "INVALID_ARGUMENT",
+                                              "FAILED_PRECONDITION",
+                                              "OUT_OF_RANGE", NULL};
+static const char *const status_auth[] = {"PERMISSION_DENIED",
+                                          "UNAUTHENTICATED", NULL};
 
 static apr_status_t classify_api(int http_status, const char *reason,
                                  const char *status)
@@ -194,7 +191,7 @@ apr_status_t datos_google_classify(apr_pool_t *p, datos_google_source_t src,
     if (json_is_object(j)) {
         e = json_object_get(j, "error");
     }
-    if (json_is_object(e)) {             /* the API envelope */
+    if (json_is_object(e)) { /* the API envelope */
         json_t *errs = datos_json_arr(e, "errors");
         if (json_array_size(errs) > 0) {
             reason = datos_json_str(json_array_get(errs, 0), "reason");
@@ -206,7 +203,7 @@ apr_status_t datos_google_classify(apr_pool_t *p, datos_google_source_t src,
             retry_after = hint;
         }
     }
-    else if (json_is_string(e)) {        /* OAuth: {error, error_description} */
+    else if (json_is_string(e)) { /* OAuth: {error, error_description} */
         reason = json_string_value(e);
         msg = datos_json_str(j, "error_description");
     }
@@ -230,16 +227,16 @@ apr_status_t datos_google_classify(apr_pool_t *p, datos_google_source_t src,
                       datos_err_text(p, msg, strlen(msg), 500));
     }
     else if (json_is_string(e) && shown) {
-        datos_err_set(err, p, rv, http_status, shown, "HTTP %d %s",
-                      http_status, shown);
+        datos_err_set(err, p, rv, http_status, shown, "HTTP %d %s", http_status,
+                      shown);
     }
     else {
         datos_err_set(err, p, rv, http_status, shown, "HTTP %d%s%s with %s",
                       http_status, shown ? " " : "", shown ? shown : "",
                       !len ? "an empty body"
-                      : e ? "an error envelope without a message"
-                      : j ? "JSON that is not an error envelope"
-                          : "a non-JSON body");
+                      : e  ? "an error envelope without a message"
+                      : j  ? "JSON that is not an error envelope"
+                           : "a non-JSON body");
     }
     err->retry_after = retry_after;
     json_decref(j);
@@ -293,8 +290,7 @@ apr_status_t datos_google_call(datos_google_op_t *op, apr_pool_t *cp,
     apr_status_t rv;
     datos_http_req_t req;
     datos_http_resp_t *resp;
-    const char *quota = op->creds ? datos_creds_quota_project(op->creds)
-                                  : NULL;
+    const char *quota = op->creds ? datos_creds_quota_project(op->creds) : NULL;
     int i, accepted;
 
     rv = datos_google_op_token(op);
@@ -322,8 +318,7 @@ apr_status_t datos_google_call(datos_google_op_t *op, apr_pool_t *cp,
         }
         if (call->body) {
             req.body = call->body;
-            req.body_len = call->body_len ? call->body_len
-                                          : strlen(call->body);
+            req.body_len = call->body_len ? call->body_len : strlen(call->body);
         }
         req.segs = call->segs;
         req.nsegs = call->nsegs;
@@ -360,11 +355,9 @@ apr_status_t datos_google_call(datos_google_op_t *op, apr_pool_t *cp,
         accepted = resp->status == call->accept[i];
     }
     if (!accepted) {
-        rv = datos_google_classify(cp, DATOS_GOOGLE_API, resp->status,
-                                   resp->body, resp->body_len,
-                                   datos_http_retry_after(resp,
-                                                          apr_time_now()),
-                                   op->err);
+        rv = datos_google_classify(
+            cp, DATOS_GOOGLE_API, resp->status, resp->body, resp->body_len,
+            datos_http_retry_after(resp, apr_time_now()), op->err);
         goto leave;
     }
     *out = resp;

@@ -71,15 +71,15 @@ apr_status_t datos_google_classify(apr_pool_t *p, datos_google_source_t src,
  * and at most one refresh after a 401 for the whole operation. Used by one
  * thread at a time. */
 typedef struct datos_google_op_t {
-    apr_pool_t *pool;        /* the token and, when err had none, the error texts */
+    apr_pool_t *pool; /* the token and, when err had none, the error texts */
     datos_http_t *http;
-    datos_creds_t *creds;    /* NULL: no Authorization header */
-    apr_time_t deadline;     /* absolute; 0: only the handle's timeout per call */
-    datos_err_t *err;        /* may be NULL */
-    const char *token;       /* NULL until taken, and for credentials "none" */
+    datos_creds_t *creds; /* NULL: no Authorization header */
+    apr_time_t deadline;  /* absolute; 0: only the handle's timeout per call */
+    datos_err_t *err;     /* may be NULL */
+    const char *token;    /* NULL until taken, and for credentials "none" */
     int token_taken;
-    int refreshed;           /* the one refresh after a 401 is spent */
-    int lent_pool;           /* err->pool was NULL: op_done gives it back */
+    int refreshed; /* the one refresh after a 401 is spent */
+    int lent_pool; /* err->pool was NULL: op_done gives it back */
 } datos_google_op_t;
 
 /* When err has no pool, the operation lends it p until op_done, so texts
@@ -94,19 +94,19 @@ void datos_google_op_done(datos_google_op_t *op);
 apr_status_t datos_google_op_token(datos_google_op_t *op);
 
 typedef struct datos_google_call_t {
-    const char *what;            /* the API method, prefixed to messages: "jobs.query" */
-    const char *method;          /* NULL: GET */
+    const char *what;   /* the API method, prefixed to messages: "jobs.query" */
+    const char *method; /* NULL: GET */
     const char *url;
-    const char *body;            /* NULL: none; body_len 0 means strlen(body) */
+    const char *body; /* NULL: none; body_len 0 means strlen(body) */
     apr_size_t body_len;
-    const datos_http_seg_t *segs;/* instead of body: sent without copying */
+    const datos_http_seg_t *segs; /* instead of body: sent without copying */
     int nsegs;
     const char *content_type;    /* NULL with a body: application/json */
     apr_array_header_t *headers; /* more "Name: value" lines, or NULL */
     int accept[4];               /* statuses besides 2xx that are answers, not
                                   * refusals (a resumable upload's 308); 0 ends */
     apr_size_t max_response;     /* as datos_http_req_t */
-    int keep_partial;            /* as datos_http_req_t: DATOS_ETOOLARGE with *resp set */
+    int keep_partial; /* as datos_http_req_t: DATOS_ETOOLARGE with *resp set */
 } datos_google_call_t;
 
 /* One call: sends Authorization: Bearer (and x-goog-user-project when the

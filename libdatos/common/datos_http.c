@@ -93,8 +93,8 @@ apr_status_t datos_http_create(apr_pool_t *p, const datos_http_opts_t *opts,
         http->opts.max_response = (apr_size_t)32 * 1024 * 1024;
     }
     http->opts.ca_file = opts->ca_file ? apr_pstrdup(p, opts->ca_file) : NULL;
-    http->opts.user_agent = apr_pstrdup(p, opts->user_agent ? opts->user_agent
-                                           : "datos/" DATOS_VERSION);
+    http->opts.user_agent = apr_pstrdup(
+        p, opts->user_agent ? opts->user_agent : "datos/" DATOS_VERSION);
     http->curl = curl_easy_init();
     if (!http->curl) {
         rv = datos_err_set(err, p, APR_ENOMEM, 0, NULL,
@@ -118,20 +118,20 @@ typedef enum {
 
 typedef struct {
     int https;
-    const char *host;      /* without brackets, lowercase */
+    const char *host; /* without brackets, lowercase */
 } url_parts_t;
 
 /* ASCII only, independent of the process locale. */
 static int ascii_alnum(unsigned char c)
 {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
-        || (c >= '0' && c <= '9');
+           || (c >= '0' && c <= '9');
 }
 
 static int host_char_ok(char c)
 {
     return ascii_alnum((unsigned char)c) || c == '.' || c == '-' || c == '_'
-        || c == ':';
+           || c == ':';
 }
 
 /* Just enough of RFC 3986 to find the host the way curl will. Anything
@@ -189,7 +189,7 @@ static apr_status_t url_split(apr_pool_t *p, const char *url, url_parts_t *u,
         }
         host = apr_pstrmemdup(p, h, (apr_size_t)(he - h));
     }
-    if (he < end) {                 /* ":port" */
+    if (he < end) { /* ":port" */
         const char *q = he + 1;
         long port = 0;
 
@@ -305,7 +305,8 @@ static apr_status_t check_url(apr_pool_t *p, const char *url,
         datos_err_set(err, p, rv, 0, DATOS_REASON_PLAIN_HTTP,
                       "plain http to %s is not allowed: use https or a "
                       "loopback address, or allow insecure http for an "
-                      "emulator", u.host);
+                      "emulator",
+                      u.host);
         goto leave;
     }
     *cls = c;
@@ -399,8 +400,9 @@ static size_t header_cb(char *buf, size_t size, size_t nitems, void *userdata)
     while (k < n && (buf[k] == ' ' || buf[k] == '\t')) {
         k++;
     }
-    while (n > k && (buf[n - 1] == '\r' || buf[n - 1] == '\n'
-                     || buf[n - 1] == ' ' || buf[n - 1] == '\t')) {
+    while (n > k
+           && (buf[n - 1] == '\r' || buf[n - 1] == '\n' || buf[n - 1] == ' '
+               || buf[n - 1] == '\t')) {
         n--;
     }
     value = apr_pstrmemdup(x->p, buf + k, n - k);
@@ -411,10 +413,9 @@ static size_t header_cb(char *buf, size_t size, size_t nitems, void *userdata)
 /* Names whose values grant access: form fields (the JWT-bearer assertion,
  * the refresh-token grant's client secret and refresh token) and the same
  * names as JSON members. */
-static const char *const secret_names[] = {
-    "assertion", "refresh_token", "client_secret", "access_token",
-    "private_key", NULL
-};
+static const char *const secret_names[] = {"assertion",     "refresh_token",
+                                           "client_secret", "access_token",
+                                           "private_key",   NULL};
 
 /* Where the value after a secret name at s[i] starts: "name=" (a form
  * field or query parameter) or "\"name\"" then ':' (JSON). Returns the
@@ -426,12 +427,14 @@ static apr_size_t secret_at(const char *s, apr_size_t i, apr_size_t n)
     for (k = 0; secret_names[k]; k++) {
         apr_size_t l = strlen(secret_names[k]);
         if (n - i > l && !strncasecmp(s + i, secret_names[k], l)
-            && s[i + l] == '=' && (i == 0 || s[i - 1] == '&' || s[i - 1] == '?'
-                                   || s[i - 1] == ' ')) {
+            && s[i + l] == '='
+            && (i == 0 || s[i - 1] == '&' || s[i - 1] == '?'
+                || s[i - 1] == ' ')) {
             return l + 1;
         }
         if (n - i > l + 2 && s[i] == '"'
-            && !strncasecmp(s + i + 1, secret_names[k], l) && s[i + 1 + l] == '"') {
+            && !strncasecmp(s + i + 1, secret_names[k], l)
+            && s[i + 1 + l] == '"') {
             apr_size_t j = i + l + 2;
             while (j < n && (s[j] == ' ' || s[j] == '\t')) {
                 j++;
@@ -480,7 +483,7 @@ static char *mask_secrets(apr_pool_t *p, const char *data, apr_size_t len)
                 memcpy(m + o, l + i, name);
                 o += name;
                 i += name;
-                if (i < n && l[i] == '"') {          /* a JSON string */
+                if (i < n && l[i] == '"') { /* a JSON string */
                     m[o++] = l[i++];
                     while (i < n && l[i] != '"') {
                         i += l[i] == '\\' && i + 1 < n ? 2 : 1;
@@ -517,9 +520,9 @@ static int debug_cb(CURL *handle, curl_infotype type, char *data, size_t size,
     switch (type) {
     case CURLINFO_TEXT: {
         const char *nl = memchr(data, '\n', size);
-        datos_log_perror(DATOS_LOG_MARK, DATOS_LOG_TRACE4, 0, p, "curl: %s",
-                         datos_err_text(p, data, nl ? (apr_size_t)(nl - data)
-                                                    : size, 400));
+        datos_log_perror(
+            DATOS_LOG_MARK, DATOS_LOG_TRACE4, 0, p, "curl: %s",
+            datos_err_text(p, data, nl ? (apr_size_t)(nl - data) : size, 400));
         break;
     }
     case CURLINFO_HEADER_OUT:
@@ -553,8 +556,7 @@ static int debug_cb(CURL *handle, curl_infotype type, char *data, size_t size,
                          "curl << %" APR_SIZE_T_FMT " body bytes",
                          (apr_size_t)size);
         break;
-    default:
-        break;
+    default: break;
     }
     apr_pool_destroy(p);
     return 0;
@@ -566,8 +568,8 @@ static int debug_cb(CURL *handle, curl_infotype type, char *data, size_t size,
 typedef struct {
     const datos_http_seg_t *segs;
     int nsegs;
-    int seg;                 /* segment being read */
-    apr_size_t off;          /* offset in it */
+    int seg;        /* segment being read */
+    apr_size_t off; /* offset in it */
 } body_src_t;
 
 static size_t read_cb(char *buf, size_t size, size_t nitems, void *userdata)
@@ -635,14 +637,11 @@ static long to_ms(apr_interval_time_t t)
 static apr_status_t map_curl(CURLcode cc, const xfer_t *x)
 {
     switch (cc) {
-    case CURLE_OK:
-        return APR_SUCCESS;
-    case CURLE_OPERATION_TIMEDOUT:
-        return APR_TIMEUP;
+    case CURLE_OK: return APR_SUCCESS;
+    case CURLE_OPERATION_TIMEDOUT: return APR_TIMEUP;
     case CURLE_WRITE_ERROR:
         return x->too_large ? DATOS_ETOOLARGE : DATOS_ECONNECT;
-    case CURLE_FILESIZE_EXCEEDED:
-        return DATOS_ETOOLARGE;
+    case CURLE_FILESIZE_EXCEEDED: return DATOS_ETOOLARGE;
     case CURLE_URL_MALFORMAT:
         /* check_url passed it, so curl reads the URL differently. */
         return DATOS_EINSECURE;
@@ -680,15 +679,15 @@ static apr_status_t add_header(apr_pool_t *p, struct curl_slist **list,
     return APR_SUCCESS;
 }
 
-#define SETOPT(opt, val) \
-    do { \
-        cc = curl_easy_setopt(c, opt, val); \
-        if (cc != CURLE_OK) { \
+#define SETOPT(opt, val)                                      \
+    do {                                                      \
+        cc = curl_easy_setopt(c, opt, val);                   \
+        if (cc != CURLE_OK) {                                 \
             rv = datos_err_set(err, p, APR_EGENERAL, 0, NULL, \
-                               "curl option %s: %s", #opt, \
-                               curl_easy_strerror(cc)); \
-            goto leave; \
-        } \
+                               "curl option %s: %s", #opt,    \
+                               curl_easy_strerror(cc));       \
+            goto leave;                                       \
+        }                                                     \
     } while (0)
 
 apr_status_t datos_http_perform(datos_http_t *http, apr_pool_t *p,
@@ -725,8 +724,9 @@ apr_status_t datos_http_perform(datos_http_t *http, apr_pool_t *p,
         }
         body_total += (curl_off_t)req->segs[i].len;
     }
-    rv = check_url(p, req->url, http->opts.allow_insecure
-                   || req->allow_insecure, req->metadata, &cls, err);
+    rv =
+        check_url(p, req->url, http->opts.allow_insecure || req->allow_insecure,
+                  req->metadata, &cls, err);
     if (rv != APR_SUCCESS) {
         goto leave;
     }
@@ -800,8 +800,10 @@ apr_status_t datos_http_perform(datos_http_t *http, apr_pool_t *p,
         SETOPT(CURLOPT_NOPROXY, "*");
     }
     if (datos_log_is_level(DATOS_LOG_TRACE4)) {
-        body_loggable = has_body && (!req->content_type
-                        || !strncasecmp(req->content_type, "application/json", 16));
+        body_loggable =
+            has_body
+            && (!req->content_type
+                || !strncasecmp(req->content_type, "application/json", 16));
         SETOPT(CURLOPT_DEBUGFUNCTION, debug_cb);
         SETOPT(CURLOPT_DEBUGDATA, &body_loggable);
         SETOPT(CURLOPT_VERBOSE, 1L);
@@ -865,10 +867,10 @@ apr_status_t datos_http_perform(datos_http_t *http, apr_pool_t *p,
         goto leave;
     }
     if (has_body) {
-        const char *ct = req->content_type ? req->content_type
-                                           : "application/json";
-        if ((rv = add_header(p, &hdrs, apr_pstrcat(p, "Content-Type: ", ct,
-                                                   NULL), err))) {
+        const char *ct =
+            req->content_type ? req->content_type : "application/json";
+        if ((rv = add_header(
+                 p, &hdrs, apr_pstrcat(p, "Content-Type: ", ct, NULL), err))) {
             goto leave;
         }
     }
@@ -881,8 +883,8 @@ apr_status_t datos_http_perform(datos_http_t *http, apr_pool_t *p,
     SETOPT(CURLOPT_HTTPHEADER, hdrs);
 
     datos_log_perror(DATOS_LOG_MARK, DATOS_LOG_TRACE1, 0, p,
-                     "%s %s (timeout %ld ms)", method,
-                     url_for_log(p, req->url), to_ms(timeout));
+                     "%s %s (timeout %ld ms)", method, url_for_log(p, req->url),
+                     to_ms(timeout));
     cc = curl_easy_perform(c);
     if (cc != CURLE_OK) {
         rv = map_curl(cc, &x);
@@ -890,8 +892,8 @@ apr_status_t datos_http_perform(datos_http_t *http, apr_pool_t *p,
             curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
             rv = datos_err_set(err, p, rv, (int)status, NULL,
                                "%s %s: response larger than %" APR_SIZE_T_FMT
-                               " bytes", method, url_for_log(p, req->url),
-                               x.max);
+                               " bytes",
+                               method, url_for_log(p, req->url), x.max);
             if (req->keep_partial) {
                 r = apr_pcalloc(p, sizeof(*r));
                 r->status = (int)status;
@@ -937,8 +939,7 @@ leave:
 
 #undef SETOPT
 
-apr_interval_time_t datos_retry_after_parse(const char *value,
-                                            apr_time_t now)
+apr_interval_time_t datos_retry_after_parse(const char *value, apr_time_t now)
 {
     apr_size_t start = 0, end, i;
     apr_int64_t secs = 0, when;
@@ -991,8 +992,8 @@ apr_interval_time_t datos_http_retry_after(const datos_http_resp_t *resp,
     if (!resp || !resp->headers) {
         return 0;
     }
-    return datos_retry_after_parse(apr_table_get(resp->headers,
-                                                 "Retry-After"), now);
+    return datos_retry_after_parse(apr_table_get(resp->headers, "Retry-After"),
+                                   now);
 }
 
 char *datos_http_urlencode(apr_pool_t *p, const char *s)

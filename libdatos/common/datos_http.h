@@ -14,14 +14,17 @@
 #include "datos_error.h"
 
 typedef struct datos_http_opts_t {
-    apr_interval_time_t connect_timeout; /* > 0; never rounds to curl's "0 = forever" */
-    apr_interval_time_t timeout;         /* whole transfer, > 0 */
-    apr_interval_time_t low_speed_time;  /* abort when slower than low_speed_limit this long; 0 = off */
-    long low_speed_limit;                /* bytes per second */
-    apr_size_t max_response;             /* body cap; larger answers fail with DATOS_ETOOLARGE */
-    const char *ca_file;                 /* NULL: the system bundle */
-    int allow_insecure;                  /* plain http to any host (emulator base URLs, explicit opt-in) */
-    const char *user_agent;              /* NULL: "datos/<version>" */
+    apr_interval_time_t
+        connect_timeout;         /* > 0; never rounds to curl's "0 = forever" */
+    apr_interval_time_t timeout; /* whole transfer, > 0 */
+    apr_interval_time_t
+        low_speed_time; /* abort when slower than low_speed_limit this long; 0 = off */
+    long low_speed_limit; /* bytes per second */
+    apr_size_t
+        max_response; /* body cap; larger answers fail with DATOS_ETOOLARGE */
+    const char *ca_file; /* NULL: the system bundle */
+    int allow_insecure; /* plain http to any host (emulator base URLs, explicit opt-in) */
+    const char *user_agent; /* NULL: "datos/<version>" */
 } datos_http_opts_t;
 
 /* connect 3 s, total 10 s, low speed 1 B/s for 10 s, 32 MiB cap, no CA
@@ -35,32 +38,37 @@ typedef struct datos_http_seg_t {
 } datos_http_seg_t;
 
 typedef struct datos_http_req_t {
-    const char *method;          /* "GET", "POST", "PUT", "PATCH", "DELETE" */
+    const char *method; /* "GET", "POST", "PUT", "PATCH", "DELETE" */
     const char *url;
-    apr_array_header_t *headers; /* of const char *, "Name: value"; CR/LF in a value is refused */
-    const char *body;            /* NULL: no body (POST then sends Content-Length: 0) */
+    apr_array_header_t *
+        headers; /* of const char *, "Name: value"; CR/LF in a value is refused */
+    const char *body; /* NULL: no body (POST then sends Content-Length: 0) */
     apr_size_t body_len;
-    const datos_http_seg_t *segs;/* instead of body: nsegs pieces sent in order, read by curl
+    const datos_http_seg_t
+        *segs; /* instead of body: nsegs pieces sent in order, read by curl
                                   * straight from the caller's buffers (a 100 MB upload is
                                   * never copied); they must stay unchanged until perform
                                   * returns. Content-Length is their sum. */
     int nsegs;
-    const char *content_type;    /* NULL with a body: application/json */
-    int metadata;                /* metadata server: no proxy, connect timeout <= 2 s, plain http allowed to its host */
-    apr_time_t deadline;         /* absolute; 0 = none. The timeout used is min(opts->timeout, deadline - now) */
-    int allow_insecure;          /* plain http to this URL even when opts->allow_insecure is off (a token_uri
+    const char *content_type; /* NULL with a body: application/json */
+    int metadata; /* metadata server: no proxy, connect timeout <= 2 s, plain http allowed to its host */
+    apr_time_t
+        deadline; /* absolute; 0 = none. The timeout used is min(opts->timeout, deadline - now) */
+    int allow_insecure; /* plain http to this URL even when opts->allow_insecure is off (a token_uri
                                   * the credentials checked with their own setting) */
-    apr_size_t max_response;     /* body cap for this call when lower than opts->max_response; 0: the handle's */
-    int keep_partial;            /* on DATOS_ETOOLARGE, still hand out the status, headers and the bytes
+    apr_size_t
+        max_response; /* body cap for this call when lower than opts->max_response; 0: the handle's */
+    int keep_partial; /* on DATOS_ETOOLARGE, still hand out the status, headers and the bytes
                                   * received up to the cap (resp->partial set) */
 } datos_http_req_t;
 
 typedef struct datos_http_resp_t {
     int status;
-    apr_table_t *headers;        /* names as received; apr_table_get is case-insensitive */
-    const char *body;            /* NUL-terminated copy, body_len bytes before the NUL */
+    apr_table_t
+        *headers;     /* names as received; apr_table_get is case-insensitive */
+    const char *body; /* NUL-terminated copy, body_len bytes before the NUL */
     apr_size_t body_len;
-    int partial;                 /* the body was cut at the cap (keep_partial) */
+    int partial; /* the body was cut at the cap (keep_partial) */
 } datos_http_resp_t;
 
 typedef struct datos_http_t datos_http_t;
@@ -111,8 +119,7 @@ apr_status_t datos_http_check_url(apr_pool_t *p, const char *url,
  * forms), parsed without overflow and clamped to [DATOS_RETRY_AFTER_MIN,
  * DATOS_RETRY_AFTER_MAX]: a date in the past is the minimum, a huge number
  * the maximum. 0 when value is NULL, empty or unparsable. */
-apr_interval_time_t datos_retry_after_parse(const char *value,
-                                            apr_time_t now);
+apr_interval_time_t datos_retry_after_parse(const char *value, apr_time_t now);
 
 /* datos_retry_after_parse of the answer's Retry-After header. */
 apr_interval_time_t datos_http_retry_after(const datos_http_resp_t *resp,

@@ -36,8 +36,8 @@ apr_status_t datos_json_parse(apr_pool_t *p, const char *buf, apr_size_t len,
     j = json_loadb(buf ? buf : "", buf ? len : 0, flags, &jerr);
     if (!j) {
         rv = datos_err_set(err, p, DATOS_EMALFORMED, 0, NULL,
-                           "invalid JSON: %s (line %d, column %d)",
-                           jerr.text, jerr.line, jerr.column);
+                           "invalid JSON: %s (line %d, column %d)", jerr.text,
+                           jerr.line, jerr.column);
         goto leave;
     }
     *out = datos_json_bind(p, j);

@@ -10,9 +10,8 @@ static datos_log_level_fn *log_is_level;
 static void *log_baton;
 
 static const char *const level_names[] = {
-    "emerg", "alert", "crit", "error", "warn", "notice", "info", "debug",
-    "trace1", "trace2", "trace3", "trace4"
-};
+    "emerg", "alert", "crit",   "error",  "warn",   "notice",
+    "info",  "debug", "trace1", "trace2", "trace3", "trace4"};
 
 void datos_log_set_sink(datos_log_sink_fn *sink, datos_log_level_fn *is_level,
                         void *baton)
@@ -65,13 +64,19 @@ void datos_log_perror(const char *file, int line, datos_log_level_t level,
                 apr_strerror(rv, buf, sizeof(buf));
             }
             fprintf(stderr, "[datos:%s] %s (%d) %s\n",
-                    (unsigned)level < sizeof(level_names) / sizeof(level_names[0])
-                        ? level_names[level] : "?", buf, (int)rv, msg);
+                    (unsigned)level
+                            < sizeof(level_names) / sizeof(level_names[0])
+                        ? level_names[level]
+                        : "?",
+                    buf, (int)rv, msg);
         }
         else {
             fprintf(stderr, "[datos:%s] %s\n",
-                    (unsigned)level < sizeof(level_names) / sizeof(level_names[0])
-                        ? level_names[level] : "?", msg);
+                    (unsigned)level
+                            < sizeof(level_names) / sizeof(level_names[0])
+                        ? level_names[level]
+                        : "?",
+                    msg);
         }
     }
     if (scratch) {

@@ -10,8 +10,8 @@ static apr_status_t slot_clear(void *data)
 apr_status_t datos_mutex_create(apr_thread_mutex_t **slot, apr_pool_t *p)
 {
 #if APR_HAS_THREADS
-    apr_status_t rv = apr_thread_mutex_create(slot, APR_THREAD_MUTEX_DEFAULT,
-                                              p);
+    apr_status_t rv =
+        apr_thread_mutex_create(slot, APR_THREAD_MUTEX_DEFAULT, p);
 
     if (rv != APR_SUCCESS) {
         *slot = NULL;

@@ -28,7 +28,7 @@ char *datos_base64_encode(apr_pool_t *p, const unsigned char *data,
 
     for (; i + 2 < len; i += 3) {
         apr_uint32_t v = ((apr_uint32_t)data[i] << 16)
-                       | ((apr_uint32_t)data[i + 1] << 8) | data[i + 2];
+                         | ((apr_uint32_t)data[i + 1] << 8) | data[i + 2];
         o[0] = b64_alphabet[v >> 18];
         o[1] = b64_alphabet[(v >> 12) & 63];
         o[2] = b64_alphabet[(v >> 6) & 63];
@@ -44,8 +44,8 @@ char *datos_base64_encode(apr_pool_t *p, const unsigned char *data,
         o += 4;
     }
     else if (len - i == 2) {
-        apr_uint32_t v = ((apr_uint32_t)data[i] << 16)
-                       | ((apr_uint32_t)data[i + 1] << 8);
+        apr_uint32_t v =
+            ((apr_uint32_t)data[i] << 16) | ((apr_uint32_t)data[i + 1] << 8);
         o[0] = b64_alphabet[v >> 18];
         o[1] = b64_alphabet[(v >> 12) & 63];
         o[2] = b64_alphabet[(v >> 6) & 63];
@@ -61,30 +61,35 @@ char *datos_base64_encode(apr_pool_t *p, const unsigned char *data,
 
 /* The sextet of a character of either alphabet, 64 for anything else;
  * evaluated at compile time to fill the tables below. */
-#define B64V(c) ((c) >= 'A' && (c) <= 'Z' ? (c) - 'A'                        \
-                 : (c) >= 'a' && (c) <= 'z' ? (c) - 'a' + 26                  \
-                 : (c) >= '0' && (c) <= '9' ? (c) - '0' + 52                  \
-                 : (c) == '+' || (c) == '-' ? 62                              \
-                 : (c) == '/' || (c) == '_' ? 63 : 64)
+#define B64V(c)                                  \
+    ((c) >= 'A' && (c) <= 'Z'   ? (c) - 'A'      \
+     : (c) >= 'a' && (c) <= 'z' ? (c) - 'a' + 26 \
+     : (c) >= '0' && (c) <= '9' ? (c) - '0' + 52 \
+     : (c) == '+' || (c) == '-' ? 62             \
+     : (c) == '/' || (c) == '_' ? 63             \
+                                : 64)
 /* One table per position in a quad, the sextet already shifted into place
  * and anything invalid marked in bit 24: a quad is four lookups OR-ed. */
 #define B64_BAD 0x01000000u
-#define B64T(c, shift) (B64V(c) == 64 ? B64_BAD : (apr_uint32_t)B64V(c) << (shift))
-#define B64_D0(c) B64T(c, 18)
-#define B64_D1(c) B64T(c, 12)
-#define B64_D2(c) B64T(c, 6)
-#define B64_D3(c) B64T(c, 0)
+#define B64T(c, shift) \
+    (B64V(c) == 64 ? B64_BAD : (apr_uint32_t)B64V(c) << (shift))
+#define B64_D0(c)    B64T(c, 18)
+#define B64_D1(c)    B64T(c, 12)
+#define B64_D2(c)    B64T(c, 6)
+#define B64_D3(c)    B64T(c, 0)
 #define B64_R4(f, i) f(i), f((i) + 1), f((i) + 2), f((i) + 3)
-#define B64_R16(f, i) B64_R4(f, i), B64_R4(f, (i) + 4), B64_R4(f, (i) + 8), \
-                      B64_R4(f, (i) + 12)
-#define B64_R64(f, i) B64_R16(f, i), B64_R16(f, (i) + 16), B64_R16(f, (i) + 32), \
-                      B64_R16(f, (i) + 48)
-#define B64_R256(f) B64_R64(f, 0), B64_R64(f, 64), B64_R64(f, 128), B64_R64(f, 192)
+#define B64_R16(f, i) \
+    B64_R4(f, i), B64_R4(f, (i) + 4), B64_R4(f, (i) + 8), B64_R4(f, (i) + 12)
+#define B64_R64(f, i)                                          \
+    B64_R16(f, i), B64_R16(f, (i) + 16), B64_R16(f, (i) + 32), \
+        B64_R16(f, (i) + 48)
+#define B64_R256(f) \
+    B64_R64(f, 0), B64_R64(f, 64), B64_R64(f, 128), B64_R64(f, 192)
 
-static const apr_uint32_t b64_d0[256] = { B64_R256(B64_D0) };
-static const apr_uint32_t b64_d1[256] = { B64_R256(B64_D1) };
-static const apr_uint32_t b64_d2[256] = { B64_R256(B64_D2) };
-static const apr_uint32_t b64_d3[256] = { B64_R256(B64_D3) };
+static const apr_uint32_t b64_d0[256] = {B64_R256(B64_D0)};
+static const apr_uint32_t b64_d1[256] = {B64_R256(B64_D1)};
+static const apr_uint32_t b64_d2[256] = {B64_R256(B64_D2)};
+static const apr_uint32_t b64_d3[256] = {B64_R256(B64_D3)};
 
 /* Whole quads through the tables, the invalid mark OR-ed across all of
  * them and tested once: message data is most of what a pull answer
@@ -164,12 +169,14 @@ const char *datos_pubsub_resource_name(apr_pool_t *p, const char *value,
     n = strlen(name);
     if (n < 3 || n > 255 || !apr_isalpha(name[0])
         || !strncasecmp(name, "goog", 4))
-        return apr_psprintf(p, "'%s' must be 3 to 255 characters, start "
+        return apr_psprintf(p,
+                            "'%s' must be 3 to 255 characters, start "
                             "with a letter, and not start with 'goog'",
                             datos_err_text(p, name, n, 120));
     for (i = 0; i < n; i++) {
         if (!apr_isalnum(name[i]) && !strchr("-_.~+%", name[i]))
-            return apr_psprintf(p, "'%s' may hold only letters, digits "
+            return apr_psprintf(p,
+                                "'%s' may hold only letters, digits "
                                 "and - _ . ~ + %%",
                                 datos_err_text(p, name, n, 120));
     }
@@ -206,7 +213,8 @@ apr_status_t datos_pubsub_parse_time(const char *text, apr_size_t len,
     n = 19;
     if (text[i] == '.') {
         buf[n++] = text[i++];
-        for (digits = 0; i < len && text[i] >= '0' && text[i] <= '9'; i++, digits++) {
+        for (digits = 0; i < len && text[i] >= '0' && text[i] <= '9';
+             i++, digits++) {
             if (digits < 6) {
                 buf[n++] = text[i];
             }
@@ -263,11 +271,12 @@ static void read_entry(apr_pool_t *p, const json_t *e, int index,
     m->data = (const unsigned char *)"";
     if (!json_is_object(e)) {
         m->attributes = apr_array_make(p, 0, sizeof(datos_attr_t));
-        m->problem = apr_psprintf(p, "receivedMessages[%d] is not an object",
-                                  index);
+        m->problem =
+            apr_psprintf(p, "receivedMessages[%d] is not an object", index);
         return;
     }
-    json_object_foreach((json_t *)e, key, v) {
+    json_object_foreach((json_t *)e, key, v)
+    {
         if (!strcmp(key, "ackId")) {
             ack = v;
         }
@@ -279,7 +288,8 @@ static void read_entry(apr_pool_t *p, const json_t *e, int index,
         }
     }
     if (json_is_object(msg)) {
-        json_object_foreach((json_t *)msg, key, v) {
+        json_object_foreach((json_t *)msg, key, v)
+        {
             switch (key[0]) {
             case 'd': data = strcmp(key, "data") ? data : v; break;
             case 'a': attrs = strcmp(key, "attributes") ? attrs : v; break;
@@ -290,52 +300,64 @@ static void read_entry(apr_pool_t *p, const json_t *e, int index,
             }
         }
     }
-    m->attributes = apr_array_make(p, json_is_object(attrs)
-                                      ? (int)json_object_size(attrs) : 0,
-                                   sizeof(datos_attr_t));
+    m->attributes = apr_array_make(
+        p, json_is_object(attrs) ? (int)json_object_size(attrs) : 0,
+        sizeof(datos_attr_t));
 
     if (!json_is_string(ack) || !json_string_length(ack)) {
-        m->problem = apr_psprintf(p, "receivedMessages[%d] has no ackId", index);
+        m->problem =
+            apr_psprintf(p, "receivedMessages[%d] has no ackId", index);
         return;
     }
-    m->ack_id = apr_pstrmemdup(p, json_string_value(ack), json_string_length(ack));
+    m->ack_id =
+        apr_pstrmemdup(p, json_string_value(ack), json_string_length(ack));
 
     n = attempt ? attempt_value(attempt) : 0;
     if (n < 0) {
-        m->problem = apr_psprintf(p, "receivedMessages[%d].deliveryAttempt is "
-                                  "not a count", index);
+        m->problem = apr_psprintf(p,
+                                  "receivedMessages[%d].deliveryAttempt is "
+                                  "not a count",
+                                  index);
         return;
     }
     m->delivery_attempt = (int)n;
 
     if (!json_is_object(msg)) {
-        m->problem = apr_psprintf(p, "receivedMessages[%d] has no message "
-                                  "object", index);
+        m->problem = apr_psprintf(p,
+                                  "receivedMessages[%d] has no message "
+                                  "object",
+                                  index);
         return;
     }
     if (!json_is_string(id) || !json_string_length(id)) {
-        m->problem = apr_psprintf(p, "receivedMessages[%d].message has no "
-                                  "messageId", index);
+        m->problem = apr_psprintf(p,
+                                  "receivedMessages[%d].message has no "
+                                  "messageId",
+                                  index);
         return;
     }
-    m->message_id = apr_pstrmemdup(p, json_string_value(id), json_string_length(id));
+    m->message_id =
+        apr_pstrmemdup(p, json_string_value(id), json_string_length(id));
 
     if (!json_is_string(time)
-        || datos_pubsub_parse_time(json_string_value(time), json_string_length(time),
-                                   &m->publish_time_us) != APR_SUCCESS) {
+        || datos_pubsub_parse_time(json_string_value(time),
+                                   json_string_length(time),
+                                   &m->publish_time_us)
+               != APR_SUCCESS) {
         m->problem = apr_psprintf(p, "message %s has no valid publishTime",
                                   m->message_id);
         return;
     }
-    m->publish_time = apr_pstrmemdup(p, json_string_value(time),
-                                     json_string_length(time));
+    m->publish_time =
+        apr_pstrmemdup(p, json_string_value(time), json_string_length(time));
 
     if (data) {
         unsigned char *bytes;
         if (!json_is_string(data)
             || datos_base64_decode(p, json_string_value(data),
                                    json_string_length(data), &bytes,
-                                   &m->data_len) != APR_SUCCESS) {
+                                   &m->data_len)
+                   != APR_SUCCESS) {
             m->problem = apr_psprintf(p, "message %s: data is not base64",
                                       m->message_id);
             return;
@@ -349,11 +371,14 @@ static void read_entry(apr_pool_t *p, const json_t *e, int index,
         return;
     }
     if (attrs) {
-        json_object_foreach((json_t *)attrs, key, v) {
+        json_object_foreach((json_t *)attrs, key, v)
+        {
             datos_attr_t *a;
             if (!json_is_string(v)) {
-                m->problem = apr_psprintf(p, "message %s: attribute value is "
-                                          "not a string", m->message_id);
+                m->problem = apr_psprintf(p,
+                                          "message %s: attribute value is "
+                                          "not a string",
+                                          m->message_id);
                 return;
             }
             a = apr_array_push(m->attributes);
@@ -417,12 +442,13 @@ static const char *dup_or_null(apr_pool_t *p, const char *s)
 apr_array_header_t *datos_pubsub_msgs_copy(apr_pool_t *p,
                                            const apr_array_header_t *msgs)
 {
-    apr_array_header_t *out = apr_array_make(p, msgs->nelts > 0 ? msgs->nelts : 1,
-                                             sizeof(datos_pubsub_msg_t));
+    apr_array_header_t *out = apr_array_make(
+        p, msgs->nelts > 0 ? msgs->nelts : 1, sizeof(datos_pubsub_msg_t));
     int i, k;
 
     for (i = 0; i < msgs->nelts; i++) {
-        const datos_pubsub_msg_t *m = &APR_ARRAY_IDX(msgs, i, datos_pubsub_msg_t);
+        const datos_pubsub_msg_t *m =
+            &APR_ARRAY_IDX(msgs, i, datos_pubsub_msg_t);
         datos_pubsub_msg_t *c = apr_array_push(out);
         unsigned char *data;
 
@@ -437,11 +463,12 @@ apr_array_header_t *datos_pubsub_msgs_copy(apr_pool_t *p,
             memcpy(data, m->data, m->data_len);
         data[m->data_len] = '\0';
         c->data = data;
-        c->attributes = apr_array_make(p, m->attributes && m->attributes->nelts
-                                              ? m->attributes->nelts : 1,
-                                       sizeof(datos_attr_t));
+        c->attributes = apr_array_make(
+            p, m->attributes && m->attributes->nelts ? m->attributes->nelts : 1,
+            sizeof(datos_attr_t));
         for (k = 0; m->attributes && k < m->attributes->nelts; k++) {
-            const datos_attr_t *a = &APR_ARRAY_IDX(m->attributes, k, datos_attr_t);
+            const datos_attr_t *a =
+                &APR_ARRAY_IDX(m->attributes, k, datos_attr_t);
             datos_attr_t *ca = apr_array_push(c->attributes);
 
             ca->key = apr_pstrdup(p, a->key);
@@ -523,7 +550,7 @@ static int same_key(const char *a, const char *b)
 /* Bytes of one message object in a publish body, or 0 with *why set. */
 static apr_size_t message_size(const datos_pubsub_out_t *m, const char **why)
 {
-    apr_size_t size = 2, k;       /* {} */
+    apr_size_t size = 2, k; /* {} */
     int i, nattr = m->attributes ? m->attributes->nelts : 0;
     int fields = 0;
 
@@ -540,9 +567,11 @@ static apr_size_t message_size(const datos_pubsub_out_t *m, const char **why)
         fields++;
     }
     if (nattr) {
-        size += (fields++ ? 1 : 0) + sizeof("\"attributes\":{}") - 1 + (apr_size_t)(nattr - 1);
+        size += (fields++ ? 1 : 0) + sizeof("\"attributes\":{}") - 1
+                + (apr_size_t)(nattr - 1);
         for (i = 0; i < nattr; i++) {
-            const datos_attr_t *a = &APR_ARRAY_IDX(m->attributes, i, datos_attr_t);
+            const datos_attr_t *a =
+                &APR_ARRAY_IDX(m->attributes, i, datos_attr_t);
             apr_size_t kk = a->key ? quoted_len(a->key, strlen(a->key)) : 0;
             apr_size_t kv = a->value ? quoted_len(a->value, a->value_len) : 0;
             if (!kk || !kv) {
@@ -582,7 +611,8 @@ static void put_message(apr_pool_t *p, body_t *b, const datos_pubsub_out_t *m)
         }
         put(b, "\"attributes\":{", 14);
         for (i = 0; i < nattr; i++) {
-            const datos_attr_t *a = &APR_ARRAY_IDX(m->attributes, i, datos_attr_t);
+            const datos_attr_t *a =
+                &APR_ARRAY_IDX(m->attributes, i, datos_attr_t);
             if (i) {
                 *b->o++ = ',';
             }
@@ -610,7 +640,8 @@ apr_status_t datos_pubsub_publish_bodies(apr_pool_t *p,
                                          apr_array_header_t **bodies,
                                          datos_err_t *err)
 {
-    const apr_size_t frame = sizeof(PUBLISH_HEAD) - 1 + sizeof(PUBLISH_TAIL) - 1;
+    const apr_size_t frame =
+        sizeof(PUBLISH_HEAD) - 1 + sizeof(PUBLISH_TAIL) - 1;
     apr_array_header_t *out;
     apr_size_t *sizes, total;
     apr_status_t rv = APR_SUCCESS;
@@ -636,9 +667,10 @@ apr_status_t datos_pubsub_publish_bodies(apr_pool_t *p,
 
         /* as many messages as the limits allow, one at least */
         total = frame + sizes[first];
-        for (i = first + 1; i < n && i - first < DATOS_PUBSUB_PUBLISH_MAX_MESSAGES
-                            && total + 1 + sizes[i] <= DATOS_PUBSUB_PUBLISH_MAX_BYTES
-                            && same_key(msgs[i].ordering_key, msgs[first].ordering_key);
+        for (i = first + 1;
+             i < n && i - first < DATOS_PUBSUB_PUBLISH_MAX_MESSAGES
+             && total + 1 + sizes[i] <= DATOS_PUBSUB_PUBLISH_MAX_BYTES
+             && same_key(msgs[i].ordering_key, msgs[first].ordering_key);
              i++) {
             total += 1 + sizes[i];
         }
@@ -733,8 +765,9 @@ static apr_status_t ack_bodies(apr_pool_t *p, const char *const *ids, int n,
         body_t b;
 
         total = frame + sizes[first];
-        for (i = first + 1; i < n && i - first < DATOS_PUBSUB_ACK_MAX_IDS
-                            && total + 1 + sizes[i] <= DATOS_PUBSUB_ACK_MAX_BYTES;
+        for (i = first + 1;
+             i < n && i - first < DATOS_PUBSUB_ACK_MAX_IDS
+             && total + 1 + sizes[i] <= DATOS_PUBSUB_ACK_MAX_BYTES;
              i++) {
             total += 1 + sizes[i];
         }
@@ -823,10 +856,11 @@ static const char *clean_line(apr_pool_t *p, const char *s, apr_size_t max,
 
 static int is_ours(const char *key)
 {
-    return !strcmp(key, DATOS_ATTR_ERROR) || !strcmp(key, DATOS_ATTR_ERROR_DETAIL)
-        || !strcmp(key, DATOS_ATTR_SOURCE_SUBSCRIPTION)
-        || !strcmp(key, DATOS_ATTR_SOURCE_MESSAGE_ID)
-        || !strcmp(key, DATOS_ATTR_SOURCE_PUBLISH_TIME);
+    return !strcmp(key, DATOS_ATTR_ERROR)
+           || !strcmp(key, DATOS_ATTR_ERROR_DETAIL)
+           || !strcmp(key, DATOS_ATTR_SOURCE_SUBSCRIPTION)
+           || !strcmp(key, DATOS_ATTR_SOURCE_MESSAGE_ID)
+           || !strcmp(key, DATOS_ATTR_SOURCE_PUBLISH_TIME);
 }
 
 static void add_attr(apr_array_header_t *a, const char *key, const char *value,
@@ -838,13 +872,10 @@ static void add_attr(apr_array_header_t *a, const char *key, const char *value,
     e->value_len = len;
 }
 
-apr_status_t datos_pubsub_deadletter_attrs(apr_pool_t *p,
-                                           const datos_pubsub_msg_t *m,
-                                           const char *subscription,
-                                           datos_reason_t reason,
-                                           const char *detail,
-                                           apr_array_header_t **attrs,
-                                           datos_err_t *err)
+apr_status_t datos_pubsub_deadletter_attrs(
+    apr_pool_t *p, const datos_pubsub_msg_t *m, const char *subscription,
+    datos_reason_t reason, const char *detail, apr_array_header_t **attrs,
+    datos_err_t *err)
 {
     const char *name = datos_reason_name(reason), *d;
     apr_array_header_t *out;
@@ -870,14 +901,17 @@ apr_status_t datos_pubsub_deadletter_attrs(apr_pool_t *p,
         rv = datos_err_set(err, p, DATOS_ETOOLARGE, 0, NULL,
                            "message %s has %d attributes: with the 5 of a dead "
                            "letter it would pass Pub/Sub's limit of %d",
-                           m->message_id, out->nelts, DATOS_PUBSUB_MAX_ATTRIBUTES);
+                           m->message_id, out->nelts,
+                           DATOS_PUBSUB_MAX_ATTRIBUTES);
         goto leave;
     }
     d = clean_line(p, detail, DATOS_DETAIL_MAX_BYTES, &dlen);
     add_attr(out, DATOS_ATTR_ERROR, name, strlen(name));
     add_attr(out, DATOS_ATTR_ERROR_DETAIL, d, dlen);
-    add_attr(out, DATOS_ATTR_SOURCE_SUBSCRIPTION, subscription, strlen(subscription));
-    add_attr(out, DATOS_ATTR_SOURCE_MESSAGE_ID, m->message_id, strlen(m->message_id));
+    add_attr(out, DATOS_ATTR_SOURCE_SUBSCRIPTION, subscription,
+             strlen(subscription));
+    add_attr(out, DATOS_ATTR_SOURCE_MESSAGE_ID, m->message_id,
+             strlen(m->message_id));
     add_attr(out, DATOS_ATTR_SOURCE_PUBLISH_TIME, m->publish_time,
              strlen(m->publish_time));
     *attrs = out;

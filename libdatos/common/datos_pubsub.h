@@ -22,9 +22,9 @@
 
 /* gcp-wire.md 1.4, 1.6, 1.7, 1.10. */
 #define DATOS_PUBSUB_PUBLISH_MAX_MESSAGES 1000
-#define DATOS_PUBSUB_PUBLISH_MAX_BYTES    10000000   /* counted on the JSON body */
+#define DATOS_PUBSUB_PUBLISH_MAX_BYTES    10000000 /* counted on the JSON body */
 #define DATOS_PUBSUB_ACK_MAX_IDS          2500
-#define DATOS_PUBSUB_ACK_MAX_BYTES        524288     /* counted on the JSON body */
+#define DATOS_PUBSUB_ACK_MAX_BYTES        524288 /* counted on the JSON body */
 #define DATOS_PUBSUB_MAX_ATTRIBUTES       100
 #define DATOS_PUBSUB_MODACK_MAX_SECONDS   600
 
@@ -67,17 +67,18 @@ const char *datos_pubsub_pull_body(apr_pool_t *p, int max_messages);
 
 /* One entry of a subscriptions.pull answer. */
 typedef struct datos_pubsub_msg_t {
-    const char *ack_id;           /* NULL only when problem says the entry had none */
+    const char *ack_id; /* NULL only when problem says the entry had none */
     const char *message_id;
-    const char *publish_time;     /* as sent: RFC 3339, up to 9 fraction digits */
-    apr_int64_t publish_time_us;  /* UTC microseconds, the nanoseconds truncated
+    const char *publish_time; /* as sent: RFC 3339, up to 9 fraction digits */
+    apr_int64_t publish_time_us; /* UTC microseconds, the nanoseconds truncated
                                    * (toward the past, as the digits are dropped) */
-    const unsigned char *data;    /* decoded, NUL-terminated; "" when absent */
+    const unsigned char *data;   /* decoded, NUL-terminated; "" when absent */
     apr_size_t data_len;
-    apr_array_header_t *attributes; /* of datos_attr_t, in the answer's order; never NULL */
-    const char *ordering_key;     /* NULL when absent */
-    int delivery_attempt;         /* 0 when absent (no dead-letter policy) */
-    const char *problem;          /* NULL, or why this entry cannot be processed */
+    apr_array_header_t
+        *attributes; /* of datos_attr_t, in the answer's order; never NULL */
+    const char *ordering_key; /* NULL when absent */
+    int delivery_attempt;     /* 0 when absent (no dead-letter policy) */
+    const char *problem;      /* NULL, or why this entry cannot be processed */
 } datos_pubsub_msg_t;
 
 /* Reads a subscriptions.pull answer: `{}` or {"receivedMessages":[...]}
@@ -120,18 +121,18 @@ apr_status_t datos_pubsub_parse_time(const char *text, apr_size_t len,
 
 /* A message to publish. */
 typedef struct datos_pubsub_out_t {
-    const unsigned char *data;           /* may be empty when there are attributes */
+    const unsigned char *data; /* may be empty when there are attributes */
     apr_size_t data_len;
-    const apr_array_header_t *attributes;/* of datos_attr_t; NULL: none */
-    const char *ordering_key;            /* NULL: none */
+    const apr_array_header_t *attributes; /* of datos_attr_t; NULL: none */
+    const char *ordering_key;             /* NULL: none */
 } datos_pubsub_out_t;
 
 /* One request body and the slice of the input messages it carries. */
 typedef struct datos_pubsub_body_t {
-    const char *body;                    /* NUL-terminated JSON */
+    const char *body; /* NUL-terminated JSON */
     apr_size_t len;
-    int first;                           /* index of its first message */
-    int count;                           /* messages (ackIds) in it */
+    int first; /* index of its first message */
+    int count; /* messages (ackIds) in it */
 } datos_pubsub_body_t;
 
 /* topics.publish bodies {"messages":[{"data":"<base64>","attributes":{..},
@@ -174,8 +175,8 @@ apr_status_t datos_pubsub_modack_bodies(apr_pool_t *p,
                                         datos_err_t *err);
 
 /* Attributes of a message POST /datos published (DESIGN.md section 4). */
-#define DATOS_ATTR_INGEST              "datos_ingest"   /* "http" */
-#define DATOS_ATTR_CLIENT              "datos_client"   /* the client's address */
+#define DATOS_ATTR_INGEST "datos_ingest" /* "http" */
+#define DATOS_ATTR_CLIENT "datos_client" /* the client's address */
 
 /* Attribute names added to a dead-lettered message (DESIGN.md section 3). */
 #define DATOS_ATTR_ERROR               "datos_error"
@@ -195,13 +196,10 @@ apr_status_t datos_pubsub_modack_bodies(apr_pool_t *p,
  * DATOS_ETOOLARGE when the result would pass Pub/Sub's 100 attributes;
  * APR_EINVAL when m has no message id or publish time, or the reason is
  * DATOS_REASON_NONE. *attrs is an array of datos_attr_t. */
-apr_status_t datos_pubsub_deadletter_attrs(apr_pool_t *p,
-                                           const datos_pubsub_msg_t *m,
-                                           const char *subscription,
-                                           datos_reason_t reason,
-                                           const char *detail,
-                                           apr_array_header_t **attrs,
-                                           datos_err_t *err);
+apr_status_t datos_pubsub_deadletter_attrs(
+    apr_pool_t *p, const datos_pubsub_msg_t *m, const char *subscription,
+    datos_reason_t reason, const char *detail, apr_array_header_t **attrs,
+    datos_err_t *err);
 
 /* ------------------------------------------------------------------ 3. HTTP client */
 
@@ -212,10 +210,12 @@ apr_status_t datos_pubsub_deadletter_attrs(apr_pool_t *p,
 typedef struct datos_pubsub_t datos_pubsub_t;
 
 typedef struct datos_pubsub_conf_t {
-    const char *base_url;      /* service root: https://pubsub.googleapis.com or http://host:port */
-    datos_http_opts_t http;    /* allow_insecure per the endpoint rule (datos_endpoint.h);
+    const char *
+        base_url; /* service root: https://pubsub.googleapis.com or http://host:port */
+    datos_http_opts_t
+        http; /* allow_insecure per the endpoint rule (datos_endpoint.h);
                                 * timeout: a pull may be held by the server a while */
-    datos_creds_t *creds;      /* NULL: no Authorization */
+    datos_creds_t *creds; /* NULL: no Authorization */
 } datos_pubsub_conf_t;
 
 /* Copies conf into p. base_url must pass datos_http_check_url with
@@ -240,10 +240,10 @@ apr_status_t datos_pubsub_create(apr_pool_t *p, const datos_pubsub_conf_t *conf,
  * 1..1000). *msgs is read by datos_pubsub_parse_pull: an array of
  * datos_pubsub_msg_t, empty when nothing is available; entries with a
  * problem are marked, not dropped (see there). */
-apr_status_t datos_pubsub_pull(datos_pubsub_t *ps, apr_pool_t *p, apr_time_t deadline,
-                               const char *subscription, int max_messages,
-                               apr_array_header_t **msgs /* of datos_pubsub_msg_t */,
-                               datos_err_t *err);
+apr_status_t datos_pubsub_pull(
+    datos_pubsub_t *ps, apr_pool_t *p, apr_time_t deadline,
+    const char *subscription, int max_messages,
+    apr_array_header_t **msgs /* of datos_pubsub_msg_t */, datos_err_t *err);
 
 /* subscriptions.acknowledge of n ack ids, in chunks of
  * datos_pubsub_ack_bodies (2,500 ids / 512 KiB), in order; n == 0 makes
@@ -251,16 +251,18 @@ apr_status_t datos_pubsub_pull(datos_pubsub_t *ps, apr_pool_t *p, apr_time_t dea
  * err->message ends with "(K of N ack ids acknowledged before the
  * failure)". Acknowledging again is harmless, so a caller may simply
  * repeat the whole call. */
-apr_status_t datos_pubsub_ack(datos_pubsub_t *ps, apr_pool_t *p, apr_time_t deadline,
-                              const char *subscription, const char *const *ack_ids, int n,
+apr_status_t datos_pubsub_ack(datos_pubsub_t *ps, apr_pool_t *p,
+                              apr_time_t deadline, const char *subscription,
+                              const char *const *ack_ids, int n,
                               datos_err_t *err);
 
 /* subscriptions.modifyAckDeadline of n ack ids to seconds (0..600; 0 is a
  * nack), chunked and reported like datos_pubsub_ack ("(K of N ack ids
  * modified before the failure)"). */
-apr_status_t datos_pubsub_modack(datos_pubsub_t *ps, apr_pool_t *p, apr_time_t deadline,
-                                 const char *subscription, const char *const *ack_ids, int n,
-                                 int seconds, datos_err_t *err);
+apr_status_t datos_pubsub_modack(datos_pubsub_t *ps, apr_pool_t *p,
+                                 apr_time_t deadline, const char *subscription,
+                                 const char *const *ack_ids, int n, int seconds,
+                                 datos_err_t *err);
 
 /* The project of the client's credentials (datos_creds_project over the
  * client's connection): for a short topic name when no project is
@@ -280,9 +282,10 @@ apr_status_t datos_pubsub_project(datos_pubsub_t *ps, apr_pool_t *p,
  * own request's messages in doubt: probably published, ids unknown.
  * Publishing is not idempotent: resending what went through duplicates
  * it. */
-apr_status_t datos_pubsub_publish(datos_pubsub_t *ps, apr_pool_t *p, apr_time_t deadline,
-                                  const char *topic, const datos_pubsub_out_t *msgs, int n,
-                                  apr_array_header_t **message_ids /* const char *, in order */,
-                                  datos_err_t *err);
+apr_status_t datos_pubsub_publish(
+    datos_pubsub_t *ps, apr_pool_t *p, apr_time_t deadline, const char *topic,
+    const datos_pubsub_out_t *msgs, int n,
+    apr_array_header_t **message_ids /* const char *, in order */,
+    datos_err_t *err);
 
 #endif

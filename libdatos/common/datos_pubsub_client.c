@@ -12,7 +12,7 @@
 
 struct datos_pubsub_t {
     apr_pool_t *pool;
-    const char *base;            /* service root, no trailing '/' */
+    const char *base; /* service root, no trailing '/' */
     datos_http_t *http;
     datos_creds_t *creds;
 };
@@ -90,10 +90,9 @@ static const char *resource_url(apr_pool_t *p, const datos_pubsub_t *ps,
 static apr_status_t bad_name(apr_pool_t *p, const char *what, const char *name,
                              const char *form, datos_err_t *err)
 {
-    return datos_err_set(err, p, APR_EINVAL, 0, NULL,
-                         "%s: '%s' is not a full name (%s)", what,
-                         name ? datos_err_text(p, name, strlen(name), 200)
-                              : "(none)", form);
+    return datos_err_set(
+        err, p, APR_EINVAL, 0, NULL, "%s: '%s' is not a full name (%s)", what,
+        name ? datos_err_text(p, name, strlen(name), 200) : "(none)", form);
 }
 
 static apr_status_t post(datos_google_op_t *op, apr_pool_t *cp,
@@ -113,9 +112,10 @@ static apr_status_t post(datos_google_op_t *op, apr_pool_t *cp,
     return datos_google_call(op, cp, &call, resp);
 }
 
-apr_status_t datos_pubsub_pull(datos_pubsub_t *ps, apr_pool_t *p, apr_time_t deadline,
-                               const char *subscription, int max_messages,
-                               apr_array_header_t **msgs, datos_err_t *err)
+apr_status_t datos_pubsub_pull(datos_pubsub_t *ps, apr_pool_t *p,
+                               apr_time_t deadline, const char *subscription,
+                               int max_messages, apr_array_header_t **msgs,
+                               datos_err_t *err)
 {
     static const char what[] = "subscriptions.pull";
     apr_status_t rv;
@@ -168,19 +168,19 @@ static apr_status_t ack_chunks(datos_pubsub_t *ps, apr_pool_t *p,
         goto leave;
     }
     for (i = 0; i < bodies->nelts; i++) {
-        const datos_pubsub_body_t *b = &APR_ARRAY_IDX(bodies, i,
-                                                      datos_pubsub_body_t);
+        const datos_pubsub_body_t *b =
+            &APR_ARRAY_IDX(bodies, i, datos_pubsub_body_t);
         if (cp) {
             apr_pool_clear(cp);
         }
         else {
             apr_pool_create(&cp, p);
         }
-        rv = post(&op, cp, what, url, b->body, b->len, SMALL_ANSWER_MAX,
-                  &resp);
+        rv = post(&op, cp, what, url, b->body, b->len, SMALL_ANSWER_MAX, &resp);
         if (rv != APR_SUCCESS) {
             if (err && err->message && bodies->nelts > 1) {
-                err->message = apr_psprintf(err->pool, "%s (%d of %d ack ids "
+                err->message = apr_psprintf(err->pool,
+                                            "%s (%d of %d ack ids "
                                             "%s before the failure)",
                                             err->message, done, n, done_word);
             }
@@ -197,8 +197,9 @@ leave:
     return rv;
 }
 
-apr_status_t datos_pubsub_ack(datos_pubsub_t *ps, apr_pool_t *p, apr_time_t deadline,
-                              const char *subscription, const char *const *ack_ids, int n,
+apr_status_t datos_pubsub_ack(datos_pubsub_t *ps, apr_pool_t *p,
+                              apr_time_t deadline, const char *subscription,
+                              const char *const *ack_ids, int n,
                               datos_err_t *err)
 {
     static const char what[] = "subscriptions.acknowledge";
@@ -214,9 +215,10 @@ apr_status_t datos_pubsub_ack(datos_pubsub_t *ps, apr_pool_t *p, apr_time_t dead
                       bodies, n, "acknowledged", err);
 }
 
-apr_status_t datos_pubsub_modack(datos_pubsub_t *ps, apr_pool_t *p, apr_time_t deadline,
-                                 const char *subscription, const char *const *ack_ids, int n,
-                                 int seconds, datos_err_t *err)
+apr_status_t datos_pubsub_modack(datos_pubsub_t *ps, apr_pool_t *p,
+                                 apr_time_t deadline, const char *subscription,
+                                 const char *const *ack_ids, int n, int seconds,
+                                 datos_err_t *err)
 {
     static const char what[] = "subscriptions.modifyAckDeadline";
     apr_status_t rv;
@@ -227,8 +229,8 @@ apr_status_t datos_pubsub_modack(datos_pubsub_t *ps, apr_pool_t *p, apr_time_t d
         datos_err_prefix(err, p, "%s: ", what);
         return rv;
     }
-    return ack_chunks(ps, p, deadline, what, subscription,
-                      ":modifyAckDeadline", bodies, n, "modified", err);
+    return ack_chunks(ps, p, deadline, what, subscription, ":modifyAckDeadline",
+                      bodies, n, "modified", err);
 }
 
 apr_status_t datos_pubsub_project(datos_pubsub_t *ps, apr_pool_t *p,
@@ -238,9 +240,11 @@ apr_status_t datos_pubsub_project(datos_pubsub_t *ps, apr_pool_t *p,
     return datos_creds_project(ps->creds, ps->http, p, deadline, project, err);
 }
 
-apr_status_t datos_pubsub_publish(datos_pubsub_t *ps, apr_pool_t *p, apr_time_t deadline,
-                                  const char *topic, const datos_pubsub_out_t *msgs, int n,
-                                  apr_array_header_t **message_ids, datos_err_t *err)
+apr_status_t datos_pubsub_publish(datos_pubsub_t *ps, apr_pool_t *p,
+                                  apr_time_t deadline, const char *topic,
+                                  const datos_pubsub_out_t *msgs, int n,
+                                  apr_array_header_t **message_ids,
+                                  datos_err_t *err)
 {
     static const char what[] = "topics.publish";
     apr_status_t rv;
@@ -265,16 +269,15 @@ apr_status_t datos_pubsub_publish(datos_pubsub_t *ps, apr_pool_t *p, apr_time_t 
         goto leave;
     }
     for (i = 0; i < bodies->nelts; i++) {
-        const datos_pubsub_body_t *b = &APR_ARRAY_IDX(bodies, i,
-                                                      datos_pubsub_body_t);
+        const datos_pubsub_body_t *b =
+            &APR_ARRAY_IDX(bodies, i, datos_pubsub_body_t);
         if (cp) {
             apr_pool_clear(cp);
         }
         else {
             apr_pool_create(&cp, p);
         }
-        rv = post(&op, cp, what, url, b->body, b->len, SMALL_ANSWER_MAX,
-                  &resp);
+        rv = post(&op, cp, what, url, b->body, b->len, SMALL_ANSWER_MAX, &resp);
         if (rv == APR_SUCCESS) {
             /* The ids are kept in p; the answer goes with cp. */
             rv = datos_pubsub_parse_publish(p, resp->body, resp->body_len,
@@ -288,7 +291,8 @@ apr_status_t datos_pubsub_publish(datos_pubsub_t *ps, apr_pool_t *p, apr_time_t 
         }
         if (rv != APR_SUCCESS) {
             if (err && err->message && bodies->nelts > 1) {
-                err->message = apr_psprintf(err->pool, "%s (%d of %d messages "
+                err->message = apr_psprintf(err->pool,
+                                            "%s (%d of %d messages "
                                             "published before the failure)",
                                             err->message, all->nelts, n);
             }

@@ -53,13 +53,34 @@ static char *escape_into(char *o, const char *s, apr_size_t len)
     for (i = 0; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
         switch (c) {
-        case '"':  *o++ = '\\'; *o++ = '"';  break;
-        case '\\': *o++ = '\\'; *o++ = '\\'; break;
-        case '\b': *o++ = '\\'; *o++ = 'b';  break;
-        case '\f': *o++ = '\\'; *o++ = 'f';  break;
-        case '\n': *o++ = '\\'; *o++ = 'n';  break;
-        case '\r': *o++ = '\\'; *o++ = 'r';  break;
-        case '\t': *o++ = '\\'; *o++ = 't';  break;
+        case '"':
+            *o++ = '\\';
+            *o++ = '"';
+            break;
+        case '\\':
+            *o++ = '\\';
+            *o++ = '\\';
+            break;
+        case '\b':
+            *o++ = '\\';
+            *o++ = 'b';
+            break;
+        case '\f':
+            *o++ = '\\';
+            *o++ = 'f';
+            break;
+        case '\n':
+            *o++ = '\\';
+            *o++ = 'n';
+            break;
+        case '\r':
+            *o++ = '\\';
+            *o++ = 'r';
+            break;
+        case '\t':
+            *o++ = '\\';
+            *o++ = 't';
+            break;
         default:
             if (c < 0x20) {
                 memcpy(o, "\\u00", 4);
@@ -83,9 +104,8 @@ static char *put(char *o, const char *s, apr_size_t n)
     return o + n;
 }
 
-apr_status_t datos_record_render(apr_pool_t *p, const datos_row_t *rows,
-                                 int n, datos_rendered_t **out,
-                                 datos_err_t *err)
+apr_status_t datos_record_render(apr_pool_t *p, const datos_row_t *rows, int n,
+                                 datos_rendered_t **out, datos_err_t *err)
 {
     static const char head[] = "{\"datos\":[";
     static const char k_id[] = "{\"id\":\"";
@@ -94,7 +114,7 @@ apr_status_t datos_record_render(apr_pool_t *p, const datos_row_t *rows,
     static const char tail_row[] = "\"}";
     datos_rendered_t *r;
     apr_size_t total, *idlen, *clen, bad;
-    char (*ts)[DATOS_TS_BUFSIZE];
+    char(*ts)[DATOS_TS_BUFSIZE];
     apr_size_t *tslen;
     char *body, *o;
     apr_status_t rv = APR_SUCCESS;
@@ -114,12 +134,13 @@ apr_status_t datos_record_render(apr_pool_t *p, const datos_row_t *rows,
     for (i = 0; i < n; i++) {
         const datos_row_t *row = &rows[i];
 
-        idlen[i] = escaped_len(row->id ? row->id : "", row->id ? row->id_len : 0,
-                               &bad);
+        idlen[i] = escaped_len(row->id ? row->id : "",
+                               row->id ? row->id_len : 0, &bad);
         if (bad != (apr_size_t)-1) {
-            rv = datos_err_set(err, p, DATOS_EMALFORMED, 0, NULL,
-                               "row %d: id is not valid UTF-8 (byte %"
-                               APR_SIZE_T_FMT ")", i, bad);
+            rv = datos_err_set(
+                err, p, DATOS_EMALFORMED, 0, NULL,
+                "row %d: id is not valid UTF-8 (byte %" APR_SIZE_T_FMT ")", i,
+                bad);
             goto leave;
         }
         if (row->contenido) {
@@ -127,20 +148,21 @@ apr_status_t datos_record_render(apr_pool_t *p, const datos_row_t *rows,
             if (bad != (apr_size_t)-1) {
                 rv = datos_err_set(err, p, DATOS_EMALFORMED, 0, NULL,
                                    "row %d: contenido is not valid UTF-8 "
-                                   "(byte %" APR_SIZE_T_FMT ")", i, bad);
+                                   "(byte %" APR_SIZE_T_FMT ")",
+                                   i, bad);
                 goto leave;
             }
             clen[i] += 2;
         }
         else {
-            clen[i] = 4;                         /* null */
+            clen[i] = 4; /* null */
         }
         tslen[i] = datos_ts_format(row->timestamp_us, ts[i]);
         if (!tslen[i]) {
             rv = datos_err_set(err, p, DATOS_EMALFORMED, 0, NULL,
                                "row %d: timestamp %" APR_INT64_T_FMT
-                               " us is outside 0001..9999", i,
-                               row->timestamp_us);
+                               " us is outside 0001..9999",
+                               i, row->timestamp_us);
             goto leave;
         }
         total += (i ? 1 : 0) + sizeof(k_id) - 1 + idlen[i] + sizeof(k_cont) - 1
@@ -191,12 +213,12 @@ apr_status_t datos_record_row_len(const datos_row_t *row, int first,
     char ts[DATOS_TS_BUFSIZE];
     apr_size_t idlen, clen, tslen, bad;
 
-    idlen = escaped_len(row->id ? row->id : "", row->id ? row->id_len : 0,
-                        &bad);
+    idlen =
+        escaped_len(row->id ? row->id : "", row->id ? row->id_len : 0, &bad);
     if (bad != (apr_size_t)-1) {
         return DATOS_EMALFORMED;
     }
-    clen = 4;                                    /* null */
+    clen = 4; /* null */
     if (row->contenido) {
         clen = escaped_len(row->contenido, row->contenido_len, &bad) + 2;
         if (bad != (apr_size_t)-1) {

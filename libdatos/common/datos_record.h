@@ -10,9 +10,9 @@
 #include "datos_error.h"
 
 typedef struct datos_row_t {
-    const char *id;          /* valid UTF-8, may contain NUL bytes */
+    const char *id; /* valid UTF-8, may contain NUL bytes */
     apr_size_t id_len;
-    const char *contenido;   /* NULL renders as JSON null */
+    const char *contenido; /* NULL renders as JSON null */
     apr_size_t contenido_len;
     apr_int64_t timestamp_us;
 } datos_row_t;
@@ -25,15 +25,14 @@ typedef struct datos_row_t {
  * (non-ASCII UTF-8 kept as is, control characters and '"' '\\' escaped);
  * invalid UTF-8 fails with DATOS_EMALFORMED. */
 typedef struct datos_rendered_t {
-    const char *body;        /* full document for all n rows, NUL-terminated */
+    const char *body; /* full document for all n rows, NUL-terminated */
     apr_size_t len;
-    apr_size_t *row_end;     /* n + 1 offsets */
+    apr_size_t *row_end; /* n + 1 offsets */
     int n;
 } datos_rendered_t;
 
-apr_status_t datos_record_render(apr_pool_t *p, const datos_row_t *rows,
-                                 int n, datos_rendered_t **out,
-                                 datos_err_t *err);
+apr_status_t datos_record_render(apr_pool_t *p, const datos_row_t *rows, int n,
+                                 datos_rendered_t **out, datos_err_t *err);
 
 /* The body of an answer with no rows, {"datos":[]}: every answer is this
  * long plus the rows' own lengths. */
@@ -89,16 +88,16 @@ datos_reason_t datos_reason_from_name(const char *name);
 /* Nesting deeper than this is not_json (RFC 8259 section 9 lets a parser
  * limit it; jansson 2.14 has the same limit, which keeps it a faithful
  * oracle). */
-#define DATOS_RECORD_MAX_DEPTH    2048
+#define DATOS_RECORD_MAX_DEPTH 2048
 
 typedef enum datos_unknown_policy_t {
-    DATOS_UNKNOWN_REJECT = 0,    /* a field not in the record: unknown_field */
-    DATOS_UNKNOWN_DROP           /* ignored (its value must still be valid JSON) */
+    DATOS_UNKNOWN_REJECT = 0, /* a field not in the record: unknown_field */
+    DATOS_UNKNOWN_DROP        /* ignored (its value must still be valid JSON) */
 } datos_unknown_policy_t;
 
 typedef struct datos_record_opts_t {
-    apr_time_t now;                       /* the future bound is now + max_future_skew */
-    apr_interval_time_t max_future_skew;  /* >= 0 */
+    apr_time_t now; /* the future bound is now + max_future_skew */
+    apr_interval_time_t max_future_skew; /* >= 0 */
     datos_unknown_policy_t unknown;
 } datos_record_opts_t;
 
@@ -106,8 +105,8 @@ typedef struct datos_record_opts_t {
 void datos_record_opts_init(datos_record_opts_t *o, apr_time_t now);
 
 typedef struct datos_invalid_t {
-    datos_reason_t reason;      /* DATOS_REASON_NONE when valid */
-    const char *detail;         /* NUL-terminated UTF-8 without control
+    datos_reason_t reason; /* DATOS_REASON_NONE when valid */
+    const char *detail;    /* NUL-terminated UTF-8 without control
                                  * characters, <= DATOS_DETAIL_MAX_BYTES; quotes
                                  * at most 40 bytes of any user value */
 } datos_invalid_t;
@@ -116,15 +115,15 @@ typedef struct datos_invalid_t {
  * values to check and the JSON text to copy. Pointers go into the data
  * checked (or p for an id with escapes); none is NUL-terminated. */
 typedef struct datos_record_t {
-    const char *id;               /* unescaped UTF-8, no control characters */
+    const char *id; /* unescaped UTF-8, no control characters */
     apr_size_t id_len;
-    const char *id_json;          /* the id as written: its JSON string body
+    const char *id_json; /* the id as written: its JSON string body
                                    * between the quotes, escapes kept */
     apr_size_t id_json_len;
-    const char *contenido_json;   /* likewise; NULL when null or absent */
+    const char *contenido_json; /* likewise; NULL when null or absent */
     apr_size_t contenido_json_len;
-    apr_size_t contenido_len;     /* unescaped length (what the limit counts) */
-    apr_int64_t timestamp_us;     /* UTC microseconds */
+    apr_size_t contenido_len; /* unescaped length (what the limit counts) */
+    apr_int64_t timestamp_us; /* UTC microseconds */
 } datos_record_t;
 
 /* Checks one message's data (already base64-decoded) against the record
@@ -173,8 +172,7 @@ typedef struct datos_record_t {
  *                   unknown fields are its only fault.
  * The detail names the first unknown field, the duplicate key or the byte
  * offset of a syntax or encoding error, with short excerpts only. */
-apr_status_t datos_record_check(apr_pool_t *p, const char *data,
-                                apr_size_t len,
+apr_status_t datos_record_check(apr_pool_t *p, const char *data, apr_size_t len,
                                 const datos_record_opts_t *opts,
                                 datos_record_t *rec, datos_invalid_t *why);
 

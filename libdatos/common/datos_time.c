@@ -91,7 +91,8 @@ static apr_status_t parse_int64_us(const char *s, apr_size_t len,
             return DATOS_EMALFORMED;
         }
     }
-    if (neg ? v > (apr_uint64_t)-DATOS_TS_MIN_US : v > (apr_uint64_t)DATOS_TS_MAX_US) {
+    if (neg ? v > (apr_uint64_t)-DATOS_TS_MIN_US
+            : v > (apr_uint64_t)DATOS_TS_MAX_US) {
         return DATOS_EMALFORMED;
     }
     *us = neg ? -(apr_int64_t)v : (apr_int64_t)v;
@@ -122,7 +123,7 @@ static apr_status_t parse_float_us(const char *s, apr_size_t len,
     }
     for (start = i; i < len && is_digit(s[i]); i++) {
         if (nd == 0 && s[i] == '0') {
-            continue;               /* leading zeros carry no scale */
+            continue; /* leading zeros carry no scale */
         }
         if (nd < MANT_KEEP) {
             digits[nd] = s[i];
@@ -154,7 +155,8 @@ static apr_status_t parse_float_us(const char *s, apr_size_t len,
             i++;
         }
         for (start = i; i < len && is_digit(s[i]); i++) {
-            if (exp10 < 1000000) {  /* saturate: any such value is out of range or 0 */
+            if (exp10
+                < 1000000) { /* saturate: any such value is out of range or 0 */
                 exp10 = exp10 * 10 + (s[i] - '0');
             }
         }
@@ -174,7 +176,7 @@ static apr_status_t parse_float_us(const char *s, apr_size_t len,
         v = 0;
     }
     else if (keep > 18) {
-        return DATOS_EMALFORMED;    /* >= 10^18 us: beyond year 9999 */
+        return DATOS_EMALFORMED; /* >= 10^18 us: beyond year 9999 */
     }
     else {
         for (k = 0; k < keep; k++) {
@@ -184,7 +186,8 @@ static apr_status_t parse_float_us(const char *s, apr_size_t len,
             v++;
         }
     }
-    if (neg ? v > (apr_uint64_t)-DATOS_TS_MIN_US : v > (apr_uint64_t)DATOS_TS_MAX_US) {
+    if (neg ? v > (apr_uint64_t)-DATOS_TS_MIN_US
+            : v > (apr_uint64_t)DATOS_TS_MAX_US) {
         return DATOS_EMALFORMED;
     }
     *us = neg ? -(apr_int64_t)v : (apr_int64_t)v;
@@ -289,8 +292,8 @@ apr_status_t datos_ts_parse_rfc3339(const char *text, apr_size_t len,
     min = fixed_digits(text + 14, 2);
     sec = fixed_digits(text + 17, 2);
     if (year < 1 || month < 1 || month > 12 || day < 1
-        || day > days_in_month(year, month) || hour < 0 || hour > 23
-        || min < 0 || min > 59 || sec < 0 || sec > 59) {
+        || day > days_in_month(year, month) || hour < 0 || hour > 23 || min < 0
+        || min > 59 || sec < 0 || sec > 59) {
         return DATOS_EMALFORMED;
     }
     i = 19;
@@ -332,8 +335,10 @@ apr_status_t datos_ts_parse_rfc3339(const char *text, apr_size_t len,
     if (i != len) {
         return DATOS_EMALFORMED;
     }
-    v = (days_from_civil(year, month, day) * SEC_PER_DAY
-         + hour * 3600 + min * 60 + sec - offset) * US_PER_SEC + frac;
+    v = (days_from_civil(year, month, day) * SEC_PER_DAY + hour * 3600
+         + min * 60 + sec - offset)
+            * US_PER_SEC
+        + frac;
     if (v < DATOS_TS_MIN_US || v > DATOS_TS_MAX_US) {
         return DATOS_EMALFORMED;
     }
@@ -358,8 +363,9 @@ static int month_from_name(const char *s)
 
 static int weekday_ok(const char *s, apr_size_t n)
 {
-    static const char *const days[] = {"Monday", "Tuesday", "Wednesday",
-        "Thursday", "Friday", "Saturday", "Sunday"};
+    static const char *const days[] = {"Monday",   "Tuesday", "Wednesday",
+                                       "Thursday", "Friday",  "Saturday",
+                                       "Sunday"};
     int i;
 
     for (i = 0; i < 7; i++) {

@@ -10,7 +10,8 @@
 
 /* Length of one well-formed UTF-8 sequence at s (RFC 3629: no overlongs,
  * no surrogates, nothing above U+10FFFF), or 0 when it is not one. */
-static inline apr_size_t datos_utf8_seq(const unsigned char *s, apr_size_t avail)
+static inline apr_size_t datos_utf8_seq(const unsigned char *s,
+                                        apr_size_t avail)
 {
     unsigned char c = s[0];
 
@@ -23,14 +24,17 @@ static inline apr_size_t datos_utf8_seq(const unsigned char *s, apr_size_t avail
     if (c >= 0xE0 && c <= 0xEF) {
         unsigned char lo = c == 0xE0 ? 0xA0 : 0x80;
         unsigned char hi = c == 0xED ? 0x9F : 0xBF;
-        return avail >= 3 && s[1] >= lo && s[1] <= hi
-               && (s[2] & 0xC0) == 0x80 ? 3 : 0;
+        return avail >= 3 && s[1] >= lo && s[1] <= hi && (s[2] & 0xC0) == 0x80
+                   ? 3
+                   : 0;
     }
     if (c >= 0xF0 && c <= 0xF4) {
         unsigned char lo = c == 0xF0 ? 0x90 : 0x80;
         unsigned char hi = c == 0xF4 ? 0x8F : 0xBF;
-        return avail >= 4 && s[1] >= lo && s[1] <= hi
-               && (s[2] & 0xC0) == 0x80 && (s[3] & 0xC0) == 0x80 ? 4 : 0;
+        return avail >= 4 && s[1] >= lo && s[1] <= hi && (s[2] & 0xC0) == 0x80
+                       && (s[3] & 0xC0) == 0x80
+                   ? 4
+                   : 0;
     }
     return 0;
 }
@@ -64,7 +68,8 @@ static inline uint64_t datos_swar_eq(uint64_t x, unsigned char b)
 static inline uint64_t datos_swar_json_special(uint64_t x)
 {
     return (datos_swar_eq(x, '"') | datos_swar_eq(x, '\\')
-            | ((x - DATOS_ONES * 0x20) & ~x) | x) & DATOS_HIGH;
+            | ((x - DATOS_ONES * 0x20) & ~x) | x)
+           & DATOS_HIGH;
 }
 
 static inline apr_size_t datos_swar_first(uint64_t mask)
@@ -75,7 +80,8 @@ static inline apr_size_t datos_swar_first(uint64_t mask)
 
 /* Offset of the first byte of s that is not part of well-formed UTF-8, or
  * len when all of s is UTF-8. */
-static inline apr_size_t datos_utf8_check(const unsigned char *s, apr_size_t len)
+static inline apr_size_t datos_utf8_check(const unsigned char *s,
+                                          apr_size_t len)
 {
     apr_size_t i = 0, k;
 
@@ -150,13 +156,34 @@ static inline char *datos_json_escape(char *o, const unsigned char *s,
             continue;
         }
         switch (c) {
-        case '"':  *o++ = '\\'; *o++ = '"';  break;
-        case '\\': *o++ = '\\'; *o++ = '\\'; break;
-        case '\b': *o++ = '\\'; *o++ = 'b';  break;
-        case '\f': *o++ = '\\'; *o++ = 'f';  break;
-        case '\n': *o++ = '\\'; *o++ = 'n';  break;
-        case '\r': *o++ = '\\'; *o++ = 'r';  break;
-        case '\t': *o++ = '\\'; *o++ = 't';  break;
+        case '"':
+            *o++ = '\\';
+            *o++ = '"';
+            break;
+        case '\\':
+            *o++ = '\\';
+            *o++ = '\\';
+            break;
+        case '\b':
+            *o++ = '\\';
+            *o++ = 'b';
+            break;
+        case '\f':
+            *o++ = '\\';
+            *o++ = 'f';
+            break;
+        case '\n':
+            *o++ = '\\';
+            *o++ = 'n';
+            break;
+        case '\r':
+            *o++ = '\\';
+            *o++ = 'r';
+            break;
+        case '\t':
+            *o++ = '\\';
+            *o++ = 't';
+            break;
         default:
             if (c < 0x20) {
                 memcpy(o, "\\u00", 4);
@@ -188,7 +215,9 @@ static inline apr_size_t datos_json_escaped_len(const unsigned char *s,
                 return (apr_size_t)-1;
             }
             n += (k == 3 && c == 0xE2 && s[i + 1] == 0x80
-                  && (s[i + 2] == 0xA8 || s[i + 2] == 0xA9)) ? 6 : k;
+                  && (s[i + 2] == 0xA8 || s[i + 2] == 0xA9))
+                     ? 6
+                     : k;
             i += k;
         }
         else if (c == '"' || c == '\\' || c == '\b' || c == '\f' || c == '\n'

@@ -30,10 +30,22 @@
 #define EXCERPT_MAX 40
 
 static const char *const reason_names[DATOS_REASON_COUNT] = {
-    "none", "empty_data", "not_utf8", "not_json", "not_object",
-    "duplicate_key", "missing_id", "bad_id", "id_too_long", "bad_contenido",
-    "contenido_too_large", "missing_timestamp", "bad_timestamp",
-    "future_timestamp", "unknown_field", "bigquery_rejected",
+    "none",
+    "empty_data",
+    "not_utf8",
+    "not_json",
+    "not_object",
+    "duplicate_key",
+    "missing_id",
+    "bad_id",
+    "id_too_long",
+    "bad_contenido",
+    "contenido_too_large",
+    "missing_timestamp",
+    "bad_timestamp",
+    "future_timestamp",
+    "unknown_field",
+    "bigquery_rejected",
 };
 
 const char *datos_reason_name(datos_reason_t r)
@@ -111,7 +123,7 @@ static const char *excerpt_n(apr_pool_t *p, const char *s, apr_size_t len,
             i++;
         }
         else if (k == 2 && c == 0xC2 && u[i + 1] < 0xA0) {
-            o = put_u(o, u[i + 1]);          /* C1 control U+0080-U+009F */
+            o = put_u(o, u[i + 1]); /* C1 control U+0080-U+009F */
             i += 2;
         }
         else {
@@ -165,22 +177,36 @@ static apr_status_t invalid(apr_pool_t *p, datos_invalid_t *why,
 
 /* ------------------------------------------------------------------ field rules */
 
-enum { F_ID, F_CONTENIDO, F_TIMESTAMP, F_NFIELDS, F_UNKNOWN = F_NFIELDS };
-enum { T_ABSENT = 0, T_STRING, T_NULL, T_NUMBER, T_BOOL, T_OBJECT, T_ARRAY };
+enum {
+    F_ID,
+    F_CONTENIDO,
+    F_TIMESTAMP,
+    F_NFIELDS,
+    F_UNKNOWN = F_NFIELDS
+};
+enum {
+    T_ABSENT = 0,
+    T_STRING,
+    T_NULL,
+    T_NUMBER,
+    T_BOOL,
+    T_OBJECT,
+    T_ARRAY
+};
 
 typedef struct field_t {
     int type;
-    const char *str;      /* T_STRING: the unescaped value; NULL when left
+    const char *str; /* T_STRING: the unescaped value; NULL when left
                            * escaped (the scanner's contenido) */
-    apr_size_t len;       /* T_STRING: length of the unescaped value */
-    const char *raw;      /* T_STRING, scanner only: the JSON string body */
+    apr_size_t len;  /* T_STRING: length of the unescaped value */
+    const char *raw; /* T_STRING, scanner only: the JSON string body */
     apr_size_t raw_len;
 } field_t;
 
 /* What a structure pass found in a well-formed object. */
 typedef struct found_t {
     field_t f[F_NFIELDS];
-    const char *unknown;  /* the first unknown top-level key, unescaped */
+    const char *unknown; /* the first unknown top-level key, unescaped */
     apr_size_t unknown_len;
     int n_unknown;
 } found_t;
@@ -189,12 +215,12 @@ static const char *type_name(int t)
 {
     switch (t) {
     case T_STRING: return "a string";
-    case T_NULL:   return "null";
+    case T_NULL: return "null";
     case T_NUMBER: return "a number";
-    case T_BOOL:   return "a boolean";
+    case T_BOOL: return "a boolean";
     case T_OBJECT: return "an object";
-    case T_ARRAY:  return "an array";
-    default:       return "absent";
+    case T_ARRAY: return "an array";
+    default: return "absent";
     }
 }
 
@@ -224,7 +250,8 @@ static apr_size_t find_control(const char *s, apr_size_t len, unsigned *cp)
             *cp = u[i];
             return i;
         }
-        if (u[i] == 0xC2 && i + 1 < len && u[i + 1] >= 0x80 && u[i + 1] <= 0x9F) {
+        if (u[i] == 0xC2 && i + 1 < len && u[i + 1] >= 0x80
+            && u[i + 1] <= 0x9F) {
             *cp = u[i + 1];
             return i;
         }
@@ -261,16 +288,16 @@ static apr_status_t check_fields(apr_pool_t *p, const datos_record_opts_t *o,
     if (id->len > DATOS_ID_MAX_BYTES) {
         rv = invalid(p, why, DATOS_REASON_ID_TOO_LONG,
                      "\"id\" is %" APR_SIZE_T_FMT " bytes of UTF-8, more "
-                     "than %d; it starts %s", id->len, DATOS_ID_MAX_BYTES,
-                     excerpt(p, id->str, id->len));
+                     "than %d; it starts %s",
+                     id->len, DATOS_ID_MAX_BYTES, excerpt(p, id->str, id->len));
         goto leave;
     }
     at = find_control(id->str, id->len, &cp);
     if (at < id->len) {
         rv = invalid(p, why, DATOS_REASON_BAD_ID,
                      "\"id\" %s holds the control character U+%04X at byte "
-                     "%" APR_SIZE_T_FMT, excerpt(p, id->str, id->len), cp,
-                     at);
+                     "%" APR_SIZE_T_FMT,
+                     excerpt(p, id->str, id->len), cp, at);
         goto leave;
     }
 
@@ -278,8 +305,8 @@ static apr_status_t check_fields(apr_pool_t *p, const datos_record_opts_t *o,
         if (c->len > DATOS_CONTENIDO_MAX_BYTES) {
             rv = invalid(p, why, DATOS_REASON_CONTENIDO_TOO_LARGE,
                          "\"contenido\" is %" APR_SIZE_T_FMT " bytes of "
-                         "UTF-8, more than %d", c->len,
-                         DATOS_CONTENIDO_MAX_BYTES);
+                         "UTF-8, more than %d",
+                         c->len, DATOS_CONTENIDO_MAX_BYTES);
             goto leave;
         }
     }
@@ -316,7 +343,8 @@ static apr_status_t check_fields(apr_pool_t *p, const datos_record_opts_t *o,
         goto leave;
     }
     limit = o->now > APR_INT64_MAX - o->max_future_skew
-            ? APR_INT64_MAX : o->now + o->max_future_skew;
+                ? APR_INT64_MAX
+                : o->now + o->max_future_skew;
     if (us > limit) {
         char now[DATOS_TS_BUFSIZE];
         if (!datos_ts_format(o->now, now)) {
@@ -336,8 +364,8 @@ static apr_status_t check_fields(apr_pool_t *p, const datos_record_opts_t *o,
                      "\"contenido\" and \"timestamp\"",
                      excerpt(p, fd->unknown, fd->unknown_len),
                      fd->n_unknown > 1
-                     ? apr_psprintf(p, " and %d more", fd->n_unknown - 1)
-                     : "");
+                         ? apr_psprintf(p, " and %d more", fd->n_unknown - 1)
+                         : "");
         goto leave;
     }
 
@@ -352,7 +380,7 @@ leave:
 /* ------------------------------------------------------------------ the scanner */
 
 typedef struct jkey_t {
-    const char *s;        /* NULL marks where an object's keys start */
+    const char *s; /* NULL marks where an object's keys start */
     apr_size_t len;
 } jkey_t;
 
@@ -360,11 +388,11 @@ typedef struct scan_t {
     apr_pool_t *p;
     const unsigned char *s;
     apr_size_t len;
-    jkey_t *keys;          /* keys of every open object, innermost last */
+    jkey_t *keys; /* keys of every open object, innermost last */
     apr_size_t nkeys, capkeys;
-    const char *dup;      /* the first duplicate key found, or NULL */
+    const char *dup; /* the first duplicate key found, or NULL */
     apr_size_t dup_len;
-    datos_reason_t fail;  /* NOT_JSON or NOT_UTF8 once the scan failed */
+    datos_reason_t fail; /* NOT_JSON or NOT_UTF8 once the scan failed */
     apr_size_t fail_pos;
     const char *fail_what;
     apr_array_header_t *spans; /* when set: a root array's elements */
@@ -416,10 +444,14 @@ static apr_size_t escape_len(const unsigned char *s, apr_size_t pos,
         return 0;
     }
     switch (s[pos + 1]) {
-    case '"': case '\\': case '/': case 'b': case 'f': case 'n': case 'r':
-    case 't':
-        *out = 1;
-        return 2;
+    case '"':
+    case '\\':
+    case '/':
+    case 'b':
+    case 'f':
+    case 'n':
+    case 'r':
+    case 't': *out = 1; return 2;
     case 'u':
         if (len - pos < 6 || hex4(s + pos + 2, &cp)) {
             return 0;
@@ -437,8 +469,7 @@ static apr_size_t escape_len(const unsigned char *s, apr_size_t pos,
         }
         *out = 4;
         return 12;
-    default:
-        return 0;
+    default: return 0;
     }
 }
 
@@ -492,7 +523,8 @@ static int scan_string(scan_t *sc, apr_size_t pos, apr_size_t *end, int *esc,
         else if (c == '\\') {
             k = escape_len(s, pos, len, &d);
             if (!k) {
-                return scan_fail(sc, pos, "invalid escape (or a lone "
+                return scan_fail(sc, pos,
+                                 "invalid escape (or a lone "
                                  "surrogate) in a string");
             }
             *esc = 1;
@@ -563,7 +595,7 @@ static const char *unescape(apr_pool_t *p, const unsigned char *s,
             put_utf8(&o, cp);
             i += 4;
             break;
-        default:  *o++ = (char)s[i + 1]; break;  /* " \ / */
+        default: *o++ = (char)s[i + 1]; break; /* " \ / */
         }
         i += 2;
     }
@@ -613,7 +645,8 @@ static void close_object(scan_t *sc)
         if (n <= 16) {
             for (i = 1; i < n && !sc->dup; i++) {
                 for (j = 0; j < i; j++) {
-                    if (k[i].len == k[j].len && !memcmp(k[i].s, k[j].s, k[i].len)) {
+                    if (k[i].len == k[j].len
+                        && !memcmp(k[i].s, k[j].s, k[i].len)) {
                         sc->dup = k[i].s;
                         sc->dup_len = k[i].len;
                         break;
@@ -632,13 +665,15 @@ static void close_object(scan_t *sc)
             }
         }
     }
-    sc->nkeys = start - 1;   /* the marker goes too */
+    sc->nkeys = start - 1; /* the marker goes too */
 }
 
-static apr_size_t skip_ws(const unsigned char *s, apr_size_t pos, apr_size_t len)
+static apr_size_t skip_ws(const unsigned char *s, apr_size_t pos,
+                          apr_size_t len)
 {
-    while (pos < len && (s[pos] == ' ' || s[pos] == '\n' || s[pos] == '\r'
-                         || s[pos] == '\t')) {
+    while (pos < len
+           && (s[pos] == ' ' || s[pos] == '\n' || s[pos] == '\r'
+               || s[pos] == '\t')) {
         pos++;
     }
     return pos;
@@ -698,16 +733,17 @@ static int value_type(unsigned char c)
     case '{': return T_OBJECT;
     case '[': return T_ARRAY;
     case '"': return T_STRING;
-    case 't': case 'f': return T_BOOL;
+    case 't':
+    case 'f': return T_BOOL;
     case 'n': return T_NULL;
-    default:  return T_NUMBER;
+    default: return T_NUMBER;
     }
 }
 
-#define KIND_SET(k, d, obj) \
-    ((obj) ? ((k)[(d) >> 3] |= (unsigned char)(1u << ((d) & 7))) \
-           : ((k)[(d) >> 3] &= (unsigned char)~(1u << ((d) & 7))))
-#define KIND_OBJ(k, d) ((k)[(d) >> 3] & (1u << ((d) & 7)))
+#define KIND_SET(k, d, obj)                                    \
+    ((obj) ? ((k)[(d) >> 3] |= (unsigned char)(1u << ((d)&7))) \
+           : ((k)[(d) >> 3] &= (unsigned char)~(1u << ((d)&7))))
+#define KIND_OBJ(k, d) ((k)[(d) >> 3] & (1u << ((d)&7)))
 
 /* One pass over the whole document. Returns 0 when it is one well-formed
  * JSON text; fd then holds the top-level fields (when the root is an
@@ -718,7 +754,7 @@ static int scan_doc(scan_t *sc, found_t *fd, int *root)
 {
     const unsigned char *s = sc->s;
     apr_size_t len = sc->len, pos = 0, end, n, shrink;
-    unsigned char kinds[DATOS_RECORD_MAX_DEPTH / 8] = { 0 };
+    unsigned char kinds[DATOS_RECORD_MAX_DEPTH / 8] = {0};
     int depth = 0, field = -1, esc, t;
 
 value:
@@ -778,8 +814,9 @@ value:
             f->raw_len = end - pos - 1;
             f->len = f->raw_len - shrink;
             f->str = !esc ? f->raw
-                     : field == F_CONTENIDO ? NULL
-                     : unescape(sc->p, s + pos + 1, f->raw_len, &f->len);
+                     : field == F_CONTENIDO
+                         ? NULL
+                         : unescape(sc->p, s + pos + 1, f->raw_len, &f->len);
         }
         pos = end + 1;
         goto after;
@@ -804,8 +841,10 @@ value:
     default:
         n = (s[pos] == '-' || is_digit(s[pos])) ? scan_number(s, pos, len) : 0;
         if (!n) {
-            return scan_fail(sc, pos, s[pos] == '-' || is_digit(s[pos])
-                             ? "invalid number" : "a value was expected");
+            return scan_fail(sc, pos,
+                             s[pos] == '-' || is_digit(s[pos])
+                                 ? "invalid number"
+                                 : "a value was expected");
         }
         pos = n;
         goto after;
@@ -889,9 +928,8 @@ done:
     return 0;
 }
 
-static void scan_init(scan_t *sc, found_t *fd, apr_pool_t *p,
-                      const char *data, apr_size_t len, jkey_t *keys,
-                      apr_size_t capkeys)
+static void scan_init(scan_t *sc, found_t *fd, apr_pool_t *p, const char *data,
+                      apr_size_t len, jkey_t *keys, apr_size_t capkeys)
 {
     memset(sc, 0, sizeof(*sc));
     memset(fd, 0, sizeof(*fd));
@@ -910,36 +948,36 @@ static apr_status_t scan_failed(apr_pool_t *p, const scan_t *sc,
 
     /* A syntax error may come before the first bad byte: not_utf8 is
      * about the whole data, so look at all of it. */
-    bad = sc->fail == DATOS_REASON_NOT_UTF8
-          ? sc->fail_pos : datos_utf8_check(sc->s, len);
+    bad = sc->fail == DATOS_REASON_NOT_UTF8 ? sc->fail_pos
+                                            : datos_utf8_check(sc->s, len);
     if (bad < len) {
         return invalid(p, why, DATOS_REASON_NOT_UTF8,
                        "the data is not UTF-8 (byte %" APR_SIZE_T_FMT
-                       " is 0x%02x)", bad, sc->s[bad]);
+                       " is 0x%02x)",
+                       bad, sc->s[bad]);
     }
-    return invalid(p, why, DATOS_REASON_NOT_JSON,
-                   "the data is not JSON: %s at byte %" APR_SIZE_T_FMT
-                   "%s%s", sc->fail_what, sc->fail_pos,
-                   sc->fail_pos < len ? ", near " : "",
-                   sc->fail_pos < len
-                   ? excerpt(p, (const char *)sc->s + sc->fail_pos,
-                             len - sc->fail_pos) : "");
+    return invalid(
+        p, why, DATOS_REASON_NOT_JSON,
+        "the data is not JSON: %s at byte %" APR_SIZE_T_FMT "%s%s",
+        sc->fail_what, sc->fail_pos, sc->fail_pos < len ? ", near " : "",
+        sc->fail_pos < len
+            ? excerpt(p, (const char *)sc->s + sc->fail_pos, len - sc->fail_pos)
+            : "");
 }
 
 static const char *root_name(int t)
 {
     switch (t) {
-    case T_ARRAY:  return "an array";
+    case T_ARRAY: return "an array";
     case T_STRING: return "a string";
     case T_NUMBER: return "a number";
-    case T_BOOL:   return "a boolean";
-    case T_NULL:   return "null";
-    default:       return "not an object";
+    case T_BOOL: return "a boolean";
+    case T_NULL: return "null";
+    default: return "not an object";
     }
 }
 
-apr_status_t datos_record_check(apr_pool_t *p, const char *data,
-                                apr_size_t len,
+apr_status_t datos_record_check(apr_pool_t *p, const char *data, apr_size_t len,
                                 const datos_record_opts_t *opts,
                                 datos_record_t *rec, datos_invalid_t *why)
 {
@@ -957,7 +995,8 @@ apr_status_t datos_record_check(apr_pool_t *p, const char *data,
         goto leave;
     }
     if (len == 0) {
-        rv = invalid(p, why, DATOS_REASON_EMPTY_DATA, "the message data is "
+        rv = invalid(p, why, DATOS_REASON_EMPTY_DATA,
+                     "the message data is "
                      "empty");
         goto leave;
     }
@@ -1054,7 +1093,7 @@ void datos_record_row(apr_pool_t *p, const datos_record_t *rec,
         row->contenido = NULL;
     }
     else if (rec->contenido_json_len == rec->contenido_len) {
-        row->contenido = rec->contenido_json;   /* no escapes: same bytes */
+        row->contenido = rec->contenido_json; /* no escapes: same bytes */
     }
     else {
         row->contenido = unescape(p, (const unsigned char *)rec->contenido_json,
@@ -1091,14 +1130,14 @@ leave:
 static int jtype(const json_t *v)
 {
     switch (json_typeof(v)) {
-    case JSON_OBJECT:  return T_OBJECT;
-    case JSON_ARRAY:   return T_ARRAY;
-    case JSON_STRING:  return T_STRING;
+    case JSON_OBJECT: return T_OBJECT;
+    case JSON_ARRAY: return T_ARRAY;
+    case JSON_STRING: return T_STRING;
     case JSON_INTEGER:
-    case JSON_REAL:    return T_NUMBER;
+    case JSON_REAL: return T_NUMBER;
     case JSON_TRUE:
-    case JSON_FALSE:   return T_BOOL;
-    default:           return T_NULL;
+    case JSON_FALSE: return T_BOOL;
+    default: return T_NULL;
     }
 }
 
@@ -1124,7 +1163,8 @@ apr_status_t datos_record_validate_jansson(apr_pool_t *p, const char *data,
         goto leave;
     }
     if (len == 0) {
-        rv = invalid(p, why, DATOS_REASON_EMPTY_DATA, "the message data is "
+        rv = invalid(p, why, DATOS_REASON_EMPTY_DATA,
+                     "the message data is "
                      "empty");
         goto leave;
     }
@@ -1132,16 +1172,17 @@ apr_status_t datos_record_validate_jansson(apr_pool_t *p, const char *data,
     if (bad < len) {
         rv = invalid(p, why, DATOS_REASON_NOT_UTF8,
                      "the data is not UTF-8 (byte %" APR_SIZE_T_FMT
-                     " is 0x%02x)", bad, (unsigned char)data[bad]);
+                     " is 0x%02x)",
+                     bad, (unsigned char)data[bad]);
         goto leave;
     }
     /* jansson takes a raw NUL right after a top-level number for the end
      * of input ("6\0" parses); JSON allows U+0000 only escaped. */
     if (memchr(data, '\0', len)) {
-        rv = invalid(p, why, DATOS_REASON_NOT_JSON,
-                     "the data is not JSON: a raw NUL byte at byte %"
-                     APR_SIZE_T_FMT,
-                     (apr_size_t)((const char *)memchr(data, '\0', len) - data));
+        rv = invalid(
+            p, why, DATOS_REASON_NOT_JSON,
+            "the data is not JSON: a raw NUL byte at byte %" APR_SIZE_T_FMT,
+            (apr_size_t)((const char *)memchr(data, '\0', len) - data));
         goto leave;
     }
     j = json_loadb(data, len, flags | JSON_REJECT_DUPLICATES, &jerr);
@@ -1171,12 +1212,12 @@ apr_status_t datos_record_validate_jansson(apr_pool_t *p, const char *data,
     datos_json_bind(p, j);
     if (!json_is_object(j)) {
         rv = invalid(p, why, DATOS_REASON_NOT_OBJECT,
-                     "the data is %s, not a JSON object",
-                     root_name(jtype(j)));
+                     "the data is %s, not a JSON object", root_name(jtype(j)));
         goto leave;
     }
     memset(&fd, 0, sizeof(fd));
-    json_object_foreach(j, k, v) {
+    json_object_foreach(j, k, v)
+    {
         apr_size_t klen = strlen(k);
         int f = field_of(k, klen);
 
@@ -1199,8 +1240,8 @@ apr_status_t datos_record_validate_jansson(apr_pool_t *p, const char *data,
     }
     row->id = fd.f[F_ID].str;
     row->id_len = fd.f[F_ID].len;
-    row->contenido = fd.f[F_CONTENIDO].type == T_STRING ? fd.f[F_CONTENIDO].str
-                                                        : NULL;
+    row->contenido =
+        fd.f[F_CONTENIDO].type == T_STRING ? fd.f[F_CONTENIDO].str : NULL;
     row->contenido_len = row->contenido ? fd.f[F_CONTENIDO].len : 0;
 
 leave:

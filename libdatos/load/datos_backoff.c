@@ -48,7 +48,7 @@ int datos_backoff_retryable(apr_status_t rv, const datos_err_t *err)
 {
     (void)err;
     return APR_STATUS_IS_TIMEUP(rv) || rv == DATOS_ECONNECT
-        || rv == DATOS_EBACKEND || rv == DATOS_ERATELIMIT;
+           || rv == DATOS_EBACKEND || rv == DATOS_ERATELIMIT;
 }
 
 apr_interval_time_t datos_backoff_bound(const datos_backoff_t *b)
@@ -82,7 +82,8 @@ int datos_backoff_next(datos_backoff_t *b, apr_status_t rv,
         w = err->retry_after;
     }
     if (rv == DATOS_ERATELIMIT && err && err->reason
-        && !strcmp(err->reason, "rateLimitExceeded") && w < RATE_LIMIT_MIN_WAIT) {
+        && !strcmp(err->reason, "rateLimitExceeded")
+        && w < RATE_LIMIT_MIN_WAIT) {
         w = RATE_LIMIT_MIN_WAIT;
     }
     if (b->deadline && now + w >= b->deadline) {

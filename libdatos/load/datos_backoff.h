@@ -23,15 +23,15 @@
 typedef apr_uint64_t datos_backoff_rand_fn(void *baton);
 
 typedef struct datos_backoff_t {
-    apr_interval_time_t initial;   /* the first wait's bound, > 0 */
-    apr_interval_time_t max;       /* no wait's bound passes it (Retry-After may) */
-    apr_time_t deadline;           /* absolute end of all attempts; 0: none */
-    double multiplier;             /* growth of the bound per attempt; init: 2 */
-    int attempts;                  /* waits handed out so far */
-    datos_backoff_rand_fn *rand;   /* NULL: the built-in generator; set after
+    apr_interval_time_t initial; /* the first wait's bound, > 0 */
+    apr_interval_time_t max; /* no wait's bound passes it (Retry-After may) */
+    apr_time_t deadline;     /* absolute end of all attempts; 0: none */
+    double multiplier;       /* growth of the bound per attempt; init: 2 */
+    int attempts;            /* waits handed out so far */
+    datos_backoff_rand_fn *rand; /* NULL: the built-in generator; set after
                                     * init to inject a source */
     void *rand_baton;
-    apr_uint64_t state;            /* the built-in generator's */
+    apr_uint64_t state; /* the built-in generator's */
 } datos_backoff_t;
 
 /* multiplier 2, the built-in generator seeded from the system's random

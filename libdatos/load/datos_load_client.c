@@ -17,20 +17,20 @@
 #define ANSWER_MAX ((apr_size_t)8 * 1024 * 1024)
 /* A resumable upload gives up after this many failures in a row. */
 #define RESUME_FAILURES_MAX 10
-#define RESUME_WAIT_FIRST apr_time_from_msec(100)
-#define RESUME_WAIT_MAX apr_time_from_sec(8)
+#define RESUME_WAIT_FIRST   apr_time_from_msec(100)
+#define RESUME_WAIT_MAX     apr_time_from_sec(8)
 /* Answers that move the upload no further before it is abandoned. */
 #define STALLS_MAX 3
 
 struct datos_load_client_t {
     apr_pool_t *pool;
-    const char *base;            /* ...API_SUFFIX */
-    const char *upload;          /* root + /upload/bigquery/v2 */
-    const char *origin;          /* scheme://authority/ of the upload URL */
+    const char *base;   /* ...API_SUFFIX */
+    const char *upload; /* root + /upload/bigquery/v2 */
+    const char *origin; /* scheme://authority/ of the upload URL */
     const char *project;
-    datos_table_ref_t table;     /* project filled in */
-    const char *location;        /* configured, else NULL */
-    char table_location[128];    /* the last tables.get's, "" until asked */
+    datos_table_ref_t table;  /* project filled in */
+    const char *location;     /* configured, else NULL */
+    char table_location[128]; /* the last tables.get's, "" until asked */
     datos_http_t *http;
     datos_creds_t *creds;
     int allow_insecure;
@@ -40,12 +40,14 @@ struct datos_load_client_t {
 
 static apr_status_t conf_error(apr_pool_t *p, datos_err_t *err, const char *msg)
 {
-    return datos_err_set(err, p, DATOS_ECONFIG, 0, NULL, "BigQuery load client: %s",
-                         msg);
+    return datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,
+                         "BigQuery load client: %s", msg);
 }
 
-apr_status_t datos_load_client_create(apr_pool_t *p, const datos_load_client_conf_t *conf,
-                                 datos_load_client_t **out, datos_err_t *err)
+apr_status_t datos_load_client_create(apr_pool_t *p,
+                                      const datos_load_client_conf_t *conf,
+                                      datos_load_client_t **out,
+                                      datos_err_t *err)
 {
     apr_status_t rv = DATOS_ECONFIG;
     datos_load_client_t *bl;
@@ -64,10 +66,13 @@ apr_status_t datos_load_client_create(apr_pool_t *p, const datos_load_client_con
     }
     k = strlen(API_SUFFIX);
     if (n <= k || strcmp(base + n - k, API_SUFFIX)) {
-        conf_error(p, err, apr_psprintf(p, "the BigQuery URL %s does not end in "
-                                        API_SUFFIX " (uploads go to its root + "
-                                        "/upload" API_SUFFIX ")",
-                                        datos_err_text(p, base, n, 200)));
+        conf_error(
+            p, err,
+            apr_psprintf(p,
+                         "the BigQuery URL %s does not end in " API_SUFFIX
+                         " (uploads go to its root + "
+                         "/upload" API_SUFFIX ")",
+                         datos_err_text(p, base, n, 200)));
         goto leave;
     }
     if (!conf->project || (why = datos_project_id_check(p, conf->project))) {
@@ -85,9 +90,11 @@ apr_status_t datos_load_client_create(apr_pool_t *p, const datos_load_client_con
         goto leave;
     }
     if (conf->chunk_size % DATOS_LOAD_CLIENT_CHUNK_UNIT) {
-        conf_error(p, err, apr_psprintf(p, "the chunk size %" APR_SIZE_T_FMT
-                                        " is not a multiple of 256 KiB",
-                                        conf->chunk_size));
+        conf_error(p, err,
+                   apr_psprintf(p,
+                                "the chunk size %" APR_SIZE_T_FMT
+                                " is not a multiple of 256 KiB",
+                                conf->chunk_size));
         goto leave;
     }
     rv = datos_http_check_url(p, base, conf->http.allow_insecure, 0, err);
@@ -104,20 +111,22 @@ apr_status_t datos_load_client_create(apr_pool_t *p, const datos_load_client_con
         const char *a = strstr(bl->upload, "://") + 3;
         bl->origin = apr_pstrmemdup(p, bl->upload,
                                     (apr_size_t)(a - bl->upload)
-                                    + strcspn(a, "/?#") + 1);
+                                        + strcspn(a, "/?#") + 1);
     }
     bl->project = apr_pstrdup(p, conf->project);
     bl->table.project = apr_pstrdup(p, tproject);
     bl->table.dataset = apr_pstrdup(p, conf->table.dataset);
     bl->table.table = apr_pstrdup(p, conf->table.table);
     bl->location = conf->location && *conf->location
-                   ? apr_pstrdup(p, conf->location) : NULL;
+                       ? apr_pstrdup(p, conf->location)
+                       : NULL;
     bl->creds = conf->creds;
     bl->allow_insecure = conf->http.allow_insecure;
-    bl->resumable_above = conf->resumable_above ? conf->resumable_above
-                                                : DATOS_LOAD_CLIENT_RESUMABLE_ABOVE;
-    bl->chunk_size = conf->chunk_size ? conf->chunk_size
-                                      : DATOS_LOAD_CLIENT_CHUNK_SIZE;
+    bl->resumable_above = conf->resumable_above
+                              ? conf->resumable_above
+                              : DATOS_LOAD_CLIENT_RESUMABLE_ABOVE;
+    bl->chunk_size =
+        conf->chunk_size ? conf->chunk_size : DATOS_LOAD_CLIENT_CHUNK_SIZE;
     rv = datos_http_create(p, &conf->http, &bl->http, err);
     if (rv != APR_SUCCESS) {
         goto leave;
@@ -130,8 +139,9 @@ leave:
 
 /* ------------------------------------------------------------ tables.get */
 
-apr_status_t datos_load_client_table(datos_load_client_t *bl, apr_pool_t *p, apr_time_t deadline,
-                                datos_table_info_t *info, datos_err_t *err)
+apr_status_t datos_load_client_table(datos_load_client_t *bl, apr_pool_t *p,
+                                     apr_time_t deadline,
+                                     datos_table_info_t *info, datos_err_t *err)
 {
     apr_status_t rv;
     datos_google_op_t op;
@@ -141,11 +151,10 @@ apr_status_t datos_load_client_table(datos_load_client_t *bl, apr_pool_t *p, apr
     datos_google_op_init(&op, p, bl->http, bl->creds, deadline, err);
     memset(&call, 0, sizeof(call));
     call.what = "tables.get";
-    call.url = apr_pstrcat(p, bl->base, "/projects/",
-                           datos_http_urlencode(p, bl->table.project),
-                           "/datasets/", datos_http_urlencode(p, bl->table.dataset),
-                           "/tables/", datos_http_urlencode(p, bl->table.table),
-                           NULL);
+    call.url = apr_pstrcat(
+        p, bl->base, "/projects/", datos_http_urlencode(p, bl->table.project),
+        "/datasets/", datos_http_urlencode(p, bl->table.dataset), "/tables/",
+        datos_http_urlencode(p, bl->table.table), NULL);
     call.max_response = ANSWER_MAX;
     rv = datos_google_call(&op, p, &call, &resp);
     if (rv != APR_SUCCESS) {
@@ -167,7 +176,8 @@ leave:
 
 /* The location a job is named with: the caller's, the configured one, the
  * table's from tables.get, or none. */
-static const char *job_location(const datos_load_client_t *bl, const char *given)
+static const char *job_location(const datos_load_client_t *bl,
+                                const char *given)
 {
     if (given) {
         return given;
@@ -183,8 +193,8 @@ static apr_status_t read_job(apr_pool_t *p, const char *what,
                              const datos_http_resp_t *resp,
                              datos_loadjob_t **job, datos_err_t *err)
 {
-    apr_status_t rv = datos_loadjob_parse(p, resp->body, resp->body_len, job,
-                                          err);
+    apr_status_t rv =
+        datos_loadjob_parse(p, resp->body, resp->body_len, job, err);
     if (rv != APR_SUCCESS) {
         if (err) {
             err->http_status = resp->status;
@@ -225,11 +235,11 @@ static apr_status_t pick_boundary(apr_pool_t *p, const char *data,
                          "data");
 }
 
-static apr_status_t insert_multipart(datos_load_client_t *bl, datos_google_op_t *op,
-                                     apr_pool_t *p, const char *resource,
-                                     apr_size_t rlen, const char *data,
-                                     apr_size_t len, datos_loadjob_t **job,
-                                     datos_err_t *err)
+static apr_status_t insert_multipart(datos_load_client_t *bl,
+                                     datos_google_op_t *op, apr_pool_t *p,
+                                     const char *resource, apr_size_t rlen,
+                                     const char *data, apr_size_t len,
+                                     datos_loadjob_t **job, datos_err_t *err)
 {
     apr_status_t rv;
     datos_google_call_t call;
@@ -243,13 +253,17 @@ static apr_status_t insert_multipart(datos_load_client_t *bl, datos_google_op_t 
         goto leave;
     }
     /* RFC 2046: CRLF line ends, the Job first, the data second. */
-    segs[0].data = apr_pstrcat(p, "--", boundary, "\r\n"
+    segs[0].data = apr_pstrcat(p, "--", boundary,
+                               "\r\n"
                                "Content-Type: application/json; charset=UTF-8"
-                               "\r\n\r\n", NULL);
+                               "\r\n\r\n",
+                               NULL);
     segs[1].data = resource;
-    segs[2].data = apr_pstrcat(p, "\r\n--", boundary, "\r\n"
+    segs[2].data = apr_pstrcat(p, "\r\n--", boundary,
+                               "\r\n"
                                "Content-Type: application/octet-stream"
-                               "\r\n\r\n", NULL);
+                               "\r\n\r\n",
+                               NULL);
     segs[3].data = data;
     segs[4].data = apr_pstrcat(p, "\r\n--", boundary, "--\r\n", NULL);
     for (i = 0; i < 5; i++) {
@@ -261,8 +275,8 @@ static apr_status_t insert_multipart(datos_load_client_t *bl, datos_google_op_t 
     call.url = apr_pstrcat(p, bl->upload, "/projects/",
                            datos_http_urlencode(p, bl->project),
                            "/jobs?uploadType=multipart", NULL);
-    call.content_type = apr_pstrcat(p, "multipart/related; boundary=",
-                                    boundary, NULL);
+    call.content_type =
+        apr_pstrcat(p, "multipart/related; boundary=", boundary, NULL);
     call.segs = segs;
     call.nsegs = 5;
     call.max_response = ANSWER_MAX;
@@ -307,10 +321,12 @@ static apr_status_t session_check(datos_load_client_t *bl, apr_pool_t *p,
     apr_status_t rv;
 
     if (!uri || strncasecmp(uri, bl->origin, strlen(bl->origin))) {
-        return datos_err_set(err, p, DATOS_EMALFORMED, 200, NULL,
-                             "jobs.insert: the resumable session URI %s is "
-                             "not on %s", uri ? datos_err_text(p, uri,
-                             strcspn(uri, "?#"), 200) : "(none)", bl->origin);
+        return datos_err_set(
+            err, p, DATOS_EMALFORMED, 200, NULL,
+            "jobs.insert: the resumable session URI %s is "
+            "not on %s",
+            uri ? datos_err_text(p, uri, strcspn(uri, "?#"), 200) : "(none)",
+            bl->origin);
     }
     rv = datos_http_check_url(p, uri, bl->allow_insecure, 0, err);
     if (rv != APR_SUCCESS) {
@@ -322,10 +338,9 @@ static apr_status_t session_check(datos_load_client_t *bl, apr_pool_t *p,
 /* One PUT of the upload: a chunk [from, to) of data, or (to == from) a
  * status probe. *next is where the server wants the next byte (-1 when
  * the upload is done and *job set). */
-static apr_status_t put_chunk(datos_google_op_t *op,
-                              apr_pool_t *cp, const char *session,
-                              const char *data, apr_size_t len,
-                              apr_size_t from, apr_size_t to,
+static apr_status_t put_chunk(datos_google_op_t *op, apr_pool_t *cp,
+                              const char *session, const char *data,
+                              apr_size_t len, apr_size_t from, apr_size_t to,
                               apr_int64_t *next, datos_loadjob_t **job,
                               apr_pool_t *p, datos_err_t *err)
 {
@@ -336,14 +351,15 @@ static apr_status_t put_chunk(datos_google_op_t *op,
     const char *range;
 
     if (to > from) {
-        range = apr_psprintf(cp, "Content-Range: bytes %" APR_SIZE_T_FMT "-%"
-                             APR_SIZE_T_FMT "/%s", from, to - 1,
-                             to == len ? apr_psprintf(cp, "%" APR_SIZE_T_FMT,
-                                                      len) : "*");
+        range = apr_psprintf(
+            cp,
+            "Content-Range: bytes %" APR_SIZE_T_FMT "-%" APR_SIZE_T_FMT "/%s",
+            from, to - 1,
+            to == len ? apr_psprintf(cp, "%" APR_SIZE_T_FMT, len) : "*");
     }
     else {
-        range = apr_psprintf(cp, "Content-Range: bytes */%" APR_SIZE_T_FMT,
-                             len);
+        range =
+            apr_psprintf(cp, "Content-Range: bytes */%" APR_SIZE_T_FMT, len);
     }
     memset(&call, 0, sizeof(call));
     call.what = "jobs.insert";
@@ -383,11 +399,11 @@ leave:
     return rv;
 }
 
-static apr_status_t insert_resumable(datos_load_client_t *bl, datos_google_op_t *op,
-                                     apr_pool_t *p, const char *resource,
-                                     apr_size_t rlen, const char *data,
-                                     apr_size_t len, datos_loadjob_t **job,
-                                     datos_err_t *err)
+static apr_status_t insert_resumable(datos_load_client_t *bl,
+                                     datos_google_op_t *op, apr_pool_t *p,
+                                     const char *resource, apr_size_t rlen,
+                                     const char *data, apr_size_t len,
+                                     datos_loadjob_t **job, datos_err_t *err)
 {
     apr_status_t rv;
     datos_google_call_t call;
@@ -436,7 +452,8 @@ static apr_status_t insert_resumable(datos_load_client_t *bl, datos_google_op_t 
         if (rounds-- <= 0) {
             rv = datos_err_set(err, p, DATOS_EMALFORMED, 308, NULL,
                                "jobs.insert: the upload of %" APR_SIZE_T_FMT
-                               " bytes does not end", len);
+                               " bytes does not end",
+                               len);
             goto leave;
         }
         if (cp) {
@@ -447,8 +464,9 @@ static apr_status_t insert_resumable(datos_load_client_t *bl, datos_google_op_t 
         }
         /* A probe (no bytes, "bytes * / len") asks where the upload stands;
          * once the server holds every byte it also ends it. */
-        to = probe || offset == len ? offset
-             : offset + bl->chunk_size < len ? offset + bl->chunk_size : len;
+        to = probe || offset == len          ? offset
+             : offset + bl->chunk_size < len ? offset + bl->chunk_size
+                                             : len;
         rv = put_chunk(op, cp, session, data, len, offset, to, &next, job, p,
                        err);
         if (rv != APR_SUCCESS) {
@@ -463,7 +481,7 @@ static apr_status_t insert_resumable(datos_load_client_t *bl, datos_google_op_t 
         failures = 0;
         probe = 0;
         if (next < 0) {
-            break;                          /* done: *job is set */
+            break; /* done: *job is set */
         }
         /* The server keeps whole 256 KiB units of a chunk and may ask for
          * bytes again; answers that keep it where it is end the upload. */
@@ -471,10 +489,11 @@ static apr_status_t insert_resumable(datos_load_client_t *bl, datos_google_op_t 
             stalls = 0;
         }
         else if (++stalls > STALLS_MAX) {
-            rv = datos_err_set(err, p, DATOS_EMALFORMED, 308, NULL,
-                               "jobs.insert: the upload stays at byte %"
-                               APR_SIZE_T_FMT " of %" APR_SIZE_T_FMT,
-                               (apr_size_t)next, len);
+            rv = datos_err_set(
+                err, p, DATOS_EMALFORMED, 308, NULL,
+                "jobs.insert: the upload stays at byte %" APR_SIZE_T_FMT
+                " of %" APR_SIZE_T_FMT,
+                (apr_size_t)next, len);
             goto leave;
         }
         offset = (apr_size_t)next;
@@ -487,10 +506,11 @@ leave:
     return rv;
 }
 
-apr_status_t datos_load_client_insert(datos_load_client_t *bl, apr_pool_t *p, apr_time_t deadline,
-                                 const char *job_id, const char *location,
-                                 const char *data, apr_size_t len,
-                                 datos_loadjob_t **job, datos_err_t *err)
+apr_status_t datos_load_client_insert(datos_load_client_t *bl, apr_pool_t *p,
+                                      apr_time_t deadline, const char *job_id,
+                                      const char *location, const char *data,
+                                      apr_size_t len, datos_loadjob_t **job,
+                                      datos_err_t *err)
 {
     apr_status_t rv;
     datos_google_op_t op;
@@ -512,8 +532,7 @@ apr_status_t datos_load_client_insert(datos_load_client_t *bl, apr_pool_t *p, ap
         goto leave;
     }
     if (!data && len) {
-        rv = datos_err_set(err, p, APR_EINVAL, 0, NULL,
-                           "jobs.insert: no data");
+        rv = datos_err_set(err, p, APR_EINVAL, 0, NULL, "jobs.insert: no data");
         goto leave;
     }
     if (len <= bl->resumable_above) {
@@ -530,9 +549,10 @@ leave:
 
 /* ------------------------------------------------------------ jobs.get */
 
-apr_status_t datos_load_client_get(datos_load_client_t *bl, apr_pool_t *p, apr_time_t deadline,
-                              const char *job_id, const char *location,
-                              datos_loadjob_t **job, datos_err_t *err)
+apr_status_t datos_load_client_get(datos_load_client_t *bl, apr_pool_t *p,
+                                   apr_time_t deadline, const char *job_id,
+                                   const char *location, datos_loadjob_t **job,
+                                   datos_err_t *err)
 {
     apr_status_t rv;
     datos_google_op_t op;
@@ -548,11 +568,10 @@ apr_status_t datos_load_client_get(datos_load_client_t *bl, apr_pool_t *p, apr_t
     location = job_location(bl, location);
     memset(&call, 0, sizeof(call));
     call.what = "jobs.get";
-    call.url = apr_pstrcat(p, bl->base, "/projects/",
-                           datos_http_urlencode(p, bl->project), "/jobs/",
-                           job_id, location ? "?location=" : "",
-                           location ? datos_http_urlencode(p, location) : "",
-                           NULL);
+    call.url = apr_pstrcat(
+        p, bl->base, "/projects/", datos_http_urlencode(p, bl->project),
+        "/jobs/", job_id, location ? "?location=" : "",
+        location ? datos_http_urlencode(p, location) : "", NULL);
     call.max_response = ANSWER_MAX;
     rv = datos_google_call(&op, p, &call, &resp);
     if (rv != APR_SUCCESS) {

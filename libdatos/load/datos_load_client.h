@@ -29,14 +29,17 @@
 typedef struct datos_load_client_t datos_load_client_t;
 
 typedef struct datos_load_client_conf_t {
-    const char *base_url;        /* .../bigquery/v2; uploads go to the same root + /upload/bigquery/v2 */
-    const char *project;         /* the project jobs run in */
-    datos_table_ref_t table;     /* table.project NULL: project */
-    const char *location;        /* NULL: the table's, from tables.get */
+    const char *
+        base_url; /* .../bigquery/v2; uploads go to the same root + /upload/bigquery/v2 */
+    const char *project;     /* the project jobs run in */
+    datos_table_ref_t table; /* table.project NULL: project */
+    const char *location;    /* NULL: the table's, from tables.get */
     datos_http_opts_t http;
     datos_creds_t *creds;
-    apr_size_t resumable_above;  /* 0: default 5 MiB; bodies above use uploadType=resumable */
-    apr_size_t chunk_size;       /* resumable chunks, multiple of 256 KiB; 0: default 8 MiB */
+    apr_size_t
+        resumable_above; /* 0: default 5 MiB; bodies above use uploadType=resumable */
+    apr_size_t
+        chunk_size; /* resumable chunks, multiple of 256 KiB; 0: default 8 MiB */
 } datos_load_client_conf_t;
 
 /* Copies conf into p. DATOS_ECONFIG for a base_url that does not end in
@@ -45,14 +48,18 @@ typedef struct datos_load_client_conf_t {
  * 256 KiB, bad timeouts; base_url must pass datos_http_check_url with
  * http.allow_insecure (else its status, err->reason
  * DATOS_REASON_PLAIN_HTTP when only plain http broke the rule). */
-apr_status_t datos_load_client_create(apr_pool_t *p, const datos_load_client_conf_t *conf,
-                                 datos_load_client_t **out, datos_err_t *err);
+apr_status_t datos_load_client_create(apr_pool_t *p,
+                                      const datos_load_client_conf_t *conf,
+                                      datos_load_client_t **out,
+                                      datos_err_t *err);
 
 /* tables.get: location and which loader columns exist (datos_table_info_t of datos_bq.h);
  * a missing or mistyped record column is DATOS_ECONFIG naming it. The
  * location is kept for jobs when conf->location is NULL. */
-apr_status_t datos_load_client_table(datos_load_client_t *bl, apr_pool_t *p, apr_time_t deadline,
-                                datos_table_info_t *info, datos_err_t *err);
+apr_status_t datos_load_client_table(datos_load_client_t *bl, apr_pool_t *p,
+                                     apr_time_t deadline,
+                                     datos_table_info_t *info,
+                                     datos_err_t *err);
 
 /* jobs.insert of an NDJSON load with this job id (datos_loadjob_resource), the data sent without
  * copying (multipart/related, or resumable above the threshold: session POST, then PUT chunks with
@@ -69,16 +76,18 @@ apr_status_t datos_load_client_table(datos_load_client_t *bl, apr_pool_t *p, apr
  * (Content-Range: bytes * / len) and the upload goes on from the Range it
  * answers, until the deadline or 10 failures in a row. *job is read from
  * the final 200/201 answer by datos_loadjob_parse. */
-apr_status_t datos_load_client_insert(datos_load_client_t *bl, apr_pool_t *p, apr_time_t deadline,
-                                 const char *job_id, const char *location,
-                                 const char *data, apr_size_t len,
-                                 datos_loadjob_t **job, datos_err_t *err);
+apr_status_t datos_load_client_insert(datos_load_client_t *bl, apr_pool_t *p,
+                                      apr_time_t deadline, const char *job_id,
+                                      const char *location, const char *data,
+                                      apr_size_t len, datos_loadjob_t **job,
+                                      datos_err_t *err);
 
 /* jobs.get with location; 404 is DATOS_EREJECTED with http_status 404.
  * location NULL: as for datos_load_client_insert (none: no ?location=, which
  * finds only jobs in US or EU). */
-apr_status_t datos_load_client_get(datos_load_client_t *bl, apr_pool_t *p, apr_time_t deadline,
-                              const char *job_id, const char *location,
-                              datos_loadjob_t **job, datos_err_t *err);
+apr_status_t datos_load_client_get(datos_load_client_t *bl, apr_pool_t *p,
+                                   apr_time_t deadline, const char *job_id,
+                                   const char *location, datos_loadjob_t **job,
+                                   datos_err_t *err);
 
 #endif

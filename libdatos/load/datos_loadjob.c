@@ -26,7 +26,7 @@ static int hash_part(EVP_MD_CTX *ctx, const char *s, apr_size_t n)
         v >>= 8;
     }
     return EVP_DigestUpdate(ctx, len, 8) == 1
-        && EVP_DigestUpdate(ctx, s, n) == 1;
+           && EVP_DigestUpdate(ctx, s, n) == 1;
 }
 
 apr_status_t datos_loadjob_id(apr_pool_t *p, const char *table,
@@ -122,8 +122,8 @@ apr_status_t datos_loadjob_resource(apr_pool_t *p,
     const char *out;
     int ok;
 
-    if (!c->project || !*c->project || !c->dataset || !*c->dataset
-        || !c->table || !*c->table) {
+    if (!c->project || !*c->project || !c->dataset || !*c->dataset || !c->table
+        || !*c->table) {
         rv = datos_err_set(err, p, APR_EINVAL, 0, NULL,
                            "a load job needs a project, a dataset and a table");
         goto leave;
@@ -154,8 +154,8 @@ apr_status_t datos_loadjob_resource(apr_pool_t *p,
     ok = set_str(ref, "projectId", c->project)
          && set_str(ref, "jobId", c->job_id)
          && (!c->location || set_str(ref, "location", c->location))
-         && set_str(dest, "projectId", c->table_project ? c->table_project
-                                                        : c->project)
+         && set_str(dest, "projectId",
+                    c->table_project ? c->table_project : c->project)
          && set_str(dest, "datasetId", c->dataset)
          && set_str(dest, "tableId", c->table)
          && set_str(load, "sourceFormat", "NEWLINE_DELIMITED_JSON")
@@ -308,7 +308,7 @@ leave:
 datos_job_outcome_t datos_loadjob_outcome(const datos_loadjob_t *job)
 {
     static const char *const retry[] = {
-        "backendError", "internalError", "rateLimitExceeded",
+        "backendError",    "internalError",    "rateLimitExceeded",
         "jobBackendError", "jobInternalError", "jobRateLimitExceeded",
     };
     const char *reason;
@@ -374,8 +374,8 @@ static apr_int64_t number_after(const char *s, const char *word)
 
 static void add_rejected(apr_array_header_t *rows, const datos_job_error_t *e)
 {
-    apr_int64_t pos = e->message
-                      ? number_after(e->message, "row starting at position") : -1;
+    apr_int64_t pos =
+        e->message ? number_after(e->message, "row starting at position") : -1;
     apr_int64_t line = -1;
     datos_rejected_t *r;
 
@@ -420,10 +420,12 @@ apr_status_t datos_loadjob_rejected(apr_pool_t *p, const datos_loadjob_t *job,
     for (i = 0; job->errors && i < job->errors->nelts; i++) {
         add_rejected(all, &APR_ARRAY_IDX(job->errors, i, datos_job_error_t));
     }
-    qsort(all->elts, (size_t)all->nelts, sizeof(datos_rejected_t), cmp_rejected);
+    qsort(all->elts, (size_t)all->nelts, sizeof(datos_rejected_t),
+          cmp_rejected);
     for (i = 0; i < all->nelts; i++) {
         const datos_rejected_t *r = &APR_ARRAY_IDX(all, i, datos_rejected_t);
-        if (i && !cmp_rejected(r, &APR_ARRAY_IDX(all, i - 1, datos_rejected_t))) {
+        if (i
+            && !cmp_rejected(r, &APR_ARRAY_IDX(all, i - 1, datos_rejected_t))) {
             continue;
         }
         *(datos_rejected_t *)apr_array_push(out) = *r;
@@ -443,18 +445,20 @@ apr_status_t datos_loadjob_rejected_lines(apr_pool_t *p,
                                           const datos_ndjson_t *nd,
                                           apr_array_header_t **lines)
 {
-    apr_array_header_t *all = apr_array_make(p, rows->nelts ? rows->nelts : 1,
-                                             sizeof(int));
-    apr_array_header_t *out = apr_array_make(p, rows->nelts ? rows->nelts : 1,
-                                             sizeof(int));
+    apr_array_header_t *all =
+        apr_array_make(p, rows->nelts ? rows->nelts : 1, sizeof(int));
+    apr_array_header_t *out =
+        apr_array_make(p, rows->nelts ? rows->nelts : 1, sizeof(int));
     apr_status_t rv = APR_SUCCESS;
     int i, k;
 
     for (i = 0; i < rows->nelts; i++) {
         const datos_rejected_t *r = &APR_ARRAY_IDX(rows, i, datos_rejected_t);
-        k = r->position >= 0 ? datos_ndjson_line_at(nd, r->position)
-            : (r->line >= 1 && r->line <= datos_ndjson_lines(nd)
-               ? (int)(r->line - 1) : -1);
+        k = r->position >= 0
+                ? datos_ndjson_line_at(nd, r->position)
+                : (r->line >= 1 && r->line <= datos_ndjson_lines(nd)
+                       ? (int)(r->line - 1)
+                       : -1);
         if (k < 0) {
             rv = APR_NOTFOUND;
             goto leave;

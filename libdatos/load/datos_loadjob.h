@@ -32,10 +32,10 @@ apr_status_t datos_loadjob_id(apr_pool_t *p, const char *table,
 int datos_loadjob_id_valid(const char *id);
 
 typedef struct datos_loadjob_conf_t {
-    const char *project;        /* the project the job runs (and bills) in */
+    const char *project; /* the project the job runs (and bills) in */
     const char *job_id;
-    const char *location;       /* NULL: omitted (BigQuery then uses the dataset's) */
-    const char *table_project;  /* NULL: project */
+    const char *location; /* NULL: omitted (BigQuery then uses the dataset's) */
+    const char *table_project; /* NULL: project */
     const char *dataset;
     const char *table;
 } datos_loadjob_conf_t;
@@ -61,17 +61,17 @@ typedef enum datos_job_state_t {
 } datos_job_state_t;
 
 typedef struct datos_job_error_t {
-    const char *reason;         /* NULL when absent */
+    const char *reason; /* NULL when absent */
     const char *message;
     const char *location;
 } datos_job_error_t;
 
 typedef struct datos_loadjob_t {
-    const char *project;        /* jobReference, NULL when absent */
+    const char *project; /* jobReference, NULL when absent */
     const char *job_id;
     const char *location;
     datos_job_state_t state;
-    const datos_job_error_t *error_result;  /* NULL: none (DONE = success) */
+    const datos_job_error_t *error_result; /* NULL: none (DONE = success) */
     apr_array_header_t *errors; /* of datos_job_error_t; never NULL */
     apr_int64_t output_rows;    /* statistics.load.outputRows, -1 when absent */
     apr_int64_t bad_records;    /* statistics.load.badRecords, -1 when absent */
@@ -88,22 +88,22 @@ apr_status_t datos_loadjob_parse(apr_pool_t *p, const char *body,
 
 /* What the loader does next with a parsed job (DESIGN.md section 5). */
 typedef enum datos_job_outcome_t {
-    DATOS_JOB_UNFINISHED = 0,   /* PENDING or RUNNING: poll again */
-    DATOS_JOB_SUCCEEDED,        /* DONE without errorResult: ack */
-    DATOS_JOB_RETRY,            /* backendError, internalError, rateLimitExceeded
+    DATOS_JOB_UNFINISHED = 0, /* PENDING or RUNNING: poll again */
+    DATOS_JOB_SUCCEEDED,      /* DONE without errorResult: ack */
+    DATOS_JOB_RETRY,          /* backendError, internalError, rateLimitExceeded
                                  * and their job* forms: resubmit as k + 1 */
-    DATOS_JOB_INVALID,          /* invalid: find the rejected rows */
-    DATOS_JOB_QUOTA,            /* quotaExceeded: stop pulling, exit 1 */
-    DATOS_JOB_FAILED            /* any other reason: not retried */
+    DATOS_JOB_INVALID,        /* invalid: find the rejected rows */
+    DATOS_JOB_QUOTA,          /* quotaExceeded: stop pulling, exit 1 */
+    DATOS_JOB_FAILED          /* any other reason: not retried */
 } datos_job_outcome_t;
 
 datos_job_outcome_t datos_loadjob_outcome(const datos_loadjob_t *job);
 
 /* A row BigQuery names as rejected. */
 typedef struct datos_rejected_t {
-    apr_int64_t position;       /* byte offset of the row in the NDJSON data, or -1 */
-    apr_int64_t line;           /* 1-based line number, or -1 */
-    const char *message;        /* the error that named it */
+    apr_int64_t position; /* byte offset of the row in the NDJSON data, or -1 */
+    apr_int64_t line;     /* 1-based line number, or -1 */
+    const char *message;  /* the error that named it */
 } datos_rejected_t;
 
 /* The rows named in errorResult and errors[] of a failed load, each once,

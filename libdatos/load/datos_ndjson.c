@@ -17,7 +17,7 @@
 struct datos_ndjson_t {
     char *buf;
     apr_size_t len, cap;
-    apr_size_t *starts;      /* starts[i]: offset of line i */
+    apr_size_t *starts; /* starts[i]: offset of line i */
     apr_size_t nlines, caplines;
     int columns;
 };
@@ -63,8 +63,7 @@ leave:
 }
 
 apr_status_t datos_ndjson_create(apr_pool_t *p, int columns,
-                                 apr_size_t initial_bytes,
-                                 datos_ndjson_t **out)
+                                 apr_size_t initial_bytes, datos_ndjson_t **out)
 {
     datos_ndjson_t *nd = apr_pcalloc(p, sizeof(*nd));
     apr_status_t rv;
@@ -174,8 +173,10 @@ static apr_status_t append_line(datos_ndjson_t *nd, const char *id,
         goto leave;
     }
     /* Sized for the worst escaping, so the line is written in one pass. */
-    worst = 6 * (id_len + (contenido ? contenido_len : 0)
-                 + (with_mid ? message_id_len : 0)) + 160;
+    worst = 6
+                * (id_len + (contenido ? contenido_len : 0)
+                   + (with_mid ? message_id_len : 0))
+            + 160;
     rv = reserve(nd, worst);
     if (rv != APR_SUCCESS) {
         goto leave;
@@ -223,7 +224,7 @@ static apr_status_t append_line(datos_ndjson_t *nd, const char *id,
 
 leave:
     if (rv != APR_SUCCESS && nd->buf) {
-        nd->buf[nd->len] = '\0';     /* whatever was written is dropped */
+        nd->buf[nd->len] = '\0'; /* whatever was written is dropped */
     }
     return rv;
 }

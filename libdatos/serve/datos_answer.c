@@ -40,15 +40,15 @@
 
 #include "datos_answer.h"
 
-#define BODY_HEAD "{\"datos\":["
-#define BODY_HEAD_LEN 10
-#define SHA256_LEN 32
+#define BODY_HEAD       "{\"datos\":["
+#define BODY_HEAD_LEN   10
+#define SHA256_LEN      32
 #define ETAG_DIGEST_LEN 16
 
-#define ENV_VERSION 1
+#define ENV_VERSION    1
 #define ENV_HEADER_LEN 64
-#define ENV_ROW_LEN (8 + ETAG_DIGEST_LEN)
-#define ENV_GZ_LEN 24
+#define ENV_ROW_LEN    (8 + ETAG_DIGEST_LEN)
+#define ENV_GZ_LEN     24
 
 /* zlib's default level. Compression is most of a build's time (about
  * 20-45 ms for a 1 MiB answer, against 5-8 ms at level 1), but it runs once
@@ -61,21 +61,18 @@
  * blocks from lingering in a free list once its pool is destroyed. */
 #define ANSWER_MAX_FREE 8192
 
-static const unsigned char env_magic[8] = {
-    0x89, 'D', 'A', 'T', 'O', 'S', 0x0D, 0x0A
-};
+static const unsigned char env_magic[8] = {0x89, 'D', 'A',  'T',
+                                           'O',  'S', 0x0D, 0x0A};
 
 /* No name, no time (mtime 0), so every host builds the same bytes for the
  * same rows; XFL 0 as for a default level; OS 3 (Unix) as zlib writes. */
-static const unsigned char gzip_header[10] = {
-    0x1f, 0x8b, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x03
-};
+static const unsigned char gzip_header[10] = {0x1f, 0x8b, 0x08, 0x00, 0x00,
+                                              0x00, 0x00, 0x00, 0x00, 0x03};
 
 /* A final stored block (BFINAL 1, BTYPE 00, padding to the byte boundary
  * the sync flush left), LEN 2, NLEN ~2, then the two bytes. */
-static const unsigned char gzip_tail[7] = {
-    0x01, 0x02, 0x00, 0xfd, 0xff, ']', '}'
-};
+static const unsigned char gzip_tail[7] = {0x01, 0x02, 0x00, 0xfd,
+                                           0xff, ']',  '}'};
 
 static const char hexdigits[] = "0123456789abcdef";
 
@@ -132,8 +129,10 @@ static void etag_format(char *o, const unsigned char *digest)
 
 static int hexval(char c)
 {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
     return -1;
 }
 
@@ -239,8 +238,7 @@ static apr_status_t compute_etags(apr_pool_t *scratch, datos_answer_t *a,
     }
     for (k = 0; k <= a->n; k++) {
         if (!EVP_DigestUpdate(run, a->body + prev, a->row_end[k] - prev)
-            || !EVP_MD_CTX_copy_ex(fin, run)
-            || !EVP_DigestUpdate(fin, "]}", 2)
+            || !EVP_MD_CTX_copy_ex(fin, run) || !EVP_DigestUpdate(fin, "]}", 2)
             || !EVP_DigestFinal_ex(fin, md, &mdlen)) {
             goto failed;
         }
@@ -272,7 +270,8 @@ static int gzip_targets(const datos_answer_opts_t *opts, int n,
         if (j > 0 && targets[j - 1] == r) {
             continue;
         }
-        memmove(targets + j + 1, targets + j, sizeof(*targets) * (size_t)(count - j));
+        memmove(targets + j + 1, targets + j,
+                sizeof(*targets) * (size_t)(count - j));
         targets[j] = r;
         count++;
     }
@@ -302,7 +301,8 @@ static apr_status_t compress_body(apr_pool_t *scratch, datos_answer_t *a,
     }
     /* One byte beyond the bound, so a full buffer means the bound broke
      * rather than the end of the output falling exactly on it. */
-    cap = deflate_bound(a->row_end[targets[count - 1]], (apr_uint64_t)count) + 1;
+    cap =
+        deflate_bound(a->row_end[targets[count - 1]], (apr_uint64_t)count) + 1;
     gz = answer_alloc(a, sizeof(*gz) * (apr_size_t)count);
     if (cap > UINT_MAX) {
         rv = datos_err_set(err, scratch, APR_EINVAL, 0, NULL,
@@ -318,7 +318,8 @@ static apr_status_t compress_body(apr_pool_t *scratch, datos_answer_t *a,
     memset(&zs, 0, sizeof(zs));
     /* Raw deflate (negative window bits): the gzip header and trailer are
      * written per variant, since each has its own CRC and length. */
-    if (deflateInit2(&zs, DEFLATE_LEVEL, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
+    if (deflateInit2(&zs, DEFLATE_LEVEL, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY)
+        != Z_OK) {
         rv = datos_err_set(err, scratch, APR_ENOMEM, 0, NULL,
                            "deflateInit2 failed");
         goto leave;
@@ -334,8 +335,7 @@ static apr_status_t compress_body(apr_pool_t *scratch, datos_answer_t *a,
         /* With room to spare, one call takes all input and flushes. */
         if (zrv != Z_OK || zs.avail_in != 0 || zs.avail_out == 0) {
             rv = datos_err_set(err, scratch, APR_EGENERAL, 0, NULL,
-                               "deflate failed (%d) or outgrew its bound",
-                               zrv);
+                               "deflate failed (%d) or outgrew its bound", zrv);
             goto leave;
         }
         crc = crc32_z(crc, (const Bytef *)a->body + done, end_in - done);
@@ -502,8 +502,9 @@ apr_size_t datos_answer_envelope_max(apr_size_t max_payload, int max_rows,
 {
     apr_uint64_t rows = max_rows > 0 ? (apr_uint64_t)max_rows : 0;
     apr_uint64_t g = gzip_count < 0 ? 0
-                     : gzip_count > DATOS_ANSWER_GZIP_MAX ? DATOS_ANSWER_GZIP_MAX
-                     : (apr_uint64_t)gzip_count;
+                     : gzip_count > DATOS_ANSWER_GZIP_MAX
+                         ? DATOS_ANSWER_GZIP_MAX
+                         : (apr_uint64_t)gzip_count;
     apr_uint64_t total, part;
 
     /* Saturates: "no bound smaller than the largest size" is still true. */
@@ -522,10 +523,9 @@ apr_status_t datos_answer_encode(apr_pool_t *p, const datos_answer_t *a,
                                  const char **bytes, apr_size_t *len,
                                  datos_err_t *err)
 {
-    apr_uint64_t total = ENV_HEADER_LEN + SHA256_LEN
-                         + (apr_uint64_t)(a->n + 1) * ENV_ROW_LEN
-                         + (apr_uint64_t)a->gz_count * ENV_GZ_LEN
-                         + a->body_len + a->deflate_len;
+    apr_uint64_t total =
+        ENV_HEADER_LEN + SHA256_LEN + (apr_uint64_t)(a->n + 1) * ENV_ROW_LEN
+        + (apr_uint64_t)a->gz_count * ENV_GZ_LEN + a->body_len + a->deflate_len;
     unsigned char *buf, *o;
     unsigned int mdlen;
     apr_status_t rv = APR_SUCCESS;
@@ -584,9 +584,8 @@ leave:
 
 /* The structure of an envelope whose checksum matched, checked field by
  * field before any of it is used: returns what is wrong, or NULL. */
-static const char *envelope_problem(apr_pool_t *scratch,
-                                    const unsigned char *b, apr_size_t len,
-                                    apr_uint64_t *body_off)
+static const char *envelope_problem(apr_pool_t *scratch, const unsigned char *b,
+                                    apr_size_t len, apr_uint64_t *body_off)
 {
     apr_uint64_t n, max_rows, gz_count, body_len, deflate_len, need;
     apr_uint64_t prev, end, rows, prev_rows, prev_end, k, min_row, end_in;
@@ -602,8 +601,9 @@ static const char *envelope_problem(apr_pool_t *scratch,
     body_len = get_u64(b + 48);
     deflate_len = get_u64(b + 56);
     if (max_rows < 1 || max_rows >= INT_MAX || n > max_rows) {
-        return apr_psprintf(scratch, "%" APR_UINT64_T_FMT " rows of at most %"
-                            APR_UINT64_T_FMT, n, max_rows);
+        return apr_psprintf(
+            scratch, "%" APR_UINT64_T_FMT " rows of at most %" APR_UINT64_T_FMT,
+            n, max_rows);
     }
     if (gz_count > DATOS_ANSWER_GZIP_MAX || gz_count > n + 1
         || (gz_count == 0) != (deflate_len == 0)) {
@@ -612,8 +612,7 @@ static const char *envelope_problem(apr_pool_t *scratch,
     if (!mul_ok(n + 1, ENV_ROW_LEN, &need)
         || !add_ok(need, ENV_HEADER_LEN + SHA256_LEN + gz_count * ENV_GZ_LEN,
                    &need)
-        || !add_ok(need, body_len, &need)
-        || !add_ok(need, deflate_len, &need)
+        || !add_ok(need, body_len, &need) || !add_ok(need, deflate_len, &need)
         || need != len) {
         return "lengths do not add up to the envelope's size";
     }
@@ -639,8 +638,8 @@ static const char *envelope_problem(apr_pool_t *scratch,
         if (end > body_len - 2 || end < prev || end - prev < min_row
             || body[prev + (k > 1)] != '{' || (k > 1 && body[prev] != ',')
             || body[end - 1] != '}') {
-            return apr_psprintf(scratch, "row %" APR_UINT64_T_FMT
-                                " offset is wrong", k);
+            return apr_psprintf(scratch,
+                                "row %" APR_UINT64_T_FMT " offset is wrong", k);
         }
         prev = end;
     }
@@ -663,16 +662,20 @@ static const char *envelope_problem(apr_pool_t *scratch,
             || end <= prev_end || end < 4 || end > deflate_len
             || (k == gz_count - 1 && end != deflate_len)
             || memcmp(defl + end - 4, "\0\0\xff\xff", 4) != 0
-            || get_u32(e + 20) != (apr_uint32_t)(get_u64(row_end + 8 * rows) + 2)) {
-            return apr_psprintf(scratch, "gzip variant %" APR_UINT64_T_FMT
-                                " is inconsistent", k);
+            || get_u32(e + 20)
+                   != (apr_uint32_t)(get_u64(row_end + 8 * rows) + 2)) {
+            return apr_psprintf(
+                scratch, "gzip variant %" APR_UINT64_T_FMT " is inconsistent",
+                k);
         }
         end_in = get_u64(row_end + 8 * rows);
         crc = crc32_z(crc, body + prev, (z_size_t)(end_in - prev));
         prev = end_in;
-        if (get_u32(e + 16) != (apr_uint32_t)crc32(crc, (const Bytef *)"]}", 2)) {
-            return apr_psprintf(scratch, "gzip variant %" APR_UINT64_T_FMT
-                                " has the wrong CRC-32", k);
+        if (get_u32(e + 16)
+            != (apr_uint32_t)crc32(crc, (const Bytef *)"]}", 2)) {
+            return apr_psprintf(
+                scratch,
+                "gzip variant %" APR_UINT64_T_FMT " has the wrong CRC-32", k);
         }
         prev_rows = rows;
         prev_end = end;
@@ -700,9 +703,9 @@ apr_status_t datos_answer_decode(apr_pool_t *scratch, const char *bytes,
 
     *out = NULL;
     if (!b || len < ENV_HEADER_LEN + SHA256_LEN) {
-        rv = datos_err_set(err, scratch, DATOS_EMALFORMED, 0, NULL,
-                           "answer envelope cut short (%" APR_SIZE_T_FMT
-                           " bytes)", len);
+        rv = datos_err_set(
+            err, scratch, DATOS_EMALFORMED, 0, NULL,
+            "answer envelope cut short (%" APR_SIZE_T_FMT " bytes)", len);
         goto leave;
     }
     if (memcmp(b, env_magic, sizeof(env_magic)) != 0) {

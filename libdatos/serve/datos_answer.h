@@ -26,20 +26,21 @@
 
 /* A quoted strong ETag: '"' + 32 lowercase hex digits + '"', and the
  * gzip variant's '"' + 32 hex + "-gz" + '"'. Sizes include the NUL. */
-#define DATOS_ETAG_SIZE 35
+#define DATOS_ETAG_SIZE    35
 #define DATOS_ETAG_GZ_SIZE 38
 
 /* Most limits an answer keeps a gzip flush point for. */
 #define DATOS_ANSWER_GZIP_MAX 8
 
 typedef struct datos_answer_opts_t {
-    int max_rows;               /* the largest ?limit; rows beyond it are not kept */
-    apr_time_t fetched;         /* when BigQuery answered */
-    apr_int64_t watermark_us;   /* for the next refresh (datos_bq_watermark) */
-    int gzip_limits[DATOS_ANSWER_GZIP_MAX]; /* limits with a gzip variant (1..max_rows; any order,
+    int max_rows;       /* the largest ?limit; rows beyond it are not kept */
+    apr_time_t fetched; /* when BigQuery answered */
+    apr_int64_t watermark_us; /* for the next refresh (datos_bq_watermark) */
+    int gzip_limits
+        [DATOS_ANSWER_GZIP_MAX]; /* limits with a gzip variant (1..max_rows; any order,
                                              * duplicates ignored; a limit above the rows held
                                              * means the whole answer) */
-    int gzip_count;             /* 0: no gzip variant at all */
+    int gzip_count;              /* 0: no gzip variant at all */
 } datos_answer_opts_t;
 
 /* One gzip variant, for the slice of `rows` rows. Its bytes are, in order:
@@ -48,25 +49,26 @@ typedef struct datos_answer_opts_t {
  * 8-byte trailer (CRC-32 and length of the slice, little endian). */
 typedef struct datos_answer_gz_t {
     int rows;
-    apr_size_t end;             /* bytes of deflate[] this slice uses */
+    apr_size_t end; /* bytes of deflate[] this slice uses */
     unsigned char trailer[8];
-    apr_size_t len;             /* total bytes of the gzip stream */
+    apr_size_t len; /* total bytes of the gzip stream */
 } datos_answer_gz_t;
 
 typedef struct datos_answer_t {
-    apr_pool_t *pool;           /* owns the answer: an unmanaged pool with its own allocator,
+    apr_pool_t
+        *pool; /* owns the answer: an unmanaged pool with its own allocator,
                                  * so whichever thread lets go of it last may free it */
     apr_time_t fetched;
     apr_int64_t watermark_us;
-    int n;                      /* rows held */
+    int n; /* rows held */
     int max_rows;
-    const char *body;           /* the whole document for n rows, NUL-terminated */
+    const char *body; /* the whole document for n rows, NUL-terminated */
     apr_size_t body_len;
-    const apr_size_t *row_end;  /* n + 1 offsets; row_end[0] is just after '[' */
-    const char *etags;          /* n + 1 quoted ETags, DATOS_ETAG_SIZE bytes apart */
-    const char *deflate;        /* the compressed body (raw deflate, sync-flushed) */
+    const apr_size_t *row_end; /* n + 1 offsets; row_end[0] is just after '[' */
+    const char *etags;   /* n + 1 quoted ETags, DATOS_ETAG_SIZE bytes apart */
+    const char *deflate; /* the compressed body (raw deflate, sync-flushed) */
     apr_size_t deflate_len;
-    const datos_answer_gz_t *gz;/* gz_count variants, by increasing rows */
+    const datos_answer_gz_t *gz; /* gz_count variants, by increasing rows */
     int gz_count;
 } datos_answer_t;
 

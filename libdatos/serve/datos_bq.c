@@ -21,8 +21,8 @@
 #include "datos_log.h"
 #include "datos_time.h"
 
-#define POLL_PAUSE_FIRST (20 * 1000)
-#define POLL_PAUSE_MAX   (500 * 1000)
+#define POLL_PAUSE_FIRST     (20 * 1000)
+#define POLL_PAUSE_MAX       (500 * 1000)
 #define QUERY_TIMEOUT_MS_MAX 10000
 /* An answer page may be this much larger than twice the byte budget: the
  * JSON around each row (cell objects, the schema) takes room the rendered
@@ -99,8 +99,8 @@ apr_status_t datos_bq_create(apr_pool_t *p, const datos_bq_conf_t *conf,
         datos_err_set(err, p, rv, 0, NULL,
                       "maximum bytes billed %" APR_INT64_T_FMT " is below "
                       "the %" APR_INT64_T_FMT " bytes BigQuery bills for any "
-                      "query: every query would fail", conf->max_bytes_billed,
-                      DATOS_BQ_MIN_BILLED);
+                      "query: every query would fail",
+                      conf->max_bytes_billed, DATOS_BQ_MIN_BILLED);
         goto leave;
     }
     rv = datos_http_check_url(p, conf->base_url, conf->http.allow_insecure, 0,
@@ -120,16 +120,17 @@ apr_status_t datos_bq_create(apr_pool_t *p, const datos_bq_conf_t *conf,
     }
     c->base_url = base;
     c->project = conf->project ? apr_pstrdup(p, conf->project) : NULL;
-    c->table.project = conf->table.project
-                       ? apr_pstrdup(p, conf->table.project) : NULL;
+    c->table.project =
+        conf->table.project ? apr_pstrdup(p, conf->table.project) : NULL;
     c->table.dataset = apr_pstrdup(p, conf->table.dataset);
     c->table.table = apr_pstrdup(p, conf->table.table);
     c->location = conf->location && *conf->location
-                  ? apr_pstrdup(p, conf->location) : NULL;
-    c->http.ca_file = conf->http.ca_file ? apr_pstrdup(p, conf->http.ca_file)
-                                         : NULL;
-    c->http.user_agent = conf->http.user_agent
-                         ? apr_pstrdup(p, conf->http.user_agent) : NULL;
+                      ? apr_pstrdup(p, conf->location)
+                      : NULL;
+    c->http.ca_file =
+        conf->http.ca_file ? apr_pstrdup(p, conf->http.ca_file) : NULL;
+    c->http.user_agent =
+        conf->http.user_agent ? apr_pstrdup(p, conf->http.user_agent) : NULL;
     if (!c->max_payload) {
         c->max_payload = (apr_size_t)1024 * 1024;
     }
@@ -159,7 +160,7 @@ static void bq_unlock(datos_bq_t *bq)
 typedef struct {
     datos_bq_t *bq;
     apr_pool_t *p;
-    datos_google_op_t op;        /* handle, token, the one refresh, deadline */
+    datos_google_op_t op; /* handle, token, the one refresh, deadline */
     apr_time_t deadline;
     const char *billing;
     const char *location;
@@ -212,20 +213,18 @@ static apr_status_t table_info(fetch_t *f)
     bq_lock(bq);
     if (!bq->info_known) {
         apr_pool_create(&cp, f->p);
-        project = bq->conf.table.project ? bq->conf.table.project
-                                         : f->billing;
+        project = bq->conf.table.project ? bq->conf.table.project : f->billing;
         url = apr_pstrcat(cp, bq->conf.base_url, "/projects/",
                           datos_http_urlencode(cp, project), "/datasets/",
                           datos_http_urlencode(cp, bq->conf.table.dataset),
                           "/tables/",
-                          datos_http_urlencode(cp, bq->conf.table.table),
-                          NULL);
+                          datos_http_urlencode(cp, bq->conf.table.table), NULL);
         rv = bq_call(f, cp, "tables.get", "GET", url, NULL, 0, &resp);
         if (rv != APR_SUCCESS) {
             goto leave;
         }
-        rv = datos_bq_parse_table(cp, resp->body, resp->body_len, &info,
-                                  f->err);
+        rv =
+            datos_bq_parse_table(cp, resp->body, resp->body_len, &info, f->err);
         if (rv != APR_SUCCESS) {
             goto leave;
         }
@@ -234,18 +233,18 @@ static apr_status_t table_info(fetch_t *f)
         bq->has_message_id = info.has_message_id;
         bq->info_known = 1;
         if (!bq->has_publish_time || !bq->has_message_id) {
-            datos_log_perror(DATOS_LOG_MARK, DATOS_LOG_INFO, 0, cp,
-                             "table %s.%s has no %s column: ties between "
-                             "versions of an id are broken by %s",
-                             bq->conf.table.dataset, bq->conf.table.table,
-                             !bq->has_publish_time ? "publish_time"
-                                                   : "message_id",
-                             bq->has_publish_time || bq->has_message_id
-                                 ? "the column it has" : "contenido");
+            datos_log_perror(
+                DATOS_LOG_MARK, DATOS_LOG_INFO, 0, cp,
+                "table %s.%s has no %s column: ties between "
+                "versions of an id are broken by %s",
+                bq->conf.table.dataset, bq->conf.table.table,
+                !bq->has_publish_time ? "publish_time" : "message_id",
+                bq->has_publish_time || bq->has_message_id ? "the column it has"
+                                                           : "contenido");
         }
     }
-    f->location = apr_pstrdup(f->p, bq->conf.location ? bq->conf.location
-                                                      : bq->location);
+    f->location =
+        apr_pstrdup(f->p, bq->conf.location ? bq->conf.location : bq->location);
     f->info.location = f->location;
     f->info.has_publish_time = bq->has_publish_time;
     f->info.has_message_id = bq->has_message_id;
@@ -267,12 +266,13 @@ static apr_status_t new_request_id(apr_pool_t *p, const char **out)
     if (rv != APR_SUCCESS) {
         return rv;
     }
-    b[6] = (unsigned char)((b[6] & 0x0F) | 0x40);     /* version 4 */
-    b[8] = (unsigned char)((b[8] & 0x3F) | 0x80);     /* RFC 4122 variant */
-    *out = apr_psprintf(p, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-"
-                        "%02x%02x%02x%02x%02x%02x", b[0], b[1], b[2], b[3],
-                        b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11],
-                        b[12], b[13], b[14], b[15]);
+    b[6] = (unsigned char)((b[6] & 0x0F) | 0x40); /* version 4 */
+    b[8] = (unsigned char)((b[8] & 0x3F) | 0x80); /* RFC 4122 variant */
+    *out = apr_psprintf(p,
+                        "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-"
+                        "%02x%02x%02x%02x%02x%02x",
+                        b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8],
+                        b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
     return APR_SUCCESS;
 }
 
@@ -281,9 +281,8 @@ static json_t *int64_param(const char *name, apr_int64_t v)
     char buf[32];
 
     apr_snprintf(buf, sizeof(buf), "%" APR_INT64_T_FMT, v);
-    return json_pack("{s:s, s:{s:s}, s:{s:s}}", "name", name,
-                     "parameterType", "type", "INT64",
-                     "parameterValue", "value", buf);
+    return json_pack("{s:s, s:{s:s}, s:{s:s}}", "name", name, "parameterType",
+                     "type", "INT64", "parameterValue", "value", buf);
 }
 
 /* Milliseconds left before the deadline, for timeoutMs (the server's long
@@ -313,15 +312,15 @@ static const char *timestamp_param(apr_pool_t *p, apr_int64_t us)
         return NULL;
     }
     buf[10] = ' ';
-    if (n == 25) {                       /* no fraction: add one */
+    if (n == 25) { /* no fraction: add one */
         return apr_pstrcat(p, apr_pstrmemdup(p, buf, 19), ".000000+00:00",
                            NULL);
     }
     return apr_pstrdup(p, buf);
 }
 
-static apr_status_t query_body(fetch_t *f, apr_pool_t *cp,
-                               const window_t *w, const char **out)
+static apr_status_t query_body(fetch_t *f, apr_pool_t *cp, const window_t *w,
+                               const char **out)
 {
     datos_bq_conf_t *c = &f->bq->conf;
     json_t *q, *params;
@@ -349,10 +348,10 @@ static apr_status_t query_body(fetch_t *f, apr_pool_t *cp,
                                "jobs.query: watermark out of range");
             goto leave;
         }
-        json_array_append_new(params,
-            json_pack("{s:s, s:{s:s}, s:{s:s}}", "name", "watermark",
-                      "parameterType", "type", "TIMESTAMP",
-                      "parameterValue", "value", wm));
+        json_array_append_new(
+            params, json_pack("{s:s, s:{s:s}, s:{s:s}}", "name", "watermark",
+                              "parameterType", "type", "TIMESTAMP",
+                              "parameterValue", "value", wm));
         sql = datos_bq_since_sql(cp, table, &f->info);
     }
     else {
@@ -401,19 +400,20 @@ static const char *results_url(fetch_t *f, apr_pool_t *cp, const char *job_id,
     const char *at = "";
 
     if (page_token) {
-        at = apr_pstrcat(cp, "&pageToken=",
-                         datos_http_urlencode(cp, page_token), NULL);
+        at = apr_pstrcat(
+            cp, "&pageToken=", datos_http_urlencode(cp, page_token), NULL);
     }
     else if (start_index > 0) {
         at = apr_psprintf(cp, "&startIndex=%" APR_INT64_T_FMT, start_index);
     }
-    return apr_psprintf(cp, "%s/projects/%s/queries/%s?location=%s"
+    return apr_psprintf(cp,
+                        "%s/projects/%s/queries/%s?location=%s"
                         "&timeoutMs=%ld&maxResults=%d"
                         "&formatOptions.useInt64Timestamp=true%s",
                         c->base_url, datos_http_urlencode(cp, f->billing),
                         datos_http_urlencode(cp, job_id),
-                        datos_http_urlencode(cp, location),
-                        remaining_ms(f), max_results, at);
+                        datos_http_urlencode(cp, location), remaining_ms(f),
+                        max_results, at);
 }
 
 /* The jobReference of an answer cut at the size cap. BigQuery writes it
@@ -461,20 +461,20 @@ leave:
 typedef struct {
     fetch_t *f;
     const window_t *w;
-    apr_pool_t *wp;                  /* the rows kept live here */
+    apr_pool_t *wp; /* the rows kept live here */
     apr_array_header_t *rows;
-    apr_size_t budget;               /* bytes the rows may take in a /datos body */
+    apr_size_t budget; /* bytes the rows may take in a /datos body */
     apr_size_t used;
-    apr_size_t page_cap;             /* largest answer body read into memory */
-    int page_rows;                   /* maxResults; halved when a page is too big */
+    apr_size_t page_cap; /* largest answer body read into memory */
+    int page_rows;       /* maxResults; halved when a page is too big */
     const char *job_id;
     const char *location;
     const char *page_token;
-    apr_int64_t next_index;          /* rows of the answer read so far */
-    apr_hash_t *tokens;              /* every pageToken seen */
+    apr_int64_t next_index; /* rows of the answer read so far */
+    apr_hash_t *tokens;     /* every pageToken seen */
     int pages;
-    int counted;                     /* totalBytesProcessed taken */
-    int truncated;                   /* rows left out at the byte budget */
+    int counted;   /* totalBytesProcessed taken */
+    int truncated; /* rows left out at the byte budget */
     int done;
 } walk_t;
 
@@ -492,7 +492,8 @@ static apr_status_t take_rows(walk_t *wk, const datos_bq_page_t *page)
         if (datos_record_row_len(&row, wk->rows->nelts == 0, &len)
             != APR_SUCCESS) {
             return datos_err_set(wk->f->err, wk->f->p, DATOS_EMALFORMED, 200,
-                                 NULL, "row %" APR_INT64_T_FMT " of the "
+                                 NULL,
+                                 "row %" APR_INT64_T_FMT " of the "
                                  "answer cannot be rendered (invalid UTF-8 "
                                  "or a timestamp out of range)",
                                  wk->next_index + i);
@@ -505,8 +506,8 @@ static apr_status_t take_rows(walk_t *wk, const datos_bq_page_t *page)
         wk->used += len;
         row.id = apr_pstrmemdup(wk->wp, row.id, row.id_len);
         if (row.contenido) {
-            row.contenido = apr_pstrmemdup(wk->wp, row.contenido,
-                                           row.contenido_len);
+            row.contenido =
+                apr_pstrmemdup(wk->wp, row.contenido, row.contenido_len);
         }
         APR_ARRAY_PUSH(wk->rows, datos_row_t) = row;
     }
@@ -517,7 +518,8 @@ static apr_status_t take_rows(walk_t *wk, const datos_bq_page_t *page)
     if (wk->rows->nelts >= wk->f->bq->conf.max_rows) {
         wk->done = 1;
     }
-    else if (page->page_token && wk->budget - wk->used < DATOS_RENDERED_ROW_MIN) {
+    else if (page->page_token
+             && wk->budget - wk->used < DATOS_RENDERED_ROW_MIN) {
         wk->truncated = 1;
         wk->done = 1;
     }
@@ -536,12 +538,14 @@ static apr_status_t next_token(walk_t *wk, const char *token)
     if (apr_hash_get(wk->tokens, token, APR_HASH_KEY_STRING)) {
         return datos_err_set(f->err, f->p, DATOS_EMALFORMED, 200, NULL,
                              "getQueryResults: the answer repeats a "
-                             "pageToken after %d pages", wk->pages);
+                             "pageToken after %d pages",
+                             wk->pages);
     }
     if (wk->pages >= limit) {
         return datos_err_set(f->err, f->p, DATOS_EMALFORMED, 200, NULL,
                              "getQueryResults: more than %d pages for %d "
-                             "rows", limit, f->bq->conf.max_rows);
+                             "rows",
+                             limit, f->bq->conf.max_rows);
     }
     token = apr_pstrdup(wk->wp, token);
     apr_hash_set(wk->tokens, token, APR_HASH_KEY_STRING, token);
@@ -571,7 +575,8 @@ static apr_status_t run_window(fetch_t *f, apr_pool_t *wp, const window_t *w,
     wk.rows = apr_array_make(wp, c->max_rows < 64 ? c->max_rows : 64,
                              sizeof(datos_row_t));
     wk.budget = c->max_payload > DATOS_RENDERED_EMPTY_LEN
-                ? c->max_payload - DATOS_RENDERED_EMPTY_LEN : 0;
+                    ? c->max_payload - DATOS_RENDERED_EMPTY_LEN
+                    : 0;
     wk.page_cap = 2 * c->max_payload + PAGE_CAP_SLACK;
     wk.page_rows = c->max_rows;
     wk.location = f->location;
@@ -593,8 +598,8 @@ static apr_status_t run_window(fetch_t *f, apr_pool_t *wp, const window_t *w,
                 goto leave;
             }
             url = apr_pstrcat(cp, c->base_url, "/projects/",
-                              datos_http_urlencode(cp, f->billing),
-                              "/queries", NULL);
+                              datos_http_urlencode(cp, f->billing), "/queries",
+                              NULL);
             what = "jobs.query";
             f->out->queries++;
             rv = bq_call(f, cp, what, "POST", url, body, wk.page_cap, &resp);
@@ -613,8 +618,9 @@ static apr_status_t run_window(fetch_t *f, apr_pool_t *wp, const window_t *w,
         }
         if (rv == DATOS_ETOOLARGE && resp && resp->status == 200) {
             /* Ask again for fewer rows from where the answer stands. */
-            if (first && salvage_job(cp, resp, &wk.job_id, &wk.location)
-                             == APR_SUCCESS) {
+            if (first
+                && salvage_job(cp, resp, &wk.job_id, &wk.location)
+                       == APR_SUCCESS) {
                 wk.job_id = apr_pstrdup(wp, wk.job_id);
                 wk.location = apr_pstrdup(wp, wk.location);
             }
@@ -639,8 +645,7 @@ static apr_status_t run_window(fetch_t *f, apr_pool_t *wp, const window_t *w,
             goto leave;
         }
         wk.pages++;
-        rv = datos_bq_parse_page(cp, resp->body, resp->body_len, &page,
-                                 f->err);
+        rv = datos_bq_parse_page(cp, resp->body, resp->body_len, &page, f->err);
         if (rv != APR_SUCCESS) {
             if (f->err) {
                 f->err->http_status = resp->status;
@@ -657,18 +662,18 @@ static apr_status_t run_window(fetch_t *f, apr_pool_t *wp, const window_t *w,
         }
         if (!page.job_complete) {
             if (!wk.job_id || !wk.location) {
-                rv = datos_err_set(f->err, f->p, DATOS_EMALFORMED,
-                                   resp->status, NULL,
+                rv = datos_err_set(f->err, f->p, DATOS_EMALFORMED, resp->status,
+                                   NULL,
                                    "query answer is incomplete and names no "
                                    "job to poll");
                 goto leave;
             }
             if (apr_time_now() + pause >= f->deadline) {
-                rv = datos_err_set(f->err, f->p, APR_TIMEUP, 0, NULL,
-                                   "query job %s not complete before the "
-                                   "fetch deadline",
-                                   datos_err_text(f->p, wk.job_id,
-                                                  strlen(wk.job_id), 100));
+                rv = datos_err_set(
+                    f->err, f->p, APR_TIMEUP, 0, NULL,
+                    "query job %s not complete before the "
+                    "fetch deadline",
+                    datos_err_text(f->p, wk.job_id, strlen(wk.job_id), 100));
                 goto leave;
             }
             apr_sleep(pause);
@@ -692,7 +697,8 @@ static apr_status_t run_window(fetch_t *f, apr_pool_t *wp, const window_t *w,
         }
         if (!wk.job_id || !wk.location) {
             rv = datos_err_set(f->err, f->p, DATOS_EMALFORMED, resp->status,
-                               NULL, "query answer has a pageToken but names "
+                               NULL,
+                               "query answer has a pageToken but names "
                                "no job");
             goto leave;
         }
@@ -743,8 +749,8 @@ static apr_array_header_t *normalise_rows(apr_pool_t *p,
                                           const apr_array_header_t *in,
                                           int max_rows)
 {
-    apr_array_header_t *out = apr_array_make(p, in->nelts ? in->nelts : 1,
-                                             sizeof(datos_row_t));
+    apr_array_header_t *out =
+        apr_array_make(p, in->nelts ? in->nelts : 1, sizeof(datos_row_t));
     sort_row_t *s;
     apr_hash_t *seen = apr_hash_make(p);
     int i;
@@ -813,7 +819,7 @@ static apr_status_t fetch_rows(datos_bq_t *bq, apr_pool_t *p, int since,
         }
         days *= DATOS_BQ_WIDEN_FACTOR;
     }
-    plan[nplan++].days = 0;              /* the whole table */
+    plan[nplan++].days = 0; /* the whole table */
 
     rv = datos_http_create(p, &c->http, &http, err);
     if (rv != APR_SUCCESS) {
@@ -823,8 +829,8 @@ static apr_status_t fetch_rows(datos_bq_t *bq, apr_pool_t *p, int since,
     datos_google_op_init(&f.op, p, http, c->creds, f.deadline, err);
     f.billing = c->project;
     if (!f.billing && c->creds) {
-        rv = datos_creds_project(c->creds, http, p, f.deadline, &f.billing,
-                                 err);
+        rv =
+            datos_creds_project(c->creds, http, p, f.deadline, &f.billing, err);
         if (rv != APR_SUCCESS) {
             goto leave;
         }
@@ -870,18 +876,17 @@ static apr_status_t fetch_rows(datos_bq_t *bq, apr_pool_t *p, int since,
         wp = NULL;
         best = rows;
         res->truncated = truncated;
-        datos_log_perror(DATOS_LOG_MARK, DATOS_LOG_DEBUG, 0, p,
-                         "%s %d days: %d rows%s",
-                         plan[step].since ? "watermark window" : "window",
-                         plan[step].days, rows->nelts,
-                         truncated ? " (payload cap reached)" : "");
+        datos_log_perror(
+            DATOS_LOG_MARK, DATOS_LOG_DEBUG, 0, p, "%s %d days: %d rows%s",
+            plan[step].since ? "watermark window" : "window", plan[step].days,
+            rows->nelts, truncated ? " (payload cap reached)" : "");
         if (rows->nelts >= c->max_rows || truncated || plan[step].days == 0) {
             break;
         }
     }
-    res->rows = normalise_rows(p, best ? best
-                               : apr_array_make(p, 0, sizeof(datos_row_t)),
-                               c->max_rows);
+    res->rows = normalise_rows(
+        p, best ? best : apr_array_make(p, 0, sizeof(datos_row_t)),
+        c->max_rows);
     *out = res;
 
 leave:

@@ -20,7 +20,7 @@
 #define DATOS_BQ_MIN_BILLED ((apr_int64_t)10 * 1024 * 1024)
 /* Lookback widening: window_k = lookback * factor^k, then the whole table. */
 #define DATOS_BQ_WIDEN_FACTOR 8
-#define DATOS_BQ_WIDEN_STEPS 3
+#define DATOS_BQ_WIDEN_STEPS  3
 
 typedef struct datos_table_ref_t {
     const char *project; /* NULL: the billing project */
@@ -39,16 +39,21 @@ const char *datos_table_sql(apr_pool_t *p, const char *billing_project,
                             const datos_table_ref_t *t);
 
 typedef struct datos_bq_conf_t {
-    const char *base_url;        /* up to and including "/bigquery/v2", no trailing '/' */
-    const char *project;         /* billing project; NULL: from the credentials */
+    const char
+        *base_url; /* up to and including "/bigquery/v2", no trailing '/' */
+    const char *project; /* billing project; NULL: from the credentials */
     datos_table_ref_t table;
-    const char *location;        /* NULL: the table's, read once per process with tables.get */
-    int lookback_days;           /* >= 1 */
-    apr_int64_t max_bytes_billed;/* 0: unset */
-    apr_size_t max_payload;      /* pages are followed until the rows reach this many bytes */
-    int max_rows;                /* rows in an answer (the largest ?limit) */
-    apr_interval_time_t timeout; /* the whole fetch: token, location, query, polls, pages, widening */
-    datos_http_opts_t http;      /* its timeout is cut to the fetch deadline per call */
+    const char *
+        location; /* NULL: the table's, read once per process with tables.get */
+    int lookback_days;            /* >= 1 */
+    apr_int64_t max_bytes_billed; /* 0: unset */
+    apr_size_t
+        max_payload; /* pages are followed until the rows reach this many bytes */
+    int max_rows;    /* rows in an answer (the largest ?limit) */
+    apr_interval_time_t
+        timeout; /* the whole fetch: token, location, query, polls, pages, widening */
+    datos_http_opts_t
+        http; /* its timeout is cut to the fetch deadline per call */
     datos_creds_t *creds;
 } datos_bq_conf_t;
 
@@ -60,13 +65,14 @@ apr_status_t datos_bq_create(apr_pool_t *p, const datos_bq_conf_t *conf,
 apr_status_t datos_bq_child_init(datos_bq_t *bq, apr_pool_t *pchild);
 
 typedef struct datos_latest_t {
-    apr_array_header_t *rows;   /* of datos_row_t: newest first, ties by id (byte order), one per id */
-    int queries;                /* jobs.query calls made */
-    int polls;                  /* getQueryResults calls made */
-    int window_days;            /* the last window tried; 0 = whole table */
-    apr_int64_t bytes_processed;/* summed over the queries */
-    int capped;                 /* a widening step hit maximumBytesBilled: rows are what the narrower windows found */
-    int truncated;              /* pages stopped at max_payload */
+    apr_array_header_t *
+        rows; /* of datos_row_t: newest first, ties by id (byte order), one per id */
+    int queries;                 /* jobs.query calls made */
+    int polls;                   /* getQueryResults calls made */
+    int window_days;             /* the last window tried; 0 = whole table */
+    apr_int64_t bytes_processed; /* summed over the queries */
+    int capped; /* a widening step hit maximumBytesBilled: rows are what the narrower windows found */
+    int truncated; /* pages stopped at max_payload */
 } datos_latest_t;
 
 /* One fetch of the newest max_rows rows, one per id: the newest by
@@ -83,7 +89,7 @@ apr_status_t datos_bq_fetch_latest(datos_bq_t *bq, apr_pool_t *p,
 /* What tables.get tells about the table (DESIGN.md 3, "Existing tables"). */
 typedef struct datos_table_info_t {
     const char *location;
-    int has_publish_time;        /* the loader's columns, present in tables it made */
+    int has_publish_time; /* the loader's columns, present in tables it made */
     int has_message_id;
 } datos_table_info_t;
 
@@ -101,8 +107,8 @@ apr_status_t datos_bq_parse_table(apr_pool_t *p, const char *body,
  * version of an id kept is the newest by timestamp, then publish_time and
  * message_id where info says the table has them (NULL: it has both); a
  * table with neither breaks ties by contenido. */
-const char *datos_bq_latest_sql(apr_pool_t *p, const char *table_sql,
-                                int days, const datos_table_info_t *info);
+const char *datos_bq_latest_sql(apr_pool_t *p, const char *table_sql, int days,
+                                const datos_table_info_t *info);
 
 /* A refresh after a first answer (DESIGN.md 4, "Queries and cost"): as
  * datos_bq_fetch_latest, but the first query scans only `timestamp >=
@@ -131,10 +137,10 @@ typedef struct datos_bq_page_t {
     int job_complete;
     const char *job_id;
     const char *location;
-    const char *page_token;      /* NULL on the last page */
+    const char *page_token;            /* NULL on the last page */
     apr_int64_t total_bytes_processed; /* -1 when absent */
-    apr_array_header_t *rows;    /* of datos_row_t; empty when absent */
-    apr_size_t row_bytes;        /* id + contenido bytes of these rows */
+    apr_array_header_t *rows;          /* of datos_row_t; empty when absent */
+    apr_size_t row_bytes;              /* id + contenido bytes of these rows */
 } datos_bq_page_t;
 
 /* Parses a 200 answer. Columns are found by name in schema.fields (id STRING,

@@ -82,8 +82,8 @@ apr_status_t datos_bq_parse_page(apr_pool_t *p, const char *body,
     }
     pg.total_bytes_processed = -1;
     if (json_object_get(j, "totalBytesProcessed")
-        && datos_json_int64(j, "totalBytesProcessed",
-                            &pg.total_bytes_processed) != APR_SUCCESS) {
+        && datos_json_int64(j, "totalBytesProcessed", &pg.total_bytes_processed)
+               != APR_SUCCESS) {
         rv = datos_err_set(err, p, DATOS_EMALFORMED, 0, NULL,
                            "totalBytesProcessed is not an int64");
         goto leave;
@@ -105,11 +105,10 @@ apr_status_t datos_bq_parse_page(apr_pool_t *p, const char *body,
     ci = column_index(fields, "contenido", "STRING", &ok2);
     tc = column_index(fields, "timestamp", "TIMESTAMP", &ok3);
     if (ic < 0 || ci < 0 || tc < 0 || !ok1 || !ok2 || !ok3) {
-        rv = datos_err_set(err, p, DATOS_EMALFORMED, 0, NULL,
-                           "schema lacks %s",
-                           ic < 0 || !ok1 ? "id STRING"
+        rv = datos_err_set(err, p, DATOS_EMALFORMED, 0, NULL, "schema lacks %s",
+                           ic < 0 || !ok1   ? "id STRING"
                            : ci < 0 || !ok2 ? "contenido STRING"
-                           : "timestamp TIMESTAMP");
+                                            : "timestamp TIMESTAMP");
         goto leave;
     }
     rows = json_object_get(j, "rows");
@@ -118,28 +117,26 @@ apr_status_t datos_bq_parse_page(apr_pool_t *p, const char *body,
                            "rows is not an array");
         goto leave;
     }
-    pg.rows = apr_array_make(p, (int)json_array_size(rows) + 1,
-                             sizeof(datos_row_t));
+    pg.rows =
+        apr_array_make(p, (int)json_array_size(rows) + 1, sizeof(datos_row_t));
     for (r = 0; r < json_array_size(rows); r++) {
         json_t *f = datos_json_arr(json_array_get(rows, r), "f");
         json_t *vid, *vc, *vt;
         datos_row_t *row;
 
         if (!f || json_array_size(f) != nfields) {
-            rv = datos_err_set(err, p, DATOS_EMALFORMED, 0, NULL,
-                               "row %d: %s", (int)r,
-                               f ? "cell count differs from the schema"
-                                 : "no f array");
+            rv = datos_err_set(
+                err, p, DATOS_EMALFORMED, 0, NULL, "row %d: %s", (int)r,
+                f ? "cell count differs from the schema" : "no f array");
             goto leave;
         }
         vid = json_object_get(json_array_get(f, (size_t)ic), "v");
         vc = json_object_get(json_array_get(f, (size_t)ci), "v");
         vt = json_object_get(json_array_get(f, (size_t)tc), "v");
         if (!json_is_string(vid)) {
-            rv = datos_err_set(err, p, DATOS_EMALFORMED, 0, NULL,
-                               "row %d: id is %s", (int)r,
-                               vid && !json_is_null(vid) ? "not a string"
-                                                         : "NULL");
+            rv = datos_err_set(
+                err, p, DATOS_EMALFORMED, 0, NULL, "row %d: id is %s", (int)r,
+                vid && !json_is_null(vid) ? "not a string" : "NULL");
             goto leave;
         }
         if (vc && !json_is_null(vc) && !json_is_string(vc)) {
@@ -148,18 +145,19 @@ apr_status_t datos_bq_parse_page(apr_pool_t *p, const char *body,
             goto leave;
         }
         if (!json_is_string(vt)) {
-            rv = datos_err_set(err, p, DATOS_EMALFORMED, 0, NULL,
-                               "row %d: timestamp is %s", (int)r,
-                               vt && !json_is_null(vt) ? "not a string"
-                                                       : "NULL");
+            rv = datos_err_set(
+                err, p, DATOS_EMALFORMED, 0, NULL, "row %d: timestamp is %s",
+                (int)r, vt && !json_is_null(vt) ? "not a string" : "NULL");
             goto leave;
         }
         row = apr_array_push(pg.rows);
         if (datos_ts_parse_cell(json_string_value(vt), json_string_length(vt),
-                                &row->timestamp_us) != APR_SUCCESS) {
+                                &row->timestamp_us)
+            != APR_SUCCESS) {
             rv = datos_err_set(err, p, DATOS_EMALFORMED, 0, NULL,
                                "row %d: timestamp '%s' is not a TIMESTAMP "
-                               "value", (int)r,
+                               "value",
+                               (int)r,
                                datos_err_text(p, json_string_value(vt),
                                               json_string_length(vt), 40));
             goto leave;
@@ -168,8 +166,8 @@ apr_status_t datos_bq_parse_page(apr_pool_t *p, const char *body,
         row->id = apr_pstrmemdup(p, json_string_value(vid), row->id_len);
         if (json_is_string(vc)) {
             row->contenido_len = json_string_length(vc);
-            row->contenido = apr_pstrmemdup(p, json_string_value(vc),
-                                            row->contenido_len);
+            row->contenido =
+                apr_pstrmemdup(p, json_string_value(vc), row->contenido_len);
         }
         else {
             row->contenido = NULL;

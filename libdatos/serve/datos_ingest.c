@@ -82,7 +82,8 @@ apr_status_t datos_ingest_parse(apr_pool_t *p, const char *body, apr_size_t len,
     }
     if (elements->nelts > max_batch) {
         rv = refuse(why, DATOS_INGEST_TOO_MANY, -1,
-                    apr_psprintf(p, "the batch holds %d records; at most %d "
+                    apr_psprintf(p,
+                                 "the batch holds %d records; at most %d "
                                  "are accepted in one request",
                                  elements->nelts, max_batch));
         goto leave;
@@ -228,13 +229,15 @@ const char *datos_ingest_accepted_body(apr_pool_t *p, int batch,
         json_t *arr = json_array();
 
         for (i = 0; ids && i < ids->nelts; i++)
-            json_array_append_new(arr, json_string(
-                APR_ARRAY_IDX(ids, i, const char *)));
+            json_array_append_new(
+                arr, json_string(APR_ARRAY_IDX(ids, i, const char *)));
         json_object_set_new(doc, "messageIds", arr);
     }
     else {
-        json_object_set_new(doc, "messageId", json_string(
-            ids && ids->nelts ? APR_ARRAY_IDX(ids, 0, const char *) : ""));
+        json_object_set_new(
+            doc, "messageId",
+            json_string(ids && ids->nelts ? APR_ARRAY_IDX(ids, 0, const char *)
+                                          : ""));
     }
     return datos_json_dump(p, doc, len);
 }
@@ -251,10 +254,10 @@ const char *datos_ingest_refusal_body(apr_pool_t *p, int code,
         return NULL;
     }
     json_object_set_new(e, "code", json_integer(code));
-    json_object_set_new(e, "reason", json_string(why->reason ? why->reason
-                                                             : "invalid"));
-    json_object_set_new(e, "message", json_string(why->message
-                                                  ? why->message : ""));
+    json_object_set_new(e, "reason",
+                        json_string(why->reason ? why->reason : "invalid"));
+    json_object_set_new(e, "message",
+                        json_string(why->message ? why->message : ""));
     if (why->index >= 0)
         json_object_set_new(e, "index", json_integer(why->index));
     json_object_set_new(doc, "error", e);

@@ -18,26 +18,26 @@
 #include "datos_pubsub.h"
 
 /* Refusals of a whole batch, beside the record reasons of datos_record.h. */
-#define DATOS_INGEST_EMPTY_BATCH    "empty_batch"
-#define DATOS_INGEST_TOO_MANY       "too_many_records"
+#define DATOS_INGEST_EMPTY_BATCH "empty_batch"
+#define DATOS_INGEST_TOO_MANY    "too_many_records"
 
 /* The most records one batch may hold: Pub/Sub's 1,000 messages per
  * publish request, so that a batch is one request, published or not. */
-#define DATOS_INGEST_MAX_BATCH      DATOS_PUBSUB_PUBLISH_MAX_MESSAGES
+#define DATOS_INGEST_MAX_BATCH DATOS_PUBSUB_PUBLISH_MAX_MESSAGES
 /* The largest body: its records, base64 encoded (4/3) with their
  * attributes, stay under one publish request's 10,000,000 bytes. */
-#define DATOS_INGEST_MAX_BODY       ((apr_size_t)7 * 1024 * 1024)
+#define DATOS_INGEST_MAX_BODY ((apr_size_t)7 * 1024 * 1024)
 
 typedef struct datos_ingest_t {
-    int batch;                  /* the body was a JSON array */
-    int n;                      /* records, >= 1 */
-    const datos_span_t *records;/* n records, each as sent */
+    int batch;                   /* the body was a JSON array */
+    int n;                       /* records, >= 1 */
+    const datos_span_t *records; /* n records, each as sent */
 } datos_ingest_t;
 
 typedef struct datos_ingest_refusal_t {
-    const char *reason;         /* a datos_reason_name(), or one of the two above */
-    int index;                  /* the record at fault in a batch (0-based), else -1 */
-    const char *message;        /* one clean line, user values quoted short */
+    const char *reason;  /* a datos_reason_name(), or one of the two above */
+    int index;           /* the record at fault in a batch (0-based), else -1 */
+    const char *message; /* one clean line, user values quoted short */
 } datos_ingest_refusal_t;
 
 /* Judges a body of len bytes. max_batch (1..DATOS_INGEST_MAX_BATCH) bounds
@@ -52,7 +52,8 @@ typedef struct datos_ingest_refusal_t {
  * APR_EINVAL for bad arguments. Everything points into body or p. */
 apr_status_t datos_ingest_parse(apr_pool_t *p, const char *body, apr_size_t len,
                                 int max_batch, const datos_record_opts_t *opts,
-                                datos_ingest_t *in, datos_ingest_refusal_t *why);
+                                datos_ingest_t *in,
+                                datos_ingest_refusal_t *why);
 
 /* Whether a request's Content-Type is JSON: the media type
  * application/json (any case, RFC 9110 8.3.1), parameters allowed, but a

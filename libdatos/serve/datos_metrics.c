@@ -23,10 +23,11 @@
 #include "datos_metrics.h"
 
 #if ATOMIC_LLONG_LOCK_FREE != 2
-#error "datos_metrics needs lock-free 64-bit atomics to share counters across processes"
+#error \
+    "datos_metrics needs lock-free 64-bit atomics to share counters across processes"
 #endif
 
-#define METRICS_MAGIC   0x3174654d736f7444ULL   /* "DtosMet1" little-endian */
+#define METRICS_MAGIC   0x3174654d736f7444ULL /* "DtosMet1" little-endian */
 #define METRICS_VERSION 1
 
 /* HTTP statuses 100..599 get a slot each; slot 0 holds anything else
@@ -46,22 +47,22 @@
 typedef atomic_ullong mcount_t;
 
 typedef struct {
-    mcount_t bucket[HIST_MAX_BOUNDS + 1];  /* [i]: bound[i-1] < d <= bound[i]; last: above all */
+    mcount_t bucket[HIST_MAX_BOUNDS
+                    + 1]; /* [i]: bound[i-1] < d <= bound[i]; last: above all */
     mcount_t sum_us;
 } hist_t;
 
 typedef struct {
     char name[TABLE_NAME_SIZE];
-    atomic_llong fetched;                  /* apr_time_t; 0: never */
-    atomic_llong success;                  /* apr_time_t; 0: never */
+    atomic_llong fetched; /* apr_time_t; 0: never */
+    atomic_llong success; /* apr_time_t; 0: never */
 } table_t;
 
 /* The backend outcomes, "ok" first and "error" (anything unknown) last. */
 static const char *const outcome_names[] = {
-    "ok", "timeout", "connect_error", "backend_error", "malformed",
-    "rate_limited", "quota", "auth", "rejected", "bytes_limit", "too_large",
-    "config", "insecure_url", "error"
-};
+    "ok",           "timeout", "connect_error", "backend_error", "malformed",
+    "rate_limited", "quota",   "auth",          "rejected",      "bytes_limit",
+    "too_large",    "config",  "insecure_url",  "error"};
 #define OUTCOME_COUNT (sizeof(outcome_names) / sizeof(outcome_names[0]))
 #define OUTCOME_ERROR (OUTCOME_COUNT - 1)
 
@@ -79,7 +80,7 @@ struct datos_metrics_t {
     mcount_t wait_rejected;
     mcount_t ingest[CODE_SLOTS];
     hist_t ingest_duration;
-    atomic_llong tables;                   /* entries of table[] in use */
+    atomic_llong tables; /* entries of table[] in use */
     table_t table[DATOS_METRICS_TABLES];
     /* Every waiting request compare-and-swaps this word twice; padding
      * keeps it off the cache lines of the counters (the block is only
@@ -93,20 +94,17 @@ struct datos_metrics_t {
  * Requests: a process-cache hit takes well under a millisecond, a cold
  * fetch up to DatosColdWait/DatosTimeout (seconds). */
 static const apr_int64_t request_bounds[] = {
-    500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000,
-    1000000, 2500000, 5000000, 10000000
-};
+    500,    1000,   2500,   5000,    10000,   25000,   50000,
+    100000, 250000, 500000, 1000000, 2500000, 5000000, 10000000};
 /* BigQuery jobs.query round trips: tens of milliseconds at best, seconds
  * on a cold or widened query, up to the timeout with retries. */
 static const apr_int64_t backend_bounds[] = {
-    50000, 100000, 250000, 500000, 1000000, 2500000, 5000000, 10000000,
-    20000000, 30000000
-};
+    50000,   100000,  250000,   500000,   1000000,
+    2500000, 5000000, 10000000, 20000000, 30000000};
 /* One Pub/Sub publish call: milliseconds usually, seconds when degraded. */
-static const apr_int64_t ingest_bounds[] = {
-    5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000, 2500000,
-    5000000, 10000000
-};
+static const apr_int64_t ingest_bounds[] = {5000,    10000,   25000,   50000,
+                                            100000,  250000,  500000,  1000000,
+                                            2500000, 5000000, 10000000};
 #define NBOUNDS(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
 _Static_assert(NBOUNDS(request_bounds) <= HIST_MAX_BOUNDS, "request buckets");
@@ -114,14 +112,11 @@ _Static_assert(NBOUNDS(backend_bounds) <= HIST_MAX_BOUNDS, "backend buckets");
 _Static_assert(NBOUNDS(ingest_bounds) <= HIST_MAX_BOUNDS, "ingest buckets");
 
 static const char *const handler_names[DATOS_HANDLER_COUNT] = {
-    "datos", "health", "metrics", "ingest"
-};
-static const char *const tier_names[DATOS_TIER_COUNT] = {
-    "process", "shared", "state_dir"
-};
-static const char *const lookup_names[DATOS_LOOKUP_COUNT] = {
-    "hit", "stale", "miss", "error"
-};
+    "datos", "health", "metrics", "ingest"};
+static const char *const tier_names[DATOS_TIER_COUNT] = {"process", "shared",
+                                                         "state_dir"};
+static const char *const lookup_names[DATOS_LOOKUP_COUNT] = {"hit", "stale",
+                                                             "miss", "error"};
 
 apr_size_t datos_metrics_size(void)
 {
@@ -292,9 +287,8 @@ static void raise_to(atomic_llong *g, apr_int64_t v)
     long long cur = atomic_load_explicit(g, memory_order_relaxed);
 
     while (cur < v
-           && !atomic_compare_exchange_weak_explicit(g, &cur, v,
-                                                     memory_order_relaxed,
-                                                     memory_order_relaxed)) {
+           && !atomic_compare_exchange_weak_explicit(
+               g, &cur, v, memory_order_relaxed, memory_order_relaxed)) {
     }
 }
 
@@ -434,10 +428,10 @@ static void out_label_value(out_t *o, const char *s)
     const char *run = s;
 
     for (; *s; s++) {
-        const char *esc = *s == '\\' ? "\\\\"
-                        : *s == '"'  ? "\\\""
-                        : *s == '\n' ? "\\n"
-                        : NULL;
+        const char *esc = *s == '\\'   ? "\\\\"
+                          : *s == '"'  ? "\\\""
+                          : *s == '\n' ? "\\n"
+                                       : NULL;
         if (esc) {
             out_mem(o, run, (apr_size_t)(s - run));
             out_str(o, esc);
@@ -451,7 +445,8 @@ static void out_label_value(out_t *o, const char *s)
  * 500 -> "0.0005", 2500000 -> "2.5", 10000000 -> "10". */
 static const char *seconds(char buf[32], apr_int64_t us)
 {
-    unsigned long long u = us < 0 ? 0ULL - (unsigned long long)us : (unsigned long long)us;
+    unsigned long long u =
+        us < 0 ? 0ULL - (unsigned long long)us : (unsigned long long)us;
     unsigned long long frac = u % US_PER_SEC;
     int n;
 
@@ -492,13 +487,13 @@ static void out_histogram(out_t *o, const char *name, const char *labels,
     cum += get(&h->bucket[nbounds]);
     out_printf(o, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", name, labels, sep, cum);
     if (*labels) {
-        out_printf(o, "%s_sum{%s} %s\n%s_count{%s} %llu\n",
-                   name, labels, seconds(num, (apr_int64_t)get(&h->sum_us)),
-                   name, labels, cum);
+        out_printf(o, "%s_sum{%s} %s\n%s_count{%s} %llu\n", name, labels,
+                   seconds(num, (apr_int64_t)get(&h->sum_us)), name, labels,
+                   cum);
     }
     else {
-        out_printf(o, "%s_sum %s\n%s_count %llu\n",
-                   name, seconds(num, (apr_int64_t)get(&h->sum_us)), name, cum);
+        out_printf(o, "%s_sum %s\n%s_count %llu\n", name,
+                   seconds(num, (apr_int64_t)get(&h->sum_us)), name, cum);
     }
 }
 
@@ -542,8 +537,9 @@ char *datos_metrics_render(apr_pool_t *p, const datos_metrics_t *m,
         *len = 0;
     }
     /* Zeroed memory is a valid empty block; anything else is not ours. */
-    if (!m || !((m->magic == METRICS_MAGIC && m->version == METRICS_VERSION)
-                || (m->magic == 0 && m->version == 0))) {
+    if (!m
+        || !((m->magic == METRICS_MAGIC && m->version == METRICS_VERSION)
+             || (m->magic == 0 && m->version == 0))) {
         return NULL;
     }
     o.p = p;
@@ -552,8 +548,9 @@ char *datos_metrics_render(apr_pool_t *p, const datos_metrics_t *m,
     o.len = 0;
     o.buf[0] = '\0';
 
-    out_family(&o, "datos_http_requests_total", "counter",
-               "Requests answered by the module's handlers, by handler and HTTP status sent.");
+    out_family(
+        &o, "datos_http_requests_total", "counter",
+        "Requests answered by the module's handlers, by handler and HTTP status sent.");
     for (h = 0; h < DATOS_HANDLER_COUNT; h++) {
         out_codes(&o, "datos_http_requests_total",
                   apr_psprintf(p, "handler=\"%s\"", handler_names[h]),
@@ -569,12 +566,15 @@ char *datos_metrics_render(apr_pool_t *p, const datos_metrics_t *m,
                       NBOUNDS(request_bounds));
     }
 
-    out_family(&o, "datos_cache_lookups_total", "counter",
-               "Cache lookups by tier and result (hit fresh, stale servable, miss, error of the tier).");
+    out_family(
+        &o, "datos_cache_lookups_total", "counter",
+        "Cache lookups by tier and result (hit fresh, stale servable, miss, error of the tier).");
     for (t = 0; t < DATOS_TIER_COUNT; t++) {
         for (r = 0; r < DATOS_LOOKUP_COUNT; r++) {
-            out_printf(&o, "datos_cache_lookups_total{tier=\"%s\",result=\"%s\"} %llu\n",
-                       tier_names[t], lookup_names[r], get(&m->lookups[t][r]));
+            out_printf(
+                &o,
+                "datos_cache_lookups_total{tier=\"%s\",result=\"%s\"} %llu\n",
+                tier_names[t], lookup_names[r], get(&m->lookups[t][r]));
         }
     }
 
@@ -588,7 +588,8 @@ char *datos_metrics_render(apr_pool_t *p, const datos_metrics_t *m,
     out_family(&o, "datos_backend_query_duration_seconds", "histogram",
                "Time each BigQuery fetch took, whatever its outcome.");
     out_histogram(&o, "datos_backend_query_duration_seconds", NULL,
-                  &m->backend_duration, backend_bounds, NBOUNDS(backend_bounds));
+                  &m->backend_duration, backend_bounds,
+                  NBOUNDS(backend_bounds));
 
     out_family(&o, "datos_backend_bytes_processed_total", "counter",
                "Bytes BigQuery reported as processed by the module's queries.");
@@ -602,43 +603,50 @@ char *datos_metrics_render(apr_pool_t *p, const datos_metrics_t *m,
                    tier_names[t], get(&m->store_failures[t]));
     }
 
-    out_family(&o, "datos_cache_oversized_total", "counter",
-               "Answers larger than DatosMaxPayload, kept in process memory only.");
+    out_family(
+        &o, "datos_cache_oversized_total", "counter",
+        "Answers larger than DatosMaxPayload, kept in process memory only.");
     out_printf(&o, "datos_cache_oversized_total %llu\n", get(&m->oversized));
 
-    tables = atomic_load_explicit((atomic_llong *)&m->tables, memory_order_acquire);
+    tables =
+        atomic_load_explicit((atomic_llong *)&m->tables, memory_order_acquire);
     if (tables > DATOS_METRICS_TABLES) {
         tables = DATOS_METRICS_TABLES;
     }
-    out_family(&o, "datos_cache_age_seconds", "gauge",
-               "Seconds since the newest answer for the table was fetched from BigQuery.");
+    out_family(
+        &o, "datos_cache_age_seconds", "gauge",
+        "Seconds since the newest answer for the table was fetched from BigQuery.");
     for (i = 0; i < tables; i++) {
-        apr_int64_t f = atomic_load_explicit((atomic_llong *)&m->table[i].fetched,
-                                             memory_order_relaxed);
+        apr_int64_t f = atomic_load_explicit(
+            (atomic_llong *)&m->table[i].fetched, memory_order_relaxed);
         if (f > 0) {
             out_table_gauge(&o, "datos_cache_age_seconds", &m->table[i],
                             seconds(num, now > f ? now - f : 0));
         }
     }
 
-    out_family(&o, "datos_backend_last_success_timestamp_seconds", "gauge",
-               "Unix time of the last successful BigQuery fetch for the table.");
+    out_family(
+        &o, "datos_backend_last_success_timestamp_seconds", "gauge",
+        "Unix time of the last successful BigQuery fetch for the table.");
     for (i = 0; i < tables; i++) {
-        apr_int64_t s = atomic_load_explicit((atomic_llong *)&m->table[i].success,
-                                             memory_order_relaxed);
+        apr_int64_t s = atomic_load_explicit(
+            (atomic_llong *)&m->table[i].success, memory_order_relaxed);
         if (s > 0) {
             out_table_gauge(&o, "datos_backend_last_success_timestamp_seconds",
                             &m->table[i], seconds(num, s));
         }
     }
 
-    out_family(&o, "datos_backend_waiting_requests", "gauge",
-               "Requests on this host waiting on BigQuery now, in a fetch or for another request's fetch.");
+    out_family(
+        &o, "datos_backend_waiting_requests", "gauge",
+        "Requests on this host waiting on BigQuery now, in a fetch or for another request's fetch.");
     out_printf(&o, "datos_backend_waiting_requests %lld\n",
-               atomic_load_explicit((atomic_llong *)&m->waiting, memory_order_relaxed));
+               atomic_load_explicit((atomic_llong *)&m->waiting,
+                                    memory_order_relaxed));
 
-    out_family(&o, "datos_backend_wait_rejected_total", "counter",
-               "Requests answered 503 because the bound on requests waiting on BigQuery was reached.");
+    out_family(
+        &o, "datos_backend_wait_rejected_total", "counter",
+        "Requests answered 503 because the bound on requests waiting on BigQuery was reached.");
     out_printf(&o, "datos_backend_wait_rejected_total %llu\n",
                get(&m->wait_rejected));
 

@@ -30,25 +30,25 @@
 #include <apr_time.h>
 
 typedef enum {
-    DATOS_HANDLER_DATOS = 0,    /* "datos" */
-    DATOS_HANDLER_HEALTH,       /* "health" */
-    DATOS_HANDLER_METRICS,      /* "metrics" */
-    DATOS_HANDLER_INGEST,       /* "ingest" (POST /datos) */
+    DATOS_HANDLER_DATOS = 0, /* "datos" */
+    DATOS_HANDLER_HEALTH,    /* "health" */
+    DATOS_HANDLER_METRICS,   /* "metrics" */
+    DATOS_HANDLER_INGEST,    /* "ingest" (POST /datos) */
     DATOS_HANDLER_COUNT
 } datos_handler_t;
 
 typedef enum {
-    DATOS_TIER_L1 = 0,          /* "process" */
-    DATOS_TIER_L2,              /* "shared" */
-    DATOS_TIER_STATE,           /* "state_dir" */
+    DATOS_TIER_L1 = 0, /* "process" */
+    DATOS_TIER_L2,     /* "shared" */
+    DATOS_TIER_STATE,  /* "state_dir" */
     DATOS_TIER_COUNT
 } datos_tier_t;
 
 typedef enum {
-    DATOS_LOOKUP_HIT = 0,       /* "hit": fresh */
-    DATOS_LOOKUP_STALE,         /* "stale": past its freshness, servable */
-    DATOS_LOOKUP_MISS,          /* "miss" */
-    DATOS_LOOKUP_ERROR,         /* "error": the tier failed (not a miss) */
+    DATOS_LOOKUP_HIT = 0, /* "hit": fresh */
+    DATOS_LOOKUP_STALE,   /* "stale": past its freshness, servable */
+    DATOS_LOOKUP_MISS,    /* "miss" */
+    DATOS_LOOKUP_ERROR,   /* "error": the tier failed (not a miss) */
     DATOS_LOOKUP_COUNT
 } datos_lookup_t;
 

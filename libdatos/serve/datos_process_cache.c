@@ -52,7 +52,7 @@ struct datos_process_cache_t {
     char pad[64 - sizeof(uint64_t)];
     slot_entry_t entries[DATOS_PROCESS_CACHE_ENTRIES];
     datos_process_cache_release_fn *release;
-    apr_thread_mutex_t *mutex;       /* writers only */
+    apr_thread_mutex_t *mutex; /* writers only */
 };
 
 /* Runs once per object, in whichever thread brought its count to 0. */
@@ -79,13 +79,14 @@ static void retire(datos_process_cache_t *s, uint64_t old)
     slot_entry_t *e;
 
     if (!idx) {
-        return;                              /* nothing was published */
+        return; /* nothing was published */
     }
     e = &s->entries[idx - 1];
     /* acq_rel: whoever reaches 0 must see every reader's use of the object
      * (their release decrements) before the release function runs. */
     if (atomic_fetch_add_explicit(&e->count, acquired, memory_order_acq_rel)
-        + acquired == 0) {
+            + acquired
+        == 0) {
         entry_free(s, e);
     }
 }
@@ -96,8 +97,9 @@ static apr_status_t slot_cleanup(void *data)
     return APR_SUCCESS;
 }
 
-apr_status_t datos_process_cache_create(apr_pool_t *p, datos_process_cache_release_fn *release,
-                               datos_process_cache_t **out)
+apr_status_t datos_process_cache_create(apr_pool_t *p,
+                                        datos_process_cache_release_fn *release,
+                                        datos_process_cache_t **out)
 {
     datos_process_cache_t *s = apr_pcalloc(p, sizeof(*s));
     apr_status_t rv;
@@ -128,15 +130,13 @@ void *datos_process_cache_acquire(datos_process_cache_t *s)
      * acquisition is a read-modify-write, so the readers' increments
      * continue the publish's release sequence and each reader sees the
      * entry's object as the writer stored it. */
-    uint64_t w = atomic_fetch_add_explicit(&s->word, 1,
-                                                memory_order_acquire);
+    uint64_t w = atomic_fetch_add_explicit(&s->word, 1, memory_order_acquire);
     unsigned idx = (unsigned)(w >> COUNT_BITS);
 
     if (!idx) {
-        return NULL;     /* the increment counts against no entry: harmless */
+        return NULL; /* the increment counts against no entry: harmless */
     }
-    return atomic_load_explicit(&s->entries[idx - 1].obj,
-                                memory_order_relaxed);
+    return atomic_load_explicit(&s->entries[idx - 1].obj, memory_order_relaxed);
 }
 
 /* The entry holding obj. Relaxed loads suffice: the holder's own entry
@@ -146,19 +146,20 @@ void *datos_process_cache_acquire(datos_process_cache_t *s)
  * before this reader acquired it. */
 static slot_entry_t *entry_of(datos_process_cache_t *s, void *obj)
 {
-    unsigned idx = (unsigned)(atomic_load_explicit(&s->word,
-                                                   memory_order_relaxed)
-                              >> COUNT_BITS);
+    unsigned idx =
+        (unsigned)(atomic_load_explicit(&s->word, memory_order_relaxed)
+                   >> COUNT_BITS);
     int i;
 
     /* Usually the object is still the current one. */
-    if (idx && atomic_load_explicit(&s->entries[idx - 1].obj,
-                                    memory_order_relaxed) == obj) {
+    if (idx
+        && atomic_load_explicit(&s->entries[idx - 1].obj, memory_order_relaxed)
+               == obj) {
         return &s->entries[idx - 1];
     }
     for (i = 0; i < DATOS_PROCESS_CACHE_ENTRIES; i++) {
-        if (atomic_load_explicit(&s->entries[i].obj,
-                                 memory_order_relaxed) == obj) {
+        if (atomic_load_explicit(&s->entries[i].obj, memory_order_relaxed)
+            == obj) {
             return &s->entries[i];
         }
     }
@@ -174,7 +175,7 @@ void datos_process_cache_release(datos_process_cache_t *s, void *obj)
     }
     e = entry_of(s, obj);
     if (!e) {
-        return;                      /* not acquired from this slot */
+        return; /* not acquired from this slot */
     }
     /* acq_rel: release so that the thread freeing the object sees this
      * reader's use of it; acquire in case this is that thread. */
@@ -200,7 +201,7 @@ apr_status_t datos_process_cache_publish(datos_process_cache_t *s, void *obj)
          * reused only after its last holder is done with it. */
         held = atomic_load_explicit(&s->entries[i].obj, memory_order_acquire);
         if (held == obj) {
-            rv = APR_EINVAL;        /* published and still held: not twice */
+            rv = APR_EINVAL; /* published and still held: not twice */
             goto leave;
         }
         if (!held && !free_entry) {
@@ -216,8 +217,7 @@ apr_status_t datos_process_cache_publish(datos_process_cache_t *s, void *obj)
     atomic_store_explicit(&free_entry->obj, obj, memory_order_relaxed);
     /* acq_rel: release publishes the entry to readers; acquire orders the
      * retirement of the old entry after every acquisition counted in it. */
-    old = atomic_exchange_explicit(&s->word,
-                                   (uint64_t)idx << COUNT_BITS,
+    old = atomic_exchange_explicit(&s->word, (uint64_t)idx << COUNT_BITS,
                                    memory_order_acq_rel);
     retire(s, old);
 

@@ -34,8 +34,9 @@ typedef void datos_process_cache_release_fn(void *obj);
  * one when p is cleaned up (or datos_process_cache_clear runs). release may run in
  * any thread: a writer's, or the reader that lets go last. By the time p is
  * cleaned up no reader may still hold an object (the slot goes with p). */
-apr_status_t datos_process_cache_create(apr_pool_t *p, datos_process_cache_release_fn *release,
-                               datos_process_cache_t **out);
+apr_status_t datos_process_cache_create(apr_pool_t *p,
+                                        datos_process_cache_release_fn *release,
+                                        datos_process_cache_t **out);
 
 /* The current object, held until datos_process_cache_release; NULL when nothing is
  * published (then nothing needs releasing). Lock-free. */

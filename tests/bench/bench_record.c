@@ -41,7 +41,7 @@
 #include "datos_pubsub.h"
 #include "datos_record.h"
 
-#define NOW APR_INT64_C(1705241100000000)   /* 2024-01-14T14:05:00Z */
+#define NOW      APR_INT64_C(1705241100000000) /* 2024-01-14T14:05:00Z */
 #define PER_PULL 1000
 
 typedef struct msg_t {
@@ -70,9 +70,19 @@ static unsigned pick(unsigned lo, unsigned hi)
 static void fill_text(char *o, apr_size_t n)
 {
     static const char *const words[] = {
-        "prueba ", "autom\xc3\xa1tica ", "n\xc3\xbamero ", "datos ", "sensor ",
-        "lectura ", "estaci\xc3\xb3n ", "temperatura ", "ma\xc3\xb1""ana ", "valor ",
-        "\\\"ok\\\" ", "l\xc3\xadnea\\n",
+        "prueba ",
+        "autom\xc3\xa1tica ",
+        "n\xc3\xbamero ",
+        "datos ",
+        "sensor ",
+        "lectura ",
+        "estaci\xc3\xb3n ",
+        "temperatura ",
+        "ma\xc3\xb1"
+        "ana ",
+        "valor ",
+        "\\\"ok\\\" ",
+        "l\xc3\xadnea\\n",
     };
     apr_size_t i = 0;
 
@@ -99,43 +109,47 @@ static msg_t make_record(int serial, apr_size_t size, int kind)
     msg_t m;
 
     switch (kind) {
-    case 0: ts = "2030-01-01T00:00:00Z"; break;                /* future */
-    case 5: ts = "2024-01-14 13:59:58Z"; break;               /* space */
-    case 9: ts = "2024-01-14T13:59:58.1234567Z"; break;       /* 7 digits */
+    case 0: ts = "2030-01-01T00:00:00Z"; break;         /* future */
+    case 5: ts = "2024-01-14 13:59:58Z"; break;         /* space */
+    case 9: ts = "2024-01-14T13:59:58.1234567Z"; break; /* 7 digits */
     default: break;
     }
     if (kind == 1) {
         hn = (apr_size_t)snprintf(head, sizeof(head), "{\"contenido\":\"");
     }
     else if (kind == 4) {
-        hn = (apr_size_t)snprintf(head, sizeof(head),
-                                  "{\"id\":\"s-%d\",\"id\":\"d\",\"contenido\":\"", serial);
+        hn = (apr_size_t)snprintf(
+            head, sizeof(head),
+            "{\"id\":\"s-%d\",\"id\":\"d\",\"contenido\":\"", serial);
     }
     else if (kind == 6) {
-        hn = (apr_size_t)snprintf(head, sizeof(head), "{\"id\":\"%0300d\",\"contenido\":\"",
-                                  serial);
+        hn = (apr_size_t)snprintf(
+            head, sizeof(head), "{\"id\":\"%0300d\",\"contenido\":\"", serial);
     }
     else if (kind == 8) {
-        hn = (apr_size_t)snprintf(head, sizeof(head), "{\"id\":\"s-%d\",\"contenido\":12,"
-                                  "\"x\":\"", serial);
-    }
-    else {
-        hn = (apr_size_t)snprintf(head, sizeof(head), "{\"id\":\"sensor-%d\",\"contenido\":\"",
+        hn = (apr_size_t)snprintf(head, sizeof(head),
+                                  "{\"id\":\"s-%d\",\"contenido\":12,"
+                                  "\"x\":\"",
                                   serial);
     }
-    tn = (apr_size_t)snprintf(tail, sizeof(tail), "\",\"timestamp\":\"%s\"%s}", ts,
-                              kind == 2 ? ",\"colour\":\"red\"" : "");
+    else {
+        hn = (apr_size_t)snprintf(head, sizeof(head),
+                                  "{\"id\":\"sensor-%d\",\"contenido\":\"",
+                                  serial);
+    }
+    tn = (apr_size_t)snprintf(tail, sizeof(tail), "\",\"timestamp\":\"%s\"%s}",
+                              ts, kind == 2 ? ",\"colour\":\"red\"" : "");
     cn = size > hn + tn + 1 ? size - hn - tn : 1;
     buf = malloc(hn + cn + tn + 1);
     memcpy(buf, head, hn);
     fill_text(buf + hn, cn);
     if (kind == 7) {
-        buf[hn + cn / 2] = (char)0xff;                         /* not UTF-8 */
+        buf[hn + cn / 2] = (char)0xff; /* not UTF-8 */
     }
     memcpy(buf + hn + cn, tail, tn);
     m.len = hn + cn + tn;
     if (kind == 3) {
-        m.len--;                                               /* not JSON */
+        m.len--; /* not JSON */
     }
     buf[m.len] = '\0';
     m.data = buf;
@@ -147,12 +161,13 @@ typedef struct bench_t {
     int n;
     msg_t *msgs;
     int pulls;
-    char **texts;          /* pull answer bodies */
+    char **texts; /* pull answer bodies */
     apr_size_t *text_len;
-    json_t **answers;      /* the same, parsed before the clock */
+    json_t **answers; /* the same, parsed before the clock */
     apr_size_t data_bytes, text_bytes;
     int valid;
-    apr_size_t ndjson_bytes[3];  /* per pipeline, from its first run; checked in later ones */
+    apr_size_t ndjson_bytes
+        [3]; /* per pipeline, from its first run; checked in later ones */
 } bench_t;
 
 static void build(bench_t *b, apr_pool_t *p)
@@ -161,8 +176,11 @@ static void build(bench_t *b, apr_pool_t *p)
 
     b->msgs = calloc((size_t)b->n, sizeof(msg_t));
     for (i = 0; i < b->n; i++) {
-        int cls = i % 100, kind = next_rand() % 10 == 0 ? (int)(next_rand() % 10) : -1;
-        apr_size_t size = cls < 90 ? pick(100, 300) : cls < 99 ? pick(1024, 4096) : 65536;
+        int cls = i % 100,
+            kind = next_rand() % 10 == 0 ? (int)(next_rand() % 10) : -1;
+        apr_size_t size = cls < 90   ? pick(100, 300)
+                          : cls < 99 ? pick(1024, 4096)
+                                     : 65536;
         b->msgs[i] = make_record(i, size, kind);
         b->data_bytes += b->msgs[i].len;
         b->valid += b->msgs[i].valid;
@@ -181,7 +199,8 @@ static void build(bench_t *b, apr_pool_t *p)
     for (k = 0; k < b->pulls; k++) {
         apr_size_t cap = 64, len;
         char *t, *o;
-        int first = k * PER_PULL, last = first + PER_PULL < b->n ? first + PER_PULL : b->n;
+        int first = k * PER_PULL,
+            last = first + PER_PULL < b->n ? first + PER_PULL : b->n;
         json_error_t jerr;
 
         for (i = first; i < last; i++) {
@@ -190,17 +209,22 @@ static void build(bench_t *b, apr_pool_t *p)
         t = malloc(cap);
         o = t + sprintf(t, "{\"receivedMessages\":[");
         for (i = first; i < last; i++) {
-            const char *b64 = datos_base64_encode(p, (const unsigned char *)b->msgs[i].data,
-                                                  b->msgs[i].len, &len);
-            o += sprintf(o, "%s{\"ackId\":\"UAYWLF1GSFE3GQhoUQ5PXiM_NSAoRRIJB08CKF15MEorQVh0"
-                         "Dj4NGXJ9YV0RYVFJTFUiVCYTFWIJBlEfABJ7XFcYDSEUTVNoDFo3CU9iXH4"
-                         "PXlBaQ3tUXFkJdm1lJ2%08d\",\"message\":{\"data\":\"",
-                         i > first ? "," : "", i);
+            const char *b64 =
+                datos_base64_encode(p, (const unsigned char *)b->msgs[i].data,
+                                    b->msgs[i].len, &len);
+            o += sprintf(
+                o,
+                "%s{\"ackId\":\"UAYWLF1GSFE3GQhoUQ5PXiM_NSAoRRIJB08CKF15MEorQVh0"
+                "Dj4NGXJ9YV0RYVFJTFUiVCYTFWIJBlEfABJ7XFcYDSEUTVNoDFo3CU9iXH4"
+                "PXlBaQ3tUXFkJdm1lJ2%08d\",\"message\":{\"data\":\"",
+                i > first ? "," : "", i);
             memcpy(o, b64, len);
             o += len;
-            o += sprintf(o, "\",\"attributes\":{\"source\":\"web\"},\"messageId\":\"%017d\","
-                         "\"publishTime\":\"2024-01-14T14:00:00.%09dZ\"},\"deliveryAttempt\":1}",
-                         11473219 + i, i);
+            o += sprintf(
+                o,
+                "\",\"attributes\":{\"source\":\"web\"},\"messageId\":\"%017d\","
+                "\"publishTime\":\"2024-01-14T14:00:00.%09dZ\"},\"deliveryAttempt\":1}",
+                11473219 + i, i);
         }
         o += sprintf(o, "]}");
         b->texts[k] = t;
@@ -208,7 +232,8 @@ static void build(bench_t *b, apr_pool_t *p)
         b->text_bytes += b->text_len[k];
         b->answers[k] = json_loadb(t, b->text_len[k], 0, &jerr);
         if (!b->answers[k]) {
-            fprintf(stderr, "bench: pull answer %d is not JSON: %s\n", k, jerr.text);
+            fprintf(stderr, "bench: pull answer %d is not JSON: %s\n", k,
+                    jerr.text);
             exit(2);
         }
         apr_pool_clear(p);
@@ -222,7 +247,12 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-enum { SCANNER, JANSSON, FROM_BYTES, NPIPES };
+enum {
+    SCANNER,
+    JANSSON,
+    FROM_BYTES,
+    NPIPES
+};
 static const char *const pipe_names[NPIPES] = {
     "pull json_t -> validate (scanner) -> NDJSON",
     "pull json_t -> validate (jansson reference) -> NDJSON",
@@ -244,7 +274,8 @@ static double run(bench_t *b, int pipe)
         exit(2);
     }
     t0 = now_s();
-    if (datos_ndjson_create(p, DATOS_NDJSON_MESSAGE_ID | DATOS_NDJSON_PUBLISH_TIME, 0, &nd)
+    if (datos_ndjson_create(
+            p, DATOS_NDJSON_MESSAGE_ID | DATOS_NDJSON_PUBLISH_TIME, 0, &nd)
         != APR_SUCCESS) {
         exit(2);
     }
@@ -254,7 +285,8 @@ static double run(bench_t *b, int pipe)
         apr_status_t rv;
 
         if (pipe == FROM_BYTES) {
-            rv = datos_pubsub_parse_pull(p, b->texts[k], b->text_len[k], &msgs, &err);
+            rv = datos_pubsub_parse_pull(p, b->texts[k], b->text_len[k], &msgs,
+                                         &err);
         }
         else {
             rv = datos_pubsub_pull_from_json(p, b->answers[k], &msgs, &err);
@@ -264,7 +296,8 @@ static double run(bench_t *b, int pipe)
             exit(2);
         }
         for (i = 0; i < msgs->nelts; i++) {
-            const datos_pubsub_msg_t *m = &APR_ARRAY_IDX(msgs, i, datos_pubsub_msg_t);
+            const datos_pubsub_msg_t *m =
+                &APR_ARRAY_IDX(msgs, i, datos_pubsub_msg_t);
             datos_invalid_t why;
             datos_record_t rec;
             datos_row_t row;
@@ -274,11 +307,12 @@ static double run(bench_t *b, int pipe)
                 exit(2);
             }
             if (pipe == JANSSON) {
-                rv = datos_record_validate_jansson(p, (const char *)m->data, m->data_len,
-                                                   &o, &row, &why);
+                rv = datos_record_validate_jansson(p, (const char *)m->data,
+                                                   m->data_len, &o, &row, &why);
                 if (rv == APR_SUCCESS) {
                     rv = datos_ndjson_append(nd, &row, m->message_id,
-                                             strlen(m->message_id), m->publish_time_us);
+                                             strlen(m->message_id),
+                                             m->publish_time_us);
                     if (rv != APR_SUCCESS) {
                         fprintf(stderr, "bench: NDJSON append failed\n");
                         exit(2);
@@ -286,12 +320,13 @@ static double run(bench_t *b, int pipe)
                 }
             }
             else {
-                rv = datos_record_check(p, (const char *)m->data, m->data_len, &o, &rec,
-                                        &why);
+                rv = datos_record_check(p, (const char *)m->data, m->data_len,
+                                        &o, &rec, &why);
                 if (rv == APR_SUCCESS
                     && datos_ndjson_append_record(nd, &rec, m->message_id,
                                                   strlen(m->message_id),
-                                                  m->publish_time_us) != APR_SUCCESS) {
+                                                  m->publish_time_us)
+                           != APR_SUCCESS) {
                     fprintf(stderr, "bench: NDJSON append failed\n");
                     exit(2);
                 }
@@ -308,9 +343,12 @@ static double run(bench_t *b, int pipe)
     if (valid != b->valid || invalid != b->n - b->valid
         || datos_ndjson_lines(nd) != valid
         || (b->ndjson_bytes[pipe] && nbytes != b->ndjson_bytes[pipe])) {
-        fprintf(stderr, "bench: %s: %d valid / %d invalid, %lu NDJSON bytes; want %d / %d, "
-                "%lu\n", pipe_names[pipe], valid, invalid, (unsigned long)nbytes, b->valid,
-                b->n - b->valid, (unsigned long)b->ndjson_bytes[pipe]);
+        fprintf(
+            stderr,
+            "bench: %s: %d valid / %d invalid, %lu NDJSON bytes; want %d / %d, "
+            "%lu\n",
+            pipe_names[pipe], valid, invalid, (unsigned long)nbytes, b->valid,
+            b->n - b->valid, (unsigned long)b->ndjson_bytes[pipe]);
         exit(1);
     }
     b->ndjson_bytes[pipe] = nbytes;
@@ -352,11 +390,13 @@ int main(int argc, char **argv)
         }
     }
     if (b.n < 100 || rounds < 1 || rounds > 64 || only >= NPIPES) {
-        fprintf(stderr, "usage: bench_record [--messages N>=100] [--rounds 1..64] "
+        fprintf(stderr,
+                "usage: bench_record [--messages N>=100] [--rounds 1..64] "
                 "[--only 0..2]\n");
         return 2;
     }
-    if (apr_initialize() != APR_SUCCESS || apr_pool_create(&p, NULL) != APR_SUCCESS) {
+    if (apr_initialize() != APR_SUCCESS
+        || apr_pool_create(&p, NULL) != APR_SUCCESS) {
         return 2;
     }
     build(&b, p);
@@ -364,24 +404,27 @@ int main(int argc, char **argv)
 
     for (k = 0; k < NPIPES; k++) {
         if (only < 0 || k == only) {
-            run(&b, k);                    /* warm-up; fixes the NDJSON sizes */
+            run(&b, k); /* warm-up; fixes the NDJSON sizes */
         }
     }
     for (r = 0; r < rounds; r++) {
         for (k = 0; k < NPIPES; k++) {
-            int pipe = (k + r) % NPIPES;   /* interleaved, rotating order */
+            int pipe = (k + r) % NPIPES; /* interleaved, rotating order */
             secs[pipe][r] = only < 0 || pipe == only ? run(&b, pipe) : 1e300;
         }
     }
 
     printf("# Loader validate + encode throughput\n\n");
-    printf("%d messages (%d pull answers of up to %d), %.1f MB of message data, "
-           "%.1f MB of pull JSON; %d valid, %d invalid (%.1f%%); %.1f MB of NDJSON. "
-           "%d rounds, medians; process allowed on %d CPU(s)%s.\n\n",
-           b.n, b.pulls, PER_PULL, b.data_bytes / 1e6, b.text_bytes / 1e6, b.valid,
-           b.n - b.valid, 100.0 * (b.n - b.valid) / b.n, b.ndjson_bytes[SCANNER] / 1e6, rounds,
-           cpus, cpus == 1 ? " (pinned)" : "");
-    printf("| pipeline | msg/s | MB/s message data | MB/s pull JSON | slowest/fastest round |\n");
+    printf(
+        "%d messages (%d pull answers of up to %d), %.1f MB of message data, "
+        "%.1f MB of pull JSON; %d valid, %d invalid (%.1f%%); %.1f MB of NDJSON. "
+        "%d rounds, medians; process allowed on %d CPU(s)%s.\n\n",
+        b.n, b.pulls, PER_PULL, b.data_bytes / 1e6, b.text_bytes / 1e6, b.valid,
+        b.n - b.valid, 100.0 * (b.n - b.valid) / b.n,
+        b.ndjson_bytes[SCANNER] / 1e6, rounds, cpus,
+        cpus == 1 ? " (pinned)" : "");
+    printf(
+        "| pipeline | msg/s | MB/s message data | MB/s pull JSON | slowest/fastest round |\n");
     printf("|---|---|---|---|---|\n");
     for (k = 0; k < NPIPES; k++) {
         double med, lo = 1e300, hi = 0;
@@ -395,13 +438,14 @@ int main(int argc, char **argv)
         }
         med = median(rate, rounds);
         printf("| %s | %.0f | %.0f | %.0f | %.2f |\n", pipe_names[k], med,
-               med * (double)b.data_bytes / b.n / 1e6, med * (double)b.text_bytes / b.n / 1e6,
-               lo / hi);
+               med * (double)b.data_bytes / b.n / 1e6,
+               med * (double)b.text_bytes / b.n / 1e6, lo / hi);
         if (k == SCANNER) {
             scanner = med;
         }
     }
-    printf("\nTarget (DESIGN.md 8): >= 250000 msg/s per core for the first row: %s\n",
-           scanner >= 250000 ? "met" : "NOT MET");
+    printf(
+        "\nTarget (DESIGN.md 8): >= 250000 msg/s per core for the first row: %s\n",
+        scanner >= 250000 ? "met" : "NOT MET");
     return scanner >= 250000 ? 0 : 1;
 }

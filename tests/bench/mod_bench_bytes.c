@@ -33,7 +33,7 @@ typedef struct {
     const char *body;
     apr_size_t len;
     const char *content_type;
-    apr_array_header_t *headers;    /* of const char *: name, value, ... */
+    apr_array_header_t *headers; /* of const char *: name, value, ... */
 } bench_conf_t;
 
 static void *create_dir_conf(apr_pool_t *p, char *dir)
@@ -53,7 +53,8 @@ static const char *set_file(cmd_parms *cmd, void *dconf, const char *path)
     apr_size_t n;
     char *buf;
 
-    if (apr_file_open(&f, path, APR_READ | APR_BINARY, 0, cmd->pool) != APR_SUCCESS
+    if (apr_file_open(&f, path, APR_READ | APR_BINARY, 0, cmd->pool)
+            != APR_SUCCESS
         || apr_file_info_get(&fi, APR_FINFO_SIZE, f) != APR_SUCCESS)
         return apr_psprintf(cmd->pool, "BenchBytesFile: cannot read %s", path);
     n = (apr_size_t)fi.size;
@@ -95,7 +96,8 @@ static int bench_handler(request_rec *r)
     if (c->content_type)
         ap_set_content_type(r, c->content_type);
     for (i = 0; i + 1 < c->headers->nelts; i += 2)
-        apr_table_setn(r->headers_out, APR_ARRAY_IDX(c->headers, i, const char *),
+        apr_table_setn(r->headers_out,
+                       APR_ARRAY_IDX(c->headers, i, const char *),
                        APR_ARRAY_IDX(c->headers, i + 1, const char *));
     ap_set_content_length(r, c->len);
     if (!r->header_only)
@@ -108,8 +110,7 @@ static const command_rec bench_cmds[] = {
                   "file whose bytes the handler sends"),
     AP_INIT_TAKE2("BenchBytesHeader", set_header, NULL, ACCESS_CONF,
                   "a response header: name and value"),
-    {NULL}
-};
+    {NULL}};
 
 static void register_hooks(apr_pool_t *p)
 {
@@ -118,12 +119,5 @@ static void register_hooks(apr_pool_t *p)
 }
 
 AP_DECLARE_MODULE(bench_bytes) = {
-    STANDARD20_MODULE_STUFF,
-    create_dir_conf,
-    NULL,
-    NULL,
-    NULL,
-    bench_cmds,
-    register_hooks,
-    AP_MODULE_FLAG_NONE
-};
+    STANDARD20_MODULE_STUFF, create_dir_conf,    NULL, NULL, NULL, bench_cmds,
+    register_hooks,          AP_MODULE_FLAG_NONE};

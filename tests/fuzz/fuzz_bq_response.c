@@ -42,15 +42,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_CHECK(datos_record_render(p, (const datos_row_t *)page.rows->elts,
                                        page.rows->nelts, &r, &err)
                    == APR_SUCCESS);
-        FUZZ_CHECK(r->len == strlen(r->body));   /* NULs come out escaped */
+        FUZZ_CHECK(r->len == strlen(r->body)); /* NULs come out escaped */
     }
     else {
         FUZZ_CHECK(err.rv == DATOS_EMALFORMED && err.message != NULL);
     }
 
     datos_err_clear(&err);
-    FUZZ_CHECK(datos_bq_parse_error(p, status, (const char *)data, size, 0, &err)
-               == err.rv);
+    FUZZ_CHECK(
+        datos_bq_parse_error(p, status, (const char *)data, size, 0, &err)
+        == err.rv);
     FUZZ_CHECK(err.rv != APR_SUCCESS && err.message != NULL);
     FUZZ_CHECK(err.http_status == status);
 

@@ -11,12 +11,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static int allowed(apr_status_t rv, datos_google_source_t src)
 {
     if (src == DATOS_GOOGLE_TOKEN) {
-        return rv == DATOS_EAUTH || rv == DATOS_EBACKEND || rv == DATOS_ERATELIMIT
-            || rv == DATOS_EMALFORMED;
+        return rv == DATOS_EAUTH || rv == DATOS_EBACKEND
+               || rv == DATOS_ERATELIMIT || rv == DATOS_EMALFORMED;
     }
     return rv == DATOS_EAUTH || rv == DATOS_EBACKEND || rv == DATOS_ERATELIMIT
-        || rv == DATOS_EQUOTA || rv == DATOS_EBYTESLIMIT || rv == DATOS_EEXISTS
-        || rv == DATOS_EREJECTED;
+           || rv == DATOS_EQUOTA || rv == DATOS_EBYTESLIMIT
+           || rv == DATOS_EEXISTS || rv == DATOS_EREJECTED;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -35,7 +35,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         apr_status_t rv;
         size_t i, n;
 
-        rv = datos_google_classify(p, src, status, (const char *)data, size, 0, &err);
+        rv = datos_google_classify(p, src, status, (const char *)data, size, 0,
+                                   &err);
         FUZZ_CHECK(rv == err.rv && allowed(rv, src));
         FUZZ_CHECK(err.http_status == status && err.message != NULL);
         n = strlen(err.message);

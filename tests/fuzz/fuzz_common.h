@@ -8,7 +8,11 @@
 #include <apr_general.h>
 #include <apr_pools.h>
 
-#define FUZZ_CHECK(cond) do { if (!(cond)) __builtin_trap(); } while (0)
+#define FUZZ_CHECK(cond)      \
+    do {                      \
+        if (!(cond))          \
+            __builtin_trap(); \
+    } while (0)
 
 static inline void fuzz_apr_init(void)
 {

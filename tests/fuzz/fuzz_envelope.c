@@ -201,7 +201,8 @@ static void build_mode(apr_pool_t *p, const uint8_t *d, size_t size)
         int j;
 
         FUZZ_CHECK(datos_answer_slice_len(b, k) == slen);
-        FUZZ_CHECK(strcmp(datos_answer_etag(a, k), datos_answer_etag(b, k)) == 0);
+        FUZZ_CHECK(strcmp(datos_answer_etag(a, k), datos_answer_etag(b, k))
+                   == 0);
         SHA256((const unsigned char *)s, slen, md);
         hex[0] = '"';
         for (j = 0; j < 16; j++) {
@@ -240,14 +241,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     }
     switch (data[0]) {
-    case 1:
-        reseal_mode(p, data + 1, size - 1);
-        break;
-    case 2:
-        build_mode(p, data + 1, size - 1);
-        break;
-    default:
-        decode_mode(p, data + 1, size - 1);
+    case 1: reseal_mode(p, data + 1, size - 1); break;
+    case 2: build_mode(p, data + 1, size - 1); break;
+    default: decode_mode(p, data + 1, size - 1);
     }
     apr_pool_destroy(p);
     return 0;

@@ -30,10 +30,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     text[size] = '\0';
 
     for (i = 0; i < sizeof(clocks) / sizeof(clocks[0]); i++) {
-        apr_interval_time_t v = datos_retry_after_parse(
-            text, apr_time_from_sec(clocks[i]));
-        FUZZ_CHECK(v == 0 || (v >= DATOS_RETRY_AFTER_MIN
-                              && v <= DATOS_RETRY_AFTER_MAX));
+        apr_interval_time_t v =
+            datos_retry_after_parse(text, apr_time_from_sec(clocks[i]));
+        FUZZ_CHECK(
+            v == 0
+            || (v >= DATOS_RETRY_AFTER_MIN && v <= DATOS_RETRY_AFTER_MAX));
         FUZZ_CHECK(v % APR_USEC_PER_SEC == 0);
     }
     if (datos_http_date_parse(text, strlen(text), &when) == APR_SUCCESS) {

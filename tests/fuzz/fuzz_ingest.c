@@ -15,7 +15,7 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define NOW APR_INT64_C(1705240800000000)
+#define NOW       APR_INT64_C(1705240800000000)
 #define MAX_BATCH 8
 
 static int known_reason(const char *r)
@@ -24,7 +24,8 @@ static int known_reason(const char *r)
 
     if (!r)
         return 0;
-    if (!strcmp(r, DATOS_INGEST_EMPTY_BATCH) || !strcmp(r, DATOS_INGEST_TOO_MANY))
+    if (!strcmp(r, DATOS_INGEST_EMPTY_BATCH)
+        || !strcmp(r, DATOS_INGEST_TOO_MANY))
         return 1;
     k = datos_reason_from_name(r);
     return k > DATOS_REASON_NONE && k < DATOS_REASON_BIGQUERY_REJECTED;
@@ -80,19 +81,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             json_t *arr = json_loadb(body, size, 0, &jerr);
 
             if (arr) {
-                FUZZ_CHECK(json_is_array(arr) && json_array_size(arr) == (size_t)in.n);
+                FUZZ_CHECK(json_is_array(arr)
+                           && json_array_size(arr) == (size_t)in.n);
                 for (i = 0; i < in.n; i++) {
-                    json_t *e = json_loadb(in.records[i].data, in.records[i].len,
-                                           0, &jerr);
-                    FUZZ_CHECK(e && json_equal(e, json_array_get(arr, (size_t)i)));
+                    json_t *e = json_loadb(in.records[i].data,
+                                           in.records[i].len, 0, &jerr);
+                    FUZZ_CHECK(
+                        e && json_equal(e, json_array_get(arr, (size_t)i)));
                     json_decref(e);
                 }
                 json_decref(arr);
             }
         }
-        FUZZ_CHECK(datos_ingest_messages(p, &in, "192.0.2.1", &out) == APR_SUCCESS);
+        FUZZ_CHECK(datos_ingest_messages(p, &in, "192.0.2.1", &out)
+                   == APR_SUCCESS);
         for (i = 0; i < in.n; i++)
-            FUZZ_CHECK(out[i].data == (const unsigned char *)in.records[i].data);
+            FUZZ_CHECK(out[i].data
+                       == (const unsigned char *)in.records[i].data);
         check_json(p, datos_ingest_accepted_body(p, in.batch, ids, &len), len);
     }
     else {
@@ -103,7 +108,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_CHECK(why.index >= -1 && why.index < MAX_BATCH);
         FUZZ_CHECK(why.message != NULL);
         n = strlen(why.message);
-        FUZZ_CHECK(n > 0 && datos_utf8_check((const unsigned char *)why.message, n) == n);
+        FUZZ_CHECK(n > 0
+                   && datos_utf8_check((const unsigned char *)why.message, n)
+                          == n);
         check_json(p, datos_ingest_refusal_body(p, 400, &why, &len), len);
     }
     apr_pool_destroy(p);

@@ -22,7 +22,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!msg) {
         msg = loader_config_finish(p, &c, "fuzz-project");
         if (!msg) {
-            FUZZ_CHECK(c.subscription && !strncmp(c.subscription, "projects/", 9));
+            FUZZ_CHECK(c.subscription
+                       && !strncmp(c.subscription, "projects/", 9));
             FUZZ_CHECK(c.batch_max_rows >= 1);
             FUZZ_CHECK(c.lock_file != NULL);
         }

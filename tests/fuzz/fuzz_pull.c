@@ -18,7 +18,8 @@ static void check_bodies(const apr_array_header_t *bodies, int n)
     int i, next = 0;
 
     for (i = 0; i < bodies->nelts; i++) {
-        const datos_pubsub_body_t *b = &APR_ARRAY_IDX(bodies, i, datos_pubsub_body_t);
+        const datos_pubsub_body_t *b =
+            &APR_ARRAY_IDX(bodies, i, datos_pubsub_body_t);
         json_error_t jerr;
         json_t *j = json_loadb(b->body, b->len,
                                JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
@@ -55,7 +56,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     out = apr_pcalloc(p, sizeof(*out) * (apr_size_t)(msgs->nelts + 1));
     acks = apr_pcalloc(p, sizeof(*acks) * (apr_size_t)(msgs->nelts + 1));
     for (i = 0; i < msgs->nelts; i++) {
-        const datos_pubsub_msg_t *m = &APR_ARRAY_IDX(msgs, i, datos_pubsub_msg_t);
+        const datos_pubsub_msg_t *m =
+            &APR_ARRAY_IDX(msgs, i, datos_pubsub_msg_t);
         apr_array_header_t *attrs;
         unsigned char *back;
         apr_size_t n;
@@ -69,10 +71,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         if (m->problem) {
             FUZZ_CHECK(datos_utf8_check((const unsigned char *)m->problem,
-                                        strlen(m->problem)) == strlen(m->problem));
+                                        strlen(m->problem))
+                       == strlen(m->problem));
             continue;
         }
-        FUZZ_CHECK(m->ack_id && m->message_id && *m->message_id && m->publish_time);
+        FUZZ_CHECK(m->ack_id && m->message_id && *m->message_id
+                   && m->publish_time);
         FUZZ_CHECK(m->publish_time_us >= DATOS_TS_MIN_US
                    && m->publish_time_us <= DATOS_TS_MAX_US);
         FUZZ_CHECK(m->delivery_attempt >= 0);
@@ -82,8 +86,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
         datos_err_clear(&err);
         if (datos_pubsub_deadletter_attrs(p, m, "projects/p/subscriptions/s",
-                                          DATOS_REASON_NOT_JSON, "detail", &attrs,
-                                          &err) != APR_SUCCESS) {
+                                          DATOS_REASON_NOT_JSON, "detail",
+                                          &attrs, &err)
+            != APR_SUCCESS) {
             FUZZ_CHECK(err.rv == DATOS_ETOOLARGE);
             continue;
         }
@@ -94,9 +99,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         out[nout].ordering_key = m->ordering_key;
         nout++;
     }
-    FUZZ_CHECK(datos_pubsub_publish_bodies(p, out, nout, &bodies, &err) == APR_SUCCESS);
+    FUZZ_CHECK(datos_pubsub_publish_bodies(p, out, nout, &bodies, &err)
+               == APR_SUCCESS);
     check_bodies(bodies, nout);
-    FUZZ_CHECK(datos_pubsub_ack_bodies(p, acks, nacks, &bodies, &err) == APR_SUCCESS);
+    FUZZ_CHECK(datos_pubsub_ack_bodies(p, acks, nacks, &bodies, &err)
+               == APR_SUCCESS);
     check_bodies(bodies, nacks);
     FUZZ_CHECK(datos_pubsub_modack_bodies(p, acks, nacks, 0, &bodies, &err)
                == APR_SUCCESS);

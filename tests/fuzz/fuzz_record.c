@@ -48,7 +48,7 @@ static int beyond_jansson(const uint8_t *data, size_t size)
     }
     code = json_error_code(&jerr);
     return code == json_error_null_byte_in_key
-        || code == json_error_numeric_overflow;
+           || code == json_error_numeric_overflow;
 }
 
 static void check_row(const datos_row_t *r, const datos_record_opts_t *o)
@@ -56,7 +56,8 @@ static void check_row(const datos_row_t *r, const datos_record_opts_t *o)
     apr_size_t i;
 
     FUZZ_CHECK(r->id && r->id_len >= 1 && r->id_len <= DATOS_ID_MAX_BYTES);
-    FUZZ_CHECK(datos_utf8_check((const unsigned char *)r->id, r->id_len) == r->id_len);
+    FUZZ_CHECK(datos_utf8_check((const unsigned char *)r->id, r->id_len)
+               == r->id_len);
     for (i = 0; i < r->id_len; i++) {
         unsigned char c = (unsigned char)r->id[i];
         FUZZ_CHECK(c >= 0x20 && c != 0x7f);
@@ -66,7 +67,8 @@ static void check_row(const datos_row_t *r, const datos_record_opts_t *o)
     if (r->contenido) {
         FUZZ_CHECK(r->contenido_len <= DATOS_CONTENIDO_MAX_BYTES);
         FUZZ_CHECK(datos_utf8_check((const unsigned char *)r->contenido,
-                                    r->contenido_len) == r->contenido_len);
+                                    r->contenido_len)
+                   == r->contenido_len);
     }
     FUZZ_CHECK(r->timestamp_us >= 0
                && r->timestamp_us <= o->now + o->max_future_skew);
@@ -75,11 +77,11 @@ static void check_row(const datos_row_t *r, const datos_record_opts_t *o)
 static int same_row(const datos_row_t *a, const datos_row_t *b)
 {
     return a->id_len == b->id_len && !memcmp(a->id, b->id, a->id_len)
-        && (a->contenido == NULL) == (b->contenido == NULL)
-        && (!a->contenido || (a->contenido_len == b->contenido_len
-                              && !memcmp(a->contenido, b->contenido,
-                                         a->contenido_len)))
-        && a->timestamp_us == b->timestamp_us;
+           && (a->contenido == NULL) == (b->contenido == NULL)
+           && (!a->contenido
+               || (a->contenido_len == b->contenido_len
+                   && !memcmp(a->contenido, b->contenido, a->contenido_len)))
+           && a->timestamp_us == b->timestamp_us;
 }
 
 /* The line of r (or, when rec is given, of the checked record: its JSON
@@ -94,12 +96,14 @@ static void check_ndjson(apr_pool_t *p, const datos_row_t *r,
     json_t *j, *v;
     apr_int64_t us = -1;
 
-    FUZZ_CHECK(datos_ndjson_create(p, DATOS_NDJSON_MESSAGE_ID
-                                   | DATOS_NDJSON_PUBLISH_TIME, 0, &nd)
-               == APR_SUCCESS);
+    FUZZ_CHECK(
+        datos_ndjson_create(
+            p, DATOS_NDJSON_MESSAGE_ID | DATOS_NDJSON_PUBLISH_TIME, 0, &nd)
+        == APR_SUCCESS);
     if (rec) {
-        FUZZ_CHECK(datos_ndjson_append_record(nd, rec, "11473219786351020", 17, NOW)
-                   == APR_SUCCESS);
+        FUZZ_CHECK(
+            datos_ndjson_append_record(nd, rec, "11473219786351020", 17, NOW)
+            == APR_SUCCESS);
     }
     else {
         FUZZ_CHECK(datos_ndjson_append(nd, r, "11473219786351020", 17, NOW)
@@ -115,17 +119,18 @@ static void check_ndjson(apr_pool_t *p, const datos_row_t *r,
                && !memcmp(json_string_value(v), r->id, r->id_len));
     v = json_object_get(j, "contenido");
     if (r->contenido) {
-        FUZZ_CHECK(json_is_string(v) && json_string_length(v) == r->contenido_len
-                   && !memcmp(json_string_value(v), r->contenido,
-                              r->contenido_len));
+        FUZZ_CHECK(
+            json_is_string(v) && json_string_length(v) == r->contenido_len
+            && !memcmp(json_string_value(v), r->contenido, r->contenido_len));
     }
     else {
         FUZZ_CHECK(json_is_null(v));
     }
     v = json_object_get(j, "timestamp");
     FUZZ_CHECK(json_is_string(v));
-    FUZZ_CHECK(datos_ts_parse_rfc3339(json_string_value(v), json_string_length(v),
-                                      &us) == APR_SUCCESS);
+    FUZZ_CHECK(
+        datos_ts_parse_rfc3339(json_string_value(v), json_string_length(v), &us)
+        == APR_SUCCESS);
     FUZZ_CHECK(us == r->timestamp_us);
     FUZZ_CHECK(json_object_size(j) == 5);
     json_decref(j);
@@ -164,7 +169,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             FUZZ_CHECK(datos_record_check(p, text, size, &o, &rec, &again)
                        == APR_SUCCESS);
             FUZZ_CHECK(rec.contenido_len == row.contenido_len
-                       && (rec.contenido_json == NULL) == (row.contenido == NULL));
+                       && (rec.contenido_json == NULL)
+                              == (row.contenido == NULL));
             check_ndjson(p, &row, &rec);
         }
         else {

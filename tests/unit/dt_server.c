@@ -21,12 +21,12 @@
 #include "dt_support.h"
 
 typedef struct {
-    dt_response_t r;         /* strings owned (malloc) */
+    dt_response_t r; /* strings owned (malloc) */
 } script_t;
 
 struct dt_server_t {
     int lfd;
-    int wake[2];             /* written to stop the thread */
+    int wake[2]; /* written to stop the thread */
     int port;
     pthread_t thread;
     pthread_mutex_t mu;
@@ -186,7 +186,7 @@ static const char *reason_phrase(int status)
     case 500: return "Internal Server Error";
     case 502: return "Bad Gateway";
     case 503: return "Service Unavailable";
-    default:  return "Status";
+    default: return "Status";
     }
 }
 
@@ -245,7 +245,8 @@ answer:
     if (r.hang) {
         char tmp[256];
         /* Until the client gives up (EOF) or the test ends. */
-        while (wait_readable(s, fd, -1) == 1 && recv(fd, tmp, sizeof(tmp), 0) > 0) {
+        while (wait_readable(s, fd, -1) == 1
+               && recv(fd, tmp, sizeof(tmp), 0) > 0) {
         }
         return;
     }
@@ -255,10 +256,12 @@ answer:
     blen = r.body ? (r.body_len ? r.body_len : strlen(r.body)) : 0;
     snprintf(head, sizeof(head),
              "HTTP/1.1 %d %s\r\nContent-Length: %zu\r\nConnection: close\r\n"
-             "%s%s\r\n", r.status, reason_phrase(r.status), blen,
+             "%s%s\r\n",
+             r.status, reason_phrase(r.status), blen,
              r.headers ? r.headers : "",
-             r.headers && strcasestr(r.headers, "Content-Type:") ? ""
-             : "Content-Type: application/json; charset=UTF-8\r\n");
+             r.headers && strcasestr(r.headers, "Content-Type:")
+                 ? ""
+                 : "Content-Type: application/json; charset=UTF-8\r\n");
     if (write_all(fd, head, strlen(head)) == 0 && blen) {
         write_all(fd, r.body, blen);
     }
@@ -350,7 +353,8 @@ void dt_server_push(dt_server_t *s, const dt_response_t *r)
     pthread_mutex_lock(&s->mu);
     if (s->nscript == s->capscript) {
         s->capscript = s->capscript ? s->capscript * 2 : 16;
-        s->script = realloc(s->script, sizeof(*s->script) * (size_t)s->capscript);
+        s->script =
+            realloc(s->script, sizeof(*s->script) * (size_t)s->capscript);
         if (!s->script) {
             abort();
         }
@@ -448,7 +452,8 @@ void dt_server_standing(dt_server_t *s, const char *method, const char *target,
         }
     }
     if (i == s->nstanding) {
-        assert_true(s->nstanding < (int)(sizeof(s->standing) / sizeof(s->standing[0])));
+        assert_true(s->nstanding
+                    < (int)(sizeof(s->standing) / sizeof(s->standing[0])));
         s->nstanding++;
         s->standing[i].method = xstrdup0(method);
         s->standing[i].target = xstrdup0(target);
@@ -463,7 +468,8 @@ void dt_server_standing(dt_server_t *s, const char *method, const char *target,
     pthread_mutex_unlock(&s->mu);
 }
 
-int dt_server_standing_hits(dt_server_t *s, const char *method, const char *target)
+int dt_server_standing_hits(dt_server_t *s, const char *method,
+                            const char *target)
 {
     int i, n = 0;
 

@@ -46,7 +46,9 @@ int dt_teardown(void **state)
 static int rm_entry(const char *path, const struct stat *st, int flag,
                     struct FTW *ftw)
 {
-    (void)st; (void)flag; (void)ftw;
+    (void)st;
+    (void)flag;
+    (void)ftw;
     return remove(path);
 }
 
@@ -126,12 +128,11 @@ const char *dt_test_key_pem(apr_pool_t *p)
 const char *dt_write_key_file(apr_pool_t *p, const char *dir,
                               const char *token_uri)
 {
-    json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}",
-                          "type", "service_account",
-                          "project_id", "datos-test-project",
-                          "private_key_id", "0123456789abcdef",
-                          "private_key", dt_test_key_pem(p),
-                          "client_email", "loader@datos-test-project.iam.gserviceaccount.com",
+    json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "type",
+                          "service_account", "project_id", "datos-test-project",
+                          "private_key_id", "0123456789abcdef", "private_key",
+                          dt_test_key_pem(p), "client_email",
+                          "loader@datos-test-project.iam.gserviceaccount.com",
                           "client_id", "1234567890");
     char *text;
     const char *path;
@@ -153,8 +154,8 @@ datos_creds_t *dt_server_creds(apr_pool_t *p, const char *server_url,
 {
     datos_creds_t *creds = NULL;
     datos_err_t err = {0};
-    const char *key = dt_write_key_file(p, dt_tmpdir(p),
-                                        apr_pstrcat(p, server_url, "/token", NULL));
+    const char *key = dt_write_key_file(
+        p, dt_tmpdir(p), apr_pstrcat(p, server_url, "/token", NULL));
 
     if (datos_creds_load(p, key, scopes, 0, &creds, &err) != APR_SUCCESS) {
         fail_msg("creds: %s", err.message);

@@ -24,7 +24,7 @@ int dt_setup(void **state);
 int dt_teardown(void **state);
 
 #define DT_POOL(state) ((apr_pool_t *)*(state))
-#define DT_TEST(f) cmocka_unit_test_setup_teardown(f, dt_setup, dt_teardown)
+#define DT_TEST(f)     cmocka_unit_test_setup_teardown(f, dt_setup, dt_teardown)
 
 /* A fresh directory under $DATOS_TEST_TMP (build/test-tmp from make),
  * removed with everything in it when p is destroyed. */
@@ -57,20 +57,20 @@ int dt_system(apr_pool_t *p, const char *fmt, ...)
 /* ------------------------------------------------- scripted server */
 
 typedef struct dt_response_t {
-    int status;              /* 0 with raw or close_now */
-    const char *headers;     /* extra header lines, each ending in \r\n */
-    const char *body;        /* NULL: empty */
-    apr_size_t body_len;     /* 0: strlen(body) */
-    int delay_ms;            /* wait before answering */
-    int hang;                /* read the request, never answer (after raw, if any) */
-    int close_now;           /* read the request, close without answering */
-    const char *raw;         /* send these bytes verbatim instead */
+    int status;          /* 0 with raw or close_now */
+    const char *headers; /* extra header lines, each ending in \r\n */
+    const char *body;    /* NULL: empty */
+    apr_size_t body_len; /* 0: strlen(body) */
+    int delay_ms;        /* wait before answering */
+    int hang;        /* read the request, never answer (after raw, if any) */
+    int close_now;   /* read the request, close without answering */
+    const char *raw; /* send these bytes verbatim instead */
 } dt_response_t;
 
 typedef struct dt_request_t {
     char *method;
-    char *target;            /* path and query */
-    char *head;              /* all header lines */
+    char *target; /* path and query */
+    char *head;   /* all header lines */
     char *body;
     apr_size_t body_len;
 } dt_request_t;
@@ -85,7 +85,8 @@ void dt_server_stop(dt_server_t *s);
 void dt_server_push(dt_server_t *s, const dt_response_t *r);
 /* Shorthand: a JSON answer with the given status. */
 void dt_server_json(dt_server_t *s, int status, const char *body);
-const char *dt_server_url(dt_server_t *s, apr_pool_t *p); /* http://127.0.0.1:N */
+const char *dt_server_url(dt_server_t *s,
+                          apr_pool_t *p); /* http://127.0.0.1:N */
 int dt_server_port(dt_server_t *s);
 int dt_server_count(dt_server_t *s);
 /* A standing answer for method + target (path and query, exactly): such
@@ -95,7 +96,8 @@ int dt_server_count(dt_server_t *s);
  * for the same target replaces the answer and resets the hits. */
 void dt_server_standing(dt_server_t *s, const char *method, const char *target,
                         int status, const char *body);
-int dt_server_standing_hits(dt_server_t *s, const char *method, const char *target);
+int dt_server_standing_hits(dt_server_t *s, const char *method,
+                            const char *target);
 /* Copy of request i (0-based) in p. */
 dt_request_t *dt_server_request(dt_server_t *s, apr_pool_t *p, int i);
 /* Header value (case-insensitive name) or NULL. */

@@ -21,9 +21,9 @@
 
 /* The envelope layout (format version 1), as datos_answer.c documents it. */
 #define ENV_HEADER 64
-#define ENV_ROW 24          /* row_end u64 + 16-byte digest */
-#define ENV_GZ 24
-#define ENV_SHA 32
+#define ENV_ROW    24 /* row_end u64 + 16-byte digest */
+#define ENV_GZ     24
+#define ENV_SHA    32
 
 /* ------------------------------------------------------------ helpers */
 
@@ -43,10 +43,13 @@ static datos_row_t mkrow(const char *id, const char *c, apr_int64_t ts)
 static datos_row_t *sample_rows(apr_pool_t *p, int n)
 {
     datos_row_t *rows = apr_pcalloc(p, sizeof(*rows) * (apr_size_t)(n ? n : 1));
-    static const char *const texts[] = {
-        "Prueba autom\xc3\xa1tica", "", NULL, "tab\there \"quoted\" \\ done",
-        "\xe2\x98\x83 snow", "line\nbreak", "plain text that repeats, plain text"
-    };
+    static const char *const texts[] = {"Prueba autom\xc3\xa1tica",
+                                        "",
+                                        NULL,
+                                        "tab\there \"quoted\" \\ done",
+                                        "\xe2\x98\x83 snow",
+                                        "line\nbreak",
+                                        "plain text that repeats, plain text"};
     int i;
 
     for (i = 0; i < n; i++) {
@@ -236,14 +239,15 @@ static const char *encode(apr_pool_t *p, const datos_answer_t *a,
 static void assert_rejected(apr_pool_t *p, const char *bytes, apr_size_t len,
                             const char *says)
 {
-    datos_answer_t *a = (datos_answer_t *)&a;   /* must be reset to NULL */
+    datos_answer_t *a = (datos_answer_t *)&a; /* must be reset to NULL */
     datos_err_t err = {0};
     apr_status_t rv;
 
     datos_err_clear(&err);
     rv = datos_answer_decode(p, bytes, len, &a, &err);
     if (rv != DATOS_EMALFORMED) {
-        fail_msg("decode of %zu bytes: %d, expected malformed", (size_t)len, rv);
+        fail_msg("decode of %zu bytes: %d, expected malformed", (size_t)len,
+                 rv);
     }
     assert_null(a);
     assert_non_null(err.message);
@@ -288,8 +292,8 @@ static void answer_slices_and_etags(void **state)
         assert_int_equal(strlen(etag), DATOS_ETAG_SIZE - 1);
         assert_string_equal(etag, expected_etag(p, s, len));
         datos_answer_etag_gz(a, k, gz);
-        assert_string_equal(gz, apr_pstrcat(p, apr_pstrndup(p, etag, 33),
-                                            "-gz\"", NULL));
+        assert_string_equal(
+            gz, apr_pstrcat(p, apr_pstrndup(p, etag, 33), "-gz\"", NULL));
         assert_null(apr_hash_get(seen, etag, APR_HASH_KEY_STRING));
         apr_hash_set(seen, etag, APR_HASH_KEY_STRING, etag);
         assert_int_equal(datos_answer_rows(a, k), k);
@@ -330,7 +334,7 @@ static void answer_max_rows_cuts(void **state)
 static void answer_empty(void **state)
 {
     apr_pool_t *p = DT_POOL(state);
-    int limits[] = { 10 };
+    int limits[] = {10};
     datos_answer_opts_t o = opts_for(10, limits, 1);
     datos_answer_t *a = build(p, NULL, 0, &o);
     const datos_answer_gz_t *gz;
@@ -355,7 +359,7 @@ static void answer_empty(void **state)
 static void answer_same_rows_same_etags(void **state)
 {
     apr_pool_t *p = DT_POOL(state);
-    int limits[] = { 10, 3 };
+    int limits[] = {10, 3};
     datos_answer_opts_t o1 = opts_for(100, limits, 2);
     datos_answer_opts_t o2 = opts_for(100, limits, 2);
     datos_row_t *r1 = sample_rows(p, 10), *r2 = sample_rows(p, 10);
@@ -380,7 +384,8 @@ static void answer_same_rows_same_etags(void **state)
     c = build(p, r2, 10, &o2);
     for (k = 0; k <= 10; k++) {
         if (k < 5) {
-            assert_string_equal(datos_answer_etag(a, k), datos_answer_etag(c, k));
+            assert_string_equal(datos_answer_etag(a, k),
+                                datos_answer_etag(c, k));
         }
         else {
             assert_string_not_equal(datos_answer_etag(a, k),
@@ -396,7 +401,7 @@ static void answer_rejects_bad_input(void **state)
 {
     apr_pool_t *p = DT_POOL(state);
     datos_row_t *rows = sample_rows(p, 3);
-    int zero[] = { 0 }, neg[] = { 2, -1 };
+    int zero[] = {0}, neg[] = {2, -1};
     datos_answer_opts_t o;
     datos_answer_t *a;
     datos_err_t err = {0};
@@ -446,15 +451,18 @@ static void check_variant(apr_pool_t *p, const char *dir,
 
     assert_bytes_equal(out, olen, plain, plen);
     assert_int_equal(gz->trailer[0] | gz->trailer[1] << 8 | gz->trailer[2] << 16
-                     | (apr_uint32_t)gz->trailer[3] << 24, (apr_uint32_t)crc);
+                         | (apr_uint32_t)gz->trailer[3] << 24,
+                     (apr_uint32_t)crc);
     assert_int_equal(gz->trailer[4] | gz->trailer[5] << 8 | gz->trailer[6] << 16
-                     | (apr_uint32_t)gz->trailer[7] << 24, (apr_uint32_t)plen);
+                         | (apr_uint32_t)gz->trailer[7] << 24,
+                     (apr_uint32_t)plen);
     assert_memory_equal(bytes, "\x1f\x8b\x08", 3);
 
     path = dt_write_file(p, dir, apr_psprintf(p, "v%d.gz", gz->rows),
                          (const char *)bytes, gz->len, 0600);
-    assert_int_equal(dt_system(p, "gzip -dc '%s' > '%s.out' 2>'%s.err'",
-                               path, path, path), 0);
+    assert_int_equal(
+        dt_system(p, "gzip -dc '%s' > '%s.out' 2>'%s.err'", path, path, path),
+        0);
     out = dt_read_file(p, apr_pstrcat(p, path, ".out", NULL), &flen);
     assert_bytes_equal(out, flen, plain, plen);
     /* gzip -t checks the trailer too, and says nothing when it holds */
@@ -467,11 +475,11 @@ static void answer_gzip_variants(void **state)
     const char *dir = dt_tmpdir(p);
     const int n = 10;
     /* unsorted, duplicated, above n (twice: both mean all rows) */
-    int limits[] = { 7, 3, 3, 50, 1, 12 };
+    int limits[] = {7, 3, 3, 50, 1, 12};
     datos_answer_opts_t o = opts_for(100, limits, 6);
     datos_row_t *rows = sample_rows(p, n);
     datos_answer_t *a = build(p, rows, n, &o);
-    static const int expect[] = { 1, 3, 7, 10 };
+    static const int expect[] = {1, 3, 7, 10};
     apr_size_t prev_end = 0, len;
     int i, k;
 
@@ -519,7 +527,7 @@ static void answer_gzip_large(void **state)
     apr_pool_t *p = DT_POOL(state);
     const char *dir = dt_tmpdir(p);
     const int n = 100;
-    int limits[] = { 100, 1, 10, 50, 99, 2, 5, 25 };
+    int limits[] = {100, 1, 10, 50, 99, 2, 5, 25};
     datos_answer_opts_t o = opts_for(100, limits, 8);
     datos_row_t *rows = apr_pcalloc(p, sizeof(*rows) * n);
     datos_answer_t *a;
@@ -555,7 +563,7 @@ static void answer_gzip_large(void **state)
 static void envelope_round_trip(void **state)
 {
     apr_pool_t *p = DT_POOL(state);
-    int limits[] = { 4, 1, 20 };
+    int limits[] = {4, 1, 20};
     datos_answer_opts_t o = opts_for(20, limits, 3);
     datos_row_t *rows = sample_rows(p, 9);
     datos_answer_t *a, *b;
@@ -596,7 +604,7 @@ static void envelope_round_trip(void **state)
 /* A small envelope to attack: two rows, one gzip variant. */
 static const char *small_envelope(apr_pool_t *p, apr_size_t *len)
 {
-    int limits[] = { 1 };
+    int limits[] = {1};
     datos_answer_opts_t o = opts_for(10, limits, 1);
     datos_row_t *rows = sample_rows(p, 2);
     datos_answer_t *a = build(p, rows, 2, &o);
@@ -639,7 +647,7 @@ static void envelope_rejects_cuts(void **state)
 static void envelope_rejects_flipped_bytes(void **state)
 {
     apr_pool_t *p = DT_POOL(state);
-    static const unsigned char masks[] = { 0x01, 0x80, 0xff, 0x5a };
+    static const unsigned char masks[] = {0x01, 0x80, 0xff, 0x5a};
     apr_size_t len, i, m;
     const char *bytes = small_envelope(p, &len);
     char *bad = malloc(len);
@@ -695,7 +703,7 @@ static void envelope_rejects_other_versions(void **state)
 
     put32(b + 8, 2);
     assert_rejected(p, b, len, "format 2");
-    reseal(b, len);                 /* even when intact */
+    reseal(b, len); /* even when intact */
     assert_rejected(p, b, len, "format 2");
     put32(b + 8, 0);
     reseal(b, len);
@@ -711,22 +719,24 @@ static void envelope_rejects_other_versions(void **state)
 static void envelope_rejects_crafted(void **state)
 {
     apr_pool_t *p = DT_POOL(state);
-    int limits[] = { 1, 3 };
+    int limits[] = {1, 3};
     datos_answer_opts_t o = opts_for(10, limits, 2);
     datos_row_t *rows = sample_rows(p, 3);
     datos_answer_t *a = build(p, rows, 3, &o), *d;
     apr_size_t len;
     const char *bytes = encode(p, a, &len);
-    const apr_size_t n = 3, rows_at = ENV_HEADER, gz_at = ENV_HEADER + (n + 1) * ENV_ROW;
+    const apr_size_t n = 3, rows_at = ENV_HEADER,
+                     gz_at = ENV_HEADER + (n + 1) * ENV_ROW;
     const apr_size_t body_at = gz_at + 2 * ENV_GZ;
     char *b = apr_palloc(p, len);
     datos_err_t err = {0};
 
-#define CRAFT(edit, says) do {                                   \
-        memcpy(b, bytes, len);                                   \
-        edit;                                                    \
-        reseal(b, len);                                          \
-        assert_rejected(p, b, len, says);                        \
+#define CRAFT(edit, says)                 \
+    do {                                  \
+        memcpy(b, bytes, len);            \
+        edit;                             \
+        reseal(b, len);                   \
+        assert_rejected(p, b, len, says); \
     } while (0)
 
     /* resealing an unchanged envelope keeps it valid */
@@ -736,9 +746,13 @@ static void envelope_rejects_crafted(void **state)
     datos_answer_free(d);
 
     /* row offsets: out of order, out of range, off by one, wrong start */
-    CRAFT({ apr_uint64_t t = get64(b + rows_at + 8);
+    CRAFT(
+        {
+            apr_uint64_t t = get64(b + rows_at + 8);
             put64(b + rows_at + 8, get64(b + rows_at + 16));
-            put64(b + rows_at + 16, t); }, "offset");
+            put64(b + rows_at + 16, t);
+        },
+        "offset");
     CRAFT(put64(b + rows_at + 8 * n, a->body_len + 100), "offset");
     CRAFT(put64(b + rows_at + 8, a->row_end[1] - 1), "offset");
     CRAFT(put64(b + rows_at + 8, a->row_end[1] + 1), "offset");
@@ -777,7 +791,8 @@ static void envelope_rejects_crafted(void **state)
     CRAFT(put64(b + gz_at + 8, a->gz[1].end), "gzip variant 1");
     CRAFT(b[gz_at + 20] ^= 1, "gzip variant 0");
     CRAFT(b[gz_at + 16] ^= 1, "gzip variant 0 has the wrong CRC-32");
-    CRAFT(b[gz_at + ENV_GZ + 19] ^= 0x40, "gzip variant 1 has the wrong CRC-32");
+    CRAFT(b[gz_at + ENV_GZ + 19] ^= 0x40,
+          "gzip variant 1 has the wrong CRC-32");
 #undef CRAFT
     datos_answer_free(a);
 }
@@ -804,10 +819,11 @@ static void check_bound(apr_pool_t *p, const datos_row_t *rows, int n,
     assert_true(a->body_len <= payload);
     max = datos_answer_envelope_max(payload, max_rows, count);
     if (getenv("DT_DEBUG")) {
-        fprintf(stderr, "bound: %d rows, body %zu, deflate %zu, envelope %zu,"
-                " max %zu (+%.2f%%)\n", a->n, (size_t)a->body_len,
-                (size_t)a->deflate_len, (size_t)len, (size_t)max,
-                100.0 * (double)(max - len) / (double)len);
+        fprintf(stderr,
+                "bound: %d rows, body %zu, deflate %zu, envelope %zu,"
+                " max %zu (+%.2f%%)\n",
+                a->n, (size_t)a->body_len, (size_t)a->deflate_len, (size_t)len,
+                (size_t)max, 100.0 * (double)(max - len) / (double)len);
     }
     if (len > max) {
         fail_msg("envelope %zu > envelope_max %zu", (size_t)len, (size_t)max);
@@ -819,7 +835,7 @@ static void envelope_max_is_a_bound(void **state)
 {
     apr_pool_t *p = DT_POOL(state);
     const apr_size_t payload = 256 * 1024;
-    int limits[] = { 1, 2, 3, 5, 8, 13, 21, 100000 };
+    int limits[] = {1, 2, 3, 5, 8, 13, 21, 100000};
     int tiny, big, i;
     datos_row_t *rows;
     unsigned int seed = 12345;
@@ -896,7 +912,7 @@ static void *APR_THREAD_FUNC free_in_thread(apr_thread_t *t, void *data)
 static void answer_freed_by_another_thread(void **state)
 {
     apr_pool_t *p = DT_POOL(state);
-    int limits[] = { 3 };
+    int limits[] = {3};
     datos_answer_opts_t o = opts_for(10, limits, 1);
     datos_answer_t *a = build(p, sample_rows(p, 5), 5, &o);
     apr_thread_t *t;
@@ -918,8 +934,8 @@ static double ms_since(apr_time_t t0)
 static void answer_build_sizes(void **state)
 {
     apr_pool_t *p = DT_POOL(state);
-    static const apr_size_t sizes[] = { 200, 10400 };
-    int limits[] = { 10, 100, 1, 50 };
+    static const apr_size_t sizes[] = {200, 10400};
+    int limits[] = {10, 100, 1, 50};
     datos_answer_opts_t o = opts_for(100, limits, 4);
     unsigned int seed = 99;
     size_t s;
@@ -957,7 +973,8 @@ static void answer_build_sizes(void **state)
         assert_int_equal(b->body_len, a->body_len);
         assert_string_equal(datos_answer_etag(b, 37), datos_answer_etag(a, 37));
         if (getenv("DT_DEBUG")) {
-            fprintf(stderr, "answer of 100 rows, body %zu B, deflate %zu B: "
+            fprintf(stderr,
+                    "answer of 100 rows, body %zu B, deflate %zu B: "
                     "build %.2f ms, encode %.2f ms (%zu B), decode %.2f ms\n",
                     (size_t)a->body_len, (size_t)a->deflate_len, tb, te,
                     (size_t)len, td);

@@ -7,8 +7,8 @@
 #include "datos_backoff.h"
 #include "datos_google.h"
 
-#define MS(n) ((apr_interval_time_t)(n) * 1000)
-#define T0 apr_time_from_sec(1700000000)
+#define MS(n) ((apr_interval_time_t)(n)*1000)
+#define T0    apr_time_from_sec(1700000000)
 
 static apr_uint64_t fixed_value;
 
@@ -22,9 +22,9 @@ static apr_uint64_t fixed(void *baton)
  * whole range is used (full jitter), and the bound stops at max. */
 static void waits_stay_within_the_bound(void **state)
 {
-    static const apr_interval_time_t want[] = {
-        MS(100), MS(200), MS(400), MS(800), MS(1600), MS(3200), MS(5000), MS(5000), MS(5000)
-    };
+    static const apr_interval_time_t want[] = {MS(100),  MS(200),  MS(400),
+                                               MS(800),  MS(1600), MS(3200),
+                                               MS(5000), MS(5000), MS(5000)};
     datos_backoff_t b;
     datos_err_t err = {0};
     int n, k;
@@ -39,7 +39,8 @@ static void waits_stay_within_the_bound(void **state)
             datos_backoff_seed(&b, (apr_uint64_t)(n * 100000 + k));
             b.attempts = n;
             assert_int_equal(datos_backoff_bound(&b), want[n]);
-            assert_int_equal(datos_backoff_next(&b, DATOS_EBACKEND, &err, T0, &w), 1);
+            assert_int_equal(
+                datos_backoff_next(&b, DATOS_EBACKEND, &err, T0, &w), 1);
             assert_true(w >= 0 && w <= want[n]);
             assert_int_equal(b.attempts, n + 1);
             lo = w < lo ? w : lo;
@@ -66,7 +67,7 @@ static void injected_source_decides(void **state)
     assert_int_equal(w, 0);
     fixed_value = ~(apr_uint64_t)0 - (~(apr_uint64_t)0 % (MS(500) + 1)) - 1;
     assert_int_equal(datos_backoff_next(&b, DATOS_ECONNECT, NULL, T0, &w), 1);
-    assert_int_equal(w, MS(500));                  /* the bound of attempt 1 */
+    assert_int_equal(w, MS(500)); /* the bound of attempt 1 */
     fixed_value = 12345;
     assert_int_equal(datos_backoff_next(&b, DATOS_ERATELIMIT, NULL, T0, &w), 1);
     assert_int_equal(w, 12345 % (MS(1000) + 1));
@@ -83,8 +84,10 @@ static void injected_source_decides(void **state)
         datos_backoff_seed(&x, 42);
         datos_backoff_seed(&y, 42);
         for (i = 0; i < 20; i++) {
-            assert_int_equal(datos_backoff_next(&x, DATOS_EBACKEND, NULL, T0, &a), 1);
-            assert_int_equal(datos_backoff_next(&y, DATOS_EBACKEND, NULL, T0, &c), 1);
+            assert_int_equal(
+                datos_backoff_next(&x, DATOS_EBACKEND, NULL, T0, &a), 1);
+            assert_int_equal(
+                datos_backoff_next(&y, DATOS_EBACKEND, NULL, T0, &c), 1);
             assert_int_equal(a, c);
         }
     }
@@ -97,12 +100,11 @@ static void what_is_retried(void **state)
         apr_status_t rv;
         int retry;
     } cases[] = {
-        { APR_TIMEUP, 1 }, { DATOS_ECONNECT, 1 }, { DATOS_EBACKEND, 1 },
-        { DATOS_ERATELIMIT, 1 },
-        { DATOS_EAUTH, 0 }, { DATOS_EREJECTED, 0 }, { DATOS_EQUOTA, 0 },
-        { DATOS_EEXISTS, 0 }, { DATOS_ECONFIG, 0 }, { DATOS_EMALFORMED, 0 },
-        { DATOS_EBYTESLIMIT, 0 }, { DATOS_ETOOLARGE, 0 }, { DATOS_EINSECURE, 0 },
-        { APR_EINVAL, 0 }, { APR_SUCCESS, 0 },
+        {APR_TIMEUP, 1},       {DATOS_ECONNECT, 1},    {DATOS_EBACKEND, 1},
+        {DATOS_ERATELIMIT, 1}, {DATOS_EAUTH, 0},       {DATOS_EREJECTED, 0},
+        {DATOS_EQUOTA, 0},     {DATOS_EEXISTS, 0},     {DATOS_ECONFIG, 0},
+        {DATOS_EMALFORMED, 0}, {DATOS_EBYTESLIMIT, 0}, {DATOS_ETOOLARGE, 0},
+        {DATOS_EINSECURE, 0},  {APR_EINVAL, 0},        {APR_SUCCESS, 0},
     };
     apr_pool_t *p = DT_POOL(state);
     datos_backoff_t b;
@@ -119,8 +121,10 @@ static void what_is_retried(void **state)
     for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         datos_backoff_init(&b, MS(1), MS(2), T0 + apr_time_from_sec(60));
         w = -1;
-        assert_int_equal(datos_backoff_next(&b, cases[i].rv, NULL, T0, &w), cases[i].retry);
-        assert_int_equal(datos_backoff_retryable(cases[i].rv, NULL), cases[i].retry);
+        assert_int_equal(datos_backoff_next(&b, cases[i].rv, NULL, T0, &w),
+                         cases[i].retry);
+        assert_int_equal(datos_backoff_retryable(cases[i].rv, NULL),
+                         cases[i].retry);
         if (!cases[i].retry) {
             assert_int_equal(w, -1);
             assert_int_equal(b.attempts, 0);
@@ -131,11 +135,13 @@ static void what_is_retried(void **state)
      * its other 403s are not retried */
     datos_backoff_init(&b, MS(1), MS(2), T0 + apr_time_from_sec(60));
     assert_int_equal(datos_google_classify(p, DATOS_GOOGLE_API, 403, ratelimit,
-                                           strlen(ratelimit), 0, &err), DATOS_ERATELIMIT);
+                                           strlen(ratelimit), 0, &err),
+                     DATOS_ERATELIMIT);
     assert_int_equal(datos_backoff_next(&b, err.rv, &err, T0, &w), 1);
     assert_int_equal(w, apr_time_from_sec(1));
     assert_int_equal(datos_google_classify(p, DATOS_GOOGLE_API, 403, denied,
-                                           strlen(denied), 0, &err), DATOS_EAUTH);
+                                           strlen(denied), 0, &err),
+                     DATOS_EAUTH);
     assert_int_equal(datos_backoff_next(&b, err.rv, &err, T0, &w), 0);
 }
 
@@ -152,7 +158,8 @@ static void retry_after_is_a_floor(void **state)
     err.retry_after = apr_time_from_sec(7);
     datos_backoff_init(&b, MS(100), MS(1000), T0 + apr_time_from_sec(600));
     for (i = 0; i < 50; i++) {
-        assert_int_equal(datos_backoff_next(&b, DATOS_ERATELIMIT, &err, T0, &w), 1);
+        assert_int_equal(datos_backoff_next(&b, DATOS_ERATELIMIT, &err, T0, &w),
+                         1);
         assert_int_equal(w, apr_time_from_sec(7));
     }
     /* a smaller Retry-After leaves the jitter alone above it */
@@ -178,17 +185,21 @@ static void deadline_ends_the_retries(void **state)
     assert_int_equal(datos_backoff_next(&b, DATOS_EBACKEND, NULL, T0, &w), 1);
     assert_int_equal(w, MS(100));
     /* 0.95 s in: 100 ms more would pass the deadline */
-    assert_int_equal(datos_backoff_next(&b, DATOS_EBACKEND, NULL, T0 + MS(950), &w), 0);
+    assert_int_equal(
+        datos_backoff_next(&b, DATOS_EBACKEND, NULL, T0 + MS(950), &w), 0);
     assert_int_equal(b.attempts, 1);
     /* past it: nothing */
-    assert_int_equal(datos_backoff_next(&b, DATOS_EBACKEND, NULL, T0 + MS(2000), &w), 0);
+    assert_int_equal(
+        datos_backoff_next(&b, DATOS_EBACKEND, NULL, T0 + MS(2000), &w), 0);
     /* a Retry-After beyond the deadline is not waited for */
     err.retry_after = apr_time_from_sec(5);
     fixed_value = 0;
     assert_int_equal(datos_backoff_next(&b, DATOS_ERATELIMIT, &err, T0, &w), 0);
     /* no deadline: only the bound */
     datos_backoff_init(&b, MS(100), MS(100), 0);
-    assert_int_equal(datos_backoff_next(&b, DATOS_EBACKEND, &err, T0 + apr_time_from_sec(99999), &w), 1);
+    assert_int_equal(datos_backoff_next(&b, DATOS_EBACKEND, &err,
+                                        T0 + apr_time_from_sec(99999), &w),
+                     1);
     assert_int_equal(w, apr_time_from_sec(5));
 }
 
@@ -206,7 +217,7 @@ static void odd_parameters(void **state)
     assert_int_equal(datos_backoff_bound(&b), apr_time_from_sec(60));
     b.multiplier = 1.3;
     b.attempts = 3;
-    assert_int_equal(datos_backoff_bound(&b), 2197);   /* 1 ms * 1.3^3 */
+    assert_int_equal(datos_backoff_bound(&b), 2197); /* 1 ms * 1.3^3 */
 }
 
 int main(void)

@@ -15,17 +15,23 @@
 #include "datos_json.h"
 #include "datos_time.h"
 
-#define TOKEN(t, exp) "{\"access_token\":\"" t "\",\"expires_in\":" #exp ",\"token_type\":\"Bearer\"}"
-#define TABLES_GET "/bigquery/v2/projects/my-proj/datasets/latam_dataset/tables/datos"
-#define TABLE_FIELDS(extra) \
-    "{\"kind\":\"bigquery#table\",\"location\":\"US\",\"schema\":{\"fields\":[" \
-    "{\"name\":\"id\",\"type\":\"STRING\",\"mode\":\"REQUIRED\"}," \
-    "{\"name\":\"contenido\",\"type\":\"STRING\",\"mode\":\"NULLABLE\"}," \
-    "{\"name\":\"timestamp\",\"type\":\"TIMESTAMP\",\"mode\":\"REQUIRED\"}" extra "]}}"
-#define TABLE_5COL TABLE_FIELDS(",{\"name\":\"message_id\",\"type\":\"STRING\",\"mode\":\"NULLABLE\"}," \
-                                "{\"name\":\"publish_time\",\"type\":\"TIMESTAMP\",\"mode\":\"NULLABLE\"}")
+#define TOKEN(t, exp)                                  \
+    "{\"access_token\":\"" t "\",\"expires_in\":" #exp \
+    ",\"token_type\":\"Bearer\"}"
+#define TABLES_GET \
+    "/bigquery/v2/projects/my-proj/datasets/latam_dataset/tables/datos"
+#define TABLE_FIELDS(extra)                                                       \
+    "{\"kind\":\"bigquery#table\",\"location\":\"US\",\"schema\":{\"fields\":["   \
+    "{\"name\":\"id\",\"type\":\"STRING\",\"mode\":\"REQUIRED\"},"                \
+    "{\"name\":\"contenido\",\"type\":\"STRING\",\"mode\":\"NULLABLE\"},"         \
+    "{\"name\":\"timestamp\",\"type\":\"TIMESTAMP\",\"mode\":\"REQUIRED\"}" extra \
+    "]}}"
+#define TABLE_5COL                                                              \
+    TABLE_FIELDS(                                                               \
+        ",{\"name\":\"message_id\",\"type\":\"STRING\",\"mode\":\"NULLABLE\"}," \
+        "{\"name\":\"publish_time\",\"type\":\"TIMESTAMP\",\"mode\":\"NULLABLE\"}")
 #define TABLE_3COL TABLE_FIELDS("")
-#define SCHEMA \
+#define SCHEMA                                                       \
     "\"schema\":{\"fields\":[{\"name\":\"id\",\"type\":\"STRING\"}," \
     "{\"name\":\"contenido\",\"type\":\"STRING\"},{\"name\":\"timestamp\",\"type\":\"TIMESTAMP\"}]}"
 #define TS0 1705240800000000LL
@@ -33,7 +39,7 @@
 typedef struct {
     apr_pool_t *p;
     dt_server_t *srv;
-    const char *base;            /* http://127.0.0.1:N */
+    const char *base; /* http://127.0.0.1:N */
     datos_creds_t *creds;
     datos_bq_conf_t conf;
 } fx_t;
@@ -52,10 +58,10 @@ static int fx_setup(void **state)
     fx->p = p;
     fx->srv = dt_server_start();
     fx->base = dt_server_url(fx->srv, p);
-    key = dt_write_key_file(p, dt_tmpdir(p), apr_pstrcat(p, fx->base, "/token", NULL));
+    key = dt_write_key_file(p, dt_tmpdir(p),
+                            apr_pstrcat(p, fx->base, "/token", NULL));
     datos_err_clear(&err);
-    if (datos_creds_load(p, key, NULL, 0, &fx->creds, &err)
-        != APR_SUCCESS) {
+    if (datos_creds_load(p, key, NULL, 0, &fx->creds, &err) != APR_SUCCESS) {
         fail_msg("creds: %s", err.message);
     }
     fx->conf.base_url = apr_pstrcat(p, fx->base, "/bigquery/v2/", NULL);
@@ -110,24 +116,32 @@ static const char *page(apr_pool_t *p, const char *prefix, int first, int n,
     int i;
 
     for (i = first; i < first + n; i++) {
-        rows = apr_psprintf(p, "%s%s{\"f\":[{\"v\":\"%s%d\"},{\"v\":\"c%d\"},{\"v\":\"%" APR_INT64_T_FMT "\"}]}",
-                            rows, i > first ? "," : "", prefix, i, i,
-                            (apr_int64_t)(TS0 - (long long)i * 1000000));
+        rows = apr_psprintf(
+            p,
+            "%s%s{\"f\":[{\"v\":\"%s%d\"},{\"v\":\"c%d\"},{\"v\":\"%" APR_INT64_T_FMT
+            "\"}]}",
+            rows, i > first ? "," : "", prefix, i, i,
+            (apr_int64_t)(TS0 - (long long)i * 1000000));
     }
-    return apr_psprintf(p, "{\"kind\":\"bigquery#queryResponse\"," SCHEMA ","
-                        "\"jobReference\":{\"projectId\":\"my-proj\",\"jobId\":\"%s\","
-                        "\"location\":\"US\"},\"totalRows\":\"%d\",%s%s%s"
-                        "\"rows\":[%s],\"totalBytesProcessed\":\"100\","
-                        "\"jobComplete\":true}",
-                        job ? job : "job_1", n, page_token ? "\"pageToken\":\"" : "",
-                        page_token ? page_token : "", page_token ? "\"," : "", rows);
+    return apr_psprintf(
+        p,
+        "{\"kind\":\"bigquery#queryResponse\"," SCHEMA ","
+        "\"jobReference\":{\"projectId\":\"my-proj\",\"jobId\":\"%s\","
+        "\"location\":\"US\"},\"totalRows\":\"%d\",%s%s%s"
+        "\"rows\":[%s],\"totalBytesProcessed\":\"100\","
+        "\"jobComplete\":true}",
+        job ? job : "job_1", n, page_token ? "\"pageToken\":\"" : "",
+        page_token ? page_token : "", page_token ? "\"," : "", rows);
 }
 
 static const char *incomplete(apr_pool_t *p, const char *job)
 {
-    return apr_psprintf(p, "{\"kind\":\"bigquery#queryResponse\",\"jobReference\":"
-                        "{\"projectId\":\"my-proj\",\"jobId\":\"%s\",\"location\":\"US\"},"
-                        "\"jobComplete\":false}", job);
+    return apr_psprintf(
+        p,
+        "{\"kind\":\"bigquery#queryResponse\",\"jobReference\":"
+        "{\"projectId\":\"my-proj\",\"jobId\":\"%s\",\"location\":\"US\"},"
+        "\"jobComplete\":false}",
+        job);
 }
 
 static apr_status_t fetch(fx_t *fx, datos_latest_t **out, datos_err_t *err)
@@ -140,7 +154,8 @@ static apr_status_t fetch(fx_t *fx, datos_latest_t **out, datos_err_t *err)
     *out = NULL;
     rv = datos_bq_fetch_latest(bq, fx->p, out, err);
     if (rv != APR_SUCCESS && getenv("DT_DEBUG")) {
-        fprintf(stderr, "fetch: %s\n", err->message);   /* DT_DEBUG=1 shows each failure */
+        fprintf(stderr, "fetch: %s\n",
+                err->message); /* DT_DEBUG=1 shows each failure */
     }
     return rv;
 }
@@ -204,14 +219,18 @@ static void fetch_simple_and_request_shape(void **state)
     assert_string_equal(dt_request_header(fx->p, r, "Content-Type"),
                         "application/x-www-form-urlencoded");
     {
-        static const char form[] = "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type"
-                                   "%3Ajwt-bearer&assertion=";
+        static const char form[] =
+            "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type"
+            "%3Ajwt-bearer&assertion=";
         apr_size_t n = sizeof(form) - 1;
         assert_memory_equal(r->body, form, n);
         assert_memory_equal(r->body + n, "eyJ", 3);
         /* a compact JWS: base64url and two dots */
-        assert_int_equal(strspn(r->body + n, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-                                             "0123456789-_."), r->body_len - n);
+        assert_int_equal(
+            strspn(r->body + n,
+                   "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                   "0123456789-_."),
+            r->body_len - n);
     }
     assert_null(dt_request_header(fx->p, r, "Authorization"));
 
@@ -219,34 +238,44 @@ static void fetch_simple_and_request_shape(void **state)
     r = req(fx, 1);
     assert_string_equal(r->method, "POST");
     assert_string_equal(r->target, "/bigquery/v2/projects/my-proj/queries");
-    assert_string_equal(dt_request_header(fx->p, r, "Authorization"), "Bearer tok-1");
-    assert_string_equal(dt_request_header(fx->p, r, "Content-Type"), "application/json");
+    assert_string_equal(dt_request_header(fx->p, r, "Authorization"),
+                        "Bearer tok-1");
+    assert_string_equal(dt_request_header(fx->p, r, "Content-Type"),
+                        "application/json");
     q = body_json(fx, 1);
     for (it = json_object_iter(q); it; it = json_object_iter_next(q, it)) {
-        keys = apr_pstrcat(fx->p, keys, *keys ? "," : "", json_object_iter_key(it), NULL);
+        keys = apr_pstrcat(fx->p, keys, *keys ? "," : "",
+                           json_object_iter_key(it), NULL);
     }
-    assert_string_equal(keys, "query,useLegacySql,parameterMode,queryParameters,location,"
-                              "timeoutMs,maxResults,formatOptions,requestId");
-    assert_string_equal(json_string_value(json_object_get(q, "query")),
-                        datos_bq_latest_sql(fx->p, "`my-proj.latam_dataset.datos`", 7, NULL));
+    assert_string_equal(
+        keys, "query,useLegacySql,parameterMode,queryParameters,location,"
+              "timeoutMs,maxResults,formatOptions,requestId");
+    assert_string_equal(
+        json_string_value(json_object_get(q, "query")),
+        datos_bq_latest_sql(fx->p, "`my-proj.latam_dataset.datos`", 7, NULL));
     assert_true(json_is_false(json_object_get(q, "useLegacySql")));
-    assert_string_equal(json_string_value(json_object_get(q, "parameterMode")), "NAMED");
+    assert_string_equal(json_string_value(json_object_get(q, "parameterMode")),
+                        "NAMED");
     params = json_object_get(q, "queryParameters");
-    assert_string_equal(datos_json_dump(fx->p, params, NULL),
+    assert_string_equal(
+        datos_json_dump(fx->p, params, NULL),
         "[{\"name\":\"lookback_days\",\"parameterType\":{\"type\":\"INT64\"},"
         "\"parameterValue\":{\"value\":\"7\"}},"
         "{\"name\":\"max_rows\",\"parameterType\":{\"type\":\"INT64\"},"
         "\"parameterValue\":{\"value\":\"3\"}}]");
-    assert_string_equal(json_string_value(json_object_get(q, "location")), "US");
+    assert_string_equal(json_string_value(json_object_get(q, "location")),
+                        "US");
     assert_true(json_integer_value(json_object_get(q, "timeoutMs")) > 4000);
     assert_true(json_integer_value(json_object_get(q, "timeoutMs")) <= 5000);
     assert_int_equal(json_integer_value(json_object_get(q, "maxResults")), 3);
-    assert_string_equal(datos_json_dump(fx->p, json_object_get(q, "formatOptions"), NULL),
-                        "{\"useInt64Timestamp\":true}");
+    assert_string_equal(
+        datos_json_dump(fx->p, json_object_get(q, "formatOptions"), NULL),
+        "{\"useInt64Timestamp\":true}");
     rid = json_string_value(json_object_get(q, "requestId"));
     assert_int_equal(strlen(rid), 36);
     assert_int_equal(strspn(rid, "0123456789abcdef-"), 36);
-    assert_true(rid[8] == '-' && rid[13] == '-' && rid[18] == '-' && rid[23] == '-');
+    assert_true(rid[8] == '-' && rid[13] == '-' && rid[18] == '-'
+                && rid[23] == '-');
     assert_int_equal(rid[14], '4');
 }
 
@@ -271,13 +300,16 @@ static void second_fetch_reuses_token_and_location(void **state)
     assert_string_equal(row_id(l, 0), "s0");
     assert_int_equal(dt_server_count(fx->srv), 3);
     assert_int_equal(dt_server_standing_hits(fx->srv, "GET", TABLES_GET), 1);
-    assert_string_equal(req(fx, 2)->target, "/bigquery/v2/projects/my-proj/queries");
-    assert_string_equal(dt_request_header(fx->p, req(fx, 2), "Authorization"), "Bearer tok-1");
+    assert_string_equal(req(fx, 2)->target,
+                        "/bigquery/v2/projects/my-proj/queries");
+    assert_string_equal(dt_request_header(fx->p, req(fx, 2), "Authorization"),
+                        "Bearer tok-1");
     /* a fresh requestId per query */
     q1 = body_json(fx, 1);
     q2 = body_json(fx, 2);
-    assert_string_not_equal(json_string_value(json_object_get(q1, "requestId")),
-                            json_string_value(json_object_get(q2, "requestId")));
+    assert_string_not_equal(
+        json_string_value(json_object_get(q1, "requestId")),
+        json_string_value(json_object_get(q2, "requestId")));
 }
 
 static void three_column_table_breaks_ties_by_contenido(void **state)
@@ -295,13 +327,17 @@ static void three_column_table_breaks_ties_by_contenido(void **state)
     sql = json_string_value(json_object_get(body_json(fx, 1), "query"));
     assert_null(strstr(sql, "publish_time"));
     assert_null(strstr(sql, "message_id"));
-    assert_non_null(strstr(sql, "ORDER BY timestamp DESC, contenido DESC) = 1"));
+    assert_non_null(
+        strstr(sql, "ORDER BY timestamp DESC, contenido DESC) = 1"));
     memset(&info, 0, sizeof(info));
-    assert_string_equal(sql, datos_bq_latest_sql(fx->p, "`my-proj.latam_dataset.datos`", 7, &info));
+    assert_string_equal(
+        sql,
+        datos_bq_latest_sql(fx->p, "`my-proj.latam_dataset.datos`", 7, &info));
     /* the table as the loader makes it keeps the full rule */
     info.has_publish_time = info.has_message_id = 1;
-    assert_non_null(strstr(datos_bq_latest_sql(fx->p, "`t`", 7, &info),
-                           "ORDER BY timestamp DESC, publish_time DESC, message_id DESC) = 1"));
+    assert_non_null(strstr(
+        datos_bq_latest_sql(fx->p, "`t`", 7, &info),
+        "ORDER BY timestamp DESC, publish_time DESC, message_id DESC) = 1"));
 }
 
 static void table_not_holding_the_record_is_a_config_error(void **state)
@@ -313,23 +349,26 @@ static void table_not_holding_the_record_is_a_config_error(void **state)
         const char *body;
         const char *says;
     } cases[] = {
-        { "{\"location\":\"US\",\"schema\":{\"fields\":[{\"name\":\"id\",\"type\":\"STRING\"},"
-          "{\"name\":\"timestamp\",\"type\":\"TIMESTAMP\"}]}}", "column contenido (STRING) is missing" },
-        { "{\"location\":\"US\",\"schema\":{\"fields\":[{\"name\":\"id\",\"type\":\"INTEGER\"},"
-          "{\"name\":\"contenido\",\"type\":\"STRING\"},{\"name\":\"timestamp\",\"type\":\"TIMESTAMP\"}]}}",
-          "column id is INTEGER, not STRING" },
-        { "{\"location\":\"US\",\"schema\":{\"fields\":[{\"name\":\"id\",\"type\":\"STRING\"},"
-          "{\"name\":\"contenido\",\"type\":\"STRING\",\"mode\":\"REQUIRED\"},"
-          "{\"name\":\"timestamp\",\"type\":\"TIMESTAMP\"}]}}", "column contenido is REQUIRED" },
-        { "{\"location\":\"US\",\"schema\":{\"fields\":[{\"name\":\"id\",\"type\":\"STRING\"},"
-          "{\"name\":\"contenido\",\"type\":\"STRING\"},{\"name\":\"timestamp\",\"type\":\"STRING\"}]}}",
-          "column timestamp is STRING, not TIMESTAMP" },
-        { "{\"location\":\"US\",\"schema\":{\"fields\":[{\"name\":\"id\",\"type\":\"STRING\",\"mode\":\"REPEATED\"},"
-          "{\"name\":\"contenido\",\"type\":\"STRING\"},{\"name\":\"timestamp\",\"type\":\"TIMESTAMP\"}]}}",
-          "column id is REPEATED" },
-        { "{\"location\":\"US\",\"schema\":{\"fields\":[{\"name\":\"id\",\"type\":\"STRING\"},"
-          "{\"name\":\"contenido\",\"type\":\"STRING\"},{\"name\":\"timestamp\",\"type\":\"TIMESTAMP\"},"
-          "{\"name\":\"publish_time\",\"type\":\"STRING\"}]}}", "column publish_time is STRING, not TIMESTAMP" },
+        {"{\"location\":\"US\",\"schema\":{\"fields\":[{\"name\":\"id\",\"type\":\"STRING\"},"
+         "{\"name\":\"timestamp\",\"type\":\"TIMESTAMP\"}]}}",
+         "column contenido (STRING) is missing"},
+        {"{\"location\":\"US\",\"schema\":{\"fields\":[{\"name\":\"id\",\"type\":\"INTEGER\"},"
+         "{\"name\":\"contenido\",\"type\":\"STRING\"},{\"name\":\"timestamp\",\"type\":\"TIMESTAMP\"}]}}",
+         "column id is INTEGER, not STRING"},
+        {"{\"location\":\"US\",\"schema\":{\"fields\":[{\"name\":\"id\",\"type\":\"STRING\"},"
+         "{\"name\":\"contenido\",\"type\":\"STRING\",\"mode\":\"REQUIRED\"},"
+         "{\"name\":\"timestamp\",\"type\":\"TIMESTAMP\"}]}}",
+         "column contenido is REQUIRED"},
+        {"{\"location\":\"US\",\"schema\":{\"fields\":[{\"name\":\"id\",\"type\":\"STRING\"},"
+         "{\"name\":\"contenido\",\"type\":\"STRING\"},{\"name\":\"timestamp\",\"type\":\"STRING\"}]}}",
+         "column timestamp is STRING, not TIMESTAMP"},
+        {"{\"location\":\"US\",\"schema\":{\"fields\":[{\"name\":\"id\",\"type\":\"STRING\",\"mode\":\"REPEATED\"},"
+         "{\"name\":\"contenido\",\"type\":\"STRING\"},{\"name\":\"timestamp\",\"type\":\"TIMESTAMP\"}]}}",
+         "column id is REPEATED"},
+        {"{\"location\":\"US\",\"schema\":{\"fields\":[{\"name\":\"id\",\"type\":\"STRING\"},"
+         "{\"name\":\"contenido\",\"type\":\"STRING\"},{\"name\":\"timestamp\",\"type\":\"TIMESTAMP\"},"
+         "{\"name\":\"publish_time\",\"type\":\"STRING\"}]}}",
+         "column publish_time is STRING, not TIMESTAMP"},
     };
     size_t i;
 
@@ -338,7 +377,8 @@ static void table_not_holding_the_record_is_a_config_error(void **state)
         dt_server_standing(fx->srv, "GET", TABLES_GET, 200, cases[i].body);
         assert_int_equal(fetch(fx, &l, &err), DATOS_ECONFIG);
         if (!strstr(err.message, cases[i].says)) {
-            fail_msg("case %d: '%s' does not say '%s'", (int)i, err.message, cases[i].says);
+            fail_msg("case %d: '%s' does not say '%s'", (int)i, err.message,
+                     cases[i].says);
         }
     }
     /* no query was sent for a table that cannot answer */
@@ -357,10 +397,11 @@ static void missing_table_is_rejected(void **state)
     datos_latest_t *l;
     datos_err_t err = {0};
 
-    dt_server_standing(fx->srv, "GET", TABLES_GET, 404,
-                       "{\"error\":{\"code\":404,\"message\":\"Not found: Table my-proj:latam_dataset.datos\","
-                       "\"errors\":[{\"reason\":\"notFound\",\"message\":\"Not found\"}],"
-                       "\"status\":\"NOT_FOUND\"}}");
+    dt_server_standing(
+        fx->srv, "GET", TABLES_GET, 404,
+        "{\"error\":{\"code\":404,\"message\":\"Not found: Table my-proj:latam_dataset.datos\","
+        "\"errors\":[{\"reason\":\"notFound\",\"message\":\"Not found\"}],"
+        "\"status\":\"NOT_FOUND\"}}");
     dt_server_json(fx->srv, 200, TOKEN("tok-1", 3600));
     assert_int_equal(fetch(fx, &l, &err), DATOS_EREJECTED);
     assert_non_null(strstr(err.message, "tables.get"));
@@ -383,8 +424,9 @@ static void location_from_conf_and_bytes_billed(void **state)
     q = body_json(fx, 1);
     assert_string_equal(json_string_value(json_object_get(q, "location")),
                         "southamerica-east1");
-    assert_string_equal(json_string_value(json_object_get(q, "maximumBytesBilled")),
-                        "10485760");
+    assert_string_equal(
+        json_string_value(json_object_get(q, "maximumBytesBilled")),
+        "10485760");
 }
 
 static void poll_until_complete(void **state)
@@ -407,11 +449,16 @@ static void poll_until_complete(void **state)
     r = req(fx, 2);
     assert_string_equal(r->method, "GET");
     t = r->target;
-    assert_memory_equal(t, "/bigquery/v2/projects/my-proj/queries/job_abc?location=US&timeoutMs=",
-                        strlen("/bigquery/v2/projects/my-proj/queries/job_abc?location=US&timeoutMs="));
-    assert_non_null(strstr(t, "&maxResults=3&formatOptions.useInt64Timestamp=true"));
+    assert_memory_equal(
+        t,
+        "/bigquery/v2/projects/my-proj/queries/job_abc?location=US&timeoutMs=",
+        strlen(
+            "/bigquery/v2/projects/my-proj/queries/job_abc?location=US&timeoutMs="));
+    assert_non_null(
+        strstr(t, "&maxResults=3&formatOptions.useInt64Timestamp=true"));
     assert_null(strstr(t, "pageToken"));
-    assert_string_equal(dt_request_header(fx->p, r, "Authorization"), "Bearer tok-1");
+    assert_string_equal(dt_request_header(fx->p, r, "Authorization"),
+                        "Bearer tok-1");
     assert_string_equal(req(fx, 3)->method, "GET");
 }
 
@@ -465,11 +512,12 @@ static void page_token_followed(void **state)
     assert_int_equal(l->rows->nelts, 3);
     assert_int_equal(l->queries, 1);
     assert_int_equal(l->polls, 1);
-    assert_int_equal(l->bytes_processed, 100);   /* counted once per query */
+    assert_int_equal(l->bytes_processed, 100); /* counted once per query */
     assert_false(l->truncated);
     t = req(fx, 2)->target;
-    assert_memory_equal(t, "/bigquery/v2/projects/my-proj/queries/job_p?location=US&",
-                        strlen("/bigquery/v2/projects/my-proj/queries/job_p?location=US&"));
+    assert_memory_equal(
+        t, "/bigquery/v2/projects/my-proj/queries/job_p?location=US&",
+        strlen("/bigquery/v2/projects/my-proj/queries/job_p?location=US&"));
     assert_non_null(strstr(t, "&pageToken=BH%20J%2F%2B%3D"));
     assert_string_equal(row_id(l, 2), "r2");
 }
@@ -490,7 +538,7 @@ static void payload_cap_truncates(void **state)
     assert_int_equal(fetch(fx, &l, &err), APR_SUCCESS);
     assert_true(l->truncated);
     assert_int_equal(l->rows->nelts, 2);
-    assert_int_equal(l->queries, 1);       /* no widening after a truncation */
+    assert_int_equal(l->queries, 1); /* no widening after a truncation */
     assert_int_equal(dt_server_count(fx->srv), 2);
 }
 
@@ -505,16 +553,20 @@ static const char *wide_page(apr_pool_t *p, int n, apr_size_t width,
     memset(fill, 'x', width);
     fill[width] = '\0';
     for (i = 0; i < n; i++) {
-        APR_ARRAY_PUSH(parts, const char *) = apr_psprintf(p,
-            "%s{\"f\":[{\"v\":\"w%d\"},{\"v\":\"%s\"},{\"v\":\"%" APR_INT64_T_FMT "\"}]}",
+        APR_ARRAY_PUSH(parts, const char *) = apr_psprintf(
+            p,
+            "%s{\"f\":[{\"v\":\"w%d\"},{\"v\":\"%s\"},{\"v\":\"%" APR_INT64_T_FMT
+            "\"}]}",
             i ? "," : "", i, fill, (apr_int64_t)(TS0 - (long long)i * 1000000));
     }
-    return apr_psprintf(p, "{\"kind\":\"bigquery#queryResponse\"," SCHEMA ","
-                        "\"jobReference\":{\"projectId\":\"my-proj\",\"jobId\":\"job_w\","
-                        "\"location\":\"US\"},\"totalRows\":\"%d\",%s%s%s\"rows\":[%s],"
-                        "\"jobComplete\":true}", n,
-                        page_token ? "\"pageToken\":\"" : "", page_token ? page_token : "",
-                        page_token ? "\"," : "", apr_array_pstrcat(p, parts, 0));
+    return apr_psprintf(
+        p,
+        "{\"kind\":\"bigquery#queryResponse\"," SCHEMA ","
+        "\"jobReference\":{\"projectId\":\"my-proj\",\"jobId\":\"job_w\","
+        "\"location\":\"US\"},\"totalRows\":\"%d\",%s%s%s\"rows\":[%s],"
+        "\"jobComplete\":true}",
+        n, page_token ? "\"pageToken\":\"" : "", page_token ? page_token : "",
+        page_token ? "\"," : "", apr_array_pstrcat(p, parts, 0));
 }
 
 /* Rendered size of a wide_page row: {"id":"wN","contenido":"x..x","timestamp":"..."} */
@@ -530,8 +582,8 @@ static void payload_cap_holds_within_a_page(void **state)
     fx->conf.location = "US";
     fx->conf.max_rows = 10;
     /* three rows fit, the fourth is one byte too many */
-    fx->conf.max_payload = 12 + WIDE_ROW(width) + 2 * (WIDE_ROW(width) + 1)
-                           + WIDE_ROW(width);
+    fx->conf.max_payload =
+        12 + WIDE_ROW(width) + 2 * (WIDE_ROW(width) + 1) + WIDE_ROW(width);
     dt_server_json(fx->srv, 200, TOKEN("tok-1", 3600));
     dt_server_json(fx->srv, 200, wide_page(fx->p, 10, width, NULL));
     assert_int_equal(fetch(fx, &l, &err), APR_SUCCESS);
@@ -623,8 +675,9 @@ static void huge_page_without_a_job_fails(void **state)
     const char *full = wide_page(fx->p, 1, 1100000, NULL);
     /* the same answer with its jobReference taken out */
     const char *ref = strstr(full, "\"jobReference\"");
-    const char *body = apr_pstrcat(fx->p, apr_pstrmemdup(fx->p, full, (apr_size_t)(ref - full)),
-                                   strchr(ref, '}') + 2, NULL);
+    const char *body = apr_pstrcat(
+        fx->p, apr_pstrmemdup(fx->p, full, (apr_size_t)(ref - full)),
+        strchr(ref, '}') + 2, NULL);
 
     fx->conf.location = "US";
     fx->conf.max_payload = 4096;
@@ -663,8 +716,9 @@ static void page_count_is_bounded(void **state)
     dt_server_json(fx->srv, 200, TOKEN("tok-1", 3600));
     /* empty pages that always promise another: 2 rows + 8 pages at most */
     for (i = 0; i < 12; i++) {
-        dt_server_json(fx->srv, 200, page(fx->p, "r", 0, 0,
-                                          apr_psprintf(fx->p, "t%d", i), NULL));
+        dt_server_json(
+            fx->srv, 200,
+            page(fx->p, "r", 0, 0, apr_psprintf(fx->p, "t%d", i), NULL));
     }
     assert_int_equal(fetch(fx, &l, &err), DATOS_EMALFORMED);
     assert_non_null(strstr(err.message, "more than 10 pages"));
@@ -679,9 +733,10 @@ static const char *param_days(fx_t *fx, int i)
 
     for (k = 0; k < json_array_size(ps); k++) {
         json_t *pr = json_array_get(ps, k);
-        if (!strcmp(json_string_value(json_object_get(pr, "name")), "lookback_days")) {
-            return json_string_value(json_object_get(json_object_get(pr, "parameterValue"),
-                                                     "value"));
+        if (!strcmp(json_string_value(json_object_get(pr, "name")),
+                    "lookback_days")) {
+            return json_string_value(json_object_get(
+                json_object_get(pr, "parameterValue"), "value"));
         }
     }
     return NULL;
@@ -732,15 +787,16 @@ static void widening_to_whole_table(void **state)
     assert_string_equal(row_id(l, 0), "d0");
     q = body_json(fx, 4);
     assert_null(param_days(fx, 4));
-    assert_non_null(strstr(json_string_value(json_object_get(q, "query")), " WHERE TRUE "));
+    assert_non_null(
+        strstr(json_string_value(json_object_get(q, "query")), " WHERE TRUE "));
     assert_int_equal(json_array_size(json_object_get(q, "queryParameters")), 1);
     assert_int_equal(dt_server_count(fx->srv), 5);
 }
 
-#define BYTES_LIMIT \
-    "{\"error\":{\"code\":400,\"message\":\"Query exceeded limit for bytes billed: 10485760. " \
+#define BYTES_LIMIT                                                                             \
+    "{\"error\":{\"code\":400,\"message\":\"Query exceeded limit for bytes billed: 10485760. "  \
     "31457280 or higher required.\",\"errors\":[{\"message\":\"Query exceeded limit for bytes " \
-    "billed\",\"domain\":\"global\",\"reason\":\"bytesBilledLimitExceeded\"}]," \
+    "billed\",\"domain\":\"global\",\"reason\":\"bytesBilledLimitExceeded\"}],"                 \
     "\"status\":\"INVALID_ARGUMENT\"}}"
 
 static void bytes_limit_on_widening_serves_rows(void **state)
@@ -780,7 +836,7 @@ static void bytes_limit_on_first_query_fails(void **state)
     assert_non_null(strstr(err.message, "jobs.query: HTTP 400"));
 }
 
-#define UNAUTH \
+#define UNAUTH                                                                                  \
     "{\"error\":{\"code\":401,\"message\":\"Request had invalid authentication credentials.\"," \
     "\"errors\":[{\"reason\":\"authError\"}],\"status\":\"UNAUTHENTICATED\"}}"
 
@@ -801,14 +857,16 @@ static void unauthorized_refreshes_once(void **state)
     assert_string_equal(req(fx, 2)->target, "/token");
     r = req(fx, 3);
     assert_string_equal(r->target, "/bigquery/v2/projects/my-proj/queries");
-    assert_string_equal(dt_request_header(fx->p, r, "Authorization"), "Bearer tok-2");
+    assert_string_equal(dt_request_header(fx->p, r, "Authorization"),
+                        "Bearer tok-2");
     /* the replay is the same request: same requestId */
     assert_string_equal(req(fx, 1)->body, req(fx, 3)->body);
 
     /* the refreshed token is what the cache now holds */
     dt_server_json(fx->srv, 200, page(fx->p, "r", 0, 3, NULL, NULL));
     assert_int_equal(fetch(fx, &l, &err), APR_SUCCESS);
-    assert_string_equal(dt_request_header(fx->p, req(fx, 4), "Authorization"), "Bearer tok-2");
+    assert_string_equal(dt_request_header(fx->p, req(fx, 4), "Authorization"),
+                        "Bearer tok-2");
 }
 
 static void unauthorized_twice_fails(void **state)
@@ -836,11 +894,13 @@ static void token_endpoint_errors(void **state)
     datos_latest_t *l;
     datos_err_t err = {0};
 
-    dt_server_json(fx->srv, 400, "{\"error\":\"invalid_grant\",\"error_description\":"
-                                 "\"Invalid JWT Signature.\"}");
+    dt_server_json(fx->srv, 400,
+                   "{\"error\":\"invalid_grant\",\"error_description\":"
+                   "\"Invalid JWT Signature.\"}");
     assert_int_equal(fetch(fx, &l, &err), DATOS_EAUTH);
     assert_string_equal(err.reason, "invalid_grant");
-    assert_non_null(strstr(err.message, "/token: HTTP 400 invalid_grant: Invalid JWT Signature."));
+    assert_non_null(strstr(
+        err.message, "/token: HTTP 400 invalid_grant: Invalid JWT Signature."));
     assert_null(strstr(err.message, "eyJ"));
 
     dt_server_json(fx->srv, 503, "<html>down</html>");
@@ -860,20 +920,29 @@ static void status_mapping(void **state)
 {
     fx_t *fx = *state;
     static const map_case_t cases[] = {
-        { 503, NULL, "<!DOCTYPE html><title>Error 503</title>", DATOS_EBACKEND, 0 },
-        { 500, NULL, "{\"error\":{\"code\":500,\"message\":\"x\",\"errors\":[{\"reason\":\"backendError\"}]}}",
-          DATOS_EBACKEND, 0 },
-        { 502, NULL, "", DATOS_EBACKEND, 0 },
-        { 429, "Retry-After: 3\r\n", "{\"error\":{\"code\":429,\"message\":\"slow down\"}}",
-          DATOS_ERATELIMIT, 3 },
-        { 403, NULL, "{\"error\":{\"code\":403,\"message\":\"Exceeded rate limits\","
-                     "\"errors\":[{\"reason\":\"rateLimitExceeded\"}]}}", DATOS_ERATELIMIT, 0 },
-        { 403, NULL, "{\"error\":{\"code\":403,\"message\":\"Quota\","
-                     "\"errors\":[{\"reason\":\"quotaExceeded\"}]}}", DATOS_EQUOTA, 0 },
-        { 404, NULL, "{\"error\":{\"code\":404,\"message\":\"Not found: Table my-proj:latam_dataset.datos\","
-                     "\"errors\":[{\"reason\":\"notFound\"}]}}", DATOS_EREJECTED, 0 },
-        { 200, NULL, "{\"jobComplete\":true}", DATOS_EMALFORMED, 0 },
-        { 200, NULL, "<html>", DATOS_EMALFORMED, 0 },
+        {503, NULL, "<!DOCTYPE html><title>Error 503</title>", DATOS_EBACKEND,
+         0},
+        {500, NULL,
+         "{\"error\":{\"code\":500,\"message\":\"x\",\"errors\":[{\"reason\":\"backendError\"}]}}",
+         DATOS_EBACKEND, 0},
+        {502, NULL, "", DATOS_EBACKEND, 0},
+        {429, "Retry-After: 3\r\n",
+         "{\"error\":{\"code\":429,\"message\":\"slow down\"}}",
+         DATOS_ERATELIMIT, 3},
+        {403, NULL,
+         "{\"error\":{\"code\":403,\"message\":\"Exceeded rate limits\","
+         "\"errors\":[{\"reason\":\"rateLimitExceeded\"}]}}",
+         DATOS_ERATELIMIT, 0},
+        {403, NULL,
+         "{\"error\":{\"code\":403,\"message\":\"Quota\","
+         "\"errors\":[{\"reason\":\"quotaExceeded\"}]}}",
+         DATOS_EQUOTA, 0},
+        {404, NULL,
+         "{\"error\":{\"code\":404,\"message\":\"Not found: Table my-proj:latam_dataset.datos\","
+         "\"errors\":[{\"reason\":\"notFound\"}]}}",
+         DATOS_EREJECTED, 0},
+        {200, NULL, "{\"jobComplete\":true}", DATOS_EMALFORMED, 0},
+        {200, NULL, "<html>", DATOS_EMALFORMED, 0},
     };
     size_t i;
 
@@ -892,11 +961,13 @@ static void status_mapping(void **state)
         dt_server_push(fx->srv, &r);
         rv = fetch(fx, &l, &err);
         if (rv != cases[i].want) {
-            fail_msg("case %zu: got %d, want %d (%s)", i, rv, cases[i].want, err.message);
+            fail_msg("case %zu: got %d, want %d (%s)", i, rv, cases[i].want,
+                     err.message);
         }
         assert_int_equal(err.rv, rv);
         assert_int_equal(err.http_status, cases[i].status);
-        assert_int_equal(err.retry_after, apr_time_from_sec(cases[i].retry_after));
+        assert_int_equal(err.retry_after,
+                         apr_time_from_sec(cases[i].retry_after));
         assert_null(l);
     }
 }
@@ -957,17 +1028,22 @@ static void billing_from_key_and_none(void **state)
 
     fx->conf.location = "US";
     fx->conf.project = NULL;
-    dt_server_standing(fx->srv, "GET", "/bigquery/v2/projects/datos-test-project/datasets/latam_dataset/tables/datos",
-                       200, TABLE_5COL);
+    dt_server_standing(
+        fx->srv, "GET",
+        "/bigquery/v2/projects/datos-test-project/datasets/latam_dataset/tables/datos",
+        200, TABLE_5COL);
     dt_server_json(fx->srv, 200, TOKEN("tok-1", 3600));
     dt_server_json(fx->srv, 200, page(fx->p, "r", 0, 3, NULL, NULL));
     assert_int_equal(fetch(fx, &l, &err), APR_SUCCESS);
-    assert_string_equal(req(fx, 1)->target, "/bigquery/v2/projects/datos-test-project/queries");
-    assert_non_null(strstr(json_string_value(json_object_get(body_json(fx, 1), "query")),
-                           "`datos-test-project.latam_dataset.datos`"));
+    assert_string_equal(req(fx, 1)->target,
+                        "/bigquery/v2/projects/datos-test-project/queries");
+    assert_non_null(
+        strstr(json_string_value(json_object_get(body_json(fx, 1), "query")),
+               "`datos-test-project.latam_dataset.datos`"));
 
     /* no credentials, no project: a configuration error before any call */
-    assert_int_equal(datos_creds_load(fx->p, "none", NULL, 0, &none, &err), APR_SUCCESS);
+    assert_int_equal(datos_creds_load(fx->p, "none", NULL, 0, &none, &err),
+                     APR_SUCCESS);
     fx->conf.creds = none;
     assert_int_equal(fetch(fx, &l, &err), DATOS_ECONFIG);
     assert_non_null(strstr(err.message, "no project"));
@@ -975,12 +1051,15 @@ static void billing_from_key_and_none(void **state)
 
     /* no credentials: no Authorization header at all */
     fx->conf.project = "emu-proj";
-    dt_server_standing(fx->srv, "GET", "/bigquery/v2/projects/emu-proj/datasets/latam_dataset/tables/datos",
-                       200, TABLE_5COL);
+    dt_server_standing(
+        fx->srv, "GET",
+        "/bigquery/v2/projects/emu-proj/datasets/latam_dataset/tables/datos",
+        200, TABLE_5COL);
     dt_server_json(fx->srv, 200, page(fx->p, "r", 0, 3, NULL, NULL));
     assert_int_equal(fetch(fx, &l, &err), APR_SUCCESS);
     assert_null(dt_request_header(fx->p, req(fx, 2), "Authorization"));
-    assert_string_equal(req(fx, 2)->target, "/bigquery/v2/projects/emu-proj/queries");
+    assert_string_equal(req(fx, 2)->target,
+                        "/bigquery/v2/projects/emu-proj/queries");
 }
 
 static void metadata_credentials(void **state)
@@ -992,19 +1071,23 @@ static void metadata_credentials(void **state)
     dt_request_t *r;
     dt_response_t resp;
 
-    setenv("GCE_METADATA_HOST", apr_psprintf(fx->p, "127.0.0.1:%d",
-                                             dt_server_port(fx->srv)), 1);
-    assert_int_equal(datos_creds_load(fx->p, NULL, datos_scopes_bigquery_pubsub, 0, &md, &err),
+    setenv("GCE_METADATA_HOST",
+           apr_psprintf(fx->p, "127.0.0.1:%d", dt_server_port(fx->srv)), 1);
+    assert_int_equal(datos_creds_load(fx->p, NULL, datos_scopes_bigquery_pubsub,
+                                      0, &md, &err),
                      APR_SUCCESS);
     assert_int_equal(datos_creds_kind(md), DATOS_CREDS_METADATA);
     fx->conf.creds = md;
     fx->conf.project = NULL;
     fx->conf.location = "US";
-    dt_server_standing(fx->srv, "GET", "/bigquery/v2/projects/md-project-1/datasets/latam_dataset/tables/datos",
-                       200, TABLE_5COL);
+    dt_server_standing(
+        fx->srv, "GET",
+        "/bigquery/v2/projects/md-project-1/datasets/latam_dataset/tables/datos",
+        200, TABLE_5COL);
     memset(&resp, 0, sizeof(resp));
     resp.status = 200;
-    resp.headers = "Metadata-Flavor: Google\r\nContent-Type: application/text\r\n";
+    resp.headers =
+        "Metadata-Flavor: Google\r\nContent-Type: application/text\r\n";
     resp.body = "md-project-1\n";
     dt_server_push(fx->srv, &resp);
     resp.headers = "Metadata-Flavor: Google\r\n";
@@ -1020,16 +1103,22 @@ static void metadata_credentials(void **state)
     r = req(fx, 0);
     assert_string_equal(r->method, "GET");
     assert_string_equal(r->target, "/computeMetadata/v1/project/project-id");
-    assert_string_equal(dt_request_header(fx->p, r, "Metadata-Flavor"), "Google");
+    assert_string_equal(dt_request_header(fx->p, r, "Metadata-Flavor"),
+                        "Google");
     r = req(fx, 1);
     /* every API the programs use, in one token */
-    assert_string_equal(r->target, "/computeMetadata/v1/instance/service-accounts/default/"
-                                   "token?scopes=https%3A%2F%2Fwww.googleapis.com%2Fauth%2Fbigquery"
-                                   "%2Chttps%3A%2F%2Fwww.googleapis.com%2Fauth%2Fpubsub");
-    assert_string_equal(dt_request_header(fx->p, r, "Metadata-Flavor"), "Google");
+    assert_string_equal(
+        r->target,
+        "/computeMetadata/v1/instance/service-accounts/default/"
+        "token?scopes=https%3A%2F%2Fwww.googleapis.com%2Fauth%2Fbigquery"
+        "%2Chttps%3A%2F%2Fwww.googleapis.com%2Fauth%2Fpubsub");
+    assert_string_equal(dt_request_header(fx->p, r, "Metadata-Flavor"),
+                        "Google");
     r = req(fx, 2);
-    assert_string_equal(r->target, "/bigquery/v2/projects/md-project-1/queries");
-    assert_string_equal(dt_request_header(fx->p, r, "Authorization"), "Bearer md-tok");
+    assert_string_equal(r->target,
+                        "/bigquery/v2/projects/md-project-1/queries");
+    assert_string_equal(dt_request_header(fx->p, r, "Authorization"),
+                        "Bearer md-tok");
 }
 
 
@@ -1054,30 +1143,34 @@ static void since_enough_rows_one_query(void **state)
     json_t *q;
     apr_int64_t wm = apr_time_now() - apr_time_from_sec(2 * 86400);
 
-    wm -= wm % APR_INT64_C(86400000000);             /* a day boundary */
+    wm -= wm % APR_INT64_C(86400000000); /* a day boundary */
     fx->conf.location = "US";
     dt_server_json(fx->srv, 200, TOKEN("tok-1", 3600));
     dt_server_json(fx->srv, 200, page(fx->p, "r", 0, 3, NULL, NULL));
     assert_int_equal(fetch_since(fx, wm, &l, &err), APR_SUCCESS);
     assert_int_equal(l->queries, 1);
     assert_int_equal(l->rows->nelts, 3);
-    assert_int_equal(l->window_days, 3);            /* 2 days and a bit, rounded up */
+    assert_int_equal(l->window_days, 3); /* 2 days and a bit, rounded up */
     q = body_json(fx, 1);
-    assert_string_equal(json_string_value(json_object_get(q, "query")),
-                        datos_bq_since_sql(fx->p, "`my-proj.latam_dataset.datos`", NULL));
+    assert_string_equal(
+        json_string_value(json_object_get(q, "query")),
+        datos_bq_since_sql(fx->p, "`my-proj.latam_dataset.datos`", NULL));
     {
         json_t *p0 = json_array_get(json_object_get(q, "queryParameters"), 0);
         char buf[DATOS_TS_BUFSIZE];
         datos_ts_format(wm, buf);
         buf[10] = ' ';
-        assert_string_equal(json_string_value(json_object_get(p0, "name")), "watermark");
+        assert_string_equal(json_string_value(json_object_get(p0, "name")),
+                            "watermark");
         assert_string_equal(json_string_value(json_object_get(
-                                json_object_get(p0, "parameterType"), "type")), "TIMESTAMP");
+                                json_object_get(p0, "parameterType"), "type")),
+                            "TIMESTAMP");
         /* canonical text with six fraction digits */
-        assert_string_equal(json_string_value(json_object_get(
-                                json_object_get(p0, "parameterValue"), "value")),
-                            apr_pstrcat(fx->p, apr_pstrmemdup(fx->p, buf, 19),
-                                        ".000000+00:00", NULL));
+        assert_string_equal(
+            json_string_value(json_object_get(
+                json_object_get(p0, "parameterValue"), "value")),
+            apr_pstrcat(fx->p, apr_pstrmemdup(fx->p, buf, 19), ".000000+00:00",
+                        NULL));
     }
     assert_int_equal(json_array_size(json_object_get(q, "queryParameters")), 2);
 }
@@ -1128,7 +1221,7 @@ static void watermark_of_an_answer(void **state)
     assert_int_equal(datos_bq_watermark(&l), 0);
     assert_int_equal(datos_bq_watermark(NULL), 0);
     memset(rows, 0, sizeof(rows));
-    rows[0].timestamp_us = TS0;                      /* 2024-01-14T14:00:00Z */
+    rows[0].timestamp_us = TS0; /* 2024-01-14T14:00:00Z */
     rows[1].timestamp_us = TS0 - APR_INT64_C(86400000000);
     rows[2].timestamp_us = TS0 + 5;
     l.rows = apr_array_make(fx->p, 3, sizeof(datos_row_t));
@@ -1143,7 +1236,8 @@ static void watermark_of_an_answer(void **state)
 
 /* ---------------------------------------------------- token cache */
 
-static const char *token(fx_t *fx, datos_creds_t *c, int force, apr_status_t want)
+static const char *token(fx_t *fx, datos_creds_t *c, int force,
+                         apr_status_t want)
 {
     datos_http_t *http;
     datos_err_t err = {0};
@@ -1151,9 +1245,10 @@ static const char *token(fx_t *fx, datos_creds_t *c, int force, apr_status_t wan
     apr_status_t rv;
 
     datos_err_clear(&err);
-    assert_int_equal(datos_http_create(fx->p, &fx->conf.http, &http, &err), APR_SUCCESS);
-    rv = datos_creds_token(c, http, fx->p, apr_time_now() + apr_time_from_sec(5), force,
-                           &t, &err);
+    assert_int_equal(datos_http_create(fx->p, &fx->conf.http, &http, &err),
+                     APR_SUCCESS);
+    rv = datos_creds_token(
+        c, http, fx->p, apr_time_now() + apr_time_from_sec(5), force, &t, &err);
     if (rv != want) {
         fail_msg("token: %d (%s)", rv, err.message ? err.message : "");
     }
@@ -1221,8 +1316,11 @@ static void *APR_THREAD_FUNC token_thread(apr_thread_t *t, void *data)
     datos_err_clear(&err);
     if (datos_http_create(p, &a->fx->conf.http, &http, &err) == APR_SUCCESS) {
         for (i = 0; i < 20; i++) {
-            if (datos_creds_token(a->creds, http, p, apr_time_now() + apr_time_from_sec(5),
-                                  0, &tok, &err) == APR_SUCCESS && !strcmp(tok, "shared")) {
+            if (datos_creds_token(a->creds, http, p,
+                                  apr_time_now() + apr_time_from_sec(5), 0,
+                                  &tok, &err)
+                    == APR_SUCCESS
+                && !strcmp(tok, "shared")) {
                 a->ok++;
             }
         }
@@ -1248,8 +1346,9 @@ static void token_threads_share_one_refresh(void **state)
         args[i].fx = fx;
         args[i].creds = fx->creds;
         args[i].ok = 0;
-        assert_int_equal(apr_thread_create(&th[i], NULL, token_thread, &args[i], fx->p),
-                         APR_SUCCESS);
+        assert_int_equal(
+            apr_thread_create(&th[i], NULL, token_thread, &args[i], fx->p),
+            APR_SUCCESS);
     }
     for (i = 0; i < 4; i++) {
         apr_thread_join(&rv, th[i]);

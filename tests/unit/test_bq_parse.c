@@ -5,9 +5,9 @@
 #include "dt_support.h"
 #include "datos_bq.h"
 
-#define SCHEMA \
+#define SCHEMA                                                                             \
     "\"schema\":{\"fields\":[{\"name\":\"id\",\"type\":\"STRING\",\"mode\":\"REQUIRED\"}," \
-    "{\"name\":\"contenido\",\"type\":\"STRING\",\"mode\":\"NULLABLE\"}," \
+    "{\"name\":\"contenido\",\"type\":\"STRING\",\"mode\":\"NULLABLE\"},"                  \
     "{\"name\":\"timestamp\",\"type\":\"TIMESTAMP\",\"mode\":\"REQUIRED\"}]}"
 
 static apr_status_t parse(apr_pool_t *p, const char *body, datos_bq_page_t *pg,
@@ -58,9 +58,14 @@ static void page_incomplete(void **state)
     datos_bq_page_t pg;
     datos_err_t err = {0};
 
-    assert_int_equal(parse(p, "{\"kind\":\"bigquery#queryResponse\",\"jobReference\":"
-                              "{\"projectId\":\"my-proj\",\"jobId\":\"job_1\",\"location\":\"EU\"},"
-                              "\"jobComplete\":false}", &pg, &err), APR_SUCCESS);
+    assert_int_equal(
+        parse(
+            p,
+            "{\"kind\":\"bigquery#queryResponse\",\"jobReference\":"
+            "{\"projectId\":\"my-proj\",\"jobId\":\"job_1\",\"location\":\"EU\"},"
+            "\"jobComplete\":false}",
+            &pg, &err),
+        APR_SUCCESS);
     assert_false(pg.job_complete);
     assert_string_equal(pg.job_id, "job_1");
     assert_string_equal(pg.location, "EU");
@@ -80,24 +85,31 @@ static void page_no_rows_and_token(void **state)
     datos_err_t err = {0};
 
     /* rows omitted for an empty result */
-    assert_int_equal(parse(p, "{" SCHEMA ",\"totalRows\":\"0\",\"jobComplete\":true}",
-                           &pg, &err), APR_SUCCESS);
+    assert_int_equal(
+        parse(p, "{" SCHEMA ",\"totalRows\":\"0\",\"jobComplete\":true}", &pg,
+              &err),
+        APR_SUCCESS);
     assert_non_null(pg.rows);
     assert_int_equal(pg.rows->nelts, 0);
     assert_int_equal(pg.row_bytes, 0);
 
-    assert_int_equal(parse(p, "{" SCHEMA ",\"jobComplete\":true,\"pageToken\":\"BHJ==x\","
-                              "\"totalBytesProcessed\":77,"
-                              "\"rows\":[{\"f\":[{\"v\":\"a\"},{\"v\":\"\"},{\"v\":\"-1\"}]}]}",
-                           &pg, &err), APR_SUCCESS);
+    assert_int_equal(
+        parse(p,
+              "{" SCHEMA ",\"jobComplete\":true,\"pageToken\":\"BHJ==x\","
+              "\"totalBytesProcessed\":77,"
+              "\"rows\":[{\"f\":[{\"v\":\"a\"},{\"v\":\"\"},{\"v\":\"-1\"}]}]}",
+              &pg, &err),
+        APR_SUCCESS);
     assert_string_equal(pg.page_token, "BHJ==x");
     assert_int_equal(pg.total_bytes_processed, 77);
     assert_int_equal(pg.rows->nelts, 1);
     assert_string_equal(row(&pg, 0)->contenido, "");
     assert_int_equal(row(&pg, 0)->timestamp_us, -1);
     /* an empty pageToken is no token */
-    assert_int_equal(parse(p, "{" SCHEMA ",\"jobComplete\":true,\"pageToken\":\"\"}",
-                           &pg, &err), APR_SUCCESS);
+    assert_int_equal(
+        parse(p, "{" SCHEMA ",\"jobComplete\":true,\"pageToken\":\"\"}", &pg,
+              &err),
+        APR_SUCCESS);
     assert_null(pg.page_token);
 }
 
@@ -133,7 +145,7 @@ static void malformed(apr_pool_t *p, const char *body, const char *needle)
     if (needle && !strstr(err.message, needle)) {
         fail_msg("message '%s' lacks '%s'", err.message, needle);
     }
-    assert_int_equal(pg.job_complete, 0x5a5a5a5a);   /* untouched */
+    assert_int_equal(pg.job_complete, 0x5a5a5a5a); /* untouched */
 }
 
 static void page_malformed_shapes(void **state)
@@ -147,30 +159,48 @@ static void page_malformed_shapes(void **state)
     malformed(p, "{\"jobComplete\":\"yes\"}", "jobComplete");
     malformed(p, "{\"jobComplete\":true}", "schema");
     malformed(p, "{\"jobComplete\":true,\"schema\":{}}", "schema");
-    malformed(p, "{\"jobComplete\":true,\"schema\":{\"fields\":[{\"name\":\"id\"}]}}",
-              "contenido");
-    malformed(p, "{\"jobComplete\":true,\"schema\":{\"fields\":["
-                 "{\"name\":\"id\",\"type\":\"INT64\"},{\"name\":\"contenido\"},"
-                 "{\"name\":\"timestamp\"}]}}", "id STRING");
+    malformed(
+        p, "{\"jobComplete\":true,\"schema\":{\"fields\":[{\"name\":\"id\"}]}}",
+        "contenido");
+    malformed(p,
+              "{\"jobComplete\":true,\"schema\":{\"fields\":["
+              "{\"name\":\"id\",\"type\":\"INT64\"},{\"name\":\"contenido\"},"
+              "{\"name\":\"timestamp\"}]}}",
+              "id STRING");
     malformed(p, "{\"jobComplete\":true," SCHEMA ",\"rows\":{}}", "rows");
-    malformed(p, "{\"jobComplete\":true," SCHEMA ",\"rows\":[{\"f\":[{\"v\":\"a\"}]}]}",
+    malformed(p,
+              "{\"jobComplete\":true," SCHEMA
+              ",\"rows\":[{\"f\":[{\"v\":\"a\"}]}]}",
               "row 0: cell count");
     malformed(p, "{\"jobComplete\":true," SCHEMA ",\"rows\":[{}]}", "row 0");
-    malformed(p, "{\"jobComplete\":true," SCHEMA ",\"rows\":["
-                 "{\"f\":[{\"v\":\"a\"},{\"v\":null},{\"v\":\"1\"}]},"
-                 "{\"f\":[{\"v\":null},{\"v\":null},{\"v\":\"1\"}]}]}", "row 1: id is NULL");
-    malformed(p, "{\"jobComplete\":true," SCHEMA ",\"rows\":["
-                 "{\"f\":[{\"v\":7},{\"v\":null},{\"v\":\"1\"}]}]}", "row 0: id is not a string");
-    malformed(p, "{\"jobComplete\":true," SCHEMA ",\"rows\":["
-                 "{\"f\":[{\"v\":\"a\"},{\"v\":1},{\"v\":\"1\"}]}]}", "contenido");
-    malformed(p, "{\"jobComplete\":true," SCHEMA ",\"rows\":["
-                 "{\"f\":[{\"v\":\"a\"},{\"v\":null},{\"v\":null}]}]}", "timestamp is NULL");
-    malformed(p, "{\"jobComplete\":true," SCHEMA ",\"rows\":["
-                 "{\"f\":[{\"v\":\"a\"},{\"v\":null},{\"v\":\"soon\"}]}]}", "row 0: timestamp");
-    malformed(p, "{\"jobComplete\":true," SCHEMA ",\"rows\":["
-                 "{\"f\":[{\"v\":\"a\"},{\"v\":null},{\"v\":\"999999999999999999999\"}]}]}",
-              "timestamp");
-    malformed(p, "{\"jobComplete\":true," SCHEMA ",\"totalBytesProcessed\":\"x\"}",
+    malformed(p,
+              "{\"jobComplete\":true," SCHEMA ",\"rows\":["
+              "{\"f\":[{\"v\":\"a\"},{\"v\":null},{\"v\":\"1\"}]},"
+              "{\"f\":[{\"v\":null},{\"v\":null},{\"v\":\"1\"}]}]}",
+              "row 1: id is NULL");
+    malformed(p,
+              "{\"jobComplete\":true," SCHEMA ",\"rows\":["
+              "{\"f\":[{\"v\":7},{\"v\":null},{\"v\":\"1\"}]}]}",
+              "row 0: id is not a string");
+    malformed(p,
+              "{\"jobComplete\":true," SCHEMA ",\"rows\":["
+              "{\"f\":[{\"v\":\"a\"},{\"v\":1},{\"v\":\"1\"}]}]}",
+              "contenido");
+    malformed(p,
+              "{\"jobComplete\":true," SCHEMA ",\"rows\":["
+              "{\"f\":[{\"v\":\"a\"},{\"v\":null},{\"v\":null}]}]}",
+              "timestamp is NULL");
+    malformed(p,
+              "{\"jobComplete\":true," SCHEMA ",\"rows\":["
+              "{\"f\":[{\"v\":\"a\"},{\"v\":null},{\"v\":\"soon\"}]}]}",
+              "row 0: timestamp");
+    malformed(
+        p,
+        "{\"jobComplete\":true," SCHEMA ",\"rows\":["
+        "{\"f\":[{\"v\":\"a\"},{\"v\":null},{\"v\":\"999999999999999999999\"}]}]}",
+        "timestamp");
+    malformed(p,
+              "{\"jobComplete\":true," SCHEMA ",\"totalBytesProcessed\":\"x\"}",
               "totalBytesProcessed");
 }
 
@@ -187,58 +217,74 @@ static void error_mapping(void **state)
 {
     apr_pool_t *p = DT_POOL(state);
     static const error_case_t cases[] = {
-        { 401, "{\"error\":{\"code\":401,\"message\":\"Request had invalid authentication credentials.\","
-               "\"errors\":[{\"message\":\"Invalid Credentials\",\"domain\":\"global\",\"reason\":\"authError\","
-               "\"location\":\"Authorization\",\"locationType\":\"header\"}],\"status\":\"UNAUTHENTICATED\"}}",
-          DATOS_EAUTH, "authError" },
-        { 403, "{\"error\":{\"code\":403,\"message\":\"Exceeded rate limits: too many api requests\","
-               "\"errors\":[{\"domain\":\"usageLimits\",\"message\":\"Exceeded rate limits\","
-               "\"reason\":\"rateLimitExceeded\"}],\"status\":\"PERMISSION_DENIED\"}}",
-          DATOS_ERATELIMIT, "rateLimitExceeded" },
-        { 429, "{\"error\":{\"code\":429,\"message\":\"Too many\",\"status\":\"RESOURCE_EXHAUSTED\"}}",
-          DATOS_ERATELIMIT, "RESOURCE_EXHAUSTED" },
-        { 429, "", DATOS_ERATELIMIT, NULL },
-        { 403, "{\"error\":{\"code\":403,\"message\":\"Quota exceeded\",\"errors\":[{\"reason\":\"quotaExceeded\"}]}}",
-          DATOS_EQUOTA, "quotaExceeded" },
-        { 403, "{\"error\":{\"code\":403,\"message\":\"Access Denied: Table p:d.t\","
-               "\"errors\":[{\"reason\":\"accessDenied\"}],\"status\":\"PERMISSION_DENIED\"}}",
-          DATOS_EAUTH, "accessDenied" },
-        { 403, "{\"error\":{\"code\":403,\"message\":\"Billing\",\"errors\":[{\"reason\":\"billingNotEnabled\"}]}}",
-          DATOS_EAUTH, "billingNotEnabled" },
-        { 400, "{\"error\":{\"code\":400,\"message\":\"Query exceeded limit for bytes billed: 10485760. 20971520 or higher required.\","
-               "\"errors\":[{\"message\":\"Query exceeded limit for bytes billed\",\"domain\":\"global\","
-               "\"reason\":\"bytesBilledLimitExceeded\"}],\"status\":\"INVALID_ARGUMENT\"}}",
-          DATOS_EBYTESLIMIT, "bytesBilledLimitExceeded" },
-        { 400, "{\"error\":{\"code\":400,\"message\":\"Syntax error: Unexpected keyword at [1:8]\","
-               "\"errors\":[{\"reason\":\"invalidQuery\",\"location\":\"q\"}],\"status\":\"INVALID_ARGUMENT\"}}",
-          DATOS_EREJECTED, "invalidQuery" },
-        { 404, "{\"error\":{\"code\":404,\"message\":\"Not found: Table my-proj:ds.events\","
-               "\"errors\":[{\"message\":\"Not found\",\"domain\":\"global\",\"reason\":\"notFound\"}],"
-               "\"status\":\"NOT_FOUND\"}}",
-          DATOS_EREJECTED, "notFound" },
+        {401,
+         "{\"error\":{\"code\":401,\"message\":\"Request had invalid authentication credentials.\","
+         "\"errors\":[{\"message\":\"Invalid Credentials\",\"domain\":\"global\",\"reason\":\"authError\","
+         "\"location\":\"Authorization\",\"locationType\":\"header\"}],\"status\":\"UNAUTHENTICATED\"}}",
+         DATOS_EAUTH, "authError"},
+        {403,
+         "{\"error\":{\"code\":403,\"message\":\"Exceeded rate limits: too many api requests\","
+         "\"errors\":[{\"domain\":\"usageLimits\",\"message\":\"Exceeded rate limits\","
+         "\"reason\":\"rateLimitExceeded\"}],\"status\":\"PERMISSION_DENIED\"}}",
+         DATOS_ERATELIMIT, "rateLimitExceeded"},
+        {429,
+         "{\"error\":{\"code\":429,\"message\":\"Too many\",\"status\":\"RESOURCE_EXHAUSTED\"}}",
+         DATOS_ERATELIMIT, "RESOURCE_EXHAUSTED"},
+        {429, "", DATOS_ERATELIMIT, NULL},
+        {403,
+         "{\"error\":{\"code\":403,\"message\":\"Quota exceeded\",\"errors\":[{\"reason\":\"quotaExceeded\"}]}}",
+         DATOS_EQUOTA, "quotaExceeded"},
+        {403,
+         "{\"error\":{\"code\":403,\"message\":\"Access Denied: Table p:d.t\","
+         "\"errors\":[{\"reason\":\"accessDenied\"}],\"status\":\"PERMISSION_DENIED\"}}",
+         DATOS_EAUTH, "accessDenied"},
+        {403,
+         "{\"error\":{\"code\":403,\"message\":\"Billing\",\"errors\":[{\"reason\":\"billingNotEnabled\"}]}}",
+         DATOS_EAUTH, "billingNotEnabled"},
+        {400,
+         "{\"error\":{\"code\":400,\"message\":\"Query exceeded limit for bytes billed: 10485760. 20971520 or higher required.\","
+         "\"errors\":[{\"message\":\"Query exceeded limit for bytes billed\",\"domain\":\"global\","
+         "\"reason\":\"bytesBilledLimitExceeded\"}],\"status\":\"INVALID_ARGUMENT\"}}",
+         DATOS_EBYTESLIMIT, "bytesBilledLimitExceeded"},
+        {400,
+         "{\"error\":{\"code\":400,\"message\":\"Syntax error: Unexpected keyword at [1:8]\","
+         "\"errors\":[{\"reason\":\"invalidQuery\",\"location\":\"q\"}],\"status\":\"INVALID_ARGUMENT\"}}",
+         DATOS_EREJECTED, "invalidQuery"},
+        {404,
+         "{\"error\":{\"code\":404,\"message\":\"Not found: Table my-proj:ds.events\","
+         "\"errors\":[{\"message\":\"Not found\",\"domain\":\"global\",\"reason\":\"notFound\"}],"
+         "\"status\":\"NOT_FOUND\"}}",
+         DATOS_EREJECTED, "notFound"},
         /* a taken job id: the loader must tell it apart (jobs.get that job) */
-        { 409, "{\"error\":{\"code\":409,\"message\":\"Already Exists: Job\",\"errors\":[{\"reason\":\"duplicate\"}]}}",
-          DATOS_EEXISTS, "duplicate" },
-        { 500, "{\"error\":{\"code\":500,\"message\":\"An internal error occurred\","
-               "\"errors\":[{\"reason\":\"backendError\"}],\"status\":\"INTERNAL\"}}",
-          DATOS_EBACKEND, "backendError" },
-        { 503, "{\"error\":{\"code\":503,\"message\":\"The service is currently unavailable.\",\"status\":\"UNAVAILABLE\"}}",
-          DATOS_EBACKEND, "UNAVAILABLE" },
-        { 502, "<!DOCTYPE html>\n<html lang=en><title>Error 502 (Server Error)!!1</title></html>",
-          DATOS_EBACKEND, NULL },
-        { 502, "", DATOS_EBACKEND, NULL },
-        { 504, "upstream request timeout", DATOS_EBACKEND, NULL },
-        { 400, "{\"error\":{\"code\":400,\"message\":\"job failed\",\"errors\":[{\"reason\":\"internalError\"}]}}",
-          DATOS_EBACKEND, "internalError" },
-        { 400, "{\"error\":{\"code\":400,\"errors\":[{\"reason\":\"badGateway\"}]}}",
-          DATOS_EBACKEND, "badGateway" },
-        { 404, "{\"a\":1}", DATOS_EREJECTED, NULL },
-        { 400, "[1,2]", DATOS_EREJECTED, NULL },
-        { 400, "{\"error\":\"invalid_grant\",\"error_description\":\"Invalid JWT Signature.\"}",
-          DATOS_EREJECTED, "invalid_grant" },
-        { 401, "", DATOS_EAUTH, NULL },
-        { 403, "{\"error\":{\"code\":403,\"errors\":[]}}", DATOS_EAUTH, NULL },
-        { 302, "", DATOS_EBACKEND, NULL },
+        {409,
+         "{\"error\":{\"code\":409,\"message\":\"Already Exists: Job\",\"errors\":[{\"reason\":\"duplicate\"}]}}",
+         DATOS_EEXISTS, "duplicate"},
+        {500,
+         "{\"error\":{\"code\":500,\"message\":\"An internal error occurred\","
+         "\"errors\":[{\"reason\":\"backendError\"}],\"status\":\"INTERNAL\"}}",
+         DATOS_EBACKEND, "backendError"},
+        {503,
+         "{\"error\":{\"code\":503,\"message\":\"The service is currently unavailable.\",\"status\":\"UNAVAILABLE\"}}",
+         DATOS_EBACKEND, "UNAVAILABLE"},
+        {502,
+         "<!DOCTYPE html>\n<html lang=en><title>Error 502 (Server Error)!!1</title></html>",
+         DATOS_EBACKEND, NULL},
+        {502, "", DATOS_EBACKEND, NULL},
+        {504, "upstream request timeout", DATOS_EBACKEND, NULL},
+        {400,
+         "{\"error\":{\"code\":400,\"message\":\"job failed\",\"errors\":[{\"reason\":\"internalError\"}]}}",
+         DATOS_EBACKEND, "internalError"},
+        {400,
+         "{\"error\":{\"code\":400,\"errors\":[{\"reason\":\"badGateway\"}]}}",
+         DATOS_EBACKEND, "badGateway"},
+        {404, "{\"a\":1}", DATOS_EREJECTED, NULL},
+        {400, "[1,2]", DATOS_EREJECTED, NULL},
+        {400,
+         "{\"error\":\"invalid_grant\",\"error_description\":\"Invalid JWT Signature.\"}",
+         DATOS_EREJECTED, "invalid_grant"},
+        {401, "", DATOS_EAUTH, NULL},
+        {403, "{\"error\":{\"code\":403,\"errors\":[]}}", DATOS_EAUTH, NULL},
+        {302, "", DATOS_EBACKEND, NULL},
     };
     size_t i;
 
@@ -278,7 +324,8 @@ static void error_messages(void **state)
     body = "{\"error\":{\"code\":404,\"message\":\"Not found: Table p:d.t\","
            "\"errors\":[{\"reason\":\"notFound\"}]}}";
     datos_bq_parse_error(p, 404, body, strlen(body), 0, &err);
-    assert_string_equal(err.message, "HTTP 404 notFound: Not found: Table p:d.t");
+    assert_string_equal(err.message,
+                        "HTTP 404 notFound: Not found: Table p:d.t");
 
     datos_bq_parse_error(p, 502, html, strlen(html), 0, &err);
     assert_string_equal(err.message, "HTTP 502 with a non-JSON body");
@@ -297,18 +344,16 @@ static void error_messages(void **state)
     assert_true(strlen(err.message) < 600);
 
     /* a NULL err still maps */
-    assert_int_equal(datos_bq_parse_error(p, 500, "", 0, 0, NULL), DATOS_EBACKEND);
+    assert_int_equal(datos_bq_parse_error(p, 500, "", 0, 0, NULL),
+                     DATOS_EBACKEND);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        DT_TEST(page_complete),
-        DT_TEST(page_incomplete),
-        DT_TEST(page_no_rows_and_token),
-        DT_TEST(page_columns_reordered),
-        DT_TEST(page_malformed_shapes),
-        DT_TEST(error_mapping),
+        DT_TEST(page_complete),          DT_TEST(page_incomplete),
+        DT_TEST(page_no_rows_and_token), DT_TEST(page_columns_reordered),
+        DT_TEST(page_malformed_shapes),  DT_TEST(error_mapping),
         DT_TEST(error_messages),
     };
     return cmocka_run_group_tests(tests, dt_group_setup, dt_group_teardown);

@@ -65,13 +65,26 @@ static void sizes(void **state)
 {
     apr_pool_t *p = DT_POOL(state);
     apr_int64_t v = -1;
-    static const struct { const char *t; apr_int64_t want; } ok[] = {
-        { "1048576", 1048576 }, { "512K", 512 * 1024 }, { "512k", 512 * 1024 },
-        { "512KiB", 512 * 1024 }, { "1M", 1048576 }, { "1MiB", 1048576 },
-        { "10G", APR_INT64_C(10) << 30 }, { "10GiB", APR_INT64_C(10) << 30 },
-        { "1T", APR_INT64_C(1) << 40 }, { "1TiB", APR_INT64_C(1) << 40 },
-        { "1kB", 1024 }, { "2MB", 2097152 }, { "10GB", APR_INT64_C(10737418240) },
-        { "1TB", APR_INT64_C(1099511627776) }, { "7B", 7 }, { " 1M ", 1048576 },
+    static const struct {
+        const char *t;
+        apr_int64_t want;
+    } ok[] = {
+        {"1048576", 1048576},
+        {"512K", 512 * 1024},
+        {"512k", 512 * 1024},
+        {"512KiB", 512 * 1024},
+        {"1M", 1048576},
+        {"1MiB", 1048576},
+        {"10G", APR_INT64_C(10) << 30},
+        {"10GiB", APR_INT64_C(10) << 30},
+        {"1T", APR_INT64_C(1) << 40},
+        {"1TiB", APR_INT64_C(1) << 40},
+        {"1kB", 1024},
+        {"2MB", 2097152},
+        {"10GB", APR_INT64_C(10737418240)},
+        {"1TB", APR_INT64_C(1099511627776)},
+        {"7B", 7},
+        {" 1M ", 1048576},
     };
     size_t i;
     const char *msg;
@@ -95,7 +108,8 @@ static void sizes(void **state)
     assert_non_null(strstr(msg, "between 0 and 1048576 bytes"));
     assert_non_null(msg = datos_conf_size(p, "9999999T", 0, APR_INT64_MAX, &v));
     assert_non_null(strstr(msg, "out of range"));
-    assert_non_null(msg = datos_conf_size(p, "99999999999999999999", 0, APR_INT64_MAX, &v));
+    assert_non_null(
+        msg = datos_conf_size(p, "99999999999999999999", 0, APR_INT64_MAX, &v));
     assert_int_equal(v, -1);
 }
 
@@ -127,8 +141,10 @@ static void ints(void **state)
 static void flags(void **state)
 {
     apr_pool_t *p = DT_POOL(state);
-    static const char *const on[] = { "on", "On", "ON", "true", "yes", "1", " on " };
-    static const char *const off[] = { "off", "Off", "false", "FALSE", "no", "0" };
+    static const char *const on[] = {"on",  "On", "ON",  "true",
+                                     "yes", "1",  " on "};
+    static const char *const off[] = {"off",   "Off", "false",
+                                      "FALSE", "no",  "0"};
     size_t i;
     int v;
     const char *msg;

@@ -59,13 +59,14 @@ static int group_teardown(void **state)
     return dt_group_teardown(state);
 }
 
-static apr_status_t run(fx_t *fx, datos_http_req_t *req, datos_http_resp_t **resp,
-                        datos_err_t *err)
+static apr_status_t run(fx_t *fx, datos_http_req_t *req,
+                        datos_http_resp_t **resp, datos_err_t *err)
 {
     datos_http_t *http;
 
     datos_err_clear(err);
-    assert_int_equal(datos_http_create(fx->p, &fx->opts, &http, err), APR_SUCCESS);
+    assert_int_equal(datos_http_create(fx->p, &fx->opts, &http, err),
+                     APR_SUCCESS);
     *resp = NULL;
     return datos_http_perform(http, fx->p, req, resp, err);
 }
@@ -86,7 +87,8 @@ static void get_ok(void **state)
     dt_server_push(fx->srv, &r);
     memset(&req, 0, sizeof(req));
     req.method = "GET";
-    req.url = apr_pstrcat(fx->p, dt_server_url(fx->srv, fx->p), "/v1/x?a=1", NULL);
+    req.url =
+        apr_pstrcat(fx->p, dt_server_url(fx->srv, fx->p), "/v1/x?a=1", NULL);
     req.headers = apr_array_make(fx->p, 1, sizeof(const char *));
     APR_ARRAY_PUSH(req.headers, const char *) = "X-Custom: yes";
 
@@ -103,8 +105,10 @@ static void get_ok(void **state)
     assert_string_equal(seen->method, "GET");
     assert_string_equal(seen->target, "/v1/x?a=1");
     assert_string_equal(dt_request_header(fx->p, seen, "X-Custom"), "yes");
-    assert_string_equal(dt_request_header(fx->p, seen, "User-Agent"), "datos/0.1.0");
-    assert_non_null(strstr(dt_request_header(fx->p, seen, "Accept-Encoding"), "gzip"));
+    assert_string_equal(dt_request_header(fx->p, seen, "User-Agent"),
+                        "datos/0.1.0");
+    assert_non_null(
+        strstr(dt_request_header(fx->p, seen, "Accept-Encoding"), "gzip"));
     assert_null(dt_request_header(fx->p, seen, "Expect"));
     assert_null(dt_request_header(fx->p, seen, "Content-Length"));
 }
@@ -129,7 +133,8 @@ static void post_bodies(void **state)
     seen = dt_server_request(fx->srv, fx->p, 0);
     assert_string_equal(seen->method, "POST");
     assert_string_equal(seen->body, "{\"query\":\"SELECT 1\"}");
-    assert_string_equal(dt_request_header(fx->p, seen, "Content-Type"), "application/json");
+    assert_string_equal(dt_request_header(fx->p, seen, "Content-Type"),
+                        "application/json");
     assert_string_equal(dt_request_header(fx->p, seen, "Content-Length"), "20");
     assert_null(dt_request_header(fx->p, seen, "Expect"));
 
@@ -144,7 +149,8 @@ static void post_bodies(void **state)
     assert_string_equal(seen->method, "POST");
     assert_string_equal(dt_request_header(fx->p, seen, "Content-Length"), "0");
     assert_non_null(strstr(seen->head, "Content-Length: 0\r\n"));
-    assert_null(strstr(strstr(seen->head, "Content-Length") + 1, "Content-Length"));
+    assert_null(
+        strstr(strstr(seen->head, "Content-Length") + 1, "Content-Length"));
     assert_null(dt_request_header(fx->p, seen, "Content-Type"));
 
     /* a form body keeps its own content type */
@@ -234,7 +240,7 @@ static void low_speed_stall(void **state)
     r.hang = 1;
     dt_server_push(fx->srv, &r);
     fx->opts.timeout = apr_time_from_sec(20);
-    fx->opts.low_speed_time = apr_time_from_msec(300);   /* rounds up to 1 s */
+    fx->opts.low_speed_time = apr_time_from_msec(300); /* rounds up to 1 s */
     fx->opts.low_speed_limit = 100;
     memset(&req, 0, sizeof(req));
     req.method = "GET";
@@ -312,7 +318,8 @@ static void response_cap(void **state)
 
     /* without one: the write callback stops it */
     memset(&r, 0, sizeof(r));
-    raw = apr_pstrcat(fx->p, "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n", big, NULL);
+    raw = apr_pstrcat(fx->p, "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n",
+                      big, NULL);
     r.raw = raw;
     dt_server_push(fx->srv, &r);
     assert_int_equal(run(fx, &req, &resp, &err), DATOS_ETOOLARGE);
@@ -334,8 +341,9 @@ static void no_redirects(void **state)
 
     memset(&r, 0, sizeof(r));
     r.status = 302;
-    r.headers = apr_psprintf(fx->p, "Location: http://127.0.0.1:%d/elsewhere\r\n",
-                             dt_server_port(fx->srv));
+    r.headers =
+        apr_psprintf(fx->p, "Location: http://127.0.0.1:%d/elsewhere\r\n",
+                     dt_server_port(fx->srv));
     dt_server_push(fx->srv, &r);
     dt_server_json(fx->srv, 200, "{\"followed\":true}");
     memset(&req, 0, sizeof(req));
@@ -360,14 +368,16 @@ static void transport_rule_refuses_without_connecting(void **state)
     req.method = "GET";
     req.url = "http://bigquery.example.com/bigquery/v2/projects/p/queries";
     assert_int_equal(run(fx, &req, &resp, &err), DATOS_EINSECURE);
-    assert_non_null(strstr(err.message, "plain http to bigquery.example.com is not allowed"));
+    assert_non_null(strstr(
+        err.message, "plain http to bigquery.example.com is not allowed"));
     assert_true(apr_time_now() - t0 < apr_time_from_msec(500));
     req.url = "ftp://127.0.0.1/x";
     assert_int_equal(run(fx, &req, &resp, &err), DATOS_EINSECURE);
     req.url = "file:///etc/passwd";
     assert_int_equal(run(fx, &req, &resp, &err), DATOS_EINSECURE);
     /* the metadata host only for metadata requests */
-    req.url = "http://metadata.google.internal/computeMetadata/v1/project/project-id";
+    req.url =
+        "http://metadata.google.internal/computeMetadata/v1/project/project-id";
     assert_int_equal(run(fx, &req, &resp, &err), DATOS_EINSECURE);
     /* opted-in per request (a token_uri the credentials checked) */
     dt_server_json(fx->srv, 200, "{}");
@@ -389,7 +399,8 @@ static void url_bad(apr_pool_t *p, const char *url, int insecure, int metadata)
 {
     datos_err_t err = {0};
     datos_err_clear(&err);
-    if (datos_http_check_url(p, url, insecure, metadata, &err) != DATOS_EINSECURE) {
+    if (datos_http_check_url(p, url, insecure, metadata, &err)
+        != DATOS_EINSECURE) {
         fail_msg("%s accepted", url);
     }
     assert_non_null(err.message);
@@ -479,12 +490,14 @@ static void check_url_ports_and_brackets(void **state)
     url_bad(p, "http://[v1.fe80::1]/", 1, 0);
 
     datos_err_clear(&err);
-    assert_int_equal(datos_http_check_url(p, "https://localhost:99999999999/x", 0, 0,
-                                          &err), DATOS_EINSECURE);
+    assert_int_equal(
+        datos_http_check_url(p, "https://localhost:99999999999/x", 0, 0, &err),
+        DATOS_EINSECURE);
     assert_non_null(strstr(err.message, "1 to 65535"));
     datos_err_clear(&err);
-    assert_int_equal(datos_http_check_url(p, "http://[127.0.0.1]/x", 0, 0, &err),
-                     DATOS_EINSECURE);
+    assert_int_equal(
+        datos_http_check_url(p, "http://[127.0.0.1]/x", 0, 0, &err),
+        DATOS_EINSECURE);
     assert_non_null(strstr(err.message, "IPv6"));
 }
 
@@ -517,8 +530,10 @@ static void check_url_says_when_insecure_http_would_help(void **state)
         assert_null(strstr(err.message, "AllowInsecure"));
     }
     datos_err_clear(&err);
-    assert_int_equal(datos_http_check_url(p, "http://bigquery.example.com/bigquery/v2",
-                                          0, 0, &err), DATOS_EINSECURE);
+    assert_int_equal(
+        datos_http_check_url(p, "http://bigquery.example.com/bigquery/v2", 0, 0,
+                             &err),
+        DATOS_EINSECURE);
     assert_non_null(err.reason);
     assert_string_equal(err.reason, DATOS_REASON_PLAIN_HTTP);
     /* libdatos names no directive: the module and the loader add their own */
@@ -538,10 +553,11 @@ static void header_crlf_refused(void **state)
     req.method = "GET";
     req.url = apr_pstrcat(fx->p, dt_server_url(fx->srv, fx->p), "/x", NULL);
     req.headers = apr_array_make(fx->p, 1, sizeof(const char *));
-    APR_ARRAY_PUSH(req.headers, const char *) = "Authorization: Bearer abc\r\nX-Evil: 1";
+    APR_ARRAY_PUSH(req.headers, const char *) =
+        "Authorization: Bearer abc\r\nX-Evil: 1";
     assert_int_equal(run(fx, &req, &resp, &err), APR_EINVAL);
     assert_non_null(strstr(err.message, "Authorization"));
-    assert_null(strstr(err.message, "abc"));           /* not the value */
+    assert_null(strstr(err.message, "abc")); /* not the value */
     APR_ARRAY_IDX(req.headers, 0, const char *) = "X-A: b\nc";
     assert_int_equal(run(fx, &req, &resp, &err), APR_EINVAL);
     usleep(50000);
@@ -582,7 +598,8 @@ static void connection_failures(void **state)
     assert_int_equal(run(fx, &req, &resp, &err), DATOS_ECONNECT);
     /* a body cut short */
     memset(&r, 0, sizeof(r));
-    r.raw = "HTTP/1.1 200 OK\r\nContent-Length: 100\r\nConnection: close\r\n\r\n{\"short\":";
+    r.raw =
+        "HTTP/1.1 200 OK\r\nContent-Length: 100\r\nConnection: close\r\n\r\n{\"short\":";
     dt_server_push(fx->srv, &r);
     assert_int_equal(run(fx, &req, &resp, &err), DATOS_ECONNECT);
     /* not HTTP at all */
@@ -609,12 +626,12 @@ static void segment_bodies(void **state)
     for (i = 0; i < big; i++) {
         data[i] = (char)('a' + (i * 7 + i / 1000) % 26);
     }
-    data[big / 2] = '\0';                    /* bytes, not a C string */
+    data[big / 2] = '\0'; /* bytes, not a C string */
     segs[0].data = "--b\r\nhead\r\n\r\n";
     segs[0].len = strlen(segs[0].data);
     segs[1].data = data;
     segs[1].len = big;
-    segs[2].data = "";                        /* empty pieces are skipped */
+    segs[2].data = ""; /* empty pieces are skipped */
     segs[2].len = 0;
     segs[3].data = "\r\n--b--\r\n";
     segs[3].len = strlen(segs[3].data);
@@ -624,7 +641,8 @@ static void segment_bodies(void **state)
     dt_server_json(fx->srv, 308, "");
     memset(&req, 0, sizeof(req));
     req.method = "POST";
-    req.url = apr_pstrcat(fx->p, dt_server_url(fx->srv, fx->p), "/upload", NULL);
+    req.url =
+        apr_pstrcat(fx->p, dt_server_url(fx->srv, fx->p), "/upload", NULL);
     req.segs = segs;
     req.nsegs = 4;
     req.content_type = "multipart/related; boundary=b";
@@ -635,9 +653,11 @@ static void segment_bodies(void **state)
     assert_int_equal(seen->body_len, segs[0].len + big + segs[3].len);
     assert_memory_equal(seen->body, want, segs[0].len);
     assert_memory_equal(seen->body + segs[0].len, data, big);
-    assert_memory_equal(seen->body + segs[0].len + big, segs[3].data, segs[3].len);
-    assert_string_equal(dt_request_header(fx->p, seen, "Content-Length"),
-                        apr_psprintf(fx->p, "%" APR_SIZE_T_FMT, seen->body_len));
+    assert_memory_equal(seen->body + segs[0].len + big, segs[3].data,
+                        segs[3].len);
+    assert_string_equal(
+        dt_request_header(fx->p, seen, "Content-Length"),
+        apr_psprintf(fx->p, "%" APR_SIZE_T_FMT, seen->body_len));
     assert_string_equal(dt_request_header(fx->p, seen, "Content-Type"),
                         "multipart/related; boundary=b");
     assert_null(dt_request_header(fx->p, seen, "Transfer-Encoding"));
@@ -649,15 +669,18 @@ static void segment_bodies(void **state)
     req.nsegs = 1;
     req.content_type = "application/octet-stream";
     req.headers = apr_array_make(fx->p, 1, sizeof(const char *));
-    APR_ARRAY_PUSH(req.headers, const char *) = "Content-Range: bytes 0-5242886/*";
+    APR_ARRAY_PUSH(req.headers, const char *) =
+        "Content-Range: bytes 0-5242886/*";
     assert_int_equal(run(fx, &req, &resp, &err), APR_SUCCESS);
     assert_int_equal(resp->status, 308);
     seen = dt_server_request(fx->srv, fx->p, 1);
     assert_string_equal(seen->method, "PUT");
     assert_int_equal(seen->body_len, big);
     assert_memory_equal(seen->body, data, big);
-    assert_string_equal(dt_request_header(fx->p, seen, "Content-Length"), "5242887");
-    assert_string_equal(dt_request_header(fx->p, seen, "Content-Range"), "bytes 0-5242886/*");
+    assert_string_equal(dt_request_header(fx->p, seen, "Content-Length"),
+                        "5242887");
+    assert_string_equal(dt_request_header(fx->p, seen, "Content-Range"),
+                        "bytes 0-5242886/*");
     assert_null(dt_request_header(fx->p, seen, "Transfer-Encoding"));
 
     /* a body and segments at once is a caller's mistake */
@@ -676,7 +699,8 @@ static void handle_reuse(void **state)
     int i;
 
     datos_err_clear(&err);
-    assert_int_equal(datos_http_create(fx->p, &fx->opts, &http, &err), APR_SUCCESS);
+    assert_int_equal(datos_http_create(fx->p, &fx->opts, &http, &err),
+                     APR_SUCCESS);
     memset(&req, 0, sizeof(req));
     req.url = apr_pstrcat(fx->p, dt_server_url(fx->srv, fx->p), "/x", NULL);
     for (i = 0; i < 3; i++) {
@@ -685,17 +709,20 @@ static void handle_reuse(void **state)
     req.method = "POST";
     req.body = "{}";
     req.body_len = 2;
-    assert_int_equal(datos_http_perform(http, fx->p, &req, &resp, &err), APR_SUCCESS);
+    assert_int_equal(datos_http_perform(http, fx->p, &req, &resp, &err),
+                     APR_SUCCESS);
     assert_int_equal(resp->status, 200);
     /* nothing from the POST leaks into the next GET */
     req.method = "GET";
     req.body = NULL;
     req.body_len = 0;
-    assert_int_equal(datos_http_perform(http, fx->p, &req, &resp, &err), APR_SUCCESS);
+    assert_int_equal(datos_http_perform(http, fx->p, &req, &resp, &err),
+                     APR_SUCCESS);
     assert_int_equal(resp->status, 201);
     assert_string_equal(dt_server_request(fx->srv, fx->p, 1)->method, "GET");
     assert_int_equal(dt_server_request(fx->srv, fx->p, 1)->body_len, 0);
-    assert_int_equal(datos_http_perform(http, fx->p, &req, &resp, &err), APR_SUCCESS);
+    assert_int_equal(datos_http_perform(http, fx->p, &req, &resp, &err),
+                     APR_SUCCESS);
     assert_int_equal(resp->status, 202);
 }
 
@@ -703,15 +730,22 @@ static char *trace_text;
 static apr_pool_t *trace_pool;
 
 static void trace_sink(void *baton, const char *file, int line,
-                       datos_log_level_t level, apr_status_t rv, const char *msg)
+                       datos_log_level_t level, apr_status_t rv,
+                       const char *msg)
 {
-    (void)baton; (void)file; (void)line; (void)level; (void)rv;
-    trace_text = apr_pstrcat(trace_pool, trace_text ? trace_text : "", msg, "\n", NULL);
+    (void)baton;
+    (void)file;
+    (void)line;
+    (void)level;
+    (void)rv;
+    trace_text =
+        apr_pstrcat(trace_pool, trace_text ? trace_text : "", msg, "\n", NULL);
 }
 
 static int trace_all(void *baton, datos_log_level_t level)
 {
-    (void)baton; (void)level;
+    (void)baton;
+    (void)level;
     return 1;
 }
 
@@ -727,16 +761,20 @@ static void trace_masks_secrets(void **state)
     trace_pool = fx->p;
     trace_text = NULL;
     datos_log_set_sink(trace_sink, trace_all, NULL);
-    dt_server_json(fx->srv, 200, "{\"access_token\":\"ya29.SECRET-ANSWER\",\"expires_in\":3599}");
+    dt_server_json(
+        fx->srv, 200,
+        "{\"access_token\":\"ya29.SECRET-ANSWER\",\"expires_in\":3599}");
     memset(&req, 0, sizeof(req));
     req.method = "POST";
     req.url = apr_pstrcat(fx->p, dt_server_url(fx->srv, fx->p), "/token", NULL);
-    req.body = "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer"
-               "&assertion=eyJhbGciOiJSUzI1NiJ9.SECRET-CLAIMS.SECRET-SIG";
+    req.body =
+        "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer"
+        "&assertion=eyJhbGciOiJSUzI1NiJ9.SECRET-CLAIMS.SECRET-SIG";
     req.body_len = strlen(req.body);
     req.content_type = "application/x-www-form-urlencoded";
     req.headers = apr_array_make(fx->p, 1, sizeof(const char *));
-    APR_ARRAY_PUSH(req.headers, const char *) = "Authorization: Bearer ya29.SECRET-BEARER";
+    APR_ARRAY_PUSH(req.headers, const char *) =
+        "Authorization: Bearer ya29.SECRET-BEARER";
     assert_int_equal(run(fx, &req, &resp, &err), APR_SUCCESS);
     datos_log_set_sink(NULL, NULL, NULL);
 
@@ -748,7 +786,8 @@ static void trace_masks_secrets(void **state)
     assert_null(strstr(trace_text, "SECRET"));
     assert_null(strstr(trace_text, "eyJ"));
     /* the server did get the real thing */
-    assert_non_null(strstr(dt_server_request(fx->srv, fx->p, 0)->body, "SECRET-SIG"));
+    assert_non_null(
+        strstr(dt_server_request(fx->srv, fx->p, 0)->body, "SECRET-SIG"));
 }
 
 /* The refresh-token grant's secrets stay out of the trace too, and a JSON
@@ -763,19 +802,23 @@ static void trace_masks_user_credentials(void **state)
     trace_pool = fx->p;
     trace_text = NULL;
     datos_log_set_sink(trace_sink, trace_all, NULL);
-    dt_server_json(fx->srv, 200, "{\"access_token\":\"ya29.SECRET-ANSWER\",\"expires_in\":3599}");
+    dt_server_json(
+        fx->srv, 200,
+        "{\"access_token\":\"ya29.SECRET-ANSWER\",\"expires_in\":3599}");
     dt_server_json(fx->srv, 200, "{}");
     memset(&req, 0, sizeof(req));
     req.method = "POST";
     req.url = apr_pstrcat(fx->p, dt_server_url(fx->srv, fx->p), "/token", NULL);
-    req.body = "grant_type=refresh_token&client_id=123.apps&client_secret=SECRET-CS"
-               "&refresh_token=1%2F%2FSECRET-RT";
+    req.body =
+        "grant_type=refresh_token&client_id=123.apps&client_secret=SECRET-CS"
+        "&refresh_token=1%2F%2FSECRET-RT";
     req.body_len = strlen(req.body);
     req.content_type = "application/x-www-form-urlencoded";
     assert_int_equal(run(fx, &req, &resp, &err), APR_SUCCESS);
-    req.url = apr_pstrcat(fx->p, dt_server_url(fx->srv, fx->p), "/json?x=1&access_token=SECRET-Q",
-                          NULL);
-    req.body = "{\"refresh_token\": \"SECRET-J\\\"x\", \"client_secret\":\"SECRET-K\",\"keep\":\"shown\"}";
+    req.url = apr_pstrcat(fx->p, dt_server_url(fx->srv, fx->p),
+                          "/json?x=1&access_token=SECRET-Q", NULL);
+    req.body =
+        "{\"refresh_token\": \"SECRET-J\\\"x\", \"client_secret\":\"SECRET-K\",\"keep\":\"shown\"}";
     req.body_len = strlen(req.body);
     req.content_type = NULL;
     assert_int_equal(run(fx, &req, &resp, &err), APR_SUCCESS);
@@ -788,50 +831,52 @@ static void trace_masks_user_credentials(void **state)
     assert_non_null(strstr(trace_text, "\"refresh_token\": \"[redacted]\""));
     assert_non_null(strstr(trace_text, "\"client_secret\":\"[redacted]\""));
     assert_non_null(strstr(trace_text, "\"keep\":\"shown\""));
-    assert_non_null(strstr(dt_server_request(fx->srv, fx->p, 0)->body, "SECRET-RT"));
+    assert_non_null(
+        strstr(dt_server_request(fx->srv, fx->p, 0)->body, "SECRET-RT"));
 }
 
 static void retry_after(void **state)
 {
     fx_t *fx = *state;
     datos_http_resp_t resp;
-    apr_time_t now = apr_time_from_sec(1705240800);   /* Sun, 14 Jan 2024 14:00:00 GMT */
+    apr_time_t now =
+        apr_time_from_sec(1705240800); /* Sun, 14 Jan 2024 14:00:00 GMT */
     const apr_interval_time_t lo = DATOS_RETRY_AFTER_MIN;
     const apr_interval_time_t hi = DATOS_RETRY_AFTER_MAX;
     static const struct {
         const char *value;
-        apr_int64_t secs;          /* -1: the minimum, -2: the maximum */
+        apr_int64_t secs; /* -1: the minimum, -2: the maximum */
     } cases[] = {
-        { "120", 120 },
-        { " 7 ", 7 },
-        { "0", -1 },
-        { "3600", 3600 },
-        { "3601", -2 },
-        { "315359999", -2 },
-        { "99999999999999999999999999999999999999", -2 },
-        { "Sun, 14 Jan 2024 14:00:30 GMT", 30 },
-        { "Sunday, 14-Jan-24 14:00:30 GMT", 30 },
-        { "Sun Jan 14 14:00:30 2024", 30 },
-        { "Sun Jan 14 14:01:00 2024", 60 },
-        { "Sun, 14 Jan 2024 13:00:00 GMT", -1 },     /* past */
-        { "Thu, 01 Jan 1970 00:00:00 GMT", -1 },
-        { "Fri, 31 Dec 9999 23:59:59 GMT", -2 },
-        { "Mon, 14 Jan 2025 14:00:00 GMT", -2 },
-        { "soon", 0 },
-        { "-5", 0 },
-        { "+5", 0 },
-        { "5s", 0 },
-        { "1.5", 0 },
-        { "", 0 },
-        { "Sun, 14 Jan 300000 14:00:30 GMT", 0 },   /* year out of range */
-        { "Sun, 14 Jan 2024 14:00:30 UTC", 0 },
-        { "Sun, 14 Jan 2024 24:00:30 GMT", 0 },
-        { "Sun, 30 Feb 2024 14:00:30 GMT", 0 },
-        { "Sun, 14 Foo 2024 14:00:30 GMT", 0 },
-        { "Sun,  14 Jan 2024 14:00:30 GMT", 0 },
-        { "Sun, 14 Jan 1969 14:00:30 GMT", 0 },
-        { "Xyz, 14 Jan 2024 14:00:30 GMT", 0 },
-        { "Sun Jan 14 14:00:30 2024 extra", 0 },
+        {"120", 120},
+        {" 7 ", 7},
+        {"0", -1},
+        {"3600", 3600},
+        {"3601", -2},
+        {"315359999", -2},
+        {"99999999999999999999999999999999999999", -2},
+        {"Sun, 14 Jan 2024 14:00:30 GMT", 30},
+        {"Sunday, 14-Jan-24 14:00:30 GMT", 30},
+        {"Sun Jan 14 14:00:30 2024", 30},
+        {"Sun Jan 14 14:01:00 2024", 60},
+        {"Sun, 14 Jan 2024 13:00:00 GMT", -1}, /* past */
+        {"Thu, 01 Jan 1970 00:00:00 GMT", -1},
+        {"Fri, 31 Dec 9999 23:59:59 GMT", -2},
+        {"Mon, 14 Jan 2025 14:00:00 GMT", -2},
+        {"soon", 0},
+        {"-5", 0},
+        {"+5", 0},
+        {"5s", 0},
+        {"1.5", 0},
+        {"", 0},
+        {"Sun, 14 Jan 300000 14:00:30 GMT", 0}, /* year out of range */
+        {"Sun, 14 Jan 2024 14:00:30 UTC", 0},
+        {"Sun, 14 Jan 2024 24:00:30 GMT", 0},
+        {"Sun, 30 Feb 2024 14:00:30 GMT", 0},
+        {"Sun, 14 Foo 2024 14:00:30 GMT", 0},
+        {"Sun,  14 Jan 2024 14:00:30 GMT", 0},
+        {"Sun, 14 Jan 1969 14:00:30 GMT", 0},
+        {"Xyz, 14 Jan 2024 14:00:30 GMT", 0},
+        {"Sun Jan 14 14:00:30 2024 extra", 0},
     };
     size_t i;
 
@@ -843,32 +888,38 @@ static void retry_after(void **state)
     assert_int_equal(datos_http_retry_after(&resp, now), apr_time_from_sec(30));
     for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         apr_interval_time_t want = cases[i].secs == -1 ? lo
-                                 : cases[i].secs == -2 ? hi
-                                 : apr_time_from_sec(cases[i].secs);
+                                   : cases[i].secs == -2
+                                       ? hi
+                                       : apr_time_from_sec(cases[i].secs);
         apr_interval_time_t got = datos_retry_after_parse(cases[i].value, now);
         if (got != want) {
-            fail_msg("Retry-After '%s': got %" APR_INT64_T_FMT " us, want %"
-                     APR_INT64_T_FMT, cases[i].value, (apr_int64_t)got,
-                     (apr_int64_t)want);
+            fail_msg("Retry-After '%s': got %" APR_INT64_T_FMT
+                     " us, want %" APR_INT64_T_FMT,
+                     cases[i].value, (apr_int64_t)got, (apr_int64_t)want);
         }
     }
     assert_int_equal(datos_retry_after_parse(NULL, now), 0);
     /* Whatever the clock says, a date never produces a value outside the
      * range (the year-9999 date against the epoch, and the reverse). */
-    assert_int_equal(datos_retry_after_parse("Fri, 31 Dec 9999 23:59:59 GMT", 0), hi);
+    assert_int_equal(
+        datos_retry_after_parse("Fri, 31 Dec 9999 23:59:59 GMT", 0), hi);
     assert_int_equal(datos_retry_after_parse("Thu, 01 Jan 1970 00:00:00 GMT",
-                                             apr_time_from_sec(253402300799LL)), lo);
+                                             apr_time_from_sec(253402300799LL)),
+                     lo);
 }
 
 static void urlencode(void **state)
 {
     fx_t *fx = *state;
 
-    assert_string_equal(datos_http_urlencode(fx->p, "AZaz09-._~"), "AZaz09-._~");
-    assert_string_equal(datos_http_urlencode(fx->p,
-                        "https://www.googleapis.com/auth/bigquery,x y"),
-                        "https%3A%2F%2Fwww.googleapis.com%2Fauth%2Fbigquery%2Cx%20y");
-    assert_string_equal(datos_http_urlencode(fx->p, "\xc3\xa1+&="), "%C3%A1%2B%26%3D");
+    assert_string_equal(datos_http_urlencode(fx->p, "AZaz09-._~"),
+                        "AZaz09-._~");
+    assert_string_equal(
+        datos_http_urlencode(fx->p,
+                             "https://www.googleapis.com/auth/bigquery,x y"),
+        "https%3A%2F%2Fwww.googleapis.com%2Fauth%2Fbigquery%2Cx%20y");
+    assert_string_equal(datos_http_urlencode(fx->p, "\xc3\xa1+&="),
+                        "%C3%A1%2B%26%3D");
     assert_string_equal(datos_http_urlencode(fx->p, ""), "");
 }
 

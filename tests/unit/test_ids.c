@@ -9,12 +9,19 @@ static void project_ids(void **state)
     apr_pool_t *p = DT_POOL(state);
     const char *good[] = {"datos-local", "abcdef", "my-project-123",
                           "a23456789012345678901234567890"};
-    struct { const char *id; const char *needle; } bad[] = {
-        {"", "6 to 30"}, {"abcde", "6 to 30"},
+    struct {
+        const char *id;
+        const char *needle;
+    } bad[] = {
+        {"", "6 to 30"},
+        {"abcde", "6 to 30"},
         {"a234567890123456789012345678901", "6 to 30"},
-        {"1project", "lowercase letter"}, {"-project", "lowercase letter"},
-        {"Project", "lowercase letter"}, {"my_project", "only lowercase"},
-        {"my.project", "only lowercase"}, {"my-projecT", "only lowercase"},
+        {"1project", "lowercase letter"},
+        {"-project", "lowercase letter"},
+        {"Project", "lowercase letter"},
+        {"my_project", "only lowercase"},
+        {"my.project", "only lowercase"},
+        {"my-projecT", "only lowercase"},
         {"project-", "end with"},
     };
     size_t i;
@@ -48,7 +55,8 @@ static void locations(void **state)
     assert_non_null(datos_location_check(p, "us/east"));
     assert_non_null(datos_location_check(p, "us east"));
     assert_non_null(datos_location_check(
-        p, "a234567890123456789012345678901234567890123456789012345678901234x"));
+        p,
+        "a234567890123456789012345678901234567890123456789012345678901234x"));
 }
 
 int main(void)

@@ -9,7 +9,7 @@
 #include "datos_ingest.h"
 
 /* 2024-01-14T14:00:00Z */
-#define NOW APR_INT64_C(1705240800000000)
+#define NOW     APR_INT64_C(1705240800000000)
 #define REC(id) "{\"id\":\"" id "\",\"timestamp\":\"2024-01-14T13:00:00Z\"}"
 
 static apr_status_t parse(apr_pool_t *p, const char *body, int max,
@@ -79,12 +79,19 @@ static void the_first_bad_record_refuses_the_batch(void **state)
     refused(p, "[" REC("1") ",{\"id\":\"2\"}," REC("3") "]", 100,
             "missing_timestamp", 1);
     refused(p, "[" REC("1") "," REC("2") ",7,{}]", 100, "not_object", 2);
-    refused(p, "[{\"id\":\"a\",\"id\":\"b\",\"timestamp\":\"2024-01-14T13:00:00Z\"}]",
-            100, "duplicate_key", 0);
-    refused(p, "[" REC("1") ",{\"id\":\"2\",\"timestamp\":\"2030-01-01T00:00:00Z\"}]",
-            100, "future_timestamp", 1);
-    refused(p, "[" REC("1") ",{\"id\":\"2\",\"x\":1,\"timestamp\":\"2024-01-14T13:00:00Z\"}]",
-            100, "unknown_field", 1);
+    refused(
+        p,
+        "[{\"id\":\"a\",\"id\":\"b\",\"timestamp\":\"2024-01-14T13:00:00Z\"}]",
+        100, "duplicate_key", 0);
+    refused(
+        p,
+        "[" REC("1") ",{\"id\":\"2\",\"timestamp\":\"2030-01-01T00:00:00Z\"}]",
+        100, "future_timestamp", 1);
+    refused(
+        p,
+        "[" REC(
+            "1") ",{\"id\":\"2\",\"x\":1,\"timestamp\":\"2024-01-14T13:00:00Z\"}]",
+        100, "unknown_field", 1);
     refused(p, "[" REC("1") ",[]]", 100, "not_object", 1);
 }
 
@@ -100,7 +107,8 @@ static void a_body_that_is_not_json_is_refused_whole(void **state)
     refused(p, "[\"\xff\"]", 100, "not_utf8", -1);
     refused(p, "\"a string\"", 100, "not_object", -1);
     refused(p, "42", 100, "not_object", -1);
-    refused(p, "{\"timestamp\":\"2024-01-14T13:00:00Z\"}", 100, "missing_id", -1);
+    refused(p, "{\"timestamp\":\"2024-01-14T13:00:00Z\"}", 100, "missing_id",
+            -1);
 }
 
 static void batch_bounds(void **state)
@@ -188,9 +196,10 @@ static void answers_are_json(void **state)
     why.index = 3;
     why.message = "record 3: the id \"a\\b\" is bad";
     body = datos_ingest_refusal_body(p, 400, &why, &len);
-    assert_string_equal(body, "{\"error\":{\"code\":400,\"reason\":\"bad_id\","
-                        "\"message\":\"record 3: the id \\\"a\\\\b\\\" is bad\","
-                        "\"index\":3}}");
+    assert_string_equal(
+        body, "{\"error\":{\"code\":400,\"reason\":\"bad_id\","
+              "\"message\":\"record 3: the id \\\"a\\\\b\\\" is bad\","
+              "\"index\":3}}");
     why.index = -1;
     body = datos_ingest_refusal_body(p, 400, &why, &len);
     assert_null(strstr(body, "index"));
@@ -201,23 +210,26 @@ static void resource_names(void **state)
     apr_pool_t *p = DT_POOL(state);
     const char *full;
 
-    assert_null(datos_pubsub_resource_name(p, "datos-topic", "topics", "prj",
-                                           &full));
+    assert_null(
+        datos_pubsub_resource_name(p, "datos-topic", "topics", "prj", &full));
     assert_string_equal(full, "projects/prj/topics/datos-topic");
-    assert_null(datos_pubsub_resource_name(p, "datos-topic", "topics", NULL,
-                                           &full));
+    assert_null(
+        datos_pubsub_resource_name(p, "datos-topic", "topics", NULL, &full));
     assert_null(full);
-    assert_null(datos_pubsub_resource_name(p, "projects/a/topics/abc",
-                                           "topics", NULL, &full));
+    assert_null(datos_pubsub_resource_name(p, "projects/a/topics/abc", "topics",
+                                           NULL, &full));
     assert_string_equal(full, "projects/a/topics/abc");
-    assert_non_null(datos_pubsub_resource_name(p, "projects/a/subscriptions/abc",
-                                               "topics", NULL, &full));
+    assert_non_null(datos_pubsub_resource_name(
+        p, "projects/a/subscriptions/abc", "topics", NULL, &full));
     assert_non_null(datos_pubsub_resource_name(p, "projects//topics/abc",
                                                "topics", NULL, &full));
-    assert_non_null(datos_pubsub_resource_name(p, "goog-x", "topics", "p", &full));
+    assert_non_null(
+        datos_pubsub_resource_name(p, "goog-x", "topics", "p", &full));
     assert_non_null(datos_pubsub_resource_name(p, "ab", "topics", "p", &full));
-    assert_non_null(datos_pubsub_resource_name(p, "1abc", "topics", "p", &full));
-    assert_non_null(datos_pubsub_resource_name(p, "a b c", "topics", "p", &full));
+    assert_non_null(
+        datos_pubsub_resource_name(p, "1abc", "topics", "p", &full));
+    assert_non_null(
+        datos_pubsub_resource_name(p, "a b c", "topics", "p", &full));
     assert_non_null(datos_pubsub_resource_name(p, "", "topics", "p", &full));
 }
 

@@ -13,12 +13,15 @@ static void parse_and_errors(void **state)
     datos_err_t err = {0};
 
     datos_err_clear(&err);
-    assert_int_equal(datos_json_parse(p, "{\"a\":1}", 7, 0, &j, &err), APR_SUCCESS);
+    assert_int_equal(datos_json_parse(p, "{\"a\":1}", 7, 0, &j, &err),
+                     APR_SUCCESS);
     assert_true(json_is_object(j));
     /* exactly len bytes: what follows is not read */
-    assert_int_equal(datos_json_parse(p, "[1]garbage", 3, 0, &j, &err), APR_SUCCESS);
+    assert_int_equal(datos_json_parse(p, "[1]garbage", 3, 0, &j, &err),
+                     APR_SUCCESS);
     assert_true(json_is_array(j));
-    assert_int_equal(datos_json_parse(p, "\"s\\u0000t\"", 10, 0, &j, &err), APR_SUCCESS);
+    assert_int_equal(datos_json_parse(p, "\"s\\u0000t\"", 10, 0, &j, &err),
+                     APR_SUCCESS);
     assert_int_equal(json_string_length(j), 3);
 
     j = NULL;
@@ -28,10 +31,13 @@ static void parse_and_errors(void **state)
     assert_int_equal(err.rv, DATOS_EMALFORMED);
     assert_non_null(strstr(err.message, "invalid JSON: "));
     assert_non_null(strstr(err.message, "(line 2, column"));
-    assert_int_equal(datos_json_parse(p, NULL, 0, 0, &j, &err), DATOS_EMALFORMED);
+    assert_int_equal(datos_json_parse(p, NULL, 0, 0, &j, &err),
+                     DATOS_EMALFORMED);
     /* duplicates only in strict mode */
-    assert_int_equal(datos_json_parse(p, "{\"a\":1,\"a\":2}", 13, 0, &j, &err), APR_SUCCESS);
-    assert_int_equal(datos_json_parse(p, "{\"a\":1,\"a\":2}", 13, 1, &j, &err), DATOS_EMALFORMED);
+    assert_int_equal(datos_json_parse(p, "{\"a\":1,\"a\":2}", 13, 0, &j, &err),
+                     APR_SUCCESS);
+    assert_int_equal(datos_json_parse(p, "{\"a\":1,\"a\":2}", 13, 1, &j, &err),
+                     DATOS_EMALFORMED);
     assert_non_null(strstr(err.message, "duplicate"));
 }
 
@@ -46,7 +52,8 @@ static void getters(void **state)
         "\"big\":\"9223372036854775808\",\"f\":1.5,\"t\":true,\"fs\":\"false\",\"e\":\"\","
         "\"sp\":\" 1\",\"plus\":\"+1\",\"x\":\"12a\"}";
 
-    assert_int_equal(datos_json_parse(p, text, strlen(text), 1, &j, &err), APR_SUCCESS);
+    assert_int_equal(datos_json_parse(p, text, strlen(text), 1, &j, &err),
+                     APR_SUCCESS);
     assert_non_null(datos_json_obj(j, "o"));
     assert_null(datos_json_obj(j, "a"));
     assert_null(datos_json_obj(j, "missing"));
@@ -78,7 +85,8 @@ static void getters(void **state)
 static void dump_compact_ordered(void **state)
 {
     apr_pool_t *p = DT_POOL(state);
-    json_t *j = datos_json_bind(p, json_pack("{s:i, s:s, s:[b]}", "z", 1, "a", "\xc3\xa1", "m", 1));
+    json_t *j = datos_json_bind(
+        p, json_pack("{s:i, s:s, s:[b]}", "z", 1, "a", "\xc3\xa1", "m", 1));
     apr_size_t n = 0;
     char *s = datos_json_dump(p, j, &n);
 
@@ -96,13 +104,15 @@ static void error_helpers(void **state)
     datos_err_clear(&err);
     assert_int_equal(err.rv, 0);
     assert_null(err.message);
-    assert_int_equal(datos_err_set(&err, p, DATOS_EQUOTA, 403, "quotaExceeded",
-                                   "x=%d", 5), DATOS_EQUOTA);
+    assert_int_equal(
+        datos_err_set(&err, p, DATOS_EQUOTA, 403, "quotaExceeded", "x=%d", 5),
+        DATOS_EQUOTA);
     assert_int_equal(err.rv, DATOS_EQUOTA);
     assert_int_equal(err.http_status, 403);
     assert_string_equal(err.reason, "quotaExceeded");
     assert_string_equal(err.message, "x=5");
-    assert_int_equal(datos_err_set(NULL, p, DATOS_EAUTH, 0, NULL, "y"), DATOS_EAUTH);
+    assert_int_equal(datos_err_set(NULL, p, DATOS_EAUTH, 0, NULL, "y"),
+                     DATOS_EAUTH);
 
     assert_true(datos_status_is_retryable(APR_TIMEUP));
     assert_true(datos_status_is_retryable(DATOS_ECONNECT));
@@ -140,7 +150,11 @@ static char sink_msg[256];
 static void sink(void *baton, const char *file, int line,
                  datos_log_level_t level, apr_status_t rv, const char *msg)
 {
-    (void)baton; (void)file; (void)line; (void)level; (void)rv;
+    (void)baton;
+    (void)file;
+    (void)line;
+    (void)level;
+    (void)rv;
     sink_calls++;
     apr_cpystrn(sink_msg, msg, sizeof(sink_msg));
 }
@@ -160,7 +174,8 @@ static void log_sink(void **state)
     assert_false(datos_log_is_level(DATOS_LOG_TRACE1));
     datos_log_perror(DATOS_LOG_MARK, DATOS_LOG_DEBUG, 0, p, "n=%d", 3);
     datos_log_perror(DATOS_LOG_MARK, DATOS_LOG_TRACE1, 0, p, "hidden");
-    datos_log_perror(DATOS_LOG_MARK, DATOS_LOG_DEBUG, 0, NULL, "pool-less %s", "ok");
+    datos_log_perror(DATOS_LOG_MARK, DATOS_LOG_DEBUG, 0, NULL, "pool-less %s",
+                     "ok");
     assert_int_equal(sink_calls, 2);
     assert_string_equal(sink_msg, "pool-less ok");
     datos_log_set_sink(NULL, NULL, NULL);

@@ -11,13 +11,12 @@
 
 static const char *key_json(apr_pool_t *p, const char *drop, const char *type)
 {
-    json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}",
-                          "type", type ? type : "service_account",
-                          "project_id", "datos-test-project",
-                          "private_key_id", "0123456789abcdef",
-                          "private_key", dt_test_key_pem(p),
-                          "client_email", "loader@datos-test-project.iam.gserviceaccount.com",
-                          "token_uri", "https://oauth2.googleapis.com/token");
+    json_t *j = json_pack(
+        "{s:s, s:s, s:s, s:s, s:s, s:s}", "type",
+        type ? type : "service_account", "project_id", "datos-test-project",
+        "private_key_id", "0123456789abcdef", "private_key", dt_test_key_pem(p),
+        "client_email", "loader@datos-test-project.iam.gserviceaccount.com",
+        "token_uri", "https://oauth2.googleapis.com/token");
     char *s;
     const char *out;
 
@@ -36,7 +35,8 @@ static apr_status_t load(apr_pool_t *p, const char *spec, int insecure,
 {
     *c = NULL;
     datos_err_clear(err);
-    return datos_creds_load(p, spec, NULL, insecure ? DATOS_CREDS_ALLOW_INSECURE : 0, c, err);
+    return datos_creds_load(p, spec, NULL,
+                            insecure ? DATOS_CREDS_ALLOW_INSECURE : 0, c, err);
 }
 
 static apr_status_t load_user(apr_pool_t *p, const char *spec, int flags,
@@ -44,18 +44,19 @@ static apr_status_t load_user(apr_pool_t *p, const char *spec, int flags,
 {
     *c = NULL;
     datos_err_clear(err);
-    return datos_creds_load(p, spec, datos_scopes_bigquery_pubsub, flags, c, err);
+    return datos_creds_load(p, spec, datos_scopes_bigquery_pubsub, flags, c,
+                            err);
 }
 
 /* What gcloud auth application-default login writes (secrets marked). */
-static const char *user_json(apr_pool_t *p, const char *drop, const char *token_uri,
-                             const char *quota)
+static const char *user_json(apr_pool_t *p, const char *drop,
+                             const char *token_uri, const char *quota)
 {
-    json_t *j = json_pack("{s:s, s:s, s:s, s:s}",
-                          "client_id", "764086051850-6qr4p6gpi6hn506pt8ejuq83di341hur.apps.googleusercontent.com",
-                          "client_secret", "d-FL95Q19q7MQmFpd7hHD0Ty-SECRET",
-                          "refresh_token", "1//0gSECRET-refresh-token",
-                          "type", "authorized_user");
+    json_t *j = json_pack(
+        "{s:s, s:s, s:s, s:s}", "client_id",
+        "764086051850-6qr4p6gpi6hn506pt8ejuq83di341hur.apps.googleusercontent.com",
+        "client_secret", "d-FL95Q19q7MQmFpd7hHD0Ty-SECRET", "refresh_token",
+        "1//0gSECRET-refresh-token", "type", "authorized_user");
     char *s;
     const char *out;
 
@@ -105,9 +106,12 @@ static void keyfile_good(void **state)
     assert_int_equal(load(p, path, 0, &c, &err), APR_SUCCESS);
     assert_int_equal(datos_creds_kind(c), DATOS_CREDS_KEYFILE);
     assert_string_equal(datos_creds_key_project(c), "datos-test-project");
-    assert_string_equal(datos_creds_describe(c),
-                        apr_psprintf(p, "service account loader@datos-test-project."
-                                     "iam.gserviceaccount.com (key %s)", path));
+    assert_string_equal(
+        datos_creds_describe(c),
+        apr_psprintf(p,
+                     "service account loader@datos-test-project."
+                     "iam.gserviceaccount.com (key %s)",
+                     path));
     /* read-only for the owner is fine too */
     assert_int_equal(chmod(path, 0400), 0);
     assert_int_equal(load(p, path, 0, &c, &err), APR_SUCCESS);
@@ -140,7 +144,8 @@ static void keyfile_mode(void **state)
 static const char *uid_text(apr_pool_t *p, uid_t uid)
 {
     struct passwd *pw = getpwuid(uid);
-    return apr_psprintf(p, "%s (uid %u)", pw ? pw->pw_name : "?", (unsigned)uid);
+    return apr_psprintf(p, "%s (uid %u)", pw ? pw->pw_name : "?",
+                        (unsigned)uid);
 }
 
 static void keyfile_owner(void **state)
@@ -151,7 +156,7 @@ static void keyfile_owner(void **state)
     datos_err_t err = {0};
 
     if (geteuid() != 0) {
-        skip();     /* chown to another user needs root */
+        skip(); /* chown to another user needs root */
     }
     dir = dt_tmpdir(p);
     want = uid_text(p, OTHER_UID);
@@ -190,7 +195,8 @@ static void keyfile_owner(void **state)
     assert_int_equal(datos_creds_check_key_file(p, path, &err), DATOS_ECONFIG);
     assert_non_null(strstr(err.message, want));
     datos_err_clear(&err);
-    assert_int_equal(datos_creds_check_key_file(p, goodlink, &err), APR_SUCCESS);
+    assert_int_equal(datos_creds_check_key_file(p, goodlink, &err),
+                     APR_SUCCESS);
 }
 
 static void keyfile_symlink_to_bad_file(void **state)
@@ -230,17 +236,22 @@ static void keyfile_wrong_type(void **state)
     apr_pool_t *p = DT_POOL(state);
     const char *dir = dt_tmpdir(p);
     static const char *const types[] = {
-        "authorized_user", "external_account", "impersonated_service_account",
-        "external_account_authorized_user", "gdch_service_account",
+        "authorized_user",
+        "external_account",
+        "impersonated_service_account",
+        "external_account_authorized_user",
+        "gdch_service_account",
     };
     size_t i;
 
     for (i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
         const char *k = key_json(p, NULL, types[i]);
-        const char *path = dt_write_file(p, dir, apr_pstrcat(p, types[i], ".json", NULL),
-                                         k, strlen(k), 0600);
-        refused(p, path, apr_psprintf(p, "of type \"%s\"; only service-account",
-                                      types[i]));
+        const char *path =
+            dt_write_file(p, dir, apr_pstrcat(p, types[i], ".json", NULL), k,
+                          strlen(k), 0600);
+        refused(
+            p, path,
+            apr_psprintf(p, "of type \"%s\"; only service-account", types[i]));
     }
     {
         const char *k = key_json(p, "type", NULL);
@@ -253,13 +264,15 @@ static void keyfile_missing_fields(void **state)
 {
     apr_pool_t *p = DT_POOL(state);
     const char *dir = dt_tmpdir(p);
-    static const char *const fields[] = { "client_email", "private_key", "private_key_id" };
+    static const char *const fields[] = {"client_email", "private_key",
+                                         "private_key_id"};
     size_t i;
 
     for (i = 0; i < 3; i++) {
         const char *k = key_json(p, fields[i], NULL);
-        const char *path = dt_write_file(p, dir, apr_pstrcat(p, fields[i], ".json", NULL),
-                                         k, strlen(k), 0600);
+        const char *path =
+            dt_write_file(p, dir, apr_pstrcat(p, fields[i], ".json", NULL), k,
+                          strlen(k), 0600);
         refused(p, path, apr_pstrcat(p, "lacks ", fields[i], NULL));
     }
 }
@@ -277,23 +290,27 @@ static void keyfile_bad_content(void **state)
         "{\"type\":\"service_account\",\"client_email\":\"a@b\",\"private_key_id\":\"k\","
         "\"private_key\":\"-----BEGIN PRIVATE KEY-----\\nMIIEvQIBADANSECRET\\n-----END PRIVATE KEY-----\\n\"}";
 
-    refused(p, dt_write_file(p, dir, "broken.json", broken, strlen(broken), 0600),
+    refused(p,
+            dt_write_file(p, dir, "broken.json", broken, strlen(broken), 0600),
             "not valid JSON (line 2");
-    refused(p, dt_write_file(p, dir, "broken.json", broken, strlen(broken), 0600),
+    refused(p,
+            dt_write_file(p, dir, "broken.json", broken, strlen(broken), 0600),
             "column");
     {
         datos_creds_t *c;
         datos_err_t err = {0};
-        const char *path = dt_write_file(p, dir, "broken.json", broken,
-                                         strlen(broken), 0600);
+        const char *path =
+            dt_write_file(p, dir, "broken.json", broken, strlen(broken), 0600);
         load(p, path, 0, &c, &err);
         assert_null(strstr(err.message, "SECRET"));
-        path = dt_write_file(p, dir, "badpem.json", badpem, strlen(badpem), 0600);
+        path =
+            dt_write_file(p, dir, "badpem.json", badpem, strlen(badpem), 0600);
         assert_int_equal(load(p, path, 0, &c, &err), DATOS_ECONFIG);
         assert_non_null(strstr(err.message, "private_key"));
         assert_null(strstr(err.message, "SECRET"));
     }
-    refused(p, dt_write_file(p, dir, "arr.json", "[1]", 3, 0600), "not a JSON object");
+    refused(p, dt_write_file(p, dir, "arr.json", "[1]", 3, 0600),
+            "not a JSON object");
     /* a duplicate key is named as such; the key's name may be quoted, its
      * value never */
     k = "{\"type\":\"service_account\",\"type\":\"authorized_user\"}";
@@ -307,8 +324,10 @@ static void keyfile_bad_content(void **state)
         datos_creds_t *c;
         datos_err_t err = {0};
 
-        assert_int_equal(load(p, dt_write_file(p, dir, "dup2.json", dup, strlen(dup), 0600),
-                              0, &c, &err), DATOS_ECONFIG);
+        assert_int_equal(
+            load(p, dt_write_file(p, dir, "dup2.json", dup, strlen(dup), 0600),
+                 0, &c, &err),
+            DATOS_ECONFIG);
         assert_non_null(strstr(err.message, "duplicate object key"));
         assert_non_null(strstr(err.message, "private_key"));
         assert_non_null(strstr(err.message, "line 3"));
@@ -327,18 +346,20 @@ static void keyfile_token_uri_rule(void **state)
 
     path = dt_write_key_file(p, dir, "http://oauth.example.com/token");
     refused(p, path, "token_uri refused");
-    assert_int_equal(load(p, path, 1, &c, &err), APR_SUCCESS);   /* opted in */
+    assert_int_equal(load(p, path, 1, &c, &err), APR_SUCCESS); /* opted in */
     path = dt_write_key_file(p, dir, "http://127.0.0.1:1/token");
     assert_int_equal(load(p, path, 0, &c, &err), APR_SUCCESS);
     path = dt_write_key_file(p, dir, "ftp://127.0.0.1/token");
     refused(p, path, "token_uri refused");
     /* a malformed token_uri is refused for its form, which insecure http
      * would not change: no pointer to that setting */
-    path = dt_write_key_file(p, dir, "https://oauth2.googleapis.com:99999999999/token");
+    path = dt_write_key_file(p, dir,
+                             "https://oauth2.googleapis.com:99999999999/token");
     refused(p, path, "1 to 65535");
     assert_int_equal(load(p, path, 1, &c, &err), DATOS_ECONFIG);
     assert_null(err.reason);
-    path = dt_write_key_file(p, dir, "https://user@oauth2.googleapis.com/token");
+    path =
+        dt_write_key_file(p, dir, "https://user@oauth2.googleapis.com/token");
     refused(p, path, "token_uri refused");
     assert_int_equal(load(p, path, 1, &c, &err), DATOS_ECONFIG);
     assert_null(err.reason);
@@ -370,7 +391,8 @@ static void adc_order(void **state)
     assert_int_equal(datos_creds_kind(c), DATOS_CREDS_KEYFILE);
 
     /* set but unusable: an error, never a fall-through to the metadata server */
-    setenv("GOOGLE_APPLICATION_CREDENTIALS", apr_pstrcat(p, dir, "/missing.json", NULL), 1);
+    setenv("GOOGLE_APPLICATION_CREDENTIALS",
+           apr_pstrcat(p, dir, "/missing.json", NULL), 1);
     assert_int_equal(load(p, NULL, 0, &c, &err), DATOS_ECONFIG);
     assert_non_null(strstr(err.message, "missing.json"));
 
@@ -378,7 +400,8 @@ static void adc_order(void **state)
     setenv("GCE_METADATA_HOST", "127.0.0.1:8999", 1);
     assert_int_equal(load(p, NULL, 0, &c, &err), APR_SUCCESS);
     assert_int_equal(datos_creds_kind(c), DATOS_CREDS_METADATA);
-    assert_string_equal(datos_creds_describe(c), "metadata server 127.0.0.1:8999");
+    assert_string_equal(datos_creds_describe(c),
+                        "metadata server 127.0.0.1:8999");
     assert_null(datos_creds_key_project(c));
     /* a malformed metadata host is named with what is wrong with it */
     setenv("GCE_METADATA_HOST", "127.0.0.1:99999999999", 1);
@@ -399,9 +422,11 @@ static void adc_order(void **state)
     assert_string_equal(datos_creds_describe(c), "none");
     {
         const char *tok = "x";
-        assert_int_equal(datos_creds_token(c, NULL, p, 0, 0, &tok, &err), APR_SUCCESS);
+        assert_int_equal(datos_creds_token(c, NULL, p, 0, 0, &tok, &err),
+                         APR_SUCCESS);
         assert_null(tok);
-        assert_int_equal(datos_creds_project(c, NULL, p, 0, &tok, &err), APR_SUCCESS);
+        assert_int_equal(datos_creds_project(c, NULL, p, 0, &tok, &err),
+                         APR_SUCCESS);
         assert_null(tok);
     }
 }
@@ -415,63 +440,80 @@ static void keyfile_authorized_user(void **state)
     datos_creds_t *c;
     datos_err_t err = {0};
     const char *k;
-    static const char *const fields[] = { "client_id", "client_secret", "refresh_token" };
+    static const char *const fields[] = {"client_id", "client_secret",
+                                         "refresh_token"};
     size_t i;
 
     k = user_json(p, NULL, NULL, "quota-proj-1");
     path = dt_write_file(p, dir, "adc.json", k, strlen(k), 0600);
-    assert_int_equal(load_user(p, path, DATOS_CREDS_ALLOW_USER, &c, &err), APR_SUCCESS);
+    assert_int_equal(load_user(p, path, DATOS_CREDS_ALLOW_USER, &c, &err),
+                     APR_SUCCESS);
     assert_int_equal(datos_creds_kind(c), DATOS_CREDS_USER);
-    assert_string_equal(datos_creds_describe(c), apr_psprintf(p, "user credentials (%s)", path));
+    assert_string_equal(datos_creds_describe(c),
+                        apr_psprintf(p, "user credentials (%s)", path));
     assert_string_equal(datos_creds_quota_project(c), "quota-proj-1");
     assert_null(datos_creds_key_project(c));
-    assert_int_equal(datos_creds_project(c, NULL, p, 0, &proj, &err), APR_SUCCESS);
+    assert_int_equal(datos_creds_project(c, NULL, p, 0, &proj, &err),
+                     APR_SUCCESS);
     assert_string_equal(proj, "quota-proj-1");
 
     /* the module's load: refused, naming the type */
     assert_int_equal(load_user(p, path, 0, &c, &err), DATOS_ECONFIG);
     assert_null(c);
-    assert_non_null(strstr(err.message, "of type \"authorized_user\"; only service-account"));
+    assert_non_null(strstr(
+        err.message, "of type \"authorized_user\"; only service-account"));
     assert_null(strstr(err.message, "SECRET"));
     /* the loader's error for other types names both it takes */
     k = key_json(p, NULL, "external_account");
-    assert_int_equal(load_user(p, dt_write_file(p, dir, "ext.json", k, strlen(k), 0600),
-                               DATOS_CREDS_ALLOW_USER, &c, &err), DATOS_ECONFIG);
+    assert_int_equal(
+        load_user(p, dt_write_file(p, dir, "ext.json", k, strlen(k), 0600),
+                  DATOS_CREDS_ALLOW_USER, &c, &err),
+        DATOS_ECONFIG);
     assert_non_null(strstr(err.message, "\"external_account\""));
-    assert_non_null(strstr(err.message, "and user credentials (\"authorized_user\")"));
+    assert_non_null(
+        strstr(err.message, "and user credentials (\"authorized_user\")"));
 
     /* without a quota project: no project, no header */
     k = user_json(p, NULL, NULL, NULL);
     path = dt_write_file(p, dir, "noquota.json", k, strlen(k), 0600);
-    assert_int_equal(load_user(p, path, DATOS_CREDS_ALLOW_USER, &c, &err), APR_SUCCESS);
+    assert_int_equal(load_user(p, path, DATOS_CREDS_ALLOW_USER, &c, &err),
+                     APR_SUCCESS);
     assert_null(datos_creds_quota_project(c));
-    assert_int_equal(datos_creds_project(c, NULL, p, 0, &proj, &err), APR_SUCCESS);
+    assert_int_equal(datos_creds_project(c, NULL, p, 0, &proj, &err),
+                     APR_SUCCESS);
     assert_null(proj);
 
     /* missing fields are named, the secrets never shown */
     for (i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
         k = user_json(p, fields[i], NULL, NULL);
         path = dt_write_file(p, dir, "missing.json", k, strlen(k), 0600);
-        assert_int_equal(load_user(p, path, DATOS_CREDS_ALLOW_USER, &c, &err), DATOS_ECONFIG);
-        assert_non_null(strstr(err.message, apr_psprintf(p, "lacks %s", fields[i])));
+        assert_int_equal(load_user(p, path, DATOS_CREDS_ALLOW_USER, &c, &err),
+                         DATOS_ECONFIG);
+        assert_non_null(
+            strstr(err.message, apr_psprintf(p, "lacks %s", fields[i])));
         assert_null(strstr(err.message, "SECRET"));
     }
     /* the quota project becomes a header: only a project id */
     k = user_json(p, NULL, NULL, "Bad Project\r\nX: y");
     path = dt_write_file(p, dir, "quota.json", k, strlen(k), 0600);
-    assert_int_equal(load_user(p, path, DATOS_CREDS_ALLOW_USER, &c, &err), DATOS_ECONFIG);
+    assert_int_equal(load_user(p, path, DATOS_CREDS_ALLOW_USER, &c, &err),
+                     DATOS_ECONFIG);
     assert_non_null(strstr(err.message, "quota_project_id"));
     /* token_uri under the transport rule, as for keys */
     k = user_json(p, NULL, "http://oauth.example.com/token", NULL);
     path = dt_write_file(p, dir, "uri.json", k, strlen(k), 0600);
-    assert_int_equal(load_user(p, path, DATOS_CREDS_ALLOW_USER, &c, &err), DATOS_ECONFIG);
+    assert_int_equal(load_user(p, path, DATOS_CREDS_ALLOW_USER, &c, &err),
+                     DATOS_ECONFIG);
     assert_string_equal(err.reason, DATOS_REASON_PLAIN_HTTP);
-    assert_int_equal(load_user(p, path, DATOS_CREDS_ALLOW_USER | DATOS_CREDS_ALLOW_INSECURE,
-                               &c, &err), APR_SUCCESS);
+    assert_int_equal(
+        load_user(p, path, DATOS_CREDS_ALLOW_USER | DATOS_CREDS_ALLOW_INSECURE,
+                  &c, &err),
+        APR_SUCCESS);
     /* and the file checks of keys: mode */
     k = user_json(p, NULL, NULL, NULL);
     path = dt_write_file(p, dir, "open.json", k, strlen(k), 0640);
-    assert_int_equal(load_user(p, path, DATOS_CREDS_ALLOW_USER, &c, &err), DATOS_ECONFIG);
+    assert_int_equal(load_user(p, path, DATOS_CREDS_ALLOW_USER, &c, &err),
+                     DATOS_ECONFIG);
     assert_non_null(strstr(err.message, "chmod 600"));
 }
 
@@ -481,7 +523,8 @@ static void adc_well_known_file(void **state)
 {
     apr_pool_t *p = DT_POOL(state);
     const char *cfg = dt_tmpdir(p), *home = dt_tmpdir(p), *other = dt_tmpdir(p);
-    const char *saved_home = getenv("HOME") ? apr_pstrdup(p, getenv("HOME")) : NULL;
+    const char *saved_home =
+        getenv("HOME") ? apr_pstrdup(p, getenv("HOME")) : NULL;
     const char *k, *wk, *gac;
     datos_creds_t *c;
     datos_err_t err = {0};
@@ -490,12 +533,14 @@ static void adc_well_known_file(void **state)
     setenv("GCE_METADATA_HOST", "127.0.0.1:8999", 1);
     setenv("CLOUDSDK_CONFIG", cfg, 1);
     /* nothing there: the metadata server */
-    assert_int_equal(load_user(p, NULL, DATOS_CREDS_ALLOW_USER, &c, &err), APR_SUCCESS);
+    assert_int_equal(load_user(p, NULL, DATOS_CREDS_ALLOW_USER, &c, &err),
+                     APR_SUCCESS);
     assert_int_equal(datos_creds_kind(c), DATOS_CREDS_METADATA);
 
     /* a service-account key there */
     k = key_json(p, NULL, NULL);
-    wk = dt_write_file(p, cfg, "application_default_credentials.json", k, strlen(k), 0600);
+    wk = dt_write_file(p, cfg, "application_default_credentials.json", k,
+                       strlen(k), 0600);
     assert_int_equal(load_user(p, NULL, 0, &c, &err), APR_SUCCESS);
     assert_int_equal(datos_creds_kind(c), DATOS_CREDS_KEYFILE);
     assert_non_null(strstr(datos_creds_describe(c), wk));
@@ -511,16 +556,20 @@ static void adc_well_known_file(void **state)
      * it, the module refuses it by name, and neither falls through to the
      * metadata server */
     k = user_json(p, NULL, NULL, "quota-proj-1");
-    dt_write_file(p, cfg, "application_default_credentials.json", k, strlen(k), 0600);
-    assert_int_equal(load_user(p, NULL, DATOS_CREDS_ALLOW_USER, &c, &err), APR_SUCCESS);
+    dt_write_file(p, cfg, "application_default_credentials.json", k, strlen(k),
+                  0600);
+    assert_int_equal(load_user(p, NULL, DATOS_CREDS_ALLOW_USER, &c, &err),
+                     APR_SUCCESS);
     assert_int_equal(datos_creds_kind(c), DATOS_CREDS_USER);
     assert_int_equal(load_user(p, "", 0, &c, &err), DATOS_ECONFIG);
-    assert_non_null(strstr(err.message, "the gcloud application default credentials file: "));
+    assert_non_null(strstr(
+        err.message, "the gcloud application default credentials file: "));
     assert_non_null(strstr(err.message, "\"authorized_user\""));
     assert_non_null(strstr(err.message, wk));
     /* unusable (readable by others): an error, no fall-through */
     assert_int_equal(chmod(wk, 0644), 0);
-    assert_int_equal(load_user(p, NULL, DATOS_CREDS_ALLOW_USER, &c, &err), DATOS_ECONFIG);
+    assert_int_equal(load_user(p, NULL, DATOS_CREDS_ALLOW_USER, &c, &err),
+                     DATOS_ECONFIG);
     assert_non_null(strstr(err.message, "group or others"));
     /* explicit "metadata" is not ADC: the file is not looked at */
     assert_int_equal(load_user(p, "metadata", 0, &c, &err), APR_SUCCESS);
@@ -529,13 +578,16 @@ static void adc_well_known_file(void **state)
     /* without CLOUDSDK_CONFIG: $HOME/.config/gcloud */
     unsetenv("CLOUDSDK_CONFIG");
     setenv("HOME", home, 1);
-    assert_int_equal(load_user(p, NULL, DATOS_CREDS_ALLOW_USER, &c, &err), APR_SUCCESS);
+    assert_int_equal(load_user(p, NULL, DATOS_CREDS_ALLOW_USER, &c, &err),
+                     APR_SUCCESS);
     assert_int_equal(datos_creds_kind(c), DATOS_CREDS_METADATA);
     assert_int_equal(dt_system(p, "mkdir -p %s/.config/gcloud", home), 0);
     k = user_json(p, NULL, NULL, NULL);
     wk = dt_write_file(p, apr_pstrcat(p, home, "/.config/gcloud", NULL),
-                       "application_default_credentials.json", k, strlen(k), 0600);
-    assert_int_equal(load_user(p, NULL, DATOS_CREDS_ALLOW_USER, &c, &err), APR_SUCCESS);
+                       "application_default_credentials.json", k, strlen(k),
+                       0600);
+    assert_int_equal(load_user(p, NULL, DATOS_CREDS_ALLOW_USER, &c, &err),
+                     APR_SUCCESS);
     assert_int_equal(datos_creds_kind(c), DATOS_CREDS_USER);
     assert_non_null(strstr(datos_creds_describe(c), wk));
 

@@ -10,13 +10,15 @@
 #include "dt_support.h"
 #include "datos_load_client.h"
 
-#define TOKEN "{\"access_token\":\"load-tok\",\"expires_in\":3600,\"token_type\":\"Bearer\"}"
+#define TOKEN \
+    "{\"access_token\":\"load-tok\",\"expires_in\":3600,\"token_type\":\"Bearer\"}"
 #define JOB_ID "datos_0123456789abcdef_g0"
-#define LOC "southamerica-east1"
-#define TABLES_GET "/bigquery/v2/projects/data-proj/datasets/latam_dataset/tables/datos"
-#define JOB(state) \
-    "{\"kind\":\"bigquery#job\",\"jobReference\":{\"projectId\":\"my-proj\",\"jobId\":\"" \
-    JOB_ID "\",\"location\":\"" LOC "\"},\"status\":{\"state\":\"" state "\"}}"
+#define LOC    "southamerica-east1"
+#define TABLES_GET \
+    "/bigquery/v2/projects/data-proj/datasets/latam_dataset/tables/datos"
+#define JOB(state)                                                                               \
+    "{\"kind\":\"bigquery#job\",\"jobReference\":{\"projectId\":\"my-proj\",\"jobId\":\"" JOB_ID \
+    "\",\"location\":\"" LOC "\"},\"status\":{\"state\":\"" state "\"}}"
 #define CHUNK (256 * 1024)
 
 typedef struct {
@@ -100,9 +102,10 @@ static char *ndjson(apr_pool_t *p, apr_size_t n)
     int row = 0;
 
     while (i < n) {
-        int k = snprintf(d + i, n + 1 - i, "{\"id\":\"%08d\",\"contenido\":\"%s\",\"timestamp\":"
-                         "\"2024-01-14T14:00:00Z\"}\n", row++,
-                         "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");
+        int k = snprintf(d + i, n + 1 - i,
+                         "{\"id\":\"%08d\",\"contenido\":\"%s\",\"timestamp\":"
+                         "\"2024-01-14T14:00:00Z\"}\n",
+                         row++, "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");
         i += (apr_size_t)k;
     }
     d[n] = '\0';
@@ -123,7 +126,8 @@ static const char *resource(fx_t *fx, const char *location)
     lc.table_project = "data-proj";
     lc.dataset = "latam_dataset";
     lc.table = "datos";
-    assert_int_equal(datos_loadjob_resource(fx->p, &lc, &json, &len, &err), APR_SUCCESS);
+    assert_int_equal(datos_loadjob_resource(fx->p, &lc, &json, &len, &err),
+                     APR_SUCCESS);
     return json;
 }
 
@@ -136,27 +140,34 @@ static void create_checks(void **state)
 
     c = fx->conf;
     c.base_url = apr_pstrcat(fx->p, fx->base, "/projects", NULL);
-    assert_int_equal(datos_load_client_create(fx->p, &c, &bl, &err), DATOS_ECONFIG);
+    assert_int_equal(datos_load_client_create(fx->p, &c, &bl, &err),
+                     DATOS_ECONFIG);
     assert_non_null(strstr(err.message, "does not end in /bigquery/v2"));
     c = fx->conf;
     c.chunk_size = 100000;
-    assert_int_equal(datos_load_client_create(fx->p, &c, &bl, &err), DATOS_ECONFIG);
+    assert_int_equal(datos_load_client_create(fx->p, &c, &bl, &err),
+                     DATOS_ECONFIG);
     assert_non_null(strstr(err.message, "256 KiB"));
     c = fx->conf;
     c.project = "My_Project";
-    assert_int_equal(datos_load_client_create(fx->p, &c, &bl, &err), DATOS_ECONFIG);
+    assert_int_equal(datos_load_client_create(fx->p, &c, &bl, &err),
+                     DATOS_ECONFIG);
     c = fx->conf;
     c.table.table = NULL;
-    assert_int_equal(datos_load_client_create(fx->p, &c, &bl, &err), DATOS_ECONFIG);
+    assert_int_equal(datos_load_client_create(fx->p, &c, &bl, &err),
+                     DATOS_ECONFIG);
     c = fx->conf;
     c.base_url = "http://bq.example.com/bigquery/v2";
-    assert_int_equal(datos_load_client_create(fx->p, &c, &bl, &err), DATOS_EINSECURE);
+    assert_int_equal(datos_load_client_create(fx->p, &c, &bl, &err),
+                     DATOS_EINSECURE);
     assert_string_equal(err.reason, DATOS_REASON_PLAIN_HTTP);
     c.http.allow_insecure = 1;
-    assert_int_equal(datos_load_client_create(fx->p, &c, &bl, &err), APR_SUCCESS);
+    assert_int_equal(datos_load_client_create(fx->p, &c, &bl, &err),
+                     APR_SUCCESS);
     c = fx->conf;
     c.http.timeout = 0;
-    assert_int_equal(datos_load_client_create(fx->p, &c, &bl, &err), DATOS_ECONFIG);
+    assert_int_equal(datos_load_client_create(fx->p, &c, &bl, &err),
+                     DATOS_ECONFIG);
 }
 
 static void table_info(void **state)
@@ -167,20 +178,25 @@ static void table_info(void **state)
     datos_err_t err = {0};
 
     dt_server_json(fx->srv, 200, TOKEN);
-    dt_server_json(fx->srv, 200,
-        "{\"kind\":\"bigquery#table\",\"location\":\"" LOC "\",\"schema\":{\"fields\":["
+    dt_server_json(
+        fx->srv, 200,
+        "{\"kind\":\"bigquery#table\",\"location\":\"" LOC
+        "\",\"schema\":{\"fields\":["
         "{\"name\":\"id\",\"type\":\"STRING\",\"mode\":\"REQUIRED\"},"
         "{\"name\":\"contenido\",\"type\":\"STRING\"},"
         "{\"name\":\"timestamp\",\"type\":\"TIMESTAMP\",\"mode\":\"REQUIRED\"},"
         "{\"name\":\"message_id\",\"type\":\"STRING\"}]}}");
-    dt_server_json(fx->srv, 200,
+    dt_server_json(
+        fx->srv, 200,
         "{\"location\":\"US\",\"schema\":{\"fields\":["
         "{\"name\":\"id\",\"type\":\"STRING\"},{\"name\":\"contenido\",\"type\":\"BYTES\"},"
         "{\"name\":\"timestamp\",\"type\":\"TIMESTAMP\"}]}}");
-    dt_server_json(fx->srv, 404, "{\"error\":{\"code\":404,\"message\":\"Not found: Table "
-                                 "data-proj:latam_dataset.datos\",\"errors\":[{\"reason\":"
-                                 "\"notFound\"}],\"status\":\"NOT_FOUND\"}}");
-    assert_int_equal(datos_load_client_table(bl, fx->p, 0, &info, &err), APR_SUCCESS);
+    dt_server_json(fx->srv, 404,
+                   "{\"error\":{\"code\":404,\"message\":\"Not found: Table "
+                   "data-proj:latam_dataset.datos\",\"errors\":[{\"reason\":"
+                   "\"notFound\"}],\"status\":\"NOT_FOUND\"}}");
+    assert_int_equal(datos_load_client_table(bl, fx->p, 0, &info, &err),
+                     APR_SUCCESS);
     assert_string_equal(info.location, LOC);
     assert_true(info.has_message_id);
     assert_false(info.has_publish_time);
@@ -188,17 +204,21 @@ static void table_info(void **state)
     assert_string_equal(req(fx, 1)->target, TABLES_GET);
     assert_string_equal(hdr(fx, 1, "Authorization"), "Bearer load-tok");
     /* a record column of the wrong type is a configuration error naming it */
-    assert_int_equal(datos_load_client_table(bl, fx->p, 0, &info, &err), DATOS_ECONFIG);
-    assert_non_null(strstr(err.message, "column contenido is BYTES, not STRING"));
-    assert_int_equal(datos_load_client_table(bl, fx->p, 0, &info, &err), DATOS_EREJECTED);
-    assert_string_equal(err.message, "tables.get: HTTP 404 notFound: Not found: Table "
-                                     "data-proj:latam_dataset.datos");
+    assert_int_equal(datos_load_client_table(bl, fx->p, 0, &info, &err),
+                     DATOS_ECONFIG);
+    assert_non_null(
+        strstr(err.message, "column contenido is BYTES, not STRING"));
+    assert_int_equal(datos_load_client_table(bl, fx->p, 0, &info, &err),
+                     DATOS_EREJECTED);
+    assert_string_equal(err.message,
+                        "tables.get: HTTP 404 notFound: Not found: Table "
+                        "data-proj:latam_dataset.datos");
 }
 
 /* Check the multipart framing of request i around data; returns the
  * boundary. */
-static const char *check_multipart(fx_t *fx, int i, const char *data, apr_size_t len,
-                                   const char *json)
+static const char *check_multipart(fx_t *fx, int i, const char *data,
+                                   apr_size_t len, const char *json)
 {
     dt_request_t *r = req(fx, i);
     const char *ct = hdr(fx, i, "Content-Type"), *b;
@@ -206,12 +226,17 @@ static const char *check_multipart(fx_t *fx, int i, const char *data, apr_size_t
     apr_size_t off;
 
     assert_string_equal(r->method, "POST");
-    assert_string_equal(r->target, "/upload/bigquery/v2/projects/my-proj/jobs?uploadType=multipart");
+    assert_string_equal(
+        r->target,
+        "/upload/bigquery/v2/projects/my-proj/jobs?uploadType=multipart");
     assert_int_equal(strncmp(ct, "multipart/related; boundary=datos_", 34), 0);
     b = ct + 28;
     assert_int_equal(strlen(b), 38);
-    head = apr_pstrcat(fx->p, "--", b, "\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n",
-                       json, "\r\n--", b, "\r\nContent-Type: application/octet-stream\r\n\r\n", NULL);
+    head =
+        apr_pstrcat(fx->p, "--", b,
+                    "\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n",
+                    json, "\r\n--", b,
+                    "\r\nContent-Type: application/octet-stream\r\n\r\n", NULL);
     tail = apr_pstrcat(fx->p, "\r\n--", b, "--\r\n", NULL);
     assert_int_equal(r->body_len, strlen(head) + len + strlen(tail));
     assert_memory_equal(r->body, head, strlen(head));
@@ -231,16 +256,18 @@ static void insert_multipart(void **state)
     datos_load_client_t *bl = client(fx);
     datos_loadjob_t *job = NULL;
     datos_err_t err = {0};
-    const char *small = "{\"id\":\"1\",\"contenido\":\"hola\",\"timestamp\":\"2024-01-14T14:00:00Z\"}\n";
-    apr_size_t n = 590 * 1024;                      /* under the threshold */
+    const char *small =
+        "{\"id\":\"1\",\"contenido\":\"hola\",\"timestamp\":\"2024-01-14T14:00:00Z\"}\n";
+    apr_size_t n = 590 * 1024; /* under the threshold */
     char *big = ndjson(fx->p, n);
     const char *b1, *b2;
 
     dt_server_json(fx->srv, 200, TOKEN);
     dt_server_json(fx->srv, 200, JOB("RUNNING"));
     dt_server_json(fx->srv, 200, JOB("DONE"));
-    assert_int_equal(datos_load_client_insert(bl, fx->p, apr_time_now() + apr_time_from_sec(10),
-                                         JOB_ID, NULL, small, strlen(small), &job, &err),
+    assert_int_equal(datos_load_client_insert(
+                         bl, fx->p, apr_time_now() + apr_time_from_sec(10),
+                         JOB_ID, NULL, small, strlen(small), &job, &err),
                      APR_SUCCESS);
     assert_int_equal(job->state, DATOS_JOB_RUNNING);
     assert_string_equal(job->job_id, JOB_ID);
@@ -249,11 +276,12 @@ static void insert_multipart(void **state)
     assert_string_equal(hdr(fx, 1, "Authorization"), "Bearer load-tok");
 
     /* the location given wins over the configured one */
-    assert_int_equal(datos_load_client_insert(bl, fx->p, 0, JOB_ID, "US", big, n, &job, &err),
+    assert_int_equal(datos_load_client_insert(bl, fx->p, 0, JOB_ID, "US", big,
+                                              n, &job, &err),
                      APR_SUCCESS);
     assert_int_equal(job->state, DATOS_JOB_DONE);
     b2 = check_multipart(fx, 2, big, n, resource(fx, "US"));
-    assert_string_not_equal(b1, b2);                 /* random per request */
+    assert_string_not_equal(b1, b2); /* random per request */
     assert_int_equal(dt_server_count(fx->srv), 3);
 }
 
@@ -265,14 +293,16 @@ static void multipart_boundary_and_no_location(void **state)
     datos_load_client_t *bl;
     datos_loadjob_t *job;
     datos_err_t err = {0};
-    const char *data = "{\"id\":\"--datos_\",\"contenido\":\"\\r\\n--datos_00\"}\n";
+    const char *data =
+        "{\"id\":\"--datos_\",\"contenido\":\"\\r\\n--datos_00\"}\n";
 
     fx->conf.location = NULL;
     bl = client(fx);
     dt_server_json(fx->srv, 200, TOKEN);
     dt_server_json(fx->srv, 200, JOB("PENDING"));
-    assert_int_equal(datos_load_client_insert(bl, fx->p, 0, JOB_ID, NULL, data, strlen(data), &job,
-                                         &err), APR_SUCCESS);
+    assert_int_equal(datos_load_client_insert(bl, fx->p, 0, JOB_ID, NULL, data,
+                                              strlen(data), &job, &err),
+                     APR_SUCCESS);
     check_multipart(fx, 1, data, strlen(data), resource(fx, NULL));
     assert_null(strstr(req(fx, 1)->body, "\"location\""));
 }
@@ -286,19 +316,24 @@ static void duplicate_job_id(void **state)
     datos_err_t err = {0};
 
     dt_server_json(fx->srv, 200, TOKEN);
-    dt_server_json(fx->srv, 409, "{\"error\":{\"code\":409,\"message\":\"Already Exists: Job "
-                                 "my-proj:" LOC "." JOB_ID "\",\"errors\":[{\"message\":\"x\","
-                                 "\"domain\":\"global\",\"reason\":\"duplicate\"}],"
-                                 "\"status\":\"ALREADY_EXISTS\"}}");
-    assert_int_equal(datos_load_client_insert(bl, fx->p, 0, JOB_ID, NULL, "{}\n", 3, &job, &err),
+    dt_server_json(fx->srv, 409,
+                   "{\"error\":{\"code\":409,\"message\":\"Already Exists: Job "
+                   "my-proj:" LOC "." JOB_ID
+                   "\",\"errors\":[{\"message\":\"x\","
+                   "\"domain\":\"global\",\"reason\":\"duplicate\"}],"
+                   "\"status\":\"ALREADY_EXISTS\"}}");
+    assert_int_equal(datos_load_client_insert(bl, fx->p, 0, JOB_ID, NULL,
+                                              "{}\n", 3, &job, &err),
                      DATOS_EEXISTS);
     assert_null(job);
     assert_int_equal(err.http_status, 409);
     assert_string_equal(err.reason, "duplicate");
-    assert_string_equal(err.message, "jobs.insert: HTTP 409 duplicate: Already Exists: Job "
-                                     "my-proj:" LOC "." JOB_ID);
+    assert_string_equal(err.message,
+                        "jobs.insert: HTTP 409 duplicate: Already Exists: Job "
+                        "my-proj:" LOC "." JOB_ID);
     /* a bad job id never reaches the wire */
-    assert_int_equal(datos_load_client_insert(bl, fx->p, 0, "bad/id", NULL, "{}\n", 3, &job, &err),
+    assert_int_equal(datos_load_client_insert(bl, fx->p, 0, "bad/id", NULL,
+                                              "{}\n", 3, &job, &err),
                      APR_EINVAL);
     assert_int_equal(dt_server_count(fx->srv), 2);
 }
@@ -309,9 +344,12 @@ static void script_session(fx_t *fx)
 
     memset(&r, 0, sizeof(r));
     r.status = 200;
-    r.headers = apr_psprintf(fx->p, "Location: %s/upload/bigquery/v2/projects/my-proj/jobs?"
-                             "uploadType=resumable&upload_id=ADPycdX1\r\n"
-                             "X-GUploader-UploadID: ADPycdX1\r\n", fx->base);
+    r.headers =
+        apr_psprintf(fx->p,
+                     "Location: %s/upload/bigquery/v2/projects/my-proj/jobs?"
+                     "uploadType=resumable&upload_id=ADPycdX1\r\n"
+                     "X-GUploader-UploadID: ADPycdX1\r\n",
+                     fx->base);
     dt_server_push(fx->srv, &r);
 }
 
@@ -328,8 +366,8 @@ static void script_308(fx_t *fx, long last)
 }
 
 /* Request i is the PUT of data[from, to) ("final": with the total). */
-static void check_put(fx_t *fx, int i, const char *data, apr_size_t len, apr_size_t from,
-                      apr_size_t to)
+static void check_put(fx_t *fx, int i, const char *data, apr_size_t len,
+                      apr_size_t from, apr_size_t to)
 {
     dt_request_t *r = req(fx, i);
 
@@ -338,15 +376,18 @@ static void check_put(fx_t *fx, int i, const char *data, apr_size_t len, apr_siz
                                    "uploadType=resumable&upload_id=ADPycdX1");
     assert_string_equal(hdr(fx, i, "Authorization"), "Bearer load-tok");
     if (to == from) {
-        assert_string_equal(hdr(fx, i, "Content-Range"),
-                            apr_psprintf(fx->p, "bytes */%" APR_SIZE_T_FMT, len));
+        assert_string_equal(
+            hdr(fx, i, "Content-Range"),
+            apr_psprintf(fx->p, "bytes */%" APR_SIZE_T_FMT, len));
         assert_int_equal(r->body_len, 0);
         return;
     }
-    assert_string_equal(hdr(fx, i, "Content-Range"),
-                        apr_psprintf(fx->p, "bytes %" APR_SIZE_T_FMT "-%" APR_SIZE_T_FMT "/%s",
-                                     from, to - 1, to == len
-                                     ? apr_psprintf(fx->p, "%" APR_SIZE_T_FMT, len) : "*"));
+    assert_string_equal(
+        hdr(fx, i, "Content-Range"),
+        apr_psprintf(fx->p, "bytes %" APR_SIZE_T_FMT "-%" APR_SIZE_T_FMT "/%s",
+                     from, to - 1,
+                     to == len ? apr_psprintf(fx->p, "%" APR_SIZE_T_FMT, len)
+                               : "*"));
     assert_string_equal(hdr(fx, i, "Content-Type"), "application/octet-stream");
     assert_int_equal(r->body_len, to - from);
     assert_memory_equal(r->body, data + from, to - from);
@@ -371,8 +412,8 @@ static void insert_resumable(void **state)
     script_308(fx, CHUNK + 100000 - 1);
     script_308(fx, 2 * CHUNK + 100000 - 1);
     dt_server_json(fx->srv, 201, JOB("RUNNING"));
-    datos_load_client_insert(bl, fx->p, apr_time_now() + apr_time_from_sec(20), JOB_ID, NULL, data,
-                        n, &job, &err);
+    datos_load_client_insert(bl, fx->p, apr_time_now() + apr_time_from_sec(20),
+                             JOB_ID, NULL, data, n, &job, &err);
     show(&err);
     assert_int_equal(err.rv, APR_SUCCESS);
     assert_int_equal(job->state, DATOS_JOB_RUNNING);
@@ -380,10 +421,14 @@ static void insert_resumable(void **state)
 
     r = req(fx, 1);
     assert_string_equal(r->method, "POST");
-    assert_string_equal(r->target, "/upload/bigquery/v2/projects/my-proj/jobs?uploadType=resumable");
+    assert_string_equal(
+        r->target,
+        "/upload/bigquery/v2/projects/my-proj/jobs?uploadType=resumable");
     assert_string_equal(r->body, resource(fx, LOC));
-    assert_string_equal(hdr(fx, 1, "Content-Type"), "application/json; charset=UTF-8");
-    assert_string_equal(hdr(fx, 1, "X-Upload-Content-Type"), "application/octet-stream");
+    assert_string_equal(hdr(fx, 1, "Content-Type"),
+                        "application/json; charset=UTF-8");
+    assert_string_equal(hdr(fx, 1, "X-Upload-Content-Type"),
+                        "application/octet-stream");
     assert_string_equal(hdr(fx, 1, "X-Upload-Content-Length"), "716800");
     check_put(fx, 2, data, n, 0, CHUNK);
     check_put(fx, 3, data, n, CHUNK, 2 * CHUNK);
@@ -405,18 +450,20 @@ static void resumable_resumes_after_failures(void **state)
     dt_server_json(fx->srv, 200, TOKEN);
     script_session(fx);
     script_308(fx, CHUNK - 1);
-    dt_server_json(fx->srv, 503, "<html>unavailable</html>");   /* chunk 2 */
-    script_308(fx, CHUNK - 1);                                   /* probe */
+    dt_server_json(fx->srv, 503, "<html>unavailable</html>"); /* chunk 2 */
+    script_308(fx, CHUNK - 1);                                /* probe */
     memset(&r, 0, sizeof(r));
     r.close_now = 1;
-    dt_server_push(fx->srv, &r);                                 /* chunk 2 again: dropped */
-    script_308(fx, 2 * CHUNK - 1);                               /* probe: it got there */
+    dt_server_push(fx->srv, &r);   /* chunk 2 again: dropped */
+    script_308(fx, 2 * CHUNK - 1); /* probe: it got there */
     memset(&r, 0, sizeof(r));
     r.close_now = 1;
-    dt_server_push(fx->srv, &r);                                 /* the final chunk: lost */
-    dt_server_json(fx->srv, 200, JOB("DONE"));                   /* probe: all in, done */
-    assert_int_equal(datos_load_client_insert(bl, fx->p, apr_time_now() + apr_time_from_sec(30),
-                                         JOB_ID, NULL, data, n, &job, &err), APR_SUCCESS);
+    dt_server_push(fx->srv, &r);               /* the final chunk: lost */
+    dt_server_json(fx->srv, 200, JOB("DONE")); /* probe: all in, done */
+    assert_int_equal(datos_load_client_insert(
+                         bl, fx->p, apr_time_now() + apr_time_from_sec(30),
+                         JOB_ID, NULL, data, n, &job, &err),
+                     APR_SUCCESS);
     assert_int_equal(job->state, DATOS_JOB_DONE);
     assert_int_equal(dt_server_count(fx->srv), 9);
     check_put(fx, 2, data, n, 0, CHUNK);
@@ -447,20 +494,24 @@ static void resumable_failures(void **state)
     r.status = 200;
     r.headers = "Location: http://evil.example.com/upload?upload_id=x\r\n";
     dt_server_push(fx->srv, &r);
-    assert_int_equal(datos_load_client_insert(bl, fx->p, 0, JOB_ID, NULL, data, n, &job, &err),
+    assert_int_equal(datos_load_client_insert(bl, fx->p, 0, JOB_ID, NULL, data,
+                                              n, &job, &err),
                      DATOS_EMALFORMED);
     assert_non_null(strstr(err.message, "is not on"));
     r.headers = NULL;
-    dt_server_push(fx->srv, &r);                      /* no Location at all */
-    assert_int_equal(datos_load_client_insert(bl, fx->p, 0, JOB_ID, NULL, data, n, &job, &err),
+    dt_server_push(fx->srv, &r); /* no Location at all */
+    assert_int_equal(datos_load_client_insert(bl, fx->p, 0, JOB_ID, NULL, data,
+                                              n, &job, &err),
                      DATOS_EMALFORMED);
     assert_int_equal(dt_server_count(fx->srv), 3);
 
     /* the session is gone: no retry */
     script_session(fx);
-    dt_server_json(fx->srv, 404, "{\"error\":{\"code\":404,\"message\":\"Not found: upload "
-                                 "session\",\"errors\":[{\"reason\":\"notFound\"}]}}");
-    assert_int_equal(datos_load_client_insert(bl, fx->p, 0, JOB_ID, NULL, data, n, &job, &err),
+    dt_server_json(fx->srv, 404,
+                   "{\"error\":{\"code\":404,\"message\":\"Not found: upload "
+                   "session\",\"errors\":[{\"reason\":\"notFound\"}]}}");
+    assert_int_equal(datos_load_client_insert(bl, fx->p, 0, JOB_ID, NULL, data,
+                                              n, &job, &err),
                      DATOS_EREJECTED);
     assert_int_equal(dt_server_count(fx->srv), 5);
 
@@ -470,7 +521,8 @@ static void resumable_failures(void **state)
         script_308(fx, CHUNK - 1);
     }
     before = dt_server_count(fx->srv);
-    assert_int_equal(datos_load_client_insert(bl, fx->p, 0, JOB_ID, NULL, data, n, &job, &err),
+    assert_int_equal(datos_load_client_insert(bl, fx->p, 0, JOB_ID, NULL, data,
+                                              n, &job, &err),
                      DATOS_EMALFORMED);
     assert_non_null(strstr(err.message, "stays at byte 262144"));
     assert_int_equal(dt_server_count(fx->srv) - before, 1 + 5);
@@ -478,7 +530,8 @@ static void resumable_failures(void **state)
     /* a 308 whose Range passes the data */
     script_session(fx);
     script_308(fx, (long)n + 5);
-    assert_int_equal(datos_load_client_insert(bl, fx->p, 0, JOB_ID, NULL, data, n, &job, &err),
+    assert_int_equal(datos_load_client_insert(bl, fx->p, 0, JOB_ID, NULL, data,
+                                              n, &job, &err),
                      DATOS_EMALFORMED);
 
     /* failures until the deadline: the last error is reported */
@@ -487,11 +540,14 @@ static void resumable_failures(void **state)
         dt_server_json(fx->srv, 503, "");
     }
     before = dt_server_count(fx->srv);
-    assert_int_equal(datos_load_client_insert(bl, fx->p, apr_time_now() + apr_time_from_msec(1500),
-                                         JOB_ID, NULL, data, n, &job, &err), DATOS_EBACKEND);
+    assert_int_equal(datos_load_client_insert(
+                         bl, fx->p, apr_time_now() + apr_time_from_msec(1500),
+                         JOB_ID, NULL, data, n, &job, &err),
+                     DATOS_EBACKEND);
     assert_true(dt_server_count(fx->srv) - before >= 2);
     assert_true(dt_server_count(fx->srv) - before <= 1 + 10);
-    assert_string_equal(err.message, "jobs.insert: HTTP 503 with an empty body");
+    assert_string_equal(err.message,
+                        "jobs.insert: HTTP 503 with an empty body");
 }
 
 static void get_job(void **state)
@@ -502,52 +558,73 @@ static void get_job(void **state)
     datos_err_t err = {0};
 
     dt_server_json(fx->srv, 200, TOKEN);
-    dt_server_json(fx->srv, 200,
-        "{\"jobReference\":{\"projectId\":\"my-proj\",\"jobId\":\"" JOB_ID "\",\"location\":\""
-        LOC "\"},\"status\":{\"state\":\"DONE\",\"errorResult\":{\"reason\":\"invalid\","
+    dt_server_json(
+        fx->srv, 200,
+        "{\"jobReference\":{\"projectId\":\"my-proj\",\"jobId\":\"" JOB_ID
+        "\",\"location\":\"" LOC
+        "\"},\"status\":{\"state\":\"DONE\",\"errorResult\":{\"reason\":\"invalid\","
         "\"message\":\"too many errors\"},\"errors\":[{\"reason\":\"invalid\",\"message\":"
         "\"JSON parsing error in row starting at position 0: No such field: colour.\"}]},"
         "\"statistics\":{\"load\":{\"outputRows\":\"0\",\"badRecords\":\"1\"}}}");
-    dt_server_json(fx->srv, 404, "{\"error\":{\"code\":404,\"message\":\"Not found: Job "
-                                 "my-proj:" JOB_ID "\",\"errors\":[{\"reason\":\"notFound\"}],"
-                                 "\"status\":\"NOT_FOUND\"}}");
+    dt_server_json(fx->srv, 404,
+                   "{\"error\":{\"code\":404,\"message\":\"Not found: Job "
+                   "my-proj:" JOB_ID
+                   "\",\"errors\":[{\"reason\":\"notFound\"}],"
+                   "\"status\":\"NOT_FOUND\"}}");
     dt_server_json(fx->srv, 200, JOB("PENDING"));
-    assert_int_equal(datos_load_client_get(bl, fx->p, 0, JOB_ID, NULL, &job, &err), APR_SUCCESS);
+    assert_int_equal(
+        datos_load_client_get(bl, fx->p, 0, JOB_ID, NULL, &job, &err),
+        APR_SUCCESS);
     assert_string_equal(req(fx, 1)->method, "GET");
-    assert_string_equal(req(fx, 1)->target, "/bigquery/v2/projects/my-proj/jobs/" JOB_ID
-                                            "?location=" LOC);
+    assert_string_equal(req(fx, 1)->target,
+                        "/bigquery/v2/projects/my-proj/jobs/" JOB_ID
+                        "?location=" LOC);
     assert_int_equal(job->state, DATOS_JOB_DONE);
     assert_int_equal(datos_loadjob_outcome(job), DATOS_JOB_INVALID);
     assert_int_equal(job->bad_records, 1);
     /* a 404 right after a 409 can lag: the caller sees it as such */
-    assert_int_equal(datos_load_client_get(bl, fx->p, 0, JOB_ID, "US", &job, &err), DATOS_EREJECTED);
+    assert_int_equal(
+        datos_load_client_get(bl, fx->p, 0, JOB_ID, "US", &job, &err),
+        DATOS_EREJECTED);
     assert_int_equal(err.http_status, 404);
-    assert_string_equal(req(fx, 2)->target, "/bigquery/v2/projects/my-proj/jobs/" JOB_ID
-                                            "?location=US");
+    assert_string_equal(req(fx, 2)->target,
+                        "/bigquery/v2/projects/my-proj/jobs/" JOB_ID
+                        "?location=US");
     assert_non_null(strstr(err.message, "jobs.get: HTTP 404 notFound"));
     /* without any location: none in the URL */
     fx->conf.location = NULL;
     bl = client(fx);
-    assert_int_equal(datos_load_client_get(bl, fx->p, 0, JOB_ID, NULL, &job, &err), APR_SUCCESS);
-    assert_string_equal(req(fx, 3)->target, "/bigquery/v2/projects/my-proj/jobs/" JOB_ID);
+    assert_int_equal(
+        datos_load_client_get(bl, fx->p, 0, JOB_ID, NULL, &job, &err),
+        APR_SUCCESS);
+    assert_string_equal(req(fx, 3)->target,
+                        "/bigquery/v2/projects/my-proj/jobs/" JOB_ID);
     assert_int_equal(job->state, DATOS_JOB_PENDING);
     /* ids that could change the path are refused */
-    assert_int_equal(datos_load_client_get(bl, fx->p, 0, "../x", NULL, &job, &err), APR_EINVAL);
+    assert_int_equal(
+        datos_load_client_get(bl, fx->p, 0, "../x", NULL, &job, &err),
+        APR_EINVAL);
     assert_int_equal(dt_server_count(fx->srv), 4);
     /* after tables.get, the table's location names the jobs */
-    dt_server_json(fx->srv, 200,
+    dt_server_json(
+        fx->srv, 200,
         "{\"location\":\"EU\",\"schema\":{\"fields\":[{\"name\":\"id\",\"type\":\"STRING\"},"
         "{\"name\":\"contenido\",\"type\":\"STRING\"},{\"name\":\"timestamp\",\"type\":\"TIMESTAMP\"}]}}");
     dt_server_json(fx->srv, 200, JOB("DONE"));
     dt_server_json(fx->srv, 200, JOB("DONE"));
     {
         datos_table_info_t info;
-        assert_int_equal(datos_load_client_table(bl, fx->p, 0, &info, &err), APR_SUCCESS);
+        assert_int_equal(datos_load_client_table(bl, fx->p, 0, &info, &err),
+                         APR_SUCCESS);
     }
-    assert_int_equal(datos_load_client_get(bl, fx->p, 0, JOB_ID, NULL, &job, &err), APR_SUCCESS);
-    assert_string_equal(req(fx, 5)->target, "/bigquery/v2/projects/my-proj/jobs/" JOB_ID
-                                            "?location=EU");
-    assert_int_equal(datos_load_client_insert(bl, fx->p, 0, JOB_ID, NULL, "{}\n", 3, &job, &err),
+    assert_int_equal(
+        datos_load_client_get(bl, fx->p, 0, JOB_ID, NULL, &job, &err),
+        APR_SUCCESS);
+    assert_string_equal(req(fx, 5)->target,
+                        "/bigquery/v2/projects/my-proj/jobs/" JOB_ID
+                        "?location=EU");
+    assert_int_equal(datos_load_client_insert(bl, fx->p, 0, JOB_ID, NULL,
+                                              "{}\n", 3, &job, &err),
                      APR_SUCCESS);
     assert_non_null(strstr(req(fx, 6)->body, resource(fx, "EU")));
 }

@@ -31,8 +31,10 @@ static void defaults(void **state)
     assert_int_equal(c.max_future_skew, apr_time_from_sec(300));
     assert_string_equal(c.table, "latam_dataset.datos");
     assert_null(loader_config_finish(p, &c, "my-project"));
-    assert_string_equal(c.subscription, "projects/my-project/subscriptions/datos-subscription");
-    assert_string_equal(c.dead_letter_topic, "projects/my-project/topics/datos-dlq");
+    assert_string_equal(c.subscription,
+                        "projects/my-project/subscriptions/datos-subscription");
+    assert_string_equal(c.dead_letter_topic,
+                        "projects/my-project/topics/datos-dlq");
     assert_string_equal(c.lock_file, "/var/lib/datos-loader/datos-loader.lock");
 }
 
@@ -41,7 +43,8 @@ static void file_syntax(void **state)
     apr_pool_t *p = DT_POOL(state);
     loader_config_t c;
 
-    assert_null(parse(p,
+    assert_null(parse(
+        p,
         "# a comment\n"
         "\n"
         "   project   =   my-project   \r\n"
@@ -54,7 +57,8 @@ static void file_syntax(void **state)
         "max_future_skew = 0\n"
         "allow_insecure_http = yes\n"
         "unknown_fields = DROP\n"
-        "metrics_file = /tmp/a#b.prom\n", &c));
+        "metrics_file = /tmp/a#b.prom\n",
+        &c));
     assert_string_equal(c.project, "my-project");
     assert_string_equal(c.table, "p-roject.ds.tb");
     assert_string_equal(c.location, "  EU ");
@@ -77,24 +81,27 @@ static void errors_name_key_and_line(void **state)
 {
     apr_pool_t *p = DT_POOL(state);
     loader_config_t c;
-    static const struct { const char *text, *a, *b; } cases[] = {
-        { "batch_max_rowz = 5\n", "loader.conf:1", "unknown setting 'batch_max_rowz'" },
-        { "\n\nbatch_max_rows = 0\n", "loader.conf:3", "batch_max_rows" },
-        { "batch_max_rows = 10000001\n", "batch_max_rows", NULL },
-        { "batch_max_rows = 12abc\n", "batch_max_rows", NULL },
-        { "batch_max_bytes = 1023\n", "batch_max_bytes", NULL },
-        { "batch_max_age = 50ms\n", "batch_max_age", NULL },
-        { "lease = 9s\n", "lease", NULL },
-        { "lease = 601s\n", "lease", NULL },
-        { "http_timeout = forever\n", "http_timeout", NULL },
-        { "allow_insecure_http = maybe\n", "allow_insecure_http", NULL },
-        { "unknown_fields = keep\n", "unknown_fields", "reject" },
-        { "max_messages = -1\n", "max_messages", NULL },
-        { "just some words\n", "loader.conf:1", "key = value" },
-        { "= value\n", "loader.conf:1", "no key" },
-        { "location = \"open\n", "location", "no closing quote" },
-        { "location = \"a\" b\n", "location", "after the closing quote" },
-        { "table = a.b\ntable = c.d\n", "loader.conf:2", "set twice" },
+    static const struct {
+        const char *text, *a, *b;
+    } cases[] = {
+        {"batch_max_rowz = 5\n", "loader.conf:1",
+         "unknown setting 'batch_max_rowz'"},
+        {"\n\nbatch_max_rows = 0\n", "loader.conf:3", "batch_max_rows"},
+        {"batch_max_rows = 10000001\n", "batch_max_rows", NULL},
+        {"batch_max_rows = 12abc\n", "batch_max_rows", NULL},
+        {"batch_max_bytes = 1023\n", "batch_max_bytes", NULL},
+        {"batch_max_age = 50ms\n", "batch_max_age", NULL},
+        {"lease = 9s\n", "lease", NULL},
+        {"lease = 601s\n", "lease", NULL},
+        {"http_timeout = forever\n", "http_timeout", NULL},
+        {"allow_insecure_http = maybe\n", "allow_insecure_http", NULL},
+        {"unknown_fields = keep\n", "unknown_fields", "reject"},
+        {"max_messages = -1\n", "max_messages", NULL},
+        {"just some words\n", "loader.conf:1", "key = value"},
+        {"= value\n", "loader.conf:1", "no key"},
+        {"location = \"open\n", "location", "no closing quote"},
+        {"location = \"a\" b\n", "location", "after the closing quote"},
+        {"table = a.b\ntable = c.d\n", "loader.conf:2", "set twice"},
     };
     size_t i;
 
@@ -109,22 +116,26 @@ static void finish_checks(void **state)
 {
     apr_pool_t *p = DT_POOL(state);
     loader_config_t c;
-    static const struct { const char *text, *a; } cases[] = {
-        { "table = not_a_table\n", "table" },
-        { "project = Bad_Project\n", "project" },
-        { "subscription = projects/p-roject1/topics/x\n", "subscription" },
-        { "subscription = projects/p-roject1\n", "subscription" },
-        { "dead_letter_topic = goog-reserved\n", "dead_letter_topic" },
-        { "dead_letter_topic = a b c\n", "dead_letter_topic" },
-        { "dead_letter_topic = ab\n", "dead_letter_topic" },
-        { "retry_initial = 10s\nretry_max = 1s\n", "retry_max" },
-        { "failure_backoff = 10m\nfailure_backoff_max = 1m\n", "failure_backoff_max" },
+    static const struct {
+        const char *text, *a;
+    } cases[] = {
+        {"table = not_a_table\n", "table"},
+        {"project = Bad_Project\n", "project"},
+        {"subscription = projects/p-roject1/topics/x\n", "subscription"},
+        {"subscription = projects/p-roject1\n", "subscription"},
+        {"dead_letter_topic = goog-reserved\n", "dead_letter_topic"},
+        {"dead_letter_topic = a b c\n", "dead_letter_topic"},
+        {"dead_letter_topic = ab\n", "dead_letter_topic"},
+        {"retry_initial = 10s\nretry_max = 1s\n", "retry_max"},
+        {"failure_backoff = 10m\nfailure_backoff_max = 1m\n",
+         "failure_backoff_max"},
     };
     size_t i;
 
     for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         assert_null(parse(p, cases[i].text, &c));
-        assert_says(loader_config_finish(p, &c, "my-project"), cases[i].a, NULL);
+        assert_says(loader_config_finish(p, &c, "my-project"), cases[i].a,
+                    NULL);
     }
     /* no project at all */
     loader_config_defaults(&c);
@@ -157,18 +168,22 @@ static void environment_over_file(void **state)
     apr_pool_t *p = DT_POOL(state);
     loader_config_t c;
 
-    assert_null(parse(p, "project = file-project\npubsub_url = https://pubsub.example\n", &c));
+    assert_null(parse(
+        p, "project = file-project\npubsub_url = https://pubsub.example\n",
+        &c));
     assert_null(loader_config_env(p, &c, fake_env));
     assert_string_equal(c.project, "env-project");
     /* the emulator variables replace the file's URLs; libdatos reads them */
     assert_null(c.pubsub_url);
     assert_null(c.bigquery_url);
-    assert_string_equal(apr_hash_get(c.origin, "pubsub_url", APR_HASH_KEY_STRING),
-                        "PUBSUB_EMULATOR_HOST");
+    assert_string_equal(
+        apr_hash_get(c.origin, "pubsub_url", APR_HASH_KEY_STRING),
+        "PUBSUB_EMULATOR_HOST");
     assert_null(loader_config_env(p, &c, empty_env));
     assert_string_equal(c.project, "env-project");
     /* flags over both */
-    assert_null(loader_config_set(p, &c, "max_messages", "7", "--max-messages"));
+    assert_null(
+        loader_config_set(p, &c, "max_messages", "7", "--max-messages"));
     assert_int_equal(c.max_messages, 7);
     assert_says(loader_config_set(p, &c, "max_messages", "x", "--max-messages"),
                 "--max-messages", "max_messages");

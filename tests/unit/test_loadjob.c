@@ -10,8 +10,8 @@
 
 #define TABLE "my-proj.latam_dataset.datos"
 
-static const char *job_id(apr_pool_t *p, const char *table, const char *const *ids,
-                          int n, int k)
+static const char *job_id(apr_pool_t *p, const char *table,
+                          const char *const *ids, int n, int k)
 {
     const char *id = NULL;
 
@@ -55,22 +55,25 @@ static void job_id_construction(void **state)
 {
     apr_pool_t *p = DT_POOL(state);
     /* byte order: digits before capitals before lowercase before UTF-8 */
-    static const char *const given[] = { "\xc3\xa9", "a", "9", "B", "10", "11473219786351020" };
-    static const char *const sorted[] = { "10", "11473219786351020", "9", "B", "a", "\xc3\xa9" };
+    static const char *const given[] = {"\xc3\xa9", "a",  "9",
+                                        "B",        "10", "11473219786351020"};
+    static const char *const sorted[] = {"10", "11473219786351020", "9", "B",
+                                         "a",  "\xc3\xa9"};
     const char *id = job_id(p, TABLE, given, 6, 0);
 
     assert_string_equal(id, expected_id(p, TABLE, sorted, 6, 0));
     assert_int_equal(strlen(id), strlen("datos_") + 64 + strlen("_g0"));
     assert_true(datos_loadjob_id_valid(id));
-    assert_string_equal(job_id(p, TABLE, given, 6, 12), expected_id(p, TABLE, sorted, 6, 12));
+    assert_string_equal(job_id(p, TABLE, given, 6, 12),
+                        expected_id(p, TABLE, sorted, 6, 12));
 }
 
 static void job_id_is_order_independent(void **state)
 {
     apr_pool_t *p = DT_POOL(state);
-    const char *ids[8] = { "5", "1", "4", "2", "3", "100", "20", "x" };
+    const char *ids[8] = {"5", "1", "4", "2", "3", "100", "20", "x"};
     const char *first = job_id(p, TABLE, ids, 8, 0);
-    const char *dup[10] = { "5", "1", "4", "2", "3", "100", "20", "x", "3", "5" };
+    const char *dup[10] = {"5", "1", "4", "2", "3", "100", "20", "x", "3", "5"};
     unsigned seed = 1;
     int round, i;
 
@@ -90,21 +93,24 @@ static void job_id_is_order_independent(void **state)
     assert_string_equal(job_id(p, TABLE, dup, 10, 0), first);
     /* a different set, table or generation is a different job */
     assert_string_not_equal(job_id(p, TABLE, ids, 7, 0), first);
-    assert_string_not_equal(job_id(p, "my-proj.latam_dataset.other", ids, 8, 0), first);
+    assert_string_not_equal(job_id(p, "my-proj.latam_dataset.other", ids, 8, 0),
+                            first);
     assert_string_not_equal(job_id(p, TABLE, ids, 8, 1), first);
-    assert_int_equal(strncmp(job_id(p, TABLE, ids, 8, 1), first, strlen(first) - 1), 0);
+    assert_int_equal(
+        strncmp(job_id(p, TABLE, ids, 8, 1), first, strlen(first) - 1), 0);
     /* lengths are part of the input: ("ab","c") and ("a","bc") differ */
     {
-        static const char *const x[] = { "ab", "c" };
-        static const char *const y[] = { "a", "bc" };
-        assert_string_not_equal(job_id(p, TABLE, x, 2, 0), job_id(p, TABLE, y, 2, 0));
+        static const char *const x[] = {"ab", "c"};
+        static const char *const y[] = {"a", "bc"};
+        assert_string_not_equal(job_id(p, TABLE, x, 2, 0),
+                                job_id(p, TABLE, y, 2, 0));
     }
 }
 
 static void job_id_refuses(void **state)
 {
     apr_pool_t *p = DT_POOL(state);
-    const char *ids[2] = { "1", NULL };
+    const char *ids[2] = {"1", NULL};
     const char *id = NULL;
 
     assert_int_equal(datos_loadjob_id(p, TABLE, ids, 0, 0, &id), APR_EINVAL);
@@ -151,8 +157,10 @@ static void resource_shape(void **state)
     c.location = "southamerica-east1";
     c.dataset = "latam_dataset";
     c.table = "datos";
-    assert_int_equal(datos_loadjob_resource(p, &c, &json, &len, &err), APR_SUCCESS);
-    assert_string_equal(json,
+    assert_int_equal(datos_loadjob_resource(p, &c, &json, &len, &err),
+                     APR_SUCCESS);
+    assert_string_equal(
+        json,
         "{\"jobReference\":{\"projectId\":\"my-proj\",\"jobId\":\"datos_ab12_g0\","
         "\"location\":\"southamerica-east1\"},"
         "\"configuration\":{\"load\":{\"destinationTable\":{\"projectId\":\"my-proj\","
@@ -165,7 +173,8 @@ static void resource_shape(void **state)
     /* no location: omitted; a table in another project */
     c.location = NULL;
     c.table_project = "data-proj";
-    assert_int_equal(datos_loadjob_resource(p, &c, &json, &len, &err), APR_SUCCESS);
+    assert_int_equal(datos_loadjob_resource(p, &c, &json, &len, &err),
+                     APR_SUCCESS);
     assert_null(strstr(json, "location"));
     assert_non_null(strstr(json, "{\"projectId\":\"data-proj\",\"datasetId\""));
     assert_non_null(strstr(json, "{\"projectId\":\"my-proj\",\"jobId\""));
@@ -184,12 +193,15 @@ static void resource_refuses(void **state)
     c.dataset = "d";
     c.table = "t";
     c.job_id = "bad.id";
-    assert_int_equal(datos_loadjob_resource(p, &c, &json, &len, &err), APR_EINVAL);
+    assert_int_equal(datos_loadjob_resource(p, &c, &json, &len, &err),
+                     APR_EINVAL);
     c.job_id = "ok";
     c.table = NULL;
-    assert_int_equal(datos_loadjob_resource(p, &c, &json, &len, &err), APR_EINVAL);
+    assert_int_equal(datos_loadjob_resource(p, &c, &json, &len, &err),
+                     APR_EINVAL);
     c.table = "t\xff";
-    assert_int_equal(datos_loadjob_resource(p, &c, &json, &len, &err), APR_EINVAL);
+    assert_int_equal(datos_loadjob_resource(p, &c, &json, &len, &err),
+                     APR_EINVAL);
     assert_null(json);
 }
 
@@ -210,7 +222,8 @@ static datos_loadjob_t *parse(apr_pool_t *p, const char *body)
 static void parse_insert_answer(void **state)
 {
     apr_pool_t *p = DT_POOL(state);
-    datos_loadjob_t *job = parse(p,
+    datos_loadjob_t *job = parse(
+        p,
         "{\"kind\": \"bigquery#job\", \"id\": \"my-proj:US.load_events_20240114T1400_g0_7f3a9c\",\n"
         " \"jobReference\": {\"projectId\": \"my-proj\", \"jobId\": \"load_events_20240114T1400_g0_7f3a9c\", \"location\": \"US\"},\n"
         " \"configuration\": {\"jobType\": \"LOAD\", \"labels\": {\"loader\": \"cron\"},\n"
@@ -238,7 +251,8 @@ static void parse_done_answers(void **state)
     datos_loadjob_t *job;
     const datos_job_error_t *e;
 
-    job = parse(p,
+    job = parse(
+        p,
         "{\"status\": {\"state\": \"DONE\"},\n"
         " \"statistics\": {\"creationTime\": \"1705240800123\", \"startTime\": \"1705240800456\", \"endTime\": \"1705240803789\",\n"
         "   \"load\": {\"inputFiles\": \"1\", \"inputFileBytes\": \"123\", \"outputRows\": \"2\", \"outputBytes\": \"64\", \"badRecords\": \"0\"}}}");
@@ -247,7 +261,8 @@ static void parse_done_answers(void **state)
     assert_int_equal(job->bad_records, 0);
     assert_int_equal(datos_loadjob_outcome(job), DATOS_JOB_SUCCEEDED);
 
-    job = parse(p,
+    job = parse(
+        p,
         "{\"status\": {\"state\": \"DONE\",\n"
         "  \"errorResult\": {\"reason\": \"invalid\", \"message\": \"Error while reading data, error message: JSON table encountered too many errors, giving up. Rows: 1; errors: 1. Please look into the errors[] collection for more details.\"},\n"
         "  \"errors\": [{\"reason\": \"invalid\", \"message\": \"Error while reading data, error message: JSON table encountered too many errors, giving up. ...\"},\n"
@@ -262,7 +277,8 @@ static void parse_done_answers(void **state)
     assert_int_equal(job->output_rows, 0);
     assert_int_equal(job->bad_records, 1);
 
-    job = parse(p,
+    job = parse(
+        p,
         "{\"status\": {\"state\": \"DONE\", \"errorResult\": {\"reason\": \"quotaExceeded\", \"location\": \"load_job_per_table.long\",\n"
         "  \"message\": \"Quota exceeded: Your table exceeded quota for imports or query appends per table.\"}}}");
     assert_int_equal(datos_loadjob_outcome(job), DATOS_JOB_QUOTA);
@@ -272,37 +288,57 @@ static void parse_done_answers(void **state)
 static void outcomes(void **state)
 {
     apr_pool_t *p = DT_POOL(state);
-    static const struct { const char *reason; datos_job_outcome_t want; } cases[] = {
-        { "backendError", DATOS_JOB_RETRY }, { "internalError", DATOS_JOB_RETRY },
-        { "rateLimitExceeded", DATOS_JOB_RETRY }, { "jobBackendError", DATOS_JOB_RETRY },
-        { "jobInternalError", DATOS_JOB_RETRY }, { "jobRateLimitExceeded", DATOS_JOB_RETRY },
-        { "invalid", DATOS_JOB_INVALID }, { "quotaExceeded", DATOS_JOB_QUOTA },
-        { "notFound", DATOS_JOB_FAILED }, { "accessDenied", DATOS_JOB_FAILED },
-        { "duplicate", DATOS_JOB_FAILED }, { "stopped", DATOS_JOB_FAILED },
-        { "BackendError", DATOS_JOB_FAILED },
+    static const struct {
+        const char *reason;
+        datos_job_outcome_t want;
+    } cases[] = {
+        {"backendError", DATOS_JOB_RETRY},
+        {"internalError", DATOS_JOB_RETRY},
+        {"rateLimitExceeded", DATOS_JOB_RETRY},
+        {"jobBackendError", DATOS_JOB_RETRY},
+        {"jobInternalError", DATOS_JOB_RETRY},
+        {"jobRateLimitExceeded", DATOS_JOB_RETRY},
+        {"invalid", DATOS_JOB_INVALID},
+        {"quotaExceeded", DATOS_JOB_QUOTA},
+        {"notFound", DATOS_JOB_FAILED},
+        {"accessDenied", DATOS_JOB_FAILED},
+        {"duplicate", DATOS_JOB_FAILED},
+        {"stopped", DATOS_JOB_FAILED},
+        {"BackendError", DATOS_JOB_FAILED},
     };
     size_t i;
 
     for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        datos_loadjob_t *job = parse(p, apr_psprintf(p,
-            "{\"status\":{\"state\":\"DONE\",\"errorResult\":{\"reason\":\"%s\","
-            "\"message\":\"m\"}}}", cases[i].reason));
+        datos_loadjob_t *job = parse(
+            p,
+            apr_psprintf(
+                p,
+                "{\"status\":{\"state\":\"DONE\",\"errorResult\":{\"reason\":\"%s\","
+                "\"message\":\"m\"}}}",
+                cases[i].reason));
         if (datos_loadjob_outcome(job) != cases[i].want) {
             fail_msg("%s: outcome %d, want %d", cases[i].reason,
                      datos_loadjob_outcome(job), cases[i].want);
         }
     }
     /* an errorResult without a reason is a failure, not a success */
-    assert_int_equal(datos_loadjob_outcome(parse(p,
-        "{\"status\":{\"state\":\"DONE\",\"errorResult\":{}}}")), DATOS_JOB_FAILED);
+    assert_int_equal(
+        datos_loadjob_outcome(
+            parse(p, "{\"status\":{\"state\":\"DONE\",\"errorResult\":{}}}")),
+        DATOS_JOB_FAILED);
 }
 
 static void parse_refuses(void **state)
 {
     apr_pool_t *p = DT_POOL(state);
     static const char *const bad[] = {
-        "", "[]", "{}", "{\"status\":{}}", "{\"status\":{\"state\":\"done\"}}",
-        "{\"status\":{\"state\":5}}", "{\"status\":\"DONE\"}",
+        "",
+        "[]",
+        "{}",
+        "{\"status\":{}}",
+        "{\"status\":{\"state\":\"done\"}}",
+        "{\"status\":{\"state\":5}}",
+        "{\"status\":\"DONE\"}",
         "{\"status\":{\"state\":\"DONE\",\"errorResult\":\"invalid\"}}",
         "{\"status\":{\"state\":\"DONE\",\"errorResult\":{\"reason\":1}}}",
         "{\"status\":{\"state\":\"DONE\",\"errors\":{}}}",
@@ -317,7 +353,8 @@ static void parse_refuses(void **state)
         datos_loadjob_t *job = NULL;
         datos_err_t err = {0};
         datos_err_clear(&err);
-        if (datos_loadjob_parse(p, bad[i], strlen(bad[i]), &job, &err) != DATOS_EMALFORMED) {
+        if (datos_loadjob_parse(p, bad[i], strlen(bad[i]), &job, &err)
+            != DATOS_EMALFORMED) {
             fail_msg("accepted %s", bad[i]);
         }
         assert_null(job);
@@ -331,7 +368,8 @@ static apr_array_header_t *rejected(apr_pool_t *p, const char *body)
 {
     apr_array_header_t *rows = NULL;
 
-    assert_int_equal(datos_loadjob_rejected(p, parse(p, body), &rows), APR_SUCCESS);
+    assert_int_equal(datos_loadjob_rejected(p, parse(p, body), &rows),
+                     APR_SUCCESS);
     return rows;
 }
 
@@ -342,7 +380,8 @@ static void rejected_rows(void **state)
     apr_pool_t *p = DT_POOL(state);
     apr_array_header_t *rows;
 
-    rows = rejected(p,
+    rows = rejected(
+        p,
         "{\"status\":{\"state\":\"DONE\",\"errorResult\":{\"reason\":\"invalid\","
         "\"message\":\"Error while reading data, error message: JSON table encountered too "
         "many errors, giving up. Rows: 1; errors: 1. Please look into the errors[] collection "
@@ -365,13 +404,15 @@ static void rejected_rows(void **state)
     assert_non_null(strstr(REJ(rows, 1)->message, "Could not convert"));
     assert_int_equal(REJ(rows, 2)->position, 240);
 
-    rows = rejected(p, "{\"status\":{\"state\":\"DONE\",\"errorResult\":{\"reason\":"
-                       "\"invalid\",\"message\":\"Rows: 1; errors: 1.\"}}}");
+    rows = rejected(
+        p, "{\"status\":{\"state\":\"DONE\",\"errorResult\":{\"reason\":"
+           "\"invalid\",\"message\":\"Rows: 1; errors: 1.\"}}}");
     assert_int_equal(rows->nelts, 0);
     rows = rejected(p, "{\"status\":{\"state\":\"DONE\"}}");
     assert_int_equal(rows->nelts, 0);
-    rows = rejected(p, "{\"status\":{\"state\":\"DONE\",\"errors\":[{\"message\":"
-                       "\"row starting at position 99999999999999999999999\"}]}}");
+    rows =
+        rejected(p, "{\"status\":{\"state\":\"DONE\",\"errors\":[{\"message\":"
+                    "\"row starting at position 99999999999999999999999\"}]}}");
     assert_int_equal(rows->nelts, 0);
 }
 
@@ -398,26 +439,41 @@ static void rejected_rows_map_to_lines(void **state)
         assert_int_equal(datos_ndjson_range(nd, i, 1, &s, &len), APR_SUCCESS);
         starts[i] = (apr_size_t)(s - datos_ndjson_data(nd, NULL));
     }
-    rows = rejected(p, apr_psprintf(p,
-        "{\"status\":{\"state\":\"DONE\",\"errorResult\":{\"reason\":\"invalid\"},\"errors\":["
-        "{\"message\":\"JSON parsing error in row starting at position %lu: x\"},"
-        "{\"message\":\"JSON parsing error in row starting at position %lu: y\"},"
-        "{\"location\":\"line 4\",\"message\":\"z\"}]}}",
-        (unsigned long)starts[3], (unsigned long)starts[1]));
-    assert_int_equal(datos_loadjob_rejected_lines(p, rows, nd, &lines), APR_SUCCESS);
+    rows = rejected(
+        p,
+        apr_psprintf(
+            p,
+            "{\"status\":{\"state\":\"DONE\",\"errorResult\":{\"reason\":\"invalid\"},\"errors\":["
+            "{\"message\":\"JSON parsing error in row starting at position %lu: x\"},"
+            "{\"message\":\"JSON parsing error in row starting at position %lu: y\"},"
+            "{\"location\":\"line 4\",\"message\":\"z\"}]}}",
+            (unsigned long)starts[3], (unsigned long)starts[1]));
+    assert_int_equal(datos_loadjob_rejected_lines(p, rows, nd, &lines),
+                     APR_SUCCESS);
     assert_int_equal(lines->nelts, 2);
     assert_int_equal(APR_ARRAY_IDX(lines, 0, int), 1);
     assert_int_equal(APR_ARRAY_IDX(lines, 1, int), 3);
 
     /* a position inside a line, or a line past the end: not our data */
-    rows = rejected(p, apr_psprintf(p,
-        "{\"status\":{\"state\":\"DONE\",\"errors\":[{\"message\":\"row starting at "
-        "position %lu\"}]}}", (unsigned long)starts[2] + 1));
-    assert_int_equal(datos_loadjob_rejected_lines(p, rows, nd, &lines), APR_NOTFOUND);
-    rows = rejected(p, "{\"status\":{\"state\":\"DONE\",\"errors\":[{\"location\":\"line 6\"}]}}");
-    assert_int_equal(datos_loadjob_rejected_lines(p, rows, nd, &lines), APR_NOTFOUND);
-    rows = rejected(p, "{\"status\":{\"state\":\"DONE\",\"errors\":[{\"location\":\"line 5\"}]}}");
-    assert_int_equal(datos_loadjob_rejected_lines(p, rows, nd, &lines), APR_SUCCESS);
+    rows = rejected(
+        p,
+        apr_psprintf(
+            p,
+            "{\"status\":{\"state\":\"DONE\",\"errors\":[{\"message\":\"row starting at "
+            "position %lu\"}]}}",
+            (unsigned long)starts[2] + 1));
+    assert_int_equal(datos_loadjob_rejected_lines(p, rows, nd, &lines),
+                     APR_NOTFOUND);
+    rows = rejected(
+        p,
+        "{\"status\":{\"state\":\"DONE\",\"errors\":[{\"location\":\"line 6\"}]}}");
+    assert_int_equal(datos_loadjob_rejected_lines(p, rows, nd, &lines),
+                     APR_NOTFOUND);
+    rows = rejected(
+        p,
+        "{\"status\":{\"state\":\"DONE\",\"errors\":[{\"location\":\"line 5\"}]}}");
+    assert_int_equal(datos_loadjob_rejected_lines(p, rows, nd, &lines),
+                     APR_SUCCESS);
     assert_int_equal(APR_ARRAY_IDX(lines, 0, int), 4);
 }
 

@@ -25,7 +25,7 @@ static datos_metrics_t *map_block(apr_size_t extra, void **tail)
     datos_metrics_t *m;
 
     assert_true(mem != MAP_FAILED);
-    memset(mem, 0xA5, size + extra);   /* init must not rely on zeroed pages */
+    memset(mem, 0xA5, size + extra); /* init must not rely on zeroed pages */
     m = datos_metrics_init(mem);
     assert_ptr_equal(m, mem);
     if (tail) {
@@ -140,17 +140,20 @@ static void init_prepares_the_block(void **state)
 
     assert_true(size > 0);
     assert_int_equal(size % 64, 0);
-    assert_null(datos_metrics_init(aligned + 4));    /* not 8-aligned */
+    assert_null(datos_metrics_init(aligned + 4)); /* not 8-aligned */
     assert_null(datos_metrics_init(NULL));
 
     /* Garbage is not a block; init turns it into an empty one. */
     memset(aligned, 0x5A, size);
-    assert_null(datos_metrics_render(p, (datos_metrics_t *)aligned, SEC(1), NULL));
+    assert_null(
+        datos_metrics_render(p, (datos_metrics_t *)aligned, SEC(1), NULL));
     m = datos_metrics_init(aligned);
     assert_ptr_equal(m, aligned);
     fresh = render(p, m, SEC(1));
-    assert_int_equal(series_value(p, fresh, "datos_backend_bytes_processed_total"), 0);
-    assert_int_equal(series_value(p, fresh, "datos_backend_waiting_requests"), 0);
+    assert_int_equal(
+        series_value(p, fresh, "datos_backend_bytes_processed_total"), 0);
+    assert_int_equal(series_value(p, fresh, "datos_backend_waiting_requests"),
+                     0);
     assert_null(strstr(fresh, "datos_http_requests_total{"));
 
     /* Zeroed memory counts and renders the same as an initialised block. */
@@ -420,34 +423,60 @@ static void out_of_range_arguments(void **state)
     datos_metrics_request(m, DATOS_HANDLER_HEALTH, -200, 0);
     datos_metrics_ingest(m, 1000, -1);
     text = render(p, m, SEC(10));
-    assert_int_equal(series_value(p, text, "datos_http_requests_total{handler=\"health\",code=\"0\"}"), 2);
-    assert_int_equal(series_value(p, text, "datos_http_requests_total{handler=\"health\",code=\"100\"}"), 1);
-    assert_int_equal(series_value(p, text, "datos_http_requests_total{handler=\"health\",code=\"599\"}"), 1);
-    assert_false(has_series(p, text, "datos_http_requests_total{handler=\"health\",code=\"99\"}"));
-    assert_int_equal(series_value(p, text, "datos_http_request_duration_seconds_bucket{handler=\"health\",le=\"0.0005\"}"), 4);
-    assert_string_equal(series_text(p, text, "datos_http_request_duration_seconds_sum{handler=\"health\"}"), "0");
-    assert_int_equal(series_value(p, text, "datos_ingest_requests_total{code=\"0\"}"), 1);
-    assert_int_equal(series_value(p, text, "datos_ingest_publish_duration_seconds_count"), 0);
+    assert_int_equal(
+        series_value(
+            p, text,
+            "datos_http_requests_total{handler=\"health\",code=\"0\"}"),
+        2);
+    assert_int_equal(
+        series_value(
+            p, text,
+            "datos_http_requests_total{handler=\"health\",code=\"100\"}"),
+        1);
+    assert_int_equal(
+        series_value(
+            p, text,
+            "datos_http_requests_total{handler=\"health\",code=\"599\"}"),
+        1);
+    assert_false(has_series(
+        p, text, "datos_http_requests_total{handler=\"health\",code=\"99\"}"));
+    assert_int_equal(
+        series_value(
+            p, text,
+            "datos_http_request_duration_seconds_bucket{handler=\"health\",le=\"0.0005\"}"),
+        4);
+    assert_string_equal(
+        series_text(
+            p, text,
+            "datos_http_request_duration_seconds_sum{handler=\"health\"}"),
+        "0");
+    assert_int_equal(
+        series_value(p, text, "datos_ingest_requests_total{code=\"0\"}"), 1);
+    assert_int_equal(
+        series_value(p, text, "datos_ingest_publish_duration_seconds_count"),
+        0);
 
     /* Every datos_status_name() is its own outcome. */
     {
         static const char *const names[] = {
-            "ok", "timeout", "connect_error", "backend_error", "malformed",
-            "rate_limited", "quota", "auth", "rejected", "bytes_limit",
-            "too_large", "config", "insecure_url", "error"
-        };
+            "ok",           "timeout",      "connect_error", "backend_error",
+            "malformed",    "rate_limited", "quota",         "auth",
+            "rejected",     "bytes_limit",  "too_large",     "config",
+            "insecure_url", "error"};
         for (i = 0; i < (int)(sizeof(names) / sizeof(names[0])); i++) {
             int k;
             for (k = 0; k <= i; k++) {
                 datos_metrics_backend(m, names[i], 1, 0);
             }
         }
-        datos_metrics_backend(m, "TIMEOUT", 1, 0);   /* unknown: error */
+        datos_metrics_backend(m, "TIMEOUT", 1, 0); /* unknown: error */
         text = render(p, m, SEC(10));
         for (i = 0; i < (int)(sizeof(names) / sizeof(names[0])); i++) {
-            const char *s = apr_psprintf(p, "datos_backend_queries_total{outcome=\"%s\"}", names[i]);
+            const char *s = apr_psprintf(
+                p, "datos_backend_queries_total{outcome=\"%s\"}", names[i]);
             assert_int_equal(series_value(p, text, s),
-                             (unsigned long long)i + 1 + (strcmp(names[i], "error") == 0));
+                             (unsigned long long)i + 1
+                                 + (strcmp(names[i], "error") == 0));
         }
     }
     unmap_block(m, 0);
@@ -481,18 +510,30 @@ static void table_gauges(void **state)
     datos_metrics_fetched(m, b, SEC(2000));
     datos_metrics_fetched(m, w, SEC(1030) - 1);
     text = render(p, m, SEC(1030));
-    assert_string_equal(series_text(p, text, "datos_cache_age_seconds{table=\"ds.a\"}"), "30");
-    assert_string_equal(series_text(p, text, "datos_backend_last_success_timestamp_seconds{table=\"ds.a\"}"), "1000");
-    assert_string_equal(series_text(p, text, "datos_cache_age_seconds{table=\"ds.b\"}"), "0");
-    assert_false(has_series(p, text, "datos_backend_last_success_timestamp_seconds{table=\"ds.b\"}"));
+    assert_string_equal(
+        series_text(p, text, "datos_cache_age_seconds{table=\"ds.a\"}"), "30");
+    assert_string_equal(
+        series_text(
+            p, text,
+            "datos_backend_last_success_timestamp_seconds{table=\"ds.a\"}"),
+        "1000");
+    assert_string_equal(
+        series_text(p, text, "datos_cache_age_seconds{table=\"ds.b\"}"), "0");
+    assert_false(has_series(
+        p, text,
+        "datos_backend_last_success_timestamp_seconds{table=\"ds.b\"}"));
     /* Escaped: backslash, quote and newline, each as the format says. */
-    assert_string_equal(series_text(p, text, "datos_cache_age_seconds{table=\"odd\\\"name\\\\with\\nnewline\"}"),
-                        "0.000001");
+    assert_string_equal(
+        series_text(
+            p, text,
+            "datos_cache_age_seconds{table=\"odd\\\"name\\\\with\\nnewline\"}"),
+        "0.000001");
     assert_null(strstr(text, "with\nnewline"));
 
     /* Past DATOS_METRICS_TABLES, names share the last index. */
     for (i = 3; i < DATOS_METRICS_TABLES; i++) {
-        assert_int_equal(datos_metrics_table(m, apr_psprintf(p, "ds.t%d", i)), i);
+        assert_int_equal(datos_metrics_table(m, apr_psprintf(p, "ds.t%d", i)),
+                         i);
     }
     assert_int_equal(datos_metrics_table(m, "ds.one_too_many"),
                      DATOS_METRICS_TABLES - 1);
@@ -514,14 +555,15 @@ static void long_table_name_cut_on_utf8_boundary(void **state)
 
     for (i = 0; i < 1100; i++) {
         name[2 * i] = (char)0xC3;
-        name[2 * i + 1] = (char)0xA9;   /* é */
+        name[2 * i + 1] = (char)0xA9; /* é */
     }
     name[2200] = '\0';
     t = datos_metrics_table(m, name);
     assert_int_equal(datos_metrics_table(m, name), t);
     datos_metrics_fetched(m, t, SEC(1));
-    kept = apr_pstrndup(p, name, 2110);  /* 1055 whole characters */
-    label = apr_pstrcat(p, "datos_cache_age_seconds{table=\"", kept, "\"}", NULL);
+    kept = apr_pstrndup(p, name, 2110); /* 1055 whole characters */
+    label =
+        apr_pstrcat(p, "datos_cache_age_seconds{table=\"", kept, "\"}", NULL);
     assert_string_equal(series_text(p, render(p, m, SEC(3)), label), "2");
     unmap_block(m, 0);
 }
@@ -539,8 +581,10 @@ static void wait_bound_sequential(void **state)
     assert_int_equal(datos_metrics_wait_enter(m, 2), 1);
     assert_int_equal(datos_metrics_wait_enter(m, 2), 0);
     text = render(p, m, SEC(1));
-    assert_int_equal(series_value(p, text, "datos_backend_waiting_requests"), 2);
-    assert_int_equal(series_value(p, text, "datos_backend_wait_rejected_total"), 2);
+    assert_int_equal(series_value(p, text, "datos_backend_waiting_requests"),
+                     2);
+    assert_int_equal(series_value(p, text, "datos_backend_wait_rejected_total"),
+                     2);
     /* A larger bound (another vhost's) admits more. */
     assert_int_equal(datos_metrics_wait_enter(m, 3), 1);
     datos_metrics_wait_leave(m);
@@ -554,21 +598,23 @@ static void wait_bound_sequential(void **state)
     assert_int_equal(datos_metrics_wait_enter(m, 1), 0);
     datos_metrics_wait_leave(m);
     text = render(p, m, SEC(1));
-    assert_int_equal(series_value(p, text, "datos_backend_waiting_requests"), 0);
-    assert_int_equal(series_value(p, text, "datos_backend_wait_rejected_total"), 3);
+    assert_int_equal(series_value(p, text, "datos_backend_waiting_requests"),
+                     0);
+    assert_int_equal(series_value(p, text, "datos_backend_wait_rejected_total"),
+                     3);
     unmap_block(m, 0);
 }
 
 /* What the racing waiters saw, in memory shared with forked children. */
 typedef struct {
-    atomic_llong inside;      /* admitted and not yet leaving, as counted here */
+    atomic_llong inside; /* admitted and not yet leaving, as counted here */
     atomic_llong max_inside;
     atomic_ullong admitted;
     atomic_ullong rejected;
 } wait_seen_t;
 
-#define WAIT_BOUND 2
-#define WAIT_ADMITS 16000      /* places each waiter takes before it stops */
+#define WAIT_BOUND  2
+#define WAIT_ADMITS 16000 /* places each waiter takes before it stops */
 
 typedef struct {
     datos_metrics_t *m;
@@ -588,7 +634,7 @@ static void *wait_worker(void *data)
         long long now, max;
         if (!datos_metrics_wait_enter(a->m, WAIT_BOUND)) {
             if (++rejected % 64 == 0) {
-                sched_yield();   /* let a holder that lost its core leave */
+                sched_yield(); /* let a holder that lost its core leave */
             }
             continue;
         }
@@ -598,8 +644,9 @@ static void *wait_worker(void *data)
          * let too many in. */
         now = atomic_fetch_add(&a->seen->inside, 1) + 1;
         max = atomic_load(&a->seen->max_inside);
-        while (now > max
-               && !atomic_compare_exchange_weak(&a->seen->max_inside, &max, now)) {
+        while (
+            now > max
+            && !atomic_compare_exchange_weak(&a->seen->max_inside, &max, now)) {
         }
         /* Hold the place a little, at times across a reschedule, so that
          * others arrive while it is taken. */
@@ -623,21 +670,25 @@ static void wait_seen_check(apr_pool_t *p, const datos_metrics_t *m,
     char *text = render(p, m, SEC(1));
     long long max = atomic_load(&seen->max_inside);
 
-    print_message("wait race: %llu admitted, %llu rejected, at most %lld at once (bound %d)\n",
-                  (unsigned long long)atomic_load(&seen->admitted),
-                  (unsigned long long)atomic_load(&seen->rejected), max, WAIT_BOUND);
+    print_message(
+        "wait race: %llu admitted, %llu rejected, at most %lld at once (bound %d)\n",
+        (unsigned long long)atomic_load(&seen->admitted),
+        (unsigned long long)atomic_load(&seen->rejected), max, WAIT_BOUND);
     /* Every place was taken at some moment (the race was real), never one
      * more. */
     assert_int_equal(max, WAIT_BOUND);
     assert_int_equal(series_value(p, text, "datos_backend_wait_rejected_total"),
                      atomic_load(&seen->rejected));
-    assert_int_equal(series_value(p, text, "datos_backend_waiting_requests"), 0);
+    assert_int_equal(series_value(p, text, "datos_backend_waiting_requests"),
+                     0);
 }
 
 static void wait_bound_thread_race(void **state)
 {
     apr_pool_t *p = DT_POOL(state);
-    enum { THREADS = 8 };
+    enum {
+        THREADS = 8
+    };
     datos_metrics_t *m = map_block(0, NULL);
     wait_seen_t seen = {0};
     wait_arg_t arg = {m, &seen};
@@ -658,9 +709,9 @@ static void wait_bound_thread_race(void **state)
 
 /* A multiple of 12 and 20, so every (handler, code), (tier, result) and
  * duration pattern repeats a whole number of times. */
-#define ITER 60000
+#define ITER            60000
 #define BYTES_PER_QUERY 10
-#define FETCH_BASE SEC(1700000000)
+#define FETCH_BASE      SEC(1700000000)
 
 static const int codes[3] = {200, 304, 503};
 static const char *const outcomes[3] = {"ok", "timeout", "not_a_status_name"};
@@ -689,62 +740,114 @@ static void counts_check(apr_pool_t *p, const datos_metrics_t *m, int workers)
     const unsigned long long n = (unsigned long long)workers * ITER;
     char *text = render(p, m, FETCH_BASE + ITER - 1 + SEC(2));
     int h, c, t, r;
-    static const char *const handlers[4] = {"datos", "health", "metrics", "ingest"};
+    static const char *const handlers[4] = {"datos", "health", "metrics",
+                                            "ingest"};
     static const char *const tiers[3] = {"process", "shared", "state_dir"};
     static const char *const results[4] = {"hit", "stale", "miss", "error"};
 
     for (h = 0; h < 4; h++) {
         for (c = 0; c < 3; c++) {
-            assert_int_equal(series_value(p, text, apr_psprintf(p,
-                "datos_http_requests_total{handler=\"%s\",code=\"%d\"}",
-                handlers[h], codes[c])), n / 12);
+            assert_int_equal(
+                series_value(
+                    p, text,
+                    apr_psprintf(
+                        p,
+                        "datos_http_requests_total{handler=\"%s\",code=\"%d\"}",
+                        handlers[h], codes[c])),
+                n / 12);
         }
-        assert_int_equal(series_value(p, text, apr_psprintf(p,
-            "datos_http_request_duration_seconds_count{handler=\"%s\"}",
-            handlers[h])), n / 4);
+        assert_int_equal(
+            series_value(
+                p, text,
+                apr_psprintf(
+                    p,
+                    "datos_http_request_duration_seconds_count{handler=\"%s\"}",
+                    handlers[h])),
+            n / 4);
         /* Durations 0..4 ms, each n/20 times per handler: 0 and 1 ms
          * fall in le=0.001. */
-        assert_int_equal(series_value(p, text, apr_psprintf(p,
-            "datos_http_request_duration_seconds_bucket{handler=\"%s\",le=\"0.001\"}",
-            handlers[h])), n / 20 * 2);
+        assert_int_equal(
+            series_value(
+                p, text,
+                apr_psprintf(
+                    p,
+                    "datos_http_request_duration_seconds_bucket{handler=\"%s\",le=\"0.001\"}",
+                    handlers[h])),
+            n / 20 * 2);
         /* Sum: n/20 x (0+1+2+3+4) ms = n/2 ms, exact in microseconds. */
-        assert_string_equal(series_text(p, text, apr_psprintf(p,
-            "datos_http_request_duration_seconds_sum{handler=\"%s\"}",
-            handlers[h])), apr_psprintf(p, "%" APR_UINT64_T_FMT, (apr_uint64_t)(n / 2000)));
+        assert_string_equal(
+            series_text(
+                p, text,
+                apr_psprintf(
+                    p,
+                    "datos_http_request_duration_seconds_sum{handler=\"%s\"}",
+                    handlers[h])),
+            apr_psprintf(p, "%" APR_UINT64_T_FMT, (apr_uint64_t)(n / 2000)));
     }
     for (t = 0; t < 3; t++) {
         for (r = 0; r < 4; r++) {
-            assert_int_equal(series_value(p, text, apr_psprintf(p,
-                "datos_cache_lookups_total{tier=\"%s\",result=\"%s\"}",
-                tiers[t], results[r])), n / 12);
+            assert_int_equal(
+                series_value(
+                    p, text,
+                    apr_psprintf(
+                        p,
+                        "datos_cache_lookups_total{tier=\"%s\",result=\"%s\"}",
+                        tiers[t], results[r])),
+                n / 12);
         }
-        assert_int_equal(series_value(p, text, apr_psprintf(p,
-            "datos_cache_store_failures_total{tier=\"%s\"}", tiers[t])), n / 3);
+        assert_int_equal(
+            series_value(
+                p, text,
+                apr_psprintf(p, "datos_cache_store_failures_total{tier=\"%s\"}",
+                             tiers[t])),
+            n / 3);
     }
-    assert_int_equal(series_value(p, text, "datos_backend_queries_total{outcome=\"ok\"}"), n / 3);
-    assert_int_equal(series_value(p, text, "datos_backend_queries_total{outcome=\"timeout\"}"), n / 3);
-    assert_int_equal(series_value(p, text, "datos_backend_queries_total{outcome=\"error\"}"), n / 3);
-    assert_int_equal(series_value(p, text, "datos_backend_query_duration_seconds_count"), n);
-    assert_string_equal(series_text(p, text, "datos_backend_query_duration_seconds_sum"),
-                        apr_psprintf(p, "%" APR_UINT64_T_FMT, (apr_uint64_t)(n / 1000)));
-    assert_int_equal(series_value(p, text, "datos_backend_bytes_processed_total"),
-                     n * BYTES_PER_QUERY);
+    assert_int_equal(
+        series_value(p, text, "datos_backend_queries_total{outcome=\"ok\"}"),
+        n / 3);
+    assert_int_equal(
+        series_value(p, text,
+                     "datos_backend_queries_total{outcome=\"timeout\"}"),
+        n / 3);
+    assert_int_equal(
+        series_value(p, text, "datos_backend_queries_total{outcome=\"error\"}"),
+        n / 3);
+    assert_int_equal(
+        series_value(p, text, "datos_backend_query_duration_seconds_count"), n);
+    assert_string_equal(
+        series_text(p, text, "datos_backend_query_duration_seconds_sum"),
+        apr_psprintf(p, "%" APR_UINT64_T_FMT, (apr_uint64_t)(n / 1000)));
+    assert_int_equal(
+        series_value(p, text, "datos_backend_bytes_processed_total"),
+        n * BYTES_PER_QUERY);
     assert_int_equal(series_value(p, text, "datos_cache_oversized_total"), n);
     for (c = 0; c < 3; c++) {
-        assert_int_equal(series_value(p, text, apr_psprintf(p,
-            "datos_ingest_requests_total{code=\"%d\"}", codes[c])), n / 3);
+        assert_int_equal(
+            series_value(
+                p, text,
+                apr_psprintf(p, "datos_ingest_requests_total{code=\"%d\"}",
+                             codes[c])),
+            n / 3);
     }
-    assert_int_equal(series_value(p, text, "datos_ingest_publish_duration_seconds_bucket{le=\"0.005\"}"), n);
-    assert_string_equal(series_text(p, text, "datos_ingest_publish_duration_seconds_sum"),
-                        apr_psprintf(p, "%" APR_UINT64_T_FMT, (apr_uint64_t)(n * 2 / 1000)));
+    assert_int_equal(
+        series_value(
+            p, text,
+            "datos_ingest_publish_duration_seconds_bucket{le=\"0.005\"}"),
+        n);
+    assert_string_equal(
+        series_text(p, text, "datos_ingest_publish_duration_seconds_sum"),
+        apr_psprintf(p, "%" APR_UINT64_T_FMT, (apr_uint64_t)(n * 2 / 1000)));
     /* The newest fetch any worker reported, whatever the interleaving. */
-    assert_string_equal(series_text(p, text, "datos_cache_age_seconds{table=\"ds.t\"}"), "2");
+    assert_string_equal(
+        series_text(p, text, "datos_cache_age_seconds{table=\"ds.t\"}"), "2");
 }
 
 static void threads_sum_exactly(void **state)
 {
     apr_pool_t *p = DT_POOL(state);
-    enum { THREADS = 4 };
+    enum {
+        THREADS = 4
+    };
     datos_metrics_t *m = map_block(0, NULL);
     pthread_t th[THREADS];
     int i;
@@ -765,7 +868,11 @@ static void threads_sum_exactly(void **state)
 static void processes_sum_exactly(void **state)
 {
     apr_pool_t *p = DT_POOL(state);
-    enum { CHILDREN = 4, COUNTERS = 2, WAITERS = 2 };
+    enum {
+        CHILDREN = 4,
+        COUNTERS = 2,
+        WAITERS = 2
+    };
     void *tail;
     datos_metrics_t *m = map_block(sizeof(wait_seen_t), &tail);
     wait_seen_t *seen = tail;
@@ -808,7 +915,8 @@ static void processes_sum_exactly(void **state)
 static int have_promtool(apr_pool_t *p)
 {
     if (dt_system(p, "command -v promtool >/dev/null 2>&1") != 0) {
-        print_message("promtool not found (make deps installs the prometheus package): skipped\n");
+        print_message(
+            "promtool not found (make deps installs the prometheus package): skipped\n");
         return 0;
     }
     return 1;
@@ -817,12 +925,14 @@ static int have_promtool(apr_pool_t *p)
 static void promtool_check(apr_pool_t *p, const char *text)
 {
     const char *dir = dt_tmpdir(p);
-    const char *file = dt_write_file(p, dir, "metrics.prom", text, strlen(text), 0644);
+    const char *file =
+        dt_write_file(p, dir, "metrics.prom", text, strlen(text), 0644);
     const char *log = apr_pstrcat(p, dir, "/promtool.log", NULL);
     int rc = dt_system(p, "promtool check metrics <'%s' >'%s' 2>&1", file, log);
 
     if (rc != 0) {
-        fail_msg("promtool check metrics: exit %d\n%s", rc, dt_read_file(p, log, NULL));
+        fail_msg("promtool check metrics: exit %d\n%s", rc,
+                 dt_read_file(p, log, NULL));
     }
 }
 
@@ -842,7 +952,8 @@ static void promtool_accepts_the_exposition(void **state)
     /* Everything at once: all codes, hostile table names, every outcome. */
     count_known_state(m);
     for (i = 0; i <= 700; i++) {
-        datos_metrics_request(m, (datos_handler_t)(i % DATOS_HANDLER_COUNT), i, i * 1000);
+        datos_metrics_request(m, (datos_handler_t)(i % DATOS_HANDLER_COUNT), i,
+                              i * 1000);
         datos_metrics_ingest(m, i, i * 100);
     }
     for (i = 1; i < DATOS_METRICS_TABLES + 2; i++) {

@@ -45,11 +45,11 @@ static void exact_lines(void **state)
     assert_int_equal(datos_ndjson_append(nd, &r, "ignored", 7, 1), APR_SUCCESS);
     r = ROW("790", NULL, NOW + 123456);
     assert_int_equal(datos_ndjson_append(nd, &r, NULL, 0, 0), APR_SUCCESS);
-    assert_string_equal(all(nd),
-        "{\"id\":\"789\",\"contenido\":\"Prueba autom\xc3\xa1tica\","
-        "\"timestamp\":\"2024-01-14T14:00:00.000000Z\"}\n"
-        "{\"id\":\"790\",\"contenido\":null,"
-        "\"timestamp\":\"2024-01-14T14:00:00.123456Z\"}\n");
+    assert_string_equal(
+        all(nd), "{\"id\":\"789\",\"contenido\":\"Prueba autom\xc3\xa1tica\","
+                 "\"timestamp\":\"2024-01-14T14:00:00.000000Z\"}\n"
+                 "{\"id\":\"790\",\"contenido\":null,"
+                 "\"timestamp\":\"2024-01-14T14:00:00.123456Z\"}\n");
     assert_int_equal(datos_ndjson_lines(nd), 2);
 }
 
@@ -59,35 +59,44 @@ static void optional_columns(void **state)
     datos_ndjson_t *both, *mid, *pt;
     datos_row_t r = ROW("a", "c", 0);
 
-    assert_int_equal(datos_ndjson_create(p, DATOS_NDJSON_MESSAGE_ID
-                                         | DATOS_NDJSON_PUBLISH_TIME, 16, &both),
-                     APR_SUCCESS);
+    assert_int_equal(
+        datos_ndjson_create(
+            p, DATOS_NDJSON_MESSAGE_ID | DATOS_NDJSON_PUBLISH_TIME, 16, &both),
+        APR_SUCCESS);
     assert_int_equal(datos_ndjson_create(p, DATOS_NDJSON_MESSAGE_ID, 0, &mid),
                      APR_SUCCESS);
     assert_int_equal(datos_ndjson_create(p, DATOS_NDJSON_PUBLISH_TIME, 0, &pt),
                      APR_SUCCESS);
-    assert_int_equal(datos_ndjson_append(both, &r, "11473219786351020", 17, NOW + 1),
+    assert_int_equal(
+        datos_ndjson_append(both, &r, "11473219786351020", 17, NOW + 1),
+        APR_SUCCESS);
+    assert_int_equal(
+        datos_ndjson_append(mid, &r, "11473219786351020", 17, NOW + 1),
+        APR_SUCCESS);
+    assert_int_equal(datos_ndjson_append(pt, &r, NULL, 0, NOW + 1),
                      APR_SUCCESS);
-    assert_int_equal(datos_ndjson_append(mid, &r, "11473219786351020", 17, NOW + 1),
-                     APR_SUCCESS);
-    assert_int_equal(datos_ndjson_append(pt, &r, NULL, 0, NOW + 1), APR_SUCCESS);
-    assert_string_equal(all(both),
+    assert_string_equal(
+        all(both),
         "{\"id\":\"a\",\"contenido\":\"c\",\"timestamp\":\"1970-01-01T00:00:00.000000Z\","
         "\"message_id\":\"11473219786351020\","
         "\"publish_time\":\"2024-01-14T14:00:00.000001Z\"}\n");
-    assert_string_equal(all(mid),
+    assert_string_equal(
+        all(mid),
         "{\"id\":\"a\",\"contenido\":\"c\",\"timestamp\":\"1970-01-01T00:00:00.000000Z\","
         "\"message_id\":\"11473219786351020\"}\n");
-    assert_string_equal(all(pt),
+    assert_string_equal(
+        all(pt),
         "{\"id\":\"a\",\"contenido\":\"c\",\"timestamp\":\"1970-01-01T00:00:00.000000Z\","
         "\"publish_time\":\"2024-01-14T14:00:00.000001Z\"}\n");
     /* the message_id column needs a message id */
-    assert_int_equal(datos_ndjson_append(mid, &r, NULL, 0, 0), DATOS_EMALFORMED);
+    assert_int_equal(datos_ndjson_append(mid, &r, NULL, 0, 0),
+                     DATOS_EMALFORMED);
     assert_int_equal(datos_ndjson_lines(mid), 1);
 }
 
 /* Each line read back by jansson holds exactly the row's values. */
-static void line_round_trips(const char *line, apr_size_t len, const datos_row_t *r)
+static void line_round_trips(const char *line, apr_size_t len,
+                             const datos_row_t *r)
 {
     json_error_t jerr;
     json_t *j, *v;
@@ -105,7 +114,8 @@ static void line_round_trips(const char *line, apr_size_t len, const datos_row_t
     if (r->contenido) {
         assert_true(json_is_string(v));
         assert_int_equal(json_string_length(v), r->contenido_len);
-        assert_memory_equal(json_string_value(v), r->contenido, r->contenido_len);
+        assert_memory_equal(json_string_value(v), r->contenido,
+                            r->contenido_len);
     }
     else {
         assert_true(json_is_null(v));
@@ -131,17 +141,20 @@ static void escaping_round_trips(void **state)
     for (i = 0; i < sizeof(every_ascii); i++) {
         every_ascii[i] = (char)i;
     }
-    rows[0] = mkrow("id \xc3\xa9 \"q\" \\ \xe2\x80\xa8", strlen("id \xc3\xa9 \"q\" \\ \xe2\x80\xa8"),
-                    every_ascii, sizeof(every_ascii), NOW);
+    rows[0] = mkrow("id \xc3\xa9 \"q\" \\ \xe2\x80\xa8",
+                    strlen("id \xc3\xa9 \"q\" \\ \xe2\x80\xa8"), every_ascii,
+                    sizeof(every_ascii), NOW);
     rows[1] = mkrow("x", 1, tricky, sizeof(tricky) - 1, NOW);
     rows[2] = mkrow("\xf0\x9f\x98\x80", 4, "", 0, 0);
     rows[3] = mkrow("y", 1, NULL, 0, NOW);
     assert_int_equal(datos_ndjson_create(p, 0, 0, &nd), APR_SUCCESS);
     for (k = 0; k < 4; k++) {
-        assert_int_equal(datos_ndjson_append(nd, &rows[k], NULL, 0, 0), APR_SUCCESS);
+        assert_int_equal(datos_ndjson_append(nd, &rows[k], NULL, 0, 0),
+                         APR_SUCCESS);
     }
     for (k = 0; k < 4; k++) {
-        assert_int_equal(datos_ndjson_range(nd, k, 1, &line, &len), APR_SUCCESS);
+        assert_int_equal(datos_ndjson_range(nd, k, 1, &line, &len),
+                         APR_SUCCESS);
         line_round_trips(line, len, &rows[k]);
     }
     line = datos_ndjson_data(nd, &len);
@@ -153,7 +166,8 @@ static void escaping_round_trips(void **state)
     }
     assert_null(strstr(line, "\xe2\x80\xa8"));
     assert_null(strstr(line, "\xe2\x80\xa9"));
-    assert_non_null(strstr(line, "\\u2028 ls \\u2029 ps \xe2\x80\xa7\xe2\x80\xaa"));
+    assert_non_null(
+        strstr(line, "\\u2028 ls \\u2029 ps \xe2\x80\xa7\xe2\x80\xaa"));
     assert_non_null(strstr(line, "\\u0000\\u0001"));
     assert_non_null(strstr(line, "\\b\\t\\n\\u000b\\f\\r"));
 }
@@ -162,8 +176,14 @@ static void escaping_round_trips(void **state)
 static void escaping_at_every_offset(void **state)
 {
     apr_pool_t *p = DT_POOL(state);
-    static const char *const specials[] = { "\"", "\\", "\n", "\x01", "\xc3\xa9",
-                                            "\xe2\x80\xa8", "\xf0\x9f\x98\x80", "\x7f" };
+    static const char *const specials[] = {"\"",
+                                           "\\",
+                                           "\n",
+                                           "\x01",
+                                           "\xc3\xa9",
+                                           "\xe2\x80\xa8",
+                                           "\xf0\x9f\x98\x80",
+                                           "\x7f"};
     datos_ndjson_t *nd;
     char buf[64];
     const char *line;
@@ -180,8 +200,10 @@ static void escaping_at_every_offset(void **state)
             memset(buf, 'a', sizeof(buf));
             memcpy(buf + off, specials[s], n);
             r = mkrow("id", 2, buf, 40, NOW);
-            assert_int_equal(datos_ndjson_append(nd, &r, NULL, 0, 0), APR_SUCCESS);
-            assert_int_equal(datos_ndjson_range(nd, k++, 1, &line, &len), APR_SUCCESS);
+            assert_int_equal(datos_ndjson_append(nd, &r, NULL, 0, 0),
+                             APR_SUCCESS);
+            assert_int_equal(datos_ndjson_range(nd, k++, 1, &line, &len),
+                             APR_SUCCESS);
             line_round_trips(line, len, &r);
         }
     }
@@ -190,8 +212,9 @@ static void escaping_at_every_offset(void **state)
 static void refuses_bad_rows_without_a_trace(void **state)
 {
     apr_pool_t *p = DT_POOL(state);
-    static const char *const bad[] = { "\xff", "ok\xc3", "\xed\xa0\x80", "\xc0\xaf",
-                                       "a long prefix of ascii bytes \xf4\x90\x80\x80" };
+    static const char *const bad[] = {
+        "\xff", "ok\xc3", "\xed\xa0\x80", "\xc0\xaf",
+        "a long prefix of ascii bytes \xf4\x90\x80\x80"};
     datos_ndjson_t *nd;
     datos_row_t r = ROW("a", "c", NOW);
     const char *before;
@@ -204,9 +227,11 @@ static void refuses_bad_rows_without_a_trace(void **state)
     before = apr_pstrdup(p, datos_ndjson_data(nd, &first_len));
     for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         datos_row_t b = ROW(bad[i], "c", NOW);
-        assert_int_equal(datos_ndjson_append(nd, &b, "1", 1, 0), DATOS_EMALFORMED);
+        assert_int_equal(datos_ndjson_append(nd, &b, "1", 1, 0),
+                         DATOS_EMALFORMED);
         b = ROW("a", bad[i], NOW);
-        assert_int_equal(datos_ndjson_append(nd, &b, "1", 1, 0), DATOS_EMALFORMED);
+        assert_int_equal(datos_ndjson_append(nd, &b, "1", 1, 0),
+                         DATOS_EMALFORMED);
         assert_int_equal(datos_ndjson_append(nd, &r, bad[i], strlen(bad[i]), 0),
                          DATOS_EMALFORMED);
     }
@@ -224,13 +249,16 @@ static void refuses_bad_rows_without_a_trace(void **state)
 static void timestamps(void **state)
 {
     apr_pool_t *p = DT_POOL(state);
-    static const struct { apr_int64_t us; const char *text; } cases[] = {
-        { 0, "1970-01-01T00:00:00.000000Z" },
-        { 1, "1970-01-01T00:00:00.000001Z" },
-        { NOW + 999999, "2024-01-14T14:00:00.999999Z" },
-        { -1, "1969-12-31T23:59:59.999999Z" },
-        { APR_INT64_C(253402300799999999), "9999-12-31T23:59:59.999999Z" },
-        { APR_INT64_C(-62135596800000000), "0001-01-01T00:00:00.000000Z" },
+    static const struct {
+        apr_int64_t us;
+        const char *text;
+    } cases[] = {
+        {0, "1970-01-01T00:00:00.000000Z"},
+        {1, "1970-01-01T00:00:00.000001Z"},
+        {NOW + 999999, "2024-01-14T14:00:00.999999Z"},
+        {-1, "1969-12-31T23:59:59.999999Z"},
+        {APR_INT64_C(253402300799999999), "9999-12-31T23:59:59.999999Z"},
+        {APR_INT64_C(-62135596800000000), "0001-01-01T00:00:00.000000Z"},
     };
     size_t i;
 
@@ -239,11 +267,15 @@ static void timestamps(void **state)
         datos_row_t r = ROW("a", NULL, cases[i].us);
         char want[160];
 
-        assert_int_equal(datos_ndjson_create(p, DATOS_NDJSON_PUBLISH_TIME, 0, &nd),
+        assert_int_equal(
+            datos_ndjson_create(p, DATOS_NDJSON_PUBLISH_TIME, 0, &nd),
+            APR_SUCCESS);
+        assert_int_equal(datos_ndjson_append(nd, &r, NULL, 0, cases[i].us),
                          APR_SUCCESS);
-        assert_int_equal(datos_ndjson_append(nd, &r, NULL, 0, cases[i].us), APR_SUCCESS);
-        snprintf(want, sizeof(want), "{\"id\":\"a\",\"contenido\":null,\"timestamp\":\"%s\","
-                 "\"publish_time\":\"%s\"}\n", cases[i].text, cases[i].text);
+        snprintf(want, sizeof(want),
+                 "{\"id\":\"a\",\"contenido\":null,\"timestamp\":\"%s\","
+                 "\"publish_time\":\"%s\"}\n",
+                 cases[i].text, cases[i].text);
         assert_string_equal(all(nd), want);
     }
 }
@@ -281,9 +313,11 @@ static void grows_and_slices(void **state)
         snprintf(want, sizeof(want), "{\"id\":\"row-%d\"", i);
         assert_memory_equal(data + starts[i], want, strlen(want));
         assert_int_equal(datos_ndjson_line_at(nd, (apr_int64_t)starts[i]), i);
-        assert_int_equal(datos_ndjson_line_at(nd, (apr_int64_t)starts[i] + 1), -1);
-        assert_int_equal(datos_ndjson_range(nd, i, 3 < n - i ? 3 : n - i, &s, &len),
-                         APR_SUCCESS);
+        assert_int_equal(datos_ndjson_line_at(nd, (apr_int64_t)starts[i] + 1),
+                         -1);
+        assert_int_equal(
+            datos_ndjson_range(nd, i, 3 < n - i ? 3 : n - i, &s, &len),
+            APR_SUCCESS);
         assert_ptr_equal(s, data + starts[i]);
         assert_int_equal(len, starts[i + (3 < n - i ? 3 : n - i)] - starts[i]);
     }
@@ -313,8 +347,8 @@ static void validated_rows_encode(void **state)
         "\"timestamp\":\"2024-01-14T14:00:00.5-03:00\"}",
         "{\"id\":\"\xc3\xa9\",\"timestamp\":\"1970-01-01T00:00:00Z\"}",
     };
-    static const char *const stamps[] = { "2024-01-14T17:00:00.500000Z",
-                                          "1970-01-01T00:00:00.000000Z" };
+    static const char *const stamps[] = {"2024-01-14T17:00:00.500000Z",
+                                         "1970-01-01T00:00:00.000000Z"};
     datos_record_opts_t o;
     datos_ndjson_t *nd;
     size_t i;
@@ -327,10 +361,12 @@ static void validated_rows_encode(void **state)
         const char *line;
         apr_size_t len;
 
-        assert_int_equal(datos_record_validate(p, docs[i], strlen(docs[i]), &o, &r, &why),
-                         APR_SUCCESS);
+        assert_int_equal(
+            datos_record_validate(p, docs[i], strlen(docs[i]), &o, &r, &why),
+            APR_SUCCESS);
         assert_int_equal(datos_ndjson_append(nd, &r, NULL, 0, 0), APR_SUCCESS);
-        assert_int_equal(datos_ndjson_range(nd, (int)i, 1, &line, &len), APR_SUCCESS);
+        assert_int_equal(datos_ndjson_range(nd, (int)i, 1, &line, &len),
+                         APR_SUCCESS);
         line_round_trips(line, len, &r);
         assert_non_null(strstr(line, stamps[i]));
     }
@@ -352,7 +388,8 @@ static void record_lines_copy_json_text(void **state)
     size_t i;
 
     datos_record_opts_init(&o, NOW);
-    assert_int_equal(datos_ndjson_create(p, DATOS_NDJSON_MESSAGE_ID, 0, &nd), APR_SUCCESS);
+    assert_int_equal(datos_ndjson_create(p, DATOS_NDJSON_MESSAGE_ID, 0, &nd),
+                     APR_SUCCESS);
     for (i = 0; i < sizeof(docs) / sizeof(docs[0]); i++) {
         datos_invalid_t why;
         datos_record_t rec;
@@ -360,17 +397,21 @@ static void record_lines_copy_json_text(void **state)
         const char *line;
         apr_size_t len;
 
-        assert_int_equal(datos_record_check(p, docs[i], strlen(docs[i]), &o, &rec, &why),
+        assert_int_equal(
+            datos_record_check(p, docs[i], strlen(docs[i]), &o, &rec, &why),
+            APR_SUCCESS);
+        assert_int_equal(datos_ndjson_append_record(nd, &rec, "m\"1", 3, 0),
                          APR_SUCCESS);
-        assert_int_equal(datos_ndjson_append_record(nd, &rec, "m\"1", 3, 0), APR_SUCCESS);
-        assert_int_equal(datos_ndjson_range(nd, (int)i, 1, &line, &len), APR_SUCCESS);
+        assert_int_equal(datos_ndjson_range(nd, (int)i, 1, &line, &len),
+                         APR_SUCCESS);
         datos_record_row(p, &rec, &row);
         line_round_trips(line, len, &row);
         assert_non_null(strstr(line, "\"message_id\":\"m\\\"1\""));
         assert_null(strstr(line, "\xe2\x80\xa8"));
         assert_null(strstr(line, "\xe2\x80\xa9"));
     }
-    assert_string_equal(datos_ndjson_data(nd, NULL),
+    assert_string_equal(
+        datos_ndjson_data(nd, NULL),
         "{\"id\":\"a\\u00e9\\/b\",\"contenido\":\"x\\n\\\"y\\\"\\u0000 \\u2028"
         " \\u2029 \\u2029\xe2\x80\xa7\",\"timestamp\":\"2024-01-14T14:00:00.000000Z\","
         "\"message_id\":\"m\\\"1\"}\n"

@@ -41,7 +41,8 @@ static tobj_t *tobj(apr_pool_t *p, int id)
     return o;
 }
 
-static datos_process_cache_t *new_slot(apr_pool_t *p, datos_process_cache_release_fn *fn)
+static datos_process_cache_t *new_slot(apr_pool_t *p,
+                                       datos_process_cache_release_fn *fn)
 {
     datos_process_cache_t *s = NULL;
 
@@ -76,15 +77,15 @@ static void slot_replaced_version_waits_for_readers(void **state)
     r2 = datos_process_cache_acquire(s);
     assert_ptr_equal(r1, a);
     assert_ptr_equal(r2, a);
-    datos_process_cache_release(s, r2);          /* released while current */
+    datos_process_cache_release(s, r2); /* released while current */
 
     assert_int_equal(datos_process_cache_publish(s, b), APR_SUCCESS);
-    assert_int_equal(released_count, 0);        /* r1 still holds a */
+    assert_int_equal(released_count, 0); /* r1 still holds a */
     r3 = datos_process_cache_acquire(s);
     assert_ptr_equal(r3, b);
     assert_int_equal(a->magic, LIVE);
 
-    datos_process_cache_release(s, r1);          /* the last holder of a */
+    datos_process_cache_release(s, r1); /* the last holder of a */
     assert_int_equal(released_count, 1);
     assert_int_equal(released_ids[0], 1);
 
@@ -110,7 +111,8 @@ static void slot_unread_version_released_at_once(void **state)
     int i;
 
     for (i = 0; i < 500; i++) {
-        assert_int_equal(datos_process_cache_publish(s, tobj(p, i)), APR_SUCCESS);
+        assert_int_equal(datos_process_cache_publish(s, tobj(p, i)),
+                         APR_SUCCESS);
         assert_int_equal(released_count, i);
         if (i % 2) {
             datos_process_cache_release(s, datos_process_cache_acquire(s));
@@ -149,10 +151,12 @@ static void slot_refuses_object_twice(void **state)
     void *r;
 
     assert_int_equal(datos_process_cache_publish(s, a), APR_SUCCESS);
-    assert_int_equal(datos_process_cache_publish(s, a), APR_EINVAL);   /* current */
+    assert_int_equal(datos_process_cache_publish(s, a),
+                     APR_EINVAL); /* current */
     r = datos_process_cache_acquire(s);
     assert_int_equal(datos_process_cache_publish(s, b), APR_SUCCESS);
-    assert_int_equal(datos_process_cache_publish(s, a), APR_EINVAL);   /* still held */
+    assert_int_equal(datos_process_cache_publish(s, a),
+                     APR_EINVAL); /* still held */
     assert_ptr_equal(datos_process_cache_acquire(s), b);
     datos_process_cache_release(s, b);
     datos_process_cache_release(s, r);
@@ -181,7 +185,8 @@ static void slot_full_then_reused(void **state)
         assert_int_equal(datos_process_cache_publish(s, extra), APR_EAGAIN);
         assert_int_equal(extra->magic, LIVE);
         r = datos_process_cache_acquire(s);
-        assert_int_equal(((tobj_t *)r)->id, base + DATOS_PROCESS_CACHE_ENTRIES - 1);
+        assert_int_equal(((tobj_t *)r)->id,
+                         base + DATOS_PROCESS_CACHE_ENTRIES - 1);
         datos_process_cache_release(s, r);
         /* readers let go in an order unrelated to publication */
         for (i = 0; i < DATOS_PROCESS_CACHE_ENTRIES - 1; i += 2) {
@@ -191,13 +196,14 @@ static void slot_full_then_reused(void **state)
             datos_process_cache_release(s, held[i]);
         }
         assert_int_equal(released_count, round * DATOS_PROCESS_CACHE_ENTRIES
-                                         + DATOS_PROCESS_CACHE_ENTRIES - 1);
+                                             + DATOS_PROCESS_CACHE_ENTRIES - 1);
         /* the current one is released by clear, its readers being gone */
         datos_process_cache_release(s, held[DATOS_PROCESS_CACHE_ENTRIES - 1]);
         assert_int_equal(released_count, round * DATOS_PROCESS_CACHE_ENTRIES
-                                         + DATOS_PROCESS_CACHE_ENTRIES - 1);
+                                             + DATOS_PROCESS_CACHE_ENTRIES - 1);
         datos_process_cache_clear(s);
-        assert_int_equal(released_count, (round + 1) * DATOS_PROCESS_CACHE_ENTRIES);
+        assert_int_equal(released_count,
+                         (round + 1) * DATOS_PROCESS_CACHE_ENTRIES);
     }
 }
 
@@ -221,7 +227,7 @@ static void slot_pool_cleanup_releases_current(void **state)
 /* ------------------------------------------------------------ threads */
 
 #define READERS 8
-#define HOLDS 32            /* versions a reader may keep at once */
+#define HOLDS   32 /* versions a reader may keep at once */
 
 typedef struct stress_t {
     datos_process_cache_t *slot;
@@ -230,10 +236,10 @@ typedef struct stress_t {
     atomic_long released;
     atomic_long acquired;
     atomic_long nulls;
-    int answers;                    /* objects are datos answers */
+    int answers; /* objects are datos answers */
 } stress_t;
 
-static stress_t *stress_now;        /* for the release functions */
+static stress_t *stress_now; /* for the release functions */
 
 typedef struct sobj_t {
     unsigned magic;
@@ -249,7 +255,7 @@ static void stress_release(void *obj)
     }
     o->magic = DEAD;
     atomic_fetch_add(&stress_now->released, 1);
-    free(o);          /* so ASan sees any use after the release */
+    free(o); /* so ASan sees any use after the release */
 }
 
 static void answer_release(void *obj)
@@ -280,7 +286,7 @@ static long check_held(stress_t *st, void *obj)
 static void *APR_THREAD_FUNC reader(apr_thread_t *t, void *data)
 {
     stress_t *st = data;
-    void *held[HOLDS] = { 0 };
+    void *held[HOLDS] = {0};
     long last = -1, id;
     unsigned int seed = (unsigned int)(apr_uintptr_t)t;
     int i, loops = 0;
@@ -382,9 +388,10 @@ static void run_stress(apr_pool_t *p, int answers, long publishes)
     atomic_init(&st.nulls, 0);
     st.answers = answers;
     stress_now = &st;
-    assert_int_equal(datos_process_cache_create(p, answers ? answer_release
-                                                  : stress_release, &st.slot),
-                     APR_SUCCESS);
+    assert_int_equal(
+        datos_process_cache_create(p, answers ? answer_release : stress_release,
+                                   &st.slot),
+        APR_SUCCESS);
     assert_int_equal(apr_pool_create(&scratch, p), APR_SUCCESS);
     for (i = 0; i < READERS; i++) {
         assert_int_equal(apr_thread_create(&threads[i], NULL, reader, &st, p),
@@ -406,7 +413,7 @@ static void run_stress(apr_pool_t *p, int answers, long publishes)
         }
         if (id % 16 == 0) {
             apr_pool_clear(scratch);
-            apr_thread_yield();        /* let readers hold several versions */
+            apr_thread_yield(); /* let readers hold several versions */
         }
     }
     atomic_store(&st.stop, 1);
@@ -421,7 +428,8 @@ static void run_stress(apr_pool_t *p, int answers, long publishes)
     assert_int_equal(atomic_load(&st.errors), 0);
     assert_true(atomic_load(&st.acquired) > 0);
     if (getenv("DT_DEBUG")) {
-        fprintf(stderr, "stress (%s): %ld publishes, %ld clears, %ld EAGAIN, "
+        fprintf(stderr,
+                "stress (%s): %ld publishes, %ld clears, %ld EAGAIN, "
                 "%ld acquisitions, %ld empty, %.0f ms\n",
                 answers ? "answers" : "objects", published, clears, eagain,
                 (long)atomic_load(&st.acquired), (long)atomic_load(&st.nulls),

@@ -9,11 +9,12 @@
 #include "dt_support.h"
 #include "datos_pubsub.h"
 
-#define SUB "projects/my-proj/subscriptions/datos-subscription"
-#define TOPIC "projects/my-proj/topics/datos-topic"
-#define SUB_PATH "/v1/projects/my-proj/subscriptions/datos-subscription"
+#define SUB        "projects/my-proj/subscriptions/datos-subscription"
+#define TOPIC      "projects/my-proj/topics/datos-topic"
+#define SUB_PATH   "/v1/projects/my-proj/subscriptions/datos-subscription"
 #define TOPIC_PATH "/v1/projects/my-proj/topics/datos-topic"
-#define TOKEN "{\"access_token\":\"ps-tok\",\"expires_in\":3600,\"token_type\":\"Bearer\"}"
+#define TOKEN \
+    "{\"access_token\":\"ps-tok\",\"expires_in\":3600,\"token_type\":\"Bearer\"}"
 
 typedef struct {
     apr_pool_t *p;
@@ -89,13 +90,15 @@ static void pull_request_and_answer(void **state)
     dt_request_t *r;
 
     dt_server_json(fx->srv, 200, TOKEN);
-    dt_server_json(fx->srv, 200,
+    dt_server_json(
+        fx->srv, 200,
         "{\"receivedMessages\":[{\"ackId\":\"UAYWLF1GSFE3\",\"message\":{\"data\":\"eyJpZCI6MX0=\","
         "\"attributes\":{\"source\":\"web\"},\"messageId\":\"11473219786351020\","
         "\"publishTime\":\"2024-01-14T14:00:00.123Z\"},\"deliveryAttempt\":2}]}");
     dt_server_json(fx->srv, 200, "{}");
-    assert_int_equal(datos_pubsub_pull(fx->ps, fx->p, soon(), SUB, 500, &msgs, &err),
-                     APR_SUCCESS);
+    assert_int_equal(
+        datos_pubsub_pull(fx->ps, fx->p, soon(), SUB, 500, &msgs, &err),
+        APR_SUCCESS);
     assert_int_equal(msgs->nelts, 1);
     m = &APR_ARRAY_IDX(msgs, 0, datos_pubsub_msg_t);
     assert_string_equal(m->ack_id, "UAYWLF1GSFE3");
@@ -104,18 +107,22 @@ static void pull_request_and_answer(void **state)
     assert_int_equal(m->delivery_attempt, 2);
     assert_null(m->problem);
     /* nothing available: {} */
-    assert_int_equal(datos_pubsub_pull(fx->ps, fx->p, soon(), SUB, 5000, &msgs, &err),
-                     APR_SUCCESS);
+    assert_int_equal(
+        datos_pubsub_pull(fx->ps, fx->p, soon(), SUB, 5000, &msgs, &err),
+        APR_SUCCESS);
     assert_int_equal(msgs->nelts, 0);
 
-    assert_int_equal(dt_server_count(fx->srv), 3);      /* one token for both */
+    assert_int_equal(dt_server_count(fx->srv), 3); /* one token for both */
     r = req(fx, 1);
     assert_string_equal(r->method, "POST");
     assert_string_equal(r->target, SUB_PATH ":pull");
     assert_string_equal(r->body, "{\"maxMessages\":500}");
-    assert_string_equal(dt_request_header(fx->p, r, "Authorization"), "Bearer ps-tok");
-    assert_string_equal(dt_request_header(fx->p, r, "Content-Type"), "application/json");
-    assert_string_equal(req(fx, 2)->body, "{\"maxMessages\":1000}");   /* clamped */
+    assert_string_equal(dt_request_header(fx->p, r, "Authorization"),
+                        "Bearer ps-tok");
+    assert_string_equal(dt_request_header(fx->p, r, "Content-Type"),
+                        "application/json");
+    assert_string_equal(req(fx, 2)->body,
+                        "{\"maxMessages\":1000}"); /* clamped */
 }
 
 static void pull_refusals(void **state)
@@ -126,39 +133,54 @@ static void pull_refusals(void **state)
     dt_response_t r;
 
     dt_server_json(fx->srv, 200, TOKEN);
-    dt_server_json(fx->srv, 404, "{\"error\":{\"code\":404,\"message\":\"Resource not found "
-                                 "(resource=datos-subscription).\",\"status\":\"NOT_FOUND\"}}");
+    dt_server_json(
+        fx->srv, 404,
+        "{\"error\":{\"code\":404,\"message\":\"Resource not found "
+        "(resource=datos-subscription).\",\"status\":\"NOT_FOUND\"}}");
     memset(&r, 0, sizeof(r));
     r.status = 429;
     r.headers = "Retry-After: 12\r\n";
-    r.body = "{\"error\":{\"code\":429,\"message\":\"slow\",\"status\":\"RESOURCE_EXHAUSTED\"}}";
+    r.body =
+        "{\"error\":{\"code\":429,\"message\":\"slow\",\"status\":\"RESOURCE_EXHAUSTED\"}}";
     dt_server_push(fx->srv, &r);
     dt_server_json(fx->srv, 200, "{\"receivedMessages\":7}");
     dt_server_json(fx->srv, 200, "<html>");
 
-    assert_int_equal(datos_pubsub_pull(fx->ps, fx->p, soon(), SUB, 1, &msgs, &err),
-                     DATOS_EREJECTED);
-    assert_string_equal(err.message, "subscriptions.pull: HTTP 404 NOT_FOUND: Resource not "
-                                     "found (resource=datos-subscription).");
-    assert_int_equal(datos_pubsub_pull(fx->ps, fx->p, soon(), SUB, 1, &msgs, &err),
-                     DATOS_ERATELIMIT);
+    assert_int_equal(
+        datos_pubsub_pull(fx->ps, fx->p, soon(), SUB, 1, &msgs, &err),
+        DATOS_EREJECTED);
+    assert_string_equal(err.message,
+                        "subscriptions.pull: HTTP 404 NOT_FOUND: Resource not "
+                        "found (resource=datos-subscription).");
+    assert_int_equal(
+        datos_pubsub_pull(fx->ps, fx->p, soon(), SUB, 1, &msgs, &err),
+        DATOS_ERATELIMIT);
     assert_int_equal(err.retry_after, apr_time_from_sec(12));
-    assert_int_equal(datos_pubsub_pull(fx->ps, fx->p, soon(), SUB, 1, &msgs, &err),
-                     DATOS_EMALFORMED);
+    assert_int_equal(
+        datos_pubsub_pull(fx->ps, fx->p, soon(), SUB, 1, &msgs, &err),
+        DATOS_EMALFORMED);
     assert_int_equal(strncmp(err.message, "subscriptions.pull: ", 20), 0);
     assert_int_equal(err.http_status, 200);
-    assert_int_equal(datos_pubsub_pull(fx->ps, fx->p, soon(), SUB, 1, &msgs, &err),
-                     DATOS_EMALFORMED);
+    assert_int_equal(
+        datos_pubsub_pull(fx->ps, fx->p, soon(), SUB, 1, &msgs, &err),
+        DATOS_EMALFORMED);
 
     /* names: full, of the right kind; nothing is sent otherwise */
-    assert_int_equal(datos_pubsub_pull(fx->ps, fx->p, 0, "datos-subscription", 1, &msgs, &err),
+    assert_int_equal(datos_pubsub_pull(fx->ps, fx->p, 0, "datos-subscription",
+                                       1, &msgs, &err),
                      APR_EINVAL);
     assert_non_null(strstr(err.message, "projects/P/subscriptions/S"));
-    assert_int_equal(datos_pubsub_pull(fx->ps, fx->p, 0, TOPIC, 1, &msgs, &err), APR_EINVAL);
-    assert_int_equal(datos_pubsub_pull(fx->ps, fx->p, 0, "projects//subscriptions/s", 1, &msgs,
-                                       &err), APR_EINVAL);
-    assert_int_equal(datos_pubsub_pull(fx->ps, fx->p, 0, SUB "/x", 1, &msgs, &err), APR_EINVAL);
-    assert_int_equal(datos_pubsub_pull(fx->ps, fx->p, 0, NULL, 1, &msgs, &err), APR_EINVAL);
+    assert_int_equal(datos_pubsub_pull(fx->ps, fx->p, 0, TOPIC, 1, &msgs, &err),
+                     APR_EINVAL);
+    assert_int_equal(datos_pubsub_pull(fx->ps, fx->p, 0,
+                                       "projects//subscriptions/s", 1, &msgs,
+                                       &err),
+                     APR_EINVAL);
+    assert_int_equal(
+        datos_pubsub_pull(fx->ps, fx->p, 0, SUB "/x", 1, &msgs, &err),
+        APR_EINVAL);
+    assert_int_equal(datos_pubsub_pull(fx->ps, fx->p, 0, NULL, 1, &msgs, &err),
+                     APR_EINVAL);
     assert_int_equal(dt_server_count(fx->srv), 5);
 }
 
@@ -171,11 +193,14 @@ static void names_are_escaped(void **state)
 
     dt_server_json(fx->srv, 200, TOKEN);
     dt_server_json(fx->srv, 200, "{}");
-    assert_int_equal(datos_pubsub_pull(fx->ps, fx->p, 0,
-                                       "projects/example.com:proj/subscriptions/a%b+c~d", 1,
-                                       &msgs, &err), APR_SUCCESS);
-    assert_string_equal(req(fx, 1)->target,
-                        "/v1/projects/example.com%3Aproj/subscriptions/a%25b%2Bc~d:pull");
+    assert_int_equal(
+        datos_pubsub_pull(fx->ps, fx->p, 0,
+                          "projects/example.com:proj/subscriptions/a%b+c~d", 1,
+                          &msgs, &err),
+        APR_SUCCESS);
+    assert_string_equal(
+        req(fx, 1)->target,
+        "/v1/projects/example.com%3Aproj/subscriptions/a%25b%2Bc~d:pull");
 }
 
 /* A pull answer may be ~20 MB and more: the client reads past the
@@ -186,8 +211,9 @@ static void large_pull_answer(void **state)
     apr_array_header_t *msgs;
     datos_err_t err = {0};
     apr_size_t n = (apr_size_t)36 * 1024 * 1024, head, i;
-    const char *pre = "{\"receivedMessages\":[{\"ackId\":\"a1\",\"message\":{\"messageId\":\"1\","
-                      "\"publishTime\":\"2024-01-14T14:00:00Z\",\"data\":\"";
+    const char *pre =
+        "{\"receivedMessages\":[{\"ackId\":\"a1\",\"message\":{\"messageId\":\"1\","
+        "\"publishTime\":\"2024-01-14T14:00:00Z\",\"data\":\"";
     const char *post = "\"}}]}";
     char *body;
     dt_response_t r;
@@ -198,7 +224,7 @@ static void large_pull_answer(void **state)
     assert_non_null(body);
     memcpy(body, pre, head);
     for (i = 0; i < n; i++) {
-        body[head + i] = "QUJD"[i % 4];                 /* "ABC" repeated */
+        body[head + i] = "QUJD"[i % 4]; /* "ABC" repeated */
     }
     strcpy(body + head + n, post);
     dt_server_json(fx->srv, 200, TOKEN);
@@ -207,7 +233,8 @@ static void large_pull_answer(void **state)
     r.body = body;
     dt_server_push(fx->srv, &r);
     free(body);
-    assert_int_equal(datos_pubsub_pull(fx->ps, fx->p, 0, SUB, 1, &msgs, &err), APR_SUCCESS);
+    assert_int_equal(datos_pubsub_pull(fx->ps, fx->p, 0, SUB, 1, &msgs, &err),
+                     APR_SUCCESS);
     assert_int_equal(msgs->nelts, 1);
     m = &APR_ARRAY_IDX(msgs, 0, datos_pubsub_msg_t);
     assert_null(m->problem);
@@ -224,34 +251,41 @@ static void ack_chunks(void **state)
     apr_array_header_t *bodies;
     int i;
 
-    assert_int_equal(datos_pubsub_ack_bodies(fx->p, ids, 6000, &bodies, &err), APR_SUCCESS);
+    assert_int_equal(datos_pubsub_ack_bodies(fx->p, ids, 6000, &bodies, &err),
+                     APR_SUCCESS);
     assert_int_equal(bodies->nelts, 3);
     dt_server_json(fx->srv, 200, TOKEN);
     for (i = 0; i < 3; i++) {
         dt_server_json(fx->srv, 200, "{}");
     }
-    assert_int_equal(datos_pubsub_ack(fx->ps, fx->p, soon(), SUB, ids, 6000, &err),
-                     APR_SUCCESS);
+    assert_int_equal(
+        datos_pubsub_ack(fx->ps, fx->p, soon(), SUB, ids, 6000, &err),
+        APR_SUCCESS);
     assert_int_equal(dt_server_count(fx->srv), 4);
     for (i = 0; i < 3; i++) {
         dt_request_t *r = req(fx, 1 + i);
-        const datos_pubsub_body_t *b = &APR_ARRAY_IDX(bodies, i, datos_pubsub_body_t);
+        const datos_pubsub_body_t *b =
+            &APR_ARRAY_IDX(bodies, i, datos_pubsub_body_t);
         assert_string_equal(r->target, SUB_PATH ":acknowledge");
         assert_int_equal(r->body_len, b->len);
         assert_memory_equal(r->body, b->body, b->len);
     }
     /* nothing to ack: no request */
-    assert_int_equal(datos_pubsub_ack(fx->ps, fx->p, soon(), SUB, ids, 0, &err), APR_SUCCESS);
+    assert_int_equal(datos_pubsub_ack(fx->ps, fx->p, soon(), SUB, ids, 0, &err),
+                     APR_SUCCESS);
     assert_int_equal(dt_server_count(fx->srv), 4);
 
     /* the second chunk fails: the first went through, the third is not sent */
     dt_server_json(fx->srv, 200, "{}");
-    dt_server_json(fx->srv, 503, "{\"error\":{\"code\":503,\"message\":\"down\","
-                                 "\"status\":\"UNAVAILABLE\"}}");
-    assert_int_equal(datos_pubsub_ack(fx->ps, fx->p, soon(), SUB, ids, 6000, &err),
-                     DATOS_EBACKEND);
-    assert_string_equal(err.message, "subscriptions.acknowledge: HTTP 503 UNAVAILABLE: down "
-                                     "(2500 of 6000 ack ids acknowledged before the failure)");
+    dt_server_json(fx->srv, 503,
+                   "{\"error\":{\"code\":503,\"message\":\"down\","
+                   "\"status\":\"UNAVAILABLE\"}}");
+    assert_int_equal(
+        datos_pubsub_ack(fx->ps, fx->p, soon(), SUB, ids, 6000, &err),
+        DATOS_EBACKEND);
+    assert_string_equal(
+        err.message, "subscriptions.acknowledge: HTTP 503 UNAVAILABLE: down "
+                     "(2500 of 6000 ack ids acknowledged before the failure)");
     assert_int_equal(dt_server_count(fx->srv), 6);
 }
 
@@ -264,26 +298,33 @@ static void modack_chunks(void **state)
     dt_server_json(fx->srv, 200, TOKEN);
     dt_server_json(fx->srv, 200, "{}");
     dt_server_json(fx->srv, 200, "{}");
-    assert_int_equal(datos_pubsub_modack(fx->ps, fx->p, soon(), SUB, ids, 2501, 300, &err),
-                     APR_SUCCESS);
+    assert_int_equal(
+        datos_pubsub_modack(fx->ps, fx->p, soon(), SUB, ids, 2501, 300, &err),
+        APR_SUCCESS);
     assert_string_equal(req(fx, 1)->target, SUB_PATH ":modifyAckDeadline");
-    assert_string_equal(req(fx, 2)->body,
-                        apr_psprintf(fx->p, "{\"ackIds\":[\"%s\"],\"ackDeadlineSeconds\":300}",
-                                     ids[2500]));
+    assert_string_equal(
+        req(fx, 2)->body,
+        apr_psprintf(fx->p, "{\"ackIds\":[\"%s\"],\"ackDeadlineSeconds\":300}",
+                     ids[2500]));
     /* a nack of one */
-    dt_server_json(fx->srv, 400, "{\"error\":{\"code\":400,\"message\":\"You have passed an "
-                                 "invalid ack ID\",\"status\":\"INVALID_ARGUMENT\"}}");
-    assert_int_equal(datos_pubsub_modack(fx->ps, fx->p, soon(), SUB, ids, 1, 0, &err),
-                     DATOS_EREJECTED);
-    assert_string_equal(req(fx, 3)->body,
-                        apr_psprintf(fx->p, "{\"ackIds\":[\"%s\"],\"ackDeadlineSeconds\":0}",
-                                     ids[0]));
+    dt_server_json(fx->srv, 400,
+                   "{\"error\":{\"code\":400,\"message\":\"You have passed an "
+                   "invalid ack ID\",\"status\":\"INVALID_ARGUMENT\"}}");
+    assert_int_equal(
+        datos_pubsub_modack(fx->ps, fx->p, soon(), SUB, ids, 1, 0, &err),
+        DATOS_EREJECTED);
+    assert_string_equal(
+        req(fx, 3)->body,
+        apr_psprintf(fx->p, "{\"ackIds\":[\"%s\"],\"ackDeadlineSeconds\":0}",
+                     ids[0]));
     /* one chunk: nothing to say about chunks */
     assert_null(strstr(err.message, "before the failure"));
     /* out of range: refused before any request */
-    assert_int_equal(datos_pubsub_modack(fx->ps, fx->p, soon(), SUB, ids, 1, 601, &err),
-                     APR_EINVAL);
-    assert_int_equal(strncmp(err.message, "subscriptions.modifyAckDeadline: ", 33), 0);
+    assert_int_equal(
+        datos_pubsub_modack(fx->ps, fx->p, soon(), SUB, ids, 1, 601, &err),
+        APR_EINVAL);
+    assert_int_equal(
+        strncmp(err.message, "subscriptions.modifyAckDeadline: ", 33), 0);
     assert_int_equal(dt_server_count(fx->srv), 4);
 }
 
@@ -307,7 +348,7 @@ static const char *ids_answer(apr_pool_t *p, int first, int n)
 
     for (i = 0; i < n; i++) {
         s = apr_psprintf(p, "%s%s\"%" APR_INT64_T_FMT "\"", s, i ? "," : "",
-                       (apr_int64_t)11000000000000000 + first + i);
+                         (apr_int64_t)11000000000000000 + first + i);
     }
     return apr_pstrcat(p, s, "]}", NULL);
 }
@@ -320,21 +361,25 @@ static void publish_in_order(void **state)
     apr_array_header_t *ids = NULL, *bodies;
     int i;
 
-    assert_int_equal(datos_pubsub_publish_bodies(fx->p, m, 2500, &bodies, &err), APR_SUCCESS);
+    assert_int_equal(datos_pubsub_publish_bodies(fx->p, m, 2500, &bodies, &err),
+                     APR_SUCCESS);
     assert_int_equal(bodies->nelts, 3);
     dt_server_json(fx->srv, 200, TOKEN);
     dt_server_json(fx->srv, 200, ids_answer(fx->p, 0, 1000));
     dt_server_json(fx->srv, 200, ids_answer(fx->p, 1000, 1000));
     dt_server_json(fx->srv, 200, ids_answer(fx->p, 2000, 500));
-    assert_int_equal(datos_pubsub_publish(fx->ps, fx->p, soon(), TOPIC, m, 2500, &ids, &err),
-                     APR_SUCCESS);
+    assert_int_equal(
+        datos_pubsub_publish(fx->ps, fx->p, soon(), TOPIC, m, 2500, &ids, &err),
+        APR_SUCCESS);
     assert_int_equal(ids->nelts, 2500);
     for (i = 0; i < 2500; i += 499) {
         assert_string_equal(APR_ARRAY_IDX(ids, i, const char *),
-                            apr_psprintf(fx->p, "%" APR_INT64_T_FMT, (apr_int64_t)11000000000000000 + i));
+                            apr_psprintf(fx->p, "%" APR_INT64_T_FMT,
+                                         (apr_int64_t)11000000000000000 + i));
     }
     for (i = 0; i < 3; i++) {
-        const datos_pubsub_body_t *b = &APR_ARRAY_IDX(bodies, i, datos_pubsub_body_t);
+        const datos_pubsub_body_t *b =
+            &APR_ARRAY_IDX(bodies, i, datos_pubsub_body_t);
         assert_string_equal(req(fx, 1 + i)->target, TOPIC_PATH ":publish");
         assert_int_equal(req(fx, 1 + i)->body_len, b->len);
         assert_memory_equal(req(fx, 1 + i)->body, b->body, b->len);
@@ -342,27 +387,34 @@ static void publish_in_order(void **state)
 
     /* the second request fails: the ids of the first are handed out */
     dt_server_json(fx->srv, 200, ids_answer(fx->p, 5000, 1000));
-    dt_server_json(fx->srv, 500, "{\"error\":{\"code\":500,\"message\":\"oops\","
-                                 "\"status\":\"INTERNAL\"}}");
-    assert_int_equal(datos_pubsub_publish(fx->ps, fx->p, soon(), TOPIC, m, 2500, &ids, &err),
-                     DATOS_EBACKEND);
+    dt_server_json(fx->srv, 500,
+                   "{\"error\":{\"code\":500,\"message\":\"oops\","
+                   "\"status\":\"INTERNAL\"}}");
+    assert_int_equal(
+        datos_pubsub_publish(fx->ps, fx->p, soon(), TOPIC, m, 2500, &ids, &err),
+        DATOS_EBACKEND);
     assert_int_equal(ids->nelts, 1000);
-    assert_string_equal(APR_ARRAY_IDX(ids, 999, const char *), "11000000000005999");
-    assert_non_null(strstr(err.message, "(1000 of 2500 messages published before the failure)"));
+    assert_string_equal(APR_ARRAY_IDX(ids, 999, const char *),
+                        "11000000000005999");
+    assert_non_null(strstr(
+        err.message, "(1000 of 2500 messages published before the failure)"));
     assert_int_equal(dt_server_count(fx->srv), 6);
 
     /* an answer with the wrong number of ids: which were published is unknown */
     dt_server_json(fx->srv, 200, ids_answer(fx->p, 0, 2));
-    assert_int_equal(datos_pubsub_publish(fx->ps, fx->p, soon(), TOPIC, m, 3, &ids, &err),
-                     DATOS_EMALFORMED);
+    assert_int_equal(
+        datos_pubsub_publish(fx->ps, fx->p, soon(), TOPIC, m, 3, &ids, &err),
+        DATOS_EMALFORMED);
     assert_int_equal(ids->nelts, 0);
     assert_int_equal(strncmp(err.message, "topics.publish: ", 16), 0);
     /* an empty message is refused before any request */
     m[0].data_len = 0;
-    assert_int_equal(datos_pubsub_publish(fx->ps, fx->p, soon(), TOPIC, m, 1, &ids, &err),
-                     APR_EINVAL);
-    assert_int_equal(datos_pubsub_publish(fx->ps, fx->p, soon(), SUB, m + 1, 1, &ids, &err),
-                     APR_EINVAL);
+    assert_int_equal(
+        datos_pubsub_publish(fx->ps, fx->p, soon(), TOPIC, m, 1, &ids, &err),
+        APR_EINVAL);
+    assert_int_equal(
+        datos_pubsub_publish(fx->ps, fx->p, soon(), SUB, m + 1, 1, &ids, &err),
+        APR_EINVAL);
     assert_int_equal(dt_server_count(fx->srv), 7);
 }
 
@@ -376,7 +428,8 @@ static void create_and_emulator(void **state)
     apr_array_header_t *msgs;
 
     c.base_url = "http://pubsub.example.com";
-    assert_int_equal(datos_pubsub_create(fx->p, &c, &ps, &err), DATOS_EINSECURE);
+    assert_int_equal(datos_pubsub_create(fx->p, &c, &ps, &err),
+                     DATOS_EINSECURE);
     assert_string_equal(err.reason, DATOS_REASON_PLAIN_HTTP);
     c.http.allow_insecure = 1;
     assert_int_equal(datos_pubsub_create(fx->p, &c, &ps, &err), APR_SUCCESS);
@@ -390,7 +443,8 @@ static void create_and_emulator(void **state)
     c.creds = NULL;
     assert_int_equal(datos_pubsub_create(fx->p, &c, &ps, &err), APR_SUCCESS);
     dt_server_json(fx->srv, 200, "{}");
-    assert_int_equal(datos_pubsub_pull(ps, fx->p, 0, SUB, 1, &msgs, &err), APR_SUCCESS);
+    assert_int_equal(datos_pubsub_pull(ps, fx->p, 0, SUB, 1, &msgs, &err),
+                     APR_SUCCESS);
     assert_null(dt_request_header(fx->p, req(fx, 0), "Authorization"));
     assert_string_equal(req(fx, 0)->target, SUB_PATH ":pull");
 }

@@ -15,7 +15,8 @@
 static json_t *load(const char *body, apr_size_t len)
 {
     json_error_t jerr;
-    json_t *j = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
+    json_t *j =
+        json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
 
     if (!j) {
         fail_msg("not JSON: %s: %.200s", jerr.text, body);
@@ -28,25 +29,30 @@ static json_t *load(const char *body, apr_size_t len)
 static void base64_vectors(void **state)
 {
     apr_pool_t *p = DT_POOL(state);
-    static const char *const plain[] = { "", "f", "fo", "foo", "foob", "fooba", "foobar" };
-    static const char *const coded[] = { "", "Zg==", "Zm8=", "Zm9v", "Zm9vYg==",
-                                         "Zm9vYmE=", "Zm9vYmFy" };
-    static const char *const unpadded[] = { "", "Zg", "Zm8", "Zm9v", "Zm9vYg",
-                                            "Zm9vYmE", "Zm9vYmFy" };
+    static const char *const plain[] = {"",     "f",     "fo",    "foo",
+                                        "foob", "fooba", "foobar"};
+    static const char *const coded[] = {
+        "", "Zg==", "Zm8=", "Zm9v", "Zm9vYg==", "Zm9vYmE=", "Zm9vYmFy"};
+    static const char *const unpadded[] = {
+        "", "Zg", "Zm8", "Zm9v", "Zm9vYg", "Zm9vYmE", "Zm9vYmFy"};
     unsigned char *out;
     apr_size_t n;
     size_t i;
 
     for (i = 0; i < 7; i++) {
-        assert_string_equal(datos_base64_encode(p, (const unsigned char *)plain[i],
-                                                strlen(plain[i]), &n), coded[i]);
+        assert_string_equal(datos_base64_encode(p,
+                                                (const unsigned char *)plain[i],
+                                                strlen(plain[i]), &n),
+                            coded[i]);
         assert_int_equal(n, strlen(coded[i]));
-        assert_int_equal(datos_base64_decode(p, coded[i], strlen(coded[i]), &out, &n),
-                         APR_SUCCESS);
+        assert_int_equal(
+            datos_base64_decode(p, coded[i], strlen(coded[i]), &out, &n),
+            APR_SUCCESS);
         assert_int_equal(n, strlen(plain[i]));
         assert_string_equal((const char *)out, plain[i]);
-        assert_int_equal(datos_base64_decode(p, unpadded[i], strlen(unpadded[i]), &out, &n),
-                         APR_SUCCESS);
+        assert_int_equal(
+            datos_base64_decode(p, unpadded[i], strlen(unpadded[i]), &out, &n),
+            APR_SUCCESS);
         assert_string_equal((const char *)out, plain[i]);
     }
     /* both alphabets */
@@ -55,22 +61,24 @@ static void base64_vectors(void **state)
     assert_memory_equal(out, "\xfb\xff\xbf", 3);
     assert_int_equal(datos_base64_decode(p, "-_-_", 4, &out, &n), APR_SUCCESS);
     assert_memory_equal(out, "\xfb\xff\xbf", 3);
-    assert_string_equal(datos_base64_encode(p, (const unsigned char *)"\xfb\xff\xbf", 3, NULL),
-                        "+/+/");
+    assert_string_equal(
+        datos_base64_encode(p, (const unsigned char *)"\xfb\xff\xbf", 3, NULL),
+        "+/+/");
 }
 
 static void base64_rejects(void **state)
 {
     apr_pool_t *p = DT_POOL(state);
-    static const char *const bad[] = { "Z", "Zg=", "Zg===", "Zm9vY", "Zm9v!", "Zm 9v",
-                                       "Zm9v\n", "=Zg=", "Zg==Zg==", "Z===", "====",
-                                       "Zm9\x80", "Zm9v\0AA" };
+    static const char *const bad[] = {
+        "Z",    "Zg=",      "Zg===", "Zm9vY", "Zm9v!",   "Zm 9v",   "Zm9v\n",
+        "=Zg=", "Zg==Zg==", "Z===",  "====",  "Zm9\x80", "Zm9v\0AA"};
     unsigned char *out = NULL;
     apr_size_t n;
     size_t i;
 
     for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        apr_size_t len = i == sizeof(bad) / sizeof(bad[0]) - 1 ? 7 : strlen(bad[i]);
+        apr_size_t len =
+            i == sizeof(bad) / sizeof(bad[0]) - 1 ? 7 : strlen(bad[i]);
         if (datos_base64_decode(p, bad[i], len, &out, &n) != DATOS_EMALFORMED) {
             fail_msg("accepted \"%s\"", bad[i]);
         }
@@ -102,29 +110,39 @@ static void base64_round_trips(void **state)
 
 static void publish_time(void **state)
 {
-    static const struct { const char *text; apr_int64_t us; } good[] = {
-        { "2024-01-14T14:00:00Z", NOW },
-        { "2024-01-14T14:00:00.123Z", NOW + 123000 },
-        { "2024-01-14T14:00:00.123456Z", NOW + 123456 },
-        { "2024-01-14T14:00:00.1234567Z", NOW + 123456 },
-        { "2024-01-14T14:00:00.123456789Z", NOW + 123456 },      /* nanoseconds */
-        { "2024-01-14T14:00:00.999999999Z", NOW + 999999 },      /* truncated, not rounded */
-        { "2024-01-14T14:00:00.000000999Z", NOW },
-        { "2024-01-14T15:00:00.5+01:00", NOW + 500000 },
-        { "1969-12-31T23:59:59.999999999Z", -1 },                 /* toward the past */
+    static const struct {
+        const char *text;
+        apr_int64_t us;
+    } good[] = {
+        {"2024-01-14T14:00:00Z", NOW},
+        {"2024-01-14T14:00:00.123Z", NOW + 123000},
+        {"2024-01-14T14:00:00.123456Z", NOW + 123456},
+        {"2024-01-14T14:00:00.1234567Z", NOW + 123456},
+        {"2024-01-14T14:00:00.123456789Z", NOW + 123456}, /* nanoseconds */
+        {"2024-01-14T14:00:00.999999999Z",
+         NOW + 999999}, /* truncated, not rounded */
+        {"2024-01-14T14:00:00.000000999Z", NOW},
+        {"2024-01-14T15:00:00.5+01:00", NOW + 500000},
+        {"1969-12-31T23:59:59.999999999Z", -1}, /* toward the past */
     };
     static const char *const bad[] = {
-        "2024-01-14T14:00:00.1234567890Z", "2024-01-14T14:00:00.123456789",
-        "2024-01-14T14:00:00.Z", "2024-01-14 14:00:00Z", "", "2024-01-14",
-        "2024-01-14T14:00:00.123456789Zjunk", "1705240800",
+        "2024-01-14T14:00:00.1234567890Z",
+        "2024-01-14T14:00:00.123456789",
+        "2024-01-14T14:00:00.Z",
+        "2024-01-14 14:00:00Z",
+        "",
+        "2024-01-14",
+        "2024-01-14T14:00:00.123456789Zjunk",
+        "1705240800",
     };
     size_t i;
 
     (void)state;
     for (i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
         apr_int64_t us = 0;
-        assert_int_equal(datos_pubsub_parse_time(good[i].text, strlen(good[i].text), &us),
-                         APR_SUCCESS);
+        assert_int_equal(
+            datos_pubsub_parse_time(good[i].text, strlen(good[i].text), &us),
+            APR_SUCCESS);
         if (us != good[i].us) {
             fail_msg("%s: %lld, want %lld", good[i].text, (long long)us,
                      (long long)good[i].us);
@@ -132,7 +150,8 @@ static void publish_time(void **state)
     }
     for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         apr_int64_t us;
-        if (datos_pubsub_parse_time(bad[i], strlen(bad[i]), &us) != DATOS_EMALFORMED) {
+        if (datos_pubsub_parse_time(bad[i], strlen(bad[i]), &us)
+            != DATOS_EMALFORMED) {
             fail_msg("accepted %s", bad[i]);
         }
     }
@@ -144,7 +163,8 @@ static apr_array_header_t *pull(apr_pool_t *p, const char *body)
     datos_err_t err = {0};
 
     datos_err_clear(&err);
-    if (datos_pubsub_parse_pull(p, body, strlen(body), &msgs, &err) != APR_SUCCESS) {
+    if (datos_pubsub_parse_pull(p, body, strlen(body), &msgs, &err)
+        != APR_SUCCESS) {
         fail_msg("refused: %s", err.message);
     }
     return msgs;
@@ -155,7 +175,8 @@ static apr_array_header_t *pull(apr_pool_t *p, const char *body)
 static void pull_wire_example(void **state)
 {
     apr_pool_t *p = DT_POOL(state);
-    apr_array_header_t *msgs = pull(p,
+    apr_array_header_t *msgs = pull(
+        p,
         "{\"receivedMessages\": [\n"
         "  {\"ackId\": \"UAYWLF1GSFE3GQhoUQ5PXiM_NSAoRRIJB08CKF15MEorQVh0Dj4NGXJ9\",\n"
         "   \"message\": {\"data\": \"eyJpZCI6MX0=\", \"attributes\": {\"source\": \"web\", \"schema\": \"v1\"},\n"
@@ -170,7 +191,8 @@ static void pull_wire_example(void **state)
     assert_int_equal(msgs->nelts, 2);
     m = MSG(msgs, 0);
     assert_null(m->problem);
-    assert_string_equal(m->ack_id, "UAYWLF1GSFE3GQhoUQ5PXiM_NSAoRRIJB08CKF15MEorQVh0Dj4NGXJ9");
+    assert_string_equal(
+        m->ack_id, "UAYWLF1GSFE3GQhoUQ5PXiM_NSAoRRIJB08CKF15MEorQVh0Dj4NGXJ9");
     assert_string_equal(m->message_id, "11473219786351020");
     assert_string_equal(m->publish_time, "2024-01-14T14:00:00.123Z");
     assert_int_equal(m->publish_time_us, NOW + 123000);
@@ -203,7 +225,8 @@ static void pulled_messages_outlive_their_answer(void **state)
     const datos_attr_t *a;
 
     apr_pool_create(&tp, p);
-    msgs = pull(tp,
+    msgs = pull(
+        tp,
         "{\"receivedMessages\": [\n"
         "  {\"ackId\": \"a1\", \"message\": {\"data\": \"AHsA\", \"attributes\": {\"k\": \"v\\u0000w\"},\n"
         "   \"messageId\": \"m1\", \"publishTime\": \"2024-01-14T14:00:00.5Z\", \"orderingKey\": \"o\"},\n"
@@ -220,7 +243,7 @@ static void pulled_messages_outlive_their_answer(void **state)
     assert_string_equal(m->ordering_key, "o");
     assert_int_equal(m->delivery_attempt, 3);
     assert_int_equal(m->data_len, 3);
-    assert_memory_equal(m->data, "\0{\0", 4);      /* NUL-terminated too */
+    assert_memory_equal(m->data, "\0{\0", 4); /* NUL-terminated too */
     assert_int_equal(m->attributes->nelts, 1);
     a = &APR_ARRAY_IDX(m->attributes, 0, datos_attr_t);
     assert_string_equal(a->key, "k");
@@ -243,8 +266,9 @@ static void pull_empty_and_minimal(void **state)
     assert_int_equal(pull(p, "{}")->nelts, 0);
     assert_int_equal(pull(p, " {\"receivedMessages\":[]} ")->nelts, 0);
     /* absent data is empty data; absent attributes, no attempt */
-    msgs = pull(p, "{\"receivedMessages\":[{\"ackId\":\"a\",\"message\":{"
-                   "\"messageId\":\"1\",\"publishTime\":\"2024-01-14T14:00:00Z\"}}]}");
+    msgs = pull(
+        p, "{\"receivedMessages\":[{\"ackId\":\"a\",\"message\":{"
+           "\"messageId\":\"1\",\"publishTime\":\"2024-01-14T14:00:00Z\"}}]}");
     assert_int_equal(msgs->nelts, 1);
     m = MSG(msgs, 0);
     assert_null(m->problem);
@@ -254,22 +278,31 @@ static void pull_empty_and_minimal(void **state)
     assert_int_equal(m->attributes->nelts, 0);
     assert_int_equal(m->delivery_attempt, 0);
     /* binary data and an attribute value holding U+0000 */
-    msgs = pull(p, "{\"receivedMessages\":[{\"ackId\":\"a\",\"message\":{\"data\":\"AP8A\","
-                   "\"attributes\":{\"k\":\"a\\u0000b\"},"
-                   "\"messageId\":\"1\",\"publishTime\":\"2024-01-14T14:00:00Z\"}}]}");
+    msgs = pull(
+        p,
+        "{\"receivedMessages\":[{\"ackId\":\"a\",\"message\":{\"data\":\"AP8A\","
+        "\"attributes\":{\"k\":\"a\\u0000b\"},"
+        "\"messageId\":\"1\",\"publishTime\":\"2024-01-14T14:00:00Z\"}}]}");
     m = MSG(msgs, 0);
     assert_int_equal(m->data_len, 3);
     assert_memory_equal(m->data, "\0\xff\0", 3);
-    assert_int_equal(APR_ARRAY_IDX(m->attributes, 0, datos_attr_t).value_len, 3);
-    assert_memory_equal(APR_ARRAY_IDX(m->attributes, 0, datos_attr_t).value, "a\0b", 3);
+    assert_int_equal(APR_ARRAY_IDX(m->attributes, 0, datos_attr_t).value_len,
+                     3);
+    assert_memory_equal(APR_ARRAY_IDX(m->attributes, 0, datos_attr_t).value,
+                        "a\0b", 3);
 }
 
 static void pull_malformed_answers(void **state)
 {
     apr_pool_t *p = DT_POOL(state);
     static const char *const bad[] = {
-        "", "not json", "[]", "null", "{\"receivedMessages\":{}}",
-        "{\"receivedMessages\":\"x\"}", "{\"receivedMessages\":[{}]",
+        "",
+        "not json",
+        "[]",
+        "null",
+        "{\"receivedMessages\":{}}",
+        "{\"receivedMessages\":\"x\"}",
+        "{\"receivedMessages\":[{}]",
         "<html>502 Bad Gateway</html>",
     };
     size_t i;
@@ -278,8 +311,9 @@ static void pull_malformed_answers(void **state)
         apr_array_header_t *msgs = NULL;
         datos_err_t err = {0};
         datos_err_clear(&err);
-        assert_int_equal(datos_pubsub_parse_pull(p, bad[i], strlen(bad[i]), &msgs, &err),
-                         DATOS_EMALFORMED);
+        assert_int_equal(
+            datos_pubsub_parse_pull(p, bad[i], strlen(bad[i]), &msgs, &err),
+            DATOS_EMALFORMED);
         assert_null(msgs);
         assert_int_equal(err.rv, DATOS_EMALFORMED);
         assert_non_null(err.message);
@@ -352,7 +386,8 @@ static void pull_marks_bad_entries(void **state)
             fail_msg("entry %d not marked", i);
         }
         assert_int_equal(datos_utf8_check((const unsigned char *)m->problem,
-                                          strlen(m->problem)), strlen(m->problem));
+                                          strlen(m->problem)),
+                         strlen(m->problem));
         /* the ack id survives whenever the entry had one, to nack it */
         if (i == 2 || i == 4 || i == 11) {
             assert_null(m->ack_id);
@@ -369,9 +404,11 @@ static void pull_body(void **state)
 {
     apr_pool_t *p = DT_POOL(state);
 
-    assert_string_equal(datos_pubsub_pull_body(p, 500), "{\"maxMessages\":500}");
+    assert_string_equal(datos_pubsub_pull_body(p, 500),
+                        "{\"maxMessages\":500}");
     assert_string_equal(datos_pubsub_pull_body(p, 0), "{\"maxMessages\":1}");
-    assert_string_equal(datos_pubsub_pull_body(p, 5000), "{\"maxMessages\":1000}");
+    assert_string_equal(datos_pubsub_pull_body(p, 5000),
+                        "{\"maxMessages\":1000}");
 }
 
 /* ------------------------------------------------------------------ publish */
@@ -409,9 +446,11 @@ static void publish_exact_body(void **state)
     m[1].data = (const unsigned char *)"{\"id\":2}";
     m[1].data_len = 8;
     m[2].attributes = attrs_of(p, 1, "q\"k", "line\nbreak \xc3\xa9");
-    assert_int_equal(datos_pubsub_publish_bodies(p, m, 3, &bodies, &err), APR_SUCCESS);
+    assert_int_equal(datos_pubsub_publish_bodies(p, m, 3, &bodies, &err),
+                     APR_SUCCESS);
     assert_int_equal(bodies->nelts, 1);
-    assert_string_equal(BODY(bodies, 0)->body,
+    assert_string_equal(
+        BODY(bodies, 0)->body,
         "{\"messages\":[{\"data\":\"eyJpZCI6MX0=\",\"attributes\":{\"source\":\"web\","
         "\"schema\":\"v1\"}},{\"data\":\"eyJpZCI6Mn0=\"},"
         "{\"attributes\":{\"q\\\"k\":\"line\\nbreak \xc3\xa9\"}}]}");
@@ -422,13 +461,16 @@ static void publish_exact_body(void **state)
     m[0].ordering_key = "k";
     m[1].ordering_key = "k";
     m[2].ordering_key = NULL;
-    assert_int_equal(datos_pubsub_publish_bodies(p, m, 2, &bodies, &err), APR_SUCCESS);
-    assert_string_equal(BODY(bodies, 0)->body,
+    assert_int_equal(datos_pubsub_publish_bodies(p, m, 2, &bodies, &err),
+                     APR_SUCCESS);
+    assert_string_equal(
+        BODY(bodies, 0)->body,
         "{\"messages\":[{\"data\":\"eyJpZCI6MX0=\",\"attributes\":{\"source\":\"web\","
         "\"schema\":\"v1\"},\"orderingKey\":\"k\"},{\"data\":\"eyJpZCI6Mn0=\","
         "\"orderingKey\":\"k\"}]}");
 
-    assert_int_equal(datos_pubsub_publish_bodies(p, m, 0, &bodies, &err), APR_SUCCESS);
+    assert_int_equal(datos_pubsub_publish_bodies(p, m, 0, &bodies, &err),
+                     APR_SUCCESS);
     assert_int_equal(bodies->nelts, 0);
 }
 
@@ -444,11 +486,13 @@ static void publish_refuses(void **state)
     m[0].data = (const unsigned char *)"x";
     m[0].data_len = 1;
     /* neither data nor attributes */
-    assert_int_equal(datos_pubsub_publish_bodies(p, m, 2, &bodies, &err), APR_EINVAL);
+    assert_int_equal(datos_pubsub_publish_bodies(p, m, 2, &bodies, &err),
+                     APR_EINVAL);
     assert_non_null(strstr(err.message, "message 1"));
     /* an attribute that is not UTF-8 */
     m[1].attributes = attrs_of(p, 1, "k", "\xff");
-    assert_int_equal(datos_pubsub_publish_bodies(p, m, 2, &bodies, &err), APR_EINVAL);
+    assert_int_equal(datos_pubsub_publish_bodies(p, m, 2, &bodies, &err),
+                     APR_EINVAL);
     /* 100 attributes are allowed, 101 are not */
     many = apr_array_make(p, 101, sizeof(datos_attr_t));
     for (i = 0; i < 100; i++) {
@@ -458,21 +502,24 @@ static void publish_refuses(void **state)
         a->value_len = 1;
     }
     m[1].attributes = many;
-    assert_int_equal(datos_pubsub_publish_bodies(p, m, 2, &bodies, &err), APR_SUCCESS);
+    assert_int_equal(datos_pubsub_publish_bodies(p, m, 2, &bodies, &err),
+                     APR_SUCCESS);
     APR_ARRAY_PUSH(many, datos_attr_t) = APR_ARRAY_IDX(many, 0, datos_attr_t);
-    assert_int_equal(datos_pubsub_publish_bodies(p, m, 2, &bodies, &err), APR_EINVAL);
+    assert_int_equal(datos_pubsub_publish_bodies(p, m, 2, &bodies, &err),
+                     APR_EINVAL);
 }
 
 /* Every body is JSON within the limits; together they carry every message
  * once, in order, with its data. */
-static void check_publish_split(apr_pool_t *p, const datos_pubsub_out_t *m, int n,
-                                apr_array_header_t *bodies)
+static void check_publish_split(apr_pool_t *p, const datos_pubsub_out_t *m,
+                                int n, apr_array_header_t *bodies)
 {
     int b, next = 0;
 
     for (b = 0; b < bodies->nelts; b++) {
         const datos_pubsub_body_t *e = BODY(bodies, b);
-        json_t *j = load(e->body, e->len), *list = json_object_get(j, "messages");
+        json_t *j = load(e->body, e->len),
+               *list = json_object_get(j, "messages");
         size_t i;
 
         assert_int_equal(e->first, next);
@@ -485,7 +532,8 @@ static void check_publish_split(apr_pool_t *p, const datos_pubsub_out_t *m, int 
             unsigned char *out;
             apr_size_t len;
             assert_int_equal(datos_base64_decode(p, json_string_value(d),
-                                                 json_string_length(d), &out, &len),
+                                                 json_string_length(d), &out,
+                                                 &len),
                              APR_SUCCESS);
             assert_int_equal(len, want->data_len);
             assert_memory_equal(out, want->data, len);
@@ -508,10 +556,12 @@ static void publish_splits_at_limits(void **state)
 
     /* by count */
     for (i = 0; i < n; i++) {
-        m[i].data = (const unsigned char *)apr_psprintf(p, "{\"id\":\"%d\"}", i);
+        m[i].data =
+            (const unsigned char *)apr_psprintf(p, "{\"id\":\"%d\"}", i);
         m[i].data_len = strlen((const char *)m[i].data);
     }
-    assert_int_equal(datos_pubsub_publish_bodies(p, m, n, &bodies, &err), APR_SUCCESS);
+    assert_int_equal(datos_pubsub_publish_bodies(p, m, n, &bodies, &err),
+                     APR_SUCCESS);
     assert_int_equal(bodies->nelts, 3);
     assert_int_equal(BODY(bodies, 0)->count, 1000);
     assert_int_equal(BODY(bodies, 2)->count, 500);
@@ -527,7 +577,8 @@ static void publish_splits_at_limits(void **state)
         m[i].data_len = i == 2 ? 8 * 1000 * 1000 : 4 * 1000 * 1000;
     }
     m[4].data_len = 10;
-    assert_int_equal(datos_pubsub_publish_bodies(p, m, 5, &bodies, &err), APR_SUCCESS);
+    assert_int_equal(datos_pubsub_publish_bodies(p, m, 5, &bodies, &err),
+                     APR_SUCCESS);
     assert_int_equal(bodies->nelts, 4);
     assert_int_equal(BODY(bodies, 2)->count, 1);
     assert_true(BODY(bodies, 2)->len > DATOS_PUBSUB_PUBLISH_MAX_BYTES);
@@ -545,7 +596,8 @@ static void publish_splits_at_limits(void **state)
     m[2].ordering_key = "b";
     m[3].ordering_key = NULL;
     m[4].ordering_key = NULL;
-    assert_int_equal(datos_pubsub_publish_bodies(p, m, 5, &bodies, &err), APR_SUCCESS);
+    assert_int_equal(datos_pubsub_publish_bodies(p, m, 5, &bodies, &err),
+                     APR_SUCCESS);
     assert_int_equal(bodies->nelts, 3);
     assert_int_equal(BODY(bodies, 0)->count, 2);
     assert_int_equal(BODY(bodies, 1)->count, 1);
@@ -556,25 +608,36 @@ static void publish_splits_at_limits(void **state)
 static void publish_answer(void **state)
 {
     apr_pool_t *p = DT_POOL(state);
-    static const char ok[] = "{\"messageIds\": [\"11473219786351020\", \"11473219786351021\"]}";
+    static const char ok[] =
+        "{\"messageIds\": [\"11473219786351020\", \"11473219786351021\"]}";
     static const char *const bad[] = {
-        "{\"messageIds\":[\"1\"]}", "{\"messageIds\":[\"1\",\"2\",\"3\"]}",
-        "{\"messageIds\":[\"1\",2]}", "{\"messageIds\":[\"1\",\"\"]}", "{}",
-        "{\"messageIds\":\"1,2\"}", "[\"1\",\"2\"]", "", "{\"messageIds\":[\"1\",null]}",
+        "{\"messageIds\":[\"1\"]}",
+        "{\"messageIds\":[\"1\",\"2\",\"3\"]}",
+        "{\"messageIds\":[\"1\",2]}",
+        "{\"messageIds\":[\"1\",\"\"]}",
+        "{}",
+        "{\"messageIds\":\"1,2\"}",
+        "[\"1\",\"2\"]",
+        "",
+        "{\"messageIds\":[\"1\",null]}",
     };
     apr_array_header_t *ids;
     datos_err_t err = {0};
     size_t i;
 
-    assert_int_equal(datos_pubsub_parse_publish(p, ok, strlen(ok), 2, &ids, &err),
-                     APR_SUCCESS);
+    assert_int_equal(
+        datos_pubsub_parse_publish(p, ok, strlen(ok), 2, &ids, &err),
+        APR_SUCCESS);
     assert_int_equal(ids->nelts, 2);
-    assert_string_equal(APR_ARRAY_IDX(ids, 0, const char *), "11473219786351020");
-    assert_string_equal(APR_ARRAY_IDX(ids, 1, const char *), "11473219786351021");
+    assert_string_equal(APR_ARRAY_IDX(ids, 0, const char *),
+                        "11473219786351020");
+    assert_string_equal(APR_ARRAY_IDX(ids, 1, const char *),
+                        "11473219786351021");
     for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         datos_err_clear(&err);
-        assert_int_equal(datos_pubsub_parse_publish(p, bad[i], strlen(bad[i]), 2, &ids,
-                                                    &err), DATOS_EMALFORMED);
+        assert_int_equal(datos_pubsub_parse_publish(p, bad[i], strlen(bad[i]),
+                                                    2, &ids, &err),
+                         DATOS_EMALFORMED);
         assert_non_null(err.message);
     }
 }
@@ -584,22 +647,30 @@ static void publish_answer(void **state)
 static void ack_exact_bodies(void **state)
 {
     apr_pool_t *p = DT_POOL(state);
-    static const char *const ids[] = { "UAYW", "UA\"X" };
+    static const char *const ids[] = {"UAYW", "UA\"X"};
     apr_array_header_t *bodies;
     datos_err_t err = {0};
 
-    assert_int_equal(datos_pubsub_ack_bodies(p, ids, 2, &bodies, &err), APR_SUCCESS);
+    assert_int_equal(datos_pubsub_ack_bodies(p, ids, 2, &bodies, &err),
+                     APR_SUCCESS);
     assert_int_equal(bodies->nelts, 1);
-    assert_string_equal(BODY(bodies, 0)->body, "{\"ackIds\":[\"UAYW\",\"UA\\\"X\"]}");
-    assert_int_equal(datos_pubsub_modack_bodies(p, ids, 1, 0, &bodies, &err), APR_SUCCESS);
+    assert_string_equal(BODY(bodies, 0)->body,
+                        "{\"ackIds\":[\"UAYW\",\"UA\\\"X\"]}");
+    assert_int_equal(datos_pubsub_modack_bodies(p, ids, 1, 0, &bodies, &err),
+                     APR_SUCCESS);
     assert_string_equal(BODY(bodies, 0)->body,
                         "{\"ackIds\":[\"UAYW\"],\"ackDeadlineSeconds\":0}");
-    assert_int_equal(datos_pubsub_modack_bodies(p, ids, 2, 600, &bodies, &err), APR_SUCCESS);
-    assert_string_equal(BODY(bodies, 0)->body,
-                        "{\"ackIds\":[\"UAYW\",\"UA\\\"X\"],\"ackDeadlineSeconds\":600}");
-    assert_int_equal(datos_pubsub_modack_bodies(p, ids, 2, 601, &bodies, &err), APR_EINVAL);
-    assert_int_equal(datos_pubsub_modack_bodies(p, ids, 2, -1, &bodies, &err), APR_EINVAL);
-    assert_int_equal(datos_pubsub_ack_bodies(p, ids, 0, &bodies, &err), APR_SUCCESS);
+    assert_int_equal(datos_pubsub_modack_bodies(p, ids, 2, 600, &bodies, &err),
+                     APR_SUCCESS);
+    assert_string_equal(
+        BODY(bodies, 0)->body,
+        "{\"ackIds\":[\"UAYW\",\"UA\\\"X\"],\"ackDeadlineSeconds\":600}");
+    assert_int_equal(datos_pubsub_modack_bodies(p, ids, 2, 601, &bodies, &err),
+                     APR_EINVAL);
+    assert_int_equal(datos_pubsub_modack_bodies(p, ids, 2, -1, &bodies, &err),
+                     APR_EINVAL);
+    assert_int_equal(datos_pubsub_ack_bodies(p, ids, 0, &bodies, &err),
+                     APR_SUCCESS);
     assert_int_equal(bodies->nelts, 0);
 }
 
@@ -623,8 +694,9 @@ static void check_ack_split(apr_pool_t *p, const char *const *ids, int n,
                                 ids[e->first + (int)i]);
         }
         if (seconds >= 0) {
-            assert_int_equal(json_integer_value(json_object_get(j, "ackDeadlineSeconds")),
-                             seconds);
+            assert_int_equal(
+                json_integer_value(json_object_get(j, "ackDeadlineSeconds")),
+                seconds);
         }
         else {
             assert_int_equal(json_object_size(j), 1);
@@ -654,12 +726,14 @@ static void ack_chunks(void **state)
         s[164] = '\0';
         ids[i] = s;
     }
-    assert_int_equal(datos_pubsub_ack_bodies(p, ids, n, &bodies, &err), APR_SUCCESS);
+    assert_int_equal(datos_pubsub_ack_bodies(p, ids, n, &bodies, &err),
+                     APR_SUCCESS);
     assert_int_equal(bodies->nelts, 3);
     assert_int_equal(BODY(bodies, 0)->count, 2500);
     assert_int_equal(BODY(bodies, 2)->count, 1000);
     check_ack_split(p, ids, n, bodies, -1);
-    assert_int_equal(datos_pubsub_modack_bodies(p, ids, n, 300, &bodies, &err), APR_SUCCESS);
+    assert_int_equal(datos_pubsub_modack_bodies(p, ids, n, 300, &bodies, &err),
+                     APR_SUCCESS);
     check_ack_split(p, ids, n, bodies, 300);
 
     /* by bytes: ids longer than Google's are still split at 512 KiB */
@@ -671,7 +745,8 @@ static void ack_chunks(void **state)
         s[10] = 'z';
         ids[i] = s;
     }
-    assert_int_equal(datos_pubsub_ack_bodies(p, ids, n, &bodies, &err), APR_SUCCESS);
+    assert_int_equal(datos_pubsub_ack_bodies(p, ids, n, &bodies, &err),
+                     APR_SUCCESS);
     assert_true(bodies->nelts > 3);
     check_ack_split(p, ids, n, bodies, -1);
 
@@ -680,16 +755,20 @@ static void ack_chunks(void **state)
     memset(longid, 'a', DATOS_PUBSUB_ACK_MAX_BYTES);
     longid[DATOS_PUBSUB_ACK_MAX_BYTES] = '\0';
     ids[1] = longid;
-    assert_int_equal(datos_pubsub_ack_bodies(p, ids, 2, &bodies, &err), APR_EINVAL);
+    assert_int_equal(datos_pubsub_ack_bodies(p, ids, 2, &bodies, &err),
+                     APR_EINVAL);
     ids[1] = "";
-    assert_int_equal(datos_pubsub_ack_bodies(p, ids, 2, &bodies, &err), APR_EINVAL);
+    assert_int_equal(datos_pubsub_ack_bodies(p, ids, 2, &bodies, &err),
+                     APR_EINVAL);
     ids[1] = "\xc3";
-    assert_int_equal(datos_pubsub_ack_bodies(p, ids, 2, &bodies, &err), APR_EINVAL);
+    assert_int_equal(datos_pubsub_ack_bodies(p, ids, 2, &bodies, &err),
+                     APR_EINVAL);
 }
 
 /* ------------------------------------------------------------------ dead letters */
 
-static const char *attr(const apr_array_header_t *a, const char *key, int *count)
+static const char *attr(const apr_array_header_t *a, const char *key,
+                        int *count)
 {
     const char *v = NULL;
     int i;
@@ -708,7 +787,8 @@ static const char *attr(const apr_array_header_t *a, const char *key, int *count
 static void deadletter_attributes(void **state)
 {
     apr_pool_t *p = DT_POOL(state);
-    apr_array_header_t *msgs = pull(p,
+    apr_array_header_t *msgs = pull(
+        p,
         "{\"receivedMessages\":[{\"ackId\":\"a\",\"message\":{\"data\":\"eA==\","
         "\"attributes\":{\"source\":\"web\",\"datos_error\":\"not_json\",\"z\":\"last\"},"
         "\"messageId\":\"11473219786351020\",\"publishTime\":\"2024-01-14T14:00:00.123456789Z\"}}]}");
@@ -717,10 +797,11 @@ static void deadletter_attributes(void **state)
     datos_err_t err = {0};
     int count;
 
-    assert_int_equal(datos_pubsub_deadletter_attrs(p, m, "projects/p/subscriptions/datos-subscription",
-                                                   DATOS_REASON_BAD_TIMESTAMP,
-                                                   "\"timestamp\" \"x\" is not RFC 3339",
-                                                   &out, &err), APR_SUCCESS);
+    assert_int_equal(datos_pubsub_deadletter_attrs(
+                         p, m, "projects/p/subscriptions/datos-subscription",
+                         DATOS_REASON_BAD_TIMESTAMP,
+                         "\"timestamp\" \"x\" is not RFC 3339", &out, &err),
+                     APR_SUCCESS);
     /* own attributes kept in order, the old datos_error replaced */
     assert_int_equal(out->nelts, 7);
     assert_string_equal(APR_ARRAY_IDX(out, 0, datos_attr_t).key, "source");
@@ -731,7 +812,8 @@ static void deadletter_attributes(void **state)
                         "\"timestamp\" \"x\" is not RFC 3339");
     assert_string_equal(attr(out, "datos_source_subscription", &count),
                         "projects/p/subscriptions/datos-subscription");
-    assert_string_equal(attr(out, "datos_source_message_id", &count), "11473219786351020");
+    assert_string_equal(attr(out, "datos_source_message_id", &count),
+                        "11473219786351020");
     assert_string_equal(attr(out, "datos_source_publish_time", &count),
                         "2024-01-14T14:00:00.123456789Z");
     /* the message's own attributes are untouched */
@@ -742,7 +824,8 @@ static void deadletter_attributes(void **state)
 static void deadletter_detail_is_one_clean_line(void **state)
 {
     apr_pool_t *p = DT_POOL(state);
-    apr_array_header_t *msgs = pull(p,
+    apr_array_header_t *msgs = pull(
+        p,
         "{\"receivedMessages\":[{\"ackId\":\"a\",\"message\":{\"data\":\"eA==\","
         "\"messageId\":\"1\",\"publishTime\":\"2024-01-14T14:00:00Z\"}}]}");
     const datos_pubsub_msg_t *m = MSG(msgs, 0);
@@ -752,9 +835,10 @@ static void deadletter_detail_is_one_clean_line(void **state)
     datos_err_t err = {0};
     int count, i;
 
-    assert_int_equal(datos_pubsub_deadletter_attrs(p, m, "s", DATOS_REASON_BIGQUERY_REJECTED,
-                                                   "JSON parsing error\nin row\t\x01 \xff!",
-                                                   &out, &err), APR_SUCCESS);
+    assert_int_equal(datos_pubsub_deadletter_attrs(
+                         p, m, "s", DATOS_REASON_BIGQUERY_REJECTED,
+                         "JSON parsing error\nin row\t\x01 \xff!", &out, &err),
+                     APR_SUCCESS);
     assert_string_equal(attr(out, "datos_error", &count), "bigquery_rejected");
     assert_string_equal(attr(out, "datos_error_detail", &count),
                         "JSON parsing error in row   ?!");
@@ -763,28 +847,32 @@ static void deadletter_detail_is_one_clean_line(void **state)
         memcpy(longd + 2 * i, "\xc3\xa9", 2);
     }
     longd[3000] = '\0';
-    assert_int_equal(datos_pubsub_deadletter_attrs(p, m, "s", DATOS_REASON_NOT_JSON, longd,
-                                                   &out, &err), APR_SUCCESS);
+    assert_int_equal(datos_pubsub_deadletter_attrs(
+                         p, m, "s", DATOS_REASON_NOT_JSON, longd, &out, &err),
+                     APR_SUCCESS);
     d = attr(out, "datos_error_detail", &count);
     assert_int_equal(strlen(d), 1024);
     assert_int_equal(datos_utf8_check((const unsigned char *)d, 1024), 1024);
     /* one ASCII byte first: now the 1,024th byte would split a character */
     longd = apr_pstrcat(p, "x", longd, NULL);
-    assert_int_equal(datos_pubsub_deadletter_attrs(p, m, "s", DATOS_REASON_NOT_JSON, longd,
-                                                   &out, &err), APR_SUCCESS);
+    assert_int_equal(datos_pubsub_deadletter_attrs(
+                         p, m, "s", DATOS_REASON_NOT_JSON, longd, &out, &err),
+                     APR_SUCCESS);
     d = attr(out, "datos_error_detail", &count);
     assert_int_equal(strlen(d), 1023);
     assert_int_equal(datos_utf8_check((const unsigned char *)d, 1023), 1023);
     /* no detail at all is an empty one */
-    assert_int_equal(datos_pubsub_deadletter_attrs(p, m, "s", DATOS_REASON_NOT_JSON, NULL,
-                                                   &out, &err), APR_SUCCESS);
+    assert_int_equal(datos_pubsub_deadletter_attrs(
+                         p, m, "s", DATOS_REASON_NOT_JSON, NULL, &out, &err),
+                     APR_SUCCESS);
     assert_string_equal(attr(out, "datos_error_detail", &count), "");
 }
 
 static void deadletter_limits(void **state)
 {
     apr_pool_t *p = DT_POOL(state);
-    apr_array_header_t *msgs = pull(p,
+    apr_array_header_t *msgs = pull(
+        p,
         "{\"receivedMessages\":[{\"ackId\":\"a\",\"message\":{\"data\":\"eA==\","
         "\"messageId\":\"1\",\"publishTime\":\"2024-01-14T14:00:00Z\"}}]}");
     datos_pubsub_msg_t m = *MSG(msgs, 0);
@@ -799,29 +887,36 @@ static void deadletter_limits(void **state)
         a->value = "v";
         a->value_len = 1;
     }
-    assert_int_equal(datos_pubsub_deadletter_attrs(p, &m, "s", DATOS_REASON_NOT_JSON, "d",
-                                                   &out, &err), APR_SUCCESS);
+    assert_int_equal(datos_pubsub_deadletter_attrs(
+                         p, &m, "s", DATOS_REASON_NOT_JSON, "d", &out, &err),
+                     APR_SUCCESS);
     assert_int_equal(out->nelts, 100);
-    APR_ARRAY_PUSH(m.attributes, datos_attr_t) = APR_ARRAY_IDX(out, 95, datos_attr_t);
+    APR_ARRAY_PUSH(m.attributes, datos_attr_t) =
+        APR_ARRAY_IDX(out, 95, datos_attr_t);
     /* 95 + datos_error: that one is replaced, so still 100 */
-    assert_int_equal(datos_pubsub_deadletter_attrs(p, &m, "s", DATOS_REASON_NOT_JSON, "d",
-                                                   &out, &err), APR_SUCCESS);
+    assert_int_equal(datos_pubsub_deadletter_attrs(
+                         p, &m, "s", DATOS_REASON_NOT_JSON, "d", &out, &err),
+                     APR_SUCCESS);
     APR_ARRAY_IDX(m.attributes, 95, datos_attr_t).key = "k95";
-    assert_int_equal(datos_pubsub_deadletter_attrs(p, &m, "s", DATOS_REASON_NOT_JSON, "d",
-                                                   &out, &err), DATOS_ETOOLARGE);
+    assert_int_equal(datos_pubsub_deadletter_attrs(
+                         p, &m, "s", DATOS_REASON_NOT_JSON, "d", &out, &err),
+                     DATOS_ETOOLARGE);
     m.message_id = NULL;
-    assert_int_equal(datos_pubsub_deadletter_attrs(p, &m, "s", DATOS_REASON_NOT_JSON, "d",
-                                                   &out, &err), APR_EINVAL);
+    assert_int_equal(datos_pubsub_deadletter_attrs(
+                         p, &m, "s", DATOS_REASON_NOT_JSON, "d", &out, &err),
+                     APR_EINVAL);
     m = *MSG(msgs, 0);
-    assert_int_equal(datos_pubsub_deadletter_attrs(p, &m, "s", DATOS_REASON_NONE, "d",
-                                                   &out, &err), APR_EINVAL);
+    assert_int_equal(datos_pubsub_deadletter_attrs(
+                         p, &m, "s", DATOS_REASON_NONE, "d", &out, &err),
+                     APR_EINVAL);
 }
 
 /* A pulled message's dead-letter copy publishes with its data unchanged. */
 static void deadletter_publishes(void **state)
 {
     apr_pool_t *p = DT_POOL(state);
-    apr_array_header_t *msgs = pull(p,
+    apr_array_header_t *msgs = pull(
+        p,
         "{\"receivedMessages\":[{\"ackId\":\"a\",\"message\":{\"data\":\"AP8=\","
         "\"attributes\":{\"k\":\"v\\u0000w\"},"
         "\"messageId\":\"9\",\"publishTime\":\"2024-01-14T14:00:00Z\"}}]}");
@@ -834,18 +929,23 @@ static void deadletter_publishes(void **state)
     memset(&out, 0, sizeof(out));
     out.data = m->data;
     out.data_len = m->data_len;
-    assert_int_equal(datos_pubsub_deadletter_attrs(p, m, "projects/p/subscriptions/s",
-                                                   DATOS_REASON_NOT_UTF8, "byte 1",
-                                                   (apr_array_header_t **)&out.attributes,
-                                                   &err), APR_SUCCESS);
-    assert_int_equal(datos_pubsub_publish_bodies(p, &out, 1, &bodies, &err), APR_SUCCESS);
+    assert_int_equal(datos_pubsub_deadletter_attrs(
+                         p, m, "projects/p/subscriptions/s",
+                         DATOS_REASON_NOT_UTF8, "byte 1",
+                         (apr_array_header_t **)&out.attributes, &err),
+                     APR_SUCCESS);
+    assert_int_equal(datos_pubsub_publish_bodies(p, &out, 1, &bodies, &err),
+                     APR_SUCCESS);
     j = load(BODY(bodies, 0)->body, BODY(bodies, 0)->len);
     msg = json_array_get(json_object_get(j, "messages"), 0);
-    assert_string_equal(json_string_value(json_object_get(msg, "data")), "AP8=");
-    assert_int_equal(json_string_length(json_object_get(json_object_get(msg, "attributes"),
-                                                        "k")), 3);
-    assert_string_equal(json_string_value(json_object_get(json_object_get(msg, "attributes"),
-                                                          "datos_error")), "not_utf8");
+    assert_string_equal(json_string_value(json_object_get(msg, "data")),
+                        "AP8=");
+    assert_int_equal(json_string_length(json_object_get(
+                         json_object_get(msg, "attributes"), "k")),
+                     3);
+    assert_string_equal(json_string_value(json_object_get(
+                            json_object_get(msg, "attributes"), "datos_error")),
+                        "not_utf8");
     json_decref(j);
 }
 

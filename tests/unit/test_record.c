@@ -38,7 +38,8 @@ static void render_example(void **state)
     rows[1] = ROW("790", NULL, TS0 - 1500000);
     datos_err_clear(&err);
     assert_int_equal(datos_record_render(p, rows, 2, &r, &err), APR_SUCCESS);
-    assert_string_equal(r->body,
+    assert_string_equal(
+        r->body,
         "{\"datos\":[{\"id\":\"789\",\"contenido\":\"Prueba autom\xc3\xa1tica\","
         "\"timestamp\":\"2024-01-14T14:00:00+00:00\"},"
         "{\"id\":\"790\",\"contenido\":null,"
@@ -66,11 +67,13 @@ static void render_escaping(void **state)
     datos_rendered_t *r;
     datos_err_t err = {0};
     static const char id[] = "a\"b\\c\0d";
-    static const char c[] = "tab\tnl\nnr\rbs\bff\f\x01\x1f\x7f/</script>\xe2\x80\xa8\xf0\x9f\x98\x80";
+    static const char c[] =
+        "tab\tnl\nnr\rbs\bff\f\x01\x1f\x7f/</script>\xe2\x80\xa8\xf0\x9f\x98\x80";
 
     rows[0] = mkrow(id, sizeof(id) - 1, c, sizeof(c) - 1, 0);
     assert_int_equal(datos_record_render(p, rows, 1, &r, &err), APR_SUCCESS);
-    assert_string_equal(r->body,
+    assert_string_equal(
+        r->body,
         "{\"datos\":[{\"id\":\"a\\\"b\\\\c\\u0000d\",\"contenido\":"
         "\"tab\\tnl\\nnr\\rbs\\bff\\f\\u0001\\u001f\x7f/</script>\xe2\x80\xa8\xf0\x9f\x98\x80\","
         "\"timestamp\":\"1970-01-01T00:00:00+00:00\"}]}");
@@ -111,23 +114,25 @@ static void render_slices(void **state)
         assert_int_equal(json_array_size(arr), (size_t)k);
         if (k) {
             assert_string_equal(json_string_value(json_object_get(
-                json_array_get(arr, (size_t)k - 1), "id")), rows[k - 1].id);
+                                    json_array_get(arr, (size_t)k - 1), "id")),
+                                rows[k - 1].id);
         }
         json_decref(j);
     }
 }
 
-static void bad_utf8(apr_pool_t *p, const char *bytes, apr_size_t n,
-                     int in_id)
+static void bad_utf8(apr_pool_t *p, const char *bytes, apr_size_t n, int in_id)
 {
     datos_row_t rows[2];
     datos_rendered_t *r = NULL;
     datos_err_t err = {0};
 
     rows[0] = ROW("ok", "fine", TS0);
-    rows[1] = in_id ? mkrow(bytes, n, "c", 1, TS0) : mkrow("id", 2, bytes, n, TS0);
+    rows[1] =
+        in_id ? mkrow(bytes, n, "c", 1, TS0) : mkrow("id", 2, bytes, n, TS0);
     datos_err_clear(&err);
-    assert_int_equal(datos_record_render(p, rows, 2, &r, &err), DATOS_EMALFORMED);
+    assert_int_equal(datos_record_render(p, rows, 2, &r, &err),
+                     DATOS_EMALFORMED);
     assert_null(r);
     assert_non_null(strstr(err.message, "row 1"));
     assert_non_null(strstr(err.message, in_id ? "id" : "contenido"));
@@ -137,19 +142,19 @@ static void render_rejects_bad_utf8(void **state)
 {
     apr_pool_t *p = DT_POOL(state);
     static const char *const bad[] = {
-        "\x80",                 /* stray continuation */
-        "\xc3",                 /* truncated */
-        "\xc3\x28",             /* bad continuation */
-        "\xc0\xaf",             /* overlong '/' */
-        "\xc1\xbf",             /* overlong */
-        "\xe0\x80\xaf",         /* overlong 3-byte */
-        "\xed\xa0\x80",         /* UTF-16 surrogate U+D800 */
-        "\xed\xbf\xbf",         /* surrogate U+DFFF */
-        "\xf0\x80\x80\xaf",     /* overlong 4-byte */
-        "\xf4\x90\x80\x80",     /* above U+10FFFF */
+        "\x80",             /* stray continuation */
+        "\xc3",             /* truncated */
+        "\xc3\x28",         /* bad continuation */
+        "\xc0\xaf",         /* overlong '/' */
+        "\xc1\xbf",         /* overlong */
+        "\xe0\x80\xaf",     /* overlong 3-byte */
+        "\xed\xa0\x80",     /* UTF-16 surrogate U+D800 */
+        "\xed\xbf\xbf",     /* surrogate U+DFFF */
+        "\xf0\x80\x80\xaf", /* overlong 4-byte */
+        "\xf4\x90\x80\x80", /* above U+10FFFF */
         "\xf5\x80\x80\x80",
         "\xff",
-        "abc\xe2\x82",          /* truncated at the end */
+        "abc\xe2\x82", /* truncated at the end */
     };
     size_t i;
 
@@ -162,8 +167,9 @@ static void render_rejects_bad_utf8(void **state)
 static void render_accepts_edge_utf8(void **state)
 {
     apr_pool_t *p = DT_POOL(state);
-    static const char c[] = "\xc2\x80\xdf\xbf\xe0\xa0\x80\xed\x9f\xbf\xee\x80\x80"
-                            "\xef\xbf\xbf\xf0\x90\x80\x80\xf4\x8f\xbf\xbf";
+    static const char c[] =
+        "\xc2\x80\xdf\xbf\xe0\xa0\x80\xed\x9f\xbf\xee\x80\x80"
+        "\xef\xbf\xbf\xf0\x90\x80\x80\xf4\x8f\xbf\xbf";
     datos_row_t rows[1];
     datos_rendered_t *r;
     datos_err_t err = {0};
@@ -181,7 +187,8 @@ static void render_bad_timestamp(void **state)
     datos_err_t err = {0};
 
     rows[0] = ROW("i", "c", APR_INT64_C(253402300800000000));
-    assert_int_equal(datos_record_render(p, rows, 1, &r, &err), DATOS_EMALFORMED);
+    assert_int_equal(datos_record_render(p, rows, 1, &r, &err),
+                     DATOS_EMALFORMED);
     assert_non_null(strstr(err.message, "timestamp"));
 }
 
@@ -200,13 +207,15 @@ static void row_len_matches_render(void **state)
     rows[3] = ROW("\xe2\x98\x83", "", -62135596800000000LL);
     assert_int_equal(datos_record_render(p, rows, 4, &r, &err), APR_SUCCESS);
     for (i = 0; i < 4; i++) {
-        assert_int_equal(datos_record_row_len(&rows[i], i == 0, &len), APR_SUCCESS);
+        assert_int_equal(datos_record_row_len(&rows[i], i == 0, &len),
+                         APR_SUCCESS);
         assert_int_equal(len, r->row_end[i + 1] - r->row_end[i]);
         sum += len;
     }
     assert_int_equal(sum, r->len);
     assert_int_equal(datos_record_row_len(&rows[1], 1, &len), APR_SUCCESS);
-    assert_int_equal(len, DATOS_RENDERED_ROW_MIN + 2);     /* null is 2 bytes longer than "" */
+    assert_int_equal(len, DATOS_RENDERED_ROW_MIN
+                              + 2); /* null is 2 bytes longer than "" */
     rows[1].contenido = "";
     assert_int_equal(datos_record_row_len(&rows[1], 1, &len), APR_SUCCESS);
     assert_int_equal(len, DATOS_RENDERED_ROW_MIN);

@@ -36,7 +36,7 @@ static void bad(apr_pool_t *p, const char *name, const char *needle)
     if (needle && !strstr(msg, needle)) {
         fail_msg("'%s': message '%s' lacks '%s'", name, msg, needle);
     }
-    assert_null(t.dataset);            /* out untouched */
+    assert_null(t.dataset); /* out untouched */
 }
 
 static void table_valid(void **state)
@@ -46,15 +46,15 @@ static void table_valid(void **state)
 
     good(p, "latam_dataset.datos", NULL, "latam_dataset", "datos");
     good(p, "my-proj.latam_dataset.datos", "my-proj", "latam_dataset", "datos");
-    good(p, "abcdef.d.t", "abcdef", "d", "t");                      /* 6 chars */
+    good(p, "abcdef.d.t", "abcdef", "d", "t"); /* 6 chars */
     good(p, "a23456789012345678901234567890.d.t",
-         "a23456789012345678901234567890", "d", "t");               /* 30 chars */
+         "a23456789012345678901234567890", "d", "t"); /* 30 chars */
     good(p, "p-1-2-3.D_1.T_2", "p-1-2-3", "D_1", "T_2");
     good(p, "_x.9", NULL, "_x", "9");
     memset(long_ident, 'a', 1024);
     long_ident[1024] = '\0';
-    good(p, apr_pstrcat(p, long_ident, ".", long_ident, NULL), NULL,
-         long_ident, long_ident);
+    good(p, apr_pstrcat(p, long_ident, ".", long_ident, NULL), NULL, long_ident,
+         long_ident);
 }
 
 static void table_invalid(void **state)
@@ -71,8 +71,8 @@ static void table_invalid(void **state)
     bad(p, "..", NULL);
     bad(p, "my-proj..t", "dataset");
     bad(p, ".d.t", "project");
-    bad(p, "abcde.d.t", "6 to 30");                                 /* 5 chars */
-    bad(p, "a234567890123456789012345678901.d.t", "6 to 30");       /* 31 chars */
+    bad(p, "abcde.d.t", "6 to 30");                           /* 5 chars */
+    bad(p, "a234567890123456789012345678901.d.t", "6 to 30"); /* 31 chars */
     bad(p, "1proj-x.d.t", "lowercase letter");
     bad(p, "-proj-x.d.t", "lowercase letter");
     bad(p, "proj-x-.d.t", "end with '-'");
@@ -111,13 +111,15 @@ static void latest_sql_shape(void **state)
 {
     apr_pool_t *p = DT_POOL(state);
 
-    assert_string_equal(datos_bq_latest_sql(p, "`p.d.t`", 7, NULL),
+    assert_string_equal(
+        datos_bq_latest_sql(p, "`p.d.t`", 7, NULL),
         "SELECT id, contenido, timestamp FROM `p.d.t` WHERE timestamp >= "
         "TIMESTAMP_SUB(CURRENT_TIMESTAMP(), INTERVAL @lookback_days DAY) "
         "QUALIFY ROW_NUMBER() OVER (PARTITION BY id ORDER BY timestamp DESC, "
         "publish_time DESC, message_id DESC) = 1 ORDER BY timestamp DESC, "
         "id ASC LIMIT @max_rows");
-    assert_string_equal(datos_bq_latest_sql(p, "`p.d.t`", 0, NULL),
+    assert_string_equal(
+        datos_bq_latest_sql(p, "`p.d.t`", 0, NULL),
         "SELECT id, contenido, timestamp FROM `p.d.t` WHERE TRUE "
         "QUALIFY ROW_NUMBER() OVER (PARTITION BY id ORDER BY timestamp DESC, "
         "publish_time DESC, message_id DESC) = 1 ORDER BY timestamp DESC, "

@@ -24,7 +24,7 @@ static void cell_bad(const char *text)
     if (rv != DATOS_EMALFORMED) {
         fail_msg("'%s' accepted (rv %d, %lld)", text, rv, (long long)us);
     }
-    assert_int_equal(us, 12345);     /* untouched on failure */
+    assert_int_equal(us, 12345); /* untouched on failure */
 }
 
 static void fmt_is(apr_int64_t us, const char *want)
@@ -113,7 +113,8 @@ static void cell_float_rounding(void **state)
     cell_is("-5.0E-7", -1);
     cell_is("4.9999999E-7", 0);
     cell_is("2.5E-7", 0);
-    cell_is("1705240800.0000004999999999999999999", APR_INT64_C(1705240800000000));
+    cell_is("1705240800.0000004999999999999999999",
+            APR_INT64_C(1705240800000000));
     cell_is("1705240800.0000005", APR_INT64_C(1705240800000001));
     cell_is("1705240800.00000050000000000000000000000000000000001",
             APR_INT64_C(1705240800000001));
@@ -149,7 +150,9 @@ static void cell_garbage(void **state)
     assert_int_equal(datos_ts_parse_cell(NULL, 0, &(apr_int64_t){0}),
                      DATOS_EMALFORMED);
     /* an embedded NUL is not the end of the text */
-    assert_int_equal(datos_ts_parse_cell("1\0" "2", 3, &(apr_int64_t){0}),
+    assert_int_equal(datos_ts_parse_cell("1\0"
+                                         "2",
+                                         3, &(apr_int64_t){0}),
                      DATOS_EMALFORMED);
 }
 
@@ -271,16 +274,11 @@ static void round_trip_sweep(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        DT_TEST(cell_int64_form),
-        DT_TEST(cell_int64_out_of_range),
-        DT_TEST(cell_float_forms),
-        DT_TEST(cell_float_rounding),
-        DT_TEST(cell_garbage),
-        DT_TEST(format_values),
-        DT_TEST(format_calendar_rules),
-        DT_TEST(rfc3339_parse),
-        DT_TEST(rfc3339_reject),
-        DT_TEST(round_trip_sweep),
+        DT_TEST(cell_int64_form),       DT_TEST(cell_int64_out_of_range),
+        DT_TEST(cell_float_forms),      DT_TEST(cell_float_rounding),
+        DT_TEST(cell_garbage),          DT_TEST(format_values),
+        DT_TEST(format_calendar_rules), DT_TEST(rfc3339_parse),
+        DT_TEST(rfc3339_reject),        DT_TEST(round_trip_sweep),
     };
     return cmocka_run_group_tests(tests, dt_group_setup, dt_group_teardown);
 }

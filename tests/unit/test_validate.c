@@ -9,7 +9,7 @@
 #include "datos_utf8.h"
 
 /* 2024-01-14T14:00:00Z */
-#define NOW APR_INT64_C(1705240800000000)
+#define NOW   APR_INT64_C(1705240800000000)
 #define TS_OK "\"timestamp\":\"2024-01-14T14:00:00Z\""
 
 /* A detail is one clean line a user can read: bounded, UTF-8, no controls. */
@@ -32,10 +32,9 @@ typedef apr_status_t (*validate_fn)(apr_pool_t *, const char *, apr_size_t,
                                     const datos_record_opts_t *, datos_row_t *,
                                     datos_invalid_t *);
 
-static const validate_fn impls[2] = {
-    datos_record_validate, datos_record_validate_jansson
-};
-static const char *const impl_names[2] = { "scanner", "jansson" };
+static const validate_fn impls[2] = {datos_record_validate,
+                                     datos_record_validate_jansson};
+static const char *const impl_names[2] = {"scanner", "jansson"};
 
 /* Both implementations give `want` for these bytes. */
 static void reason_n(apr_pool_t *p, const char *data, apr_size_t len,
@@ -122,8 +121,9 @@ static datos_row_t valid(apr_pool_t *p, const char *json)
 static void accepts_the_design_example(void **state)
 {
     apr_pool_t *p = DT_POOL(state);
-    static const char doc[] = "{\"id\":\"789\",\"contenido\":\"Prueba autom\xc3\xa1tica\","
-                              "\"timestamp\":\"2024-01-14T14:00:00+00:00\"}";
+    static const char doc[] =
+        "{\"id\":\"789\",\"contenido\":\"Prueba autom\xc3\xa1tica\","
+        "\"timestamp\":\"2024-01-14T14:00:00+00:00\"}";
     datos_row_t row = valid(p, doc);
 
     assert_int_equal(row.id_len, 3);
@@ -131,7 +131,8 @@ static void accepts_the_design_example(void **state)
     /* no escapes: the row points into the message, nothing was copied */
     assert_ptr_equal(row.id, doc + 7);
     assert_int_equal(row.contenido_len, strlen("Prueba autom\xc3\xa1tica"));
-    assert_memory_equal(row.contenido, "Prueba autom\xc3\xa1tica", row.contenido_len);
+    assert_memory_equal(row.contenido, "Prueba autom\xc3\xa1tica",
+                        row.contenido_len);
     assert_int_equal(row.timestamp_us, NOW);
 }
 
@@ -162,15 +163,18 @@ static void contenido_absent_null_or_empty(void **state)
 static void escapes_are_decoded(void **state)
 {
     apr_pool_t *p = DT_POOL(state);
-    static const char want_c[] = "q\"b\\s/\b\f\n\r\t\0\x1f\xc3\xa9\xf0\x9f\x98\x80\xe2\x80\xa8";
-    datos_row_t row = valid(p,
-        "{\"id\":\"a\\\"b\\\\c\\/d\\u00e9\\ud83d\\ude00\\u20AC\","
-        "\"contenido\":\"q\\\"b\\\\s\\/\\b\\f\\n\\r\\t\\u0000\\u001F\\u00E9"
-        "\\uD83D\\uDE00\\u2028\","
-        "\"timestamp\":\"2024-01-14T14:00:00\\u005a\"}");
+    static const char want_c[] =
+        "q\"b\\s/\b\f\n\r\t\0\x1f\xc3\xa9\xf0\x9f\x98\x80\xe2\x80\xa8";
+    datos_row_t row = valid(
+        p, "{\"id\":\"a\\\"b\\\\c\\/d\\u00e9\\ud83d\\ude00\\u20AC\","
+           "\"contenido\":\"q\\\"b\\\\s\\/\\b\\f\\n\\r\\t\\u0000\\u001F\\u00E9"
+           "\\uD83D\\uDE00\\u2028\","
+           "\"timestamp\":\"2024-01-14T14:00:00\\u005a\"}");
 
-    assert_int_equal(row.id_len, strlen("a\"b\\c/d\xc3\xa9\xf0\x9f\x98\x80\xe2\x82\xac"));
-    assert_memory_equal(row.id, "a\"b\\c/d\xc3\xa9\xf0\x9f\x98\x80\xe2\x82\xac", row.id_len);
+    assert_int_equal(row.id_len,
+                     strlen("a\"b\\c/d\xc3\xa9\xf0\x9f\x98\x80\xe2\x82\xac"));
+    assert_memory_equal(row.id, "a\"b\\c/d\xc3\xa9\xf0\x9f\x98\x80\xe2\x82\xac",
+                        row.id_len);
     assert_int_equal(row.contenido_len, sizeof(want_c) - 1);
     assert_memory_equal(row.contenido, want_c, sizeof(want_c) - 1);
     assert_int_equal(row.timestamp_us, NOW);
@@ -181,14 +185,16 @@ static void escapes_are_decoded(void **state)
 static void check_keeps_json_text(void **state)
 {
     apr_pool_t *p = DT_POOL(state);
-    static const char doc[] = "{\"id\":\"a\\u00e9\",\"contenido\":\"l\\n\\\"q\\\" \xc3\xa9\","
-                              TS_OK "}";
+    static const char doc[] =
+        "{\"id\":\"a\\u00e9\",\"contenido\":\"l\\n\\\"q\\\" \xc3\xa9\"," TS_OK
+        "}";
     datos_record_opts_t o = opts_now();
     datos_record_t rec;
     datos_invalid_t why;
     datos_row_t row;
 
-    assert_int_equal(datos_record_check(p, doc, strlen(doc), &o, &rec, &why), APR_SUCCESS);
+    assert_int_equal(datos_record_check(p, doc, strlen(doc), &o, &rec, &why),
+                     APR_SUCCESS);
     assert_ptr_equal(rec.id_json, doc + 7);
     assert_int_equal(rec.id_json_len, 7);
     assert_int_equal(rec.id_len, 3);
@@ -203,16 +209,20 @@ static void check_keeps_json_text(void **state)
     assert_int_equal(row.id_len, 3);
 
     /* without escapes nothing is copied */
-    assert_int_equal(datos_record_check(p, "{\"id\":\"z\",\"contenido\":\"c\"," TS_OK "}",
-                                        strlen("{\"id\":\"z\",\"contenido\":\"c\"," TS_OK "}"),
-                                        &o, &rec, &why), APR_SUCCESS);
+    assert_int_equal(datos_record_check(
+                         p, "{\"id\":\"z\",\"contenido\":\"c\"," TS_OK "}",
+                         strlen("{\"id\":\"z\",\"contenido\":\"c\"," TS_OK "}"),
+                         &o, &rec, &why),
+                     APR_SUCCESS);
     assert_ptr_equal(rec.id, rec.id_json);
     datos_record_row(p, &rec, &row);
     assert_ptr_equal(row.contenido, rec.contenido_json);
     /* null contenido */
-    assert_int_equal(datos_record_check(p, "{\"id\":\"z\",\"contenido\":null," TS_OK "}",
-                                        strlen("{\"id\":\"z\",\"contenido\":null," TS_OK "}"),
-                                        &o, &rec, &why), APR_SUCCESS);
+    assert_int_equal(datos_record_check(
+                         p, "{\"id\":\"z\",\"contenido\":null," TS_OK "}",
+                         strlen("{\"id\":\"z\",\"contenido\":null," TS_OK "}"),
+                         &o, &rec, &why),
+                     APR_SUCCESS);
     assert_null(rec.contenido_json);
     datos_record_row(p, &rec, &row);
     assert_null(row.contenido);
@@ -245,19 +255,19 @@ static void not_utf8_anywhere_wins(void **state)
     apr_pool_t *p = DT_POOL(state);
     static const char *const docs[] = {
         "{\"id\":\"\xff\"," TS_OK "}",
-        "{\"id\":\"a\"," TS_OK ",\"contenido\":\"ok \xc3\"}",  /* truncated */
-        "{\"id\":\"\xc0\xaf\"," TS_OK "}",                     /* overlong */
+        "{\"id\":\"a\"," TS_OK ",\"contenido\":\"ok \xc3\"}", /* truncated */
+        "{\"id\":\"\xc0\xaf\"," TS_OK "}",                    /* overlong */
         "{\"id\":\"\xe0\x80\xaf\"," TS_OK "}",
-        "{\"id\":\"\xed\xa0\x80\"," TS_OK "}",                 /* encoded surrogate */
-        "{\"id\":\"\xf4\x90\x80\x80\"," TS_OK "}",             /* above U+10FFFF */
+        "{\"id\":\"\xed\xa0\x80\"," TS_OK "}",     /* encoded surrogate */
+        "{\"id\":\"\xf4\x90\x80\x80\"," TS_OK "}", /* above U+10FFFF */
         "{\"id\":\"\xf0\x80\x80\xaf\"," TS_OK "}",
         "{\"x\":{\"deep\":[\"\x80\"]},\"id\":\"a\"," TS_OK "}",
-        "{\"\xfe\":1}",                                          /* in a key */
-        "{\"id\":\"a\"," TS_OK "}\xc3",                          /* after the end */
-        "{,\xff}",                                               /* syntax error first */
+        "{\"\xfe\":1}",                 /* in a key */
+        "{\"id\":\"a\"," TS_OK "}\xc3", /* after the end */
+        "{,\xff}",                      /* syntax error first */
         "\xff",
         "[1,2,\xe2\x82]",
-        "{\"id\":\"a\"," TS_OK ",\"id\":\"\xa0\"}",              /* before a duplicate */
+        "{\"id\":\"a\"," TS_OK ",\"id\":\"\xa0\"}", /* before a duplicate */
     };
     size_t i;
 
@@ -270,20 +280,56 @@ static void not_json(void **state)
 {
     apr_pool_t *p = DT_POOL(state);
     static const char *const docs[] = {
-        "{", "}", "{\"id\":}", "{\"id\" \"a\"}", "{\"id\":\"a\",}", "{\"id\":\"a\"",
-        "{}x", "{} {}", "{\"id\":'a'}", "{id:\"a\"}", "{\"a\":1 // c\n}",
-        "{\"id\":\"a\x01\"}", "{\"id\":\"tab\tinside\"}", "{\"id\":\"a\nb\"}",
-        "{\"id\":\"\\x41\"}", "{\"id\":\"\\u00G1\"}", "{\"id\":\"\\u12\"}",
-        "{\"id\":\"\\", "{\"id\":\"abc",
+        "{",
+        "}",
+        "{\"id\":}",
+        "{\"id\" \"a\"}",
+        "{\"id\":\"a\",}",
+        "{\"id\":\"a\"",
+        "{}x",
+        "{} {}",
+        "{\"id\":'a'}",
+        "{id:\"a\"}",
+        "{\"a\":1 // c\n}",
+        "{\"id\":\"a\x01\"}",
+        "{\"id\":\"tab\tinside\"}",
+        "{\"id\":\"a\nb\"}",
+        "{\"id\":\"\\x41\"}",
+        "{\"id\":\"\\u00G1\"}",
+        "{\"id\":\"\\u12\"}",
+        "{\"id\":\"\\",
+        "{\"id\":\"abc",
         /* lone surrogates: not Unicode text */
-        "{\"id\":\"\\ud800\"}", "{\"id\":\"\\udc00\"}", "{\"id\":\"\\ud800\\u0041\"}",
-        "{\"id\":\"\\ud800\\ud800\"}", "{\"id\":\"\\uDBFF\\n\"}", "{\"id\":\"x\\ud83d\"}",
-        "\xef\xbb\xbf{}",                                      /* byte-order mark */
-        "{\"a\":01}", "{\"a\":1.}", "{\"a\":-}", "{\"a\":.5}", "{\"a\":1e}",
-        "{\"a\":+1}", "{\"a\":NaN}", "{\"a\":Infinity}", "{\"a\":0x1}",
-        "{\"a\":tru}", "{\"a\":nul}", "{\"a\":truex}", "{\"a\":[1 2]}",
-        "{\"a\":[1,]}", "{\"a\":[}", "{\"a\":{\"b\":1}", "{\"a\":[[]]]}",
-        "{\"a\"::1}", "{\"a\":1,,\"b\":2}", "{,}", "{\"a\":1}}", "\"", "-0.e1",
+        "{\"id\":\"\\ud800\"}",
+        "{\"id\":\"\\udc00\"}",
+        "{\"id\":\"\\ud800\\u0041\"}",
+        "{\"id\":\"\\ud800\\ud800\"}",
+        "{\"id\":\"\\uDBFF\\n\"}",
+        "{\"id\":\"x\\ud83d\"}",
+        "\xef\xbb\xbf{}", /* byte-order mark */
+        "{\"a\":01}",
+        "{\"a\":1.}",
+        "{\"a\":-}",
+        "{\"a\":.5}",
+        "{\"a\":1e}",
+        "{\"a\":+1}",
+        "{\"a\":NaN}",
+        "{\"a\":Infinity}",
+        "{\"a\":0x1}",
+        "{\"a\":tru}",
+        "{\"a\":nul}",
+        "{\"a\":truex}",
+        "{\"a\":[1 2]}",
+        "{\"a\":[1,]}",
+        "{\"a\":[}",
+        "{\"a\":{\"b\":1}",
+        "{\"a\":[[]]]}",
+        "{\"a\"::1}",
+        "{\"a\":1,,\"b\":2}",
+        "{,}",
+        "{\"a\":1}}",
+        "\"",
+        "-0.e1",
         /* a duplicate first, a syntax error later: the syntax wins */
         "{\"id\":\"a\",\"id\":\"b\",}",
     };
@@ -297,10 +343,11 @@ static void not_json(void **state)
     /* a raw NUL is neither whitespace nor allowed in a string (jansson
      * alone would take "6\0" for the number 6) */
     reason_n(p, "6\0", 2, &o, DATOS_REASON_NOT_JSON);
-    reason_n(p, "{\"id\":\"a\"," TS_OK "}\0", strlen("{\"id\":\"a\"," TS_OK "}") + 1, &o,
+    reason_n(p, "{\"id\":\"a\"," TS_OK "}\0",
+             strlen("{\"id\":\"a\"," TS_OK "}") + 1, &o, DATOS_REASON_NOT_JSON);
+    reason_n(p, "{\"id\":\"a\0\"," TS_OK "}",
+             strlen("{\"id\":\"a") + 1 + strlen("\"," TS_OK "}"), &o,
              DATOS_REASON_NOT_JSON);
-    reason_n(p, "{\"id\":\"a\0\"," TS_OK "}", strlen("{\"id\":\"a") + 1 + strlen("\"," TS_OK "}"),
-             &o, DATOS_REASON_NOT_JSON);
 }
 
 static const char *nested(apr_pool_t *p, int arrays)
@@ -335,7 +382,14 @@ static void not_object(void **state)
 {
     apr_pool_t *p = DT_POOL(state);
     static const char *const docs[] = {
-        "[]", "[{\"id\":\"a\"}]", "\"{}\"", "1", "-2.5e3", "null", "true", "false",
+        "[]",
+        "[{\"id\":\"a\"}]",
+        "\"{}\"",
+        "1",
+        "-2.5e3",
+        "null",
+        "true",
+        "false",
         " [ ] ",
         /* not an object comes before duplicate keys */
         "[{\"a\":1,\"a\":2}]",
@@ -353,7 +407,8 @@ static void duplicate_keys_anywhere(void **state)
     datos_record_opts_t drop = opts_now();
     static const char *const docs[] = {
         "{\"id\":\"a\",\"id\":\"a\"," TS_OK "}",
-        "{\"id\":\"a\",\"\\u0069d\":\"b\"," TS_OK "}",      /* equal once unescaped */
+        "{\"id\":\"a\",\"\\u0069d\":\"b\"," TS_OK
+        "}", /* equal once unescaped */
         "{\"id\":\"a\"," TS_OK ",\"x\":{\"k\":1,\"k\":2}}",
         "{\"id\":\"a\"," TS_OK ",\"x\":[0,{\"y\":{\"k\":1,\"j\":[],\"k\":2}}]}",
         "{\"id\":\"a\"," TS_OK ",\"x\":{\"\":1,\"\":2}}",
@@ -369,10 +424,14 @@ static void duplicate_keys_anywhere(void **state)
         reason_o(p, docs[i], &drop, DATOS_REASON_DUPLICATE_KEY);
     }
     /* same key in sibling and nested objects is fine */
-    reason_o(p, "{\"id\":\"a\"," TS_OK ",\"x\":{\"id\":1,\"k\":{\"k\":{\"k\":1}}},"
-                "\"y\":[{\"k\":1},{\"k\":2}]}", &drop, DATOS_REASON_NONE);
+    reason_o(p,
+             "{\"id\":\"a\"," TS_OK ",\"x\":{\"id\":1,\"k\":{\"k\":{\"k\":1}}},"
+             "\"y\":[{\"k\":1},{\"k\":2}]}",
+             &drop, DATOS_REASON_NONE);
     /* keys differing only by case or by escaping to different text */
-    reason_o(p, "{\"id\":\"a\"," TS_OK ",\"x\":{\"k\":1,\"K\":2,\"\\u006b\\u006b\":3}}",
+    reason_o(p,
+             "{\"id\":\"a\"," TS_OK
+             ",\"x\":{\"k\":1,\"K\":2,\"\\u006b\\u006b\":3}}",
              &drop, DATOS_REASON_NONE);
 }
 
@@ -444,23 +503,34 @@ static void id_rules(void **state)
     /* 1 and 256 bytes are valid; 257 is too long */
     row = valid(p, with_id(p, "\"x\""));
     assert_int_equal(row.id_len, 1);
-    row = valid(p, with_id(p, apr_pstrcat(p, "\"", repeat(p, "a", 256), "\"", NULL)));
+    row = valid(
+        p, with_id(p, apr_pstrcat(p, "\"", repeat(p, "a", 256), "\"", NULL)));
     assert_int_equal(row.id_len, 256);
     reason(p, with_id(p, apr_pstrcat(p, "\"", repeat(p, "a", 257), "\"", NULL)),
            DATOS_REASON_ID_TOO_LONG);
     /* bytes of UTF-8, not characters and not escaped text */
-    row = valid(p, with_id(p, apr_pstrcat(p, "\"", repeat(p, "\xc3\xa9", 128), "\"", NULL)));
+    row = valid(p, with_id(p, apr_pstrcat(p, "\"", repeat(p, "\xc3\xa9", 128),
+                                          "\"", NULL)));
     assert_int_equal(row.id_len, 256);
-    reason(p, with_id(p, apr_pstrcat(p, "\"", repeat(p, "\xc3\xa9", 128), "a\"", NULL)),
+    reason(p,
+           with_id(p, apr_pstrcat(p, "\"", repeat(p, "\xc3\xa9", 128), "a\"",
+                                  NULL)),
            DATOS_REASON_ID_TOO_LONG);
-    row = valid(p, with_id(p, apr_pstrcat(p, "\"", repeat(p, "\\u00e9", 128), "\"", NULL)));
+    row = valid(p, with_id(p, apr_pstrcat(p, "\"", repeat(p, "\\u00e9", 128),
+                                          "\"", NULL)));
     assert_int_equal(row.id_len, 256);
-    reason(p, with_id(p, apr_pstrcat(p, "\"", repeat(p, "\\u00e9", 128), "\\/\"", NULL)),
+    reason(p,
+           with_id(p, apr_pstrcat(p, "\"", repeat(p, "\\u00e9", 128), "\\/\"",
+                                  NULL)),
            DATOS_REASON_ID_TOO_LONG);
-    row = valid(p, with_id(p, apr_pstrcat(p, "\"", repeat(p, "\xf0\x9f\x98\x80", 64), "\"", NULL)));
+    row = valid(
+        p, with_id(p, apr_pstrcat(p, "\"", repeat(p, "\xf0\x9f\x98\x80", 64),
+                                  "\"", NULL)));
     assert_int_equal(row.id_len, 256);
     /* too long is checked before control characters */
-    reason(p, with_id(p, apr_pstrcat(p, "\"\\u0000", repeat(p, "a", 256), "\"", NULL)),
+    reason(p,
+           with_id(
+               p, apr_pstrcat(p, "\"\\u0000", repeat(p, "a", 256), "\"", NULL)),
            DATOS_REASON_ID_TOO_LONG);
 }
 
@@ -468,13 +538,21 @@ static void id_control_characters(void **state)
 {
     apr_pool_t *p = DT_POOL(state);
     static const char *const bad[] = {
-        "\"\\u0000\"", "\"a\\u0000b\"", "\"\\n\"", "\"a\\tb\"", "\"\\r\"", "\"\\b\"",
-        "\"\\f\"", "\"\\u001f\"", "\"\\u001F\"", "\"\x7f\"", "\"\\u007f\"",
-        "\"\xc2\x80\"", "\"\\u0080\"", "\"x\xc2\x9f\"", "\"\\u009F\"",
+        "\"\\u0000\"", "\"a\\u0000b\"", "\"\\n\"",     "\"a\\tb\"",
+        "\"\\r\"",     "\"\\b\"",       "\"\\f\"",     "\"\\u001f\"",
+        "\"\\u001F\"", "\"\x7f\"",      "\"\\u007f\"", "\"\xc2\x80\"",
+        "\"\\u0080\"", "\"x\xc2\x9f\"", "\"\\u009F\"",
     };
     static const char *const fine[] = {
-        "\" \"", "\"~\"", "\"\xc2\xa0\"", "\"\\u00a0\"", "\"\xe2\x80\xa8\"",
-        "\"\\u2029\"", "\"\xef\xbf\xbf\"", "\"\xf4\x8f\xbf\xbf\"", "\"a/b\\\\c\\\"d\"",
+        "\" \"",
+        "\"~\"",
+        "\"\xc2\xa0\"",
+        "\"\\u00a0\"",
+        "\"\xe2\x80\xa8\"",
+        "\"\\u2029\"",
+        "\"\xef\xbf\xbf\"",
+        "\"\xf4\x8f\xbf\xbf\"",
+        "\"a/b\\\\c\\\"d\"",
     };
     size_t i;
 
@@ -491,15 +569,17 @@ static void id_control_characters(void **state)
 static void contenido_rules(void **state)
 {
     apr_pool_t *p = DT_POOL(state);
-    static const char *const bad[] = { "1", "0.5", "true", "false", "{}", "[]",
-                                       "[\"a\"]", "{\"a\":\"b\"}" };
+    static const char *const bad[] = {"1",  "0.5", "true",    "false",
+                                      "{}", "[]",  "[\"a\"]", "{\"a\":\"b\"}"};
     char *doc;
     apr_size_t head, n;
     datos_row_t row;
     size_t i;
 
     for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        reason(p, apr_psprintf(p, "{\"id\":\"a\",\"contenido\":%s," TS_OK "}", bad[i]),
+        reason(p,
+               apr_psprintf(p, "{\"id\":\"a\",\"contenido\":%s," TS_OK "}",
+                            bad[i]),
                DATOS_REASON_BAD_CONTENIDO);
     }
     /* exactly 1 MiB, then one byte more */
@@ -516,13 +596,14 @@ static void contenido_rules(void **state)
 
     /* the limit is on the unescaped text: 2 MiB of "\n" escapes is 1 MiB */
     doc = apr_pstrcat(p, "{\"id\":\"a\",\"contenido\":\"",
-                      repeat(p, "\\n", DATOS_CONTENIDO_MAX_BYTES), "\"," TS_OK "}", NULL);
+                      repeat(p, "\\n", DATOS_CONTENIDO_MAX_BYTES),
+                      "\"," TS_OK "}", NULL);
     row = valid(p, doc);
     assert_int_equal(row.contenido_len, DATOS_CONTENIDO_MAX_BYTES);
     assert_int_equal(row.contenido[0], '\n');
     doc = apr_pstrcat(p, "{\"id\":\"a\",\"contenido\":\"",
-                      repeat(p, "\\u00e9", DATOS_CONTENIDO_MAX_BYTES / 2), "!\"," TS_OK "}",
-                      NULL);
+                      repeat(p, "\\u00e9", DATOS_CONTENIDO_MAX_BYTES / 2),
+                      "!\"," TS_OK "}", NULL);
     reason(p, doc, DATOS_REASON_CONTENIDO_TOO_LARGE);
 }
 
@@ -530,7 +611,8 @@ static void contenido_rules(void **state)
 
 static void ts_is(apr_pool_t *p, const char *ts, apr_int64_t want)
 {
-    datos_row_t row = valid(p, apr_psprintf(p, "{\"id\":\"a\",\"timestamp\":\"%s\"}", ts));
+    datos_row_t row =
+        valid(p, apr_psprintf(p, "{\"id\":\"a\",\"timestamp\":\"%s\"}", ts));
 
     if (row.timestamp_us != want) {
         fail_msg("%s: got %lld, want %lld", ts, (long long)row.timestamp_us,
@@ -540,7 +622,8 @@ static void ts_is(apr_pool_t *p, const char *ts, apr_int64_t want)
 
 static void ts_bad(apr_pool_t *p, const char *ts_json, datos_reason_t want)
 {
-    reason(p, apr_psprintf(p, "{\"id\":\"a\",\"timestamp\":%s}", ts_json), want);
+    reason(p, apr_psprintf(p, "{\"id\":\"a\",\"timestamp\":%s}", ts_json),
+           want);
 }
 
 static void timestamp_forms(void **state)
@@ -548,36 +631,41 @@ static void timestamp_forms(void **state)
     apr_pool_t *p = DT_POOL(state);
 
     ts_is(p, "2024-01-14T14:00:00Z", NOW);
-    ts_is(p, "2024-01-14t14:00:00z", NOW);                 /* RFC 3339 5.6 note */
+    ts_is(p, "2024-01-14t14:00:00z", NOW); /* RFC 3339 5.6 note */
     ts_is(p, "2024-01-14T14:00:00.1Z", NOW + 100000);
-    ts_is(p, "2024-01-14T14:00:00.123456Z", NOW + 123456);   /* 6 digits */
+    ts_is(p, "2024-01-14T14:00:00.123456Z", NOW + 123456); /* 6 digits */
     ts_is(p, "2024-01-14T14:00:00.000001+00:00", NOW + 1);
-    ts_is(p, "2024-01-14T14:00:00-00:00", NOW);              /* UTC, offset unknown */
+    ts_is(p, "2024-01-14T14:00:00-00:00", NOW); /* UTC, offset unknown */
     ts_is(p, "2024-01-15T13:59:00+23:59", NOW);
     ts_is(p, "2024-01-13T14:01:00-23:59", NOW);
     ts_is(p, "2024-01-14T11:00:00-03:00", NOW);
     ts_is(p, "2024-01-14T17:00:00+03:00", NOW);
-    ts_is(p, "2024-01-14T08:00:00-03:00", NOW - APR_INT64_C(3) * 3600 * 1000000);
+    ts_is(p, "2024-01-14T08:00:00-03:00",
+          NOW - APR_INT64_C(3) * 3600 * 1000000);
     ts_is(p, "2020-02-29T00:00:00Z", APR_INT64_C(1582934400000000));
 
-    ts_bad(p, "\"2024-01-14T14:00:00.1234567Z\"", DATOS_REASON_BAD_TIMESTAMP); /* 7 */
+    ts_bad(p, "\"2024-01-14T14:00:00.1234567Z\"",
+           DATOS_REASON_BAD_TIMESTAMP); /* 7 */
     ts_bad(p, "\"2024-01-14T14:00:00.Z\"", DATOS_REASON_BAD_TIMESTAMP);
-    ts_bad(p, "\"2024-01-14 14:00:00Z\"", DATOS_REASON_BAD_TIMESTAMP);   /* space */
-    ts_bad(p, "\"2024-01-14T14:00:00\"", DATOS_REASON_BAD_TIMESTAMP);    /* no zone */
+    ts_bad(p, "\"2024-01-14 14:00:00Z\"",
+           DATOS_REASON_BAD_TIMESTAMP); /* space */
+    ts_bad(p, "\"2024-01-14T14:00:00\"",
+           DATOS_REASON_BAD_TIMESTAMP); /* no zone */
     ts_bad(p, "\"2024-01-14T14:00Z\"", DATOS_REASON_BAD_TIMESTAMP);
     ts_bad(p, "\"2024-01-14\"", DATOS_REASON_BAD_TIMESTAMP);
     ts_bad(p, "\"2024-01-14T14:00:00+24:00\"", DATOS_REASON_BAD_TIMESTAMP);
     ts_bad(p, "\"2024-01-14T14:00:00+05:60\"", DATOS_REASON_BAD_TIMESTAMP);
     ts_bad(p, "\"2024-01-14T14:00:00+0500\"", DATOS_REASON_BAD_TIMESTAMP);
     ts_bad(p, "\"2024-01-14T14:00:00 UTC\"", DATOS_REASON_BAD_TIMESTAMP);
-    ts_bad(p, "\"2016-12-31T23:59:60Z\"", DATOS_REASON_BAD_TIMESTAMP);  /* leap second */
+    ts_bad(p, "\"2016-12-31T23:59:60Z\"",
+           DATOS_REASON_BAD_TIMESTAMP); /* leap second */
     ts_bad(p, "\"2023-02-29T00:00:00Z\"", DATOS_REASON_BAD_TIMESTAMP);
     ts_bad(p, "\"2024-13-01T00:00:00Z\"", DATOS_REASON_BAD_TIMESTAMP);
     ts_bad(p, "\" 2024-01-14T14:00:00Z\"", DATOS_REASON_BAD_TIMESTAMP);
     ts_bad(p, "\"2024-01-14T14:00:00Z \"", DATOS_REASON_BAD_TIMESTAMP);
     ts_bad(p, "\"2024-01-14T14:00:00Z\\u0000\"", DATOS_REASON_BAD_TIMESTAMP);
     ts_bad(p, "\"\"", DATOS_REASON_BAD_TIMESTAMP);
-    ts_bad(p, "1705240800", DATOS_REASON_BAD_TIMESTAMP);                 /* a number */
+    ts_bad(p, "1705240800", DATOS_REASON_BAD_TIMESTAMP); /* a number */
     ts_bad(p, "null", DATOS_REASON_BAD_TIMESTAMP);
     ts_bad(p, "{}", DATOS_REASON_BAD_TIMESTAMP);
     reason(p, "{\"id\":\"a\"}", DATOS_REASON_MISSING_TIMESTAMP);
@@ -630,15 +718,17 @@ static void unknown_fields(void **state)
 
     drop.unknown = DATOS_UNKNOWN_DROP;
     reason(p, doc, DATOS_REASON_UNKNOWN_FIELD);
-    assert_int_equal(datos_record_validate(p, doc, strlen(doc), &drop, &row, &why),
-                     APR_SUCCESS);
+    assert_int_equal(
+        datos_record_validate(p, doc, strlen(doc), &drop, &row, &why),
+        APR_SUCCESS);
     assert_memory_equal(row.id, "a", 1);
     valid_row(p, doc, strlen(doc), &drop);
 
     {
         datos_record_opts_t o = opts_now();
-        assert_int_equal(datos_record_validate(p, doc, strlen(doc), &o, &row, &why),
-                         DATOS_EMALFORMED);
+        assert_int_equal(
+            datos_record_validate(p, doc, strlen(doc), &o, &row, &why),
+            DATOS_EMALFORMED);
         /* the first unknown field is named, the others counted */
         assert_non_null(strstr(why.detail, "\"colour\""));
         assert_non_null(strstr(why.detail, "1 more"));
@@ -647,9 +737,11 @@ static void unknown_fields(void **state)
      * whatever the policy */
     reason(p, "{\"x\":1," TS_OK "}", DATOS_REASON_MISSING_ID);
     reason_o(p, "{\"x\":1," TS_OK "}", &drop, DATOS_REASON_MISSING_ID);
-    reason(p, "{\"x\":1,\"id\":\"a\",\"timestamp\":\"bad\"}", DATOS_REASON_BAD_TIMESTAMP);
+    reason(p, "{\"x\":1,\"id\":\"a\",\"timestamp\":\"bad\"}",
+           DATOS_REASON_BAD_TIMESTAMP);
     /* dropped values must still be valid JSON */
-    reason_o(p, "{\"id\":\"a\"," TS_OK ",\"x\":[1,}", &drop, DATOS_REASON_NOT_JSON);
+    reason_o(p, "{\"id\":\"a\"," TS_OK ",\"x\":[1,}", &drop,
+             DATOS_REASON_NOT_JSON);
 }
 
 /* ------------------------------------------------------------------ order and details */
@@ -658,7 +750,8 @@ static void reason_order(void **state)
 {
     apr_pool_t *p = DT_POOL(state);
 
-    reason(p, "{\"id\":5,\"contenido\":5,\"timestamp\":5,\"x\":5}", DATOS_REASON_BAD_ID);
+    reason(p, "{\"id\":5,\"contenido\":5,\"timestamp\":5,\"x\":5}",
+           DATOS_REASON_BAD_ID);
     reason(p, "{\"id\":\"a\",\"contenido\":5,\"timestamp\":5,\"x\":5}",
            DATOS_REASON_BAD_CONTENIDO);
     reason(p, "{\"id\":\"a\",\"contenido\":\"c\",\"timestamp\":5,\"x\":5}",
@@ -681,13 +774,16 @@ static void details_are_short_and_clean(void **state)
     docs[0] = apr_psprintf(p, "{\"id\":\"a\"," TS_OK ",\"%s\":1}", big);
     docs[1] = apr_psprintf(p, "{\"id\":\"%s\"," TS_OK "}", big);
     docs[2] = apr_psprintf(p, "{\"id\":\"a\",\"timestamp\":\"%s\"}", big);
-    docs[3] = apr_psprintf(p, "{\"id\":\"a\"," TS_OK ",\"x\":{\"%s\":1,\"%s\":2}}", big, big);
+    docs[3] = apr_psprintf(
+        p, "{\"id\":\"a\"," TS_OK ",\"x\":{\"%s\":1,\"%s\":2}}", big, big);
     /* jansson quotes up to 160 bytes near a syntax error, cut anywhere */
-    docs[4] = apr_psprintf(p, "{\"id\":\"%s\x01\"}", repeat(p, "\xc3\xa9", 300));
+    docs[4] =
+        apr_psprintf(p, "{\"id\":\"%s\x01\"}", repeat(p, "\xc3\xa9", 300));
     for (i = 0; i < 5; i++) {
         for (k = 0; k < 2; k++) {
-            assert_int_equal(impls[k](p, docs[i], strlen(docs[i]), &o, &row, &why),
-                             DATOS_EMALFORMED);
+            assert_int_equal(
+                impls[k](p, docs[i], strlen(docs[i]), &o, &row, &why),
+                DATOS_EMALFORMED);
             check_detail(why.detail);
             /* a short excerpt at most, never the user's whole value */
             assert_true(strlen(why.detail) < 400);
@@ -697,8 +793,9 @@ static void details_are_short_and_clean(void **state)
     assert_int_equal(datos_record_validate(p, "{\"id\" 1}", 8, &o, &row, &why),
                      DATOS_EMALFORMED);
     assert_non_null(strstr(why.detail, "byte 6"));
-    assert_int_equal(datos_record_validate(p, "{\"a\":\"\xc3\xa9\xff\"}", 10, &o,
-                                           &row, &why), DATOS_EMALFORMED);
+    assert_int_equal(datos_record_validate(p, "{\"a\":\"\xc3\xa9\xff\"}", 10,
+                                           &o, &row, &why),
+                     DATOS_EMALFORMED);
     assert_int_equal(why.reason, DATOS_REASON_NOT_UTF8);
     assert_non_null(strstr(why.detail, "byte 8"));
     check_detail(why.detail);
@@ -707,10 +804,21 @@ static void details_are_short_and_clean(void **state)
 static void reason_names(void **state)
 {
     static const char *const names[] = {
-        "empty_data", "not_utf8", "not_json", "not_object", "duplicate_key",
-        "missing_id", "bad_id", "id_too_long", "bad_contenido",
-        "contenido_too_large", "missing_timestamp", "bad_timestamp",
-        "future_timestamp", "unknown_field", "bigquery_rejected",
+        "empty_data",
+        "not_utf8",
+        "not_json",
+        "not_object",
+        "duplicate_key",
+        "missing_id",
+        "bad_id",
+        "id_too_long",
+        "bad_contenido",
+        "contenido_too_large",
+        "missing_timestamp",
+        "bad_timestamp",
+        "future_timestamp",
+        "unknown_field",
+        "bigquery_rejected",
     };
     int i;
 
@@ -743,10 +851,11 @@ static void beyond_jansson(void **state)
 
     drop.unknown = DATOS_UNKNOWN_DROP;
     for (i = 0; i < sizeof(docs) / sizeof(docs[0]); i++) {
-        assert_int_equal(datos_record_validate(p, docs[i], strlen(docs[i]), &drop,
-                                               &row, &why), APR_SUCCESS);
-        assert_int_equal(datos_record_validate_jansson(p, docs[i], strlen(docs[i]),
-                                                       &drop, &row, &why),
+        assert_int_equal(datos_record_validate(p, docs[i], strlen(docs[i]),
+                                               &drop, &row, &why),
+                         APR_SUCCESS);
+        assert_int_equal(datos_record_validate_jansson(
+                             p, docs[i], strlen(docs[i]), &drop, &row, &why),
                          DATOS_EMALFORMED);
         assert_int_equal(why.reason, DATOS_REASON_NOT_JSON);
     }
