@@ -5,7 +5,7 @@
 #
 # Configuration: environment variables, read by /etc/apache2/conf-enabled/datos-container.conf
 # through Apache's ${VAR} and <IfDefine VAR> (the entry point passes -D VAR for every DATOS_*
-# variable that is set and not empty). Unset means the module's default (DESIGN.md 4).
+# variable that is set and not empty). Unset means the module's default (docs/design.md 4).
 #   PORT                      port httpd listens on [8080]; a number, the HEALTHCHECK uses it
 #   DATOS_PROJECT             DatosProject [the credentials' project]
 #   DATOS_TABLE               DatosTable [latam_dataset.datos]

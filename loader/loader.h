@@ -1,6 +1,6 @@
 /* loader.h - datos-loader: drains a Pub/Sub subscription into BigQuery load
  * jobs, dead-letters what does not fit the record, and loses nothing
- * (DESIGN.md section 5).
+ * (docs/design.md section 5).
  *
  * Files: loader_main.c (the command line, the lock, signals, exit codes),
  * loader_config.c (the config file, the environment, the flags),
@@ -23,7 +23,7 @@
 #include "datos_error.h"
 #include "datos_record.h"
 
-/* Exit codes (DESIGN.md section 5). */
+/* Exit codes (docs/design.md section 5). */
 #define LOADER_EXIT_OK     0 /* done: the backlog drained or a bound reached */
 #define LOADER_EXIT_RETRY  1 /* some work failed and will be retried */
 #define LOADER_EXIT_CONFIG 2 /* configuration or credentials error */

@@ -1,4 +1,4 @@
-/* loader_run.c - one run of datos-loader (DESIGN.md section 5).
+/* loader_run.c - one run of datos-loader (docs/design.md section 5).
  *
  *   lock -> resolve the journal -> repeat { pull into a load batch
  *   (extending every lease) -> validate -> dead-letter the invalid ->
@@ -40,7 +40,7 @@
 /* How many generations of one batch are tried when BigQuery keeps failing
  * the job with a retryable reason, before the run gives up on it. */
 #define MAX_GENERATIONS 5
-/* Load job polls: 1 s, x1.5, at most 15 s (gcp-wire.md 2.7). */
+/* Load job polls: 1 s, x1.5, at most 15 s (docs/google-apis.md 2.7). */
 #define POLL_FIRST apr_time_from_sec(1)
 #define POLL_MAX   apr_time_from_sec(15)
 /* A 404 from jobs.get right after a 409 can be lag; it is asked again for
@@ -185,7 +185,7 @@ static void pause_for(apr_interval_time_t t, int interruptible)
     }
 }
 
-/* One Google call with the retry policy of DESIGN.md section 5: truncated
+/* One Google call with the retry policy of docs/design.md section 5: truncated
  * exponential backoff with jitter on what is worth retrying, honouring
  * Retry-After, within retry_deadline. A call that must finish even after
  * SIGTERM (acknowledging committed work) passes must_finish. */
@@ -596,7 +596,7 @@ static void log_job(const char *level, const char *name,
 
 static int load_items(run_t *r, batch_t *b, item_t **items, int n);
 
-/* Loads n valid items as one load job (DESIGN.md section 5, "Job
+/* Loads n valid items as one load job (docs/design.md section 5, "Job
  * outcomes"): 1 when their messages are all acked (loaded or
  * dead-lettered as bigquery_rejected), 0 when the run must stop (they are
  * then given back, or left to the journal). */

@@ -1,4 +1,4 @@
-/* loader_textfile.c - the node_exporter textfile (DESIGN.md section 5).
+/* loader_textfile.c - the node_exporter textfile (docs/design.md section 5).
  *
  * Each run rewrites the file whole, atomically (a temporary file in the
  * same directory, renamed over it), so node_exporter never reads half of

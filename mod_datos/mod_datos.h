@@ -205,7 +205,7 @@ typedef struct mod_datos_entry_t {
 } mod_datos_entry_t;
 
 /* The answer for this request, from the process copy, the shared tier,
- * the state file or BigQuery, following DESIGN.md's cache semantics. On
+ * the state file or BigQuery, following docs/design.md's cache semantics. On
  * failure err says why (the handler maps it to 502/503/504) and
  * retry_after when the client should come back. */
 apr_status_t mod_datos_entry_get(request_rec *r, mod_datos_conf_t *conf,

@@ -419,7 +419,7 @@ static const char *take_health(request_rec *r, void *baton, const char *key,
     return NULL;
 }
 
-/* application/health+json: readiness as DESIGN.md 4 defines it. */
+/* application/health+json: readiness as docs/design.md 4 defines it. */
 static int deep_health(request_rec *r, mod_datos_conf_t *conf)
 {
     mod_datos_entry_t entry;

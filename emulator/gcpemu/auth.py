@@ -1,5 +1,5 @@
 """OAuth2 token endpoint (JWT-bearer and refresh-token grants), GCE metadata server, and
-bearer-token checks for --require-auth (gcp-wire 3.2-3.5, 3.7, 6).
+bearer-token checks for --require-auth (docs/google-apis.md 3.2-3.5, 3.7, 6).
 
 The refresh-token grant serves one `authorized_user` (what `gcloud auth
 application-default login` leaves in application_default_credentials.json): its client id,
@@ -34,7 +34,7 @@ SKEW_TEXT = ("Invalid JWT: Token must be a short-lived token (60 minutes) and in
              "timeframe. Check your iat and exp values in the JWT claim.")
 MAX_LIFETIME = 3600
 MAX_FUTURE_IAT = 60
-# Audiences a self-signed JWT may carry, per API family (gcp-wire 3.3).
+# Audiences a self-signed JWT may carry, per API family (docs/google-apis.md 3.3).
 SELF_SIGNED_AUDIENCES = {
     "bigquery": ("https://bigquery.googleapis.com/", "https://bigquery.googleapis.com"),
     "pubsub": ("https://pubsub.googleapis.com/", "https://pubsub.googleapis.com"),

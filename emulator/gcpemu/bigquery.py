@@ -1,4 +1,4 @@
-"""BigQuery v2 REST handlers: datasets, tables, tabledata.insertAll, query jobs (gcp-wire 2).
+"""BigQuery v2 REST handlers: datasets, tables, tabledata.insertAll, query jobs (docs/google-apis.md 2).
 
 Routes answer under both `/bigquery/v2/projects/...` and bare `/projects/...` (what Google's
 Node.js client uses with BIGQUERY_EMULATOR_HOST)."""

@@ -265,7 +265,7 @@ def value_bytes(std, stored):
 # Result cells
 
 def render_cell(std, value, use_int64, fields=None, repeated=False):
-    """Stored value -> the `v` of a result cell (gcp-wire 2.4)."""
+    """Stored value -> the `v` of a result cell (docs/google-apis.md 2.4)."""
     if repeated:
         items = json.loads(value) if isinstance(value, str) else (value or [])
         return [{"v": render_cell(std, item, use_int64, fields)} for item in items]

@@ -290,7 +290,7 @@ class Emulator:
                           token=self._token(PUBSUB_AUD))
 
     def _token(self, audience=BIGQUERY_AUD):
-        """None when auth is off; else a self-signed JWT (gcp-wire 3.3) made with the trusted
+        """None when auth is off; else a self-signed JWT (docs/google-apis.md 3.3) made with the trusted
         key, so seeding never shows up in the oauth2/metadata counters tests look at."""
         cfg = self._call("GET", "/_emulator/config")
         if not cfg.get("require_auth"):

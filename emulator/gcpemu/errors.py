@@ -1,11 +1,11 @@
-"""Google error envelopes (gcp-wire.md 0.4, 2.10, 3.2).
+"""Google error envelopes (docs/google-apis.md 0.4, 2.10, 3.2).
 
 BigQuery ("Apiary" style) errors carry `errors[]` with `message`, `domain`, `reason`;
 Pub/Sub errors carry only `code`, `message`, `status`. OAuth errors use the OAuth shape
 `{"error": ..., "error_description": ...}`.
 """
 
-# HTTP code -> canonical status name (google/rpc/code.proto mapping, gcp-wire 0.4).
+# HTTP code -> canonical status name (google/rpc/code.proto mapping, docs/google-apis.md 0.4).
 STATUS_NAMES = {
     400: "INVALID_ARGUMENT",
     401: "UNAUTHENTICATED",
@@ -23,7 +23,7 @@ STATUS_NAMES = {
     504: "DEADLINE_EXCEEDED",
 }
 
-# Reason used when a fault or handler gives only an HTTP code (gcp-wire 2.10).
+# Reason used when a fault or handler gives only an HTTP code (docs/google-apis.md 2.10).
 DEFAULT_REASONS = {
     400: "invalid",
     401: "authError",
@@ -45,7 +45,7 @@ USAGE_LIMIT_REASONS = {"rateLimitExceeded", "quotaExceeded", "userRateLimitExcee
                        "dailyLimitExceeded"}
 
 # Default human texts for reasons a fault may name without a message. Texts marked [mem] in
-# gcp-wire.md; clients must never parse them.
+# docs/google-apis.md; clients must never parse them.
 DEFAULT_MESSAGES = {
     "rateLimitExceeded": "Exceeded rate limits: too many api requests per user per method for "
                          "this user_method. For more information, see "
@@ -82,7 +82,7 @@ def domain_for(reason):
 
 def bigquery_envelope(code, message, reason=None, domain=None, status=None, location=None,
                       location_type=None, error_message=None):
-    """The exact BigQuery envelope of gcp-wire 0.4 / 2.10."""
+    """The exact BigQuery envelope of docs/google-apis.md 0.4 / 2.10."""
     reason = reason or DEFAULT_REASONS.get(code, "invalid")
     item = {"message": message if error_message is None else error_message,
             "domain": domain or domain_for(reason),
@@ -96,7 +96,7 @@ def bigquery_envelope(code, message, reason=None, domain=None, status=None, loca
 
 
 def plain_envelope(code, message, status=None):
-    """Pub/Sub style: no errors[] (gcp-wire 1.9)."""
+    """Pub/Sub style: no errors[] (docs/google-apis.md 1.9)."""
     return {"error": {"code": code, "message": message, "status": status or status_name(code)}}
 
 
@@ -124,7 +124,7 @@ class ApiError(Exception):
 
 
 class OAuthError(Exception):
-    """An error answered in the OAuth shape (gcp-wire 3.2 step 6)."""
+    """An error answered in the OAuth shape (docs/google-apis.md 3.2 step 6)."""
 
     def __init__(self, error, description, code=400):
         super().__init__(description)

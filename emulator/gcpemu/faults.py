@@ -1,4 +1,4 @@
-"""Scriptable fault plan (gcp-wire 4.4): match requests by method, path regex and/or endpoint
+"""Scriptable fault plan (docs/google-apis.md 4.4): match requests by method, path regex and/or endpoint
 name; let `skip` matching requests through, then affect `count` of them (0 = unlimited)."""
 import re
 import threading

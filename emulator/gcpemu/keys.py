@@ -122,7 +122,7 @@ def generate_private_key_pem():
 
 
 def make_service_account(project, token_uri, pem=None):
-    """A complete service-account key JSON (gcp-wire 3.1 shape) around a throwaway key."""
+    """A complete service-account key JSON (docs/google-apis.md 3.1 shape) around a throwaway key."""
     pem = pem or generate_private_key_pem()
     email = "datos-test@%s.iam.gserviceaccount.com" % project
     return {

@@ -1,4 +1,4 @@
-"""BigQuery load jobs with uploaded NDJSON (gcp-wire 2.6, 2.7, 2.9, 2.12).
+"""BigQuery load jobs with uploaded NDJSON (docs/google-apis.md 2.6, 2.7, 2.9, 2.12).
 
 - jobs.insert with media: multipart/related (`uploadType=multipart`) and the resumable
   protocol (`uploadType=resumable`: a session POST answered with `Location`, then PUTs of
@@ -337,7 +337,7 @@ class LoadApi:
             spec["job_id"] = new_job_id()
         prior = st.get_job(project, spec["job_id"])
         if prior is not None:
-            # Any earlier job, failed ones included, keeps its id (gcp-wire 2.6).
+            # Any earlier job, failed ones included, keeps its id (docs/google-apis.md 2.6).
             raise ApiError(409, "Already Exists: Job %s:%s.%s"
                            % (project, prior.location, spec["job_id"]), "duplicate")
         dp, dd, _ = spec["dest"]

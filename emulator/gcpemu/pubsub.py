@@ -1,4 +1,4 @@
-"""Pub/Sub v1 REST (gcp-wire 1): topics, subscriptions, publish, pull, acknowledge,
+"""Pub/Sub v1 REST (docs/google-apis.md 1): topics, subscriptions, publish, pull, acknowledge,
 modifyAckDeadline, with ack deadlines, redelivery, retry backoff, dead-lettering, retention
 and subscription expiry all driven by the emulator clock.
 
@@ -14,7 +14,7 @@ lazily by `tick()` at the start of every Pub/Sub request and control-API look.
 An ackId names one delivery: (subscription uid, message id, lease generation) plus a check
 tag, base64url. A delivery's lease ends at its deadline, on modifyAckDeadline 0 or when the
 message is acknowledged; after that its ackId is stale and acknowledging it is silently
-ignored (200 `{}`), as Google does without exactly-once delivery (gcp-wire 1.6, 1.12).
+ignored (200 `{}`), as Google does without exactly-once delivery (docs/google-apis.md 1.6, 1.12).
 """
 import base64
 import contextlib
@@ -53,7 +53,7 @@ MIN_RETENTION, MAX_RETENTION, DEFAULT_RETENTION = 600, 31 * DAY, 7 * DAY
 MIN_TTL, MAX_TTL, DEFAULT_TTL = DAY, 365 * DAY, 31 * DAY
 MIN_ATTEMPTS, MAX_ATTEMPTS, DEFAULT_ATTEMPTS = 5, 100, 5
 MAX_BACKOFF_LIMIT, DEFAULT_MIN_BACKOFF, DEFAULT_MAX_BACKOFF = 600, 10, 600
-# Real message ids are decimal strings above 2**53 (gcp-wire 1.4): a client that parses
+# Real message ids are decimal strings above 2**53 (docs/google-apis.md 1.4): a client that parses
 # them as doubles breaks here as it would against Google.
 FIRST_MESSAGE_ID = 11_000_000_000_000_000
 
@@ -85,7 +85,7 @@ def invalid(message):
 
 
 def not_found(resource_id):
-    # gcp-wire 1.9: the text Google sends; clients must switch on `status`.
+    # docs/google-apis.md 1.9: the text Google sends; clients must switch on `status`.
     return ApiError(404, "Resource not found (resource=%s)." % resource_id)
 
 
@@ -663,7 +663,7 @@ class PubSubApi:
 
     @staticmethod
     def int_enums(req):
-        # Google's Node.js REST transport asks for `$alt=json;enum-encoding=int` (gcp-wire 6).
+        # Google's Node.js REST transport asks for `$alt=json;enum-encoding=int` (docs/google-apis.md 6).
         return "enum-encoding=int" in req.query.get("$alt", "")
 
     def with_state(self, req, resource):
@@ -878,7 +878,7 @@ class PubSubApi:
                 _duration_range("expiration_policy.ttl", ttl, MIN_TTL, MAX_TTL)
                 resource["expirationPolicy"] = {"ttl": format_duration(ttl)}
             else:
-                resource["expirationPolicy"] = {}  # never expires (gcp-wire 1.3)
+                resource["expirationPolicy"] = {}  # never expires (docs/google-apis.md 1.3)
         ttl = resource["expirationPolicy"].get("ttl")
         if ttl and parse_duration(ttl, "") < retention:
             raise invalid("Invalid expiration_policy.ttl %s: the expiration period must be at "

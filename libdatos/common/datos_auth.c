@@ -742,7 +742,7 @@ leave:
 }
 
 /* The metadata server's answers count only when they say they are its
- * (gcp-wire.md 3.4): anything else on that address - a captive portal, a
+ * (docs/google-apis.md 3.4): anything else on that address - a captive portal, a
  * proxy, a local service - must not hand out tokens or a project. Only
  * answers that would be used are judged; a refusal is classified anyway. */
 static apr_status_t metadata_flavor(apr_pool_t *p, const datos_creds_t *c,

@@ -34,7 +34,7 @@ apr_status_t datos_jwt_sign_rs256(apr_pool_t *p, EVP_PKEY *key,
                                   const char *claims_json, const char **jwt,
                                   datos_err_t *err);
 
-/* The JWT-bearer assertion of gcp-wire.md 3.2: header {alg, typ, kid},
+/* The JWT-bearer assertion of docs/google-apis.md 3.2: header {alg, typ, kid},
  * claims {iss, scope, aud, iat, exp}, iat = now - 10 s (clock skew), exp =
  * iat + 3600. */
 apr_status_t datos_jwt_assertion(apr_pool_t *p, EVP_PKEY *key, const char *kid,

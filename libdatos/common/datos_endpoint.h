@@ -1,6 +1,6 @@
 /* datos_endpoint.h - where a program talks to Google's APIs: the default
  * URLs, the emulator-environment rule and the "plain http allowed"
- * decision, made once for every program (DESIGN.md section 6, gcp-wire.md
+ * decision, made once for every program (docs/design.md section 6, docs/google-apis.md
  * 1.11 and 2.11).
  *
  * Messages name no setting of a program: callers prefix their own

@@ -26,7 +26,7 @@ static int is_any(const char *s, const char *const *list)
     return 0;
 }
 
-/* gcp-wire.md 0.4: the canonical code names, by what a client does next. */
+/* docs/google-apis.md 0.4: the canonical code names, by what a client does next. */
 static const char *const status_retry[] = {
     "UNAVAILABLE",       "INTERNAL",  "UNKNOWN",   "ABORTED",
     "DEADLINE_EXCEEDED", "CANCELLED", "DATA_LOSS", NULL};

@@ -1,5 +1,5 @@
 /* datos_google.h - the one layer every Google API call goes through
- * (gcp-wire.md 0.4, 3, 4): the bearer token, one refresh and replay after
+ * (docs/google-apis.md 0.4, 3, 4): the bearer token, one refresh and replay after
  * a 401, the deadline, and one classifier for what Google answers when it
  * refuses (BigQuery's errors[].reason, Pub/Sub's status, the OAuth shape,
  * bodies that are none of these), with Retry-After.

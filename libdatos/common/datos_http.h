@@ -94,7 +94,7 @@ apr_status_t datos_http_perform(datos_http_t *http, apr_pool_t *p,
 /* err->reason of a check_url refusal that allow_insecure would lift. */
 #define DATOS_REASON_PLAIN_HTTP "plain_http"
 
-/* The transport rule (DESIGN.md section 6): https always; plain http only to
+/* The transport rule (docs/design.md section 6): https always; plain http only to
  * a loopback address, to the metadata server when `metadata` is set
  * (metadata.google.internal, 169.254.169.254, $GCE_METADATA_HOST), or when
  * allow_insecure is set. Anything else, and any scheme but http/https,

@@ -1,4 +1,4 @@
-/* datos_pubsub.c - Pub/Sub v1 REST wire formats (gcp-wire.md section 1).
+/* datos_pubsub.c - Pub/Sub v1 REST wire formats (docs/google-apis.md section 1).
  *
  * Request bodies are written by hand, sized exactly before they are built:
  * a publish body can reach 10 MB of base64 and its size decides where the

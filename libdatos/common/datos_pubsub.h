@@ -1,4 +1,4 @@
-/* datos_pubsub.h - Pub/Sub v1 REST (gcp-wire.md section 1).
+/* datos_pubsub.h - Pub/Sub v1 REST (docs/google-apis.md section 1).
  *
  * Sections:
  *   1. limits and base64
@@ -20,7 +20,7 @@
 
 /* ------------------------------------------------------------------ 1. limits, base64 */
 
-/* gcp-wire.md 1.4, 1.6, 1.7, 1.10. */
+/* docs/google-apis.md 1.4, 1.6, 1.7, 1.10. */
 #define DATOS_PUBSUB_PUBLISH_MAX_MESSAGES 1000
 #define DATOS_PUBSUB_PUBLISH_MAX_BYTES    10000000 /* counted on the JSON body */
 #define DATOS_PUBSUB_ACK_MAX_IDS          2500
@@ -33,7 +33,7 @@
 char *datos_base64_encode(apr_pool_t *p, const unsigned char *data,
                           apr_size_t len, apr_size_t *outlen);
 
-/* The bytes fields of gcp-wire.md 0.2: the standard alphabet (the URL-safe
+/* The bytes fields of docs/google-apis.md 0.2: the standard alphabet (the URL-safe
  * one is taken too), padded or not. Anything else - whitespace, a stray
  * '=', a lone trailing character - is DATOS_EMALFORMED. *out is
  * NUL-terminated (not counted in *outlen). */
@@ -96,7 +96,7 @@ typedef struct datos_pubsub_msg_t {
  * loader (their data may not be what was published); one with an ackId is
  * to be nacked (modifyAckDeadline 0), so Pub/Sub redelivers it and, past
  * the subscription's maxDeliveryAttempts, moves it to the subscription's
- * own dead-letter topic (DESIGN.md section 5: the last resort). Nothing is
+ * own dead-letter topic (docs/design.md section 5: the last resort). Nothing is
  * lost either way. Unknown fields are ignored. */
 apr_status_t datos_pubsub_parse_pull(apr_pool_t *p, const char *body,
                                      apr_size_t len, apr_array_header_t **msgs,
@@ -138,7 +138,7 @@ typedef struct datos_pubsub_body_t {
 /* topics.publish bodies {"messages":[{"data":"<base64>","attributes":{..},
  * "orderingKey":".."},..]} for n messages, in order, split so that each
  * request holds at most 1,000 messages, at most 10,000,000 bytes of JSON,
- * and one ordering key (gcp-wire.md 1.4); a message too large to share a
+ * and one ordering key (docs/google-apis.md 1.4); a message too large to share a
  * request goes alone (the server then judges it). "data" is omitted when
  * empty. *bodies is an array of datos_pubsub_body_t (empty when n is 0).
  * APR_EINVAL names the first message with neither data nor attributes,
@@ -158,7 +158,7 @@ apr_status_t datos_pubsub_parse_publish(apr_pool_t *p, const char *body,
                                         datos_err_t *err);
 
 /* subscriptions.acknowledge bodies {"ackIds":[..]} for n ack ids, in
- * order, at most 2,500 ids and 524,288 bytes each (gcp-wire.md 1.6, 1.7).
+ * order, at most 2,500 ids and 524,288 bytes each (docs/google-apis.md 1.6, 1.7).
  * APR_EINVAL for an empty id, one that is not UTF-8, or one too long to
  * fit a request. Empty *bodies for n == 0. */
 apr_status_t datos_pubsub_ack_bodies(apr_pool_t *p, const char *const *ack_ids,
@@ -174,11 +174,11 @@ apr_status_t datos_pubsub_modack_bodies(apr_pool_t *p,
                                         apr_array_header_t **bodies,
                                         datos_err_t *err);
 
-/* Attributes of a message POST /datos published (DESIGN.md section 4). */
+/* Attributes of a message POST /datos published (docs/design.md section 4). */
 #define DATOS_ATTR_INGEST "datos_ingest" /* "http" */
 #define DATOS_ATTR_CLIENT "datos_client" /* the client's address */
 
-/* Attribute names added to a dead-lettered message (DESIGN.md section 3). */
+/* Attribute names added to a dead-lettered message (docs/design.md section 3). */
 #define DATOS_ATTR_ERROR               "datos_error"
 #define DATOS_ATTR_ERROR_DETAIL        "datos_error_detail"
 #define DATOS_ATTR_SOURCE_SUBSCRIPTION "datos_source_subscription"
@@ -204,7 +204,7 @@ apr_status_t datos_pubsub_deadletter_attrs(
 /* ------------------------------------------------------------------ 3. HTTP client */
 
 /* The largest pull answer read: 1,000 messages can make ~20 MB of JSON
- * (gcp-wire.md 1.5), with room to spare. Other answers are small. */
+ * (docs/google-apis.md 1.5), with room to spare. Other answers are small. */
 #define DATOS_PUBSUB_PULL_MAX_RESPONSE ((apr_size_t)64 * 1024 * 1024)
 
 typedef struct datos_pubsub_t datos_pubsub_t;

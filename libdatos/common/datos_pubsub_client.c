@@ -1,4 +1,4 @@
-/* datos_pubsub_client.c - the Pub/Sub v1 REST calls (gcp-wire.md 1.4 to
+/* datos_pubsub_client.c - the Pub/Sub v1 REST calls (docs/google-apis.md 1.4 to
  * 1.7) over the Google call layer: bodies from the wire functions of
  * datos_pubsub.c, one request per chunk, no retries. */
 #include <string.h>

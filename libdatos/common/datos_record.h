@@ -1,4 +1,4 @@
-/* datos_record.h - the datos record (DESIGN.md section 3): rendering rows
+/* datos_record.h - the datos record (docs/design.md section 3): rendering rows
  * for readers, validating a message's data (the loader and POST /datos share
  * one implementation), and the NDJSON lines of a load job. */
 #ifndef DATOS_RECORD_H
@@ -52,7 +52,7 @@ apr_size_t datos_rendered_len(const datos_rendered_t *r, int k);
 
 /* ------------------------------------------------------------------ validation */
 
-/* The closed list of reasons a message is invalid (DESIGN.md section 3).
+/* The closed list of reasons a message is invalid (docs/design.md section 3).
  * DATOS_REASON_BIGQUERY_REJECTED is never produced by the validator: the
  * loader assigns it to rows a load job refused. */
 typedef enum datos_reason_t {
@@ -221,7 +221,7 @@ apr_status_t datos_record_validate_jansson(apr_pool_t *p, const char *data,
 
 /* ------------------------------------------------------------------ NDJSON */
 
-/* Optional columns of the destination table (DESIGN.md section 3,
+/* Optional columns of the destination table (docs/design.md section 3,
  * "Existing tables"): a line carries them only when the flag is set. */
 #define DATOS_NDJSON_MESSAGE_ID   0x1
 #define DATOS_NDJSON_PUBLISH_TIME 0x2

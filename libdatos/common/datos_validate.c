@@ -1,7 +1,7 @@
-/* datos_validate.c - the record validator (DESIGN.md section 3).
+/* datos_validate.c - the record validator (docs/design.md section 3).
  *
  * The loader must validate and encode at least 250,000 messages per second
- * per core (DESIGN.md section 8). jansson builds a tree, allocates every
+ * per core (docs/design.md section 8). jansson builds a tree, allocates every
  * value and reads its input one byte at a time through a stream callback,
  * which is several times too slow on the benchmark mix (make bench-record
  * prints both). So the record gets its own single-pass RFC 8259 scanner: it

@@ -1,5 +1,5 @@
 /* datos_backoff.h - truncated exponential backoff with full jitter
- * (gcp-wire.md 4.2) for the callers of single-attempt clients: the wait
+ * (docs/google-apis.md 4.2) for the callers of single-attempt clients: the wait
  * before attempt n+1 is uniform in [0, min(max, initial * multiplier^n)],
  * at least what the server asked for (Retry-After, RetryInfo), and no wait
  * is handed out that would end past the total deadline.
@@ -52,7 +52,7 @@ int datos_backoff_retryable(apr_status_t rv, const datos_err_t *err);
  * worthwhile - rv is retryable and now + *wait is not past the deadline -
  * else 0. The wait is uniform in [0, bound] where bound = min(max, initial
  * * multiplier^attempts), raised to err->retry_after when that is larger,
- * and to 1 s for a rateLimitExceeded reason (gcp-wire.md 4.1). Counts the
+ * and to 1 s for a rateLimitExceeded reason (docs/google-apis.md 4.1). Counts the
  * attempt. */
 int datos_backoff_next(datos_backoff_t *b, apr_status_t rv,
                        const datos_err_t *err, apr_time_t now,

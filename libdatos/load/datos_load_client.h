@@ -1,4 +1,4 @@
-/* datos_load_client.h - BigQuery load jobs over HTTP (gcp-wire.md 2.2, 2.6,
+/* datos_load_client.h - BigQuery load jobs over HTTP (docs/google-apis.md 2.2, 2.6,
  * 2.7): tables.get, jobs.insert with NDJSON data (multipart, or the
  * resumable protocol for large batches), jobs.get. Built on the Google
  * call layer and the pure helpers of datos_loadjob.h.

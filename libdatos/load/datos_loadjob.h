@@ -1,5 +1,5 @@
-/* datos_loadjob.h - BigQuery load jobs of the loader (DESIGN.md section 5;
- * gcp-wire.md 2.6, 2.7, 2.10): pure helpers that name a job, describe it
+/* datos_loadjob.h - BigQuery load jobs of the loader (docs/design.md section 5;
+ * docs/google-apis.md 2.6, 2.7, 2.10): pure helpers that name a job, describe it
  * and read what BigQuery says about it. No network. */
 #ifndef DATOS_LOADJOB_H
 #define DATOS_LOADJOB_H
@@ -41,7 +41,7 @@ typedef struct datos_loadjob_conf_t {
 } datos_loadjob_conf_t;
 
 /* The Job resource of jobs.insert for an NDJSON load (the JSON part of the
- * multipart upload, gcp-wire.md 2.6), compact, keys in this order:
+ * multipart upload, docs/google-apis.md 2.6), compact, keys in this order:
  *   {"jobReference":{"projectId":..,"jobId":..[,"location":..]},
  *    "configuration":{"load":{"destinationTable":{"projectId":..,
  *      "datasetId":..,"tableId":..},"sourceFormat":"NEWLINE_DELIMITED_JSON",
@@ -86,7 +86,7 @@ apr_status_t datos_loadjob_parse(apr_pool_t *p, const char *body,
                                  apr_size_t len, datos_loadjob_t **out,
                                  datos_err_t *err);
 
-/* What the loader does next with a parsed job (DESIGN.md section 5). */
+/* What the loader does next with a parsed job (docs/design.md section 5). */
 typedef enum datos_job_outcome_t {
     DATOS_JOB_UNFINISHED = 0, /* PENDING or RUNNING: poll again */
     DATOS_JOB_SUCCEEDED,      /* DONE without errorResult: ack */
@@ -107,7 +107,7 @@ typedef struct datos_rejected_t {
 } datos_rejected_t;
 
 /* The rows named in errorResult and errors[] of a failed load, each once,
- * ordered by position then line. The form gcp-wire.md 2.7 documents is a
+ * ordered by position then line. The form docs/google-apis.md 2.7 documents is a
  * message holding "row starting at position N" (N: the byte offset where
  * the row starts, e.g. "JSON parsing error in row starting at position 0:
  * No such field: colour."); a location of the form "line N" is read too.

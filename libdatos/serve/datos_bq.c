@@ -362,7 +362,7 @@ static apr_status_t query_body(fetch_t *f, apr_pool_t *cp, const window_t *w,
         sql = datos_bq_latest_sql(cp, table, w->days, &f->info);
     }
     json_array_append_new(params, int64_param("max_rows", c->max_rows));
-    /* Keys in the order of gcp-wire.md 2.3, so requests read the same in
+    /* Keys in the order of docs/google-apis.md 2.3, so requests read the same in
      * traces and emulator logs. */
     q = datos_json_bind(cp, json_object());
     json_object_set_new(q, "query", json_string(sql));

@@ -86,7 +86,7 @@ typedef struct datos_latest_t {
 apr_status_t datos_bq_fetch_latest(datos_bq_t *bq, apr_pool_t *p,
                                    datos_latest_t **out, datos_err_t *err);
 
-/* What tables.get tells about the table (DESIGN.md 3, "Existing tables"). */
+/* What tables.get tells about the table (docs/design.md 3, "Existing tables"). */
 typedef struct datos_table_info_t {
     const char *location;
     int has_publish_time; /* the loader's columns, present in tables it made */
@@ -110,7 +110,7 @@ apr_status_t datos_bq_parse_table(apr_pool_t *p, const char *body,
 const char *datos_bq_latest_sql(apr_pool_t *p, const char *table_sql, int days,
                                 const datos_table_info_t *info);
 
-/* A refresh after a first answer (DESIGN.md 4, "Queries and cost"): as
+/* A refresh after a first answer (docs/design.md 4, "Queries and cost"): as
  * datos_bq_fetch_latest, but the first query scans only `timestamp >=
  * @watermark` (a TIMESTAMP parameter). While that yields fewer than
  * max_rows rows, the lookback windows wider than the watermark follow, then

@@ -1,4 +1,4 @@
-/* datos_ingest.h - the rules of POST /datos (DESIGN.md section 4): what
+/* datos_ingest.h - the rules of POST /datos (docs/design.md section 4): what
  * body is accepted, how it becomes Pub/Sub messages, and the JSON answers.
  *
  * A body is one record (a JSON object) or a batch (a JSON array of

@@ -404,7 +404,7 @@ class Report:
         self.add("## 4. Loader\n")
         mi = L["micro"]
         self.add("**Validate + encode** (`build/bench/bench_record`, pinned to CPU 1, "
-                 "DESIGN.md's mix: 90%% 100-300 B, 9%% 1-4 KiB, 1%% 64 KiB, 10%% invalid "
+                 "docs/design.md's mix: 90%% 100-300 B, 9%% 1-4 KiB, 1%% 64 KiB, 10%% invalid "
                  "over ten reasons; from decoded pull JSON to NDJSON bytes). %s\n"
                  % mi["summary"])
         self.add(B.table(["pipeline", "messages/s per core", "MB/s of message data",
@@ -420,7 +420,7 @@ class Report:
         rows = []
         for e in e2es:
             fin = e["finished"] or {}
-            title = ("DESIGN.md's mix (%s of data, %d invalid)" % (mb(e["data_bytes"]),
+            title = ("docs/design.md's mix (%s of data, %d invalid)" % (mb(e["data_bytes"]),
                                                                    e["invalid"])
                      if e["kind"] == "mix" else "small valid records (%s of data)"
                      % mb(e["data_bytes"]))
@@ -458,7 +458,7 @@ class Report:
             if jobs and jobs > 1:
                 self.add(" The mix's 1%% of 64 KiB messages makes %s of data for %d messages, "
                          "past `batch_max_bytes` (100M), so that backlog takes %s load jobs; "
-                         "DESIGN.md's \"one load job\" holds for a backlog under that bound, "
+                         "docs/design.md's \"one load job\" holds for a backlog under that bound, "
                          "as the second row shows." % (mb(e["data_bytes"]), e["messages"], jobs))
             self.add("")
 
@@ -586,7 +586,7 @@ class Report:
     def build(self, pngs):
         self.add("# datos benchmarks\n")
         self.add("Written by `make bench` (tests/bench/bench.py) on %s. Figures are ratios "
-                 "measured in the same run (DESIGN.md section 8); absolute requests per "
+                 "measured in the same run (docs/design.md section 8); absolute requests per "
                  "second depend on the machine and on what else ran on it.\n"
                  % (self.env or {}).get("date", "?"))
         body_start = len(self.md)

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """datos-loader (issue 11, sections 4 and 5): the validate + encode
-microbenchmark (build/bench/bench_record, DESIGN.md's mix), a 100,000-message
+microbenchmark (build/bench/bench_record, docs/design.md's mix), a 100,000-message
 backlog drained by one run of the real binary against the emulator, and the
 loader's peak RSS against its batch size.
 
@@ -66,7 +66,7 @@ def text(rng, n):
 
 
 def mix(n, now, seed=11):
-    """DESIGN.md's mix: message data 90% 100-300 B, 9% 1-4 KiB, 1% 64 KiB;
+    """docs/design.md's mix: message data 90% 100-300 B, 9% 1-4 KiB, 1% 64 KiB;
     10% of the messages invalid, spread over ten reasons."""
     rng = random.Random(seed)
     base = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now - 3600))

@@ -1,4 +1,4 @@
-/* bench_record.c - the loader's per-message work, DESIGN.md section 8:
+/* bench_record.c - the loader's per-message work, docs/design.md section 8:
  * "validates and encodes >= 250,000 messages per second per core on a
  * defined mix (90% 100-300 B, 9% 1-4 KiB, 1% 64 KiB; from decoded pull JSON
  * to NDJSON bytes)".
@@ -445,7 +445,7 @@ int main(int argc, char **argv)
         }
     }
     printf(
-        "\nTarget (DESIGN.md 8): >= 250000 msg/s per core for the first row: %s\n",
+        "\nTarget (docs/design.md 8): >= 250000 msg/s per core for the first row: %s\n",
         scanner >= 250000 ? "met" : "NOT MET");
     return scanner >= 250000 ? 0 : 1;
 }

@@ -1,4 +1,4 @@
-"""OAuth2 JWT-bearer token endpoint, metadata server, --require-auth (gcp-wire 3)."""
+"""OAuth2 JWT-bearer token endpoint, metadata server, --require-auth (docs/google-apis.md 3)."""
 import base64
 import json
 import os
@@ -310,7 +310,7 @@ def test_token_store_stays_bounded_and_fast_when_full():
     assert store.lookup(issued[-1]) is not None  # the newest are kept
 
 
-# refresh-token grant (authorized_user credentials, gcp-wire 3.5) ---------------------------
+# refresh-token grant (authorized_user credentials, docs/google-apis.md 3.5) ---------------------------
 
 def refresh(api, user, **over):
     form = {"grant_type": "refresh_token", "client_id": user["client_id"],

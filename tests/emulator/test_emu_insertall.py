@@ -1,4 +1,4 @@
-"""tabledata.insertAll (gcp-wire 2.8): insertId dedup, skipInvalidRows and `stopped`,
+"""tabledata.insertAll (docs/google-apis.md 2.8): insertId dedup, skipInvalidRows and `stopped`,
 ignoreUnknownValues, REQUIRED fields, value types, limits, the streaming buffer."""
 import pytest
 

@@ -1,4 +1,4 @@
-"""BigQuery load jobs (gcp-wire 2.6, 2.7, 2.9): multipart and resumable uploads, the job
+"""BigQuery load jobs (docs/google-apis.md 2.6, 2.7, 2.9): multipart and resumable uploads, the job
 timeline on the emulator clock, all-or-nothing commits, per-row errors, maxBadRecords,
 dispositions, 409 duplicate, the per-table daily quota, forced failures, tabledata.list,
 persistence across restarts."""

@@ -53,7 +53,7 @@ def test_node_client_round_trip(emu):
     assert out["rows"] == EXPECTED_ROWS
     assert out["paged"] == ["1", "1", "2", "3"]
     assert out["count"] == 4
-    # what the client put on the wire (gcp-wire 6)
+    # what the client put on the wire (docs/google-apis.md 6)
     queries = emu.requests("bigquery.jobs.query")
     assert queries and all(q["path"] == "/projects/%s/queries" % emu.project for q in queries)
     first = queries[0]

@@ -1,4 +1,4 @@
-"""Pub/Sub v1 (gcp-wire 1): shapes, limits at both edges, clock-driven lease expiry and
+"""Pub/Sub v1 (docs/google-apis.md 1): shapes, limits at both edges, clock-driven lease expiry and
 redelivery, nacks, retry backoff, dead-lettering, retention, subscription expiry, fan-out,
 auth, faults, a backlog drained in batches, persistence across restarts."""
 import base64
@@ -46,7 +46,7 @@ def publish_time(text, near):
 
 
 def err(r, code, status, message=None):
-    """The Pub/Sub error envelope: code, message, status and nothing else (gcp-wire 1.9)."""
+    """The Pub/Sub error envelope: code, message, status and nothing else (docs/google-apis.md 1.9)."""
     assert r.status_code == code, r.text
     body = r.json()
     assert list(body) == ["error"]
@@ -188,7 +188,7 @@ def test_subscription_full_config_echo(api, emu, topic):
     assert r.json()["deadLetterPolicy"]["maxDeliveryAttempts"] == 5
     assert r.json()["retryPolicy"] == {"minimumBackoff": "10s", "maximumBackoff": "600s"}
     assert r.json()["ackDeadlineSeconds"] == 10
-    # enum-encoding=int, as Google's Node.js REST transport asks for it (gcp-wire 6)
+    # enum-encoding=int, as Google's Node.js REST transport asks for it (docs/google-apis.md 6)
     r = api.get(spath("orders-other"), params={"$alt": "json;enum-encoding=int"})
     assert r.json()["state"] == 1
 
@@ -348,7 +348,7 @@ def test_publish_message_count_edges(api, emu, topic):
 
 
 def test_publish_request_size_edges(api, emu, topic):
-    """10,000,000 bytes of PublishRequest (protobuf size, gcp-wire 1.4) pass, one more fails."""
+    """10,000,000 bytes of PublishRequest (protobuf size, docs/google-apis.md 1.4) pass, one more fails."""
     emu.create_subscription("orders-loader", topic)
     name = tname(topic)
     # one message whose data makes the request exactly 10,000,000 bytes
@@ -544,7 +544,7 @@ def test_ack_id_list_rules(api, emu, topic):
     # a malformed ackId fails the whole request: the good one was not acked
     assert emu.subscription_stats("orders-loader")["backlog"] == 1
     ack_id = got[0]["ackId"]
-    # the 512 KiB request limit (gcp-wire 1.7), at both edges
+    # the 512 KiB request limit (docs/google-apis.md 1.7), at both edges
     sub = "projects/%s/subscriptions/orders-loader" % P
     per = field(len(ack_id))
     count = (524_288 - field(len(sub))) // per
@@ -785,7 +785,7 @@ def test_faults_on_pubsub_routes(api, emu, topic):
     r = api.post(spath("orders-loader") + ":acknowledge", {"ackIds": ["x"]})
     err(r, 429, "RESOURCE_EXHAUSTED")
     assert r.headers["Retry-After"] == "3"
-    # commit the publish, then drop the connection: a retry duplicates (gcp-wire 1.12)
+    # commit the publish, then drop the connection: a retry duplicates (docs/google-apis.md 1.12)
     emu.add_fault(endpoint="pubsub.topics.publish", action="commit_then_drop")
     with pytest.raises(Exception):
         emu.publish(topic, [b"once"])

@@ -1,5 +1,5 @@
 """jobs.query / getQueryResults / jobs.get, the product's read queries, TIMESTAMP cells,
-paging, the location rule, bytes processed and billed (gcp-wire 2.3-2.5, 2.7)."""
+paging, the location rule, bytes processed and billed (docs/google-apis.md 2.3-2.5, 2.7)."""
 import datetime
 
 import pytest

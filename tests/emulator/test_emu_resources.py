@@ -1,4 +1,4 @@
-"""Datasets, tables, envelopes and JSON shapes (gcp-wire 0.2, 0.4, 2.1, 2.2, 2.10)."""
+"""Datasets, tables, envelopes and JSON shapes (docs/google-apis.md 0.2, 0.4, 2.1, 2.2, 2.10)."""
 import re
 
 import pytest

@@ -1,4 +1,4 @@
-"""The HTTP contract of /health and /datos (DESIGN.md section 4), served by
+"""The HTTP contract of /health and /datos (docs/design.md section 4), served by
 the real httpd with mod_datos against the emulator."""
 import pytest
 import requests

@@ -133,7 +133,7 @@ def test_the_dead_letter_policy_can_forward(tf):
     sub = resources(tf, "google_pubsub_subscription")["loader"]
     assert sub["dead_letter_policy"][0]["dead_letter_topic"] == \
         "${google_pubsub_topic.dead_letter.id}"
-    # DESIGN.md: maxDeliveryAttempts 100, a last resort behind the loader's own dead-lettering
+    # docs/design.md: maxDeliveryAttempts 100, a last resort behind the loader's own dead-lettering
     assert tf["variable"]["max_delivery_attempts"]["default"] == 100
     # a cron-drained subscription must never expire for want of pulls
     assert sub["expiration_policy"] == [{"ttl": ""}]

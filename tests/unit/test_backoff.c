@@ -93,7 +93,7 @@ static void injected_source_decides(void **state)
     }
 }
 
-/* Only transient failures are retried (DESIGN.md 5, gcp-wire.md 4.1). */
+/* Only transient failures are retried (docs/design.md 5, docs/google-apis.md 4.1). */
 static void what_is_retried(void **state)
 {
     static const struct {

@@ -1,5 +1,5 @@
 /* test_bq_parse.c - jobs.query / getQueryResults answers and the error
- * envelope mapping (gcp-wire.md sections 0.4, 2.3-2.5, 2.10). */
+ * envelope mapping (docs/google-apis.md sections 0.4, 2.3-2.5, 2.10). */
 #include <string.h>
 
 #include "dt_support.h"

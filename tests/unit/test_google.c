@@ -57,7 +57,7 @@ static void check_cases(apr_pool_t *p, datos_google_source_t src,
     }
 }
 
-/* Pub/Sub says what happened in status alone (gcp-wire.md 0.4, 1.9). */
+/* Pub/Sub says what happened in status alone (docs/google-apis.md 0.4, 1.9). */
 static void pubsub_statuses(void **state)
 {
     static const ccase_t cases[] = {
@@ -93,7 +93,7 @@ static void pubsub_statuses(void **state)
                 sizeof(cases) / sizeof(cases[0]));
 }
 
-/* BigQuery's errors[0].reason wins over its status (gcp-wire.md 2.10). */
+/* BigQuery's errors[0].reason wins over its status (docs/google-apis.md 2.10). */
 static void bigquery_reasons(void **state)
 {
     static const ccase_t cases[] = {

@@ -1,5 +1,5 @@
 /* test_loadjob.c - load job ids, the jobs.insert resource, job answers and
- * the rows a failed load names (gcp-wire.md 2.6, 2.7, 2.10). */
+ * the rows a failed load names (docs/google-apis.md 2.6, 2.7, 2.10). */
 #include <stdio.h>
 #include <string.h>
 #include <jansson.h>

@@ -1,4 +1,4 @@
-/* test_pubsub_wire.c - Pub/Sub request bodies and answers (gcp-wire.md
+/* test_pubsub_wire.c - Pub/Sub request bodies and answers (docs/google-apis.md
  * section 1): base64, pull answers entry by entry, publish bodies split at
  * Google's limits, ack/modack chunks, dead-letter attributes. */
 #include <stdio.h>

@@ -1,5 +1,5 @@
 /* test_token.c - token endpoint and metadata server answers
- * (gcp-wire.md sections 3.2 and 3.4). */
+ * (docs/google-apis.md sections 3.2 and 3.4). */
 #include <string.h>
 
 #include "dt_support.h"
@@ -226,7 +226,7 @@ static void cached_token_forgotten_at_child_exit(void **state)
 }
 
 /* authorized_user credentials: the refresh-token grant at their token_uri
- * (gcp-wire.md 3.5), and x-goog-user-project on the API calls they make. */
+ * (docs/google-apis.md 3.5), and x-goog-user-project on the API calls they make. */
 static void user_credentials_refresh_grant(void **state)
 {
     apr_pool_t *p = DT_POOL(state);
@@ -305,7 +305,7 @@ static void user_credentials_refresh_grant(void **state)
 }
 
 /* Only an answer that says it comes from the metadata server is trusted
- * (gcp-wire.md 3.4); refusals are classified whatever they say. */
+ * (docs/google-apis.md 3.4); refusals are classified whatever they say. */
 static void metadata_flavor_required(void **state)
 {
     apr_pool_t *p = DT_POOL(state);

@@ -1,4 +1,4 @@
-/* test_validate.c - the record rules of DESIGN.md section 3, both edges of
+/* test_validate.c - the record rules of docs/design.md section 3, both edges of
  * every bound, the order of reasons, and agreement between the scanner and
  * the jansson reference on every case. */
 #include <stdio.h>
