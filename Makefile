@@ -6,7 +6,8 @@
 #   make        builds what a user installs: build/libdatos.a, build/mod_datos.so,
 #               build/datos-loader
 #
-#   make bench  the benchmarks (tests/bench/results.md, plots, README.md)
+#   make bench  the benchmarks (tests/bench/results.md, plots, docs/benchmarks.md)
+#   make docs   docs/architecture.svg from docs/architecture.dot (Graphviz)
 #
 # Other targets: deps, test-build (the sanitizer, unit and fuzz builds),
 # unit, fuzz, fuzz-replay, itest, bench-emulator, bench-record,
@@ -255,22 +256,28 @@ test-steps: deps
 # make bench: the release build against the trivial handler, a static file
 # and the uncached design; cost at the emulator; the old service's Locust
 # scenario; the loader; memory. Writes tests/bench/results.md, the plots in
-# tests/bench/plots/ and README.md's Benchmarks block (about 15 minutes;
+# tests/bench/plots/ and the figures in docs/benchmarks.md (about 15 minutes;
 # BENCH_QUICK=1 for a short run while developing).
 BENCH_PACKAGES := gnuplot-nox time
 
 bench: deps bench-deps all $(BUILD)/bench/bench_record $(BUILD)/bench/mod_bench_bytes.so
 	$(PYTHON) tests/bench/bench.py
 
-# Only what the benchmarks need beyond `make deps`: the plots, GNU time.
-bench-deps:
-	@missing=$$(for p in $(BENCH_PACKAGES); do \
+# apt-get install of the Debian packages in $(1) that are missing; $(2) names
+# the target in the message.
+define apt_missing
+	@missing=$$(for p in $(1); do \
 	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed$$' || echo $$p; \
 	  done); \
 	if [ -n "$$missing" ]; then \
-	  echo "bench-deps: installing" $$missing; \
+	  echo "$(2): installing" $$missing; \
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
 	fi
+endef
+
+# Only what the benchmarks need beyond `make deps`: the plots, GNU time.
+bench-deps:
+	$(call apt_missing,$(BENCH_PACKAGES),bench-deps)
 
 # The ceiling of the read path: a test-only handler that sends a body from
 # memory (never installed).
@@ -295,6 +302,21 @@ $(BUILD)/bench/bench_record: tests/bench/bench_record.c $(LIBDATOS_HDR) $(BUILD)
 bench-record: deps $(BUILD)/bench/bench_record
 	@if command -v taskset >/dev/null; then taskset -c 1 $(BUILD)/bench/bench_record; \
 	else $(BUILD)/bench/bench_record; fi
+
+# ---------------------------------------------------------------- docs
+# The architecture picture: docs/architecture.svg is generated from
+# docs/architecture.dot and both are committed, so readers need no Graphviz.
+# tests/integration/test_docs.py checks that the picture matches its source.
+DOCS_PACKAGES := graphviz
+.PHONY: docs docs-deps
+
+docs: docs-deps docs/architecture.svg
+
+docs-deps:
+	$(call apt_missing,$(DOCS_PACKAGES),docs-deps)
+
+docs/architecture.svg: docs/architecture.dot
+	dot -Tsvg $< -o $@
 
 run: deps
 	$(MAKE) --no-print-directory $(BUILD)/mod_datos.so $(BUILD)/datos-loader

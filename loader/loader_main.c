@@ -3,12 +3,14 @@
  * configuration or credentials).
  *
  *   datos-loader [--config FILE] [--once] [--dry-run] [--max-messages N]
- *                [--max-seconds S] [--redrive] [--version] [--help]
+ *                [--max-seconds S] [--redrive] [--check-config] [--version]
+ *                [--help]
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +21,8 @@
 #include <apr_strings.h>
 #include <apr_file_io.h>
 
+#include "datos_auth.h"
+#include "datos_endpoint.h"
 #include "datos_http.h"
 #include "datos_version.h"
 #include "loader.h"
@@ -39,7 +43,7 @@ static void usage(FILE *out)
         out,
         "usage: datos-loader [--config FILE] [--once] [--dry-run]\n"
         "                    [--max-messages N] [--max-seconds S] [--redrive]\n"
-        "                    [--version] [--help]\n"
+        "                    [--check-config] [--version] [--help]\n"
         "\n"
         "Drains a Pub/Sub subscription into BigQuery with load jobs; messages\n"
         "that do not fit the record go to the dead-letter topic. One run drains\n"
@@ -55,6 +59,9 @@ static void usage(FILE *out)
         "  --max-seconds S   stop pulling after S seconds\n"
         "  --redrive         put dead-letter messages without datos_error (the\n"
         "                    subscription's own policy moved them) back on the topic\n"
+        "  --check-config    check the settings as a run would, without the\n"
+        "                    network; print one line: valid (exit 0) or the\n"
+        "                    error (exit 2)\n"
         "\n"
         "The environment overrides the file: PUBSUB_EMULATOR_HOST,\n"
         "BIGQUERY_EMULATOR_HOST, GOOGLE_APPLICATION_CREDENTIALS,\n"
@@ -95,13 +102,104 @@ static const char *read_file(apr_pool_t *p, const char *path, char **text,
     return NULL;
 }
 
+/* --check-config: the verdict also goes to stdout as one plain line, for
+ * the operator at a terminal (stderr carries the JSON event as always). */
+static int check_only;
+
 static int config_error(const char *msg)
 {
     json_t *ev = loader_event("error", "config_error");
 
     json_object_set_new(ev, "message", json_string(msg));
     loader_emit(ev);
+    if (check_only)
+        printf("datos-loader: configuration error: %s\n", msg);
     return LOADER_EXIT_CONFIG;
+}
+
+/* Whether a setting came from the given environment variable (the origin
+ * loader_config_env records). */
+static int set_by(const loader_config_t *c, const char *key, const char *var)
+{
+    const char *o =
+        c->origin ? apr_hash_get(c->origin, key, APR_HASH_KEY_STRING) : NULL;
+    return o && !strcmp(o, var);
+}
+
+/* What a run checks before its first call to Google, in the same order and
+ * with the same rules, minus the network: the API roots, the credentials
+ * (a key file is read and checked, never exchanged for a token) and the
+ * names made whole. A project only the metadata server knows cannot be
+ * asked offline, so the names are checked against a stand-in. The journal
+ * directory is not created. */
+static int check_config(apr_pool_t *p, loader_config_t *c, const char *path)
+{
+    static const struct {
+        datos_api_t api;
+        const char *key, *var;
+        apr_size_t offset;
+    } apis[] = {
+        {DATOS_API_PUBSUB, "pubsub_url", "PUBSUB_EMULATOR_HOST",
+         offsetof(loader_config_t, pubsub_url)},
+        {DATOS_API_BIGQUERY, "bigquery_url", "BIGQUERY_EMULATOR_HOST",
+         offsetof(loader_config_t, bigquery_url)},
+    };
+    datos_endpoint_t ep;
+    datos_creds_t *creds;
+    datos_err_t err;
+    const char *project = c->project, *msg, *insecure = "";
+    int creds_configured, creds_none = 1;
+    apr_size_t i;
+
+    /* An emulator variable without explicit credentials means none. */
+    creds_configured =
+        c->credentials
+        && !set_by(c, "credentials", "GOOGLE_APPLICATION_CREDENTIALS");
+    for (i = 0; i < sizeof(apis) / sizeof(apis[0]); i++) {
+        const char *url = *(const char **)((char *)c + apis[i].offset);
+
+        datos_err_init(&err, p);
+        if (datos_endpoint_resolve(
+                p, apis[i].api,
+                set_by(c, apis[i].key, apis[i].var) ? NULL : url,
+                c->allow_insecure_http, creds_configured, &ep, &err)
+            != APR_SUCCESS) {
+            if (err.reason && !strcmp(err.reason, DATOS_REASON_PLAIN_HTTP))
+                insecure = " (allow_insecure_http = true)";
+            return config_error(apr_psprintf(p, "%s: %s%s", apis[i].key,
+                                             err.message, insecure));
+        }
+        creds_none = creds_none && ep.creds_none;
+    }
+    datos_err_init(&err, p);
+    if (datos_creds_load(
+            p, creds_none ? "none" : c->credentials,
+            datos_scopes_bigquery_pubsub,
+            DATOS_CREDS_ALLOW_USER
+                | (c->allow_insecure_http ? DATOS_CREDS_ALLOW_INSECURE : 0),
+            &creds, &err)
+        != APR_SUCCESS) {
+        if (err.reason && !strcmp(err.reason, DATOS_REASON_PLAIN_HTTP))
+            insecure = " (allow_insecure_http = true)";
+        return config_error(
+            apr_psprintf(p, "credentials: %s%s", err.message, insecure));
+    }
+    if (!project && datos_creds_kind(creds) == DATOS_CREDS_KEYFILE)
+        project = datos_creds_key_project(creds);
+    else if (!project && datos_creds_kind(creds) == DATOS_CREDS_USER)
+        project = datos_creds_quota_project(creds);
+    if ((msg = loader_config_finish(
+             p, c,
+             project || datos_creds_kind(creds) != DATOS_CREDS_METADATA
+                 ? project
+                 : "metadata-project")))
+        return config_error(msg);
+    printf("datos-loader: configuration valid: %s; credentials: %s; "
+           "project: %s\n",
+           path ? path : "no config file (defaults and the environment)",
+           datos_creds_describe(creds),
+           project ? project : "the metadata server's, asked at run time");
+    return LOADER_EXIT_OK;
 }
 
 static const char *env_get(const char *name)
@@ -118,12 +216,13 @@ int main(int argc, const char *const *argv)
         {"max-messages", required_argument, NULL, 'm'},
         {"max-seconds", required_argument, NULL, 's'},
         {"redrive", no_argument, NULL, 'r'},
+        {"check-config", no_argument, NULL, 'k'},
         {"version", no_argument, NULL, 'V'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     apr_pool_t *p;
     loader_config_t c;
-    const char *config = NULL, *msg;
+    const char *config = NULL, *path = NULL, *msg;
     const char *flag_messages = NULL, *flag_seconds = NULL;
     struct sigaction sa;
     int opt, rc;
@@ -136,7 +235,7 @@ int main(int argc, const char *const *argv)
     loader_log_init(2);
     loader_config_defaults(&c);
     opterr = 0;
-    while ((opt = getopt_long(argc, (char *const *)argv, "c:onm:s:rVh",
+    while ((opt = getopt_long(argc, (char *const *)argv, "c:onm:s:rkVh",
                               longopts, NULL))
            != -1) {
         switch (opt) {
@@ -146,6 +245,7 @@ int main(int argc, const char *const *argv)
         case 'm': flag_messages = optarg; break;
         case 's': flag_seconds = optarg; break;
         case 'r': c.redrive = 1; break;
+        case 'k': check_only = 1; break;
         case 'V':
             printf("datos-loader %s\n", DATOS_VERSION);
             return LOADER_EXIT_OK;
@@ -164,7 +264,8 @@ int main(int argc, const char *const *argv)
     if (config || access(DEFAULT_CONFIG, F_OK) == 0) {
         char *text = NULL;
         apr_size_t len = 0;
-        const char *path = config ? config : DEFAULT_CONFIG;
+
+        path = config ? config : DEFAULT_CONFIG;
 
         if ((msg = read_file(p, path, &text, &len))
             || (msg = loader_config_parse(p, path, text, len, &c)))
@@ -182,6 +283,13 @@ int main(int argc, const char *const *argv)
 
     if (datos_http_global_init() != APR_SUCCESS)
         return config_error("cannot initialise libcurl");
+    if (check_only) {
+        rc = check_config(p, &c, path);
+        datos_http_global_cleanup();
+        apr_pool_destroy(p);
+        apr_terminate();
+        return rc;
+    }
 
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = on_signal;

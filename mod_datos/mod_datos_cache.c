@@ -310,7 +310,7 @@ static void l2_put(ctx_t *c, const datos_answer_t *a, const char *bytes,
 }
 
 /* Fleets: a marker says another host is fetching (best effort: two hosts
- * that look at the same moment both fetch; see the README). */
+ * that look at the same moment both fetch; docs/design.md section 4). */
 static int fleet_marker_present(ctx_t *c)
 {
     unsigned char buf[8];

@@ -5,7 +5,7 @@
 # No service-account key is created here: a key in terraform's state would be
 # a secret in a file many people can read. Hosts on Google Cloud use the
 # attached service account (DatosCredentials metadata / credentials =
-# metadata); anywhere else, create a key with gcloud (see the README).
+# metadata); anywhere else, create a key with gcloud (docs/google-cloud.md).
 
 data "google_project" "this" {
   project_id = var.project_id

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """`make bench`: runs the read-path, Locust and loader benchmarks, then writes
 tests/bench/results.md and the plots in tests/bench/plots/, and refreshes the
-Benchmarks block of README.md.
+block of latest figures in docs/benchmarks.md.
 
     /usr/bin/python3 tests/bench/bench.py [--sections read,locust,loader] [--report-only]
 
@@ -24,7 +24,10 @@ DATA = os.path.join(B.BENCH_BUILD, "data")
 PLOT_SRC = os.path.join(B.BENCH_BUILD, "plots")
 PLOTS = os.path.join(B.HERE, "plots")
 RESULTS = os.path.join(B.HERE, "results.md")
-README = os.path.join(B.REPO, "README.md")
+# The page that quotes the latest figures, between these two markers.
+DOCS_PAGE = os.path.join(B.REPO, "docs", "benchmarks.md")
+BLOCK_BEGIN = "<!-- bench:begin (written by make bench) -->"
+BLOCK_END = "<!-- bench:end -->"
 SCRIPTS = {"read": "bench_read.py", "locust": "bench_locust.py", "loader": "bench_loader.py"}
 
 CASES = {"a": "(a) `/datos`, cache hit", "b": "(b) trivial handler, same bytes from memory",
@@ -604,27 +607,29 @@ class Report:
         self.md += rest
         return "\n".join(self.md) + "\n"
 
-    # ------------------------------------------------------------ README
-    def readme_block(self, pngs):
-        lines = ["<!-- bench:begin (written by make bench) -->"]
+    # ------------------------------------------------------------ docs/benchmarks.md
+    def docs_block(self, pngs):
+        """The latest figures between the markers of docs/benchmarks.md; paths are
+        relative to docs/."""
+        lines = [BLOCK_BEGIN]
         heads = [(w, f, t, m) for w, f, t, m in self.targets]
         lines.append("Latest `make bench` (%s, full figures, method and commands in "
-                     "[tests/bench/results.md](tests/bench/results.md)):\n"
+                     "[tests/bench/results.md](../tests/bench/results.md)):\n"
                      % (self.env or {}).get("date", "?"))
         lines.append(B.table(["what", "median (min-max) over the rounds", "target", ""],
                              [(w, f, t, "met" if m else "**missed**") for w, f, t, m in heads]))
         for name, title in pngs:
-            lines.append("![%s](tests/bench/plots/%s)\n" % (title, name))
-        lines.append("<!-- bench:end -->")
+            lines.append("![%s](../tests/bench/plots/%s)\n" % (title, name))
+        lines.append(BLOCK_END)
         block = "\n".join(lines)
-        with open(README) as f:
+        with open(DOCS_PAGE) as f:
             text = f.read()
-        if "<!-- bench:begin" in text:
-            text = re.sub(r"<!-- bench:begin.*?<!-- bench:end -->", lambda _: block, text,
-                          flags=re.S)
+        if BLOCK_BEGIN in text and BLOCK_END in text:
+            text = re.sub(re.escape(BLOCK_BEGIN) + r".*?" + re.escape(BLOCK_END),
+                          lambda _: block, text, flags=re.S)
         else:
-            text = text.rstrip("\n") + "\n\n---\n\n## Benchmarks\n\n" + block + "\n"
-        with open(README, "w") as f:
+            text = text.rstrip("\n") + "\n\n## Latest figures\n\n" + block + "\n"
+        with open(DOCS_PAGE, "w") as f:
             f.write(text)
 
 
@@ -813,8 +818,8 @@ def main():
     text = rep.build(pngs)
     with open(RESULTS, "w") as f:
         f.write(text)
-    rep.readme_block(pngs)
-    print("\nwrote %s" % RESULTS)
+    rep.docs_block(pngs)
+    print("\nwrote %s and the figures in %s" % (RESULTS, DOCS_PAGE))
     for w, fig, t, met in rep.targets:
         print("%-8s %s: %s (target %s)" % ("met" if met else "MISSED", w, fig, t))
     if failed:
