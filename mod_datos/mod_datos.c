@@ -1,7 +1,29 @@
 /* mod_datos.c - module declaration, hooks and the libdatos log sink.
  *
+ * The module is thin: everything about Google, JSON and the record lives
+ * in libdatos. Its files form layers: each calls only files listed below
+ * it, so their calls form no cycle.
+ *
+ *   mod_datos.c               the module, its hooks, the log sink
+ *   mod_datos_handler.c       GET /datos, /health, /metrics; POST handed on
+ *   mod_datos_ingest.c        POST /datos, its Pub/Sub clients, the check
+ *                             that POST is guarded
+ *   mod_datos_httpd_errors.c  JSON for httpd's own errors on our paths
+ *   mod_datos_cache.c         where an answer comes from (the tiers)
+ *   mod_datos_runtime.c       one runtime per distinct configuration, the
+ *                             shared tier and memory
+ *   mod_datos_config.c        the Datos* directives, from one table
+ *   mod_datos_sections.c      the <Location> sections of httpd's
+ *                             configuration tree
+ *   mod_datos_reply.c         how every answer is written, and failures
+ *                             named in the log
+ *
+ * Each file has its own header, which includes only headers of files
+ * below it.
+ *
  * Life cycle, as httpd runs it:
- * - pre_config: the mutex types (for the Mutex directive); nothing of an
+ * - pre_config: the settings table checked against the configuration's
+ *   fields, and the mutex types (for the Mutex directive); nothing of an
  *   earlier configuration is kept, since the DSO may stay loaded.
  * - check_config (every configuration pass, also under `apache2 -t`):
  *   defaults and cross-directive checks, including a trial load of each
@@ -9,9 +31,9 @@
  * - post_config (parent, still root and single-threaded; skipped in the
  *   dry run httpd makes first): curl_global_init once, one runtime per
  *   distinct configuration, the shared tier, the mutexes and the shared
- *   memory.
+ *   memory, then the Pub/Sub side of the runtimes with DatosIngest On.
  * - child_init: each runtime's per-process side (mutexes re-attached,
- *   tokens inherited over fork dropped).
+ *   tokens inherited over fork dropped), then the Pub/Sub clients.
  */
 #include <string.h>
 
@@ -28,7 +50,12 @@
 
 #include "datos_http.h"
 #include "datos_log.h"
-#include "mod_datos.h"
+#include "mod_datos_config.h"
+#include "mod_datos_handler.h"
+#include "mod_datos_httpd_errors.h"
+#include "mod_datos_ingest.h"
+#include "mod_datos_reply.h"
+#include "mod_datos_runtime.h"
 
 static void log_sink(void *baton, const char *file, int line,
                      datos_log_level_t level, apr_status_t rv, const char *msg)
@@ -58,8 +85,15 @@ static apr_status_t log_sink_reset(void *data)
 static int mod_datos_pre_config(apr_pool_t *pconf, apr_pool_t *plog,
                                 apr_pool_t *ptemp)
 {
+    const char *msg;
+
     (void)plog;
     (void)ptemp;
+    if ((msg = mod_datos_config_pre_config(pconf))) {
+        ap_log_perror(APLOG_MARK, APLOG_STARTUP | APLOG_EMERG, 0, pconf,
+                      DATOS_LOGNO(0009) "mod_datos: %s", msg);
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
     return mod_datos_runtime_pre_config(pconf);
 }
 
@@ -96,6 +130,7 @@ static int mod_datos_post_config(apr_pool_t *pconf, apr_pool_t *plog,
                                  apr_pool_t *ptemp, server_rec *s)
 {
     apr_status_t rv;
+    int status;
 
     (void)plog;
     datos_log_set_sink(log_sink, log_is_level, s);
@@ -117,12 +152,14 @@ static int mod_datos_post_config(apr_pool_t *pconf, apr_pool_t *plog,
     /* Registered before the runtimes' cleanups, so it runs after them. */
     apr_pool_cleanup_register(pconf, NULL, http_global_cleanup,
                               apr_pool_cleanup_null);
-    return mod_datos_runtime_post_config(pconf, ptemp, s);
+    status = mod_datos_runtime_post_config(pconf, ptemp, s);
+    return status == OK ? mod_datos_ingest_post_config(pconf) : status;
 }
 
 static void mod_datos_child_init(apr_pool_t *pchild, server_rec *s)
 {
     mod_datos_runtime_child_init(pchild, s);
+    mod_datos_ingest_child_init(pchild);
 }
 
 static void mod_datos_register_hooks(apr_pool_t *p)

@@ -41,7 +41,9 @@
 
 #include "datos_log.h"
 #include "datos_file.h"
-#include "mod_datos.h"
+#include "mod_datos_cache.h"
+#include "mod_datos_reply.h"
+#include "mod_datos_runtime.h"
 
 APLOG_USE_MODULE(datos);
 
@@ -147,6 +149,39 @@ static datos_answer_t *install(ctx_t *c, datos_answer_t *a)
     return cur;
 }
 
+/* An entry read from the shared tier or the state file, made into an
+ * answer and counted; NULL when it is not usable (another format version,
+ * or damage), logged. */
+static datos_answer_t *decode(ctx_t *c, apr_pool_t *tmp, datos_tier_t tier,
+                              const char *bytes, apr_size_t len)
+{
+    datos_answer_t *a = NULL;
+    datos_err_t err;
+
+    datos_err_clear(&err);
+    if (datos_answer_decode(tmp, bytes, len, &a, &err) != APR_SUCCESS) {
+        if (tier == DATOS_TIER_L2) {
+            ap_log_rerror(
+                APLOG_MARK, APLOG_INFO, 0, c->r,
+                DATOS_LOGNO(0302) "DatosCache %s: entry %s is not usable (%s); "
+                                  "treated as a miss",
+                c->g->provider_name, c->rt->l2_key, err.message);
+            datos_metrics_lookup(c->g->metrics, tier, DATOS_LOOKUP_MISS);
+        }
+        else {
+            ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, c->r,
+                          DATOS_LOGNO(0304) "DatosStateDir: %s is not usable "
+                                            "(%s); ignored",
+                          c->rt->state_file, err.message);
+        }
+        return NULL;
+    }
+    datos_metrics_lookup(c->g->metrics, tier,
+                         is_fresh(c, a) ? DATOS_LOOKUP_HIT
+                                        : DATOS_LOOKUP_STALE);
+    return a;
+}
+
 /* ------------------------------------------------------------------ L2 */
 
 static int l2_usable(ctx_t *c)
@@ -200,7 +235,6 @@ static datos_answer_t *l2_get(ctx_t *c)
     unsigned int len;
     apr_status_t rv;
     datos_answer_t *a = NULL;
-    datos_err_t err;
     apr_pool_t *tmp;
 
     if (!l2_usable(c))
@@ -221,23 +255,7 @@ static datos_answer_t *l2_get(ctx_t *c)
         l2_failed(c, rv, "a read");
         goto leave;
     }
-    datos_err_clear(&err);
-    if (datos_answer_decode(tmp, (const char *)buf, len, &a, &err)
-        != APR_SUCCESS) {
-        /* Another format version, or damage: as good as a miss. */
-        ap_log_rerror(
-            APLOG_MARK, APLOG_INFO, 0, c->r,
-            DATOS_LOGNO(
-                0302) "DatosCache %s: entry %s is not usable (%s); treated "
-                      "as a miss",
-            c->g->provider_name, c->rt->l2_key, err.message);
-        datos_metrics_lookup(c->g->metrics, DATOS_TIER_L2, DATOS_LOOKUP_MISS);
-        a = NULL;
-        goto leave;
-    }
-    datos_metrics_lookup(c->g->metrics, DATOS_TIER_L2,
-                         is_fresh(c, a) ? DATOS_LOOKUP_HIT
-                                        : DATOS_LOOKUP_STALE);
+    a = decode(c, tmp, DATOS_TIER_L2, (const char *)buf, len);
 leave:
     apr_pool_destroy(tmp);
     return a;
@@ -345,7 +363,6 @@ static datos_answer_t *state_read(ctx_t *c)
     apr_file_t *f = NULL;
     apr_finfo_t fi;
     datos_answer_t *a = NULL;
-    datos_err_t err;
     apr_status_t rv;
     char *buf;
     apr_size_t len;
@@ -365,20 +382,8 @@ static datos_answer_t *state_read(ctx_t *c)
         goto leave;
     len = (apr_size_t)fi.size;
     buf = apr_palloc(tmp, len);
-    if (apr_file_read_full(f, buf, len, &len) != APR_SUCCESS)
-        goto leave;
-    datos_err_clear(&err);
-    if (datos_answer_decode(tmp, buf, len, &a, &err) != APR_SUCCESS) {
-        ap_log_rerror(
-            APLOG_MARK, APLOG_INFO, 0, c->r,
-            DATOS_LOGNO(0304) "DatosStateDir: %s is not usable (%s); ignored",
-            c->rt->state_file, err.message);
-        a = NULL;
-        goto leave;
-    }
-    datos_metrics_lookup(c->g->metrics, DATOS_TIER_STATE,
-                         is_fresh(c, a) ? DATOS_LOOKUP_HIT
-                                        : DATOS_LOOKUP_STALE);
+    if (apr_file_read_full(f, buf, len, &len) == APR_SUCCESS)
+        a = decode(c, tmp, DATOS_TIER_STATE, buf, len);
 leave:
     if (f)
         apr_file_close(f);
@@ -477,11 +482,6 @@ static void wait_leave(ctx_t *c)
 
 /* ----------------------------------------------------------- failures */
 
-apr_status_t mod_datos_log_status(apr_status_t rv)
-{
-    return rv >= DATOS_ERR_BASE && rv < DATOS_ERR_BASE + 100 ? 0 : rv;
-}
-
 /* One error line per window per process, saying how many failures it
  * stands for, so an outage cannot flood the log. */
 static void log_failure(ctx_t *c, apr_status_t rv, const datos_err_t *err,
@@ -490,20 +490,10 @@ static void log_failure(ctx_t *c, apr_status_t rv, const datos_err_t *err,
     apr_interval_time_t window = c->conf->fresh_for > LOG_WINDOW_MIN
                                      ? c->conf->fresh_for
                                      : LOG_WINDOW_MIN;
-    int more = 0, log;
+    int more;
 
-    apr_thread_mutex_lock(c->rt->proc_mutex);
-    log = c->now >= c->rt->error_logged + window;
-    if (log) {
-        more = c->rt->errors_unlogged;
-        c->rt->errors_unlogged = 0;
-        c->rt->error_logged = c->now;
-    }
-    else {
-        c->rt->errors_unlogged++;
-    }
-    apr_thread_mutex_unlock(c->rt->proc_mutex);
-    if (!log)
+    if (!mod_datos_log_window_take(&c->rt->errors, c->rt->proc_mutex, c->now,
+                                   window, &more))
         return;
     ap_log_rerror(APLOG_MARK, APLOG_ERR, mod_datos_log_status(rv), c->r,
                   DATOS_LOGNO(0201) "BigQuery fetch for %s failed (%s, HTTP "

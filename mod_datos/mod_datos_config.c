@@ -1,20 +1,25 @@
-/* mod_datos_config.c - the Datos* directives.
+/* mod_datos_config.c - the Datos* directives, from one table of settings.
  *
- * Each value is parsed and range-checked when the directive is read, so
- * `apache2 -t` fails with a message naming it. Checks that need several
- * directives, or the key file, run in mod_datos_conf_finish (check_config).
+ * Each row of mod_datos_cmds is a directive: its name, its help text, and
+ * a setting_t saying what kind of value it takes, its limits, its default
+ * and the fields it sets. One setter parses every directive by its row,
+ * and the same rows initialise, merge and default a server's
+ * configuration and name it for the runtime registry, so a directive
+ * cannot be read and then forgotten on the way. Each value is parsed and
+ * range-checked when the directive is read, so `apache2 -t` fails with a
+ * message naming it; checks that need several directives, or the key
+ * file, run in mod_datos_conf_finish (check_config).
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <stddef.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "apr_strings.h"
-#include "apr_lib.h"
 #include "apr_thread_proc.h"
-
-#include <strings.h>
 
 #include "httpd.h"
 #include "http_config.h"
@@ -22,619 +27,582 @@
 #include "ap_provider.h"
 #include "unixd.h"
 
+#include "datos_auth.h"
 #include "datos_conf.h"
 #include "datos_crypt.h"
-#include "datos_http.h"
+#include "datos_endpoint.h"
 #include "datos_ids.h"
 #include "datos_ingest.h"
-#include "datos_pubsub.h"
 #include "datos_log.h"
-#include "mod_datos.h"
+#include "datos_pubsub.h"
+#include "mod_datos_config.h"
 
 APLOG_USE_MODULE(datos);
 
-#define DEFAULT_TABLE         "latam_dataset.datos"
-#define DEFAULT_LIMIT         10
-#define DEFAULT_LIMIT_MAX     100
-#define LIMIT_CEILING         10000
-#define DATOS_DEFAULT_TIMEOUT apr_time_from_sec(5)
-#define DEFAULT_LOOKBACK_DAYS 7
-#define DEFAULT_MAX_PAYLOAD   ((apr_int64_t)1024 * 1024)
-#define DEFAULT_FRESH_FOR     apr_time_from_sec(30)
-#define DEFAULT_SWR           apr_time_from_sec(60)
-#define DEFAULT_SIE           apr_time_from_sec(3600)
-#define DEFAULT_COLD_WAIT     apr_time_from_sec(5)
-#define DEFAULT_STATE_DIR     "/var/cache/apache2/mod_datos"
-#define WINDOW_MAX            apr_time_from_sec(7 * 86400)
-#define DEFAULT_TOPIC         "datos-topic"
-#define DEFAULT_MAX_BODY      ((apr_int64_t)1024 * 1024)
-#define DEFAULT_MAX_BATCH     100
+#define DEFAULT_TABLE     "latam_dataset.datos"
+#define DEFAULT_LIMIT     "10"
+#define DEFAULT_LIMIT_MAX 100
+#define LIMIT_CEILING     10000
+#define DEFAULT_STATE_DIR "/var/cache/apache2/mod_datos"
+#define DEFAULT_TOPIC     "datos-topic"
+#define MIB               ((apr_int64_t)1024 * 1024)
+#define MSEC(n)           apr_time_from_msec(n)
+#define SEC(n)            apr_time_from_sec(n)
+#define WINDOW_MAX        SEC(7 * 86400)
 
-mod_datos_global_t mod_datos_global;
+mod_datos_cache_conf_t mod_datos_cache_conf;
 
-void *mod_datos_create_srv_conf(apr_pool_t *p, server_rec *s)
+/* ------------------------------------------------------- the table */
+
+typedef enum {
+    K_FLAG,     /* On | Off */
+    K_NAME,     /* a name, judged by check() */
+    K_URL,      /* an http:// or https:// API URL */
+    K_PATH,     /* a path (relative to ServerRoot), or the word */
+    K_DURATION, /* 250ms, 5s, 2m, 1h, 7d; a bare number counts unit */
+    K_DAYS,     /* a duration of whole days, kept as the count of days */
+    K_SIZE,     /* bytes, 512K, 1M, 10G, or the word */
+    K_COUNT,    /* a whole number */
+    K_CUSTOM    /* parse() */
+} kind_t;
+
+/* How the fields of a row are kept, which says when they are set. */
+typedef enum {
+    S_NONE, /* module-wide: no field in a server's configuration */
+    S_PTR,  /* const char *, NULL until set */
+    S_INT,  /* int, MOD_DATOS_UNSET until set */
+    S_INT64 /* apr_int64_t / apr_interval_time_t, likewise */
+} store_t;
+
+/* Parses a directive's argument (and its second one, if it takes two)
+ * into conf; returns NULL or what is wrong, without the directive's
+ * name. */
+typedef const char *parse_fn(apr_pool_t *p, mod_datos_conf_t *conf,
+                             const char *a1, const char *a2);
+
+typedef struct setting_t {
+    kind_t kind;
+    store_t store;
+    apr_size_t offset; /* the field whose value says whether it was set */
+    /* The fields the directive sets, which merge copies together. */
+    apr_size_t first, span;
+    apr_int64_t min, max;     /* K_DURATION (us), K_DAYS, K_SIZE, K_COUNT */
+    apr_interval_time_t unit; /* K_DURATION: what a bare number counts */
+    const char *word;         /* K_PATH ("none": kept as ""), K_SIZE ("off") */
+    apr_int64_t word_value;   /* K_SIZE: what the word stands for */
+    /* K_NAME, K_PATH: NULL, or what is wrong with the value. */
+    const char *(*check)(apr_pool_t *p, const char *value);
+    const char *example; /* K_URL: for the message about a wrong one */
+    const char *hint;    /* K_SIZE: added to the message about a value */
+    parse_fn *parse;     /* K_CUSTOM */
+    apr_int64_t def;     /* the default of S_INT and S_INT64 fields */
+    /* Else a default written as the directive would be, and parsed like
+     * it; NULL: none. */
+    const char *def_str;
+} setting_t;
+
+#define OFF(f) offsetof(mod_datos_conf_t, f)
+#define END(f) (OFF(f) + sizeof(((mod_datos_conf_t *)0)->f))
+#define FIELDS(pres, fst, lst) \
+    .offset = OFF(pres), .first = OFF(fst), .span = END(lst) - OFF(fst)
+#define FIELD(f) FIELDS(f, f, f)
+#define ROW(...) ((void *)&(const setting_t){__VA_ARGS__})
+
+static const char *set_flag(cmd_parms *cmd, void *dc, int flag);
+static const char *set_take1(cmd_parms *cmd, void *dc, const char *a1);
+static const char *set_take12(cmd_parms *cmd, void *dc, const char *a1,
+                              const char *a2);
+
+/* A directive of one argument, whose row says the rest. */
+#define ONE_ARG(name, help, ...) \
+    AP_INIT_TAKE1(name, set_take1, ROW(__VA_ARGS__), RSRC_CONF, help)
+
+/* The rows, by kind. */
+#define ONOFF(name, fld, dflt, help)                                    \
+    AP_INIT_FLAG(                                                       \
+        name, set_flag,                                                 \
+        ROW(.kind = K_FLAG, .store = S_INT, FIELD(fld), .def = (dflt)), \
+        RSRC_CONF, help)
+#define NAME(name, fld, chk, dflt, help)                            \
+    ONE_ARG(name, help, .kind = K_NAME, .store = S_PTR, FIELD(fld), \
+            .check = (chk), .def_str = (dflt))
+#define URL(name, fld, ex, help)                                   \
+    ONE_ARG(name, help, .kind = K_URL, .store = S_PTR, FIELD(fld), \
+            .example = (ex))
+#define PATH(name, fld, wd, chk, dflt, help)                        \
+    ONE_ARG(name, help, .kind = K_PATH, .store = S_PTR, FIELD(fld), \
+            .word = (wd), .check = (chk), .def_str = (dflt))
+#define DURATION(name, fld, u, lo, hi, dflt, help)                        \
+    ONE_ARG(name, help, .kind = K_DURATION, .store = S_INT64, FIELD(fld), \
+            .unit = (u), .min = (lo), .max = (hi), .def = (dflt))
+#define DAYS(name, fld, lo, hi, dflt, help)                         \
+    ONE_ARG(name, help, .kind = K_DAYS, .store = S_INT, FIELD(fld), \
+            .min = (lo), .max = (hi), .def = (dflt))
+#define SIZE(name, fld, lo, hi, wd, wv, hnt, dflt, help)                \
+    ONE_ARG(name, help, .kind = K_SIZE, .store = S_INT64, FIELD(fld),   \
+            .min = (lo), .max = (hi), .word = (wd), .word_value = (wv), \
+            .hint = (hnt), .def = (dflt))
+#define COUNT(name, fld, lo, hi, dflt, help)                         \
+    ONE_ARG(name, help, .kind = K_COUNT, .store = S_INT, FIELD(fld), \
+            .min = (lo), .max = (hi), .def = (dflt))
+/* Custom parsing of 1 or 12 (one or two) arguments into the fields from
+ * fst to lst, of which pres says whether the directive was given. */
+#define CUSTOM(n, name, st, pres, fst, lst, fn, dflt, help)    \
+    AP_INIT_TAKE##n(name, set_take##n,                         \
+                    ROW(.kind = K_CUSTOM, .store = (st),       \
+                        FIELDS(pres, fst, lst), .parse = (fn), \
+                        .def_str = (dflt)),                    \
+                    RSRC_CONF, help)
+/* Module-wide: only outside <VirtualHost>, and no field. */
+#define GLOBAL(name, fn, help) \
+    ONE_ARG(name, help, .kind = K_CUSTOM, .store = S_NONE, .parse = (fn))
+
+static parse_fn parse_table, parse_credentials, parse_limit, parse_cache;
+static const char *topic_check(apr_pool_t *p, const char *value);
+static const char *ca_file_check(apr_pool_t *p, const char *path);
+
+const command_rec mod_datos_cmds[] = {
+    NAME("DatosProject", project, datos_project_id_check, NULL,
+         "Google Cloud project that runs (and pays for) the queries; "
+         "default: the credentials' project"),
+    CUSTOM(1, "DatosTable", S_PTR, table_name, table_name, table, parse_table,
+           DEFAULT_TABLE,
+           "[project.]dataset.table to serve; default " DEFAULT_TABLE),
+    NAME("DatosLocation", location, datos_location_check, NULL,
+         "BigQuery location of the dataset; default: read once from the "
+         "dataset"),
+    CUSTOM(1, "DatosCredentials", S_PTR, credentials, credentials, credentials,
+           parse_credentials, NULL,
+           "service-account key file, 'metadata' or 'none'; default: "
+           "Application Default Credentials"),
+    URL("DatosBigQueryURL", bigquery_url, DATOS_BQ_URL_DEFAULT,
+        "BigQuery API base URL; default " DATOS_BQ_URL_DEFAULT),
+    ONOFF("DatosAllowInsecureHTTP", allow_insecure, 0,
+          "allow plain http to non-loopback Google URLs; default Off"),
+    PATH("DatosCACertificateFile", ca_file, NULL, ca_file_check, NULL,
+         "PEM bundle of CAs trusted for Google's endpoints; default: the "
+         "system bundle"),
+    CUSTOM(12, "DatosLimit", S_INT, limit_max, limit_default, limit_max,
+           parse_limit, DEFAULT_LIMIT,
+           "default and maximum ?limit; default 10 100"),
+    DURATION("DatosTimeout", timeout, SEC(1), MSEC(100), SEC(120), SEC(5),
+             "time allowed for one BigQuery fetch; default 5s"),
+    DAYS("DatosLookback", lookback_days, 1, 3650, 7,
+         "days of partitions the first query scans; default 7d"),
+    /* BigQuery bills at least 10 MiB per table, so a smaller cap would
+     * refuse every query. */
+    SIZE("DatosMaxBytesBilled", max_bytes_billed, DATOS_BQ_MIN_BILLED,
+         APR_INT64_MAX, "off", 0,
+         " (BigQuery bills at least 10 MiB per query; 'off' for no cap)", 0,
+         "maximumBytesBilled of each query (>= 10M) or 'off'; default off"),
+    SIZE("DatosMaxPayload", max_payload, 4096, 256 * MIB, NULL, 0, NULL, MIB,
+         "bytes of rows an answer may hold; default 1M"),
+    GLOBAL("DatosCache", parse_cache,
+           "shared cache tier: socache provider[:args] (shmcb, "
+           "memcache:host:port, redis:host:port) or 'none'; default shmcb"),
+    /* The cache windows: 0 where it means "none". */
+    DURATION("DatosFreshFor", fresh_for, SEC(1), 0, WINDOW_MAX, SEC(30),
+             "how long an answer is served without asking BigQuery; 0: one "
+             "query per request; default 30s"),
+    DURATION("DatosStaleWhileRevalidate", stale_while_revalidate, SEC(1), 0,
+             WINDOW_MAX, SEC(60),
+             "how long past that a stale answer is served at once while one "
+             "request refreshes it; default 60s"),
+    DURATION("DatosStaleIfError", stale_if_error, SEC(1), 0, WINDOW_MAX,
+             SEC(3600),
+             "how long past its freshness the last good answer is served "
+             "while BigQuery fails; default 3600s"),
+    DURATION("DatosColdWait", cold_wait, SEC(1), MSEC(100), SEC(300), SEC(5),
+             "how long a request waits for another's fetch when there is no "
+             "answer yet; default 5s"),
+    PATH("DatosStateDir", state_dir, "none", NULL, DEFAULT_STATE_DIR,
+         "directory keeping the last good answer across restarts, or "
+         "'none'; default " DEFAULT_STATE_DIR),
+    COUNT("DatosMaxWaiting", max_waiting, 1, 100000, 0,
+          "requests that may wait on BigQuery at once on this host; "
+          "default: a quarter of MaxRequestWorkers"),
+    ONOFF("DatosIngest", ingest, 0,
+          "accept POST /datos and publish the records to Pub/Sub; who may "
+          "post is decided by Require; default Off"),
+    NAME("DatosTopic", topic, topic_check, DEFAULT_TOPIC,
+         "Pub/Sub topic POST /datos publishes to: a short name in the "
+         "project, or projects/P/topics/T; default " DEFAULT_TOPIC),
+    URL("DatosPubSubURL", pubsub_url, DATOS_PUBSUB_URL_DEFAULT,
+        "Pub/Sub API root URL; default " DATOS_PUBSUB_URL_DEFAULT),
+    /* Up to what one publish request carries, base64 and all. */
+    SIZE("DatosMaxBody", max_body, 1024, (apr_int64_t)DATOS_INGEST_MAX_BODY,
+         NULL, 0, NULL, MIB,
+         "largest POST /datos body; default 1M, at most 7M"),
+    COUNT("DatosMaxBatch", max_batch, 1, DATOS_INGEST_MAX_BATCH, 100,
+          "most records in one POST /datos array; default 100, at most 1000"),
+    {NULL}};
+
+/* The fields no directive sets: worked out after the merge. */
+static const apr_size_t derived[] = {
+    OFF(url_from_emulator_env), OFF(pubsub_url_from_emulator_env), OFF(rt)};
+
+#define NROWS (sizeof(mod_datos_cmds) / sizeof(mod_datos_cmds[0]) - 1)
+
+static const setting_t *row_at(apr_size_t i)
 {
-    mod_datos_conf_t *conf = apr_pcalloc(p, sizeof(*conf));
-
-    (void)s;
-    conf->allow_insecure = MOD_DATOS_UNSET;
-    conf->limit_default = MOD_DATOS_UNSET;
-    conf->limit_max = MOD_DATOS_UNSET;
-    conf->timeout = MOD_DATOS_UNSET;
-    conf->lookback_days = MOD_DATOS_UNSET;
-    conf->max_bytes_billed = MOD_DATOS_UNSET;
-    conf->max_payload = MOD_DATOS_UNSET;
-    conf->fresh_for = MOD_DATOS_UNSET;
-    conf->stale_while_revalidate = MOD_DATOS_UNSET;
-    conf->stale_if_error = MOD_DATOS_UNSET;
-    conf->cold_wait = MOD_DATOS_UNSET;
-    conf->max_waiting = MOD_DATOS_UNSET;
-    conf->ingest = MOD_DATOS_UNSET;
-    conf->max_body = MOD_DATOS_UNSET;
-    conf->max_batch = MOD_DATOS_UNSET;
-    return conf;
+    return mod_datos_cmds[i].cmd_data;
 }
 
-#define MERGE_PTR(f) conf->f = add->f ? add->f : base->f
-#define MERGE_VAL(f) conf->f = (add->f != MOD_DATOS_UNSET) ? add->f : base->f
+/* ------------------------------------------------- the field values */
 
-void *mod_datos_merge_srv_conf(apr_pool_t *p, void *basev, void *addv)
+static void *at(mod_datos_conf_t *conf, apr_size_t offset)
 {
-    mod_datos_conf_t *base = basev, *add = addv;
-    mod_datos_conf_t *conf = apr_pcalloc(p, sizeof(*conf));
+    return (char *)conf + offset;
+}
 
-    MERGE_PTR(project);
-    MERGE_PTR(location);
-    MERGE_PTR(credentials);
-    MERGE_PTR(bigquery_url);
-    MERGE_PTR(ca_file);
-    if (add->table_name) {
-        conf->table_name = add->table_name;
-        conf->table = add->table;
+static int is_set(const mod_datos_conf_t *conf, const setting_t *row)
+{
+    const void *f = (const char *)conf + row->offset;
+
+    switch (row->store) {
+    case S_PTR: return *(const char *const *)f != NULL;
+    case S_INT: return *(const int *)f != MOD_DATOS_UNSET;
+    case S_INT64: return *(const apr_int64_t *)f != MOD_DATOS_UNSET;
+    default: return 0;
     }
-    else {
-        conf->table_name = base->table_name;
-        conf->table = base->table;
+}
+
+/* Every field of the row unset; NULL ones are already (pcalloc). */
+static void unset(mod_datos_conf_t *conf, const setting_t *row)
+{
+    apr_size_t o, end = row->first + row->span;
+
+    if (row->store == S_INT) {
+        for (o = row->first; o < end; o += sizeof(int))
+            *(int *)at(conf, o) = MOD_DATOS_UNSET;
     }
-    MERGE_VAL(allow_insecure);
-    MERGE_VAL(timeout);
-    MERGE_VAL(lookback_days);
-    MERGE_VAL(max_bytes_billed);
-    MERGE_VAL(max_payload);
-    MERGE_VAL(fresh_for);
-    MERGE_VAL(stale_while_revalidate);
-    MERGE_VAL(stale_if_error);
-    MERGE_VAL(cold_wait);
-    MERGE_PTR(state_dir);
-    MERGE_VAL(max_waiting);
-    MERGE_VAL(ingest);
-    MERGE_PTR(topic);
-    MERGE_PTR(pubsub_url);
-    MERGE_VAL(max_body);
-    MERGE_VAL(max_batch);
-    if (add->limit_max != MOD_DATOS_UNSET) {
-        conf->limit_default = add->limit_default;
-        conf->limit_max = add->limit_max;
+    else if (row->store == S_INT64) {
+        for (o = row->first; o < end; o += sizeof(apr_int64_t))
+            *(apr_int64_t *)at(conf, o) = MOD_DATOS_UNSET;
     }
-    else {
-        conf->limit_default = base->limit_default;
-        conf->limit_max = base->limit_max;
+}
+
+static void store_num(mod_datos_conf_t *conf, const setting_t *row,
+                      apr_int64_t v)
+{
+    if (row->store == S_INT)
+        *(int *)at(conf, row->offset) = (int)v;
+    else
+        *(apr_int64_t *)at(conf, row->offset) = v;
+}
+
+static void store_str(mod_datos_conf_t *conf, const setting_t *row,
+                      const char *v)
+{
+    *(const char **)at(conf, row->offset) = v;
+}
+
+/* ---------------------------------------------------------- parsing */
+
+static const char *parse(apr_pool_t *p, const setting_t *row,
+                         mod_datos_conf_t *conf, const char *a1, const char *a2)
+{
+    const char *err = NULL, *path;
+    apr_int64_t v = 0;
+    apr_size_t len;
+    datos_err_t derr;
+
+    switch (row->kind) {
+    case K_CUSTOM: return row->parse(p, conf, a1, a2);
+    case K_FLAG: store_num(conf, row, !strcasecmp(a1, "On")); return NULL;
+    case K_NAME:
+        if ((err = row->check(p, a1)))
+            return err;
+        store_str(conf, row, a1);
+        return NULL;
+    case K_URL:
+        /* Its form now, so the error points at this line; whether plain
+         * http is allowed depends on DatosAllowInsecureHTTP, known at the
+         * end. */
+        if (strncasecmp(a1, "https://", 8) && strncasecmp(a1, "http://", 7))
+            return apr_pstrcat(p, "must be an http:// or https:// URL, e.g. ",
+                               row->example, NULL);
+        for (len = strlen(a1); len && a1[len - 1] == '/';)
+            len--;
+        path = apr_pstrmemdup(p, a1, len);
+        datos_err_clear(&derr);
+        if (datos_http_check_url(p, path, 1, 0, &derr) != APR_SUCCESS)
+            return derr.message;
+        store_str(conf, row, path);
+        return NULL;
+    case K_PATH:
+        if (row->word && !strcasecmp(a1, row->word)) {
+            store_str(conf, row, "");
+            return NULL;
+        }
+        path = ap_server_root_relative(p, a1);
+        if (!path || !*path)
+            return apr_psprintf(p, "invalid path '%s'", a1);
+        if (row->check && (err = row->check(p, path)))
+            return err;
+        store_str(conf, row, path);
+        return NULL;
+    case K_DURATION:
+        if ((err =
+                 datos_conf_duration(p, a1, row->unit, row->min, row->max, &v)))
+            return err;
+        break;
+    case K_DAYS: {
+        const apr_interval_time_t day = SEC(86400);
+
+        if ((err = datos_conf_duration(p, a1, day, row->min * day,
+                                       row->max * day, &v)))
+            return err;
+        if (v % day)
+            return "must be a whole number of days (e.g. 7d)";
+        v /= day;
+        break;
     }
-    return conf;
-}
-
-static mod_datos_conf_t *cmd_conf(cmd_parms *cmd)
-{
-    return ap_get_module_config(cmd->server->module_config, &datos_module);
-}
-
-/* Every directive is server-wide or per virtual host, never per directory. */
-static const char *check_context(cmd_parms *cmd)
-{
-    return ap_check_cmd_context(cmd, NOT_IN_DIR_CONTEXT);
-}
-
-static const char *fail(cmd_parms *cmd, const char *msg)
-{
-    return apr_pstrcat(cmd->pool, cmd->cmd->name, ": ", msg, NULL);
-}
-
-static const char *set_project(cmd_parms *cmd, void *dc, const char *arg)
-{
-    const char *err = check_context(cmd);
-
-    (void)dc;
-    if (err)
-        return err;
-    if ((err = datos_project_id_check(cmd->pool, arg)))
-        return fail(cmd, err);
-    cmd_conf(cmd)->project = arg;
+    case K_SIZE:
+        if (row->word && !strcasecmp(a1, row->word)) {
+            v = row->word_value;
+            break;
+        }
+        if ((err = datos_conf_size(p, a1, row->min, row->max, &v)))
+            return row->hint ? apr_pstrcat(p, err, row->hint, NULL) : err;
+        break;
+    case K_COUNT:
+        if ((err = datos_conf_int(p, a1, row->min, row->max, &v)))
+            return err;
+        break;
+    }
+    store_num(conf, row, v);
     return NULL;
 }
 
-static const char *set_table(cmd_parms *cmd, void *dc, const char *arg)
+static const char *set(cmd_parms *cmd, const char *a1, const char *a2)
 {
-    mod_datos_conf_t *conf = cmd_conf(cmd);
-    const char *err = check_context(cmd);
+    const setting_t *row = cmd->info;
+    const char *err;
 
-    (void)dc;
+    /* Every directive is server-wide or per virtual host, never per
+     * directory; a module-wide one only outside <VirtualHost>. */
+    err = ap_check_cmd_context(cmd, row->store == S_NONE ? GLOBAL_ONLY
+                                                         : NOT_IN_DIR_CONTEXT);
     if (err)
         return err;
-    if ((err = datos_table_parse(cmd->pool, arg, &conf->table)))
-        return fail(cmd, err);
+    err = parse(cmd->pool, row, mod_datos_conf(cmd->server), a1, a2);
+    return err ? apr_pstrcat(cmd->pool, cmd->cmd->name, ": ", err, NULL) : NULL;
+}
+
+static const char *set_flag(cmd_parms *cmd, void *dc, int flag)
+{
+    (void)dc;
+    return set(cmd, flag ? "On" : "Off", NULL);
+}
+
+static const char *set_take1(cmd_parms *cmd, void *dc, const char *a1)
+{
+    (void)dc;
+    return set(cmd, a1, NULL);
+}
+
+static const char *set_take12(cmd_parms *cmd, void *dc, const char *a1,
+                              const char *a2)
+{
+    (void)dc;
+    return set(cmd, a1, a2);
+}
+
+/* -------------------------------------------------- special parsing */
+
+static const char *topic_check(apr_pool_t *p, const char *value)
+{
+    const char *full;
+
+    /* The name's form now; a short name gets its project at the end. */
+    return datos_pubsub_resource_name(p, value, "topics", NULL, &full);
+}
+
+static const char *ca_file_check(apr_pool_t *p, const char *path)
+{
+    datos_err_t derr;
+
+    datos_err_clear(&derr);
+    return datos_ca_file_check(p, path, &derr) == APR_SUCCESS ? NULL
+                                                              : derr.message;
+}
+
+static const char *parse_table(apr_pool_t *p, mod_datos_conf_t *conf,
+                               const char *arg, const char *a2)
+{
+    const char *err;
+
+    (void)a2;
+    if ((err = datos_table_parse(p, arg, &conf->table)))
+        return err;
     conf->table_name = arg;
     return NULL;
 }
 
-static const char *set_location(cmd_parms *cmd, void *dc, const char *arg)
+static const char *parse_credentials(apr_pool_t *p, mod_datos_conf_t *conf,
+                                     const char *arg, const char *a2)
 {
-    const char *err = check_context(cmd);
-
-    (void)dc;
-    if (err)
-        return err;
-    if ((err = datos_location_check(cmd->pool, arg)))
-        return fail(cmd, err);
-    cmd_conf(cmd)->location = arg;
-    return NULL;
-}
-
-static const char *set_credentials(cmd_parms *cmd, void *dc, const char *arg)
-{
-    const char *err = check_context(cmd);
     const char *path;
     apr_finfo_t finfo;
     datos_err_t derr;
 
-    (void)dc;
-    if (err)
-        return err;
+    (void)a2;
     if (!strcmp(arg, "metadata") || !strcmp(arg, "none")) {
-        cmd_conf(cmd)->credentials = arg;
+        conf->credentials = arg;
         return NULL;
     }
-    path = ap_server_root_relative(cmd->pool, arg);
+    path = ap_server_root_relative(p, arg);
     if (!path)
-        return fail(cmd, apr_psprintf(cmd->pool, "invalid path '%s'", arg));
-    if (apr_stat(&finfo, path, APR_FINFO_TYPE, cmd->pool) != APR_SUCCESS)
-        return fail(cmd, apr_psprintf(cmd->pool,
-                                      "'%s' is not 'metadata', "
-                                      "'none' or an existing service-account "
-                                      "key file",
-                                      path));
+        return apr_psprintf(p, "invalid path '%s'", arg);
+    if (apr_stat(&finfo, path, APR_FINFO_TYPE, p) != APR_SUCCESS)
+        return apr_psprintf(p,
+                            "'%s' is not 'metadata', 'none' or an existing "
+                            "service-account key file",
+                            path);
     /* Type, owner and mode now, so the error points at this line; the
      * content is read by the trial load in check_config. */
     datos_err_clear(&derr);
-    if (datos_creds_check_key_file(cmd->pool, path, &derr) != APR_SUCCESS)
-        return fail(cmd, derr.message);
-    cmd_conf(cmd)->credentials = path;
+    if (datos_creds_check_key_file(p, path, &derr) != APR_SUCCESS)
+        return derr.message;
+    conf->credentials = path;
     return NULL;
 }
 
-/* An API URL: its form now, so the error points at this line; whether
- * plain http is allowed depends on DatosAllowInsecureHTTP, known at the
- * end. */
-static const char *api_url(cmd_parms *cmd, const char *arg, const char *example,
-                           const char **out)
+static const char *parse_limit(apr_pool_t *p, mod_datos_conf_t *conf,
+                               const char *def, const char *max)
 {
-    const char *err = check_context(cmd);
-    apr_size_t len = strlen(arg);
-    const char *url;
-    datos_err_t derr;
-
-    if (err)
-        return err;
-    if (strncasecmp(arg, "https://", 8) && strncasecmp(arg, "http://", 7))
-        return fail(cmd, apr_pstrcat(cmd->pool,
-                                     "must be an http:// or "
-                                     "https:// URL, e.g. ",
-                                     example, NULL));
-    while (len && arg[len - 1] == '/')
-        len--;
-    url = apr_pstrmemdup(cmd->pool, arg, len);
-    datos_err_clear(&derr);
-    if (datos_http_check_url(cmd->pool, url, 1, 0, &derr) != APR_SUCCESS)
-        return fail(cmd, derr.message);
-    *out = url;
-    return NULL;
-}
-
-static const char *set_bigquery_url(cmd_parms *cmd, void *dc, const char *arg)
-{
-    (void)dc;
-    return api_url(cmd, arg, DATOS_BQ_URL_DEFAULT,
-                   &cmd_conf(cmd)->bigquery_url);
-}
-
-static const char *set_allow_insecure(cmd_parms *cmd, void *dc, int flag)
-{
-    const char *err = check_context(cmd);
-
-    (void)dc;
-    if (err)
-        return err;
-    cmd_conf(cmd)->allow_insecure = flag;
-    return NULL;
-}
-
-static const char *set_ca_file(cmd_parms *cmd, void *dc, const char *arg)
-{
-    const char *err = check_context(cmd);
-    const char *path;
-    datos_err_t derr;
-
-    (void)dc;
-    if (err)
-        return err;
-    path = ap_server_root_relative(cmd->pool, arg);
-    if (!path)
-        return fail(cmd, apr_psprintf(cmd->pool, "invalid path '%s'", arg));
-    datos_err_clear(&derr);
-    if (datos_ca_file_check(cmd->pool, path, &derr) != APR_SUCCESS)
-        return fail(cmd, derr.message);
-    cmd_conf(cmd)->ca_file = path;
-    return NULL;
-}
-
-static const char *set_limit(cmd_parms *cmd, void *dc, const char *def,
-                             const char *max)
-{
-    mod_datos_conf_t *conf = cmd_conf(cmd);
-    const char *err = check_context(cmd);
+    const char *err;
     apr_int64_t d, m;
 
-    (void)dc;
-    if (err)
-        return err;
-    if ((err = datos_conf_int(cmd->pool, def, 1, LIMIT_CEILING, &d)))
-        return fail(cmd, apr_pstrcat(cmd->pool, "default: ", err, NULL));
+    if ((err = datos_conf_int(p, def, 1, LIMIT_CEILING, &d)))
+        return apr_pstrcat(p, "default: ", err, NULL);
     m = d > DEFAULT_LIMIT_MAX ? d : DEFAULT_LIMIT_MAX;
-    if (max && (err = datos_conf_int(cmd->pool, max, 1, LIMIT_CEILING, &m)))
-        return fail(cmd, apr_pstrcat(cmd->pool, "max: ", err, NULL));
+    if (max && (err = datos_conf_int(p, max, 1, LIMIT_CEILING, &m)))
+        return apr_pstrcat(p, "max: ", err, NULL);
     if (d > m)
-        return fail(cmd, apr_psprintf(cmd->pool,
-                                      "the default (%s) must not "
-                                      "exceed the max (%s)",
-                                      def, max));
+        return apr_psprintf(p, "the default (%s) must not exceed the max (%s)",
+                            def, max);
     conf->limit_default = (int)d;
     conf->limit_max = (int)m;
     return NULL;
 }
 
-static const char *set_timeout(cmd_parms *cmd, void *dc, const char *arg)
-{
-    const char *err = check_context(cmd);
-    apr_interval_time_t t;
-
-    (void)dc;
-    if (err)
-        return err;
-    if ((err = datos_conf_duration(cmd->pool, arg, apr_time_from_sec(1),
-                                   apr_time_from_msec(100),
-                                   apr_time_from_sec(120), &t)))
-        return fail(cmd, err);
-    cmd_conf(cmd)->timeout = t;
-    return NULL;
-}
-
-static const char *set_lookback(cmd_parms *cmd, void *dc, const char *arg)
-{
-    const char *err = check_context(cmd);
-    const apr_interval_time_t day = apr_time_from_sec(86400);
-    apr_interval_time_t t;
-
-    (void)dc;
-    if (err)
-        return err;
-    if ((err = datos_conf_duration(cmd->pool, arg, day, day, 3650 * day, &t)))
-        return fail(cmd, err);
-    if (t % day)
-        return fail(cmd, "must be a whole number of days (e.g. 7d)");
-    cmd_conf(cmd)->lookback_days = (int)(t / day);
-    return NULL;
-}
-
-static const char *set_max_bytes_billed(cmd_parms *cmd, void *dc,
-                                        const char *arg)
-{
-    const char *err = check_context(cmd);
-    apr_int64_t v;
-
-    (void)dc;
-    if (err)
-        return err;
-    if (!strcasecmp(arg, "off")) {
-        cmd_conf(cmd)->max_bytes_billed = 0;
-        return NULL;
-    }
-    /* BigQuery bills at least 10 MiB per table, so a smaller cap would
-     * refuse every query. */
-    if ((err = datos_conf_size(cmd->pool, arg, DATOS_BQ_MIN_BILLED,
-                               APR_INT64_MAX, &v)))
-        return fail(cmd, apr_pstrcat(cmd->pool, err,
-                                     " (BigQuery bills at "
-                                     "least 10 MiB per query; 'off' for no "
-                                     "cap)",
-                                     NULL));
-    cmd_conf(cmd)->max_bytes_billed = v;
-    return NULL;
-}
-
-static const char *set_max_payload(cmd_parms *cmd, void *dc, const char *arg)
-{
-    const char *err = check_context(cmd);
-    apr_int64_t v;
-
-    (void)dc;
-    if (err)
-        return err;
-    if ((err = datos_conf_size(cmd->pool, arg, 4096,
-                               (apr_int64_t)256 * 1024 * 1024, &v)))
-        return fail(cmd, err);
-    cmd_conf(cmd)->max_payload = v;
-    return NULL;
-}
-
-/* A cache window: 0 allowed where it means "none". */
-static const char *set_window(cmd_parms *cmd, const char *arg,
-                              apr_interval_time_t min, apr_interval_time_t *out)
-{
-    const char *err = check_context(cmd);
-
-    if (err)
-        return err;
-    if ((err = datos_conf_duration(cmd->pool, arg, apr_time_from_sec(1), min,
-                                   WINDOW_MAX, out)))
-        return fail(cmd, err);
-    return NULL;
-}
-
-static const char *set_fresh_for(cmd_parms *cmd, void *dc, const char *arg)
-{
-    (void)dc;
-    return set_window(cmd, arg, 0, &cmd_conf(cmd)->fresh_for);
-}
-
-static const char *set_swr(cmd_parms *cmd, void *dc, const char *arg)
-{
-    (void)dc;
-    return set_window(cmd, arg, 0, &cmd_conf(cmd)->stale_while_revalidate);
-}
-
-static const char *set_sie(cmd_parms *cmd, void *dc, const char *arg)
-{
-    (void)dc;
-    return set_window(cmd, arg, 0, &cmd_conf(cmd)->stale_if_error);
-}
-
-static const char *set_cold_wait(cmd_parms *cmd, void *dc, const char *arg)
-{
-    const char *err = check_context(cmd);
-    apr_interval_time_t t;
-
-    (void)dc;
-    if (err)
-        return err;
-    if ((err = datos_conf_duration(cmd->pool, arg, apr_time_from_sec(1),
-                                   apr_time_from_msec(100),
-                                   apr_time_from_sec(300), &t)))
-        return fail(cmd, err);
-    cmd_conf(cmd)->cold_wait = t;
-    return NULL;
-}
-
-static const char *set_state_dir(cmd_parms *cmd, void *dc, const char *arg)
-{
-    const char *err = check_context(cmd);
-    const char *path;
-
-    (void)dc;
-    if (err)
-        return err;
-    if (!strcasecmp(arg, "none")) {
-        cmd_conf(cmd)->state_dir = "";
-        return NULL;
-    }
-    path = ap_server_root_relative(cmd->pool, arg);
-    if (!path || !*path)
-        return fail(cmd, apr_psprintf(cmd->pool, "invalid path '%s'", arg));
-    cmd_conf(cmd)->state_dir = path;
-    return NULL;
-}
-
-static const char *set_max_waiting(cmd_parms *cmd, void *dc, const char *arg)
-{
-    const char *err = check_context(cmd);
-    apr_int64_t v;
-
-    (void)dc;
-    if (err)
-        return err;
-    if ((err = datos_conf_int(cmd->pool, arg, 1, 100000, &v)))
-        return fail(cmd, err);
-    cmd_conf(cmd)->max_waiting = (int)v;
-    return NULL;
-}
-
-static const char *set_ingest(cmd_parms *cmd, void *dc, int flag)
-{
-    const char *err = check_context(cmd);
-
-    (void)dc;
-    if (err)
-        return err;
-    cmd_conf(cmd)->ingest = flag;
-    return NULL;
-}
-
-static const char *set_topic(cmd_parms *cmd, void *dc, const char *arg)
-{
-    const char *err = check_context(cmd);
-    const char *full;
-
-    (void)dc;
-    if (err)
-        return err;
-    /* The name's form now; a short name gets its project at the end. */
-    if ((err =
-             datos_pubsub_resource_name(cmd->pool, arg, "topics", NULL, &full)))
-        return fail(cmd, err);
-    cmd_conf(cmd)->topic = arg;
-    return NULL;
-}
-
-static const char *set_pubsub_url(cmd_parms *cmd, void *dc, const char *arg)
-{
-    (void)dc;
-    return api_url(cmd, arg, DATOS_PUBSUB_URL_DEFAULT,
-                   &cmd_conf(cmd)->pubsub_url);
-}
-
-static const char *set_max_body(cmd_parms *cmd, void *dc, const char *arg)
-{
-    const char *err = check_context(cmd);
-    apr_int64_t v;
-
-    (void)dc;
-    if (err)
-        return err;
-    /* Up to what one publish request carries, base64 and all. */
-    if ((err = datos_conf_size(cmd->pool, arg, 1024,
-                               (apr_int64_t)DATOS_INGEST_MAX_BODY, &v)))
-        return fail(cmd, err);
-    cmd_conf(cmd)->max_body = v;
-    return NULL;
-}
-
-static const char *set_max_batch(cmd_parms *cmd, void *dc, const char *arg)
-{
-    const char *err = check_context(cmd);
-    apr_int64_t v;
-
-    (void)dc;
-    if (err)
-        return err;
-    if ((err = datos_conf_int(cmd->pool, arg, 1, DATOS_INGEST_MAX_BATCH, &v)))
-        return fail(cmd, err);
-    cmd_conf(cmd)->max_batch = (int)v;
-    return NULL;
-}
-
 /* One shared tier for the whole server, as mod_cache_socache has: the
  * provider must be loaded before this line (LoadModule socache_X_module). */
-static const char *set_cache(cmd_parms *cmd, void *dc, const char *arg)
+static const char *parse_cache(apr_pool_t *p, mod_datos_conf_t *conf,
+                               const char *arg, const char *a2)
 {
-    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    mod_datos_cache_conf_t *cc = &mod_datos_cache_conf;
     const char *sep, *name;
     const ap_socache_provider_t *prov;
 
-    (void)dc;
-    if (err)
-        return err;
+    (void)conf;
+    (void)a2;
     if (!strcasecmp(arg, "none")) {
-        mod_datos_global.cache_spec = "none";
-        mod_datos_global.provider = NULL;
-        mod_datos_global.provider_name = "none";
+        cc->spec = "none";
+        cc->provider = NULL;
+        cc->provider_name = "none";
         return NULL;
     }
     sep = strchr(arg, ':');
-    name = sep ? apr_pstrmemdup(cmd->pool, arg, (apr_size_t)(sep - arg)) : arg;
+    name = sep ? apr_pstrmemdup(p, arg, (apr_size_t)(sep - arg)) : arg;
     prov = ap_lookup_provider(AP_SOCACHE_PROVIDER_GROUP, name,
                               AP_SOCACHE_PROVIDER_VERSION);
     if (!prov) {
         apr_array_header_t *names = ap_list_provider_names(
-            cmd->pool, AP_SOCACHE_PROVIDER_GROUP, AP_SOCACHE_PROVIDER_VERSION);
+            p, AP_SOCACHE_PROVIDER_GROUP, AP_SOCACHE_PROVIDER_VERSION);
         ap_list_provider_names_t *n = (ap_list_provider_names_t *)names->elts;
         const char *known = "";
         int i;
 
         for (i = 0; i < names->nelts; i++)
-            known = apr_pstrcat(cmd->pool, known, i ? ", " : "",
-                                n[i].provider_name, NULL);
-        return fail(
-            cmd,
-            apr_psprintf(cmd->pool,
-                         "unknown cache provider '%s' (loaded: %s; 'none' for "
-                         "no shared tier). Load mod_socache_%s first, e.g. "
-                         "LoadModule socache_%s_module "
-                         "modules/mod_socache_%s.so",
-                         name, *known ? known : "none", name, name, name));
+            known =
+                apr_pstrcat(p, known, i ? ", " : "", n[i].provider_name, NULL);
+        return apr_psprintf(p,
+                            "unknown cache provider '%s' (loaded: %s; 'none' "
+                            "for no shared tier). Load mod_socache_%s first, "
+                            "e.g. LoadModule socache_%s_module "
+                            "modules/mod_socache_%s.so",
+                            name, *known ? known : "none", name, name, name);
     }
-    mod_datos_global.cache_spec = arg;
-    mod_datos_global.provider = prov;
-    mod_datos_global.provider_name = name;
-    mod_datos_global.provider_args = sep ? sep + 1 : NULL;
+    cc->spec = arg;
+    cc->provider = prov;
+    cc->provider_name = name;
+    cc->provider_args = sep ? sep + 1 : NULL;
     return NULL;
 }
 
-const command_rec mod_datos_cmds[] = {
-    AP_INIT_TAKE1("DatosProject", set_project, NULL, RSRC_CONF,
-                  "Google Cloud project that runs (and pays for) the queries; "
-                  "default: the credentials' project"),
-    AP_INIT_TAKE1("DatosTable", set_table, NULL, RSRC_CONF,
-                  "[project.]dataset.table to serve; default " DEFAULT_TABLE),
-    AP_INIT_TAKE1("DatosLocation", set_location, NULL, RSRC_CONF,
-                  "BigQuery location of the dataset; default: read once from "
-                  "the dataset"),
-    AP_INIT_TAKE1("DatosCredentials", set_credentials, NULL, RSRC_CONF,
-                  "service-account key file, 'metadata' or 'none'; default: "
-                  "Application Default Credentials"),
-    AP_INIT_TAKE1("DatosBigQueryURL", set_bigquery_url, NULL, RSRC_CONF,
-                  "BigQuery API base URL; default " DATOS_BQ_URL_DEFAULT),
-    AP_INIT_FLAG("DatosAllowInsecureHTTP", set_allow_insecure, NULL, RSRC_CONF,
-                 "allow plain http to non-loopback Google URLs; "
-                 "default Off"),
-    AP_INIT_TAKE1("DatosCACertificateFile", set_ca_file, NULL, RSRC_CONF,
-                  "PEM bundle of CAs trusted for Google's endpoints; default: "
-                  "the system bundle"),
-    AP_INIT_TAKE12("DatosLimit", set_limit, NULL, RSRC_CONF,
-                   "default and maximum ?limit; default 10 100"),
-    AP_INIT_TAKE1("DatosTimeout", set_timeout, NULL, RSRC_CONF,
-                  "time allowed for one BigQuery fetch; default 5s"),
-    AP_INIT_TAKE1("DatosLookback", set_lookback, NULL, RSRC_CONF,
-                  "days of partitions the first query scans; default 7d"),
-    AP_INIT_TAKE1("DatosMaxBytesBilled", set_max_bytes_billed, NULL, RSRC_CONF,
-                  "maximumBytesBilled of each query (>= 10M) or "
-                  "'off'; default off"),
-    AP_INIT_TAKE1("DatosMaxPayload", set_max_payload, NULL, RSRC_CONF,
-                  "bytes of rows an answer may hold; default 1M"),
-    AP_INIT_TAKE1("DatosCache", set_cache, NULL, RSRC_CONF,
-                  "shared cache tier: socache provider[:args] (shmcb, "
-                  "memcache:host:port, redis:host:port) or 'none'; default "
-                  "shmcb"),
-    AP_INIT_TAKE1("DatosFreshFor", set_fresh_for, NULL, RSRC_CONF,
-                  "how long an answer is served without asking BigQuery; 0: "
-                  "one query per request; default 30s"),
-    AP_INIT_TAKE1("DatosStaleWhileRevalidate", set_swr, NULL, RSRC_CONF,
-                  "how long past that a stale answer is served at once while "
-                  "one request refreshes it; default 60s"),
-    AP_INIT_TAKE1("DatosStaleIfError", set_sie, NULL, RSRC_CONF,
-                  "how long past its freshness the last good answer is "
-                  "served while BigQuery fails; default 3600s"),
-    AP_INIT_TAKE1("DatosColdWait", set_cold_wait, NULL, RSRC_CONF,
-                  "how long a request waits for another's fetch when there "
-                  "is no answer yet; default 5s"),
-    AP_INIT_TAKE1("DatosStateDir", set_state_dir, NULL, RSRC_CONF,
-                  "directory keeping the last good answer across restarts, "
-                  "or 'none'; default " DEFAULT_STATE_DIR),
-    AP_INIT_TAKE1("DatosMaxWaiting", set_max_waiting, NULL, RSRC_CONF,
-                  "requests that may wait on BigQuery at once on this host; "
-                  "default: a quarter of MaxRequestWorkers"),
-    AP_INIT_FLAG("DatosIngest", set_ingest, NULL, RSRC_CONF,
-                 "accept POST /datos and publish the records to Pub/Sub; "
-                 "who may post is decided by Require; default Off"),
-    AP_INIT_TAKE1(
-        "DatosTopic", set_topic, NULL, RSRC_CONF,
-        "Pub/Sub topic POST /datos publishes to: a short name in "
-        "the project, or projects/P/topics/T; default " DEFAULT_TOPIC),
-    AP_INIT_TAKE1("DatosPubSubURL", set_pubsub_url, NULL, RSRC_CONF,
-                  "Pub/Sub API root URL; default " DATOS_PUBSUB_URL_DEFAULT),
-    AP_INIT_TAKE1("DatosMaxBody", set_max_body, NULL, RSRC_CONF,
-                  "largest POST /datos body; default 1M, at most 7M"),
-    AP_INIT_TAKE1("DatosMaxBatch", set_max_batch, NULL, RSRC_CONF,
-                  "most records in one POST /datos array; default 100, at "
-                  "most 1000"),
-    {NULL}};
+/* ---------------------------------------- create, merge, check */
+
+/* Each field of the configuration is set by exactly one row, or derived:
+ * a field added without a row would be neither initialised nor merged,
+ * and a virtual host would lose its value without a word. */
+const char *mod_datos_config_pre_config(apr_pool_t *pconf)
+{
+    static const struct {
+        const char *name;
+        apr_size_t offset, size;
+    } fields[] = {
+#define MOD_DATOS_CONF_FIELD(type, name) {#name, OFF(name), sizeof(type)},
+        MOD_DATOS_CONF_FIELDS(MOD_DATOS_CONF_FIELD)
+#undef MOD_DATOS_CONF_FIELD
+    };
+    apr_size_t f, i;
+
+    memset(&mod_datos_cache_conf, 0, sizeof(mod_datos_cache_conf));
+    for (f = 0; f < sizeof(fields) / sizeof(fields[0]); f++) {
+        int owners = 0;
+
+        for (i = 0; i < NROWS; i++) {
+            const setting_t *row = row_at(i);
+            if (row->store != S_NONE && fields[f].offset >= row->first
+                && fields[f].offset + fields[f].size <= row->first + row->span)
+                owners++;
+        }
+        for (i = 0; i < sizeof(derived) / sizeof(derived[0]); i++)
+            owners += derived[i] == fields[f].offset;
+        if (owners != 1)
+            return apr_psprintf(pconf,
+                                "field %s of the server configuration is set "
+                                "by %d rows of the settings table (and the "
+                                "derived fields); it must be one",
+                                fields[f].name, owners);
+    }
+    return NULL;
+}
+
+void *mod_datos_create_srv_conf(apr_pool_t *p, server_rec *s)
+{
+    mod_datos_conf_t *conf = apr_pcalloc(p, sizeof(*conf));
+    apr_size_t i;
+
+    (void)s;
+    for (i = 0; i < NROWS; i++)
+        unset(conf, row_at(i));
+    return conf;
+}
+
+/* A virtual host's directive wins over the main server's, all the fields
+ * it sets together (DatosLimit's two values, DatosTable's parts). */
+void *mod_datos_merge_srv_conf(apr_pool_t *p, void *basev, void *addv)
+{
+    mod_datos_conf_t *base = basev, *add = addv;
+    mod_datos_conf_t *conf = apr_pcalloc(p, sizeof(*conf));
+    apr_size_t i;
+
+    for (i = 0; i < NROWS; i++) {
+        const setting_t *row = row_at(i);
+        const mod_datos_conf_t *from = is_set(add, row) ? add : base;
+
+        if (row->store != S_NONE)
+            memcpy(at(conf, row->first), (const char *)from + row->first,
+                   row->span);
+    }
+    return conf;
+}
+
+/* ---------------------------------------------------------- finish */
 
 /* curl reads the CA file in the children, after they took User and Group:
  * a bundle only root can read passes every check made as root, then fails
@@ -679,11 +647,16 @@ static const char *children_cannot_read(apr_pool_t *p, const char *path)
                         strerror(code));
 }
 
-/* Only a refusal of plain http is lifted by DatosAllowInsecureHTTP; a
- * malformed URL stays wrong whatever it says, so it gets no hint. */
-static int plain_http_refused(const datos_err_t *err)
+/* "Directive: message", with the way out when only plain http was
+ * refused: DatosAllowInsecureHTTP lifts that refusal, while a malformed
+ * URL stays wrong whatever it says, so it gets no hint. */
+static const char *refusal(apr_pool_t *p, const char *directive,
+                           const datos_err_t *err)
 {
-    return err->reason && !strcmp(err->reason, DATOS_REASON_PLAIN_HTTP);
+    int plain = err->reason && !strcmp(err->reason, DATOS_REASON_PLAIN_HTTP);
+
+    return apr_psprintf(p, "%s: %s%s", directive, err->message,
+                        plain ? " (DatosAllowInsecureHTTP On)" : "");
 }
 
 /* DatosIngest On: where to publish, resolved as the BigQuery side is. A
@@ -702,9 +675,7 @@ static const char *ingest_finish(apr_pool_t *p, mod_datos_conf_t *conf,
                                conf->allow_insecure, conf->credentials != NULL,
                                &ep, &err)
         != APR_SUCCESS)
-        return apr_psprintf(
-            p, "DatosPubSubURL: %s%s", err.message,
-            plain_http_refused(&err) ? " (DatosAllowInsecureHTTP On)" : "");
+        return refusal(p, "DatosPubSubURL", &err);
     conf->pubsub_url = ep.base_url;
     conf->pubsub_url_from_emulator_env = ep.from_env != NULL;
     project = conf->project         ? conf->project
@@ -726,6 +697,28 @@ static const char *ingest_finish(apr_pool_t *p, mod_datos_conf_t *conf,
     return NULL;
 }
 
+/* The defaults, as the rows give them. */
+static const char *defaults(apr_pool_t *p, mod_datos_conf_t *conf)
+{
+    apr_size_t i;
+    const char *msg;
+
+    for (i = 0; i < NROWS; i++) {
+        const setting_t *row = row_at(i);
+
+        if (row->store == S_NONE || is_set(conf, row))
+            continue;
+        if (row->def_str) {
+            if ((msg = parse(p, row, conf, row->def_str, NULL)))
+                return apr_pstrcat(p, mod_datos_cmds[i].name, ": ", msg, NULL);
+        }
+        else if (row->store != S_PTR) {
+            store_num(conf, row, row->def);
+        }
+    }
+    return NULL;
+}
+
 const char *mod_datos_conf_finish(apr_pool_t *p, apr_pool_t *ptemp,
                                   server_rec *s, mod_datos_conf_t *conf,
                                   apr_hash_t *checked)
@@ -734,49 +727,11 @@ const char *mod_datos_conf_finish(apr_pool_t *p, apr_pool_t *ptemp,
     datos_creds_t *creds = NULL;
     datos_err_t err;
     apr_status_t rv;
-    const char *msg;
+    const char *msg, *ckey;
+    int insecure;
 
-    (void)s;
-    if (!conf->table_name) {
-        conf->table_name = DEFAULT_TABLE;
-        if ((msg = datos_table_parse(p, DEFAULT_TABLE, &conf->table)))
-            return msg;
-    }
-    if (conf->limit_max == MOD_DATOS_UNSET) {
-        conf->limit_default = DEFAULT_LIMIT;
-        conf->limit_max = DEFAULT_LIMIT_MAX;
-    }
-    if (conf->timeout == MOD_DATOS_UNSET)
-        conf->timeout = DATOS_DEFAULT_TIMEOUT;
-    if (conf->lookback_days == MOD_DATOS_UNSET)
-        conf->lookback_days = DEFAULT_LOOKBACK_DAYS;
-    if (conf->max_bytes_billed == MOD_DATOS_UNSET)
-        conf->max_bytes_billed = 0;
-    if (conf->max_payload == MOD_DATOS_UNSET)
-        conf->max_payload = DEFAULT_MAX_PAYLOAD;
-    if (conf->allow_insecure == MOD_DATOS_UNSET)
-        conf->allow_insecure = 0;
-    if (conf->fresh_for == MOD_DATOS_UNSET)
-        conf->fresh_for = DEFAULT_FRESH_FOR;
-    if (conf->stale_while_revalidate == MOD_DATOS_UNSET)
-        conf->stale_while_revalidate = DEFAULT_SWR;
-    if (conf->stale_if_error == MOD_DATOS_UNSET)
-        conf->stale_if_error = DEFAULT_SIE;
-    if (conf->cold_wait == MOD_DATOS_UNSET)
-        conf->cold_wait = DEFAULT_COLD_WAIT;
-    if (!conf->state_dir)
-        conf->state_dir = DEFAULT_STATE_DIR;
-    if (conf->max_waiting == MOD_DATOS_UNSET)
-        conf->max_waiting = 0;
-    if (conf->ingest == MOD_DATOS_UNSET)
-        conf->ingest = 0;
-    if (!conf->topic)
-        conf->topic = DEFAULT_TOPIC;
-    if (conf->max_body == MOD_DATOS_UNSET)
-        conf->max_body = DEFAULT_MAX_BODY;
-    if (conf->max_batch == MOD_DATOS_UNSET)
-        conf->max_batch = DEFAULT_MAX_BATCH;
-
+    if ((msg = defaults(p, conf)))
+        return msg;
     if (conf->ca_file && (msg = children_cannot_read(ptemp, conf->ca_file)))
         return apr_pstrcat(p, "DatosCACertificateFile: ", msg, NULL);
 
@@ -788,9 +743,7 @@ const char *mod_datos_conf_finish(apr_pool_t *p, apr_pool_t *ptemp,
                                 conf->allow_insecure, conf->credentials != NULL,
                                 &ep, &err);
     if (rv != APR_SUCCESS)
-        return apr_psprintf(
-            p, "DatosBigQueryURL: %s%s", err.message,
-            plain_http_refused(&err) ? " (DatosAllowInsecureHTTP On)" : "");
+        return refusal(p, "DatosBigQueryURL", &err);
     conf->bigquery_url = ep.base_url;
     conf->url_from_emulator_env = ep.from_env != NULL;
     if (ep.creds_none)
@@ -799,27 +752,19 @@ const char *mod_datos_conf_finish(apr_pool_t *p, apr_pool_t *ptemp,
     /* Only a trial load here (apache2 -t reports a bad key); post_config
      * loads the key for real. Both run as root. Servers that share
      * credentials try them once. */
-    {
-        const char *ckey = apr_psprintf(
-            ptemp, "%s|%d", conf->credentials ? conf->credentials : "(adc)",
-            conf->allow_insecure || conf->url_from_emulator_env);
-
-        creds = apr_hash_get(checked, ckey, APR_HASH_KEY_STRING);
-        if (!creds) {
-            datos_err_clear(&err);
-            rv = datos_creds_load(
-                ptemp, conf->credentials, datos_scopes_bigquery_pubsub,
-                conf->allow_insecure || conf->url_from_emulator_env
-                    ? DATOS_CREDS_ALLOW_INSECURE
-                    : 0,
-                &creds, &err);
-            if (rv != APR_SUCCESS)
-                return apr_psprintf(p, "DatosCredentials: %s%s", err.message,
-                                    plain_http_refused(&err)
-                                        ? " (DatosAllowInsecureHTTP On)"
-                                        : "");
-            apr_hash_set(checked, ckey, APR_HASH_KEY_STRING, creds);
-        }
+    insecure = conf->allow_insecure || conf->url_from_emulator_env;
+    ckey =
+        apr_psprintf(ptemp, "%s|%d",
+                     conf->credentials ? conf->credentials : "(adc)", insecure);
+    creds = apr_hash_get(checked, ckey, APR_HASH_KEY_STRING);
+    if (!creds) {
+        datos_err_clear(&err);
+        rv = datos_creds_load(
+            ptemp, conf->credentials, datos_scopes_bigquery_pubsub,
+            insecure ? DATOS_CREDS_ALLOW_INSECURE : 0, &creds, &err);
+        if (rv != APR_SUCCESS)
+            return refusal(p, "DatosCredentials", &err);
+        apr_hash_set(checked, ckey, APR_HASH_KEY_STRING, creds);
     }
     if (conf->ingest && (msg = ingest_finish(p, conf, creds)))
         return msg;
@@ -839,25 +784,51 @@ const char *mod_datos_conf_finish(apr_pool_t *p, apr_pool_t *ptemp,
     return NULL;
 }
 
+/* Every row's value, so that servers differ when any setting does. Plain
+ * http counts as allowed however it was (DatosAllowInsecureHTTP or the
+ * emulator's variable), and the Pub/Sub side only with DatosIngest On. */
 const char *mod_datos_conf_id(apr_pool_t *p, const mod_datos_conf_t *conf)
 {
-    return apr_psprintf(
-        p,
-        "creds=%s|project=%s|table=%s|location=%s|url=%s|insecure=%d|"
-        "ca=%s|limit=%d/%d|timeout=%" APR_TIME_T_FMT "|lookback=%d|"
-        "billed=%" APR_INT64_T_FMT "|payload=%" APR_INT64_T_FMT "|"
-        "fresh=%" APR_TIME_T_FMT "|swr=%" APR_TIME_T_FMT "|sie=%" APR_TIME_T_FMT
-        "|cold=%" APR_TIME_T_FMT "|state=%s|waiting=%d|"
-        "ingest=%d|topic=%s|pubsub=%s|body=%" APR_INT64_T_FMT "|batch=%d",
-        conf->credentials ? conf->credentials : "(adc)",
-        conf->project ? conf->project : "", conf->table_name,
-        conf->location ? conf->location : "", conf->bigquery_url,
-        conf->allow_insecure || conf->url_from_emulator_env,
-        conf->ca_file ? conf->ca_file : "", conf->limit_default,
-        conf->limit_max, conf->timeout, conf->lookback_days,
-        conf->max_bytes_billed, conf->max_payload, conf->fresh_for,
-        conf->stale_while_revalidate, conf->stale_if_error, conf->cold_wait,
-        conf->state_dir, conf->max_waiting, conf->ingest,
-        conf->ingest ? conf->topic : "", conf->ingest ? conf->pubsub_url : "",
-        conf->max_body, conf->max_batch);
+    mod_datos_conf_t n = *conf;
+    const char *id = "";
+    apr_size_t i, o;
+
+    n.allow_insecure = conf->allow_insecure || conf->url_from_emulator_env;
+    if (!n.ingest)
+        n.topic = n.pubsub_url = NULL;
+    for (i = 0; i < NROWS; i++) {
+        const setting_t *row = row_at(i);
+
+        const char *name = mod_datos_cmds[i].name, *v;
+
+        switch (row->store) {
+        case S_PTR:
+            v = *(const char **)at(&n, row->offset);
+            id = apr_pstrcat(p, id, name, "=", v ? v : "(unset)", "|", NULL);
+            break;
+        case S_INT:
+            for (o = row->first; o < row->first + row->span; o += sizeof(int))
+                id = apr_psprintf(p, "%s%s=%d|", id, name,
+                                  *(const int *)at(&n, o));
+            break;
+        case S_INT64:
+            id = apr_psprintf(p, "%s%s=%" APR_INT64_T_FMT "|", id, name,
+                              *(const apr_int64_t *)at(&n, row->offset));
+            break;
+        default: break;
+        }
+    }
+    return id;
+}
+
+void mod_datos_conf_http_opts(const mod_datos_conf_t *conf,
+                              int from_emulator_env, datos_http_opts_t *opts)
+{
+    datos_http_opts_default(opts);
+    opts->timeout = conf->timeout;
+    if (opts->connect_timeout > conf->timeout)
+        opts->connect_timeout = conf->timeout;
+    opts->ca_file = conf->ca_file;
+    opts->allow_insecure = conf->allow_insecure || from_emulator_env;
+    opts->user_agent = "mod_datos/" AP_SERVER_BASEREVISION;
 }

@@ -1,10 +1,10 @@
 /* mod_datos_handler.c - the HTTP contract of /datos, /health and /metrics.
  *
- * Our handlers answer every outcome themselves, as JSON (or the
- * Prometheus text format): an httpd HTML error page never reaches a client
- * of the API, and a backend failure is never a 500. A cache hit does no
- * JSON work and no copy: the headers were decided when the answer was
- * built, and the body goes out straight from the answer's memory.
+ * Every outcome is answered here, through mod_datos_reply.c: an httpd
+ * HTML error page never reaches a client of the API, and a backend
+ * failure is never a 500. A cache hit does no JSON work and no copy: the
+ * headers were decided when the answer was built, and the body goes out
+ * straight from the answer's memory.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -22,18 +22,20 @@
 #include "util_filter.h"
 
 #include "datos_log.h"
+#include "datos_metrics.h"
 #include "datos_time.h"
-#include "mod_datos.h"
+#include "mod_datos_cache.h"
+#include "mod_datos_handler.h"
+#include "mod_datos_ingest.h"
+#include "mod_datos_reply.h"
+#include "mod_datos_runtime.h"
 
 APLOG_USE_MODULE(datos);
 
 #define HEALTH_BODY      "{\"status\":\"ok\"}"
 #define ALLOWED_METHODS  "GET, HEAD"
-#define JSON_TYPE        "application/json"
 #define HEALTH_JSON_TYPE "application/health+json"
 #define METRICS_TYPE     "text/plain; version=0.0.4; charset=utf-8"
-/* When BigQuery gave no Retry-After, clients wait this long. */
-#define DEFAULT_RETRY_AFTER_SEC 5
 
 /* Client-supplied text echoed in an error message: a short run of plain
  * characters, so the message needs no JSON escaping. */
@@ -52,48 +54,6 @@ static const char *safe_text(apr_pool_t *p, const char *s)
     return out;
 }
 
-static void write_body(request_rec *r, const char *body, apr_size_t len)
-{
-    ap_set_content_length(r, len);
-    if (!r->header_only && len)
-        ap_rwrite(body, (int)len, r);
-}
-
-long mod_datos_retry_after(const datos_err_t *err)
-{
-    apr_interval_time_t t = err ? err->retry_after : 0;
-    long secs;
-
-    if (t <= 0)
-        return DEFAULT_RETRY_AFTER_SEC;
-    secs = (long)((t + APR_USEC_PER_SEC - 1) / APR_USEC_PER_SEC);
-    return secs < 1 ? 1 : secs > 3600 ? 3600 : secs;
-}
-
-/* {"error":{"code":N,"message":"..."}}; messages are ours, plain ASCII. */
-int mod_datos_send_error(request_rec *r, int status, const char *message,
-                         long retry_after)
-{
-    const char *body =
-        apr_psprintf(r->pool, "{\"error\":{\"code\":%d,\"message\":\"%s\"}}",
-                     status, message);
-
-    r->status = status;
-    ap_set_content_type(r, JSON_TYPE);
-    apr_table_setn(r->headers_out, "Cache-Control", "no-store");
-    if (status == HTTP_METHOD_NOT_ALLOWED)
-        apr_table_setn(r->headers_out, "Allow",
-                       r->handler && !strcmp(r->handler, "datos")
-                               && mod_datos_conf(r->server)->ingest
-                           ? ALLOWED_METHODS ", POST"
-                           : ALLOWED_METHODS);
-    if (retry_after > 0)
-        apr_table_setn(r->headers_out, "Retry-After",
-                       apr_psprintf(r->pool, "%ld", retry_after));
-    write_body(r, body, strlen(body));
-    return OK;
-}
-
 static int method_not_allowed(request_rec *r)
 {
     int post = r->handler && !strcmp(r->handler, "datos")
@@ -102,6 +62,8 @@ static int method_not_allowed(request_rec *r)
     r->allowed = (AP_METHOD_BIT << M_GET);
     if (post)
         r->allowed |= (AP_METHOD_BIT << M_POST);
+    apr_table_setn(r->headers_out, "Allow",
+                   post ? ALLOWED_METHODS ", POST" : ALLOWED_METHODS);
     return mod_datos_send_error(
         r, HTTP_METHOD_NOT_ALLOWED,
         apr_psprintf(r->pool,
@@ -210,20 +172,6 @@ static const char *take_limit(request_rec *r, void *baton, const char *key,
 bad_limit:
     return apr_psprintf(r->pool, "limit must be an integer from 1 to %d",
                         la->conf->limit_max);
-}
-
-int mod_datos_backend_status(apr_status_t rv)
-{
-    if (APR_STATUS_IS_TIMEUP(rv))
-        return HTTP_GATEWAY_TIME_OUT;
-    switch (rv) {
-    case DATOS_ERATELIMIT:
-    case DATOS_EQUOTA:
-    case DATOS_EAUTH:
-    case DATOS_EBYTESLIMIT:
-    case DATOS_ECONFIG: return HTTP_SERVICE_UNAVAILABLE;
-    default: return HTTP_BAD_GATEWAY;
-    }
 }
 
 static const char *backend_message(int status)
@@ -344,7 +292,7 @@ static int datos_get(request_rec *r, mod_datos_conf_t *conf)
     k = datos_answer_rows(a, la.limit);
     if (a->gz_count && accepts_gzip(r))
         gz = datos_answer_gzip(a, k);
-    ap_set_content_type(r, JSON_TYPE);
+    ap_set_content_type(r, MOD_DATOS_JSON_TYPE);
     if (gz) {
         char *etag = apr_palloc(r->pool, DATOS_ETAG_GZ_SIZE);
         datos_answer_etag_gz(a, k, etag);
@@ -432,20 +380,16 @@ static int deep_health(request_rec *r, mod_datos_conf_t *conf)
     datos_err_clear(&err);
     memset(&entry, 0, sizeof(entry));
     rv = mod_datos_entry_get(r, conf, &entry, &err);
-    ap_set_content_type(r, HEALTH_JSON_TYPE);
-    apr_table_setn(r->headers_out, "Cache-Control", "no-store");
     if (rv != APR_SUCCESS) {
         int code = mod_datos_backend_status(rv);
-        r->status = HTTP_SERVICE_UNAVAILABLE;
-        apr_table_setn(
-            r->headers_out, "Retry-After",
-            apr_psprintf(r->pool, "%ld", mod_datos_retry_after(&err)));
+
+        mod_datos_reply_retry_after(r, mod_datos_retry_after(&err));
         body = apr_psprintf(r->pool,
                             "{\"status\":\"fail\",\"output\":\"%s "
                             "(/datos answers %d)\"}",
                             backend_message(code), code);
-        write_body(r, body, strlen(body));
-        return OK;
+        return mod_datos_reply(r, HTTP_SERVICE_UNAVAILABLE, HEALTH_JSON_TYPE,
+                               body, strlen(body));
     }
     age = entry.now > entry.answer->fetched
               ? apr_time_sec(entry.now - entry.answer->fetched)
@@ -472,8 +416,7 @@ static int deep_health(request_rec *r, mod_datos_conf_t *conf)
     body = apr_psprintf(r->pool, "{\"status\":\"%s\",%s%s%s\"checks\":%s}",
                         status, output ? "\"output\":\"" : "",
                         output ? output : "", output ? "\"," : "", check);
-    write_body(r, body, strlen(body));
-    return OK;
+    return mod_datos_reply(r, 0, HEALTH_JSON_TYPE, body, strlen(body));
 }
 
 static int health_handler(request_rec *r)
@@ -488,10 +431,8 @@ static int health_handler(request_rec *r)
     if (ha.deep)
         return deep_health(r, mod_datos_conf(r->server));
     /* Liveness: never touches Google, whatever the cache holds. */
-    ap_set_content_type(r, JSON_TYPE);
-    apr_table_setn(r->headers_out, "Cache-Control", "no-store");
-    write_body(r, HEALTH_BODY, sizeof(HEALTH_BODY) - 1);
-    return OK;
+    return mod_datos_reply(r, 0, MOD_DATOS_JSON_TYPE, HEALTH_BODY,
+                           sizeof(HEALTH_BODY) - 1);
 }
 
 static int metrics_handler(request_rec *r)
@@ -507,10 +448,7 @@ static int metrics_handler(request_rec *r)
     if (!text)
         return mod_datos_send_error(r, HTTP_SERVICE_UNAVAILABLE,
                                     "metrics are not available", 5);
-    ap_set_content_type(r, METRICS_TYPE);
-    apr_table_setn(r->headers_out, "Cache-Control", "no-store");
-    write_body(r, text, len);
-    return OK;
+    return mod_datos_reply(r, 0, METRICS_TYPE, text, len);
 }
 
 int mod_datos_handler(request_rec *r)

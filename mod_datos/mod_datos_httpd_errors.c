@@ -19,7 +19,6 @@
 #include <string.h>
 
 #include "apr_strings.h"
-#include "apr_fnmatch.h"
 #include "apr_lib.h"
 
 #include "httpd.h"
@@ -28,25 +27,16 @@
 #include "http_log.h"
 #include "http_protocol.h"
 #include "http_request.h"
-#include "util_cfgtree.h"
 #include "util_filter.h"
-#include "ap_regex.h"
 
-#include "datos_log.h"
-#include "mod_datos.h"
-
-APLOG_USE_MODULE(datos);
+#include "mod_datos_httpd_errors.h"
+#include "mod_datos_reply.h"
+#include "mod_datos_sections.h"
 
 #define ERROR_FILTER "DATOS_ERROR_JSON"
 
-typedef struct {
-    server_rec *s;      /* the virtual host the section is in */
-    const char *prefix; /* plain <Location> path, or NULL */
-    int wildcard;       /* prefix holds * ? or [ (fnmatch) */
-    ap_regex_t *re;     /* <Location ~> / <LocationMatch> */
-} datos_path_t;
-
-/* Rebuilt by every configuration pass; lives in pconf. */
+/* The sections (const mod_datos_section_t *) that hand requests to our
+ * handlers; rebuilt by every configuration pass, in pconf. */
 static apr_array_header_t *datos_paths;
 static ap_filter_rec_t *error_filter;
 
@@ -57,129 +47,28 @@ static apr_status_t paths_reset(void *data)
     return APR_SUCCESS;
 }
 
-/* The server a <VirtualHost> section defined, matched by where it stands
- * in the configuration files. */
-static server_rec *section_server(server_rec *s, const ap_directive_t *d)
+static int is_ours(const char *handler)
 {
-    server_rec *vs;
-
-    for (; d; d = d->parent) {
-        if (strcasecmp(d->directive, "<VirtualHost")) {
-            continue;
-        }
-        for (vs = s->next; vs; vs = vs->next) {
-            if (vs->defn_name && d->filename
-                && vs->defn_line_number == (unsigned)d->line_num
-                && !strcmp(vs->defn_name, d->filename)) {
-                return vs;
-            }
-        }
-        return NULL;
-    }
-    return s;
-}
-
-static int sets_our_handler(apr_pool_t *p, const ap_directive_t *d)
-{
-    for (; d; d = d->next) {
-        if (!strcasecmp(d->directive, "SetHandler") && d->args) {
-            const char *args = d->args;
-            const char *h = ap_getword_conf(p, &args);
-            if (!strcasecmp(h, "datos") || !strcasecmp(h, "datos-health")) {
-                return 1;
-            }
-        }
-        /* Conditional sections (<IfModule>, <If>...) that made it into the
-         * tree are looked into as well. */
-        if (d->first_child && d->directive[0] == '<'
-            && strncasecmp(d->directive, "<Location", 9)
-            && sets_our_handler(p, d->first_child)) {
-            return 1;
-        }
-    }
-    return 0;
-}
-
-static void add_section(apr_pool_t *p, server_rec *s, const ap_directive_t *d)
-{
-    const char *args = d->args ? d->args : "";
-    char *copy = apr_pstrdup(p, args), *end;
-    const char *cargs, *path;
-    datos_path_t *e;
-    int regex = !strcasecmp(d->directive, "<LocationMatch");
-    server_rec *vs = section_server(s, d);
-
-    if (!vs) {
-        return;
-    }
-    end = strrchr(copy, '>');
-    if (end) {
-        *end = '\0';
-    }
-    cargs = copy;
-    path = ap_getword_conf(p, &cargs);
-    if (!regex && !strcmp(path, "~")) {
-        regex = 1;
-        path = ap_getword_conf(p, &cargs);
-    }
-    if (!*path) {
-        return;
-    }
-    e = apr_array_push(datos_paths);
-    memset(e, 0, sizeof(*e));
-    e->s = vs;
-    if (regex) {
-        e->re = ap_pregcomp(p, path, AP_REG_EXTENDED);
-        if (!e->re) {
-            datos_paths->nelts--;
-        }
-        return;
-    }
-    e->prefix = path;
-    e->wildcard = apr_fnmatch_test(path);
-}
-
-static void walk(apr_pool_t *p, server_rec *s, const ap_directive_t *d)
-{
-    for (; d; d = d->next) {
-        if ((!strcasecmp(d->directive, "<Location")
-             || !strcasecmp(d->directive, "<LocationMatch"))) {
-            if (sets_our_handler(p, d->first_child)) {
-                add_section(p, s, d);
-            }
-            continue;
-        }
-        if (d->first_child) {
-            walk(p, s, d->first_child);
-        }
-    }
+    return handler
+           && (!strcmp(handler, "datos") || !strcmp(handler, "datos-health"));
 }
 
 void mod_datos_httpd_errors_post_config(apr_pool_t *pconf, server_rec *s)
 {
-    datos_paths = apr_array_make(pconf, 4, sizeof(datos_path_t));
+    apr_array_header_t *sections = mod_datos_sections(pconf, s);
+    int i;
+
+    datos_paths = apr_array_make(pconf, 4, sizeof(const mod_datos_section_t *));
     apr_pool_cleanup_register(pconf, NULL, paths_reset, apr_pool_cleanup_null);
-    walk(pconf, s, ap_conftree);
-}
+    for (i = 0; i < sections->nelts; i++) {
+        const mod_datos_section_t *e =
+            &APR_ARRAY_IDX(sections, i, mod_datos_section_t);
 
-/* <Location> matching as httpd does it: a plain path matches itself and
- * what lies below it (the next byte is '/' or the end, unless the path
- * ends in '/'); wildcards match whole paths with fnmatch. */
-static int path_matches(const datos_path_t *e, const char *path)
-{
-    apr_size_t n;
-
-    if (e->re) {
-        return !ap_regexec(e->re, path, 0, NULL, 0);
+        if (e->s
+            && (mod_datos_section_sets(e, "datos")
+                || mod_datos_section_sets(e, "datos-health")))
+            APR_ARRAY_PUSH(datos_paths, const mod_datos_section_t *) = e;
     }
-    if (e->wildcard) {
-        return apr_fnmatch(e->prefix, path, APR_FNM_PATHNAME) == APR_SUCCESS;
-    }
-    n = strlen(e->prefix);
-    if (strncmp(path, e->prefix, n)) {
-        return 0;
-    }
-    return e->prefix[n - 1] == '/' || path[n] == '/' || path[n] == '\0';
 }
 
 /* The request's path: the parsed one when httpd got that far, else what
@@ -217,14 +106,13 @@ static const char *request_path(request_rec *r, int *parsed)
     return path;
 }
 
-int mod_datos_is_our_path(request_rec *r)
+/* Whether r is for a path that maps to the module's handlers. */
+static int is_our_path(request_rec *r)
 {
     const char *path;
     int i, parsed;
 
-    if (r->handler
-        && (!strcmp(r->handler, "datos")
-            || !strcmp(r->handler, "datos-health"))) {
+    if (is_ours(r->handler)) {
         return 1;
     }
     if (!datos_paths || !datos_paths->nelts
@@ -232,13 +120,14 @@ int mod_datos_is_our_path(request_rec *r)
         return 0;
     }
     for (i = 0; i < datos_paths->nelts; i++) {
-        const datos_path_t *e = &APR_ARRAY_IDX(datos_paths, i, datos_path_t);
+        const mod_datos_section_t *e =
+            APR_ARRAY_IDX(datos_paths, i, const mod_datos_section_t *);
         /* Before the request line was read, httpd has not picked the
          * virtual host: a section of any host may apply. */
         if (parsed && e->s != r->server) {
             continue;
         }
-        if (path_matches(e, path)) {
+        if (mod_datos_section_matches(e, path)) {
             return 1;
         }
     }
@@ -264,8 +153,7 @@ static apr_status_t error_filter_fn(ap_filter_t *f, apr_bucket_brigade *bb)
 
     /* ap_send_error_response set its text/html type after the filter was
      * inserted; the headers are not sent before this filter passes on. */
-    ap_set_content_type(r, "application/json");
-    apr_table_setn(r->headers_out, "Cache-Control", "no-store");
+    mod_datos_reply_headers(r, MOD_DATOS_JSON_TYPE);
     if (r->status == HTTP_METHOD_NOT_ALLOWED) {
         apr_table_setn(r->headers_out, "Allow", "GET, HEAD");
     }
@@ -277,13 +165,12 @@ static void insert_error_filter(request_rec *r)
 {
     int status = r->status;
 
-    if (status < 400 || !mod_datos_is_our_path(r)) {
+    if (status < 400 || !is_our_path(r)) {
         return;
     }
     ap_custom_response(
         r, status,
-        apr_psprintf(r->pool, "{\"error\":{\"code\":%d,\"message\":\"%s\"}}",
-                     status, status_message(r, status)));
+        mod_datos_error_body(r->pool, status, status_message(r, status)));
     ap_add_output_filter_handle(error_filter, NULL, r, r->connection);
 }
 
@@ -291,7 +178,7 @@ static void insert_error_filter(request_rec *r)
  * whatever TraceEnable says. Runs before core's TRACE handling. */
 static int refuse_trace(request_rec *r)
 {
-    if (r->method_number == M_TRACE && mod_datos_is_our_path(r)) {
+    if (r->method_number == M_TRACE && is_our_path(r)) {
         return HTTP_METHOD_NOT_ALLOWED;
     }
     return DECLINED;

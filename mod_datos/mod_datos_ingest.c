@@ -24,14 +24,16 @@
 #include "http_log.h"
 #include "http_protocol.h"
 #include "http_request.h"
-#include "util_cfgtree.h"
 #include "util_filter.h"
-#include "ap_regex.h"
 
 #include "datos_ingest.h"
 #include "datos_log.h"
+#include "datos_metrics.h"
 #include "datos_pubsub.h"
-#include "mod_datos.h"
+#include "mod_datos_ingest.h"
+#include "mod_datos_reply.h"
+#include "mod_datos_runtime.h"
+#include "mod_datos_sections.h"
 
 APLOG_USE_MODULE(datos);
 
@@ -43,7 +45,9 @@ APLOG_USE_MODULE(datos);
 /* One error line per window per process, with the count of the others. */
 #define ERROR_LOG_WINDOW apr_time_from_sec(10)
 
-struct mod_datos_ingest_t {
+/* The Pub/Sub side of one runtime. */
+typedef struct ingest_t {
+    server_rec *s;
     datos_pubsub_conf_t psc;
     const char *topic; /* full name; NULL: ask the project first */
     const char *short_topic;
@@ -53,55 +57,67 @@ struct mod_datos_ingest_t {
     datos_pubsub_t **idle;
     int nidle, idle_max;
     char topic_buf[TOPIC_MAX]; /* the full name once the project is known */
-    apr_time_t error_logged;
-    int errors_unlogged;
-};
+    mod_datos_log_window_t errors;
+} ingest_t;
 
-apr_status_t mod_datos_ingest_make(apr_pool_t *pconf, mod_datos_rt_t *rt)
+/* ingest_t *, by runtime index (NULL where DatosIngest is Off); rebuilt by
+ * every post_config, in pconf. */
+static apr_array_header_t *ingests;
+
+static apr_status_t ingests_reset(void *data)
+{
+    (void)data;
+    ingests = NULL;
+    return APR_SUCCESS;
+}
+
+static ingest_t *ingest_make(apr_pool_t *pconf, const mod_datos_rt_t *rt)
 {
     mod_datos_conf_t *conf = rt->conf;
-    mod_datos_ingest_t *in;
+    ingest_t *in;
 
-    if (!conf->ingest) {
-        rt->ingest = NULL;
-        return APR_SUCCESS;
-    }
+    if (!conf->ingest)
+        return NULL;
     in = apr_pcalloc(pconf, sizeof(*in));
+    in->s = rt->s;
     in->psc.base_url = conf->pubsub_url;
-    datos_http_opts_default(&in->psc.http);
-    in->psc.http.timeout = conf->timeout;
-    if (in->psc.http.connect_timeout > conf->timeout)
-        in->psc.http.connect_timeout = conf->timeout;
-    in->psc.http.ca_file = conf->ca_file;
-    in->psc.http.allow_insecure =
-        conf->allow_insecure || conf->pubsub_url_from_emulator_env;
-    in->psc.http.user_agent = "mod_datos/" AP_SERVER_BASEREVISION;
+    mod_datos_conf_http_opts(conf, conf->pubsub_url_from_emulator_env,
+                             &in->psc.http);
     in->psc.creds = rt->creds;
     if (!strncmp(conf->topic, "projects/", 9))
         in->topic = conf->topic;
     else
         in->short_topic = conf->topic;
-    rt->ingest = in;
     ap_log_error(APLOG_MARK, APLOG_INFO, 0, rt->s,
                  DATOS_LOGNO(0401) "POST /datos publishes to %s at %s",
                  conf->topic, conf->pubsub_url);
-    return APR_SUCCESS;
+    return in;
 }
 
-void mod_datos_ingest_child_init(apr_pool_t *pchild, mod_datos_rt_t *rt,
-                                 int threads)
+int mod_datos_ingest_post_config(apr_pool_t *pconf)
 {
-    mod_datos_ingest_t *in = rt->ingest;
+    const apr_array_header_t *rts = mod_datos_runtimes();
+    int i;
+
+    ingests = apr_array_make(pconf, rts->nelts, sizeof(ingest_t *));
+    apr_pool_cleanup_register(pconf, NULL, ingests_reset,
+                              apr_pool_cleanup_null);
+    for (i = 0; i < rts->nelts; i++)
+        APR_ARRAY_PUSH(ingests, ingest_t *) =
+            ingest_make(pconf, APR_ARRAY_IDX(rts, i, mod_datos_rt_t *));
+    return OK;
+}
+
+static void child_init(apr_pool_t *pchild, ingest_t *in, int threads)
+{
     datos_err_t err;
     apr_status_t rv;
     int i;
 
-    if (!in)
-        return;
     rv = apr_thread_mutex_create(&in->mutex, APR_THREAD_MUTEX_DEFAULT, pchild);
     if (rv != APR_SUCCESS) {
         ap_log_error(
-            APLOG_MARK, APLOG_CRIT, rv, rt->s,
+            APLOG_MARK, APLOG_CRIT, rv, in->s,
             DATOS_LOGNO(0402) "child cannot start: the ingestion mutex");
         exit(APEXIT_CHILDSICK);
     }
@@ -115,12 +131,23 @@ void mod_datos_ingest_child_init(apr_pool_t *pchild, mod_datos_rt_t *rt,
         rv = datos_pubsub_create(pchild, &in->psc, &in->idle[in->nidle], &err);
         if (rv != APR_SUCCESS) {
             /* Requests make their own clients meanwhile, and report. */
-            ap_log_error(APLOG_MARK, APLOG_ERR, mod_datos_log_status(rv), rt->s,
+            ap_log_error(APLOG_MARK, APLOG_ERR, mod_datos_log_status(rv), in->s,
                          DATOS_LOGNO(0403) "Pub/Sub client: %s",
                          err.message ? err.message : "cannot be made");
             break;
         }
         in->nidle++;
+    }
+}
+
+void mod_datos_ingest_child_init(apr_pool_t *pchild)
+{
+    int i;
+
+    for (i = 0; ingests && i < ingests->nelts; i++) {
+        ingest_t *in = APR_ARRAY_IDX(ingests, i, ingest_t *);
+        if (in)
+            child_init(pchild, in, mod_datos_global.threads);
     }
 }
 
@@ -132,8 +159,8 @@ typedef struct {
     long retry_after;
 } outcome_t;
 
-static datos_pubsub_t *take_client(request_rec *r, mod_datos_ingest_t *in,
-                                   int *pooled, datos_err_t *err)
+static datos_pubsub_t *take_client(request_rec *r, ingest_t *in, int *pooled,
+                                   datos_err_t *err)
 {
     datos_pubsub_t *ps = NULL;
 
@@ -149,7 +176,7 @@ static datos_pubsub_t *take_client(request_rec *r, mod_datos_ingest_t *in,
     return ps;
 }
 
-static void give_back(mod_datos_ingest_t *in, datos_pubsub_t *ps, int pooled)
+static void give_back(ingest_t *in, datos_pubsub_t *ps, int pooled)
 {
     if (!pooled)
         return;
@@ -160,9 +187,9 @@ static void give_back(mod_datos_ingest_t *in, datos_pubsub_t *ps, int pooled)
 
 /* The full topic name; with metadata credentials and a short name, the
  * project is asked once per process. */
-static apr_status_t topic_of(request_rec *r, mod_datos_ingest_t *in,
-                             datos_pubsub_t *ps, apr_time_t deadline,
-                             const char **topic, datos_err_t *err)
+static apr_status_t topic_of(request_rec *r, ingest_t *in, datos_pubsub_t *ps,
+                             apr_time_t deadline, const char **topic,
+                             datos_err_t *err)
 {
     const char *project = NULL, *full = NULL;
     apr_status_t rv = APR_SUCCESS;
@@ -290,24 +317,14 @@ static int length_too_large(request_rec *r, apr_size_t max)
     return (apr_uint64_t)n > (apr_uint64_t)max;
 }
 
-static void log_failure(request_rec *r, mod_datos_ingest_t *in, apr_status_t rv,
+static void log_failure(request_rec *r, ingest_t *in, apr_status_t rv,
                         const datos_err_t *err, int n)
 {
     apr_time_t now = apr_time_now();
-    int more = 0, log;
+    int more;
 
-    apr_thread_mutex_lock(in->mutex);
-    log = now >= in->error_logged + ERROR_LOG_WINDOW;
-    if (log) {
-        more = in->errors_unlogged;
-        in->errors_unlogged = 0;
-        in->error_logged = now;
-    }
-    else {
-        in->errors_unlogged++;
-    }
-    apr_thread_mutex_unlock(in->mutex);
-    if (!log)
+    if (!mod_datos_log_window_take(&in->errors, in->mutex, now,
+                                   ERROR_LOG_WINDOW, &more))
         return;
     ap_log_rerror(APLOG_MARK, APLOG_ERR, mod_datos_log_status(rv), r,
                   DATOS_LOGNO(0404) "POST /datos: %d record%s not accepted: "
@@ -345,20 +362,22 @@ static int send_refusal(request_rec *r, const datos_ingest_refusal_t *why)
 
     if (!body)
         return mod_datos_send_error(r, HTTP_BAD_REQUEST,
-                                    "the body is not a "
-                                    "valid record",
-                                    0);
-    r->status = HTTP_BAD_REQUEST;
-    ap_set_content_type(r, "application/json");
-    apr_table_setn(r->headers_out, "Cache-Control", "no-store");
-    ap_set_content_length(r, len);
-    ap_rwrite(body, (int)len, r);
-    return OK;
+                                    "the body is not a valid record", 0);
+    return mod_datos_reply(r, HTTP_BAD_REQUEST, MOD_DATOS_JSON_TYPE, body, len);
+}
+
+static ingest_t *ingest_of(const mod_datos_conf_t *conf)
+{
+    const mod_datos_rt_t *rt = conf->rt;
+
+    if (!rt || !ingests || rt->index >= ingests->nelts)
+        return NULL;
+    return APR_ARRAY_IDX(ingests, rt->index, ingest_t *);
 }
 
 int mod_datos_ingest(request_rec *r, mod_datos_conf_t *conf)
 {
-    mod_datos_ingest_t *in = conf->rt ? conf->rt->ingest : NULL;
+    ingest_t *in = ingest_of(conf);
     apr_time_t start = apr_time_now(), published = 0;
     datos_record_opts_t opts;
     datos_ingest_t ing;
@@ -438,11 +457,8 @@ int mod_datos_ingest(request_rec *r, mod_datos_conf_t *conf)
         body_out =
             datos_ingest_accepted_body(r->pool, ing.batch, ids, &out_len);
         if (body_out) {
-            r->status = HTTP_ACCEPTED;
-            ap_set_content_type(r, "application/json");
-            apr_table_setn(r->headers_out, "Cache-Control", "no-store");
-            ap_set_content_length(r, out_len);
-            ap_rwrite(body_out, (int)out_len, r);
+            rc = mod_datos_reply(r, HTTP_ACCEPTED, MOD_DATOS_JSON_TYPE,
+                                 body_out, out_len);
             out.status = HTTP_ACCEPTED;
             goto done;
         }
@@ -477,165 +493,6 @@ done:
 
 /* ------------------------------------------------ the access-control check */
 
-/* Whether the method list of a <Limit>/<LimitExcept> names POST. */
-static int names_post(apr_pool_t *p, const char *args)
-{
-    char *copy = apr_pstrdup(p, args ? args : ""), *gt = strrchr(copy, '>');
-    const char *w = copy;
-
-    if (gt)
-        *gt = '\0';
-    while (*w) {
-        const char *m = ap_getword_conf(p, &w);
-        if (!strcasecmp(m, "POST"))
-            return 1;
-    }
-    return 0;
-}
-
-/* Whether these directives restrict who may POST: a Require other than
- * "all granted", or mod_access_compat's Deny, that applies to POST (not
- * inside a <Limit> without it, or a <LimitExcept> with it). Nested
- * sections that made it into the tree (<RequireAll>, <If>, <IfModule>...)
- * are looked into. */
-static int restricts_post(apr_pool_t *p, const ap_directive_t *d, int applies)
-{
-    for (; d; d = d->next) {
-        const char *dir = d->directive;
-
-        if (!strcasecmp(dir, "Require") && applies) {
-            const char *a = d->args ? d->args : "";
-            const char *w1 = ap_getword_conf(p, &a);
-            const char *w2 = ap_getword_conf(p, &a);
-            if (!(!strcasecmp(w1, "all") && !strcasecmp(w2, "granted")))
-                return 1;
-        }
-        else if (!strcasecmp(dir, "Deny") && applies) {
-            return 1;
-        }
-        else if (!strcasecmp(dir, "<Limit")) {
-            if (restricts_post(p, d->first_child,
-                               applies && names_post(p, d->args)))
-                return 1;
-        }
-        else if (!strcasecmp(dir, "<LimitExcept")) {
-            if (restricts_post(p, d->first_child,
-                               applies && !names_post(p, d->args)))
-                return 1;
-        }
-        else if (d->first_child && dir[0] == '<'
-                 && strncasecmp(dir, "<Location", 9)
-                 && strncasecmp(dir, "<Directory", 10)
-                 && strncasecmp(dir, "<Files", 6)
-                 && strncasecmp(dir, "<VirtualHost", 12)) {
-            if (restricts_post(p, d->first_child, applies))
-                return 1;
-        }
-    }
-    return 0;
-}
-
-static int sets_datos(apr_pool_t *p, const ap_directive_t *d)
-{
-    for (; d; d = d->next) {
-        if (!strcasecmp(d->directive, "SetHandler") && d->args) {
-            const char *a = d->args;
-            if (!strcasecmp(ap_getword_conf(p, &a), "datos"))
-                return 1;
-        }
-        if (d->first_child && d->directive[0] == '<'
-            && strncasecmp(d->directive, "<Location", 9)
-            && sets_datos(p, d->first_child))
-            return 1;
-    }
-    return 0;
-}
-
-typedef struct {
-    const ap_directive_t *d;
-    const ap_directive_t *vhost; /* the <VirtualHost> it is in, or NULL */
-    const char *path;            /* plain <Location> path, else NULL */
-    ap_regex_t *re;              /* <LocationMatch> / <Location ~> */
-} section_t;
-
-static const ap_directive_t *vhost_of(const ap_directive_t *d)
-{
-    for (; d; d = d->parent)
-        if (!strcasecmp(d->directive, "<VirtualHost"))
-            return d;
-    return NULL;
-}
-
-static void collect(apr_pool_t *p, const ap_directive_t *d,
-                    apr_array_header_t *sections)
-{
-    for (; d; d = d->next) {
-        if (!strcasecmp(d->directive, "<Location")
-            || !strcasecmp(d->directive, "<LocationMatch")) {
-            char *copy = apr_pstrdup(p, d->args ? d->args : "");
-            char *gt = strrchr(copy, '>');
-            const char *a = copy, *path;
-            section_t *e = apr_array_push(sections);
-            int regex = !strcasecmp(d->directive, "<LocationMatch");
-
-            if (gt)
-                *gt = '\0';
-            path = ap_getword_conf(p, &a);
-            if (!regex && !strcmp(path, "~")) {
-                regex = 1;
-                path = ap_getword_conf(p, &a);
-            }
-            memset(e, 0, sizeof(*e));
-            e->d = d;
-            e->vhost = vhost_of(d);
-            if (regex)
-                e->re = ap_pregcomp(p, path, AP_REG_EXTENDED);
-            else
-                e->path = path;
-            continue;
-        }
-        if (d->first_child)
-            collect(p, d->first_child, sections);
-    }
-}
-
-/* Whether section o applies to the URL path of section h: the same
- * section, a plain path that is h's or lies above it, or a pattern that
- * matches h's path. */
-static int covers(const section_t *o, const section_t *h)
-{
-    apr_size_t n;
-
-    if (o == h)
-        return 1;
-    if (o->vhost && o->vhost != h->vhost)
-        return 0;
-    if (!h->path)
-        return 0;
-    if (o->re)
-        return !ap_regexec(o->re, h->path, 0, NULL, 0);
-    if (!o->path)
-        return 0;
-    n = strlen(o->path);
-    if (!n || strncmp(h->path, o->path, n))
-        return 0;
-    return o->path[n - 1] == '/' || h->path[n] == '/' || h->path[n] == '\0';
-}
-
-static server_rec *server_of(server_rec *s, const ap_directive_t *vhost)
-{
-    server_rec *vs;
-
-    if (!vhost)
-        return s;
-    for (vs = s->next; vs; vs = vs->next)
-        if (vs->defn_name && vhost->filename
-            && vs->defn_line_number == (unsigned)vhost->line_num
-            && !strcmp(vs->defn_name, vhost->filename))
-            return vs;
-    return NULL;
-}
-
 static int ingest_anywhere(server_rec *s)
 {
     for (; s; s = s->next)
@@ -651,24 +508,23 @@ void mod_datos_ingest_check_access(apr_pool_t *ptemp, server_rec *s)
 
     if (!ingest_anywhere(s))
         return;
-    sections = apr_array_make(ptemp, 8, sizeof(section_t));
-    collect(ptemp, ap_conftree, sections);
+    sections = mod_datos_sections(ptemp, s);
     for (i = 0; i < sections->nelts; i++) {
-        section_t *h = &APR_ARRAY_IDX(sections, i, section_t);
-        server_rec *vs;
+        const mod_datos_section_t *h =
+            &APR_ARRAY_IDX(sections, i, mod_datos_section_t);
         int guarded = 0;
 
-        if (!sets_datos(ptemp, h->d->first_child))
+        if (!mod_datos_section_sets(h, "datos"))
             continue;
         /* A section at the top serves every host; any host with ingestion
          * on makes it a write path. */
-        vs = server_of(s, h->vhost);
-        if (h->vhost ? !vs || mod_datos_conf(vs)->ingest <= 0
-                     : !ingest_anywhere(s))
+        if (h->vhost && (!h->s || mod_datos_conf(h->s)->ingest <= 0))
             continue;
         for (j = 0; j < sections->nelts && !guarded; j++) {
-            const section_t *o = &APR_ARRAY_IDX(sections, j, section_t);
-            if (covers(o, h) && restricts_post(ptemp, o->d->first_child, 1))
+            const mod_datos_section_t *o =
+                &APR_ARRAY_IDX(sections, j, mod_datos_section_t);
+            if (mod_datos_section_covers(o, h)
+                && mod_datos_section_restricts(ptemp, o, "POST"))
                 guarded = 1;
         }
         if (!guarded)

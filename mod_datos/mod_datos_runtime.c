@@ -30,7 +30,7 @@
 #include "datos_crypt.h"
 #include "datos_http.h"
 #include "datos_log.h"
-#include "mod_datos.h"
+#include "mod_datos_runtime.h"
 
 APLOG_USE_MODULE(datos);
 
@@ -38,9 +38,16 @@ APLOG_USE_MODULE(datos);
 #define SHMCB_MIN_SIZE  ((apr_size_t)8 * 1024 * 1024)
 #define SHMCB_MAX_SIZE  ((apr_size_t)512 * 1024 * 1024)
 
+mod_datos_global_t mod_datos_global;
+
 /* The runtimes of the running configuration, in the order they were
  * made; rebuilt by every post_config. */
 static apr_array_header_t *runtimes;
+
+const apr_array_header_t *mod_datos_runtimes(void)
+{
+    return runtimes;
+}
 
 static apr_status_t runtimes_reset(void *data)
 {
@@ -174,13 +181,7 @@ static mod_datos_rt_t *runtime_make(apr_pool_t *pconf, server_rec *s,
     bqc.max_rows = conf->limit_max;
     bqc.timeout = conf->timeout;
     bqc.creds = rt->creds;
-    datos_http_opts_default(&bqc.http);
-    bqc.http.timeout = conf->timeout;
-    if (bqc.http.connect_timeout > conf->timeout)
-        bqc.http.connect_timeout = conf->timeout;
-    bqc.http.ca_file = conf->ca_file;
-    bqc.http.allow_insecure = insecure;
-    bqc.http.user_agent = "mod_datos/" AP_SERVER_BASEREVISION;
+    mod_datos_conf_http_opts(conf, conf->url_from_emulator_env, &bqc.http);
     datos_err_clear(&err);
     rv = datos_bq_create(pconf, &bqc, &rt->bq, &err);
     if (rv != APR_SUCCESS) {
@@ -189,9 +190,6 @@ static mod_datos_rt_t *runtime_make(apr_pool_t *pconf, server_rec *s,
                      conf->table_name, err.message);
         return NULL;
     }
-
-    if (mod_datos_ingest_make(pconf, rt) != APR_SUCCESS)
-        return NULL;
 
     rt->l2_key = entry_key(pconf, conf);
     rt->l2_marker = apr_pstrcat(pconf, rt->l2_key, ":refreshing", NULL);
@@ -286,13 +284,16 @@ static apr_status_t socache_destroy(void *data)
 static int socache_setup(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s)
 {
     mod_datos_global_t *g = &mod_datos_global;
+    const mod_datos_cache_conf_t *cc = &mod_datos_cache_conf;
     struct ap_socache_hints hints;
     apr_size_t largest = 0, total = 0, size;
     const char *errmsg, *args;
     apr_status_t rv;
     int i;
 
-    if (g->cache_spec && !g->provider)
+    g->provider = cc->provider;
+    g->provider_name = cc->provider_name;
+    if (cc->spec && !cc->provider)
         return OK; /* DatosCache none */
     for (i = 0; i < runtimes->nelts; i++) {
         mod_datos_rt_t *rt = APR_ARRAY_IDX(runtimes, i, mod_datos_rt_t *);
@@ -304,7 +305,7 @@ static int socache_setup(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s)
     }
     if (!largest)
         return OK; /* nothing is cached */
-    args = g->provider_args;
+    args = cc->provider_args;
     if (!g->provider) {
         g->provider = ap_lookup_provider(AP_SOCACHE_PROVIDER_GROUP, "shmcb",
                                          AP_SOCACHE_PROVIDER_VERSION);
@@ -414,6 +415,7 @@ int mod_datos_runtime_post_config(apr_pool_t *pconf, apr_pool_t *ptemp,
         return status;
 
     mpm_workers(&threads, &workers);
+    mod_datos_global.threads = threads;
     mod_datos_global.max_waiting = 0;
     for (i = 0; i < runtimes->nelts; i++) {
         mod_datos_rt_t *rt = APR_ARRAY_IDX(runtimes, i, mod_datos_rt_t *);
@@ -471,11 +473,10 @@ void mod_datos_runtime_child_init(apr_pool_t *pchild, server_rec *s)
 {
     mod_datos_global_t *g = &mod_datos_global;
     apr_status_t rv;
-    int i, threads, workers;
+    int i;
 
     if (!runtimes)
         return;
-    mpm_workers(&threads, &workers);
     if (g->cache_mutex) {
         rv = apr_global_mutex_child_init(
             &g->cache_mutex, apr_global_mutex_lockfile(g->cache_mutex), pchild);
@@ -503,6 +504,5 @@ void mod_datos_runtime_child_init(apr_pool_t *pchild, server_rec *s)
                                           APR_THREAD_MUTEX_DEFAULT, pchild))
             != APR_SUCCESS)
             child_fail(s, rv, "a process mutex");
-        mod_datos_ingest_child_init(pchild, rt, threads);
     }
 }
