@@ -38,6 +38,8 @@ DEP_CFLAGS = $(call cached,dep_cflags,pkg-config --cflags libcurl jansson libcry
 DEP_LIBS = $(call cached,dep_libs,pkg-config --libs libcurl jansson libcrypto zlib)
 CMOCKA_CFLAGS = $(call cached,cmocka_cflags,pkg-config --cflags cmocka)
 CMOCKA_LIBS = $(call cached,cmocka_libs,pkg-config --libs cmocka)
+# The unit tests' scripted server speaks TLS too (libssl from libssl-dev).
+UNIT_SSL_LIBS = $(call cached,unit_ssl_libs,pkg-config --libs libssl)
 
 WARN := -Wall -Wextra -Werror
 CSTD := -std=gnu11
@@ -153,12 +155,12 @@ loader: $(BUILD)/datos-loader $(BUILD)/asan/datos-loader
 $(BUILD)/tests/%: tests/unit/%.c $(UNIT_SUPPORT) $(UNIT_HDR) $(LOADER_LIB_SRC) $(LOADER_HDR) $(BUILD)/libdatos.a
 	@mkdir -p $(@D)
 	$(CC) $(CSTD) $(WARN) -O1 -g $(APR_INCLUDES) $(DEP_CFLAGS) $(CMOCKA_CFLAGS) $(LIBDATOS_INC) -Iloader -Itests/unit \
-	  $< $(UNIT_SUPPORT) $(LOADER_LIB_SRC) $(BUILD)/libdatos.a $(CMOCKA_LIBS) $(DEP_LIBS) $(APR_LIBS) -o $@
+	  $< $(UNIT_SUPPORT) $(LOADER_LIB_SRC) $(BUILD)/libdatos.a $(CMOCKA_LIBS) $(UNIT_SSL_LIBS) $(DEP_LIBS) $(APR_LIBS) -o $@
 
 $(BUILD)/asan/tests/%: tests/unit/%.c $(UNIT_SUPPORT) $(UNIT_HDR) $(LOADER_LIB_SRC) $(LOADER_HDR) $(BUILD)/asan/libdatos.a
 	@mkdir -p $(@D)
 	$(CC) $(CSTD) $(WARN) $(SAN_CFLAGS) $(APR_INCLUDES) $(DEP_CFLAGS) $(CMOCKA_CFLAGS) $(LIBDATOS_INC) -Iloader -Itests/unit \
-	  $< $(UNIT_SUPPORT) $(LOADER_LIB_SRC) $(BUILD)/asan/libdatos.a $(CMOCKA_LIBS) $(DEP_LIBS) $(APR_LIBS) $(SAN_FLAGS) -o $@
+	  $< $(UNIT_SUPPORT) $(LOADER_LIB_SRC) $(BUILD)/asan/libdatos.a $(CMOCKA_LIBS) $(UNIT_SSL_LIBS) $(DEP_LIBS) $(APR_LIBS) $(SAN_FLAGS) -o $@
 
 unit-build: $(UNIT_BIN) $(SAN_UNIT_BIN)
 

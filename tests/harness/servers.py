@@ -64,9 +64,10 @@ class _Daemon:
 class Memcached(_Daemon):
     name = "memcached"
 
-    def __init__(self, item_size="1m"):
+    def __init__(self, item_size="1m", extra=()):
         super().__init__()
         self.item_size = item_size
+        self.extra = list(extra)
 
     def command(self):
         exe = shutil.which("memcached") or "/usr/bin/memcached"
@@ -74,13 +75,17 @@ class Memcached(_Daemon):
                "-I", self.item_size]
         if os.geteuid() == 0:
             cmd += ["-u", "nobody"]
-        return cmd
+        return cmd + self.extra
 
 
 class Redis(_Daemon):
     name = "redis"
 
+    def __init__(self, extra=()):
+        super().__init__()
+        self.extra = list(extra)
+
     def command(self):
         exe = shutil.which("redis-server") or "/usr/bin/redis-server"
         return [exe, "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
-                "--appendonly", "no", "--daemonize", "no", "--dir", self.dir]
+                "--appendonly", "no", "--daemonize", "no", "--dir", self.dir] + self.extra

@@ -673,6 +673,39 @@ static void timestamp_forms(void **state)
            DATOS_REASON_MISSING_TIMESTAMP);
 }
 
+/* docs/design.md section 3: RFC 3339 with a zone, fractional seconds up
+ * to 6 digits. A fraction never stands in for the zone, in either
+ * implementation, wherever the field sits in the record. */
+static void timestamp_fraction_needs_a_zone(void **state)
+{
+    apr_pool_t *p = DT_POOL(state);
+
+    ts_is(p, "2024-01-14T14:00:00.5Z", NOW + 500000);
+    ts_is(p, "2024-01-14T14:00:00.5z", NOW + 500000);
+    ts_is(p, "2024-01-14t14:00:00.5Z", NOW + 500000);
+    ts_is(p, "2024-01-14T14:00:00.5+00:00", NOW + 500000);
+    ts_is(p, "2024-01-14T11:00:00.5-03:00", NOW + 500000);
+    ts_is(p, "2024-01-14T14:00:00.5\\u005a", NOW + 500000);
+    ts_is(p, "2024-01-14T14:00:00.000000Z", NOW);
+
+    ts_bad(p, "\"2024-01-14T14:00:00.5\"", DATOS_REASON_BAD_TIMESTAMP);
+    ts_bad(p, "\"2024-01-14t14:00:00.5\"", DATOS_REASON_BAD_TIMESTAMP);
+    ts_bad(p, "\"2024-01-14T14:00:00.123456\"", DATOS_REASON_BAD_TIMESTAMP);
+    ts_bad(p, "\"2024-01-14T14:00:00.1234567\"", DATOS_REASON_BAD_TIMESTAMP);
+    ts_bad(p, "\"2024-01-14T14:00:00.1234567+00:00\"",
+           DATOS_REASON_BAD_TIMESTAMP);
+    ts_bad(p, "\"2024-01-14T14:00:00.\"", DATOS_REASON_BAD_TIMESTAMP);
+    ts_bad(p, "\"2024-01-14T14:00:00,5Z\"", DATOS_REASON_BAD_TIMESTAMP);
+    ts_bad(p, "\"2024-01-14T14:00:00.5 \"", DATOS_REASON_BAD_TIMESTAMP);
+    ts_bad(p, "\"2024-01-14T14:00:00.5+00\"", DATOS_REASON_BAD_TIMESTAMP);
+    ts_bad(p, "\"2024-01-14T14:00:00.5\\u0000Z\"", DATOS_REASON_BAD_TIMESTAMP);
+    /* the field first, a zone-like byte right after its closing quote */
+    reason(p, "{\"timestamp\":\"2024-01-14T14:00:00.5\",\"id\":\"Z\"}",
+           DATOS_REASON_BAD_TIMESTAMP);
+    reason(p, "{\"timestamp\":\"2024-01-14T14:00:00.5\"\n,\"id\":\"a\"}",
+           DATOS_REASON_BAD_TIMESTAMP);
+}
+
 static void timestamp_bounds(void **state)
 {
     apr_pool_t *p = DT_POOL(state);
@@ -881,6 +914,7 @@ int main(void)
         DT_TEST(id_control_characters),
         DT_TEST(contenido_rules),
         DT_TEST(timestamp_forms),
+        DT_TEST(timestamp_fraction_needs_a_zone),
         DT_TEST(timestamp_bounds),
         DT_TEST(unknown_fields),
         DT_TEST(reason_order),
