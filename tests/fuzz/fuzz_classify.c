@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "fuzz_common.h"
-#include "datos_google.h"
+#include "datos_google_classify.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
