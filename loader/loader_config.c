@@ -17,9 +17,9 @@
 #include <apr_lib.h>
 
 #include "datos_conf.h"
-#include "datos_bq.h"
 #include "datos_ids.h"
 #include "datos_pubsub.h"
+#include "datos_table.h"
 #include "loader.h"
 
 #define MB ((apr_int64_t)1024 * 1024)

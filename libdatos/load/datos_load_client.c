@@ -160,7 +160,7 @@ apr_status_t datos_load_client_table(datos_load_client_t *bl, apr_pool_t *p,
     if (rv != APR_SUCCESS) {
         goto leave;
     }
-    rv = datos_bq_parse_table(p, resp->body, resp->body_len, info, err);
+    rv = datos_table_parse_info(p, resp->body, resp->body_len, info, err);
     if (rv == APR_SUCCESS) {
         /* parse_table takes only locations shorter than the buffer */
         apr_cpystrn(bl->table_location, info->location,
