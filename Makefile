@@ -63,6 +63,9 @@ UNIT_SUPPORT := $(filter-out $(UNIT_SRC),$(wildcard tests/unit/*.c))
 UNIT_HDR := $(wildcard tests/unit/*.h)
 FUZZ_HDR := $(wildcard tests/fuzz/*.h)
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+# The jansson reference of the record validator: test code, linked by the
+# unit tests (with the rest of UNIT_SUPPORT), the fuzz targets and the bench.
+REF_SRC := tests/unit/dt_jansson.c
 
 LOADER_SRC := $(wildcard loader/*.c)
 LOADER_HDR := $(wildcard loader/*.h)
@@ -200,10 +203,10 @@ $(BUILD)/fuzz/libfuzzdatos.a: $(FUZZ_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_HDR) $(LIBDATOS_HDR) $(LOADER_HDR) $(BUILD)/fuzz/libfuzzdatos.a
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_HDR) $(REF_SRC) $(LIBDATOS_HDR) $(LOADER_HDR) $(BUILD)/fuzz/libfuzzdatos.a
 	@mkdir -p $(@D)
 	clang $(CSTD) $(WARN) $(FUZZ_CFLAGS) -fsanitize=fuzzer \
-	  $(APR_INCLUDES) $(DEP_CFLAGS) $(LIBDATOS_INC) -Iloader $< $(BUILD)/fuzz/libfuzzdatos.a \
+	  $(APR_INCLUDES) $(DEP_CFLAGS) $(LIBDATOS_INC) -Iloader -Itests/unit $< $(REF_SRC) $(BUILD)/fuzz/libfuzzdatos.a \
 	  $(DEP_LIBS) $(APR_LIBS) -o $@
 
 fuzz-build: $(FUZZ_BIN)
@@ -294,9 +297,9 @@ bench-emulator: deps
 
 # The loader's validate + encode path, built like the product (-O2, the
 # shipped libdatos.a), pinned to one CPU when taskset exists.
-$(BUILD)/bench/bench_record: tests/bench/bench_record.c $(LIBDATOS_HDR) $(BUILD)/libdatos.a
+$(BUILD)/bench/bench_record: tests/bench/bench_record.c $(REF_SRC) $(LIBDATOS_HDR) $(BUILD)/libdatos.a
 	@mkdir -p $(@D)
-	$(CC) $(CSTD) $(WARN) -O2 -g $(APR_INCLUDES) $(DEP_CFLAGS) $(LIBDATOS_INC) $< \
+	$(CC) $(CSTD) $(WARN) -O2 -g $(APR_INCLUDES) $(DEP_CFLAGS) $(LIBDATOS_INC) -Itests/unit $< $(REF_SRC) \
 	  $(BUILD)/libdatos.a $(DEP_LIBS) $(APR_LIBS) -o $@
 
 bench-record: deps $(BUILD)/bench/bench_record

@@ -31,9 +31,11 @@
 #include "datos_http.h"
 #include "datos_json.h"
 #include "datos_loadjob.h"
+#include "datos_ndjson.h"
 #include "datos_pubsub.h"
 #include "datos_table.h"
 #include "datos_time.h"
+#include "datos_validate.h"
 #include "datos_version.h"
 #include "loader.h"
 

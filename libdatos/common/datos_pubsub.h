@@ -14,7 +14,7 @@
 #include <apr_tables.h>
 #include <jansson.h>
 #include "datos_error.h"
-#include "datos_record.h"
+#include "datos_rules.h"
 #include "datos_http.h"
 #include "datos_auth.h"
 

@@ -7,7 +7,7 @@
 #include <apr_pools.h>
 #include <apr_tables.h>
 #include "datos_error.h"
-#include "datos_record.h"
+#include "datos_ndjson.h"
 
 /* BigQuery's jobId rule: [A-Za-z0-9_-], at most 1,024 characters. */
 #define DATOS_JOB_ID_MAX 1024

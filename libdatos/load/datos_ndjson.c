@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "datos_record.h"
+#include "datos_ndjson.h"
 #include "datos_time.h"
 #include "datos_utf8.h"
 
