@@ -518,7 +518,8 @@ static void put(body_t *b, const char *s, apr_size_t n)
 static void put_str(body_t *b, const char *s, apr_size_t n)
 {
     *b->o++ = '"';
-    b->o = datos_json_escape(b->o, (const unsigned char *)s, n);
+    b->o = datos_json_escape(b->o, (const unsigned char *)s, n,
+                             DATOS_JSON_LINE_SEPARATORS);
     *b->o++ = '"';
 }
 
@@ -538,7 +539,8 @@ static void body_push(apr_array_header_t *bodies, body_t *b, int first,
  * string is never empty). */
 static apr_size_t quoted_len(const char *s, apr_size_t n)
 {
-    apr_size_t k = datos_json_escaped_len((const unsigned char *)s, n);
+    apr_size_t k = datos_json_escaped_len((const unsigned char *)s, n,
+                                          DATOS_JSON_LINE_SEPARATORS, NULL);
     return k == (apr_size_t)-1 ? 0 : k + 2;
 }
 

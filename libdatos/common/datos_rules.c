@@ -220,9 +220,9 @@ static apr_size_t find_control(const char *s, apr_size_t len, unsigned *cp)
 }
 
 apr_status_t datos_rules_check_fields(apr_pool_t *p,
-                                     const datos_record_opts_t *o,
-                                     const datos_fields_t *fd,
-                                     apr_int64_t *ts_us, datos_invalid_t *why)
+                                      const datos_record_opts_t *o,
+                                      const datos_fields_t *fd,
+                                      apr_int64_t *ts_us, datos_invalid_t *why)
 {
     const datos_field_t *id = &fd->f[DATOS_FIELD_ID],
                         *c = &fd->f[DATOS_FIELD_CONTENIDO],
@@ -234,73 +234,82 @@ apr_status_t datos_rules_check_fields(apr_pool_t *p,
 
     if (id->type == DATOS_VT_ABSENT) {
         rv = datos_rules_invalid(p, why, DATOS_REASON_MISSING_ID,
-                     "the record has no \"id\" field");
+                                 "the record has no \"id\" field");
         goto leave;
     }
     if (id->type != DATOS_VT_STRING) {
         rv = datos_rules_invalid(p, why, DATOS_REASON_BAD_ID,
-                     "\"id\" must be a string, not %s", datos_rules_type_name(id->type));
+                                 "\"id\" must be a string, not %s",
+                                 datos_rules_type_name(id->type));
         goto leave;
     }
     if (id->len == 0) {
-        rv = datos_rules_invalid(p, why, DATOS_REASON_BAD_ID, "\"id\" is empty");
+        rv =
+            datos_rules_invalid(p, why, DATOS_REASON_BAD_ID, "\"id\" is empty");
         goto leave;
     }
     if (id->len > DATOS_ID_MAX_BYTES) {
-        rv = datos_rules_invalid(p, why, DATOS_REASON_ID_TOO_LONG,
-                     "\"id\" is %" APR_SIZE_T_FMT " bytes of UTF-8, more "
-                     "than %d; it starts %s",
-                     id->len, DATOS_ID_MAX_BYTES, excerpt(p, id->str, id->len));
+        rv = datos_rules_invalid(
+            p, why, DATOS_REASON_ID_TOO_LONG,
+            "\"id\" is %" APR_SIZE_T_FMT " bytes of UTF-8, more "
+            "than %d; it starts %s",
+            id->len, DATOS_ID_MAX_BYTES, excerpt(p, id->str, id->len));
         goto leave;
     }
     at = find_control(id->str, id->len, &cp);
     if (at < id->len) {
-        rv = datos_rules_invalid(p, why, DATOS_REASON_BAD_ID,
-                     "\"id\" %s holds the control character U+%04X at byte "
-                     "%" APR_SIZE_T_FMT,
-                     excerpt(p, id->str, id->len), cp, at);
+        rv = datos_rules_invalid(
+            p, why, DATOS_REASON_BAD_ID,
+            "\"id\" %s holds the control character U+%04X at byte "
+            "%" APR_SIZE_T_FMT,
+            excerpt(p, id->str, id->len), cp, at);
         goto leave;
     }
 
     if (c->type == DATOS_VT_STRING) {
         if (c->len > DATOS_CONTENIDO_MAX_BYTES) {
             rv = datos_rules_invalid(p, why, DATOS_REASON_CONTENIDO_TOO_LARGE,
-                         "\"contenido\" is %" APR_SIZE_T_FMT " bytes of "
-                         "UTF-8, more than %d",
-                         c->len, DATOS_CONTENIDO_MAX_BYTES);
+                                     "\"contenido\" is %" APR_SIZE_T_FMT
+                                     " bytes of "
+                                     "UTF-8, more than %d",
+                                     c->len, DATOS_CONTENIDO_MAX_BYTES);
             goto leave;
         }
     }
     else if (c->type != DATOS_VT_ABSENT && c->type != DATOS_VT_NULL) {
-        rv = datos_rules_invalid(p, why, DATOS_REASON_BAD_CONTENIDO,
-                     "\"contenido\" must be a string or null, not %s",
-                     datos_rules_type_name(c->type));
+        rv = datos_rules_invalid(
+            p, why, DATOS_REASON_BAD_CONTENIDO,
+            "\"contenido\" must be a string or null, not %s",
+            datos_rules_type_name(c->type));
         goto leave;
     }
 
     if (ts->type == DATOS_VT_ABSENT) {
         rv = datos_rules_invalid(p, why, DATOS_REASON_MISSING_TIMESTAMP,
-                     "the record has no \"timestamp\" field");
+                                 "the record has no \"timestamp\" field");
         goto leave;
     }
     if (ts->type != DATOS_VT_STRING) {
-        rv = datos_rules_invalid(p, why, DATOS_REASON_BAD_TIMESTAMP,
-                     "\"timestamp\" must be an RFC 3339 string, not %s",
-                     datos_rules_type_name(ts->type));
+        rv = datos_rules_invalid(
+            p, why, DATOS_REASON_BAD_TIMESTAMP,
+            "\"timestamp\" must be an RFC 3339 string, not %s",
+            datos_rules_type_name(ts->type));
         goto leave;
     }
     if (datos_ts_parse_rfc3339(ts->str, ts->len, &us) != APR_SUCCESS) {
-        rv = datos_rules_invalid(p, why, DATOS_REASON_BAD_TIMESTAMP,
-                     "\"timestamp\" %s is not RFC 3339 "
-                     "(YYYY-MM-DDTHH:MM:SS[.ffffff] and Z or +-hh:mm, at "
-                     "most 6 fraction digits)",
-                     excerpt(p, ts->str, ts->len));
+        rv = datos_rules_invalid(
+            p, why, DATOS_REASON_BAD_TIMESTAMP,
+            "\"timestamp\" %s is not RFC 3339 "
+            "(YYYY-MM-DDTHH:MM:SS[.ffffff] and Z or +-hh:mm, at "
+            "most 6 fraction digits)",
+            excerpt(p, ts->str, ts->len));
         goto leave;
     }
     if (us < 0) {
-        rv = datos_rules_invalid(p, why, DATOS_REASON_BAD_TIMESTAMP,
-                     "\"timestamp\" %s is before 1970-01-01T00:00:00Z",
-                     excerpt(p, ts->str, ts->len));
+        rv = datos_rules_invalid(
+            p, why, DATOS_REASON_BAD_TIMESTAMP,
+            "\"timestamp\" %s is before 1970-01-01T00:00:00Z",
+            excerpt(p, ts->str, ts->len));
         goto leave;
     }
     limit = o->now > APR_INT64_MAX - o->max_future_skew
@@ -311,22 +320,24 @@ apr_status_t datos_rules_check_fields(apr_pool_t *p,
         if (!datos_ts_format(o->now, now)) {
             strcpy(now, "out of range");
         }
-        rv = datos_rules_invalid(p, why, DATOS_REASON_FUTURE_TIMESTAMP,
-                     "\"timestamp\" %s is more than %" APR_INT64_T_FMT
-                     " s in the future (now is %s)",
-                     excerpt(p, ts->str, ts->len),
-                     (apr_int64_t)apr_time_sec(o->max_future_skew), now);
+        rv = datos_rules_invalid(
+            p, why, DATOS_REASON_FUTURE_TIMESTAMP,
+            "\"timestamp\" %s is more than %" APR_INT64_T_FMT
+            " s in the future (now is %s)",
+            excerpt(p, ts->str, ts->len),
+            (apr_int64_t)apr_time_sec(o->max_future_skew), now);
         goto leave;
     }
 
     if (fd->n_unknown && o->unknown == DATOS_UNKNOWN_REJECT) {
-        rv = datos_rules_invalid(p, why, DATOS_REASON_UNKNOWN_FIELD,
-                     "unknown field %s%s; the record has only \"id\", "
-                     "\"contenido\" and \"timestamp\"",
-                     excerpt(p, fd->unknown, fd->unknown_len),
-                     fd->n_unknown > 1
-                         ? apr_psprintf(p, " and %d more", fd->n_unknown - 1)
-                         : "");
+        rv = datos_rules_invalid(
+            p, why, DATOS_REASON_UNKNOWN_FIELD,
+            "unknown field %s%s; the record has only \"id\", "
+            "\"contenido\" and \"timestamp\"",
+            excerpt(p, fd->unknown, fd->unknown_len),
+            fd->n_unknown > 1
+                ? apr_psprintf(p, " and %d more", fd->n_unknown - 1)
+                : "");
         goto leave;
     }
 

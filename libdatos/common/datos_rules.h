@@ -166,8 +166,8 @@ apr_status_t datos_rules_not_object(apr_pool_t *p, datos_invalid_t *why,
  * keys, in their order. APR_SUCCESS with *ts_us the timestamp and *why
  * saying none, else DATOS_EMALFORMED with *why. */
 apr_status_t datos_rules_check_fields(apr_pool_t *p,
-                                     const datos_record_opts_t *o,
-                                     const datos_fields_t *fd,
-                                     apr_int64_t *ts_us, datos_invalid_t *why);
+                                      const datos_record_opts_t *o,
+                                      const datos_fields_t *fd,
+                                      apr_int64_t *ts_us, datos_invalid_t *why);
 
 #endif

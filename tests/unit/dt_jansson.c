@@ -62,11 +62,11 @@ apr_status_t dt_record_validate_jansson(apr_pool_t *p, const char *data,
         if (j) {
             int obj = json_is_object(j);
             json_decref(j);
-            rv = datos_rules_invalid(
-                p, why,
-                obj ? DATOS_REASON_DUPLICATE_KEY : DATOS_REASON_NOT_OBJECT,
-                obj ? "a key appears twice in one object"
-                    : "the data is not a JSON object");
+            rv = datos_rules_invalid(p, why,
+                                     obj ? DATOS_REASON_DUPLICATE_KEY
+                                         : DATOS_REASON_NOT_OBJECT,
+                                     obj ? "a key appears twice in one object"
+                                         : "the data is not a JSON object");
             goto leave;
         }
     }
