@@ -33,6 +33,7 @@
 #include "datos_loadjob.h"
 #include "datos_ndjson.h"
 #include "datos_pubsub.h"
+#include "datos_pubsub_client.h"
 #include "datos_table.h"
 #include "datos_time.h"
 #include "datos_validate.h"

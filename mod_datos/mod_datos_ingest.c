@@ -30,7 +30,7 @@
 
 #include "datos_ingest.h"
 #include "datos_log.h"
-#include "datos_pubsub.h"
+#include "datos_pubsub_client.h"
 #include "mod_datos.h"
 
 APLOG_USE_MODULE(datos);

@@ -10,136 +10,11 @@
 #include <apr_lib.h>
 #include <strings.h>
 
+#include "datos_base64.h"
 #include "datos_json.h"
 #include "datos_pubsub.h"
 #include "datos_time.h"
 #include "datos_utf8.h"
-
-/* ------------------------------------------------------------------ base64 */
-
-static const char b64_alphabet[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-char *datos_base64_encode(apr_pool_t *p, const unsigned char *data,
-                          apr_size_t len, apr_size_t *outlen)
-{
-    char *out = apr_palloc(p, (len + 2) / 3 * 4 + 1), *o = out;
-    apr_size_t i = 0;
-
-    for (; i + 2 < len; i += 3) {
-        apr_uint32_t v = ((apr_uint32_t)data[i] << 16)
-                         | ((apr_uint32_t)data[i + 1] << 8) | data[i + 2];
-        o[0] = b64_alphabet[v >> 18];
-        o[1] = b64_alphabet[(v >> 12) & 63];
-        o[2] = b64_alphabet[(v >> 6) & 63];
-        o[3] = b64_alphabet[v & 63];
-        o += 4;
-    }
-    if (len - i == 1) {
-        apr_uint32_t v = (apr_uint32_t)data[i] << 16;
-        o[0] = b64_alphabet[v >> 18];
-        o[1] = b64_alphabet[(v >> 12) & 63];
-        o[2] = '=';
-        o[3] = '=';
-        o += 4;
-    }
-    else if (len - i == 2) {
-        apr_uint32_t v =
-            ((apr_uint32_t)data[i] << 16) | ((apr_uint32_t)data[i + 1] << 8);
-        o[0] = b64_alphabet[v >> 18];
-        o[1] = b64_alphabet[(v >> 12) & 63];
-        o[2] = b64_alphabet[(v >> 6) & 63];
-        o[3] = '=';
-        o += 4;
-    }
-    *o = '\0';
-    if (outlen) {
-        *outlen = (apr_size_t)(o - out);
-    }
-    return out;
-}
-
-/* The sextet of a character of either alphabet, 64 for anything else;
- * evaluated at compile time to fill the tables below. */
-#define B64V(c)                                  \
-    ((c) >= 'A' && (c) <= 'Z'   ? (c) - 'A'      \
-     : (c) >= 'a' && (c) <= 'z' ? (c) - 'a' + 26 \
-     : (c) >= '0' && (c) <= '9' ? (c) - '0' + 52 \
-     : (c) == '+' || (c) == '-' ? 62             \
-     : (c) == '/' || (c) == '_' ? 63             \
-                                : 64)
-/* One table per position in a quad, the sextet already shifted into place
- * and anything invalid marked in bit 24: a quad is four lookups OR-ed. */
-#define B64_BAD 0x01000000u
-#define B64T(c, shift) \
-    (B64V(c) == 64 ? B64_BAD : (apr_uint32_t)B64V(c) << (shift))
-#define B64_D0(c)    B64T(c, 18)
-#define B64_D1(c)    B64T(c, 12)
-#define B64_D2(c)    B64T(c, 6)
-#define B64_D3(c)    B64T(c, 0)
-#define B64_R4(f, i) f(i), f((i) + 1), f((i) + 2), f((i) + 3)
-#define B64_R16(f, i) \
-    B64_R4(f, i), B64_R4(f, (i) + 4), B64_R4(f, (i) + 8), B64_R4(f, (i) + 12)
-#define B64_R64(f, i)                                          \
-    B64_R16(f, i), B64_R16(f, (i) + 16), B64_R16(f, (i) + 32), \
-        B64_R16(f, (i) + 48)
-#define B64_R256(f) \
-    B64_R64(f, 0), B64_R64(f, 64), B64_R64(f, 128), B64_R64(f, 192)
-
-static const apr_uint32_t b64_d0[256] = {B64_R256(B64_D0)};
-static const apr_uint32_t b64_d1[256] = {B64_R256(B64_D1)};
-static const apr_uint32_t b64_d2[256] = {B64_R256(B64_D2)};
-static const apr_uint32_t b64_d3[256] = {B64_R256(B64_D3)};
-
-/* Whole quads through the tables, the invalid mark OR-ed across all of
- * them and tested once: message data is most of what a pull answer
- * carries, so this loop is on the loader's hot path. */
-apr_status_t datos_base64_decode(apr_pool_t *p, const char *in, apr_size_t len,
-                                 unsigned char **out, apr_size_t *outlen)
-{
-    const unsigned char *s = (const unsigned char *)in;
-    apr_size_t n = len, pad = 0, quads, i;
-    apr_status_t rv = APR_SUCCESS;
-    apr_uint32_t bad = 0, v;
-    unsigned char *buf, *o;
-
-    while (n > 0 && s[n - 1] == '=' && pad < 2) {
-        n--;
-        pad++;
-    }
-    if ((pad && len % 4 != 0) || n % 4 == 1) {
-        rv = DATOS_EMALFORMED;
-        goto leave;
-    }
-    buf = apr_palloc(p, n / 4 * 3 + 3);
-    o = buf;
-    quads = n / 4;
-    for (i = 0; i < quads; i++, s += 4, o += 3) {
-        v = b64_d0[s[0]] | b64_d1[s[1]] | b64_d2[s[2]] | b64_d3[s[3]];
-        bad |= v;
-        o[0] = (unsigned char)(v >> 16);
-        o[1] = (unsigned char)(v >> 8);
-        o[2] = (unsigned char)v;
-    }
-    if (n % 4) {
-        v = b64_d0[s[0]] | b64_d1[s[1]] | (n % 4 == 3 ? b64_d2[s[2]] : 0);
-        bad |= v;
-        *o++ = (unsigned char)(v >> 16);
-        if (n % 4 == 3) {
-            *o++ = (unsigned char)(v >> 8);
-        }
-    }
-    if (bad & B64_BAD) {
-        rv = DATOS_EMALFORMED;
-        goto leave;
-    }
-    *o = '\0';
-    *out = buf;
-    *outlen = (apr_size_t)(o - buf);
-
-leave:
-    return rv;
-}
 
 /* ------------------------------------------------------------------ pull */
 
@@ -562,6 +437,10 @@ static apr_size_t message_size(const datos_pubsub_out_t *m, const char **why)
     }
     if (nattr > DATOS_PUBSUB_MAX_ATTRIBUTES) {
         *why = "has more than 100 attributes";
+        return 0;
+    }
+    if (m->data_len > DATOS_BASE64_MAX) {
+        *why = "has more data than can be encoded";
         return 0;
     }
     if (m->data_len) {

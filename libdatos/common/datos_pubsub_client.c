@@ -5,7 +5,7 @@
 #include <apr_strings.h>
 
 #include "datos_google.h"
-#include "datos_pubsub.h"
+#include "datos_pubsub_client.h"
 
 /* Small answers ({} or a list of message ids) are read up to this. */
 #define SMALL_ANSWER_MAX ((apr_size_t)1024 * 1024)

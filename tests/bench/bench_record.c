@@ -38,6 +38,7 @@
 #include <apr_general.h>
 #include <apr_strings.h>
 
+#include "datos_base64.h"
 #include "datos_ndjson.h"
 #include "datos_pubsub.h"
 #include "datos_validate.h"
