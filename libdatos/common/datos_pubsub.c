@@ -473,8 +473,50 @@ static apr_size_t message_size(const datos_pubsub_out_t *m, const char **why)
     return size;
 }
 
-static void put_message(apr_pool_t *p, body_t *b, const datos_pubsub_out_t *m)
+/* Writes item k of items into a body under construction. */
+typedef void put_item_fn(apr_pool_t *p, body_t *b, const void *items, int k);
+
+/* Request bodies head,item,item,...,tail for n items of the given sizes,
+ * in order, split so that each holds at most max_items items and max_bytes
+ * bytes (one item at least, whatever its size), and, for messages
+ * (keyed), one ordering key. */
+static apr_array_header_t *split_bodies(
+    apr_pool_t *p, const apr_size_t *sizes, int n, const char *head,
+    const char *tail, int max_items, apr_size_t max_bytes,
+    const datos_pubsub_out_t *keyed, put_item_fn *put_item, const void *items)
 {
+    const apr_size_t frame = strlen(head) + strlen(tail);
+    apr_array_header_t *out = apr_array_make(p, 1, sizeof(datos_pubsub_body_t));
+    int first, i, k;
+
+    for (first = 0; first < n; first = i) {
+        apr_size_t total = frame + sizes[first];
+        body_t b;
+
+        for (i = first + 1;
+             i < n && i - first < max_items && total + 1 + sizes[i] <= max_bytes
+             && (!keyed
+                 || same_key(keyed[i].ordering_key, keyed[first].ordering_key));
+             i++) {
+            total += 1 + sizes[i];
+        }
+        body_start(p, &b, total);
+        put(&b, head, strlen(head));
+        for (k = first; k < i; k++) {
+            if (k > first) {
+                *b.o++ = ',';
+            }
+            put_item(p, &b, items, k);
+        }
+        put(&b, tail, strlen(tail));
+        body_push(out, &b, first, i - first);
+    }
+    return out;
+}
+
+static void put_message(apr_pool_t *p, body_t *b, const void *items, int k)
+{
+    const datos_pubsub_out_t *m = (const datos_pubsub_out_t *)items + k;
     int i, nattr = m->attributes ? m->attributes->nelts : 0, fields = 0;
 
     *b->o++ = '{';
@@ -513,20 +555,15 @@ static void put_message(apr_pool_t *p, body_t *b, const datos_pubsub_out_t *m)
     *b->o++ = '}';
 }
 
-#define PUBLISH_HEAD "{\"messages\":["
-#define PUBLISH_TAIL "]}"
-
 apr_status_t datos_pubsub_publish_bodies(apr_pool_t *p,
                                          const datos_pubsub_out_t *msgs, int n,
                                          apr_array_header_t **bodies,
                                          datos_err_t *err)
 {
-    const apr_size_t frame =
-        sizeof(PUBLISH_HEAD) - 1 + sizeof(PUBLISH_TAIL) - 1;
-    apr_array_header_t *out;
-    apr_size_t *sizes, total;
+    static const char head[] = "{\"messages\":[", tail[] = "]}";
+    apr_size_t *sizes;
     apr_status_t rv = APR_SUCCESS;
-    int i, first, k;
+    int i;
 
     if (n < 0 || (n && !msgs)) {
         rv = datos_err_set(err, p, APR_EINVAL, 0, NULL, "no messages");
@@ -542,31 +579,9 @@ apr_status_t datos_pubsub_publish_bodies(apr_pool_t *p,
             goto leave;
         }
     }
-    out = apr_array_make(p, 1, sizeof(datos_pubsub_body_t));
-    for (first = 0; first < n; first = i) {
-        body_t b;
-
-        /* as many messages as the limits allow, one at least */
-        total = frame + sizes[first];
-        for (i = first + 1;
-             i < n && i - first < DATOS_PUBSUB_PUBLISH_MAX_MESSAGES
-             && total + 1 + sizes[i] <= DATOS_PUBSUB_PUBLISH_MAX_BYTES
-             && same_key(msgs[i].ordering_key, msgs[first].ordering_key);
-             i++) {
-            total += 1 + sizes[i];
-        }
-        body_start(p, &b, total);
-        put(&b, PUBLISH_HEAD, sizeof(PUBLISH_HEAD) - 1);
-        for (k = first; k < i; k++) {
-            if (k > first) {
-                *b.o++ = ',';
-            }
-            put_message(p, &b, &msgs[k]);
-        }
-        put(&b, PUBLISH_TAIL, sizeof(PUBLISH_TAIL) - 1);
-        body_push(out, &b, first, i - first);
-    }
-    *bodies = out;
+    *bodies =
+        split_bodies(p, sizes, n, head, tail, DATOS_PUBSUB_PUBLISH_MAX_MESSAGES,
+                     DATOS_PUBSUB_PUBLISH_MAX_BYTES, msgs, put_message, msgs);
 
 leave:
     return rv;
@@ -616,17 +631,25 @@ leave:
     return rv;
 }
 
-/* ack and modack share the shape: {"ackIds":[..]<tail>}. */
+static void put_ack_id(apr_pool_t *p, body_t *b, const void *items, int k)
+{
+    const char *const *ids = items;
+
+    (void)p;
+    put_str(b, ids[k], strlen(ids[k]));
+}
+
+/* ack and modack share the shape: {"ackIds":[..]<more>}. */
 static apr_status_t ack_bodies(apr_pool_t *p, const char *const *ids, int n,
-                               const char *tail, apr_array_header_t **bodies,
+                               const char *more, apr_array_header_t **bodies,
                                datos_err_t *err)
 {
     static const char head[] = "{\"ackIds\":[";
-    const apr_size_t frame = sizeof(head) - 1 + 1 + strlen(tail) + 1;
-    apr_array_header_t *out;
-    apr_size_t *sizes, total;
+    const char *tail = apr_pstrcat(p, "]", more, "}", NULL);
+    const apr_size_t frame = sizeof(head) - 1 + strlen(tail);
+    apr_size_t *sizes;
     apr_status_t rv = APR_SUCCESS;
-    int i, k, first;
+    int i;
 
     if (n < 0 || (n && !ids)) {
         rv = datos_err_set(err, p, APR_EINVAL, 0, NULL, "no ack ids");
@@ -641,31 +664,8 @@ static apr_status_t ack_bodies(apr_pool_t *p, const char *const *ids, int n,
             goto leave;
         }
     }
-    out = apr_array_make(p, 1, sizeof(datos_pubsub_body_t));
-    for (first = 0; first < n; first = i) {
-        body_t b;
-
-        total = frame + sizes[first];
-        for (i = first + 1;
-             i < n && i - first < DATOS_PUBSUB_ACK_MAX_IDS
-             && total + 1 + sizes[i] <= DATOS_PUBSUB_ACK_MAX_BYTES;
-             i++) {
-            total += 1 + sizes[i];
-        }
-        body_start(p, &b, total);
-        put(&b, head, sizeof(head) - 1);
-        for (k = first; k < i; k++) {
-            if (k > first) {
-                *b.o++ = ',';
-            }
-            put_str(&b, ids[k], strlen(ids[k]));
-        }
-        *b.o++ = ']';
-        put(&b, tail, strlen(tail));
-        *b.o++ = '}';
-        body_push(out, &b, first, i - first);
-    }
-    *bodies = out;
+    *bodies = split_bodies(p, sizes, n, head, tail, DATOS_PUBSUB_ACK_MAX_IDS,
+                           DATOS_PUBSUB_ACK_MAX_BYTES, NULL, put_ack_id, ids);
 
 leave:
     return rv;
