@@ -219,6 +219,24 @@ static apr_size_t find_control(const char *s, apr_size_t len, unsigned *cp)
     return len;
 }
 
+/* Rules 6 and 8 begin alike: the field is required, as a string. */
+static apr_status_t need_string(apr_pool_t *p, datos_invalid_t *why,
+                                const datos_field_t *f, const char *name,
+                                const char *string, datos_reason_t missing,
+                                datos_reason_t bad)
+{
+    if (f->type == DATOS_VT_ABSENT) {
+        return datos_rules_invalid(p, why, missing,
+                                   "the record has no \"%s\" field", name);
+    }
+    if (f->type != DATOS_VT_STRING) {
+        return datos_rules_invalid(p, why, bad, "\"%s\" must be %s, not %s",
+                                   name, string,
+                                   datos_rules_type_name(f->type));
+    }
+    return APR_SUCCESS;
+}
+
 apr_status_t datos_rules_check_fields(apr_pool_t *p,
                                       const datos_record_opts_t *o,
                                       const datos_fields_t *fd,
@@ -232,15 +250,9 @@ apr_status_t datos_rules_check_fields(apr_pool_t *p,
     apr_size_t at;
     unsigned cp;
 
-    if (id->type == DATOS_VT_ABSENT) {
-        rv = datos_rules_invalid(p, why, DATOS_REASON_MISSING_ID,
-                                 "the record has no \"id\" field");
-        goto leave;
-    }
-    if (id->type != DATOS_VT_STRING) {
-        rv = datos_rules_invalid(p, why, DATOS_REASON_BAD_ID,
-                                 "\"id\" must be a string, not %s",
-                                 datos_rules_type_name(id->type));
+    rv = need_string(p, why, id, "id", "a string", DATOS_REASON_MISSING_ID,
+                     DATOS_REASON_BAD_ID);
+    if (rv != APR_SUCCESS) {
         goto leave;
     }
     if (id->len == 0) {
@@ -284,16 +296,10 @@ apr_status_t datos_rules_check_fields(apr_pool_t *p,
         goto leave;
     }
 
-    if (ts->type == DATOS_VT_ABSENT) {
-        rv = datos_rules_invalid(p, why, DATOS_REASON_MISSING_TIMESTAMP,
-                                 "the record has no \"timestamp\" field");
-        goto leave;
-    }
-    if (ts->type != DATOS_VT_STRING) {
-        rv = datos_rules_invalid(
-            p, why, DATOS_REASON_BAD_TIMESTAMP,
-            "\"timestamp\" must be an RFC 3339 string, not %s",
-            datos_rules_type_name(ts->type));
+    rv =
+        need_string(p, why, ts, "timestamp", "an RFC 3339 string",
+                    DATOS_REASON_MISSING_TIMESTAMP, DATOS_REASON_BAD_TIMESTAMP);
+    if (rv != APR_SUCCESS) {
         goto leave;
     }
     if (datos_ts_parse_rfc3339(ts->str, ts->len, &us) != APR_SUCCESS) {

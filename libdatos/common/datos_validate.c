@@ -373,6 +373,17 @@ static apr_size_t scan_number(const unsigned char *s, apr_size_t pos,
     return pos;
 }
 
+/* The length of the literal true, false or null (by its first byte)
+ * standing at pos, or 0 when it is not there whole. */
+static apr_size_t literal_len(const unsigned char *s, apr_size_t pos,
+                              apr_size_t len)
+{
+    const char *lit = s[pos] == 't' ? "true" : s[pos] == 'f' ? "false" : "null";
+    apr_size_t n = strlen(lit);
+
+    return len - pos >= n && !memcmp(s + pos, lit, n) ? n : 0;
+}
+
 static int value_type(unsigned char c)
 {
     switch (c) {
@@ -467,22 +478,13 @@ value:
         pos = end + 1;
         goto after;
     case 't':
-        if (len - pos < 4 || memcmp(s + pos, "true", 4)) {
-            return scan_fail(sc, pos, "invalid literal");
-        }
-        pos += 4;
-        goto after;
     case 'f':
-        if (len - pos < 5 || memcmp(s + pos, "false", 5)) {
-            return scan_fail(sc, pos, "invalid literal");
-        }
-        pos += 5;
-        goto after;
     case 'n':
-        if (len - pos < 4 || memcmp(s + pos, "null", 4)) {
+        n = literal_len(s, pos, len);
+        if (!n) {
             return scan_fail(sc, pos, "invalid literal");
         }
-        pos += 4;
+        pos += n;
         goto after;
     default:
         n = (s[pos] == '-' || is_digit(s[pos])) ? scan_number(s, pos, len) : 0;

@@ -527,6 +527,17 @@ typedef struct {
     int done;
 } walk_t;
 
+/* An answer that must name its job, to poll it or to page through it. */
+static apr_status_t need_job(const walk_t *wk, int http_status,
+                             const char *what)
+{
+    if (wk->job_id && wk->location) {
+        return APR_SUCCESS;
+    }
+    return datos_err_set(wk->f->err, wk->f->p, DATOS_EMALFORMED, http_status,
+                         NULL, "query answer %s", what);
+}
+
 /* Takes the page's rows in order while they fit the byte budget. The
  * first row that does not fit ends the answer: it and every row after it
  * are left out whole, never cut. */
@@ -710,11 +721,9 @@ static apr_status_t run_window(fetch_t *f, apr_pool_t *wp, const window_t *w,
             wk.location = apr_pstrdup(wp, page.location);
         }
         if (!page.job_complete) {
-            if (!wk.job_id || !wk.location) {
-                rv = datos_err_set(f->err, f->p, DATOS_EMALFORMED, resp->status,
-                                   NULL,
-                                   "query answer is incomplete and names no "
-                                   "job to poll");
+            rv = need_job(&wk, resp->status,
+                          "is incomplete and names no job to poll");
+            if (rv != APR_SUCCESS) {
                 goto leave;
             }
             if (apr_time_now() + pause >= f->deadline) {
@@ -744,11 +753,8 @@ static apr_status_t run_window(fetch_t *f, apr_pool_t *wp, const window_t *w,
         if (wk.done || !page.page_token) {
             break;
         }
-        if (!wk.job_id || !wk.location) {
-            rv = datos_err_set(f->err, f->p, DATOS_EMALFORMED, resp->status,
-                               NULL,
-                               "query answer has a pageToken but names "
-                               "no job");
+        rv = need_job(&wk, resp->status, "has a pageToken but names no job");
+        if (rv != APR_SUCCESS) {
             goto leave;
         }
         rv = next_token(&wk, page.page_token);
