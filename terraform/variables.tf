@@ -117,12 +117,22 @@ variable "github_plan_environment" {
   description = "The GitHub environment of the release workflow's plan job: its identity may read the project, not change it."
   type        = string
   default     = "plan"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_.-]{1,255}$", var.github_plan_environment))
+    error_message = "A GitHub environment name is letters, digits, _, . and -."
+  }
 }
 
 variable "github_deploy_environment" {
   description = "The protected GitHub environment (with required reviewers) of the release workflow's apply job: the only subject that may act as the deployer."
   type        = string
   default     = "production"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_.-]{1,255}$", var.github_deploy_environment))
+    error_message = "A GitHub environment name is letters, digits, _, . and -."
+  }
 }
 
 variable "state_bucket" {

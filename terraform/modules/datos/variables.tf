@@ -414,9 +414,14 @@ variable "loader_interval_minutes" {
 }
 
 variable "loader_time_zone" {
-  description = "The time zone of loader_schedule."
+  description = "The time zone of loader_schedule (a tz database name)."
   type        = string
   default     = "Etc/UTC"
+
+  validation {
+    condition     = can(regex("^[A-Za-z_]+(/[A-Za-z0-9_+-]+)*$", var.loader_time_zone))
+    error_message = "loader_time_zone is a tz database name such as Etc/UTC or America/Sao_Paulo."
+  }
 }
 
 variable "loader_max_seconds" {
