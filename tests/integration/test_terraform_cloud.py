@@ -15,12 +15,14 @@ import json
 import os
 import re
 import subprocess
+import time
 
 import pytest
+import requests
 
 from harness.loader import loader_path
 from test_terraform import TF_DIR, TF_ROOT, parse_dir, resources
-from tools.httpd import REPO_ROOT, TEST_TMP
+from tools.httpd import REPO_ROOT, TEST_TMP, free_port
 
 METRIC_LIST = os.path.join(REPO_ROOT, "tests", "integration", "gcp_metric_types.txt")
 DASHBOARDS = os.path.join(TF_DIR, "dashboards")
@@ -731,3 +733,67 @@ def test_no_state_and_no_secret_in_the_repository(root, tf):
     with open(os.path.join(TF_ROOT, "terraform.tfvars.example")) as f:
         example = f.read()
     assert not re.search(r"-----BEGIN|\"private_key\"|AIza[0-9A-Za-z_-]{20}", example)
+
+
+def api_args(tf):
+    """The container's arguments: the list literal of local.api_args."""
+    text = tf["locals"]["api_args"]
+    literal = text[text.index("[") + 1:text.index("]")]
+    return [json.loads(a) for a in re.findall(r'"(?:[^"\\]|\\.)*"', literal)]
+
+
+def test_the_arguments_point_datos_confs_login_at_the_mounted_file(tf):
+    """apache2 with datos.conf's own <Location "/datos"> login block (AuthUserFile
+    in /etc/apache2, where Cloud Run cannot mount a file) and the container's
+    arguments: a POST is let in with a user of the file where the secret is
+    mounted, and refused without one."""
+
+    args = api_args(tf)
+    assert args[0::2] == ["-c"] * 3
+    htpasswd_dir = tf["locals"]["htpasswd_dir"]
+    with open(os.path.join(REPO_ROOT, "conf", "datos.conf")) as f:
+        datos_conf = f.read()
+    ingest = datos_conf[datos_conf.index("<IfDefine DATOS_INGEST>"):]
+    limit = ingest[ingest.index("<LimitExcept"):ingest.index("</LimitExcept>") + 14]
+    assert "AuthUserFile /etc/apache2/datos-ingest.htpasswd" in limit
+    d = os.path.join(TEST_TMP, "terraform-ingest-args")
+    os.makedirs(d, exist_ok=True)
+    mounted = os.path.join(d, "mounted")
+    os.makedirs(mounted, exist_ok=True)
+    subprocess.run(["htpasswd", "-cbB", os.path.join(mounted, "htpasswd"), "sensor-1", "s3cret"],
+                   check=True, capture_output=True)
+    with open(os.path.join(d, "datos"), "w") as f:
+        f.write("ok\n")
+    port = free_port()
+    mods = "/usr/lib/apache2/modules"
+    conf = os.path.join(d, "httpd.conf")
+    with open(conf, "w") as f:
+        f.write("ServerRoot %s\nServerName localhost\nPidFile %s/httpd.pid\n"
+                "ErrorLog %s/error.log\nListen 127.0.0.1:%d\nDocumentRoot %s\n" % (d, d, d, port, d))
+        if os.geteuid() == 0:
+            f.write("User nobody\nGroup nogroup\n")
+        for m in ("mpm_event", "authz_core", "authz_user", "authn_core", "authn_file",
+                  "auth_basic"):
+            f.write("LoadModule %s_module %s/mod_%s.so\n" % (m, mods, m))
+        f.write('<Location "/datos">\n%s\n</Location>\n' % limit)
+    # the mounted secret's directory, as the container sees it, is this test's folder
+    assert htpasswd_dir.startswith("/run/secrets/")
+    argv = [a.replace("${local.htpasswd_dir}", mounted) for a in args]
+    p = subprocess.run(["/usr/sbin/apache2", "-f", conf, "-k", "start"] + argv,
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0, p.stdout + p.stderr
+    try:
+        url = "http://127.0.0.1:%d/datos" % port
+        for _ in range(100):
+            try:
+                requests.get(url, timeout=2)
+                break
+            except requests.ConnectionError:
+                time.sleep(0.05)
+        assert requests.get(url, timeout=5).status_code == 200
+        assert requests.post(url, timeout=5).status_code == 401
+        assert requests.post(url, auth=("sensor-1", "s3cret"), timeout=5).status_code == 200
+        assert requests.post(url, auth=("sensor-1", "wrong"), timeout=5).status_code == 401
+    finally:
+        subprocess.run(["/usr/sbin/apache2", "-f", conf, "-k", "stop"] + argv,
+                       capture_output=True, timeout=30)
