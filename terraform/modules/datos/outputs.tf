@@ -70,3 +70,13 @@ output "dashboards" {
   description = "The four dashboards' ids."
   value       = { for k, d in google_monitoring_dashboard.datos : k => d.id }
 }
+
+output "loader_image" {
+  description = "The image the loader's job runs (the release workflow's rollback target for the job)."
+  value       = var.loader_image
+}
+
+output "public_access" {
+  description = "How clients reach the API: none, run_invoker or load_balancer."
+  value       = var.public_access
+}
