@@ -17,7 +17,7 @@ async function main(files) {
   const problems = [];
   for (const f of files) {
     for (const p of await runLint(fs.readFileSync(f, 'utf8'), f)) {
-      problems.push({ file: p.file, line: p.line, column: p.column, kind: p.kind,
+      problems.push({ file: f, line: p.line, column: p.column, kind: p.kind,
                       message: p.message });
     }
   }
