@@ -2,15 +2,17 @@ output "systems" {
   description = "Per system: the API's URL and service, its newest revision, the loader's job and image, how it is reached, whether POST /datos is on, the load balancer's address."
   value = {
     for name, s in module.system : name => {
-      api_url               = s.api_url
-      api_service           = s.api_service
-      api_revision          = s.api_revision
-      loader_job            = s.loader_job
-      loader_image          = s.loader_image
-      public_access         = s.public_access
-      ingest_enabled        = s.ingest_enabled
-      table                 = s.table
-      load_balancer_address = s.load_balancer_address
+      api_url                = s.api_url
+      api_service            = s.api_service
+      api_revision           = s.api_revision
+      loader_job             = s.loader_job
+      loader_image           = s.loader_image
+      public_access          = s.public_access
+      ingest_enabled         = s.ingest_enabled
+      table                  = s.table
+      reader_service_account = s.reader_service_account
+      loader_service_account = s.loader_service_account
+      load_balancer_address  = s.load_balancer_address
     }
   }
 }
