@@ -272,9 +272,10 @@ test-steps: deps
 # scenario; the loader; memory. Writes tests/bench/results.md, the plots in
 # tests/bench/plots/ and the figures in docs/benchmarks.md (about 20 minutes;
 # BENCH_QUICK=1 for a short run while developing).
-# nginx and varnish are the peers: the bench runs them from configurations it
-# writes under build/ (Debian's services are never started; a package's
-# postinst may start one where policy-rc.d allows it: stop it if so).
+# nginx and varnish are the peers: the bench runs its own, from configurations
+# it writes under build/, on free ports of 127.0.0.1. (On a host with systemd,
+# installing the packages also enables and starts Debian's services, as it
+# always does; the bench neither uses nor stops them.)
 BENCH_PACKAGES := gnuplot-nox time nginx varnish
 
 bench: deps bench-deps all $(BUILD)/bench/bench_record $(BUILD)/bench/mod_bench_bytes.so
