@@ -64,8 +64,16 @@ def run(cmd, check=True, timeout=None, **kw):
 
 
 def pin(pid, cpu=SERVER_CPU):
-    """Pins a running process and all its threads."""
-    run(["taskset", "-a", "-p", "-c", cpu, str(pid)])
+    """Pins a running process and all its threads. A thread that ends while
+    taskset walks them (the emulator's per-request threads) fails the walk:
+    it is walked again, new threads inheriting the pinned ones' CPU."""
+    for _ in range(4):
+        p = run(["taskset", "-a", "-p", "-c", cpu, str(pid)], check=False)
+        if p.returncode == 0 or "No such process" not in (p.stderr or ""):
+            break
+    if p.returncode != 0:
+        raise SystemExit("command failed (rc %d): taskset -a -p -c %s %d\n%s"
+                         % (p.returncode, cpu, pid, p.stderr))
 
 
 def client(cmd, cpu=CLIENT_CPU):
