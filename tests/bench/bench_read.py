@@ -106,13 +106,17 @@ def start_emulator(name):
     emu = Emulator(os.path.join(TEST_TMP, "bench-emu-" + name))
     echo(emulator_command(emu))
     emu.start()
-    B.pin(emu.proc.pid, B.BACKEND_CPU)
-    emu.reset()
-    emu.create_dataset(DATASET, location="southamerica-east1")
-    emu.create_datos_table(DATASET, TABLE)
-    if not _ROWS:
-        _ROWS.extend(table_rows(emu.now()))
-    emu.insert_rows(_ROWS, DATASET, TABLE)
+    try:
+        B.pin(emu.proc.pid, B.BACKEND_CPU)
+        emu.reset()
+        emu.create_dataset(DATASET, location="southamerica-east1")
+        emu.create_datos_table(DATASET, TABLE)
+        if not _ROWS:
+            _ROWS.extend(table_rows(emu.now()))
+        emu.insert_rows(_ROWS, DATASET, TABLE)
+    except BaseException:
+        emu.stop()  # not yet in any cleanup list
+        raise
     return emu
 
 
