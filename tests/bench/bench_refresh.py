@@ -62,8 +62,8 @@ def fleet_run(n, windows, cleanup):
     emu.add_fault(path="^/bigquery/", action="delay", delay_ms=FLEET_DELAY_MS, count=0)
     rd = Redis()
     echo(rd.command())
-    rd.start()
     cleanup.append(rd.stop)
+    rd.start()
     B.pin(rd.proc.pid, B.BACKEND_CPU)
     load, fleet = B.fleet_directives("redis", rd.address)
     hosts = []
@@ -72,8 +72,8 @@ def fleet_run(n, windows, cleanup):
         conf = R.datos_directives(emu, fleet + "DatosFreshFor %ds\n" % FLEET_FRESH_S)
         h.write_bench_config(conf + R.DATOS_LOCATIONS, R.EVENT_ONE_CHILD,
                              extra_modules=R.LOAD_EXTRA + load)
-        h.start()
         cleanup.append(h.stop)
+        h.start()
         hosts.append(h)
     for h in hosts:
         st, _, body = R.get(h.port, "/datos")
