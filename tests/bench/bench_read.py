@@ -379,7 +379,8 @@ class Bench:
         # Still hits after the runs, and what each peer logged.
         after = {"n": P.warm(nginx, want), "v": P.warm(varnish, want)}
         with open(os.path.join(nginx.dir, "error.log"), errors="replace") as f:
-            nginx_log = [l.strip() for l in f if re.search(r"\[(warn|error|crit|alert|emerg)\]", l)]
+            nginx_log = [line.strip() for line in f
+                         if re.search(r"\[(warn|error|crit|alert|emerg)\]", line)]
         self.data["peers"] = {
             "runs": {c: [strip(x) for x in v] for (_, c), v in res.items()},
             "quick_handler": quick,

@@ -265,7 +265,7 @@ def have(tool):
     return shutil.which(tool) is not None
 
 
-# ---------------------------------------------------------------- what the module under bench can do
+# ---------------------------------------------------------------- what the module can do
 # The bench runs on builds from before and after a feature lands: it asks
 # the module (apache2 -t on a probe configuration) instead of assuming, and
 # reports "not available in this build" for what it does not know.
