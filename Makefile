@@ -265,12 +265,18 @@ test-steps: deps
 	DATOS_SANITIZE=1 $(PYTEST) tests/integration
 
 # ---------------------------------------------------------------- benchmarks
-# make bench: the release build against the trivial handler, a static file
-# and the uncached design; cost at the emulator; the old service's Locust
+# make bench: the release build against the trivial handler (normal and
+# quick), a static file and the uncached design; the old service's bytes
+# behind nginx proxy_cache and Varnish; fleet queries per window; the request
+# that starts a refresh; cost at the emulator; the old service's Locust
 # scenario; the loader; memory. Writes tests/bench/results.md, the plots in
-# tests/bench/plots/ and the figures in docs/benchmarks.md (about 15 minutes;
+# tests/bench/plots/ and the figures in docs/benchmarks.md (about 20 minutes;
 # BENCH_QUICK=1 for a short run while developing).
-BENCH_PACKAGES := gnuplot-nox time
+# nginx and varnish are the peers: the bench runs its own, from configurations
+# it writes under build/, on free ports of 127.0.0.1. (On a host with systemd,
+# installing the packages also enables and starts Debian's services, as it
+# always does; the bench neither uses nor stops them.)
+BENCH_PACKAGES := gnuplot-nox time nginx varnish
 
 bench: deps bench-deps all $(BUILD)/bench/bench_record $(BUILD)/bench/mod_bench_bytes.so
 	$(PYTHON) tests/bench/bench.py
@@ -287,7 +293,8 @@ define apt_missing
 	fi
 endef
 
-# Only what the benchmarks need beyond `make deps`: the plots, GNU time.
+# Only what the benchmarks need beyond `make deps`: the plots, GNU time, the
+# peers.
 bench-deps:
 	$(call apt_missing,$(BENCH_PACKAGES),bench-deps)
 
