@@ -378,7 +378,7 @@ clean:
 DEB_BUILD_PACKAGES := debhelper dpkg-dev lintian apache2-dev libapr1-dev libaprutil1-dev \
   libcurl4-openssl-dev libjansson-dev libssl-dev zlib1g-dev pkg-config build-essential
 INSTALL_TEST_PACKAGES := debootstrap systemd-container util-linux python3
-IMAGES_TEST_PACKAGES := podman buildah runc debootstrap python3-yaml
+IMAGES_TEST_PACKAGES := podman buildah runc catatonit debootstrap python3-yaml binutils
 
 define apt_install_missing
 	@missing=$$(for p in $(2); do \
@@ -421,4 +421,15 @@ test-install: deb test-install-deps
 	@start=$$(date +%s); \
 	$(PYTHON) tests/packaging/install_test.py; rc=$$?; \
 	echo "make test-install: $$( [ $$rc -eq 0 ] && echo passed || echo FAILED ) in $$(( $$(date +%s) - start ))s wall time"; \
+	exit $$rc
+
+test-images-deps:
+	$(call apt_install_missing,test-images-deps,$(IMAGES_TEST_PACKAGES))
+
+# About 10 minutes on a fresh machine (debootstrap, three builds), 2-4 with the
+# base and the build cache kept in build/images-test/ (overlay storage).
+test-images: test-images-deps
+	@start=$$(date +%s); \
+	$(PYTHON) tests/packaging/images_test.py; rc=$$?; \
+	echo "make test-images: $$( [ $$rc -eq 0 ] && echo passed || echo FAILED ) in $$(( $$(date +%s) - start ))s wall time"; \
 	exit $$rc
