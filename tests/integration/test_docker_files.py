@@ -15,6 +15,7 @@ engine is needed, nothing is pulled).
   emulator as the compose stack does, and the compose loader loop loads what was published.
 """
 import base64
+import functools
 import glob
 import json
 import os
@@ -500,6 +501,7 @@ def image_programs(name):
     return found
 
 
+@functools.lru_cache(maxsize=None)
 def installed_packages():
     """This machine's dpkg database: {package: (essential_or_required, [[alternatives]])},
     and {virtual name: [providers]}."""
@@ -537,20 +539,39 @@ def package_closure(pkgs, db, provides):
     return seen
 
 
-def owner_package(program):
-    """The Debian package that ships `program` on this machine (merged /usr aware)."""
+def candidate_paths(program):
+    """Where `program` may be on this machine, as dpkg may know it (merged /usr)."""
     paths = [program] if program.startswith("/") else [
         os.path.join(d, program) for d in RUNTIME_PATH]
+    out = []
     for path in paths:
-        if not os.path.exists(path):
+        if os.path.exists(path):
+            out += [path, os.path.realpath(path),
+                    path[len("/usr"):] if path.startswith("/usr/") else "/usr" + path]
+    return out
+
+
+@functools.lru_cache(maxsize=None)
+def dpkg_owners(paths):
+    """{path: package} for the paths dpkg knows, in one dpkg -S (it reads its whole file
+    database each time it runs)."""
+    if not paths:
+        return {}
+    p = subprocess.run(["dpkg", "-S"] + list(paths), capture_output=True, text=True)
+    owners = {}
+    for line in p.stdout.splitlines():
+        if line.startswith("diversion by ") or ": " not in line:
             continue
-        for c in (path, os.path.realpath(path), "/usr" + path if not path.startswith("/usr")
-                  else path[len("/usr"):]):
-            p = subprocess.run(["dpkg", "-S", c], capture_output=True, text=True)
-            owners = [ln.split(":")[0].split(",")[0].strip() for ln in p.stdout.splitlines()
-                      if not ln.startswith("diversion by ")]
-            if p.returncode == 0 and owners:
-                return owners[0]
+        pkgs, _, path = line.partition(": ")
+        owners.setdefault(path.strip(), pkgs.split(",")[0].strip())
+    return owners
+
+
+def owner_package(program, owners):
+    """The Debian package that ships `program` on this machine."""
+    for c in candidate_paths(program):
+        if c in owners:
+            return owners[c]
     return None
 
 
@@ -568,12 +589,14 @@ def test_every_program_the_image_runs_is_installed_in_it(name):
     for text, _ in stage.all("COPY"):
         flags, sources, dest = parse_copy(text)
         copied |= {copy_target(sources, dest, src) for src in sources}
+    programs = image_programs(name)
+    owners = dpkg_owners(tuple(sorted({c for p, _ in programs for c in candidate_paths(p)})))
     missing = []
-    for program, where in image_programs(name):
+    for program, where in programs:
         if program in copied or (not program.startswith("/") and any(
                 os.path.join(d, program) in copied for d in RUNTIME_PATH)):
             continue
-        pkg = owner_package(program)
+        pkg = owner_package(program, owners)
         if pkg is None:
             missing.append("%s (%s): no Debian package ships it" % (program, where))
         elif pkg not in have:
