@@ -26,7 +26,8 @@ DEB_PACKAGES := build-essential pkg-config ca-certificates curl openssl \
   libcurl4-openssl-dev libjansson-dev libssl-dev libcmocka-dev zlib1g-dev \
   clang libclang-rt-14-dev clang-format \
   python3-pytest python3-requests python3-locust python3-yaml \
-  wrk memcached redis-server prometheus
+  wrk memcached redis-server prometheus \
+  systemd
 
 # Resolved once, the first time a recipe needs them (so `make deps` can
 # install the tools first), instead of once per compile.
@@ -368,10 +369,11 @@ clean:
 #   make deb            build/deb/libapache2-mod-datos_*.deb, datos-loader_*.deb
 #                       (dpkg-buildpackage -b from debian/), then lintian
 #   make test-install   both packages installed with apt in a Debian
-#                       bookworm booted by systemd-nspawn (tests/install/)
+#                       bookworm booted by systemd-nspawn
+#                       (tests/packaging/install_test.py)
 #   make test-images    the three images built with podman from a debootstrap
 #                       base and run together as docker/compose.yaml does
-#                       (tests/images/)
+#                       (tests/packaging/images_test.py)
 .PHONY: deb deb-deps test-install test-install-deps test-images test-images-deps
 
 # Only what each target needs beyond `make deps`.
@@ -400,13 +402,13 @@ deb: deb-deps
 	@rm -rf $(BUILD)/deb-src $(BUILD)/deb && mkdir -p $(DEB_SRC) $(BUILD)/deb/dbgsym
 	@if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then \
 	  git ls-files -z --cached --others --exclude-standard | \
-	    xargs -0 -I{} sh -c 'test -e "{}" && printf "%s\0" "{}"' | \
-	    tar --null -T - -cf - | tar -C $(DEB_SRC) -xf -; \
+	    tar --null --ignore-failed-read -T - -cf - 2>/dev/null | tar -C $(DEB_SRC) -xf -; \
 	else \
 	  tar --exclude=./build --exclude=./node_modules --exclude=./.git -cf - . | tar -C $(DEB_SRC) -xf -; \
 	fi
-	cd $(DEB_SRC) && dpkg-buildpackage -b -us -uc -j2 2>&1 | tee ../build.log | grep -E '^(dpkg-(deb|genbuildinfo|genchanges|buildpackage): |dh_strip)' || true
-	@test -n "$$(ls $(BUILD)/deb-src/*.deb 2>/dev/null)" || { tail -n 40 $(BUILD)/deb-src/build.log; exit 1; }
+	cd $(DEB_SRC) && dpkg-buildpackage -b -us -uc -j2 >../build.log 2>&1 \
+	  || { tail -n 40 ../build.log; exit 1; }
+	@grep -E '^(dpkg-deb|dpkg-buildpackage: info: (source version|binary-only))' $(BUILD)/deb-src/build.log
 	cp $(BUILD)/deb-src/*-dbgsym_*.deb $(BUILD)/deb/dbgsym/
 	cp $$(ls $(BUILD)/deb-src/*.deb | grep -v -- -dbgsym_) $(BUILD)/deb/
 	@ls -l $(BUILD)/deb/*.deb
