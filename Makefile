@@ -417,8 +417,8 @@ deb: deb-deps
 test-install-deps:
 	$(call apt_install_missing,test-install-deps,$(INSTALL_TEST_PACKAGES))
 
-# About 3 minutes with the root filesystem cached in build/rootfs/, 5-6 on a
-# fresh clone (debootstrap); too long for make test's budget.
+# 3-5 minutes with make deb and the root filesystem cached in build/rootfs/,
+# about 3 more on a fresh clone (debootstrap); too long for make test's budget.
 test-install: deb test-install-deps
 	@start=$$(date +%s); \
 	$(PYTHON) tests/packaging/install_test.py; rc=$$?; \
