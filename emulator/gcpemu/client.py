@@ -229,6 +229,24 @@ class Emulator:
     def clear_faults(self):
         self._call("DELETE", "/_emulator/faults")
 
+    def release_held(self):
+        """Ends the delay of every request a delay fault holds now: they go on at once."""
+        return self._call("POST", "/_emulator/faults/release", {})["applying"]
+
+    def applying(self):
+        """How many requests a fault is being applied to right now (held by a delay, or
+        still being answered after it)."""
+        return self._call("GET", "/_emulator/faults")["applying"]
+
+    def settle_faults(self, timeout=60):
+        """Releases every held request and waits until each has been answered, so that
+        what it does lands before the test goes on."""
+        deadline = time.time() + timeout
+        while self.release_held():
+            if time.time() > deadline:
+                raise EmulatorError("requests still held by faults after %ss" % timeout)
+            time.sleep(0.02)
+
     def now(self):
         return self._call("GET", "/_emulator/clock")["now"]
 

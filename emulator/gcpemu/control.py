@@ -30,7 +30,7 @@ class Control:
             return json_response({"status": "ok"})
         if path == "/_emulator/faults":
             if m == "GET":
-                return json_response({"faults": app.faults.list()})
+                return json_response(app.faults.state())
             if m == "POST":
                 body = req.json()
                 specs = body.get("faults") if isinstance(body.get("faults"), list) else [body]
@@ -39,6 +39,8 @@ class Control:
             if m == "DELETE":
                 app.faults.clear()
                 return json_response({"status": "ok"})
+        if path == "/_emulator/faults/release" and m == "POST":
+            return json_response({"applying": app.faults.release()})
         if path.startswith("/_emulator/faults/") and m == "DELETE":
             if not app.faults.remove(path.rsplit("/", 1)[1]):
                 raise ApiError(404, "No such fault")

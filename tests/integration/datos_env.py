@@ -172,11 +172,12 @@ def contract_rows(now):
 
 
 def get(h, path, **kw):
-    kw.setdefault("timeout", 10)
+    kw.setdefault("timeout", 60)
     return requests.get(h.url(path), **kw)
 
 
-def wait_for(predicate, timeout=5.0, interval=0.05):
+def wait_for(predicate, timeout=60.0, interval=0.05):
+    """Until predicate() holds; a deadline generous enough for a busy machine."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         if predicate():

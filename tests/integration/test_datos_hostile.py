@@ -18,7 +18,9 @@ from datos_env import contract_rows, datos_conf, expected_answer, seed
 # httpd's default LimitRequestLine; the request line without its CRLF.
 LIMIT_REQUEST_LINE = 8190
 ALLOW = "GET, HEAD"
-IO_TIMEOUT = 5.0
+# How long a conversation may wait for the server's next byte or its EOF: a server
+# that keeps a socket open fails the test after it, a busy machine never does.
+IO_TIMEOUT = 60.0
 
 
 @pytest.fixture(scope="module")

@@ -251,7 +251,8 @@ FAULTS = [
     (dict(action="status", status=403, reason="PERMISSION_DENIED"), 503, None),
     (dict(action="malformed"), 502, None),
     (dict(action="drop"), 502, None),
-    (dict(action="delay", delay_ms=4000), 504, None),
+    # held past the publish timeout (DatosTimeout 3s) until the test releases it
+    (dict(action="delay", delay_ms=600_000), 504, None),
 ]
 
 
@@ -272,7 +273,7 @@ def test_publish_failures_are_never_accepted(emulator, pipeline, fault, code, re
         assert r.headers["Retry-After"] == retry_after
     if fault["action"] == "delay":
         assert "may or may not" in r.json()["error"]["message"]
-        time.sleep(4.2)                     # the held publish lands in the emulator
+        emulator.settle_faults()            # the held publish lands in the emulator
     # the next one goes through
     r = post(h, record("f2"))
     assert r.status_code == 202, r.text

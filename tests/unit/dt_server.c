@@ -190,13 +190,13 @@ static const char *reason_phrase(int status)
     }
 }
 
+static void send_answer(dt_server_t *s, int fd, dt_response_t r);
+
 static void serve_connection(dt_server_t *s, int fd)
 {
     dt_request_t req;
     dt_response_t r;
     script_t *sc = NULL;
-    char head[1024];
-    size_t blen;
 
     memset(&req, 0, sizeof(req));
     if (read_request(s, fd, &req) != 0) {
@@ -207,13 +207,17 @@ static void serve_connection(dt_server_t *s, int fd)
         if (!strcmp(req.method, s->standing[i].method)
             && !strcmp(req.target, s->standing[i].target)) {
             s->standing[i].hits++;
+            /* A copy: the test may replace the answer while it is sent. */
             r = s->standing[i].r;
+            r.body = xstrdup0(r.body);
             pthread_mutex_unlock(&s->mu);
             free(req.method);
             free(req.target);
             free(req.head);
             free(req.body);
-            goto answer;
+            send_answer(s, fd, r);
+            free((char *)r.body);
+            return;
         }
     }
     if (s->nreqs == s->capreqs) {
@@ -235,7 +239,14 @@ static void serve_connection(dt_server_t *s, int fd)
         r.status = 500;
         r.body = "unscripted";
     }
-answer:
+    send_answer(s, fd, r);
+}
+
+static void send_answer(dt_server_t *s, int fd, dt_response_t r)
+{
+    char head[1024];
+    size_t blen;
+
     if (r.delay_ms > 0 && wait_readable(s, s->wake[0], r.delay_ms) < 0) {
         return;
     }
@@ -244,8 +255,11 @@ answer:
     }
     if (r.hang) {
         char tmp[256];
-        /* Until the client gives up (EOF) or the test ends. */
-        while (wait_readable(s, fd, -1) == 1
+        /* Until the client gives up (EOF) or the test ends, but no longer
+         * than DT_HANG_MS: a client whose timeout did not work then sees
+         * the connection closed, not a timeout, and its test fails rather
+         * than hangs. */
+        while (wait_readable(s, fd, DT_HANG_MS) == 1
                && recv(fd, tmp, sizeof(tmp), 0) > 0) {
         }
         return;

@@ -467,7 +467,6 @@ static void poll_past_deadline(void **state)
     fx_t *fx = *state;
     datos_latest_t *l;
     datos_err_t err = {0};
-    apr_time_t t0;
     int i;
 
     fx->conf.location = "US";
@@ -476,11 +475,12 @@ static void poll_past_deadline(void **state)
     for (i = 0; i < 40; i++) {
         dt_server_json(fx->srv, 200, incomplete(fx->p, "job_slow"));
     }
-    t0 = apr_time_now();
+    /* Polling past the deadline would use up the script and end in its
+     * "unscripted" 500, not APR_TIMEUP. */
     assert_int_equal(fetch(fx, &l, &err), APR_TIMEUP);
-    assert_true(apr_time_now() - t0 < apr_time_from_msec(1500));
     assert_null(l);
-    /* pauses grow: 20, 40, 80, 160 ms... so only a handful of polls */
+    /* pauses grow: 20, 40, 80, 160 ms... so only a handful of polls (a
+     * slow machine makes fewer) */
     assert_true(dt_server_count(fx->srv) <= 8);
 }
 
@@ -978,7 +978,6 @@ static void timeout_mapping(void **state)
     datos_latest_t *l;
     datos_err_t err = {0};
     dt_response_t r;
-    apr_time_t t0;
 
     fx->conf.location = "US";
     fx->conf.timeout = apr_time_from_msec(400);
@@ -986,9 +985,8 @@ static void timeout_mapping(void **state)
     memset(&r, 0, sizeof(r));
     r.hang = 1;
     dt_server_push(fx->srv, &r);
-    t0 = apr_time_now();
+    /* only the timeout ends the hang with APR_TIMEUP (DT_HANG_MS) */
     assert_int_equal(fetch(fx, &l, &err), APR_TIMEUP);
-    assert_true(apr_time_now() - t0 < apr_time_from_msec(1500));
     assert_non_null(strstr(err.message, "jobs.query: POST"));
 }
 
