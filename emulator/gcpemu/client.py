@@ -100,7 +100,7 @@ class Emulator:
 
     # process ------------------------------------------------------------------------------
 
-    def start(self, timeout=30):
+    def start(self, timeout=120):
         os.makedirs(self.workdir, exist_ok=True)
         for p in (self.port_file,):
             if os.path.exists(p):

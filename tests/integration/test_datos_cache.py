@@ -278,9 +278,17 @@ def test_workers_stay_free_with_a_slow_backend(httpd_factory, emulator, mpm, mod
             return pool.submit(plain, h, "/datos", headers={"Connection": "close"},
                                timeout=180)
 
-        # one first, alone, so that its query is surely held; then the 99 others
-        load = [ask()]
-        assert wait_for(lambda: queries(emulator) >= 1, timeout=120)
+        # one first, alone, so that its query is surely held (again if it was told to
+        # come back: a server just started may not have the idle workers a wait
+        # needs yet); then the 99 others
+        load = []
+
+        def one_held():
+            if not load or load[-1].done():
+                load.append(ask())
+            return queries(emulator) >= 1
+
+        assert wait_for(one_held, timeout=120)
         load += [ask() for _ in range(99)]
         for _ in range(8):
             r = requests.get(h.url("/health"), timeout=60)

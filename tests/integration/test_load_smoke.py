@@ -24,7 +24,8 @@ def test_locust_scenario_for_ten_seconds(httpd_factory, emulator, tmp_path):
     emulator.create_topic(server_conf.TOPIC)
     emulator.create_subscription("load-smoke-sub", server_conf.TOPIC)
     h = httpd_factory("load-smoke")
-    h.write_config(server_conf.server_conf(emulator))
+    # a fetch budget no busy machine runs out of (the shipped default is 5 s)
+    h.write_config(server_conf.server_conf(emulator, extra="DatosTimeout 60s\n"))
     h.start()
     stats_file = tmp_path / "locust.json"
     env = dict(os.environ, DATOS_LOAD_STATS=str(stats_file),

@@ -62,7 +62,8 @@ FAULTS = {
     "503": dict(action="status", status=503),
     "429": dict(action="status", status=429),
     "403-rate-limit": dict(action="status", status=403, reason="rateLimitExceeded"),
-    "timeout": dict(action="delay", delay_ms=2500),
+    # held until rerun_clean releases it, long after the loader's http_timeout
+    "timeout": dict(action="delay", delay_ms=600_000),
     "drop": dict(action="drop"),
     "malformed": dict(action="malformed"),
     # the request is carried out, then the connection drops before the answer:
@@ -171,6 +172,8 @@ def test_killed_at_every_step(emulator, point, how):
             proc.wait(10)
         else:
             os.killpg(proc.pid, signal.SIGTERM)
+            # the held request then completes: the run finishes its step and stops
+            emulator.settle_faults()
             r = loader.background_result(proc, timeout=60)
             assert r.rc in (0, 1), r
             assert r.one("run_finished")
