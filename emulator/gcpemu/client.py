@@ -256,6 +256,11 @@ class Emulator:
     def set_clock(self, epoch):
         return self._call("POST", "/_emulator/clock", {"set": epoch})["now"]
 
+    def freeze_clock(self, frozen=True):
+        """Stops the emulator clock (it moves only when advanced or set), or with False
+        lets it run on from where it stands."""
+        return self._call("POST", "/_emulator/clock", {"freeze": frozen})["now"]
+
     def configure(self, **settings):
         return self._call("POST", "/_emulator/config", settings)
 

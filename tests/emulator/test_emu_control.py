@@ -206,6 +206,7 @@ def test_counters_and_request_log(api, emu):
 
 
 def test_clock(api, emu):
+    emu.reset()                                     # running, as it starts
     # Each reading lies between real-time readings taken before and after it.
     before = time.time()
     now = emu.now()
@@ -226,6 +227,30 @@ def test_clock(api, emu):
         <= (1705240800 + since) * 10 ** 6 + 1
     assert r["schema"]["fields"][0] == {"name": "now", "type": "TIMESTAMP", "mode": "NULLABLE"}
     assert api.post("/_emulator/clock", {"jump": 1}).status_code == 400
+
+
+def test_frozen_clock(api, emu):
+    """Frozen (the suite's fixture does it), the clock moves only when told to."""
+    c = api.get("/_emulator/clock").json()
+    assert c["frozen"] is True
+    assert emu.now() == c["now"]
+    assert emu.advance_clock(1.5) == c["now"] + 1.5
+    time.sleep(0.05)
+    assert emu.now() == c["now"] + 1.5
+    assert emu.set_clock(1705240800) == 1705240800
+    d = emu.create_dataset("ds")
+    assert d["creationTime"] == "1705240800000"
+    # thawed, it runs on from where it stood
+    before = time.time()
+    emu.freeze_clock(False)
+    assert api.get("/_emulator/clock").json()["frozen"] is False
+    assert 1705240800 <= emu.now() <= 1705240800 + (time.time() - before) + 0.001
+    emu.freeze_clock()
+    emu.reset()                                     # a reset runs it from real time again
+    before = time.time()
+    c = api.get("/_emulator/clock").json()
+    assert c["frozen"] is False and before - 0.001 <= c["now"] <= time.time() + 0.001
+    assert api.post("/_emulator/clock", {"freeze": "yes"}).status_code == 400
 
 
 def test_config_and_reset(api, emu):
