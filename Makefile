@@ -270,9 +270,11 @@ format-check:
 
 # ---------------------------------------------------------------- pytest suites
 PYTEST := $(PYTHON) -m pytest -q -ra
-# pytest-xdist workers, one per core by default: each has its own emulator, its
-# own folder under build/test-tmp and its own block of ports (tools/httpd.py).
-PYTEST_WORKERS ?= auto
+# pytest-xdist workers: each has its own emulator, its own folder under
+# build/test-tmp and its own block of ports (tools/httpd.py). Four per run on
+# two cores: most of a test's time is spent waiting (on httpd's shutdown, the
+# loader's retries, held requests), and four finish sooner than two.
+PYTEST_WORKERS ?= 4
 PYTEST_PAR := $(PYTEST) -n $(PYTEST_WORKERS)
 
 itest: test-build
@@ -284,22 +286,22 @@ test:
 	echo "make test: $$( [ $$rc -eq 0 ] && echo passed || echo FAILED ) in $$(( $$(date +%s) - start ))s wall time"; \
 	exit $$rc
 
-# The builds, then the unit tests and the fuzz corpora, two jobs at a time;
-# then the integration suite against the release build (with the emulator's
-# own suite) and against the ASan build side by side: their tests mostly wait
-# on sockets and timers, and each run has its own workers, folders and ports.
-# Their output goes to build/itest-*.log, shown when both are done.
+# The builds, two jobs at a time; then, side by side (their tests mostly wait
+# on sockets and timers): the integration suite against the release build
+# (with the emulator's own suite), the same against the ASan build, and the
+# unit tests and fuzz corpora. Each pytest run has its own workers, folders and
+# ports; their output goes to build/itest-*.log, shown when all are done.
 test-steps: deps
 	$(MAKE) --no-print-directory format-check
 	$(MAKE) --no-print-directory -j2 test-build fuzz-build
-	$(MAKE) --no-print-directory -j2 -O unit fuzz-replay
-	@echo "$(PYTEST_PAR) tests/emulator tests/integration   (build/itest-release.log)"
-	@echo "DATOS_SANITIZE=1 $(PYTEST_PAR) tests/integration   (build/itest-asan.log)"
+	@echo "$(PYTEST_PAR) tests/emulator tests/integration  >$(BUILD)/itest-release.log"
+	@echo "DATOS_SANITIZE=1 $(PYTEST_PAR) tests/integration  >$(BUILD)/itest-asan.log"
 	@$(PYTEST_PAR) tests/emulator tests/integration >$(BUILD)/itest-release.log 2>&1 & release=$$!; \
-	DATOS_SANITIZE=1 $(PYTEST_PAR) tests/integration >$(BUILD)/itest-asan.log 2>&1; asan=$$?; \
-	wait $$release; release=$$?; \
-	for s in release asan; do echo "== $$s build"; cat $(BUILD)/itest-$$s.log; done; \
-	test $$release -eq 0 && test $$asan -eq 0
+	DATOS_SANITIZE=1 $(PYTEST_PAR) tests/integration >$(BUILD)/itest-asan.log 2>&1 & asan=$$!; \
+	$(MAKE) --no-print-directory -j2 -O unit fuzz-replay; unit=$$?; \
+	wait $$release; release=$$?; wait $$asan; asan=$$?; \
+	for s in release asan; do echo "== integration suite, $$s build"; cat $(BUILD)/itest-$$s.log; done; \
+	test $$unit -eq 0 && test $$release -eq 0 && test $$asan -eq 0
 
 # ---------------------------------------------------------------- benchmarks
 # make bench: the release build against the trivial handler, a static file
