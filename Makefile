@@ -79,9 +79,13 @@ FUZZ_BIN := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRC))
 # What a user installs.
 all: $(BUILD)/libdatos.a $(BUILD)/mod_datos.so $(BUILD)/datos-loader
 
+# What the integration suites run: the programs, their ASan twins, and the
+# test of the libdatos clients against the emulator.
+ITEST_BUILD := all $(BUILD)/asan/mod_datos.so $(BUILD)/asan/datos-loader \
+               $(BUILD)/tests/test_emulator_clients $(BUILD)/asan/tests/test_emulator_clients
+
 # What the tests run: the sanitizer builds and the unit tests too.
-test-build: all $(BUILD)/asan/libdatos.a $(BUILD)/asan/mod_datos.so \
-            $(BUILD)/asan/datos-loader unit-build
+test-build: $(ITEST_BUILD) $(BUILD)/asan/libdatos.a unit-build
 
 # ---------------------------------------------------------------- deps
 # Idempotent: apt runs only when a package is missing; npm only when the
@@ -286,14 +290,15 @@ test:
 	echo "make test: $$( [ $$rc -eq 0 ] && echo passed || echo FAILED ) in $$(( $$(date +%s) - start ))s wall time"; \
 	exit $$rc
 
-# The builds, two jobs at a time; then, side by side (their tests mostly wait
-# on sockets and timers): the integration suite against the release build
-# (with the emulator's own suite), the same against the ASan build, and the
-# unit tests and fuzz corpora. Each pytest run has its own workers, folders and
-# ports; their output goes to build/itest-*.log, shown when all are done.
+# What the integration suites need is built first, two jobs at a time; then,
+# side by side (their tests mostly wait on sockets and timers): the integration
+# suite against the release build (with the emulator's own suite), the same
+# against the ASan build, and the build and run of the unit tests and fuzz
+# corpora. Each pytest run has its own workers, folders and ports; their
+# output goes to build/itest-*.log, shown when all are done.
 test-steps: deps
 	$(MAKE) --no-print-directory format-check
-	$(MAKE) --no-print-directory -j2 test-build fuzz-build
+	$(MAKE) --no-print-directory -j2 $(ITEST_BUILD)
 	@echo "$(PYTEST_PAR) tests/emulator tests/integration  >$(BUILD)/itest-release.log"
 	@echo "DATOS_SANITIZE=1 $(PYTEST_PAR) tests/integration  >$(BUILD)/itest-asan.log"
 	@$(PYTEST_PAR) tests/emulator tests/integration >$(BUILD)/itest-release.log 2>&1 & release=$$!; \
