@@ -120,7 +120,7 @@ def test_stampede_on_a_cold_cache_makes_one_query(httpd_factory, emulator, mpm):
     def one(i):
         if i < 50:
             go.wait()
-        return plain(h, "/datos?limit=%d" % (1 + i % 100), timeout=30)
+        return plain(h, "/datos?limit=%d" % (1 + i % 100), timeout=120)
 
     with ThreadPoolExecutor(200) as pool:
         got = list(pool.map(one, range(200)))
@@ -441,7 +441,7 @@ def test_a_table_missing_a_record_column_is_a_503_naming_it(httpd_factory, emula
 
 def raw_get(h, path, headers):
     """The body as sent (no decoding), with the headers."""
-    r = requests.get(h.url(path), headers=headers, stream=True, timeout=10)
+    r = requests.get(h.url(path), headers=headers, stream=True, timeout=120)
     body = r.raw.read(decode_content=False)
     return r, body
 
@@ -464,7 +464,7 @@ def test_conditional_get_for_plain_and_gzip(httpd_factory, emulator):
     for headers, etag in (({"Accept-Encoding": "identity"}, p.headers["ETag"]),
                           ({"Accept-Encoding": "gzip"}, g.headers["ETag"])):
         r = requests.get(h.url("/datos"), headers=dict(headers, **{"If-None-Match": etag}),
-                         timeout=10)
+                         timeout=120)
         assert r.status_code == 304
         assert r.content == b""
         assert r.headers["ETag"] == etag
@@ -472,7 +472,7 @@ def test_conditional_get_for_plain_and_gzip(httpd_factory, emulator):
         assert r.headers["Cache-Control"].startswith("public, max-age=")
     # the other variant's tag does not match
     r = requests.get(h.url("/datos"), headers={"Accept-Encoding": "identity",
-                                               "If-None-Match": g.headers["ETag"]}, timeout=10)
+                                               "If-None-Match": g.headers["ETag"]}, timeout=120)
     assert r.status_code == 200
     # the largest limit has a gzip variant too; other limits are sent plain
     g100, b100 = raw_get(h, "/datos?limit=100", {"Accept-Encoding": "gzip;q=1, identity;q=0.5"})
@@ -484,7 +484,7 @@ def test_conditional_get_for_plain_and_gzip(httpd_factory, emulator):
     # q=0 refuses gzip
     n, nb = raw_get(h, "/datos", {"Accept-Encoding": "gzip;q=0, *"})
     assert "Content-Encoding" not in n.headers
-    head = requests.head(h.url("/datos"), headers={"Accept-Encoding": "gzip"}, timeout=10)
+    head = requests.head(h.url("/datos"), headers={"Accept-Encoding": "gzip"}, timeout=120)
     assert head.headers["Content-Length"] == str(len(gbody))
 
 

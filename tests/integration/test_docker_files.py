@@ -679,7 +679,7 @@ def test_compose_stack_on_the_image_configuration(image_root, emulator):
             uids = re.search(r"^Uid:\s+(\d+)", f.read(), re.M).group(1)
         assert int(uids) == (WWW_DATA if os.geteuid() == 0 else os.geteuid())
 
-        r = requests.get(base + "/datos?limit=100", timeout=10)
+        r = requests.get(base + "/datos?limit=100", timeout=120)
         assert r.status_code == 200, r.text
         assert {d["id"] for d in r.json()["datos"]} == seeded
         # the last good answer went to the state directory, writable by the image's user
@@ -688,16 +688,16 @@ def test_compose_stack_on_the_image_configuration(image_root, emulator):
             time.sleep(0.05)
         assert os.listdir(env["DATOS_STATE_DIR"]), "nothing in DatosStateDir"
 
-        r = requests.request("TRACE", base + "/datos", timeout=10)
+        r = requests.request("TRACE", base + "/datos", timeout=120)
         assert r.status_code == 405
-        r = requests.request("TRACE", base + "/", timeout=10)
+        r = requests.request("TRACE", base + "/", timeout=120)
         assert r.status_code == 405
 
         record = {"id": "docker-post", "contenido": "desde compose",
                   "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-        r = requests.post(base + "/datos", json=record, timeout=10)
+        r = requests.post(base + "/datos", json=record, timeout=120)
         assert r.status_code == 401
-        r = requests.post(base + "/datos", json=record, auth=("demo", "demo"), timeout=10)
+        r = requests.post(base + "/datos", json=record, auth=("demo", "demo"), timeout=120)
         assert r.status_code == 202, r.text
 
         # the image's STOPSIGNAL: a graceful stop, which ends with status 0 (the log
