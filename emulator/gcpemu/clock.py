@@ -4,9 +4,10 @@ It drives server-side time only (token expiry, CURRENT_TIMESTAMP(), creation tim
 windows, the streaming buffer). Anything a *client* minted with its own clock (JWT iat/exp)
 is checked against the real wall clock instead; see auth.py.
 
-Frozen, it stands still until it is advanced or set: a test that checks both sides of a
-deadline ("still leased at 29.9 s, redelivered at 30 s") then does not depend on how much
-real time its own requests take.
+Frozen, it stands still until it is advanced or set, but for a microsecond per reading:
+no two events share a time, and a deadline reached exactly is passed, as with a running
+clock. A test that checks both sides of a deadline ("still leased at 29.9 s, redelivered
+at 30 s") then does not depend on how much real time its own requests take.
 """
 import threading
 import time
@@ -19,8 +20,13 @@ class Clock:
         self._lock = threading.Lock()
 
     def now(self):
-        frozen = self._frozen
-        return frozen if frozen is not None else time.time() + self._offset
+        if self._frozen is None:
+            return time.time() + self._offset
+        with self._lock:
+            if self._frozen is None:
+                return time.time() + self._offset
+            self._frozen += 1               # whole microseconds
+            return self._frozen / 1_000_000
 
     @property
     def frozen(self):
@@ -29,12 +35,12 @@ class Clock:
     def freeze(self):
         with self._lock:
             if self._frozen is None:
-                self._frozen = time.time() + self._offset
+                self._frozen = int(round((time.time() + self._offset) * 1_000_000))
 
     def thaw(self):
         with self._lock:
             if self._frozen is not None:
-                self._offset = self._frozen - time.time()
+                self._offset = self._frozen / 1_000_000 - time.time()
                 self._frozen = None
 
     def now_ms(self):
@@ -46,19 +52,19 @@ class Clock:
     @property
     def offset(self):
         frozen = self._frozen
-        return frozen - time.time() if frozen is not None else self._offset
+        return frozen / 1_000_000 - time.time() if frozen is not None else self._offset
 
     def advance(self, seconds):
         with self._lock:
             if self._frozen is not None:
-                self._frozen += float(seconds)
+                self._frozen += int(round(float(seconds) * 1_000_000))
             else:
                 self._offset += float(seconds)
 
     def set(self, epoch):
         with self._lock:
             if self._frozen is not None:
-                self._frozen = float(epoch)
+                self._frozen = int(round(float(epoch) * 1_000_000))
             else:
                 self._offset = float(epoch) - time.time()
 
