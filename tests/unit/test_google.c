@@ -350,7 +350,7 @@ static void calls_carry_the_token(void **state)
     dt_server_json(fx->srv, 200, "{\"a\":1}");
     dt_server_json(fx->srv, 201, "{\"b\":2}");
     datos_google_op_init(&op, fx->p, fx->http, fx->creds,
-                         apr_time_now() + apr_time_from_sec(5), &err);
+                         apr_time_now() + apr_time_from_sec(30), &err);
     assert_int_equal(datos_google_call(&op, fx->p, &c, &resp), APR_SUCCESS);
     assert_string_equal(resp->body, "{\"a\":1}");
     c.method = "POST";
