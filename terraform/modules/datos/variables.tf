@@ -447,7 +447,7 @@ variable "loader_job_timeout" {
 }
 
 variable "loader_memory" {
-  description = "Memory of the loader's task: a full 100 MB batch of DESIGN.md's mix peaked at 320 MiB (docs/benchmarks.md)."
+  description = "Memory of the loader's task: a full 100 MB batch of the record mix of docs/design.md section 8 peaked at 320 MiB (docs/benchmarks.md)."
   type        = string
   default     = "1Gi"
 
