@@ -159,7 +159,8 @@ static datos_answer_t *decode(ctx_t *c, apr_pool_t *tmp, datos_tier_t tier,
     datos_err_t err;
 
     datos_err_clear(&err);
-    if (datos_answer_decode(tmp, bytes, len, &a, &err) != APR_SUCCESS) {
+    if (datos_answer_decode(tmp, bytes, len, &c->rt->seal, &a, &err)
+        != APR_SUCCESS) {
         if (tier == DATOS_TIER_L2) {
             ap_log_rerror(
                 APLOG_MARK, APLOG_INFO, 0, c->r,
@@ -605,7 +606,8 @@ static apr_status_t refresh(ctx_t *c, datos_answer_t *prev,
         return rv;
     }
     c->now = apr_time_now();
-    if (datos_answer_encode(c->r->pool, a, &bytes, &len, NULL) == APR_SUCCESS) {
+    if (datos_answer_encode(c->r->pool, a, &c->rt->seal, &bytes, &len, NULL)
+        == APR_SUCCESS) {
         if (c->g->cache)
             l2_put(c, a, bytes, len);
         state_write(c, bytes, len);
@@ -652,7 +654,7 @@ static datos_answer_t *newer_shared(ctx_t *c, datos_answer_t *a, int cold)
              * the file. */
             const char *bytes;
             apr_size_t len;
-            if (datos_answer_encode(c->r->pool, b, &bytes, &len, NULL)
+            if (datos_answer_encode(c->r->pool, b, &c->rt->seal, &bytes, &len, NULL)
                 == APR_SUCCESS)
                 l2_put(c, b, bytes, len);
         }

@@ -72,6 +72,7 @@ typedef struct mod_datos_rt_t {
     const char *l2_key;     /* "datos:v1:<32 hex>" */
     const char *l2_marker;  /* l2_key + ":refreshing", fleets only */
     const char *state_file; /* NULL: no state directory */
+    datos_seal_t seal;      /* of every entry this runtime stores */
     apr_size_t envelope_max;
     datos_answer_opts_t answer_opts;
     const char *cache_control; /* of every 200 and 304 */
