@@ -654,7 +654,8 @@ static datos_answer_t *newer_shared(ctx_t *c, datos_answer_t *a, int cold)
              * the file. */
             const char *bytes;
             apr_size_t len;
-            if (datos_answer_encode(c->r->pool, b, &c->rt->seal, &bytes, &len, NULL)
+            if (datos_answer_encode(c->r->pool, b, &c->rt->seal, &bytes, &len,
+                                    NULL)
                 == APR_SUCCESS)
                 l2_put(c, b, bytes, len);
         }

@@ -193,11 +193,10 @@ static mod_datos_rt_t *runtime_make(apr_pool_t *pconf, server_rec *s,
 
     rt->l2_key = entry_key(pconf, conf);
     rt->seal.key = rt->l2_key;
-    if (datos_secret_generate(pconf, (datos_secret_t **)&rt->seal.secret,
-                              &err)
+    if (datos_secret_generate(pconf, (datos_secret_t **)&rt->seal.secret, &err)
         != APR_SUCCESS) {
-        ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s,
-                     DATOS_LOGNO(0019) "%s", err.message);
+        ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, DATOS_LOGNO(0019) "%s",
+                     err.message);
         return NULL;
     }
     rt->l2_marker = apr_pstrcat(pconf, rt->l2_key, ":refreshing", NULL);
