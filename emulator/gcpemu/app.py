@@ -269,6 +269,11 @@ class App:
             if self.epoch != epoch:
                 return Response(0, b"", mode="drop")
         action = fault.action
+        if action == "hold":
+            fault.hold()
+            if self.epoch != epoch:
+                return Response(0, b"", mode="drop")
+            return self.process(req, route, family, wrong_method)
         if action == "delay":
             return self.process(req, route, family, wrong_method)
         if action == "drop":

@@ -226,6 +226,14 @@ class Emulator:
     def faults(self):
         return self._call("GET", "/_emulator/faults")["faults"]
 
+    def fault(self, fault_id):
+        """One fault's description (a hold fault's even once used up)."""
+        return self._call("GET", "/_emulator/faults/" + fault_id)
+
+    def release_fault(self, fault_id):
+        """Lets the requests a hold fault holds go on (and later ones pass)."""
+        self._call("POST", "/_emulator/faults/%s/release" % fault_id, {})
+
     def clear_faults(self):
         self._call("DELETE", "/_emulator/faults")
 

@@ -6,9 +6,14 @@ import uuid
 
 from .errors import ApiError
 
-ACTIONS = ("status", "delay", "drop", "malformed", "truncate", "commit_then_drop", "job_error")
+ACTIONS = ("status", "delay", "drop", "malformed", "truncate", "commit_then_drop", "job_error",
+           "hold")
 _FIELDS = {"method", "path", "endpoint", "count", "skip", "action", "status", "reason",
-           "message", "retry_after", "body", "content_type", "delay_ms", "domain", "headers"}
+           "message", "retry_after", "body", "content_type", "delay_ms", "domain", "headers",
+           "hold_ms"}
+# A held request goes on by itself after this long (real time), so a test that
+# forgets to release cannot hang the emulator.
+HOLD_MS_DEFAULT = 60_000
 
 
 class Fault:
@@ -42,6 +47,10 @@ class Fault:
         self.content_type = spec.get("content_type")
         self.headers = spec.get("headers") or {}
         self.delay_ms = _int(spec.get("delay_ms", 0), "delay_ms")
+        self.hold_ms = _int(spec.get("hold_ms", HOLD_MS_DEFAULT), "hold_ms")
+        # hold: requests wait on this until the fault is released or removed
+        self.released = threading.Event()
+        self.held = 0
         self.hits = 0
         self.remaining = self.count  # 0 = unlimited
         self.spec = dict(spec)
@@ -60,7 +69,17 @@ class Fault:
         d.update({"id": self.id, "action": self.action, "count": self.count,
                   "remaining": self.remaining if self.count else None,
                   "skip_remaining": self.skip, "hits": self.hits})
+        if self.action == "hold":
+            d.update({"held": self.held, "released": self.released.is_set()})
         return d
+
+    def hold(self):
+        """Waits (a hold fault) until released, removed or hold_ms passed."""
+        self.held += 1
+        try:
+            self.released.wait(self.hold_ms / 1000.0)
+        finally:
+            self.held -= 1
 
 
 def _int(v, name):
@@ -75,27 +94,57 @@ def _int(v, name):
 class FaultPlan:
     def __init__(self):
         self._faults = []
+        # hold faults by id until released or cleared, used up or not: a
+        # request may still be held by a fault whose count ran out
+        self._holds = {}
         self._lock = threading.Lock()
 
     def add(self, spec):
         fault = Fault(spec)
         with self._lock:
             self._faults.append(fault)
+            if fault.action == "hold":
+                self._holds[fault.id] = fault
         return fault.id
 
     def clear(self):
         with self._lock:
             self._faults = []
+            holds, self._holds = self._holds, {}
+        for f in holds.values():
+            f.released.set()
 
     def remove(self, fault_id):
         with self._lock:
             before = len(self._faults)
             self._faults = [f for f in self._faults if f.id != fault_id]
-            return len(self._faults) != before
+            removed = len(self._faults) != before
+            hold = self._holds.pop(fault_id, None)
+        if hold is not None:
+            hold.released.set()
+        return removed or hold is not None
+
+    def release(self, fault_id):
+        """Lets the requests a hold fault holds go on, and any later ones
+        pass; False when there is no such hold fault."""
+        with self._lock:
+            hold = self._holds.get(fault_id)
+        if hold is None:
+            return False
+        hold.released.set()
+        return True
 
     def list(self):
         with self._lock:
             return [f.describe() for f in self._faults]
+
+    def describe(self, fault_id):
+        with self._lock:
+            for f in self._faults:
+                if f.id == fault_id:
+                    return f.describe()
+            hold = self._holds.get(fault_id)
+            return hold.describe() if hold is not None else None
 
     def take(self, method, path, endpoint):
         """The first active fault that applies to this request, consuming one use."""

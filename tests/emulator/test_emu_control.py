@@ -10,7 +10,7 @@ import time
 import pytest
 
 from emu_support import TEST_TMP
-from gcpemu.client import Emulator
+from gcpemu.client import Emulator, EmulatorError
 
 P = "datos-local"
 DS = "/bigquery/v2/projects/%s/datasets" % P
@@ -91,6 +91,49 @@ def test_delay_fault(api, emu):
     t0 = time.time()
     assert api.query("SELECT 1").status_code == 503
     assert time.time() - t0 >= 0.2
+
+
+def test_hold_fault_waits_for_release(api, emu):
+    """A held request answers only once released: what a test needs to prove
+    behaviour while BigQuery is busy, without timing anything."""
+    fid = emu.add_fault(endpoint="bigquery.jobs.query", action="hold")
+    done = []
+    t = threading.Thread(target=lambda: done.append(api.query("SELECT 1")))
+    t.start()
+    deadline = time.time() + 10
+    while emu.fault(fid)["held"] != 1 and time.time() < deadline:
+        time.sleep(0.01)
+    assert emu.fault(fid)["held"] == 1
+    # held, however long the test looks; other endpoints are not
+    assert emu.count("bigquery.jobs.query") == 1
+    assert api.get(DS + "/nope").status_code == 404
+    t.join(0.3)
+    assert t.is_alive() and not done
+    emu.release_fault(fid)
+    t.join(10)
+    assert done and done[0].status_code == 200
+    f = emu.fault(fid)
+    assert (f["held"], f["released"], f["hits"]) == (0, True, 1)
+    # used up (count 1) and released: later queries pass
+    assert api.query("SELECT 1").status_code == 200
+
+
+def test_hold_fault_let_go_by_clear_and_by_its_limit(api, emu):
+    emu.add_fault(endpoint="bigquery.jobs.query", action="hold", count=0)
+    done = []
+    t = threading.Thread(target=lambda: done.append(api.query("SELECT 1")))
+    t.start()
+    deadline = time.time() + 10
+    while not any(f.get("held") for f in emu.faults()) and time.time() < deadline:
+        time.sleep(0.01)
+    emu.clear_faults()
+    t.join(10)
+    assert done and done[0].status_code == 200
+    # hold_ms bounds a hold nobody releases
+    emu.add_fault(endpoint="bigquery.jobs.query", action="hold", hold_ms=50)
+    assert api.query("SELECT 1").status_code == 200
+    with pytest.raises(EmulatorError):
+        emu.release_fault("f-nosuchfault")
 
 
 def test_drop_fault(emu):
