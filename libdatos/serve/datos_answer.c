@@ -586,6 +586,17 @@ leave:
     return rv;
 }
 
+apr_status_t datos_answer_reseal(char *bytes, apr_size_t len,
+                                 const datos_seal_t *seal)
+{
+    unsigned char *b = (unsigned char *)bytes;
+
+    if (!b || len < ENV_HEADER_LEN + SEAL_LEN) {
+        return APR_EINVAL;
+    }
+    return datos_seal_mac(seal, b, len - SEAL_LEN, b + len - SEAL_LEN);
+}
+
 /* The structure of an envelope whose checksum matched, checked field by
  * field before any of it is used: returns what is wrong, or NULL. */
 static const char *envelope_problem(apr_pool_t *scratch, const unsigned char *b,

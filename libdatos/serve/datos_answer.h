@@ -122,6 +122,11 @@ apr_status_t datos_answer_encode(apr_pool_t *p, const datos_answer_t *a,
                                  const datos_seal_t *seal, const char **bytes,
                                  apr_size_t *len, datos_err_t *err);
 
+/* Seals again, for another tier, an envelope datos_answer_encode made:
+ * its last DATOS_SEAL_LEN bytes are replaced by seal's. */
+apr_status_t datos_answer_reseal(char *bytes, apr_size_t len,
+                                 const datos_seal_t *seal);
+
 /* The largest envelope an answer within these bounds can take, for the
  * retrieve buffer of a socache provider: any answer whose body is at most
  * max_payload bytes, with at most max_rows rows and gzip_count gzip limits.

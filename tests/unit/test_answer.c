@@ -748,6 +748,19 @@ static void envelope_refuses_other_seals(void **state)
     }
     assert_int_equal(decode(p, bytes, len, &a, &err), APR_SUCCESS);
     datos_answer_free(a);
+    /* resealed for another tier: trusted there, and only there */
+    {
+        char *copy = apr_pmemdup(p, bytes, len);
+
+        assert_int_equal(datos_answer_reseal(copy, len, &other_secret),
+                         APR_SUCCESS);
+        assert_int_equal(
+            datos_answer_decode(p, copy, len, &other_secret, &a, &err),
+            APR_SUCCESS);
+        datos_answer_free(a);
+        assert_int_equal(decode(p, copy, len, &a, &err), DATOS_EAUTH);
+        assert_int_equal(datos_answer_reseal(copy, 10, &test_seal), APR_EINVAL);
+    }
 }
 
 static void envelope_rejects_other_versions(void **state)
