@@ -30,6 +30,10 @@ APLOG_USE_MODULE(datos);
 
 /* A request turned away because too many wait comes back in this long. */
 #define NO_ROOM_RETRY apr_time_from_sec(1)
+/* A request over the bound on waiting workers may still hold its worker
+ * this long, looking for the answer a fetch in flight brings: enough for a
+ * fast BigQuery, short enough that /health always finds a worker. */
+#define BRIEF_WAIT apr_time_from_sec(1)
 
 typedef struct {
     request_rec *r;
@@ -247,7 +251,11 @@ static apr_status_t wait_for_refresh(ctx_t *c, datos_policy_state_t *state,
     memset(&waited, 0, sizeof(waited));
     ticket = mod_datos_refresh_want(c->st, d->want_after, &waited.started);
     if (!wait_enter(c)) {
-        waited.end = DATOS_WAIT_NO_ROOM;
+        waited.end = mod_datos_refresh_wait(
+            c->st, ticket, d->want_after, datos_time_add(c->op.now, BRIEF_WAIT),
+            &waited.status, &waited.retry_after);
+        if (waited.end != DATOS_WAIT_ANSWERED)
+            waited.end = DATOS_WAIT_NO_ROOM;
     }
     else {
         waited.end = mod_datos_refresh_wait(

@@ -498,21 +498,29 @@ int mod_datos_handler(request_rec *r)
     return rc;
 }
 
+/* Whether the request's target, as sent, is path with at most a query. */
+static int target_is(const request_rec *r, const char *path)
+{
+    apr_size_t n = strlen(path);
+
+    return !strncmp(r->unparsed_uri, path, n)
+           && (r->unparsed_uri[n] == '\0' || r->unparsed_uri[n] == '?');
+}
+
 int mod_datos_quick_handler(request_rec *r, int lookup)
 {
     const mod_datos_conf_t *conf = mod_datos_conf(r->server);
-    const char *path = r->parsed_uri.path;
     apr_time_t start;
     int i, rc;
 
     /* GET (and HEAD) of exactly a quick path, as sent: anything httpd would
-     * rewrite first (escapes, dot segments, double slashes) goes the
-     * normal way. */
+     * rewrite first (escapes, dot segments, double slashes, an absolute
+     * URL) goes the normal way. */
     if (lookup || !conf->quick_paths || r->method_number != M_GET || r->proxyreq
-        || !path)
+        || !r->unparsed_uri)
         return DECLINED;
     for (i = 0; i < conf->quick_paths->nelts; i++) {
-        if (!strcmp(path, APR_ARRAY_IDX(conf->quick_paths, i, const char *)))
+        if (target_is(r, APR_ARRAY_IDX(conf->quick_paths, i, const char *)))
             break;
     }
     if (i == conf->quick_paths->nelts)

@@ -119,14 +119,14 @@ static apr_status_t fetch(apr_pool_t *p, server_rec *s, mod_datos_rt_t *rt,
 
     apr_pool_create(&tmp, p);
     if (prev && prev->watermark_us)
-        rv = datos_bq_fetch_since(rt->bq, tmp, prev->watermark_us, &latest,
-                                  err);
+        rv =
+            datos_bq_fetch_since(rt->bq, tmp, prev->watermark_us, &latest, err);
     else
         rv = datos_bq_fetch_latest(rt->bq, tmp, &latest, err);
-    datos_metrics_backend(
-        mod_datos_global.metrics,
-        rv == APR_SUCCESS ? "ok" : datos_status_name(rv),
-        apr_time_now() - start, latest ? latest->bytes_processed : 0);
+    datos_metrics_backend(mod_datos_global.metrics,
+                          rv == APR_SUCCESS ? "ok" : datos_status_name(rv),
+                          apr_time_now() - start,
+                          latest ? latest->bytes_processed : 0);
     if (rv != APR_SUCCESS)
         goto leave;
     if (latest->capped)
@@ -181,8 +181,7 @@ apr_status_t mod_datos_refresh_uncached(request_rec *r, mod_datos_rt_t *rt,
 
 /* Whether the process holds an answer fetched at or after want_after;
  * *have is the fetch time of what it holds (0: nothing). */
-static int holds(mod_datos_store_t *st, apr_time_t want_after,
-                 apr_time_t *have)
+static int holds(mod_datos_store_t *st, apr_time_t want_after, apr_time_t *have)
 {
     datos_answer_t *a = mod_datos_tiers_current(st);
 
@@ -224,11 +223,13 @@ static int backing_off(mod_datos_op_t *op, apr_status_t *rv,
 
 /* The fleet's lease (see the top of the file). Returns 1 when this host
  * is to fetch (*mine: it holds the lease, to drop after), 0 when another
- * host's answer came meanwhile. */
+ * host's answer came meanwhile. Other hosts' leases are waited on for at
+ * most DatosTimeout in all, however often they are written again. */
 static int lease(mod_datos_refresher_t *rf, mod_datos_op_t *op,
                  apr_time_t want_after, apr_time_t *have, int *mine)
 {
     apr_interval_time_t timeout = op->st->rt->conf->timeout;
+    apr_time_t deadline = datos_time_add(apr_time_now(), timeout);
     datos_lease_t theirs, ours;
     int round;
 
@@ -238,9 +239,8 @@ static int lease(mod_datos_refresher_t *rf, mod_datos_op_t *op,
         if (mod_datos_tiers_lease_get(op, &theirs)
             && datos_policy_lease_live(theirs.taken, op->now, timeout)) {
             /* Another host fetches: its answer, while its lease lives. */
-            while (!rf->stopping
-                   && datos_policy_lease_live(theirs.taken, op->now,
-                                              timeout)) {
+            while (!rf->stopping && op->now < deadline
+                   && datos_policy_lease_live(theirs.taken, op->now, timeout)) {
                 apr_sleep(FLEET_POLL);
                 if (found(op, want_after, have))
                     return 0;
@@ -248,6 +248,8 @@ static int lease(mod_datos_refresher_t *rf, mod_datos_op_t *op,
                 if (!mod_datos_tiers_lease_get(op, &theirs))
                     break;
             }
+            if (op->now >= deadline)
+                return 1; /* waited long enough: fetch */
             continue;
         }
         if (datos_lease_new(op->now, &ours) != APR_SUCCESS
@@ -426,12 +428,9 @@ apr_uint64_t mod_datos_refresh_want(mod_datos_store_t *st,
     return ticket;
 }
 
-datos_wait_end_t mod_datos_refresh_wait(mod_datos_store_t *st,
-                                        apr_uint64_t ticket,
-                                        apr_time_t want_after,
-                                        apr_time_t deadline,
-                                        apr_status_t *status,
-                                        apr_interval_time_t *retry_after)
+datos_wait_end_t mod_datos_refresh_wait(
+    mod_datos_store_t *st, apr_uint64_t ticket, apr_time_t want_after,
+    apr_time_t deadline, apr_status_t *status, apr_interval_time_t *retry_after)
 {
     mod_datos_refresher_t *rf = st->refresher;
     datos_wait_end_t end;

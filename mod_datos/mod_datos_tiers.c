@@ -170,14 +170,13 @@ static datos_answer_t *decode(mod_datos_op_t *op, apr_pool_t *tmp,
     rv = datos_answer_decode(tmp, bytes, len, seal, &a, &err);
     if (rv == APR_SUCCESS && !datos_policy_fetched_ok(a->fetched, op->now)) {
         why = DATOS_REFUSED_FUTURE;
-        problem =
-            a->fetched <= 0
-                ? "its fetch time is not a time"
-                : apr_psprintf(tmp,
-                               "it says it was fetched %" APR_INT64_T_FMT
-                               " s from now, more than this host's clock "
-                               "allows",
-                               (a->fetched - op->now) / APR_USEC_PER_SEC);
+        problem = a->fetched <= 0
+                      ? "its fetch time is not a time"
+                      : apr_psprintf(tmp,
+                                     "it says it was fetched %" APR_INT64_T_FMT
+                                     " s from now, more than this host's clock "
+                                     "allows",
+                                     (a->fetched - op->now) / APR_USEC_PER_SEC);
         datos_answer_free(a);
         a = NULL;
     }
@@ -411,8 +410,7 @@ static void state_write(mod_datos_op_t *op, const char *bytes, apr_size_t len)
     rv = datos_file_replace(op->pool, op->st->state_file, bytes, len,
                             APR_FPROT_UREAD | APR_FPROT_UWRITE);
     if (rv != APR_SUCCESS) {
-        datos_metrics_store_failure(mod_datos_global.metrics,
-                                    DATOS_TIER_STATE);
+        datos_metrics_store_failure(mod_datos_global.metrics, DATOS_TIER_STATE);
         ap_log_error(
             APLOG_MARK, APLOG_WARNING, rv, op->s,
             DATOS_LOGNO(
@@ -623,8 +621,7 @@ void mod_datos_tiers_child_init(apr_pool_t *pchild, server_rec *s)
          * process copy frees it, not pconf. */
         apr_pool_cleanup_kill(st->seed_pool, st, seed_free);
         st->seed = NULL;
-        if ((apr_uint64_t)seed->fetched
-                < apr_atomic_read64(&st->host->fetched)
+        if ((apr_uint64_t)seed->fetched < apr_atomic_read64(&st->host->fetched)
             || datos_process_cache_publish_newer(st->l1, seed, answer_newer)
                    != APR_SUCCESS)
             datos_answer_free(seed);

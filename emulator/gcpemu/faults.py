@@ -125,10 +125,13 @@ class FaultPlan:
         return removed or hold is not None
 
     def release(self, fault_id):
-        """Lets the requests a hold fault holds go on, and any later ones
-        pass; False when there is no such hold fault."""
+        """Lets the requests a hold fault holds go on, and retires the fault
+        (it no longer matches, so later faults can); False when there is no
+        such hold fault."""
         with self._lock:
             hold = self._holds.get(fault_id)
+            if hold is not None:
+                self._faults = [f for f in self._faults if f is not hold]
         if hold is None:
             return False
         hold.released.set()

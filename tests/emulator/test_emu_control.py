@@ -114,8 +114,14 @@ def test_hold_fault_waits_for_release(api, emu):
     assert done and done[0].status_code == 200
     f = emu.fault(fid)
     assert (f["held"], f["released"], f["hits"]) == (0, True, 1)
-    # used up (count 1) and released: later queries pass
+    # released, it is retired: later queries meet the next fault, or none
     assert api.query("SELECT 1").status_code == 200
+    fid = emu.add_fault(endpoint="bigquery.jobs.query", action="hold", count=0,
+                        hold_ms=100)
+    emu.release_fault(fid)
+    emu.add_fault(endpoint="bigquery.jobs.query", status=503)
+    assert api.query("SELECT 1").status_code == 503
+    assert emu.fault(fid)["hits"] == 0
 
 
 def test_hold_fault_let_go_by_clear_and_by_its_limit(api, emu):

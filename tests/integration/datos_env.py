@@ -146,6 +146,27 @@ def ready(h, timeout=60):
         raise AssertionError("%s never became ready:\n%s" % (h.name, h.tail_log()))
 
 
+def log_size(h):
+    """Where the error log ends now (for warmed's since)."""
+    return os.path.getsize(h.log.path) if os.path.exists(h.log.path) else 0
+
+
+def warmed(h, since=0, timeout=60):
+    """Waits until the warm start is over: the server is ready, or its fetch
+    failed (DT0201 in the error log past offset since)."""
+    def over():
+        try:
+            if requests.get(h.url("/health?ready"), timeout=5).status_code == 200:
+                return True
+        except requests.RequestException:
+            return False
+        with open(h.log.path, "rb") as f:
+            f.seek(since)
+            return b"DT0201" in f.read()
+    if not wait_for(over, timeout=timeout):
+        raise AssertionError("%s never finished its warm start:\n%s" % (h.name, h.tail_log()))
+
+
 def clear_state(h):
     """Empties the server's DatosStateDir."""
     d = h.path("state")
