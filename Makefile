@@ -33,11 +33,13 @@ DEB_PACKAGES := build-essential pkg-config ca-certificates curl openssl \
 # install the tools first), instead of once per compile.
 cached = $(if $(__$1),,$(eval __$1 := $$(shell $2)))$(__$1)
 APR_INCLUDES = $(call cached,apr_inc,apr-1-config --includes --cppflags)
-APR_LIBS = $(call cached,apr_libs,apr-1-config --link-ld --libs)
+APR_LIBS = $(call cached,apr_libs,apu-1-config --link-ld --libs; apr-1-config --link-ld --libs)
 DEP_CFLAGS = $(call cached,dep_cflags,pkg-config --cflags libcurl jansson libcrypto zlib)
 DEP_LIBS = $(call cached,dep_libs,pkg-config --libs libcurl jansson libcrypto zlib)
 CMOCKA_CFLAGS = $(call cached,cmocka_cflags,pkg-config --cflags cmocka)
 CMOCKA_LIBS = $(call cached,cmocka_libs,pkg-config --libs cmocka)
+# The unit tests' scripted server speaks TLS too (libssl from libssl-dev).
+UNIT_SSL_LIBS = $(call cached,unit_ssl_libs,pkg-config --libs libssl)
 
 WARN := -Wall -Wextra -Werror
 CSTD := -std=gnu11
@@ -46,10 +48,17 @@ SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all
 SAN_CFLAGS := -O1 -g -fPIC -fno-omit-frame-pointer $(SAN_FLAGS)
 
 # libdatos/common is shared by both programs, libdatos/serve is what only the
-# module uses, libdatos/load what only the loader uses.
+# module uses, libdatos/load what only the loader uses. Each part compiles
+# seeing only itself and common, so a layer cannot reach into another: the
+# module sees serve's, the loader load's; only the tests see all of it.
 LIBDATOS_SRC := $(wildcard libdatos/*/*.c)
 LIBDATOS_HDR := $(wildcard libdatos/*/*.h)
 LIBDATOS_INC := -Ilibdatos/common -Ilibdatos/serve -Ilibdatos/load
+LAYER_INC_common := -Ilibdatos/common
+LAYER_INC_serve := -Ilibdatos/common -Ilibdatos/serve
+LAYER_INC_load := -Ilibdatos/common -Ilibdatos/load
+# The flags of libdatos/<part>/x.c, from its stem <part>/x.
+layer_inc = $(LAYER_INC_$(firstword $(subst /, ,$(1))))
 MOD_SRC := $(wildcard mod_datos/*.c)
 MOD_HDR := $(wildcard mod_datos/*.h)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
@@ -57,6 +66,9 @@ UNIT_SUPPORT := $(filter-out $(UNIT_SRC),$(wildcard tests/unit/*.c))
 UNIT_HDR := $(wildcard tests/unit/*.h)
 FUZZ_HDR := $(wildcard tests/fuzz/*.h)
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+# The jansson reference of the record validator: test code, linked by the
+# unit tests (with the rest of UNIT_SUPPORT), the fuzz targets and the bench.
+REF_SRC := tests/unit/dt_jansson.c
 
 LOADER_SRC := $(wildcard loader/*.c)
 LOADER_HDR := $(wildcard loader/*.h)
@@ -101,11 +113,11 @@ deps:
 # ---------------------------------------------------------------- libdatos
 $(BUILD)/obj/%.o: libdatos/%.c $(LIBDATOS_HDR)
 	@mkdir -p $(@D)
-	$(CC) $(CSTD) $(WARN) $(OPT_CFLAGS) $(APR_INCLUDES) $(DEP_CFLAGS) $(LIBDATOS_INC) -c $< -o $@
+	$(CC) $(CSTD) $(WARN) $(OPT_CFLAGS) $(APR_INCLUDES) $(DEP_CFLAGS) $(call layer_inc,$*) -c $< -o $@
 
 $(BUILD)/asan/obj/%.o: libdatos/%.c $(LIBDATOS_HDR)
 	@mkdir -p $(@D)
-	$(CC) $(CSTD) $(WARN) $(SAN_CFLAGS) $(APR_INCLUDES) $(DEP_CFLAGS) $(LIBDATOS_INC) -c $< -o $@
+	$(CC) $(CSTD) $(WARN) $(SAN_CFLAGS) $(APR_INCLUDES) $(DEP_CFLAGS) $(call layer_inc,$*) -c $< -o $@
 
 $(BUILD)/libdatos.a: $(OBJ)
 	@rm -f $@
@@ -121,7 +133,7 @@ define apxs_module
 	@rm -rf $(1) && mkdir -p $(1)
 	cp $(MOD_SRC) $(MOD_HDR) $(1)/
 	cd $(1) && $(APXS) -c -o mod_datos.la \
-	  $(foreach f,$(CSTD) $(WARN) $(2) $(addprefix -I$(CURDIR)/,$(subst -I,,$(LIBDATOS_INC))) $(DEP_CFLAGS),-Wc,$(f)) \
+	  $(foreach f,$(CSTD) $(WARN) $(2) $(addprefix -I$(CURDIR)/,$(subst -I,,$(LAYER_INC_serve))) $(DEP_CFLAGS),-Wc,$(f)) \
 	  $(foreach f,$(3),-Wl,$(f)) \
 	  $(notdir $(MOD_SRC)) $(CURDIR)/$(4) $(DEP_LIBS) >apxs.log 2>&1 \
 	  || { cat apxs.log; exit 1; }
@@ -139,12 +151,12 @@ module: $(BUILD)/mod_datos.so $(BUILD)/asan/mod_datos.so
 
 # ---------------------------------------------------------------- datos-loader
 $(BUILD)/datos-loader: $(LOADER_SRC) $(LOADER_HDR) $(LIBDATOS_HDR) $(BUILD)/libdatos.a
-	$(CC) $(CSTD) $(WARN) $(OPT_CFLAGS) $(APR_INCLUDES) $(DEP_CFLAGS) $(LIBDATOS_INC) -Iloader \
+	$(CC) $(CSTD) $(WARN) $(OPT_CFLAGS) $(APR_INCLUDES) $(DEP_CFLAGS) $(LAYER_INC_load) -Iloader \
 	  $(LOADER_SRC) $(BUILD)/libdatos.a $(DEP_LIBS) $(APR_LIBS) -o $@
 
 $(BUILD)/asan/datos-loader: $(LOADER_SRC) $(LOADER_HDR) $(LIBDATOS_HDR) $(BUILD)/asan/libdatos.a
 	@mkdir -p $(@D)
-	$(CC) $(CSTD) $(WARN) $(SAN_CFLAGS) $(APR_INCLUDES) $(DEP_CFLAGS) $(LIBDATOS_INC) -Iloader \
+	$(CC) $(CSTD) $(WARN) $(SAN_CFLAGS) $(APR_INCLUDES) $(DEP_CFLAGS) $(LAYER_INC_load) -Iloader \
 	  $(LOADER_SRC) $(BUILD)/asan/libdatos.a $(DEP_LIBS) $(APR_LIBS) $(SAN_FLAGS) -o $@
 
 loader: $(BUILD)/datos-loader $(BUILD)/asan/datos-loader
@@ -153,12 +165,12 @@ loader: $(BUILD)/datos-loader $(BUILD)/asan/datos-loader
 $(BUILD)/tests/%: tests/unit/%.c $(UNIT_SUPPORT) $(UNIT_HDR) $(LOADER_LIB_SRC) $(LOADER_HDR) $(BUILD)/libdatos.a
 	@mkdir -p $(@D)
 	$(CC) $(CSTD) $(WARN) -O1 -g $(APR_INCLUDES) $(DEP_CFLAGS) $(CMOCKA_CFLAGS) $(LIBDATOS_INC) -Iloader -Itests/unit \
-	  $< $(UNIT_SUPPORT) $(LOADER_LIB_SRC) $(BUILD)/libdatos.a $(CMOCKA_LIBS) $(DEP_LIBS) $(APR_LIBS) -o $@
+	  $< $(UNIT_SUPPORT) $(LOADER_LIB_SRC) $(BUILD)/libdatos.a $(CMOCKA_LIBS) $(UNIT_SSL_LIBS) $(DEP_LIBS) $(APR_LIBS) -o $@
 
 $(BUILD)/asan/tests/%: tests/unit/%.c $(UNIT_SUPPORT) $(UNIT_HDR) $(LOADER_LIB_SRC) $(LOADER_HDR) $(BUILD)/asan/libdatos.a
 	@mkdir -p $(@D)
 	$(CC) $(CSTD) $(WARN) $(SAN_CFLAGS) $(APR_INCLUDES) $(DEP_CFLAGS) $(CMOCKA_CFLAGS) $(LIBDATOS_INC) -Iloader -Itests/unit \
-	  $< $(UNIT_SUPPORT) $(LOADER_LIB_SRC) $(BUILD)/asan/libdatos.a $(CMOCKA_LIBS) $(DEP_LIBS) $(APR_LIBS) $(SAN_FLAGS) -o $@
+	  $< $(UNIT_SUPPORT) $(LOADER_LIB_SRC) $(BUILD)/asan/libdatos.a $(CMOCKA_LIBS) $(UNIT_SSL_LIBS) $(DEP_LIBS) $(APR_LIBS) $(SAN_FLAGS) -o $@
 
 unit-build: $(UNIT_BIN) $(SAN_UNIT_BIN)
 
@@ -182,22 +194,22 @@ FUZZ_OBJ := $(patsubst libdatos/%.c,$(BUILD)/fuzzobj/%.o,$(LIBDATOS_SRC)) \
 $(BUILD)/fuzzobj/%.o: libdatos/%.c $(LIBDATOS_HDR)
 	@mkdir -p $(@D)
 	clang $(CSTD) $(WARN) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link \
-	  $(APR_INCLUDES) $(DEP_CFLAGS) $(LIBDATOS_INC) -c $< -o $@
+	  $(APR_INCLUDES) $(DEP_CFLAGS) $(call layer_inc,$*) -c $< -o $@
 
 $(BUILD)/fuzzobj/%.o: loader/%.c $(LOADER_HDR) $(LIBDATOS_HDR)
 	@mkdir -p $(@D)
 	clang $(CSTD) $(WARN) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link \
-	  $(APR_INCLUDES) $(DEP_CFLAGS) $(LIBDATOS_INC) -Iloader -c $< -o $@
+	  $(APR_INCLUDES) $(DEP_CFLAGS) $(LAYER_INC_load) -Iloader -c $< -o $@
 
 $(BUILD)/fuzz/libfuzzdatos.a: $(FUZZ_OBJ)
 	@mkdir -p $(@D)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_HDR) $(LIBDATOS_HDR) $(LOADER_HDR) $(BUILD)/fuzz/libfuzzdatos.a
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_HDR) $(REF_SRC) $(LIBDATOS_HDR) $(LOADER_HDR) $(BUILD)/fuzz/libfuzzdatos.a
 	@mkdir -p $(@D)
 	clang $(CSTD) $(WARN) $(FUZZ_CFLAGS) -fsanitize=fuzzer \
-	  $(APR_INCLUDES) $(DEP_CFLAGS) $(LIBDATOS_INC) -Iloader $< $(BUILD)/fuzz/libfuzzdatos.a \
+	  $(APR_INCLUDES) $(DEP_CFLAGS) $(LIBDATOS_INC) -Iloader -Itests/unit $< $(REF_SRC) $(BUILD)/fuzz/libfuzzdatos.a \
 	  $(DEP_LIBS) $(APR_LIBS) -o $@
 
 fuzz-build: $(FUZZ_BIN)
@@ -294,9 +306,9 @@ bench-emulator: deps
 
 # The loader's validate + encode path, built like the product (-O2, the
 # shipped libdatos.a), pinned to one CPU when taskset exists.
-$(BUILD)/bench/bench_record: tests/bench/bench_record.c $(LIBDATOS_HDR) $(BUILD)/libdatos.a
+$(BUILD)/bench/bench_record: tests/bench/bench_record.c $(REF_SRC) $(LIBDATOS_HDR) $(BUILD)/libdatos.a
 	@mkdir -p $(@D)
-	$(CC) $(CSTD) $(WARN) -O2 -g $(APR_INCLUDES) $(DEP_CFLAGS) $(LIBDATOS_INC) $< \
+	$(CC) $(CSTD) $(WARN) -O2 -g $(APR_INCLUDES) $(DEP_CFLAGS) $(LIBDATOS_INC) -Itests/unit $< $(REF_SRC) \
 	  $(BUILD)/libdatos.a $(DEP_LIBS) $(APR_LIBS) -o $@
 
 bench-record: deps $(BUILD)/bench/bench_record

@@ -21,7 +21,7 @@
 #include <apr_time.h>
 
 #include "datos_error.h"
-#include "datos_record.h"
+#include "datos_rules.h"
 
 /* Exit codes (docs/design.md section 5). */
 #define LOADER_EXIT_OK     0 /* done: the backlog drained or a bound reached */

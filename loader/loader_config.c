@@ -17,9 +17,9 @@
 #include <apr_lib.h>
 
 #include "datos_conf.h"
-#include "datos_bq.h"
 #include "datos_ids.h"
 #include "datos_pubsub.h"
+#include "datos_table.h"
 #include "loader.h"
 
 #define MB ((apr_int64_t)1024 * 1024)
@@ -143,6 +143,14 @@ static const char *origin_of(const loader_config_t *c, const char *key)
     const char *o =
         c->origin ? apr_hash_get(c->origin, key, APR_HASH_KEY_STRING) : NULL;
     return o ? o : "default";
+}
+
+/* "max (its origin) is shorter than min (its origin)". */
+static const char *shorter_than(apr_pool_t *p, const loader_config_t *c,
+                                const char *max, const char *min)
+{
+    return apr_psprintf(p, "%s (%s) is shorter than %s (%s)", max,
+                        origin_of(c, max), min, origin_of(c, min));
 }
 
 const char *loader_config_set(apr_pool_t *p, loader_config_t *c,
@@ -364,17 +372,9 @@ const char *loader_config_finish(apr_pool_t *p, loader_config_t *c,
                                 &c->dead_letter_subscription)))
         return msg;
     if (c->retry_max < c->retry_initial)
-        return apr_psprintf(p,
-                            "retry_max (%s) is shorter than retry_initial "
-                            "(%s)",
-                            origin_of(c, "retry_max"),
-                            origin_of(c, "retry_initial"));
+        return shorter_than(p, c, "retry_max", "retry_initial");
     if (c->failure_backoff_max < c->failure_backoff)
-        return apr_psprintf(p,
-                            "failure_backoff_max (%s) is shorter than "
-                            "failure_backoff (%s)",
-                            origin_of(c, "failure_backoff_max"),
-                            origin_of(c, "failure_backoff"));
+        return shorter_than(p, c, "failure_backoff_max", "failure_backoff");
     if (!c->state_dir || !*c->state_dir)
         return "state_dir: required (the journal of load jobs lives there)";
     if (!c->lock_file)

@@ -26,14 +26,17 @@
 
 #include "datos_auth.h"
 #include "datos_backoff.h"
-#include "datos_bq.h"
 #include "datos_load_client.h"
 #include "datos_endpoint.h"
 #include "datos_http.h"
 #include "datos_json.h"
 #include "datos_loadjob.h"
+#include "datos_ndjson.h"
 #include "datos_pubsub.h"
+#include "datos_pubsub_client.h"
+#include "datos_table.h"
 #include "datos_time.h"
+#include "datos_validate.h"
 #include "datos_version.h"
 #include "loader.h"
 
@@ -163,12 +166,93 @@ static void log_error(const char *event_name, const char *what, apr_status_t rv,
 
 /* ------------------------------------------------------------- retries */
 
-typedef apr_status_t attempt_fn(run_t *r, apr_pool_t *p, void *baton,
-                                datos_err_t *err);
+/* The Google calls of a run, each made through retrying(). */
+typedef enum {
+    CALL_ACK,     /* subscriptions.acknowledge of ids */
+    CALL_MODACK,  /* subscriptions.modifyAckDeadline of ids to seconds */
+    CALL_PULL,    /* subscriptions.pull of up to max messages into msgs */
+    CALL_PUBLISH, /* topics.publish of the n messages of out */
+    CALL_TABLE,   /* tables.get into info */
+    CALL_INSERT,  /* jobs.insert of data as job_id */
+    CALL_GET      /* jobs.get of job_id */
+} call_kind_t;
+
+/* One call: its name in the log, its arguments, and its results, which
+ * are allocated in into (it outlives the scratch pool of each attempt). */
+typedef struct {
+    call_kind_t kind;
+    const char *what;
+    const char *name; /* the subscription or topic */
+    const char *const *ids;
+    int n; /* ack ids, or messages to publish */
+    int seconds;
+    int max;
+    datos_pubsub_out_t *out;
+    const char *job_id;
+    const char *location;
+    const char *data;
+    apr_size_t len;
+    apr_pool_t *into;
+    apr_array_header_t *msgs; /* pulled */
+    datos_table_info_t *info; /* from tables.get */
+    datos_loadjob_t *job;     /* from jobs.insert or jobs.get */
+} call_t;
 
 static apr_time_t call_deadline(run_t *r)
 {
     return apr_time_now() + r->c->http_timeout;
+}
+
+/* The pulled messages are copied into c->into; the answer and its JSON
+ * tree go with a pool of their own (the batch keeps a third of the
+ * memory, measured on 100,000 messages). */
+static apr_status_t pull(run_t *r, call_t *c, datos_err_t *err)
+{
+    apr_array_header_t *msgs = NULL;
+    apr_pool_t *tp;
+    apr_status_t rv;
+
+    apr_pool_create(&tp, c->into);
+    rv = datos_pubsub_pull(r->ps, tp, apr_time_now() + r->c->pull_timeout,
+                           c->name, c->max, &msgs, err);
+    if (rv == APR_SUCCESS)
+        c->msgs = datos_pubsub_msgs_copy(c->into, msgs);
+    apr_pool_destroy(tp);
+    return rv;
+}
+
+/* One attempt at c; p is the attempt's scratch pool. */
+static apr_status_t attempt(run_t *r, apr_pool_t *p, call_t *c,
+                            datos_err_t *err)
+{
+    apr_array_header_t *ids;
+
+    switch (c->kind) {
+    case CALL_ACK:
+        return datos_pubsub_ack(r->ps, p, call_deadline(r), c->name, c->ids,
+                                c->n, err);
+    case CALL_MODACK:
+        return datos_pubsub_modack(r->ps, p, call_deadline(r), c->name, c->ids,
+                                   c->n, c->seconds, err);
+    case CALL_PULL: return pull(r, c, err);
+    case CALL_PUBLISH:
+        return datos_pubsub_publish(r->ps, p, call_deadline(r), c->name, c->out,
+                                    c->n, &ids, err);
+    case CALL_TABLE:
+        return datos_load_client_table(r->bl, c->into, call_deadline(r),
+                                       c->info, err);
+    case CALL_INSERT:
+        /* the upload gets a millisecond per KiB on top */
+        return datos_load_client_insert(
+            r->bl, c->into,
+            apr_time_now() + r->c->http_timeout
+                + (apr_interval_time_t)(c->len / 1024) * 1000,
+            c->job_id, c->location, c->data, c->len, &c->job, err);
+    case CALL_GET:
+        return datos_load_client_get(r->bl, c->into, call_deadline(r),
+                                     c->job_id, c->location, &c->job, err);
+    }
+    return APR_EINVAL;
 }
 
 /* Sleeps in short slices, so SIGTERM is seen within 100 ms. */
@@ -189,8 +273,8 @@ static void pause_for(apr_interval_time_t t, int interruptible)
  * exponential backoff with jitter on what is worth retrying, honouring
  * Retry-After, within retry_deadline. A call that must finish even after
  * SIGTERM (acknowledging committed work) passes must_finish. */
-static apr_status_t retrying(run_t *r, const char *what, attempt_fn *fn,
-                             void *baton, int must_finish, datos_err_t *err)
+static apr_status_t retrying(run_t *r, call_t *c, int must_finish,
+                             datos_err_t *err)
 {
     datos_backoff_t b;
     apr_status_t rv;
@@ -206,14 +290,14 @@ static apr_status_t retrying(run_t *r, const char *what, attempt_fn *fn,
 
         apr_pool_clear(sp);
         datos_err_init(err, r->p);
-        rv = fn(r, sp, baton, err);
+        rv = attempt(r, sp, c, err);
         if (rv == APR_SUCCESS)
             break;
         if ((loader_stop && !must_finish)
             || !datos_backoff_next(&b, rv, err, apr_time_now(), &wait))
             break;
         ev = event("warning", "retry");
-        json_object_set_new(ev, "call", json_string(what));
+        json_object_set_new(ev, "call", json_string(c->what));
         json_object_set_new(ev, "status", json_string(datos_status_name(rv)));
         if (err->http_status)
             json_object_set_new(ev, "http_status",
@@ -231,44 +315,24 @@ static apr_status_t retrying(run_t *r, const char *what, attempt_fn *fn,
 
 /* ------------------------------------------------------------- Pub/Sub */
 
-typedef struct {
-    const char *subscription;
-    const char *const *ids;
-    int n;
-    int seconds; /* modack; -1: ack */
-} acks_t;
-
-static apr_status_t do_acks(run_t *r, apr_pool_t *p, void *baton,
-                            datos_err_t *err)
-{
-    acks_t *a = baton;
-
-    if (a->seconds < 0)
-        return datos_pubsub_ack(r->ps, p, call_deadline(r), a->subscription,
-                                a->ids, a->n, err);
-    return datos_pubsub_modack(r->ps, p, call_deadline(r), a->subscription,
-                               a->ids, a->n, a->seconds, err);
-}
-
 static apr_status_t send_acks(run_t *r, const char *subscription,
                               apr_array_header_t *ids, int seconds,
                               int must_finish)
 {
-    acks_t a;
+    call_t a = {.kind = seconds < 0 ? CALL_ACK : CALL_MODACK,
+                .what = seconds < 0    ? "acknowledge"
+                        : seconds == 0 ? "modifyAckDeadline(0)"
+                                       : "modifyAckDeadline",
+                .name = subscription,
+                .ids = (const char *const *)ids->elts,
+                .n = ids->nelts,
+                .seconds = seconds};
     datos_err_t err;
     apr_status_t rv;
 
     if (!ids->nelts)
         return APR_SUCCESS;
-    a.subscription = subscription;
-    a.ids = (const char *const *)ids->elts;
-    a.n = ids->nelts;
-    a.seconds = seconds;
-    rv = retrying(r,
-                  seconds < 0    ? "acknowledge"
-                  : seconds == 0 ? "modifyAckDeadline(0)"
-                                 : "modifyAckDeadline",
-                  do_acks, &a, must_finish, &err);
+    rv = retrying(r, &a, must_finish, &err);
     if (rv != APR_SUCCESS)
         log_error("pubsub_failed",
                   seconds < 0 ? "acknowledge" : "modifyAckDeadline", rv, &err);
@@ -357,50 +421,7 @@ static apr_status_t ack_items(run_t *r, item_t *const *items, int n)
     return rv;
 }
 
-typedef struct {
-    const char *subscription;
-    int max;
-    apr_array_header_t *msgs;
-    apr_pool_t *into;
-} pull_t;
-
-static apr_status_t do_pull(run_t *r, apr_pool_t *p, void *baton,
-                            datos_err_t *err)
-{
-    pull_t *pl = baton;
-    apr_array_header_t *msgs = NULL;
-    apr_pool_t *tp;
-    apr_status_t rv;
-
-    (void)p;
-    /* The answer and its JSON tree go with tp; the batch keeps only the
-     * messages (a third of the memory, measured on 100,000 messages). */
-    apr_pool_create(&tp, pl->into);
-    rv = datos_pubsub_pull(r->ps, tp, apr_time_now() + r->c->pull_timeout,
-                           pl->subscription, pl->max, &msgs, err);
-    if (rv == APR_SUCCESS)
-        pl->msgs = datos_pubsub_msgs_copy(pl->into, msgs);
-    apr_pool_destroy(tp);
-    return rv;
-}
-
 /* ------------------------------------------------------- dead-lettering */
-
-typedef struct {
-    datos_pubsub_out_t *out;
-    int n;
-} publish_t;
-
-static apr_status_t do_publish(run_t *r, apr_pool_t *p, void *baton,
-                               datos_err_t *err)
-{
-    publish_t *pb = baton;
-    apr_array_header_t *ids;
-
-    return datos_pubsub_publish(r->ps, p, call_deadline(r),
-                                r->c->dead_letter_topic, pb->out, pb->n, &ids,
-                                err);
-}
 
 /* Publishes the items to the dead-letter topic with their data unchanged,
  * their own attributes and the datos_* ones; acks them only once the
@@ -409,7 +430,7 @@ static apr_status_t do_publish(run_t *r, apr_pool_t *p, void *baton,
 static apr_status_t dead_letter(run_t *r, item_t *const *items, int n)
 {
     apr_pool_t *tp;
-    publish_t pb;
+    call_t pb = {.kind = CALL_PUBLISH, .what = "publish", .n = n};
     datos_err_t err;
     apr_status_t rv = APR_SUCCESS;
     int i;
@@ -417,8 +438,8 @@ static apr_status_t dead_letter(run_t *r, item_t *const *items, int n)
     if (!n)
         return APR_SUCCESS;
     apr_pool_create(&tp, r->p);
+    pb.name = r->c->dead_letter_topic;
     pb.out = apr_pcalloc(tp, sizeof(*pb.out) * (apr_size_t)n);
-    pb.n = n;
     for (i = 0; i < n; i++) {
         apr_array_header_t *attrs;
         datos_err_clear(&err);
@@ -437,7 +458,7 @@ static apr_status_t dead_letter(run_t *r, item_t *const *items, int n)
         pb.out[i].attributes = attrs;
         pb.out[i].ordering_key = NULL;
     }
-    rv = retrying(r, "publish", do_publish, &pb, 0, &err);
+    rv = retrying(r, &pb, 0, &err);
     if (rv != APR_SUCCESS) {
         log_error("pubsub_failed", "publish", rv, &err);
         goto leave;
@@ -455,44 +476,6 @@ leave:
 
 /* ------------------------------------------------------------ load jobs */
 
-typedef struct {
-    const char *job_id;
-    const char *data;
-    apr_size_t len;
-    datos_loadjob_t *job;
-    apr_pool_t *into;
-} insert_t;
-
-static apr_status_t do_insert(run_t *r, apr_pool_t *p, void *baton,
-                              datos_err_t *err)
-{
-    insert_t *in = baton;
-
-    (void)p;
-    return datos_load_client_insert(
-        r->bl, in->into,
-        apr_time_now() + r->c->http_timeout
-            + (apr_interval_time_t)(in->len / 1024) * 1000,
-        in->job_id, r->location, in->data, in->len, &in->job, err);
-}
-
-typedef struct {
-    const char *job_id;
-    const char *location;
-    datos_loadjob_t *job;
-    apr_pool_t *into;
-} get_t;
-
-static apr_status_t do_get(run_t *r, apr_pool_t *p, void *baton,
-                           datos_err_t *err)
-{
-    get_t *g = baton;
-
-    (void)p;
-    return datos_load_client_get(r->bl, g->into, call_deadline(r), g->job_id,
-                                 g->location, &g->job, err);
-}
-
 /* jobs.get, asking again for a while when a job the caller knows exists
  * (a 409 said so) is not found yet. */
 static apr_status_t get_job(run_t *r, apr_pool_t *p, const char *job_id,
@@ -500,14 +483,15 @@ static apr_status_t get_job(run_t *r, apr_pool_t *p, const char *job_id,
                             datos_loadjob_t **job, datos_err_t *err)
 {
     apr_time_t until = apr_time_now() + GET_404_GRACE;
-    get_t g;
+    call_t g = {.kind = CALL_GET,
+                .what = "jobs.get",
+                .job_id = job_id,
+                .location = location,
+                .into = p};
     apr_status_t rv;
 
-    g.job_id = job_id;
-    g.location = location;
-    g.into = p;
     for (;;) {
-        rv = retrying(r, "jobs.get", do_get, &g, 1, err);
+        rv = retrying(r, &g, 1, err);
         if (rv == APR_SUCCESS) {
             *job = g.job;
             return rv;
@@ -618,7 +602,7 @@ static int load_items(run_t *r, batch_t *b, item_t **items, int n)
         int existed = 0;
         apr_size_t len;
         datos_err_t err;
-        insert_t in;
+        call_t in = {.kind = CALL_INSERT, .what = "jobs.insert"};
         apr_status_t rv;
 
         apr_pool_clear(jp);
@@ -655,12 +639,12 @@ static int load_items(run_t *r, batch_t *b, item_t **items, int n)
         }
 
         in.job_id = job_id;
+        in.location = r->location;
         in.data = data;
         in.len = len;
-        in.job = NULL;
         in.into = jp;
         renew_leases(r, b, 0);
-        rv = retrying(r, "jobs.insert", do_insert, &in, 0, &err);
+        rv = retrying(r, &in, 0, &err);
         if (rv == DATOS_EEXISTS) {
             /* The job exists (an earlier attempt, or an earlier run, made
              * it): what it did decides, never a second load. */
@@ -835,7 +819,7 @@ static int assemble(run_t *r, batch_t *b)
     opts.unknown = r->c->unknown_fields;
     while (!batch_full(r, b) && !run_over(r)) {
         apr_array_header_t *fresh, *nacks, *acks;
-        pull_t pl;
+        call_t pl = {.kind = CALL_PULL, .what = "pull"};
         datos_err_t err;
         apr_status_t rv;
         int i, want = 1000;
@@ -844,11 +828,10 @@ static int assemble(run_t *r, batch_t *b)
             apr_int64_t left = r->c->max_messages - r->pulled_messages;
             want = left < want ? (int)left : want;
         }
-        pl.subscription = r->c->subscription;
+        pl.name = r->c->subscription;
         pl.max = want;
-        pl.msgs = NULL;
         pl.into = b->pool;
-        rv = retrying(r, "pull", do_pull, &pl, 0, &err);
+        rv = retrying(r, &pl, 0, &err);
         if (rv != APR_SUCCESS) {
             log_error("pubsub_failed", "pull", rv, &err);
             r->stop_pulling = 1;
@@ -1286,53 +1269,52 @@ static int setup(run_t *r)
     return LOADER_EXIT_OK;
 }
 
-typedef struct {
-    datos_table_info_t *info;
-    apr_pool_t *into;
-} table_t;
-
-static apr_status_t do_table(run_t *r, apr_pool_t *p, void *baton,
-                             datos_err_t *err)
+/* What a run and a redrive do first: the run's state, setup, then the
+ * lock. LOADER_EXIT_OK to go on, else the exit code; *skipped is set when
+ * another run holds the lock (nothing to do: LOADER_EXIT_OK). */
+static int begin(run_t *r, apr_pool_t *p, loader_config_t *c, int *skipped)
 {
-    table_t *t = baton;
+    int rc, lock;
 
-    (void)p;
-    return datos_load_client_table(r->bl, t->into, call_deadline(r), t->info,
-                                   err);
+    memset(r, 0, sizeof(*r));
+    r->c = c;
+    r->p = p;
+    r->started = apr_time_now();
+    r->committed = apr_hash_make(p);
+    r->committed_entries =
+        apr_array_make(p, 1, sizeof(loader_journal_entry_t *));
+    *skipped = 0;
+    rc = setup(r);
+    if (rc != LOADER_EXIT_OK)
+        return rc;
+    lock = loader_lock(p, c->lock_file);
+    if (lock == -2)
+        return LOADER_EXIT_CONFIG;
+    if (lock == -1) {
+        loader_logf("info", "run_skipped", "another run holds %s; exiting",
+                    c->lock_file);
+        *skipped = 1;
+        return LOADER_EXIT_OK;
+    }
+    r->deadline = r->started + c->max_seconds;
+    return LOADER_EXIT_OK;
 }
 
 int loader_run(apr_pool_t *p, loader_config_t *c)
 {
     run_t r;
-    table_t tb;
+    call_t tb = {.kind = CALL_TABLE, .what = "tables.get"};
     datos_err_t err;
     apr_status_t rv;
     json_t *ev;
-    int rc, lock, i;
+    int rc, skipped, i;
     const char *why = NULL;
 
-    memset(&r, 0, sizeof(r));
-    r.c = c;
-    r.p = p;
-    r.started = apr_time_now();
-    r.committed = apr_hash_make(p);
-    r.committed_entries =
-        apr_array_make(p, 1, sizeof(loader_journal_entry_t *));
-
-    rc = setup(&r);
+    rc = begin(&r, p, c, &skipped);
+    if (skipped)
+        return LOADER_EXIT_OK;
     if (rc != LOADER_EXIT_OK)
         goto done;
-    lock = loader_lock(p, c->lock_file);
-    if (lock == -2) {
-        rc = LOADER_EXIT_CONFIG;
-        goto done;
-    }
-    if (lock == -1) {
-        loader_logf("info", "run_skipped", "another run holds %s; exiting",
-                    c->lock_file);
-        return LOADER_EXIT_OK;
-    }
-    r.deadline = r.started + c->max_seconds;
 
     ev = event("info", "run_started");
     json_object_set_new(ev, "subscription", json_string(c->subscription));
@@ -1345,7 +1327,7 @@ int loader_run(apr_pool_t *p, loader_config_t *c)
 
     tb.info = &r.info;
     tb.into = p;
-    rv = retrying(&r, "tables.get", do_table, &tb, 0, &err);
+    rv = retrying(&r, &tb, 0, &err);
     if (rv != APR_SUCCESS) {
         log_error(rv == DATOS_ECONFIG ? "config_error" : "bigquery_failed",
                   "tables.get", rv, &err);
@@ -1441,41 +1423,27 @@ int loader_redrive(apr_pool_t *p, loader_config_t *c)
 {
     run_t r;
     apr_hash_t *seen;
-    int rc, lock;
+    int rc, skipped;
 
-    memset(&r, 0, sizeof(r));
-    r.c = c;
-    r.p = p;
-    r.started = apr_time_now();
-    r.committed = apr_hash_make(p);
-    rc = setup(&r);
-    if (rc != LOADER_EXIT_OK)
+    rc = begin(&r, p, c, &skipped);
+    if (rc != LOADER_EXIT_OK || skipped)
         return rc;
-    lock = loader_lock(p, c->lock_file);
-    if (lock == -2)
-        return LOADER_EXIT_CONFIG;
-    if (lock == -1) {
-        loader_logf("info", "run_skipped", "another run holds %s; exiting",
-                    c->lock_file);
-        return LOADER_EXIT_OK;
-    }
-    r.deadline = r.started + c->max_seconds;
     seen = apr_hash_make(p);
     loader_logf("info", "redrive_started", "from %s to %s",
                 c->dead_letter_subscription, c->topic);
     while (!run_over(&r)) {
         apr_pool_t *bp;
-        pull_t pl;
+        call_t pl = {.kind = CALL_PULL, .what = "pull"};
         datos_err_t err;
         apr_array_header_t *back, *keep;
         datos_pubsub_out_t *out;
         int i, n = 0, fresh = 0;
 
         apr_pool_create(&bp, p);
-        pl.subscription = c->dead_letter_subscription;
+        pl.name = c->dead_letter_subscription;
         pl.max = 1000;
         pl.into = bp;
-        if (retrying(&r, "pull", do_pull, &pl, 0, &err) != APR_SUCCESS) {
+        if (retrying(&r, &pl, 0, &err) != APR_SUCCESS) {
             log_error("pubsub_failed", "pull", APR_EGENERAL, &err);
             r.failed = 1;
             apr_pool_destroy(bp);
@@ -1531,22 +1499,19 @@ int loader_redrive(apr_pool_t *p, loader_config_t *c)
             APR_ARRAY_PUSH(back, const char *) = m->ack_id;
         }
         if (n) {
-            publish_t pb;
-            const char *dlq = c->dead_letter_topic;
+            call_t pb = {.kind = CALL_PUBLISH,
+                         .what = "publish",
+                         .name = c->topic,
+                         .out = out,
+                         .n = n};
 
-            pb.out = out;
-            pb.n = n;
-            c->dead_letter_topic = c->topic; /* do_publish's target */
-            if (retrying(&r, "publish", do_publish, &pb, 0, &err)
-                != APR_SUCCESS) {
-                c->dead_letter_topic = dlq;
+            if (retrying(&r, &pb, 0, &err) != APR_SUCCESS) {
                 log_error("pubsub_failed", "publish", APR_EGENERAL, &err);
                 send_acks(&r, c->dead_letter_subscription, back, 0, 1);
                 r.failed = 1;
                 apr_pool_destroy(bp);
                 break;
             }
-            c->dead_letter_topic = dlq;
             if (send_acks(&r, c->dead_letter_subscription, back, -1, 1)
                 == APR_SUCCESS)
                 r.counts.redriven += n;

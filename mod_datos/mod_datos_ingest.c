@@ -29,7 +29,7 @@
 #include "datos_ingest.h"
 #include "datos_log.h"
 #include "datos_metrics.h"
-#include "datos_pubsub.h"
+#include "datos_pubsub_client.h"
 #include "mod_datos_ingest.h"
 #include "mod_datos_reply.h"
 #include "mod_datos_runtime.h"

@@ -1,37 +1,37 @@
-output "reader_service_account" {
-  description = "mod_datos's identity: attach it to the httpd hosts, or create its key with gcloud."
-  value       = google_service_account.reader.email
+output "systems" {
+  description = "Per system: the API's URL and service, its newest revision, the loader's job and image, how it is reached, whether POST /datos is on, the load balancer's address."
+  value = {
+    for name, s in module.system : name => {
+      api_url                = s.api_url
+      api_service            = s.api_service
+      api_revision           = s.api_revision
+      loader_job             = s.loader_job
+      loader_image           = s.loader_image
+      public_access          = s.public_access
+      ingest_enabled         = s.ingest_enabled
+      table                  = s.table
+      reader_service_account = s.reader_service_account
+      loader_service_account = s.loader_service_account
+      load_balancer_address  = s.load_balancer_address
+    }
+  }
 }
 
-output "loader_service_account" {
-  description = "datos-loader's identity: attach it to the host (or job) that runs the loader."
-  value       = google_service_account.loader.email
+output "image_repository" {
+  description = "Where the release workflow pushes the images: REGION-docker.pkg.dev/PROJECT/datos."
+  value       = "${var.region}-docker.pkg.dev/${var.project_id}/${google_artifact_registry_repository.images.repository_id}"
 }
 
-output "table" {
-  description = "The table, as DatosTable and the loader's `table` take it."
-  value       = local.table_ref
+output "workload_identity_provider" {
+  description = "The release workflow's GCP_WORKLOAD_IDENTITY_PROVIDER variable."
+  value       = google_iam_workload_identity_pool_provider.github.name
 }
 
-output "httpd_directives" {
-  description = "The mod_datos directives for these resources (add DatosCredentials)."
-  value       = <<-EOT
-    DatosProject ${var.project_id}
-    DatosTable ${var.dataset_id}.${var.table_id}
-    DatosLocation ${var.location}
-    DatosTopic projects/${var.project_id}/topics/${google_pubsub_topic.datos.name}
-  EOT
-}
-
-output "loader_conf" {
-  description = "The datos-loader settings for these resources (add credentials)."
-  value       = <<-EOT
-    project = ${var.project_id}
-    table = ${var.dataset_id}.${var.table_id}
-    location = ${var.location}
-    subscription = ${google_pubsub_subscription.loader.name}
-    dead_letter_topic = ${google_pubsub_topic.dead_letter.name}
-    topic = ${google_pubsub_topic.datos.name}
-    dead_letter_subscription = ${google_pubsub_subscription.dead_letter.name}
-  EOT
+output "ci_service_accounts" {
+  description = "The release workflow's GCP_PUSH_SA, GCP_PLAN_SA and GCP_DEPLOY_SA variables."
+  value = {
+    push   = google_service_account.ci_push.email
+    plan   = google_service_account.ci_plan.email
+    deploy = google_service_account.ci_deploy.email
+  }
 }

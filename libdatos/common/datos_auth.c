@@ -28,7 +28,7 @@
 #include <openssl/crypto.h>
 
 #include "datos_auth.h"
-#include "datos_google.h"
+#include "datos_google_classify.h"
 #include "datos_mutex.h"
 #include "datos_crypt.h"
 #include "datos_ids.h"

@@ -1,5 +1,4 @@
-/* datos_crypt.c - base64url, private keys, RS256 JWTs and CA bundles on
- * OpenSSL. */
+/* datos_crypt.c - private keys, RS256 JWTs and CA bundles on OpenSSL. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -14,95 +13,9 @@
 #include <openssl/pem.h>
 #include <openssl/sha.h>
 
+#include "datos_base64.h"
 #include "datos_crypt.h"
 #include "datos_json.h"
-
-static const char b64url_alphabet[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-char *datos_base64url_encode(apr_pool_t *p, const unsigned char *data,
-                             apr_size_t len)
-{
-    char *out = apr_palloc(p, (len + 2) / 3 * 4 + 1);
-    char *o = out;
-    apr_size_t i = 0;
-
-    for (; i + 2 < len; i += 3) {
-        apr_uint32_t v = ((apr_uint32_t)data[i] << 16)
-                         | ((apr_uint32_t)data[i + 1] << 8) | data[i + 2];
-        *o++ = b64url_alphabet[(v >> 18) & 63];
-        *o++ = b64url_alphabet[(v >> 12) & 63];
-        *o++ = b64url_alphabet[(v >> 6) & 63];
-        *o++ = b64url_alphabet[v & 63];
-    }
-    if (len - i == 1) {
-        apr_uint32_t v = (apr_uint32_t)data[i] << 16;
-        *o++ = b64url_alphabet[(v >> 18) & 63];
-        *o++ = b64url_alphabet[(v >> 12) & 63];
-    }
-    else if (len - i == 2) {
-        apr_uint32_t v =
-            ((apr_uint32_t)data[i] << 16) | ((apr_uint32_t)data[i + 1] << 8);
-        *o++ = b64url_alphabet[(v >> 18) & 63];
-        *o++ = b64url_alphabet[(v >> 12) & 63];
-        *o++ = b64url_alphabet[(v >> 6) & 63];
-    }
-    *o = '\0';
-    return out;
-}
-
-static int b64_value(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '-' || c == '+')
-        return 62;
-    if (c == '_' || c == '/')
-        return 63;
-    return -1;
-}
-
-apr_status_t datos_base64url_decode(apr_pool_t *p, const char *in,
-                                    apr_size_t inlen, unsigned char **out,
-                                    apr_size_t *outlen)
-{
-    unsigned char *buf, *o;
-    apr_size_t n = inlen, pad = 0, i;
-    apr_uint32_t acc = 0;
-    int bits = 0;
-
-    while (n > 0 && in[n - 1] == '=' && pad < 2) {
-        n--;
-        pad++;
-    }
-    /* With padding the whole input must be whole quads; without it, a
-     * single leftover character can never encode a byte. */
-    if ((pad && inlen % 4 != 0) || n % 4 == 1) {
-        return DATOS_EMALFORMED;
-    }
-    buf = apr_palloc(p, n / 4 * 3 + 3);
-    o = buf;
-    for (i = 0; i < n; i++) {
-        int v = b64_value((unsigned char)in[i]);
-        if (v < 0) {
-            return DATOS_EMALFORMED;
-        }
-        acc = (acc << 6) | (apr_uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            *o++ = (unsigned char)((acc >> bits) & 0xFF);
-        }
-    }
-    *o = '\0';
-    *out = buf;
-    *outlen = (apr_size_t)(o - buf);
-    return APR_SUCCESS;
-}
 
 /* OpenSSL's error queue is per thread and shared with mod_ssl and libcurl:
  * one failure can leave several entries, and the first is rarely the useful

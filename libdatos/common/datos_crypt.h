@@ -1,5 +1,4 @@
-/* datos_crypt.h - base64url, private keys, RS256 JWTs and CA bundles on
- * OpenSSL.
+/* datos_crypt.h - private keys, RS256 JWTs and CA bundles on OpenSSL.
  *
  * OpenSSL is shared with mod_ssl and libcurl in the same process: never call
  * its global cleanup functions; clear the thread's error queue before each
@@ -13,15 +12,6 @@
 #include <apr_time.h>
 #include <openssl/evp.h>
 #include "datos_error.h"
-
-/* RFC 4648 section 5 alphabet, no padding. */
-char *datos_base64url_encode(apr_pool_t *p, const unsigned char *data,
-                             apr_size_t len);
-/* Accepts the url-safe and standard alphabets, padded or not; rejects
- * anything else with DATOS_EMALFORMED. *out is NUL-terminated. */
-apr_status_t datos_base64url_decode(apr_pool_t *p, const char *in,
-                                    apr_size_t inlen, unsigned char **out,
-                                    apr_size_t *outlen);
 
 /* PEM (PKCS#8 or traditional RSA) to EVP_PKEY, freed by a cleanup of p.
  * Errors (DATOS_ECONFIG) carry OpenSSL's whole error queue, never the key. */

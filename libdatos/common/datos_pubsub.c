@@ -10,136 +10,11 @@
 #include <apr_lib.h>
 #include <strings.h>
 
+#include "datos_base64.h"
 #include "datos_json.h"
 #include "datos_pubsub.h"
 #include "datos_time.h"
 #include "datos_utf8.h"
-
-/* ------------------------------------------------------------------ base64 */
-
-static const char b64_alphabet[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-char *datos_base64_encode(apr_pool_t *p, const unsigned char *data,
-                          apr_size_t len, apr_size_t *outlen)
-{
-    char *out = apr_palloc(p, (len + 2) / 3 * 4 + 1), *o = out;
-    apr_size_t i = 0;
-
-    for (; i + 2 < len; i += 3) {
-        apr_uint32_t v = ((apr_uint32_t)data[i] << 16)
-                         | ((apr_uint32_t)data[i + 1] << 8) | data[i + 2];
-        o[0] = b64_alphabet[v >> 18];
-        o[1] = b64_alphabet[(v >> 12) & 63];
-        o[2] = b64_alphabet[(v >> 6) & 63];
-        o[3] = b64_alphabet[v & 63];
-        o += 4;
-    }
-    if (len - i == 1) {
-        apr_uint32_t v = (apr_uint32_t)data[i] << 16;
-        o[0] = b64_alphabet[v >> 18];
-        o[1] = b64_alphabet[(v >> 12) & 63];
-        o[2] = '=';
-        o[3] = '=';
-        o += 4;
-    }
-    else if (len - i == 2) {
-        apr_uint32_t v =
-            ((apr_uint32_t)data[i] << 16) | ((apr_uint32_t)data[i + 1] << 8);
-        o[0] = b64_alphabet[v >> 18];
-        o[1] = b64_alphabet[(v >> 12) & 63];
-        o[2] = b64_alphabet[(v >> 6) & 63];
-        o[3] = '=';
-        o += 4;
-    }
-    *o = '\0';
-    if (outlen) {
-        *outlen = (apr_size_t)(o - out);
-    }
-    return out;
-}
-
-/* The sextet of a character of either alphabet, 64 for anything else;
- * evaluated at compile time to fill the tables below. */
-#define B64V(c)                                  \
-    ((c) >= 'A' && (c) <= 'Z'   ? (c) - 'A'      \
-     : (c) >= 'a' && (c) <= 'z' ? (c) - 'a' + 26 \
-     : (c) >= '0' && (c) <= '9' ? (c) - '0' + 52 \
-     : (c) == '+' || (c) == '-' ? 62             \
-     : (c) == '/' || (c) == '_' ? 63             \
-                                : 64)
-/* One table per position in a quad, the sextet already shifted into place
- * and anything invalid marked in bit 24: a quad is four lookups OR-ed. */
-#define B64_BAD 0x01000000u
-#define B64T(c, shift) \
-    (B64V(c) == 64 ? B64_BAD : (apr_uint32_t)B64V(c) << (shift))
-#define B64_D0(c)    B64T(c, 18)
-#define B64_D1(c)    B64T(c, 12)
-#define B64_D2(c)    B64T(c, 6)
-#define B64_D3(c)    B64T(c, 0)
-#define B64_R4(f, i) f(i), f((i) + 1), f((i) + 2), f((i) + 3)
-#define B64_R16(f, i) \
-    B64_R4(f, i), B64_R4(f, (i) + 4), B64_R4(f, (i) + 8), B64_R4(f, (i) + 12)
-#define B64_R64(f, i)                                          \
-    B64_R16(f, i), B64_R16(f, (i) + 16), B64_R16(f, (i) + 32), \
-        B64_R16(f, (i) + 48)
-#define B64_R256(f) \
-    B64_R64(f, 0), B64_R64(f, 64), B64_R64(f, 128), B64_R64(f, 192)
-
-static const apr_uint32_t b64_d0[256] = {B64_R256(B64_D0)};
-static const apr_uint32_t b64_d1[256] = {B64_R256(B64_D1)};
-static const apr_uint32_t b64_d2[256] = {B64_R256(B64_D2)};
-static const apr_uint32_t b64_d3[256] = {B64_R256(B64_D3)};
-
-/* Whole quads through the tables, the invalid mark OR-ed across all of
- * them and tested once: message data is most of what a pull answer
- * carries, so this loop is on the loader's hot path. */
-apr_status_t datos_base64_decode(apr_pool_t *p, const char *in, apr_size_t len,
-                                 unsigned char **out, apr_size_t *outlen)
-{
-    const unsigned char *s = (const unsigned char *)in;
-    apr_size_t n = len, pad = 0, quads, i;
-    apr_status_t rv = APR_SUCCESS;
-    apr_uint32_t bad = 0, v;
-    unsigned char *buf, *o;
-
-    while (n > 0 && s[n - 1] == '=' && pad < 2) {
-        n--;
-        pad++;
-    }
-    if ((pad && len % 4 != 0) || n % 4 == 1) {
-        rv = DATOS_EMALFORMED;
-        goto leave;
-    }
-    buf = apr_palloc(p, n / 4 * 3 + 3);
-    o = buf;
-    quads = n / 4;
-    for (i = 0; i < quads; i++, s += 4, o += 3) {
-        v = b64_d0[s[0]] | b64_d1[s[1]] | b64_d2[s[2]] | b64_d3[s[3]];
-        bad |= v;
-        o[0] = (unsigned char)(v >> 16);
-        o[1] = (unsigned char)(v >> 8);
-        o[2] = (unsigned char)v;
-    }
-    if (n % 4) {
-        v = b64_d0[s[0]] | b64_d1[s[1]] | (n % 4 == 3 ? b64_d2[s[2]] : 0);
-        bad |= v;
-        *o++ = (unsigned char)(v >> 16);
-        if (n % 4 == 3) {
-            *o++ = (unsigned char)(v >> 8);
-        }
-    }
-    if (bad & B64_BAD) {
-        rv = DATOS_EMALFORMED;
-        goto leave;
-    }
-    *o = '\0';
-    *out = buf;
-    *outlen = (apr_size_t)(o - buf);
-
-leave:
-    return rv;
-}
 
 /* ------------------------------------------------------------------ pull */
 
@@ -518,7 +393,8 @@ static void put(body_t *b, const char *s, apr_size_t n)
 static void put_str(body_t *b, const char *s, apr_size_t n)
 {
     *b->o++ = '"';
-    b->o = datos_json_escape(b->o, (const unsigned char *)s, n);
+    b->o = datos_json_escape(b->o, (const unsigned char *)s, n,
+                             DATOS_JSON_LINE_SEPARATORS);
     *b->o++ = '"';
 }
 
@@ -538,7 +414,8 @@ static void body_push(apr_array_header_t *bodies, body_t *b, int first,
  * string is never empty). */
 static apr_size_t quoted_len(const char *s, apr_size_t n)
 {
-    apr_size_t k = datos_json_escaped_len((const unsigned char *)s, n);
+    apr_size_t k = datos_json_escaped_len((const unsigned char *)s, n,
+                                          DATOS_JSON_LINE_SEPARATORS, NULL);
     return k == (apr_size_t)-1 ? 0 : k + 2;
 }
 
@@ -560,6 +437,10 @@ static apr_size_t message_size(const datos_pubsub_out_t *m, const char **why)
     }
     if (nattr > DATOS_PUBSUB_MAX_ATTRIBUTES) {
         *why = "has more than 100 attributes";
+        return 0;
+    }
+    if (m->data_len > DATOS_BASE64_MAX) {
+        *why = "has more data than can be encoded";
         return 0;
     }
     if (m->data_len) {
@@ -592,8 +473,50 @@ static apr_size_t message_size(const datos_pubsub_out_t *m, const char **why)
     return size;
 }
 
-static void put_message(apr_pool_t *p, body_t *b, const datos_pubsub_out_t *m)
+/* Writes item k of items into a body under construction. */
+typedef void put_item_fn(apr_pool_t *p, body_t *b, const void *items, int k);
+
+/* Request bodies head,item,item,...,tail for n items of the given sizes,
+ * in order, split so that each holds at most max_items items and max_bytes
+ * bytes (one item at least, whatever its size), and, for messages
+ * (keyed), one ordering key. */
+static apr_array_header_t *split_bodies(
+    apr_pool_t *p, const apr_size_t *sizes, int n, const char *head,
+    const char *tail, int max_items, apr_size_t max_bytes,
+    const datos_pubsub_out_t *keyed, put_item_fn *put_item, const void *items)
 {
+    const apr_size_t frame = strlen(head) + strlen(tail);
+    apr_array_header_t *out = apr_array_make(p, 1, sizeof(datos_pubsub_body_t));
+    int first, i, k;
+
+    for (first = 0; first < n; first = i) {
+        apr_size_t total = frame + sizes[first];
+        body_t b;
+
+        for (i = first + 1;
+             i < n && i - first < max_items && total + 1 + sizes[i] <= max_bytes
+             && (!keyed
+                 || same_key(keyed[i].ordering_key, keyed[first].ordering_key));
+             i++) {
+            total += 1 + sizes[i];
+        }
+        body_start(p, &b, total);
+        put(&b, head, strlen(head));
+        for (k = first; k < i; k++) {
+            if (k > first) {
+                *b.o++ = ',';
+            }
+            put_item(p, &b, items, k);
+        }
+        put(&b, tail, strlen(tail));
+        body_push(out, &b, first, i - first);
+    }
+    return out;
+}
+
+static void put_message(apr_pool_t *p, body_t *b, const void *items, int k)
+{
+    const datos_pubsub_out_t *m = (const datos_pubsub_out_t *)items + k;
     int i, nattr = m->attributes ? m->attributes->nelts : 0, fields = 0;
 
     *b->o++ = '{';
@@ -632,20 +555,15 @@ static void put_message(apr_pool_t *p, body_t *b, const datos_pubsub_out_t *m)
     *b->o++ = '}';
 }
 
-#define PUBLISH_HEAD "{\"messages\":["
-#define PUBLISH_TAIL "]}"
-
 apr_status_t datos_pubsub_publish_bodies(apr_pool_t *p,
                                          const datos_pubsub_out_t *msgs, int n,
                                          apr_array_header_t **bodies,
                                          datos_err_t *err)
 {
-    const apr_size_t frame =
-        sizeof(PUBLISH_HEAD) - 1 + sizeof(PUBLISH_TAIL) - 1;
-    apr_array_header_t *out;
-    apr_size_t *sizes, total;
+    static const char head[] = "{\"messages\":[", tail[] = "]}";
+    apr_size_t *sizes;
     apr_status_t rv = APR_SUCCESS;
-    int i, first, k;
+    int i;
 
     if (n < 0 || (n && !msgs)) {
         rv = datos_err_set(err, p, APR_EINVAL, 0, NULL, "no messages");
@@ -661,31 +579,9 @@ apr_status_t datos_pubsub_publish_bodies(apr_pool_t *p,
             goto leave;
         }
     }
-    out = apr_array_make(p, 1, sizeof(datos_pubsub_body_t));
-    for (first = 0; first < n; first = i) {
-        body_t b;
-
-        /* as many messages as the limits allow, one at least */
-        total = frame + sizes[first];
-        for (i = first + 1;
-             i < n && i - first < DATOS_PUBSUB_PUBLISH_MAX_MESSAGES
-             && total + 1 + sizes[i] <= DATOS_PUBSUB_PUBLISH_MAX_BYTES
-             && same_key(msgs[i].ordering_key, msgs[first].ordering_key);
-             i++) {
-            total += 1 + sizes[i];
-        }
-        body_start(p, &b, total);
-        put(&b, PUBLISH_HEAD, sizeof(PUBLISH_HEAD) - 1);
-        for (k = first; k < i; k++) {
-            if (k > first) {
-                *b.o++ = ',';
-            }
-            put_message(p, &b, &msgs[k]);
-        }
-        put(&b, PUBLISH_TAIL, sizeof(PUBLISH_TAIL) - 1);
-        body_push(out, &b, first, i - first);
-    }
-    *bodies = out;
+    *bodies =
+        split_bodies(p, sizes, n, head, tail, DATOS_PUBSUB_PUBLISH_MAX_MESSAGES,
+                     DATOS_PUBSUB_PUBLISH_MAX_BYTES, msgs, put_message, msgs);
 
 leave:
     return rv;
@@ -735,17 +631,25 @@ leave:
     return rv;
 }
 
-/* ack and modack share the shape: {"ackIds":[..]<tail>}. */
+static void put_ack_id(apr_pool_t *p, body_t *b, const void *items, int k)
+{
+    const char *const *ids = items;
+
+    (void)p;
+    put_str(b, ids[k], strlen(ids[k]));
+}
+
+/* ack and modack share the shape: {"ackIds":[..]<more>}. */
 static apr_status_t ack_bodies(apr_pool_t *p, const char *const *ids, int n,
-                               const char *tail, apr_array_header_t **bodies,
+                               const char *more, apr_array_header_t **bodies,
                                datos_err_t *err)
 {
     static const char head[] = "{\"ackIds\":[";
-    const apr_size_t frame = sizeof(head) - 1 + 1 + strlen(tail) + 1;
-    apr_array_header_t *out;
-    apr_size_t *sizes, total;
+    const char *tail = apr_pstrcat(p, "]", more, "}", NULL);
+    const apr_size_t frame = sizeof(head) - 1 + strlen(tail);
+    apr_size_t *sizes;
     apr_status_t rv = APR_SUCCESS;
-    int i, k, first;
+    int i;
 
     if (n < 0 || (n && !ids)) {
         rv = datos_err_set(err, p, APR_EINVAL, 0, NULL, "no ack ids");
@@ -760,31 +664,8 @@ static apr_status_t ack_bodies(apr_pool_t *p, const char *const *ids, int n,
             goto leave;
         }
     }
-    out = apr_array_make(p, 1, sizeof(datos_pubsub_body_t));
-    for (first = 0; first < n; first = i) {
-        body_t b;
-
-        total = frame + sizes[first];
-        for (i = first + 1;
-             i < n && i - first < DATOS_PUBSUB_ACK_MAX_IDS
-             && total + 1 + sizes[i] <= DATOS_PUBSUB_ACK_MAX_BYTES;
-             i++) {
-            total += 1 + sizes[i];
-        }
-        body_start(p, &b, total);
-        put(&b, head, sizeof(head) - 1);
-        for (k = first; k < i; k++) {
-            if (k > first) {
-                *b.o++ = ',';
-            }
-            put_str(&b, ids[k], strlen(ids[k]));
-        }
-        *b.o++ = ']';
-        put(&b, tail, strlen(tail));
-        *b.o++ = '}';
-        body_push(out, &b, first, i - first);
-    }
-    *bodies = out;
+    *bodies = split_bodies(p, sizes, n, head, tail, DATOS_PUBSUB_ACK_MAX_IDS,
+                           DATOS_PUBSUB_ACK_MAX_BYTES, NULL, put_ack_id, ids);
 
 leave:
     return rv;

@@ -5,7 +5,7 @@
 #include <apr_strings.h>
 
 #include "datos_google.h"
-#include "datos_pubsub.h"
+#include "datos_pubsub_client.h"
 
 /* Small answers ({} or a list of message ids) are read up to this. */
 #define SMALL_ANSWER_MAX ((apr_size_t)1024 * 1024)
@@ -147,26 +147,26 @@ leave:
     return rv;
 }
 
-/* Acknowledge and modifyAckDeadline: one request per chunk, in order. */
-static apr_status_t ack_chunks(datos_pubsub_t *ps, apr_pool_t *p,
-                               apr_time_t deadline, const char *what,
-                               const char *subscription, const char *verb,
-                               apr_array_header_t *bodies, int n,
-                               const char *done_word, datos_err_t *err)
+/* Reads the answer to one chunk (the ids of a publish). */
+typedef apr_status_t answer_fn(apr_pool_t *p, const datos_pubsub_body_t *b,
+                               const datos_http_resp_t *resp, void *baton,
+                               datos_err_t *err);
+
+/* One POST of each body to url, in order, each in a scratch pool;
+ * answer (may be NULL) reads each answer. On a failure after several
+ * chunks, err->message ends with "(K of N <progress> before the failure)",
+ * K counting the items of the chunks that went through. */
+static apr_status_t post_chunks(datos_google_op_t *op, apr_pool_t *p,
+                                const char *what, const char *url,
+                                const apr_array_header_t *bodies, int n,
+                                const char *progress, answer_fn *answer,
+                                void *baton, datos_err_t *err)
 {
     apr_status_t rv = APR_SUCCESS;
-    datos_google_op_t op;
     datos_http_resp_t *resp;
     apr_pool_t *cp = NULL;
-    const char *url;
     int i, done = 0;
 
-    datos_google_op_init(&op, p, ps->http, ps->creds, deadline, err);
-    url = resource_url(p, ps, subscription, "subscriptions", verb);
-    if (!url) {
-        rv = bad_name(p, what, subscription, "projects/P/subscriptions/S", err);
-        goto leave;
-    }
     for (i = 0; i < bodies->nelts; i++) {
         const datos_pubsub_body_t *b =
             &APR_ARRAY_IDX(bodies, i, datos_pubsub_body_t);
@@ -176,23 +176,60 @@ static apr_status_t ack_chunks(datos_pubsub_t *ps, apr_pool_t *p,
         else {
             apr_pool_create(&cp, p);
         }
-        rv = post(&op, cp, what, url, b->body, b->len, SMALL_ANSWER_MAX, &resp);
+        rv = post(op, cp, what, url, b->body, b->len, SMALL_ANSWER_MAX, &resp);
+        if (rv == APR_SUCCESS && answer) {
+            rv = answer(p, b, resp, baton, err);
+        }
         if (rv != APR_SUCCESS) {
             if (err && err->message && bodies->nelts > 1) {
                 err->message = apr_psprintf(err->pool,
-                                            "%s (%d of %d ack ids "
-                                            "%s before the failure)",
-                                            err->message, done, n, done_word);
+                                            "%s (%d of %d %s before the "
+                                            "failure)",
+                                            err->message, done, n, progress);
             }
-            goto leave;
+            break;
         }
         done += b->count;
     }
-
-leave:
     if (cp) {
         apr_pool_destroy(cp);
     }
+    return rv;
+}
+
+/* subscriptions.acknowledge, or modifyAckDeadline to seconds when modack:
+ * the answers are {}. */
+static apr_status_t ack_chunks(datos_pubsub_t *ps, apr_pool_t *p,
+                               apr_time_t deadline, const char *subscription,
+                               const char *const *ack_ids, int n, int modack,
+                               int seconds, datos_err_t *err)
+{
+    const char *what = modack ? "subscriptions.modifyAckDeadline"
+                              : "subscriptions.acknowledge";
+    apr_status_t rv;
+    datos_google_op_t op;
+    apr_array_header_t *bodies;
+    const char *url;
+
+    rv = modack
+             ? datos_pubsub_modack_bodies(p, ack_ids, n, seconds, &bodies, err)
+             : datos_pubsub_ack_bodies(p, ack_ids, n, &bodies, err);
+    if (rv != APR_SUCCESS) {
+        datos_err_prefix(err, p, "%s: ", what);
+        return rv;
+    }
+    datos_google_op_init(&op, p, ps->http, ps->creds, deadline, err);
+    url = resource_url(p, ps, subscription, "subscriptions",
+                       modack ? ":modifyAckDeadline" : ":acknowledge");
+    if (!url) {
+        rv = bad_name(p, what, subscription, "projects/P/subscriptions/S", err);
+        goto leave;
+    }
+    rv = post_chunks(&op, p, what, url, bodies, n,
+                     modack ? "ack ids modified" : "ack ids acknowledged", NULL,
+                     NULL, err);
+
+leave:
     datos_google_op_done(&op);
     return rv;
 }
@@ -202,17 +239,7 @@ apr_status_t datos_pubsub_ack(datos_pubsub_t *ps, apr_pool_t *p,
                               const char *const *ack_ids, int n,
                               datos_err_t *err)
 {
-    static const char what[] = "subscriptions.acknowledge";
-    apr_status_t rv;
-    apr_array_header_t *bodies;
-
-    rv = datos_pubsub_ack_bodies(p, ack_ids, n, &bodies, err);
-    if (rv != APR_SUCCESS) {
-        datos_err_prefix(err, p, "%s: ", what);
-        return rv;
-    }
-    return ack_chunks(ps, p, deadline, what, subscription, ":acknowledge",
-                      bodies, n, "acknowledged", err);
+    return ack_chunks(ps, p, deadline, subscription, ack_ids, n, 0, 0, err);
 }
 
 apr_status_t datos_pubsub_modack(datos_pubsub_t *ps, apr_pool_t *p,
@@ -220,17 +247,8 @@ apr_status_t datos_pubsub_modack(datos_pubsub_t *ps, apr_pool_t *p,
                                  const char *const *ack_ids, int n, int seconds,
                                  datos_err_t *err)
 {
-    static const char what[] = "subscriptions.modifyAckDeadline";
-    apr_status_t rv;
-    apr_array_header_t *bodies;
-
-    rv = datos_pubsub_modack_bodies(p, ack_ids, n, seconds, &bodies, err);
-    if (rv != APR_SUCCESS) {
-        datos_err_prefix(err, p, "%s: ", what);
-        return rv;
-    }
-    return ack_chunks(ps, p, deadline, what, subscription, ":modifyAckDeadline",
-                      bodies, n, "modified", err);
+    return ack_chunks(ps, p, deadline, subscription, ack_ids, n, 1, seconds,
+                      err);
 }
 
 apr_status_t datos_pubsub_project(datos_pubsub_t *ps, apr_pool_t *p,
@@ -238,6 +256,31 @@ apr_status_t datos_pubsub_project(datos_pubsub_t *ps, apr_pool_t *p,
                                   datos_err_t *err)
 {
     return datos_creds_project(ps->creds, ps->http, p, deadline, project, err);
+}
+
+/* The ids of one publish request, kept in p (the answer goes with the
+ * chunk's scratch pool) and added to the array baton. */
+static apr_status_t publish_ids(apr_pool_t *p, const datos_pubsub_body_t *b,
+                                const datos_http_resp_t *resp, void *baton,
+                                datos_err_t *err)
+{
+    apr_array_header_t *all = baton, *ids;
+    apr_status_t rv;
+    int k;
+
+    rv = datos_pubsub_parse_publish(p, resp->body, resp->body_len, b->count,
+                                    &ids, err);
+    if (rv != APR_SUCCESS) {
+        if (err) {
+            err->http_status = resp->status;
+        }
+        datos_err_prefix(err, p, "topics.publish: ");
+        return rv;
+    }
+    for (k = 0; k < ids->nelts; k++) {
+        APR_ARRAY_PUSH(all, const char *) = APR_ARRAY_IDX(ids, k, const char *);
+    }
+    return rv;
 }
 
 apr_status_t datos_pubsub_publish(datos_pubsub_t *ps, apr_pool_t *p,
@@ -249,11 +292,8 @@ apr_status_t datos_pubsub_publish(datos_pubsub_t *ps, apr_pool_t *p,
     static const char what[] = "topics.publish";
     apr_status_t rv;
     datos_google_op_t op;
-    datos_http_resp_t *resp;
-    apr_array_header_t *bodies, *ids, *all;
-    apr_pool_t *cp = NULL;
+    apr_array_header_t *bodies, *all;
     const char *url;
-    int i, k;
 
     all = apr_array_make(p, n > 0 ? n : 1, sizeof(const char *));
     *message_ids = all;
@@ -268,46 +308,10 @@ apr_status_t datos_pubsub_publish(datos_pubsub_t *ps, apr_pool_t *p,
         datos_err_prefix(err, p, "%s: ", what);
         goto leave;
     }
-    for (i = 0; i < bodies->nelts; i++) {
-        const datos_pubsub_body_t *b =
-            &APR_ARRAY_IDX(bodies, i, datos_pubsub_body_t);
-        if (cp) {
-            apr_pool_clear(cp);
-        }
-        else {
-            apr_pool_create(&cp, p);
-        }
-        rv = post(&op, cp, what, url, b->body, b->len, SMALL_ANSWER_MAX, &resp);
-        if (rv == APR_SUCCESS) {
-            /* The ids are kept in p; the answer goes with cp. */
-            rv = datos_pubsub_parse_publish(p, resp->body, resp->body_len,
-                                            b->count, &ids, err);
-            if (rv != APR_SUCCESS) {
-                if (err) {
-                    err->http_status = resp->status;
-                }
-                datos_err_prefix(err, p, "%s: ", what);
-            }
-        }
-        if (rv != APR_SUCCESS) {
-            if (err && err->message && bodies->nelts > 1) {
-                err->message = apr_psprintf(err->pool,
-                                            "%s (%d of %d messages "
-                                            "published before the failure)",
-                                            err->message, all->nelts, n);
-            }
-            goto leave;
-        }
-        for (k = 0; k < ids->nelts; k++) {
-            APR_ARRAY_PUSH(all, const char *) =
-                APR_ARRAY_IDX(ids, k, const char *);
-        }
-    }
+    rv = post_chunks(&op, p, what, url, bodies, n, "messages published",
+                     publish_ids, all, err);
 
 leave:
-    if (cp) {
-        apr_pool_destroy(cp);
-    }
     datos_google_op_done(&op);
     return rv;
 }

@@ -12,88 +12,25 @@
 #include "datos_time.h"
 #include "datos_utf8.h"
 
-static const char hexdigits[] = "0123456789abcdef";
-
-/* Escaped length of a JSON string body (without the quotes); sets *bad to
- * the offset of the first invalid byte and returns 0 when s is not UTF-8. */
+/* Escaped length of a JSON string body (without the quotes), as the
+ * rows are written: U+2028/U+2029 kept as they are. Sets *bad to the offset
+ * of the first invalid byte and returns 0 when s is not UTF-8. */
 static apr_size_t escaped_len(const char *s, apr_size_t len, apr_size_t *bad)
 {
-    const unsigned char *u = (const unsigned char *)s;
-    apr_size_t i = 0, n = 0, k;
+    apr_size_t n =
+        datos_json_escaped_len((const unsigned char *)s, len, 0, bad);
 
-    while (i < len) {
-        unsigned char c = u[i];
-        if (c == '"' || c == '\\' || c == '\b' || c == '\f' || c == '\n'
-            || c == '\r' || c == '\t') {
-            n += 2;
-            i++;
-        }
-        else if (c < 0x20) {
-            n += 6;
-            i++;
-        }
-        else {
-            k = datos_utf8_seq(u + i, len - i);
-            if (!k) {
-                *bad = i;
-                return 0;
-            }
-            n += k;
-            i += k;
-        }
+    if (n == (apr_size_t)-1) {
+        return 0;
     }
     *bad = (apr_size_t)-1;
     return n;
 }
 
+/* s was checked by escaped_len. */
 static char *escape_into(char *o, const char *s, apr_size_t len)
 {
-    apr_size_t i;
-
-    for (i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        switch (c) {
-        case '"':
-            *o++ = '\\';
-            *o++ = '"';
-            break;
-        case '\\':
-            *o++ = '\\';
-            *o++ = '\\';
-            break;
-        case '\b':
-            *o++ = '\\';
-            *o++ = 'b';
-            break;
-        case '\f':
-            *o++ = '\\';
-            *o++ = 'f';
-            break;
-        case '\n':
-            *o++ = '\\';
-            *o++ = 'n';
-            break;
-        case '\r':
-            *o++ = '\\';
-            *o++ = 'r';
-            break;
-        case '\t':
-            *o++ = '\\';
-            *o++ = 't';
-            break;
-        default:
-            if (c < 0x20) {
-                memcpy(o, "\\u00", 4);
-                o[4] = hexdigits[c >> 4];
-                o[5] = hexdigits[c & 15];
-                o += 6;
-            }
-            else {
-                *o++ = (char)c;
-            }
-        }
-    }
-    return o;
+    return datos_json_escape(o, (const unsigned char *)s, len, 0);
 }
 
 #define LIT(s) s, (sizeof(s) - 1)

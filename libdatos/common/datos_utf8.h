@@ -1,6 +1,7 @@
 /* datos_utf8.h - UTF-8 and JSON string helpers shared inside libdatos
  * (rendering, the record scanner, the NDJSON encoder, Pub/Sub bodies).
- * Internal: static inline so the hot loops can inline them. */
+ * Internal, and header-only: static inline so the hot loops can inline
+ * them. */
 #ifndef DATOS_UTF8_H
 #define DATOS_UTF8_H
 
@@ -109,13 +110,24 @@ static inline apr_size_t datos_utf8_check(const unsigned char *s,
     return len;
 }
 
-/* JSON string body of s into o, which has room for 6 * len bytes: '"',
- * '\\' and controls below U+0020 escaped (the short forms where JSON has
- * them), U+2028/U+2029 too (JavaScript-derived readers take them for line
- * ends), everything else copied. Returns the end, or NULL when s is not
- * UTF-8. */
+/* datos_json_escape flag: U+2028/U+2029 escaped too, for text read line
+ * by line (NDJSON) or by JavaScript-derived readers, which take them for
+ * line ends. */
+#define DATOS_JSON_LINE_SEPARATORS 0x1
+
+/* True when the three bytes at s are U+2028 or U+2029. */
+static inline int datos_utf8_line_separator(const unsigned char *s)
+{
+    return s[0] == 0xE2 && s[1] == 0x80 && (s[2] == 0xA8 || s[2] == 0xA9);
+}
+
+/* The one JSON string escaper of libdatos: the body of s into o, which has
+ * room for 6 * len bytes: '"', '\\' and controls below U+0020 escaped (the
+ * short forms where JSON has them), U+2028/U+2029 too with
+ * DATOS_JSON_LINE_SEPARATORS, everything else copied. Returns the end, or
+ * NULL when s is not UTF-8. */
 static inline char *datos_json_escape(char *o, const unsigned char *s,
-                                      apr_size_t len)
+                                      apr_size_t len, int flags)
 {
     static const char hex[] = "0123456789abcdef";
     apr_size_t i = 0, k;
@@ -143,8 +155,8 @@ static inline char *datos_json_escape(char *o, const unsigned char *s,
             if (!k) {
                 return NULL;
             }
-            if (k == 3 && c == 0xE2 && s[i + 1] == 0x80
-                && (s[i + 2] == 0xA8 || s[i + 2] == 0xA9)) {
+            if ((flags & DATOS_JSON_LINE_SEPARATORS) && k == 3
+                && datos_utf8_line_separator(s + i)) {
                 memcpy(o, s[i + 2] == 0xA8 ? "\\u2028" : "\\u2029", 6);
                 o += 6;
             }
@@ -200,10 +212,12 @@ static inline char *datos_json_escape(char *o, const unsigned char *s,
     return o;
 }
 
-/* The length datos_json_escape would write, or (apr_size_t)-1 when s is
- * not UTF-8. For bodies sized before they are built. */
+/* The length datos_json_escape would write with the same flags, or
+ * (apr_size_t)-1 when s is not UTF-8 (then *bad, when given, is the offset
+ * of the first byte that is not). For bodies sized before they are built. */
 static inline apr_size_t datos_json_escaped_len(const unsigned char *s,
-                                                apr_size_t len)
+                                                apr_size_t len, int flags,
+                                                apr_size_t *bad)
 {
     apr_size_t i = 0, n = 0, k;
 
@@ -212,10 +226,13 @@ static inline apr_size_t datos_json_escaped_len(const unsigned char *s,
         if (c >= 0x80) {
             k = datos_utf8_seq(s + i, len - i);
             if (!k) {
+                if (bad) {
+                    *bad = i;
+                }
                 return (apr_size_t)-1;
             }
-            n += (k == 3 && c == 0xE2 && s[i + 1] == 0x80
-                  && (s[i + 2] == 0xA8 || s[i + 2] == 0xA9))
+            n += (flags & DATOS_JSON_LINE_SEPARATORS) && k == 3
+                         && datos_utf8_line_separator(s + i)
                      ? 6
                      : k;
             i += k;

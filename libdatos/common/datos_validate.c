@@ -10,372 +10,18 @@
  * that holds escapes. contenido is never unescaped on the loader's path:
  * its JSON text is valid as written, so the NDJSON line copies it, and the
  * size rule needs only its unescaped length, counted during the scan.
- * jansson stays as datos_record_validate_jansson, the oracle the fuzz target
- * compares the scanner with.
+ * jansson stays in the tests, as the reference the scanner is compared
+ * with (tests/unit/dt_jansson.c).
  *
- * Both share check_fields(), so the field rules and their details exist
- * once; only the structure pass differs.
+ * Both apply the field rules of datos_rules.c, so each rule and its
+ * detail exist once; only the structure pass differs.
  */
 #include <stdlib.h>
 #include <string.h>
 #include <apr_strings.h>
-#include <jansson.h>
 
-#include "datos_json.h"
-#include "datos_record.h"
-#include "datos_time.h"
 #include "datos_utf8.h"
-
-/* Bytes of a user value quoted in a detail. */
-#define EXCERPT_MAX 40
-
-static const char *const reason_names[DATOS_REASON_COUNT] = {
-    "none",
-    "empty_data",
-    "not_utf8",
-    "not_json",
-    "not_object",
-    "duplicate_key",
-    "missing_id",
-    "bad_id",
-    "id_too_long",
-    "bad_contenido",
-    "contenido_too_large",
-    "missing_timestamp",
-    "bad_timestamp",
-    "future_timestamp",
-    "unknown_field",
-    "bigquery_rejected",
-};
-
-const char *datos_reason_name(datos_reason_t r)
-{
-    return (int)r >= 0 && r < DATOS_REASON_COUNT ? reason_names[r] : NULL;
-}
-
-datos_reason_t datos_reason_from_name(const char *name)
-{
-    int i;
-
-    for (i = 1; name && i < DATOS_REASON_COUNT; i++) {
-        if (!strcmp(name, reason_names[i])) {
-            return (datos_reason_t)i;
-        }
-    }
-    return DATOS_REASON_NONE;
-}
-
-void datos_record_opts_init(datos_record_opts_t *o, apr_time_t now)
-{
-    o->now = now;
-    o->max_future_skew = DATOS_MAX_FUTURE_SKEW;
-    o->unknown = DATOS_UNKNOWN_REJECT;
-}
-
-/* ------------------------------------------------------------------ details */
-
-static const char hexdigits[] = "0123456789abcdef";
-
-static char *put_u(char *o, unsigned cp)
-{
-    memcpy(o, "\\u", 2);
-    o[2] = hexdigits[(cp >> 12) & 15];
-    o[3] = hexdigits[(cp >> 8) & 15];
-    o[4] = hexdigits[(cp >> 4) & 15];
-    o[5] = hexdigits[cp & 15];
-    return o + 6;
-}
-
-/* A short quoted copy of a user value for a detail: at most max bytes of
- * s, cut on a character boundary ("..." marks the cut), with
- * quotes, backslashes and every control character (C0, DEL, C1) escaped, so
- * the detail stays one clean line. Bytes that are not UTF-8 (only raw input
- * near a syntax error, or jansson's text, can hold them) come out as
- * \\u00XX of the byte. */
-static const char *excerpt_n(apr_pool_t *p, const char *s, apr_size_t len,
-                             apr_size_t max)
-{
-    const unsigned char *u = (const unsigned char *)s;
-    apr_size_t n = len > max ? max : len, i = 0, k;
-    char *out = apr_palloc(p, n * 6 + 8), *o = out;
-
-    while (n < len && n > 0 && (u[n] & 0xC0) == 0x80) {
-        n--;
-    }
-    *o++ = '"';
-    while (i < n) {
-        unsigned char c = u[i];
-        if (c == '"' || c == '\\') {
-            *o++ = '\\';
-            *o++ = (char)c;
-            i++;
-        }
-        else if (c < 0x20 || c == 0x7f) {
-            o = put_u(o, c);
-            i++;
-        }
-        else if (c < 0x80) {
-            *o++ = (char)c;
-            i++;
-        }
-        else if (!(k = datos_utf8_seq(u + i, n - i))) {
-            o = put_u(o, c);
-            i++;
-        }
-        else if (k == 2 && c == 0xC2 && u[i + 1] < 0xA0) {
-            o = put_u(o, u[i + 1]); /* C1 control U+0080-U+009F */
-            i += 2;
-        }
-        else {
-            memcpy(o, u + i, k);
-            o += k;
-            i += k;
-        }
-    }
-    *o++ = '"';
-    if (n < len) {
-        memcpy(o, "...", 3);
-        o += 3;
-    }
-    *o = '\0';
-    return out;
-}
-
-static const char *excerpt(apr_pool_t *p, const char *s, apr_size_t len)
-{
-    return excerpt_n(p, s, len, EXCERPT_MAX);
-}
-
-static apr_status_t invalid(apr_pool_t *p, datos_invalid_t *why,
-                            datos_reason_t reason, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-/* Fills *why; the detail is cut to DATOS_DETAIL_MAX_BYTES on a UTF-8
- * boundary (the texts here stay far below it; the cut is the guarantee). */
-static apr_status_t invalid(apr_pool_t *p, datos_invalid_t *why,
-                            datos_reason_t reason, const char *fmt, ...)
-{
-    va_list ap;
-    char *d;
-    apr_size_t n;
-
-    va_start(ap, fmt);
-    d = apr_pvsprintf(p, fmt, ap);
-    va_end(ap);
-    n = strlen(d);
-    if (n > DATOS_DETAIL_MAX_BYTES) {
-        n = DATOS_DETAIL_MAX_BYTES;
-        while (n > 0 && ((unsigned char)d[n] & 0xC0) == 0x80) {
-            n--;
-        }
-        d[n] = '\0';
-    }
-    why->reason = reason;
-    why->detail = d;
-    return DATOS_EMALFORMED;
-}
-
-/* ------------------------------------------------------------------ field rules */
-
-enum {
-    F_ID,
-    F_CONTENIDO,
-    F_TIMESTAMP,
-    F_NFIELDS,
-    F_UNKNOWN = F_NFIELDS
-};
-enum {
-    T_ABSENT = 0,
-    T_STRING,
-    T_NULL,
-    T_NUMBER,
-    T_BOOL,
-    T_OBJECT,
-    T_ARRAY
-};
-
-typedef struct field_t {
-    int type;
-    const char *str; /* T_STRING: the unescaped value; NULL when left
-                           * escaped (the scanner's contenido) */
-    apr_size_t len;  /* T_STRING: length of the unescaped value */
-    const char *raw; /* T_STRING, scanner only: the JSON string body */
-    apr_size_t raw_len;
-} field_t;
-
-/* What a structure pass found in a well-formed object. */
-typedef struct found_t {
-    field_t f[F_NFIELDS];
-    const char *unknown; /* the first unknown top-level key, unescaped */
-    apr_size_t unknown_len;
-    int n_unknown;
-} found_t;
-
-static const char *type_name(int t)
-{
-    switch (t) {
-    case T_STRING: return "a string";
-    case T_NULL: return "null";
-    case T_NUMBER: return "a number";
-    case T_BOOL: return "a boolean";
-    case T_OBJECT: return "an object";
-    case T_ARRAY: return "an array";
-    default: return "absent";
-    }
-}
-
-static int field_of(const char *k, apr_size_t n)
-{
-    if (n == 2 && !memcmp(k, "id", 2)) {
-        return F_ID;
-    }
-    if (n == 9 && !memcmp(k, "contenido", 9)) {
-        return F_CONTENIDO;
-    }
-    if (n == 9 && !memcmp(k, "timestamp", 9)) {
-        return F_TIMESTAMP;
-    }
-    return F_UNKNOWN;
-}
-
-/* Offset of the first control character (U+0000-U+001F, U+007F-U+009F) in
- * UTF-8 text, or len. */
-static apr_size_t find_control(const char *s, apr_size_t len, unsigned *cp)
-{
-    const unsigned char *u = (const unsigned char *)s;
-    apr_size_t i;
-
-    for (i = 0; i < len; i++) {
-        if (u[i] < 0x20 || u[i] == 0x7f) {
-            *cp = u[i];
-            return i;
-        }
-        if (u[i] == 0xC2 && i + 1 < len && u[i + 1] >= 0x80
-            && u[i + 1] <= 0x9F) {
-            *cp = u[i + 1];
-            return i;
-        }
-    }
-    return len;
-}
-
-/* The field rules, in their order. On success *ts_us is the timestamp. */
-static apr_status_t check_fields(apr_pool_t *p, const datos_record_opts_t *o,
-                                 const found_t *fd, apr_int64_t *ts_us,
-                                 datos_invalid_t *why)
-{
-    const field_t *id = &fd->f[F_ID], *c = &fd->f[F_CONTENIDO],
-                  *ts = &fd->f[F_TIMESTAMP];
-    apr_status_t rv = APR_SUCCESS;
-    apr_int64_t us, limit;
-    apr_size_t at;
-    unsigned cp;
-
-    if (id->type == T_ABSENT) {
-        rv = invalid(p, why, DATOS_REASON_MISSING_ID,
-                     "the record has no \"id\" field");
-        goto leave;
-    }
-    if (id->type != T_STRING) {
-        rv = invalid(p, why, DATOS_REASON_BAD_ID,
-                     "\"id\" must be a string, not %s", type_name(id->type));
-        goto leave;
-    }
-    if (id->len == 0) {
-        rv = invalid(p, why, DATOS_REASON_BAD_ID, "\"id\" is empty");
-        goto leave;
-    }
-    if (id->len > DATOS_ID_MAX_BYTES) {
-        rv = invalid(p, why, DATOS_REASON_ID_TOO_LONG,
-                     "\"id\" is %" APR_SIZE_T_FMT " bytes of UTF-8, more "
-                     "than %d; it starts %s",
-                     id->len, DATOS_ID_MAX_BYTES, excerpt(p, id->str, id->len));
-        goto leave;
-    }
-    at = find_control(id->str, id->len, &cp);
-    if (at < id->len) {
-        rv = invalid(p, why, DATOS_REASON_BAD_ID,
-                     "\"id\" %s holds the control character U+%04X at byte "
-                     "%" APR_SIZE_T_FMT,
-                     excerpt(p, id->str, id->len), cp, at);
-        goto leave;
-    }
-
-    if (c->type == T_STRING) {
-        if (c->len > DATOS_CONTENIDO_MAX_BYTES) {
-            rv = invalid(p, why, DATOS_REASON_CONTENIDO_TOO_LARGE,
-                         "\"contenido\" is %" APR_SIZE_T_FMT " bytes of "
-                         "UTF-8, more than %d",
-                         c->len, DATOS_CONTENIDO_MAX_BYTES);
-            goto leave;
-        }
-    }
-    else if (c->type != T_ABSENT && c->type != T_NULL) {
-        rv = invalid(p, why, DATOS_REASON_BAD_CONTENIDO,
-                     "\"contenido\" must be a string or null, not %s",
-                     type_name(c->type));
-        goto leave;
-    }
-
-    if (ts->type == T_ABSENT) {
-        rv = invalid(p, why, DATOS_REASON_MISSING_TIMESTAMP,
-                     "the record has no \"timestamp\" field");
-        goto leave;
-    }
-    if (ts->type != T_STRING) {
-        rv = invalid(p, why, DATOS_REASON_BAD_TIMESTAMP,
-                     "\"timestamp\" must be an RFC 3339 string, not %s",
-                     type_name(ts->type));
-        goto leave;
-    }
-    if (datos_ts_parse_rfc3339(ts->str, ts->len, &us) != APR_SUCCESS) {
-        rv = invalid(p, why, DATOS_REASON_BAD_TIMESTAMP,
-                     "\"timestamp\" %s is not RFC 3339 "
-                     "(YYYY-MM-DDTHH:MM:SS[.ffffff] and Z or +-hh:mm, at "
-                     "most 6 fraction digits)",
-                     excerpt(p, ts->str, ts->len));
-        goto leave;
-    }
-    if (us < 0) {
-        rv = invalid(p, why, DATOS_REASON_BAD_TIMESTAMP,
-                     "\"timestamp\" %s is before 1970-01-01T00:00:00Z",
-                     excerpt(p, ts->str, ts->len));
-        goto leave;
-    }
-    limit = o->now > APR_INT64_MAX - o->max_future_skew
-                ? APR_INT64_MAX
-                : o->now + o->max_future_skew;
-    if (us > limit) {
-        char now[DATOS_TS_BUFSIZE];
-        if (!datos_ts_format(o->now, now)) {
-            strcpy(now, "out of range");
-        }
-        rv = invalid(p, why, DATOS_REASON_FUTURE_TIMESTAMP,
-                     "\"timestamp\" %s is more than %" APR_INT64_T_FMT
-                     " s in the future (now is %s)",
-                     excerpt(p, ts->str, ts->len),
-                     (apr_int64_t)apr_time_sec(o->max_future_skew), now);
-        goto leave;
-    }
-
-    if (fd->n_unknown && o->unknown == DATOS_UNKNOWN_REJECT) {
-        rv = invalid(p, why, DATOS_REASON_UNKNOWN_FIELD,
-                     "unknown field %s%s; the record has only \"id\", "
-                     "\"contenido\" and \"timestamp\"",
-                     excerpt(p, fd->unknown, fd->unknown_len),
-                     fd->n_unknown > 1
-                         ? apr_psprintf(p, " and %d more", fd->n_unknown - 1)
-                         : "");
-        goto leave;
-    }
-
-    *ts_us = us;
-    why->reason = DATOS_REASON_NONE;
-    why->detail = NULL;
-
-leave:
-    return rv;
-}
+#include "datos_validate.h"
 
 /* ------------------------------------------------------------------ the scanner */
 
@@ -727,16 +373,27 @@ static apr_size_t scan_number(const unsigned char *s, apr_size_t pos,
     return pos;
 }
 
+/* The length of the literal true, false or null (by its first byte)
+ * standing at pos, or 0 when it is not there whole. */
+static apr_size_t literal_len(const unsigned char *s, apr_size_t pos,
+                              apr_size_t len)
+{
+    const char *lit = s[pos] == 't' ? "true" : s[pos] == 'f' ? "false" : "null";
+    apr_size_t n = strlen(lit);
+
+    return len - pos >= n && !memcmp(s + pos, lit, n) ? n : 0;
+}
+
 static int value_type(unsigned char c)
 {
     switch (c) {
-    case '{': return T_OBJECT;
-    case '[': return T_ARRAY;
-    case '"': return T_STRING;
+    case '{': return DATOS_VT_OBJECT;
+    case '[': return DATOS_VT_ARRAY;
+    case '"': return DATOS_VT_STRING;
     case 't':
-    case 'f': return T_BOOL;
-    case 'n': return T_NULL;
-    default: return T_NUMBER;
+    case 'f': return DATOS_VT_BOOL;
+    case 'n': return DATOS_VT_NULL;
+    default: return DATOS_VT_NUMBER;
     }
 }
 
@@ -750,7 +407,7 @@ static int value_type(unsigned char c)
  * object), *root its type, sc->dup the first duplicate key. An iterative
  * state machine with a bit per open container, so nesting costs no C
  * stack. */
-static int scan_doc(scan_t *sc, found_t *fd, int *root)
+static int scan_doc(scan_t *sc, datos_fields_t *fd, int *root)
 {
     const unsigned char *s = sc->s;
     apr_size_t len = sc->len, pos = 0, end, n, shrink;
@@ -769,7 +426,7 @@ value:
     if (depth == 0) {
         *root = t;
     }
-    else if (field >= 0 && field < F_NFIELDS) {
+    else if (field >= 0 && field < DATOS_FIELD_COUNT) {
         fd->f[field].type = t;
     }
     switch (s[pos]) {
@@ -806,37 +463,28 @@ value:
         if (scan_string(sc, pos + 1, &end, &esc, &shrink)) {
             return -1;
         }
-        if (field >= 0 && field < F_NFIELDS) {
+        if (field >= 0 && field < DATOS_FIELD_COUNT) {
             /* contenido stays as written: the NDJSON line copies its JSON
              * text, and only its unescaped length is needed here */
-            field_t *f = &fd->f[field];
+            datos_field_t *f = &fd->f[field];
             f->raw = (const char *)s + pos + 1;
             f->raw_len = end - pos - 1;
             f->len = f->raw_len - shrink;
             f->str = !esc ? f->raw
-                     : field == F_CONTENIDO
+                     : field == DATOS_FIELD_CONTENIDO
                          ? NULL
                          : unescape(sc->p, s + pos + 1, f->raw_len, &f->len);
         }
         pos = end + 1;
         goto after;
     case 't':
-        if (len - pos < 4 || memcmp(s + pos, "true", 4)) {
-            return scan_fail(sc, pos, "invalid literal");
-        }
-        pos += 4;
-        goto after;
     case 'f':
-        if (len - pos < 5 || memcmp(s + pos, "false", 5)) {
-            return scan_fail(sc, pos, "invalid literal");
-        }
-        pos += 5;
-        goto after;
     case 'n':
-        if (len - pos < 4 || memcmp(s + pos, "null", 4)) {
+        n = literal_len(s, pos, len);
+        if (!n) {
             return scan_fail(sc, pos, "invalid literal");
         }
-        pos += 4;
+        pos += n;
         goto after;
     default:
         n = (s[pos] == '-' || is_digit(s[pos])) ? scan_number(s, pos, len) : 0;
@@ -906,8 +554,8 @@ key:
         push_key(sc, k, klen);
         field = -1;
         if (depth == 1) {
-            field = field_of(k, klen);
-            if (field == F_UNKNOWN && !fd->n_unknown++) {
+            field = datos_rules_field_of(k, klen);
+            if (field == DATOS_FIELD_UNKNOWN && !fd->n_unknown++) {
                 fd->unknown = k;
                 fd->unknown_len = klen;
             }
@@ -928,8 +576,9 @@ done:
     return 0;
 }
 
-static void scan_init(scan_t *sc, found_t *fd, apr_pool_t *p, const char *data,
-                      apr_size_t len, jkey_t *keys, apr_size_t capkeys)
+static void scan_init(scan_t *sc, datos_fields_t *fd, apr_pool_t *p,
+                      const char *data, apr_size_t len, jkey_t *keys,
+                      apr_size_t capkeys)
 {
     memset(sc, 0, sizeof(*sc));
     memset(fd, 0, sizeof(*fd));
@@ -951,30 +600,16 @@ static apr_status_t scan_failed(apr_pool_t *p, const scan_t *sc,
     bad = sc->fail == DATOS_REASON_NOT_UTF8 ? sc->fail_pos
                                             : datos_utf8_check(sc->s, len);
     if (bad < len) {
-        return invalid(p, why, DATOS_REASON_NOT_UTF8,
-                       "the data is not UTF-8 (byte %" APR_SIZE_T_FMT
-                       " is 0x%02x)",
-                       bad, sc->s[bad]);
+        return datos_rules_not_utf8(p, why, (const char *)sc->s, bad);
     }
-    return invalid(
+    return datos_rules_invalid(
         p, why, DATOS_REASON_NOT_JSON,
         "the data is not JSON: %s at byte %" APR_SIZE_T_FMT "%s%s",
         sc->fail_what, sc->fail_pos, sc->fail_pos < len ? ", near " : "",
         sc->fail_pos < len
-            ? excerpt(p, (const char *)sc->s + sc->fail_pos, len - sc->fail_pos)
+            ? datos_rules_excerpt(p, (const char *)sc->s + sc->fail_pos,
+                                  len - sc->fail_pos, DATOS_EXCERPT_MAX)
             : "");
-}
-
-static const char *root_name(int t)
-{
-    switch (t) {
-    case T_ARRAY: return "an array";
-    case T_STRING: return "a string";
-    case T_NUMBER: return "a number";
-    case T_BOOL: return "a boolean";
-    case T_NULL: return "null";
-    default: return "not an object";
-    }
 }
 
 apr_status_t datos_record_check(apr_pool_t *p, const char *data, apr_size_t len,
@@ -983,21 +618,12 @@ apr_status_t datos_record_check(apr_pool_t *p, const char *data, apr_size_t len,
 {
     jkey_t local_keys[32];
     scan_t sc;
-    found_t fd;
+    datos_fields_t fd;
     apr_status_t rv;
-    int root = T_ABSENT;
+    int root = DATOS_VT_ABSENT;
 
-    why->reason = DATOS_REASON_NONE;
-    why->detail = NULL;
-    if (!opts || !rec || (!data && len) || opts->max_future_skew < 0) {
-        why->detail = "invalid arguments";
-        rv = APR_EINVAL;
-        goto leave;
-    }
-    if (len == 0) {
-        rv = invalid(p, why, DATOS_REASON_EMPTY_DATA,
-                     "the message data is "
-                     "empty");
+    rv = datos_rules_start(p, data, len, opts, rec, why);
+    if (rv != APR_SUCCESS) {
         goto leave;
     }
     scan_init(&sc, &fd, p, data, len, local_keys,
@@ -1007,29 +633,29 @@ apr_status_t datos_record_check(apr_pool_t *p, const char *data, apr_size_t len,
         rv = scan_failed(p, &sc, why);
         goto leave;
     }
-    if (root != T_OBJECT) {
-        rv = invalid(p, why, DATOS_REASON_NOT_OBJECT,
-                     "the data is %s, not a JSON object", root_name(root));
+    if (root != DATOS_VT_OBJECT) {
+        rv = datos_rules_not_object(p, why, root);
         goto leave;
     }
     if (sc.dup) {
-        rv = invalid(p, why, DATOS_REASON_DUPLICATE_KEY,
-                     "the key %s appears twice in one object",
-                     excerpt(p, sc.dup, sc.dup_len));
+        rv = datos_rules_invalid(
+            p, why, DATOS_REASON_DUPLICATE_KEY,
+            "the key %s appears twice in one object",
+            datos_rules_excerpt(p, sc.dup, sc.dup_len, DATOS_EXCERPT_MAX));
         goto leave;
     }
-    rv = check_fields(p, opts, &fd, &rec->timestamp_us, why);
+    rv = datos_rules_check_fields(p, opts, &fd, &rec->timestamp_us, why);
     if (rv != APR_SUCCESS) {
         goto leave;
     }
-    rec->id = fd.f[F_ID].str;
-    rec->id_len = fd.f[F_ID].len;
-    rec->id_json = fd.f[F_ID].raw;
-    rec->id_json_len = fd.f[F_ID].raw_len;
-    if (fd.f[F_CONTENIDO].type == T_STRING) {
-        rec->contenido_json = fd.f[F_CONTENIDO].raw;
-        rec->contenido_json_len = fd.f[F_CONTENIDO].raw_len;
-        rec->contenido_len = fd.f[F_CONTENIDO].len;
+    rec->id = fd.f[DATOS_FIELD_ID].str;
+    rec->id_len = fd.f[DATOS_FIELD_ID].len;
+    rec->id_json = fd.f[DATOS_FIELD_ID].raw;
+    rec->id_json_len = fd.f[DATOS_FIELD_ID].raw_len;
+    if (fd.f[DATOS_FIELD_CONTENIDO].type == DATOS_VT_STRING) {
+        rec->contenido_json = fd.f[DATOS_FIELD_CONTENIDO].raw;
+        rec->contenido_json_len = fd.f[DATOS_FIELD_CONTENIDO].raw_len;
+        rec->contenido_len = fd.f[DATOS_FIELD_CONTENIDO].len;
     }
     else {
         rec->contenido_json = NULL;
@@ -1048,9 +674,9 @@ apr_status_t datos_json_array_elements(apr_pool_t *p, const char *data,
 {
     jkey_t local_keys[32];
     scan_t sc;
-    found_t fd;
+    datos_fields_t fd;
     apr_status_t rv;
-    int root = T_ABSENT;
+    int root = DATOS_VT_ABSENT;
 
     why->reason = DATOS_REASON_NONE;
     why->detail = NULL;
@@ -1061,7 +687,8 @@ apr_status_t datos_json_array_elements(apr_pool_t *p, const char *data,
         goto leave;
     }
     if (len == 0) {
-        rv = invalid(p, why, DATOS_REASON_EMPTY_DATA, "the data is empty");
+        rv = datos_rules_invalid(p, why, DATOS_REASON_EMPTY_DATA,
+                                 "the data is empty");
         goto leave;
     }
     scan_init(&sc, &fd, p, data, len, local_keys,
@@ -1071,7 +698,7 @@ apr_status_t datos_json_array_elements(apr_pool_t *p, const char *data,
         rv = scan_failed(p, &sc, why);
         goto leave;
     }
-    if (root != T_ARRAY) {
+    if (root != DATOS_VT_ARRAY) {
         rv = APR_ENOENT;
         goto leave;
     }
@@ -1119,130 +746,6 @@ apr_status_t datos_record_validate(apr_pool_t *p, const char *data,
     if (rv == APR_SUCCESS) {
         datos_record_row(p, &rec, row);
     }
-
-leave:
-    return rv;
-}
-
-
-/* ------------------------------------------------------------------ jansson */
-
-static int jtype(const json_t *v)
-{
-    switch (json_typeof(v)) {
-    case JSON_OBJECT: return T_OBJECT;
-    case JSON_ARRAY: return T_ARRAY;
-    case JSON_STRING: return T_STRING;
-    case JSON_INTEGER:
-    case JSON_REAL: return T_NUMBER;
-    case JSON_TRUE:
-    case JSON_FALSE: return T_BOOL;
-    default: return T_NULL;
-    }
-}
-
-apr_status_t datos_record_validate_jansson(apr_pool_t *p, const char *data,
-                                           apr_size_t len,
-                                           const datos_record_opts_t *opts,
-                                           datos_row_t *row,
-                                           datos_invalid_t *why)
-{
-    const size_t flags = JSON_DECODE_ANY | JSON_ALLOW_NUL;
-    json_error_t jerr;
-    json_t *j, *v;
-    const char *k;
-    found_t fd;
-    apr_size_t bad;
-    apr_status_t rv;
-
-    why->reason = DATOS_REASON_NONE;
-    why->detail = NULL;
-    if (!opts || !row || (!data && len) || opts->max_future_skew < 0) {
-        why->detail = "invalid arguments";
-        rv = APR_EINVAL;
-        goto leave;
-    }
-    if (len == 0) {
-        rv = invalid(p, why, DATOS_REASON_EMPTY_DATA,
-                     "the message data is "
-                     "empty");
-        goto leave;
-    }
-    bad = datos_utf8_check((const unsigned char *)data, len);
-    if (bad < len) {
-        rv = invalid(p, why, DATOS_REASON_NOT_UTF8,
-                     "the data is not UTF-8 (byte %" APR_SIZE_T_FMT
-                     " is 0x%02x)",
-                     bad, (unsigned char)data[bad]);
-        goto leave;
-    }
-    /* jansson takes a raw NUL right after a top-level number for the end
-     * of input ("6\0" parses); JSON allows U+0000 only escaped. */
-    if (memchr(data, '\0', len)) {
-        rv = invalid(
-            p, why, DATOS_REASON_NOT_JSON,
-            "the data is not JSON: a raw NUL byte at byte %" APR_SIZE_T_FMT,
-            (apr_size_t)((const char *)memchr(data, '\0', len) - data));
-        goto leave;
-    }
-    j = json_loadb(data, len, flags | JSON_REJECT_DUPLICATES, &jerr);
-    if (!j && json_error_code(&jerr) == json_error_duplicate_key) {
-        /* jansson stops at the first duplicate; what comes after it decides
-         * between not_json, not_object and duplicate_key. */
-        j = json_loadb(data, len, flags, &jerr);
-        if (j) {
-            int obj = json_is_object(j);
-            json_decref(j);
-            rv = obj ? invalid(p, why, DATOS_REASON_DUPLICATE_KEY,
-                               "a key appears twice in one object")
-                     : invalid(p, why, DATOS_REASON_NOT_OBJECT,
-                               "the data is not a JSON object");
-            goto leave;
-        }
-    }
-    if (!j) {
-        /* jansson quotes the input near the error and may cut it inside
-         * a character: its text is made clean like any excerpt. */
-        rv = invalid(p, why, DATOS_REASON_NOT_JSON,
-                     "the data is not JSON at byte %d: jansson says %s",
-                     jerr.position,
-                     excerpt_n(p, jerr.text, strlen(jerr.text), 200));
-        goto leave;
-    }
-    datos_json_bind(p, j);
-    if (!json_is_object(j)) {
-        rv = invalid(p, why, DATOS_REASON_NOT_OBJECT,
-                     "the data is %s, not a JSON object", root_name(jtype(j)));
-        goto leave;
-    }
-    memset(&fd, 0, sizeof(fd));
-    json_object_foreach(j, k, v)
-    {
-        apr_size_t klen = strlen(k);
-        int f = field_of(k, klen);
-
-        if (f == F_UNKNOWN) {
-            if (!fd.n_unknown++) {
-                fd.unknown = k;
-                fd.unknown_len = klen;
-            }
-            continue;
-        }
-        fd.f[f].type = jtype(v);
-        if (json_is_string(v)) {
-            fd.f[f].str = json_string_value(v);
-            fd.f[f].len = json_string_length(v);
-        }
-    }
-    rv = check_fields(p, opts, &fd, &row->timestamp_us, why);
-    if (rv != APR_SUCCESS) {
-        goto leave;
-    }
-    row->id = fd.f[F_ID].str;
-    row->id_len = fd.f[F_ID].len;
-    row->contenido =
-        fd.f[F_CONTENIDO].type == T_STRING ? fd.f[F_CONTENIDO].str : NULL;
-    row->contenido_len = row->contenido ? fd.f[F_CONTENIDO].len : 0;
 
 leave:
     return rv;

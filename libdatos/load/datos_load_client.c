@@ -160,7 +160,7 @@ apr_status_t datos_load_client_table(datos_load_client_t *bl, apr_pool_t *p,
     if (rv != APR_SUCCESS) {
         goto leave;
     }
-    rv = datos_bq_parse_table(p, resp->body, resp->body_len, info, err);
+    rv = datos_table_parse_info(p, resp->body, resp->body_len, info, err);
     if (rv == APR_SUCCESS) {
         /* parse_table takes only locations shorter than the buffer */
         apr_cpystrn(bl->table_location, info->location,
@@ -204,6 +204,20 @@ static apr_status_t read_job(apr_pool_t *p, const char *what,
     return rv;
 }
 
+/* A call whose answer is a job. */
+static apr_status_t call_job(datos_google_op_t *op, apr_pool_t *p,
+                             const datos_google_call_t *call,
+                             datos_loadjob_t **job, datos_err_t *err)
+{
+    datos_http_resp_t *resp;
+    apr_status_t rv = datos_google_call(op, p, call, &resp);
+
+    if (rv == APR_SUCCESS) {
+        rv = read_job(p, call->what, resp, job, err);
+    }
+    return rv;
+}
+
 /* A boundary that does not occur in the data: 128 random bits make a
  * clash unlikely, and the data is searched to make it impossible. */
 static apr_status_t pick_boundary(apr_pool_t *p, const char *data,
@@ -235,6 +249,28 @@ static apr_status_t pick_boundary(apr_pool_t *p, const char *data,
                          "data");
 }
 
+/* The POST that starts an insert of the given uploadType. */
+static void insert_call(const datos_load_client_t *bl, apr_pool_t *p,
+                        const char *upload_type, datos_google_call_t *call)
+{
+    memset(call, 0, sizeof(*call));
+    call->what = "jobs.insert";
+    call->method = "POST";
+    call->url = apr_pstrcat(p, bl->upload, "/projects/",
+                            datos_http_urlencode(p, bl->project),
+                            "/jobs?uploadType=", upload_type, NULL);
+    call->max_response = ANSWER_MAX;
+}
+
+/* What comes before a part of a multipart body: its boundary line (after
+ * the CRLF that ends the part before, unless first) and its header. */
+static const char *part_head(apr_pool_t *p, const char *boundary,
+                             const char *type, int first)
+{
+    return apr_pstrcat(p, first ? "" : "\r\n", "--", boundary,
+                       "\r\nContent-Type: ", type, "\r\n\r\n", NULL);
+}
+
 static apr_status_t insert_multipart(datos_load_client_t *bl,
                                      datos_google_op_t *op, apr_pool_t *p,
                                      const char *resource, apr_size_t rlen,
@@ -243,7 +279,6 @@ static apr_status_t insert_multipart(datos_load_client_t *bl,
 {
     apr_status_t rv;
     datos_google_call_t call;
-    datos_http_resp_t *resp;
     datos_http_seg_t segs[5];
     const char *boundary = NULL;
     int i;
@@ -253,38 +288,20 @@ static apr_status_t insert_multipart(datos_load_client_t *bl,
         goto leave;
     }
     /* RFC 2046: CRLF line ends, the Job first, the data second. */
-    segs[0].data = apr_pstrcat(p, "--", boundary,
-                               "\r\n"
-                               "Content-Type: application/json; charset=UTF-8"
-                               "\r\n\r\n",
-                               NULL);
+    segs[0].data = part_head(p, boundary, "application/json; charset=UTF-8", 1);
     segs[1].data = resource;
-    segs[2].data = apr_pstrcat(p, "\r\n--", boundary,
-                               "\r\n"
-                               "Content-Type: application/octet-stream"
-                               "\r\n\r\n",
-                               NULL);
+    segs[2].data = part_head(p, boundary, "application/octet-stream", 0);
     segs[3].data = data;
     segs[4].data = apr_pstrcat(p, "\r\n--", boundary, "--\r\n", NULL);
     for (i = 0; i < 5; i++) {
         segs[i].len = i == 1 ? rlen : i == 3 ? len : strlen(segs[i].data);
     }
-    memset(&call, 0, sizeof(call));
-    call.what = "jobs.insert";
-    call.method = "POST";
-    call.url = apr_pstrcat(p, bl->upload, "/projects/",
-                           datos_http_urlencode(p, bl->project),
-                           "/jobs?uploadType=multipart", NULL);
+    insert_call(bl, p, "multipart", &call);
     call.content_type =
         apr_pstrcat(p, "multipart/related; boundary=", boundary, NULL);
     call.segs = segs;
     call.nsegs = 5;
-    call.max_response = ANSWER_MAX;
-    rv = datos_google_call(op, p, &call, &resp);
-    if (rv != APR_SUCCESS) {
-        goto leave;
-    }
-    rv = read_job(p, call.what, resp, job, err);
+    rv = call_job(op, p, &call, job, err);
 
 leave:
     return rv;
@@ -415,12 +432,7 @@ static apr_status_t insert_resumable(datos_load_client_t *bl,
     apr_int64_t next;
     int failures = 0, stalls = 0, probe = 0, rounds;
 
-    memset(&call, 0, sizeof(call));
-    call.what = "jobs.insert";
-    call.method = "POST";
-    call.url = apr_pstrcat(p, bl->upload, "/projects/",
-                           datos_http_urlencode(p, bl->project),
-                           "/jobs?uploadType=resumable", NULL);
+    insert_call(bl, p, "resumable", &call);
     call.body = resource;
     call.body_len = rlen;
     call.content_type = "application/json; charset=UTF-8";
@@ -429,7 +441,6 @@ static apr_status_t insert_resumable(datos_load_client_t *bl,
         "X-Upload-Content-Type: application/octet-stream";
     APR_ARRAY_PUSH(call.headers, const char *) =
         apr_psprintf(p, "X-Upload-Content-Length: %" APR_SIZE_T_FMT, len);
-    call.max_response = ANSWER_MAX;
     rv = datos_google_call(op, p, &call, &resp);
     if (rv != APR_SUCCESS) {
         goto leave;
@@ -557,7 +568,6 @@ apr_status_t datos_load_client_get(datos_load_client_t *bl, apr_pool_t *p,
     apr_status_t rv;
     datos_google_op_t op;
     datos_google_call_t call;
-    datos_http_resp_t *resp;
 
     datos_google_op_init(&op, p, bl->http, bl->creds, deadline, err);
     if (!datos_loadjob_id_valid(job_id)) {
@@ -573,11 +583,7 @@ apr_status_t datos_load_client_get(datos_load_client_t *bl, apr_pool_t *p,
         "/jobs/", job_id, location ? "?location=" : "",
         location ? datos_http_urlencode(p, location) : "", NULL);
     call.max_response = ANSWER_MAX;
-    rv = datos_google_call(&op, p, &call, &resp);
-    if (rv != APR_SUCCESS) {
-        goto leave;
-    }
-    rv = read_job(p, call.what, resp, job, err);
+    rv = call_job(&op, p, &call, job, err);
 
 leave:
     datos_google_op_done(&op);

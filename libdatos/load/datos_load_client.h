@@ -17,10 +17,10 @@
 
 #include <apr_pools.h>
 #include "datos_auth.h"
-#include "datos_bq.h"
 #include "datos_error.h"
 #include "datos_http.h"
 #include "datos_loadjob.h"
+#include "datos_table.h"
 
 #define DATOS_LOAD_CLIENT_RESUMABLE_ABOVE ((apr_size_t)5 * 1024 * 1024)
 #define DATOS_LOAD_CLIENT_CHUNK_SIZE      ((apr_size_t)8 * 1024 * 1024)
@@ -53,7 +53,7 @@ apr_status_t datos_load_client_create(apr_pool_t *p,
                                       datos_load_client_t **out,
                                       datos_err_t *err);
 
-/* tables.get: location and which loader columns exist (datos_table_info_t of datos_bq.h);
+/* tables.get: location and which loader columns exist (datos_table_info_t of datos_table.h);
  * a missing or mistyped record column is DATOS_ECONFIG naming it. The
  * location is kept for jobs when conf->location is NULL. */
 apr_status_t datos_load_client_table(datos_load_client_t *bl, apr_pool_t *p,

@@ -7,7 +7,7 @@
 #include <apr_pools.h>
 #include <apr_tables.h>
 #include "datos_error.h"
-#include "datos_record.h"
+#include "datos_ndjson.h"
 
 /* BigQuery's jobId rule: [A-Za-z0-9_-], at most 1,024 characters. */
 #define DATOS_JOB_ID_MAX 1024
@@ -77,8 +77,8 @@ typedef struct datos_loadjob_t {
     apr_int64_t bad_records;    /* statistics.load.badRecords, -1 when absent */
 } datos_loadjob_t;
 
-/* Reads the 200 answer of jobs.insert or jobs.get (error envelopes are
- * datos_bq_parse_error's). DATOS_EMALFORMED when it is not a JSON object,
+/* Reads the 200 answer of jobs.insert or jobs.get (refusals are
+ * datos_google_classify's). DATOS_EMALFORMED when it is not a JSON object,
  * status.state is missing or not PENDING/RUNNING/DONE, errorResult or
  * errors[] have the wrong shape, or outputRows/badRecords is present but
  * not an int64. */

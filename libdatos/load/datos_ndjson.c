@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "datos_record.h"
+#include "datos_ndjson.h"
 #include "datos_time.h"
 #include "datos_utf8.h"
 
@@ -104,15 +104,15 @@ static char *put_ts(char *o, apr_int64_t us)
 #define LIT(o, s) (memcpy((o), (s), sizeof(s) - 1), (o) + sizeof(s) - 1)
 
 /* JSON string text that is already valid (a checked record's, as the
- * producer wrote it) copied as is, but for U+2028/U+2029, escaped like
- * datos_json_escape does. */
+ * producer wrote it) copied as is, but for U+2028/U+2029, escaped as
+ * datos_json_escape does with DATOS_JSON_LINE_SEPARATORS. */
 static char *copy_json_text(char *o, const char *s, apr_size_t n)
 {
     const char *end = s + n, *e;
 
     while ((e = memchr(s, 0xE2, (apr_size_t)(end - s))) != NULL) {
-        if (end - e >= 3 && (unsigned char)e[1] == 0x80
-            && ((unsigned char)e[2] == 0xA8 || (unsigned char)e[2] == 0xA9)) {
+        if (end - e >= 3
+            && datos_utf8_line_separator((const unsigned char *)e)) {
             memcpy(o, s, (apr_size_t)(e - s));
             o += e - s;
             memcpy(o, (unsigned char)e[2] == 0xA8 ? "\\u2028" : "\\u2029", 6);
@@ -134,7 +134,8 @@ static char *copy_json_text(char *o, const char *s, apr_size_t n)
 static char *put_value(char *o, const char *s, apr_size_t n, int is_json)
 {
     return is_json ? copy_json_text(o, s, n)
-                   : datos_json_escape(o, (const unsigned char *)s, n);
+                   : datos_json_escape(o, (const unsigned char *)s, n,
+                                       DATOS_JSON_LINE_SEPARATORS);
 }
 
 /* The line for one row; is_json says id and contenido are JSON string
@@ -204,7 +205,8 @@ static apr_status_t append_line(datos_ndjson_t *nd, const char *id,
     if (with_mid) {
         o = LIT(o, ",\"message_id\":\"");
         if (!(o = datos_json_escape(o, (const unsigned char *)message_id,
-                                    message_id_len))) {
+                                    message_id_len,
+                                    DATOS_JSON_LINE_SEPARATORS))) {
             goto leave;
         }
         *o++ = '"';

@@ -5,8 +5,8 @@
  * and the widening of the lookback window. Each fetch is one operation of
  * the Google call layer (datos_google.h) with its own curl handle in the
  * caller's pool; the datos_bq_t itself is read-only after create except
- * for the table cache, which has its own mutex. The table and its SQL are
- * in datos_bq_table.c, reading the answers in datos_bq_page.c.
+ * for the table cache, which has its own mutex. The table's name and
+ * columns are datos_table.c's, reading the answers datos_bq_page.c's.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +15,7 @@
 #include <apr_strings.h>
 
 #include "datos_bq.h"
+#include "datos_bq_page.h"
 #include "datos_google.h"
 #include "datos_mutex.h"
 #include "datos_json.h"
@@ -155,6 +156,54 @@ static void bq_unlock(datos_bq_t *bq)
     datos_mutex_unlock(bq->mutex);
 }
 
+/* -------------------------------------------------------------- SQL */
+
+/* Which version of an id wins: the newest by timestamp, then by the
+ * loader's publish_time and message_id where the table has them. A table
+ * without either (the system this one replaces wrote only the three record
+ * columns) breaks the remaining ties by contenido, so every host still
+ * picks the same row. */
+static const char *version_order(const datos_table_info_t *info)
+{
+    if (!info || (info->has_publish_time && info->has_message_id)) {
+        return "timestamp DESC, publish_time DESC, message_id DESC";
+    }
+    if (info->has_publish_time) {
+        return "timestamp DESC, publish_time DESC";
+    }
+    if (info->has_message_id) {
+        return "timestamp DESC, message_id DESC";
+    }
+    return "timestamp DESC, contenido DESC";
+}
+
+const char *datos_bq_latest_sql(apr_pool_t *p, const char *table_sql, int days,
+                                const datos_table_info_t *info)
+{
+    return apr_pstrcat(
+        p, "SELECT id, contenido, timestamp FROM ", table_sql, " WHERE ",
+        days > 0 ? "timestamp >= TIMESTAMP_SUB(CURRENT_TIMESTAMP(), "
+                   "INTERVAL @lookback_days DAY)"
+                 : "TRUE",
+        " QUALIFY ROW_NUMBER() OVER (PARTITION BY id ORDER BY ",
+        version_order(info),
+        ") = 1"
+        " ORDER BY timestamp DESC, id ASC LIMIT @max_rows",
+        NULL);
+}
+
+const char *datos_bq_since_sql(apr_pool_t *p, const char *table_sql,
+                               const datos_table_info_t *info)
+{
+    return apr_pstrcat(p, "SELECT id, contenido, timestamp FROM ", table_sql,
+                       " WHERE timestamp >= @watermark"
+                       " QUALIFY ROW_NUMBER() OVER (PARTITION BY id ORDER BY ",
+                       version_order(info),
+                       ") = 1"
+                       " ORDER BY timestamp DESC, id ASC LIMIT @max_rows",
+                       NULL);
+}
+
 /* -------------------------------------------------------------- fetch */
 
 typedef struct {
@@ -223,8 +272,8 @@ static apr_status_t table_info(fetch_t *f)
         if (rv != APR_SUCCESS) {
             goto leave;
         }
-        rv =
-            datos_bq_parse_table(cp, resp->body, resp->body_len, &info, f->err);
+        rv = datos_table_parse_info(cp, resp->body, resp->body_len, &info,
+                                    f->err);
         if (rv != APR_SUCCESS) {
             goto leave;
         }
@@ -478,6 +527,17 @@ typedef struct {
     int done;
 } walk_t;
 
+/* An answer that must name its job, to poll it or to page through it. */
+static apr_status_t need_job(const walk_t *wk, int http_status,
+                             const char *what)
+{
+    if (wk->job_id && wk->location) {
+        return APR_SUCCESS;
+    }
+    return datos_err_set(wk->f->err, wk->f->p, DATOS_EMALFORMED, http_status,
+                         NULL, "query answer %s", what);
+}
+
 /* Takes the page's rows in order while they fit the byte budget. The
  * first row that does not fit ends the answer: it and every row after it
  * are left out whole, never cut. */
@@ -661,11 +721,9 @@ static apr_status_t run_window(fetch_t *f, apr_pool_t *wp, const window_t *w,
             wk.location = apr_pstrdup(wp, page.location);
         }
         if (!page.job_complete) {
-            if (!wk.job_id || !wk.location) {
-                rv = datos_err_set(f->err, f->p, DATOS_EMALFORMED, resp->status,
-                                   NULL,
-                                   "query answer is incomplete and names no "
-                                   "job to poll");
+            rv = need_job(&wk, resp->status,
+                          "is incomplete and names no job to poll");
+            if (rv != APR_SUCCESS) {
                 goto leave;
             }
             if (apr_time_now() + pause >= f->deadline) {
@@ -695,11 +753,8 @@ static apr_status_t run_window(fetch_t *f, apr_pool_t *wp, const window_t *w,
         if (wk.done || !page.page_token) {
             break;
         }
-        if (!wk.job_id || !wk.location) {
-            rv = datos_err_set(f->err, f->p, DATOS_EMALFORMED, resp->status,
-                               NULL,
-                               "query answer has a pageToken but names "
-                               "no job");
+        rv = need_job(&wk, resp->status, "has a pageToken but names no job");
+        if (rv != APR_SUCCESS) {
             goto leave;
         }
         rv = next_token(&wk, page.page_token);

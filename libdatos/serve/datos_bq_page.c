@@ -1,10 +1,9 @@
 /* datos_bq_page.c - reading BigQuery's answers to jobs.query and
- * jobs.getQueryResults, and its refusals. No network. */
+ * jobs.getQueryResults. No network. */
 #include <string.h>
 #include <apr_strings.h>
 
-#include "datos_bq.h"
-#include "datos_google.h"
+#include "datos_bq_page.h"
 #include "datos_json.h"
 #include "datos_time.h"
 
@@ -182,13 +181,4 @@ done:
 leave:
     json_decref(j);
     return rv;
-}
-
-apr_status_t datos_bq_parse_error(apr_pool_t *p, int http_status,
-                                  const char *body, apr_size_t len,
-                                  apr_interval_time_t retry_after,
-                                  datos_err_t *err)
-{
-    return datos_google_classify(p, DATOS_GOOGLE_API, http_status, body, len,
-                                 retry_after, err);
 }

@@ -14,10 +14,10 @@
 #include <apr_pools.h>
 #include <apr_tables.h>
 #include "datos_error.h"
-#include "datos_record.h"
+#include "datos_validate.h"
 #include "datos_pubsub.h"
 
-/* Refusals of a whole batch, beside the record reasons of datos_record.h. */
+/* Refusals of a whole batch, beside the record reasons of datos_rules.h. */
 #define DATOS_INGEST_EMPTY_BATCH "empty_batch"
 #define DATOS_INGEST_TOO_MANY    "too_many_records"
 

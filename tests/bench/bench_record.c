@@ -16,7 +16,7 @@
  * message (datos_record_check), and appending each valid one as an NDJSON
  * line with message_id and publish_time to an empty load buffer
  * (datos_ndjson_append_record). Two more rows are printed for comparison:
- * the same with the jansson reference validator (datos_record_validate_jansson
+ * the same with the jansson reference validator (dt_record_validate_jansson
  * + datos_ndjson_append), and the first pipeline from the raw HTTP body
  * bytes (jansson's parse of the answers included).
  *
@@ -38,8 +38,11 @@
 #include <apr_general.h>
 #include <apr_strings.h>
 
+#include "datos_base64.h"
+#include "datos_ndjson.h"
 #include "datos_pubsub.h"
-#include "datos_record.h"
+#include "datos_validate.h"
+#include "dt_jansson.h"
 
 #define NOW      APR_INT64_C(1705241100000000) /* 2024-01-14T14:05:00Z */
 #define PER_PULL 1000
@@ -307,8 +310,8 @@ static double run(bench_t *b, int pipe)
                 exit(2);
             }
             if (pipe == JANSSON) {
-                rv = datos_record_validate_jansson(p, (const char *)m->data,
-                                                   m->data_len, &o, &row, &why);
+                rv = dt_record_validate_jansson(p, (const char *)m->data,
+                                                m->data_len, &o, &row, &why);
                 if (rv == APR_SUCCESS) {
                     rv = datos_ndjson_append(nd, &row, m->message_id,
                                              strlen(m->message_id),

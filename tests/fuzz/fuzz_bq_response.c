@@ -4,7 +4,8 @@
 #include <string.h>
 
 #include "fuzz_common.h"
-#include "datos_bq.h"
+#include "datos_bq_page.h"
+#include "datos_google_classify.h"
 #include "datos_record.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -49,9 +50,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
 
     datos_err_clear(&err);
-    FUZZ_CHECK(
-        datos_bq_parse_error(p, status, (const char *)data, size, 0, &err)
-        == err.rv);
+    FUZZ_CHECK(datos_google_classify(p, DATOS_GOOGLE_API, status,
+                                     (const char *)data, size, 0, &err)
+               == err.rv);
     FUZZ_CHECK(err.rv != APR_SUCCESS && err.message != NULL);
     FUZZ_CHECK(err.http_status == status);
 

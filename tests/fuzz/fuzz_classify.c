@@ -4,7 +4,8 @@
 #include <string.h>
 
 #include "fuzz_common.h"
-#include "datos_google.h"
+#include "datos_google_classify.h"
+#include "datos_http.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

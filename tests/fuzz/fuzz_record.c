@@ -4,13 +4,15 @@
  * values, under both unknown-field policies; every detail must be a short
  * clean line; whatever validates must encode to an NDJSON line that jansson
  * reads back to the same values. The one tolerated disagreement is
- * documented in datos_record.h: jansson refuses a key holding U+0000 and
+ * documented in dt_jansson.h: jansson refuses a key holding U+0000 and
  * numbers beyond its range, which RFC 8259 allows. */
 #include <string.h>
 #include <jansson.h>
 
 #include "fuzz_common.h"
-#include "datos_record.h"
+#include "datos_ndjson.h"
+#include "datos_validate.h"
+#include "dt_jansson.h"
 #include "datos_time.h"
 #include "datos_utf8.h"
 
@@ -176,7 +178,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         else {
             check_detail(&why);
         }
-        rrv = datos_record_validate_jansson(p, text, size, &o, &ref, &rwhy);
+        rrv = dt_record_validate_jansson(p, text, size, &o, &ref, &rwhy);
         FUZZ_CHECK(rrv == APR_SUCCESS || rrv == DATOS_EMALFORMED);
         if (rrv != APR_SUCCESS) {
             check_detail(&rwhy);

@@ -67,9 +67,10 @@ class Memcached(_Daemon):
     could put there)."""
     name = "memcached"
 
-    def __init__(self, item_size="1m"):
+    def __init__(self, item_size="1m", extra=()):
         super().__init__()
         self.item_size = item_size
+        self.extra = list(extra)
 
     def command(self):
         exe = shutil.which("memcached") or "/usr/bin/memcached"
@@ -77,7 +78,7 @@ class Memcached(_Daemon):
                "-I", self.item_size]
         if os.geteuid() == 0:
             cmd += ["-u", "nobody"]
-        return cmd
+        return cmd + self.extra
 
     def _call(self, request):
         with socket.create_connection(("127.0.0.1", self.port), timeout=10) as s:
@@ -109,6 +110,10 @@ class Redis(_Daemon):
     """redis, and a client of its protocol (RESP) for what a test must read or
     write itself."""
     name = "redis"
+
+    def __init__(self, extra=()):
+        super().__init__()
+        self.extra = list(extra)
 
     def _call(self, *args):
         req = b"*%d\r\n" % len(args)
@@ -145,4 +150,4 @@ class Redis(_Daemon):
     def command(self):
         exe = shutil.which("redis-server") or "/usr/bin/redis-server"
         return [exe, "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
-                "--appendonly", "no", "--daemonize", "no", "--dir", self.dir]
+                "--appendonly", "no", "--daemonize", "no", "--dir", self.dir] + self.extra

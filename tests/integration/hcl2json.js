@@ -1,5 +1,5 @@
 // Parses HCL files offline with @cdktf/hcl2json and prints one JSON object,
-// {"<file name>": <its blocks>}; a syntax error exits 1 naming the file.
+// {"<path as given>": <its blocks>}; a syntax error exits 1 naming the file.
 // Used by test_terraform.py, as terraform itself cannot run without its
 // providers.
 'use strict';
@@ -10,7 +10,7 @@ const { parse } = require('@cdktf/hcl2json');
 async function main(files) {
   const out = {};
   for (const f of files) {
-    out[path.basename(f)] = await parse(path.basename(f), fs.readFileSync(f, 'utf8'));
+    out[f] = await parse(path.basename(f), fs.readFileSync(f, 'utf8'));
   }
   process.stdout.write(JSON.stringify(out));
 }

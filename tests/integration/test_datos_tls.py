@@ -4,12 +4,14 @@ refused, and there is no switch to skip verification."""
 import json
 import os
 import subprocess
+import time
 
 import pytest
 
 from gcpemu.client import Emulator
 from tools.httpd import TEST_TMP
 from datos_env import contract_rows, datos_conf, expected_answer, get, seed
+from harness.loader import PIPELINE, Loader, make_pipeline
 
 PKI = os.path.join(TEST_TMP, "pki")
 
@@ -93,3 +95,35 @@ def test_key_file_token_exchange_over_https(tls_emulator, httpd_factory):
         assert emu.count("oauth2.token") == 1
     finally:
         emu.configure(require_auth=False)
+
+
+@pytest.mark.parametrize("ca_name", ["ca", "rogue-ca", None], ids=["ca", "other-ca", "system-bundle"])
+def test_the_loader_trusts_its_ca_file_and_nothing_else(tls_emulator, ca_name):
+    """datos-loader over https with the loader's ca_file: the private CA
+    loads the messages; another CA or the system bundle is refused at the
+    first call, and nothing is lost."""
+    emu, rows, _ = tls_emulator
+    make_pipeline(emu)
+    now = emu.now()
+    ids = emu.publish(PIPELINE["topic"], [json.dumps(
+        {"id": "tls-%d" % i, "contenido": "x",
+         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - 60 - i))})
+        for i in range(3)])
+    loader = Loader(emu, "tls-" + (ca_name or "bundle"),
+                    pubsub_url=emu.base_url, bigquery_url=emu.base_url + "/bigquery/v2",
+                    ca_file=os.path.join(PKI, ca_name + ".pem") if ca_name else None,
+                    retry_deadline="1s")
+    # the https URLs of the file, not the harness's plain-http emulator hosts
+    r = loader.run(env={"PUBSUB_EMULATOR_HOST": None, "BIGQUERY_EMULATOR_HOST": None})
+    try:
+        if ca_name == "ca":
+            assert r.rc == 0, r
+            assert sorted(x["message_id"] for x in emu.table_rows()) == sorted(ids)
+        else:
+            assert r.rc != 0, r
+            assert "certificate" in r.stderr, r.stderr[-2000:]
+            assert emu.table_rows() == []
+            emu.advance_clock(120)          # past any lease the failed run could hold
+            assert len(emu.pull(PIPELINE["subscription"])) == 3
+    finally:
+        seed(emu, rows)                     # the table the other tests read

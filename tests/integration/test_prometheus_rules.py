@@ -133,3 +133,101 @@ def test_every_series_the_rules_watch_is_exported(emulator, httpd_factory):
                 pattern = re.compile(value)
                 assert any(x is not None and pattern.fullmatch(x) for x in have) \
                     or label == "code", (name, label, value, have)
+
+
+# Every series the rules watch, and each value their label matchers name,
+# with the test that drives it up (or changes it) and checks the value:
+# presence alone (above) would not notice a counter that never moves.
+# "file::function", in tests/integration; the function must name the series.
+SERIES = "test_alert_series.py::"
+DRIVEN_BY = {
+    ("datos_cache_age_seconds", ""):
+        SERIES + "test_the_answer_ages_while_bigquery_fails",
+    ("datos_http_requests_total", "handler=datos"):
+        SERIES + "test_the_answer_ages_while_bigquery_fails",
+    ("datos_http_requests_total", "code=~5.."):
+        SERIES + "test_each_failed_fetch_is_counted_by_outcome",
+    ("datos_backend_queries_total", "outcome=ok"):
+        SERIES + "test_each_failed_fetch_is_counted_by_outcome",
+    ("datos_backend_queries_total", "outcome!=ok"):
+        SERIES + "test_each_failed_fetch_is_counted_by_outcome",
+    ("datos_backend_queries_total", "outcome=auth"):
+        SERIES + "test_each_failed_fetch_is_counted_by_outcome",
+    ("datos_backend_queries_total", "outcome=quota"):
+        SERIES + "test_each_failed_fetch_is_counted_by_outcome",
+    ("datos_backend_queries_total", "outcome=rejected"):
+        SERIES + "test_each_failed_fetch_is_counted_by_outcome",
+    ("datos_backend_queries_total", "outcome=bytes_limit"):
+        SERIES + "test_each_failed_fetch_is_counted_by_outcome",
+    ("datos_backend_queries_total", "outcome=config"):
+        SERIES + "test_a_table_that_cannot_hold_the_record_is_a_config_outcome",
+    ("datos_backend_wait_rejected_total", ""):
+        SERIES + "test_requests_over_the_waiting_bound_are_counted",
+    ("datos_cache_store_failures_total", "tier=shared"):
+        SERIES + "test_a_shared_tier_that_refuses_writes_is_counted",
+    ("datos_cache_store_failures_total", "tier=state_dir"):
+        SERIES + "test_a_state_dir_that_cannot_be_written_is_counted",
+    ("datos_ingest_requests_total", ""):
+        SERIES + "test_refused_publishes_are_counted_by_code",
+    ("datos_ingest_requests_total", "code=~5.."):
+        SERIES + "test_refused_publishes_are_counted_by_code",
+    ("datos_ingest_publish_duration_seconds_bucket", ""):
+        SERIES + "test_a_slow_publish_lands_in_the_slow_buckets",
+    ("datos_loader_last_run_timestamp_seconds", ""):
+        SERIES + "test_the_loader_textfile_follows_runs_quota_and_dead_letters",
+    ("datos_loader_last_success_timestamp_seconds", ""):
+        SERIES + "test_the_loader_textfile_follows_runs_quota_and_dead_letters",
+    ("datos_loader_load_jobs_total", "outcome=quota_exceeded"):
+        SERIES + "test_the_loader_textfile_follows_runs_quota_and_dead_letters",
+    ("datos_loader_messages_invalid_total", ""):
+        SERIES + "test_the_loader_textfile_follows_runs_quota_and_dead_letters",
+    ("datos_loader_messages_pulled_total", ""):
+        SERIES + "test_the_loader_textfile_follows_runs_quota_and_dead_letters",
+}
+
+# Values a rule names that a running module cannot produce, with the test
+# showing where the case is stopped instead. A plain-http BigQuery URL is
+# refused when the configuration is read (apache2 -t fails), so no fetch is
+# ever counted as insecure_url; the rule keeps the class for completeness.
+STOPPED_EARLIER = {
+    ("datos_backend_queries_total", "outcome=insecure_url"):
+        "test_datos_config.py::test_plain_http_to_a_remote_host_needs_the_explicit_opt_in",
+}
+
+
+def watched_keys():
+    """(metric, matcher) for every selector of the rules; an alternation
+    of plain values is one key per value."""
+    keys = set()
+    for name, selector in SELECTOR.findall("\n".join(rule_expressions())):
+        matchers = MATCHER.findall(selector or "")
+        if not matchers:
+            keys.add((name, ""))
+        for label, op, value in matchers:
+            if op == "=~" and re.fullmatch(r"\w+(\|\w+)*", value):
+                keys.update((name, "%s=%s" % (label, v)) for v in value.split("|"))
+            else:
+                keys.add((name, "%s%s%s" % (label, op, value)))
+    return keys
+
+
+def source_of_test(ref):
+    """The source of a test function named "file::function"."""
+    path, func = ref.split("::")
+    with open(os.path.join(REPO_ROOT, "tests", "integration", path)) as f:
+        text = f.read()
+    m = re.search(r"^def %s\(.*?(?=^\S)" % re.escape(func), text + "\nEND", re.M | re.S)
+    assert m, "%s names a test that does not exist" % ref
+    return m.group(0)
+
+
+def test_every_series_the_rules_watch_is_driven_by_a_test():
+    watched = watched_keys()
+    assert len(watched) > 15
+    mapped = set(DRIVEN_BY) | set(STOPPED_EARLIER)
+    assert watched - mapped == set(), "no test drives these series of the rules"
+    assert mapped - watched == set(), "mapped, but no rule watches these any more"
+    for (name, _), ref in DRIVEN_BY.items():
+        assert name in source_of_test(ref), "%s does not look at %s" % (ref, name)
+    for ref in STOPPED_EARLIER.values():
+        source_of_test(ref)

@@ -1,4 +1,5 @@
-"""terraform/: the Google Cloud resources of datos, checked offline.
+"""terraform/modules/datos: the data plane of one datos system, checked
+offline (the rest of terraform/ is checked by test_terraform_cloud.py).
 
 terraform cannot download its providers here, so `terraform validate` and
 `plan` are out of reach. Instead: `terraform fmt -check` where a terraform
@@ -23,7 +24,8 @@ from gcpemu.client import DATOS_SCHEMA
 from tools.httpd import REPO_ROOT
 from harness.loader import Loader
 
-TF_DIR = os.path.join(REPO_ROOT, "terraform")
+TF_ROOT = os.path.join(REPO_ROOT, "terraform")
+TF_DIR = os.path.join(TF_ROOT, "modules", "datos")
 HCL2JSON = os.path.join(REPO_ROOT, "tests", "integration", "hcl2json.js")
 NODE_MODULE = os.path.join(REPO_ROOT, "node_modules", "@cdktf", "hcl2json")
 REF = re.compile(r"\$\{([^}]*)\}")
@@ -34,40 +36,59 @@ def test_terraform_fmt_accepts_every_file():
     if not tf:
         pytest.skip("no terraform binary on this machine (Debian has none); the parse below "
                     "still checks the syntax")
-    p = subprocess.run([tf, "fmt", "-check", "-diff", "-recursive", TF_DIR],
+    p = subprocess.run([tf, "fmt", "-check", "-diff", "-recursive", TF_ROOT],
                        capture_output=True, text=True, timeout=60,
                        env=dict(os.environ, TF_CLI_CONFIG_FILE="/dev/null"))
     assert p.returncode == 0, p.stdout + p.stderr
 
 
-@pytest.fixture(scope="module")
-def tf():
-    """Every block of terraform/*.tf, merged: {"resource": {type: {name: body}},
-    "variable": {name: body}, "output": {...}, ...}, bodies as hcl2json gives them
+_PARSED = {}
+
+
+def parse_dir(directory):
+    """Every block of directory/*.tf, merged: {"resource": {(type, name): body},
+    "variable": {name: body}, "output": {...}, "locals": {...}, "module": {...},
+    "ephemeral": {(type, name): body}, ...}, bodies as hcl2json gives them
     (expressions stay strings such as "${var.topic}")."""
+    if directory in _PARSED:
+        return _PARSED[directory]
     if shutil.which("node") is None or not os.path.isdir(NODE_MODULE):
         pytest.skip("node or @cdktf/hcl2json is not installed (make deps)")
-    files = sorted(glob.glob(os.path.join(TF_DIR, "*.tf")))
+    files = sorted(glob.glob(os.path.join(directory, "*.tf")))
     assert files
     p = subprocess.run(["node", HCL2JSON] + files, capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
     merged = {}
     for doc in json.loads(p.stdout).values():
         for kind, blocks in doc.items():
-            if kind == "resource" or kind == "data":
+            if kind in ("resource", "data", "ephemeral"):
                 for rtype, named in blocks.items():
                     for name, body in named.items():
                         key = (rtype, name)
                         assert key not in merged.setdefault(kind, {}), key
                         merged[kind][key] = body[0]
-            elif kind in ("variable", "output", "locals"):
+            elif kind in ("variable", "output", "locals", "module"):
                 for name, body in (blocks.items() if kind != "locals"
                                    else ((k, v) for b in blocks for k, v in b.items())):
-                    merged.setdefault(kind, {})[name] = body[0] if isinstance(body, list) \
-                        else body
+                    assert name not in merged.setdefault(kind, {}), (kind, name)
+                    # a block is a one-element list; a local's value is as written
+                    merged[kind][name] = body[0] if kind != "locals" else body
             else:
                 merged.setdefault(kind, []).append(blocks)
+    _PARSED[directory] = merged
     return merged
+
+
+@pytest.fixture(scope="module")
+def tf():
+    """The module terraform/modules/datos: one system."""
+    return parse_dir(TF_DIR)
+
+
+@pytest.fixture(scope="module")
+def root():
+    """The root configuration terraform/: the map of systems, CI/CD."""
+    return parse_dir(TF_ROOT)
 
 
 def resources(tf, rtype):
@@ -150,21 +171,33 @@ def test_the_dead_letter_policy_can_forward(tf):
     assert sub_grants == {("${google_pubsub_subscription.loader.id}", "roles/pubsub.subscriber")}
 
 
+def members(body):
+    """The principals an _iam_member resource grants to (its for_each values
+    when member is ${each.value})."""
+    if body.get("member") == "${each.value}" and isinstance(body.get("for_each"), dict):
+        return list(body["for_each"].values())
+    return [body["member"]] if "member" in body else []
+
+
+def target(body):
+    for key in ("topic", "subscription", "secret_id", "bucket", "repository",
+                "service_account_id"):
+        if key in body:
+            return body[key]
+    if "table_id" in body:
+        return "table"
+    if "name" in body:
+        return body["name"]
+    return body.get("project")
+
+
 def grants(tf, account):
     """{(resource type, target, role)} granted to a service account."""
     member = "serviceAccount:${google_service_account.%s.email}" % account
     out = set()
     for (rtype, _name), b in tf["resource"].items():
-        if not rtype.endswith("_iam_member"):
-            continue
-        members = [b["member"]] if "member" in b else []
-        if "for_each" in b and b.get("member") == "${each.value}":
-            members = [v for v in b["for_each"].values()] if isinstance(b["for_each"], dict) \
-                else []
-        if member in members:
-            target = b.get("topic") or b.get("subscription") or \
-                (b.get("table_id") and "table") or b.get("project")
-            out.add((rtype, target, b["role"]))
+        if rtype.endswith("_iam_member") and member in members(b):
+            out.add((rtype, target(b), b["role"]))
     return out
 
 
@@ -176,10 +209,22 @@ def test_each_program_gets_only_the_roles_it_needs(tf):
         ("google_bigquery_table_iam_member", "table", "roles/bigquery.dataViewer"),
         ("google_pubsub_topic_iam_member", "${google_pubsub_topic.datos.id}",
          "roles/pubsub.publisher"),
+        # the fleet tier's signing key, and the ingestion users, each its own secret
+        ("google_secret_manager_secret_iam_member",
+         "${google_secret_manager_secret.cache_key[0].id}", "roles/secretmanager.secretAccessor"),
+        ("google_secret_manager_secret_iam_member",
+         "projects/${var.project_id}/secrets/${var.ingest_htpasswd_secret}",
+         "roles/secretmanager.secretAccessor"),
     }
-    # POST /datos only: the reader publishes only when ingestion is on
-    publish = resources(tf, "google_pubsub_topic_iam_member")["reader_publishes_ingested"]
-    assert publish["count"] == "${var.ingest_enabled ? 1 : 0}"
+    # POST /datos only: the reader publishes, and reads the users, only when ingestion is on
+    res = tf["resource"]
+    for name in ("reader_publishes_ingested",):
+        assert res[("google_pubsub_topic_iam_member", name)]["count"] == \
+            "${var.ingest_enabled ? 1 : 0}"
+    assert res[("google_secret_manager_secret_iam_member", "reader_reads_ingest_users")][
+        "count"] == "${var.ingest_enabled ? 1 : 0}"
+    assert res[("google_secret_manager_secret_iam_member", "reader_reads_cache_key")][
+        "count"] == "${var.fleet_cache ? 1 : 0}"
     assert tf["variable"]["ingest_enabled"]["default"] is False
     assert loader == {
         ("google_project_iam_member", "${var.project_id}", "roles/bigquery.jobUser"),
@@ -192,12 +237,26 @@ def test_each_program_gets_only_the_roles_it_needs(tf):
          "${google_pubsub_subscription.dead_letter.id}", "roles/pubsub.subscriber"),
         ("google_pubsub_topic_iam_member", "${google_pubsub_topic.datos.id}",
          "roles/pubsub.publisher"),
+        # its journal's bucket and its settings file, nothing else of either service
+        ("google_storage_bucket_iam_member", "${google_storage_bucket.loader_state.name}",
+         "roles/storage.objectUser"),
+        ("google_secret_manager_secret_iam_member",
+         "${google_secret_manager_secret.loader_conf.id}", "roles/secretmanager.secretAccessor"),
     }
+    # the scheduler may start the loader's job and do nothing else
+    assert grants(tf, "scheduler") == {
+        ("google_cloud_run_v2_job_iam_member", "${google_cloud_run_v2_job.loader.name}",
+         "roles/run.invoker")}
     # no key in terraform's state, no broad role anywhere
     assert not resources(tf, "google_service_account_key")
     roles = {b.get("role") for (t, _), b in tf["resource"].items() if t.endswith("_iam_member")}
     assert not roles & {"roles/owner", "roles/editor", "roles/bigquery.admin",
-                        "roles/pubsub.admin"}
+                        "roles/pubsub.admin", "roles/storage.admin",
+                        "roles/secretmanager.admin", "roles/run.admin"}
+    # grants are on resources: the only project-level one is jobUser (jobs run in a project)
+    project_roles = {b["role"] for (t, _), b in tf["resource"].items()
+                     if t == "google_project_iam_member"}
+    assert project_roles == {"roles/bigquery.jobUser"}
 
 
 def test_defaults_are_the_programs_defaults(tf):

@@ -1,13 +1,16 @@
 /* dt_server.c - a scripted HTTP/1.1 server on 127.0.0.1 for the unit
  * tests: it stands in for Google's token, metadata and BigQuery endpoints
  * (as mod_auth_openidc's test/http_server.c does for its tests), replays
- * queued answers in order and records every request it saw.
+ * queued answers in order and records every request it saw. It speaks
+ * plain HTTP, or HTTPS with a certificate the test made, so the client's
+ * peer verification is tested against a real handshake.
  *
  * Plain malloc and pthreads: the server thread must not share an APR pool
  * with the test thread. */
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +20,10 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <sys/time.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include "dt_support.h"
 
@@ -42,7 +49,16 @@ struct dt_server_t {
         int hits;
     } standing[8];
     int nstanding;
+    SSL_CTX *tls;     /* NULL: plain HTTP */
+    int tls_failures; /* handshakes that did not complete */
 };
+
+/* One accepted connection, plain or TLS. */
+typedef struct {
+    dt_server_t *s;
+    int fd;
+    SSL *ssl;
+} conn_t;
 
 static char *xstrndup(const char *s, size_t n)
 {
@@ -90,12 +106,37 @@ static int wait_readable(dt_server_t *s, int fd, int ms)
     }
 }
 
-static int write_all(int fd, const char *b, size_t n)
+/* As wait_readable, counting bytes TLS has already decrypted. */
+static int conn_wait(conn_t *c, int ms)
+{
+    if (c->ssl && SSL_pending(c->ssl) > 0) {
+        return 1;
+    }
+    return wait_readable(c->s, c->fd, ms);
+}
+
+static ssize_t conn_recv(conn_t *c, char *b, size_t n)
+{
+    if (c->ssl) {
+        int r = SSL_read(c->ssl, b, (int)n);
+        return r > 0 ? r : -1;
+    }
+    return recv(c->fd, b, n, 0);
+}
+
+static int write_all(conn_t *c, const char *b, size_t n)
 {
     while (n > 0) {
-        ssize_t w = send(fd, b, n, MSG_NOSIGNAL);
-        if (w < 0 && errno == EINTR) {
-            continue;
+        ssize_t w;
+        if (c->ssl) {
+            int r = SSL_write(c->ssl, b, (int)n);
+            w = r > 0 ? r : -1;
+        }
+        else {
+            w = send(c->fd, b, n, MSG_NOSIGNAL);
+            if (w < 0 && errno == EINTR) {
+                continue;
+            }
         }
         if (w <= 0) {
             return -1;
@@ -107,7 +148,7 @@ static int write_all(int fd, const char *b, size_t n)
 }
 
 /* Reads one request; returns 0 on success, -1 on EOF/stop/garbage. */
-static int read_request(dt_server_t *s, int fd, dt_request_t *req)
+static int read_request(conn_t *c, dt_request_t *req)
 {
     size_t cap = 8192, len = 0, need = 0, hdr_end = 0;
     char *buf = malloc(cap);
@@ -123,7 +164,7 @@ static int read_request(dt_server_t *s, int fd, dt_request_t *req)
         if (hdr_end && len >= hdr_end + need) {
             break;
         }
-        if (wait_readable(s, fd, 10000) != 1) {
+        if (conn_wait(c, 10000) != 1) {
             free(buf);
             return -1;
         }
@@ -134,7 +175,7 @@ static int read_request(dt_server_t *s, int fd, dt_request_t *req)
                 abort();
             }
         }
-        n = recv(fd, buf + len, cap - len - 1, 0);
+        n = conn_recv(c, buf + len, cap - len - 1);
         if (n <= 0) {
             free(buf);
             return -1;
@@ -190,16 +231,52 @@ static const char *reason_phrase(int status)
     }
 }
 
-static void serve_connection(dt_server_t *s, int fd)
+static void send_answer(conn_t *c, const dt_response_t *r)
 {
-    dt_request_t req;
-    dt_response_t r;
-    script_t *sc = NULL;
     char head[1024];
     size_t blen;
 
+    if (r->delay_ms > 0
+        && wait_readable(c->s, c->s->wake[0], r->delay_ms) < 0) {
+        return;
+    }
+    if (r->raw) {
+        write_all(c, r->raw, strlen(r->raw));
+    }
+    if (r->hang) {
+        char tmp[256];
+        /* Until the client gives up (EOF) or the test ends. */
+        while (conn_wait(c, -1) == 1 && conn_recv(c, tmp, sizeof(tmp)) > 0) {
+        }
+        return;
+    }
+    if (r->close_now || r->raw) {
+        return;
+    }
+    blen = r->body ? (r->body_len ? r->body_len : strlen(r->body)) : 0;
+    snprintf(head, sizeof(head),
+             "HTTP/1.1 %d %s\r\nContent-Length: %zu\r\nConnection: close\r\n"
+             "%s%s\r\n",
+             r->status, reason_phrase(r->status), blen,
+             r->headers ? r->headers : "",
+             r->headers && strcasestr(r->headers, "Content-Type:")
+                 ? ""
+                 : "Content-Type: application/json; charset=UTF-8\r\n");
+    if (write_all(c, head, strlen(head)) == 0 && blen) {
+        write_all(c, r->body, blen);
+    }
+}
+
+static void serve_connection(conn_t *c)
+{
+    dt_server_t *s = c->s;
+    dt_request_t req;
+    dt_response_t r;
+    script_t *sc = NULL;
+    char *own = NULL;
+
     memset(&req, 0, sizeof(req));
-    if (read_request(s, fd, &req) != 0) {
+    if (read_request(c, &req) != 0) {
         return;
     }
     pthread_mutex_lock(&s->mu);
@@ -208,12 +285,17 @@ static void serve_connection(dt_server_t *s, int fd)
             && !strcmp(req.target, s->standing[i].target)) {
             s->standing[i].hits++;
             r = s->standing[i].r;
+            /* A copy: the test may replace this answer (and free its
+             * body) while it is still being sent. */
+            r.body = own = xstrdup0(r.body);
             pthread_mutex_unlock(&s->mu);
             free(req.method);
             free(req.target);
             free(req.head);
             free(req.body);
-            goto answer;
+            send_answer(c, &r);
+            free(own);
+            return;
         }
     }
     if (s->nreqs == s->capreqs) {
@@ -235,36 +317,29 @@ static void serve_connection(dt_server_t *s, int fd)
         r.status = 500;
         r.body = "unscripted";
     }
-answer:
-    if (r.delay_ms > 0 && wait_readable(s, s->wake[0], r.delay_ms) < 0) {
-        return;
+    send_answer(c, &r);
+}
+
+/* The handshake, bounded so a client that stalls in it cannot hold the
+ * server thread past the test. A client that refuses the certificate
+ * ends here: counted, and no request is recorded. */
+static int tls_accept(conn_t *c)
+{
+    struct timeval tv = {10, 0};
+
+    setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    c->ssl = SSL_new(c->s->tls);
+    if (c->ssl && SSL_set_fd(c->ssl, c->fd) == 1 && SSL_accept(c->ssl) == 1) {
+        return 1;
     }
-    if (r.raw) {
-        write_all(fd, r.raw, strlen(r.raw));
-    }
-    if (r.hang) {
-        char tmp[256];
-        /* Until the client gives up (EOF) or the test ends. */
-        while (wait_readable(s, fd, -1) == 1
-               && recv(fd, tmp, sizeof(tmp), 0) > 0) {
-        }
-        return;
-    }
-    if (r.close_now || r.raw) {
-        return;
-    }
-    blen = r.body ? (r.body_len ? r.body_len : strlen(r.body)) : 0;
-    snprintf(head, sizeof(head),
-             "HTTP/1.1 %d %s\r\nContent-Length: %zu\r\nConnection: close\r\n"
-             "%s%s\r\n",
-             r.status, reason_phrase(r.status), blen,
-             r.headers ? r.headers : "",
-             r.headers && strcasestr(r.headers, "Content-Type:")
-                 ? ""
-                 : "Content-Type: application/json; charset=UTF-8\r\n");
-    if (write_all(fd, head, strlen(head)) == 0 && blen) {
-        write_all(fd, r.body, blen);
-    }
+    ERR_clear_error();
+    SSL_free(c->ssl);
+    c->ssl = NULL;
+    pthread_mutex_lock(&c->s->mu);
+    c->s->tls_failures++;
+    pthread_mutex_unlock(&c->s->mu);
+    return 0;
 }
 
 static void *server_main(void *arg)
@@ -281,14 +356,25 @@ static void *server_main(void *arg)
             continue;
         }
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        serve_connection(s, fd);
+        {
+            conn_t c = {s, fd, NULL};
+            if (s->tls && !tls_accept(&c)) {
+                close(fd);
+                continue;
+            }
+            serve_connection(&c);
+            if (c.ssl) {
+                SSL_shutdown(c.ssl);
+                SSL_free(c.ssl);
+            }
+        }
         shutdown(fd, SHUT_WR);
         close(fd);
     }
     return NULL;
 }
 
-dt_server_t *dt_server_start(void)
+static dt_server_t *server_start(SSL_CTX *tls)
 {
     dt_server_t *s = calloc(1, sizeof(*s));
     struct sockaddr_in a;
@@ -296,6 +382,7 @@ dt_server_t *dt_server_start(void)
     int one = 1;
 
     assert_non_null(s);
+    s->tls = tls;
     s->lfd = socket(AF_INET, SOCK_STREAM, 0);
     assert_true(s->lfd >= 0);
     setsockopt(s->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
@@ -310,6 +397,35 @@ dt_server_t *dt_server_start(void)
     pthread_mutex_init(&s->mu, NULL);
     assert_int_equal(pthread_create(&s->thread, NULL, server_main, s), 0);
     return s;
+}
+
+dt_server_t *dt_server_start(void)
+{
+    return server_start(NULL);
+}
+
+dt_server_t *dt_server_start_tls(const char *cert_file, const char *key_file)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+
+    /* A client that hangs up mid-write must not kill the test binary. */
+    signal(SIGPIPE, SIG_IGN);
+    assert_non_null(ctx);
+    assert_int_equal(SSL_CTX_use_certificate_chain_file(ctx, cert_file), 1);
+    assert_int_equal(
+        SSL_CTX_use_PrivateKey_file(ctx, key_file, SSL_FILETYPE_PEM), 1);
+    assert_int_equal(SSL_CTX_check_private_key(ctx), 1);
+    return server_start(ctx);
+}
+
+int dt_server_tls_failures(dt_server_t *s)
+{
+    int n;
+
+    pthread_mutex_lock(&s->mu);
+    n = s->tls_failures;
+    pthread_mutex_unlock(&s->mu);
+    return n;
 }
 
 void dt_server_stop(dt_server_t *s)
@@ -343,6 +459,7 @@ void dt_server_stop(dt_server_t *s)
         free((char *)s->standing[i].r.body);
     }
     pthread_mutex_destroy(&s->mu);
+    SSL_CTX_free(s->tls);
     free(s);
 }
 
@@ -383,7 +500,8 @@ void dt_server_json(dt_server_t *s, int status, const char *body)
 
 const char *dt_server_url(dt_server_t *s, apr_pool_t *p)
 {
-    return apr_psprintf(p, "http://127.0.0.1:%d", s->port);
+    return apr_psprintf(p, "%s://127.0.0.1:%d", s->tls ? "https" : "http",
+                        s->port);
 }
 
 int dt_server_port(dt_server_t *s)

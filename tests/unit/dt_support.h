@@ -81,12 +81,18 @@ typedef struct dt_server_t dt_server_t;
  * carries one request and gets "Connection: close", so the script order
  * is the request order. Unscripted requests get 500 "unscripted". */
 dt_server_t *dt_server_start(void);
+/* The same server speaking TLS with the PEM certificate chain and key
+ * given; dt_server_url then says https. */
+dt_server_t *dt_server_start_tls(const char *cert_file, const char *key_file);
+/* Handshakes that did not complete, such as a client refusing the
+ * certificate; no request is recorded for them. */
+int dt_server_tls_failures(dt_server_t *s);
 void dt_server_stop(dt_server_t *s);
 void dt_server_push(dt_server_t *s, const dt_response_t *r);
 /* Shorthand: a JSON answer with the given status. */
 void dt_server_json(dt_server_t *s, int status, const char *body);
 const char *dt_server_url(dt_server_t *s,
-                          apr_pool_t *p); /* http://127.0.0.1:N */
+                          apr_pool_t *p); /* http(s)://127.0.0.1:N */
 int dt_server_port(dt_server_t *s);
 int dt_server_count(dt_server_t *s);
 /* A standing answer for method + target (path and query, exactly): such

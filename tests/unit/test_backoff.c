@@ -5,7 +5,7 @@
 
 #include "dt_support.h"
 #include "datos_backoff.h"
-#include "datos_google.h"
+#include "datos_google_classify.h"
 
 #define MS(n) ((apr_interval_time_t)(n)*1000)
 #define T0    apr_time_from_sec(1700000000)

@@ -3,7 +3,8 @@
 #include <string.h>
 
 #include "dt_support.h"
-#include "datos_bq.h"
+#include "datos_bq_page.h"
+#include "datos_google_classify.h"
 
 #define SCHEMA                                                                             \
     "\"schema\":{\"fields\":[{\"name\":\"id\",\"type\":\"STRING\",\"mode\":\"REQUIRED\"}," \
@@ -293,9 +294,9 @@ static void error_mapping(void **state)
         apr_status_t rv;
 
         datos_err_clear(&err);
-        rv = datos_bq_parse_error(p, cases[i].status, cases[i].body,
-                                  strlen(cases[i].body), apr_time_from_sec(7),
-                                  &err);
+        rv = datos_google_classify(p, DATOS_GOOGLE_API, cases[i].status,
+                                   cases[i].body, strlen(cases[i].body),
+                                   apr_time_from_sec(7), &err);
         if (rv != cases[i].want || err.rv != rv) {
             fail_msg("case %zu (HTTP %d): got %d, want %d", i, cases[i].status,
                      rv, cases[i].want);
@@ -323,29 +324,33 @@ static void error_messages(void **state)
     datos_err_clear(&err);
     body = "{\"error\":{\"code\":404,\"message\":\"Not found: Table p:d.t\","
            "\"errors\":[{\"reason\":\"notFound\"}]}}";
-    datos_bq_parse_error(p, 404, body, strlen(body), 0, &err);
+    datos_google_classify(p, DATOS_GOOGLE_API, 404, body, strlen(body), 0,
+                          &err);
     assert_string_equal(err.message,
                         "HTTP 404 notFound: Not found: Table p:d.t");
 
-    datos_bq_parse_error(p, 502, html, strlen(html), 0, &err);
+    datos_google_classify(p, DATOS_GOOGLE_API, 502, html, strlen(html), 0,
+                          &err);
     assert_string_equal(err.message, "HTTP 502 with a non-JSON body");
     assert_null(strstr(err.message, "<html>"));
 
-    datos_bq_parse_error(p, 503, NULL, 0, 0, &err);
+    datos_google_classify(p, DATOS_GOOGLE_API, 503, NULL, 0, 0, &err);
     assert_string_equal(err.message, "HTTP 503 with an empty body");
 
     /* control characters cannot forge log lines; huge messages are cut */
     body = "{\"error\":{\"message\":\"a\\nb\\r\\u001bc\"}}";
-    datos_bq_parse_error(p, 400, body, strlen(body), 0, &err);
+    datos_google_classify(p, DATOS_GOOGLE_API, 400, body, strlen(body), 0,
+                          &err);
     assert_string_equal(err.message, "HTTP 400: a b  c");
     big = apr_pstrcat(p, "{\"error\":{\"message\":\"",
                       apr_psprintf(p, "%0*d", 5000, 0), "\"}}", NULL);
-    datos_bq_parse_error(p, 400, big, strlen(big), 0, &err);
+    datos_google_classify(p, DATOS_GOOGLE_API, 400, big, strlen(big), 0, &err);
     assert_true(strlen(err.message) < 600);
 
     /* a NULL err still maps */
-    assert_int_equal(datos_bq_parse_error(p, 500, "", 0, 0, NULL),
-                     DATOS_EBACKEND);
+    assert_int_equal(
+        datos_google_classify(p, DATOS_GOOGLE_API, 500, "", 0, 0, NULL),
+        DATOS_EBACKEND);
 }
 
 int main(void)

@@ -5,6 +5,7 @@
 #include <openssl/err.h>
 
 #include "dt_support.h"
+#include "datos_base64.h"
 #include "datos_crypt.h"
 
 /* The JWT-bearer assertion for the committed test key at a fixed time,
@@ -76,7 +77,7 @@ static void b64url_rfc7515_examples(void **state)
         "eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6"
         "Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ");
     /* RFC 7515 appendix C: octets 3, 236, 255, 224, 193 <-> "A-z_4ME". */
-    assert_int_equal(datos_base64url_decode(p, "A-z_4ME", 7, &out, &n),
+    assert_int_equal(datos_base64_decode(p, "A-z_4ME", 7, &out, &n),
                      APR_SUCCESS);
     assert_int_equal(n, 5);
     assert_int_equal(out[0], 3);
@@ -94,36 +95,34 @@ static void b64url_decode_forms(void **state)
     apr_size_t n;
 
     /* url-safe, standard, padded, unpadded */
-    assert_int_equal(datos_base64url_decode(p, "Zm9vYmE", 7, &out, &n),
+    assert_int_equal(datos_base64_decode(p, "Zm9vYmE", 7, &out, &n),
                      APR_SUCCESS);
     assert_memory_equal(out, "fooba", 5);
     assert_int_equal(n, 5);
-    assert_int_equal(datos_base64url_decode(p, "Zm9vYmE=", 8, &out, &n),
+    assert_int_equal(datos_base64_decode(p, "Zm9vYmE=", 8, &out, &n),
                      APR_SUCCESS);
     assert_int_equal(n, 5);
-    assert_int_equal(datos_base64url_decode(p, "Zg==", 4, &out, &n),
-                     APR_SUCCESS);
+    assert_int_equal(datos_base64_decode(p, "Zg==", 4, &out, &n), APR_SUCCESS);
     assert_int_equal(n, 1);
     assert_int_equal(out[0], 'f');
-    assert_int_equal(datos_base64url_decode(p, "+/+/", 4, &out, &n),
-                     APR_SUCCESS);
+    assert_int_equal(datos_base64_decode(p, "+/+/", 4, &out, &n), APR_SUCCESS);
     assert_int_equal(n, 3);
     assert_int_equal(out[0], 0xfb);
-    assert_int_equal(datos_base64url_decode(p, "", 0, &out, &n), APR_SUCCESS);
+    assert_int_equal(datos_base64_decode(p, "", 0, &out, &n), APR_SUCCESS);
     assert_int_equal(n, 0);
 
     /* rejected */
-    assert_int_equal(datos_base64url_decode(p, "Zm9v!", 5, &out, &n),
+    assert_int_equal(datos_base64_decode(p, "Zm9v!", 5, &out, &n),
                      DATOS_EMALFORMED);
-    assert_int_equal(datos_base64url_decode(p, "Z", 1, &out, &n),
+    assert_int_equal(datos_base64_decode(p, "Z", 1, &out, &n),
                      DATOS_EMALFORMED);
-    assert_int_equal(datos_base64url_decode(p, "Zg=", 3, &out, &n),
+    assert_int_equal(datos_base64_decode(p, "Zg=", 3, &out, &n),
                      DATOS_EMALFORMED);
-    assert_int_equal(datos_base64url_decode(p, "Zg===", 5, &out, &n),
+    assert_int_equal(datos_base64_decode(p, "Zg===", 5, &out, &n),
                      DATOS_EMALFORMED);
-    assert_int_equal(datos_base64url_decode(p, "Z=g=", 4, &out, &n),
+    assert_int_equal(datos_base64_decode(p, "Z=g=", 4, &out, &n),
                      DATOS_EMALFORMED);
-    assert_int_equal(datos_base64url_decode(p, "Zm 9v", 5, &out, &n),
+    assert_int_equal(datos_base64_decode(p, "Zm 9v", 5, &out, &n),
                      DATOS_EMALFORMED);
 }
 
@@ -229,14 +228,14 @@ static void jwt_parts_and_openssl_verify(void **state)
     assert_null(strchr(jwt, '='));
 
     assert_int_equal(
-        datos_base64url_decode(p, jwt, (apr_size_t)(dot1 - jwt), &hdr, &hn),
+        datos_base64_decode(p, jwt, (apr_size_t)(dot1 - jwt), &hdr, &hn),
         APR_SUCCESS);
     assert_string_equal(
         (char *)hdr,
         "{\"alg\":\"RS256\",\"typ\":\"JWT\",\"kid\":\"kid-\\\"1\\\"\"}");
-    assert_int_equal(datos_base64url_decode(p, dot1 + 1,
-                                            (apr_size_t)(dot2 - dot1 - 1),
-                                            &claims, &cn),
+    assert_int_equal(datos_base64_decode(p, dot1 + 1,
+                                         (apr_size_t)(dot2 - dot1 - 1), &claims,
+                                         &cn),
                      APR_SUCCESS);
     /* iat backdated 10 s, exp = iat + 3600 */
     assert_string_equal((char *)claims,
@@ -244,7 +243,7 @@ static void jwt_parts_and_openssl_verify(void **state)
                         "\"aud\":\"http://127.0.0.1:9/token\","
                         "\"iat\":999999990,\"exp\":1000003590}");
     assert_int_equal(
-        datos_base64url_decode(p, dot2 + 1, strlen(dot2 + 1), &sig, &sn),
+        datos_base64_decode(p, dot2 + 1, strlen(dot2 + 1), &sig, &sn),
         APR_SUCCESS);
     assert_int_equal(sn, 256);
 

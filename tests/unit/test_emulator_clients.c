@@ -21,7 +21,7 @@
 #include "dt_support.h"
 #include "datos_load_client.h"
 #include "datos_endpoint.h"
-#include "datos_pubsub.h"
+#include "datos_pubsub_client.h"
 
 static const char *env(const char *name)
 {

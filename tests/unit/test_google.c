@@ -8,6 +8,7 @@
 
 #include "dt_support.h"
 #include "datos_google.h"
+#include "datos_google_classify.h"
 
 #define TOKEN(t) \
     "{\"access_token\":\"" t "\",\"expires_in\":3600,\"token_type\":\"Bearer\"}"

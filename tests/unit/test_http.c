@@ -923,6 +923,184 @@ static void urlencode(void **state)
     assert_string_equal(datos_http_urlencode(fx->p, ""), "");
 }
 
+/* ------------------------------------------------------------------ TLS */
+
+/* Certificates made for this run with the openssl command, so no private
+ * key is ever committed: a CA the client is told to trust, a rogue CA it
+ * is not, and server certificates for 127.0.0.1 from each, one from the
+ * trusted CA for another name, and one signed by itself. */
+static apr_pool_t *pki_pool;
+static const char *pki;
+
+static const char *pki_file(apr_pool_t *p, const char *name)
+{
+    return apr_pstrcat(p, pki, "/", name, NULL);
+}
+
+static void make_ca(const char *name)
+{
+    if (dt_system(pki_pool,
+                  "cd '%s' && openssl req -x509 -newkey ec -pkeyopt "
+                  "ec_paramgen_curve:P-256 -nodes -days 2 -subj "
+                  "'/CN=datos unit test %s' -keyout %s.key -out %s.pem "
+                  ">>openssl.log 2>&1",
+                  pki, name, name, name)
+        != 0) {
+        fail_msg("openssl could not make CA %s (see %s/openssl.log)", name,
+                 pki);
+    }
+}
+
+/* A server certificate for san, issued by ca (NULL: signed by itself). */
+static void make_server_cert(const char *name, const char *cn, const char *san,
+                             const char *ca)
+{
+    int rc;
+
+    if (!ca) {
+        rc = dt_system(pki_pool,
+                       "cd '%s' && openssl req -x509 -newkey ec -pkeyopt "
+                       "ec_paramgen_curve:P-256 -nodes -days 2 -subj '/CN=%s' "
+                       "-addext 'subjectAltName=%s' -keyout %s.key -out %s.pem "
+                       ">>openssl.log 2>&1",
+                       pki, cn, san, name, name);
+    }
+    else {
+        rc = dt_system(
+            pki_pool,
+            "cd '%s' && printf 'subjectAltName=%%s\\n' '%s' >%s.ext && "
+            "openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
+            "-subj '/CN=%s' -keyout %s.key -out %s.csr >>openssl.log 2>&1 && "
+            "openssl x509 -req -in %s.csr -CA %s.pem -CAkey %s.key "
+            "-CAcreateserial -days 2 -extfile %s.ext -out %s.pem "
+            ">>openssl.log 2>&1",
+            pki, san, name, cn, name, name, name, ca, ca, name, name);
+    }
+    if (rc != 0) {
+        fail_msg("openssl could not make certificate %s (see %s/openssl.log)",
+                 name, pki);
+    }
+}
+
+static int tls_group_setup(void **state)
+{
+    if (group_setup(state) != 0
+        || apr_pool_create(&pki_pool, NULL) != APR_SUCCESS) {
+        return -1;
+    }
+    pki = dt_tmpdir(pki_pool);
+    make_ca("ca");
+    make_ca("rogue-ca");
+    make_server_cert("good", "127.0.0.1", "IP:127.0.0.1,DNS:localhost", "ca");
+    make_server_cert("elsewhere", "datos-elsewhere.test",
+                     "DNS:datos-elsewhere.test", "ca");
+    make_server_cert("rogue", "127.0.0.1", "IP:127.0.0.1", "rogue-ca");
+    make_server_cert("self", "127.0.0.1", "IP:127.0.0.1", NULL);
+    return 0;
+}
+
+static int tls_group_teardown(void **state)
+{
+    apr_pool_destroy(pki_pool);
+    return group_teardown(state);
+}
+
+/* One GET to a TLS server presenting cert, with ca_file as the client's
+ * trust (NULL: the system bundle). */
+static apr_status_t tls_get(fx_t *fx, const char *cert, const char *ca_file,
+                            datos_http_resp_t **resp, datos_err_t *err)
+{
+    datos_http_req_t req;
+    apr_status_t rv;
+
+    dt_server_stop(fx->srv);
+    fx->srv = dt_server_start_tls(
+        pki_file(fx->p, apr_pstrcat(fx->p, cert, ".pem", NULL)),
+        pki_file(fx->p, apr_pstrcat(fx->p, cert, ".key", NULL)));
+    dt_server_json(fx->srv, 200, "{\"over\":\"tls\"}");
+    fx->opts.ca_file = ca_file ? pki_file(fx->p, ca_file) : NULL;
+    memset(&req, 0, sizeof(req));
+    req.method = "GET";
+    req.url = apr_pstrcat(fx->p, dt_server_url(fx->srv, fx->p), "/v1/x", NULL);
+    assert_true(!strncmp(req.url, "https://127.0.0.1:", 18));
+    rv = run(fx, &req, resp, err);
+    return rv;
+}
+
+/* Nothing reaches the server, and the message names the URL and says
+ * what was wrong with the peer. An untrusted issuer fails the handshake
+ * itself; the name is checked by the client once the handshake is done,
+ * so the server sees a connection closed before any request. */
+static void refused(fx_t *fx, const char *cert, const char *ca_file,
+                    const char *why, int in_handshake)
+{
+    datos_http_resp_t *resp;
+    datos_err_t err = {0};
+    apr_status_t rv = tls_get(fx, cert, ca_file, &resp, &err);
+    int i;
+
+    if (rv != DATOS_ECONNECT) {
+        fail_msg("%s with CA %s: rv %d (%s), want a refusal", cert,
+                 ca_file ? ca_file : "bundle", rv,
+                 err.message ? err.message : "-");
+    }
+    assert_null(resp);
+    assert_int_equal(dt_server_count(fx->srv), 0);
+    /* The server sees the client's alert in its own time: a generous
+     * deadline, never a measured duration. */
+    for (i = 0; in_handshake && i < 1000 && !dt_server_tls_failures(fx->srv);
+         i++) {
+        apr_sleep(apr_time_from_msec(10));
+    }
+    assert_int_equal(dt_server_tls_failures(fx->srv), in_handshake);
+    assert_non_null(err.message);
+    assert_non_null(strstr(err.message, "GET https://127.0.0.1:"));
+    if (!strstr(err.message, why)) {
+        fail_msg("%s with CA %s: message '%s' does not say '%s'", cert,
+                 ca_file ? ca_file : "bundle", err.message, why);
+    }
+}
+
+static void tls_trusted_through_the_ca_file(void **state)
+{
+    fx_t *fx = *state;
+    datos_http_resp_t *resp;
+    datos_err_t err = {0};
+    dt_request_t *seen;
+
+    if (tls_get(fx, "good", "ca.pem", &resp, &err) != APR_SUCCESS) {
+        fail_msg("refused: %s", err.message);
+    }
+    assert_int_equal(resp->status, 200);
+    assert_string_equal(resp->body, "{\"over\":\"tls\"}");
+    assert_int_equal(dt_server_tls_failures(fx->srv), 0);
+    assert_int_equal(dt_server_count(fx->srv), 1);
+    seen = dt_server_request(fx->srv, fx->p, 0);
+    assert_string_equal(seen->target, "/v1/x");
+}
+
+static void tls_untrusted_issuer_refused(void **state)
+{
+    fx_t *fx = *state;
+
+    /* the private CA is in no system bundle */
+    refused(fx, "good", NULL, "certificate", 1);
+    /* another CA than the server's */
+    refused(fx, "good", "rogue-ca.pem", "certificate", 1);
+    /* a server whose issuer is not the configured CA */
+    refused(fx, "rogue", "ca.pem", "certificate", 1);
+    refused(fx, "self", "ca.pem", "certificate", 1);
+}
+
+static void tls_name_mismatch_refused(void **state)
+{
+    fx_t *fx = *state;
+
+    /* issued by the trusted CA, for another host */
+    refused(fx, "elsewhere", "ca.pem", "name", 0);
+    refused(fx, "elsewhere", "ca.pem", "'127.0.0.1'", 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -948,5 +1126,14 @@ int main(void)
         FX_TEST(retry_after),
         FX_TEST(urlencode),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    const struct CMUnitTest tls_tests[] = {
+        FX_TEST(tls_trusted_through_the_ca_file),
+        FX_TEST(tls_untrusted_issuer_refused),
+        FX_TEST(tls_name_mismatch_refused),
+    };
+    int failed = cmocka_run_group_tests(tests, group_setup, group_teardown);
+
+    return failed
+           + cmocka_run_group_tests_name("tls", tls_tests, tls_group_setup,
+                                         tls_group_teardown);
 }

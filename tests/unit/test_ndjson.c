@@ -6,7 +6,7 @@
 #include <jansson.h>
 
 #include "dt_support.h"
-#include "datos_record.h"
+#include "datos_ndjson.h"
 
 #define NOW APR_INT64_C(1705240800000000)
 

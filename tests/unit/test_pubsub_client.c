@@ -7,7 +7,7 @@
 #include <jansson.h>
 
 #include "dt_support.h"
-#include "datos_pubsub.h"
+#include "datos_pubsub_client.h"
 
 #define SUB        "projects/my-proj/subscriptions/datos-subscription"
 #define TOPIC      "projects/my-proj/topics/datos-topic"

@@ -7,6 +7,7 @@
 #include <jansson.h>
 
 #include "dt_support.h"
+#include "datos_base64.h"
 #include "datos_pubsub.h"
 #include "datos_utf8.h"
 

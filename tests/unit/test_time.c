@@ -241,6 +241,63 @@ static void rfc3339_reject(void **state)
     rfc_bad("2024-01-14T14:00:00 Z");
 }
 
+/* The record's rule (docs/design.md section 3): a zone is required, with
+ * or without a fraction of up to 6 digits. A fraction must not stand in
+ * for the zone, whatever its length, and the length the caller gives is
+ * the end of the text (the validator hands in a slice of the message). */
+static void rfc_bad_n(const char *text, apr_size_t len)
+{
+    apr_int64_t us = 12345;
+    if (datos_ts_parse_rfc3339(text, len, &us) != DATOS_EMALFORMED) {
+        fail_msg("'%.*s' accepted (%lld)", (int)len, text, (long long)us);
+    }
+    assert_int_equal(us, 12345);
+}
+
+static void rfc3339_fraction_needs_a_zone(void **state)
+{
+    const apr_int64_t t = APR_INT64_C(1705240800000000);
+    (void)state;
+
+    rfc_is("2024-01-14T14:00:00.5Z", t + 500000);
+    rfc_is("2024-01-14T14:00:00.5z", t + 500000);
+    rfc_is("2024-01-14t14:00:00.5z", t + 500000);
+    rfc_is("2024-01-14T14:00:00.5+00:00", t + 500000);
+    rfc_is("2024-01-14T14:00:00.5-00:00", t + 500000);
+    rfc_is("2024-01-14T11:00:00.5-03:00", t + 500000);
+    rfc_is("2024-01-14T14:00:00.05Z", t + 50000);
+    rfc_is("2024-01-14T14:00:00.000000Z", t);
+    rfc_is("2024-01-14T14:00:00.999999+00:00", t + 999999);
+
+    rfc_bad("2024-01-14T14:00:00.5");
+    rfc_bad("2024-01-14t14:00:00.5");
+    rfc_bad("2024-01-14T14:00:00.123456");
+    rfc_bad("2024-01-14T14:00:00.1234567");
+    rfc_bad("2024-01-14T14:00:00.1234567+00:00");
+    rfc_bad("2024-01-14T14:00:00.0000000Z");
+    rfc_bad("2024-01-14T14:00:00.");
+    rfc_bad("2024-01-14T14:00:00.+00:00");
+    rfc_bad("2024-01-14T14:00:00,5Z");
+    rfc_bad("2024-01-14T14:00:00.5 ");
+    rfc_bad("2024-01-14T14:00:00.5 Z");
+    rfc_bad("2024-01-14T14:00:00.5x");
+    rfc_bad("2024-01-14T14:00:00.5UTC");
+    rfc_bad("2024-01-14T14:00:00.5ZZ");
+    rfc_bad("2024-01-14T14:00:00.5Z+00:00");
+    rfc_bad("2024-01-14T14:00:00.5+00");
+    rfc_bad("2024-01-14T14:00:00.5+0000");
+    rfc_bad("2024-01-14T14:00:00.5+00:00:00");
+    rfc_bad("2024-01-14T14:00:00.5-");
+    rfc_bad("2024-01-14T14:00:00.5.5Z");
+
+    /* A zone after the given length does not count. */
+    rfc_bad_n("2024-01-14T14:00:00.5Z", 21);
+    rfc_bad_n("2024-01-14T14:00:00.123456Z", 26);
+    rfc_bad_n("2024-01-14T14:00:00.5+00:00", 21);
+    rfc_bad_n("2024-01-14T14:00:00.5+00:00", 26);
+    rfc_bad_n("2024-01-14T14:00:00Z", 19);
+}
+
 /* format -> RFC 3339 parse is the identity across the whole range, and
  * every rendered value has the documented shape. */
 static void round_trip_sweep(void **state)
@@ -278,7 +335,8 @@ int main(void)
         DT_TEST(cell_float_forms),      DT_TEST(cell_float_rounding),
         DT_TEST(cell_garbage),          DT_TEST(format_values),
         DT_TEST(format_calendar_rules), DT_TEST(rfc3339_parse),
-        DT_TEST(rfc3339_reject),        DT_TEST(round_trip_sweep),
+        DT_TEST(rfc3339_reject),        DT_TEST(rfc3339_fraction_needs_a_zone),
+        DT_TEST(round_trip_sweep),
     };
     return cmocka_run_group_tests(tests, dt_group_setup, dt_group_teardown);
 }

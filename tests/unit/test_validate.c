@@ -5,7 +5,8 @@
 #include <string.h>
 
 #include "dt_support.h"
-#include "datos_record.h"
+#include "datos_validate.h"
+#include "dt_jansson.h"
 #include "datos_utf8.h"
 
 /* 2024-01-14T14:00:00Z */
@@ -33,7 +34,7 @@ typedef apr_status_t (*validate_fn)(apr_pool_t *, const char *, apr_size_t,
                                     datos_invalid_t *);
 
 static const validate_fn impls[2] = {datos_record_validate,
-                                     datos_record_validate_jansson};
+                                     dt_record_validate_jansson};
 static const char *const impl_names[2] = {"scanner", "jansson"};
 
 /* Both implementations give `want` for these bytes. */
@@ -97,7 +98,7 @@ static datos_row_t valid_row(apr_pool_t *p, const char *data, apr_size_t len,
         fail_msg("refused %.*s: %s (%s)", (int)len, data,
                  datos_reason_name(why.reason), why.detail);
     }
-    assert_int_equal(datos_record_validate_jansson(p, data, len, o, &ref, &why),
+    assert_int_equal(dt_record_validate_jansson(p, data, len, o, &ref, &why),
                      APR_SUCCESS);
     assert_int_equal(row.id_len, ref.id_len);
     assert_memory_equal(row.id, ref.id, row.id_len);
@@ -673,6 +674,39 @@ static void timestamp_forms(void **state)
            DATOS_REASON_MISSING_TIMESTAMP);
 }
 
+/* docs/design.md section 3: RFC 3339 with a zone, fractional seconds up
+ * to 6 digits. A fraction never stands in for the zone, in either
+ * implementation, wherever the field sits in the record. */
+static void timestamp_fraction_needs_a_zone(void **state)
+{
+    apr_pool_t *p = DT_POOL(state);
+
+    ts_is(p, "2024-01-14T14:00:00.5Z", NOW + 500000);
+    ts_is(p, "2024-01-14T14:00:00.5z", NOW + 500000);
+    ts_is(p, "2024-01-14t14:00:00.5Z", NOW + 500000);
+    ts_is(p, "2024-01-14T14:00:00.5+00:00", NOW + 500000);
+    ts_is(p, "2024-01-14T11:00:00.5-03:00", NOW + 500000);
+    ts_is(p, "2024-01-14T14:00:00.5\\u005a", NOW + 500000);
+    ts_is(p, "2024-01-14T14:00:00.000000Z", NOW);
+
+    ts_bad(p, "\"2024-01-14T14:00:00.5\"", DATOS_REASON_BAD_TIMESTAMP);
+    ts_bad(p, "\"2024-01-14t14:00:00.5\"", DATOS_REASON_BAD_TIMESTAMP);
+    ts_bad(p, "\"2024-01-14T14:00:00.123456\"", DATOS_REASON_BAD_TIMESTAMP);
+    ts_bad(p, "\"2024-01-14T14:00:00.1234567\"", DATOS_REASON_BAD_TIMESTAMP);
+    ts_bad(p, "\"2024-01-14T14:00:00.1234567+00:00\"",
+           DATOS_REASON_BAD_TIMESTAMP);
+    ts_bad(p, "\"2024-01-14T14:00:00.\"", DATOS_REASON_BAD_TIMESTAMP);
+    ts_bad(p, "\"2024-01-14T14:00:00,5Z\"", DATOS_REASON_BAD_TIMESTAMP);
+    ts_bad(p, "\"2024-01-14T14:00:00.5 \"", DATOS_REASON_BAD_TIMESTAMP);
+    ts_bad(p, "\"2024-01-14T14:00:00.5+00\"", DATOS_REASON_BAD_TIMESTAMP);
+    ts_bad(p, "\"2024-01-14T14:00:00.5\\u0000Z\"", DATOS_REASON_BAD_TIMESTAMP);
+    /* the field first, a zone-like byte right after its closing quote */
+    reason(p, "{\"timestamp\":\"2024-01-14T14:00:00.5\",\"id\":\"Z\"}",
+           DATOS_REASON_BAD_TIMESTAMP);
+    reason(p, "{\"timestamp\":\"2024-01-14T14:00:00.5\"\n,\"id\":\"a\"}",
+           DATOS_REASON_BAD_TIMESTAMP);
+}
+
 static void timestamp_bounds(void **state)
 {
     apr_pool_t *p = DT_POOL(state);
@@ -835,7 +869,7 @@ static void reason_names(void **state)
 }
 
 /* A key holding U+0000 and out-of-range numbers are valid RFC 8259; only
- * jansson refuses them (documented in datos_record.h). */
+ * jansson refuses them (documented in dt_jansson.h). */
 static void beyond_jansson(void **state)
 {
     apr_pool_t *p = DT_POOL(state);
@@ -854,8 +888,8 @@ static void beyond_jansson(void **state)
         assert_int_equal(datos_record_validate(p, docs[i], strlen(docs[i]),
                                                &drop, &row, &why),
                          APR_SUCCESS);
-        assert_int_equal(datos_record_validate_jansson(
-                             p, docs[i], strlen(docs[i]), &drop, &row, &why),
+        assert_int_equal(dt_record_validate_jansson(p, docs[i], strlen(docs[i]),
+                                                    &drop, &row, &why),
                          DATOS_EMALFORMED);
         assert_int_equal(why.reason, DATOS_REASON_NOT_JSON);
     }
@@ -881,6 +915,7 @@ int main(void)
         DT_TEST(id_control_characters),
         DT_TEST(contenido_rules),
         DT_TEST(timestamp_forms),
+        DT_TEST(timestamp_fraction_needs_a_zone),
         DT_TEST(timestamp_bounds),
         DT_TEST(unknown_fields),
         DT_TEST(reason_order),

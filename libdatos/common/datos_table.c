@@ -1,12 +1,12 @@
-/* datos_bq_table.c - the BigQuery table of the read path and the loader:
- * the table-name rule, the SQL of the "newest rows" queries, and what
- * tables.get says about the table's columns. No network. */
+/* datos_table.c - the BigQuery table of the read path and the loader: the
+ * table-name rule, its SQL name, and what tables.get says about its
+ * columns. No network. */
 #include <string.h>
 #include <strings.h>
 #include <apr_strings.h>
 
-#include "datos_bq.h"
 #include "datos_json.h"
+#include "datos_table.h"
 
 static int ident_ok(const char *s, apr_size_t n)
 {
@@ -112,52 +112,6 @@ const char *datos_table_sql(apr_pool_t *p, const char *billing_project,
                        NULL);
 }
 
-/* Which version of an id wins: the newest by timestamp, then by the
- * loader's publish_time and message_id where the table has them. A table
- * without either (the system this one replaces wrote only the three record
- * columns) breaks the remaining ties by contenido, so every host still
- * picks the same row. */
-static const char *version_order(const datos_table_info_t *info)
-{
-    if (!info || (info->has_publish_time && info->has_message_id)) {
-        return "timestamp DESC, publish_time DESC, message_id DESC";
-    }
-    if (info->has_publish_time) {
-        return "timestamp DESC, publish_time DESC";
-    }
-    if (info->has_message_id) {
-        return "timestamp DESC, message_id DESC";
-    }
-    return "timestamp DESC, contenido DESC";
-}
-
-const char *datos_bq_latest_sql(apr_pool_t *p, const char *table_sql, int days,
-                                const datos_table_info_t *info)
-{
-    return apr_pstrcat(
-        p, "SELECT id, contenido, timestamp FROM ", table_sql, " WHERE ",
-        days > 0 ? "timestamp >= TIMESTAMP_SUB(CURRENT_TIMESTAMP(), "
-                   "INTERVAL @lookback_days DAY)"
-                 : "TRUE",
-        " QUALIFY ROW_NUMBER() OVER (PARTITION BY id ORDER BY ",
-        version_order(info),
-        ") = 1"
-        " ORDER BY timestamp DESC, id ASC LIMIT @max_rows",
-        NULL);
-}
-
-const char *datos_bq_since_sql(apr_pool_t *p, const char *table_sql,
-                               const datos_table_info_t *info)
-{
-    return apr_pstrcat(p, "SELECT id, contenido, timestamp FROM ", table_sql,
-                       " WHERE timestamp >= @watermark"
-                       " QUALIFY ROW_NUMBER() OVER (PARTITION BY id ORDER BY ",
-                       version_order(info),
-                       ") = 1"
-                       " ORDER BY timestamp DESC, id ASC LIMIT @max_rows",
-                       NULL);
-}
-
 /* A column of the record: present, of its type, and in a mode that can
  * hold what the record allows. */
 static const char *column_problem(apr_pool_t *p, json_t *fields,
@@ -201,9 +155,9 @@ static const char *column_problem(apr_pool_t *p, json_t *fields,
                     : NULL;
 }
 
-apr_status_t datos_bq_parse_table(apr_pool_t *p, const char *body,
-                                  apr_size_t len, datos_table_info_t *info,
-                                  datos_err_t *err)
+apr_status_t datos_table_parse_info(apr_pool_t *p, const char *body,
+                                    apr_size_t len, datos_table_info_t *info,
+                                    datos_err_t *err)
 {
     apr_status_t rv;
     json_t *j = NULL, *fields;

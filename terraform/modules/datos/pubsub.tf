@@ -1,15 +1,11 @@
 resource "google_pubsub_topic" "datos" {
   name   = var.topic
   labels = var.labels
-
-  depends_on = [google_project_service.apis]
 }
 
 resource "google_pubsub_topic" "dead_letter" {
   name   = var.dead_letter_topic
   labels = var.labels
-
-  depends_on = [google_project_service.apis]
 }
 
 resource "google_pubsub_subscription" "loader" {
@@ -36,6 +32,24 @@ resource "google_pubsub_subscription" "loader" {
     minimum_backoff = "10s"
     maximum_backoff = "600s"
   }
+
+  # When one loader run per interval no longer keeps up (docs/google-cloud.md,
+  # "When ingestion outgrows one loader"), Pub/Sub writes the table itself:
+  # the record's fields go to the columns of the same name, and a message
+  # BigQuery refuses goes to the same dead-letter topic after
+  # max_delivery_attempts. The metadata columns are written only when the
+  # table has every one of them.
+  dynamic "bigquery_config" {
+    for_each = var.bigquery_subscription ? [1] : []
+    content {
+      table               = local.table_ref
+      use_table_schema    = true
+      write_metadata      = local.table_has_metadata
+      drop_unknown_fields = false
+    }
+  }
+
+  depends_on = [google_bigquery_table_iam_member.pubsub_writes_table]
 }
 
 resource "google_pubsub_subscription" "dead_letter" {
@@ -64,4 +78,15 @@ resource "google_pubsub_subscription_iam_member" "service_agent_forwards_from_su
   subscription = google_pubsub_subscription.loader.id
   role         = "roles/pubsub.subscriber"
   member       = local.pubsub_service_agent
+}
+
+# A BigQuery subscription writes with Pub/Sub's service agent: it may edit
+# the table, and only while the switch is on.
+resource "google_bigquery_table_iam_member" "pubsub_writes_table" {
+  count = var.bigquery_subscription ? 1 : 0
+
+  dataset_id = google_bigquery_table.datos.dataset_id
+  table_id   = google_bigquery_table.datos.table_id
+  role       = "roles/bigquery.dataEditor"
+  member     = local.pubsub_service_agent
 }

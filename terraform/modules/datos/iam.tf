@@ -1,18 +1,14 @@
 # mod_datos reads the table: tables.get once per process, then jobs.query.
 resource "google_service_account" "reader" {
-  account_id   = "datos-reader"
-  display_name = "datos: mod_datos (reads the table, publishes POST /datos)"
-
-  depends_on = [google_project_service.apis]
+  account_id   = "${var.name}-reader"
+  display_name = "${var.name}: mod_datos (reads the table, publishes POST /datos)"
 }
 
 # datos-loader drains the subscription and appends to the table with load
 # jobs; it publishes invalid messages to the dead-letter topic.
 resource "google_service_account" "loader" {
-  account_id   = "datos-loader"
-  display_name = "datos: datos-loader (drains Pub/Sub into BigQuery load jobs)"
-
-  depends_on = [google_project_service.apis]
+  account_id   = "${var.name}-loader"
+  display_name = "${var.name}: datos-loader (drains Pub/Sub into BigQuery load jobs)"
 }
 
 # Jobs (queries, load jobs) run in the project; data access is granted on

@@ -3,8 +3,6 @@ resource "google_bigquery_dataset" "datos" {
   location    = var.location
   description = "datos: records loaded by datos-loader, served by mod_datos."
   labels      = var.labels
-
-  depends_on = [google_project_service.apis]
 }
 
 resource "google_bigquery_table" "datos" {
