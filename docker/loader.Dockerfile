@@ -46,7 +46,7 @@ RUN make -j"$(nproc)" all \
 FROM debian:bookworm-slim
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      libapr1 libcurl4 libjansson4 libssl3 zlib1g ca-certificates \
+      libapr1 libaprutil1 libcurl4 libjansson4 libssl3 zlib1g ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 
 # A user of its own (fixed ids, so volume ownership and key files stay valid across images).

@@ -61,7 +61,6 @@ APLOG_USE_MODULE(datos);
 typedef struct mod_datos_refresher_t {
     mod_datos_store_t *st;
     server_rec *s;
-    apr_pool_t *pool; /* the thread's alone */
     apr_thread_t *thread;
     apr_thread_mutex_t *mutex; /* the fields below */
     apr_thread_cond_t *work;   /* something is asked, or stopping */
@@ -379,9 +378,19 @@ static void *APR_THREAD_FUNC refresher_main(apr_thread_t *t, void *data)
     apr_uint64_t n;
     apr_time_t after;
     apr_status_t rv;
-    apr_pool_t *tmp;
+    apr_pool_t *tmp = NULL;
 
-    apr_pool_create(&tmp, rf->pool);
+    /* A pool of its own, with its own allocator: the MPM's threads use the
+     * child's pools, and an allocator is not shared between threads
+     * without a mutex. */
+    if (apr_pool_create_unmanaged_ex(&tmp, NULL, NULL) != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, rf->s,
+                     DATOS_LOGNO(0312) "the refresher of %s has no memory; "
+                                       "answers of this process will not be "
+                                       "refreshed",
+                     rf->st->rt->conf->table_name);
+        rf->stopping = 1;
+    }
     apr_thread_mutex_lock(rf->mutex);
     for (;;) {
         while (!rf->want_after && !rf->stopping)
@@ -405,6 +414,8 @@ static void *APR_THREAD_FUNC refresher_main(apr_thread_t *t, void *data)
         apr_thread_cond_broadcast(rf->done);
     }
     apr_thread_mutex_unlock(rf->mutex);
+    if (tmp)
+        apr_pool_destroy(tmp);
     apr_thread_exit(t, APR_SUCCESS);
     return NULL;
 }
@@ -492,10 +503,9 @@ static void refresher_start(apr_pool_t *pchild, server_rec *s,
 
     rf->st = st;
     rf->s = st->rt->s;
-    if ((rv = apr_pool_create(&rf->pool, pchild)) != APR_SUCCESS
-        || (rv = apr_thread_mutex_create(&rf->mutex, APR_THREAD_MUTEX_DEFAULT,
-                                         pchild))
-               != APR_SUCCESS
+    if ((rv = apr_thread_mutex_create(&rf->mutex, APR_THREAD_MUTEX_DEFAULT,
+                                      pchild))
+            != APR_SUCCESS
         || (rv = apr_thread_cond_create(&rf->work, pchild)) != APR_SUCCESS
         || (rv = apr_thread_cond_create(&rf->done, pchild)) != APR_SUCCESS)
         child_fail(s, rv, "the refresher's mutex");
@@ -508,7 +518,8 @@ static void refresher_start(apr_pool_t *pchild, server_rec *s,
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rv != APR_SUCCESS)
         child_fail(s, rv, "the refresher thread");
-    /* Before the pool's subpools go (the thread's among them). */
+    /* Before anything of the pool goes: the thread uses the process copy
+     * and the runtimes until it is joined. */
     apr_pool_pre_cleanup_register(pchild, rf, refresher_stop);
     st->refresher = rf;
 }
