@@ -399,8 +399,11 @@ class Bench:
         hosts = []
         for i in (1, 2):
             h = B.PinnedHttpd("bench-fleet-%d" % i, mpm="event")
-            conf = datos_directives(emu, "DatosCache memcache:%s\nDatosFreshFor 2s\n"
-                                    % mc.address) + DATOS_LOCATIONS
+            # the fleet's secret: the same file on both hosts, mode 0600
+            secret = h.write_file("cache.secret", "the bench fleet's secret, 32 bytes and more\n",
+                                  mode=0o600)
+            conf = datos_directives(emu, "DatosCache memcache:%s\nDatosCacheSecretFile \"%s\"\n"
+                                    "DatosFreshFor 2s\n" % (mc.address, secret)) + DATOS_LOCATIONS
             h.write_bench_config(conf, EVENT_ONE_CHILD, extra_modules=LOAD_EXTRA +
                                  "LoadModule socache_memcache_module %s/mod_socache_memcache.so\n"
                                  % MODULES_DIR)
