@@ -162,13 +162,26 @@ def test_head_datos_matches_get_headers_without_body(server):
     assert r.headers["Content-Type"] == "application/json"
 
 
-@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH", "OPTIONS"])
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH"])
 def test_other_methods_are_405_with_allow(server, method, emulator):
     h, _ = server
     before = emulator.count("bigquery.jobs.query")
     r = requests.request(method, h.url("/datos"), data=b'{"id":"x"}', timeout=5)
     assert_json_error(r, 405)
     assert r.headers["Allow"] == "GET, HEAD"
+    assert emulator.count("bigquery.jobs.query") == before
+
+
+@pytest.mark.parametrize("path", ["/datos", "/datos?limit=3", "/health"])
+def test_options_names_the_allowed_methods_without_a_body(server, path, emulator):
+    """datos.conf exempts OPTIONS from the login with GET and HEAD: it is answered, not
+    refused, and asks nothing of BigQuery."""
+    h, _ = server
+    before = emulator.count("bigquery.jobs.query")
+    r = requests.options(h.url(path), timeout=5)
+    assert r.status_code == 204, r.text
+    assert r.headers["Allow"] == "GET, HEAD"
+    assert r.content == b"" and "Content-Type" not in r.headers
     assert emulator.count("bigquery.jobs.query") == before
 
 

@@ -268,7 +268,7 @@ def test_raw_high_bytes_in_a_key_are_a_json_400_with_a_clean_message(server):
 
 # ---------------------------------------------------------------- methods
 
-NOT_ALLOWED = ["POST", "PUT", "DELETE", "PATCH", "OPTIONS", "get", "Get", "FOO", "PROPFIND"]
+NOT_ALLOWED = ["POST", "PUT", "DELETE", "PATCH", "get", "Get", "options", "FOO", "PROPFIND"]
 
 
 @pytest.mark.parametrize("path", ["/datos", "/datos?limit=3", "/health"])

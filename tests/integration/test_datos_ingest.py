@@ -236,6 +236,14 @@ def test_a_compressed_body_is_415(emulator, pipeline):
     assert published(emulator) == []
 
 
+def test_options_names_post_without_credentials(pipeline, emulator):
+    """OPTIONS is outside the login (LimitExcept GET HEAD OPTIONS) and publishes nothing."""
+    r = requests.options(pipeline.url("/datos"), timeout=10)
+    assert r.status_code == 204, r.text
+    assert r.headers["Allow"] == "GET, HEAD, POST"
+    assert published(emulator) == []
+
+
 def test_other_methods_are_405_naming_post(pipeline):
     r = requests.put(pipeline.url("/datos"), data=b"{}", headers=dict(JSON, **AUTH), timeout=10)
     assert_error(r, 405)
