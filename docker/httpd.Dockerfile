@@ -19,6 +19,15 @@
 #   DATOS_BIGQUERY_URL, DATOS_PUBSUB_URL, DATOS_ALLOW_INSECURE_HTTP (On|Off), DATOS_CA_FILE
 #                             the API roots (an emulator, a proxy) [Google's]
 #   DATOS_CACHE               DatosCache: shmcb, memcache:host:port, redis:host:port, none [shmcb]
+#   DATOS_CACHE_SECRET_FILE   DatosCacheSecretFile: the fleet's secret (required with memcache:
+#                             and redis:), a secret mounted e.g. at /run/secrets/datos-cache.secret,
+#                             owned by uid 33 with mode 0600, the same on every container
+#   DATOS_CACHE_SECRET        the fleet's secret itself, instead of a file: for platforms whose
+#                             secret files belong to root (Cloud Run's second generation), which
+#                             uid 33 could not read under that rule. The entry point writes it to
+#                             /var/run/apache2/datos-cache.secret (uid 33, mode 0600), sets
+#                             DATOS_CACHE_SECRET_FILE, and starts apache2 without the variable
+#   DATOS_QUICK_HANDLER       DatosQuickHandler: On or Off [On]
 #   DATOS_FRESH_FOR, DATOS_STALE_IF_ERROR, DATOS_TIMEOUT, DATOS_MAX_BYTES_BILLED, DATOS_STATE_DIR
 #                             the directives of the same names
 #   DATOS_INGEST              any value: POST /datos on (datos.conf's <IfDefine DATOS_INGEST>);
@@ -41,7 +50,9 @@
 #
 # Health: /health answers 200 {"status":"ok"} without touching Google (liveness); HEALTHCHECK
 # asks it with curl, which costs only its small binary here since mod_datos already needs
-# libcurl. Readiness (cache state) is /health?deep=1. Logs: errors on stderr, access on stdout.
+# libcurl. Readiness is /health?ready (503 {"status":"warming"} until the container has an
+# answer to serve, then 200 {"status":"ready"}); /health?deep=1 reports the cache's state.
+# Logs: errors on stderr, access on stdout.
 
 # ---------------------------------------------------------------- build
 # The same stage as loader.Dockerfile's, so a builder reuses it for both images.

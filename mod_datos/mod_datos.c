@@ -5,13 +5,20 @@
  * it, so their calls form no cycle.
  *
  *   mod_datos.c               the module, its hooks, the log sink
- *   mod_datos_handler.c       GET /datos, /health, /metrics; POST handed on
+ *   mod_datos_handler.c       GET /datos (the quick handler and the
+ *                             handler), /health, /metrics; POST handed on
  *   mod_datos_ingest.c        POST /datos, its Pub/Sub clients, the check
  *                             that POST is guarded
  *   mod_datos_httpd_errors.c  JSON for httpd's own errors on our paths
- *   mod_datos_cache.c         where an answer comes from (the tiers)
- *   mod_datos_runtime.c       one runtime per distinct configuration, the
- *                             shared tier and memory
+ *   mod_datos_cache.c         the answer a request gets: the cache policy
+ *                             carried out
+ *   mod_datos_refresh.c       BigQuery fetches, by a refresher thread per
+ *                             store and process; the fleet's lease
+ *   mod_datos_tiers.c         the process copy, the shared tier and the
+ *                             state file; what is trusted; the seeds
+ *   mod_datos_runtime.c       one runtime per distinct configuration, one
+ *                             store per cache entry, the shared tier, the
+ *                             secrets and the shared memory
  *   mod_datos_config.c        the Datos* directives, from one table
  *   mod_datos_sections.c      the <Location> sections of httpd's
  *                             configuration tree
@@ -30,10 +37,16 @@
  *   distinct key.
  * - post_config (parent, still root and single-threaded; skipped in the
  *   dry run httpd makes first): curl_global_init once, one runtime per
- *   distinct configuration, the shared tier, the mutexes and the shared
- *   memory, then the Pub/Sub side of the runtimes with DatosIngest On.
- * - child_init: each runtime's per-process side (mutexes re-attached,
- *   tokens inherited over fork dropped), then the Pub/Sub clients.
+ *   distinct configuration and one store per cache entry, the shared
+ *   tier, the secrets, the mutexes and the shared memory; each store's
+ *   state file read (the seed every child starts from); the paths the
+ *   quick handler serves; then the Pub/Sub side of the runtimes with
+ *   DatosIngest On.
+ * - child_init: each runtime's and store's per-process side (mutexes
+ *   re-attached, tokens inherited over fork dropped), the seeds made each
+ *   process's copy, a refresher thread per store (which fetches at once
+ *   when the host has no answer yet: the warm start), then the Pub/Sub
+ *   clients.
  */
 #include <string.h>
 
@@ -54,8 +67,10 @@
 #include "mod_datos_handler.h"
 #include "mod_datos_httpd_errors.h"
 #include "mod_datos_ingest.h"
+#include "mod_datos_refresh.h"
 #include "mod_datos_reply.h"
 #include "mod_datos_runtime.h"
+#include "mod_datos_tiers.h"
 
 static void log_sink(void *baton, const char *file, int line,
                      datos_log_level_t level, apr_status_t rv, const char *msg)
@@ -105,6 +120,11 @@ static int mod_datos_check_config(apr_pool_t *pconf, apr_pool_t *plog,
     const char *msg;
 
     (void)plog;
+    if ((msg = mod_datos_cache_conf_check(ptemp))) {
+        ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_EMERG, 0, NULL,
+                     DATOS_LOGNO(0022) "%s", msg);
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
     for (vs = s; vs; vs = vs->next) {
         if ((msg = mod_datos_conf_finish(pconf, ptemp, vs, mod_datos_conf(vs),
                                          checked))) {
@@ -153,12 +173,18 @@ static int mod_datos_post_config(apr_pool_t *pconf, apr_pool_t *plog,
     apr_pool_cleanup_register(pconf, NULL, http_global_cleanup,
                               apr_pool_cleanup_null);
     status = mod_datos_runtime_post_config(pconf, ptemp, s);
-    return status == OK ? mod_datos_ingest_post_config(pconf) : status;
+    if (status != OK)
+        return status;
+    mod_datos_tiers_seed(pconf, s);
+    mod_datos_handler_post_config(pconf, s);
+    return mod_datos_ingest_post_config(pconf);
 }
 
 static void mod_datos_child_init(apr_pool_t *pchild, server_rec *s)
 {
     mod_datos_runtime_child_init(pchild, s);
+    mod_datos_tiers_child_init(pchild, s);
+    mod_datos_refresh_child_init(pchild, s);
     mod_datos_ingest_child_init(pchild);
 }
 
@@ -168,6 +194,7 @@ static void mod_datos_register_hooks(apr_pool_t *p)
     ap_hook_check_config(mod_datos_check_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_post_config(mod_datos_post_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_child_init(mod_datos_child_init, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_quick_handler(mod_datos_quick_handler, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_handler(mod_datos_handler, NULL, NULL, APR_HOOK_MIDDLE);
     mod_datos_httpd_errors_register_hooks(p);
 }

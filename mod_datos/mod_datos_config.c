@@ -35,6 +35,7 @@
 #include "datos_ingest.h"
 #include "datos_log.h"
 #include "datos_pubsub.h"
+#include "datos_trust.h"
 #include "mod_datos_config.h"
 
 APLOG_USE_MODULE(datos);
@@ -157,7 +158,8 @@ static const char *set_take12(cmd_parms *cmd, void *dc, const char *a1,
 #define GLOBAL(name, fn, help) \
     ONE_ARG(name, help, .kind = K_CUSTOM, .store = S_NONE, .parse = (fn))
 
-static parse_fn parse_table, parse_credentials, parse_limit, parse_cache;
+static parse_fn parse_table, parse_credentials, parse_limit, parse_cache,
+    parse_cache_secret;
 static const char *topic_check(apr_pool_t *p, const char *value);
 static const char *ca_file_check(apr_pool_t *p, const char *path);
 
@@ -201,6 +203,10 @@ const command_rec mod_datos_cmds[] = {
            "shared cache tier: socache provider[:args] (shmcb, "
            "memcache:host:port, redis:host:port) or 'none'; default shmcb"),
     /* The cache windows: 0 where it means "none". */
+    GLOBAL("DatosCacheSecretFile", parse_cache_secret,
+           "file of the secret (32 bytes or more, mode 0600) every host of a "
+           "fleet seals the entries it shares with; required with memcache "
+           "and redis"),
     DURATION("DatosFreshFor", fresh_for, SEC(1), 0, WINDOW_MAX, SEC(30),
              "how long an answer is served without asking BigQuery; 0: one "
              "query per request; default 30s"),
@@ -221,6 +227,10 @@ const command_rec mod_datos_cmds[] = {
     COUNT("DatosMaxWaiting", max_waiting, 1, 100000, 0,
           "requests that may wait on BigQuery at once on this host; "
           "default: a quarter of MaxRequestWorkers"),
+    ONOFF("DatosQuickHandler", quick_handler, 1,
+          "serve cache hits before httpd's location and directory walks, "
+          "where the configuration shows nothing that would answer "
+          "differently; default On"),
     ONOFF("DatosIngest", ingest, 0,
           "accept POST /datos and publish the records to Pub/Sub; who may "
           "post is decided by Require; default Off"),
@@ -238,8 +248,9 @@ const command_rec mod_datos_cmds[] = {
     {NULL}};
 
 /* The fields no directive sets: worked out after the merge. */
-static const apr_size_t derived[] = {
-    OFF(url_from_emulator_env), OFF(pubsub_url_from_emulator_env), OFF(rt)};
+static const apr_size_t derived[] = {OFF(url_from_emulator_env),
+                                     OFF(pubsub_url_from_emulator_env), OFF(rt),
+                                     OFF(quick_paths)};
 
 #define NROWS (sizeof(mod_datos_cmds) / sizeof(mod_datos_cmds[0]) - 1)
 
@@ -530,6 +541,51 @@ static const char *parse_cache(apr_pool_t *p, mod_datos_conf_t *conf,
     cc->provider = prov;
     cc->provider_name = name;
     cc->provider_args = sep ? sep + 1 : NULL;
+    return NULL;
+}
+
+/* The key file rule of DatosCredentials; the content read once now (as
+ * root), so a short secret fails apache2 -t. post_config reads it again. */
+static const char *parse_cache_secret(apr_pool_t *p, mod_datos_conf_t *conf,
+                                      const char *arg, const char *a2)
+{
+    const char *path = ap_server_root_relative(p, arg);
+    datos_secret_t *secret;
+    datos_err_t derr;
+
+    (void)conf;
+    (void)a2;
+    if (!path)
+        return apr_psprintf(p, "invalid path '%s'", arg);
+    datos_err_clear(&derr);
+    if (datos_secret_read(p, path, &secret, &derr) != APR_SUCCESS)
+        return derr.message;
+    mod_datos_cache_conf.secret_file = path;
+    return NULL;
+}
+
+int mod_datos_cache_is_fleet(const char *provider_name)
+{
+    return provider_name
+           && (!strcasecmp(provider_name, "memcache")
+               || !strcasecmp(provider_name, "redis"));
+}
+
+const char *mod_datos_cache_conf_check(apr_pool_t *p)
+{
+    const mod_datos_cache_conf_t *cc = &mod_datos_cache_conf;
+
+    if (cc->provider && mod_datos_cache_is_fleet(cc->provider_name)
+        && !cc->secret_file)
+        return apr_psprintf(
+            p,
+            "DatosCacheSecretFile: required with DatosCache %s: every host "
+            "seals the entries the fleet shares with that secret, so nobody "
+            "else who can write to %s can choose what the hosts serve (make "
+            "one with openssl rand -base64 48 > "
+            "/etc/apache2/datos-cache.secret; chmod 600, the same file on "
+            "every host)",
+            cc->spec, cc->provider_name);
     return NULL;
 }
 

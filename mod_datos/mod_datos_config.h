@@ -45,6 +45,7 @@ struct mod_datos_rt_t;
     F(apr_interval_time_t, cold_wait)                                         \
     F(const char *, state_dir) /* "" after finish: none */                    \
     F(int, max_waiting)        /* 0 after finish: derived from the MPM */     \
+    F(int, quick_handler)                                                     \
     /* POST /datos (DatosIngest On). After finish, topic is the full name, */ \
     /* or the short one when the project is only known from the metadata */   \
     /* server (the first POST asks it). */                                    \
@@ -58,8 +59,10 @@ struct mod_datos_rt_t;
     F(int, url_from_emulator_env)                                             \
     F(int, pubsub_url_from_emulator_env)                                      \
     /* Derived in post_config: the runtime this configuration shares with */  \
-    /* every other server whose settings are the same. */                     \
-    F(struct mod_datos_rt_t *, rt)
+    /* every other server whose settings are the same; the paths its */       \
+    /* quick handler serves (const char *), NULL: none. */                    \
+    F(struct mod_datos_rt_t *, rt)                                            \
+    F(apr_array_header_t *, quick_paths)
 
 typedef struct mod_datos_conf_t {
 #define MOD_DATOS_CONF_FIELD(type, name) type name;
@@ -74,6 +77,7 @@ typedef struct mod_datos_cache_conf_t {
     const ap_socache_provider_t *provider; /* NULL: "none" or the default */
     const char *provider_name;
     const char *provider_args;
+    const char *secret_file; /* DatosCacheSecretFile; NULL: none */
 } mod_datos_cache_conf_t;
 
 extern mod_datos_cache_conf_t mod_datos_cache_conf;
@@ -87,6 +91,13 @@ const char *mod_datos_config_pre_config(apr_pool_t *pconf);
 
 void *mod_datos_create_srv_conf(apr_pool_t *p, server_rec *s);
 void *mod_datos_merge_srv_conf(apr_pool_t *p, void *basev, void *addv);
+
+/* The module-wide checks (check_config): a fleet provider needs
+ * DatosCacheSecretFile. Returns NULL or a message naming the directive. */
+const char *mod_datos_cache_conf_check(apr_pool_t *p);
+
+/* Whether DatosCache names a tier shared by hosts (memcache, redis). */
+int mod_datos_cache_is_fleet(const char *provider_name);
 
 /* Applies defaults and the checks that need several directives (the
  * transport rule, the credentials). Returns NULL or a message naming the

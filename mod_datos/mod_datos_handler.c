@@ -5,6 +5,14 @@
  * failure is never a 500. A cache hit does no JSON work and no copy: the
  * headers were decided when the answer was built, and the body goes out
  * straight from the answer's memory.
+ *
+ * GET /datos is answered by one function on two paths: the quick handler
+ * (httpd's quick_handler hook, before the location and directory walks,
+ * as mod_cache serves its hits) for the paths where the configuration
+ * shows nothing that would answer differently (mod_datos_sections.c), and
+ * the handler for the rest and for whatever the quick path declines
+ * (anything but an answer servable at once). Conditional requests, gzip,
+ * Cache-Status and /metrics are the same on both.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -23,16 +31,22 @@
 
 #include "datos_log.h"
 #include "datos_metrics.h"
+#include "datos_policy.h"
 #include "datos_time.h"
 #include "mod_datos_cache.h"
 #include "mod_datos_handler.h"
 #include "mod_datos_ingest.h"
 #include "mod_datos_reply.h"
 #include "mod_datos_runtime.h"
+#include "mod_datos_sections.h"
 
 APLOG_USE_MODULE(datos);
 
-#define HEALTH_BODY      "{\"status\":\"ok\"}"
+#define HEALTH_BODY  "{\"status\":\"ok\"}"
+#define READY_BODY   "{\"status\":\"ready\"}"
+#define WARMING_BODY "{\"status\":\"warming\"}"
+/* A load balancer asks again this soon while the host warms up. */
+#define WARMING_RETRY    1
 #define ALLOWED_METHODS  "GET, HEAD"
 #define HEALTH_JSON_TYPE "application/health+json"
 #define METRICS_TYPE     "text/plain; version=0.0.4; charset=utf-8"
@@ -236,32 +250,6 @@ static int accepts_gzip(request_rec *r)
     return named ? gzip_ok : star;
 }
 
-/* RFC 9211: how this answer was found. */
-static const char *cache_status(request_rec *r, const mod_datos_conf_t *conf,
-                                const mod_datos_entry_t *e)
-{
-    apr_time_t fresh_until = e->answer->fetched + conf->fresh_for;
-    apr_interval_time_t past;
-
-    switch (e->how) {
-    case MOD_DATOS_HIT:
-        return apr_psprintf(
-            r->pool, "datos; hit; ttl=%" APR_TIME_T_FMT,
-            fresh_until > e->now ? apr_time_sec(fresh_until - e->now) : 0);
-    case MOD_DATOS_STALE:
-    case MOD_DATOS_STALE_ERROR:
-        past = e->now - fresh_until;
-        return apr_psprintf(
-            r->pool, "datos; hit; ttl=-%" APR_TIME_T_FMT "%s",
-            past > 0 ? (past + APR_USEC_PER_SEC - 1) / APR_USEC_PER_SEC : 1,
-            e->how == MOD_DATOS_STALE_ERROR ? "; detail=stale-if-error" : "");
-    case MOD_DATOS_MISS_STORED: return "datos; fwd=miss; stored";
-    case MOD_DATOS_COLLAPSED: return "datos; fwd=miss; collapsed";
-    case MOD_DATOS_REFRESHED: return "datos; fwd=stale; fwd-status=200; stored";
-    default: return "datos; fwd=bypass";
-    }
-}
-
 static void put_bucket(apr_bucket_brigade *bb, const void *data, apr_size_t len)
 {
     /* Immortal: the answer outlives the request, which holds it until its
@@ -271,29 +259,34 @@ static void put_bucket(apr_bucket_brigade *bb, const void *data, apr_size_t len)
             bb, apr_bucket_immortal_create(data, len, bb->bucket_alloc));
 }
 
-static int datos_get(request_rec *r, mod_datos_conf_t *conf)
+/* GET /datos, on the handler's path or (quick) the quick handler's, which
+ * declines whatever is not a cache hit servable at once. */
+static int datos_get(request_rec *r, mod_datos_conf_t *conf, int quick)
 {
     mod_datos_entry_t entry;
     const datos_answer_t *a;
     const datos_answer_gz_t *gz = NULL;
     limit_arg_t la;
     const char *msg;
+    char *cache_status;
     datos_err_t err;
     apr_status_t rv;
     apr_bucket_brigade *bb;
-    apr_time_t age;
     int k, status;
 
     memset(&la, 0, sizeof(la));
     la.conf = conf;
     la.limit = conf->limit_default;
     if ((msg = each_arg(r, take_limit, &la)))
-        return mod_datos_send_error(r, HTTP_BAD_REQUEST, msg, 0);
-    ap_discard_request_body(r);
+        return quick ? DECLINED
+                     : mod_datos_send_error(r, HTTP_BAD_REQUEST, msg, 0);
 
     datos_err_clear(&err);
     memset(&entry, 0, sizeof(entry));
-    rv = mod_datos_entry_get(r, conf, &entry, &err);
+    rv = mod_datos_entry_get(r, conf, quick, &entry, &err);
+    if (rv == MOD_DATOS_DECLINED)
+        return DECLINED;
+    ap_discard_request_body(r);
     if (rv != APR_SUCCESS) {
         status = mod_datos_backend_status(rv);
         /* A client told to come back later need not keep a worker: under
@@ -318,13 +311,14 @@ static int datos_get(request_rec *r, mod_datos_conf_t *conf)
         apr_table_setn(r->headers_out, "ETag", datos_answer_etag(a, k));
     }
     apr_table_setn(r->headers_out, "Cache-Control", conf->rt->cache_control);
-    age = entry.now > a->fetched ? entry.now - a->fetched : 0;
-    apr_table_setn(
-        r->headers_out, "Age",
-        apr_psprintf(r->pool, "%" APR_TIME_T_FMT, apr_time_sec(age)));
+    apr_table_setn(r->headers_out, "Age",
+                   apr_psprintf(r->pool, "%" APR_INT64_T_FMT,
+                                datos_policy_age(a->fetched, entry.now)));
     apr_table_setn(r->headers_out, "Vary", "Accept-Encoding");
-    apr_table_setn(r->headers_out, "Cache-Status",
-                   cache_status(r, conf, &entry));
+    cache_status = apr_palloc(r->pool, DATOS_POLICY_STATUS_SIZE);
+    datos_policy_cache_status(cache_status, entry.how, a->fetched,
+                              conf->fresh_for, entry.now);
+    apr_table_setn(r->headers_out, "Cache-Status", cache_status);
 
     status = ap_meets_conditions(r);
     if (status == HTTP_NOT_MODIFIED) {
@@ -368,6 +362,7 @@ static int datos_get(request_rec *r, mod_datos_conf_t *conf)
 
 typedef struct {
     int deep;
+    int ready;
 } health_arg_t;
 
 static const char *take_health(request_rec *r, void *baton, const char *key,
@@ -379,7 +374,21 @@ static const char *take_health(request_rec *r, void *baton, const char *key,
     if (!strcmp(key, "deep") && value
         && (!strcmp(value, "1") || !strcmp(value, "true")))
         ha->deep = 1;
+    if (!strcmp(key, "ready"))
+        ha->ready = 1;
     return NULL;
+}
+
+/* Readiness for load balancers: 200 once the host has an answer to serve
+ * (warm), 503 with Retry-After until then. Never touches Google. */
+static int ready_health(request_rec *r, mod_datos_conf_t *conf)
+{
+    if (mod_datos_entry_ready(conf))
+        return mod_datos_reply(r, 0, MOD_DATOS_JSON_TYPE, READY_BODY,
+                               sizeof(READY_BODY) - 1);
+    mod_datos_reply_retry_after(r, WARMING_RETRY);
+    return mod_datos_reply(r, HTTP_SERVICE_UNAVAILABLE, MOD_DATOS_JSON_TYPE,
+                           WARMING_BODY, sizeof(WARMING_BODY) - 1);
 }
 
 /* application/health+json: readiness as docs/design.md 4 defines it. */
@@ -394,7 +403,7 @@ static int deep_health(request_rec *r, mod_datos_conf_t *conf)
 
     datos_err_clear(&err);
     memset(&entry, 0, sizeof(entry));
-    rv = mod_datos_entry_get(r, conf, &entry, &err);
+    rv = mod_datos_entry_get(r, conf, 0, &entry, &err);
     if (rv != APR_SUCCESS) {
         int code = mod_datos_backend_status(rv);
 
@@ -409,14 +418,14 @@ static int deep_health(request_rec *r, mod_datos_conf_t *conf)
     age = entry.now > entry.answer->fetched
               ? apr_time_sec(entry.now - entry.answer->fetched)
               : 0;
-    if (entry.how == MOD_DATOS_STALE || entry.how == MOD_DATOS_STALE_ERROR) {
+    if (entry.how == DATOS_HOW_STALE || entry.how == DATOS_HOW_STALE_ERROR) {
         status = "warn";
         output = apr_psprintf(
             r->pool,
             "serving a stale answer: BigQuery "
             "last answered %" APR_TIME_T_FMT " s ago%s",
             age,
-            entry.how == MOD_DATOS_STALE_ERROR ? " and is failing now" : "");
+            entry.how == DATOS_HOW_STALE_ERROR ? " and is failing now" : "");
     }
     else {
         status = "pass";
@@ -445,6 +454,8 @@ static int health_handler(request_rec *r)
     each_arg(r, take_health, &ha);
     if (ha.deep)
         return deep_health(r, mod_datos_conf(r->server));
+    if (ha.ready)
+        return ready_health(r, mod_datos_conf(r->server));
     /* Liveness: never touches Google, whatever the cache holds. */
     return mod_datos_reply(r, 0, MOD_DATOS_JSON_TYPE, HEALTH_BODY,
                            sizeof(HEALTH_BODY) - 1);
@@ -498,11 +509,90 @@ int mod_datos_handler(request_rec *r)
             /* counted by the ingestion metrics, with its publish time */
             return mod_datos_ingest(r, mod_datos_conf(r->server));
         }
-        rc = r->method_number == M_GET ? datos_get(r, mod_datos_conf(r->server))
-                                       : method_not_allowed(r);
+        rc = r->method_number == M_GET
+                 ? datos_get(r, mod_datos_conf(r->server), 0)
+                 : method_not_allowed(r);
         break;
     }
     datos_metrics_request(mod_datos_global.metrics, which,
                           rc == OK ? r->status : rc, apr_time_now() - start);
     return rc;
+}
+
+/* Whether the request's target, as sent, is path with at most a query. */
+static int target_is(const request_rec *r, const char *path)
+{
+    apr_size_t n = strlen(path);
+
+    return !strncmp(r->unparsed_uri, path, n)
+           && (r->unparsed_uri[n] == '\0' || r->unparsed_uri[n] == '?');
+}
+
+int mod_datos_quick_handler(request_rec *r, int lookup)
+{
+    const mod_datos_conf_t *conf = mod_datos_conf(r->server);
+    apr_time_t start;
+    int i, rc;
+
+    /* GET (and HEAD) of exactly a quick path, as sent: anything httpd would
+     * rewrite first (escapes, dot segments, double slashes, an absolute
+     * URL) goes the normal way. */
+    if (lookup || !conf->quick_paths || r->method_number != M_GET || r->proxyreq
+        || !r->unparsed_uri)
+        return DECLINED;
+    for (i = 0; i < conf->quick_paths->nelts; i++) {
+        if (target_is(r, APR_ARRAY_IDX(conf->quick_paths, i, const char *)))
+            break;
+    }
+    if (i == conf->quick_paths->nelts)
+        return DECLINED;
+    start = apr_time_now();
+    rc = datos_get(r, (mod_datos_conf_t *)conf, 1);
+    if (rc != DECLINED)
+        datos_metrics_request(mod_datos_global.metrics, DATOS_HANDLER_DATOS,
+                              rc == OK ? r->status : rc,
+                              apr_time_now() - start);
+    return rc;
+}
+
+void mod_datos_handler_post_config(apr_pool_t *pconf, server_rec *s)
+{
+    apr_array_header_t *sections = mod_datos_sections(pconf, s);
+    server_rec *vs;
+    int i;
+
+    for (vs = s; vs; vs = vs->next) {
+        mod_datos_conf_t *conf = mod_datos_conf(vs);
+        apr_array_header_t *q = mod_datos_quick_paths(pconf, sections, vs);
+
+        conf->quick_paths = NULL;
+        for (i = 0; i < q->nelts; i++) {
+            const mod_datos_quick_t *e =
+                &APR_ARRAY_IDX(q, i, mod_datos_quick_t);
+            const char *path = e->sec->path ? e->sec->path : e->sec->d->args;
+
+            if (conf->quick_handler <= 0) {
+                ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, vs,
+                             DATOS_LOGNO(0501) "%s is served by the handler: "
+                                               "DatosQuickHandler Off",
+                             path);
+            }
+            else if (e->refused) {
+                ap_log_error(APLOG_MARK, APLOG_INFO, 0, vs,
+                             DATOS_LOGNO(0502) "%s is served by the handler, "
+                                               "not the quick path: %s",
+                             path, e->refused);
+            }
+            else {
+                if (!conf->quick_paths)
+                    conf->quick_paths =
+                        apr_array_make(pconf, 1, sizeof(const char *));
+                APR_ARRAY_PUSH(conf->quick_paths, const char *) = path;
+                ap_log_error(APLOG_MARK, APLOG_INFO, 0, vs,
+                             DATOS_LOGNO(0503) "%s: cache hits are served by "
+                                               "the quick path",
+                             path);
+            }
+        }
+    }
 }

@@ -1,12 +1,17 @@
-/* mod_datos_runtime.c - one runtime per distinct configuration, built
- * once in post_config and attached in child_init (as mod_md keeps one
- * module-wide runtime), with the shared tier and the memory every process
- * of the host shares.
+/* mod_datos_runtime.c - one runtime per distinct configuration and one
+ * store per cache entry, built once in post_config and attached in
+ * child_init (as mod_md keeps one module-wide runtime), with the shared
+ * tier, the secrets of its seals and the memory every process of the host
+ * shares.
  *
  * Servers whose Datos* settings are the same (virtual hosts that set none
  * of them, typically) share one runtime: one load of the key, one token
- * cache, one BigQuery client, one process copy of the answer, one cache
- * entry. A virtual host that changes any setting gets its own.
+ * cache, one BigQuery client. Runtimes whose settings shape the same
+ * answer (the same table, limits, lookback, caps: the entry key) share
+ * one store: one process copy, one cache entry, one state file, one
+ * refresh mutex, so two virtual hosts never fetch the same answer twice
+ * nor write one file under two mutexes. The store fetches with the client
+ * of the first runtime that uses it.
  */
 #include <errno.h>
 #include <string.h>
@@ -40,19 +45,24 @@ APLOG_USE_MODULE(datos);
 
 mod_datos_global_t mod_datos_global;
 
-/* The runtimes of the running configuration, in the order they were
- * made; rebuilt by every post_config. */
-static apr_array_header_t *runtimes;
+/* The runtimes and stores of the running configuration, in the order
+ * they were made; rebuilt by every post_config. */
+static apr_array_header_t *runtimes, *stores;
 
 const apr_array_header_t *mod_datos_runtimes(void)
 {
     return runtimes;
 }
 
+const apr_array_header_t *mod_datos_stores(void)
+{
+    return stores;
+}
+
 static apr_status_t runtimes_reset(void *data)
 {
     (void)data;
-    runtimes = NULL;
+    runtimes = stores = NULL;
     memset(&mod_datos_global, 0, sizeof(mod_datos_global));
     return APR_SUCCESS;
 }
@@ -63,7 +73,7 @@ int mod_datos_runtime_pre_config(apr_pool_t *pconf)
 
     /* The DSO may stay loaded across restarts: nothing of the last
      * configuration survives into this one. */
-    runtimes = NULL;
+    runtimes = stores = NULL;
     memset(&mod_datos_global, 0, sizeof(mod_datos_global));
     apr_pool_cleanup_register(pconf, NULL, runtimes_reset,
                               apr_pool_cleanup_null);
@@ -98,17 +108,24 @@ static const char *entry_key(apr_pool_t *p, const mod_datos_conf_t *conf)
     return apr_pstrcat(p, "datos:v1:", hex, NULL);
 }
 
-/* DatosStateDir, made as root and handed to the children's user. A
- * directory that cannot be had is logged and done without: the module
- * still works, it only loses its answers at a restart. */
-static const char *state_file(apr_pool_t *pconf, server_rec *s,
-                              const mod_datos_conf_t *conf, const char *key)
+/* DatosStateDir, made as root and handed to the children's user, and its
+ * secret, made or read as root: the file is root's alone (mode 0600), so
+ * the children, which may write the directory, can remove or replace it
+ * but never read it nor make one this accepts. A directory that cannot be
+ * had is logged and done without: the module still works, it only loses
+ * its answers at a restart. Directories already prepared in this pass are
+ * in done (path -> secret). */
+static datos_secret_t *state_dir(apr_pool_t *pconf, apr_pool_t *ptemp,
+                                 server_rec *s, const char *dir,
+                                 apr_hash_t *done)
 {
+    datos_secret_t *secret = apr_hash_get(done, dir, APR_HASH_KEY_STRING);
+    const char *replaced = NULL, *key;
+    datos_err_t err;
     apr_status_t rv;
-    const char *dir = conf->state_dir;
 
-    if (!dir || !*dir || conf->fresh_for <= 0)
-        return NULL;
+    if (secret)
+        return secret;
     rv = apr_dir_make_recursive(dir, APR_FPROT_OS_DEFAULT, pconf);
     if (rv != APR_SUCCESS && !APR_STATUS_IS_EEXIST(rv)) {
         ap_log_error(
@@ -129,8 +146,26 @@ static const char *state_file(apr_pool_t *pconf, server_rec *s,
             dir, ap_unixd_config.user_name);
         return NULL;
     }
-    /* "datos:v1:<hex>" -> "<hex>.answer" */
-    return apr_pstrcat(pconf, dir, "/", key + 9, ".answer", NULL);
+    key = apr_pstrcat(ptemp, dir, "/" MOD_DATOS_STATE_SECRET, NULL);
+    datos_err_clear(&err);
+    if (datos_secret_keep(pconf, key, &secret, &replaced, &err)
+        != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
+                     DATOS_LOGNO(0020) "DatosStateDir: %s; answers will not "
+                                       "survive a restart",
+                     err.message);
+        return NULL;
+    }
+    if (replaced)
+        ap_log_error(
+            APLOG_MARK, APLOG_WARNING, 0, s,
+            DATOS_LOGNO(
+                0021) "DatosStateDir: %s was not a secret this server made "
+                      "(%s): a new one replaces it, and answers kept before "
+                      "are not trusted",
+            key, replaced);
+    apr_hash_set(done, apr_pstrdup(pconf, dir), APR_HASH_KEY_STRING, secret);
+    return secret;
 }
 
 static void answer_options(mod_datos_rt_t *rt, const mod_datos_conf_t *conf)
@@ -191,9 +226,6 @@ static mod_datos_rt_t *runtime_make(apr_pool_t *pconf, server_rec *s,
         return NULL;
     }
 
-    rt->l2_key = entry_key(pconf, conf);
-    rt->l2_marker = apr_pstrcat(pconf, rt->l2_key, ":refreshing", NULL);
-    rt->state_file = state_file(pconf, s, conf, rt->l2_key);
     answer_options(rt, conf);
     rt->cache_control =
         conf->fresh_for > 0
@@ -205,9 +237,6 @@ static mod_datos_rt_t *runtime_make(apr_pool_t *pconf, server_rec *s,
                            apr_time_sec(conf->stale_while_revalidate),
                            apr_time_sec(conf->stale_if_error))
             : "no-cache";
-    rt->envelope_max =
-        datos_answer_envelope_max((apr_size_t)conf->max_payload,
-                                  conf->limit_max, rt->answer_opts.gzip_count);
     ap_log_error(APLOG_MARK, APLOG_INFO, 0, s,
                  DATOS_LOGNO(0004) "serving %s from %s with %s (%s)",
                  conf->table_name, conf->bigquery_url,
@@ -217,6 +246,69 @@ static mod_datos_rt_t *runtime_make(apr_pool_t *pconf, server_rec *s,
                                     apr_time_as_msec(conf->fresh_for))
                      : "uncached: one query per request");
     return rt;
+}
+
+/* The store of the entry key of a cached runtime: found, or made. */
+static mod_datos_store_t *store_for(apr_pool_t *pconf, apr_pool_t *ptemp,
+                                    mod_datos_rt_t *rt, apr_hash_t *by_key,
+                                    apr_hash_t *dirs)
+{
+    const mod_datos_conf_t *conf = rt->conf;
+    const char *key = entry_key(pconf, conf);
+    mod_datos_store_t *st = apr_hash_get(by_key, key, APR_HASH_KEY_STRING);
+
+    if (st)
+        return st;
+    st = apr_pcalloc(pconf, sizeof(*st));
+    st->index = stores->nelts;
+    st->key = key;
+    st->lease_key = apr_pstrcat(pconf, key, ":refreshing", NULL);
+    st->rt = rt;
+    st->answer_opts = rt->answer_opts;
+    st->envelope_max =
+        datos_answer_envelope_max((apr_size_t)conf->max_payload,
+                                  conf->limit_max, st->answer_opts.gzip_count);
+    st->l2_seal.key = key;
+    st->state_seal.key = key;
+    if (conf->state_dir && *conf->state_dir) {
+        datos_secret_t *secret =
+            state_dir(pconf, ptemp, rt->s, conf->state_dir, dirs);
+        if (secret) {
+            st->state_seal.secret = secret;
+            /* "datos:v1:<hex>" -> "<hex>.answer" */
+            st->state_file = apr_pstrcat(pconf, conf->state_dir, "/", key + 9,
+                                         ".answer", NULL);
+        }
+    }
+    apr_hash_set(by_key, key, APR_HASH_KEY_STRING, st);
+    APR_ARRAY_PUSH(stores, mod_datos_store_t *) = st;
+    return st;
+}
+
+/* The shared tier's secret: DatosCacheSecretFile's for a fleet (read here,
+ * as root), else one made for this configuration. */
+static int l2_secret(apr_pool_t *pconf, server_rec *s)
+{
+    mod_datos_global_t *g = &mod_datos_global;
+    const char *file = mod_datos_cache_conf.secret_file;
+    datos_err_t err;
+    apr_status_t rv;
+    int i;
+
+    datos_err_clear(&err);
+    if (g->fleet)
+        rv = datos_secret_read(pconf, file, &g->l2_secret, &err);
+    else
+        rv = datos_secret_generate(pconf, &g->l2_secret, &err);
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s,
+                     DATOS_LOGNO(0019) "DatosCacheSecretFile: %s", err.message);
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    for (i = 0; i < stores->nelts; i++)
+        APR_ARRAY_IDX(stores, i, mod_datos_store_t *)->l2_seal.secret =
+            g->l2_secret;
+    return OK;
 }
 
 /* One block of anonymous shared memory, made before the fork. The
@@ -295,13 +387,11 @@ static int socache_setup(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s)
     g->provider_name = cc->provider_name;
     if (cc->spec && !cc->provider)
         return OK; /* DatosCache none */
-    for (i = 0; i < runtimes->nelts; i++) {
-        mod_datos_rt_t *rt = APR_ARRAY_IDX(runtimes, i, mod_datos_rt_t *);
-        if (rt->conf->fresh_for <= 0)
-            continue;
-        total += rt->envelope_max;
-        if (rt->envelope_max > largest)
-            largest = rt->envelope_max;
+    for (i = 0; i < stores->nelts; i++) {
+        mod_datos_store_t *st = APR_ARRAY_IDX(stores, i, mod_datos_store_t *);
+        total += st->envelope_max;
+        if (st->envelope_max > largest)
+            largest = st->envelope_max;
     }
     if (!largest)
         return OK; /* nothing is cached */
@@ -378,13 +468,17 @@ int mod_datos_runtime_post_config(apr_pool_t *pconf, apr_pool_t *ptemp,
                                   server_rec *s)
 {
     apr_hash_t *registry = apr_hash_make(ptemp);
-    mod_datos_host_t *hosts;
+    apr_hash_t *by_key = apr_hash_make(ptemp);
+    apr_hash_t *dirs = apr_hash_make(ptemp);
+    mod_datos_global_t *g = &mod_datos_global;
+    mod_datos_host_t *hosts = NULL;
     server_rec *vs;
     int i, threads, workers, status, created;
     apr_status_t rv;
     void *mem;
 
     runtimes = apr_array_make(pconf, 2, sizeof(mod_datos_rt_t *));
+    stores = apr_array_make(pconf, 2, sizeof(mod_datos_store_t *));
     for (vs = s; vs; vs = vs->next) {
         mod_datos_conf_t *conf = mod_datos_conf(vs);
         const char *id = mod_datos_conf_id(ptemp, conf);
@@ -394,6 +488,8 @@ int mod_datos_runtime_post_config(apr_pool_t *pconf, apr_pool_t *ptemp,
             rt = runtime_make(pconf, vs, conf, id);
             if (!rt)
                 return HTTP_INTERNAL_SERVER_ERROR;
+            if (conf->fresh_for > 0)
+                rt->store = store_for(pconf, ptemp, rt, by_key, dirs);
             APR_ARRAY_PUSH(runtimes, mod_datos_rt_t *) = rt;
             apr_hash_set(registry, rt->id, APR_HASH_KEY_STRING, rt);
         }
@@ -403,55 +499,64 @@ int mod_datos_runtime_post_config(apr_pool_t *pconf, apr_pool_t *ptemp,
     mem = shared_block(pconf, s, "metrics", datos_metrics_size(), 1, &created);
     if (!mem)
         return HTTP_INTERNAL_SERVER_ERROR;
-    mod_datos_global.metrics = created ? datos_metrics_init(mem) : mem;
-    hosts = shared_block(pconf, s, "the cache's host state",
-                         sizeof(mod_datos_host_t) * (apr_size_t)runtimes->nelts,
-                         0, &created);
-    if (!hosts)
-        return HTTP_INTERNAL_SERVER_ERROR;
+    /* A block kept from an older module's layout starts over. */
+    g->metrics =
+        created || !datos_metrics_current(mem) ? datos_metrics_init(mem) : mem;
+    if (stores->nelts) {
+        hosts = shared_block(
+            pconf, s, "the cache's host state",
+            sizeof(mod_datos_host_t) * (apr_size_t)stores->nelts, 0, &created);
+        if (!hosts)
+            return HTTP_INTERNAL_SERVER_ERROR;
+    }
 
     status = socache_setup(pconf, ptemp, s);
+    if (status == OK && g->cache)
+        status = l2_secret(pconf, s);
     if (status != OK)
         return status;
 
     mpm_workers(&threads, &workers);
-    mod_datos_global.threads = threads;
-    mod_datos_global.max_waiting = 0;
+    g->threads = threads;
+    g->max_waiting = 0;
     for (i = 0; i < runtimes->nelts; i++) {
         mod_datos_rt_t *rt = APR_ARRAY_IDX(runtimes, i, mod_datos_rt_t *);
 
-        rt->host = &hosts[i];
         rt->metrics_table =
-            datos_metrics_table(mod_datos_global.metrics, rt->conf->table_name);
-        if (rt->conf->max_waiting > mod_datos_global.max_waiting)
-            mod_datos_global.max_waiting = rt->conf->max_waiting;
-        if (rt->conf->fresh_for <= 0)
-            continue;
+            datos_metrics_table(g->metrics, rt->conf->table_name);
+        if (rt->conf->max_waiting > g->max_waiting)
+            g->max_waiting = rt->conf->max_waiting;
+    }
+    for (i = 0; i < stores->nelts; i++) {
+        mod_datos_store_t *st = APR_ARRAY_IDX(stores, i, mod_datos_store_t *);
+
+        st->host = &hosts[i];
+        st->metrics_table = st->rt->metrics_table;
         rv = ap_global_mutex_create(
-            &rt->refresh_mutex, NULL, MOD_DATOS_REFRESH_MUTEX,
-            apr_psprintf(pconf, "%d", rt->index), s, pconf, 0);
+            &st->refresh_mutex, NULL, MOD_DATOS_REFRESH_MUTEX,
+            apr_psprintf(pconf, "%d", st->index), s, pconf, 0);
         if (rv != APR_SUCCESS) {
             ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s,
                          DATOS_LOGNO(0018) "cannot create the %s mutex for %s",
-                         MOD_DATOS_REFRESH_MUTEX, rt->conf->table_name);
+                         MOD_DATOS_REFRESH_MUTEX, st->rt->conf->table_name);
             return HTTP_INTERNAL_SERVER_ERROR;
         }
     }
     /* Workers that wait on BigQuery are bounded, so /health and cache hits
      * always find one: a quarter of MaxRequestWorkers on the host, half of
      * a process's threads in any one process. */
-    if (!mod_datos_global.max_waiting)
-        mod_datos_global.max_waiting = workers / 4 > 1 ? workers / 4 : 1;
-    mod_datos_global.max_waiting_process = threads / 2 > 1 ? threads / 2 : 1;
-    mod_datos_global.idle_reserve = workers / 16 > 1 ? workers / 16 : 1;
-    if (ap_mpm_query(AP_MPMQ_HARD_LIMIT_DAEMONS, &mod_datos_global.server_limit)
+    if (!g->max_waiting)
+        g->max_waiting = workers / 4 > 1 ? workers / 4 : 1;
+    g->max_waiting_process = threads / 2 > 1 ? threads / 2 : 1;
+    g->idle_reserve = workers / 16 > 1 ? workers / 16 : 1;
+    if (ap_mpm_query(AP_MPMQ_HARD_LIMIT_DAEMONS, &g->server_limit)
         != APR_SUCCESS)
-        mod_datos_global.server_limit = 0;
-    if (ap_mpm_query(AP_MPMQ_HARD_LIMIT_THREADS, &mod_datos_global.thread_limit)
+        g->server_limit = 0;
+    if (ap_mpm_query(AP_MPMQ_HARD_LIMIT_THREADS, &g->thread_limit)
         != APR_SUCCESS)
-        mod_datos_global.thread_limit = 0;
-    if (mod_datos_global.max_waiting_process > mod_datos_global.max_waiting)
-        mod_datos_global.max_waiting_process = mod_datos_global.max_waiting;
+        g->thread_limit = 0;
+    if (g->max_waiting_process > g->max_waiting)
+        g->max_waiting_process = g->max_waiting;
     return OK;
 }
 
@@ -486,21 +591,27 @@ void mod_datos_runtime_child_init(apr_pool_t *pchild, server_rec *s)
     for (i = 0; i < runtimes->nelts; i++) {
         mod_datos_rt_t *rt = APR_ARRAY_IDX(runtimes, i, mod_datos_rt_t *);
 
-        if (rt->refresh_mutex) {
-            rv = apr_global_mutex_child_init(
-                &rt->refresh_mutex,
-                apr_global_mutex_lockfile(rt->refresh_mutex), pchild);
-            if (rv != APR_SUCCESS)
-                child_fail(s, rv, "the " MOD_DATOS_REFRESH_MUTEX " mutex");
-        }
         if ((rv = datos_creds_child_init(rt->creds, pchild)) != APR_SUCCESS)
             child_fail(s, rv, "the credentials' mutex");
         if ((rv = datos_bq_child_init(rt->bq, pchild)) != APR_SUCCESS)
             child_fail(s, rv, "the BigQuery client's mutex");
-        if ((rv = datos_process_cache_create(pchild, release_answer, &rt->l1))
+        if ((rv = apr_thread_mutex_create(&rt->proc_mutex,
+                                          APR_THREAD_MUTEX_DEFAULT, pchild))
+            != APR_SUCCESS)
+            child_fail(s, rv, "a process mutex");
+    }
+    for (i = 0; i < stores->nelts; i++) {
+        mod_datos_store_t *st = APR_ARRAY_IDX(stores, i, mod_datos_store_t *);
+
+        rv = apr_global_mutex_child_init(
+            &st->refresh_mutex, apr_global_mutex_lockfile(st->refresh_mutex),
+            pchild);
+        if (rv != APR_SUCCESS)
+            child_fail(s, rv, "the " MOD_DATOS_REFRESH_MUTEX " mutex");
+        if ((rv = datos_process_cache_create(pchild, release_answer, &st->l1))
             != APR_SUCCESS)
             child_fail(s, rv, "the process copy of the answer");
-        if ((rv = apr_thread_mutex_create(&rt->proc_mutex,
+        if ((rv = apr_thread_mutex_create(&st->proc_mutex,
                                           APR_THREAD_MUTEX_DEFAULT, pchild))
             != APR_SUCCESS)
             child_fail(s, rv, "a process mutex");

@@ -50,4 +50,17 @@ int mod_datos_section_covers(const mod_datos_section_t *o,
 int mod_datos_section_restricts(apr_pool_t *p, const mod_datos_section_t *sec,
                                 const char *method);
 
+/* The quick path's eligibility (docs/apache.md, "The quick path"): for
+ * server s, each section that hands requests to the datos handler, and
+ * why the quick handler may not serve its path (NULL: it may). sections
+ * is mod_datos_sections()'s array. */
+typedef struct mod_datos_quick_t {
+    const mod_datos_section_t *sec;
+    const char *refused; /* NULL: eligible, for sec->path */
+} mod_datos_quick_t;
+
+apr_array_header_t *mod_datos_quick_paths(apr_pool_t *p,
+                                          const apr_array_header_t *sections,
+                                          server_rec *s);
+
 #endif

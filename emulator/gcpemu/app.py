@@ -269,10 +269,15 @@ class App:
     def _apply_fault(self, fault, req, route, family, wrong_method):
         epoch = self.epoch
         if fault.delay_ms:
-            self.faults.hold(fault.delay_ms / 1000.0)
+            time.sleep(fault.delay_ms / 1000.0)
             if self.epoch != epoch:
                 return Response(0, b"", mode="drop")
         action = fault.action
+        if action == "hold":
+            fault.hold()
+            if self.epoch != epoch:
+                return Response(0, b"", mode="drop")
+            return self.process(req, route, family, wrong_method)
         if action == "delay":
             return self.process(req, route, family, wrong_method)
         if action == "drop":

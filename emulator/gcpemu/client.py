@@ -226,21 +226,30 @@ class Emulator:
     def faults(self):
         return self._call("GET", "/_emulator/faults")["faults"]
 
+    def fault(self, fault_id):
+        """One fault's description (a hold fault's even once used up)."""
+        return self._call("GET", "/_emulator/faults/" + fault_id)
+
+    def release_fault(self, fault_id):
+        """Lets the requests a hold fault holds go on (and later ones pass)."""
+        self._call("POST", "/_emulator/faults/%s/release" % fault_id, {})
+
     def clear_faults(self):
         self._call("DELETE", "/_emulator/faults")
 
     def release_held(self):
-        """Ends the delay of every request a delay fault holds now: they go on at once."""
+        """Releases and retires every hold fault: the requests they hold go on at once.
+        Returns how many requests a fault is still being applied to."""
         return self._call("POST", "/_emulator/faults/release", {})["applying"]
 
     def applying(self):
-        """How many requests a fault is being applied to right now (held by a delay, or
-        still being answered after it)."""
+        """How many requests a fault is being applied to right now (held, delayed, or
+        still being answered after)."""
         return self._call("GET", "/_emulator/faults")["applying"]
 
     def settle_faults(self, timeout=60):
-        """Releases every held request and waits until each has been answered, so that
-        what it does lands before the test goes on."""
+        """Releases every held request and waits until each request a fault was applied
+        to has been answered, so that what it does lands before the test goes on."""
         deadline = time.time() + timeout
         while self.release_held():
             if time.time() > deadline:
@@ -302,8 +311,9 @@ class Emulator:
     # convenience through the public REST API ----------------------------------------------
 
     def _api(self, method, path, body=None, expect=(200,)):
-        """A BigQuery call; with auth required it carries a self-signed JWT."""
-        return self._call(method, "/bigquery/v2" + path, body, timeout=60, expect=expect,
+        """A BigQuery call; with auth required it carries a self-signed JWT. The deadline
+        is for a busy machine: a page of 100,000 rows can take a minute there."""
+        return self._call(method, "/bigquery/v2" + path, body, timeout=180, expect=expect,
                           token=self._token())
 
     def _pubsub(self, method, path, body=None, expect=(200,), timeout=60):

@@ -40,7 +40,16 @@ class Control:
                 app.faults.clear()
                 return json_response({"status": "ok"})
         if path == "/_emulator/faults/release" and m == "POST":
-            return json_response({"applying": app.faults.release()})
+            return json_response({"applying": app.faults.release_all()})
+        if path.startswith("/_emulator/faults/") and path.endswith("/release") and m == "POST":
+            if not app.faults.release(path.split("/")[3]):
+                raise ApiError(404, "No such hold fault")
+            return json_response({"status": "ok"})
+        if path.startswith("/_emulator/faults/") and m == "GET":
+            d = app.faults.describe(path.rsplit("/", 1)[1])
+            if d is None:
+                raise ApiError(404, "No such fault")
+            return json_response(d)
         if path.startswith("/_emulator/faults/") and m == "DELETE":
             if not app.faults.remove(path.rsplit("/", 1)[1]):
                 raise ApiError(404, "No such fault")

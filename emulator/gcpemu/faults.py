@@ -3,14 +3,18 @@ name; let `skip` matching requests through, then affect `count` of them (0 = unl
 import contextlib
 import re
 import threading
-import time
 import uuid
 
 from .errors import ApiError
 
-ACTIONS = ("status", "delay", "drop", "malformed", "truncate", "commit_then_drop", "job_error")
+ACTIONS = ("status", "delay", "drop", "malformed", "truncate", "commit_then_drop", "job_error",
+           "hold")
 _FIELDS = {"method", "path", "endpoint", "count", "skip", "action", "status", "reason",
-           "message", "retry_after", "body", "content_type", "delay_ms", "domain", "headers"}
+           "message", "retry_after", "body", "content_type", "delay_ms", "domain", "headers",
+           "hold_ms"}
+# A held request goes on by itself after this long (real time), so a test that
+# forgets to release cannot hang the emulator.
+HOLD_MS_DEFAULT = 60_000
 
 
 class Fault:
@@ -44,6 +48,11 @@ class Fault:
         self.content_type = spec.get("content_type")
         self.headers = spec.get("headers") or {}
         self.delay_ms = _int(spec.get("delay_ms", 0), "delay_ms")
+        self.hold_ms = _int(spec.get("hold_ms", HOLD_MS_DEFAULT), "hold_ms")
+        # hold: requests wait on this until the fault is released or removed
+        self.released = threading.Event()
+        self._held_lock = threading.Lock()
+        self.held = 0
         self.hits = 0
         self.remaining = self.count  # 0 = unlimited
         self.spec = dict(spec)
@@ -62,7 +71,19 @@ class Fault:
         d.update({"id": self.id, "action": self.action, "count": self.count,
                   "remaining": self.remaining if self.count else None,
                   "skip_remaining": self.skip, "hits": self.hits})
+        if self.action == "hold":
+            d.update({"held": self.held, "released": self.released.is_set()})
         return d
+
+    def hold(self):
+        """Waits (a hold fault) until released, removed or hold_ms passed."""
+        with self._held_lock:
+            self.held += 1
+        try:
+            self.released.wait(self.hold_ms / 1000.0)
+        finally:
+            with self._held_lock:
+                self.held -= 1
 
 
 def _int(v, name):
@@ -77,65 +98,89 @@ def _int(v, name):
 class FaultPlan:
     def __init__(self):
         self._faults = []
+        # hold faults by id until released or cleared, used up or not: a
+        # request may still be held by a fault whose count ran out
+        self._holds = {}
         self._lock = threading.Lock()
-        # Requests a fault is applied to right now, and the delays they wait out: a
-        # release ends every delay at once, so a test holds a request exactly as long
-        # as it needs to, instead of for a guessed number of seconds.
-        self._held = threading.Condition()
-        self._releases = 0
+        # how many requests a fault is applied to right now (held, delayed, or
+        # still being answered after): settle_faults() waits for none, so what a
+        # held request does has landed before a test goes on
+        self._applying_lock = threading.Lock()
         self.applying = 0
 
     @contextlib.contextmanager
     def applied(self):
-        with self._held:
+        with self._applying_lock:
             self.applying += 1
         try:
             yield
         finally:
-            with self._held:
+            with self._applying_lock:
                 self.applying -= 1
-
-    def hold(self, seconds):
-        """Waits out a delay fault; returns early when release() is called."""
-        deadline = time.monotonic() + seconds
-        with self._held:
-            releases = self._releases
-            while self._releases == releases:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                self._held.wait(left)
-
-    def release(self):
-        """Ends the delay of every request held now; returns how many requests a fault
-        is still being applied to (they go on as if their delay had run out)."""
-        with self._held:
-            self._releases += 1
-            self._held.notify_all()
-            return self.applying
 
     def add(self, spec):
         fault = Fault(spec)
         with self._lock:
             self._faults.append(fault)
+            if fault.action == "hold":
+                self._holds[fault.id] = fault
         return fault.id
 
     def clear(self):
         with self._lock:
             self._faults = []
+            holds, self._holds = self._holds, {}
+        for f in holds.values():
+            f.released.set()
 
     def remove(self, fault_id):
         with self._lock:
             before = len(self._faults)
             self._faults = [f for f in self._faults if f.id != fault_id]
-            return len(self._faults) != before
+            removed = len(self._faults) != before
+            hold = self._holds.pop(fault_id, None)
+        if hold is not None:
+            hold.released.set()
+        return removed or hold is not None
+
+    def release(self, fault_id):
+        """Lets the requests a hold fault holds go on, and retires the fault
+        (it no longer matches, so later faults can); False when there is no
+        such hold fault."""
+        with self._lock:
+            hold = self._holds.get(fault_id)
+            if hold is not None:
+                self._faults = [f for f in self._faults if f is not hold]
+        if hold is None:
+            return False
+        hold.released.set()
+        return True
+
+    def release_all(self):
+        """Releases and retires every hold fault; returns how many requests a fault
+        is still being applied to."""
+        with self._lock:
+            holds = list(self._holds.values())
+            self._faults = [f for f in self._faults if f.action != "hold"]
+        for f in holds:
+            f.released.set()
+        with self._applying_lock:
+            return self.applying
 
     def list(self):
         with self._lock:
             return [f.describe() for f in self._faults]
 
+    def describe(self, fault_id):
+        with self._lock:
+            for f in self._faults:
+                if f.id == fault_id:
+                    return f.describe()
+            hold = self._holds.get(fault_id)
+            return hold.describe() if hold is not None else None
+
     def state(self):
-        with self._held:
+        with self._applying_lock:
             applying = self.applying
         return {"faults": self.list(), "applying": applying}
 

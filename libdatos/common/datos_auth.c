@@ -152,86 +152,13 @@ static const char *scopes_csv(apr_pool_t *p, const char *scopes)
 
 /* --------------------------------------------------------------- load */
 
-/* "nobody (uid 65534)", or "uid 1234" for a uid without a name. */
-static const char *uid_text(apr_pool_t *p, uid_t uid)
-{
-    char *name = NULL;
-
-    if (apr_uid_name_get(&name, (apr_uid_t)uid, p) == APR_SUCCESS && name) {
-        return apr_psprintf(p, "%s (uid %lu)", name, (unsigned long)uid);
-    }
-    return apr_psprintf(p, "uid %lu", (unsigned long)uid);
-}
-
-/* Opens the key and judges the file actually opened (fstat, so nothing can
- * be swapped in between): open() follows symlinks, and only the final
- * target can be read, so only it is judged. Its owner must be the
- * effective user -- the one that reads the key (httpd: root, in the parent
- * before the children drop to their User) -- because an owner can read
- * the key whatever its mode, and can replace it. The directories on the
- * way are not checked: whoever can write one of them can put there only a
- * file of their own, which this refuses, or a link to a file the loading
- * user already owns and keeps private. On success *fdp is open. */
+/* The rule of a key file (docs/design.md 6): datos_private_file_open's. */
 static apr_status_t key_file_open(apr_pool_t *p, const char *path, int *fdp,
                                   struct stat *st, datos_err_t *err)
 {
-    apr_status_t rv = APR_SUCCESS;
-    uid_t me = geteuid();
-    int fd;
-
-    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-    if (fd < 0) {
-        rv =
-            datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,
-                          "cannot open key file %s: %s", path, strerror(errno));
-        goto leave;
-    }
-    if (fstat(fd, st) != 0) {
-        rv =
-            datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,
-                          "cannot stat key file %s: %s", path, strerror(errno));
-        goto leave;
-    }
-    if (!S_ISREG(st->st_mode)) {
-        rv = datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,
-                           "key file %s is not a regular file", path);
-        goto leave;
-    }
-    if (st->st_uid != me) {
-        char *name = NULL;
-        if (apr_uid_name_get(&name, (apr_uid_t)me, p) != APR_SUCCESS || !name) {
-            name = apr_psprintf(p, "%lu", (unsigned long)me);
-        }
-        rv = datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,
-                           "key file %s is owned by %s: the credentials "
-                           "must be owned by %s, the user loading them "
-                           "(run chown %s %s)",
-                           path, uid_text(p, st->st_uid), uid_text(p, me), name,
-                           path);
-        goto leave;
-    }
-    if (st->st_mode & 077) {
-        rv = datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,
-                           "key file %s is readable or writable by group or "
-                           "others (mode %04o): run chmod 600 %s",
-                           path, (unsigned)(st->st_mode & 07777), path);
-        goto leave;
-    }
-    if (st->st_size <= 0 || st->st_size > KEYFILE_MAX) {
-        rv = datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,
-                           "key file %s is %s (a service-account key is a "
-                           "few KB of JSON)",
-                           path, st->st_size <= 0 ? "empty" : "too large");
-        goto leave;
-    }
-    *fdp = fd;
-    fd = -1;
-
-leave:
-    if (fd >= 0) {
-        close(fd);
-    }
-    return rv;
+    return datos_private_file_open(
+        p, path, "key file", "the credentials", KEYFILE_MAX,
+        " (a service-account key is a few KB of JSON)", fdp, st, err);
 }
 
 apr_status_t datos_creds_check_key_file(apr_pool_t *p, const char *path,

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <apr_strings.h>
+#include <apr_user.h>
 #include <jansson.h>
 #include <openssl/bio.h>
 #include <openssl/err.h>
@@ -165,6 +166,80 @@ apr_status_t datos_jwt_assertion(apr_pool_t *p, EVP_PKEY *key, const char *kid,
 leave:
     json_decref(header);
     json_decref(claims);
+    return rv;
+}
+
+/* "nobody (uid 65534)", or "uid 1234" for a uid without a name. */
+static const char *uid_text(apr_pool_t *p, uid_t uid)
+{
+    char *name = NULL;
+
+    if (apr_uid_name_get(&name, (apr_uid_t)uid, p) == APR_SUCCESS && name) {
+        return apr_psprintf(p, "%s (uid %lu)", name, (unsigned long)uid);
+    }
+    return apr_psprintf(p, "uid %lu", (unsigned long)uid);
+}
+
+apr_status_t datos_private_file_open(apr_pool_t *p, const char *path,
+                                     const char *what, const char *whose,
+                                     apr_off_t max, const char *size_hint,
+                                     int *fdp, struct stat *st,
+                                     datos_err_t *err)
+{
+    apr_status_t rv = APR_SUCCESS;
+    uid_t me = geteuid();
+    int fd;
+
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) {
+        rv =
+            datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,
+                          "cannot open %s %s: %s", what, path, strerror(errno));
+        goto leave;
+    }
+    if (fstat(fd, st) != 0) {
+        rv =
+            datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,
+                          "cannot stat %s %s: %s", what, path, strerror(errno));
+        goto leave;
+    }
+    if (!S_ISREG(st->st_mode)) {
+        rv = datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,
+                           "%s %s is not a regular file", what, path);
+        goto leave;
+    }
+    if (st->st_uid != me) {
+        char *name = NULL;
+        if (apr_uid_name_get(&name, (apr_uid_t)me, p) != APR_SUCCESS || !name) {
+            name = apr_psprintf(p, "%lu", (unsigned long)me);
+        }
+        rv = datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,
+                           "%s %s is owned by %s: %s must be owned by %s, "
+                           "the user loading them (run chown %s %s)",
+                           what, path, uid_text(p, st->st_uid), whose,
+                           uid_text(p, me), name, path);
+        goto leave;
+    }
+    if (st->st_mode & 077) {
+        rv = datos_err_set(err, p, DATOS_ECONFIG, 0, NULL,
+                           "%s %s is readable or writable by group or "
+                           "others (mode %04o): run chmod 600 %s",
+                           what, path, (unsigned)(st->st_mode & 07777), path);
+        goto leave;
+    }
+    if (st->st_size <= 0 || st->st_size > max) {
+        rv = datos_err_set(err, p, DATOS_ECONFIG, 0, NULL, "%s %s is %s%s",
+                           what, path, st->st_size <= 0 ? "empty" : "too large",
+                           size_hint ? size_hint : "");
+        goto leave;
+    }
+    *fdp = fd;
+    fd = -1;
+
+leave:
+    if (fd >= 0) {
+        close(fd);
+    }
     return rv;
 }
 

@@ -7,6 +7,7 @@
 #ifndef DATOS_CRYPT_H
 #define DATOS_CRYPT_H
 
+#include <sys/stat.h>
 #include <apr_pools.h>
 #include <apr_time.h>
 #include <openssl/evp.h>
@@ -37,6 +38,25 @@ apr_status_t datos_jwt_assertion(apr_pool_t *p, EVP_PKEY *key, const char *kid,
  * one certificate. DATOS_ECONFIG with a message naming the file. */
 apr_status_t datos_ca_file_check(apr_pool_t *p, const char *path,
                                  datos_err_t *err);
+
+/* Opens a file only its reader may use (a key, a secret) and judges the
+ * file actually opened (open, then fstat, so nothing can be swapped in
+ * between): symlinks are followed and the final target must be a regular
+ * file, owned by the effective user (the one reading it: root for httpd
+ * started as root), with no group or other permission bits, of 1 byte to
+ * max. An owner can read the file whatever its mode, and can replace it.
+ * The directories leading to it are not checked: whoever can write one can
+ * put there only a file of their own, which the owner check refuses, or a
+ * link to a file the reading user already owns and keeps private.
+ * DATOS_ECONFIG with a message naming the file as `what` ("key file") and
+ * its content as `whose` ("the credentials"), both users by name and uid
+ * for the owner, and size_hint after a wrong size. On success *fdp is
+ * open. */
+apr_status_t datos_private_file_open(apr_pool_t *p, const char *path,
+                                     const char *what, const char *whose,
+                                     apr_off_t max, const char *size_hint,
+                                     int *fdp, struct stat *st,
+                                     datos_err_t *err);
 
 /* Lowercase hex SHA-256 of data (65 bytes with the NUL). */
 void datos_sha256_hex(const void *data, apr_size_t len, char out[65]);

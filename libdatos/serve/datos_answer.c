@@ -5,11 +5,11 @@
  * freshness window), so serving a slice is pointer arithmetic: no hashing,
  * no compression, no JSON.
  *
- * Envelope, format version 1 (all integers little endian, no padding):
+ * Envelope, format version 2 (all integers little endian, no padding):
  *
  *   offset  size            field
  *   0       8               magic 89 'D' 'A' 'T' 'O' 'S' 0D 0A
- *   8       4               format version (1)
+ *   8       4               format version (2)
  *   12      4               flags (0)
  *   16      8               fetched, microseconds since the epoch (signed)
  *   24      8               watermark_us (signed)
@@ -25,7 +25,12 @@
  *                           end u64, trailer[8] (CRC-32, length)
  *   ..      body_len        body (without its NUL)
  *   ..      deflate_len     raw deflate bytes
- *   len-32  32              SHA-256 of every byte before it
+ *   len-32  32              seal of every byte before it: HMAC-SHA256
+ *                           with the tier's secret over the cache key and
+ *                           the bytes (datos_trust.h)
+ *
+ * Version 1 closed with a plain SHA-256, which anyone can compute: such
+ * an envelope is refused like any other format.
  *
  * The magic starts with a byte above 0x7F and ends in CR LF, so a copy
  * mangled by a text-mode transfer fails at once. The envelope's length is
@@ -39,13 +44,14 @@
 #include <zlib.h>
 
 #include "datos_answer.h"
+#include "datos_trust.h"
 
 #define BODY_HEAD       "{\"datos\":["
 #define BODY_HEAD_LEN   10
-#define SHA256_LEN      32
+#define SEAL_LEN        DATOS_SEAL_LEN
 #define ETAG_DIGEST_LEN 16
 
-#define ENV_VERSION    1
+#define ENV_VERSION    2
 #define ENV_HEADER_LEN 64
 #define ENV_ROW_LEN    (8 + ETAG_DIGEST_LEN)
 #define ENV_GZ_LEN     24
@@ -510,7 +516,7 @@ apr_size_t datos_answer_envelope_max(apr_size_t max_payload, int max_rows,
     /* Saturates: "no bound smaller than the largest size" is still true. */
     if (max_payload > (APR_UINT64_MAX >> 2)
         || !mul_ok(rows + 1, ENV_ROW_LEN, &part)
-        || !add_ok(ENV_HEADER_LEN + SHA256_LEN + g * ENV_GZ_LEN, part, &total)
+        || !add_ok(ENV_HEADER_LEN + SEAL_LEN + g * ENV_GZ_LEN, part, &total)
         || !add_ok(total, max_payload, &total)
         || !add_ok(total, g ? deflate_bound(max_payload, g) : 0, &total)
         || total > APR_SIZE_MAX) {
@@ -520,14 +526,13 @@ apr_size_t datos_answer_envelope_max(apr_size_t max_payload, int max_rows,
 }
 
 apr_status_t datos_answer_encode(apr_pool_t *p, const datos_answer_t *a,
-                                 const char **bytes, apr_size_t *len,
-                                 datos_err_t *err)
+                                 const datos_seal_t *seal, const char **bytes,
+                                 apr_size_t *len, datos_err_t *err)
 {
     apr_uint64_t total =
-        ENV_HEADER_LEN + SHA256_LEN + (apr_uint64_t)(a->n + 1) * ENV_ROW_LEN
+        ENV_HEADER_LEN + SEAL_LEN + (apr_uint64_t)(a->n + 1) * ENV_ROW_LEN
         + (apr_uint64_t)a->gz_count * ENV_GZ_LEN + a->body_len + a->deflate_len;
     unsigned char *buf, *o;
-    unsigned int mdlen;
     apr_status_t rv = APR_SUCCESS;
     int k;
 
@@ -569,10 +574,9 @@ apr_status_t datos_answer_encode(apr_pool_t *p, const datos_answer_t *a,
         memcpy(o, a->deflate, a->deflate_len);
         o += a->deflate_len;
     }
-    if (!EVP_Digest(buf, (apr_size_t)(o - buf), o, &mdlen, EVP_sha256(),
-                    NULL)) {
+    if (datos_seal_mac(seal, buf, (apr_size_t)(o - buf), o) != APR_SUCCESS) {
         rv = datos_err_set(err, p, APR_EGENERAL, 0, NULL,
-                           "SHA-256 of the envelope failed");
+                           "the envelope's seal cannot be computed");
         goto leave;
     }
     *bytes = (const char *)buf;
@@ -580,6 +584,17 @@ apr_status_t datos_answer_encode(apr_pool_t *p, const datos_answer_t *a,
 
 leave:
     return rv;
+}
+
+apr_status_t datos_answer_reseal(char *bytes, apr_size_t len,
+                                 const datos_seal_t *seal)
+{
+    unsigned char *b = (unsigned char *)bytes;
+
+    if (!b || len < ENV_HEADER_LEN + SEAL_LEN) {
+        return APR_EINVAL;
+    }
+    return datos_seal_mac(seal, b, len - SEAL_LEN, b + len - SEAL_LEN);
 }
 
 /* The structure of an envelope whose checksum matched, checked field by
@@ -610,7 +625,7 @@ static const char *envelope_problem(apr_pool_t *scratch, const unsigned char *b,
         return "gzip variants out of range";
     }
     if (!mul_ok(n + 1, ENV_ROW_LEN, &need)
-        || !add_ok(need, ENV_HEADER_LEN + SHA256_LEN + gz_count * ENV_GZ_LEN,
+        || !add_ok(need, ENV_HEADER_LEN + SEAL_LEN + gz_count * ENV_GZ_LEN,
                    &need)
         || !add_ok(need, body_len, &need) || !add_ok(need, deflate_len, &need)
         || need != len) {
@@ -685,12 +700,10 @@ static const char *envelope_problem(apr_pool_t *scratch, const unsigned char *b,
 }
 
 apr_status_t datos_answer_decode(apr_pool_t *scratch, const char *bytes,
-                                 apr_size_t len, datos_answer_t **out,
-                                 datos_err_t *err)
+                                 apr_size_t len, const datos_seal_t *seal,
+                                 datos_answer_t **out, datos_err_t *err)
 {
     const unsigned char *b = (const unsigned char *)bytes;
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen;
     const char *problem;
     apr_uint64_t body_off = 0;
     datos_answer_t *a = NULL;
@@ -702,7 +715,7 @@ apr_status_t datos_answer_decode(apr_pool_t *scratch, const char *bytes,
     int n, gz_count, k;
 
     *out = NULL;
-    if (!b || len < ENV_HEADER_LEN + SHA256_LEN) {
+    if (!b || len < ENV_HEADER_LEN + SEAL_LEN) {
         rv = datos_err_set(
             err, scratch, DATOS_EMALFORMED, 0, NULL,
             "answer envelope cut short (%" APR_SIZE_T_FMT " bytes)", len);
@@ -719,15 +732,12 @@ apr_status_t datos_answer_decode(apr_pool_t *scratch, const char *bytes,
                            (unsigned)get_u32(b + 8), ENV_VERSION);
         goto leave;
     }
-    if (!EVP_Digest(b, len - SHA256_LEN, md, &mdlen, EVP_sha256(), NULL)) {
-        rv = datos_err_set(err, scratch, APR_EGENERAL, 0, NULL,
-                           "SHA-256 of the envelope failed");
-        goto leave;
-    }
-    if (memcmp(md, b + len - SHA256_LEN, SHA256_LEN) != 0) {
-        rv = datos_err_set(err, scratch, DATOS_EMALFORMED, 0, NULL,
-                           "answer envelope checksum mismatch "
-                           "(cut or corrupted)");
+    if (!datos_seal_check(seal, b, len - SEAL_LEN, b + len - SEAL_LEN)) {
+        rv = datos_err_set(err, scratch, DATOS_EAUTH, 0, DATOS_REASON_SEAL,
+                           "answer envelope's seal does not match: not "
+                           "written with this secret under this key "
+                           "(forged, copied from another table or host, "
+                           "cut or corrupted)");
         goto leave;
     }
     problem = envelope_problem(scratch, b, len, &body_off);

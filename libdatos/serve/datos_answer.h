@@ -23,6 +23,7 @@
 #include <apr_time.h>
 #include "datos_error.h"
 #include "datos_record.h"
+#include "datos_trust.h"
 
 /* A quoted strong ETag: '"' + 32 lowercase hex digits + '"', and the
  * gzip variant's '"' + 32 hex + "-gz" + '"'. Sizes include the NUL. */
@@ -114,11 +115,17 @@ const unsigned char *datos_answer_gzip_tail(apr_size_t *len);
 
 /* The answer as bytes, for a socache provider or the state file: a magic
  * and format version, the fetch time, the watermark, the offsets, the
- * ETags, the gzip variants and the body, closed by a SHA-256 of everything
- * before it. The bytes live in p. */
+ * ETags, the gzip variants and the body, closed by the seal of everything
+ * before it (with seal's secret, for seal's cache key). The bytes live in
+ * p. */
 apr_status_t datos_answer_encode(apr_pool_t *p, const datos_answer_t *a,
-                                 const char **bytes, apr_size_t *len,
-                                 datos_err_t *err);
+                                 const datos_seal_t *seal, const char **bytes,
+                                 apr_size_t *len, datos_err_t *err);
+
+/* Seals again, for another tier, an envelope datos_answer_encode made:
+ * its last DATOS_SEAL_LEN bytes are replaced by seal's. */
+apr_status_t datos_answer_reseal(char *bytes, apr_size_t len,
+                                 const datos_seal_t *seal);
 
 /* The largest envelope an answer within these bounds can take, for the
  * retrieve buffer of a socache provider: any answer whose body is at most
@@ -128,13 +135,16 @@ apr_size_t datos_answer_envelope_max(apr_size_t max_payload, int max_rows,
                                      int gzip_count);
 
 /* Reads an envelope back into an answer in a pool of its own, taking its
- * own copy of the bytes (scratch as for datos_answer_build). Anything but an intact
- * envelope of this format version (cut, corrupted, another version,
- * offsets out of order or out of range) is DATOS_EMALFORMED with a
- * message saying what is wrong; nothing is trusted before the SHA-256
- * matches. */
+ * own copy of the bytes (scratch as for datos_answer_build). Nothing is
+ * trusted before the seal matches: an envelope sealed with another secret
+ * or for another key, or changed in any byte, is DATOS_EAUTH with reason
+ * DATOS_REASON_SEAL. Anything else but an intact envelope of this format
+ * version (cut short, another version, offsets out of order or out of
+ * range) is DATOS_EMALFORMED. Both with a message saying what is wrong.
+ * The fetch time is returned as written: whether it may be believed is
+ * the caller's rule (datos_policy_fetched_ok). */
 apr_status_t datos_answer_decode(apr_pool_t *scratch, const char *bytes,
-                                 apr_size_t len, datos_answer_t **out,
-                                 datos_err_t *err);
+                                 apr_size_t len, const datos_seal_t *seal,
+                                 datos_answer_t **out, datos_err_t *err);
 
 #endif

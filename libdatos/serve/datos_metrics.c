@@ -28,7 +28,7 @@
 #endif
 
 #define METRICS_MAGIC   0x3174654d736f7444ULL /* "DtosMet1" little-endian */
-#define METRICS_VERSION 1
+#define METRICS_VERSION 2
 
 /* HTTP statuses 100..599 get a slot each; slot 0 holds anything else
  * (rendered as code "0"). */
@@ -77,6 +77,7 @@ struct datos_metrics_t {
     mcount_t backend_bytes;
     mcount_t store_failures[DATOS_TIER_COUNT];
     mcount_t oversized;
+    mcount_t refused[DATOS_TIER_COUNT][DATOS_REFUSED_COUNT];
     mcount_t wait_rejected;
     mcount_t ingest[CODE_SLOTS];
     hist_t ingest_duration;
@@ -117,12 +118,22 @@ static const char *const tier_names[DATOS_TIER_COUNT] = {"process", "shared",
                                                          "state_dir"};
 static const char *const lookup_names[DATOS_LOOKUP_COUNT] = {"hit", "stale",
                                                              "miss", "error"};
+static const char *const refused_names[DATOS_REFUSED_COUNT] = {"seal",
+                                                               "future"};
 
 apr_size_t datos_metrics_size(void)
 {
     /* Whole cache lines, so whatever the caller puts after the block does
      * not share the last one. */
     return (sizeof(datos_metrics_t) + 63) & ~(apr_size_t)63;
+}
+
+int datos_metrics_current(const void *mem)
+{
+    const datos_metrics_t *m = mem;
+
+    return m && ((uintptr_t)mem & 7) == 0 && m->magic == METRICS_MAGIC
+           && m->version == METRICS_VERSION;
 }
 
 datos_metrics_t *datos_metrics_init(void *mem)
@@ -278,6 +289,16 @@ void datos_metrics_oversized(datos_metrics_t *m)
     if (m) {
         add(&m->oversized, 1);
     }
+}
+
+void datos_metrics_refused(datos_metrics_t *m, datos_tier_t tier,
+                           datos_refused_t why)
+{
+    if (!m || (unsigned)tier >= DATOS_TIER_COUNT
+        || (unsigned)why >= DATOS_REFUSED_COUNT) {
+        return;
+    }
+    add(&m->refused[tier][why], 1);
 }
 
 /* Raises *g to v; a process that stores an older time after another
@@ -607,6 +628,18 @@ char *datos_metrics_render(apr_pool_t *p, const datos_metrics_t *m,
         &o, "datos_cache_oversized_total", "counter",
         "Answers larger than DatosMaxPayload, kept in process memory only.");
     out_printf(&o, "datos_cache_oversized_total %llu\n", get(&m->oversized));
+
+    out_family(
+        &o, "datos_cache_entries_refused_total", "counter",
+        "Entries read from a cache tier and refused as untrusted: a seal that does not match (another secret, key or bytes), or a fetch time in the future.");
+    for (t = DATOS_TIER_L2; t < DATOS_TIER_COUNT; t++) {
+        for (r = 0; r < DATOS_REFUSED_COUNT; r++) {
+            out_printf(&o,
+                       "datos_cache_entries_refused_total{tier=\"%s\","
+                       "reason=\"%s\"} %llu\n",
+                       tier_names[t], refused_names[r], get(&m->refused[t][r]));
+        }
+    }
 
     tables =
         atomic_load_explicit((atomic_llong *)&m->tables, memory_order_acquire);

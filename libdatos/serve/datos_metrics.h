@@ -16,6 +16,7 @@
  *   datos_backend_bytes_processed_total             counter
  *   datos_cache_store_failures_total{tier}          counter
  *   datos_cache_oversized_total                     counter
+ *   datos_cache_entries_refused_total{tier,reason}  counter (entries not trusted: seal, future)
  *   datos_cache_age_seconds{table}                  gauge (now - fetch time of the newest answer)
  *   datos_backend_last_success_timestamp_seconds{table} gauge
  *   datos_backend_waiting_requests                  gauge (requests waiting on BigQuery, host-wide)
@@ -44,6 +45,14 @@ typedef enum {
     DATOS_TIER_COUNT
 } datos_tier_t;
 
+/* Why an entry read from a cache tier was not trusted. */
+typedef enum {
+    DATOS_REFUSED_SEAL = 0, /* "seal": not sealed with this tier's secret
+                               under this key, or changed */
+    DATOS_REFUSED_FUTURE,   /* "future": fetched later than now allows */
+    DATOS_REFUSED_COUNT
+} datos_refused_t;
+
 typedef enum {
     DATOS_LOOKUP_HIT = 0, /* "hit": fresh */
     DATOS_LOOKUP_STALE,   /* "stale": past its freshness, servable */
@@ -62,6 +71,9 @@ typedef struct datos_metrics_t datos_metrics_t;
  * passed through datos_metrics_init) before first use, and aligned to 8. */
 apr_size_t datos_metrics_size(void);
 datos_metrics_t *datos_metrics_init(void *mem);
+/* Whether mem is a block of this layout (a block kept across a graceful
+ * restart may come from an older module). */
+int datos_metrics_current(const void *mem);
 
 /* The index of a table's gauges (0..DATOS_METRICS_TABLES-1): the first
  * call with a name takes a free index, later ones find it. Call in the
@@ -81,6 +93,8 @@ void datos_metrics_backend(datos_metrics_t *m, const char *outcome,
                            apr_int64_t bytes_processed);
 void datos_metrics_store_failure(datos_metrics_t *m, datos_tier_t tier);
 void datos_metrics_oversized(datos_metrics_t *m);
+void datos_metrics_refused(datos_metrics_t *m, datos_tier_t tier,
+                           datos_refused_t why);
 /* Both gauges only move forward: a process reporting an older answer (or
  * success) than another already did leaves them as they are. */
 void datos_metrics_fetched(datos_metrics_t *m, int table, apr_time_t fetched);

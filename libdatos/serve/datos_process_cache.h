@@ -13,7 +13,13 @@
  * index of the current entry and a count of acquisitions made through it;
  * publishing moves that count onto the entry being replaced, whose own
  * count readers decrement as they release. Writers are serialised by the
- * slot's own thread mutex; readers never take it.
+ * slot's own thread mutex; readers take it only in the overflow below.
+ *
+ * The table holds DATOS_PROCESS_CACHE_ENTRIES versions. When slow readers
+ * hold every one of them, a publish still succeeds: the new version goes
+ * to an overflow list whose readers count under the mutex (a short lock
+ * instead of a lock-free increment) until a table entry is free again. So
+ * readers always find the newest version, however many old ones are held.
  */
 #ifndef DATOS_PROCESS_CACHE_H
 #define DATOS_PROCESS_CACHE_H
@@ -21,8 +27,8 @@
 #include <apr_pools.h>
 #include <apr_errno.h>
 
-/* Versions alive at once (the current one and those still read): a
- * publish that finds them all in use fails with APR_EAGAIN. */
+/* Versions the lock-free table holds (the current one and those still
+ * read); more go to the overflow list. */
 #define DATOS_PROCESS_CACHE_ENTRIES 64
 
 typedef struct datos_process_cache_t datos_process_cache_t;
@@ -43,11 +49,21 @@ apr_status_t datos_process_cache_create(apr_pool_t *p,
 void *datos_process_cache_acquire(datos_process_cache_t *s);
 void datos_process_cache_release(datos_process_cache_t *s, void *obj);
 
-/* Makes obj current. APR_EAGAIN when DATOS_PROCESS_CACHE_ENTRIES versions are still
- * held by readers (obj is then not published; the caller still owns it).
- * APR_EINVAL for NULL, or for an object the slot still holds (current, or
- * replaced but not yet released): each object is published once. */
+/* Makes obj current. APR_EINVAL for NULL, or for an object the slot still
+ * holds (current, or replaced but not yet released): each object is
+ * published once. APR_ENOMEM when the overflow list cannot grow. On
+ * failure obj is not published and the caller still owns it. */
 apr_status_t datos_process_cache_publish(datos_process_cache_t *s, void *obj);
+
+/* Orders two objects: > 0 when a is newer than b. */
+typedef int datos_process_cache_newer_fn(const void *a, const void *b);
+
+/* As publish, but only when obj is newer than the current object (by
+ * newer, decided under the writers' mutex, so two writers cannot step the
+ * slot back to an older version): APR_EEXIST when the current one is as
+ * new or newer (obj is then not published; the caller still owns it). */
+apr_status_t datos_process_cache_publish_newer(
+    datos_process_cache_t *s, void *obj, datos_process_cache_newer_fn *newer);
 
 /* Unpublishes the current object (released once its readers are done). */
 void datos_process_cache_clear(datos_process_cache_t *s);

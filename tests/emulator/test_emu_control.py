@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from emu_support import TEST_TMP
-from gcpemu.client import Emulator
+from gcpemu.client import Emulator, EmulatorError
 
 P = "datos-local"
 DS = "/bigquery/v2/projects/%s/datasets" % P
@@ -95,27 +95,74 @@ def test_delay_fault(api, emu):
     assert time.time() - t0 >= 0.2
 
 
-def test_held_requests_go_on_when_released(api, emu):
-    """A delay far longer than any test holds a request until release_held(); the
-    request then goes on as if its delay had run out. reset() drops it instead."""
-    emu.add_fault(endpoint="bigquery.jobs.query", action="delay", delay_ms=600_000, count=2)
+def test_hold_fault_waits_for_release(api, emu):
+    """A held request answers only once released: what a test needs to prove
+    behaviour while BigQuery is busy, without timing anything."""
+    fid = emu.add_fault(endpoint="bigquery.jobs.query", action="hold")
+    done = []
+    t = threading.Thread(target=lambda: done.append(api.query("SELECT 1")))
+    t.start()
+    deadline = time.time() + 10
+    while emu.fault(fid)["held"] != 1 and time.time() < deadline:
+        time.sleep(0.01)
+    assert emu.fault(fid)["held"] == 1
+    # held, however long the test looks; other endpoints are not
+    assert emu.count("bigquery.jobs.query") == 1
+    assert api.get(DS + "/nope").status_code == 404
+    t.join(0.3)
+    assert t.is_alive() and not done
+    emu.release_fault(fid)
+    t.join(10)
+    assert done and done[0].status_code == 200
+    f = emu.fault(fid)
+    assert (f["held"], f["released"], f["hits"]) == (0, True, 1)
+    # released, it is retired: later queries meet the next fault, or none
+    assert api.query("SELECT 1").status_code == 200
+    fid = emu.add_fault(endpoint="bigquery.jobs.query", action="hold", count=0,
+                        hold_ms=100)
+    emu.release_fault(fid)
+    emu.add_fault(endpoint="bigquery.jobs.query", status=503)
+    assert api.query("SELECT 1").status_code == 503
+    assert emu.fault(fid)["hits"] == 0
+
+
+def test_hold_fault_let_go_by_clear_and_by_its_limit(api, emu):
+    emu.add_fault(endpoint="bigquery.jobs.query", action="hold", count=0)
+    done = []
+    t = threading.Thread(target=lambda: done.append(api.query("SELECT 1")))
+    t.start()
+    deadline = time.time() + 10
+    while not any(f.get("held") for f in emu.faults()) and time.time() < deadline:
+        time.sleep(0.01)
+    emu.clear_faults()
+    t.join(10)
+    assert done and done[0].status_code == 200
+    # hold_ms bounds a hold nobody releases
+    emu.add_fault(endpoint="bigquery.jobs.query", action="hold", hold_ms=50)
+    assert api.query("SELECT 1").status_code == 200
+    with pytest.raises(EmulatorError):
+        emu.release_fault("f-nosuchfault")
+
+
+def test_settle_faults_releases_every_hold_and_waits_for_the_answers(api, emu):
+    """settle_faults() lets every held request go on and returns once each has been
+    answered: what they do has landed before the test goes on."""
+    fid = emu.add_fault(endpoint="bigquery.jobs.query", action="hold", count=2)
     with ThreadPoolExecutor(2) as pool:
         held = [pool.submit(api.query, "SELECT %d AS n" % i) for i in (1, 2)]
         deadline = time.time() + 60
         while emu.applying() < 2 and time.time() < deadline:
             time.sleep(0.02)
-        assert emu.applying() == 2
+        assert emu.applying() == 2 and emu.fault(fid)["held"] == 2
         assert not any(f.done() for f in held)
         assert [q["status"] for q in emu.requests("bigquery.jobs.query")] == [None, None]
         emu.settle_faults()
+        assert emu.applying() == 0
         answers = [f.result(timeout=60) for f in held]
-    assert emu.applying() == 0
-    assert sorted(r.json()["rows"][0]["f"][0]["v"] for r in answers) == ["1", "2"]
     assert [q["status"] for q in emu.requests("bigquery.jobs.query")] == [200, 200]
+    assert sorted(r.json()["rows"][0]["f"][0]["v"] for r in answers) == ["1", "2"]
     assert emu.release_held() == 0                  # nothing held: nothing to release
-    # a delay that is not released still runs its course
-    emu.add_fault(endpoint="bigquery.jobs.query", action="delay", delay_ms=100)
-    assert api.query("SELECT 3").status_code == 200
+    assert emu.faults() == []                       # the hold fault was retired
 
 
 def test_drop_fault(emu):

@@ -4,8 +4,9 @@
  *   0 (and anything not below): the rest is an envelope as read from a
  *     cache; decoding must never crash or read out of bounds, and whatever
  *     it accepts must serve sanely and encode back to the same bytes;
- *   1: the rest is an envelope without its SHA-256, which is computed
- *     here, so the structural checks behind the checksum get explored;
+ *   1: the rest is an envelope without its seal, which is computed here
+ *     with the fuzz secret, so the structural checks behind the seal get
+ *     explored;
  *   2: the rest describes rows; the answer built from them must encode,
  *     decode and serve exactly as the original, within envelope_max.
  */
@@ -16,10 +17,16 @@
 
 #include "fuzz_common.h"
 #include "datos_answer.h"
+#include "datos_trust.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define TS0 1705240800000000LL
+
+/* Every envelope here is sealed with this (the corpus too). */
+static const datos_secret_t fuzz_secret = {
+    (const unsigned char *)"datos fuzz secret, thirty-two b.", 32};
+static const datos_seal_t fuzz_seal = {&fuzz_secret, "datos:v1:fuzz"};
 
 static const char *slice_bytes(apr_pool_t *p, const datos_answer_t *a, int k,
                                apr_size_t *len)
@@ -65,7 +72,8 @@ static void check_reencodes(apr_pool_t *p, const datos_answer_t *a,
     apr_size_t alen;
     datos_err_t err = {0};
 
-    FUZZ_CHECK(datos_answer_encode(p, a, &again, &alen, &err) == APR_SUCCESS);
+    FUZZ_CHECK(datos_answer_encode(p, a, &fuzz_seal, &again, &alen, &err)
+               == APR_SUCCESS);
     FUZZ_CHECK(alen == len && memcmp(again, bytes, len) == 0);
 }
 
@@ -75,7 +83,7 @@ static void decode_mode(apr_pool_t *p, const uint8_t *data, size_t size)
     datos_err_t err = {0};
 
     datos_err_clear(&err);
-    if (datos_answer_decode(p, (const char *)data, size, &a, &err)
+    if (datos_answer_decode(p, (const char *)data, size, &fuzz_seal, &a, &err)
         == APR_SUCCESS) {
         check_servable(a);
         check_reencodes(p, a, data, size);
@@ -88,11 +96,11 @@ static void decode_mode(apr_pool_t *p, const uint8_t *data, size_t size)
 
 static void reseal_mode(apr_pool_t *p, const uint8_t *data, size_t size)
 {
-    uint8_t *b = malloc(size + SHA256_DIGEST_LENGTH);
+    uint8_t *b = malloc(size + DATOS_SEAL_LEN);
 
     memcpy(b, data, size);
-    SHA256(b, size, b + size);
-    decode_mode(p, b, size + SHA256_DIGEST_LENGTH);
+    FUZZ_CHECK(datos_seal_mac(&fuzz_seal, b, size, b + size) == APR_SUCCESS);
+    decode_mode(p, b, size + DATOS_SEAL_LEN);
     free(b);
 }
 
@@ -182,10 +190,12 @@ static void build_mode(apr_pool_t *p, const uint8_t *d, size_t size)
     }
     check_servable(a);
     FUZZ_CHECK(a->n == (n < o.max_rows ? n : o.max_rows));
-    FUZZ_CHECK(datos_answer_encode(p, a, &env, &envlen, &err) == APR_SUCCESS);
+    FUZZ_CHECK(datos_answer_encode(p, a, &fuzz_seal, &env, &envlen, &err)
+               == APR_SUCCESS);
     FUZZ_CHECK(envlen <= datos_answer_envelope_max(a->body_len, o.max_rows,
                                                    o.gzip_count));
-    FUZZ_CHECK(datos_answer_decode(p, env, envlen, &b, &err) == APR_SUCCESS);
+    FUZZ_CHECK(datos_answer_decode(p, env, envlen, &fuzz_seal, &b, &err)
+               == APR_SUCCESS);
     check_servable(b);
     check_reencodes(p, b, (const uint8_t *)env, envlen);
 

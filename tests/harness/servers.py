@@ -70,6 +70,9 @@ class _Daemon:
 
 
 class Memcached(_Daemon):
+    """memcached, and a client of its text protocol for what a test must read
+    or write itself (what a host stored; what someone who can reach the cache
+    could put there)."""
     name = "memcached"
 
     def __init__(self, item_size="1m", extra=()):
@@ -85,13 +88,72 @@ class Memcached(_Daemon):
             cmd += ["-u", "nobody"]
         return cmd + self.extra
 
+    def _call(self, request):
+        with socket.create_connection(("127.0.0.1", self.port), timeout=10) as s:
+            s.sendall(request)
+            data = b""
+            while not (data.endswith(b"END\r\n") or data.endswith(b"STORED\r\n")
+                       or data.endswith(b"ERROR\r\n") or data.endswith(b"NOT_STORED\r\n")):
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        return data
+
+    def get(self, key):
+        """The value under key (bytes), or None."""
+        data = self._call(b"get %s\r\n" % key.encode())
+        if not data.startswith(b"VALUE "):
+            return None
+        head, rest = data.split(b"\r\n", 1)
+        return rest[:int(head.split()[3])]
+
+    def set(self, key, value, ttl=3600):
+        data = self._call(b"set %s 0 %d %d\r\n%s\r\n" % (key.encode(), ttl, len(value), value))
+        if data != b"STORED\r\n":
+            raise ServerError("memcached set %s: %r" % (key, data))
+
 
 class Redis(_Daemon):
+    """redis, and a client of its protocol (RESP) for what a test must read or
+    write itself."""
     name = "redis"
 
     def __init__(self, extra=()):
         super().__init__()
         self.extra = list(extra)
+
+    def _call(self, *args):
+        req = b"*%d\r\n" % len(args)
+        for a in args:
+            a = a if isinstance(a, bytes) else str(a).encode()
+            req += b"$%d\r\n%s\r\n" % (len(a), a)
+        with socket.create_connection(("127.0.0.1", self.port), timeout=10) as s:
+            s.sendall(req)
+            f = s.makefile("rb")
+            return self._reply(f)
+
+    def _reply(self, f):
+        line = f.readline().rstrip(b"\r\n")
+        kind, rest = line[:1], line[1:]
+        if kind == b"$":
+            n = int(rest)
+            return None if n < 0 else f.read(n + 2)[:-2]
+        if kind == b"*":
+            return [self._reply(f) for _ in range(int(rest))]
+        if kind == b"-":
+            raise ServerError("redis: %s" % rest.decode())
+        return int(rest) if kind == b":" else rest
+
+    def get(self, key):
+        """The value under key (bytes), or None."""
+        return self._call("GET", key)
+
+    def set(self, key, value, ttl=3600):
+        self._call("SET", key, value, "EX", ttl)
+
+    def keys(self, pattern="*"):
+        return sorted(k.decode() for k in self._call("KEYS", pattern))
 
     def command(self):
         exe = shutil.which("redis-server") or "/usr/bin/redis-server"

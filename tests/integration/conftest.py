@@ -1,10 +1,12 @@
 """Fixtures of the integration suites: the real httpd, the emulator, and the
 error-log gate every test passes through."""
 import os
+import shutil
 
 import pytest
 
 from tools.httpd import ACTIVE_SERVERS, Httpd, TEST_TMP, register_server, unregister_server
+from harness.servers import Memcached, Redis
 
 try:  # the emulator's client; absent only in a broken checkout
     from gcpemu.client import Emulator
@@ -45,6 +47,26 @@ def error_log_gate(request):
         h.log.reset_expected()
     if problems:
         pytest.fail("unexpected httpd log lines:\n" + "\n".join(problems), pytrace=False)
+
+
+@pytest.fixture
+def memcached():
+    """A real memcached on 127.0.0.1, for one test."""
+    if not shutil.which("memcached"):
+        pytest.fail("memcached is not installed (make deps)")
+    m = Memcached().start()
+    yield m
+    m.stop()
+
+
+@pytest.fixture
+def redis():
+    """A real redis on 127.0.0.1, for one test."""
+    if not shutil.which("redis-server"):
+        pytest.fail("redis-server is not installed (make deps)")
+    r = Redis().start()
+    yield r
+    r.stop()
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,8 @@ points mod_datos at the emulator, seed rows, and an independent oracle of
 what /datos must answer for them."""
 import datetime
 import os
+import re
+import secrets
 import time
 
 import requests
@@ -131,6 +133,40 @@ def seed(emulator, rows, fresh=True, shape="loader-table"):
         emulator.insert_rows(wire, DATASET, TABLE)
 
 
+def ready(h, timeout=60):
+    """Waits until GET /health?ready says the server has its answer: the
+    warm start (a fetch at start, or the state directory's answer) is done,
+    so what a test counts or sees next is its own doing."""
+    def is_ready():
+        try:
+            return requests.get(h.url("/health?ready"), timeout=5).status_code == 200
+        except requests.RequestException:
+            return False
+    if not wait_for(is_ready, timeout=timeout):
+        raise AssertionError("%s never became ready:\n%s" % (h.name, h.tail_log()))
+
+
+def log_size(h):
+    """Where the error log ends now (for warmed's since)."""
+    return os.path.getsize(h.log.path) if os.path.exists(h.log.path) else 0
+
+
+def warmed(h, since=0, timeout=60):
+    """Waits until the warm start is over: the server is ready, or its fetch
+    failed (DT0201 in the error log past offset since)."""
+    def over():
+        try:
+            if requests.get(h.url("/health?ready"), timeout=5).status_code == 200:
+                return True
+        except requests.RequestException:
+            return False
+        with open(h.log.path, "rb") as f:
+            f.seek(since)
+            return b"DT0201" in f.read()
+    if not wait_for(over, timeout=timeout):
+        raise AssertionError("%s never finished its warm start:\n%s" % (h.name, h.tail_log()))
+
+
 def clear_state(h):
     """Empties the server's DatosStateDir."""
     d = h.path("state")
@@ -139,8 +175,9 @@ def clear_state(h):
 
 
 def cold(h):
-    """A cold cache: no process copy, an empty shared tier (a graceful
-    restart makes a new shmcb), and no answer on disk to seed it from."""
+    """A cold start: no process copy, an empty shared tier (a graceful
+    restart makes a new shmcb), and no answer on disk to seed it from, so
+    the server fetches once, at once, in the background (its warm start)."""
     clear_state(h)
     h.graceful()
 
@@ -188,3 +225,66 @@ def wait_for(predicate, timeout=60.0, interval=0.05):
             return True
         time.sleep(interval)
     return predicate()
+
+
+# ---------------------------------------------------------------- cache suites
+
+METRICS = """
+<Location "/metrics">
+  SetHandler datos-metrics
+  Require ip 127.0.0.1
+</Location>
+"""
+
+
+def many_rows(emulator, n=120, width=20, prefix="r"):
+    """n rows within the last day: one query (the 7-day window) answers."""
+    now_us = int(emulator.now()) * 1_000_000
+    return [row("%s%03d" % (prefix, i), now_us - 3_600_000_000 - i * 1_000_000,
+                contenido="c%d-" % i + "x" * width) for i in range(n)]
+
+
+def queries(emulator):
+    return emulator.count("bigquery.jobs.query")
+
+
+def plain(h, path="/datos", **kw):
+    """GET without gzip."""
+    headers = dict(kw.pop("headers", {}))
+    headers.setdefault("Accept-Encoding", "identity")
+    return get(h, path, headers=headers, **kw)
+
+
+def metric(h, name, **labels):
+    """The value of one series in /metrics (0 when absent; summed over the
+    series that match when labels leave some out)."""
+    text = get(h, "/metrics").text
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith("#"):
+            continue
+        m = re.match(r"^([a-zA-Z_:][\w:]*)(\{[^}]*\})? (\S+)$", line)
+        if not m or m.group(1) != name:
+            continue
+        have = dict(re.findall(r'(\w+)="([^"]*)"', m.group(2) or ""))
+        if all(have.get(k) == v for k, v in labels.items()):
+            total += float(m.group(3))
+    return total
+
+
+def write_secret(h, name="cache.secret", content=None):
+    """A DatosCacheSecretFile: random text, mode 0600, owned by the user
+    that starts httpd. Returns its path and its bytes as the module uses
+    them (trailing white space cut)."""
+    content = content or secrets.token_urlsafe(48) + "\n"
+    path = h.write_file(name, content, mode=0o600)
+    return path, content.rstrip(" \t\r\n").encode()
+
+
+def fleet_conf(kind, address, secret_path, fresh="2s"):
+    """A fleet tier (memcache or redis) with its secret file."""
+    module = {"memcache": "socache_memcache", "redis": "socache_redis"}[kind]
+    return ('LoadModule %s_module /usr/lib/apache2/modules/mod_%s.so\n'
+            'DatosCache %s:%s\nDatosCacheSecretFile "%s"\nDatosFreshFor %s\n'
+            'DatosStaleWhileRevalidate 60s\n'
+            % (module, module, kind, address, secret_path, fresh))

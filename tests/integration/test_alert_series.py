@@ -19,7 +19,7 @@ import requests
 
 from harness.loader import PIPELINE, Loader, make_pipeline
 from harness.servers import Memcached, Redis
-from datos_env import datos_conf, expected_answer, get, row, seed, wait_for
+from datos_env import datos_conf, expected_answer, get, ready, row, seed, wait_for, write_secret
 
 METRICS = """
 <Location "/metrics">
@@ -63,10 +63,13 @@ def many_rows(emulator, n=120, width=20):
                 contenido="c%d-" % i + "x" * width) for i in range(n)]
 
 
-def start(httpd_factory, emulator, name, extra="", **kw):
+def start(httpd_factory, emulator, name, extra="", warm=True, **kw):
+    """A server; warm: once its warm start (a fetch at once) is done."""
     h = httpd_factory(name)
     h.write_config(datos_conf(emulator, extra=METRICS + extra, **kw))
     h.start()
+    if warm:
+        ready(h)
     return h
 
 
@@ -97,11 +100,11 @@ def refusing_writes(kind):
     return Redis(extra=["--maxmemory", "1", "--maxmemory-policy", "noeviction"]).start()
 
 
-def fleet_conf(kind, address):
+def fleet_conf(kind, address, secret):
     module = {"memcache": "socache_memcache", "redis": "socache_redis"}[kind]
     return ('LoadModule %s_module /usr/lib/apache2/modules/mod_%s.so\n'
-            'DatosCache %s:%s\nDatosFreshFor 30s\nDatosStaleWhileRevalidate 60s\n'
-            % (module, module, kind, address))
+            'DatosCache %s:%s\nDatosCacheSecretFile "%s"\nDatosFreshFor 30s\n'
+            'DatosStaleWhileRevalidate 60s\n' % (module, module, kind, address, secret))
 
 
 @pytest.mark.parametrize("kind", ["memcache", "redis"])
@@ -110,14 +113,15 @@ def test_a_shared_tier_that_refuses_writes_is_counted(httpd_factory, emulator, k
     seed(emulator, rows)
     cache = refusing_writes(kind)
     try:
-        h = start(httpd_factory, emulator, "series-l2-store-" + kind,
-                  extra=fleet_conf(kind, cache.address))
+        h = httpd_factory("series-l2-store-" + kind)
+        secret, _ = write_secret(h)
+        h.write_config(datos_conf(emulator, extra=METRICS + fleet_conf(kind, cache.address,
+                                                                       secret)))
         # the provider's own error line, and the module's, once per process
         h.log.expect(r"AH00790|AH03478")
         h.log.expect(r"DT0301.*a write failed")
-        before = scrape(h)
-        assert value(before, "datos_cache_store_failures_total", tier="shared") == 0
-        emulator.clear_counters()
+        h.start()
+        ready(h)                            # the warm start fetched, and stored
         got = [plain(h, "/datos?limit=%d" % n) for n in (10, 60, 5)]
         # clients are served all along, from one fetch
         for r, n in zip(got, (10, 60, 5)):
@@ -139,10 +143,11 @@ def test_a_shared_tier_that_refuses_writes_is_counted(httpd_factory, emulator, k
 
 def test_a_state_dir_that_cannot_be_written_is_counted(httpd_factory, emulator):
     """The state directory replaced by a regular file once httpd runs:
-    writing under it fails with ENOTDIR whoever the workers run as."""
+    writing under it fails with ENOTDIR whoever the workers run as. The next
+    refresh (the answer goes stale after a second) counts it."""
     rows = many_rows(emulator)
     seed(emulator, rows)
-    h = start(httpd_factory, emulator, "series-state-store", extra="DatosFreshFor 30s\n")
+    h = start(httpd_factory, emulator, "series-state-store", extra="DatosFreshFor 1s\n")
     h.log.expect(r"DT0305.*DatosStateDir: cannot write")
     state = h.path("state")
     shutil.rmtree(state)
@@ -151,13 +156,14 @@ def test_a_state_dir_that_cannot_be_written_is_counted(httpd_factory, emulator):
     before = scrape(h)
     assert value(before, "datos_cache_store_failures_total", tier="state_dir") == 0
     emulator.clear_counters()
+    time.sleep(1.1)                     # stale: the next request starts a refresh
     r = plain(h, "/datos?limit=20")
     assert r.status_code == 200, r.text
     assert r.json()["datos"] == expected_answer(rows, 20)
+    assert wait_for(lambda: value(scrape(h), "datos_cache_store_failures_total",
+                                  tier="state_dir") == 1)
     assert emulator.count("bigquery.jobs.query") == 1
-    after = scrape(h)
-    assert value(after, "datos_cache_store_failures_total", tier="state_dir") == 1
-    assert value(after, "datos_cache_store_failures_total", tier="shared") == 0
+    assert value(scrape(h), "datos_cache_store_failures_total", tier="shared") == 0
 
 
 # ------------------------- DatosBigQueryFailing, DatosBigQueryNeedsAttention,
@@ -279,31 +285,33 @@ def test_the_answer_ages_while_bigquery_fails(httpd_factory, emulator):
 # --------------------------------------------------- DatosWaitingRejected
 
 def test_requests_over_the_waiting_bound_are_counted(httpd_factory, emulator):
-    """DatosMaxWaiting 1: while one request fetches from a slow BigQuery on
-    a cold cache, the others find no room to wait and are told to come
-    back; each such refusal is counted."""
+    """DatosMaxWaiting 1: while the warm start's fetch is held at BigQuery on
+    a cold host, one request waits for it and the others find no room to wait
+    and are told to come back; each such refusal is counted."""
     rows = many_rows(emulator)
     seed(emulator, rows)
-    h = start(httpd_factory, emulator, "series-wait-rejected",
-              extra="DatosFreshFor 30s\nDatosMaxWaiting 1\nDatosTimeout 20s\n"
-                    "DatosColdWait 20s\n")
-    emulator.clear_counters()
-    emulator.add_fault(endpoint="bigquery.jobs.query", action="delay", delay_ms=6000, count=1)
-    fetcher = {}
+    fid = emulator.add_fault(endpoint="bigquery.jobs.query", action="hold", count=0)
+    try:
+        h = start(httpd_factory, emulator, "series-wait-rejected", warm=False,
+                  extra="DatosFreshFor 30s\nDatosMaxWaiting 1\n")
+        assert wait_for(lambda: emulator.fault(fid)["held"] == 1)
+        waiter = {}
 
-    def fetch():
-        fetcher["r"] = plain(h, timeout=60)
+        def wait_for_it():
+            waiter["r"] = plain(h, timeout=60)
 
-    t = threading.Thread(target=fetch)
-    t.start()
-    # the fetch is under way once BigQuery has the query
-    assert wait_for(lambda: emulator.count("bigquery.jobs.query") == 1, timeout=30)
-    with ThreadPoolExecutor(4) as pool:
-        others = list(pool.map(lambda i: plain(h, "/datos?limit=%d" % (i + 1), timeout=60),
-                               range(4)))
-    t.join(60)
-    assert fetcher["r"].status_code == 200
-    assert fetcher["r"].json()["datos"] == expected_answer(rows, 10)
+        t = threading.Thread(target=wait_for_it)
+        t.start()
+        assert wait_for(lambda: value(scrape(h), "datos_backend_waiting_requests") == 1)
+        with ThreadPoolExecutor(4) as pool:
+            others = list(pool.map(lambda i: plain(h, "/datos?limit=%d" % (i + 1), timeout=60),
+                                   range(4)))
+        emulator.release_fault(fid)
+        t.join(60)
+    finally:
+        emulator.release_fault(fid)
+    assert waiter["r"].status_code == 200
+    assert waiter["r"].json()["datos"] == expected_answer(rows, 10)
     refused = [r for r in others if r.status_code == 503]
     assert refused, [r.status_code for r in others]
     for r in refused:

@@ -4,7 +4,7 @@ import pytest
 import requests
 
 from tools.httpd import Httpd, register_server, unregister_server
-from datos_env import LOCATION, SHAPES, cold, contract_rows, datos_conf, expected_answer, get, seed
+from datos_env import LOCATION, SHAPES, cold, contract_rows, datos_conf, expected_answer, get, ready, seed
 
 
 @pytest.fixture(scope="module", params=SHAPES)
@@ -16,6 +16,7 @@ def server(request, emulator):
     h.write_config(datos_conf(emulator))
     h.start()
     register_server(h)
+    ready(h)
     yield h, Expected(rows, shape)
     unregister_server(h)
     h.stop()
@@ -202,8 +203,9 @@ def test_strong_etag_and_if_none_match(server):
 
 def test_a_cold_fetch_queries_bigquery_with_the_documented_shape(server, emulator):
     h, rows = server
-    cold(h)
     emulator.clear_counters()
+    cold(h)                     # the warm start fetches at once
+    ready(h)
     assert get(h, "/datos").status_code == 200
     assert get(h, "/datos?limit=2").status_code == 200
     queries = emulator.requests("bigquery.jobs.query")

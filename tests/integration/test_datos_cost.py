@@ -3,7 +3,7 @@ partition filter, widening in at most three steps, and maximumBytesBilled."""
 import pytest
 
 from tools.httpd import Httpd, register_server, unregister_server
-from datos_env import cold, datos_conf, expected_answer, get, row, seed
+from datos_env import cold, datos_conf, expected_answer, get, log_size, ready, row, seed, warmed
 
 DAY_US = 86_400 * 1_000_000
 
@@ -15,16 +15,27 @@ def server(emulator):
     h.write_config(datos_conf(emulator))
     h.start()
     register_server(h)
+    ready(h)
     yield h
     unregister_server(h)
     h.stop()
 
 
 def reconfigure(h, emulator, extra=""):
-    """The configuration of the test, on a cold cache: every test's first
-    request makes one fetch, whose queries the test counts."""
+    """The configuration of the test, on a cold start: the warm start makes one
+    fetch at once, whose queries the test counts (from here)."""
     h.write_config(datos_conf(emulator, extra=extra))
+    emulator.clear_counters()
+    since = log_size(h)
     cold(h)
+    warmed(h, since)
+
+
+def restore(h, emulator):
+    """The suite's configuration again, over an empty table (so that the
+    warm start finds nothing to warn about)."""
+    seed(emulator, [])
+    reconfigure(h, emulator)
 
 
 def ids(prefix, n, ts_us, contenido="x"):
@@ -48,7 +59,6 @@ def test_enough_recent_rows_take_one_query_within_the_lookback(server, emulator)
     rows = ids("recent", 120, n - DAY_US) + ids("old", 50, n - 30 * DAY_US)
     seed(emulator, rows)
     reconfigure(server, emulator)
-    emulator.clear_counters()
     r = get(server, "/datos?limit=100")
     assert r.status_code == 200
     assert r.json()["datos"] == expected_answer(rows, 100)
@@ -63,8 +73,7 @@ def test_too_few_rows_widen_in_three_steps_to_the_whole_table(server, emulator):
     rows = (ids("w7", 20, n - DAY_US) + ids("w56", 30, n - 30 * DAY_US)
             + ids("w448", 30, n - 200 * DAY_US) + ids("all", 30, n - 1000 * DAY_US))
     seed(emulator, rows)
-    cold(server)
-    emulator.clear_counters()
+    reconfigure(server, emulator)
     r = get(server, "/datos?limit=100")
     assert r.status_code == 200
     assert r.json()["datos"] == expected_answer(rows, 100)
@@ -75,8 +84,7 @@ def test_widening_stops_as_soon_as_enough_rows_are_found(server, emulator):
     n = now_us(emulator)
     rows = ids("w7", 20, n - DAY_US) + ids("w56", 90, n - 30 * DAY_US) + ids("ancient", 10, n - 900 * DAY_US)
     seed(emulator, rows)
-    cold(server)
-    emulator.clear_counters()
+    reconfigure(server, emulator)
     body = get(server, "/datos?limit=100").json()
     assert windows_asked(emulator) == [7, 56]
     assert body["datos"] == expected_answer(rows[:110], 100)
@@ -89,7 +97,6 @@ def test_configured_lookback_is_the_first_window(server, emulator):
     seed(emulator, rows)
     reconfigure(server, emulator, "DatosLookback 2d\nDatosLimit 3 5\n")
     try:
-        emulator.clear_counters()
         body = get(server, "/datos").json()
         assert body["datos"] == expected_answer(rows, 3)
         # Five rows in two days: enough for the largest limit (5).
@@ -98,7 +105,7 @@ def test_configured_lookback_is_the_first_window(server, emulator):
                   for p in emulator.requests("bigquery.jobs.query")[0]["body"]["queryParameters"]}
         assert params == {"lookback_days": "2", "max_rows": "5"}
     finally:
-        reconfigure(server, emulator)
+        restore(server, emulator)
 
 
 def test_widening_capped_by_max_bytes_billed_serves_rows_found(server, emulator):
@@ -107,10 +114,9 @@ def test_widening_capped_by_max_bytes_billed_serves_rows_found(server, emulator)
     # 30 rows of 1 MiB a month ago: the 56-day window would bill ~31 MiB.
     heavy = ids("heavy", 30, n - 30 * DAY_US, contenido="h" * (1024 * 1024))
     seed(emulator, recent + heavy)
-    reconfigure(server, emulator, "DatosMaxBytesBilled 20M\n")
     server.log.expect(r"DT0101")
+    reconfigure(server, emulator, "DatosMaxBytesBilled 20M\n")
     try:
-        emulator.clear_counters()
         r = get(server, "/datos?limit=100")
         assert r.status_code == 200
         assert r.json()["datos"] == expected_answer(recent, 100)
@@ -119,15 +125,15 @@ def test_widening_capped_by_max_bytes_billed_serves_rows_found(server, emulator)
         assert [q["status"] for q in queries] == [200, 400]
         assert windows_asked(emulator) == [7, 56]
     finally:
-        reconfigure(server, emulator)
+        restore(server, emulator)
 
 
 def test_first_query_over_the_cap_is_a_503(server, emulator):
     n = now_us(emulator)
     heavy = ids("heavy", 12, n - DAY_US, contenido="h" * (1024 * 1024))
     seed(emulator, heavy)
-    reconfigure(server, emulator, "DatosMaxBytesBilled 10M\n")
     server.log.expect(r"DT0201.*bytes_limit")
+    reconfigure(server, emulator, "DatosMaxBytesBilled 10M\n")
     try:
         r = get(server, "/datos")
         assert r.status_code == 503
@@ -135,4 +141,4 @@ def test_first_query_over_the_cap_is_a_503(server, emulator):
         assert r.headers["Cache-Control"] == "no-store"
         assert int(r.headers["Retry-After"]) > 0
     finally:
-        reconfigure(server, emulator)
+        restore(server, emulator)

@@ -17,7 +17,7 @@ import requests
 
 from tools.httpd import REPO_ROOT
 from harness.loader import PIPELINE, Loader, make_pipeline
-from datos_env import PROJECT, datos_conf, get
+from datos_env import PROJECT, datos_conf, get, ready, wait_for
 
 TOKEN = "ingest-test-token-5f2c"
 AUTH = {"Authorization": "Bearer " + TOKEN}
@@ -88,6 +88,7 @@ def server(emulator):
     h.write_config(ingest_conf(emulator, extra="DatosMaxBody 2M\nDatosMaxBatch 5"))
     h.start()
     register_server(h)
+    ready(h)          # its warm start done before a test resets the emulator
     yield h
     unregister_server(h)
     h.stop()
@@ -260,7 +261,7 @@ FAULTS = [
     (dict(action="malformed"), 502, None),
     (dict(action="drop"), 502, None),
     # held past the publish timeout until the test releases it
-    (dict(action="delay", delay_ms=600_000), 504, None),
+    (dict(action="hold"), 504, None),
 ]
 
 
@@ -269,24 +270,25 @@ FAULTS = [
 def test_publish_failures_are_never_accepted(emulator, pipeline, httpd_factory, fault, code,
                                              retry_after):
     h = pipeline
-    if fault["action"] == "delay":
+    if fault["action"] == "hold":
         # a 1 s budget, on a server of its own: only this publish can be cut short
         h = httpd_factory("ingest-1s")
         h.write_config(ingest_conf(emulator, extra="DatosMaxBody 2M\nDatosMaxBatch 5",
                                    timeout="1s"))
         h.start()
+        ready(h)
     h.log.expect(r"DT0404")                 # one error line for the failed publish
     # libcurl sends a request again, once, when a kept-alive connection turns
     # out closed before any answer: a drop must happen twice to be seen.
     emulator.add_fault(endpoint="pubsub.topics.publish",
-                       count=2 if fault["action"] == "drop" else 1, **fault)
+                             count=2 if fault["action"] == "drop" else 1, **fault)
     r = post(h, record("f1"))
     assert_error(r, code)
     assert "messageId" not in r.text
     assert int(r.headers["Retry-After"]) >= 1
     if retry_after:
         assert r.headers["Retry-After"] == retry_after
-    if fault["action"] == "delay":
+    if fault["action"] == "hold":
         assert "may or may not" in r.json()["error"]["message"]
         emulator.settle_faults()            # the held publish lands in the emulator
     # the next one goes through
@@ -334,6 +336,7 @@ def test_the_shipped_conf_asks_for_a_password_to_post(emulator, httpd_factory):
     rc, out = h.configtest()
     assert rc == 0 and "DT0405" not in out, out
     h.start()
+    ready(h)
     h.log.expect(r"AH01617|AH01618")        # mod_auth_basic's own notes of a bad user/password
     r = requests.post(h.url("/datos"), data=json.dumps(record("s1")), headers=JSON, timeout=120)
     assert_error(r, 401)
@@ -357,6 +360,7 @@ def test_without_the_define_the_shipped_conf_refuses_post(emulator, httpd_factor
     conf = shipped_conf(emulator, h, "/nonexistent").replace("Define DATOS_INGEST\n", "")
     h.write_config(conf)
     h.start()
+    ready(h)
     r = requests.post(h.url("/datos"), data=json.dumps(record("x")), headers=JSON, timeout=120)
     assert_error(r, 405)
     assert r.headers["Allow"] == "GET, HEAD"

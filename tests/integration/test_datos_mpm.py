@@ -5,7 +5,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from tools.httpd import MPMS
-from datos_env import contract_rows, datos_conf, expected_answer, get, seed
+from datos_env import contract_rows, datos_conf, expected_answer, get, ready, seed
 
 
 @pytest.fixture(scope="module")
@@ -20,6 +20,7 @@ def test_concurrent_requests_and_graceful_restart(rows, httpd_factory, emulator,
     h = httpd_factory("datos-mpm-" + mpm, mpm=mpm)
     h.write_config(datos_conf(emulator))
     h.start()
+    ready(h)
     expected = {"datos": expected_answer(rows, 7)}
 
     def fetch(i):

@@ -864,6 +864,66 @@ def stop(proc):
     proc.poll()
 
 
+def test_the_image_keeps_the_fleet_secret_of_its_variable_in_a_file_of_its_own(
+        image_root, emulator, redis):
+    """Cloud Run passes the fleet tier's key as DATOS_CACHE_SECRET (its secret files
+    belong to root, which the image's user could not read under mod_datos's rule for a
+    key file): the entry point writes it to a file of the image's user with no group or
+    other bits, which DatosCacheSecretFile names, and apache2 runs without the variable.
+    The tier's entries are sealed with it."""
+    doc = compose()
+    emulator.reset()
+    setup_env = {k: v.replace("emulator:%d" % emulator_port(doc),
+                              emulator.base_url.split("://")[1])
+                 for k, v in env_of(doc["services"]["setup"]).items()}
+    p = subprocess.run([PYTHON, os.path.join(REPO_ROOT, "docker", "dev", "setup.py")],
+                       env=dict(setup_env, PATH="/usr/bin:/bin"), capture_output=True,
+                       text=True, timeout=120)
+    assert p.returncode == 0, p.stdout + p.stderr
+    relocate(image_root)
+    secret = "a fleet secret of more than thirty-two bytes, from the platform"
+    port = free_port()
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PORT": "127.0.0.1:%d" % port,
+           "APACHE_CONFDIR": image_root + "/etc/apache2",
+           "DATOS_STATE_DIR": image_root + "/var/cache/apache2/mod_datos",
+           "DATOS_PROJECT": emulator.project, "DATOS_CREDENTIALS": "none",
+           "DATOS_BIGQUERY_URL": emulator.base_url + "/bigquery/v2",
+           "DATOS_CACHE": "redis:" + redis.address, "DATOS_CACHE_SECRET": secret}
+    # both ways at once is a mistake the entry point names
+    proc = start_image_httpd(image_root, dict(env, DATOS_CACHE_SECRET_FILE="/nonexistent"))
+    assert proc.wait(60) == 2
+    assert "give DATOS_CACHE_SECRET or DATOS_CACHE_SECRET_FILE, not both" in read_log(image_root)
+    proc = start_image_httpd(image_root, env)
+    base = "http://127.0.0.1:%d" % port
+    try:
+        assert wait_http(base + "/health", proc, image_root).status_code == 200
+        path = image_root + "/var/run/apache2/datos-cache.secret"
+        st = os.stat(path)
+        assert st.st_mode & 0o777 == 0o600
+        assert st.st_uid == (WWW_DATA if os.geteuid() == 0 else os.geteuid())
+        with open(path) as f:
+            assert f.read() == secret
+        with open("/proc/%d/environ" % proc.pid, "rb") as f:
+            environ = f.read().split(b"\0")
+        assert b"DATOS_CACHE_SECRET_FILE=" + path.encode() in environ
+        assert not [e for e in environ if e.startswith(b"DATOS_CACHE_SECRET=")]
+        deadline = time.time() + 120
+        r = requests.get(base + "/health?ready", timeout=120)
+        while r.status_code != 200 and time.time() < deadline:
+            time.sleep(0.1)
+            r = requests.get(base + "/health?ready", timeout=120)
+        assert r.status_code == 200, r.text
+        assert requests.get(base + "/datos", timeout=120).status_code == 200
+        assert redis.keys(), "nothing in the fleet tier"
+    finally:
+        stop(proc)
+    log = read_log(image_root)
+    assert secret not in log
+    problems = [ln for ln in log.splitlines()
+                if re.search(r":(warn|error|crit|alert|emerg)\] ", ln)]
+    assert not problems, log
+
+
 def test_compose_stack_on_the_image_configuration(image_root, emulator):
     """docker/compose.yaml's setup, httpd and loader services with the images' files,
     against this suite's emulator in place of the emulator service."""

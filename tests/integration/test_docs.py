@@ -13,8 +13,8 @@ Conventions (docs/development.md, "The documentation is tested"):
   docker/loader/loader.conf; conf/datos.conf must pass `apache2 -t`, with and without
   DATOS_INGEST.
 - A block may name the files of PATHS: the test creates them (a throwaway service-account key
-  made from tests/unit/data/test_key.pem, a password file) and puts their paths in place of
-  the documented ones. Any other file a block reads must exist on a Debian machine.
+  made from tests/unit/data/test_key.pem, a password file, a fleet's cache secret) and puts
+  their paths in place of the documented ones. Any other file a block reads must exist on a Debian machine.
 - Both programs run with HOME set to an empty folder and no Google variables, so the
   machine's own credentials never decide the outcome.
 - A block not meant to be checked uses another info string (```text, ```sh).
@@ -46,6 +46,7 @@ PATHS = {
     "/etc/apache2/datos-key.json": ("key", "datos-key.json"),
     "/etc/datos/loader-key.json": ("key", "loader-key.json"),
     "/etc/apache2/datos-ingest.htpasswd": ("htpasswd", "datos-ingest.htpasswd"),
+    "/etc/apache2/datos-cache.secret": ("secret", "datos-cache.secret"),
 }
 
 DIR = os.path.join(TEST_TMP, "docs")
@@ -90,11 +91,13 @@ def files():
                 "private_key_id": "docs-test", "private_key": pem,
                 "client_email": "datos-docs@my-project.iam.gserviceaccount.com",
                 "client_id": "1", "token_uri": "https://oauth2.googleapis.com/token"})
+        elif kind == "secret":
+            content = "a fleet secret for the documentation's examples, 48+ bytes\n"
         else:
             content = "sensor-1:$2y$05$abcdefghijklmnopqrstuuS4Jj2Qf3Zs2wFv8M9xQeOe7o1m3pG8i\n"
         with open(path, "w") as f:
             f.write(content)
-        os.chmod(path, 0o600 if kind == "key" else 0o644)
+        os.chmod(path, 0o600 if kind in ("key", "secret") else 0o644)
         made[documented] = path
     return made
 

@@ -63,7 +63,7 @@ FAULTS = {
     "429": dict(action="status", status=429),
     "403-rate-limit": dict(action="status", status=403, reason="rateLimitExceeded"),
     # held until rerun_clean releases it, long after the loader's http_timeout
-    "timeout": dict(action="delay", delay_ms=600_000),
+    "timeout": dict(action="hold"),
     "drop": dict(action="drop"),
     "malformed": dict(action="malformed"),
     # the request is carried out, then the connection drops before the answer:
@@ -142,7 +142,7 @@ KILL_POINTS = {
 
 def wait_until_held(emulator, endpoint, calls, timeout=60):
     """Until the emulator has seen `calls` requests to endpoint (it counts a request
-    when it arrives, before a delay fault holds it)."""
+    when it arrives, before a hold fault holds it)."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         if emulator.count(endpoint) >= calls:
@@ -162,7 +162,7 @@ def test_killed_at_every_step(emulator, point, how):
     endpoint, skip = KILL_POINTS[point]
     emulator.clear_counters()
     # held until the test releases it (rerun_clean), however long the kill takes
-    emulator.add_fault(endpoint=endpoint, action="delay", delay_ms=600_000, count=1, skip=skip)
+    emulator.add_fault(endpoint=endpoint, action="hold", count=1, skip=skip)
     proc = loader.start()
     try:
         assert wait_until_held(emulator, endpoint, skip + 1), \

@@ -167,6 +167,8 @@ DRIVEN_BY = {
         SERIES + "test_a_shared_tier_that_refuses_writes_is_counted",
     ("datos_cache_store_failures_total", "tier=state_dir"):
         SERIES + "test_a_state_dir_that_cannot_be_written_is_counted",
+    ("datos_cache_entries_refused_total", ""):
+        "test_datos_trust.py::test_forged_fleet_entries_are_never_served",
     ("datos_ingest_requests_total", ""):
         SERIES + "test_refused_publishes_are_counted_by_code",
     ("datos_ingest_requests_total", "code=~5.."):

@@ -16,6 +16,7 @@
 
 #include "dt_support.h"
 #include "datos_answer.h"
+#include "datos_trust.h"
 
 #define TS0 APR_INT64_C(1705240800000000)
 
@@ -223,6 +224,11 @@ static void assert_same_answer(apr_pool_t *p, const datos_answer_t *x,
     }
 }
 
+/* The seal every envelope of these tests is made with. */
+static const datos_secret_t test_secret = {
+    (const unsigned char *)"a test secret of thirty-two bytes", 32};
+static const datos_seal_t test_seal = {&test_secret, "datos:v1:test"};
+
 static const char *encode(apr_pool_t *p, const datos_answer_t *a,
                           apr_size_t *len)
 {
@@ -230,12 +236,20 @@ static const char *encode(apr_pool_t *p, const datos_answer_t *a,
     datos_err_t err = {0};
 
     datos_err_clear(&err);
-    assert_int_equal(datos_answer_encode(p, a, &bytes, len, &err), APR_SUCCESS);
+    assert_int_equal(datos_answer_encode(p, a, &test_seal, &bytes, len, &err),
+                     APR_SUCCESS);
     assert_non_null(bytes);
     return bytes;
 }
 
-/* Decoding must fail as malformed, with a message, and give nothing. */
+static apr_status_t decode(apr_pool_t *p, const char *bytes, apr_size_t len,
+                           datos_answer_t **out, datos_err_t *err)
+{
+    return datos_answer_decode(p, bytes, len, &test_seal, out, err);
+}
+
+/* Decoding must fail, malformed or unsealed, with a message, and give
+ * nothing. */
 static void assert_rejected(apr_pool_t *p, const char *bytes, apr_size_t len,
                             const char *says)
 {
@@ -244,10 +258,10 @@ static void assert_rejected(apr_pool_t *p, const char *bytes, apr_size_t len,
     apr_status_t rv;
 
     datos_err_clear(&err);
-    rv = datos_answer_decode(p, bytes, len, &a, &err);
-    if (rv != DATOS_EMALFORMED) {
-        fail_msg("decode of %zu bytes: %d, expected malformed", (size_t)len,
-                 rv);
+    rv = decode(p, bytes, len, &a, &err);
+    if (rv != DATOS_EMALFORMED && rv != DATOS_EAUTH) {
+        fail_msg("decode of %zu bytes: %d, expected malformed or unsealed",
+                 (size_t)len, rv);
     }
     assert_null(a);
     assert_non_null(err.message);
@@ -577,7 +591,7 @@ static void envelope_round_trip(void **state)
     assert_true(len <= datos_answer_envelope_max(a->body_len, 20, 3));
     /* The decoded answer owns its bytes: the buffer may go at once. */
     copy = apr_pmemdup(p, bytes, len);
-    assert_int_equal(datos_answer_decode(p, copy, len, &b, &err), APR_SUCCESS);
+    assert_int_equal(decode(p, copy, len, &b, &err), APR_SUCCESS);
     memset(copy, 0xAA, len);
     assert_same_answer(p, a, b);
     /* and encodes to the very same bytes */
@@ -594,7 +608,7 @@ static void envelope_round_trip(void **state)
     a = build(p, NULL, 0, &o);
     bytes = encode(p, a, &len);
     assert_int_equal(len, ENV_HEADER + ENV_ROW + 12 + ENV_SHA);
-    assert_int_equal(datos_answer_decode(p, bytes, len, &b, &err), APR_SUCCESS);
+    assert_int_equal(decode(p, bytes, len, &b, &err), APR_SUCCESS);
     assert_same_answer(p, a, b);
     assert_null(b->deflate);
     datos_answer_free(a);
@@ -638,9 +652,9 @@ static void envelope_rejects_cuts(void **state)
         char *longer = apr_palloc(p, len + 1);
         memcpy(longer, bytes, len);
         longer[len] = 0;
-        assert_rejected(p, longer, len + 1, "checksum");
+        assert_rejected(p, longer, len + 1, "seal");
     }
-    assert_int_equal(datos_answer_decode(p, bytes, len, &a, &err), APR_SUCCESS);
+    assert_int_equal(decode(p, bytes, len, &a, &err), APR_SUCCESS);
     datos_answer_free(a);
 }
 
@@ -662,12 +676,14 @@ static void envelope_rejects_flipped_bytes(void **state)
     free(bad);
 }
 
-/* Writes the SHA-256 of everything before the last 32 bytes there, as an
- * encoder would: what follows is then only wrong in its structure. */
+/* Writes the seal of everything before the last 32 bytes there, as an
+ * encoder holding the secret would: what follows is then only wrong in its
+ * structure. */
 static void reseal(char *bytes, apr_size_t len)
 {
-    SHA256((const unsigned char *)bytes, len - ENV_SHA,
-           (unsigned char *)bytes + len - ENV_SHA);
+    assert_int_equal(datos_seal_mac(&test_seal, bytes, len - ENV_SHA,
+                                    (unsigned char *)bytes + len - ENV_SHA),
+                     APR_SUCCESS);
 }
 
 static void put32(char *o, apr_uint32_t v)
@@ -694,6 +710,59 @@ static apr_uint64_t get64(const char *s)
     return v;
 }
 
+/* An envelope sealed with another secret, or for another cache key (an
+ * entry of another table copied over this one's), is refused as unsealed,
+ * whole and intact as it is. */
+static void envelope_refuses_other_seals(void **state)
+{
+    apr_pool_t *p = DT_POOL(state);
+    static const datos_secret_t other = {
+        (const unsigned char *)"another secret, thirty-two bytes", 32};
+    const datos_seal_t other_secret = {&other, "datos:v1:test"};
+    const datos_seal_t other_key = {&test_secret, "datos:v1:other"};
+    const datos_seal_t prefix_key = {&test_secret, "datos:v1:tes"};
+    const datos_seal_t *seals[] = {&other_secret, &other_key, &prefix_key};
+    apr_size_t len;
+    const char *bytes = small_envelope(p, &len);
+    datos_answer_t *a = (datos_answer_t *)&a;
+    datos_err_t err = {0};
+    size_t i;
+
+    for (i = 0; i < sizeof(seals) / sizeof(seals[0]); i++) {
+        datos_err_clear(&err);
+        assert_int_equal(datos_answer_decode(p, bytes, len, seals[i], &a, &err),
+                         DATOS_EAUTH);
+        assert_null(a);
+        assert_string_equal(err.reason, DATOS_REASON_SEAL);
+        assert_non_null(strstr(err.message, "seal"));
+    }
+    /* every byte past the version is covered by the seal */
+    {
+        char *bad = apr_pmemdup(p, bytes, len);
+        for (i = 12; i < len; i++) {
+            memcpy(bad, bytes, len);
+            bad[i] ^= 0x20;
+            datos_err_clear(&err);
+            assert_int_equal(decode(p, bad, len, &a, &err), DATOS_EAUTH);
+        }
+    }
+    assert_int_equal(decode(p, bytes, len, &a, &err), APR_SUCCESS);
+    datos_answer_free(a);
+    /* resealed for another tier: trusted there, and only there */
+    {
+        char *copy = apr_pmemdup(p, bytes, len);
+
+        assert_int_equal(datos_answer_reseal(copy, len, &other_secret),
+                         APR_SUCCESS);
+        assert_int_equal(
+            datos_answer_decode(p, copy, len, &other_secret, &a, &err),
+            APR_SUCCESS);
+        datos_answer_free(a);
+        assert_int_equal(decode(p, copy, len, &a, &err), DATOS_EAUTH);
+        assert_int_equal(datos_answer_reseal(copy, 10, &test_seal), APR_EINVAL);
+    }
+}
+
 static void envelope_rejects_other_versions(void **state)
 {
     apr_pool_t *p = DT_POOL(state);
@@ -701,10 +770,15 @@ static void envelope_rejects_other_versions(void **state)
     const char *bytes = small_envelope(p, &len);
     char *b = apr_pmemdup(p, bytes, len);
 
-    put32(b + 8, 2);
-    assert_rejected(p, b, len, "format 2");
+    put32(b + 8, 3);
+    assert_rejected(p, b, len, "format 3");
     reseal(b, len); /* even when intact */
-    assert_rejected(p, b, len, "format 2");
+    assert_rejected(p, b, len, "format 3");
+    /* format 1 closed with a plain SHA-256 anyone can compute */
+    put32(b + 8, 1);
+    SHA256((const unsigned char *)b, len - ENV_SHA,
+           (unsigned char *)b + len - ENV_SHA);
+    assert_rejected(p, b, len, "format 1");
     put32(b + 8, 0);
     reseal(b, len);
     assert_rejected(p, b, len, "format 0");
@@ -714,8 +788,8 @@ static void envelope_rejects_other_versions(void **state)
     assert_rejected(p, b, len, "not an answer envelope");
 }
 
-/* Envelopes with a correct checksum and a wrong structure: the SHA-256
- * proves only that the bytes are what some encoder wrote. */
+/* Envelopes with a correct seal and a wrong structure: the seal proves
+ * only that the bytes are what some holder of the secret wrote. */
 static void envelope_rejects_crafted(void **state)
 {
     apr_pool_t *p = DT_POOL(state);
@@ -742,7 +816,7 @@ static void envelope_rejects_crafted(void **state)
     /* resealing an unchanged envelope keeps it valid */
     memcpy(b, bytes, len);
     reseal(b, len);
-    assert_int_equal(datos_answer_decode(p, b, len, &d, &err), APR_SUCCESS);
+    assert_int_equal(decode(p, b, len, &d, &err), APR_SUCCESS);
     datos_answer_free(d);
 
     /* row offsets: out of order, out of range, off by one, wrong start */
@@ -812,7 +886,7 @@ static void check_bound(apr_pool_t *p, const datos_row_t *rows, int n,
     datos_err_t err = {0};
 
     /* and comes back from its envelope */
-    assert_int_equal(datos_answer_decode(p, bytes, len, &b, &err), APR_SUCCESS);
+    assert_int_equal(decode(p, bytes, len, &b, &err), APR_SUCCESS);
     assert_bytes_equal(a->body, a->body_len, b->body, b->body_len);
     assert_string_equal(datos_answer_etag(a, n), datos_answer_etag(b, n));
     datos_answer_free(b);
@@ -967,8 +1041,7 @@ static void answer_build_sizes(void **state)
         bytes = encode(p, a, &len);
         te = ms_since(t0);
         t0 = apr_time_now();
-        assert_int_equal(datos_answer_decode(p, bytes, len, &b, &err),
-                         APR_SUCCESS);
+        assert_int_equal(decode(p, bytes, len, &b, &err), APR_SUCCESS);
         td = ms_since(t0);
         assert_int_equal(b->body_len, a->body_len);
         assert_string_equal(datos_answer_etag(b, 37), datos_answer_etag(a, 37));
@@ -998,6 +1071,7 @@ int main(void)
         DT_TEST(envelope_rejects_cuts),
         DT_TEST(envelope_rejects_flipped_bytes),
         DT_TEST(envelope_rejects_other_versions),
+        DT_TEST(envelope_refuses_other_seals),
         DT_TEST(envelope_rejects_crafted),
         DT_TEST(envelope_max_is_a_bound),
         DT_TEST(answer_freed_by_another_thread),

@@ -147,8 +147,14 @@ static void init_prepares_the_block(void **state)
     memset(aligned, 0x5A, size);
     assert_null(
         datos_metrics_render(p, (datos_metrics_t *)aligned, SEC(1), NULL));
+    assert_false(datos_metrics_current(aligned));
     m = datos_metrics_init(aligned);
     assert_ptr_equal(m, aligned);
+    /* a block kept across a graceful restart is reused only when it is of
+     * this layout */
+    assert_true(datos_metrics_current(aligned));
+    assert_false(datos_metrics_current(aligned + 4));
+    assert_false(datos_metrics_current(NULL));
     fresh = render(p, m, SEC(1));
     assert_int_equal(
         series_value(p, fresh, "datos_backend_bytes_processed_total"), 0);
@@ -303,6 +309,12 @@ static const char *const known_text[] = {
     "# HELP datos_cache_oversized_total Answers larger than DatosMaxPayload, kept in process memory only.",
     "# TYPE datos_cache_oversized_total counter",
     "datos_cache_oversized_total 1",
+    "# HELP datos_cache_entries_refused_total Entries read from a cache tier and refused as untrusted: a seal that does not match (another secret, key or bytes), or a fetch time in the future.",
+    "# TYPE datos_cache_entries_refused_total counter",
+    "datos_cache_entries_refused_total{tier=\"shared\",reason=\"seal\"} 2",
+    "datos_cache_entries_refused_total{tier=\"shared\",reason=\"future\"} 0",
+    "datos_cache_entries_refused_total{tier=\"state_dir\",reason=\"seal\"} 0",
+    "datos_cache_entries_refused_total{tier=\"state_dir\",reason=\"future\"} 1",
     "# HELP datos_cache_age_seconds Seconds since the newest answer for the table was fetched from BigQuery.",
     "# TYPE datos_cache_age_seconds gauge",
     "datos_cache_age_seconds{table=\"latam_dataset.datos\"} 12.5",
@@ -361,6 +373,9 @@ static void count_known_state(datos_metrics_t *m)
     datos_metrics_backend(m, NULL, SEC(30), 0);
     datos_metrics_store_failure(m, DATOS_TIER_L2);
     datos_metrics_oversized(m);
+    datos_metrics_refused(m, DATOS_TIER_L2, DATOS_REFUSED_SEAL);
+    datos_metrics_refused(m, DATOS_TIER_L2, DATOS_REFUSED_SEAL);
+    datos_metrics_refused(m, DATOS_TIER_STATE, DATOS_REFUSED_FUTURE);
     datos_metrics_fetched(m, t, fetched);
     datos_metrics_success(m, t, fetched);
     assert_int_equal(datos_metrics_wait_enter(m, 1), 1);
@@ -393,6 +408,7 @@ static void out_of_range_arguments(void **state)
     datos_metrics_backend(NULL, "ok", 1, 1);
     datos_metrics_store_failure(NULL, DATOS_TIER_L1);
     datos_metrics_oversized(NULL);
+    datos_metrics_refused(NULL, DATOS_TIER_L2, DATOS_REFUSED_SEAL);
     datos_metrics_fetched(NULL, 0, SEC(1));
     datos_metrics_success(NULL, 0, SEC(1));
     datos_metrics_ingest(NULL, 202, 1);
@@ -406,6 +422,10 @@ static void out_of_range_arguments(void **state)
     datos_metrics_lookup(m, (datos_tier_t)DATOS_TIER_COUNT, DATOS_LOOKUP_HIT);
     datos_metrics_lookup(m, DATOS_TIER_L1, (datos_lookup_t)DATOS_LOOKUP_COUNT);
     datos_metrics_store_failure(m, (datos_tier_t)-1);
+    datos_metrics_refused(m, (datos_tier_t)DATOS_TIER_COUNT,
+                          DATOS_REFUSED_SEAL);
+    datos_metrics_refused(m, DATOS_TIER_L2,
+                          (datos_refused_t)DATOS_REFUSED_COUNT);
     datos_metrics_fetched(m, DATOS_METRICS_TABLES, SEC(5));
     datos_metrics_fetched(m, -1, SEC(5));
     datos_metrics_success(m, DATOS_METRICS_TABLES, SEC(5));

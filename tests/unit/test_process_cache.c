@@ -163,48 +163,155 @@ static void slot_refuses_object_twice(void **state)
     assert_int_equal(released_count, 1);
 }
 
-/* Every entry held by a reader: the next publish fails and keeps nothing;
- * one release makes room again, and entries are reused. */
-static void slot_full_then_reused(void **state)
+/* Every entry held by a slow reader: a publish still makes the new version
+ * current (in the overflow), so readers never fall back to an older one;
+ * versions published while full are released like any other, and entries
+ * are reused once readers let go. */
+static void slot_full_still_publishes(void **state)
 {
     apr_pool_t *p = DT_POOL(state);
     datos_process_cache_t *s = new_slot(p, record_release);
     void *held[DATOS_PROCESS_CACHE_ENTRIES];
-    tobj_t *extra = tobj(p, 999);
-    void *r;
-    int i, round;
+    tobj_t *x1 = tobj(p, 1001), *x2 = tobj(p, 1002), *x3 = tobj(p, 1003);
+    void *r1, *r2, *r;
+    int i, round, before;
 
     for (round = 0; round < 3; round++) {
         int base = round * 100;
 
+        before = released_count;
         for (i = 0; i < DATOS_PROCESS_CACHE_ENTRIES; i++) {
             assert_int_equal(datos_process_cache_publish(s, tobj(p, base + i)),
                              APR_SUCCESS);
             held[i] = datos_process_cache_acquire(s);
         }
-        assert_int_equal(datos_process_cache_publish(s, extra), APR_EAGAIN);
-        assert_int_equal(extra->magic, LIVE);
+        assert_int_equal(released_count, before);
+        /* full: the next versions still become current */
+        x1->magic = x2->magic = x3->magic = LIVE;
+        assert_int_equal(datos_process_cache_publish(s, x1), APR_SUCCESS);
+        r1 = datos_process_cache_acquire(s);
+        assert_ptr_equal(r1, x1);
+        assert_int_equal(datos_process_cache_publish(s, x1), APR_EINVAL);
+        assert_int_equal(datos_process_cache_publish(s, x2), APR_SUCCESS);
+        assert_int_equal(x1->magic, LIVE); /* r1 holds it */
+        r2 = datos_process_cache_acquire(s);
+        assert_ptr_equal(r2, x2);
+        /* x3 replaces x2 while r2 holds it; nobody holds x3 */
+        assert_int_equal(datos_process_cache_publish(s, x3), APR_SUCCESS);
+        assert_int_equal(released_count, before);
+        datos_process_cache_release(s, r1);
+        assert_int_equal(x1->magic, DEAD);
+        datos_process_cache_release(s, r2);
+        assert_int_equal(x2->magic, DEAD);
+        assert_int_equal(released_count, before + 2);
         r = datos_process_cache_acquire(s);
-        assert_int_equal(((tobj_t *)r)->id,
-                         base + DATOS_PROCESS_CACHE_ENTRIES - 1);
+        assert_ptr_equal(r, x3);
         datos_process_cache_release(s, r);
+        assert_int_equal(x3->magic, LIVE);
         /* readers let go in an order unrelated to publication */
-        for (i = 0; i < DATOS_PROCESS_CACHE_ENTRIES - 1; i += 2) {
+        for (i = 0; i < DATOS_PROCESS_CACHE_ENTRIES; i += 2) {
             datos_process_cache_release(s, held[i]);
         }
-        for (i = 1; i < DATOS_PROCESS_CACHE_ENTRIES - 1; i += 2) {
+        for (i = 1; i < DATOS_PROCESS_CACHE_ENTRIES; i += 2) {
             datos_process_cache_release(s, held[i]);
         }
-        assert_int_equal(released_count, round * DATOS_PROCESS_CACHE_ENTRIES
-                                             + DATOS_PROCESS_CACHE_ENTRIES - 1);
-        /* the current one is released by clear, its readers being gone */
-        datos_process_cache_release(s, held[DATOS_PROCESS_CACHE_ENTRIES - 1]);
-        assert_int_equal(released_count, round * DATOS_PROCESS_CACHE_ENTRIES
-                                             + DATOS_PROCESS_CACHE_ENTRIES - 1);
+        assert_int_equal(released_count,
+                         before + 2 + DATOS_PROCESS_CACHE_ENTRIES);
+        /* the table is free again: the next version is lock-free */
+        assert_int_equal(datos_process_cache_publish(s, tobj(p, base + 99)),
+                         APR_SUCCESS);
+        assert_int_equal(x3->magic, DEAD);
+        r = datos_process_cache_acquire(s);
+        assert_int_equal(((tobj_t *)r)->id, base + 99);
+        datos_process_cache_release(s, r);
         datos_process_cache_clear(s);
         assert_int_equal(released_count,
-                         (round + 1) * DATOS_PROCESS_CACHE_ENTRIES);
+                         before + 4 + DATOS_PROCESS_CACHE_ENTRIES);
     }
+}
+
+/* Cleared while full and an overflow version is held: released when its
+ * reader lets go. */
+static void slot_full_clear_releases_overflow(void **state)
+{
+    apr_pool_t *p = DT_POOL(state);
+    datos_process_cache_t *s = new_slot(p, record_release);
+    void *held[DATOS_PROCESS_CACHE_ENTRIES];
+    tobj_t *x = tobj(p, 500);
+    void *r;
+    int i;
+
+    for (i = 0; i < DATOS_PROCESS_CACHE_ENTRIES; i++) {
+        assert_int_equal(datos_process_cache_publish(s, tobj(p, i)),
+                         APR_SUCCESS);
+        held[i] = datos_process_cache_acquire(s);
+    }
+    assert_int_equal(datos_process_cache_publish(s, x), APR_SUCCESS);
+    r = datos_process_cache_acquire(s);
+    datos_process_cache_clear(s);
+    assert_null(datos_process_cache_acquire(s));
+    assert_int_equal(x->magic, LIVE);
+    datos_process_cache_release(s, r);
+    assert_int_equal(x->magic, DEAD);
+    for (i = 0; i < DATOS_PROCESS_CACHE_ENTRIES; i++) {
+        datos_process_cache_release(s, held[i]);
+    }
+    assert_int_equal(released_count, DATOS_PROCESS_CACHE_ENTRIES + 1);
+}
+
+static int tobj_newer(const void *a, const void *b)
+{
+    return ((const tobj_t *)a)->id - ((const tobj_t *)b)->id;
+}
+
+/* A writer that fetched an older version than the current one cannot step
+ * the slot back to it: it is refused, and stays the caller's. */
+static void slot_never_steps_back(void **state)
+{
+    apr_pool_t *p = DT_POOL(state);
+    datos_process_cache_t *s = new_slot(p, record_release);
+    tobj_t *v5 = tobj(p, 5), *v3 = tobj(p, 3), *v5b = tobj(p, 5);
+    tobj_t *v7 = tobj(p, 7);
+    void *held[DATOS_PROCESS_CACHE_ENTRIES], *r;
+    int i;
+
+    assert_int_equal(datos_process_cache_publish_newer(s, v5, tobj_newer),
+                     APR_SUCCESS);
+    assert_int_equal(datos_process_cache_publish_newer(s, v3, tobj_newer),
+                     APR_EEXIST);
+    assert_int_equal(datos_process_cache_publish_newer(s, v5b, tobj_newer),
+                     APR_EEXIST);
+    assert_int_equal(v3->magic, LIVE);
+    r = datos_process_cache_acquire(s);
+    assert_ptr_equal(r, v5);
+    datos_process_cache_release(s, r);
+    assert_int_equal(datos_process_cache_publish_newer(s, v7, tobj_newer),
+                     APR_SUCCESS);
+    assert_int_equal(released_count, 1);
+    /* the same while every entry is held (the overflow) */
+    for (i = 0; i < DATOS_PROCESS_CACHE_ENTRIES; i++) {
+        assert_int_equal(
+            datos_process_cache_publish_newer(s, tobj(p, 10 + i), tobj_newer),
+            APR_SUCCESS);
+        held[i] = datos_process_cache_acquire(s);
+    }
+    assert_int_equal(
+        datos_process_cache_publish_newer(s, tobj(p, 200), tobj_newer),
+        APR_SUCCESS);
+    assert_int_equal(
+        datos_process_cache_publish_newer(s, tobj(p, 150), tobj_newer),
+        APR_EEXIST);
+    r = datos_process_cache_acquire(s);
+    assert_int_equal(((tobj_t *)r)->id, 200);
+    datos_process_cache_release(s, r);
+    for (i = 0; i < DATOS_PROCESS_CACHE_ENTRIES; i++) {
+        datos_process_cache_release(s, held[i]);
+    }
+    /* an empty slot takes anything */
+    datos_process_cache_clear(s);
+    assert_int_equal(
+        datos_process_cache_publish_newer(s, tobj(p, 1), tobj_newer),
+        APR_SUCCESS);
 }
 
 static void slot_pool_cleanup_releases_current(void **state)
@@ -376,7 +483,7 @@ static void run_stress(apr_pool_t *p, int answers, long publishes)
     apr_thread_t *threads[READERS];
     apr_pool_t *scratch;
     apr_status_t trv;
-    long published = 0, eagain = 0, clears = 0, id;
+    long published = 0, clears = 0, id;
     apr_time_t t0 = apr_time_now();
     int i;
 
@@ -399,13 +506,9 @@ static void run_stress(apr_pool_t *p, int answers, long publishes)
     }
     for (id = 0; id < publishes; id++) {
         void *o = make_obj(scratch, &st, id);
-        apr_status_t rv;
 
-        while ((rv = datos_process_cache_publish(st.slot, o)) == APR_EAGAIN) {
-            eagain++;
-            apr_thread_yield();
-        }
-        assert_int_equal(rv, APR_SUCCESS);
+        /* even while readers hold every entry of the table */
+        assert_int_equal(datos_process_cache_publish(st.slot, o), APR_SUCCESS);
         published++;
         if (id % 1000 == 999) {
             datos_process_cache_clear(st.slot);
@@ -429,9 +532,9 @@ static void run_stress(apr_pool_t *p, int answers, long publishes)
     assert_true(atomic_load(&st.acquired) > 0);
     if (getenv("DT_DEBUG")) {
         fprintf(stderr,
-                "stress (%s): %ld publishes, %ld clears, %ld EAGAIN, "
+                "stress (%s): %ld publishes, %ld clears, "
                 "%ld acquisitions, %ld empty, %.0f ms\n",
-                answers ? "answers" : "objects", published, clears, eagain,
+                answers ? "answers" : "objects", published, clears,
                 (long)atomic_load(&st.acquired), (long)atomic_load(&st.nulls),
                 (double)(apr_time_now() - t0) / 1000.0);
     }
@@ -457,7 +560,9 @@ int main(void)
         DT_TEST(slot_unread_version_released_at_once),
         DT_TEST(slot_clear_waits_for_readers),
         DT_TEST(slot_refuses_object_twice),
-        DT_TEST(slot_full_then_reused),
+        DT_TEST(slot_full_still_publishes),
+        DT_TEST(slot_full_clear_releases_overflow),
+        DT_TEST(slot_never_steps_back),
         DT_TEST(slot_pool_cleanup_releases_current),
         DT_TEST(slot_stress_objects),
         DT_TEST(slot_stress_answers),
