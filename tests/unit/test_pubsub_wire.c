@@ -9,6 +9,7 @@
 #include "dt_support.h"
 #include "datos_base64.h"
 #include "datos_pubsub.h"
+#include "datos_pubsub_pull.h"
 #include "datos_utf8.h"
 
 #define NOW APR_INT64_C(1705240800000000)
