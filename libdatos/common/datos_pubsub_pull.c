@@ -39,9 +39,9 @@ enum {
 /* A value found in the answer. */
 typedef struct ref_t {
     int kind;
-    int integer; /* a number without fraction or exponent */
-    int esc;     /* a string holding escapes */
-    int nul;     /* a string holding \u0000 */
+    int integer;           /* a number without fraction or exponent */
+    int esc;               /* a string holding escapes */
+    int nul;               /* a string holding \u0000 */
     apr_size_t start, end; /* a string: its body between the quotes; a
                             * number: its text */
 } ref_t;
@@ -170,7 +170,8 @@ value:
         depth++;
         pp->pos++;
         pp_ws(pp);
-        if (pp->pos < len && s[pp->pos] == (KIND_OBJ(kinds, depth - 1) ? '}' : ']')) {
+        if (pp->pos < len
+            && s[pp->pos] == (KIND_OBJ(kinds, depth - 1) ? '}' : ']')) {
             pp->pos++;
             depth--;
             goto after;
@@ -277,8 +278,7 @@ static const char *pp_view(pp_t *pp, const ref_t *r, apr_size_t *len)
     return datos_jt_unescape(pp->p, pp->s + r->start, r->end - r->start, len);
 }
 
-static int pp_key_is(pp_t *pp, const ref_t *k, const char *name,
-                     apr_size_t n)
+static int pp_key_is(pp_t *pp, const ref_t *k, const char *name, apr_size_t n)
 {
     const char *v;
     apr_size_t len;
@@ -539,12 +539,12 @@ static void build_entry(pp_t *pp, const entry_refs_t *er, int index,
 
     memset(m, 0, sizeof(*m));
     m->data = (const unsigned char *)"";
-    m->attributes = apr_array_make(
-        pp->p,
-        er->msg.kind == V_OBJECT && mr->attrs.kind == V_OBJECT
-            ? mr->pairs->nelts
-            : 0,
-        sizeof(datos_attr_t));
+    m->attributes =
+        apr_array_make(pp->p,
+                       er->msg.kind == V_OBJECT && mr->attrs.kind == V_OBJECT
+                           ? mr->pairs->nelts
+                           : 0,
+                       sizeof(datos_attr_t));
 
     /* An ack id holding U+0000 could not be sent back as one. */
     if (er->ack.kind != V_STRING || er->ack.end == er->ack.start
@@ -582,8 +582,9 @@ static void build_entry(pp_t *pp, const entry_refs_t *er, int index,
     m->message_id = pp_str(pp, &mr->id, &len);
 
     v = mr->time.kind == V_STRING ? pp_view(pp, &mr->time, &len) : NULL;
-    if (!v || datos_pubsub_parse_time(v, len, &m->publish_time_us)
-                  != APR_SUCCESS) {
+    if (!v
+        || datos_pubsub_parse_time(v, len, &m->publish_time_us)
+               != APR_SUCCESS) {
         m->problem = apr_psprintf(pp->p, "message %s has no valid publishTime",
                                   m->message_id);
         return;
@@ -605,9 +606,8 @@ static void build_entry(pp_t *pp, const entry_refs_t *er, int index,
     }
 
     if (mr->attrs.kind != V_NONE && mr->attrs.kind != V_OBJECT) {
-        m->problem = apr_psprintf(pp->p,
-                                  "message %s: attributes is not an object",
-                                  m->message_id);
+        m->problem = apr_psprintf(
+            pp->p, "message %s: attributes is not an object", m->message_id);
         return;
     }
     if (mr->attrs.kind == V_OBJECT && mr->pairs->nelts
@@ -616,9 +616,8 @@ static void build_entry(pp_t *pp, const entry_refs_t *er, int index,
     }
 
     if (mr->okey.kind != V_NONE && mr->okey.kind != V_STRING) {
-        m->problem = apr_psprintf(pp->p,
-                                  "message %s: orderingKey is not a string",
-                                  m->message_id);
+        m->problem = apr_psprintf(
+            pp->p, "message %s: orderingKey is not a string", m->message_id);
         return;
     }
     m->ordering_key =
@@ -629,7 +628,8 @@ static void build_entry(pp_t *pp, const entry_refs_t *er, int index,
  * PP_CUT when a cut answer ended after an entry. */
 static int parse_list(pp_t *pp, apr_array_header_t **out)
 {
-    apr_array_header_t *msgs = apr_array_make(pp->p, 64, sizeof(datos_pubsub_msg_t));
+    apr_array_header_t *msgs =
+        apr_array_make(pp->p, 64, sizeof(datos_pubsub_msg_t));
     entry_refs_t er;
     int index = 0;
 
@@ -769,16 +769,17 @@ static apr_status_t parse(apr_pool_t *p, const char *body, apr_size_t len,
         }
     }
     if (rc) {
-        return datos_err_set(err, p, DATOS_EMALFORMED, 0, NULL,
-                             "pull answer is not JSON: %s at byte %" APR_SIZE_T_FMT,
-                             pp.fail ? pp.fail : "a syntax error", pp.fail_pos);
+        return datos_err_set(
+            err, p, DATOS_EMALFORMED, 0, NULL,
+            "pull answer is not JSON: %s at byte %" APR_SIZE_T_FMT,
+            pp.fail ? pp.fail : "a syntax error", pp.fail_pos);
     }
     if (rt.list_kind != V_NONE && rt.list_kind != V_ARRAY) {
         return datos_err_set(err, p, DATOS_EMALFORMED, 0, NULL,
                              "pull answer: receivedMessages is not an array");
     }
-    *msgs = rt.msgs ? rt.msgs
-                    : apr_array_make(p, 1, sizeof(datos_pubsub_msg_t));
+    *msgs =
+        rt.msgs ? rt.msgs : apr_array_make(p, 1, sizeof(datos_pubsub_msg_t));
     return APR_SUCCESS;
 }
 
@@ -821,9 +822,9 @@ struct datos_pull_scan_t {
     int capture, cap_bad;
     char cap[SCAN_CAP];
     apr_size_t cap_len;
-    int root_key_is_list;  /* the root's last key was receivedMessages */
-    int entry_key_is_ack;  /* the entry's last key was ackId */
-    int in_list;           /* depth 2 is receivedMessages */
+    int root_key_is_list; /* the root's last key was receivedMessages */
+    int entry_key_is_ack; /* the entry's last key was ackId */
+    int in_list;          /* depth 2 is receivedMessages */
     apr_size_t entry_start;
     const char *entry_ack;
 };
@@ -877,7 +878,7 @@ static void scan_string_start(datos_pull_scan_t *sc)
         sc->capture = CAP_ROOT_KEY;
     }
     else if (d == 3 && sc->in_list && sc->obj[3]) {
-        sc->capture = sc->want_key[3]      ? CAP_ENTRY_KEY
+        sc->capture = sc->want_key[3]        ? CAP_ENTRY_KEY
                       : sc->entry_key_is_ack ? CAP_ACK
                                              : CAP_NONE;
     }
@@ -925,8 +926,7 @@ static void scan_close(datos_pull_scan_t *sc, apr_size_t at)
     sc->depth--;
 }
 
-void datos_pull_scan_feed(datos_pull_scan_t *sc, const char *data,
-                          apr_size_t n)
+void datos_pull_scan_feed(datos_pull_scan_t *sc, const char *data, apr_size_t n)
 {
     const unsigned char *s = (const unsigned char *)data;
     apr_size_t i = 0;

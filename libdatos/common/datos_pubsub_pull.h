@@ -64,8 +64,8 @@ apr_status_t datos_pubsub_parse_pull_cut(apr_pool_t *p, const char *body,
 typedef struct datos_pull_scan_t datos_pull_scan_t;
 
 typedef struct datos_pull_entry_t {
-    apr_size_t start; /* offset of the entry's first byte */
-    apr_size_t end;   /* offset after its last byte */
+    apr_size_t start;   /* offset of the entry's first byte */
+    apr_size_t end;     /* offset after its last byte */
     const char *ack_id; /* NULL when it had none that could be read */
 } datos_pull_entry_t;
 
