@@ -202,10 +202,9 @@ static apr_status_t publish(run_t *r, apr_pool_t *p, letter_t *ls, int n,
         int j;
 
         apr_pool_clear(sp);
-        rv = datos_pubsub_publish(r->ps, sp,
-                                  loader_call_deadline(r, r->c->http_timeout),
-                                  r->c->dead_letter_topic, out + i, k - i,
-                                  &ids, err);
+        rv = datos_pubsub_publish(
+            r->ps, sp, loader_call_deadline(r, r->c->http_timeout),
+            r->c->dead_letter_topic, out + i, k - i, &ids, err);
         for (j = 0; ids && j < ids->nelts; j++)
             ls[which[i + j]].published = 1;
         i += ids ? ids->nelts : 0;

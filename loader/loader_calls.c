@@ -15,8 +15,8 @@ json_t *loader_run_event(const char *level, const char *name)
     return loader_event(level, name);
 }
 
-void loader_log_error(const char *event_name, const char *what,
-                      apr_status_t rv, const datos_err_t *err)
+void loader_log_error(const char *event_name, const char *what, apr_status_t rv,
+                      const datos_err_t *err)
 {
     json_t *ev = loader_event("error", event_name);
 
@@ -42,9 +42,8 @@ static void log_retry(void *baton, apr_status_t rv, const datos_err_t *err,
     if (err && err->http_status)
         json_object_set_new(ev, "http_status", json_integer(err->http_status));
     json_object_set_new(ev, "wait_ms", json_integer(apr_time_as_msec(wait)));
-    json_object_set_new(
-        ev, "message",
-        json_string(err && err->message ? err->message : ""));
+    json_object_set_new(ev, "message",
+                        json_string(err && err->message ? err->message : ""));
     loader_emit(ev);
 }
 
@@ -102,16 +101,14 @@ apr_status_t loader_send_acks(run_t *r, const char *subscription,
     loader_retry(r, &rt, what, 1);
     while (datos_retry_again(&rt, rv, &err)) {
         apr_pool_clear(sp);
-        rv = seconds < 0
-                 ? datos_pubsub_ack(r->settle, sp,
-                                    loader_call_deadline(r, r->c->http_timeout),
-                                    subscription,
-                                    (const char *const *)ids->elts, ids->nelts,
-                                    &err)
-                 : datos_pubsub_modack(
-                     r->settle, sp, loader_call_deadline(r, r->c->http_timeout),
-                     subscription, (const char *const *)ids->elts, ids->nelts,
-                     seconds, &err);
+        rv = seconds < 0 ? datos_pubsub_ack(
+                 r->settle, sp, loader_call_deadline(r, r->c->http_timeout),
+                 subscription, (const char *const *)ids->elts, ids->nelts, &err)
+                         : datos_pubsub_modack(
+                             r->settle, sp,
+                             loader_call_deadline(r, r->c->http_timeout),
+                             subscription, (const char *const *)ids->elts,
+                             ids->nelts, seconds, &err);
     }
     if (rv != APR_SUCCESS)
         loader_log_error("pubsub_failed", what, rv, &err);
@@ -134,8 +131,8 @@ apr_status_t loader_pull(run_t *r, apr_pool_t *p, const char *subscription,
     loader_retry(r, &rt, "pull", 0);
     while (datos_retry_again(&rt, rv, err)) {
         rv = datos_pubsub_pull_bounded(
-            r->ps, p, loader_call_deadline(r, r->c->pull_timeout),
-            subscription, max, bound, got, err);
+            r->ps, p, loader_call_deadline(r, r->c->pull_timeout), subscription,
+            max, bound, got, err);
         /* Leased to this run but not read: released now, so the next
          * pull - of this run or the next - can take them. */
         if (got->unread->nelts) {

@@ -111,8 +111,7 @@ static void mark_committed(run_t *r, loader_journal_entry_t *e)
         e->committed_at = apr_time_now();
     if (!e->lease)
         e->lease = r->c->lease;
-    if (loader_journal_write(r->p, r->journal_dir, entry_key(r->p, e), e,
-                             &why)
+    if (loader_journal_write(r->p, r->journal_dir, entry_key(r->p, e), e, &why)
         != APR_SUCCESS)
         /* The entry on disk still names the job: a later run asks
          * BigQuery again, which says the same. */
@@ -499,9 +498,9 @@ int loader_load(run_t *r, batch_t *b, item_t **items, int n)
             /* the upload gets a millisecond per KiB on top */
             rv = datos_load_client_insert(
                 r->bl, gp,
-                loader_call_deadline(r, r->c->http_timeout
-                                            + (apr_interval_time_t)(w.len / 1024)
-                                                  * 1000),
+                loader_call_deadline(
+                    r, r->c->http_timeout
+                           + (apr_interval_time_t)(w.len / 1024) * 1000),
                 job_id, r->location, w.data, w.len, &job, &err);
         if (rv == DATOS_EEXISTS) {
             /* The job exists (an earlier attempt, or an earlier run, made

@@ -73,8 +73,8 @@ typedef struct run_t {
     const char *journal_dir;
     apr_hash_t *committed; /* message id -> its committed journal entry */
     apr_array_header_t *committed_entries; /* (loader_load.c's) */
-    apr_hash_t *returned;  /* message ids given back to Pub/Sub's policy */
-    int pull_max;          /* maxMessages of the next pull */
+    apr_hash_t *returned; /* message ids given back to Pub/Sub's policy */
+    int pull_max;         /* maxMessages of the next pull */
     apr_time_t started;
     apr_time_t deadline; /* no pulling after this */
     apr_time_t stop_by;  /* once stopping: the end of LOADER_STOP_GRACE */
@@ -89,8 +89,8 @@ typedef struct run_t {
 /* ------------------------------------------------------- loader_calls.c */
 
 json_t *loader_run_event(const char *level, const char *name);
-void loader_log_error(const char *event_name, const char *what,
-                      apr_status_t rv, const datos_err_t *err);
+void loader_log_error(const char *event_name, const char *what, apr_status_t rv,
+                      const datos_err_t *err);
 
 /* A retry loop for one call (docs/design.md section 5, "Retries"): the
  * run's backoff, its retry log line, and the stop: a call that must finish
@@ -116,8 +116,7 @@ apr_status_t loader_send_acks(run_t *r, const char *subscription,
  * retried. Ack ids handed out but not read are given back at once, on
  * success and failure alike. */
 apr_status_t loader_pull(run_t *r, apr_pool_t *p, const char *subscription,
-                         int max, datos_pubsub_pulled_t *got,
-                         datos_err_t *err);
+                         int max, datos_pubsub_pulled_t *got, datos_err_t *err);
 
 /* ------------------------------------------------------- loader_batch.c */
 

@@ -48,9 +48,8 @@ static apr_status_t project_online(apr_pool_t *p, const loader_config_t *c,
     opts.user_agent = "datos-loader/" DATOS_VERSION;
     rv = datos_http_create(p, &opts, &http, err);
     if (rv == APR_SUCCESS)
-        rv = datos_creds_project(creds, http, p,
-                                 apr_time_now() + c->http_timeout, project,
-                                 err);
+        rv = datos_creds_project(
+            creds, http, p, apr_time_now() + c->http_timeout, project, err);
     return rv;
 }
 
@@ -137,12 +136,12 @@ const char *loader_setup(apr_pool_t *p, loader_config_t *c, int offline,
     out->project = project;
     /* Offline, a project only the metadata server knows is a stand-in:
      * the names are checked, not completed for real. */
-    if ((msg = loader_config_finish(
-             p, c,
-             project || !offline
-                     || datos_creds_kind(out->creds) != DATOS_CREDS_METADATA
-                 ? project
-                 : "metadata-project")))
+    if ((msg = loader_config_finish(p, c,
+                                    project || !offline
+                                            || datos_creds_kind(out->creds)
+                                                   != DATOS_CREDS_METADATA
+                                        ? project
+                                        : "metadata-project")))
         return msg;
     return NULL;
 }
