@@ -7,6 +7,7 @@
  */
 #include <stdio.h>
 #include <string.h>
+#include <apr_base64.h>
 #include <apr_strings.h>
 #include <apr_lib.h>
 #include <strings.h>
@@ -300,12 +301,14 @@ static void put_message(apr_pool_t *p, body_t *b, const void *items, int k)
     const datos_pubsub_out_t *m = (const datos_pubsub_out_t *)items + k;
     int i, nattr = m->attributes ? m->attributes->nelts : 0, fields = 0;
 
+    (void)p;
     *b->o++ = '{';
     if (m->data_len) {
-        apr_size_t n;
-        const char *b64 = datos_base64_encode(p, m->data, m->data_len, &n);
+        /* straight into the body: a copy of 10 MB of base64 less per
+         * request (the NUL APR writes after it falls where the quote
+         * goes) */
         put(b, "\"data\":\"", 8);
-        put(b, b64, n);
+        b->o += apr_base64_encode_binary(b->o, m->data, (int)m->data_len) - 1;
         *b->o++ = '"';
         fields++;
     }
