@@ -190,7 +190,8 @@ def test_80_records_of_1mb_load(emulator, answers):
     if answers.startswith("unbounded"):
         emulator.configure(pull_max_bytes=0)
     ids = emulator.publish(PIPELINE["topic"], valid(emulator, 80, contenido="x" * MB))
-    loader = Loader(emulator, "one-mb")
+    # an answer of 107 MB takes a while to arrive under the sanitizers on a busy machine
+    loader = Loader(emulator, "one-mb", pull_timeout="120s", retry_deadline="120s")
     r = loader.run(timeout=300)
     assert r.rc == 0, r
     if answers == "google-sized":
