@@ -26,8 +26,9 @@ DEB_PACKAGES := build-essential pkg-config ca-certificates curl openssl \
   apache2 apache2-bin apache2-dev apache2-utils libapr1-dev libaprutil1-dev \
   libcurl4-openssl-dev libjansson-dev libssl-dev libcmocka-dev zlib1g-dev \
   clang libclang-rt-14-dev clang-format \
-  python3-pytest python3-requests python3-locust python3-yaml \
-  wrk memcached redis-server prometheus
+  python3-pytest python3-pytest-xdist python3-requests python3-locust python3-yaml \
+  wrk memcached redis-server prometheus \
+  systemd
 
 # Resolved once, the first time a recipe needs them (so `make deps` can
 # install the tools first), instead of once per compile.
@@ -44,6 +45,8 @@ UNIT_SSL_LIBS = $(call cached,unit_ssl_libs,pkg-config --libs libssl)
 WARN := -Wall -Wextra -Werror
 CSTD := -std=gnu11
 OPT_CFLAGS := -O2 -g -fPIC -D_FORTIFY_SOURCE=2 -fstack-protector-strong
+# Full RELRO for the loader, as apxs already links the module.
+OPT_LDFLAGS := -Wl,-z,relro -Wl,-z,now
 SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all
 SAN_CFLAGS := -O1 -g -fPIC -fno-omit-frame-pointer $(SAN_FLAGS)
 
@@ -74,11 +77,15 @@ LOADER_SRC := $(wildcard loader/*.c)
 LOADER_HDR := $(wildcard loader/*.h)
 # Everything but main(): what unit tests and fuzz targets link.
 LOADER_LIB_SRC := $(filter-out loader/loader_main.c,$(LOADER_SRC))
+LOADER_OBJ := $(patsubst loader/%.c,$(BUILD)/loader-obj/%.o,$(LOADER_LIB_SRC))
+SAN_LOADER_OBJ := $(patsubst loader/%.c,$(BUILD)/asan/loader-obj/%.o,$(LOADER_LIB_SRC))
 
 OBJ := $(patsubst libdatos/%.c,$(BUILD)/obj/%.o,$(LIBDATOS_SRC))
 SAN_OBJ := $(patsubst libdatos/%.c,$(BUILD)/asan/obj/%.o,$(LIBDATOS_SRC))
 UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 SAN_UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/asan/tests/%,$(UNIT_SRC))
+UNIT_SUPPORT_OBJ := $(patsubst tests/unit/%.c,$(BUILD)/tests/support/%.o,$(UNIT_SUPPORT))
+SAN_UNIT_SUPPORT_OBJ := $(patsubst tests/unit/%.c,$(BUILD)/asan/tests/support/%.o,$(UNIT_SUPPORT))
 FUZZ_BIN := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRC))
 
 .PHONY: format format-check all deps build module loader unit unit-build fuzz fuzz-build fuzz-replay \
@@ -88,9 +95,13 @@ FUZZ_BIN := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRC))
 # What a user installs.
 all: $(BUILD)/libdatos.a $(BUILD)/mod_datos.so $(BUILD)/datos-loader
 
+# What the integration suites run: the programs, their ASan twins, and the
+# test of the libdatos clients against the emulator.
+ITEST_BUILD := all $(BUILD)/asan/mod_datos.so $(BUILD)/asan/datos-loader \
+               $(BUILD)/tests/test_emulator_clients $(BUILD)/asan/tests/test_emulator_clients
+
 # What the tests run: the sanitizer builds and the unit tests too.
-test-build: all $(BUILD)/asan/libdatos.a $(BUILD)/asan/mod_datos.so \
-            $(BUILD)/asan/datos-loader unit-build
+test-build: $(ITEST_BUILD) $(BUILD)/asan/libdatos.a unit-build
 
 # ---------------------------------------------------------------- deps
 # Idempotent: apt runs only when a package is missing; npm only when the
@@ -150,37 +161,71 @@ $(BUILD)/asan/mod_datos.so: $(MOD_SRC) $(MOD_HDR) $(BUILD)/asan/libdatos.a
 module: $(BUILD)/mod_datos.so $(BUILD)/asan/mod_datos.so
 
 # ---------------------------------------------------------------- datos-loader
-$(BUILD)/datos-loader: $(LOADER_SRC) $(LOADER_HDR) $(LIBDATOS_HDR) $(BUILD)/libdatos.a
-	$(CC) $(CSTD) $(WARN) $(OPT_CFLAGS) $(APR_INCLUDES) $(DEP_CFLAGS) $(LAYER_INC_load) -Iloader \
-	  $(LOADER_SRC) $(BUILD)/libdatos.a $(DEP_LIBS) $(APR_LIBS) -o $@
-
-$(BUILD)/asan/datos-loader: $(LOADER_SRC) $(LOADER_HDR) $(LIBDATOS_HDR) $(BUILD)/asan/libdatos.a
+# The loader but main() is an archive (libloader.a), compiled once and linked
+# by the program and by the unit tests.
+$(BUILD)/loader-obj/%.o: loader/%.c $(LOADER_HDR) $(LIBDATOS_HDR)
 	@mkdir -p $(@D)
-	$(CC) $(CSTD) $(WARN) $(SAN_CFLAGS) $(APR_INCLUDES) $(DEP_CFLAGS) $(LAYER_INC_load) -Iloader \
-	  $(LOADER_SRC) $(BUILD)/asan/libdatos.a $(DEP_LIBS) $(APR_LIBS) $(SAN_FLAGS) -o $@
+	$(CC) $(CSTD) $(WARN) $(OPT_CFLAGS) $(APR_INCLUDES) $(DEP_CFLAGS) $(LAYER_INC_load) -Iloader -c $< -o $@
+
+$(BUILD)/asan/loader-obj/%.o: loader/%.c $(LOADER_HDR) $(LIBDATOS_HDR)
+	@mkdir -p $(@D)
+	$(CC) $(CSTD) $(WARN) $(SAN_CFLAGS) $(APR_INCLUDES) $(DEP_CFLAGS) $(LAYER_INC_load) -Iloader -c $< -o $@
+
+$(BUILD)/libloader.a: $(LOADER_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/asan/libloader.a: $(SAN_LOADER_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/datos-loader: $(BUILD)/loader-obj/loader_main.o $(BUILD)/libloader.a $(BUILD)/libdatos.a
+	$(CC) $^ $(DEP_LIBS) $(APR_LIBS) $(OPT_LDFLAGS) -o $@
+
+$(BUILD)/asan/datos-loader: $(BUILD)/asan/loader-obj/loader_main.o $(BUILD)/asan/libloader.a $(BUILD)/asan/libdatos.a
+	$(CC) $^ $(DEP_LIBS) $(APR_LIBS) $(SAN_FLAGS) -o $@
 
 loader: $(BUILD)/datos-loader $(BUILD)/asan/datos-loader
 
 # ---------------------------------------------------------------- unit tests (cmocka)
-$(BUILD)/tests/%: tests/unit/%.c $(UNIT_SUPPORT) $(UNIT_HDR) $(LOADER_LIB_SRC) $(LOADER_HDR) $(BUILD)/libdatos.a
-	@mkdir -p $(@D)
-	$(CC) $(CSTD) $(WARN) -O1 -g $(APR_INCLUDES) $(DEP_CFLAGS) $(CMOCKA_CFLAGS) $(LIBDATOS_INC) -Iloader -Itests/unit \
-	  $< $(UNIT_SUPPORT) $(LOADER_LIB_SRC) $(BUILD)/libdatos.a $(CMOCKA_LIBS) $(UNIT_SSL_LIBS) $(DEP_LIBS) $(APR_LIBS) -o $@
+# The support files (scripted server, fixtures) are compiled once per build.
+UNIT_CFLAGS = $(APR_INCLUDES) $(DEP_CFLAGS) $(CMOCKA_CFLAGS) $(LIBDATOS_INC) -Iloader -Itests/unit
 
-$(BUILD)/asan/tests/%: tests/unit/%.c $(UNIT_SUPPORT) $(UNIT_HDR) $(LOADER_LIB_SRC) $(LOADER_HDR) $(BUILD)/asan/libdatos.a
+$(BUILD)/tests/support/%.o: tests/unit/%.c $(UNIT_HDR) $(LIBDATOS_HDR)
 	@mkdir -p $(@D)
-	$(CC) $(CSTD) $(WARN) $(SAN_CFLAGS) $(APR_INCLUDES) $(DEP_CFLAGS) $(CMOCKA_CFLAGS) $(LIBDATOS_INC) -Iloader -Itests/unit \
-	  $< $(UNIT_SUPPORT) $(LOADER_LIB_SRC) $(BUILD)/asan/libdatos.a $(CMOCKA_LIBS) $(UNIT_SSL_LIBS) $(DEP_LIBS) $(APR_LIBS) $(SAN_FLAGS) -o $@
+	$(CC) $(CSTD) $(WARN) -O1 -g $(UNIT_CFLAGS) -c $< -o $@
+
+$(BUILD)/asan/tests/support/%.o: tests/unit/%.c $(UNIT_HDR) $(LIBDATOS_HDR)
+	@mkdir -p $(@D)
+	$(CC) $(CSTD) $(WARN) $(SAN_CFLAGS) $(UNIT_CFLAGS) -c $< -o $@
+
+$(BUILD)/tests/%: tests/unit/%.c $(UNIT_SUPPORT_OBJ) $(UNIT_HDR) $(LOADER_HDR) $(BUILD)/libloader.a $(BUILD)/libdatos.a
+	@mkdir -p $(@D)
+	$(CC) $(CSTD) $(WARN) -O1 -g $(UNIT_CFLAGS) \
+	  $< $(UNIT_SUPPORT_OBJ) $(BUILD)/libloader.a $(BUILD)/libdatos.a $(CMOCKA_LIBS) $(UNIT_SSL_LIBS) $(DEP_LIBS) $(APR_LIBS) -o $@
+
+$(BUILD)/asan/tests/%: tests/unit/%.c $(SAN_UNIT_SUPPORT_OBJ) $(UNIT_HDR) $(LOADER_HDR) $(BUILD)/asan/libloader.a $(BUILD)/asan/libdatos.a
+	@mkdir -p $(@D)
+	$(CC) $(CSTD) $(WARN) $(SAN_CFLAGS) $(UNIT_CFLAGS) \
+	  $< $(SAN_UNIT_SUPPORT_OBJ) $(BUILD)/asan/libloader.a $(BUILD)/asan/libdatos.a $(CMOCKA_LIBS) $(UNIT_SSL_LIBS) $(DEP_LIBS) $(APR_LIBS) $(SAN_FLAGS) -o $@
 
 unit-build: $(UNIT_BIN) $(SAN_UNIT_BIN)
 
+# Kept between builds (only pattern rules name them).
+.SECONDARY: $(UNIT_SUPPORT_OBJ) $(SAN_UNIT_SUPPORT_OBJ)
+
 # Each binary runs twice: plain, then under ASan+UBSan (any report fails).
+# With make -j they run side by side, each one's output kept together (-O).
+UNIT_RUNS := $(addprefix run-,$(UNIT_BIN) $(SAN_UNIT_BIN))
+
 unit: unit-build
-	@set -e; for t in $(UNIT_BIN) $(SAN_UNIT_BIN); do \
-	  echo "== $$t"; \
-	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
-	  DATOS_TEST_TMP=$(CURDIR)/$(BUILD)/test-tmp $$t; \
-	done
+	@$(MAKE) --no-print-directory -O $(UNIT_RUNS)
+
+.PHONY: $(UNIT_RUNS)
+$(UNIT_RUNS): run-%: %
+	@echo "== $<"
+	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
+	  DATOS_TEST_TMP=$(CURDIR)/$(BUILD)/test-tmp $<
 
 # ---------------------------------------------------------------- fuzzing (libFuzzer)
 FUZZ_SECONDS ?= 60
@@ -245,9 +290,15 @@ format-check:
 
 # ---------------------------------------------------------------- pytest suites
 PYTEST := $(PYTHON) -m pytest -q -ra
+# pytest-xdist workers: each has its own emulator, its own folder under
+# build/test-tmp and its own block of ports (tools/httpd.py). Four per run on
+# two cores: most of a test's time is spent waiting (on httpd's shutdown, the
+# loader's retries, held requests), and four finish sooner than two.
+PYTEST_WORKERS ?= 4
+PYTEST_PAR := $(PYTEST) -n $(PYTEST_WORKERS)
 
 itest: test-build
-	$(PYTEST) tests/emulator tests/integration
+	$(PYTEST_PAR) tests/emulator tests/integration
 
 test:
 	@start=$$(date +%s); \
@@ -255,22 +306,37 @@ test:
 	echo "make test: $$( [ $$rc -eq 0 ] && echo passed || echo FAILED ) in $$(( $$(date +%s) - start ))s wall time"; \
 	exit $$rc
 
+# What the integration suites need is built first, two jobs at a time; then,
+# side by side (their tests mostly wait on sockets and timers): the integration
+# suite against the release build (with the emulator's own suite), the same
+# against the ASan build, and the build and run of the unit tests and fuzz
+# corpora. Each pytest run has its own workers, folders and ports; their
+# output goes to build/itest-*.log, shown when all are done.
 test-steps: deps
 	$(MAKE) --no-print-directory format-check
-	$(MAKE) --no-print-directory test-build fuzz-build
-	$(MAKE) --no-print-directory unit
-	$(MAKE) --no-print-directory fuzz-replay
-	$(PYTEST) tests/emulator
-	$(PYTEST) tests/integration
-	DATOS_SANITIZE=1 $(PYTEST) tests/integration
+	$(MAKE) --no-print-directory -j2 $(ITEST_BUILD)
+	@echo "$(PYTEST_PAR) tests/emulator tests/integration  >$(BUILD)/itest-release.log"
+	@echo "DATOS_SANITIZE=1 $(PYTEST_PAR) tests/integration  >$(BUILD)/itest-asan.log"
+	@$(PYTEST_PAR) tests/emulator tests/integration >$(BUILD)/itest-release.log 2>&1 & release=$$!; \
+	DATOS_SANITIZE=1 $(PYTEST_PAR) tests/integration >$(BUILD)/itest-asan.log 2>&1 & asan=$$!; \
+	$(MAKE) --no-print-directory -j2 -O unit fuzz-replay; unit=$$?; \
+	wait $$release; release=$$?; wait $$asan; asan=$$?; \
+	for s in release asan; do echo "== integration suite, $$s build"; cat $(BUILD)/itest-$$s.log; done; \
+	test $$unit -eq 0 && test $$release -eq 0 && test $$asan -eq 0
 
 # ---------------------------------------------------------------- benchmarks
-# make bench: the release build against the trivial handler, a static file
-# and the uncached design; cost at the emulator; the old service's Locust
+# make bench: the release build against the trivial handler (normal and
+# quick), a static file and the uncached design; the old service's bytes
+# behind nginx proxy_cache and Varnish; fleet queries per window; the request
+# that starts a refresh; cost at the emulator; the old service's Locust
 # scenario; the loader; memory. Writes tests/bench/results.md, the plots in
-# tests/bench/plots/ and the figures in docs/benchmarks.md (about 15 minutes;
+# tests/bench/plots/ and the figures in docs/benchmarks.md (about 20 minutes;
 # BENCH_QUICK=1 for a short run while developing).
-BENCH_PACKAGES := gnuplot-nox time
+# nginx and varnish are the peers: the bench runs its own, from configurations
+# it writes under build/, on free ports of 127.0.0.1. (On a host with systemd,
+# installing the packages also enables and starts Debian's services, as it
+# always does; the bench neither uses nor stops them.)
+BENCH_PACKAGES := gnuplot-nox time nginx varnish
 
 bench: deps bench-deps all $(BUILD)/bench/bench_record $(BUILD)/bench/mod_bench_bytes.so
 	$(PYTHON) tests/bench/bench.py
@@ -287,7 +353,8 @@ define apt_missing
 	fi
 endef
 
-# Only what the benchmarks need beyond `make deps`: the plots, GNU time.
+# Only what the benchmarks need beyond `make deps`: the plots, GNU time, the
+# peers.
 bench-deps:
 	$(call apt_missing,$(BENCH_PACKAGES),bench-deps)
 
@@ -335,28 +402,134 @@ run: deps
 	$(PYTHON) tools/run_local.py
 
 # ---------------------------------------------------------------- install
-# DESTDIR for packaging. The loader's timer is installed disabled: one host
-# per subscription enables it (systemctl enable --now datos-loader.timer),
-# or installs the cron line from $(PREFIX)/share/datos instead.
+# From source (the packages are `make deb`). DESTDIR for staging trees (the
+# container images). The loader's timer is installed disabled: one host per
+# subscription enables it (systemctl enable --now datos-loader.timer), or
+# installs the cron line from $(PREFIX)/share/datos instead.
+#
+# Installed as root on the machine itself (no DESTDIR), it also makes what
+# the loader needs, as the datos-loader package does: the system user and
+# group datos, /var/lib/datos-loader (datos, 0700), loader.conf root:datos
+# 0640, and /var/cache/apache2/mod_datos for httpd's User. Otherwise it
+# prints the commands that do it.
 PREFIX ?= /usr/local
 APACHE_MODULES = $(call cached,apxs_libexec,$(APXS) -q LIBEXECDIR)
+# The unit and the cron line name /usr/bin, where the package puts the loader.
+BIN_PATH_SED := sed 's|/usr/bin/datos-loader|$(PREFIX)/bin/datos-loader|g'
+
+define install_system_setup
+getent group datos >/dev/null || groupadd --system datos
+getent passwd datos >/dev/null || useradd --system --gid datos --home-dir /var/lib/datos-loader --no-create-home --shell /usr/sbin/nologin --comment datos-loader datos
+install -d -o datos -g datos -m 0700 /var/lib/datos-loader
+chown root:datos /etc/datos/loader.conf && chmod 0640 /etc/datos/loader.conf
+install -d -o www-data -g www-data -m 0750 /var/cache/apache2/mod_datos
+endef
+export install_system_setup
 
 install: all
 	install -d $(DESTDIR)$(APACHE_MODULES) $(DESTDIR)/etc/apache2/mods-available \
 	  $(DESTDIR)$(PREFIX)/bin $(DESTDIR)/etc/datos $(DESTDIR)/etc/systemd/system \
-	  $(DESTDIR)$(PREFIX)/share/datos
-	install -m 644 $(BUILD)/mod_datos.so $(DESTDIR)$(APACHE_MODULES)/mod_datos.so
+	  $(DESTDIR)$(PREFIX)/share/datos $(DESTDIR)$(PREFIX)/share/man/man5 \
+	  $(DESTDIR)$(PREFIX)/share/man/man8
+	install -m 644 -s $(BUILD)/mod_datos.so $(DESTDIR)$(APACHE_MODULES)/mod_datos.so
 	install -m 644 conf/datos.load conf/datos.conf $(DESTDIR)/etc/apache2/mods-available/
-	install -m 755 $(BUILD)/datos-loader $(DESTDIR)$(PREFIX)/bin/datos-loader
+	install -m 755 -s $(BUILD)/datos-loader $(DESTDIR)$(PREFIX)/bin/datos-loader
 	install -m 644 conf/loader.conf.example $(DESTDIR)/etc/datos/loader.conf.example
 	test -e $(DESTDIR)/etc/datos/loader.conf || \
 	  install -m 640 conf/loader.conf.example $(DESTDIR)/etc/datos/loader.conf
-	install -m 644 conf/datos-loader.service conf/datos-loader.timer \
-	  $(DESTDIR)/etc/systemd/system/
-	install -m 644 conf/datos-loader.cron $(DESTDIR)$(PREFIX)/share/datos/datos-loader.cron
+	$(BIN_PATH_SED) conf/datos-loader.service >$(DESTDIR)/etc/systemd/system/datos-loader.service
+	install -m 644 conf/datos-loader.timer $(DESTDIR)/etc/systemd/system/
+	$(BIN_PATH_SED) conf/datos-loader.cron >$(DESTDIR)$(PREFIX)/share/datos/datos-loader.cron
+	install -m 644 man/datos-loader.8 $(DESTDIR)$(PREFIX)/share/man/man8/
+	install -m 644 man/datos.conf.5 $(DESTDIR)$(PREFIX)/share/man/man5/
 	install -d $(DESTDIR)$(PREFIX)/share/datos/prometheus
 	install -m 644 conf/prometheus/datos-rules.yml conf/prometheus/datos-rules.test.yml \
 	  $(DESTDIR)$(PREFIX)/share/datos/prometheus/
+	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ]; then \
+	  echo "install: the user datos, /var/lib/datos-loader, loader.conf's group, /var/cache/apache2/mod_datos"; \
+	  sh -ec "$$install_system_setup"; \
+	  if [ -d /run/systemd/system ]; then systemctl daemon-reload; fi; \
+	else \
+	  echo "install: on the machine that runs them, as root, create what the loader and the module need:"; \
+	  echo "$$install_system_setup" | sed 's/^/    /'; \
+	fi
+	@echo "install: then a2enmod datos; write /etc/datos/loader.conf; enable ONE scheduler per subscription (docs/packages.md)"
 
 clean:
 	rm -rf $(BUILD)
+
+# ================================================================ packages
+# Debian packages, the install test in a booted Debian, the container
+# images. None of these is part of `make test` (each needs tools and
+# minutes make test has not got); make test runs their offline checks
+# (tests/integration/test_packaging.py, test_docker_files.py).
+#
+#   make deb            build/deb/libapache2-mod-datos_*.deb, datos-loader_*.deb
+#                       (dpkg-buildpackage -b from debian/), then lintian
+#   make test-install   both packages installed with apt in a Debian
+#                       bookworm booted by systemd-nspawn
+#                       (tests/packaging/install_test.py)
+#   make test-images    the three images built with podman from a debootstrap
+#                       base and run together as docker/compose.yaml does
+#                       (tests/packaging/images_test.py)
+.PHONY: deb deb-deps test-install test-install-deps test-images test-images-deps
+
+# Only what each target needs beyond `make deps`.
+DEB_BUILD_PACKAGES := debhelper dpkg-dev lintian apache2-dev libapr1-dev libaprutil1-dev \
+  libcurl4-openssl-dev libjansson-dev libssl-dev zlib1g-dev pkg-config build-essential
+INSTALL_TEST_PACKAGES := debootstrap systemd-container util-linux python3
+IMAGES_TEST_PACKAGES := podman buildah runc catatonit debootstrap python3-yaml binutils
+
+define apt_install_missing
+	@missing=$$(for p in $(2); do \
+	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed$$' || echo $$p; \
+	  done); \
+	if [ -n "$$missing" ]; then \
+	  echo "$(1): installing" $$missing; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+endef
+
+deb-deps:
+	$(call apt_install_missing,deb-deps,$(DEB_BUILD_PACKAGES))
+
+# dpkg-buildpackage writes next to the source tree, so it runs on a copy in
+# build/deb-src (the files git knows, plus new ones it does not ignore).
+DEB_SRC := $(BUILD)/deb-src/datos
+deb: deb-deps
+	@rm -rf $(BUILD)/deb-src $(BUILD)/deb && mkdir -p $(DEB_SRC) $(BUILD)/deb/dbgsym
+	@if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then \
+	  git ls-files -z --cached --others --exclude-standard | \
+	    tar --null --ignore-failed-read -T - -cf - 2>/dev/null | tar -C $(DEB_SRC) -xf -; \
+	else \
+	  tar --exclude=./build --exclude=./node_modules --exclude=./.git -cf - . | tar -C $(DEB_SRC) -xf -; \
+	fi
+	cd $(DEB_SRC) && dpkg-buildpackage -b -us -uc -j2 >../build.log 2>&1 \
+	  || { tail -n 40 ../build.log; exit 1; }
+	@grep -E '^(dpkg-deb|dpkg-buildpackage: info: (source version|binary-only))' $(BUILD)/deb-src/build.log
+	cp $(BUILD)/deb-src/*-dbgsym_*.deb $(BUILD)/deb/dbgsym/
+	cp $$(ls $(BUILD)/deb-src/*.deb | grep -v -- -dbgsym_) $(BUILD)/deb/
+	@ls -l $(BUILD)/deb/*.deb
+	lintian --fail-on error,warning --info --display-info $(BUILD)/deb-src/*.changes
+
+test-install-deps:
+	$(call apt_install_missing,test-install-deps,$(INSTALL_TEST_PACKAGES))
+
+# 3-5 minutes with make deb and the root filesystem cached in build/rootfs/,
+# about 3 more on a fresh clone (debootstrap); too long for make test's budget.
+test-install: deb test-install-deps
+	@start=$$(date +%s); \
+	$(PYTHON) tests/packaging/install_test.py; rc=$$?; \
+	echo "make test-install: $$( [ $$rc -eq 0 ] && echo passed || echo FAILED ) in $$(( $$(date +%s) - start ))s wall time"; \
+	exit $$rc
+
+test-images-deps:
+	$(call apt_install_missing,test-images-deps,$(IMAGES_TEST_PACKAGES))
+
+# About 10 minutes on a fresh machine (debootstrap, three builds), 2-4 with the
+# base and the build cache kept in build/images-test/ (overlay storage).
+test-images: test-images-deps
+	@start=$$(date +%s); \
+	$(PYTHON) tests/packaging/images_test.py; rc=$$?; \
+	echo "make test-images: $$( [ $$rc -eq 0 ] && echo passed || echo FAILED ) in $$(( $$(date +%s) - start ))s wall time"; \
+	exit $$rc

@@ -5,9 +5,11 @@
 #
 #   docker build -f docker/emulator.Dockerfile -t datos-emulator .      (from the repository root)
 FROM debian:bookworm-slim
+# openssl: the emulator makes its service-account key with `openssl genpkey` at start.
+# apt-get clean: a base without Docker's apt hook (a debootstrap minbase) keeps the .deb files.
 RUN apt-get update \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3 \
- && rm -rf /var/lib/apt/lists/* \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3 openssl \
+ && apt-get clean && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 10002 emulator \
  && useradd --system --uid 10002 --gid emulator --no-create-home --shell /usr/sbin/nologin emulator \
  && install -d -o emulator -g emulator -m 0755 /var/lib/datos-emulator

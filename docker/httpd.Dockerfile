@@ -50,13 +50,14 @@ RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       build-essential pkg-config apache2-dev libapr1-dev libaprutil1-dev \
       libcurl4-openssl-dev libjansson-dev libssl-dev zlib1g-dev \
- && rm -rf /var/lib/apt/lists/*
+ && apt-get clean && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Makefile ./
 COPY libdatos/ libdatos/
 COPY mod_datos/ mod_datos/
 COPY loader/ loader/
 COPY conf/ conf/
+COPY man/ man/
 RUN make -j"$(nproc)" all \
  && make install DESTDIR=/out PREFIX=/usr/local
 
@@ -65,7 +66,7 @@ FROM debian:bookworm-slim
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       apache2 libcurl4 libjansson4 libssl3 zlib1g ca-certificates curl \
- && rm -rf /var/lib/apt/lists/*
+ && apt-get clean && rm -rf /var/lib/apt/lists/*
 
 COPY --from=build /out/usr/lib/apache2/modules/mod_datos.so /usr/lib/apache2/modules/mod_datos.so
 COPY --from=build /out/etc/apache2/mods-available/datos.load /out/etc/apache2/mods-available/datos.conf /etc/apache2/mods-available/

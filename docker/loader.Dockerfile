@@ -32,13 +32,14 @@ RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       build-essential pkg-config apache2-dev libapr1-dev libaprutil1-dev \
       libcurl4-openssl-dev libjansson-dev libssl-dev zlib1g-dev \
- && rm -rf /var/lib/apt/lists/*
+ && apt-get clean && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Makefile ./
 COPY libdatos/ libdatos/
 COPY mod_datos/ mod_datos/
 COPY loader/ loader/
 COPY conf/ conf/
+COPY man/ man/
 RUN make -j"$(nproc)" all \
  && make install DESTDIR=/out PREFIX=/usr/local
 
@@ -46,8 +47,8 @@ RUN make -j"$(nproc)" all \
 FROM debian:bookworm-slim
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      libapr1 libcurl4 libjansson4 libssl3 zlib1g ca-certificates \
- && rm -rf /var/lib/apt/lists/*
+      libapr1 libaprutil1 libcurl4 libjansson4 libssl3 zlib1g ca-certificates \
+ && apt-get clean && rm -rf /var/lib/apt/lists/*
 
 # A user of its own (fixed ids, so volume ownership and key files stay valid across images).
 RUN groupadd --system --gid 10001 datos \

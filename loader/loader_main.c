@@ -20,6 +20,7 @@
 #include <apr_general.h>
 #include <apr_strings.h>
 #include <apr_file_io.h>
+#include <apr_user.h>
 
 #include "datos_auth.h"
 #include "datos_http.h"
@@ -73,6 +74,27 @@ static void usage(FILE *out)
             "\n(conf/loader.conf.example documents each with its default)\n");
 }
 
+/* What to do about a config file that cannot be read: its reader is
+ * whoever runs the loader (the unit's User=), never root. */
+static const char *read_fix(apr_pool_t *p, const char *path, apr_status_t rv)
+{
+    char *user = NULL, *group = NULL;
+    apr_uid_t uid;
+    apr_gid_t gid;
+
+    if (APR_STATUS_IS_ENOENT(rv))
+        return "; write it (datos-loader(8) and loader.conf.example document "
+               "every key) or give its path with --config";
+    if (!APR_STATUS_IS_EACCES(rv) || apr_uid_current(&uid, &gid, p)
+        || apr_uid_name_get(&user, uid, p) || apr_gid_name_get(&group, gid, p))
+        return "";
+    return apr_psprintf(p,
+                        "; it must be readable by %s, the user running the "
+                        "loader, and by no one else but root: run chown "
+                        "root:%s %s && chmod 0640 %s",
+                        user, group, path, path);
+}
+
 static const char *read_file(apr_pool_t *p, const char *path, char **text,
                              apr_size_t *len)
 {
@@ -98,8 +120,9 @@ static const char *read_file(apr_pool_t *p, const char *path, char **text,
     if (f)
         apr_file_close(f);
     if (rv != APR_SUCCESS)
-        return apr_psprintf(p, "cannot read config file %s: %s", path,
-                            apr_strerror(rv, buf, sizeof(buf)));
+        return apr_psprintf(p, "cannot read config file %s: %s%s", path,
+                            apr_strerror(rv, buf, sizeof(buf)),
+                            read_fix(p, path, rv));
     return NULL;
 }
 

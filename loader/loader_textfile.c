@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/stat.h>
 
 #include <apr_strings.h>
 #include <apr_file_io.h>
@@ -69,6 +70,7 @@ apr_status_t loader_textfile_write(apr_pool_t *p, const char *path,
     apr_size_t oldlen = 0;
     apr_file_t *f = NULL;
     apr_status_t rv;
+    mode_t old_mask;
     apr_finfo_t fi;
     int r;
 
@@ -149,9 +151,13 @@ apr_status_t loader_textfile_write(apr_pool_t *p, const char *path,
             "# TYPE datos_loader_messages_redriven_total counter\n");
     counter(&t, "datos_loader_messages_redriven_total", k->redriven);
 
+    /* node_exporter reads it as a user of its own: 0644 whatever the
+     * umask (the systemd unit's is 0077, for the journal's sake). */
+    old_mask = umask(022);
     rv = datos_file_replace(p, path, t.out, strlen(t.out),
                             APR_FPROT_UREAD | APR_FPROT_UWRITE | APR_FPROT_GREAD
                                 | APR_FPROT_WREAD);
+    umask(old_mask);
     if (rv != APR_SUCCESS) {
         char buf[256];
         *why = apr_psprintf(p, "cannot write %s: %s", path,

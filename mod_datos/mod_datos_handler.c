@@ -74,6 +74,21 @@ static int method_not_allowed(request_rec *r)
         0);
 }
 
+/* OPTIONS names what the path allows, with no body (RFC 9110 9.3.7).
+ * datos.conf leaves it outside the login with GET and HEAD: it tells no
+ * more than a 405 would. */
+static int options_answer(request_rec *r)
+{
+    int post = r->handler && !strcmp(r->handler, "datos")
+               && mod_datos_conf(r->server)->ingest;
+
+    ap_discard_request_body(r);
+    apr_table_setn(r->headers_out, "Allow",
+                   post ? ALLOWED_METHODS ", POST" : ALLOWED_METHODS);
+    r->status = HTTP_NO_CONTENT;
+    return OK;
+}
+
 /* Decodes one key or value of the query string in place, by the one rule
  * of HTML forms (application/x-www-form-urlencoded): '+' is a space and
  * %XX a byte. A '%' not followed by two hex digits, or a byte that decodes
@@ -469,6 +484,12 @@ int mod_datos_handler(request_rec *r)
         return DECLINED;
 
     start = apr_time_now();
+    if (r->method_number == M_OPTIONS) {
+        rc = options_answer(r);
+        datos_metrics_request(mod_datos_global.metrics, which, r->status,
+                              apr_time_now() - start);
+        return rc;
+    }
     switch (which) {
     case DATOS_HANDLER_HEALTH: rc = health_handler(r); break;
     case DATOS_HANDLER_METRICS: rc = metrics_handler(r); break;

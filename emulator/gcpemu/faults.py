@@ -1,7 +1,9 @@
 """Scriptable fault plan (docs/google-apis.md 4.4): match requests by method, path regex and/or endpoint
 name; let `skip` matching requests through, then affect `count` of them (0 = unlimited)."""
+import contextlib
 import re
 import threading
+import time
 import uuid
 
 from .errors import ApiError
@@ -76,6 +78,41 @@ class FaultPlan:
     def __init__(self):
         self._faults = []
         self._lock = threading.Lock()
+        # Requests a fault is applied to right now, and the delays they wait out: a
+        # release ends every delay at once, so a test holds a request exactly as long
+        # as it needs to, instead of for a guessed number of seconds.
+        self._held = threading.Condition()
+        self._releases = 0
+        self.applying = 0
+
+    @contextlib.contextmanager
+    def applied(self):
+        with self._held:
+            self.applying += 1
+        try:
+            yield
+        finally:
+            with self._held:
+                self.applying -= 1
+
+    def hold(self, seconds):
+        """Waits out a delay fault; returns early when release() is called."""
+        deadline = time.monotonic() + seconds
+        with self._held:
+            releases = self._releases
+            while self._releases == releases:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._held.wait(left)
+
+    def release(self):
+        """Ends the delay of every request held now; returns how many requests a fault
+        is still being applied to (they go on as if their delay had run out)."""
+        with self._held:
+            self._releases += 1
+            self._held.notify_all()
+            return self.applying
 
     def add(self, spec):
         fault = Fault(spec)
@@ -96,6 +133,11 @@ class FaultPlan:
     def list(self):
         with self._lock:
             return [f.describe() for f in self._faults]
+
+    def state(self):
+        with self._held:
+            applying = self.applying
+        return {"faults": self.list(), "applying": applying}
 
     def take(self, method, path, endpoint):
         """The first active fault that applies to this request, consuming one use."""

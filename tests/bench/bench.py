@@ -1,13 +1,16 @@
 #!/usr/bin/python3
-"""`make bench`: runs the read-path, Locust and loader benchmarks, then writes
-tests/bench/results.md and the plots in tests/bench/plots/, and refreshes the
-block of latest figures in docs/benchmarks.md.
+"""`make bench`: runs the read-path (with the peers), refresh, Locust and
+loader benchmarks, then writes tests/bench/results.md and the plots in
+tests/bench/plots/, and refreshes the block of latest figures in
+docs/benchmarks.md.
 
-    /usr/bin/python3 tests/bench/bench.py [--sections read,locust,loader] [--report-only]
+    /usr/bin/python3 tests/bench/bench.py [--sections read,refresh,locust,loader]
+                                          [--report-only]
 
-BENCH_QUICK=1 makes every part short (a couple of minutes in all), for
+BENCH_QUICK=1 makes every part short (a few minutes in all), for
 development; its figures are not worth committing. BENCH_STRICT=1 makes a
-missed target fail the command.
+missed target fail the command, and so does a target the module under bench
+cannot be measured on yet ("not available in this build").
 """
 import argparse
 import json
@@ -28,13 +31,17 @@ RESULTS = os.path.join(B.HERE, "results.md")
 DOCS_PAGE = os.path.join(B.REPO, "docs", "benchmarks.md")
 BLOCK_BEGIN = "<!-- bench:begin (written by make bench) -->"
 BLOCK_END = "<!-- bench:end -->"
-SCRIPTS = {"read": "bench_read.py", "locust": "bench_locust.py", "loader": "bench_loader.py"}
+SCRIPTS = {"read": "bench_read.py", "refresh": "bench_refresh.py", "locust": "bench_locust.py",
+           "loader": "bench_loader.py"}
 
 CASES = {"a": "(a) `/datos`, cache hit", "b": "(b) trivial handler, same bytes from memory",
          "c": "(c) the same bytes as a static file",
          "d": "(d) `/datos` uncached, 300 ms BigQuery"}
 TOOLS = {"wrk50": "wrk -t1 -c50", "wrk1": "wrk -t1 -c1", "ab50": "ab -k -c50",
          "wrk200": "wrk -t1 -c200"}
+PEERS = {"a": "mod_datos `/datos`, cache hit", "b": "trivial handler (handler hook)",
+         "q": "trivial handler (`quick_handler`)", "n": "nginx `proxy_cache` hit",
+         "v": "Varnish hit"}
 
 
 def load(name):
@@ -62,6 +69,10 @@ def ms(x):
     return "%.2f" % x if x < 10 else "%.1f" % x if x < 100 else "%.0f" % x
 
 
+def verdict(met, missed, unavailable=""):
+    return "met" if met else unavailable if met is None else missed
+
+
 def mb(n):
     return "%.2f MB" % (n / 1e6) if n < 1e9 else "%.2f GB" % (n / 1e9)
 
@@ -69,10 +80,11 @@ def mb(n):
 class Report:
     def __init__(self):
         self.read = load("read")
+        self.refresh = load("refresh")
         self.locust = load("locust")
         self.loader = load("loader")
         self.env = load("machine")
-        self.targets = []      # (what, figure, target, met)
+        self.targets = []      # (what, figure, target, met: True, False or None)
         self.md = []
 
     def add(self, text=""):
@@ -80,6 +92,10 @@ class Report:
 
     def target(self, what, figure, target, met):
         self.targets.append((what, figure, target, met))
+
+    def unavailable(self, what, target):
+        """A target the module under bench cannot be measured on yet."""
+        self.targets.append((what, B.UNAVAILABLE, target, None))
 
     # ------------------------------------------------------------ sections
     def machine(self):
@@ -97,9 +113,11 @@ class Report:
         self.add("- Release build (`make all`: `-O2`, the module built by apxs as shipped). "
                  "Everything on 127.0.0.1.")
         self.add("- **Pinning.** httpd alone on CPU 0 (`taskset -c 0 apache2 -k start`, "
-                 "children inherit it); the load generator (wrk, ab, locust) on CPU 1, with the "
-                 "stand-ins for what runs on other machines in production (the GCP emulator "
-                 "in place of BigQuery, memcached), so their work never takes httpd's CPU.")
+                 "children inherit it), and the peers nginx and Varnish on that CPU too; the "
+                 "load generator (wrk, ab, locust) on CPU 1, with the stand-ins for what runs "
+                 "on other machines in production (the GCP emulator in place of BigQuery, "
+                 "memcached, redis, the old service's origin), so their work never takes the "
+                 "servers' CPU.")
         if self.read:
             self.add("- **httpd.** Debian's `/usr/sbin/apache2` with a generated configuration "
                      "(tools/httpd.py): %s. The access log is off (a disk write per "
@@ -121,15 +139,26 @@ class Report:
 
     def headline(self):
         self.add("## Targets\n")
-        rows = [(w, f, t, "met" if m else "**MISSED**") for w, f, t, m in self.targets]
+        rows = [(w, f, t, verdict(m, "**MISSED**")) for w, f, t, m in self.targets]
         self.add(B.table(["what", "measured: median (min-max)", "target", ""], rows))
 
     def read_path(self):
         r = self.read
-        if not r or "main" not in r:
+        if not r:
             return
-        m = r["main"]
         self.add("## 1. Read path: one httpd, the same bytes\n")
+        if "main" in r:
+            self.main_tables()
+        self.peers()
+        self.profile_note()
+        if "main" in r:
+            self.length_note()
+        self.growth()
+        self.fleet()
+
+    def main_tables(self):
+        r = self.read
+        m = r["main"]
         self.add("The four cases run in the same httpd: (a) `GET /datos` (the default limit, "
                  "10 rows, %d bytes, shipped freshness `DatosFreshFor 30s`), (b) "
                  "`tests/bench/mod_bench_bytes.c`, a test-only handler that writes the same "
@@ -202,10 +231,77 @@ class Report:
             rows.append(row)
         self.add(B.table(["round", "wrk req/s (a)/(b)", "wrk p99 ms (a)/(b)",
                           "ab req/s (a)/(b)", "ab p99 ms (a)/(b)"], rows))
-        self.profile_note()
-        self.length_note()
-        self.growth()
-        self.fleet()
+
+    def peers(self):
+        p = self.read.get("peers")
+        if not p:
+            return
+        runs = p["runs"]
+        v = p["versions"]
+        self.add("### The peers: the old service's bytes behind nginx and Varnish\n")
+        self.add("The old service's answer for the same rows (FastAPI's `JSONResponse` of the "
+                 "newest 10, rendered by the benchmark and checked byte for byte against (a)'s "
+                 "body, %d bytes) comes from a stand-in origin on CPU 1 "
+                 "(tests/bench/bench_origin.py: uvicorn's headers, no caching headers). "
+                 "%s (`proxy_cache`, one worker process) and %s (its default VCL with "
+                 "`beresp.ttl` %d s and `beresp.grace` %d s, mod_datos's shipped freshness and "
+                 "stale-while-revalidate) cache it, on CPU 0 with httpd, each warmed until it "
+                 "answers from its cache (nginx's `X-Cache-Status: HIT`, Varnish's `X-Varnish` "
+                 "naming two requests) and checked to still do so after the runs (%s). (q) is "
+                 "`BenchBytesQuick On` in tests/bench/mod_bench_bytes.c: the bytes and "
+                 "headers of (b) sent from `quick_handler`, before the location and directory "
+                 "walks, as mod_cache serves its hits. %d rounds; in each, one `wrk -t1 -c50` "
+                 "run of %d s per case, the five cases in an order rotated and reversed "
+                 "from round to round; each ratio is taken within a round.\n"
+                 % (p["bytes"], v["nginx"], v["varnish"], p["fresh_s"],
+                    p["grace_s"], ", ".join("%s %s" % ({"n": "nginx", "v": "Varnish"}[k],
+                                                       "yes" if ok else "**no**")
+                                            for k, ok in sorted(p["still_hits"].items())),
+                    self.read["rounds"], self.read["seconds"]))
+        rows = []
+        for c in "abqnv":
+            xs = runs[c]
+            rows.append((PEERS[c], rng([x["rps"] for x in xs]), ms(med([x["p50"] for x in xs])),
+                         ms(med([x["p99"] for x in xs])), sum(x["errors"] for x in xs)))
+        self.add(B.table(["server (wrk -t1 -c50)", "req/s median (min-max)", "p50 ms", "p99 ms",
+                          "errors (all rounds)"], rows))
+        rows = []
+        for num, den, title in (("a", "n", "mod_datos / nginx"), ("a", "v", "mod_datos / Varnish"),
+                                ("a", "q", "mod_datos / trivial quick handler"),
+                                ("a", "b", "mod_datos / trivial handler"),
+                                ("q", "b", "trivial quick handler / trivial handler")):
+            rows.append((title, rng(ratios(runs[num], runs[den], "rps"), "%.3f"),
+                         rng(ratios(runs[num], runs[den], "p99"), "%.2f")))
+        self.add("**Ratios, per round** (median (min-max) of %d rounds)\n" % self.read["rounds"])
+        self.add(B.table(["", "req/s", "p99"], rows))
+        self.add("Per-round req/s:\n")
+        self.add(B.table(["round"] + ["(%s)" % c for c in "abqnv"],
+                         [[str(i + 1)] + ["%.0f" % runs[c][i]["rps"] for c in "abqnv"]
+                          for i in range(len(runs["a"]))]))
+        x = ratios(runs["a"], runs["n"], "rps")
+        self.target("req/s mod_datos hit / nginx proxy_cache hit, wrk -t1 -c50",
+                    rng(x, "%.3f"), ">= 0.80", med(x) >= 0.80)
+        x = ratios(runs["a"], runs["v"], "rps")
+        self.target("req/s mod_datos hit / Varnish hit, wrk -t1 -c50", rng(x, "%.3f"),
+                    ">= 0.90", med(x) >= 0.90)
+        x = ratios(runs["a"], runs["q"], "rps")
+        what = "req/s mod_datos quick path / trivial quick handler, wrk -t1 -c50"
+        if p["quick_handler"]:
+            self.target(what, rng(x, "%.3f"), ">= 0.95", med(x) >= 0.95)
+        else:
+            self.unavailable(what, ">= 0.95")
+            self.add("This build has no `DatosQuickHandler`: (a) is served from the handler "
+                     "hook, so (a)/(q) (%s above) compares the two hooks, not the quick path "
+                     "with its ceiling.\n" % rng(x, "%.3f"))
+        hdr = p["headers"]
+        self.add("Headers of nginx's hit: `%s`. Of Varnish's: `%s`.\n" % (
+            "; ".join("%s: %s" % kv for kv in sorted(hdr["n"].items())),
+            "; ".join("%s: %s" % kv for kv in sorted(hdr["v"].items()))))
+        if p.get("nginx_log"):
+            self.add("nginx logged during the runs: `%s`.\n" % p["nginx_log"][0])
+        self.add("<details><summary>The nginx configuration and the VCL</summary>\n\n"
+                 "```nginx\n%s```\n\n```vcl\n%s```\n</details>\n"
+                 % (p["nginx_conf"].replace(B.REPO + "/", ""), p["varnish_vcl"]))
 
     def profile_note(self):
         prof = self.read.get("profile")
@@ -356,14 +452,75 @@ class Report:
                     c["d_exact"]["queries"] / c["d_exact"]["requests"]))
         self.add("")
 
+    def refresh_section(self):
+        R = self.refresh
+        if not R:
+            return
+        self.add("## 3. Refreshes\n")
+        rv = R.get("revalidate")
+        if rv:
+            probes = rv["probes"]
+            self.add("**The request that starts a refresh.** One httpd (the event "
+                     "configuration of section 1, `DatosFreshFor %ds`), idle but for the "
+                     "probes; after its first answer every BigQuery `jobs.query` takes %.0f s "
+                     "(the emulator's `delay` fault). Each probe is one `GET /datos` on a new "
+                     "connection once the answer has turned stale and no refresh is in flight; "
+                     "the queries it started are counted at the emulator.\n"
+                     % (rv["fresh_for_s"], rv["delay_ms"] / 1000.0))
+            self.add(B.table(["probe", "latency ms", "status", "Cache-Status", "Age",
+                              "queries started"],
+                             [(i + 1, ms(x["ms"]), x["status"], "`%s`" % x["cache_status"],
+                               x["age"], x["queries_started"]) for i, x in enumerate(probes)]))
+            worst = max(x["ms"] for x in probes)
+            started = sum(1 for x in probes if x["queries_started"])
+            self.add("%d of %d probes started a query.\n" % (started, len(probes)))
+            self.target("latency of the request that starts a refresh, BigQuery at %.0f s "
+                        "(the largest of %d)" % (rv["delay_ms"] / 1000.0, len(probes)),
+                        "%s ms (median %s)" % (ms(worst), ms(med([x["ms"] for x in probes]))),
+                        "< 100 ms", worst < 100)
+        f = R.get("fleet")
+        if f:
+            self.add("**A fleet's queries per freshness window.** 1, 2 and 4 httpd (each the "
+                     "event configuration of section 1, all on CPU 0) with `DatosCache redis:` "
+                     "on one redis%s and `DatosFreshFor %ds`; every BigQuery call takes %.1f s. "
+                     "Each host is loaded by its own `wrk -t1`, %d connections in all, for the "
+                     "same number of windows; each size starts with a fresh redis and fresh "
+                     "hosts, warmed by one request each before the count starts. `jobs.query` "
+                     "counted at the emulator, divided by the windows the load lasted.\n"
+                     % (" (`DatosCacheSecretFile` set)" if f.get("secret") else "",
+                        f["fresh_for_s"], f["delay_ms"] / 1000.0, f["connections"]))
+            rows = []
+            for r in f["runs"]:
+                per_host = r.get("per_host_fetches") or []
+                rows.append((r["hosts"], "%.1f" % r["windows"], r["queries"],
+                             "%.2f" % r["per_window"],
+                             " + ".join("?" if x is None else "%.0f" % x for x in per_host),
+                             "%.0f" % r["rps"], ms(r["p99"]), r["errors"]))
+            self.add(B.table(["hosts", "windows", "jobs.query", "queries per window",
+                              "fetches by host (/metrics)", "req/s in all", "p99 ms (worst host)",
+                              "errors"], rows))
+            logs = [l for r in f["runs"] for l in r.get("error_log") or []]
+            if logs:
+                self.add("httpd's error logs during these runs: %d unexpected lines, e.g. "
+                         "`%s`.\n" % (len(logs), logs[0]))
+            big = [r for r in f["runs"] if r["hosts"] == 4]
+            if big:
+                x = big[0]["per_window"]
+                self.target("BigQuery queries per %d s window, 4 hosts on one redis, %.1f s "
+                            "BigQuery" % (f["fresh_for_s"], f["delay_ms"] / 1000.0),
+                            "%.2f (%d in %.1f windows)" % (x, big[0]["queries"],
+                                                           big[0]["windows"]),
+                            "<= 1.2", x <= 1.2)
+
     def locust_section(self):
         L = self.locust
         if not L:
             return
-        self.add("## 3. The old service's scenario (Locust)\n")
+        self.add("## 4. The old service's scenario (Locust)\n")
         self.add("`tests/load/locustfile.py`: GET /health (weight 2), GET /datos (weight 5), "
                  "POST /datos (weight 1), each user waiting 1-3 s; %d users spawned at %d/s "
-                 "for %s, each run from a cold cache. POST /datos is on (`DatosIngest On`), "
+                 "for %s, each run on a fresh httpd with an empty cache. POST /datos is on "
+                 "(`DatosIngest On`), "
                  "behind a bearer token checked by Apache (`Require expr` in "
                  "`<LimitExcept GET HEAD OPTIONS>`, tests/load/server_conf.py), and Locust "
                  "sends the token; a POST counts as failed unless it is answered 202.\n"
@@ -371,6 +528,9 @@ class Report:
         rows = [("old service (published)", "", "", "400", "", "6,000 (peaks)",
                  "100% of POSTs failed")]
         for run in L["runs"]:
+            if run.get("unavailable"):
+                rows.append((run["title"], "", "", "", "", "", run["unavailable"]))
+                continue
             for name in ("GET /health", "GET /datos", "POST /datos", "all"):
                 s = run["stats"].get(name)
                 if not s:
@@ -384,6 +544,8 @@ class Report:
         self.add(B.table(["run", "request", "requests", "avg ms", "p95 ms", "max ms",
                           "failures"], rows))
         for run in L["runs"]:
+            if run.get("unavailable"):
+                continue
             fails = ", ".join("%s %s: %s x%d" % (f["method"], f["name"], f["error"], f["count"])
                               for f in run["failures"]) or "none"
             self.add("- %s: failures %s; BigQuery `jobs.query` calls: %d; records "
@@ -399,12 +561,34 @@ class Report:
                  "path at 538 ms average and 1.1 s max under the 0.5 s setting; the last run "
                  "above measures it again. Locust's percentiles are its own approximations "
                  "(two significant digits).\n")
+        self.warm_start()
+
+    def warm_start(self):
+        runs = [r for r in self.locust["runs"] if r["key"] == "warm-500ms"]
+        if not runs:
+            return
+        run = runs[0]
+        what = ("Locust, 0.5 s BigQuery, started when `/health?ready` answers 200: %s "
+                "over the whole run")
+        if run.get("unavailable"):
+            self.add("The warm-start run: this build has no readiness (`GET /health?ready` "
+                     "answers as plain `/health`), so it was not run.\n")
+            self.unavailable(what % "max", "< 600 ms")
+            self.unavailable(what % "average", "< 40 ms")
+            return
+        s = run["stats"]["all"]
+        self.add("The warm-start run: httpd was started with an empty cache and an empty "
+                 "state directory, and Locust as soon as `GET /health?ready` answered 200, "
+                 "%.2f s after `apache2 -k start` was asked; its figures are over the whole "
+                 "run, refreshes included.\n" % run["ready_s"])
+        self.target(what % "max", "%s ms" % ms(s["max_ms"]), "< 600 ms", s["max_ms"] < 600)
+        self.target(what % "average", "%s ms" % ms(s["avg_ms"]), "< 40 ms", s["avg_ms"] < 40)
 
     def loader_section(self):
         L = self.loader
         if not L:
             return
-        self.add("## 4. Loader\n")
+        self.add("## 5. Loader\n")
         mi = L["micro"]
         self.add("**Parse + validate + encode** (`build/bench/bench_record`, pinned to CPU 1, "
                  "docs/design.md's mix: 90%% 100-300 B, 9%% 1-4 KiB, 1%% 64 KiB, 10%% invalid "
@@ -473,7 +657,7 @@ class Report:
         L = self.loader
         if not mem and not L:
             return
-        self.add("## 5. Memory\n")
+        self.add("## 6. Memory\n")
         if mem:
             growth = mem["rss_after_kb"] - mem["rss_warm_kb"]
             self.add("One httpd child (the same event configuration, one process) served "
@@ -564,7 +748,7 @@ class Report:
                  "(ports and temporary names vary), in order:\n")
         seen = set()
         lines = []
-        for data in (self.env, self.read, self.locust, self.loader):
+        for data in (self.env, self.read, self.refresh, self.locust, self.loader):
             for sec, cmd in (data or {}).get("commands", []):
                 cmd = cmd.replace(B.REPO + "/", "")
                 key = re.sub(r"127\.0\.0\.1:\d+", "PORT", cmd)
@@ -599,6 +783,7 @@ class Report:
         self.machine()
         self.read_path()
         self.cost()
+        self.refresh_section()
         self.locust_section()
         self.loader_section()
         self.memory()
@@ -620,7 +805,7 @@ class Report:
                      "[tests/bench/results.md](../tests/bench/results.md)):\n"
                      % (self.env or {}).get("date", "?"))
         lines.append(B.table(["what", "median (min-max) over the rounds", "target", ""],
-                             [(w, f, t, "met" if m else "**missed**") for w, f, t, m in heads]))
+                             [(w, f, t, verdict(m, "**missed**")) for w, f, t, m in heads]))
         for name, title in pngs:
             lines.append("![%s](../tests/bench/plots/%s)\n" % (title, name))
         lines.append(BLOCK_END)
@@ -726,6 +911,26 @@ plot "read_latency.dat" using 2 title "p50", "" using 3 title "p90", "" using 4 
 """, {"read_latency.dat": dat})
         out.append(("read_latency.png", "Latency percentiles of (a), (b), (c) at 50 "
                     "connections"))
+    if r and r.get("peers"):
+        runs = r["peers"]["runs"]
+        labels = {"a": "mod_datos /datos", "b": "trivial handler", "q": "trivial quick handler",
+                  "n": "nginx proxy_cache", "v": "Varnish"}
+        dat = "# case median min max p99\n"
+        for i, c in enumerate("abqnv"):
+            xs = [x["rps"] for x in runs[c]]
+            dat += '%d %f %f %f "%s"\n' % (i, med(xs), min(xs), max(xs), labels[c])
+        gnuplot("peers.png", """
+set title "The peers, wrk -t1 -c50: req/s, median of the rounds, bars from smallest to largest"
+set ylabel "requests/s"
+set yrange [0:*]
+set style fill solid 0.6
+set boxwidth 0.7
+unset key
+plot "peers.dat" using 1:2:xtic(5) with boxes lc rgb "steelblue", \\
+     "" using 1:2:3:4 with yerrorbars lc rgb "black" pt 0
+""", {"peers.dat": dat})
+        out.append(("peers.png", "Requests per second of mod_datos, the trivial handlers, "
+                    "nginx proxy_cache and Varnish, all cache hits of the same bytes"))
     if r and r.get("growth"):
         g = r["growth"]
         dat = "# variant a b\n"
@@ -793,7 +998,7 @@ plot "loader_rss.dat" using 1:2 with linespoints pt 7 lw 2
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--sections", default="read,locust,loader")
+    ap.add_argument("--sections", default="read,refresh,locust,loader")
     ap.add_argument("--report-only", action="store_true")
     args = ap.parse_args()
     os.makedirs(DATA, exist_ok=True)
@@ -824,7 +1029,7 @@ def main():
     rep.docs_block(pngs)
     print("\nwrote %s and the figures in %s" % (RESULTS, DOCS_PAGE))
     for w, fig, t, met in rep.targets:
-        print("%-8s %s: %s (target %s)" % ("met" if met else "MISSED", w, fig, t))
+        print("%-8s %s: %s (target %s)" % (verdict(met, "MISSED", "n/a"), w, fig, t))
     if failed:
         print("benchmark sections failed: %s" % ", ".join(failed))
         sys.exit(1)

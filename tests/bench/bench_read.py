@@ -2,9 +2,11 @@
 """The read path (issue 11, sections 1, 2 and 5): /datos as a cache hit
 against a trivial handler sending the same bytes from memory, the same bytes
 as a static file, and the uncached design with 300 ms of BigQuery latency;
-how cost grows with limit, gzip and connections; two httpd on one memcached;
-what BigQuery is asked, counted at the emulator; and an httpd child's memory
-over 1,000,000 cached requests.
+the peers (issue 19): the old service's bytes behind nginx proxy_cache and
+behind Varnish, and a trivial quick_handler with the same bytes; how cost
+grows with limit, gzip and connections; two httpd on one memcached; what
+BigQuery is asked, counted at the emulator; and an httpd child's memory over
+1,000,000 cached requests.
 
 One httpd (event MPM, one child of 128 threads, pinned to CPU 0 with the
 emulators and memcached) serves every handler; wrk and ab run on CPU 1.
@@ -20,9 +22,11 @@ import http.client
 import json
 import os
 import random
+import re
 import time
 
 import benchlib as B
+import bench_peers as P
 from benchlib import echo, section
 
 from gcpemu.client import PYTHON, SERVER, Emulator  # noqa: E402
@@ -102,13 +106,17 @@ def start_emulator(name):
     emu = Emulator(os.path.join(TEST_TMP, "bench-emu-" + name))
     echo(emulator_command(emu))
     emu.start()
-    B.pin(emu.proc.pid, B.BACKEND_CPU)
-    emu.reset()
-    emu.create_dataset(DATASET, location="southamerica-east1")
-    emu.create_datos_table(DATASET, TABLE)
-    if not _ROWS:
-        _ROWS.extend(table_rows(emu.now()))
-    emu.insert_rows(_ROWS, DATASET, TABLE)
+    try:
+        B.pin(emu.proc.pid, B.BACKEND_CPU)
+        emu.reset()
+        emu.create_dataset(DATASET, location="southamerica-east1")
+        emu.create_datos_table(DATASET, TABLE)
+        if not _ROWS:
+            _ROWS.extend(table_rows(emu.now()))
+        emu.insert_rows(_ROWS, DATASET, TABLE)
+    except BaseException:
+        emu.stop()  # not yet in any cleanup list
+        raise
     return emu
 
 
@@ -203,9 +211,15 @@ class Bench:
                  "DatosFreshFor 0\nDatosMaxWaiting 64\n</VirtualHost>\n"
                  % (self.port_d, self.port_d, datos_directives(self.emu_d)))
         if with_bench:
-            for name, _, _ in VARIANTS:
+            # /bench/<variant> from the handler hook; /bench/quick/10 the
+            # same bytes and headers as /bench/10 from quick_handler (no
+            # handler there: a request the quick handler left would be a 404).
+            locations = [("/bench/" + name, name, False) for name, _, _ in VARIANTS]
+            locations.append(("/bench/quick/10", "10", True))
+            for path, name, quick in locations:
                 v = self.variants[name]
-                conf += '<Location "/bench/%s">\n  SetHandler bench-bytes\n' % name
+                conf += '<Location "%s">\n' % path
+                conf += "  BenchBytesQuick On\n" if quick else "  SetHandler bench-bytes\n"
                 conf += '  BenchBytesFile "%s"\n' % v["file"]
                 for k in COPIED_HEADERS:
                     if k in v["headers"]:
@@ -244,6 +258,8 @@ class Bench:
             hdrs = {"Accept-Encoding": "gzip"} if gz else {}
             want = self.variants[name]["sha256"]
             urls = [(self.port, path), (self.port, "/bench/" + name)]
+            if name == "10":
+                urls.append((self.port, "/bench/quick/10"))
             if not gz:
                 urls += [(self.port, "/datos-%s.json" % name), (self.port_d, path)]
             for port, p in urls:
@@ -252,6 +268,9 @@ class Bench:
                 assert hashlib.sha256(body).hexdigest() == want, ("different bytes", port, p)
         st, headers, _ = get(self.port, "/bench/10")
         self.data["bench_headers_10"] = {k: v for k, v in headers.items()
+                                         if k not in ("Date", "Server")}
+        st, headers, _ = get(self.port, "/bench/quick/10")
+        self.data["quick_headers_10"] = {k: v for k, v in headers.items()
                                          if k not in ("Date", "Server")}
 
     def url(self, path, port=None):
@@ -313,6 +332,67 @@ class Bench:
         self.mark_refreshes(res)
         self.data["main"] = {"%s/%s" % k: [strip(x) for x in v] for k, v in res.items()}
         self.count_requests(res, "a", "d")
+
+    def peers(self):
+        """The old service's bytes behind nginx proxy_cache and behind Varnish,
+        each with a warm cache and on the server CPU, against (a), (b) and a
+        trivial quick_handler (q) with the same bytes: one wrk -t1 -c50 run
+        of each case per round, in a rotating order."""
+        section("read path: peers, nginx proxy_cache and Varnish; the quick handler")
+        nginx_ok, varnish_ok = P.available()
+        if not (nginx_ok and varnish_ok):
+            raise SystemExit("nginx or varnishd is missing: make bench-deps installs them")
+        want = self.variants["10"]["sha256"]
+        old = P.old_service_body(_ROWS, 10)
+        if hashlib.sha256(old).hexdigest() != want:
+            raise SystemExit("the old service's rendering of the rows differs from /datos: "
+                             "the comparison would be void")
+        body = os.path.join(B.BENCH_BUILD, "bytes", "old-service-10.body")
+        with open(body, "wb") as f:
+            f.write(old)
+        os.chmod(body, 0o644)
+        quick = B.quick_handler_supported()
+        origin = P.OldOrigin(body)
+        self.cleanup.append(origin.stop)
+        origin.start()
+        nginx, varnish = P.Nginx(origin.port), P.Varnish(origin.port)
+        self.cleanup += [nginx.stop, varnish.stop]
+        nginx.start()
+        varnish.start()
+        headers = {"n": P.warm(nginx, want), "v": P.warm(varnish, want)}
+        cases = [("a", self.url("/datos")), ("b", self.url("/bench/10")),
+                 ("q", self.url("/bench/quick/10")), ("n", nginx.url), ("v", varnish.url)]
+        for _, url in cases:
+            B.wrk(url, 1 if B.QUICK else 2, 50)
+        res = {("wrk50", c): [] for c, _ in cases}
+        for r in range(self.rounds):
+            echo("# round %d of %d" % (r + 1, self.rounds))
+            k = r % len(cases)
+            order = cases[k:] + cases[:k]
+            for key, url in (reversed(order) if r % 2 else order):
+                t0 = time.time()
+                x = B.wrk(url, self.seconds, 50)
+                x["start"], x["end"] = t0, time.time()
+                res[("wrk50", key)].append(x)
+        self.mark_refreshes(res)
+        self.count_requests(res, "a", None)
+        # Still hits after the runs, and what each peer logged.
+        after = {"n": P.warm(nginx, want), "v": P.warm(varnish, want)}
+        with open(os.path.join(nginx.dir, "error.log"), errors="replace") as f:
+            nginx_log = [line.strip() for line in f
+                         if re.search(r"\[(warn|error|crit|alert|emerg)\]", line)]
+        self.data["peers"] = {
+            "runs": {c: [strip(x) for x in v] for (_, c), v in res.items()},
+            "quick_handler": quick,
+            "versions": {"nginx": P.Nginx.version(), "varnish": P.Varnish.version()},
+            "headers": {k: {h: v for h, v in hs.items() if h.lower() not in ("date",)}
+                        for k, hs in headers.items()},
+            "still_hits": {k: bool(v) for k, v in after.items()},
+            "nginx_conf": nginx.conf, "varnish_vcl": varnish.conf,
+            "nginx_log": nginx_log[:20], "bytes": len(old),
+            "fresh_s": P.FRESH_S, "grace_s": P.GRACE_S}
+        for d in (varnish, nginx, origin):
+            d.stop()
 
     def profile(self):
         """Where the child's CPU goes while serving (a) and (b): perf
@@ -399,11 +479,9 @@ class Bench:
         hosts = []
         for i in (1, 2):
             h = B.PinnedHttpd("bench-fleet-%d" % i, mpm="event")
-            conf = datos_directives(emu, "DatosCache memcache:%s\nDatosFreshFor 2s\n"
-                                    % mc.address) + DATOS_LOCATIONS
-            h.write_bench_config(conf, EVENT_ONE_CHILD, extra_modules=LOAD_EXTRA +
-                                 "LoadModule socache_memcache_module %s/mod_socache_memcache.so\n"
-                                 % MODULES_DIR)
+            load, fleet = B.fleet_directives("memcache", mc.address)
+            conf = datos_directives(emu, fleet + "DatosFreshFor 2s\n") + DATOS_LOCATIONS
+            h.write_bench_config(conf, EVENT_ONE_CHILD, extra_modules=LOAD_EXTRA + load)
             h.start()
             self.cleanup.append(h.stop)
             hosts.append(h)
@@ -588,6 +666,8 @@ class Bench:
             self.setup()
             if "main" in parts:
                 self.main_comparison()
+            if "peers" in parts:
+                self.peers()
             if "profile" in parts:
                 self.profile()
             if "growth" in parts:
@@ -649,7 +729,7 @@ def main():
     ap.add_argument("--seconds", type=int, default=1 if B.QUICK else 4)
     ap.add_argument("--short-seconds", type=int, default=1 if B.QUICK else 2)
     ap.add_argument("--memory-requests", type=int, default=50_000 if B.QUICK else 1_000_000)
-    ap.add_argument("--parts", default="main,profile,growth,fleet,cost,memory")
+    ap.add_argument("--parts", default="main,peers,profile,growth,fleet,cost,memory")
     ap.add_argument("--out", default=os.path.join(B.BENCH_BUILD, "data", "read.json"))
     args = ap.parse_args()
     if not os.path.exists(BENCH_MODULE):

@@ -64,8 +64,16 @@ def run(cmd, check=True, timeout=None, **kw):
 
 
 def pin(pid, cpu=SERVER_CPU):
-    """Pins a running process and all its threads."""
-    run(["taskset", "-a", "-p", "-c", cpu, str(pid)])
+    """Pins a running process and all its threads. A thread that ends while
+    taskset walks them (the emulator's per-request threads) fails the walk:
+    it is walked again, new threads inheriting the pinned ones' CPU."""
+    for _ in range(4):
+        p = run(["taskset", "-a", "-p", "-c", cpu, str(pid)], check=False)
+        if p.returncode == 0 or "No such process" not in (p.stderr or ""):
+            break
+    if p.returncode != 0:
+        raise SystemExit("command failed (rc %d): taskset -a -p -c %s %d\n%s"
+                         % (p.returncode, cpu, pid, p.stderr))
 
 
 def client(cmd, cpu=CLIENT_CPU):
@@ -241,6 +249,7 @@ def machine():
     versions = {}
     for name, pkg in (("apache2", "apache2-bin"), ("wrk", "wrk"), ("ab", "apache2-utils"),
                       ("locust", "python3-locust"), ("memcached", "memcached"),
+                      ("redis", "redis-server"), ("nginx", "nginx"), ("varnish", "varnish"),
                       ("gnuplot", "gnuplot-nox")):
         p = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", pkg],
                            capture_output=True, text=True)
@@ -254,3 +263,87 @@ def machine():
 
 def have(tool):
     return shutil.which(tool) is not None
+
+
+# ---------------------------------------------------------------- what the module can do
+# The bench runs on builds from before and after a feature lands: it asks
+# the module (apache2 -t on a probe configuration) instead of assuming, and
+# reports "not available in this build" for what it does not know.
+
+UNAVAILABLE = "not available in this build"
+_SUPPORTS = {}
+
+
+def secret_file():
+    """A fleet secret for DatosCacheSecretFile: random bytes, owned by the
+    user that starts httpd, mode 0600 (the rule of a key file)."""
+    import base64
+    path = os.path.join(BENCH_BUILD, "fleet-secret")
+    if not os.path.exists(path):
+        os.makedirs(BENCH_BUILD, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(base64.b64encode(os.urandom(48)).decode() + "\n")
+    os.chmod(path, 0o600)
+    return path
+
+
+def datos_supports(directive, args, needs=""):
+    """Whether mod_datos.so knows `directive args` (with the lines `needs`
+    before it, e.g. a LoadModule the value calls for): `apache2 -t` on a
+    configuration with it. An unknown directive is False; any other
+    refusal stops the bench, as it is a mistake of the probe."""
+    key = (directive, args)
+    if key in _SUPPORTS:
+        return _SUPPORTS[key]
+    from tools.httpd import Httpd as _Httpd
+    h = _Httpd("bench-probe", mpm="event")
+    h.write_config(needs + "DatosProject datos-local\nDatosTable latam_dataset.datos\n"
+                   "DatosCredentials none\nDatosBigQueryURL http://127.0.0.1:9/bigquery/v2\n"
+                   "DatosStateDir \"${root}/state\"\n%s %s\n" % (directive, args))
+    rc, out = h.configtest()
+    echo("%s -t  # with %s %s: rc %d" % (APACHE2, directive, args, rc))
+    if rc == 0:
+        _SUPPORTS[key] = True
+    elif re.search(r"Invalid command '%s'" % re.escape(directive), out):
+        _SUPPORTS[key] = False
+    else:
+        raise SystemExit("the probe of %s failed for another reason:\n%s" % (directive, out))
+    return _SUPPORTS[key]
+
+
+def quick_handler_supported():
+    """DatosQuickHandler (cache hits from quick_handler)."""
+    return datos_supports("DatosQuickHandler", "On")
+
+
+def fleet_directives(kind, address):
+    """The lines that put a host on a shared memcached or redis: the
+    socache provider, DatosCache, and DatosCacheSecretFile where the module
+    has it (then required with a fleet provider)."""
+    module = {"memcache": "socache_memcache", "redis": "socache_redis"}[kind]
+    load = "LoadModule %s_module /usr/lib/apache2/modules/mod_%s.so\n" % (module, module)
+    lines = "DatosCache %s:%s\n" % (kind, address)
+    if datos_supports("DatosCacheSecretFile", '"%s"' % secret_file(),
+                      needs=load + "DatosCache %s:127.0.0.1:9\n" % kind):
+        lines += 'DatosCacheSecretFile "%s"\n' % secret_file()
+    return load, lines
+
+
+def health_ready(port):
+    """GET /health?ready -> (supported, status). A build without readiness
+    answers it as plain /health ({"status":"ok"})."""
+    import http.client
+    import json
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        c.request("GET", "/health?ready")
+        r = c.getresponse()
+        body = r.read()
+    finally:
+        c.close()
+    try:
+        status = json.loads(body).get("status")
+    except ValueError:
+        status = None
+    return status in ("ready", "warming"), r.status

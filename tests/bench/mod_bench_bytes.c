@@ -14,12 +14,19 @@
  *
  * Content-Type and Content-Encoding are headers like any other here, set
  * through httpd's own fields so its filters see them as a handler's.
+ *
+ * `BenchBytesQuick On` in a <Location> serves that exact path from the
+ * quick_handler hook instead, before the location and directory walks, as
+ * mod_cache serves its hits: the ceiling of a module that answers there.
+ * The paths are collected while the configuration is read; a request for
+ * another path, or with a method other than GET or HEAD, falls through.
  */
 #include <string.h>
 #include <strings.h>
 
 #include "apr_strings.h"
 #include "apr_file_io.h"
+#include "apr_hash.h"
 #include "apr_tables.h"
 
 #include "httpd.h"
@@ -35,6 +42,21 @@ typedef struct {
     const char *content_type;
     apr_array_header_t *headers; /* of const char *: name, value, ... */
 } bench_conf_t;
+
+/* The paths served from quick_handler: path -> the <Location>'s
+ * bench_conf_t, which later directives of that section still fill in. */
+typedef struct {
+    apr_hash_t *quick;
+} bench_server_t;
+
+static void *create_server_conf(apr_pool_t *p, server_rec *s)
+{
+    bench_server_t *sc = apr_pcalloc(p, sizeof(*sc));
+
+    (void)s;
+    sc->quick = apr_hash_make(p);
+    return sc;
+}
 
 static void *create_dir_conf(apr_pool_t *p, char *dir)
 {
@@ -81,16 +103,24 @@ static const char *set_header(cmd_parms *cmd, void *dconf, const char *name,
     return NULL;
 }
 
-static int bench_handler(request_rec *r)
+static const char *set_quick(cmd_parms *cmd, void *dconf, int on)
 {
-    const bench_conf_t *c;
+    bench_server_t *sc =
+        ap_get_module_config(cmd->server->module_config, &bench_bytes_module);
+
+    if (!cmd->path || !cmd->directive->parent
+        || strcasecmp(cmd->directive->parent->directive, "<Location"))
+        return "BenchBytesQuick: only in a <Location> with a plain path";
+    apr_hash_set(sc->quick, apr_pstrdup(cmd->pool, cmd->path),
+                 APR_HASH_KEY_STRING, on ? dconf : NULL);
+    return NULL;
+}
+
+/* The response both hooks send. */
+static int send_bytes(request_rec *r, const bench_conf_t *c)
+{
     int i;
 
-    if (!r->handler || strcmp(r->handler, "bench-bytes"))
-        return DECLINED;
-    if (r->method_number != M_GET)
-        return HTTP_METHOD_NOT_ALLOWED;
-    c = ap_get_module_config(r->per_dir_config, &bench_bytes_module);
     if (!c->body)
         return HTTP_NOT_FOUND;
     if (c->content_type)
@@ -105,19 +135,51 @@ static int bench_handler(request_rec *r)
     return OK;
 }
 
+static int bench_handler(request_rec *r)
+{
+    if (!r->handler || strcmp(r->handler, "bench-bytes"))
+        return DECLINED;
+    if (r->method_number != M_GET)
+        return HTTP_METHOD_NOT_ALLOWED;
+    return send_bytes(
+        r, ap_get_module_config(r->per_dir_config, &bench_bytes_module));
+}
+
+static int bench_quick_handler(request_rec *r, int lookup)
+{
+    const bench_server_t *sc;
+    const bench_conf_t *c;
+
+    if (lookup || r->method_number != M_GET || !r->uri)
+        return DECLINED;
+    sc = ap_get_module_config(r->server->module_config, &bench_bytes_module);
+    c = apr_hash_get(sc->quick, r->uri, APR_HASH_KEY_STRING);
+    if (!c || !c->body)
+        return DECLINED;
+    return send_bytes(r, c);
+}
+
 static const command_rec bench_cmds[] = {
     AP_INIT_TAKE1("BenchBytesFile", set_file, NULL, ACCESS_CONF,
                   "file whose bytes the handler sends"),
     AP_INIT_TAKE2("BenchBytesHeader", set_header, NULL, ACCESS_CONF,
                   "a response header: name and value"),
+    AP_INIT_FLAG("BenchBytesQuick", set_quick, NULL, ACCESS_CONF,
+                 "serve this <Location>'s path from quick_handler"),
     {NULL}};
 
 static void register_hooks(apr_pool_t *p)
 {
     (void)p;
     ap_hook_handler(bench_handler, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_quick_handler(bench_quick_handler, NULL, NULL, APR_HOOK_MIDDLE);
 }
 
-AP_DECLARE_MODULE(bench_bytes) = {
-    STANDARD20_MODULE_STUFF, create_dir_conf,    NULL, NULL, NULL, bench_cmds,
-    register_hooks,          AP_MODULE_FLAG_NONE};
+AP_DECLARE_MODULE(bench_bytes) = {STANDARD20_MODULE_STUFF,
+                                  create_dir_conf,
+                                  NULL,
+                                  create_server_conf,
+                                  NULL,
+                                  bench_cmds,
+                                  register_hooks,
+                                  AP_MODULE_FLAG_NONE};

@@ -84,6 +84,7 @@ def test_hit_headers_and_cache_status(httpd_factory, emulator):
     h = start(httpd_factory, emulator, "cache-headers",
               extra="DatosFreshFor 30s\nDatosStaleWhileRevalidate 60s\nDatosStaleIfError 3600s\n")
     emulator.clear_counters()
+    t0 = time.time()
     first = plain(h, "/datos")
     assert first.status_code == 200
     assert first.headers["Cache-Status"] == "datos; fwd=miss; stored"
@@ -93,10 +94,14 @@ def test_hit_headers_and_cache_status(httpd_factory, emulator):
     assert first.headers["Age"] == "0"
     assert first.json()["datos"] == expected_answer(rows, 10)
     second = plain(h, "/datos?limit=100")
+    elapsed = time.time() - t0
     assert second.json()["datos"] == expected_answer(rows, 100)
     m = re.fullmatch(r"datos; hit; ttl=(\d+)", second.headers["Cache-Status"])
-    assert m and 25 <= int(m.group(1)) <= 30
-    assert int(second.headers["Age"]) <= 5
+    assert m, second.headers["Cache-Status"]
+    # the answer's age, and what is left of its 30 s, in whole seconds
+    age = int(second.headers["Age"])
+    assert 0 <= age <= math.ceil(elapsed)
+    assert int(m.group(1)) + age in (29, 30)
     assert queries(emulator) == 1
 
 
@@ -115,7 +120,7 @@ def test_stampede_on_a_cold_cache_makes_one_query(httpd_factory, emulator, mpm):
     def one(i):
         if i < 50:
             go.wait()
-        return plain(h, "/datos?limit=%d" % (1 + i % 100), timeout=30)
+        return plain(h, "/datos?limit=%d" % (1 + i % 100), timeout=120)
 
     with ThreadPoolExecutor(200) as pool:
         got = list(pool.map(one, range(200)))
@@ -159,153 +164,195 @@ def test_no_bypass_through_limit(httpd_factory, emulator):
 def test_sustained_load_refreshes_at_most_once_per_window(httpd_factory, emulator):
     rows = many_rows(emulator)
     seed(emulator, rows)
-    fresh, seconds = 1.0, 5.0
+    fresh, seconds, least = 1.0, 5.0, 600
     h = start(httpd_factory, emulator, "cache-sustained",
               extra="DatosFreshFor 1s\nDatosStaleWhileRevalidate 60s\n")
     emulator.clear_counters()
-    stop = time.time() + seconds
-    served = []
+    t0 = time.time()
+    stop = t0 + seconds
+    served, statuses = [], []
 
     def load(i):
         n = 0
-        while time.time() < stop:
+        # at least `seconds` of load (several windows), and at least `least` requests
+        # however slow the machine
+        while time.time() < stop or len(statuses) < least:
             r = plain(h, "/datos?limit=%d" % (1 + (n * 7 + i) % 100))
             assert r.status_code == 200
+            statuses.append(r.headers["Cache-Status"])
             n += 1
         served.append(n)
 
     with ThreadPoolExecutor(6) as pool:
         list(pool.map(load, range(6)))
+    elapsed = time.time() - t0
     fetches = metric(h, "datos_backend_queries_total", outcome="ok")
-    assert 1 <= fetches <= math.ceil(seconds / fresh) + 1, (fetches, sum(served))
+    # once per window of the time the load really lasted, plus the first
+    assert 1 <= fetches <= math.ceil(elapsed / fresh) + 1, (fetches, elapsed, sum(served))
     # one jobs.query per fetch: 120 recent rows fill the first window
     assert queries(emulator) == fetches
     # refreshes after the first scan only from the watermark
     bodies = [q["body"] for q in emulator.requests("bigquery.jobs.query")]
     assert "@watermark" not in bodies[0]["query"]
     assert all("timestamp >= @watermark" in b["query"] for b in bodies[1:])
-    assert sum(served) > 50 * fetches
+    # each fetch stored the answer of the one request that made it; the others were
+    # hits, or on the cold cache waited for the first fetch (collapsed)
+    stored = [c for c in statuses if c.endswith("; stored")]
+    collapsed = [c for c in statuses if c == "datos; fwd=miss; collapsed"]
+    hits = [c for c in statuses if c.startswith("datos; hit; ")]
+    assert len(stored) == fetches, (len(stored), fetches)
+    assert len(collapsed) <= 5
+    assert len(stored) + len(collapsed) + len(hits) == len(statuses) >= least
 
 
 def test_slow_backend_serves_stale_while_one_request_refreshes(httpd_factory, emulator):
     rows = many_rows(emulator)
     seed(emulator, rows)
     h = start(httpd_factory, emulator, "cache-swr",
-              extra="DatosFreshFor 1s\nDatosStaleWhileRevalidate 60s\nDatosTimeout 5s\n"
-                    "DatosColdWait 6s\n")
+              extra="DatosFreshFor 1s\nDatosStaleWhileRevalidate 60s\nDatosTimeout 120s\n"
+                    "DatosColdWait 120s\n")
     assert plain(h, "/datos").status_code == 200
-    time.sleep(1.2)
-    emulator.add_fault(endpoint="bigquery.jobs.query", action="delay", delay_ms=2500, count=1)
+    time.sleep(1.2)                         # past the 1 s window (stale for 60 s more)
+    # The refresh's query is held until the test releases it.
+    emulator.add_fault(endpoint="bigquery.jobs.query", action="delay", delay_ms=600_000,
+                       count=1)
     emulator.clear_counters()
     refresher = {}
 
     def refresh():
-        r = plain(h, "/datos", timeout=20)
+        r = plain(h, "/datos", timeout=180)
         refresher["status"] = r.status_code
         refresher["cache_status"] = r.headers.get("Cache-Status")
-        refresher["end"] = time.monotonic()
 
     t = threading.Thread(target=refresh)
     t.start()
-    assert wait_for(lambda: queries(emulator) == 1, timeout=5)
-    stale_ends, stale = [], []
-
-    def stale_one(i):
-        r = plain(h, "/datos?limit=%d" % (i + 1), timeout=20)
-        stale_ends.append(time.monotonic())
-        stale.append(r)
-
-    with ThreadPoolExecutor(8) as pool:
-        list(pool.map(stale_one, range(8)))
-    t.join(20)
+    try:
+        assert wait_for(lambda: queries(emulator) == 1, timeout=60)
+        with ThreadPoolExecutor(8) as pool:
+            stale = list(pool.map(lambda i: plain(h, "/datos?limit=%d" % (i + 1), timeout=60),
+                                  range(8)))
+        # Ordering, not latency: every stale answer came while the one fetch was held.
+        assert emulator.applying() == 1 and t.is_alive()
+    finally:
+        emulator.settle_faults()
+        t.join(180)
     assert refresher["status"] == 200
     assert refresher["cache_status"] == "datos; fwd=stale; fwd-status=200; stored"
     for r in stale:
         assert r.status_code == 200
         assert re.fullmatch(r"datos; hit; ttl=-\d+", r.headers["Cache-Status"]), \
             r.headers["Cache-Status"]
-    # Ordering, not latency: every stale answer was complete before the one
-    # fetch in flight ended.
-    assert max(stale_ends) < refresher["end"]
     assert queries(emulator) == 1
 
 
 # ---------------------------------------------------------------- workers
 
-# Each of wrk's clients waits 100 ms before its next request, as clients of
-# an API do, and asks on a new connection each time: the load is 200 clients,
-# not a flood that would measure the machine's CPU, nor 200 keep-alive
-# connections, which under prefork hold every process whatever a module does.
-THINK_TIME_LUA = "function delay()\n  return 100\nend\n"
-
-
-def _probe_health_under_load(h, path, seconds=4, clients=200):
-    """wrk keeps `clients` connections on path (a process of its own, so the
-    probes below are not slowed by the load generator); meanwhile /health is
-    asked every 0.2 s with a load balancer's usual 2 s timeout."""
-    script = h.write_file("wrk-think.lua", THINK_TIME_LUA)
-    wrk = subprocess.Popen(["wrk", "-t2", "-c%d" % clients, "-d%ds" % seconds, "--timeout", "10s",
-                            "-s", script, "-H", "Accept-Encoding: identity",
-                            "-H", "Connection: close", h.url(path)],
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    time.sleep(0.5)
-    probes = []
-    stop = time.time() + seconds - 1
-    while time.time() < stop:
-        t0 = time.monotonic()
-        try:
-            r = requests.get(h.url("/health"), timeout=2)
-            probes.append((r.status_code, time.monotonic() - t0))
-        except requests.RequestException as e:
-            probes.append((repr(e), time.monotonic() - t0))
-        time.sleep(0.2)
-    out, _ = wrk.communicate(timeout=60)
-    return probes, out.decode("utf-8", "replace")
-
-
 @pytest.mark.parametrize("mode", ["cold-cache", "uncached"])
 @pytest.mark.parametrize("mpm", ["event", "prefork"])
 def test_workers_stay_free_with_a_slow_backend(httpd_factory, emulator, mpm, mode):
-    if not shutil.which("wrk"):
-        pytest.fail("wrk is not installed (make deps)")
+    """BigQuery answers nothing until the test lets go; meanwhile 100 clients, more
+    than MaxRequestWorkers, each ask /datos once on a new connection, and /health (a
+    load balancer's probe) is answered, every time, while BigQuery still holds every
+    query: the workers that wait for it are bounded, the others are told to come back.
+    Were every request to wait, no worker would be left for /health until BigQuery
+    answered.
+
+    The module gives up on a fetch that receives nothing for 10 s (a stall); on a
+    machine slow enough for that to happen during the test, the fetch ends with a
+    logged timeout and another request may fetch: the bound on queries counts them."""
     seed(emulator, many_rows(emulator))
     h = start(httpd_factory, emulator, "cache-workers-%s-%s" % (mpm, mode), mpm=mpm,
-              fresh_for="0" if mode == "uncached" else None)
-    emulator.add_fault(endpoint="bigquery.jobs.query", action="delay", delay_ms=1500, count=0)
-    probes, report = _probe_health_under_load(h, "/datos")
-    assert len(probes) >= 8, (probes, report)
-    slow = [p for p in probes if p[0] != 200 or p[1] >= 1.5]
-    assert not slow, (probes, report)
-    # the bound really applied: BigQuery was not asked once per request
-    assert queries(emulator) <= (1 if mode == "cold-cache" else 200), report
+              fresh_for="0" if mode == "uncached" else None,
+              extra="DatosTimeout 120s\nDatosColdWait 120s\n")
+    h.log.expect(r"DT0201.*\(timeout,")
+    # More clients than workers: httpd says when it has none left for a moment (over
+    # the bound, a request on a cold cache looks for the answer for a second first).
+    h.log.expect(r"AH00484|AH00161")
+    in_flight = 1 if mode == "cold-cache" else {"event": 64, "prefork": 32}[mpm] // 4
+    emulator.add_fault(endpoint="bigquery.jobs.query", action="delay", delay_ms=600_000,
+                       count=0)
+    probes = []
+    pool = ThreadPoolExecutor(100)
+    try:
+        def ask():
+            return pool.submit(plain, h, "/datos", headers={"Connection": "close"},
+                               timeout=180)
+
+        # one first, alone, so that its query is surely held (again if it was told to
+        # come back: a server just started may not have the idle workers a wait
+        # needs yet); then the 99 others
+        load = []
+
+        def one_held():
+            if not load or load[-1].done():
+                load.append(ask())
+            return queries(emulator) >= 1
+
+        assert wait_for(one_held, timeout=120)
+        load += [ask() for _ in range(99)]
+        for _ in range(8):
+            r = requests.get(h.url("/health"), timeout=60)
+            probes.append(r.status_code)
+        # ... and BigQuery answered nothing until every probe was answered
+        asked = emulator.requests("bigquery.jobs.query")
+        assert asked and all(q["status"] is None for q in asked), asked
+        ended = metric(h, "datos_backend_queries_total")
+        rejected = metric(h, "datos_backend_wait_rejected_total")
+    finally:
+        emulator.clear_faults()
+        emulator.settle_faults()
+        pool.shutdown(wait=True)
+    assert probes == [200] * 8, probes
+    # the waiting ones got the answer once BigQuery gave it; the others came back later
+    assert {f.result().status_code for f in load} <= {200, 503}
+    # the bound really applied: requests were turned away instead of waiting, and
+    # BigQuery was not asked once per request (only by the fetches that had ended,
+    # and those the bound lets run at once)
+    assert rejected > 0
+    assert len(asked) <= ended + in_flight, (len(asked), ended)
 
 
 # ---------------------------------------------------------------- failures
 
 def test_backend_down_serves_stale_until_stale_if_error(httpd_factory, emulator):
+    """Fresh 1 s, then stale-if-error for 4 s: the answer fetched at tf is served
+    until tf + 5 s while BigQuery fails, and a 503 after. The test knows tf only
+    between t0 (before the first request) and t1 (after its answer), so it judges a
+    request only when its whole exchange lies on one side of the boundary: waits are
+    measured from t1 (a lower bound of the answer's age), deadlines from t0."""
     rows = many_rows(emulator)
     seed(emulator, rows)
+    fresh, until = 1.0, 5.0                         # fresh + stale-if-error
     h = start(httpd_factory, emulator, "cache-sie",
-              extra="DatosFreshFor 1s\nDatosStaleWhileRevalidate 1s\nDatosStaleIfError 3s\n")
+              extra="DatosFreshFor 1s\nDatosStaleWhileRevalidate 1s\nDatosStaleIfError 4s\n")
     h.log.expect(r"DT0201.*rate_limited")
     t0 = time.time()
     first = plain(h, "/datos")
+    t1 = time.time()
     assert first.status_code == 200
     emulator.add_fault(endpoint="bigquery.jobs.query", action="status", status=429,
                        reason="rateLimitExceeded", count=0)
 
     def at(t):
-        time.sleep(max(0.0, t0 + t - time.time()))
-        return plain(h, "/datos")
+        time.sleep(max(0.0, t1 + t - time.time()))
+        sent = time.time()
+        r = plain(h, "/datos")
+        return r, sent, time.time()
 
-    for t in (1.3, 2.4, 3.5):
-        r = at(t)
+    judged = 0
+    for t in (1.3, 2.6, 3.9):
+        r, sent, done = at(t)
+        if done - t0 >= until:
+            continue                        # a stalled machine: this one may be either
+        judged += 1
         assert r.status_code == 200, (t, r.text)
         assert r.content == first.content
         assert re.fullmatch(r"datos; hit; ttl=-\d+; detail=stale-if-error",
                             r.headers["Cache-Status"]), (t, r.headers["Cache-Status"])
         assert int(r.headers["Age"]) >= 1
-    r = at(4.6)                           # fresh 1 s + stale-if-error 3 s are over
+    assert judged, "no request could be judged inside the stale-if-error window"
+    r, sent, done = at(until + 0.1)         # fresh 1 s + stale-if-error 4 s are over
+    assert sent - t1 > until
     assert r.status_code == 503
     assert r.headers["Cache-Control"] == "no-store"
     assert int(r.headers["Retry-After"]) >= 1
@@ -339,15 +386,16 @@ def test_cold_and_failing_is_a_503_with_no_query_per_request(httpd_factory, emul
     h = start(httpd_factory, emulator, "cache-cold-fail", extra="DatosFreshFor 30s\n")
     h.log.expect(r"DT0201.*rate_limited")
     emulator.clear_counters()
+    # a back-off far longer than the 20 requests take, however slow the machine
     emulator.add_fault(endpoint="bigquery.jobs.query", action="status", status=429,
-                       reason="rateLimitExceeded", retry_after="3", count=0)
+                       reason="rateLimitExceeded", retry_after="60", count=0)
     got = [plain(h, "/datos") for _ in range(20)]
     assert [r.status_code for r in got] == [503] * 20
-    assert all(1 <= int(r.headers["Retry-After"]) <= 3 for r in got)
+    assert all(1 <= int(r.headers["Retry-After"]) <= 60 for r in got)
     # the first request asked; the others waited out the back-off
     assert queries(emulator) == 1
     log = open(h.log.path).read()
-    assert log.count("DT0201") <= 4       # one per process and window
+    assert log.count("DT0201") == 1       # the one failure, logged once
     assert "APR does not understand" not in log
 
 
@@ -357,12 +405,15 @@ def test_an_outage_logs_one_line_per_window_uncached_too(httpd_factory, emulator
     h.log.expect(r"DT0201")
     emulator.add_fault(endpoint="bigquery.jobs.query", action="status", status=500,
                        reason="backendError", count=0)
+    t0 = time.time()
     with ThreadPoolExecutor(4) as pool:
         got = list(pool.map(lambda _: plain(h, "/datos").status_code, range(40)))
+    elapsed = time.time() - t0
     assert got == [502] * 40
     assert queries(emulator) >= 40        # uncached: one query per request, by design
     lines = [l for l in open(h.log.path) if "DT0201" in l]
-    assert 1 <= len(lines) <= 4, lines    # at most one per process in a 10 s window
+    # at most one per process (ServerLimit 4) in each 10 s window the requests spanned
+    assert 1 <= len(lines) <= 4 * (int(elapsed // 10) + 1), (lines, elapsed)
     assert all("APR does not understand" not in l for l in lines)
     assert all("backend_error" in l for l in lines)
 
@@ -390,7 +441,7 @@ def test_a_table_missing_a_record_column_is_a_503_naming_it(httpd_factory, emula
 
 def raw_get(h, path, headers):
     """The body as sent (no decoding), with the headers."""
-    r = requests.get(h.url(path), headers=headers, stream=True, timeout=10)
+    r = requests.get(h.url(path), headers=headers, stream=True, timeout=120)
     body = r.raw.read(decode_content=False)
     return r, body
 
@@ -413,7 +464,7 @@ def test_conditional_get_for_plain_and_gzip(httpd_factory, emulator):
     for headers, etag in (({"Accept-Encoding": "identity"}, p.headers["ETag"]),
                           ({"Accept-Encoding": "gzip"}, g.headers["ETag"])):
         r = requests.get(h.url("/datos"), headers=dict(headers, **{"If-None-Match": etag}),
-                         timeout=10)
+                         timeout=120)
         assert r.status_code == 304
         assert r.content == b""
         assert r.headers["ETag"] == etag
@@ -421,7 +472,7 @@ def test_conditional_get_for_plain_and_gzip(httpd_factory, emulator):
         assert r.headers["Cache-Control"].startswith("public, max-age=")
     # the other variant's tag does not match
     r = requests.get(h.url("/datos"), headers={"Accept-Encoding": "identity",
-                                               "If-None-Match": g.headers["ETag"]}, timeout=10)
+                                               "If-None-Match": g.headers["ETag"]}, timeout=120)
     assert r.status_code == 200
     # the largest limit has a gzip variant too; other limits are sent plain
     g100, b100 = raw_get(h, "/datos?limit=100", {"Accept-Encoding": "gzip;q=1, identity;q=0.5"})
@@ -433,7 +484,7 @@ def test_conditional_get_for_plain_and_gzip(httpd_factory, emulator):
     # q=0 refuses gzip
     n, nb = raw_get(h, "/datos", {"Accept-Encoding": "gzip;q=0, *"})
     assert "Content-Encoding" not in n.headers
-    head = requests.head(h.url("/datos"), headers={"Accept-Encoding": "gzip"}, timeout=10)
+    head = requests.head(h.url("/datos"), headers={"Accept-Encoding": "gzip"}, timeout=120)
     assert head.headers["Content-Length"] == str(len(gbody))
 
 
@@ -481,13 +532,14 @@ def test_two_hosts_share_one_query_per_window(httpd_factory, emulator, memcached
     # Over three more windows, both hosts keep serving; between them they
     # ask about once per window (two hosts that look at the same moment
     # may both fetch: the documented race).
-    stop = time.time() + 6
-    while time.time() < stop:
+    t0 = time.time()
+    while time.time() < t0 + 6:
         for h in (a, b):
             r = plain(h, "/datos?limit=50")
             assert r.status_code == 200
         time.sleep(0.05)
-    assert queries(emulator) <= 1 + 3 + 2
+    windows = math.ceil((time.time() - t0) / 2)          # 2 s windows: 3 unless stalled
+    assert queries(emulator) <= 1 + windows + 2
     assert plain(a, "/datos").headers["ETag"] == plain(b, "/datos").headers["ETag"]
 
 
@@ -514,16 +566,17 @@ def test_a_failing_shared_tier_is_skipped(httpd_factory, emulator, memcached):
     h.log.expect(r"DT0301")
     assert plain(h, "/datos").status_code == 200
     memcached.stop()
-    stop = time.time() + 3.5
+    # at least 3.5 s (three 1 s windows) and at least 21 requests
+    t0 = time.time()
     n = 0
-    while time.time() < stop:
+    while time.time() < t0 + 3.5 or n <= 20:
         r = plain(h, "/datos?limit=%d" % (1 + n % 100))
         assert r.status_code == 200, r.text
         assert r.json()["datos"] == expected_answer(rows, 1 + n % 100)
         n += 1
-    assert n > 20
+    windows = math.ceil(time.time() - t0)                # 4 unless stalled
     # BigQuery is still asked about once per window, not per request
-    assert 2 <= queries(emulator) <= 10
+    assert 2 <= queries(emulator) <= 2 * windows + 2, (queries(emulator), windows, n)
 
 
 # ---------------------------------------------------------------- metrics, health
@@ -533,6 +586,7 @@ def test_metrics_agree_with_what_was_done(httpd_factory, emulator):
     seed(emulator, rows)
     h = start(httpd_factory, emulator, "cache-metrics")
     emulator.clear_counters()
+    t0 = time.time()
     for i in range(25):
         assert plain(h, "/datos?limit=%d" % (i + 1)).status_code == 200
     assert plain(h, "/datos?limit=0").status_code == 400
@@ -548,8 +602,9 @@ def test_metrics_agree_with_what_was_done(httpd_factory, emulator):
     misses = sum(metric(h, "datos_cache_lookups_total", tier="process", result=r)
                  for r in ("miss", "stale"))
     assert hits + misses == 25 and hits >= 20
-    assert metric(h, "datos_backend_last_success_timestamp_seconds") > time.time() - 60
-    assert 0 <= metric(h, "datos_cache_age_seconds") < 60
+    # the fetch happened during the test's requests, and the answer is no older
+    assert t0 - 1 <= metric(h, "datos_backend_last_success_timestamp_seconds") <= time.time()
+    assert 0 <= metric(h, "datos_cache_age_seconds") <= time.time() - t0 + 1
     assert metric(h, "datos_backend_waiting_requests") == 0
     promtool = shutil.which("promtool")
     if promtool:

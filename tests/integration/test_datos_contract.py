@@ -59,7 +59,7 @@ def test_health_is_exactly_ok_and_never_calls_google(server, emulator):
 
 def test_health_head_has_headers_and_no_body(server):
     h, _ = server
-    r = requests.head(h.url("/health"), timeout=5)
+    r = requests.head(h.url("/health"), timeout=120)
     assert r.status_code == 200
     assert r.content == b""
     assert r.headers["Content-Length"] == "15"
@@ -68,7 +68,7 @@ def test_health_head_has_headers_and_no_body(server):
 @pytest.mark.parametrize("method", ["POST", "PUT", "DELETE"])
 def test_health_other_methods_are_405(server, method):
     h, _ = server
-    r = requests.request(method, h.url("/health"), timeout=5)
+    r = requests.request(method, h.url("/health"), timeout=120)
     assert_json_error(r, 405)
     assert r.headers["Allow"] == "GET, HEAD"
 
@@ -153,7 +153,7 @@ def test_bad_query_strings_are_400_json(server, query):
 def test_head_datos_matches_get_headers_without_body(server):
     h, _ = server
     g = get(h, "/datos?limit=3")
-    r = requests.head(h.url("/datos?limit=3"), timeout=10)
+    r = requests.head(h.url("/datos?limit=3"), timeout=120)
     assert r.status_code == 200
     assert r.content == b""
     assert r.headers["Content-Length"] == str(len(g.content))
@@ -161,13 +161,26 @@ def test_head_datos_matches_get_headers_without_body(server):
     assert r.headers["Content-Type"] == "application/json"
 
 
-@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH", "OPTIONS"])
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH"])
 def test_other_methods_are_405_with_allow(server, method, emulator):
     h, _ = server
     before = emulator.count("bigquery.jobs.query")
-    r = requests.request(method, h.url("/datos"), data=b'{"id":"x"}', timeout=5)
+    r = requests.request(method, h.url("/datos"), data=b'{"id":"x"}', timeout=120)
     assert_json_error(r, 405)
     assert r.headers["Allow"] == "GET, HEAD"
+    assert emulator.count("bigquery.jobs.query") == before
+
+
+@pytest.mark.parametrize("path", ["/datos", "/datos?limit=3", "/health"])
+def test_options_names_the_allowed_methods_without_a_body(server, path, emulator):
+    """datos.conf exempts OPTIONS from the login with GET and HEAD: it is answered, not
+    refused, and asks nothing of BigQuery."""
+    h, _ = server
+    before = emulator.count("bigquery.jobs.query")
+    r = requests.options(h.url(path), timeout=5)
+    assert r.status_code == 204, r.text
+    assert r.headers["Allow"] == "GET, HEAD"
+    assert r.content == b"" and "Content-Type" not in r.headers
     assert emulator.count("bigquery.jobs.query") == before
 
 

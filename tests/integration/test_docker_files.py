@@ -15,6 +15,7 @@ engine is needed, nothing is pulled).
   emulator as the compose stack does, and the compose loader loop loads what was published.
 """
 import base64
+import functools
 import glob
 import json
 import os
@@ -346,6 +347,28 @@ def test_runtime_copies_what_make_install_installs(name, installed_tree):
     assert entry in placed, "ENTRYPOINT %s is not a file the image's COPYs put there" % entry
 
 
+@pytest.mark.parametrize("name", ["httpd", "loader"])
+def test_build_stage_copies_what_make_install_reads(name):
+    """Every file of the tree `make install` reads is in the build stage (a new one, say
+    the man pages, must get its COPY or the image build fails)."""
+    p = subprocess.run(["make", "-n", "install", "DESTDIR=/out", "PREFIX=/usr/local"],
+                       cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    tops = set()
+    commands = "\n".join(ln for ln in p.stdout.splitlines()
+                         if not ln.lstrip().startswith("echo "))  # messages name docs
+    for word in re.findall(r"[\w./-]+", commands):
+        top = word.split("/")[0]
+        if "/" in word and top and top not in ("build", "") and \
+                os.path.exists(os.path.join(REPO_ROOT, word)):
+            tops.add(top)
+    assert {"conf", "man"} <= tops, tops
+    build = parse_dockerfile(DOCKERFILES[name])[0]
+    copied = {src.strip("/").split("/")[0] for text, _ in build.all("COPY")
+              for src in parse_copy(text)[1]}
+    assert tops <= copied, "the build stage lacks %s" % sorted(tops - copied)
+
+
 def test_datos_load_names_the_path_the_module_is_copied_to(installed_tree):
     copies = dict((os.path.basename(s), (s, d)) for s, d in build_copies(final_stage("httpd")))
     assert "mod_datos.so" in copies and "datos.load" in copies
@@ -385,6 +408,211 @@ def test_loader_journal_is_a_volume_at_state_dir():
     owner = uids.get(m.group(1), m.group(1))
     assert owner == user, "%s belongs to %s, the loader runs as uid %s" % (
         state_dir, m.group(1), user)
+
+
+# ---------------------------------------------------------------- (b2) programs
+
+# Words that start a shell command but name no program of the image.
+SHELL_WORDS = {"if", "then", "else", "elif", "fi", "for", "while", "until", "do", "done",
+               "case", "esac", "in", "!", "{", "}", "(", ")", "set", "export", "unset", ".",
+               "trap", "wait", "kill", "echo", "printf", "cd", "exit", "return", "shift",
+               "read", "local", "test", "[", "[[", ":", "true", "false", "command", "eval",
+               "break", "continue", "umask", "exec"}
+PYTHON_RUNNERS = re.compile(
+    r'(?:subprocess\.(?:run|Popen|call|check_call|check_output)\(\s*|\b\w*(?:cmd|argv)\w*\s*=\s*)'
+    r'\[\s*"([^"$]+)"')
+RUNTIME_PATH = ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"]
+
+
+def shell_programs(script):
+    """The programs a shell script runs: the first word of each simple command, for
+    commands written literally (an expansion names nothing to check)."""
+    progs = []
+    text = re.sub(r"(^|\s)#.*", "", script)  # comments
+    for cmd in re.split(r"\n|;|&&|\|\||\||(?<!>)&(?!>)|\$\(|`|\bthen\b|\bdo\b|\belse\b",
+                        text):
+        words = cmd.split()
+        while words and (re.match(r"^[A-Za-z_][A-Za-z0-9_]*=", words[0])
+                         or words[0] in ("exec", "!", "{", "(")):
+            words.pop(0)
+        if not words:
+            continue
+        w = words[0].strip("\"'")
+        if w in SHELL_WORDS or "$" in w or w.endswith(")") or not re.match(r"^[\w./-]+$", w):
+            continue
+        progs.append(w)
+    return progs
+
+
+def image_programs(name):
+    """(program, where) for everything the image's own code runs: its RUN, ENTRYPOINT, CMD
+    and HEALTHCHECK instructions, the shell scripts and Python files it copies in, and the
+    commands docker/compose.yaml gives the services built from it."""
+    stage = final_stage(name)
+    found = []
+    for kw in ("ENTRYPOINT", "CMD", "HEALTHCHECK"):
+        for text, line in stage.all(kw):
+            if kw == "HEALTHCHECK":
+                text = re.sub(r"^(--\S+\s+)*CMD\s+", "", text)
+            if text.startswith("["):
+                argv = json.loads(text)
+                if argv:
+                    found.append((argv[0], "%s line %d" % (kw, line)))
+                    if argv[0] in ("/bin/sh", "sh") and argv[1:2] == ["-c"]:
+                        found += [(p, "%s line %d" % (kw, line))
+                                  for p in shell_programs(argv[2])]
+            else:
+                found += [(p, "%s line %d" % (kw, line)) for p in shell_programs(text)]
+    for text, line in stage.all("RUN"):
+        found += [(p, "RUN line %d" % line) for p in shell_programs(text)]
+    for text, _ in stage.all("COPY"):
+        flags, sources, _ = parse_copy(text)
+        if "from" in flags:
+            continue
+        for src in sources:
+            root = os.path.join(REPO_ROOT, src)
+            files = [root] if os.path.isfile(root) else [
+                os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs]
+            for path in files:
+                rel = os.path.relpath(path, REPO_ROOT)
+                if ignored(rel, dockerignore_patterns()):
+                    continue
+                with open(path, encoding="utf-8", errors="replace") as f:
+                    text = f.read()
+                if path.endswith(".py"):
+                    found += [(p, rel) for p in PYTHON_RUNNERS.findall(text)]
+                elif path.endswith(".sh") or text.startswith("#!/bin/sh"):
+                    found += [(p, rel) for p in shell_programs(text)]
+    doc = compose()
+    for svc_name, svc in doc["services"].items():
+        if "build" not in svc or os.path.realpath(service_dockerfile(svc)[1]) != \
+                os.path.realpath(DOCKERFILES[name]):
+            continue
+        for key in ("entrypoint", "command"):
+            argv = svc.get(key)
+            if isinstance(argv, str):
+                argv = shlex.split(argv)
+            if not argv:
+                continue
+            where = "compose %s %s" % (svc_name, key)
+            found.append((argv[0], where))
+            if argv[0] in ("/bin/sh", "sh") and argv[1:2] == ["-c"]:
+                found += [(p, where) for p in shell_programs(argv[2].replace("$$", "$"))]
+    return found
+
+
+@functools.lru_cache(maxsize=None)
+def installed_packages():
+    """This machine's dpkg database: {package: (essential_or_required, [[alternatives]])},
+    and {virtual name: [providers]}."""
+    out = subprocess.run(["dpkg-query", "-W", "-f",
+                          "${Package}\t${Status}\t${Essential}\t${Priority}\t${Provides}\t"
+                          "${Pre-Depends}, ${Depends}\n"],
+                         capture_output=True, text=True, check=True).stdout
+    db, provides = {}, {}
+    for line in out.splitlines():
+        pkg, status, essential, priority, prov, deps = (line.split("\t") + [""] * 6)[:6]
+        if not status.endswith(" installed"):
+            continue
+        groups = [[re.sub(r"[\s(:].*", "", a.strip()) for a in g.split("|")]
+                  for g in deps.split(",") if g.strip()]
+        db[pkg] = (essential == "yes" or priority == "required", groups)
+        for p in prov.split(","):
+            if p.strip():
+                provides.setdefault(re.sub(r"[\s(].*", "", p.strip()), []).append(pkg)
+    return db, provides
+
+
+def package_closure(pkgs, db, provides):
+    """The packages apt installs for `pkgs`, as far as this machine's dpkg knows them."""
+    seen, todo = set(), list(pkgs)
+    while todo:
+        pkg = todo.pop()
+        if pkg in seen:
+            continue
+        seen.add(pkg)
+        for group in db.get(pkg, (False, []))[1]:
+            choice = next((a for a in group if a in db), None) or next(
+                (p for a in group for p in provides.get(a, [])), None)
+            if choice:
+                todo.append(choice)
+    return seen
+
+
+def candidate_paths(program):
+    """Where `program` may be on this machine, as dpkg may know it (merged /usr)."""
+    paths = [program] if program.startswith("/") else [
+        os.path.join(d, program) for d in RUNTIME_PATH]
+    out = []
+    for path in paths:
+        if os.path.exists(path):
+            out += [path, os.path.realpath(path),
+                    path[len("/usr"):] if path.startswith("/usr/") else "/usr" + path]
+    return out
+
+
+@functools.lru_cache(maxsize=None)
+def dpkg_owners(paths):
+    """{path: package} for the paths dpkg knows, in one dpkg -S (it reads its whole file
+    database each time it runs)."""
+    if not paths:
+        return {}
+    p = subprocess.run(["dpkg", "-S"] + list(paths), capture_output=True, text=True)
+    owners = {}
+    for line in p.stdout.splitlines():
+        if line.startswith("diversion by ") or ": " not in line:
+            continue
+        pkgs, _, path = line.partition(": ")
+        owners.setdefault(path.strip(), pkgs.split(",")[0].strip())
+    return owners
+
+
+def owner_package(program, owners):
+    """The Debian package that ships `program` on this machine."""
+    for c in candidate_paths(program):
+        if c in owners:
+            return owners[c]
+    return None
+
+
+@pytest.mark.skipif(shutil.which("dpkg-query") is None, reason="not a Debian machine")
+@pytest.mark.parametrize("name", sorted(DOCKERFILES))
+def test_every_program_the_image_runs_is_installed_in_it(name):
+    """A program the image's code runs but its packages do not bring fails only when that
+    code runs (the emulator image once exited 1 at start: keys.py runs openssl, the image
+    had only python3)."""
+    stage = final_stage(name)
+    db, provides = installed_packages()
+    base = {p for p, (required, _) in db.items() if required}  # what minbase/-slim holds
+    have = package_closure(set(apt_packages(stage)) | base, db, provides)
+    copied = set()
+    for text, _ in stage.all("COPY"):
+        flags, sources, dest = parse_copy(text)
+        copied |= {copy_target(sources, dest, src) for src in sources}
+    programs = image_programs(name)
+    owners = dpkg_owners(tuple(sorted({c for p, _ in programs for c in candidate_paths(p)})))
+    missing = []
+    for program, where in programs:
+        if program in copied or (not program.startswith("/") and any(
+                os.path.join(d, program) in copied for d in RUNTIME_PATH)):
+            continue
+        pkg = owner_package(program, owners)
+        if pkg is None:
+            missing.append("%s (%s): no Debian package ships it" % (program, where))
+        elif pkg not in have:
+            missing.append("%s (%s): in %s, which the image does not install"
+                           % (program, where, pkg))
+    assert not missing, "%s image:\n  %s" % (name, "\n  ".join(missing))
+
+
+def test_program_scan_finds_what_the_images_run():
+    """The scan itself: it must see the programs the images are known to run."""
+    progs = {n: {p for p, _ in image_programs(n)} for n in DOCKERFILES}
+    assert {"openssl", "python3"} <= progs["emulator"], progs["emulator"]
+    assert {"curl", "a2enmod", "/usr/sbin/apache2", "/usr/local/bin/datos-httpd"} \
+        <= progs["httpd"], progs["httpd"]
+    assert {"/usr/local/bin/datos-loader", "sleep", "/bin/sh"} <= progs["loader"], \
+        progs["loader"]
 
 
 # ---------------------------------------------------------------- (c) compose
@@ -605,13 +833,13 @@ def read_log(root):
         return f.read()
 
 
-def wait_http(url, proc, root, timeout=15):
+def wait_http(url, proc, root, timeout=60):
     deadline = time.time() + timeout
     while time.time() < deadline:
         if proc.poll() is not None:
             pytest.fail("httpd exited with %s:\n%s" % (proc.returncode, read_log(root)))
         try:
-            return requests.get(url, timeout=2)
+            return requests.get(url, timeout=30)
         except requests.ConnectionError:
             time.sleep(0.05)
     pytest.fail("httpd did not answer in %ss:\n%s" % (timeout, read_log(root)))
@@ -679,33 +907,33 @@ def test_compose_stack_on_the_image_configuration(image_root, emulator):
             uids = re.search(r"^Uid:\s+(\d+)", f.read(), re.M).group(1)
         assert int(uids) == (WWW_DATA if os.geteuid() == 0 else os.geteuid())
 
-        r = requests.get(base + "/datos?limit=100", timeout=10)
+        r = requests.get(base + "/datos?limit=100", timeout=120)
         assert r.status_code == 200, r.text
         assert {d["id"] for d in r.json()["datos"]} == seeded
         # the last good answer went to the state directory, writable by the image's user
-        deadline = time.time() + 5
+        deadline = time.time() + 60
         while not os.listdir(env["DATOS_STATE_DIR"]) and time.time() < deadline:
             time.sleep(0.05)
         assert os.listdir(env["DATOS_STATE_DIR"]), "nothing in DatosStateDir"
 
-        r = requests.request("TRACE", base + "/datos", timeout=10)
+        r = requests.request("TRACE", base + "/datos", timeout=120)
         assert r.status_code == 405
-        r = requests.request("TRACE", base + "/", timeout=10)
+        r = requests.request("TRACE", base + "/", timeout=120)
         assert r.status_code == 405
 
         record = {"id": "docker-post", "contenido": "desde compose",
                   "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-        r = requests.post(base + "/datos", json=record, timeout=10)
+        r = requests.post(base + "/datos", json=record, timeout=120)
         assert r.status_code == 401
-        r = requests.post(base + "/datos", json=record, auth=("demo", "demo"), timeout=10)
+        r = requests.post(base + "/datos", json=record, auth=("demo", "demo"), timeout=120)
         assert r.status_code == 202, r.text
 
-        # the image's STOPSIGNAL: a graceful stop, done within GracefulShutdownTimeout
+        # the image's STOPSIGNAL: a graceful stop, which ends with status 0 (the log
+        # says so, below; children still running past GracefulShutdownTimeout would be
+        # killed with a [warn] line, which the log check below fails on)
         stopsig = getattr(signal, final_stage("httpd").last("STOPSIGNAL"))
-        t0 = time.time()
         os.kill(proc.pid, stopsig)
-        assert proc.wait(12) == 0
-        assert time.time() - t0 < 10
+        assert proc.wait(60) == 0
     finally:
         stop(proc)
     log = read_log(image_root)
@@ -750,11 +978,11 @@ def test_compose_stack_on_the_image_configuration(image_root, emulator):
             out = f.read()
         assert want <= {r["id"] for r in emulator.table_rows()}, out
         assert os.listdir(state), "the loader wrote nothing in its state_dir"
-        # docker compose stop: SIGTERM to the loop, which ends at once with code 0
-        t0 = time.time()
+        # docker compose stop: SIGTERM to the loop, which ends with code 0 without
+        # sleeping out its LOADER_EVERY (60 s: a wait of 30 s tells the two apart)
+        assert int(lenv.get("LOADER_EVERY", "60")) >= 60
         loop.send_signal(signal.SIGTERM)
-        assert loop.wait(10) == 0
-        assert time.time() - t0 < 5
+        assert loop.wait(30) == 0
     finally:
         stop(loop)
         emulator.reset()  # the suites after this one start from an empty emulator
