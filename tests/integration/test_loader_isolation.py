@@ -347,13 +347,27 @@ def test_four_loaders_at_once_load_every_record_once(emulator):
                         "timestamp": rfc3339(now - 600)}) for i in range(30_000)]
     msgs += ['{"id": "bad%d"}' % i for i in range(300)]
     ids = emulator.publish(PIPELINE["topic"], msgs)
-    loaders = [Loader(emulator, "host%d" % i, batch_max_rows=5000) for i in range(4)]
+    loaders = [Loader(emulator, "host%d" % i, batch_max_rows=5000, pull_timeout="600s")
+               for i in range(4)]
+    # Each host's first pull is held until all four have asked, so that every host takes
+    # part however the machine schedules their starts.
+    emulator.clear_counters()
+    emulator.add_fault(endpoint="pubsub.subscriptions.pull", action="delay",
+                       delay_ms=600_000, count=4)
     procs = [(ld, ld.start()) for ld in loaders]
-    results = [ld.background_result(p, timeout=600) for ld, p in procs]
+    try:
+        assert wait_for(emulator, "pubsub.subscriptions.pull", 4, timeout=300)
+        emulator.release_held()
+        results = [ld.background_result(p, timeout=600) for ld, p in procs]
+    finally:
+        emulator.settle_faults()
+        for _, p in procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
     for r in results:
         assert r.rc == 0, r
     assert sum(r.one("run_finished")["rows_loaded"] for r in results) == 30_000
-    assert sum(1 for r in results if r.one("run_finished")["rows_loaded"]) >= 2
+    assert all(r.one("run_finished")["rows_loaded"] for r in results)
     check_once(emulator, ids[:30_000], ids[30_000:])
 
 
