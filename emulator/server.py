@@ -52,6 +52,10 @@ def parse_args(argv=None):
                         "messages before answering {}")
     p.add_argument("--pull-max-messages", type=int, default=1000,
                    help="at most this many messages per pull (Google: 1,000)")
+    p.add_argument("--pull-max-bytes", type=int, default=20_000_000,
+                   help="a pull answer stops taking messages before it passes this many "
+                        "bytes of JSON (always one at least; 0: no bound; default 20,000,000, "
+                        "the ~20 MB of docs/google-apis.md 1.5)")
     p.add_argument("--load-job-pending-seconds", type=float, default=0.0,
                    help="emulator-clock seconds a load job stays PENDING")
     p.add_argument("--load-job-running-seconds", type=float, default=0.0,
@@ -95,6 +99,7 @@ def main(argv=None):
                 "streaming_buffer_seconds": args.streaming_buffer_seconds,
                 "pull_wait_seconds": args.pull_wait_seconds,
                 "pull_max_messages": args.pull_max_messages,
+                "pull_max_bytes": args.pull_max_bytes,
                 "load_job_pending_seconds": args.load_job_pending_seconds,
                 "load_job_running_seconds": args.load_job_running_seconds,
                 "load_jobs_per_table_per_day": args.load_jobs_per_table_per_day}

@@ -2,12 +2,17 @@
  * jobs, dead-letters what does not fit the record, and loses nothing
  * (docs/design.md section 5).
  *
- * Files: loader_main.c (the command line, the lock, signals, exit codes),
+ * Files: loader_main.c (the command line, signals, --check-config),
  * loader_config.c (the config file, the environment, the flags),
- * loader_log.c (JSON lines on stderr), loader_run.c (the drain cycle),
+ * loader_setup.c (endpoints, credentials and names, checked the same way
+ * by a run and by --check-config), loader_log.c (JSON lines on stderr),
  * loader_journal.c (jobs in flight, on disk), loader_textfile.c (the
- * node_exporter textfile). Everything about Google and the record is in
- * libdatos.
+ * node_exporter textfile). One run, in four parts that share
+ * loader_run.h: loader_run.c (the lock, hold-off, the loop, the metrics,
+ * --redrive), loader_batch.c (pull, validate, dead-letter),
+ * loader_load.c (the journal, the load job, its outcome, the acks) and
+ * loader_calls.c (every Google call with its retries). Everything about
+ * Google and the record is in libdatos.
  */
 #ifndef LOADER_H
 #define LOADER_H
@@ -23,10 +28,13 @@
 #include "datos_error.h"
 #include "datos_rules.h"
 
-/* Exit codes (docs/design.md section 5). */
+/* Exit codes (docs/design.md section 5, docs/loader.md). */
 #define LOADER_EXIT_OK     0 /* done: the backlog drained or a bound reached */
 #define LOADER_EXIT_RETRY  1 /* some work failed and will be retried */
 #define LOADER_EXIT_CONFIG 2 /* configuration or credentials error */
+#define LOADER_EXIT_UNROUTED \
+    3 /* done, but messages that could not be dead-lettered were left to the \
+       * subscription's own dead-letter policy */
 
 /* ---------------------------------------------------------------- config */
 
@@ -51,6 +59,7 @@ typedef struct loader_config_t {
     apr_int64_t batch_max_rows;
     apr_int64_t batch_max_bytes;
     apr_interval_time_t batch_max_age;
+    apr_int64_t pull_max_bytes;      /* the largest pull answer held */
     apr_int64_t max_messages;        /* per run */
     apr_interval_time_t max_seconds; /* per run */
     int once;                        /* one load batch, then exit */
@@ -150,6 +159,7 @@ typedef struct loader_counts_t {
     apr_int64_t jobs_quota;
     apr_int64_t jobs_failed;
     apr_int64_t dead_lettered;
+    apr_int64_t unrouted; /* left to the subscription's dead-letter policy */
     apr_int64_t redriven;
 } loader_counts_t;
 
@@ -164,7 +174,9 @@ apr_status_t loader_textfile_write(apr_pool_t *p, const char *path,
 /* ---------------------------------------------------------------- journal */
 
 /* A load job that may be in flight: written (and fsync'd) before
- * jobs.insert, removed once its messages are acked. */
+ * jobs.insert; once the job committed, kept until some run acknowledged
+ * its messages or they can no longer come back (docs/design.md section
+ * 5, "The journal"). */
 typedef struct loader_journal_entry_t {
     const char *path; /* its file */
     const char *job_id;
@@ -173,7 +185,9 @@ typedef struct loader_journal_entry_t {
     int generation;
     int committed; /* the job is known to be DONE without error */
     apr_time_t written;
-    apr_array_header_t *message_ids; /* const char * */
+    apr_time_t committed_at;         /* when a run first knew it committed; 0 */
+    apr_interval_time_t lease;       /* the lease its messages were held with */
+    apr_array_header_t *message_ids; /* const char *: those not yet acked */
 } loader_journal_entry_t;
 
 /* Makes dir/journal when missing. */
@@ -200,13 +214,36 @@ apr_status_t loader_journal_remove(apr_pool_t *p,
 
 /* ---------------------------------------------------------------- run */
 
-/* Set by SIGTERM/SIGINT: stop pulling, finish or give back the batch in
- * flight, exit. */
+/* Set by SIGTERM/SIGINT: stop pulling, give back what is not yet sent
+ * anywhere, leave a load job in flight to the journal, exit. */
 extern volatile sig_atomic_t loader_stop;
 
-/* Takes the run lock at path: the descriptor (kept open for the run),
- * -1 when another run holds it, -2 on an error (logged). */
+/* Takes the run lock at path (loader_run.c; a run takes it once its
+ * settings are whole, since the lock file lives in state_dir by default):
+ * the descriptor (kept open for the run), -1 when another run holds it,
+ * -2 on an error (logged). */
 int loader_lock(apr_pool_t *p, const char *path);
+
+/* ---------------------------------------------------------------- setup */
+
+/* What a run resolves before its first call to Google. */
+typedef struct loader_setup_t {
+    const char *pubsub_base, *bigquery_base;
+    int pubsub_insecure, bigquery_insecure; /* plain http allowed */
+    int pubsub_creds_none, bigquery_creds_none;
+    struct datos_creds_t *creds;
+    const char *project; /* NULL: the metadata server's, asked at run time */
+    int retry; /* the error was the network's: a later run may do (exit 1) */
+} loader_setup_t;
+
+/* The endpoints, the credentials (a key file is read and checked, never
+ * exchanged) and the names made whole with the project, in that order
+ * and with the same rules for a run and for --check-config. offline: the
+ * project is never asked of the network; a project only the metadata
+ * server knows is checked against a stand-in. NULL, or the error (naming
+ * the setting): a configuration error for exit 2 unless out->retry. */
+const char *loader_setup(apr_pool_t *p, loader_config_t *c, int offline,
+                         loader_setup_t *out);
 
 /* One run; returns the exit code. */
 int loader_run(apr_pool_t *p, loader_config_t *c);

@@ -62,6 +62,7 @@ static const setting_t keys[] = {
     {"batch_max_bytes", K_SIZE, OFF(batch_max_bytes), 1024, 4096 * MB, 0},
     {"batch_max_age", K_DURATION, OFF(batch_max_age), 100000, SEC(3600),
      SEC(1)},
+    {"pull_max_bytes", K_SIZE, OFF(pull_max_bytes), MB, 1024 * MB, 0},
     {"max_messages", K_INT, OFF(max_messages), 0, APR_INT64_C(1) << 40, 0},
     {"max_seconds", K_DURATION, OFF(max_seconds), SEC(1), SEC(86400), SEC(1)},
     {"unknown_fields", K_UNKNOWN_POLICY, OFF(unknown_fields), 0, 0, 0},
@@ -110,6 +111,7 @@ void loader_config_defaults(loader_config_t *c)
     c->batch_max_rows = 100000;
     c->batch_max_bytes = 100 * MB;
     c->batch_max_age = SEC(60);
+    c->pull_max_bytes = 64 * MB;
     c->max_messages = 0; /* no bound but the time */
     c->max_seconds = SEC(300);
     c->unknown_fields = DATOS_UNKNOWN_REJECT;

@@ -1,17 +1,24 @@
 /* loader_journal.c - load jobs that may be in flight, on disk.
  *
  * Before jobs.insert the loader writes (and fsyncs) the job's id and its
- * message ids; once the messages are acked the entry goes. A run that
- * finds entries (the last one was killed, or lost its network, between
+ * message ids; once the job is DONE without error it is written again as
+ * committed, then the messages are acked, and the entry goes. A run that
+ * finds entries (the last one was killed, stopped or cut off between
  * insert and ack) asks BigQuery about each job before pulling: a job that
  * committed has its messages acked on sight when Pub/Sub redelivers them,
- * so a crash between commit and ack never loads a row twice.
+ * so a crash between commit and ack never loads a row twice. Such an
+ * entry is kept until some run has acked every one of its messages (it
+ * is rewritten with those still awaited), or until they can no longer
+ * come back: its lease, Pub/Sub's longest retry back-off and a margin
+ * after the job was first seen committed (loader_load.c).
  *
  * One file per load batch (named by the batch: its job id without the
  * generation), rewritten as the batch moves to a new generation:
  *   {"version":1,"job_id":"datos_<hash>_g0","generation":0,
  *    "location":"US","table":"p.d.t","committed":false,
- *    "written":1705240800000000,"message_ids":["1","2",...]}
+ *    "written":1705240800000000,"committed_at":0,"lease":600000000,
+ *    "message_ids":["1","2",...]}
+ * (committed_at and lease may be absent: entries of earlier versions.)
  * A file that is not such an entry is moved aside, reported and never
  * trusted: acking on its word could lose messages.
  */
@@ -88,6 +95,8 @@ apr_status_t loader_journal_write(apr_pool_t *p, const char *dir,
     json_object_set_new(j, "table", json_string(e->table));
     json_object_set_new(j, "committed", json_boolean(e->committed));
     json_object_set_new(j, "written", json_integer(e->written));
+    json_object_set_new(j, "committed_at", json_integer(e->committed_at));
+    json_object_set_new(j, "lease", json_integer(e->lease));
     json_object_set_new(j, "message_ids", ids);
     text = datos_json_dump(p, j, &len);
     if (!text) {
@@ -144,6 +153,14 @@ static const char *parse_entry(apr_pool_t *p, const char *path,
     if (datos_json_int64(j, "written", &n) != APR_SUCCESS)
         return "written missing";
     e->written = (apr_time_t)n;
+    v = json_object_get(j, "committed_at");
+    if (v && (datos_json_int64(j, "committed_at", &n) != APR_SUCCESS || n < 0))
+        return "committed_at is not a time";
+    e->committed_at = v ? (apr_time_t)n : 0;
+    v = json_object_get(j, "lease");
+    if (v && (datos_json_int64(j, "lease", &n) != APR_SUCCESS || n < 0))
+        return "lease is not a duration";
+    e->lease = v ? (apr_interval_time_t)n : 0;
     ids = datos_json_arr(j, "message_ids");
     if (!ids || !json_array_size(ids))
         return "message_ids missing or empty";

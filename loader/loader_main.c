@@ -1,6 +1,7 @@
-/* loader_main.c - the datos-loader command: settings, the run lock, signals
- * and the exit code (0 done, 1 some work failed and will be retried, 2
- * configuration or credentials).
+/* loader_main.c - the datos-loader command: settings, signals and the exit
+ * code (0 done, 1 some work failed and will be retried, 2 configuration or
+ * credentials, 3 done but some messages were left to the subscription's
+ * dead-letter policy).
  *
  *   datos-loader [--config FILE] [--once] [--dry-run] [--max-messages N]
  *                [--max-seconds S] [--redrive] [--check-config] [--version]
@@ -10,7 +11,6 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
-#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,7 +23,6 @@
 #include <apr_user.h>
 
 #include "datos_auth.h"
-#include "datos_endpoint.h"
 #include "datos_http.h"
 #include "datos_version.h"
 #include "loader.h"
@@ -49,7 +48,9 @@ static void usage(FILE *out)
         "Drains a Pub/Sub subscription into BigQuery with load jobs; messages\n"
         "that do not fit the record go to the dead-letter topic. One run drains\n"
         "the backlog (within --max-messages and --max-seconds) and exits:\n"
-        "0 done, 1 some work failed and will be retried, 2 configuration error.\n"
+        "0 done, 1 some work failed and will be retried, 2 configuration error,\n"
+        "3 done, but messages that could not be dead-lettered were left to the\n"
+        "subscription's own dead-letter policy.\n"
         "\n"
         "  --config FILE     settings, one `key = value` per line (default\n"
         "                    " DEFAULT_CONFIG " when it exists)\n"
@@ -140,88 +141,22 @@ static int config_error(const char *msg)
     return LOADER_EXIT_CONFIG;
 }
 
-/* Whether a setting came from the given environment variable (the origin
- * loader_config_env records). */
-static int set_by(const loader_config_t *c, const char *key, const char *var)
-{
-    const char *o =
-        c->origin ? apr_hash_get(c->origin, key, APR_HASH_KEY_STRING) : NULL;
-    return o && !strcmp(o, var);
-}
-
-/* What a run checks before its first call to Google, in the same order and
- * with the same rules, minus the network: the API roots, the credentials
- * (a key file is read and checked, never exchanged for a token) and the
- * names made whole. A project only the metadata server knows cannot be
- * asked offline, so the names are checked against a stand-in. The journal
- * directory is not created. */
+/* What a run checks before its first call to Google (loader_setup, as a
+ * run calls it), minus the network. The journal directory is not
+ * created. */
 static int check_config(apr_pool_t *p, loader_config_t *c, const char *path)
 {
-    static const struct {
-        datos_api_t api;
-        const char *key, *var;
-        apr_size_t offset;
-    } apis[] = {
-        {DATOS_API_PUBSUB, "pubsub_url", "PUBSUB_EMULATOR_HOST",
-         offsetof(loader_config_t, pubsub_url)},
-        {DATOS_API_BIGQUERY, "bigquery_url", "BIGQUERY_EMULATOR_HOST",
-         offsetof(loader_config_t, bigquery_url)},
-    };
-    datos_endpoint_t ep;
-    datos_creds_t *creds;
-    datos_err_t err;
-    const char *project = c->project, *msg, *insecure = "";
-    int creds_configured, creds_none = 1;
-    apr_size_t i;
+    loader_setup_t su;
+    const char *msg;
 
-    /* An emulator variable without explicit credentials means none. */
-    creds_configured =
-        c->credentials
-        && !set_by(c, "credentials", "GOOGLE_APPLICATION_CREDENTIALS");
-    for (i = 0; i < sizeof(apis) / sizeof(apis[0]); i++) {
-        const char *url = *(const char **)((char *)c + apis[i].offset);
-
-        datos_err_init(&err, p);
-        if (datos_endpoint_resolve(
-                p, apis[i].api,
-                set_by(c, apis[i].key, apis[i].var) ? NULL : url,
-                c->allow_insecure_http, creds_configured, &ep, &err)
-            != APR_SUCCESS) {
-            if (err.reason && !strcmp(err.reason, DATOS_REASON_PLAIN_HTTP))
-                insecure = " (allow_insecure_http = true)";
-            return config_error(apr_psprintf(p, "%s: %s%s", apis[i].key,
-                                             err.message, insecure));
-        }
-        creds_none = creds_none && ep.creds_none;
-    }
-    datos_err_init(&err, p);
-    if (datos_creds_load(
-            p, creds_none ? "none" : c->credentials,
-            datos_scopes_bigquery_pubsub,
-            DATOS_CREDS_ALLOW_USER
-                | (c->allow_insecure_http ? DATOS_CREDS_ALLOW_INSECURE : 0),
-            &creds, &err)
-        != APR_SUCCESS) {
-        if (err.reason && !strcmp(err.reason, DATOS_REASON_PLAIN_HTTP))
-            insecure = " (allow_insecure_http = true)";
-        return config_error(
-            apr_psprintf(p, "credentials: %s%s", err.message, insecure));
-    }
-    if (!project && datos_creds_kind(creds) == DATOS_CREDS_KEYFILE)
-        project = datos_creds_key_project(creds);
-    else if (!project && datos_creds_kind(creds) == DATOS_CREDS_USER)
-        project = datos_creds_quota_project(creds);
-    if ((msg = loader_config_finish(
-             p, c,
-             project || datos_creds_kind(creds) != DATOS_CREDS_METADATA
-                 ? project
-                 : "metadata-project")))
+    if ((msg = loader_setup(p, c, 1, &su)))
         return config_error(msg);
     printf("datos-loader: configuration valid: %s; credentials: %s; "
            "project: %s\n",
            path ? path : "no config file (defaults and the environment)",
-           datos_creds_describe(creds),
-           project ? project : "the metadata server's, asked at run time");
+           datos_creds_describe(su.creds),
+           su.project ? su.project
+                      : "the metadata server's, asked at run time");
     return LOADER_EXIT_OK;
 }
 

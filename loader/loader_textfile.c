@@ -141,6 +141,11 @@ apr_status_t loader_textfile_write(apr_pool_t *p, const char *path,
             k->jobs_quota);
     counter(&t, "datos_loader_load_jobs_total{outcome=\"failed\"}",
             k->jobs_failed);
+    add(&t, "# HELP datos_loader_messages_unrouted_total Messages given "
+            "back to the subscription's own dead-letter policy (they could "
+            "not be read or dead-lettered).\n"
+            "# TYPE datos_loader_messages_unrouted_total counter\n");
+    counter(&t, "datos_loader_messages_unrouted_total", k->unrouted);
     add(&t, "# HELP datos_loader_messages_redriven_total Dead-letter "
             "messages put back on the topic by --redrive.\n"
             "# TYPE datos_loader_messages_redriven_total counter\n");

@@ -882,6 +882,10 @@ void mod_datos_conf_http_opts(const mod_datos_conf_t *conf,
 {
     datos_http_opts_default(opts);
     opts->timeout = conf->timeout;
+    /* BigQuery sends a query's first byte only once the query is done or
+     * its timeoutMs (up to 10 s) is over: a stall guard of 10 s would cut
+     * a fetch that DatosTimeout still allows. */
+    opts->low_speed_time = conf->timeout;
     if (opts->connect_timeout > conf->timeout)
         opts->connect_timeout = conf->timeout;
     opts->ca_file = conf->ca_file;

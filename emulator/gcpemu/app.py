@@ -37,11 +37,13 @@ SETTINGS = {  # name -> (type, minimum)
     "streaming_buffer_seconds": (float, 0),
     "pull_wait_seconds": (float, 0),
     "pull_max_messages": (int, 1),
+    "pull_max_bytes": (int, 0),
     "load_job_pending_seconds": (float, 0),
     "load_job_running_seconds": (float, 0),
     "load_jobs_per_table_per_day": (int, 0),
 }
 SETTING_DEFAULTS = {"pull_wait_seconds": 0.5, "pull_max_messages": 1000,
+                    "pull_max_bytes": 20_000_000,
                     "load_job_pending_seconds": 0.0, "load_job_running_seconds": 0.0,
                     "load_jobs_per_table_per_day": 1500}
 

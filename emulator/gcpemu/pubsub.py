@@ -249,8 +249,14 @@ def parse_ack_id(text):
 # ------------------------------------------------------------------------------------------
 # state
 
+# What a receivedMessages entry adds to its message's own JSON: the ackId, the keys and
+# quotes, deliveryAttempt and the commas, compact (an answer is about this much bigger than
+# its messages' text; pretty printing adds a little more).
+ENTRY_OVERHEAD = 160
+
+
 class Message:
-    __slots__ = ("mid", "data", "attrs", "okey", "pus", "api")
+    __slots__ = ("mid", "data", "attrs", "okey", "pus", "api", "size")
 
     def __init__(self, mid, data, attrs, okey, pus, ptime=None):
         self.mid = mid
@@ -258,6 +264,11 @@ class Message:
         self.attrs = attrs
         self.okey = okey
         self.pus = pus
+        # the entry's size in a pull answer, for pull_max_bytes: the base64 text as it is,
+        # attributes as their UTF-8 (escapes aside)
+        self.size = (ENTRY_OVERHEAD + len(data or "") + len(okey or "")
+                     + sum(len(k.encode()) + len(v.encode()) + 6
+                           for k, v in (attrs or {}).items()))
         m = {}
         if data:
             m["data"] = data
@@ -355,23 +366,33 @@ class Subscription:
         lo, hi = self.backoff
         return min(hi, lo * (2 ** max(0, attempts - 1)))
 
-    def take(self, n, now):
-        """Lease up to n ready messages: [(entry, ackId)]."""
+    def take(self, n, now, max_bytes=0):
+        """Lease up to n ready messages, whose entries make at most max_bytes of answer
+        (0: no bound; one message always): [(entry, ackId)]."""
         out = []
+        size = 0
         deadline = now + self.ack_deadline
         queues = (self.redeliver, self.ready)
         for q in queues:
             while q and len(out) < n:
-                mid = q.popleft()
+                mid = q[0]
                 e = self.entries.get(mid)
                 if e is None or e.state != READY:
+                    q.popleft()
                     continue
+                if max_bytes and out and size + e.msg.size > max_bytes:
+                    return self._taken(out)
+                q.popleft()
+                size += e.msg.size
                 e.state = LEASED
                 e.attempts += 1
                 e.gen += 1
                 e.deadline = deadline
                 heapq.heappush(self.leases, (deadline, mid, e.gen))
                 out.append((e, make_ack_id(self.uid, mid, e.gen)))
+        return self._taken(out)
+
+    def _taken(self, out):
         self.stats["delivered"] += len(out)
         return out
 
@@ -970,6 +991,8 @@ class PubSubApi:
         immediate = bool_value(body["returnImmediately"], "return_immediately") \
             if "returnImmediately" in body else False
         n = min(n, MAX_PULL_MESSAGES, int(self.app.settings["pull_max_messages"]))
+        # docs/google-apis.md 1.5: one answer carries about 20 MB at most
+        max_bytes = int(self.app.settings["pull_max_bytes"])
         wait = 0.0 if immediate else float(self.app.settings["pull_wait_seconds"])
         give_up = time.monotonic() + wait
         st = self.state
@@ -977,7 +1000,7 @@ class PubSubApi:
             while True:
                 with self.locked() as now:
                     s = self.sub_or_404(name, sub)
-                    got = s.take(n, now)
+                    got = s.take(n, now, max_bytes)
                     remaining = give_up - time.monotonic()
                     if got or remaining <= 0:
                         s.last_active = now

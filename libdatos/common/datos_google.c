@@ -87,9 +87,11 @@ apr_status_t datos_google_call(datos_google_op_t *op, apr_pool_t *cp,
         req.content_type = call->content_type;
         req.max_response = call->max_response;
         req.keep_partial = call->keep_partial;
+        req.overflow = call->overflow;
+        req.overflow_baton = call->overflow_baton;
         resp = NULL;
         rv = datos_http_perform(op->http, cp, &req, &resp, op->err);
-        if (rv == DATOS_ETOOLARGE && resp) {
+        if (rv != APR_SUCCESS && resp) {
             /* The caller decides what a cut answer is worth. */
             *out = resp;
             goto leave;

@@ -55,6 +55,10 @@ typedef struct datos_google_call_t {
                                   * refusals (a resumable upload's 308); 0 ends */
     apr_size_t max_response;     /* as datos_http_req_t */
     int keep_partial; /* as datos_http_req_t: DATOS_ETOOLARGE with *resp set */
+    datos_http_overflow_fn *overflow; /* as datos_http_req_t: the bytes past
+                                       * max_response, and *resp set on a
+                                       * failed transfer too */
+    void *overflow_baton;
 } datos_google_call_t;
 
 /* One call: sends Authorization: Bearer (and x-goog-user-project when the
@@ -62,8 +66,9 @@ typedef struct datos_google_call_t {
  * a 401 refreshes the token once per operation and replays; maps any
  * other answer that is not 2xx or accepted through datos_google_classify
  * (DATOS_GOOGLE_API, with the answer's Retry-After). Every failure's
- * message starts with "what: ". *resp is set on success, and on
- * DATOS_ETOOLARGE with keep_partial. The answer lives in cp. */
+ * message starts with "what: ". *resp is set on success, on
+ * DATOS_ETOOLARGE with keep_partial, and on a failed transfer with
+ * overflow (what arrived of the answer). The answer lives in cp. */
 apr_status_t datos_google_call(datos_google_op_t *op, apr_pool_t *cp,
                                const datos_google_call_t *call,
                                datos_http_resp_t **resp);

@@ -334,24 +334,90 @@ static const char *url_for_log(apr_pool_t *p, const char *url)
 
 /* ------------------------------------------------------------ callbacks */
 
+/* An answer's body: grown with realloc, so a large answer never leaves
+ * the copies it outgrew in the pool (a 64 MiB pull answer cost twice
+ * that), and freed with the pool. */
+typedef struct {
+    char *data;
+} body_buf_t;
+
+static apr_status_t body_buf_free(void *data)
+{
+    body_buf_t *b = data;
+
+    free(b->data);
+    b->data = NULL;
+    return APR_SUCCESS;
+}
+
 typedef struct {
     apr_pool_t *p;
+    body_buf_t *buf;
     char *data;
-    apr_size_t len, cap, max;
+    apr_size_t len, cap, max, received;
     int too_large;
     int keep_partial;
     int cut;
+    int oom;
+    datos_http_overflow_fn *overflow;
+    void *overflow_baton;
+    const volatile sig_atomic_t *abort_flag;
     apr_table_t *headers;
 } xfer_t;
+
+/* Room for n more bytes and a NUL; 0 when memory ran out. */
+static int xfer_reserve(xfer_t *x, apr_size_t n)
+{
+    apr_size_t cap;
+    char *d;
+
+    if (x->len + n + 1 <= x->cap) {
+        return 1;
+    }
+    cap = x->cap ? x->cap : 4096;
+    while (cap < x->len + n + 1) {
+        cap *= 2;
+    }
+    if (cap > x->max + 1) {
+        cap = x->max + 1;
+    }
+    if (!x->buf) {
+        x->buf = apr_pcalloc(x->p, sizeof(*x->buf));
+        apr_pool_cleanup_register(x->p, x->buf, body_buf_free,
+                                  apr_pool_cleanup_null);
+    }
+    d = realloc(x->buf->data, cap);
+    if (!d) {
+        x->oom = 1;
+        return 0;
+    }
+    x->buf->data = x->data = d;
+    x->cap = cap;
+    return 1;
+}
 
 static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
 {
     xfer_t *x = userdata;
-    apr_size_t n = size * nmemb;
+    apr_size_t n = size * nmemb, all = n;
 
+    x->received += n;
     /* Enforced here, on decoded bytes, so a small gzip body cannot expand
      * past the cap either. */
     if (n > x->max - x->len) {
+        if (x->overflow) {
+            /* What fits is kept; the rest goes to the caller, which reads
+             * what it needs of it as it passes. */
+            apr_size_t keep = x->max - x->len;
+            if (keep && xfer_reserve(x, keep)) {
+                memcpy(x->data + x->len, ptr, keep);
+                x->len += keep;
+            }
+            x->cut = 1;
+            x->overflow(x->overflow_baton, x->data ? x->data : "", x->len,
+                        ptr + keep, n - keep);
+            return x->oom ? 0 : all;
+        }
         x->too_large = 1;
         if (!x->keep_partial || x->len == x->max) {
             return 0;
@@ -360,22 +426,25 @@ static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
         n = x->max - x->len;
         x->cut = 1;
     }
-    if (x->len + n + 1 > x->cap) {
-        apr_size_t cap = x->cap ? x->cap : 4096;
-        char *d;
-        while (cap < x->len + n + 1) {
-            cap *= 2;
-        }
-        d = apr_palloc(x->p, cap);
-        if (x->len) {
-            memcpy(d, x->data, x->len);
-        }
-        x->data = d;
-        x->cap = cap;
+    if (!xfer_reserve(x, n)) {
+        return 0;
     }
     memcpy(x->data + x->len, ptr, n);
     x->len += n;
-    return x->cut ? 0 : n;
+    return x->cut && !x->overflow ? 0 : all;
+}
+
+/* Stops a transfer once the program was told to stop. */
+static int progress_cb(void *userdata, curl_off_t dltotal, curl_off_t dlnow,
+                       curl_off_t ultotal, curl_off_t ulnow)
+{
+    const xfer_t *x = userdata;
+
+    (void)dltotal;
+    (void)dlnow;
+    (void)ultotal;
+    (void)ulnow;
+    return x->abort_flag && *x->abort_flag ? 1 : 0;
 }
 
 static size_t header_cb(char *buf, size_t size, size_t nitems, void *userdata)
@@ -640,8 +709,12 @@ static apr_status_t map_curl(CURLcode cc, const xfer_t *x)
     case CURLE_OK: return APR_SUCCESS;
     case CURLE_OPERATION_TIMEDOUT: return APR_TIMEUP;
     case CURLE_WRITE_ERROR:
-        return x->too_large ? DATOS_ETOOLARGE : DATOS_ECONNECT;
+        return x->too_large ? DATOS_ETOOLARGE
+               : x->oom     ? APR_ENOMEM
+                            : DATOS_ECONNECT;
     case CURLE_FILESIZE_EXCEEDED: return DATOS_ETOOLARGE;
+    case CURLE_ABORTED_BY_CALLBACK: return APR_EINTR;
+    case CURLE_OUT_OF_MEMORY: return APR_ENOMEM;
     case CURLE_URL_MALFORMAT:
         /* check_url passed it, so curl reads the URL differently. */
         return DATOS_EINSECURE;
@@ -754,6 +827,9 @@ apr_status_t datos_http_perform(datos_http_t *http, apr_pool_t *p,
 
     x.p = p;
     x.keep_partial = req->keep_partial;
+    x.overflow = req->overflow;
+    x.overflow_baton = req->overflow_baton;
+    x.abort_flag = http->opts.abort_flag;
     x.max = http->opts.max_response;
     if (req->max_response && req->max_response < x.max) {
         x.max = req->max_response;
@@ -778,7 +854,7 @@ apr_status_t datos_http_perform(datos_http_t *http, apr_pool_t *p,
         SETOPT(CURLOPT_LOW_SPEED_LIMIT, http->opts.low_speed_limit);
         SETOPT(CURLOPT_LOW_SPEED_TIME, secs);
     }
-    if (!req->keep_partial) {
+    if (!req->keep_partial && !req->overflow) {
         /* Refused from the Content-Length, before any body byte. */
         SETOPT(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)x.max);
     }
@@ -794,6 +870,11 @@ apr_status_t datos_http_perform(datos_http_t *http, apr_pool_t *p,
     SETOPT(CURLOPT_WRITEDATA, &x);
     SETOPT(CURLOPT_HEADERFUNCTION, header_cb);
     SETOPT(CURLOPT_HEADERDATA, &x);
+    if (x.abort_flag) {
+        SETOPT(CURLOPT_XFERINFOFUNCTION, progress_cb);
+        SETOPT(CURLOPT_XFERINFODATA, &x);
+        SETOPT(CURLOPT_NOPROGRESS, 0L);
+    }
     if (req->metadata || cls == HOST_LOOPBACK) {
         /* A proxy from the environment must never see metadata requests,
          * and cannot reach our loopback anyway. */
@@ -900,6 +981,7 @@ apr_status_t datos_http_perform(datos_http_t *http, apr_pool_t *p,
                 r->headers = x.headers;
                 r->body = x.data ? x.data : "";
                 r->body_len = x.len;
+                r->received = x.received;
                 r->partial = 1;
                 if (x.data) {
                     x.data[x.len] = '\0';
@@ -910,8 +992,25 @@ apr_status_t datos_http_perform(datos_http_t *http, apr_pool_t *p,
         else {
             rv = datos_err_set(err, p, rv, 0, NULL, "%s %s: %s", method,
                                url_for_log(p, req->url),
-                               http->errbuf[0] ? http->errbuf
-                                               : curl_easy_strerror(cc));
+                               rv == APR_EINTR   ? "stopped"
+                               : http->errbuf[0] ? http->errbuf
+                                                 : curl_easy_strerror(cc));
+            if (req->overflow) {
+                /* What arrived before the failure, for the caller to
+                 * learn what it was handed out. */
+                curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+                r = apr_pcalloc(p, sizeof(*r));
+                r->status = (int)status;
+                r->headers = x.headers;
+                r->body = x.data ? x.data : "";
+                r->body_len = x.len;
+                r->received = x.received;
+                r->partial = 1;
+                if (x.data) {
+                    x.data[x.len] = '\0';
+                }
+                *resp = r;
+            }
         }
         goto leave;
     }
@@ -922,6 +1021,8 @@ apr_status_t datos_http_perform(datos_http_t *http, apr_pool_t *p,
     r->headers = x.headers;
     r->body = x.data ? x.data : "";
     r->body_len = x.len;
+    r->received = x.received;
+    r->partial = x.cut;
     if (x.data) {
         x.data[x.len] = '\0';
     }

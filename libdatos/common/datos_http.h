@@ -8,6 +8,7 @@
 #ifndef DATOS_HTTP_H
 #define DATOS_HTTP_H
 
+#include <signal.h>
 #include <apr_pools.h>
 #include <apr_tables.h>
 #include <apr_time.h>
@@ -25,6 +26,10 @@ typedef struct datos_http_opts_t {
     const char *ca_file; /* NULL: the system bundle */
     int allow_insecure; /* plain http to any host (emulator base URLs, explicit opt-in) */
     const char *user_agent; /* NULL: "datos/<version>" */
+    const volatile sig_atomic_t
+        *abort_flag; /* when set and non-zero, a transfer in progress stops
+                      * (APR_EINTR): a program told to stop need not wait for
+                      * a long upload or a held pull */
 } datos_http_opts_t;
 
 /* connect 3 s, total 10 s, low speed 1 B/s for 10 s, 32 MiB cap, no CA
@@ -36,6 +41,12 @@ typedef struct datos_http_seg_t {
     const char *data;
     apr_size_t len;
 } datos_http_seg_t;
+
+/* Bytes of an answer past its cap (datos_http_req_t.overflow): stored is
+ * what was kept (the cap's worth), more the next bytes beyond it. */
+typedef void datos_http_overflow_fn(void *baton, const char *stored,
+                                    apr_size_t stored_len, const char *more,
+                                    apr_size_t n);
 
 typedef struct datos_http_req_t {
     const char *method; /* "GET", "POST", "PUT", "PATCH", "DELETE" */
@@ -60,6 +71,12 @@ typedef struct datos_http_req_t {
         max_response; /* body cap for this call when lower than opts->max_response; 0: the handle's */
     int keep_partial; /* on DATOS_ETOOLARGE, still hand out the status, headers and the bytes
                                   * received up to the cap (resp->partial set) */
+    datos_http_overflow_fn
+        *overflow; /* instead of failing past the cap: the bytes beyond it go
+                                  * to this callback as they arrive, the call succeeds with the
+                                  * first max_response bytes (resp->partial set), and a transfer
+                                  * that fails hands out what it received too (*resp set) */
+    void *overflow_baton;
 } datos_http_req_t;
 
 typedef struct datos_http_resp_t {
@@ -68,7 +85,9 @@ typedef struct datos_http_resp_t {
         *headers;     /* names as received; apr_table_get is case-insensitive */
     const char *body; /* NUL-terminated copy, body_len bytes before the NUL */
     apr_size_t body_len;
-    int partial; /* the body was cut at the cap (keep_partial) */
+    int partial; /* the body was cut at the cap (keep_partial, overflow) or,
+                  * with overflow, by a failed transfer */
+    apr_size_t received; /* body bytes received, kept or not */
 } datos_http_resp_t;
 
 typedef struct datos_http_t datos_http_t;
@@ -83,10 +102,11 @@ apr_status_t datos_http_create(apr_pool_t *p, const datos_http_opts_t *opts,
 
 /* Performs one request. Any HTTP status is APR_SUCCESS with *resp set;
  * transport failures map to APR_TIMEUP, DATOS_ECONNECT, DATOS_ETOOLARGE or
- * DATOS_EINSECURE. No redirects are followed. The response lives in p.
- * With req->keep_partial, DATOS_ETOOLARGE also sets *resp, holding the
- * bytes received up to the cap (resp->partial = 1); otherwise *resp is
- * set only on success. */
+ * DATOS_EINSECURE (APR_EINTR when opts.abort_flag stopped it). No
+ * redirects are followed. The response lives in p. With req->keep_partial,
+ * DATOS_ETOOLARGE also sets *resp, holding the bytes received up to the cap
+ * (resp->partial = 1); with req->overflow, every failure after the request
+ * was sent sets it too; otherwise *resp is set only on success. */
 apr_status_t datos_http_perform(datos_http_t *http, apr_pool_t *p,
                                 const datos_http_req_t *req,
                                 datos_http_resp_t **resp, datos_err_t *err);

@@ -2,10 +2,12 @@
  *
  * Request bodies are written by hand, sized exactly before they are built:
  * a publish body can reach 10 MB of base64 and its size decides where the
- * requests split, so it is computed anyway. Answers are read with jansson.
+ * requests split, so it is computed anyway. The small answers (publish)
+ * are read with jansson; pull answers are datos_pubsub_pull.c's.
  */
 #include <stdio.h>
 #include <string.h>
+#include <apr_base64.h>
 #include <apr_strings.h>
 #include <apr_lib.h>
 #include <strings.h>
@@ -106,209 +108,6 @@ leave:
     return rv;
 }
 
-/* deliveryAttempt: an int32, as a number or (proto3 JSON allows it) a
- * decimal string; -1 for anything else. */
-static apr_int64_t attempt_value(const json_t *v)
-{
-    apr_int64_t n = 0;
-    const char *s;
-
-    if (json_is_integer(v)) {
-        n = (apr_int64_t)json_integer_value(v);
-        return n >= 0 && n <= APR_INT32_MAX ? n : -1;
-    }
-    if (!json_is_string(v) || !json_string_length(v)) {
-        return -1;
-    }
-    for (s = json_string_value(v); *s; s++) {
-        if (*s < '0' || *s > '9' || n > APR_INT32_MAX) {
-            return -1;
-        }
-        n = n * 10 + (*s - '0');
-    }
-    return n <= APR_INT32_MAX ? n : -1;
-}
-
-/* Fills m from one receivedMessages entry; the first defect found goes to
- * m->problem and stops the entry (the ack id is read first, so a marked
- * entry keeps it whenever it has one). Members are found by walking each
- * object once rather than by lookups: a 1,000-message answer is mostly
- * out of cache, and each lookup walks a hash bucket. */
-static void read_entry(apr_pool_t *p, const json_t *e, int index,
-                       datos_pubsub_msg_t *m)
-{
-    const json_t *ack = NULL, *attempt = NULL, *msg = NULL, *id = NULL,
-                 *time = NULL, *data = NULL, *attrs = NULL, *okey = NULL, *v;
-    const char *key;
-    apr_int64_t n;
-
-    memset(m, 0, sizeof(*m));
-    m->data = (const unsigned char *)"";
-    if (!json_is_object(e)) {
-        m->attributes = apr_array_make(p, 0, sizeof(datos_attr_t));
-        m->problem =
-            apr_psprintf(p, "receivedMessages[%d] is not an object", index);
-        return;
-    }
-    json_object_foreach((json_t *)e, key, v)
-    {
-        if (!strcmp(key, "ackId")) {
-            ack = v;
-        }
-        else if (!strcmp(key, "message")) {
-            msg = v;
-        }
-        else if (!strcmp(key, "deliveryAttempt")) {
-            attempt = v;
-        }
-    }
-    if (json_is_object(msg)) {
-        json_object_foreach((json_t *)msg, key, v)
-        {
-            switch (key[0]) {
-            case 'd': data = strcmp(key, "data") ? data : v; break;
-            case 'a': attrs = strcmp(key, "attributes") ? attrs : v; break;
-            case 'm': id = strcmp(key, "messageId") ? id : v; break;
-            case 'p': time = strcmp(key, "publishTime") ? time : v; break;
-            case 'o': okey = strcmp(key, "orderingKey") ? okey : v; break;
-            default: break;
-            }
-        }
-    }
-    m->attributes = apr_array_make(
-        p, json_is_object(attrs) ? (int)json_object_size(attrs) : 0,
-        sizeof(datos_attr_t));
-
-    if (!json_is_string(ack) || !json_string_length(ack)) {
-        m->problem =
-            apr_psprintf(p, "receivedMessages[%d] has no ackId", index);
-        return;
-    }
-    m->ack_id =
-        apr_pstrmemdup(p, json_string_value(ack), json_string_length(ack));
-
-    n = attempt ? attempt_value(attempt) : 0;
-    if (n < 0) {
-        m->problem = apr_psprintf(p,
-                                  "receivedMessages[%d].deliveryAttempt is "
-                                  "not a count",
-                                  index);
-        return;
-    }
-    m->delivery_attempt = (int)n;
-
-    if (!json_is_object(msg)) {
-        m->problem = apr_psprintf(p,
-                                  "receivedMessages[%d] has no message "
-                                  "object",
-                                  index);
-        return;
-    }
-    if (!json_is_string(id) || !json_string_length(id)) {
-        m->problem = apr_psprintf(p,
-                                  "receivedMessages[%d].message has no "
-                                  "messageId",
-                                  index);
-        return;
-    }
-    m->message_id =
-        apr_pstrmemdup(p, json_string_value(id), json_string_length(id));
-
-    if (!json_is_string(time)
-        || datos_pubsub_parse_time(json_string_value(time),
-                                   json_string_length(time),
-                                   &m->publish_time_us)
-               != APR_SUCCESS) {
-        m->problem = apr_psprintf(p, "message %s has no valid publishTime",
-                                  m->message_id);
-        return;
-    }
-    m->publish_time =
-        apr_pstrmemdup(p, json_string_value(time), json_string_length(time));
-
-    if (data) {
-        unsigned char *bytes;
-        if (!json_is_string(data)
-            || datos_base64_decode(p, json_string_value(data),
-                                   json_string_length(data), &bytes,
-                                   &m->data_len)
-                   != APR_SUCCESS) {
-            m->problem = apr_psprintf(p, "message %s: data is not base64",
-                                      m->message_id);
-            return;
-        }
-        m->data = bytes;
-    }
-
-    if (attrs && !json_is_object(attrs)) {
-        m->problem = apr_psprintf(p, "message %s: attributes is not an object",
-                                  m->message_id);
-        return;
-    }
-    if (attrs) {
-        json_object_foreach((json_t *)attrs, key, v)
-        {
-            datos_attr_t *a;
-            if (!json_is_string(v)) {
-                m->problem = apr_psprintf(p,
-                                          "message %s: attribute value is "
-                                          "not a string",
-                                          m->message_id);
-                return;
-            }
-            a = apr_array_push(m->attributes);
-            a->key = apr_pstrdup(p, key);
-            a->value_len = json_string_length(v);
-            a->value = apr_pstrmemdup(p, json_string_value(v), a->value_len);
-        }
-    }
-
-    if (okey && !json_is_string(okey)) {
-        m->problem = apr_psprintf(p, "message %s: orderingKey is not a string",
-                                  m->message_id);
-        return;
-    }
-    m->ordering_key = okey ? apr_pstrmemdup(p, json_string_value(okey),
-                                            json_string_length(okey))
-                           : NULL;
-}
-
-apr_status_t datos_pubsub_pull_from_json(apr_pool_t *p, const json_t *answer,
-                                         apr_array_header_t **msgs,
-                                         datos_err_t *err)
-{
-    apr_array_header_t *out;
-    apr_status_t rv = APR_SUCCESS;
-    const json_t *list;
-    size_t i, n;
-
-    if (!json_is_object(answer)) {
-        rv = datos_err_set(err, p, DATOS_EMALFORMED, 0, NULL,
-                           "pull answer is not a JSON object");
-        goto leave;
-    }
-    list = json_object_get(answer, "receivedMessages");
-    if (list && !json_is_array(list)) {
-        rv = datos_err_set(err, p, DATOS_EMALFORMED, 0, NULL,
-                           "pull answer: receivedMessages is not an array");
-        goto leave;
-    }
-    n = list ? json_array_size(list) : 0;
-    if (n > (size_t)APR_INT32_MAX) {
-        rv = datos_err_set(err, p, DATOS_EMALFORMED, 0, NULL,
-                           "pull answer has too many messages");
-        goto leave;
-    }
-    out = apr_array_make(p, n ? (int)n : 1, sizeof(datos_pubsub_msg_t));
-    for (i = 0; i < n; i++) {
-        read_entry(p, json_array_get(list, i), (int)i, apr_array_push(out));
-    }
-    *msgs = out;
-
-leave:
-    return rv;
-}
-
 static const char *dup_or_null(apr_pool_t *p, const char *s)
 {
     return s ? apr_pstrdup(p, s) : NULL;
@@ -352,23 +151,6 @@ apr_array_header_t *datos_pubsub_msgs_copy(apr_pool_t *p,
         }
     }
     return out;
-}
-
-apr_status_t datos_pubsub_parse_pull(apr_pool_t *p, const char *body,
-                                     apr_size_t len, apr_array_header_t **msgs,
-                                     datos_err_t *err)
-{
-    apr_status_t rv;
-    json_t *j;
-
-    rv = datos_json_parse(p, body, len, 0, &j, err);
-    if (rv != APR_SUCCESS) {
-        goto leave;
-    }
-    rv = datos_pubsub_pull_from_json(p, j, msgs, err);
-
-leave:
-    return rv;
 }
 
 /* ------------------------------------------------------------------ request bodies */
@@ -519,12 +301,14 @@ static void put_message(apr_pool_t *p, body_t *b, const void *items, int k)
     const datos_pubsub_out_t *m = (const datos_pubsub_out_t *)items + k;
     int i, nattr = m->attributes ? m->attributes->nelts : 0, fields = 0;
 
+    (void)p;
     *b->o++ = '{';
     if (m->data_len) {
-        apr_size_t n;
-        const char *b64 = datos_base64_encode(p, m->data, m->data_len, &n);
+        /* straight into the body: a copy of 10 MB of base64 less per
+         * request (the NUL APR writes after it falls where the quote
+         * goes) */
         put(b, "\"data\":\"", 8);
-        put(b, b64, n);
+        b->o += apr_base64_encode_binary(b->o, m->data, (int)m->data_len) - 1;
         *b->o++ = '"';
         fields++;
     }
@@ -741,7 +525,8 @@ static int is_ours(const char *key)
            || !strcmp(key, DATOS_ATTR_ERROR_DETAIL)
            || !strcmp(key, DATOS_ATTR_SOURCE_SUBSCRIPTION)
            || !strcmp(key, DATOS_ATTR_SOURCE_MESSAGE_ID)
-           || !strcmp(key, DATOS_ATTR_SOURCE_PUBLISH_TIME);
+           || !strcmp(key, DATOS_ATTR_SOURCE_PUBLISH_TIME)
+           || !strcmp(key, DATOS_ATTR_ENVELOPE);
 }
 
 static void add_attr(apr_array_header_t *a, const char *key, const char *value,
@@ -799,4 +584,205 @@ apr_status_t datos_pubsub_deadletter_attrs(
 
 leave:
     return rv;
+}
+
+/* ------------------------------------------------------------------ sizes */
+
+static apr_size_t varint_len(apr_size_t n)
+{
+    apr_size_t k = 1;
+
+    while (n >= 0x80) {
+        n >>= 7;
+        k++;
+    }
+    return k;
+}
+
+/* A length-delimited protobuf field (tag < 16) holding n bytes. */
+static apr_size_t field_len(apr_size_t n)
+{
+    return 1 + varint_len(n) + n;
+}
+
+apr_size_t datos_pubsub_publish_size(const char *topic,
+                                     const datos_pubsub_out_t *out)
+{
+    apr_size_t inner = out->data_len ? field_len(out->data_len) : 0;
+    int i;
+
+    for (i = 0; out->attributes && i < out->attributes->nelts; i++) {
+        const datos_attr_t *a =
+            &APR_ARRAY_IDX(out->attributes, i, datos_attr_t);
+        apr_size_t k = strlen(a->key), entry;
+
+        entry = (k ? field_len(k) : 0)
+                + (a->value_len ? field_len(a->value_len) : 0);
+        inner += field_len(entry);
+    }
+    if (out->ordering_key && *out->ordering_key) {
+        inner += field_len(strlen(out->ordering_key));
+    }
+    return field_len(strlen(topic)) + field_len(inner);
+}
+
+/* ------------------------------------------------------------------ envelopes */
+
+static void put_member(body_t *b, int first, const char *key, const char *s,
+                       apr_size_t n)
+{
+    if (!first) {
+        *b->o++ = ',';
+    }
+    put_str(b, key, strlen(key));
+    *b->o++ = ':';
+    put_str(b, s, n);
+}
+
+static apr_size_t member_len(const char *key, const char *s, apr_size_t n)
+{
+    apr_size_t k = quoted_len(key, strlen(key)), v = quoted_len(s, n);
+
+    return k && v ? 1 + k + 1 + v : 0;
+}
+
+/* The envelope's JSON text; NULL when a string is not UTF-8. */
+static const char *envelope(apr_pool_t *p, const datos_pubsub_msg_t *m,
+                            const apr_array_header_t *dl, apr_size_t *len)
+{
+    static const char *const names[] = {
+        "error", "detail", "source_subscription", "source_message_id",
+        "source_publish_time"};
+    apr_size_t size = sizeof("{\"datos_envelope\":1}") - 1, b64 = 0, k;
+    int i, nattr = m->attributes ? m->attributes->nelts : 0;
+    const char *enc = NULL;
+    body_t b;
+
+    for (i = 0; i < 5; i++) {
+        const datos_attr_t *a = &APR_ARRAY_IDX(dl, i, datos_attr_t);
+        if (!(k = member_len(names[i], a->value, a->value_len))) {
+            return NULL;
+        }
+        size += k;
+    }
+    size += sizeof(",\"attributes\":{}") - 1
+            + (nattr ? (apr_size_t)(nattr - 1) : 0);
+    for (i = 0; i < nattr; i++) {
+        const datos_attr_t *a = &APR_ARRAY_IDX(m->attributes, i, datos_attr_t);
+        if (!(k = member_len(a->key, a->value, a->value_len))) {
+            return NULL;
+        }
+        size += k - 1;
+    }
+    if (m->ordering_key) {
+        if (!(k = member_len("ordering_key", m->ordering_key,
+                             strlen(m->ordering_key)))) {
+            return NULL;
+        }
+        size += k;
+    }
+    if (m->data_len) {
+        enc = datos_base64_encode(p, m->data, m->data_len, &b64);
+        if (!enc) {
+            return NULL;
+        }
+        size += sizeof(",\"data\":\"\"") - 1 + b64;
+    }
+    body_start(p, &b, size);
+    put(&b, "{\"datos_envelope\":1", 19);
+    for (i = 0; i < 5; i++) {
+        const datos_attr_t *a = &APR_ARRAY_IDX(dl, i, datos_attr_t);
+        put_member(&b, 0, names[i], a->value, a->value_len);
+    }
+    put(&b, ",\"attributes\":{", 15);
+    for (i = 0; i < nattr; i++) {
+        const datos_attr_t *a = &APR_ARRAY_IDX(m->attributes, i, datos_attr_t);
+        put_member(&b, i == 0, a->key, a->value, a->value_len);
+    }
+    *b.o++ = '}';
+    if (m->ordering_key) {
+        put_member(&b, 0, "ordering_key", m->ordering_key,
+                   strlen(m->ordering_key));
+    }
+    if (m->data_len) {
+        put(&b, ",\"data\":\"", 9);
+        put(&b, enc, b64);
+        *b.o++ = '"';
+    }
+    *b.o++ = '}';
+    *b.o = '\0';
+    *len = (apr_size_t)(b.o - b.buf);
+    return b.buf;
+}
+
+apr_status_t datos_pubsub_deadletter(apr_pool_t *p, const datos_pubsub_msg_t *m,
+                                     const char *subscription,
+                                     const char *topic, datos_reason_t reason,
+                                     const char *detail,
+                                     datos_deadletter_form_t form,
+                                     datos_pubsub_out_t *out, datos_err_t *err)
+{
+    apr_array_header_t *attrs = NULL, *env;
+    apr_status_t rv;
+    const char *text;
+    apr_size_t len, size;
+    int i, own;
+
+    memset(out, 0, sizeof(*out));
+    if (form == DATOS_DEADLETTER_PLAIN) {
+        rv = datos_pubsub_deadletter_attrs(p, m, subscription, reason, detail,
+                                           &attrs, err);
+        if (rv != APR_SUCCESS) {
+            return rv;
+        }
+        out->data = m->data;
+        out->data_len = m->data_len;
+        out->attributes = attrs;
+    }
+    else {
+        /* The five of a plain dead letter, computed on the message without
+         * its own attributes (they cannot be too many then). */
+        datos_pubsub_msg_t bare = *m;
+
+        bare.attributes = NULL;
+        rv = datos_pubsub_deadletter_attrs(p, &bare, subscription, reason,
+                                           detail, &attrs, err);
+        if (rv != APR_SUCCESS) {
+            return rv;
+        }
+        text = envelope(p, m, attrs, &len);
+        if (!text) {
+            return datos_err_set(err, p, APR_EINVAL, 0, NULL,
+                                 "message %s: a string of it is not UTF-8",
+                                 m->message_id);
+        }
+        env = apr_array_make(p, DATOS_PUBSUB_MAX_ATTRIBUTES,
+                             sizeof(datos_attr_t));
+        for (i = 0; i < attrs->nelts; i++) {
+            *(datos_attr_t *)apr_array_push(env) =
+                APR_ARRAY_IDX(attrs, i, datos_attr_t);
+        }
+        add_attr(env, DATOS_ATTR_ENVELOPE, "1", 1);
+        own = m->attributes ? m->attributes->nelts : 0;
+        for (i = 0; i < own && env->nelts < DATOS_PUBSUB_MAX_ATTRIBUTES; i++) {
+            const datos_attr_t *a =
+                &APR_ARRAY_IDX(m->attributes, i, datos_attr_t);
+            if (!is_ours(a->key)) {
+                *(datos_attr_t *)apr_array_push(env) = *a;
+            }
+        }
+        out->data = (const unsigned char *)text;
+        out->data_len = len;
+        out->attributes = env;
+    }
+    size = datos_pubsub_publish_size(topic, out);
+    if (size > DATOS_PUBSUB_PUBLISH_MAX_BYTES) {
+        return datos_err_set(
+            err, p, DATOS_ETOOLARGE, 0, NULL,
+            "message %s: its dead letter%s would make a "
+            "publish request of %" APR_SIZE_T_FMT " bytes, past Pub/Sub's %d",
+            m->message_id, form == DATOS_DEADLETTER_ENVELOPE ? " envelope" : "",
+            size, DATOS_PUBSUB_PUBLISH_MAX_BYTES);
+    }
+    return APR_SUCCESS;
 }

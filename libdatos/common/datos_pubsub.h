@@ -8,7 +8,6 @@
 
 #include <apr_pools.h>
 #include <apr_tables.h>
-#include <jansson.h>
 #include "datos_error.h"
 #include "datos_rules.h"
 
@@ -58,31 +57,6 @@ typedef struct datos_pubsub_msg_t {
     int delivery_attempt;     /* 0 when absent (no dead-letter policy) */
     const char *problem;      /* NULL, or why this entry cannot be processed */
 } datos_pubsub_msg_t;
-
-/* Reads a subscriptions.pull answer: `{}` or {"receivedMessages":[...]}
- * into *msgs, an array of datos_pubsub_msg_t (empty for `{}`), all in p.
- *
- * An answer that is not JSON, not an object, or whose receivedMessages is
- * not an array is DATOS_EMALFORMED as a whole: nothing in it can be
- * trusted, and nothing can be acked, so every message comes back after its
- * lease. A defect confined to one entry (no ackId, no messageId, a bad
- * publishTime, data that is not base64, attributes that are not strings, a
- * bad deliveryAttempt or orderingKey) only marks that entry: problem names
- * it and the other entries come back as usual. Failing the whole answer
- * instead would stall the subscription behind one entry forever. Marked
- * entries must not be validated, loaded, acked or dead-lettered by the
- * loader (their data may not be what was published); one with an ackId is
- * to be nacked (modifyAckDeadline 0), so Pub/Sub redelivers it and, past
- * the subscription's maxDeliveryAttempts, moves it to the subscription's
- * own dead-letter topic (docs/design.md section 5: the last resort). Nothing is
- * lost either way. Unknown fields are ignored. */
-apr_status_t datos_pubsub_parse_pull(apr_pool_t *p, const char *body,
-                                     apr_size_t len, apr_array_header_t **msgs,
-                                     datos_err_t *err);
-/* The same from an answer jansson has already parsed. */
-apr_status_t datos_pubsub_pull_from_json(apr_pool_t *p, const json_t *answer,
-                                         apr_array_header_t **msgs,
-                                         datos_err_t *err);
 
 /* A copy of pulled messages (an array of datos_pubsub_msg_t) in p, with
  * everything they point to, and nothing else: a pull's answer and the JSON
@@ -162,6 +136,42 @@ apr_status_t datos_pubsub_modack_bodies(apr_pool_t *p,
 #define DATOS_ATTR_SOURCE_SUBSCRIPTION "datos_source_subscription"
 #define DATOS_ATTR_SOURCE_MESSAGE_ID   "datos_source_message_id"
 #define DATOS_ATTR_SOURCE_PUBLISH_TIME "datos_source_publish_time"
+
+/* The attribute marking a dead letter whose data is the envelope below. */
+#define DATOS_ATTR_ENVELOPE "datos_envelope"
+
+/* The size of a PublishRequest of the one message out to topic, as Pub/Sub
+ * counts its 10,000,000 bytes: the protobuf encoding (docs/google-apis.md
+ * 1.4), not the JSON of the REST body. */
+apr_size_t datos_pubsub_publish_size(const char *topic,
+                                     const datos_pubsub_out_t *out);
+
+typedef enum datos_deadletter_form_t {
+    /* data unchanged; m's own attributes and the five datos_* ones */
+    DATOS_DEADLETTER_PLAIN = 0,
+    /* when those do not fit: the data is a JSON envelope holding the
+     * original data (base64), every attribute and the reason,
+     *   {"datos_envelope":1,"error":"..","detail":"..",
+     *    "source_subscription":"..","source_message_id":"..",
+     *    "source_publish_time":"..","attributes":{..},
+     *    ["ordering_key":"..",]"data":"<base64>"}
+     * and the attributes are the five datos_* ones, datos_envelope = "1",
+     * then as many of m's own, in their order, as fit in Pub/Sub's 100
+     * (docs/design.md section 5, "Dead letters") */
+    DATOS_DEADLETTER_ENVELOPE
+} datos_deadletter_form_t;
+
+/* m's dead-letter copy to topic, in the given form, into *out (its data
+ * and attributes in p; no ordering key). DATOS_ETOOLARGE when that form
+ * cannot be published as Pub/Sub requires: more than 100 attributes, or a
+ * request of more than 10,000,000 bytes (datos_pubsub_publish_size); the
+ * errors of datos_pubsub_deadletter_attrs otherwise. */
+apr_status_t datos_pubsub_deadletter(apr_pool_t *p, const datos_pubsub_msg_t *m,
+                                     const char *subscription,
+                                     const char *topic, datos_reason_t reason,
+                                     const char *detail,
+                                     datos_deadletter_form_t form,
+                                     datos_pubsub_out_t *out, datos_err_t *err);
 
 /* The attributes of m's dead-letter copy: m's own attributes in their
  * order, then datos_error (the reason's name), datos_error_detail (detail

@@ -6,6 +6,7 @@
 
 #include "datos_google.h"
 #include "datos_pubsub_client.h"
+#include "datos_pubsub_pull.h"
 
 /* Small answers ({} or a list of message ids) are read up to this. */
 #define SMALL_ANSWER_MAX ((apr_size_t)1024 * 1024)
@@ -112,17 +113,71 @@ static apr_status_t post(datos_google_op_t *op, apr_pool_t *cp,
     return datos_google_call(op, cp, &call, resp);
 }
 
-apr_status_t datos_pubsub_pull(datos_pubsub_t *ps, apr_pool_t *p,
-                               apr_time_t deadline, const char *subscription,
-                               int max_messages, apr_array_header_t **msgs,
-                               datos_err_t *err)
+/* Follows the bytes of an answer past its bound. */
+typedef struct pull_tap_t {
+    apr_pool_t *p;
+    apr_size_t bound;
+    datos_pull_scan_t *sc;
+} pull_tap_t;
+
+static void pull_overflow(void *baton, const char *stored,
+                          apr_size_t stored_len, const char *more, apr_size_t n)
+{
+    pull_tap_t *t = baton;
+
+    if (!t->sc) {
+        t->sc = datos_pull_scan_create(t->p, t->bound);
+        datos_pull_scan_feed(t->sc, stored, stored_len);
+    }
+    datos_pull_scan_feed(t->sc, more, n);
+}
+
+/* Every ack id the scanner saw from entry `from` on into out->unread. */
+static void unread_from(pull_tap_t *t, const char *body, apr_size_t len,
+                        apr_size_t from, datos_pubsub_pulled_t *out)
+{
+    const apr_array_header_t *entries;
+    int i;
+
+    if (!t->sc) {
+        t->sc = datos_pull_scan_create(t->p, t->bound);
+        datos_pull_scan_feed(t->sc, body, len);
+    }
+    entries = datos_pull_scan_entries(t->sc);
+    for (i = 0; i < entries->nelts; i++) {
+        const datos_pull_entry_t *e =
+            &APR_ARRAY_IDX(entries, i, datos_pull_entry_t);
+        if (e->start >= from && e->ack_id) {
+            APR_ARRAY_PUSH(out->unread, const char *) = e->ack_id;
+        }
+    }
+}
+
+apr_status_t datos_pubsub_pull_bounded(datos_pubsub_t *ps, apr_pool_t *p,
+                                       apr_time_t deadline,
+                                       const char *subscription,
+                                       int max_messages, apr_size_t max_bytes,
+                                       datos_pubsub_pulled_t *out,
+                                       datos_err_t *err)
 {
     static const char what[] = "subscriptions.pull";
     apr_status_t rv;
     datos_google_op_t op;
+    datos_google_call_t call;
     datos_http_resp_t *resp = NULL;
     const char *url, *body;
+    pull_tap_t tap;
+    apr_pool_t *cp;
+    apr_size_t cut;
 
+    memset(out, 0, sizeof(*out));
+    out->unread = apr_array_make(p, 4, sizeof(const char *));
+    memset(&tap, 0, sizeof(tap));
+    tap.p = p;
+    tap.bound = max_bytes ? max_bytes : DATOS_PUBSUB_PULL_MAX_RESPONSE;
+    /* The answer and its copy of the messages' data need not live as long
+     * as the messages: they go with a pool of their own. */
+    apr_pool_create(&cp, p);
     datos_google_op_init(&op, p, ps->http, ps->creds, deadline, err);
     url = resource_url(p, ps, subscription, "subscriptions", ":pull");
     if (!url) {
@@ -130,12 +185,47 @@ apr_status_t datos_pubsub_pull(datos_pubsub_t *ps, apr_pool_t *p,
         goto leave;
     }
     body = datos_pubsub_pull_body(p, max_messages);
-    rv = post(&op, p, what, url, body, strlen(body), 0, &resp);
+    memset(&call, 0, sizeof(call));
+    call.what = what;
+    call.method = "POST";
+    call.url = url;
+    call.body = body;
+    call.body_len = strlen(body);
+    call.max_response = tap.bound;
+    call.overflow = pull_overflow;
+    call.overflow_baton = &tap;
+    rv = datos_google_call(&op, cp, &call, &resp);
     if (rv != APR_SUCCESS) {
+        /* A transfer cut short: what it handed out goes back. */
+        if (resp && resp->status >= 200 && resp->status <= 299) {
+            out->bytes = resp->received;
+            unread_from(&tap, resp->body, resp->body_len, 0, out);
+        }
         goto leave;
     }
-    rv = datos_pubsub_parse_pull(p, resp->body, resp->body_len, msgs, err);
+    out->bytes = resp->received;
+    if (resp->partial) {
+        out->cut = 1;
+        cut = tap.sc ? datos_pull_scan_cut(tap.sc) : 0;
+        rv = cut ? datos_pubsub_parse_pull_cut(p, resp->body, cut, &out->msgs,
+                                               err)
+                 : datos_err_set(err, p, DATOS_EMALFORMED, 0, NULL,
+                                 "an answer of %" APR_SIZE_T_FMT
+                                 " bytes whose messages do not start within "
+                                 "%" APR_SIZE_T_FMT,
+                                 resp->received, tap.bound);
+        unread_from(&tap, resp->body, resp->body_len,
+                    rv == APR_SUCCESS ? cut : 0, out);
+    }
+    else {
+        rv = datos_pubsub_parse_pull(p, resp->body, resp->body_len, &out->msgs,
+                                     err);
+        if (rv != APR_SUCCESS) {
+            unread_from(&tap, resp->body, resp->body_len, 0, out);
+        }
+    }
     if (rv != APR_SUCCESS) {
+        out->msgs = NULL;
         if (err) {
             err->http_status = resp->status;
         }
@@ -143,7 +233,33 @@ apr_status_t datos_pubsub_pull(datos_pubsub_t *ps, apr_pool_t *p,
     }
 
 leave:
+    if (!out->msgs) {
+        out->msgs = apr_array_make(p, 1, sizeof(datos_pubsub_msg_t));
+    }
     datos_google_op_done(&op);
+    apr_pool_destroy(cp);
+    return rv;
+}
+
+apr_status_t datos_pubsub_pull(datos_pubsub_t *ps, apr_pool_t *p,
+                               apr_time_t deadline, const char *subscription,
+                               int max_messages, apr_array_header_t **msgs,
+                               datos_err_t *err)
+{
+    datos_pubsub_pulled_t got;
+    apr_status_t rv;
+
+    rv = datos_pubsub_pull_bounded(ps, p, deadline, subscription, max_messages,
+                                   0, &got, err);
+    if (rv == APR_SUCCESS && got.cut) {
+        rv = datos_err_set(err, p, DATOS_ETOOLARGE, 200, NULL,
+                           "subscriptions.pull: answer of %" APR_SIZE_T_FMT
+                           " bytes is larger than %" APR_SIZE_T_FMT,
+                           got.bytes, DATOS_PUBSUB_PULL_MAX_RESPONSE);
+    }
+    if (rv == APR_SUCCESS) {
+        *msgs = got.msgs;
+    }
     return rv;
 }
 

@@ -13,9 +13,14 @@
 #include "datos_http.h"
 #include "datos_pubsub.h"
 
-/* The largest pull answer read: 1,000 messages can make ~20 MB of JSON
- * (docs/google-apis.md 1.5), with room to spare. Other answers are small. */
+/* The largest pull answer read by default: 1,000 messages can make ~20 MB
+ * of JSON (docs/google-apis.md 1.5), with room to spare. Other answers are
+ * small. */
 #define DATOS_PUBSUB_PULL_MAX_RESPONSE ((apr_size_t)64 * 1024 * 1024)
+/* The largest answer one message can make: 10 MB of data in base64, 100
+ * attributes of 256 + 1,024 bytes even if every byte were escaped, and
+ * the rest (docs/google-apis.md 1.10), with room to spare. */
+#define DATOS_PUBSUB_MESSAGE_ANSWER_MAX ((apr_size_t)16 * 1024 * 1024)
 
 typedef struct datos_pubsub_t datos_pubsub_t;
 
@@ -54,6 +59,32 @@ apr_status_t datos_pubsub_pull(
     datos_pubsub_t *ps, apr_pool_t *p, apr_time_t deadline,
     const char *subscription, int max_messages,
     apr_array_header_t **msgs /* of datos_pubsub_msg_t */, datos_err_t *err);
+
+/* What one pull handed out, read within a bound. */
+typedef struct datos_pubsub_pulled_t {
+    apr_array_header_t *msgs;   /* datos_pubsub_msg_t: the entries read */
+    apr_array_header_t *unread; /* const char *: ack ids of entries handed
+                                 * out but not read - past the bound, in an
+                                 * answer that could not be read, or cut
+                                 * short by a failed transfer - for the
+                                 * caller to release (modifyAckDeadline 0) */
+    apr_size_t bytes;           /* the answer's size, read or not */
+    int cut; /* it passed max_bytes: msgs holds the entries that
+                       * came before */
+} datos_pubsub_pulled_t;
+
+/* subscriptions.pull holding at most max_bytes of the answer: a longer one
+ * is read up to its last whole entry within the bound, and followed to its
+ * end only for the ack ids of the rest (out->cut), so that one answer of
+ * large messages neither takes unbounded memory nor strands their leases.
+ * out is filled on failure too (out->unread then names every ack id seen).
+ * max_bytes above the client's http.max_response is that. */
+apr_status_t datos_pubsub_pull_bounded(datos_pubsub_t *ps, apr_pool_t *p,
+                                       apr_time_t deadline,
+                                       const char *subscription,
+                                       int max_messages, apr_size_t max_bytes,
+                                       datos_pubsub_pulled_t *out,
+                                       datos_err_t *err);
 
 /* subscriptions.acknowledge of n ack ids, in chunks of
  * datos_pubsub_ack_bodies (2,500 ids / 512 KiB), in order; n == 0 makes

@@ -28,6 +28,7 @@ static const char *const reason_names[DATOS_REASON_COUNT] = {
     "future_timestamp",
     "unknown_field",
     "bigquery_rejected",
+    "too_large",
 };
 
 const char *datos_reason_name(datos_reason_t r)

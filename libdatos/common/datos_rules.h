@@ -12,8 +12,10 @@
 #include "datos_error.h"
 
 /* The closed list of reasons a message is invalid (docs/design.md section 3).
- * DATOS_REASON_BIGQUERY_REJECTED is never produced by the validator: the
- * loader assigns it to rows a load job refused. */
+ * The last two are never produced by the validator: the loader assigns
+ * DATOS_REASON_BIGQUERY_REJECTED to rows a load job refused, and
+ * DATOS_REASON_TOO_LARGE to a message whose pull answer alone is larger
+ * than its pull_max_bytes. */
 typedef enum datos_reason_t {
     DATOS_REASON_NONE = 0,
     DATOS_REASON_EMPTY_DATA,
@@ -31,10 +33,11 @@ typedef enum datos_reason_t {
     DATOS_REASON_FUTURE_TIMESTAMP,
     DATOS_REASON_UNKNOWN_FIELD,
     DATOS_REASON_BIGQUERY_REJECTED,
+    DATOS_REASON_TOO_LARGE,
     DATOS_REASON_COUNT
 } datos_reason_t;
 
-/* "empty_data", "not_utf8", ... "bigquery_rejected"; "none" for
+/* "empty_data", "not_utf8", ... "bigquery_rejected", "too_large"; "none" for
  * DATOS_REASON_NONE; NULL outside the enum. */
 const char *datos_reason_name(datos_reason_t r);
 /* The reason with that exact name, or DATOS_REASON_NONE. */

@@ -8,6 +8,9 @@
 #include <stdint.h>
 #include <string.h>
 #include <apr.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 /* Length of one well-formed UTF-8 sequence at s (RFC 3629: no overlongs,
  * no surrogates, nothing above U+10FFFF), or 0 when it is not one. */
@@ -78,6 +81,46 @@ static inline apr_size_t datos_swar_first(uint64_t mask)
     return (apr_size_t)__builtin_ctzll(mask) >> 3;
 }
 #endif
+
+/* The first offset from pos on (up to len) of a byte a JSON string scanner
+ * must stop at - '"', '\\', a control below 0x20 or any non-ASCII byte -
+ * or len when there is none: 16 bytes at a time with SSE2 (every x86-64),
+ * 8 with SWAR elsewhere. The string bodies of the pull answers and the
+ * records are the loader's hot path (docs/design.md section 8). */
+static inline apr_size_t datos_json_plain_run(const unsigned char *s,
+                                              apr_size_t pos, apr_size_t len)
+{
+#ifdef __SSE2__
+    const __m128i quote = _mm_set1_epi8('"'), bslash = _mm_set1_epi8('\\'),
+                  space = _mm_set1_epi8(0x20);
+
+    while (pos + 16 <= len) {
+        __m128i x = _mm_loadu_si128((const __m128i *)(const void *)(s + pos));
+        /* signed: every byte from 0x80 up is below 0x20 too */
+        int m = _mm_movemask_epi8(_mm_or_si128(
+            _mm_or_si128(_mm_cmpeq_epi8(x, quote), _mm_cmpeq_epi8(x, bslash)),
+            _mm_cmplt_epi8(x, space)));
+        if (m) {
+            return pos + (apr_size_t)__builtin_ctz((unsigned)m);
+        }
+        pos += 16;
+    }
+#endif
+#ifdef DATOS_SWAR
+    while (pos + 8 <= len) {
+        uint64_t m = datos_swar_json_special(datos_swar_load(s + pos));
+        if (m) {
+            return pos + datos_swar_first(m);
+        }
+        pos += 8;
+    }
+#endif
+    while (pos < len && s[pos] != '"' && s[pos] != '\\' && s[pos] >= 0x20
+           && s[pos] < 0x80) {
+        pos++;
+    }
+    return pos;
+}
 
 /* Offset of the first byte of s that is not part of well-formed UTF-8, or
  * len when all of s is UTF-8. */

@@ -20,6 +20,7 @@
 #include <string.h>
 #include <apr_strings.h>
 
+#include "datos_jsontext.h"
 #include "datos_utf8.h"
 #include "datos_validate.h"
 
@@ -53,72 +54,6 @@ static int scan_fail(scan_t *sc, apr_size_t pos, const char *what)
     return -1;
 }
 
-static int hex4(const unsigned char *s, unsigned *out)
-{
-    unsigned v = 0;
-    int i;
-
-    for (i = 0; i < 4; i++) {
-        unsigned char c = s[i];
-        v <<= 4;
-        if (c >= '0' && c <= '9') {
-            v |= (unsigned)(c - '0');
-        }
-        else if (c >= 'a' && c <= 'f') {
-            v |= (unsigned)(c - 'a' + 10);
-        }
-        else if (c >= 'A' && c <= 'F') {
-            v |= (unsigned)(c - 'A' + 10);
-        }
-        else {
-            return -1;
-        }
-    }
-    *out = v;
-    return 0;
-}
-
-/* One escape at s[pos] == '\\': its length in bytes, or 0 when it is not
- * a valid escape (a \\u escape must not leave a lone surrogate). *out gets
- * the length of what it stands for in UTF-8. */
-static apr_size_t escape_len(const unsigned char *s, apr_size_t pos,
-                             apr_size_t len, apr_size_t *out)
-{
-    unsigned cp, lo;
-
-    if (pos + 1 >= len) {
-        return 0;
-    }
-    switch (s[pos + 1]) {
-    case '"':
-    case '\\':
-    case '/':
-    case 'b':
-    case 'f':
-    case 'n':
-    case 'r':
-    case 't': *out = 1; return 2;
-    case 'u':
-        if (len - pos < 6 || hex4(s + pos + 2, &cp)) {
-            return 0;
-        }
-        if (cp >= 0xDC00 && cp <= 0xDFFF) {
-            return 0;
-        }
-        if (cp < 0xD800 || cp > 0xDBFF) {
-            *out = cp < 0x80 ? 1 : cp < 0x800 ? 2 : 3;
-            return 6;
-        }
-        if (len - pos < 12 || s[pos + 6] != '\\' || s[pos + 7] != 'u'
-            || hex4(s + pos + 8, &lo) || lo < 0xDC00 || lo > 0xDFFF) {
-            return 0;
-        }
-        *out = 4;
-        return 12;
-    default: return 0;
-    }
-}
-
 /* The string whose body starts at pos: *end is the offset of its closing
  * quote, *esc whether it holds escapes, *shrink how many bytes shorter
  * than the body its unescaped value is. */
@@ -132,16 +67,8 @@ static int scan_string(scan_t *sc, apr_size_t pos, apr_size_t *end, int *esc,
     *shrink = 0;
     for (;;) {
         unsigned char c;
-#ifdef DATOS_SWAR
-        if (pos + 8 <= len) {
-            uint64_t m = datos_swar_json_special(datos_swar_load(s + pos));
-            if (!m) {
-                pos += 8;
-                continue;
-            }
-            pos += datos_swar_first(m);
-        }
-#endif
+
+        pos = datos_json_plain_run(s, pos, len);
         if (pos >= len) {
             return scan_fail(sc, pos, "unterminated string");
         }
@@ -167,7 +94,7 @@ static int scan_string(scan_t *sc, apr_size_t pos, apr_size_t *end, int *esc,
             return 0;
         }
         else if (c == '\\') {
-            k = escape_len(s, pos, len, &d);
+            k = datos_jt_escape_len(s, pos, len, &d, NULL);
             if (!k) {
                 return scan_fail(sc, pos,
                                  "invalid escape (or a lone "
@@ -184,70 +111,6 @@ static int scan_string(scan_t *sc, apr_size_t pos, apr_size_t *end, int *esc,
             pos++;
         }
     }
-}
-
-static void put_utf8(char **o, unsigned cp)
-{
-    unsigned char *u = (unsigned char *)*o;
-
-    if (cp < 0x80) {
-        *u++ = (unsigned char)cp;
-    }
-    else if (cp < 0x800) {
-        *u++ = (unsigned char)(0xC0 | (cp >> 6));
-        *u++ = (unsigned char)(0x80 | (cp & 0x3F));
-    }
-    else if (cp < 0x10000) {
-        *u++ = (unsigned char)(0xE0 | (cp >> 12));
-        *u++ = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
-        *u++ = (unsigned char)(0x80 | (cp & 0x3F));
-    }
-    else {
-        *u++ = (unsigned char)(0xF0 | (cp >> 18));
-        *u++ = (unsigned char)(0x80 | ((cp >> 12) & 0x3F));
-        *u++ = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
-        *u++ = (unsigned char)(0x80 | (cp & 0x3F));
-    }
-    *o = (char *)u;
-}
-
-/* Unescapes a string body that scan_string accepted. Escapes never grow,
- * so len bytes are enough. */
-static const char *unescape(apr_pool_t *p, const unsigned char *s,
-                            apr_size_t len, apr_size_t *outlen)
-{
-    char *out = apr_palloc(p, len + 1), *o = out;
-    apr_size_t i = 0;
-    unsigned cp, lo;
-
-    while (i < len) {
-        if (s[i] != '\\') {
-            *o++ = (char)s[i++];
-            continue;
-        }
-        switch (s[i + 1]) {
-        case 'b': *o++ = '\b'; break;
-        case 'f': *o++ = '\f'; break;
-        case 'n': *o++ = '\n'; break;
-        case 'r': *o++ = '\r'; break;
-        case 't': *o++ = '\t'; break;
-        case 'u':
-            hex4(s + i + 2, &cp);
-            if (cp >= 0xD800 && cp <= 0xDBFF) {
-                hex4(s + i + 8, &lo);
-                cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-                i += 6;
-            }
-            put_utf8(&o, cp);
-            i += 4;
-            break;
-        default: *o++ = (char)s[i + 1]; break; /* " \ / */
-        }
-        i += 2;
-    }
-    *o = '\0';
-    *outlen = (apr_size_t)(o - out);
-    return out;
 }
 
 static void push_key(scan_t *sc, const char *k, apr_size_t len)
@@ -314,76 +177,6 @@ static void close_object(scan_t *sc)
     sc->nkeys = start - 1; /* the marker goes too */
 }
 
-static apr_size_t skip_ws(const unsigned char *s, apr_size_t pos,
-                          apr_size_t len)
-{
-    while (pos < len
-           && (s[pos] == ' ' || s[pos] == '\n' || s[pos] == '\r'
-               || s[pos] == '\t')) {
-        pos++;
-    }
-    return pos;
-}
-
-static int is_digit(unsigned char c)
-{
-    return c >= '0' && c <= '9';
-}
-
-/* RFC 8259 number at pos: the offset after it, or 0 (a number is never
- * empty, so 0 cannot be a real end). */
-static apr_size_t scan_number(const unsigned char *s, apr_size_t pos,
-                              apr_size_t len)
-{
-    if (s[pos] == '-') {
-        pos++;
-    }
-    if (pos >= len || !is_digit(s[pos])) {
-        return 0;
-    }
-    if (s[pos] == '0') {
-        pos++;
-    }
-    else {
-        while (pos < len && is_digit(s[pos])) {
-            pos++;
-        }
-    }
-    if (pos < len && s[pos] == '.') {
-        pos++;
-        if (pos >= len || !is_digit(s[pos])) {
-            return 0;
-        }
-        while (pos < len && is_digit(s[pos])) {
-            pos++;
-        }
-    }
-    if (pos < len && (s[pos] == 'e' || s[pos] == 'E')) {
-        pos++;
-        if (pos < len && (s[pos] == '+' || s[pos] == '-')) {
-            pos++;
-        }
-        if (pos >= len || !is_digit(s[pos])) {
-            return 0;
-        }
-        while (pos < len && is_digit(s[pos])) {
-            pos++;
-        }
-    }
-    return pos;
-}
-
-/* The length of the literal true, false or null (by its first byte)
- * standing at pos, or 0 when it is not there whole. */
-static apr_size_t literal_len(const unsigned char *s, apr_size_t pos,
-                              apr_size_t len)
-{
-    const char *lit = s[pos] == 't' ? "true" : s[pos] == 'f' ? "false" : "null";
-    apr_size_t n = strlen(lit);
-
-    return len - pos >= n && !memcmp(s + pos, lit, n) ? n : 0;
-}
-
 static int value_type(unsigned char c)
 {
     switch (c) {
@@ -415,7 +208,7 @@ static int scan_doc(scan_t *sc, datos_fields_t *fd, int *root)
     int depth = 0, field = -1, esc, t;
 
 value:
-    pos = skip_ws(s, pos, len);
+    pos = datos_jt_skip_ws(s, pos, len);
     if (pos >= len) {
         return scan_fail(sc, pos, "a value was expected");
     }
@@ -437,7 +230,7 @@ value:
         KIND_SET(kinds, depth, 1);
         depth++;
         push_key(sc, NULL, 0);
-        pos = skip_ws(s, pos + 1, len);
+        pos = datos_jt_skip_ws(s, pos + 1, len);
         if (pos < len && s[pos] == '}') {
             pos++;
             close_object(sc);
@@ -451,7 +244,7 @@ value:
         }
         KIND_SET(kinds, depth, 0);
         depth++;
-        pos = skip_ws(s, pos + 1, len);
+        pos = datos_jt_skip_ws(s, pos + 1, len);
         if (pos < len && s[pos] == ']') {
             pos++;
             depth--;
@@ -473,24 +266,27 @@ value:
             f->str = !esc ? f->raw
                      : field == DATOS_FIELD_CONTENIDO
                          ? NULL
-                         : unescape(sc->p, s + pos + 1, f->raw_len, &f->len);
+                         : datos_jt_unescape(sc->p, s + pos + 1, f->raw_len,
+                                             &f->len);
         }
         pos = end + 1;
         goto after;
     case 't':
     case 'f':
     case 'n':
-        n = literal_len(s, pos, len);
+        n = datos_jt_literal_len(s, pos, len);
         if (!n) {
             return scan_fail(sc, pos, "invalid literal");
         }
         pos += n;
         goto after;
     default:
-        n = (s[pos] == '-' || is_digit(s[pos])) ? scan_number(s, pos, len) : 0;
+        n = (s[pos] == '-' || datos_jt_digit(s[pos]))
+                ? datos_jt_number(s, pos, len, NULL)
+                : 0;
         if (!n) {
             return scan_fail(sc, pos,
-                             s[pos] == '-' || is_digit(s[pos])
+                             s[pos] == '-' || datos_jt_digit(s[pos])
                                  ? "invalid number"
                                  : "a value was expected");
         }
@@ -508,7 +304,7 @@ after:
         e->data = (const char *)s + sc->span_start;
         e->len = pos - sc->span_start;
     }
-    pos = skip_ws(s, pos, len);
+    pos = datos_jt_skip_ws(s, pos, len);
     if (pos >= len) {
         return scan_fail(sc, pos, "unexpected end of data");
     }
@@ -537,7 +333,7 @@ after:
     return scan_fail(sc, pos, "',' or ']' was expected");
 
 key:
-    pos = skip_ws(s, pos, len);
+    pos = datos_jt_skip_ws(s, pos, len);
     if (pos >= len || s[pos] != '"') {
         return scan_fail(sc, pos, "a string key was expected");
     }
@@ -549,7 +345,7 @@ key:
         apr_size_t klen = end - pos - 1;
 
         if (esc) {
-            k = unescape(sc->p, s + pos + 1, klen, &klen);
+            k = datos_jt_unescape(sc->p, s + pos + 1, klen, &klen);
         }
         push_key(sc, k, klen);
         field = -1;
@@ -561,7 +357,7 @@ key:
             }
         }
     }
-    pos = skip_ws(s, end + 1, len);
+    pos = datos_jt_skip_ws(s, end + 1, len);
     if (pos >= len || s[pos] != ':') {
         return scan_fail(sc, pos, "':' was expected after a key");
     }
@@ -569,7 +365,7 @@ key:
     goto value;
 
 done:
-    pos = skip_ws(s, pos, len);
+    pos = datos_jt_skip_ws(s, pos, len);
     if (pos != len) {
         return scan_fail(sc, pos, "data after the JSON value");
     }
@@ -723,8 +519,9 @@ void datos_record_row(apr_pool_t *p, const datos_record_t *rec,
         row->contenido = rec->contenido_json; /* no escapes: same bytes */
     }
     else {
-        row->contenido = unescape(p, (const unsigned char *)rec->contenido_json,
-                                  rec->contenido_json_len, &row->contenido_len);
+        row->contenido =
+            datos_jt_unescape(p, (const unsigned char *)rec->contenido_json,
+                              rec->contenido_json_len, &row->contenido_len);
     }
 }
 

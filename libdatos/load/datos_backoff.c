@@ -1,4 +1,5 @@
-/* datos_backoff.c - truncated exponential backoff with full jitter. */
+/* datos_backoff.c - truncated exponential backoff with full jitter, and
+ * the retry iterator built on it. */
 #include <string.h>
 #include <unistd.h>
 #include <apr_general.h>
@@ -91,5 +92,72 @@ int datos_backoff_next(datos_backoff_t *b, apr_status_t rv,
     }
     b->attempts++;
     *wait = w;
+    return 1;
+}
+
+void datos_retry_init(datos_retry_t *rt, apr_interval_time_t initial,
+                      apr_interval_time_t max, apr_interval_time_t total)
+{
+    memset(rt, 0, sizeof(*rt));
+    datos_backoff_init(&rt->b, initial, max,
+                       total > 0 ? apr_time_now() + total : 0);
+}
+
+/* Whether the stop flag ends the retries now; the first sight of it with a
+ * grace brings the deadline in. */
+static int stopped(datos_retry_t *rt)
+{
+    apr_time_t *by = rt->stop_by ? rt->stop_by : &rt->own_stop_by;
+
+    if (!rt->stop || !*rt->stop) {
+        return 0;
+    }
+    if (!rt->stop_grace) {
+        return 1;
+    }
+    if (!*by) {
+        *by = apr_time_now() + rt->stop_grace;
+    }
+    if (!rt->b.deadline || *by < rt->b.deadline) {
+        rt->b.deadline = *by;
+    }
+    return 0;
+}
+
+int datos_retry_again(datos_retry_t *rt, apr_status_t rv, datos_err_t *err)
+{
+    apr_interval_time_t wait = 0;
+    apr_time_t until;
+
+    if (!rt->attempts++) {
+        return 1;
+    }
+    if (rv == APR_SUCCESS || stopped(rt)
+        || !datos_backoff_next(&rt->b, rv, err, apr_time_now(), &wait)) {
+        return 0;
+    }
+    if (rt->log) {
+        rt->log(rt->log_baton, rv, err, wait);
+    }
+    until = apr_time_now() + wait;
+    for (;;) {
+        apr_time_t now = apr_time_now();
+        apr_interval_time_t left = until - now;
+
+        if (left <= 0) {
+            break;
+        }
+        if (stopped(rt)) {
+            return 0;
+        }
+        if (rt->b.deadline && now >= rt->b.deadline) {
+            return 0;
+        }
+        apr_sleep(left > apr_time_from_msec(100) ? apr_time_from_msec(100)
+                                                 : left);
+    }
+    if (err) {
+        datos_err_init(err, err->pool);
+    }
     return 1;
 }

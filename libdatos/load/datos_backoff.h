@@ -12,10 +12,19 @@
  *            && datos_backoff_next(&b, rv, &err, apr_time_now(), &wait)) {
  *         apr_sleep(wait);
  *     }
+ *
+ * or, with the waiting, a stop flag and a log line per retry done by the
+ * retry iterator below:
+ *
+ *     datos_retry_t rt;
+ *     datos_retry_init(&rt, initial, max, apr_time_from_sec(600));
+ *     while (datos_retry_again(&rt, rv, &err))
+ *         rv = call(..., &err);
  */
 #ifndef DATOS_BACKOFF_H
 #define DATOS_BACKOFF_H
 
+#include <signal.h>
 #include <apr_time.h>
 #include "datos_error.h"
 
@@ -60,5 +69,41 @@ int datos_backoff_next(datos_backoff_t *b, apr_status_t rv,
 
 /* The bound the next wait is drawn under (for logs). */
 apr_interval_time_t datos_backoff_bound(const datos_backoff_t *b);
+
+/* ------------------------------------------------------------ iterator */
+
+/* Told of each retry before its wait: what failed, and the wait. */
+typedef void datos_retry_log_fn(void *baton, apr_status_t rv,
+                                const datos_err_t *err,
+                                apr_interval_time_t wait);
+
+typedef struct datos_retry_t {
+    datos_backoff_t b;
+    int attempts;                      /* made so far */
+    const volatile sig_atomic_t *stop; /* NULL, or a flag that ends them */
+    apr_interval_time_t stop_grace;    /* once stop is set: 0 makes no more
+                                     * attempts; otherwise they go on until
+                                     * this long after it was first seen */
+    apr_time_t *stop_by; /* NULL, or where the end of that grace is kept, so
+                          * that every call sharing it ends by the same
+                          * time (0 until the stop is seen) */
+    apr_time_t own_stop_by;
+    datos_retry_log_fn *log; /* NULL: none */
+    void *log_baton;
+} datos_retry_t;
+
+/* Attempts of one call, with datos_backoff_init's waits, for at most
+ * total from now (0: no bound). Set stop, stop_grace and log afterwards. */
+void datos_retry_init(datos_retry_t *rt, apr_interval_time_t initial,
+                      apr_interval_time_t max, apr_interval_time_t total);
+
+/* The loop of one call, `while (datos_retry_again(&rt, rv, &err)) rv =
+ * call(..., &err);`: 1 for the first attempt (rv is not looked at), then,
+ * after each, 0 once rv is APR_SUCCESS, not worth another attempt
+ * (datos_backoff_next), past the total or stopped; otherwise it logs,
+ * waits the backoff in slices of at most 100 ms (so a stop ends the wait),
+ * clears err for the next attempt (keeping its pool) and answers 1. After
+ * the loop, rv and err are those of the last attempt. */
+int datos_retry_again(datos_retry_t *rt, apr_status_t rv, datos_err_t *err);
 
 #endif

@@ -33,6 +33,29 @@ apr_status_t datos_loadjob_id(apr_pool_t *p, const char *table,
                               const char *const *message_ids, int n,
                               int generation, const char **job_id)
 {
+    const char *key;
+    apr_status_t rv;
+
+    if (generation < 0) {
+        return APR_EINVAL;
+    }
+    rv = datos_loadjob_key(p, table, message_ids, n, &key);
+    if (rv == APR_SUCCESS) {
+        *job_id = datos_loadjob_generation(p, key, generation);
+    }
+    return rv;
+}
+
+const char *datos_loadjob_generation(apr_pool_t *p, const char *key,
+                                     int generation)
+{
+    return apr_psprintf(p, "%s_g%d", key, generation);
+}
+
+apr_status_t datos_loadjob_key(apr_pool_t *p, const char *table,
+                               const char *const *message_ids, int n,
+                               const char **key)
+{
     static const char hex[] = "0123456789abcdef";
     static const char domain[] = "datos-load-v1";
     unsigned char md[EVP_MAX_MD_SIZE];
@@ -43,7 +66,7 @@ apr_status_t datos_loadjob_id(apr_pool_t *p, const char *table,
     apr_status_t rv = APR_SUCCESS;
     int i, ok;
 
-    if (!table || !*table || !message_ids || n < 1 || generation < 0) {
+    if (!table || !*table || !message_ids || n < 1) {
         rv = APR_EINVAL;
         goto leave;
     }
@@ -76,7 +99,7 @@ apr_status_t datos_loadjob_id(apr_pool_t *p, const char *table,
         digest[2 * i + 1] = hex[md[i] & 15];
     }
     digest[64] = '\0';
-    *job_id = apr_psprintf(p, "datos_%s_g%d", digest, generation);
+    *key = apr_psprintf(p, "datos_%s", digest);
 
 leave:
     if (ctx) {

@@ -28,6 +28,15 @@ apr_status_t datos_loadjob_id(apr_pool_t *p, const char *table,
                               const char *const *message_ids, int n,
                               int generation, const char **job_id);
 
+/* The same in two steps, for a batch tried under several generations:
+ * the key "datos_<h>" (the hash, computed once per set of messages), then
+ * each generation's id from it. */
+apr_status_t datos_loadjob_key(apr_pool_t *p, const char *table,
+                               const char *const *message_ids, int n,
+                               const char **key);
+const char *datos_loadjob_generation(apr_pool_t *p, const char *key,
+                                     int generation);
+
 /* True when id follows BigQuery's jobId rule. */
 int datos_loadjob_id_valid(const char *id);
 

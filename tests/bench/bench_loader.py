@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""datos-loader (issue 11, sections 4 and 5): the validate + encode
+"""datos-loader (issue 11, sections 4 and 5): the parse + validate + encode
 microbenchmark (build/bench/bench_record, docs/design.md's mix), a 100,000-message
 backlog drained by one run of the real binary against the emulator, and the
 loader's peak RSS against its batch size.
@@ -35,7 +35,7 @@ WORDS = ("prueba ", "autom\u00e1tica ", "n\u00famero ", "datos ", "sensor ", "le
 
 
 def micro():
-    section("loader: validate + encode microbenchmark")
+    section("loader: parse + validate + encode microbenchmark")
     rounds = "3" if B.QUICK else "7"
     messages = "20000" if B.QUICK else "50000"
     p = B.run(["taskset", "-c", LOADER_CPU, BENCH_RECORD, "--messages", messages,

@@ -416,6 +416,35 @@ def test_pull_max_messages(api, emu, topic):
         emu.subscription_stats("orders-loader"), backlog=1200, outstanding=1158, ready=42)
 
 
+def test_pull_answer_size_is_bounded(api, emu, topic):
+    """docs/google-apis.md 1.5: one answer carries about 20 MB. An answer stops taking messages
+    before it passes pull_max_bytes (20,000,000 by default), and always carries one; 0 lifts
+    the bound, for clients that must survive a larger answer than Google sends."""
+    assert emu.configure()["pull_max_bytes"] == 20_000_000
+    emu.create_subscription("orders-loader", topic)
+    half = b"x" * (512 * 1024)                        # 700,000 bytes of base64
+    emu.configure(pull_max_bytes=3_000_000)
+    emu.publish(topic, [half] * 10)
+    r = api.post(spath("orders-loader") + ":pull", {"maxMessages": 1000,
+                                                     "returnImmediately": True})
+    got = r.json()["receivedMessages"]
+    assert len(got) == 4                             # a fifth would pass 3,000,000
+    assert len(r.content) <= 3_000_000
+    counts = [len(got)]
+    while counts[-1]:                                # the next answers take the rest
+        counts.append(len(pull(api, "orders-loader")))
+    assert counts == [4, 4, 2, 0]
+    # one message larger than the bound still comes, alone
+    emu.configure(pull_max_bytes=500_000)
+    emu.publish(topic, [half, half])
+    assert len(pull(api, "orders-loader")) == 1
+    assert len(pull(api, "orders-loader")) == 1
+    # no bound
+    emu.configure(pull_max_bytes=0)
+    emu.publish(topic, [half] * 10)
+    assert len(pull(api, "orders-loader")) == 10
+
+
 def test_pull_without_return_immediately_waits_for_a_publish(emu, topic):
     emu.create_subscription("orders-loader", topic)
     emu.configure(pull_wait_seconds=30)

@@ -7,6 +7,7 @@ code and the JSON log events it wrote on stderr.
 """
 import json
 import os
+import re
 import resource
 import shutil
 import signal
@@ -172,6 +173,39 @@ class Loader:
         d = os.path.join(self.state_dir, "journal")
         return sorted(os.listdir(d)) if os.path.isdir(d) else []
 
+    def journal_entries(self):
+        d = os.path.join(self.state_dir, "journal")
+        out = []
+        for name in self.journal():
+            if name.endswith(".json"):
+                with open(os.path.join(d, name)) as f:
+                    out.append(json.load(f))
+        return out
+
+    def age(self, seconds):
+        """The loader's own clock moved on by `seconds`, as emulator.advance_clock moves
+        Google's: every time the loader keeps in its state directory (the hold-off's end, the
+        journal's times) is moved back as much, so a test need not wait in real time."""
+        us = int(seconds * 1_000_000)
+        path = os.path.join(self.state_dir, "hold-off")
+        if os.path.exists(path):
+            with open(path) as f:
+                h = json.load(f)
+            h["until"] -= us
+            with open(path, "w") as f:
+                json.dump(h, f)
+        d = os.path.join(self.state_dir, "journal")
+        for e in self.journal_entries():
+            for k in ("written", "committed_at"):
+                if e.get(k):
+                    e[k] -= us
+            name = e["job_id"].rsplit("_", 1)[0] + ".json"
+            with open(os.path.join(d, name), "w") as f:
+                json.dump(e, f)
+
+    def held_off(self):
+        return os.path.exists(os.path.join(self.state_dir, "hold-off"))
+
     def metrics(self):
         out = {}
         with open(self.metrics_file) as f:
@@ -183,10 +217,44 @@ class Loader:
         return out
 
 
-def make_pipeline(emulator, loader_columns=True, max_delivery_attempts=100, ack_deadline=60):
+TERRAFORM = os.path.join(os.path.dirname(__file__), "..", "..", "terraform", "modules", "datos")
+
+
+def shipped_subscription():
+    """The loader subscription as terraform/modules/datos creates it: the ack deadline and the
+    dead-letter policy's attempts (variables.tf defaults) and the retry policy's back-off
+    (pubsub.tf), in seconds."""
+    with open(os.path.join(TERRAFORM, "pubsub.tf")) as f:
+        tf = f.read()
+    with open(os.path.join(TERRAFORM, "variables.tf")) as f:
+        variables = f.read()
+    sub = tf[tf.index('resource "google_pubsub_subscription" "loader"'):]
+    policy = sub[sub.index("retry_policy"):]
+
+    def default(name):
+        block = variables[variables.index('variable "%s"' % name):]
+        return int(re.search(r"default\s*=\s*(\d+)", block).group(1))
+
+    return {"ack_deadline": default("ack_deadline_seconds"),
+            "max_delivery_attempts": default("max_delivery_attempts"),
+            "min_backoff": int(re.search(r'minimum_backoff\s*=\s*"(\d+)s"', policy).group(1)),
+            "max_backoff": int(re.search(r'maximum_backoff\s*=\s*"(\d+)s"', policy).group(1))}
+
+
+def make_pipeline(emulator, loader_columns=True, max_delivery_attempts=100, ack_deadline=60,
+                  shipped=False):
     """The product's resources, created through the emulator's REST API as on Google Cloud:
     dataset, table (of either shape), topic, subscription with its dead-letter policy,
-    the dead-letter topic and a subscription on it to read what the loader rejected."""
+    the dead-letter topic and a subscription on it to read what the loader rejected.
+    shipped=True gives the subscription terraform's settings, retry back-off included
+    (shipped_subscription); max_delivery_attempts still applies when given otherwise."""
+    retry = {}
+    if shipped:
+        tf = shipped_subscription()
+        ack_deadline = tf["ack_deadline"]
+        retry = {"min_backoff": tf["min_backoff"], "max_backoff": tf["max_backoff"]}
+        if max_delivery_attempts == 100:
+            max_delivery_attempts = tf["max_delivery_attempts"]
     emulator.reset()
     emulator.create_dataset("latam_dataset", location="southamerica-east1")
     emulator.create_datos_table("latam_dataset", "datos", loader_columns=loader_columns)
@@ -195,6 +263,6 @@ def make_pipeline(emulator, loader_columns=True, max_delivery_attempts=100, ack_
     emulator.create_subscription(PIPELINE["subscription"], PIPELINE["topic"],
                                  ack_deadline=ack_deadline,
                                  dead_letter_topic=PIPELINE["dead_letter_topic"],
-                                 max_delivery_attempts=max_delivery_attempts)
+                                 max_delivery_attempts=max_delivery_attempts, **retry)
     emulator.create_subscription(PIPELINE["dead_letter_subscription"],
                                  PIPELINE["dead_letter_topic"], ack_deadline=60)

@@ -186,7 +186,10 @@ def test_parallel_huge_pages_keep_memory_bounded(emulator, server):
     # uncapped design held about 1.5 GB here.
     hwm = children_hwm_kb(h)
     assert hwm
-    assert sum(hwm) < 400 * 1024, hwm
+    if os.environ.get("DATOS_SANITIZE") != "1":
+        # (the sanitizer keeps every freed buffer in its quarantine, up to 256 MB a
+        # process: its peak is not the module's)
+        assert sum(hwm) < 400 * 1024, hwm
 
 
 def test_many_pages_stop_at_the_cap(emulator, server):

@@ -220,6 +220,117 @@ static void odd_parameters(void **state)
     assert_int_equal(datos_backoff_bound(&b), 2197); /* 1 ms * 1.3^3 */
 }
 
+/* ------------------------------------------------------------ iterator */
+
+typedef struct {
+    int logged;
+    int stop_after; /* set the flag once this many retries were logged */
+    volatile sig_atomic_t *flag;
+} log_state_t;
+
+static void count_retry(void *baton, apr_status_t rv, const datos_err_t *err,
+                        apr_interval_time_t wait)
+{
+    log_state_t *ls = baton;
+
+    (void)rv;
+    (void)err;
+    assert_true(wait >= 0 && wait <= MS(2));
+    if (++ls->logged == ls->stop_after && ls->flag) {
+        *ls->flag = 1;
+    }
+}
+
+/* Attempts until success, each failure logged and its error cleared. */
+static void iterator_retries_until_success(void **state)
+{
+    apr_pool_t *p = DT_POOL(state);
+    datos_retry_t rt;
+    datos_err_t err;
+    log_state_t ls = {0, 0, NULL};
+    apr_status_t rv = APR_EGENERAL; /* not looked at first */
+    int calls = 0;
+
+    datos_err_init(&err, p);
+    datos_retry_init(&rt, MS(1), MS(2), 0);
+    rt.log = count_retry;
+    rt.log_baton = &ls;
+    while (datos_retry_again(&rt, rv, &err)) {
+        assert_null(err.message); /* cleared for every attempt */
+        rv = ++calls < 4
+                 ? datos_err_set(&err, p, DATOS_EBACKEND, 503, NULL, "busy")
+                 : APR_SUCCESS;
+    }
+    assert_int_equal(rv, APR_SUCCESS);
+    assert_int_equal(calls, 4);
+    assert_int_equal(ls.logged, 3);
+    assert_int_equal(rt.attempts, 5); /* 4 attempts, and the final answer */
+}
+
+/* What is not worth retrying ends the loop with its error kept. */
+static void iterator_stops_on_refusals(void **state)
+{
+    apr_pool_t *p = DT_POOL(state);
+    datos_retry_t rt;
+    datos_err_t err;
+    apr_status_t rv = APR_SUCCESS;
+    int calls = 0;
+
+    datos_err_init(&err, p);
+    datos_retry_init(&rt, MS(1), MS(2), 0);
+    while (datos_retry_again(&rt, rv, &err)) {
+        calls++;
+        rv = datos_err_set(&err, p, DATOS_EREJECTED, 400, NULL, "no");
+    }
+    assert_int_equal(calls, 1);
+    assert_int_equal(rv, DATOS_EREJECTED);
+    assert_string_equal(err.message, "no");
+}
+
+/* A stop ends a call at once, unless it has a grace: then it goes on,
+ * within it, and calls sharing stop_by share the end. */
+static void iterator_and_the_stop(void **state)
+{
+    apr_pool_t *p = DT_POOL(state);
+    volatile sig_atomic_t flag = 0;
+    log_state_t ls = {0, 2, &flag};
+    apr_time_t stop_by = 0;
+    datos_retry_t rt;
+    datos_err_t err;
+    apr_status_t rv = APR_SUCCESS;
+    int calls = 0;
+
+    datos_err_init(&err, p);
+    datos_retry_init(&rt, MS(1), MS(2), 0);
+    rt.stop = &flag;
+    rt.log = count_retry;
+    rt.log_baton = &ls;
+    while (datos_retry_again(&rt, rv, &err)) {
+        calls++;
+        rv = datos_err_set(&err, p, DATOS_ECONNECT, 0, NULL, "down");
+    }
+    /* the flag went up during the second wait: no third attempt */
+    assert_int_equal(calls, 2);
+    assert_int_equal(rv, DATOS_ECONNECT);
+
+    /* with a grace that is already over, the call still gets its first
+     * attempt and then ends; the end is shared through stop_by */
+    flag = 1;
+    datos_retry_init(&rt, MS(1), MS(2), 0);
+    rt.stop = &flag;
+    rt.stop_grace = 1;
+    rt.stop_by = &stop_by;
+    calls = 0;
+    rv = APR_SUCCESS;
+    while (datos_retry_again(&rt, rv, &err)) {
+        calls++;
+        rv = datos_err_set(&err, p, DATOS_ECONNECT, 0, NULL, "down");
+        apr_sleep(MS(1)); /* past the 1 us grace */
+    }
+    assert_int_equal(calls, 1);
+    assert_true(stop_by > 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -229,6 +340,9 @@ int main(void)
         DT_TEST(retry_after_is_a_floor),
         DT_TEST(deadline_ends_the_retries),
         DT_TEST(odd_parameters),
+        DT_TEST(iterator_retries_until_success),
+        DT_TEST(iterator_stops_on_refusals),
+        DT_TEST(iterator_and_the_stop),
     };
     return cmocka_run_group_tests(tests, dt_group_setup, dt_group_teardown);
 }

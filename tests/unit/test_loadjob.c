@@ -66,6 +66,15 @@ static void job_id_construction(void **state)
     assert_true(datos_loadjob_id_valid(id));
     assert_string_equal(job_id(p, TABLE, given, 6, 12),
                         expected_id(p, TABLE, sorted, 6, 12));
+    /* in two steps, as the loader names a batch's generations */
+    {
+        const char *key = NULL;
+        assert_int_equal(datos_loadjob_key(p, TABLE, given, 6, &key),
+                         APR_SUCCESS);
+        assert_string_equal(datos_loadjob_generation(p, key, 0), id);
+        assert_string_equal(datos_loadjob_generation(p, key, 12),
+                            expected_id(p, TABLE, sorted, 6, 12));
+    }
 }
 
 static void job_id_is_order_independent(void **state)

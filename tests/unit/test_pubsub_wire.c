@@ -9,6 +9,7 @@
 #include "dt_support.h"
 #include "datos_base64.h"
 #include "datos_pubsub.h"
+#include "datos_pubsub_pull.h"
 #include "datos_utf8.h"
 
 #define NOW APR_INT64_C(1705240800000000)
@@ -950,6 +951,109 @@ static void deadletter_publishes(void **state)
     json_decref(j);
 }
 
+/* The forms of a dead letter against Pub/Sub's limits: the plain one
+ * while it fits, the envelope when the attributes do not, neither when the
+ * request would pass 10,000,000 bytes; the size as Pub/Sub counts it. */
+static void deadletter_forms(void **state)
+{
+    apr_pool_t *p = DT_POOL(state);
+    static const char topic[] = "projects/p/topics/dlq";
+    datos_pubsub_msg_t m;
+    datos_pubsub_out_t out;
+    datos_attr_t *a;
+    datos_err_t err = {0};
+    json_t *env, *attrs;
+    json_error_t jerr;
+    unsigned char *back;
+    apr_size_t n;
+    int i, count;
+
+    memset(&m, 0, sizeof(m));
+    m.message_id = "11473219786351020";
+    m.publish_time = "2024-01-14T14:00:00.123Z";
+    m.data = (const unsigned char *)"not json";
+    m.data_len = 8;
+    m.attributes = apr_array_make(p, 99, sizeof(datos_attr_t));
+    /* the topic's field (1 + 1 + 21), the message's (1 + 1) holding the
+     * data's (1 + 1 + 8): 35 bytes */
+    out.data = m.data;
+    out.data_len = m.data_len;
+    out.attributes = NULL;
+    out.ordering_key = NULL;
+    assert_int_equal(datos_pubsub_publish_size(topic, &out), 2 + 21 + 2 + 10);
+
+    for (i = 0; i < 95; i++) {
+        a = apr_array_push(m.attributes);
+        a->key = apr_psprintf(p, "k%02d", i);
+        a->value = "v";
+        a->value_len = 1;
+    }
+    assert_int_equal(
+        datos_pubsub_deadletter(p, &m, "projects/p/subscriptions/s", topic,
+                                DATOS_REASON_NOT_JSON, "d",
+                                DATOS_DEADLETTER_PLAIN, &out, &err),
+        APR_SUCCESS);
+    assert_int_equal(out.attributes->nelts, 100);
+    assert_ptr_equal(out.data, m.data);
+    /* one more of its own, and the five no longer fit */
+    a = apr_array_push(m.attributes);
+    a->key = "k95";
+    a->value = "v";
+    a->value_len = 1;
+    assert_int_equal(
+        datos_pubsub_deadletter(p, &m, "projects/p/subscriptions/s", topic,
+                                DATOS_REASON_NOT_JSON, "d",
+                                DATOS_DEADLETTER_PLAIN, &out, &err),
+        DATOS_ETOOLARGE);
+    assert_int_equal(
+        datos_pubsub_deadletter(p, &m, "projects/p/subscriptions/s", topic,
+                                DATOS_REASON_NOT_JSON, "d",
+                                DATOS_DEADLETTER_ENVELOPE, &out, &err),
+        APR_SUCCESS);
+    assert_int_equal(out.attributes->nelts, 100);
+    assert_string_equal(attr(out.attributes, "datos_envelope", &count), "1");
+    assert_string_equal(attr(out.attributes, "datos_error", &count),
+                        "not_json");
+    assert_string_equal(attr(out.attributes, "k93", &count), "v");
+    assert_null(attr(out.attributes, "k94", &count)); /* 6 + 94 */
+    env = json_loadb((const char *)out.data, out.data_len,
+                     JSON_REJECT_DUPLICATES, &jerr);
+    assert_non_null(env);
+    assert_int_equal(json_integer_value(json_object_get(env, "datos_envelope")),
+                     1);
+    assert_string_equal(json_string_value(json_object_get(env, "error")),
+                        "not_json");
+    assert_string_equal(
+        json_string_value(json_object_get(env, "source_message_id")),
+        m.message_id);
+    attrs = json_object_get(env, "attributes");
+    assert_int_equal(json_object_size(attrs), 96);
+    assert_int_equal(
+        datos_base64_decode(p, json_string_value(json_object_get(env, "data")),
+                            json_string_length(json_object_get(env, "data")),
+                            &back, &n),
+        APR_SUCCESS);
+    assert_int_equal(n, 8);
+    assert_memory_equal(back, "not json", 8);
+    json_decref(env);
+
+    /* data that fills a request leaves room for neither form */
+    m.attributes->nelts = 0;
+    m.data_len = 9999950;
+    m.data = apr_pcalloc(p, m.data_len + 1);
+    assert_int_equal(
+        datos_pubsub_deadletter(p, &m, "projects/p/subscriptions/s", topic,
+                                DATOS_REASON_NOT_JSON, "d",
+                                DATOS_DEADLETTER_PLAIN, &out, &err),
+        DATOS_ETOOLARGE);
+    assert_int_equal(
+        datos_pubsub_deadletter(p, &m, "projects/p/subscriptions/s", topic,
+                                DATOS_REASON_NOT_JSON, "d",
+                                DATOS_DEADLETTER_ENVELOPE, &out, &err),
+        DATOS_ETOOLARGE);
+    assert_non_null(strstr(err.message, "10000000"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -973,6 +1077,7 @@ int main(void)
         DT_TEST(deadletter_detail_is_one_clean_line),
         DT_TEST(deadletter_limits),
         DT_TEST(deadletter_publishes),
+        DT_TEST(deadletter_forms),
     };
     return cmocka_run_group_tests(tests, dt_group_setup, dt_group_teardown);
 }

@@ -853,6 +853,7 @@ static void reason_names(void **state)
         "future_timestamp",
         "unknown_field",
         "bigquery_rejected",
+        "too_large",
     };
     int i;
 

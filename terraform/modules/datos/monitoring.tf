@@ -63,7 +63,7 @@ resource "google_monitoring_uptime_check_config" "health" {
 
 resource "google_logging_metric" "loader_runs" {
   name        = "${local.metric_prefix}_loader_runs"
-  description = "datos ${var.name}: loader runs, by exit code (0 done, 1 retried later, 2 configuration)."
+  description = "datos ${var.name}: loader runs, by exit code (0 done, 1 retried later, 2 configuration, 3 done with messages left to the subscription's dead-letter policy)."
   filter      = local.run_finished
 
   metric_descriptor {
