@@ -302,6 +302,20 @@ def run_stack():
           "loader: one run, %d rows loaded, %d dead-lettered" % (valid, invalid),
           logs("loader")[-3000:])
 
+    # The answer httpd fetched at start-up may still be fresh, and a stale one
+    # is served while its refresh runs in the background: a person reloads
+    # until the new rows show, within DATOS_FRESH_FOR and one refresh.
+    want = {"pub-%d" % i for i in range(1, valid + 1)}
+    deadline = time.time() + 60
+    while True:
+        seen = probe("""
+status, _, body = http("GET", "/datos?limit=100")
+print(json.dumps([d["id"] for d in json.loads(body)["datos"]] if status == 200 else []))
+""", port, emu_port)
+        if want <= set(seen) or time.time() > deadline:
+            break
+        time.sleep(1)
+
     got = probe("""
 out = {}
 out["health"] = http("GET", "/health")
