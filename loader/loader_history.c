@@ -22,7 +22,7 @@
 #include "datos_json.h"
 #include "loader_status.h"
 
-#define HISTORY_VERSION 1
+#define HISTORY_VERSION  1
 #define HISTORY_MAX_SIZE (1024 * 1024)
 
 const char *loader_utc_day(apr_pool_t *p, apr_time_t t)
@@ -37,7 +37,8 @@ const char *loader_utc_day(apr_pool_t *p, apr_time_t t)
 void loader_history_init(apr_pool_t *p, loader_history_t *h)
 {
     memset(h, 0, sizeof(*h));
-    h->runs = apr_array_make(p, LOADER_HISTORY_MAX, sizeof(loader_run_record_t));
+    h->runs =
+        apr_array_make(p, LOADER_HISTORY_MAX, sizeof(loader_run_record_t));
 }
 
 static int get_int(const json_t *j, const char *key, apr_int64_t *out)
@@ -54,9 +55,8 @@ static const char *parse_run(apr_pool_t *p, const json_t *j, int i,
     memset(r, 0, sizeof(*r));
     if (!json_is_object(j) || !outcome || !*outcome
         || !get_int(j, "started", &r->started)
-        || !get_int(j, "finished", &r->finished)
-        || !get_int(j, "exit_code", &n) || n > 255
-        || !get_int(j, "messages_pulled", &r->pulled)
+        || !get_int(j, "finished", &r->finished) || !get_int(j, "exit_code", &n)
+        || n > 255 || !get_int(j, "messages_pulled", &r->pulled)
         || !get_int(j, "rows_loaded", &r->loaded)
         || !get_int(j, "dead_lettered", &r->dead_lettered)
         || !get_int(j, "unrouted", &r->unrouted)
@@ -207,8 +207,7 @@ apr_status_t loader_history_write(apr_pool_t *p, const char *state_dir,
         json_object_set_new(o, "outcome", json_string(r->outcome));
         json_object_set_new(o, "messages_pulled", json_integer(r->pulled));
         json_object_set_new(o, "rows_loaded", json_integer(r->loaded));
-        json_object_set_new(o, "dead_lettered",
-                            json_integer(r->dead_lettered));
+        json_object_set_new(o, "dead_lettered", json_integer(r->dead_lettered));
         json_object_set_new(o, "unrouted", json_integer(r->unrouted));
         json_object_set_new(o, "load_jobs", json_integer(r->load_jobs));
         json_object_set_new(o, "drained", json_boolean(r->drained));

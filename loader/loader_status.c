@@ -82,8 +82,7 @@ static const char *iso(apr_pool_t *p, apr_time_t t)
 
     apr_time_exp_gmt(&x, t);
     return apr_psprintf(p, "%04d-%02d-%02dT%02d:%02d:%02dZ", x.tm_year + 1900,
-                        x.tm_mon + 1, x.tm_mday, x.tm_hour, x.tm_min,
-                        x.tm_sec);
+                        x.tm_mon + 1, x.tm_mday, x.tm_hour, x.tm_min, x.tm_sec);
 }
 
 /* "3 h 20 min", "42 s": an age for a person. */
@@ -96,8 +95,8 @@ static const char *span(apr_pool_t *p, apr_interval_time_t d)
     if (s < 7200)
         return apr_psprintf(p, "%" APR_INT64_T_FMT " min", s / 60);
     if (s < 2 * 86400)
-        return apr_psprintf(p, "%" APR_INT64_T_FMT " h %" APR_INT64_T_FMT
-                               " min",
+        return apr_psprintf(p,
+                            "%" APR_INT64_T_FMT " h %" APR_INT64_T_FMT " min",
                             s / 3600, s % 3600 / 60);
     return apr_psprintf(p, "%" APR_INT64_T_FMT " days", s / 86400);
 }
@@ -176,8 +175,7 @@ static void judge_journal(apr_pool_t *p, const loader_status_t *s,
                 "%d journal entr%s not settled in time: %s (%s, %d "
                 "messages) should have been settled by %s%s",
                 overdue, overdue == 1 ? "y was" : "ies were", worst->file,
-                worst->committed ? "committed, awaiting acks"
-                                 : "job in doubt",
+                worst->committed ? "committed, awaiting acks" : "job in doubt",
                 worst->messages, iso(p, worst->settle_by),
                 s->lock_held == 1 ? "; a run is at work now"
                                   : "; is the loader running?");
@@ -321,8 +319,9 @@ static const char *read_hold_off(apr_pool_t *p, loader_status_t *s)
     if (datos_json_parse(p, buf, n, 1, &j, &err) != APR_SUCCESS
         || datos_json_int64(j, "until", &u) != APR_SUCCESS
         || datos_json_int64(j, "delay", &d) != APR_SUCCESS || d < 0) {
-        why = apr_psprintf(p, "%s is not a hold-off ({\"until\":..., "
-                              "\"delay\":...})",
+        why = apr_psprintf(p,
+                           "%s is not a hold-off ({\"until\":..., "
+                           "\"delay\":...})",
                            s->hold_off_file);
         goto cleanup;
     }
@@ -361,8 +360,8 @@ static const char *read_journal(apr_pool_t *p, const loader_config_t *c,
         o->job_id = e->job_id;
         o->committed = e->committed;
         o->messages = e->message_ids->nelts;
-        o->since = e->committed && e->committed_at ? e->committed_at
-                                                   : e->written;
+        o->since =
+            e->committed && e->committed_at ? e->committed_at : e->written;
         o->settle_by = loader_status_settle_by(e, c->lease, s->run_interval);
     }
     for (i = 0; i < bad->nelts; i++)
@@ -391,9 +390,9 @@ apr_status_t loader_status_collect(apr_pool_t *p, const loader_config_t *c,
     memset(s, 0, sizeof(*s));
     s->state_dir = c->state_dir;
     /* as loader_config_finish makes it, without the project it needs */
-    s->lock_file = c->lock_file ? c->lock_file
-                                : apr_pstrcat(p, c->state_dir,
-                                              "/datos-loader.lock", NULL);
+    s->lock_file =
+        c->lock_file ? c->lock_file
+                     : apr_pstrcat(p, c->state_dir, "/datos-loader.lock", NULL);
     s->metrics_file = c->metrics_file;
     s->history_file = apr_pstrcat(p, c->state_dir, "/history.json", NULL);
     s->journal_dir = apr_pstrcat(p, c->state_dir, "/journal", NULL);
@@ -461,15 +460,13 @@ static const char *summary(apr_pool_t *p, const loader_status_t *s,
         return out;
     }
     last = &APR_ARRAY_IDX(s->history.runs, 0, loader_run_record_t);
-    return apr_psprintf(p,
-                        "last run %s at %s: %" APR_INT64_T_FMT
-                        " rows loaded, %" APR_INT64_T_FMT
-                        " dead-lettered; %" APR_INT64_T_FMT
-                        " of %d load jobs used today%s",
-                        last->outcome, iso(p, last->finished), last->loaded,
-                        last->dead_lettered, v->jobs_today,
-                        LOADER_LOAD_JOB_QUOTA,
-                        s->lock_held == 1 ? "; a run is at work now" : "");
+    return apr_psprintf(
+        p,
+        "last run %s at %s: %" APR_INT64_T_FMT " rows loaded, %" APR_INT64_T_FMT
+        " dead-lettered; %" APR_INT64_T_FMT " of %d load jobs used today%s",
+        last->outcome, iso(p, last->finished), last->loaded,
+        last->dead_lettered, v->jobs_today, LOADER_LOAD_JOB_QUOTA,
+        s->lock_held == 1 ? "; a run is at work now" : "");
 }
 
 static const char *perfdata(apr_pool_t *p, const loader_status_t *s,
@@ -484,11 +481,10 @@ static const char *perfdata(apr_pool_t *p, const loader_status_t *s,
         out = apr_psprintf(
             p, "%s last_success_age=%" APR_INT64_T_FMT "s;;%s", out,
             apr_time_sec(now - s->history.last_success),
-            s->run_interval
-                ? apr_psprintf(p, "%" APR_INT64_T_FMT,
-                               apr_time_sec(LOADER_STALE_INTERVALS
-                                            * s->run_interval))
-                : "");
+            s->run_interval ? apr_psprintf(
+                p, "%" APR_INT64_T_FMT,
+                apr_time_sec(LOADER_STALE_INTERVALS * s->run_interval))
+                            : "");
     return out;
 }
 
@@ -521,39 +517,33 @@ const char *loader_status_text(apr_pool_t *p, const loader_status_t *s,
             (double)(r->finished - r->started) / APR_USEC_PER_SEC);
     }
     out = apr_psprintf(p, "%slast success: %s\n", out,
-                       s->history.last_success
-                           ? apr_psprintf(p, "%s (%s ago)",
-                                          iso(p, s->history.last_success),
-                                          span(p, now
-                                                      - s->history
-                                                            .last_success))
-                           : "none recorded");
+                       s->history.last_success ? apr_psprintf(
+                           p, "%s (%s ago)", iso(p, s->history.last_success),
+                           span(p, now - s->history.last_success))
+                                               : "none recorded");
     out = apr_psprintf(p, "%sjournal: %d entr%s waiting to be settled\n", out,
-                       s->journal->nelts,
-                       s->journal->nelts == 1 ? "y" : "ies");
+                       s->journal->nelts, s->journal->nelts == 1 ? "y" : "ies");
     for (i = 0; i < s->journal->nelts; i++) {
         const loader_status_entry_t *e =
             &APR_ARRAY_IDX(s->journal, i, loader_status_entry_t);
-        out = apr_psprintf(p, "%s  %s  %s, %d messages, since %s, settle by "
-                              "%s%s\n",
+        out = apr_psprintf(p,
+                           "%s  %s  %s, %d messages, since %s, settle by "
+                           "%s%s\n",
                            out, e->file,
                            e->committed ? "committed, awaiting acks"
                                         : "job in doubt",
-                           e->messages, iso(p, e->since),
-                           iso(p, e->settle_by),
+                           e->messages, iso(p, e->since), iso(p, e->settle_by),
                            now > e->settle_by ? " (overdue)" : "");
     }
     for (i = 0; i < s->corrupt->nelts; i++)
-        out = apr_pstrcat(p, out, "  unreadable: ",
-                          APR_ARRAY_IDX(s->corrupt, i, const char *), "\n",
-                          NULL);
+        out =
+            apr_pstrcat(p, out, "  unreadable: ",
+                        APR_ARRAY_IDX(s->corrupt, i, const char *), "\n", NULL);
     out = apr_psprintf(
         p, "%shold-off: %s\n", out,
-        s->hold_off && s->hold_off_until > now
-            ? apr_psprintf(p, "until %s (%s from now; delay %s)",
-                           iso(p, s->hold_off_until),
-                           span(p, s->hold_off_until - now),
-                           span(p, s->hold_off_delay))
+        s->hold_off && s->hold_off_until > now ? apr_psprintf(
+            p, "until %s (%s from now; delay %s)", iso(p, s->hold_off_until),
+            span(p, s->hold_off_until - now), span(p, s->hold_off_delay))
         : s->hold_off ? apr_psprintf(p, "ended at %s; the next run pulls",
                                      iso(p, s->hold_off_until))
                       : "none");
@@ -566,9 +556,9 @@ const char *loader_status_text(apr_pool_t *p, const loader_status_t *s,
     out = apr_psprintf(
         p, "%slock: %s (%s)\nstate: %s\nmetrics: %s\n", out, s->lock_file,
         s->lock_held == 1
-            ? (s->lock_pid ? apr_psprintf(p, "a run holds it: pid %ld",
-                                          s->lock_pid)
-                           : "a run holds it")
+            ? (s->lock_pid
+                   ? apr_psprintf(p, "a run holds it: pid %ld", s->lock_pid)
+                   : "a run holds it")
         : s->lock_held == 0 ? "no run holds it"
                             : "cannot tell whether a run holds it",
         s->state_dir,
@@ -618,17 +608,15 @@ const char *loader_status_json(apr_pool_t *p, const loader_status_t *s,
     json_object_set_new(o, "state_dir", str_or_null(s->state_dir));
     json_object_set_new(o, "lock_file", str_or_null(s->lock_file));
     json_object_set_new(o, "metrics_file", str_or_null(s->metrics_file));
-    json_object_set_new(o, "metrics_present",
-                        json_boolean(s->metrics_present));
+    json_object_set_new(o, "metrics_present", json_boolean(s->metrics_present));
     json_object_set_new(o, "history_file", str_or_null(s->history_file));
     json_object_set_new(o, "journal_dir", str_or_null(s->journal_dir));
     json_object_set_new(o, "hold_off_file", str_or_null(s->hold_off_file));
     json_object_set_new(j, "files", o);
 
     o = json_object();
-    json_object_set_new(o, "held",
-                        s->lock_held < 0 ? json_null()
-                                         : json_boolean(s->lock_held));
+    json_object_set_new(
+        o, "held", s->lock_held < 0 ? json_null() : json_boolean(s->lock_held));
     json_object_set_new(o, "pid",
                         s->lock_pid ? json_integer(s->lock_pid) : json_null());
     json_object_set_new(j, "lock", o);
@@ -640,15 +628,14 @@ const char *loader_status_json(apr_pool_t *p, const loader_status_t *s,
         o = json_object();
         json_object_set_new(o, "started", json_string(iso(p, r->started)));
         json_object_set_new(o, "finished", json_string(iso(p, r->finished)));
-        json_object_set_new(o, "seconds",
-                            json_real((double)(r->finished - r->started)
-                                      / APR_USEC_PER_SEC));
+        json_object_set_new(
+            o, "seconds",
+            json_real((double)(r->finished - r->started) / APR_USEC_PER_SEC));
         json_object_set_new(o, "exit_code", json_integer(r->exit_code));
         json_object_set_new(o, "outcome", json_string(r->outcome));
         json_object_set_new(o, "messages_pulled", json_integer(r->pulled));
         json_object_set_new(o, "rows_loaded", json_integer(r->loaded));
-        json_object_set_new(o, "dead_lettered",
-                            json_integer(r->dead_lettered));
+        json_object_set_new(o, "dead_lettered", json_integer(r->dead_lettered));
         json_object_set_new(o, "unrouted", json_integer(r->unrouted));
         json_object_set_new(o, "load_jobs", json_integer(r->load_jobs));
         json_object_set_new(o, "drained", json_boolean(r->drained));
@@ -683,8 +670,7 @@ const char *loader_status_json(apr_pool_t *p, const loader_status_t *s,
         json_object_set_new(x, "committed", json_boolean(e->committed));
         json_object_set_new(x, "messages", json_integer(e->messages));
         json_object_set_new(x, "since", json_string(iso(p, e->since)));
-        json_object_set_new(x, "settle_by",
-                            json_string(iso(p, e->settle_by)));
+        json_object_set_new(x, "settle_by", json_string(iso(p, e->settle_by)));
         json_object_set_new(x, "overdue", json_boolean(now > e->settle_by));
         json_array_append_new(a, x);
     }
@@ -701,8 +687,7 @@ const char *loader_status_json(apr_pool_t *p, const loader_status_t *s,
     json_object_set_new(o, "today", json_integer(v->jobs_today));
     json_object_set_new(o, "quota", json_integer(LOADER_LOAD_JOB_QUOTA));
     json_object_set_new(o, "warning_at", json_integer(LOADER_QUOTA_WARNING));
-    json_object_set_new(o, "critical_at",
-                        json_integer(LOADER_QUOTA_CRITICAL));
+    json_object_set_new(o, "critical_at", json_integer(LOADER_QUOTA_CRITICAL));
     json_object_set_new(j, "load_jobs", o);
 
     text = datos_json_dump(p, j, &len);

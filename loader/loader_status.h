@@ -26,9 +26,9 @@
 #define LOADER_HISTORY_MAX 20
 /* BigQuery's load jobs per table per day, failures included
  * (docs/google-apis.md, quotas), and the shares of it that warn. */
-#define LOADER_LOAD_JOB_QUOTA  1500
-#define LOADER_QUOTA_WARNING   1200 /* 80 % */
-#define LOADER_QUOTA_CRITICAL  1425 /* 95 % */
+#define LOADER_LOAD_JOB_QUOTA 1500
+#define LOADER_QUOTA_WARNING  1200 /* 80 % */
+#define LOADER_QUOTA_CRITICAL 1425 /* 95 % */
 /* Runs missed before a missing success is critical. */
 #define LOADER_STALE_INTERVALS 3
 
@@ -90,8 +90,8 @@ typedef struct loader_status_entry_t {
     const char *file;
     const char *job_id;
     int committed;
-    int messages;        /* those not yet acked */
-    apr_time_t since;    /* written, or first known committed */
+    int messages;         /* those not yet acked */
+    apr_time_t since;     /* written, or first known committed */
     apr_time_t settle_by; /* a run should have settled it by then */
 } loader_status_entry_t;
 
@@ -108,8 +108,8 @@ typedef struct loader_status_t {
     int hold_off;  /* a hold-off file is there */
     apr_time_t hold_off_until;
     apr_interval_time_t hold_off_delay;
-    apr_array_header_t *journal; /* loader_status_entry_t */
-    apr_array_header_t *corrupt; /* const char *: entries moved aside */
+    apr_array_header_t *journal;      /* loader_status_entry_t */
+    apr_array_header_t *corrupt;      /* const char *: entries moved aside */
     apr_interval_time_t run_interval; /* 0: not known, no staleness check */
 } loader_status_t;
 
@@ -120,7 +120,7 @@ typedef struct loader_status_problem_t {
 } loader_status_problem_t;
 
 typedef struct loader_verdict_t {
-    int code; /* the exit code, LOADER_STATUS_* */
+    int code;                     /* the exit code, LOADER_STATUS_* */
     apr_array_header_t *problems; /* loader_status_problem_t, worst first */
     apr_int64_t jobs_today;
     const char *day;
