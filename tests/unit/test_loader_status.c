@@ -95,8 +95,9 @@ static void a_fresh_host_is_ok(void **state)
     text = loader_status_text(p, &s, &v, NOON);
     assert_true(starts_with(text, "DATOS-LOADER OK - last run ok at "
                                   "2026-12-07T11:59:00Z: 20 rows loaded"));
-    assert_non_null(strstr(text, "| load_jobs_today=1;1200;1425;0;1500 "
-                                 "journal_entries=0 last_success_age=60s;;900\n"));
+    assert_non_null(strstr(text,
+                           "| load_jobs_today=1;1200;1425;0;1500 "
+                           "journal_entries=0 last_success_age=60s;;900\n"));
     /* a hold-off that ended changes nothing */
     s.hold_off = 1;
     s.hold_off_until = NOON - 1;
@@ -162,8 +163,9 @@ static void three_intervals_without_success_are_critical(void **state)
     r = run_at(last + SEC(800), 1, "failed");
     loader_history_add(p, &s.history, &r);
     assert_int_equal(s.history.last_success, last);
-    assert_int_equal(judge(p, &s, last + SEC(901), "no_success,last_run_failed"),
-                     LOADER_STATUS_CRITICAL);
+    assert_int_equal(
+        judge(p, &s, last + SEC(901), "no_success,last_run_failed"),
+        LOADER_STATUS_CRITICAL);
     /* a run_interval of 0 turns the check off */
     s.run_interval = 0;
     assert_int_equal(judge(p, &s, last + SEC(86400), "last_run_failed"),
@@ -198,8 +200,7 @@ static void the_quota_warns_at_80_and_is_critical_at_95_percent(void **state)
     /* yesterday's count is not today's: the day rolls over at 00:00 UTC */
     assert_int_equal(judge(p, &s, NOON + SEC(12 * 3600) - 1, "load_quota"),
                      LOADER_STATUS_CRITICAL);
-    assert_int_equal(judge(p, &s, NOON + SEC(12 * 3600), ""),
-                     LOADER_STATUS_OK);
+    assert_int_equal(judge(p, &s, NOON + SEC(12 * 3600), ""), LOADER_STATUS_OK);
 }
 
 static loader_status_entry_t *add_entry(apr_pool_t *p, loader_status_t *s,
@@ -236,9 +237,9 @@ static void journal_entries_warn_then_are_critical_when_overdue(void **state)
     assert_int_equal(judge(p, &s, NOON + SEC(61), "journal_overdue"),
                      LOADER_STATUS_CRITICAL);
     add_entry(p, &s, 0, NOON + SEC(600));
-    assert_int_equal(judge(p, &s, NOON + SEC(61),
-                           "journal_overdue,journal_pending"),
-                     LOADER_STATUS_CRITICAL);
+    assert_int_equal(
+        judge(p, &s, NOON + SEC(61), "journal_overdue,journal_pending"),
+        LOADER_STATUS_CRITICAL);
     /* overdue, but a run is at work: a warning */
     s.lock_held = 1;
     assert_int_equal(judge(p, &s, NOON + SEC(61), "journal_overdue"),
@@ -328,8 +329,8 @@ static void the_history_is_bounded_and_counts_jobs_per_utc_day(void **state)
     loader_history_init(p, &h);
     for (i = 0; i < 30; i++) {
         /* 23:00 UTC onwards, one run every 5 minutes */
-        r = run_at(NOON + SEC(11 * 3600) + SEC(300 * i),
-                   i == 29 ? 1 : 0, i == 29 ? "failed" : "ok");
+        r = run_at(NOON + SEC(11 * 3600) + SEC(300 * i), i == 29 ? 1 : 0,
+                   i == 29 ? "failed" : "ok");
         r.load_jobs = 2;
         loader_history_add(p, &h, &r);
     }
@@ -380,10 +381,11 @@ static void the_history_reads_back_as_written(void **state)
     /* what is not a history is said, never half read */
     assert_non_null(PARSE(p, "{}", &back));
     assert_non_null(PARSE(p, "[1]", &back));
-    assert_non_null(PARSE(p,
-                          "{\"version\":1,\"last_success\":0,\"load_jobs\":"
-                          "{\"day\":null,\"count\":0},\"runs\":[{\"started\":1}]}",
-                          &back));
+    assert_non_null(
+        PARSE(p,
+              "{\"version\":1,\"last_success\":0,\"load_jobs\":"
+              "{\"day\":null,\"count\":0},\"runs\":[{\"started\":1}]}",
+              &back));
     assert_null(PARSE(p,
                       "{\"version\":1,\"last_success\":0,\"load_jobs\":"
                       "{\"day\":null,\"count\":0},\"runs\":[]}",
@@ -434,12 +436,11 @@ static void the_state_is_read_from_its_directory(void **state)
     dt_system(p, "mkdir -p %s/journal", c.state_dir);
     WRITE(p, c.state_dir, "hold-off",
           "{\"until\":1796645000000000,\"delay\":120000000}\n");
-    WRITE(
-        p, apr_pstrcat(p, c.state_dir, "/journal", NULL), "datos_ab.json",
-        "{\"version\":1,\"job_id\":\"datos_ab_g0\",\"generation\":0,"
-        "\"location\":\"US\",\"table\":\"p.d.t\",\"committed\":true,"
-        "\"written\":1796644000000000,\"committed_at\":1796644100000000,"
-        "\"lease\":600000000,\"message_ids\":[\"1\",\"2\"]}");
+    WRITE(p, apr_pstrcat(p, c.state_dir, "/journal", NULL), "datos_ab.json",
+          "{\"version\":1,\"job_id\":\"datos_ab_g0\",\"generation\":0,"
+          "\"location\":\"US\",\"table\":\"p.d.t\",\"committed\":true,"
+          "\"written\":1796644000000000,\"committed_at\":1796644100000000,"
+          "\"lease\":600000000,\"message_ids\":[\"1\",\"2\"]}");
     WRITE(p, apr_pstrcat(p, c.state_dir, "/journal", NULL), "datos_cd.json",
           "{\"version\":1,");
     assert_int_equal(loader_status_collect(p, &c, &s), APR_SUCCESS);
@@ -448,12 +449,11 @@ static void the_state_is_read_from_its_directory(void **state)
     assert_true(s.hold_off);
     assert_int_equal(s.hold_off_until, APR_INT64_C(1796645000000000));
     assert_int_equal(s.journal->nelts, 1);
-    assert_int_equal(APR_ARRAY_IDX(s.journal, 0, loader_status_entry_t).messages,
-                     2);
+    assert_int_equal(
+        APR_ARRAY_IDX(s.journal, 0, loader_status_entry_t).messages, 2);
     /* --status moves nothing aside: it only says */
     assert_int_equal(s.corrupt->nelts, 1);
-    dt_read_file(p,
-                 apr_pstrcat(p, c.state_dir, "/journal/datos_cd.json", NULL),
+    dt_read_file(p, apr_pstrcat(p, c.state_dir, "/journal/datos_cd.json", NULL),
                  &len);
     loader_status_judge(p, &s, NOON, &v);
     assert_string_equal(codes(p, &v),
@@ -462,11 +462,9 @@ static void the_state_is_read_from_its_directory(void **state)
     datos_err_clear(&err);
     assert_int_equal(datos_json_parse(p, text, strlen(text), 1, &j, &err),
                      APR_SUCCESS);
-    datos_json_bind(p, j);
     assert_string_equal(datos_json_str(j, "status"), "warning");
-    assert_string_equal(
-        datos_json_str(datos_json_obj(j, "hold_off"), "until"),
-        "2026-12-07T12:03:20Z");
+    assert_string_equal(datos_json_str(datos_json_obj(j, "hold_off"), "until"),
+                        "2026-12-07T12:03:20Z");
 
     /* a history that cannot be read is UNKNOWN */
     WRITE(p, c.state_dir, "history.json", "[]");
