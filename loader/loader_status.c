@@ -695,16 +695,25 @@ const char *loader_status_json(apr_pool_t *p, const loader_status_t *s,
                 : "{\"version\":1,\"status\":\"unknown\",\"exit_code\":3}\n";
 }
 
-int loader_status(apr_pool_t *p, const loader_config_t *c, int json,
+int loader_status(apr_pool_t *pool, const loader_config_t *c, int json,
                   const char *msg)
 {
     loader_status_t s;
     loader_verdict_t v;
     apr_time_t now = apr_time_now();
+    apr_pool_t *p = NULL;
+    int code = LOADER_STATUS_UNKNOWN;
 
+    /* its own pool: a configuration error returns from main without
+     * destroying the process's, and the JSON goes with this one */
+    if (apr_pool_create(&p, pool) != APR_SUCCESS) {
+        fputs("DATOS-LOADER UNKNOWN - out of memory\n", stdout);
+        goto cleanup;
+    }
     if (msg) {
         memset(&s, 0, sizeof(s));
         loader_history_init(p, &s.history);
+        s.lock_held = -1;
         s.unreadable = apr_pstrcat(p, "configuration error: ", msg, NULL);
     }
     else
@@ -713,6 +722,11 @@ int loader_status(apr_pool_t *p, const loader_config_t *c, int json,
     fputs(json ? loader_status_json(p, &s, &v, now)
                : loader_status_text(p, &s, &v, now),
           stdout);
+    code = v.code;
+
+cleanup:
     fflush(stdout);
-    return v.code;
+    if (p)
+        apr_pool_destroy(p);
+    return code;
 }
