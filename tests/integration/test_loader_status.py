@@ -374,3 +374,20 @@ def test_status_takes_no_run_flags_and_json_needs_status(emulator):
     assert r.rc == 2 and r.one("config_error")
     r = loader.run("--help", config=False)
     assert "--status" in r.stdout and "--json" in r.stdout
+
+
+def test_the_shipped_nrpe_check_runs_status_as_documented(emulator):
+    """conf/nrpe/datos-loader.cfg's command, run with this test's config file in place of
+    /etc/datos/loader.conf, is a working --status (and the sudoers line allows exactly it)."""
+    with open(os.path.join(ROOT, "conf", "nrpe", "datos-loader.cfg")) as f:
+        text = f.read()
+    command = re.search(r"^command\[check_datos_loader\]=(.*)$", text, re.M).group(1).split()
+    args = command[command.index("/usr/local/bin/datos-loader") + 1:]
+    assert args == ["--config", "/etc/datos/loader.conf", "--status"]
+    assert re.search(r"^#\s+nagios ALL=\(datos\) NOPASSWD: %s$" % re.escape(" ".join(
+        command[command.index("/usr/local/bin/datos-loader"):])), text, re.M)
+    make_pipeline(emulator)
+    loader = Loader(emulator, "status-nrpe")
+    assert loader.run().rc == 0
+    r = loader.run(*args[2:])
+    assert r.rc == 0 and r.stdout.startswith("DATOS-LOADER OK - ")
