@@ -224,6 +224,10 @@ static int setup(run_t *r)
     psc.http.allow_insecure = su->pubsub_insecure;
     psc.http.timeout =
         c->pull_timeout > c->http_timeout ? c->pull_timeout : c->http_timeout;
+    /* A pull's first byte comes once its whole answer is made, and one of
+     * up to pull_max_bytes can take a while: the stall guard (no byte for
+     * 10 s) would end it and leave its messages leased. */
+    psc.http.low_speed_time = psc.http.timeout;
     psc.creds = su->pubsub_creds_none ? NULL : su->creds;
     datos_err_init(&err, r->p);
     rv = datos_pubsub_create(r->p, &psc, &r->ps, &err);

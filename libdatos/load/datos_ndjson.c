@@ -7,8 +7,10 @@
  * starting at position N" maps back to a line, and any run of lines is one
  * byte range.
  */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "datos_ndjson.h"
 #include "datos_time.h"
@@ -33,6 +35,28 @@ static apr_status_t ndjson_cleanup(void *data)
     return APR_SUCCESS;
 }
 
+/* The lines fill the buffer from start to end, and the first write to
+ * each 4 KiB page of it faults: for a batch of 100 MB, 25,000 faults,
+ * which cost more than the lines themselves on a virtual machine (make
+ * bench-record). So the pages a growth adds are mapped in one call where
+ * the kernel can (Linux 5.14). Only an optimisation: a refusal is ignored. */
+static void prefault(char *b, apr_size_t from, apr_size_t to)
+{
+#ifdef MADV_POPULATE_WRITE
+    const uintptr_t page = 4096;
+    uintptr_t lo = ((uintptr_t)b + from + page - 1) & ~(page - 1);
+    uintptr_t hi = ((uintptr_t)b + to) & ~(page - 1);
+
+    if (to - from >= (apr_size_t)1024 * 1024 && hi > lo) {
+        (void)madvise((void *)lo, hi - lo, MADV_POPULATE_WRITE);
+    }
+#else
+    (void)b;
+    (void)from;
+    (void)to;
+#endif
+}
+
 /* Room for need more bytes plus the NUL. */
 static apr_status_t reserve(datos_ndjson_t *nd, apr_size_t need)
 {
@@ -53,6 +77,7 @@ static apr_status_t reserve(datos_ndjson_t *nd, apr_size_t need)
         if (!b) {
             goto leave;
         }
+        prefault(b, nd->cap, cap);
         nd->buf = b;
         nd->cap = cap;
     }
