@@ -91,6 +91,10 @@ typedef struct loader_config_t {
     const char *lock_file;
     const char *metrics_file; /* NULL: none */
 
+    /* For --status: how often the timer or cron starts a run (0: not
+     * known, no check that runs keep succeeding). */
+    apr_interval_time_t run_interval;
+
     /* Where each value came from, for messages: "file:line", "environment",
      * "flag" or "default", keyed by setting name. */
     apr_hash_t *origin;
@@ -208,6 +212,12 @@ apr_status_t loader_journal_list(apr_pool_t *p, const char *dir,
                                  apr_array_header_t **entries,
                                  apr_array_header_t **corrupt,
                                  const char **why);
+
+/* The same listing, changing nothing: a file that is not an entry is
+ * named in *bad and left where it is (for --status). */
+apr_status_t loader_journal_peek(apr_pool_t *p, const char *dir,
+                                 apr_array_header_t **entries,
+                                 apr_array_header_t **bad, const char **why);
 
 apr_status_t loader_journal_remove(apr_pool_t *p,
                                    const loader_journal_entry_t *e);

@@ -83,6 +83,7 @@ static const setting_t keys[] = {
     {"state_dir", K_STRING, OFF(state_dir), 0, 0, 0},
     {"lock_file", K_STRING, OFF(lock_file), 0, 0, 0},
     {"metrics_file", K_STRING, OFF(metrics_file), 0, 0, 0},
+    {"run_interval", K_DURATION, OFF(run_interval), 0, SEC(7 * 86400), SEC(1)},
 };
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
@@ -127,6 +128,7 @@ void loader_config_defaults(loader_config_t *c)
     c->failure_backoff_max = SEC(3600);
     c->resumable_above = 5 * MB;
     c->state_dir = "/var/lib/datos-loader";
+    c->run_interval = SEC(300); /* conf/datos-loader.timer, .cron */
 }
 
 static const setting_t *find_key(const char *name)

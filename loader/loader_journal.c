@@ -177,9 +177,11 @@ static const char *parse_entry(apr_pool_t *p, const char *path,
     return NULL;
 }
 
-apr_status_t loader_journal_list(apr_pool_t *p, const char *dir,
-                                 apr_array_header_t **entries,
-                                 apr_array_header_t **corrupt, const char **why)
+/* move_aside: a run's listing (a bad file is renamed *.corrupt); --status
+ * only looks. */
+static apr_status_t list(apr_pool_t *p, const char *dir, int move_aside,
+                         apr_array_header_t **entries,
+                         apr_array_header_t **corrupt, const char **why)
 {
     apr_dir_t *d = NULL;
     apr_finfo_t fi;
@@ -218,6 +220,11 @@ apr_status_t loader_journal_list(apr_pool_t *p, const char *dir,
                 problem = parse_entry(p, path, text, got, &e);
             apr_file_close(f);
         }
+        if (problem && !move_aside) {
+            APR_ARRAY_PUSH(*corrupt, const char *) =
+                apr_psprintf(p, "%s (%s)", path, problem);
+            continue;
+        }
         if (problem) {
             const char *aside = apr_pstrcat(p, path, ".corrupt", NULL);
             apr_file_rename(path, aside, p);
@@ -229,6 +236,20 @@ apr_status_t loader_journal_list(apr_pool_t *p, const char *dir,
     }
     apr_dir_close(d);
     return APR_SUCCESS;
+}
+
+apr_status_t loader_journal_list(apr_pool_t *p, const char *dir,
+                                 apr_array_header_t **entries,
+                                 apr_array_header_t **corrupt, const char **why)
+{
+    return list(p, dir, 1, entries, corrupt, why);
+}
+
+apr_status_t loader_journal_peek(apr_pool_t *p, const char *dir,
+                                 apr_array_header_t **entries,
+                                 apr_array_header_t **bad, const char **why)
+{
+    return list(p, dir, 0, entries, bad, why);
 }
 
 apr_status_t loader_journal_remove(apr_pool_t *p,

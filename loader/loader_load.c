@@ -502,6 +502,8 @@ int loader_load(run_t *r, batch_t *b, item_t **items, int n)
                     r, r->c->http_timeout
                            + (apr_interval_time_t)(w.len / 1024) * 1000),
                 job_id, r->location, w.data, w.len, &job, &err);
+        if (rv == APR_SUCCESS)
+            r->jobs_inserted++; /* each counts against the daily quota */
         if (rv == DATOS_EEXISTS) {
             /* The job exists (an earlier attempt, or an earlier run, made
              * it): what it did decides, never a second load. */

@@ -4,8 +4,11 @@
  * dead-letter policy).
  *
  *   datos-loader [--config FILE] [--once] [--dry-run] [--max-messages N]
- *                [--max-seconds S] [--redrive] [--check-config] [--version]
- *                [--help]
+ *                [--max-seconds S] [--redrive] [--check-config]
+ *                [--status [--json]] [--version] [--help]
+ *
+ * --status reads the local state only and exits as a Nagios plugin does
+ * (loader_status.c): 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -26,6 +29,7 @@
 #include "datos_http.h"
 #include "datos_version.h"
 #include "loader.h"
+#include "loader_status.h"
 
 #define DEFAULT_CONFIG "/etc/datos/loader.conf"
 
@@ -43,7 +47,8 @@ static void usage(FILE *out)
         out,
         "usage: datos-loader [--config FILE] [--once] [--dry-run]\n"
         "                    [--max-messages N] [--max-seconds S] [--redrive]\n"
-        "                    [--check-config] [--version] [--help]\n"
+        "                    [--check-config] [--status [--json]] [--version]\n"
+        "                    [--help]\n"
         "\n"
         "Drains a Pub/Sub subscription into BigQuery with load jobs; messages\n"
         "that do not fit the record go to the dead-letter topic. One run drains\n"
@@ -64,6 +69,11 @@ static void usage(FILE *out)
         "  --check-config    check the settings as a run would, without the\n"
         "                    network; print one line: valid (exit 0) or the\n"
         "                    error (exit 2)\n"
+        "  --status          what this host's state says: the last runs, the\n"
+        "                    journal, hold-off, load jobs today, the files;\n"
+        "                    local files only, no network. Exit 0 OK, 1 WARNING,\n"
+        "                    2 CRITICAL, 3 UNKNOWN, as a Nagios/Icinga check\n"
+        "  --json            with --status: one JSON object instead of the text\n"
         "\n"
         "The environment overrides the file: PUBSUB_EMULATOR_HOST,\n"
         "BIGQUERY_EMULATOR_HOST, GOOGLE_APPLICATION_CREDENTIALS,\n"
@@ -130,9 +140,19 @@ static const char *read_file(apr_pool_t *p, const char *path, char **text,
  * the operator at a terminal (stderr carries the JSON event as always). */
 static int check_only;
 
+/* --status (--json): a configuration that cannot be read is UNKNOWN (3),
+ * said on stdout, where a monitoring system reads it. */
+static int status_only, status_json;
+static apr_pool_t *status_pool;
+static loader_config_t *status_config;
+
 static int config_error(const char *msg)
 {
-    json_t *ev = loader_event("error", "config_error");
+    json_t *ev;
+
+    if (status_only)
+        return loader_status(status_pool, status_config, status_json, msg);
+    ev = loader_event("error", "config_error");
 
     json_object_set_new(ev, "message", json_string(msg));
     loader_emit(ev);
@@ -175,6 +195,8 @@ int main(int argc, const char *const *argv)
         {"max-seconds", required_argument, NULL, 's'},
         {"redrive", no_argument, NULL, 'r'},
         {"check-config", no_argument, NULL, 'k'},
+        {"status", no_argument, NULL, 'S'},
+        {"json", no_argument, NULL, 'J'},
         {"version", no_argument, NULL, 'V'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
@@ -192,6 +214,8 @@ int main(int argc, const char *const *argv)
     }
     loader_log_init(2);
     loader_config_defaults(&c);
+    status_pool = p;
+    status_config = &c;
     opterr = 0;
     while ((opt = getopt_long(argc, (char *const *)argv, "c:onm:s:rkVh",
                               longopts, NULL))
@@ -204,6 +228,8 @@ int main(int argc, const char *const *argv)
         case 's': flag_seconds = optarg; break;
         case 'r': c.redrive = 1; break;
         case 'k': check_only = 1; break;
+        case 'S': status_only = 1; break;
+        case 'J': status_json = 1; break;
         case 'V':
             printf("datos-loader %s\n", DATOS_VERSION);
             return LOADER_EXIT_OK;
@@ -218,6 +244,10 @@ int main(int argc, const char *const *argv)
     if (optind < argc)
         return config_error(
             apr_psprintf(p, "unexpected argument '%s'", argv[optind]));
+    if (status_json && !status_only)
+        return config_error("--json goes with --status");
+    if (status_only && (check_only || c.redrive || c.once || c.dry_run))
+        return config_error("--status goes alone (with --config and --json)");
 
     if (config || access(DEFAULT_CONFIG, F_OK) == 0) {
         char *text = NULL;
@@ -239,6 +269,12 @@ int main(int argc, const char *const *argv)
                                         "--max-seconds"))))
         return config_error(msg);
 
+    if (status_only) {
+        rc = loader_status(p, &c, status_json, NULL);
+        apr_pool_destroy(p);
+        apr_terminate();
+        return rc;
+    }
     if (datos_http_global_init() != APR_SUCCESS)
         return config_error("cannot initialise libcurl");
     if (check_only) {

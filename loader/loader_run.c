@@ -30,6 +30,7 @@
 #include "datos_ndjson.h"
 #include "datos_version.h"
 #include "loader_run.h"
+#include "loader_status.h"
 
 volatile sig_atomic_t loader_stop;
 
@@ -283,6 +284,7 @@ static int begin(run_t *r, apr_pool_t *p, loader_config_t *c, int *skipped)
         *skipped = 1;
         return LOADER_EXIT_OK;
     }
+    r->locked = 1;
     r->deadline = r->started + c->max_seconds;
     return LOADER_EXIT_OK;
 }
@@ -322,6 +324,44 @@ static int read_table(run_t *r)
     return LOADER_EXIT_OK;
 }
 
+/* The run's line in state_dir/history.json, for --status. Only a run that
+ * holds the lock writes it; a dry run loads nothing and leaves none. */
+static void record_run(run_t *r, int rc, apr_time_t finished)
+{
+    loader_history_t h;
+    loader_run_record_t rec;
+    const char *why = NULL;
+    int found = 0;
+
+    if (!r->locked || r->c->dry_run)
+        return;
+    if (loader_history_read(r->p, r->c->state_dir, &h, &found, &why)
+        != APR_SUCCESS) {
+        /* a history that cannot be read starts again, said once here */
+        loader_logf("warning", "history_failed", "%s; starting a new one", why);
+        loader_history_init(r->p, &h);
+    }
+    memset(&rec, 0, sizeof(rec));
+    rec.started = r->started;
+    rec.finished = finished;
+    rec.exit_code = rc;
+    rec.outcome = rc == LOADER_EXIT_CONFIG     ? "config_error"
+                  : r->held_off_now            ? "held_off"
+                  : rc == LOADER_EXIT_UNROUTED ? "unrouted"
+                  : loader_stop                ? "stopped"
+                  : rc == LOADER_EXIT_OK       ? "ok"
+                                               : "failed";
+    rec.pulled = r->counts.pulled;
+    rec.loaded = r->counts.loaded;
+    rec.dead_lettered = r->counts.dead_lettered;
+    rec.unrouted = r->counts.unrouted;
+    rec.load_jobs = r->jobs_inserted;
+    rec.drained = r->drained;
+    loader_history_add(r->p, &h, &rec);
+    if (loader_history_write(r->p, r->c->state_dir, &h, &why) != APR_SUCCESS)
+        loader_logf("warning", "history_failed", "%s", why);
+}
+
 static void finish(run_t *r, int rc)
 {
     const char *why = NULL;
@@ -349,6 +389,7 @@ static void finish(run_t *r, int rc)
         ev, "seconds",
         json_real((double)(apr_time_now() - r->started) / APR_USEC_PER_SEC));
     loader_emit(ev);
+    record_run(r, rc, apr_time_now());
     if (r->c->metrics_file && rc != LOADER_EXIT_CONFIG
         && loader_textfile_write(
                r->p, r->c->metrics_file, &r->counts, r->started, apr_time_now(),
@@ -395,6 +436,7 @@ int loader_run(apr_pool_t *p, loader_config_t *c)
                         "%" APR_TIME_T_FMT " ms (delete %s to pull now)",
                         apr_time_as_msec(until - apr_time_now()),
                         hold_off_path(&r));
+            r.held_off_now = 1;
             rc = LOADER_EXIT_RETRY;
             goto done;
         }

@@ -81,9 +81,12 @@ typedef struct run_t {
     apr_int64_t pulled_messages;
     loader_counts_t counts;
     int stop_pulling;
-    int failed;   /* exit 1 */
-    int hold_off; /* Google failed the batch: later runs hold off */
-    int drained;  /* an empty pull was seen */
+    int failed;       /* exit 1 */
+    int hold_off;     /* Google failed the batch: later runs hold off */
+    int drained;      /* an empty pull was seen */
+    int locked;       /* the run holds the lock: it writes the history */
+    int held_off_now; /* did not pull: an earlier run failed */
+    apr_int64_t jobs_inserted; /* load jobs BigQuery accepted (its quota) */
 } run_t;
 
 /* ------------------------------------------------------- loader_calls.c */

@@ -194,6 +194,17 @@ class Loader:
             h["until"] -= us
             with open(path, "w") as f:
                 json.dump(h, f)
+        path = os.path.join(self.state_dir, "history.json")
+        if os.path.exists(path):
+            with open(path) as f:
+                h = json.load(f)
+            if h["last_success"]:
+                h["last_success"] -= us
+            for run in h["runs"]:
+                run["started"] -= us
+                run["finished"] -= us
+            with open(path, "w") as f:
+                json.dump(h, f)
         d = os.path.join(self.state_dir, "journal")
         for e in self.journal_entries():
             for k in ("written", "committed_at"):
@@ -202,6 +213,21 @@ class Loader:
             name = e["job_id"].rsplit("_", 1)[0] + ".json"
             with open(os.path.join(d, name), "w") as f:
                 json.dump(e, f)
+
+    def status(self, *args, env=None):
+        """`datos-loader --status` (args: "--json"): the Result, with .status_json parsed when
+        --json was given. The emulator must see no request from it: --status reads local
+        state only."""
+        before = self.emulator.counters()
+        r = self.run("--status", *args, env=env)
+        assert self.emulator.counters() == before, "--status called the emulator"
+        assert r.stderr == "", r.stderr
+        r.status_json = json.loads(r.stdout) if "--json" in args else None
+        return r
+
+    def history(self):
+        with open(os.path.join(self.state_dir, "history.json")) as f:
+            return json.load(f)
 
     def held_off(self):
         return os.path.exists(os.path.join(self.state_dir, "hold-off"))
