@@ -355,7 +355,7 @@ def _check_matcher(expr, name, exported, label, op, value, variables, target_lab
             if v not in universe:
                 problems.append("%s: %s never takes %s=%r (only %s)"
                                 % (where, name, label, v, sorted(have)))
-    if not any(pattern.fullmatch(v) for v in universe):
+    if not problems and not any(pattern.fullmatch(v) for v in universe):
         problems.append("%s: matches no value of %s (%s)" % (where, label, sorted(have)))
     return problems
 

@@ -1,0 +1,375 @@
+"""The shipped Grafana dashboard (conf/grafana/datos.json): a dashboard
+Grafana imports anywhere (its Prometheus is a variable, every panel reads
+through it, the grid fits 24 columns), and every expression of its panels
+and variables reads only series, labels and label values that the real
+mod_datos (/metrics after GET, POST and a refresh) and the real datos-loader
+(its textfile after a run against the emulator) export. promtool parses each
+expression. A metric renamed in the C code breaks this test instead of
+emptying a panel.
+
+The PromQL reading is promql_refs.py, the one that guards the alert rules."""
+import copy
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+
+import pytest
+import requests
+import yaml
+
+import promql_refs
+from datos_env import expected_answer, get, ready, row, wait_for
+from harness.loader import PIPELINE, Loader, make_pipeline
+from load import server_conf
+from tools.httpd import REPO_ROOT, Httpd
+
+DASHBOARD = os.path.join(REPO_ROOT, "conf", "grafana", "datos.json")
+RULES = os.path.join(REPO_ROOT, "conf", "prometheus", "datos-rules.yml")
+
+DATASOURCE = {"type": "prometheus", "uid": "${DS_PROMETHEUS}"}
+
+# Grafana's own variables, which may stand in a range or a duration.
+GRAFANA_VARIABLES = {"__rate_interval", "__interval", "__range", "__range_s",
+                     "__interval_ms"}
+
+METRICS = """
+<Location "/metrics">
+  SetHandler datos-metrics
+  Require local
+</Location>
+"""
+
+
+def load_dashboard():
+    with open(DASHBOARD, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def query_panels(d):
+    return [p for p in d["panels"] if p["type"] != "row"]
+
+
+def expressions(d):
+    """(where, expr) of every panel target."""
+    return [("panel %d %r target %s" % (p["id"], p["title"], t["refId"]), t["expr"])
+            for p in query_panels(d) for t in p["targets"]]
+
+
+LABEL_VALUES = re.compile(r"^label_values\((.*),\s*(\w+)\)$", re.S)
+
+
+def variables_of(d):
+    """{name: the label whose values it lists} of the query variables."""
+    out = {}
+    for v in d["templating"]["list"]:
+        if v["type"] == "query":
+            q = v["query"]["query"] if isinstance(v["query"], dict) else v["query"]
+            m = LABEL_VALUES.match(q)
+            assert m, "variable %s: only label_values(selector, label) is used: %r" % (
+                v["name"], q)
+            out[v["name"]] = m.group(2)
+    return out
+
+
+def substitute(expr):
+    """The PromQL Prometheus receives: Grafana's variables filled in as a
+    host's Grafana would (All is .*, the range 5m)."""
+    expr = re.sub(r"\$(__rate_interval|__interval|__range)\b", "5m", expr)
+    return promql_refs.VARIABLE.sub(".*", expr)
+
+
+# --------------------------------------------------- the dashboard itself
+
+def test_the_dashboard_imports_anywhere_and_fits_its_grid():
+    d = load_dashboard()
+    assert d["schemaVersion"] >= 36
+    assert d["uid"] and d["title"]
+    assert "__inputs" not in d, "a variable, not an import input, picks the Prometheus"
+    ds = [v for v in d["templating"]["list"] if v["type"] == "datasource"]
+    assert [(v["name"], v["query"]) for v in ds] == [("DS_PROMETHEUS", "prometheus")]
+
+    ids = [p["id"] for p in d["panels"]]
+    assert len(ids) == len(set(ids)), "panel ids repeat"
+    cells = {}
+    for p in d["panels"]:
+        g = p["gridPos"]
+        assert g["x"] >= 0 and g["y"] >= 0 and g["w"] >= 1 and g["h"] >= 1, p["title"]
+        assert g["x"] + g["w"] <= 24, "%r is wider than the 24 columns" % p["title"]
+        for x in range(g["x"], g["x"] + g["w"]):
+            for y in range(g["y"], g["y"] + g["h"]):
+                assert (x, y) not in cells, "%r overlaps %r" % (p["title"], cells[(x, y)])
+                cells[(x, y)] = p["title"]
+        if p["type"] == "row":
+            assert p["title"] and not p.get("collapsed") and p["panels"] == []
+            continue
+        assert p["datasource"] == DATASOURCE, p["title"]
+        assert p["targets"], "%r has no query" % p["title"]
+        assert len(p.get("description", "")) > 40, "%r tells the operator nothing" % p["title"]
+        refs = [t["refId"] for t in p["targets"]]
+        assert len(refs) == len(set(refs)), p["title"]
+        for t in p["targets"]:
+            assert t["datasource"] == DATASOURCE, (p["title"], t["refId"])
+            assert t["expr"].strip(), (p["title"], t["refId"])
+    # the rows are sections in order, and each holds panels
+    rows = [p for p in d["panels"] if p["type"] == "row"]
+    assert len(rows) >= 5
+    assert sorted(d["panels"], key=lambda p: (p["gridPos"]["y"], p["gridPos"]["x"])) == \
+        d["panels"]
+    for v in d["templating"]["list"]:
+        if v["type"] == "query":
+            assert v["datasource"] == DATASOURCE, v["name"]
+
+
+def test_every_variable_a_panel_uses_is_defined():
+    d = load_dashboard()
+    defined = {v["name"] for v in d["templating"]["list"]} | GRAFANA_VARIABLES
+    for where, expr in expressions(d):
+        for name in promql_refs.variables_in(expr):
+            assert name in defined, "%s uses $%s: %s" % (where, name, expr)
+    # each query variable is used by a panel or by another variable
+    used = set()
+    for _, expr in expressions(d):
+        used.update(promql_refs.variables_in(expr))
+    for v in d["templating"]["list"]:
+        if v["type"] == "query":
+            used.update(promql_refs.variables_in(v["definition"]))
+    assert set(variables_of(d)) <= used
+
+
+def test_the_panels_cover_the_operations_view():
+    """What the operations view is for: each subject has a panel reading
+    its series (see docs/operations.md)."""
+    d = load_dashboard()
+    names = set()
+    for _, expr in expressions(d):
+        names.update(s.name for s in promql_refs.parse(expr).selectors)
+    for subject, series in {
+        "request rate by outcome": "datos_http_requests_total",
+        "latency": "datos_http_request_duration_seconds_bucket",
+        "cache age": "datos_cache_age_seconds",
+        "hit sources": "datos_cache_lookups_total",
+        "refused cache entries": "datos_cache_entries_refused_total",
+        "BigQuery fetches": "datos_backend_queries_total",
+        "BigQuery bytes": "datos_backend_bytes_processed_total",
+        "POST accepted and refused": "datos_ingest_requests_total",
+        "loader rows": "datos_loader_rows_loaded_total",
+        "dead letters": "datos_loader_messages_invalid_total",
+        "loader run age": "datos_loader_last_run_timestamp_seconds",
+        "loader backlog": "datos_loader_messages_pulled_total",
+        "firing alerts": "ALERTS",
+    }.items():
+        assert series in names, "no panel shows %s (%s)" % (subject, series)
+
+
+def test_promtool_parses_every_expression(tmp_path):
+    """Each panel's and variable's PromQL, as Prometheus receives it, written
+    as a recording rule: `promtool check rules` parses every one."""
+    tool = shutil.which("promtool")
+    assert tool, "promtool is missing: `make deps` installs Debian's prometheus package"
+    d = load_dashboard()
+    exprs = [substitute(e) for _, e in expressions(d)]
+    for v in d["templating"]["list"]:
+        if v["type"] == "query":
+            exprs.append(substitute(LABEL_VALUES.match(v["definition"]).group(1)))
+    rules = {"groups": [{"name": "dashboard", "rules": [
+        {"record": "dashboard:expr_%d" % i, "expr": e} for i, e in enumerate(exprs)]}]}
+    path = tmp_path / "dashboard-rules.yml"
+    path.write_text(yaml.safe_dump(rules))
+    p = subprocess.run([tool, "check", "rules", str(path)], capture_output=True, text=True,
+                       timeout=120)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "SUCCESS: %d rules found" % len(exprs) in p.stdout
+
+
+# ------------------------------------------- what the real binaries export
+
+def alert_series():
+    """The ALERTS series Prometheus makes of the shipped rules: one per
+    alert and state, with the rule's labels."""
+    with open(RULES) as f:
+        doc = yaml.safe_load(f)
+    out = {"ALERTS": []}
+    for group in doc["groups"]:
+        for rule in group["rules"]:
+            if "alert" in rule:
+                for state in ("pending", "firing"):
+                    out["ALERTS"].append(dict(rule.get("labels", {}), alertname=rule["alert"],
+                                              alertstate=state))
+    assert len(out["ALERTS"]) > 20
+    return out
+
+
+@pytest.fixture(scope="module")
+def exported(emulator):
+    """{name: [labels]} of mod_datos's /metrics and the loader's textfile,
+    once both have done what an operator's host does."""
+    make_pipeline(emulator)
+    now_us = int(emulator.now()) * 1_000_000
+    rows = [row("g%02d" % i, now_us - 3_600_000_000 - i * 1_000_000) for i in range(12)]
+    emulator.insert_rows([r.wire() for r in rows], "latam_dataset", "datos")
+
+    # the loader: valid and invalid messages, one run
+    ts = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(emulator.now() - 60))
+    emulator.publish(PIPELINE["topic"], [
+        {"data": json.dumps({"id": "dash-%d" % i, "contenido": "x", "timestamp": ts})}
+        for i in range(3)] + [{"data": "not json"}])
+    loader = Loader(emulator, "grafana-dashboard")
+    r = loader.run()
+    assert r.rc == 0, r
+    with open(loader.metrics_file) as f:
+        loader_text = f.read()
+    assert "datos_loader_rows_loaded_total 3" in loader_text
+
+    # mod_datos: GET, a refresh, POST accepted and refused, then /metrics
+    assert PIPELINE["topic"] == server_conf.TOPIC
+    h = Httpd("grafana-dashboard")
+    try:
+        h.write_config(server_conf.server_conf(
+            emulator, extra=METRICS + "DatosFreshFor 1s\nDatosStaleWhileRevalidate 1h\n"))
+        h.start()
+        ready(h)                                   # the warm start's fetch
+
+        def fetches():
+            text = get(h, "/metrics").text
+            m = re.search(r'^datos_backend_queries_total\{outcome="ok"\} (\d+)$', text, re.M)
+            return int(m.group(1))
+
+        first = get(h, "/datos")
+        assert first.status_code == 200
+        # the rows the loader loaded are the newest, then the seeded ones
+        got = first.json()["datos"]
+        assert sorted(x["id"] for x in got[:3]) == ["dash-0", "dash-1", "dash-2"]
+        assert got[3:5] == expected_answer(rows, 2)
+        time.sleep(1.5)                            # past DatosFreshFor: stale, refreshed
+        before = fetches()
+        assert get(h, "/datos").status_code == 200
+        assert wait_for(lambda: fetches() > before), "no refresh was counted"
+
+        def post(body, **headers):
+            return requests.post(h.url("/datos"), data=body, timeout=60, headers=dict(
+                {"Content-Type": "application/json",
+                 "Authorization": "Bearer " + server_conf.INGEST_TOKEN}, **headers))
+
+        record = json.dumps({"id": "dash-post", "contenido": "x", "timestamp": ts})
+        assert post(record).status_code == 202
+        assert post('{"id": "no timestamp"}').status_code == 400
+        h.log.expect(r"DT0404")
+        emulator.add_fault(endpoint="pubsub.topics.publish", action="status", status=503,
+                           count=1)
+        assert post(record).status_code in (502, 503, 504)
+        scraped = get(h, "/metrics")
+        assert scraped.status_code == 200
+    finally:
+        emulator.clear_faults()
+        h.stop()
+    bad = h.check_log()
+    assert not bad, "unexpected httpd log lines:\n" + "\n".join(bad)
+
+    series = promql_refs.merge(promql_refs.exported_series(loader_text),
+                               promql_refs.exported_series(scraped.text), alert_series())
+    codes = {ls.get("code") for ls in series["datos_ingest_requests_total"]}
+    assert {"202", "400"} <= codes and codes & {"502", "503", "504"}, codes
+    return series
+
+
+def test_every_panel_reads_what_the_binaries_export(exported):
+    d = load_dashboard()
+    variables = variables_of(d)
+    problems = []
+    for where, expr in expressions(d):
+        problems += ["%s: %s" % (where, p)
+                     for p in promql_refs.check(expr, exported, variables)]
+    assert problems == [], "\n".join(problems)
+
+
+def test_every_variable_lists_an_exported_label(exported):
+    d = load_dashboard()
+    variables = variables_of(d)
+    assert {"job", "instance", "table", "loader_job", "loader_instance"} <= set(variables)
+    for v in d["templating"]["list"]:
+        if v["type"] != "query":
+            continue
+        selector, label = LABEL_VALUES.match(v["definition"]).groups()
+        assert v["query"]["query"] == v["definition"]
+        assert promql_refs.check(selector, exported, variables) == [], v["name"]
+        for s in promql_refs.parse(selector).selectors:
+            assert label in promql_refs.TARGET_LABELS or \
+                any(label in ls for ls in exported[s.name]), (v["name"], label)
+        # the table variable offers the table the module serves
+        if v["name"] == "table":
+            tables = {ls["table"] for s in promql_refs.parse(selector).selectors
+                      for ls in exported[s.name]}
+            assert tables == {"latam_dataset.datos"}, tables
+
+
+# A dashboard broken the ways a rename in the C code or a typo would break
+# it: each one is reported, against the same real series.
+BROKEN = [
+    ("a series nothing exports", "datos_http_requests_total", "datos_http_request_total",
+     "nothing exports datos_http_request_total"),
+    ("a label the series lacks", 'handler="datos"', 'hanlder="datos"',
+     "has no label hanlder"),
+    ("a value the label never takes", 'handler="datos"', 'handler="data"',
+     "never takes handler='data'"),
+    ("a value in an alternation", 'handler=~"datos|ingest"', 'handler=~"datos|ingress"',
+     "never takes handler='ingress'"),
+    ("a status no server sends", 'code=~"5.."', 'code=~"6.."', "matches no value of code"),
+    ("a grouping label nothing has", "sum by (tier, result)", "sum by (tier, outcome)",
+     "by (outcome), a label none of"),
+    ("a loader series renamed", "datos_loader_rows_loaded_total",
+     "datos_loader_rows_total", "nothing exports datos_loader_rows_total"),
+    ("a variable on the wrong label", 'table=~"$table"', 'table=~"$instance"',
+     "variable instance lists instance values, not table"),
+    ("an undefined variable", 'table=~"$table"', 'table=~"$tabel"',
+     "variable tabel is not defined"),
+    ("an alert the rules do not have", 'alertname=~"Datos.+"', 'alertname=~"Dato"',
+     "never takes alertname='Dato'"),
+]
+
+
+@pytest.mark.parametrize("what,good,bad,reported", BROKEN, ids=[b[0] for b in BROKEN])
+def test_a_broken_expression_is_reported(exported, what, good, bad, reported):
+    d = load_dashboard()
+    variables = variables_of(d)
+    broken = copy.deepcopy(d)
+    changed = 0
+    for p in query_panels(broken):
+        for t in p["targets"]:
+            if good in t["expr"] and not changed:
+                t["expr"] = t["expr"].replace(good, bad)
+                changed += 1
+    assert changed, "no panel has %r any more: update BROKEN" % good
+    problems = [p for _, e in expressions(broken)
+                for p in promql_refs.check(e, exported, variables)]
+    assert problems and all(reported in p for p in problems), (what, problems)
+
+
+def test_the_check_reads_promql_as_prometheus_does():
+    """promql_refs on a tiny exposition, without any binary: selectors in
+    functions, aggregations both ways round, joins, and what it refuses."""
+    series = promql_refs.exported_series(
+        '# TYPE a_total counter\n'
+        'a_total{tier="x",result="hit"} 1\n'
+        'a_total{tier="y",result="miss"} 2\n'
+        'b_seconds_bucket{le="0.1"} 1\nb_seconds_bucket{le="+Inf"} 2\n'
+        'c{code="200"} 1\n')
+    check = promql_refs.check
+    assert check('sum by (tier) (rate(a_total{result=~"hit|miss"}[5m]))', series) == []
+    assert check('sum(rate(a_total[5m])) by (tier) / on (instance) group_left '
+                 'sum by (instance) (rate(c[5m]))', series) == []
+    assert check('histogram_quantile(0.9, sum by (le) (rate(b_seconds_bucket[5m])))',
+                 series) == []
+    assert check('c{code=~"5.."}', series) == []          # a status not seen yet
+    assert check('a_total{tier=~"$t"}', series, {"t": "tier"}) == []
+    assert check('a_total', series) == []
+    for bad in ['rate(nope_total[5m])', 'a_total{tierr="x"}', 'a_total{tier="z"}',
+                'a_total{tier!="z"}', 'a_total{tier=~"x|z"}', 'a_total{tier=~"q.*"}',
+                'sum by (reason) (a_total)', 'sum(a_total) without (reason)',
+                'c{code=~"7.."}', 'c{code="299x"}', 'a_total{tier="$t"}',
+                'a_total{tier=~"$t"}', 'a_total{tier=~"$u"}', 'label_replace(a_total, '
+                '"d", "$1", "tier", "(.*)")', 'nofunc(a_total)', 'vector(1)',
+                'sum by ($t) (a_total)']:
+        assert check(bad, series, {"u": "instance"}), bad
