@@ -3,9 +3,11 @@ Grafana imports anywhere (its Prometheus is a variable, every panel reads
 through it, the grid fits 24 columns), and every expression of its panels
 and variables reads only series, labels and label values that the real
 mod_datos (/metrics after GET, POST and a refresh) and the real datos-loader
-(its textfile after a run against the emulator) export. promtool parses each
-expression. A metric renamed in the C code breaks this test instead of
-emptying a panel.
+(its textfile after two runs against the emulator) export; promtool parses
+each expression, and Prometheus's evaluation (promtool's rule unit tests) of
+each panel on those real numbers returns data. A metric renamed in the C
+code, or a join that cannot match, breaks this test instead of emptying a
+panel.
 
 The PromQL reading is promql_refs.py, the one that guards the alert rules."""
 import copy
@@ -14,6 +16,7 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 import time
 
 import pytest
@@ -24,7 +27,7 @@ import promql_refs
 from datos_env import expected_answer, get, ready, row, wait_for
 from harness.loader import PIPELINE, Loader, make_pipeline
 from load import server_conf
-from tools.httpd import REPO_ROOT, Httpd
+from tools.httpd import REPO_ROOT, TEST_TMP, Httpd
 
 DASHBOARD = os.path.join(REPO_ROOT, "conf", "grafana", "datos.json")
 RULES = os.path.join(REPO_ROOT, "conf", "prometheus", "datos-rules.yml")
@@ -164,7 +167,7 @@ def test_the_panels_cover_the_operations_view():
         assert series in names, "no panel shows %s (%s)" % (subject, series)
 
 
-def test_promtool_parses_every_expression(tmp_path):
+def test_promtool_parses_every_expression(workdir):
     """Each panel's and variable's PromQL, as Prometheus receives it, written
     as a recording rule: `promtool check rules` parses every one."""
     tool = shutil.which("promtool")
@@ -176,9 +179,10 @@ def test_promtool_parses_every_expression(tmp_path):
             exprs.append(substitute(LABEL_VALUES.match(v["definition"]).group(1)))
     rules = {"groups": [{"name": "dashboard", "rules": [
         {"record": "dashboard:expr_%d" % i, "expr": e} for i, e in enumerate(exprs)]}]}
-    path = tmp_path / "dashboard-rules.yml"
-    path.write_text(yaml.safe_dump(rules))
-    p = subprocess.run([tool, "check", "rules", str(path)], capture_output=True, text=True,
+    path = os.path.join(workdir, "dashboard-rules.yml")
+    with open(path, "w") as f:
+        yaml.safe_dump(rules, f)
+    p = subprocess.run([tool, "check", "rules", path], capture_output=True, text=True,
                        timeout=120)
     assert p.returncode == 0, p.stdout + p.stderr
     assert "SUCCESS: %d rules found" % len(exprs) in p.stdout
@@ -202,26 +206,47 @@ def alert_series():
     return out
 
 
+class Exported:
+    """What the binaries exported: two snapshots of the loader's textfile
+    (after a first and a second run) and of mod_datos's /metrics (after
+    the warm start, and after GET, a refresh and POST), and the series of
+    the later ones (with ALERTS of the shipped rules) as {name: [labels]}."""
+
+    def __init__(self, loader_texts, module_texts):
+        self.loader_texts = loader_texts
+        self.module_texts = module_texts
+        self.series = promql_refs.merge(promql_refs.exported_series(loader_texts[-1]),
+                                        promql_refs.exported_series(module_texts[-1]),
+                                        alert_series())
+
+
 @pytest.fixture(scope="module")
-def exported(emulator):
-    """{name: [labels]} of mod_datos's /metrics and the loader's textfile,
-    once both have done what an operator's host does."""
+def binaries(emulator):
+    """The loader and mod_datos, once both have done what an operator's
+    host does."""
     make_pipeline(emulator)
     now_us = int(emulator.now()) * 1_000_000
     rows = [row("g%02d" % i, now_us - 3_600_000_000 - i * 1_000_000) for i in range(12)]
     emulator.insert_rows([r.wire() for r in rows], "latam_dataset", "datos")
 
-    # the loader: valid and invalid messages, one run
+    # the loader: valid and invalid messages, two runs
     ts = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(emulator.now() - 60))
     emulator.publish(PIPELINE["topic"], [
         {"data": json.dumps({"id": "dash-%d" % i, "contenido": "x", "timestamp": ts})}
         for i in range(3)] + [{"data": "not json"}])
     loader = Loader(emulator, "grafana-dashboard")
-    r = loader.run()
-    assert r.rc == 0, r
-    with open(loader.metrics_file) as f:
-        loader_text = f.read()
-    assert "datos_loader_rows_loaded_total 3" in loader_text
+    loader_texts = []
+    for run in range(2):
+        if run:
+            emulator.publish(PIPELINE["topic"], [
+                {"data": json.dumps({"id": "dash-late", "contenido": "x", "timestamp": ts})},
+                {"data": json.dumps({"id": "dash-bad", "timestamp": "yesterday"})}])
+        r = loader.run()
+        assert r.rc == 0, r
+        with open(loader.metrics_file) as f:
+            loader_texts.append(f.read())
+    assert "datos_loader_rows_loaded_total 3\n" in loader_texts[0]
+    assert "datos_loader_rows_loaded_total 4\n" in loader_texts[1]
 
     # mod_datos: GET, a refresh, POST accepted and refused, then /metrics
     assert PIPELINE["topic"] == server_conf.TOPIC
@@ -231,6 +256,7 @@ def exported(emulator):
             emulator, extra=METRICS + "DatosFreshFor 1s\nDatosStaleWhileRevalidate 1h\n"))
         h.start()
         ready(h)                                   # the warm start's fetch
+        module_texts = [get(h, "/metrics").text]
 
         def fetches():
             text = get(h, "/metrics").text
@@ -241,8 +267,8 @@ def exported(emulator):
         assert first.status_code == 200
         # the rows the loader loaded are the newest, then the seeded ones
         got = first.json()["datos"]
-        assert sorted(x["id"] for x in got[:3]) == ["dash-0", "dash-1", "dash-2"]
-        assert got[3:5] == expected_answer(rows, 2)
+        assert sorted(x["id"] for x in got[:4]) == ["dash-0", "dash-1", "dash-2", "dash-late"]
+        assert got[4:6] == expected_answer(rows, 2)
         time.sleep(1.5)                            # past DatosFreshFor: stale, refreshed
         before = fetches()
         assert get(h, "/datos").status_code == 200
@@ -262,17 +288,23 @@ def exported(emulator):
         assert post(record).status_code in (502, 503, 504)
         scraped = get(h, "/metrics")
         assert scraped.status_code == 200
+        module_texts.append(scraped.text)
     finally:
         emulator.clear_faults()
         h.stop()
     bad = h.check_log()
     assert not bad, "unexpected httpd log lines:\n" + "\n".join(bad)
 
-    series = promql_refs.merge(promql_refs.exported_series(loader_text),
-                               promql_refs.exported_series(scraped.text), alert_series())
+    got = Exported(loader_texts, module_texts)
+    series = got.series
     codes = {ls.get("code") for ls in series["datos_ingest_requests_total"]}
     assert {"202", "400"} <= codes and codes & {"502", "503", "504"}, codes
-    return series
+    return got
+
+
+@pytest.fixture
+def exported(binaries):
+    return binaries.series
 
 
 def test_every_panel_reads_what_the_binaries_export(exported):
@@ -303,6 +335,106 @@ def test_every_variable_lists_an_exported_label(exported):
             tables = {ls["table"] for s in promql_refs.parse(selector).selectors
                       for ls in exported[s.name]}
             assert tables == {"latam_dataset.datos"}, tables
+
+
+def samples(text, **target):
+    """[(series selector, value)] of an exposition, with the labels a
+    scrape adds."""
+    out = []
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = re.match(r'([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)$', line)
+        assert m, line
+        labels = re.findall(r'([a-zA-Z_]\w*)="((?:[^"\\]|\\.)*)"', m.group(2) or "")
+        labels += sorted(target.items())
+        out.append(("%s{%s}" % (m.group(1), ",".join('%s="%s"' % kv for kv in labels)),
+                    float(m.group(3))))
+    return out
+
+
+def input_series(before, after):
+    """promtool's input series: each value of the first snapshot at 0 s,
+    the second's from 30 s on (a series new in the second starts there)."""
+    first = dict(before)
+    out = []
+    for series, value in after:
+        values = "%r+0x20" % value
+        values = ("%r %s" % (first[series], values)) if series in first else "_ " + values
+        out.append({"series": series, "values": values})
+    return out
+
+
+def panels_without_data(binaries, d, workdir):
+    """The titles of the panels (and the variables) of dashboard d that
+    Prometheus's own evaluation (promtool's rule unit tests) finds empty on
+    the two snapshots, scraped as Prometheus would (a job and an instance
+    label), with the shipped alert rules loaded."""
+    tool = shutil.which("promtool")
+    assert tool, "promtool is missing: `make deps` installs Debian's prometheus package"
+    module = dict(job="datos", instance="web-1:80")
+    loader = dict(job="node", instance="batch-1:9100")
+    series = input_series(samples(binaries.module_texts[0], **module),
+                          samples(binaries.module_texts[1], **module)) + \
+        input_series(samples(binaries.loader_texts[0], **loader),
+                     samples(binaries.loader_texts[1], **loader))
+    records, tests, titles = [], [], {}
+    for p in query_panels(d):
+        for t in p["targets"]:
+            name = "dashboard:panel_%d_%s" % (p["id"], t["refId"])
+            titles[name] = "%s (%s)" % (p["title"], t["refId"])
+            records.append({"record": name, "expr": substitute(t["expr"])})
+            tests.append({"expr": "absent(%s)" % name, "eval_time": "3m", "exp_samples": []})
+    for v in d["templating"]["list"]:
+        if v["type"] == "query":
+            selector = substitute(LABEL_VALUES.match(v["definition"]).group(1))
+            titles[selector] = "variable " + v["name"]
+            tests.append({"expr": "absent(%s)" % selector, "eval_time": "3m",
+                          "exp_samples": []})
+    rules = os.path.join(workdir, "dashboard.yml")
+    unit = os.path.join(workdir, "dashboard.test.yml")
+    with open(rules, "w") as f:
+        yaml.safe_dump({"groups": [{"name": "dashboard", "rules": records}]}, f)
+    with open(unit, "w") as f:
+        yaml.safe_dump({"rule_files": [RULES, rules], "evaluation_interval": "30s",
+                        "tests": [{"interval": "30s", "input_series": series,
+                                   "promql_expr_test": tests}]}, f, width=1000)
+    p = subprocess.run([tool, "test", "rules", unit], capture_output=True, text=True,
+                       timeout=300)
+    out = p.stdout + p.stderr
+    empty = re.findall(r'expr: "absent\((.*?)\)", time', out)
+    assert (p.returncode == 0) == (not empty), out[-4000:]
+    return sorted(titles.get(e, e) for e in empty)
+
+
+@pytest.fixture
+def workdir():
+    os.makedirs(TEST_TMP, exist_ok=True)
+    path = tempfile.mkdtemp(prefix="grafana-", dir=TEST_TMP)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_every_panel_shows_data_from_the_binaries(binaries, workdir):
+    """Each target returns at least one series, so no panel of a running
+    host says "No data" for a join, a label or a window that cannot match.
+    The second loader run dead-lettered a third of its messages, so
+    DatosLoaderDeadLetteringMany fires and the alert table has a row."""
+    d = load_dashboard()
+    assert sum(len(p["targets"]) for p in query_panels(d)) > 35
+    assert panels_without_data(binaries, d, workdir) == []
+
+
+def test_a_panel_without_data_is_reported(binaries, workdir):
+    """A join on a label the two sides do not share: every series and label
+    exists, and the panel is empty all the same."""
+    d = load_dashboard()
+    p = query_panels(d)[3]
+    p["targets"][0]["expr"] = (
+        'sum by (instance) (rate(datos_http_requests_total{handler="datos"}[5m])) '
+        'and on (instance) sum by (instance) (datos_loader_rows_loaded_total)')
+    assert promql_refs.check(p["targets"][0]["expr"], binaries.series) == []
+    assert panels_without_data(binaries, d, workdir) == ["%s (A)" % p["title"]]
 
 
 # A dashboard broken the ways a rename in the C code or a typo would break
