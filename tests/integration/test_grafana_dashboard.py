@@ -86,44 +86,93 @@ def substitute(expr):
 
 # --------------------------------------------------- the dashboard itself
 
-def test_the_dashboard_imports_anywhere_and_fits_its_grid():
-    d = load_dashboard()
-    assert d["schemaVersion"] >= 36
-    assert d["uid"] and d["title"]
-    assert "__inputs" not in d, "a variable, not an import input, picks the Prometheus"
-    ds = [v for v in d["templating"]["list"] if v["type"] == "datasource"]
-    assert [(v["name"], v["query"]) for v in ds] == [("DS_PROMETHEUS", "prometheus")]
-
-    ids = [p["id"] for p in d["panels"]]
-    assert len(ids) == len(set(ids)), "panel ids repeat"
+def layout_problems(d):
+    """What would keep dashboard d from importing anywhere or from drawing
+    as meant."""
+    out = []
+    if d.get("schemaVersion", 0) < 36:
+        out.append("schemaVersion %s is older than Grafana 9" % d.get("schemaVersion"))
+    if not (d.get("uid") and d.get("title")):
+        out.append("no uid or title")
+    if "__inputs" in d:
+        out.append("an import input: a variable picks the Prometheus")
+    ds = [(v["name"], v.get("query")) for v in d["templating"]["list"]
+          if v["type"] == "datasource"]
+    if ds != [("DS_PROMETHEUS", "prometheus")]:
+        out.append("the Prometheus is not the one variable DS_PROMETHEUS: %s" % ds)
+    ids = [p.get("id") for p in d["panels"]]
+    if len(ids) != len(set(ids)) or None in ids:
+        out.append("panel ids repeat or are missing: %s" % ids)
     cells = {}
     for p in d["panels"]:
+        title = p.get("title")
         g = p["gridPos"]
-        assert g["x"] >= 0 and g["y"] >= 0 and g["w"] >= 1 and g["h"] >= 1, p["title"]
-        assert g["x"] + g["w"] <= 24, "%r is wider than the 24 columns" % p["title"]
+        if g["x"] < 0 or g["y"] < 0 or g["w"] < 1 or g["h"] < 1:
+            out.append("%r: gridPos %s" % (title, g))
+        if g["x"] + g["w"] > 24:
+            out.append("%r is wider than the 24 columns" % title)
         for x in range(g["x"], g["x"] + g["w"]):
             for y in range(g["y"], g["y"] + g["h"]):
-                assert (x, y) not in cells, "%r overlaps %r" % (p["title"], cells[(x, y)])
-                cells[(x, y)] = p["title"]
+                if (x, y) in cells:
+                    out.append("%r overlaps %r" % (title, cells[(x, y)]))
+                cells[(x, y)] = title
         if p["type"] == "row":
-            assert p["title"] and not p.get("collapsed") and p["panels"] == []
+            if not title or p.get("collapsed") or p.get("panels"):
+                out.append("row %r: a section holds its panels below it, open" % title)
             continue
-        assert p["datasource"] == DATASOURCE, p["title"]
-        assert p["targets"], "%r has no query" % p["title"]
-        assert len(p.get("description", "")) > 40, "%r tells the operator nothing" % p["title"]
-        refs = [t["refId"] for t in p["targets"]]
-        assert len(refs) == len(set(refs)), p["title"]
-        for t in p["targets"]:
-            assert t["datasource"] == DATASOURCE, (p["title"], t["refId"])
-            assert t["expr"].strip(), (p["title"], t["refId"])
-    # the rows are sections in order, and each holds panels
-    rows = [p for p in d["panels"] if p["type"] == "row"]
-    assert len(rows) >= 5
-    assert sorted(d["panels"], key=lambda p: (p["gridPos"]["y"], p["gridPos"]["x"])) == \
-        d["panels"]
+        if p.get("datasource") != DATASOURCE:
+            out.append("%r reads %s, not the templated Prometheus" % (title, p.get("datasource")))
+        if not p.get("targets"):
+            out.append("%r has no query" % title)
+        if len(p.get("description", "")) <= 40:
+            out.append("%r tells the operator nothing" % title)
+        refs = [t.get("refId") for t in p.get("targets", [])]
+        if len(refs) != len(set(refs)):
+            out.append("%r: refIds repeat" % title)
+        for t in p.get("targets", []):
+            if t.get("datasource") != DATASOURCE:
+                out.append("%r %s reads %s" % (title, t.get("refId"), t.get("datasource")))
+            if not t.get("expr", "").strip():
+                out.append("%r %s has no expression" % (title, t.get("refId")))
+    if sum(p["type"] == "row" for p in d["panels"]) < 5:
+        out.append("fewer than 5 sections")
+    if sorted(d["panels"], key=lambda p: (p["gridPos"]["y"], p["gridPos"]["x"])) != \
+            d["panels"]:
+        out.append("the panels are not in reading order")
     for v in d["templating"]["list"]:
-        if v["type"] == "query":
-            assert v["datasource"] == DATASOURCE, v["name"]
+        if v["type"] == "query" and v.get("datasource") != DATASOURCE:
+            out.append("variable %s reads %s" % (v["name"], v.get("datasource")))
+    return out
+
+
+def test_the_dashboard_imports_anywhere_and_fits_its_grid():
+    assert layout_problems(load_dashboard()) == []
+
+
+def panel(d, n):
+    return query_panels(d)[n]
+
+
+LAYOUT_BREAKS = {
+    "a repeated id": lambda d: panel(d, 2).update(id=panel(d, 1)["id"]),
+    "wider than 24": lambda d: panel(d, 1)["gridPos"].update(x=20, w=8),
+    "an overlap": lambda d: panel(d, 2)["gridPos"].update(x=panel(d, 1)["gridPos"]["x"]),
+    "a fixed data source": lambda d: panel(d, 3).update(
+        datasource={"type": "prometheus", "uid": "P1809F7CD0C75ACF3"}),
+    "a target on another source": lambda d: panel(d, 3)["targets"][0].update(
+        datasource={"type": "loki", "uid": "${DS_PROMETHEUS}"}),
+    "no target": lambda d: panel(d, 4).update(targets=[]),
+    "no datasource variable": lambda d: d["templating"].update(list=[
+        v for v in d["templating"]["list"] if v["type"] != "datasource"]),
+    "an import input": lambda d: d.update(__inputs=[{"name": "DS_PROMETHEUS"}]),
+}
+
+
+@pytest.mark.parametrize("what", sorted(LAYOUT_BREAKS))
+def test_a_broken_layout_is_reported(what):
+    d = load_dashboard()
+    LAYOUT_BREAKS[what](d)
+    assert layout_problems(d), what
 
 
 def test_every_variable_a_panel_uses_is_defined():
