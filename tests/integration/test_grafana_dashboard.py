@@ -69,7 +69,9 @@ def variables_of(d):
     out = {}
     for v in d["templating"]["list"]:
         if v["type"] == "query":
-            q = v["query"]["query"] if isinstance(v["query"], dict) else v["query"]
+            # the plain string form, which every Grafana reads as it is
+            q = v["query"]
+            assert isinstance(q, str), v["name"]
             m = LABEL_VALUES.match(q)
             assert m, "variable %s: only label_values(selector, label) is used: %r" % (
                 v["name"], q)
@@ -374,7 +376,7 @@ def test_every_variable_lists_an_exported_label(exported):
         if v["type"] != "query":
             continue
         selector, label = LABEL_VALUES.match(v["definition"]).groups()
-        assert v["query"]["query"] == v["definition"]
+        assert v["query"] == v["definition"]
         assert promql_refs.check(selector, exported, variables) == [], v["name"]
         for s in promql_refs.parse(selector).selectors:
             assert label in promql_refs.TARGET_LABELS or \
