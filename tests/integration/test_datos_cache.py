@@ -104,10 +104,18 @@ def test_a_cold_start_fetches_once_and_requests_collapse_onto_it(httpd_factory, 
         # a waiting request needs idle workers beside it)
         n = 100 if mpm == "event" else 16
         with ThreadPoolExecutor(n) as pool:
-            burst = [pool.submit(plain, h, "/datos?limit=%d" % (1 + i % 100))
-                     for i in range(n)]
-            # some wait on the fetch (the others are turned away at once)
-            assert wait_for(lambda: metric(h, "datos_backend_waiting_requests") >= 1)
+            burst = []
+
+            def one_waits():
+                # n at once, and again in place of those told to come back (a
+                # server just started may not have the idle workers a wait needs
+                # yet), until one waits on the fetch
+                while sum(not f.done() for f in burst) < n and len(burst) < 20 * n:
+                    i = len(burst)
+                    burst.append(pool.submit(plain, h, "/datos?limit=%d" % (1 + i % 100)))
+                return metric(h, "datos_backend_waiting_requests") >= 1
+
+            assert wait_for(one_waits)
             assert held(emulator, fid) == 1
             emulator.release_fault(fid)
             got = [f.result() for f in burst]
@@ -199,6 +207,9 @@ def test_sustained_load_refreshes_at_most_once_per_window(httpd_factory, emulato
     with ThreadPoolExecutor(6) as pool:
         list(pool.map(load, range(6)))
     elapsed = time.time() - t0
+    # a refresh the load started may still be in flight: it is counted once done
+    assert wait_for(lambda: metric(h, "datos_backend_queries_total", outcome="ok")
+                    == queries(emulator))
     fetches = metric(h, "datos_backend_queries_total", outcome="ok") - warm
     # once per window of the time the load really lasted, plus one in flight
     assert 1 <= fetches <= math.ceil(elapsed / fresh) + 1, (fetches, elapsed, len(statuses))
@@ -332,6 +343,8 @@ def test_backend_down_serves_stale_until_stale_if_error(httpd_factory, emulator)
 
     judged = 0
     for t in (1.3, 2.6, 3.9):
+        # the first stale request's refresh failed (logged) before this one is sent
+        failed = "DT0201" in open(h.log.path).read()
         r, sent, done = at(t)
         if done - t0 >= until:
             continue                        # a stalled machine: this one may be either
@@ -340,8 +353,8 @@ def test_backend_down_serves_stale_until_stale_if_error(httpd_factory, emulator)
         assert r.content == first.content
         assert re.fullmatch(r"datos; hit; ttl=-\d+(; detail=stale-if-error)?",
                             r.headers["Cache-Status"]), (t, r.headers["Cache-Status"])
-        if sent - t0 >= fresh + 1.0 + 0.5:
-            # past stale-while-revalidate, and the refresh failed: said so
+        if failed and sent - t1 >= fresh + 1.0:
+            # past stale-while-revalidate (tf <= t1), and the refresh failed: said so
             assert r.headers["Cache-Status"].endswith("; detail=stale-if-error")
         assert int(r.headers["Age"]) >= 1
     assert judged, "no request could be judged inside the stale-if-error window"
