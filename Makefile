@@ -445,6 +445,8 @@ install: all
 	install -d $(DESTDIR)$(PREFIX)/share/datos/prometheus
 	install -m 644 conf/prometheus/datos-rules.yml conf/prometheus/datos-rules.test.yml \
 	  $(DESTDIR)$(PREFIX)/share/datos/prometheus/
+	install -d $(DESTDIR)$(PREFIX)/share/datos/grafana
+	install -m 644 conf/grafana/datos.json $(DESTDIR)$(PREFIX)/share/datos/grafana/
 	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ]; then \
 	  echo "install: the user datos, /var/lib/datos-loader, loader.conf's group, /var/cache/apache2/mod_datos"; \
 	  sh -ec "$$install_system_setup"; \

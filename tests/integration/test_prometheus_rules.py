@@ -11,7 +11,9 @@ import subprocess
 import time
 
 import requests
+import yaml
 
+import promql_refs
 from datos_env import get
 from tools.httpd import REPO_ROOT
 from harness.loader import PIPELINE, Loader, make_pipeline
@@ -20,11 +22,6 @@ from load import server_conf
 RULES_DIR = os.path.join(REPO_ROOT, "conf", "prometheus")
 RULES = os.path.join(RULES_DIR, "datos-rules.yml")
 RULE_TESTS = os.path.join(RULES_DIR, "datos-rules.test.yml")
-
-# metric{label="value"} or label=~"a|b" inside a selector
-SELECTOR = re.compile(r'\b(datos_[a-z_]+)\s*(\{[^}]*\})?')
-MATCHER = re.compile(r'([a-z_]+)\s*(=~|=|!=)\s*"([^"]*)"')
-
 
 def promtool(*args):
     tool = shutil.which("promtool")
@@ -51,34 +48,10 @@ def test_each_alert_fires_on_its_case_and_not_on_a_healthy_host():
 
 
 def rule_expressions():
-    """The PromQL of every rule: `expr:` and its indented continuation."""
-    exprs, cur, indent = [], None, 0
+    """The PromQL of every rule of the rules file."""
     with open(RULES) as f:
-        for line in f:
-            m = re.match(r"(\s*)expr:\s*(.*)", line)
-            if m:
-                cur, indent = [m.group(2)], len(m.group(1))
-                exprs.append(cur)
-            elif cur is not None and line.strip() and \
-                    len(line) - len(line.lstrip()) > indent:
-                cur.append(line.strip())
-            else:
-                cur = None
-    return [" ".join(x) for x in exprs]
-
-
-def exported_series(text):
-    """{metric name: [ {label: value} ]} from Prometheus text format."""
-    out = {}
-    for line in text.splitlines():
-        if not line or line.startswith("#"):
-            continue
-        m = re.match(r'([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s', line)
-        assert m, line
-        labels = dict((k, v) for k, v in re.findall(r'([a-z_]+)="((?:[^"\\]|\\.)*)"',
-                                                     m.group(3) or ""))
-        out.setdefault(m.group(1), []).append(labels)
-    return out
+        doc = yaml.safe_load(f)
+    return [rule["expr"] for group in doc["groups"] for rule in group["rules"]]
 
 
 def test_every_series_the_rules_watch_is_exported(emulator, httpd_factory):
@@ -93,7 +66,7 @@ def test_every_series_the_rules_watch_is_exported(emulator, httpd_factory):
     r = loader.run()
     assert r.rc == 0, r
     with open(loader.metrics_file) as f:
-        series = exported_series(f.read())
+        series = promql_refs.exported_series(f.read())
 
     # mod_datos: a read, a write and a scrape of /metrics
     assert PIPELINE["topic"] == server_conf.TOPIC
@@ -113,26 +86,12 @@ def test_every_series_the_rules_watch_is_exported(emulator, httpd_factory):
     assert w.status_code == 202, w.text
     scraped = get(h, "/metrics")
     assert scraped.status_code == 200
-    for name, labels in exported_series(scraped.text).items():
-        series.setdefault(name, []).extend(labels)
+    series = promql_refs.merge(series, promql_refs.exported_series(scraped.text))
 
-    watched = SELECTOR.findall("\n".join(rule_expressions()))
-    assert len(watched) > 15
-    for name, selector in watched:
-        assert name in series, "the rules watch %s, which nothing exports" % name
-        for label, op, value in MATCHER.findall(selector or ""):
-            have = {s.get(label) for s in series[name]}
-            assert have != {None}, "%s has no label %s" % (name, label)
-            if op == "=":
-                assert value in have, (name, label, value, have)
-            elif op == "=~":
-                wanted = [v for v in value.split("|") if not any(c in v for c in ".*+[(")]
-                for v in wanted:
-                    assert v in have, "%s{%s=%r} is never exported (%s)" % (
-                        name, label, v, sorted(x for x in have if x))
-                pattern = re.compile(value)
-                assert any(x is not None and pattern.fullmatch(x) for x in have) \
-                    or label == "code", (name, label, value, have)
+    exprs = rule_expressions()
+    assert len(set().union(*(promql_refs.keys(e) for e in exprs))) > 15
+    problems = [p for e in exprs for p in promql_refs.check(e, series)]
+    assert problems == [], "\n".join(problems)
 
 
 # Every series the rules watch, and each value their label matchers name,
@@ -200,17 +159,7 @@ STOPPED_EARLIER = {
 def watched_keys():
     """(metric, matcher) for every selector of the rules; an alternation
     of plain values is one key per value."""
-    keys = set()
-    for name, selector in SELECTOR.findall("\n".join(rule_expressions())):
-        matchers = MATCHER.findall(selector or "")
-        if not matchers:
-            keys.add((name, ""))
-        for label, op, value in matchers:
-            if op == "=~" and re.fullmatch(r"\w+(\|\w+)*", value):
-                keys.update((name, "%s=%s" % (label, v)) for v in value.split("|"))
-            else:
-                keys.add((name, "%s%s%s" % (label, op, value)))
-    return keys
+    return set().union(*(promql_refs.keys(e) for e in rule_expressions()))
 
 
 def source_of_test(ref):
