@@ -26,7 +26,7 @@ DEB_PACKAGES := build-essential pkg-config ca-certificates curl openssl \
   apache2 apache2-bin apache2-dev apache2-utils libapr1-dev libaprutil1-dev \
   libcurl4-openssl-dev libjansson-dev libssl-dev libcmocka-dev zlib1g-dev \
   clang libclang-rt-14-dev clang-format \
-  python3-pytest python3-requests python3-locust python3-yaml \
+  python3-pytest python3-pytest-xdist python3-requests python3-locust python3-yaml \
   wrk memcached redis-server prometheus \
   systemd
 
@@ -77,11 +77,15 @@ LOADER_SRC := $(wildcard loader/*.c)
 LOADER_HDR := $(wildcard loader/*.h)
 # Everything but main(): what unit tests and fuzz targets link.
 LOADER_LIB_SRC := $(filter-out loader/loader_main.c,$(LOADER_SRC))
+LOADER_OBJ := $(patsubst loader/%.c,$(BUILD)/loader-obj/%.o,$(LOADER_LIB_SRC))
+SAN_LOADER_OBJ := $(patsubst loader/%.c,$(BUILD)/asan/loader-obj/%.o,$(LOADER_LIB_SRC))
 
 OBJ := $(patsubst libdatos/%.c,$(BUILD)/obj/%.o,$(LIBDATOS_SRC))
 SAN_OBJ := $(patsubst libdatos/%.c,$(BUILD)/asan/obj/%.o,$(LIBDATOS_SRC))
 UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 SAN_UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/asan/tests/%,$(UNIT_SRC))
+UNIT_SUPPORT_OBJ := $(patsubst tests/unit/%.c,$(BUILD)/tests/support/%.o,$(UNIT_SUPPORT))
+SAN_UNIT_SUPPORT_OBJ := $(patsubst tests/unit/%.c,$(BUILD)/asan/tests/support/%.o,$(UNIT_SUPPORT))
 FUZZ_BIN := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRC))
 
 .PHONY: format format-check all deps build module loader unit unit-build fuzz fuzz-build fuzz-replay \
@@ -91,9 +95,13 @@ FUZZ_BIN := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRC))
 # What a user installs.
 all: $(BUILD)/libdatos.a $(BUILD)/mod_datos.so $(BUILD)/datos-loader
 
+# What the integration suites run: the programs, their ASan twins, and the
+# test of the libdatos clients against the emulator.
+ITEST_BUILD := all $(BUILD)/asan/mod_datos.so $(BUILD)/asan/datos-loader \
+               $(BUILD)/tests/test_emulator_clients $(BUILD)/asan/tests/test_emulator_clients
+
 # What the tests run: the sanitizer builds and the unit tests too.
-test-build: all $(BUILD)/asan/libdatos.a $(BUILD)/asan/mod_datos.so \
-            $(BUILD)/asan/datos-loader unit-build
+test-build: $(ITEST_BUILD) $(BUILD)/asan/libdatos.a unit-build
 
 # ---------------------------------------------------------------- deps
 # Idempotent: apt runs only when a package is missing; npm only when the
@@ -153,37 +161,71 @@ $(BUILD)/asan/mod_datos.so: $(MOD_SRC) $(MOD_HDR) $(BUILD)/asan/libdatos.a
 module: $(BUILD)/mod_datos.so $(BUILD)/asan/mod_datos.so
 
 # ---------------------------------------------------------------- datos-loader
-$(BUILD)/datos-loader: $(LOADER_SRC) $(LOADER_HDR) $(LIBDATOS_HDR) $(BUILD)/libdatos.a
-	$(CC) $(CSTD) $(WARN) $(OPT_CFLAGS) $(APR_INCLUDES) $(DEP_CFLAGS) $(LAYER_INC_load) -Iloader \
-	  $(LOADER_SRC) $(BUILD)/libdatos.a $(DEP_LIBS) $(APR_LIBS) $(OPT_LDFLAGS) -o $@
-
-$(BUILD)/asan/datos-loader: $(LOADER_SRC) $(LOADER_HDR) $(LIBDATOS_HDR) $(BUILD)/asan/libdatos.a
+# The loader but main() is an archive (libloader.a), compiled once and linked
+# by the program and by the unit tests.
+$(BUILD)/loader-obj/%.o: loader/%.c $(LOADER_HDR) $(LIBDATOS_HDR)
 	@mkdir -p $(@D)
-	$(CC) $(CSTD) $(WARN) $(SAN_CFLAGS) $(APR_INCLUDES) $(DEP_CFLAGS) $(LAYER_INC_load) -Iloader \
-	  $(LOADER_SRC) $(BUILD)/asan/libdatos.a $(DEP_LIBS) $(APR_LIBS) $(SAN_FLAGS) -o $@
+	$(CC) $(CSTD) $(WARN) $(OPT_CFLAGS) $(APR_INCLUDES) $(DEP_CFLAGS) $(LAYER_INC_load) -Iloader -c $< -o $@
+
+$(BUILD)/asan/loader-obj/%.o: loader/%.c $(LOADER_HDR) $(LIBDATOS_HDR)
+	@mkdir -p $(@D)
+	$(CC) $(CSTD) $(WARN) $(SAN_CFLAGS) $(APR_INCLUDES) $(DEP_CFLAGS) $(LAYER_INC_load) -Iloader -c $< -o $@
+
+$(BUILD)/libloader.a: $(LOADER_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/asan/libloader.a: $(SAN_LOADER_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/datos-loader: $(BUILD)/loader-obj/loader_main.o $(BUILD)/libloader.a $(BUILD)/libdatos.a
+	$(CC) $^ $(DEP_LIBS) $(APR_LIBS) $(OPT_LDFLAGS) -o $@
+
+$(BUILD)/asan/datos-loader: $(BUILD)/asan/loader-obj/loader_main.o $(BUILD)/asan/libloader.a $(BUILD)/asan/libdatos.a
+	$(CC) $^ $(DEP_LIBS) $(APR_LIBS) $(SAN_FLAGS) -o $@
 
 loader: $(BUILD)/datos-loader $(BUILD)/asan/datos-loader
 
 # ---------------------------------------------------------------- unit tests (cmocka)
-$(BUILD)/tests/%: tests/unit/%.c $(UNIT_SUPPORT) $(UNIT_HDR) $(LOADER_LIB_SRC) $(LOADER_HDR) $(BUILD)/libdatos.a
-	@mkdir -p $(@D)
-	$(CC) $(CSTD) $(WARN) -O1 -g $(APR_INCLUDES) $(DEP_CFLAGS) $(CMOCKA_CFLAGS) $(LIBDATOS_INC) -Iloader -Itests/unit \
-	  $< $(UNIT_SUPPORT) $(LOADER_LIB_SRC) $(BUILD)/libdatos.a $(CMOCKA_LIBS) $(UNIT_SSL_LIBS) $(DEP_LIBS) $(APR_LIBS) -o $@
+# The support files (scripted server, fixtures) are compiled once per build.
+UNIT_CFLAGS = $(APR_INCLUDES) $(DEP_CFLAGS) $(CMOCKA_CFLAGS) $(LIBDATOS_INC) -Iloader -Itests/unit
 
-$(BUILD)/asan/tests/%: tests/unit/%.c $(UNIT_SUPPORT) $(UNIT_HDR) $(LOADER_LIB_SRC) $(LOADER_HDR) $(BUILD)/asan/libdatos.a
+$(BUILD)/tests/support/%.o: tests/unit/%.c $(UNIT_HDR) $(LIBDATOS_HDR)
 	@mkdir -p $(@D)
-	$(CC) $(CSTD) $(WARN) $(SAN_CFLAGS) $(APR_INCLUDES) $(DEP_CFLAGS) $(CMOCKA_CFLAGS) $(LIBDATOS_INC) -Iloader -Itests/unit \
-	  $< $(UNIT_SUPPORT) $(LOADER_LIB_SRC) $(BUILD)/asan/libdatos.a $(CMOCKA_LIBS) $(UNIT_SSL_LIBS) $(DEP_LIBS) $(APR_LIBS) $(SAN_FLAGS) -o $@
+	$(CC) $(CSTD) $(WARN) -O1 -g $(UNIT_CFLAGS) -c $< -o $@
+
+$(BUILD)/asan/tests/support/%.o: tests/unit/%.c $(UNIT_HDR) $(LIBDATOS_HDR)
+	@mkdir -p $(@D)
+	$(CC) $(CSTD) $(WARN) $(SAN_CFLAGS) $(UNIT_CFLAGS) -c $< -o $@
+
+$(BUILD)/tests/%: tests/unit/%.c $(UNIT_SUPPORT_OBJ) $(UNIT_HDR) $(LOADER_HDR) $(BUILD)/libloader.a $(BUILD)/libdatos.a
+	@mkdir -p $(@D)
+	$(CC) $(CSTD) $(WARN) -O1 -g $(UNIT_CFLAGS) \
+	  $< $(UNIT_SUPPORT_OBJ) $(BUILD)/libloader.a $(BUILD)/libdatos.a $(CMOCKA_LIBS) $(UNIT_SSL_LIBS) $(DEP_LIBS) $(APR_LIBS) -o $@
+
+$(BUILD)/asan/tests/%: tests/unit/%.c $(SAN_UNIT_SUPPORT_OBJ) $(UNIT_HDR) $(LOADER_HDR) $(BUILD)/asan/libloader.a $(BUILD)/asan/libdatos.a
+	@mkdir -p $(@D)
+	$(CC) $(CSTD) $(WARN) $(SAN_CFLAGS) $(UNIT_CFLAGS) \
+	  $< $(SAN_UNIT_SUPPORT_OBJ) $(BUILD)/asan/libloader.a $(BUILD)/asan/libdatos.a $(CMOCKA_LIBS) $(UNIT_SSL_LIBS) $(DEP_LIBS) $(APR_LIBS) $(SAN_FLAGS) -o $@
 
 unit-build: $(UNIT_BIN) $(SAN_UNIT_BIN)
 
+# Kept between builds (only pattern rules name them).
+.SECONDARY: $(UNIT_SUPPORT_OBJ) $(SAN_UNIT_SUPPORT_OBJ)
+
 # Each binary runs twice: plain, then under ASan+UBSan (any report fails).
+# With make -j they run side by side, each one's output kept together (-O).
+UNIT_RUNS := $(addprefix run-,$(UNIT_BIN) $(SAN_UNIT_BIN))
+
 unit: unit-build
-	@set -e; for t in $(UNIT_BIN) $(SAN_UNIT_BIN); do \
-	  echo "== $$t"; \
-	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
-	  DATOS_TEST_TMP=$(CURDIR)/$(BUILD)/test-tmp $$t; \
-	done
+	@$(MAKE) --no-print-directory -O $(UNIT_RUNS)
+
+.PHONY: $(UNIT_RUNS)
+$(UNIT_RUNS): run-%: %
+	@echo "== $<"
+	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
+	  DATOS_TEST_TMP=$(CURDIR)/$(BUILD)/test-tmp $<
 
 # ---------------------------------------------------------------- fuzzing (libFuzzer)
 FUZZ_SECONDS ?= 60
@@ -248,9 +290,15 @@ format-check:
 
 # ---------------------------------------------------------------- pytest suites
 PYTEST := $(PYTHON) -m pytest -q -ra
+# pytest-xdist workers: each has its own emulator, its own folder under
+# build/test-tmp and its own block of ports (tools/httpd.py). Four per run on
+# two cores: most of a test's time is spent waiting (on httpd's shutdown, the
+# loader's retries, held requests), and four finish sooner than two.
+PYTEST_WORKERS ?= 4
+PYTEST_PAR := $(PYTEST) -n $(PYTEST_WORKERS)
 
 itest: test-build
-	$(PYTEST) tests/emulator tests/integration
+	$(PYTEST_PAR) tests/emulator tests/integration
 
 test:
 	@start=$$(date +%s); \
@@ -258,14 +306,23 @@ test:
 	echo "make test: $$( [ $$rc -eq 0 ] && echo passed || echo FAILED ) in $$(( $$(date +%s) - start ))s wall time"; \
 	exit $$rc
 
+# What the integration suites need is built first, two jobs at a time; then,
+# side by side (their tests mostly wait on sockets and timers): the integration
+# suite against the release build (with the emulator's own suite), the same
+# against the ASan build, and the build and run of the unit tests and fuzz
+# corpora. Each pytest run has its own workers, folders and ports; their
+# output goes to build/itest-*.log, shown when all are done.
 test-steps: deps
 	$(MAKE) --no-print-directory format-check
-	$(MAKE) --no-print-directory test-build fuzz-build
-	$(MAKE) --no-print-directory unit
-	$(MAKE) --no-print-directory fuzz-replay
-	$(PYTEST) tests/emulator
-	$(PYTEST) tests/integration
-	DATOS_SANITIZE=1 $(PYTEST) tests/integration
+	$(MAKE) --no-print-directory -j2 $(ITEST_BUILD)
+	@echo "$(PYTEST_PAR) tests/emulator tests/integration  >$(BUILD)/itest-release.log"
+	@echo "DATOS_SANITIZE=1 $(PYTEST_PAR) tests/integration  >$(BUILD)/itest-asan.log"
+	@$(PYTEST_PAR) tests/emulator tests/integration >$(BUILD)/itest-release.log 2>&1 & release=$$!; \
+	DATOS_SANITIZE=1 $(PYTEST_PAR) tests/integration >$(BUILD)/itest-asan.log 2>&1 & asan=$$!; \
+	$(MAKE) --no-print-directory -j2 -O unit fuzz-replay; unit=$$?; \
+	wait $$release; release=$$?; wait $$asan; asan=$$?; \
+	for s in release asan; do echo "== integration suite, $$s build"; cat $(BUILD)/itest-$$s.log; done; \
+	test $$unit -eq 0 && test $$release -eq 0 && test $$asan -eq 0
 
 # ---------------------------------------------------------------- benchmarks
 # make bench: the release build against the trivial handler (normal and

@@ -22,6 +22,11 @@
 #   DATOS_CACHE_SECRET_FILE   DatosCacheSecretFile: the fleet's secret (required with memcache:
 #                             and redis:), a secret mounted e.g. at /run/secrets/datos-cache.secret,
 #                             owned by uid 33 with mode 0600, the same on every container
+#   DATOS_CACHE_SECRET        the fleet's secret itself, instead of a file: for platforms whose
+#                             secret files belong to root (Cloud Run's second generation), which
+#                             uid 33 could not read under that rule. The entry point writes it to
+#                             /var/run/apache2/datos-cache.secret (uid 33, mode 0600), sets
+#                             DATOS_CACHE_SECRET_FILE, and starts apache2 without the variable
 #   DATOS_QUICK_HANDLER       DatosQuickHandler: On or Off [On]
 #   DATOS_FRESH_FOR, DATOS_STALE_IF_ERROR, DATOS_TIMEOUT, DATOS_MAX_BYTES_BILLED, DATOS_STATE_DIR
 #                             the directives of the same names

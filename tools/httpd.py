@@ -11,19 +11,39 @@ since the last check that are warnings or worse, that report a dead child, or
 that come from a sanitizer, minus the patterns a test said it expects.
 """
 import os
+import random
 import re
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
+import zlib
 from string import Template
 
 APACHE2 = "/usr/sbin/apache2"
 MODULES_DIR = "/usr/lib/apache2/modules"
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD_DIR = os.path.join(REPO_ROOT, "build")
+
+
+def _test_run():
+    """(folder name, index) of this test process: the build under test and the pytest-xdist
+    worker, so that parallel workers, and the release and ASan suites run side by side,
+    never share a folder or a port."""
+    kind = "asan" if os.environ.get("DATOS_SANITIZE") == "1" else "release"
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    m = re.fullmatch(r"gw(\d+)", worker)
+    number = int(m.group(1)) if m else 0
+    return "%s-%s" % (kind, worker or "main"), number * 2 + (kind == "asan")
+
+
+# Everything a test writes: build/test-tmp/<release|asan>-<worker> under pytest (one
+# folder per worker and build), build/test-tmp for the tools (make run, benchmarks).
 TEST_TMP = os.path.join(BUILD_DIR, "test-tmp")
+if "pytest" in sys.modules or os.environ.get("PYTEST_XDIST_WORKER"):
+    TEST_TMP = os.path.join(TEST_TMP, _test_run()[0])
 
 MPMS = ("event", "worker", "prefork")
 
@@ -74,10 +94,58 @@ MPM_TUNING = {
 }
 
 
+# Listening ports come from below the kernel's ephemeral range, where no outgoing
+# connection takes them between the check here and the server's bind, each test process
+# from its own block (by worker and build, shifted by the checkout's path so that two
+# checkouts testing at once rarely share one), walked from a random start.
+_PORT_LOW = 10000
+_PORT_BLOCKS = 40
+_ports = {"given": set(), "next": None}
+
+
+def _ephemeral_low():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def _port_block():
+    size = (_ephemeral_low() - _PORT_LOW) // _PORT_BLOCKS
+    block = (zlib.crc32(REPO_ROOT.encode()) + _test_run()[1]) % _PORT_BLOCKS
+    return _PORT_LOW + block * size, size
+
+
+def _bindable(port):
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def free_port():
+    """A port nothing listens on, not handed out before by this process."""
+    start, size = _port_block()
+    if _ports["next"] is None:
+        _ports["next"] = random.randrange(size)
+    for _ in range(size):
+        port = start + _ports["next"] % size
+        _ports["next"] += 1
+        if port not in _ports["given"] and _bindable(port):
+            _ports["given"].add(port)
+            return port
+    _ports["given"].clear()  # every port was handed out once: start over
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def port_taken(text):
+    """Whether a server's output says its port was taken meanwhile."""
+    return "Address already in use" in text
 
 
 def module_path(sanitize=None):
@@ -177,6 +245,8 @@ class Httpd:
         self.module = module_path(self.sanitize) if load_datos else None
         self.extra_env = dict(env or {})
         self.log = ErrorLog(os.path.join(self.root, "logs", "error.log"))
+        self._fixed_port = port is not None
+        self._config = None
         self._prepare_root()
 
     # ------------------------------------------------------------ layout
@@ -249,6 +319,7 @@ class Httpd:
         main, test = self.render(test_conf, **overrides)
         self.write_file("conf/httpd.conf", main)
         self.write_file("conf/test.conf", test)
+        self._config = (test_conf, overrides)
         return self.path("conf/httpd.conf")
 
     # ------------------------------------------------------------ processes
@@ -294,8 +365,17 @@ class Httpd:
         except OSError:
             return False
 
-    def start(self, timeout=30):
-        r = self._apache2("-k", "start")
+    def start(self, timeout=60):
+        for attempt in range(3):
+            since = os.path.getsize(self.log.path) if os.path.exists(self.log.path) else 0
+            r = self._apache2("-k", "start")
+            taken = port_taken(r.stdout + r.stderr + self._log_since(since))
+            if r.returncode == 0 or not taken or self._fixed_port or not self._config \
+                    or attempt == 2:
+                break
+            # Another process took the port after free_port() saw it free: another one.
+            self.port = free_port()
+            self.write_config(self._config[0], **self._config[1])
         if r.returncode != 0:
             raise HttpdError("apache2 -k start failed (rc %d):\n%s%s\n%s" % (
                 r.returncode, r.stdout, r.stderr, self.tail_log()))
@@ -303,10 +383,18 @@ class Httpd:
         while time.time() < deadline:
             if self.is_running() and self._port_open():
                 return
-            if self.pid() is None and time.time() > deadline - timeout + 5:
+            if self.pid() is None and time.time() > deadline - timeout + 20:
                 break
             time.sleep(0.05)
         raise HttpdError("httpd did not come up on port %d:\n%s" % (self.port, self.tail_log()))
+
+    def _log_since(self, offset):
+        try:
+            with open(self.log.path, "rb") as f:
+                f.seek(offset)
+                return f.read().decode("utf-8", "replace")
+        except FileNotFoundError:
+            return ""
 
     def _wait_log(self, pattern, since, timeout):
         deadline = time.time() + timeout
@@ -322,14 +410,43 @@ class Httpd:
             time.sleep(0.05)
         return False
 
-    def graceful(self, timeout=30):
-        """`-k graceful`, then waits until the new generation says it is resuming."""
+    def children(self):
+        """The pids of the parent's children (its worker processes)."""
+        parent = self.pid()
+        out = set()
+        if not parent:
+            return out
+        for name in os.listdir("/proc"):
+            if not name.isdigit():
+                continue
+            try:
+                with open("/proc/%s/stat" % name) as f:
+                    stat = f.read()
+            except OSError:
+                continue
+            fields = stat[stat.rfind(")") + 2:].split()
+            if int(fields[1]) == parent and fields[0] != "Z":
+                out.add(int(name))
+        return out
+
+    def graceful(self, timeout=60):
+        """`-k graceful`, then waits until the new generation says it is resuming and
+        the old generation's processes are gone: after it, no request can reach a
+        process that still holds the old configuration or the old cache."""
+        old = self.children()
         since = os.path.getsize(self.log.path) if os.path.exists(self.log.path) else 0
         r = self._apache2("-k", "graceful")
         if r.returncode != 0:
             raise HttpdError("apache2 -k graceful failed:\n%s%s" % (r.stdout, r.stderr))
         if not self._wait_log(r"AH00292|resuming normal operations", since, timeout):
             raise HttpdError("httpd did not finish its graceful restart:\n%s" % self.tail_log())
+        deadline = time.time() + timeout
+        while old & self.children():
+            if time.time() > deadline:
+                raise HttpdError("the old generation (%s) did not exit after a graceful "
+                                 "restart:\n%s" % (sorted(old & self.children()),
+                                                    self.tail_log()))
+            time.sleep(0.05)
         # The new children need a moment to accept; the listener stays open.
         deadline = time.time() + 5
         while time.time() < deadline and not self._port_open():

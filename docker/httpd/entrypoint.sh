@@ -23,6 +23,24 @@ export APACHE_CONFDIR
 . "$APACHE_CONFDIR/envvars"
 set -u
 
+# DATOS_CACHE_SECRET: the fleet's secret itself (Cloud Run's secret
+# variables, Kubernetes' secretKeyRef), for platforms whose secret files
+# belong to root, which this image's user could not read under the rule
+# mod_datos applies to a key file (owned by the user reading it, no group
+# or other bits). It is written to a file of this user, mode 0600, for
+# DatosCacheSecretFile, and leaves the environment before apache2 starts.
+if [ -n "${DATOS_CACHE_SECRET:-}" ]; then
+    if [ -n "${DATOS_CACHE_SECRET_FILE:-}" ]; then
+        echo "datos-httpd: DATOS_CACHE_SECRET and DATOS_CACHE_SECRET_FILE are both set; give one" >&2
+        exit 2
+    fi
+    DATOS_CACHE_SECRET_FILE="${APACHE_RUN_DIR:-/var/run/apache2}/datos-cache.secret"
+    rm -f "$DATOS_CACHE_SECRET_FILE"
+    (umask 077 && printf '%s' "$DATOS_CACHE_SECRET" >"$DATOS_CACHE_SECRET_FILE")
+    export DATOS_CACHE_SECRET_FILE
+fi
+unset DATOS_CACHE_SECRET
+
 for name in $(env | sed -n 's/^\(DATOS_[A-Z0-9_]*\)=..*$/\1/p'); do
     set -- "$@" -D "$name"
 done

@@ -263,6 +263,10 @@ class App:
     # faults -------------------------------------------------------------------------------
 
     def apply_fault(self, fault, req, route, family, wrong_method):
+        with self.faults.applied():
+            return self._apply_fault(fault, req, route, family, wrong_method)
+
+    def _apply_fault(self, fault, req, route, family, wrong_method):
         epoch = self.epoch
         if fault.delay_ms:
             time.sleep(fault.delay_ms / 1000.0)

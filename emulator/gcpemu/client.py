@@ -100,7 +100,7 @@ class Emulator:
 
     # process ------------------------------------------------------------------------------
 
-    def start(self, timeout=30):
+    def start(self, timeout=120):
         os.makedirs(self.workdir, exist_ok=True)
         for p in (self.port_file,):
             if os.path.exists(p):
@@ -237,6 +237,25 @@ class Emulator:
     def clear_faults(self):
         self._call("DELETE", "/_emulator/faults")
 
+    def release_held(self):
+        """Releases and retires every hold fault: the requests they hold go on at once.
+        Returns how many requests a fault is still being applied to."""
+        return self._call("POST", "/_emulator/faults/release", {})["applying"]
+
+    def applying(self):
+        """How many requests a fault is being applied to right now (held, delayed, or
+        still being answered after)."""
+        return self._call("GET", "/_emulator/faults")["applying"]
+
+    def settle_faults(self, timeout=60):
+        """Releases every held request and waits until each request a fault was applied
+        to has been answered, so that what it does lands before the test goes on."""
+        deadline = time.time() + timeout
+        while self.release_held():
+            if time.time() > deadline:
+                raise EmulatorError("requests still held by faults after %ss" % timeout)
+            time.sleep(0.02)
+
     def now(self):
         return self._call("GET", "/_emulator/clock")["now"]
 
@@ -245,6 +264,11 @@ class Emulator:
 
     def set_clock(self, epoch):
         return self._call("POST", "/_emulator/clock", {"set": epoch})["now"]
+
+    def freeze_clock(self, frozen=True):
+        """Stops the emulator clock (it moves only when advanced or set), or with False
+        lets it run on from where it stands."""
+        return self._call("POST", "/_emulator/clock", {"freeze": frozen})["now"]
 
     def configure(self, **settings):
         return self._call("POST", "/_emulator/config", settings)

@@ -30,7 +30,7 @@ class Control:
             return json_response({"status": "ok"})
         if path == "/_emulator/faults":
             if m == "GET":
-                return json_response({"faults": app.faults.list()})
+                return json_response(app.faults.state())
             if m == "POST":
                 body = req.json()
                 specs = body.get("faults") if isinstance(body.get("faults"), list) else [body]
@@ -39,6 +39,8 @@ class Control:
             if m == "DELETE":
                 app.faults.clear()
                 return json_response({"status": "ok"})
+        if path == "/_emulator/faults/release" and m == "POST":
+            return json_response({"applying": app.faults.release_all()})
         if path.startswith("/_emulator/faults/") and path.endswith("/release") and m == "POST":
             if not app.faults.release(path.split("/")[3]):
                 raise ApiError(404, "No such hold fault")
@@ -72,16 +74,22 @@ class Control:
                             "application/json; charset=UTF-8")
         if path == "/_emulator/clock":
             if m == "GET":
-                return json_response({"now": app.clock.now(), "offset": app.clock.offset})
+                return json_response(_clock(app.clock))
             if m == "POST":
                 body = req.json()
                 if "advance" in body:
                     app.clock.advance(_number(body["advance"], "advance"))
                 elif "set" in body:
                     app.clock.set(_number(body["set"], "set"))
+                elif "freeze" in body and isinstance(body["freeze"], bool):
+                    if body["freeze"]:
+                        app.clock.freeze()
+                    else:
+                        app.clock.thaw()
                 else:
-                    raise ApiError(400, 'Clock body needs "advance" (seconds) or "set" (epoch)')
-                return json_response({"now": app.clock.now(), "offset": app.clock.offset})
+                    raise ApiError(400, 'Clock body needs "advance" (seconds), "set" (epoch) '
+                                        'or "freeze" (true or false)')
+                return json_response(_clock(app.clock))
         if path == "/_emulator/config":
             if m == "GET":
                 return json_response(dict(app.settings))
@@ -145,6 +153,10 @@ class Control:
                 st.save()
                 return json_response({"table": body["table"], "day": day, "count": count})
         raise ApiError(404, "Unknown control endpoint %s %s" % (m, req.path))
+
+
+def _clock(clock):
+    return {"now": clock.now(), "offset": clock.offset, "frozen": clock.frozen}
 
 
 def _utc_day(ms):

@@ -1,5 +1,6 @@
 """Scriptable fault plan (docs/google-apis.md 4.4): match requests by method, path regex and/or endpoint
 name; let `skip` matching requests through, then affect `count` of them (0 = unlimited)."""
+import contextlib
 import re
 import threading
 import uuid
@@ -50,6 +51,7 @@ class Fault:
         self.hold_ms = _int(spec.get("hold_ms", HOLD_MS_DEFAULT), "hold_ms")
         # hold: requests wait on this until the fault is released or removed
         self.released = threading.Event()
+        self._held_lock = threading.Lock()
         self.held = 0
         self.hits = 0
         self.remaining = self.count  # 0 = unlimited
@@ -75,11 +77,13 @@ class Fault:
 
     def hold(self):
         """Waits (a hold fault) until released, removed or hold_ms passed."""
-        self.held += 1
+        with self._held_lock:
+            self.held += 1
         try:
             self.released.wait(self.hold_ms / 1000.0)
         finally:
-            self.held -= 1
+            with self._held_lock:
+                self.held -= 1
 
 
 def _int(v, name):
@@ -98,6 +102,21 @@ class FaultPlan:
         # request may still be held by a fault whose count ran out
         self._holds = {}
         self._lock = threading.Lock()
+        # how many requests a fault is applied to right now (held, delayed, or
+        # still being answered after): settle_faults() waits for none, so what a
+        # held request does has landed before a test goes on
+        self._applying_lock = threading.Lock()
+        self.applying = 0
+
+    @contextlib.contextmanager
+    def applied(self):
+        with self._applying_lock:
+            self.applying += 1
+        try:
+            yield
+        finally:
+            with self._applying_lock:
+                self.applying -= 1
 
     def add(self, spec):
         fault = Fault(spec)
@@ -137,6 +156,17 @@ class FaultPlan:
         hold.released.set()
         return True
 
+    def release_all(self):
+        """Releases and retires every hold fault; returns how many requests a fault
+        is still being applied to."""
+        with self._lock:
+            holds = list(self._holds.values())
+            self._faults = [f for f in self._faults if f.action != "hold"]
+        for f in holds:
+            f.released.set()
+        with self._applying_lock:
+            return self.applying
+
     def list(self):
         with self._lock:
             return [f.describe() for f in self._faults]
@@ -148,6 +178,11 @@ class FaultPlan:
                     return f.describe()
             hold = self._holds.get(fault_id)
             return hold.describe() if hold is not None else None
+
+    def state(self):
+        with self._applying_lock:
+            applying = self.applying
+        return {"faults": self.list(), "applying": applying}
 
     def take(self, method, path, endpoint):
         """The first active fault that applies to this request, consuming one use."""

@@ -20,7 +20,10 @@ def emulator():
 
 @pytest.fixture
 def emu(emulator):
+    """The emulator, reset, its clock frozen: it moves only when a test advances or
+    sets it, so both sides of a deadline are checked whatever the requests take."""
     emulator.reset()
+    emulator.freeze_clock()
     return emulator
 
 

@@ -6,6 +6,7 @@ import os
 import shutil
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -82,6 +83,7 @@ def test_skip_method_and_unlimited(api, emu):
 
 
 def test_delay_fault(api, emu):
+    # lower bounds: a busy machine only lengthens a delay
     emu.add_fault(endpoint="bigquery.jobs.query", action="delay", delay_ms=400)
     t0 = time.time()
     r = api.query("SELECT 1")
@@ -140,6 +142,27 @@ def test_hold_fault_let_go_by_clear_and_by_its_limit(api, emu):
     assert api.query("SELECT 1").status_code == 200
     with pytest.raises(EmulatorError):
         emu.release_fault("f-nosuchfault")
+
+
+def test_settle_faults_releases_every_hold_and_waits_for_the_answers(api, emu):
+    """settle_faults() lets every held request go on and returns once each has been
+    answered: what they do has landed before the test goes on."""
+    fid = emu.add_fault(endpoint="bigquery.jobs.query", action="hold", count=2)
+    with ThreadPoolExecutor(2) as pool:
+        held = [pool.submit(api.query, "SELECT %d AS n" % i) for i in (1, 2)]
+        deadline = time.time() + 60
+        while emu.applying() < 2 and time.time() < deadline:
+            time.sleep(0.02)
+        assert emu.applying() == 2 and emu.fault(fid)["held"] == 2
+        assert not any(f.done() for f in held)
+        assert [q["status"] for q in emu.requests("bigquery.jobs.query")] == [None, None]
+        emu.settle_faults()
+        assert emu.applying() == 0
+        answers = [f.result(timeout=60) for f in held]
+    assert [q["status"] for q in emu.requests("bigquery.jobs.query")] == [200, 200]
+    assert sorted(r.json()["rows"][0]["f"][0]["v"] for r in answers) == ["1", "2"]
+    assert emu.release_held() == 0                  # nothing held: nothing to release
+    assert emu.faults() == []                       # the hold fault was retired
 
 
 def test_drop_fault(emu):
@@ -230,21 +253,53 @@ def test_counters_and_request_log(api, emu):
 
 
 def test_clock(api, emu):
-    real = time.time()
+    emu.reset()                                     # running, as it starts
+    # Each reading lies between real-time readings taken before and after it.
+    before = time.time()
     now = emu.now()
-    assert abs(now - real) < 5
+    assert before - 0.001 <= now <= time.time() + 0.001
     emu.advance_clock(3600)
     c = api.get("/_emulator/clock").json()
-    assert abs(c["offset"] - 3600) < 0.01 and abs(c["now"] - real - 3600) < 5
+    assert abs(c["offset"] - 3600) < 0.01
+    assert before + 3600 - 0.001 <= c["now"] <= time.time() + 3600 + 0.01
+    set_at = time.time()
     emu.set_clock(1705240800)
-    assert abs(emu.now() - 1705240800) < 1
+    assert 1705240800 <= emu.now() <= 1705240800 + (time.time() - set_at) + 0.001
     d = emu.create_dataset("ds")
-    assert abs(int(d["creationTime"]) - 1705240800000) < 2000
     r = api.query("SELECT CURRENT_TIMESTAMP() AS now",
                   formatOptions={"useInt64Timestamp": True}).json()
-    assert abs(int(r["rows"][0]["f"][0]["v"]) - 1705240800 * 10 ** 6) < 2 * 10 ** 6
+    since = time.time() - set_at
+    assert 1705240800000 <= int(d["creationTime"]) <= 1705240800000 + since * 1000 + 1
+    assert 1705240800 * 10 ** 6 <= int(r["rows"][0]["f"][0]["v"]) \
+        <= (1705240800 + since) * 10 ** 6 + 1
     assert r["schema"]["fields"][0] == {"name": "now", "type": "TIMESTAMP", "mode": "NULLABLE"}
     assert api.post("/_emulator/clock", {"jump": 1}).status_code == 400
+
+
+def test_frozen_clock(api, emu):
+    """Frozen (the suite's fixture does it), the clock moves only when told to, but for
+    a microsecond per reading."""
+    c = api.get("/_emulator/clock").json()
+    assert c["frozen"] is True
+    a, b = emu.now(), emu.now()
+    assert 0 < b - a < 0.001
+    assert 1.5 < emu.advance_clock(1.5) - b < 1.501
+    time.sleep(0.05)
+    assert 1.5 < emu.now() - b < 1.501
+    assert 1705240800 < emu.set_clock(1705240800) < 1705240800.001
+    d = emu.create_dataset("ds")
+    assert d["creationTime"] == "1705240800000"
+    # thawed, it runs on from where it stood
+    before = time.time()
+    emu.freeze_clock(False)
+    assert api.get("/_emulator/clock").json()["frozen"] is False
+    assert 1705240800 <= emu.now() <= 1705240800 + (time.time() - before) + 0.001
+    emu.freeze_clock()
+    emu.reset()                                     # a reset runs it from real time again
+    before = time.time()
+    c = api.get("/_emulator/clock").json()
+    assert c["frozen"] is False and before - 0.001 <= c["now"] <= time.time() + 0.001
+    assert api.post("/_emulator/clock", {"freeze": "yes"}).status_code == 400
 
 
 def test_config_and_reset(api, emu):

@@ -88,9 +88,10 @@ class Loader:
             "retry_initial": "50ms",
             "retry_max": "500ms",
             "retry_deadline": "5s",
-            "http_timeout": "10s",
+            # budgets no busy machine runs out of; the fault tests set short ones
+            "http_timeout": "60s",
             "pull_timeout": "5s",
-            "max_seconds": "120s",
+            "max_seconds": "600s",
             # Most tests rerun at once after a failed run; the outage test sets it.
             "failure_backoff": "0",
         }

@@ -11,7 +11,7 @@ import socket
 import subprocess
 import time
 
-from tools.httpd import TEST_TMP, free_port
+from tools.httpd import TEST_TMP, free_port, port_taken
 
 
 class ServerError(RuntimeError):
@@ -29,7 +29,7 @@ class _Daemon:
     def command(self):
         raise NotImplementedError
 
-    def start(self, timeout=10):
+    def start(self, timeout=60, attempts=3):
         os.makedirs(self.dir, exist_ok=True)
         self.log = open(os.path.join(self.dir, "server.log"), "wb")
         self.proc = subprocess.Popen(self.command(), stdout=self.log, stderr=subprocess.STDOUT,
@@ -38,7 +38,14 @@ class _Daemon:
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:
-                raise ServerError("%s exited with %s" % (self.name, self.proc.returncode))
+                with open(os.path.join(self.dir, "server.log"), errors="replace") as f:
+                    out = f.read()
+                self.stop()
+                if port_taken(out) and attempts > 1:
+                    # taken by another process since free_port() saw it free
+                    self.port = free_port()
+                    return self.start(timeout, attempts - 1)
+                raise ServerError("%s exited with %s:\n%s" % (self.name, self.proc_rc, out))
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
                     return self
@@ -51,6 +58,7 @@ class _Daemon:
         if self.proc and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
+        self.proc_rc = self.proc.returncode if self.proc else None
         self.proc = None
         if getattr(self, "log", None):
             self.log.close()

@@ -92,6 +92,6 @@ def no_server_left_behind():
                 cmd = f.read().replace(b"\0", b" ").decode("utf-8", "replace")
         except OSError:
             continue
-        if "apache2" in cmd and TEST_TMP in cmd:
+        if "apache2" in cmd and TEST_TMP + os.sep in cmd:
             leftovers.append("%s: %s" % (pid, cmd))
     assert not leftovers, "httpd processes left running:\n" + "\n".join(leftovers)

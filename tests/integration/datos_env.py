@@ -213,7 +213,7 @@ def contract_rows(now):
 
 
 def get(h, path, **kw):
-    kw.setdefault("timeout", 60)
+    kw.setdefault("timeout", 120)
     return requests.get(h.url(path), **kw)
 
 

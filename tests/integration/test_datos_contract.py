@@ -60,7 +60,7 @@ def test_health_is_exactly_ok_and_never_calls_google(server, emulator):
 
 def test_health_head_has_headers_and_no_body(server):
     h, _ = server
-    r = requests.head(h.url("/health"), timeout=5)
+    r = requests.head(h.url("/health"), timeout=120)
     assert r.status_code == 200
     assert r.content == b""
     assert r.headers["Content-Length"] == "15"
@@ -69,7 +69,7 @@ def test_health_head_has_headers_and_no_body(server):
 @pytest.mark.parametrize("method", ["POST", "PUT", "DELETE"])
 def test_health_other_methods_are_405(server, method):
     h, _ = server
-    r = requests.request(method, h.url("/health"), timeout=5)
+    r = requests.request(method, h.url("/health"), timeout=120)
     assert_json_error(r, 405)
     assert r.headers["Allow"] == "GET, HEAD"
 
@@ -154,7 +154,7 @@ def test_bad_query_strings_are_400_json(server, query):
 def test_head_datos_matches_get_headers_without_body(server):
     h, _ = server
     g = get(h, "/datos?limit=3")
-    r = requests.head(h.url("/datos?limit=3"), timeout=10)
+    r = requests.head(h.url("/datos?limit=3"), timeout=120)
     assert r.status_code == 200
     assert r.content == b""
     assert r.headers["Content-Length"] == str(len(g.content))
@@ -166,7 +166,7 @@ def test_head_datos_matches_get_headers_without_body(server):
 def test_other_methods_are_405_with_allow(server, method, emulator):
     h, _ = server
     before = emulator.count("bigquery.jobs.query")
-    r = requests.request(method, h.url("/datos"), data=b'{"id":"x"}', timeout=5)
+    r = requests.request(method, h.url("/datos"), data=b'{"id":"x"}', timeout=120)
     assert_json_error(r, 405)
     assert r.headers["Allow"] == "GET, HEAD"
     assert emulator.count("bigquery.jobs.query") == before

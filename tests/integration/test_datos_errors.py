@@ -26,7 +26,7 @@ EXTRA = """
 """
 
 
-def raw(h, data, timeout=5):
+def raw(h, data, timeout=120):
     """Sends bytes, returns (status, headers, body) of the first answer."""
     with socket.create_connection(("127.0.0.1", h.port), timeout=timeout) as s:
         s.sendall(data)

@@ -81,7 +81,9 @@ def test_four_hosts_make_about_one_query_per_window(httpd_factory, emulator, red
     def load(i):
         s = requests.Session()
         n = 0
-        while time.time() < stop:
+        # at least 12 s (six windows), and at least 200 requests however slow
+        # the machine
+        while time.time() < stop or len(served) < 200:
             r = s.get(hosts[(i + n) % 4].url("/datos"),
                       headers={"Accept-Encoding": "identity"}, timeout=60)
             assert r.status_code == 200
@@ -98,7 +100,7 @@ def test_four_hosts_make_about_one_query_per_window(httpd_factory, emulator, red
     windows = (time.time() - t0) / 2.0
     asked = queries(emulator)
     # every host kept serving, every window, without waiting
-    assert len(served) > 100
+    assert len(served) >= 200
     assert all(c.startswith("datos; hit; ttl=") for c in served), set(served)
     # about one query per window for the four (at most 1.2, and one in flight);
     # four hosts fetching on their own would make about four

@@ -55,7 +55,7 @@ def post(h, body, headers=None, **kw):
     hdrs.update(headers or {})
     if not isinstance(body, (bytes, str)) and not callable(getattr(body, "__next__", None)):
         body = json.dumps(body)
-    return requests.post(h.url("/datos"), data=body, headers=hdrs, timeout=30, **kw)
+    return requests.post(h.url("/datos"), data=body, headers=hdrs, timeout=120, **kw)
 
 
 def published(emulator):
@@ -223,7 +223,7 @@ def test_a_body_that_is_not_json_by_its_type_is_415(emulator, pipeline, ctype):
     if ctype:
         hdrs["Content-Type"] = ctype
     r = requests.post(pipeline.url("/datos"), data=json.dumps(record("t")).encode(),
-                      headers=hdrs, timeout=10)
+                      headers=hdrs, timeout=120)
     assert_error(r, 415)
     assert r.headers["Accept-Post"] == "application/json"
     assert published(emulator) == []
@@ -245,7 +245,7 @@ def test_options_names_post_without_credentials(pipeline, emulator):
 
 
 def test_other_methods_are_405_naming_post(pipeline):
-    r = requests.put(pipeline.url("/datos"), data=b"{}", headers=dict(JSON, **AUTH), timeout=10)
+    r = requests.put(pipeline.url("/datos"), data=b"{}", headers=dict(JSON, **AUTH), timeout=120)
     assert_error(r, 405)
     assert r.headers["Allow"] == "GET, HEAD, POST"
 
@@ -280,7 +280,7 @@ def test_publish_failures_are_never_accepted(emulator, pipeline, httpd_factory, 
     h.log.expect(r"DT0404")                 # one error line for the failed publish
     # libcurl sends a request again, once, when a kept-alive connection turns
     # out closed before any answer: a drop must happen twice to be seen.
-    fid = emulator.add_fault(endpoint="pubsub.topics.publish",
+    emulator.add_fault(endpoint="pubsub.topics.publish",
                              count=2 if fault["action"] == "drop" else 1, **fault)
     r = post(h, record("f1"))
     assert_error(r, code)
@@ -290,8 +290,7 @@ def test_publish_failures_are_never_accepted(emulator, pipeline, httpd_factory, 
         assert r.headers["Retry-After"] == retry_after
     if fault["action"] == "hold":
         assert "may or may not" in r.json()["error"]["message"]
-        emulator.release_fault(fid)         # the held publish lands in the emulator
-        assert wait_for(lambda: emulator.fault(fid)["held"] == 0)
+        emulator.settle_faults()            # the held publish lands in the emulator
     # the next one goes through
     r = post(h, record("f2"))
     assert r.status_code == 202, r.text
@@ -302,13 +301,13 @@ def test_publish_failures_are_never_accepted(emulator, pipeline, httpd_factory, 
 def test_posting_needs_the_token_reading_does_not(emulator, pipeline):
     h = pipeline
     h.log.expect(r"AH01630")                # authz_core's note of each refusal
-    r = requests.post(h.url("/datos"), data=json.dumps(record("x")), headers=JSON, timeout=10)
+    r = requests.post(h.url("/datos"), data=json.dumps(record("x")), headers=JSON, timeout=120)
     assert_error(r, 403)
     r = requests.post(h.url("/datos"), data=json.dumps(record("x")),
-                      headers=dict(JSON, Authorization="Bearer wrong"), timeout=10)
+                      headers=dict(JSON, Authorization="Bearer wrong"), timeout=120)
     assert_error(r, 403)
     assert published(emulator) == []
-    r = requests.get(h.url("/health"), timeout=10)
+    r = requests.get(h.url("/health"), timeout=120)
     assert r.status_code == 200
 
 
@@ -339,21 +338,21 @@ def test_the_shipped_conf_asks_for_a_password_to_post(emulator, httpd_factory):
     h.start()
     ready(h)
     h.log.expect(r"AH01617|AH01618")        # mod_auth_basic's own notes of a bad user/password
-    r = requests.post(h.url("/datos"), data=json.dumps(record("s1")), headers=JSON, timeout=10)
+    r = requests.post(h.url("/datos"), data=json.dumps(record("s1")), headers=JSON, timeout=120)
     assert_error(r, 401)
     assert r.headers["WWW-Authenticate"].startswith("Basic")
     r = requests.post(h.url("/datos"), data=json.dumps(record("s1")), headers=JSON,
-                      auth=("sensor-1", "wrong"), timeout=10)
+                      auth=("sensor-1", "wrong"), timeout=120)
     assert_error(r, 401)
     assert published(emulator) == []
     r = requests.post(h.url("/datos"), data=json.dumps(record("s1")), headers=JSON,
-                      auth=("sensor-1", "s3cret-pass"), timeout=10)
+                      auth=("sensor-1", "s3cret-pass"), timeout=120)
     assert r.status_code == 202, r.text
     [(mid, data, attrs)] = published(emulator)
     assert mid == r.json()["messageId"] and json.loads(data)["id"] == "s1"
     # reads stay public
-    assert requests.get(h.url("/health"), timeout=10).status_code == 200
-    assert requests.get(h.url("/datos"), timeout=10).status_code in (200, 503)
+    assert requests.get(h.url("/health"), timeout=120).status_code == 200
+    assert requests.get(h.url("/datos"), timeout=120).status_code in (200, 503)
 
 
 def test_without_the_define_the_shipped_conf_refuses_post(emulator, httpd_factory):
@@ -362,7 +361,7 @@ def test_without_the_define_the_shipped_conf_refuses_post(emulator, httpd_factor
     h.write_config(conf)
     h.start()
     ready(h)
-    r = requests.post(h.url("/datos"), data=json.dumps(record("x")), headers=JSON, timeout=10)
+    r = requests.post(h.url("/datos"), data=json.dumps(record("x")), headers=JSON, timeout=120)
     assert_error(r, 405)
     assert r.headers["Allow"] == "GET, HEAD"
 
@@ -396,7 +395,7 @@ def test_ingest_metrics_count_codes_and_publish_time(emulator, pipeline):
     h = pipeline
 
     def metrics():
-        text = requests.get(h.url("/metrics"), timeout=10).text
+        text = requests.get(h.url("/metrics"), timeout=120).text
         out = {}
         for line in text.splitlines():
             m = re.match(r"^(datos_ingest_\S+) (\S+)$", line)

@@ -127,7 +127,7 @@ def test_a_single_huge_page_is_never_served_whole(emulator, server):
                        body=body, content_type="application/json")
     emulator.add_fault(endpoint="bigquery.jobs.getQueryResults", count=0, action="status",
                        status=200, body=body, content_type="application/json")
-    r = get(h, "/datos?limit=100", timeout=30)
+    r = get(h, "/datos?limit=100", timeout=120)
     # Every page is larger than the cap, down to a single 300 kB row asked
     # for alone: nothing fits, and nothing is cut.
     assert r.status_code == 200
@@ -141,7 +141,7 @@ def test_a_huge_page_naming_no_job_is_a_502(emulator, server):
     h.log.expect(r"DT0201.*too_large")
     emulator.add_fault(endpoint="bigquery.jobs.query", count=0, action="status", status=200,
                        body=huge_page(reference=False), content_type="application/json")
-    r = get(h, "/datos", timeout=30)
+    r = get(h, "/datos", timeout=120)
     assert r.status_code == 502
     assert r.json()["error"]["code"] == 502
 
@@ -165,9 +165,9 @@ def children_hwm_kb(h):
 
 def test_parallel_huge_pages_keep_memory_bounded(emulator, server):
     seed(emulator, [])
-    # A generous fetch budget: 16 fetches of 7 cut pages each keep the
-    # emulator busy on a loaded machine.
-    h = server("payload-huge-parallel", extra="DatosTimeout 30s\n")
+    # The largest fetch budget: 16 fetches of 7 cut pages each keep the
+    # emulator busy on a loaded machine (30 s ran out once).
+    h = server("payload-huge-parallel", extra="DatosTimeout 120s\nDatosColdWait 120s\n")
     h.log.expect(r"DT0102")
     body = huge_page(n=40)                               # 12 MB pages
     emulator.add_fault(endpoint="bigquery.jobs.query", count=0, action="status", status=200,
@@ -175,7 +175,8 @@ def test_parallel_huge_pages_keep_memory_bounded(emulator, server):
     emulator.add_fault(endpoint="bigquery.jobs.getQueryResults", count=0, action="status",
                        status=200, body=body, content_type="application/json")
     with ThreadPoolExecutor(16) as pool:
-        statuses = list(pool.map(lambda _: get(h, "/datos", timeout=90).status_code, range(16)))
+        statuses = list(pool.map(lambda _: get(h, "/datos", timeout=300).status_code,
+                                 range(16)))
     # In the uncached mode each request is a fetch, and the requests that
     # may wait on BigQuery at once are bounded (the others are told to come
     # back): those that ran each served the cut answer.

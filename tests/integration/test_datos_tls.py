@@ -114,7 +114,18 @@ def test_the_loader_trusts_its_ca_file_and_nothing_else(tls_emulator, ca_name):
                     ca_file=os.path.join(PKI, ca_name + ".pem") if ca_name else None,
                     retry_deadline="1s")
     # the https URLs of the file, not the harness's plain-http emulator hosts
-    r = loader.run(env={"PUBSUB_EMULATOR_HOST": None, "BIGQUERY_EMULATOR_HOST": None})
+    env = {"PUBSUB_EMULATOR_HOST": None, "BIGQUERY_EMULATOR_HOST": None}
+    r = loader.run(env=env)
+    for _ in range(3):
+        # A busy machine can let the handshake outlast the 3 s connect timeout before
+        # the certificate is judged; only a verdict on the certificate counts.
+        if r.rc == 0 or "SSL connection timeout" not in r.stderr:
+            break
+        emu.advance_clock(120)
+        hold_off = os.path.join(loader.state_dir, "hold-off")
+        if os.path.exists(hold_off):
+            os.unlink(hold_off)
+        r = loader.run(env=env)
     try:
         if ca_name == "ca":
             assert r.rc == 0, r

@@ -833,13 +833,13 @@ def read_log(root):
         return f.read()
 
 
-def wait_http(url, proc, root, timeout=15):
+def wait_http(url, proc, root, timeout=60):
     deadline = time.time() + timeout
     while time.time() < deadline:
         if proc.poll() is not None:
             pytest.fail("httpd exited with %s:\n%s" % (proc.returncode, read_log(root)))
         try:
-            return requests.get(url, timeout=2)
+            return requests.get(url, timeout=30)
         except requests.ConnectionError:
             time.sleep(0.05)
     pytest.fail("httpd did not answer in %ss:\n%s" % (timeout, read_log(root)))
@@ -862,6 +862,66 @@ def stop(proc):
             proc.poll()
             time.sleep(0.05)
     proc.poll()
+
+
+def test_the_image_keeps_the_fleet_secret_of_its_variable_in_a_file_of_its_own(
+        image_root, emulator, redis):
+    """Cloud Run passes the fleet tier's key as DATOS_CACHE_SECRET (its secret files
+    belong to root, which the image's user could not read under mod_datos's rule for a
+    key file): the entry point writes it to a file of the image's user with no group or
+    other bits, which DatosCacheSecretFile names, and apache2 runs without the variable.
+    The tier's entries are sealed with it."""
+    doc = compose()
+    emulator.reset()
+    setup_env = {k: v.replace("emulator:%d" % emulator_port(doc),
+                              emulator.base_url.split("://")[1])
+                 for k, v in env_of(doc["services"]["setup"]).items()}
+    p = subprocess.run([PYTHON, os.path.join(REPO_ROOT, "docker", "dev", "setup.py")],
+                       env=dict(setup_env, PATH="/usr/bin:/bin"), capture_output=True,
+                       text=True, timeout=120)
+    assert p.returncode == 0, p.stdout + p.stderr
+    relocate(image_root)
+    secret = "a fleet secret of more than thirty-two bytes, from the platform"
+    port = free_port()
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PORT": "127.0.0.1:%d" % port,
+           "APACHE_CONFDIR": image_root + "/etc/apache2",
+           "DATOS_STATE_DIR": image_root + "/var/cache/apache2/mod_datos",
+           "DATOS_PROJECT": emulator.project, "DATOS_CREDENTIALS": "none",
+           "DATOS_BIGQUERY_URL": emulator.base_url + "/bigquery/v2",
+           "DATOS_CACHE": "redis:" + redis.address, "DATOS_CACHE_SECRET": secret}
+    # both ways at once is a mistake the entry point names
+    proc = start_image_httpd(image_root, dict(env, DATOS_CACHE_SECRET_FILE="/nonexistent"))
+    assert proc.wait(60) == 2
+    assert "DATOS_CACHE_SECRET and DATOS_CACHE_SECRET_FILE are both set" in read_log(image_root)
+    proc = start_image_httpd(image_root, env)
+    base = "http://127.0.0.1:%d" % port
+    try:
+        assert wait_http(base + "/health", proc, image_root).status_code == 200
+        path = image_root + "/var/run/apache2/datos-cache.secret"
+        st = os.stat(path)
+        assert st.st_mode & 0o777 == 0o600
+        assert st.st_uid == (WWW_DATA if os.geteuid() == 0 else os.geteuid())
+        with open(path) as f:
+            assert f.read() == secret
+        with open("/proc/%d/environ" % proc.pid, "rb") as f:
+            environ = f.read().split(b"\0")
+        assert b"DATOS_CACHE_SECRET_FILE=" + path.encode() in environ
+        assert not [e for e in environ if e.startswith(b"DATOS_CACHE_SECRET=")]
+        deadline = time.time() + 120
+        r = requests.get(base + "/health?ready", timeout=120)
+        while r.status_code != 200 and time.time() < deadline:
+            time.sleep(0.1)
+            r = requests.get(base + "/health?ready", timeout=120)
+        assert r.status_code == 200, r.text
+        assert requests.get(base + "/datos", timeout=120).status_code == 200
+        assert redis.keys(), "nothing in the fleet tier"
+    finally:
+        stop(proc)
+    log = read_log(image_root)
+    assert secret not in log
+    problems = [ln for ln in log.splitlines()
+                if re.search(r":(warn|error|crit|alert|emerg)\] ", ln)]
+    assert not problems, log
 
 
 def test_compose_stack_on_the_image_configuration(image_root, emulator):
@@ -907,33 +967,33 @@ def test_compose_stack_on_the_image_configuration(image_root, emulator):
             uids = re.search(r"^Uid:\s+(\d+)", f.read(), re.M).group(1)
         assert int(uids) == (WWW_DATA if os.geteuid() == 0 else os.geteuid())
 
-        r = requests.get(base + "/datos?limit=100", timeout=10)
+        r = requests.get(base + "/datos?limit=100", timeout=120)
         assert r.status_code == 200, r.text
         assert {d["id"] for d in r.json()["datos"]} == seeded
         # the last good answer went to the state directory, writable by the image's user
-        deadline = time.time() + 5
+        deadline = time.time() + 60
         while not os.listdir(env["DATOS_STATE_DIR"]) and time.time() < deadline:
             time.sleep(0.05)
         assert os.listdir(env["DATOS_STATE_DIR"]), "nothing in DatosStateDir"
 
-        r = requests.request("TRACE", base + "/datos", timeout=10)
+        r = requests.request("TRACE", base + "/datos", timeout=120)
         assert r.status_code == 405
-        r = requests.request("TRACE", base + "/", timeout=10)
+        r = requests.request("TRACE", base + "/", timeout=120)
         assert r.status_code == 405
 
         record = {"id": "docker-post", "contenido": "desde compose",
                   "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-        r = requests.post(base + "/datos", json=record, timeout=10)
+        r = requests.post(base + "/datos", json=record, timeout=120)
         assert r.status_code == 401
-        r = requests.post(base + "/datos", json=record, auth=("demo", "demo"), timeout=10)
+        r = requests.post(base + "/datos", json=record, auth=("demo", "demo"), timeout=120)
         assert r.status_code == 202, r.text
 
-        # the image's STOPSIGNAL: a graceful stop, done within GracefulShutdownTimeout
+        # the image's STOPSIGNAL: a graceful stop, which ends with status 0 (the log
+        # says so, below; children still running past GracefulShutdownTimeout would be
+        # killed with a [warn] line, which the log check below fails on)
         stopsig = getattr(signal, final_stage("httpd").last("STOPSIGNAL"))
-        t0 = time.time()
         os.kill(proc.pid, stopsig)
-        assert proc.wait(12) == 0
-        assert time.time() - t0 < 10
+        assert proc.wait(60) == 0
     finally:
         stop(proc)
     log = read_log(image_root)
@@ -978,11 +1038,11 @@ def test_compose_stack_on_the_image_configuration(image_root, emulator):
             out = f.read()
         assert want <= {r["id"] for r in emulator.table_rows()}, out
         assert os.listdir(state), "the loader wrote nothing in its state_dir"
-        # docker compose stop: SIGTERM to the loop, which ends at once with code 0
-        t0 = time.time()
+        # docker compose stop: SIGTERM to the loop, which ends with code 0 without
+        # sleeping out its LOADER_EVERY (60 s: a wait of 30 s tells the two apart)
+        assert int(lenv.get("LOADER_EVERY", "60")) >= 60
         loop.send_signal(signal.SIGTERM)
-        assert loop.wait(10) == 0
-        assert time.time() - t0 < 5
+        assert loop.wait(30) == 0
     finally:
         stop(loop)
         emulator.reset()  # the suites after this one start from an empty emulator

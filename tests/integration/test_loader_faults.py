@@ -47,6 +47,7 @@ def check_exactly_once(emulator, valid_ids, invalid_ids):
 
 def rerun_clean(emulator, loader):
     emulator.clear_faults()
+    emulator.settle_faults()                      # what a held request does lands first
     emulator.configure(require_auth=False)
     emulator.advance_clock(LEASE_EXPIRY)          # leases the faulty run took lapse
     r = loader.run()
@@ -61,7 +62,8 @@ FAULTS = {
     "503": dict(action="status", status=503),
     "429": dict(action="status", status=429),
     "403-rate-limit": dict(action="status", status=403, reason="rateLimitExceeded"),
-    "timeout": dict(action="delay", delay_ms=2500),
+    # held until rerun_clean releases it, long after the loader's http_timeout
+    "timeout": dict(action="hold"),
     "drop": dict(action="drop"),
     "malformed": dict(action="malformed"),
     # the request is carried out, then the connection drops before the answer:
@@ -138,9 +140,9 @@ KILL_POINTS = {
 }
 
 
-def wait_until_held(emulator, endpoint, calls, timeout=20):
+def wait_until_held(emulator, endpoint, calls, timeout=60):
     """Until the emulator has seen `calls` requests to endpoint (it counts a request
-    when it arrives, before a delay fault holds it)."""
+    when it arrives, before a hold fault holds it)."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         if emulator.count(endpoint) >= calls:
@@ -159,7 +161,8 @@ def test_killed_at_every_step(emulator, point, how):
         emulator.configure(load_job_running_seconds=1)
     endpoint, skip = KILL_POINTS[point]
     emulator.clear_counters()
-    emulator.add_fault(endpoint=endpoint, action="delay", delay_ms=3000, count=1, skip=skip)
+    # held until the test releases it (rerun_clean), however long the kill takes
+    emulator.add_fault(endpoint=endpoint, action="hold", count=1, skip=skip)
     proc = loader.start()
     try:
         assert wait_until_held(emulator, endpoint, skip + 1), \
@@ -169,6 +172,8 @@ def test_killed_at_every_step(emulator, point, how):
             proc.wait(10)
         else:
             os.killpg(proc.pid, signal.SIGTERM)
+            # the held request then completes: the run finishes its step and stops
+            emulator.settle_faults()
             r = loader.background_result(proc, timeout=60)
             assert r.rc in (0, 1), r
             assert r.one("run_finished")
@@ -176,8 +181,7 @@ def test_killed_at_every_step(emulator, point, how):
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
         emulator.configure(load_job_running_seconds=0)
-    time.sleep(3.2)                     # the held request completes in the emulator
-    rerun_clean(emulator, loader)
+    rerun_clean(emulator, loader)       # the held request completes in the emulator first
     check_exactly_once(emulator, valid, invalid)
     assert loader.journal() == [] or all(n.endswith(".json") for n in loader.journal())
 
@@ -254,28 +258,63 @@ def test_quota_exhausted_stops_and_the_messages_wait(emulator):
     check_exactly_once(emulator, valid, invalid)
 
 
+def expire_hold_off(loader):
+    """What the passing of time does to the loader's hold-off (state_dir/hold-off, the
+    loader's own record of when it may pull again): its end moves to now. The doubling
+    it keeps ("delay") is left as it is."""
+    path = os.path.join(loader.state_dir, "hold-off")
+    with open(path) as f:
+        hold = json.load(f)
+    hold["until"] = int(time.time() * 1_000_000) - 1
+    with open(path, "w") as f:
+        json.dump(hold, f)
+    return hold["delay"]
+
+
 def test_an_outage_longer_than_the_redelivery_window_dead_letters_nothing_valid(emulator):
     """The subscription forwards a message after 5 delivery attempts. BigQuery fails for
     longer than 5 cron ticks; runs after a failed one do not pull (failure_backoff), so
-    no valid message reaches the dead-letter topic."""
+    no valid message reaches the dead-letter topic.
+
+    Time is the test's own: a cron tick every 30 s of a simulated clock, 11 ticks (5
+    minutes), and a hold-off the loader sets ends when that clock reaches it
+    (expire_hold_off); the loader's minute-long hold-offs never end by themselves during
+    the test, however slow the machine."""
     make_pipeline(emulator, max_delivery_attempts=5)
     valid, invalid = publish_mix(emulator)
-    loader = Loader(emulator, "outage", failure_backoff="1s", failure_backoff_max="2s",
+    loader = Loader(emulator, "outage", failure_backoff="60s", failure_backoff_max="120s",
                     retry_deadline="300ms")
     emulator.add_fault(endpoint="bigquery.jobs.insert.multipart", action="status", status=503,
                        count=0)
-    runs = 0
-    stop = time.time() + 5
-    while time.time() < stop:                 # a tick every 0.25 s: 20 ticks
+    tick, clock, held_until = 30, 0, None
+    pulled_at, delays = [], []
+    for _ in range(11):
+        if held_until is not None and clock >= held_until:
+            expire_hold_off(loader)
         r = loader.run()
         assert r.rc == 1, r
-        runs += 1
-        time.sleep(0.25)
-    assert runs >= 12
+        if r.named("held_off"):
+            assert held_until is not None and clock < held_until, r
+            assert r.finished["messages_pulled"] == 0
+        else:
+            assert held_until is None or clock >= held_until, r
+            assert r.finished["messages_pulled"] > 0, r
+            pulled_at.append(clock)
+            with open(os.path.join(loader.state_dir, "hold-off")) as f:
+                delay = json.load(f)["delay"] // 1_000_000
+            delays.append(delay)
+            held_until = clock + delay
+        clock += tick
+    # 11 ticks, but only 4 deliveries: at 0, then after 60 s, 120 s (doubled) and 120 s
+    # (failure_backoff_max); a pull per tick would have dead-lettered every message at
+    # the fifth
+    assert pulled_at == [0, 60, 180, 300], pulled_at
+    assert delays == [60, 120, 120, 120], delays
     emulator.clear_faults()
-    time.sleep(2.1)
+    expire_hold_off(loader)
     r = loader.run()
     assert r.rc == 0, r
+    assert not os.path.exists(os.path.join(loader.state_dir, "hold-off"))
     check_exactly_once(emulator, valid, invalid)
 
 

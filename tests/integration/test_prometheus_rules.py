@@ -106,7 +106,7 @@ def test_every_series_the_rules_watch_is_exported(emulator, httpd_factory):
 """))
     h.start()
     assert get(h, "/datos").status_code == 200
-    w = requests.post(h.url("/datos"), timeout=30,
+    w = requests.post(h.url("/datos"), timeout=120,
                       data=json.dumps({"id": "rules-2", "timestamp": ts}),
                       headers={"Content-Type": "application/json",
                                "Authorization": "Bearer " + server_conf.INGEST_TOKEN})

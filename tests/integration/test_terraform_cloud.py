@@ -187,31 +187,47 @@ def test_the_api_is_configured_by_the_images_datos_variables(tf):
     env = tf["locals"]["api_env"]
     names = set(re.findall(r"\b(DATOS_[A-Z_]+)\s*=", env))
     assert {"DATOS_PROJECT", "DATOS_TABLE", "DATOS_LOCATION", "DATOS_CREDENTIALS",
-            "DATOS_CACHE", "DATOS_CACHE_SECRET_FILE", "DATOS_INGEST", "DATOS_TOPIC"} <= names
+            "DATOS_CACHE", "DATOS_INGEST", "DATOS_TOPIC"} <= names
     with open(os.path.join(REPO_ROOT, "docker", "httpd", "datos-container.conf")) as f:
         container_conf = f.read()
     with open(os.path.join(REPO_ROOT, "conf", "datos.conf")) as f:
         datos_conf = f.read()
     understood = set(re.findall(r"<IfDefine (DATOS_[A-Z_]+)>", container_conf + datos_conf))
-    # DatosCacheSecretFile's variable is mapped by the read-path work (issue 19) in
-    # datos-container.conf; until that lands it is the one name the image ignores.
-    pending = {"DATOS_CACHE_SECRET_FILE"} - understood
-    assert names - understood - pending == set()
-    # the fleet tier: the shared cache is the Memorystore instance, its key a mounted secret
+    assert names - understood == set()
+    # the fleet tier: the shared cache is the Memorystore instance
     assert 'redis:${google_redis_instance.cache[0].host}:${google_redis_instance.cache[0].port}' \
         in env
-    assert "DATOS_CACHE_SECRET_FILE = \"${local.cache_key_dir}/${local.cache_key_file}\"" in env
-    mounts = {blk["content"][0]["name"]: blk["content"][0]["mount_path"]
-              for blk in dynamic_blocks(container(tf), "volume_mounts")}
-    assert mounts["cache-key"] == "${local.cache_key_dir}"
-    volumes = {v["content"][0]["name"]: v for v in
-               dynamic_blocks(api(tf)["template"][0], "volumes")}
-    key = volumes["cache-key"]
-    assert key["for_each"] == "${var.fleet_cache ? [1] : []}"
-    item = key["content"][0]["secret"][0]["items"][0]
-    assert key["content"][0]["secret"][0]["secret"] == \
-        "${google_secret_manager_secret.cache_key[0].secret_id}"
-    assert item["path"] == "${local.cache_key_file}"
+
+
+def test_the_fleet_key_reaches_the_image_as_a_variable_not_as_a_file_of_root(tf):
+    """The fleet tier's key (DatosCacheSecretFile) is DATOS_CACHE_SECRET, a secret
+    variable pinned to the version terraform wrote, which the image's entry point
+    writes to a file of its own user, mode 0600. Not a secret volume: the image runs as
+    www-data from the start, and a second generation Cloud Run secret file belongs to
+    root, so with a mode mod_datos accepts for a key (no group or other bits) httpd
+    could not read it, and with one it could (0444) every user could."""
+    assert api(tf)["template"][0]["execution_environment"] == "EXECUTION_ENVIRONMENT_GEN2"
+    with open(os.path.join(REPO_ROOT, "docker", "httpd.Dockerfile")) as f:
+        user = [ln.split()[1] for ln in f if ln.startswith("USER ")][-1]
+    assert user.split(":")[0] != "0"
+    assert "DATOS_CACHE_SECRET" not in tf["locals"]["api_env"]
+    secret_env = [e for e in dynamic_blocks(container(tf), "env")
+                  if e["content"][0]["name"] == "DATOS_CACHE_SECRET"]
+    assert len(secret_env) == 1
+    assert secret_env[0]["for_each"] == "${var.fleet_cache ? [1] : []}"
+    ref = secret_env[0]["content"][0]["value_source"][0]["secret_key_ref"][0]
+    assert ref["secret"] == "${google_secret_manager_secret.cache_key[0].secret_id}"
+    assert ref["version"] == "${google_secret_manager_secret_version.cache_key[0].version}"
+    # no volume carries it (nor any other copy of it in a file of root)
+    volumes = [v["content"][0] for v in dynamic_blocks(api(tf)["template"][0], "volumes")]
+    assert all(v["secret"][0]["secret"] != ref["secret"] for v in volumes if "secret" in v)
+    # the entry point turns the variable into DatosCacheSecretFile's file, private to
+    # its user, and leaves it out of apache2's environment (test_docker_files.py runs it)
+    with open(os.path.join(REPO_ROOT, "docker", "httpd", "entrypoint.sh")) as f:
+        entry = f.read()
+    assert "umask 077" in entry and "unset DATOS_CACHE_SECRET" in entry
+    with open(os.path.join(REPO_ROOT, "docker", "httpd", "datos-container.conf")) as f:
+        assert 'DatosCacheSecretFile "${DATOS_CACHE_SECRET_FILE}"' in f.read()
     # the key is generated and written write-only: never in the state
     version = res(tf, "google_secret_manager_secret_version", "cache_key")
     assert "secret_data" not in version

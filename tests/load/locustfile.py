@@ -16,6 +16,10 @@ Environment:
   DATOS_INGEST_TOKEN    sent as "Authorization: Bearer <token>" on POST
   DATOS_LOAD_STATS=F    write the final figures to F as JSON (after the last
                         request, unlike --csv, whose last write comes earlier)
+  DATOS_LOAD_EACH=N     end the run once every kind of request has been made N
+                        times and DATOS_LOAD_SECONDS (default 0) have passed;
+                        -t is then only an upper bound (the smoke test, which
+                        must see each kind however slow the machine)
 """
 import datetime
 import json
@@ -28,6 +32,8 @@ from locust import HttpUser, between, events
 POST_ON = os.environ.get("DATOS_LOAD_POST", "1") != "0"
 TOKEN = os.environ.get("DATOS_INGEST_TOKEN")
 STATS_FILE = os.environ.get("DATOS_LOAD_STATS")
+EACH = int(os.environ.get("DATOS_LOAD_EACH", "0"))
+AT_LEAST = float(os.environ.get("DATOS_LOAD_SECONDS", "0"))
 _environment = []
 
 
@@ -100,6 +106,25 @@ def _sample_every_second(environment, **_):
                 "p95_recent_ms": total.get_current_response_time_percentile(0.95)})
 
     gevent.spawn(sample)
+
+
+@events.test_start.add_listener
+def _end_once_each_kind_is_seen(environment, **_):
+    if not EACH:
+        return
+    import gevent
+    names = ["GET /health", "GET /datos"] + (["POST /datos"] if POST_ON else [])
+
+    def watch():
+        t0 = time.monotonic()
+        while True:
+            gevent.sleep(0.2)
+            made = {name: e.num_requests for (name, _m), e in environment.stats.entries.items()}
+            if time.monotonic() - t0 >= AT_LEAST and all(made.get(n, 0) >= EACH for n in names):
+                environment.runner.quit()
+                return
+
+    gevent.spawn(watch)
 
 
 @events.quit.add_listener

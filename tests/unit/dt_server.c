@@ -245,8 +245,12 @@ static void send_answer(conn_t *c, const dt_response_t *r)
     }
     if (r->hang) {
         char tmp[256];
-        /* Until the client gives up (EOF) or the test ends. */
-        while (conn_wait(c, -1) == 1 && conn_recv(c, tmp, sizeof(tmp)) > 0) {
+        /* Until the client gives up (EOF) or the test ends, but no longer
+         * than DT_HANG_MS: a client whose timeout did not work then sees
+         * the connection closed, not a timeout, and its test fails rather
+         * than hangs. */
+        while (conn_wait(c, DT_HANG_MS) == 1
+               && conn_recv(c, tmp, sizeof(tmp)) > 0) {
         }
         return;
     }

@@ -56,13 +56,18 @@ int dt_system(apr_pool_t *p, const char *fmt, ...)
 
 /* ------------------------------------------------- scripted server */
 
+/* How long a hanging answer holds the connection before closing it: far
+ * beyond any timeout a test sets, so that only a timeout that did not apply
+ * lets it close (the client then sees the connection closed, not APR_TIMEUP). */
+#define DT_HANG_MS 15000
+
 typedef struct dt_response_t {
     int status;          /* 0 with raw or close_now */
     const char *headers; /* extra header lines, each ending in \r\n */
     const char *body;    /* NULL: empty */
     apr_size_t body_len; /* 0: strlen(body) */
     int delay_ms;        /* wait before answering */
-    int hang;        /* read the request, never answer (after raw, if any) */
+    int hang;        /* read the request, answer nothing (after raw, if any) */
     int close_now;   /* read the request, close without answering */
     const char *raw; /* send these bytes verbatim instead */
 } dt_response_t;

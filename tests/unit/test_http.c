@@ -208,20 +208,23 @@ static void timeout_never_answers(void **state)
     req.method = "GET";
     req.url = apr_pstrcat(fx->p, dt_server_url(fx->srv, fx->p), "/slow", NULL);
 
+    /* The server hangs far longer than the timeout, then closes: only the
+     * timeout gives APR_TIMEUP. It cannot fire early either: a lower bound,
+     * which a busy machine only makes easier to meet. */
     t0 = apr_time_now();
     assert_int_equal(run(fx, &req, &resp, &err), APR_TIMEUP);
-    assert_true(apr_time_now() - t0 < apr_time_from_msec(2000));
     assert_true(apr_time_now() - t0 >= apr_time_from_msec(250));
     assert_null(resp);
     assert_int_equal(err.rv, APR_TIMEUP);
     assert_non_null(strstr(err.message, "GET http://127.0.0.1:"));
+    assert_non_null(strstr(err.message, "timed out"));
 
-    /* a near deadline cuts a long timeout short */
+    /* a near deadline cuts a long timeout short: the 30 s timeout would
+     * outlast the server's hang, which would end in a closed connection */
     fx->opts.timeout = apr_time_from_sec(30);
     req.deadline = apr_time_now() + apr_time_from_msec(200);
-    t0 = apr_time_now();
     assert_int_equal(run(fx, &req, &resp, &err), APR_TIMEUP);
-    assert_true(apr_time_now() - t0 < apr_time_from_msec(2000));
+    assert_non_null(strstr(err.message, "timed out"));
 }
 
 static void low_speed_stall(void **state)
@@ -233,8 +236,9 @@ static void low_speed_stall(void **state)
     dt_response_t r;
     apr_time_t t0;
 
-    /* Headers and a few bytes, then silence: the stall limit ends it long
-     * before the 20 s transfer timeout. */
+    /* Headers and a few bytes, then silence: the stall limit ends it, as
+     * curl says; the 20 s transfer timeout cannot, the server closing the
+     * connection (DT_HANG_MS) before it. */
     memset(&r, 0, sizeof(r));
     r.raw = "HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n{\"rows\":[";
     r.hang = 1;
@@ -247,8 +251,11 @@ static void low_speed_stall(void **state)
     req.url = apr_pstrcat(fx->p, dt_server_url(fx->srv, fx->p), "/stall", NULL);
     t0 = apr_time_now();
     assert_int_equal(run(fx, &req, &resp, &err), APR_TIMEUP);
+    assert_non_null(strstr(err.message, "too slow"));
+    /* 300 ms rounded up, never down to 0 (which curl reads as "off"): a
+     * lower bound, which a busy machine only makes easier to meet */
+    assert_non_null(strstr(err.message, "the last 1 seconds"));
     assert_true(apr_time_now() - t0 >= apr_time_from_msec(900));
-    assert_true(apr_time_now() - t0 < apr_time_from_sec(5));
 }
 
 static void deadline_passed(void **state)
@@ -264,6 +271,7 @@ static void deadline_passed(void **state)
     req.deadline = apr_time_now() - 1;
     assert_int_equal(run(fx, &req, &resp, &err), APR_TIMEUP);
     assert_non_null(strstr(err.message, "deadline passed"));
+    /* time for a request sent by mistake to reach the server's count */
     usleep(50000);
     assert_int_equal(dt_server_count(fx->srv), 0);
 }
@@ -275,7 +283,6 @@ static void tiny_timeouts_do_not_mean_forever(void **state)
     datos_http_resp_t *resp;
     datos_err_t err = {0};
     dt_response_t r;
-    apr_time_t t0;
 
     /* 1 us would round to curl's "0 = no timeout" if truncated. */
     memset(&r, 0, sizeof(r));
@@ -286,9 +293,7 @@ static void tiny_timeouts_do_not_mean_forever(void **state)
     memset(&req, 0, sizeof(req));
     req.method = "GET";
     req.url = apr_pstrcat(fx->p, dt_server_url(fx->srv, fx->p), "/x", NULL);
-    t0 = apr_time_now();
     assert_int_equal(run(fx, &req, &resp, &err), APR_TIMEUP);
-    assert_true(apr_time_now() - t0 < apr_time_from_msec(1000));
 }
 
 static void response_cap(void **state)
@@ -352,7 +357,8 @@ static void no_redirects(void **state)
     assert_int_equal(run(fx, &req, &resp, &err), APR_SUCCESS);
     assert_int_equal(resp->status, 302);
     assert_non_null(apr_table_get(resp->headers, "Location"));
-    usleep(50000);
+    /* a followed redirect would have been answered, so counted, before
+     * run() returned */
     assert_int_equal(dt_server_count(fx->srv), 1);
 }
 
@@ -362,15 +368,15 @@ static void transport_rule_refuses_without_connecting(void **state)
     datos_http_req_t req;
     datos_http_resp_t *resp;
     datos_err_t err = {0};
-    apr_time_t t0 = apr_time_now();
 
+    /* refused before curl runs: a lookup or connection would have ended in
+     * another error than DATOS_EINSECURE */
     memset(&req, 0, sizeof(req));
     req.method = "GET";
     req.url = "http://bigquery.example.com/bigquery/v2/projects/p/queries";
     assert_int_equal(run(fx, &req, &resp, &err), DATOS_EINSECURE);
     assert_non_null(strstr(
         err.message, "plain http to bigquery.example.com is not allowed"));
-    assert_true(apr_time_now() - t0 < apr_time_from_msec(500));
     req.url = "ftp://127.0.0.1/x";
     assert_int_equal(run(fx, &req, &resp, &err), DATOS_EINSECURE);
     req.url = "file:///etc/passwd";

@@ -13,15 +13,11 @@ locals {
       DATOS_MAX_BYTES_BILLED = var.max_bytes_billed
       DATOS_CACHE            = var.fleet_cache ? "redis:${google_redis_instance.cache[0].host}:${google_redis_instance.cache[0].port}" : "shmcb"
     },
-    var.fleet_cache ? { DATOS_CACHE_SECRET_FILE = "${local.cache_key_dir}/${local.cache_key_file}" } : {},
     var.ingest_enabled ? {
       DATOS_INGEST = "On"
       DATOS_TOPIC  = google_pubsub_topic.datos.id
     } : {},
   )
-
-  cache_key_dir  = "/run/secrets/datos-cache"
-  cache_key_file = "key"
 
   # datos.conf reads the ingestion users from a fixed file in /etc/apache2,
   # where Cloud Run cannot mount a single file; the mounted secret is named
@@ -99,6 +95,28 @@ resource "google_cloud_run_v2_service" "api" {
         }
       }
 
+      # The fleet tier's key (DatosCacheSecretFile) comes as a variable the
+      # image's entry point writes to a file of its own user, mode 0600, and
+      # removes from the environment before it starts apache2. A secret
+      # volume would not do: httpd runs as www-data from the start (the
+      # image never runs as root), and in the second generation execution
+      # environment Cloud Run's secret files belong to root: with the mode
+      # mod_datos requires of a key (no group or other bits, e.g. 0400)
+      # www-data could not read it, and with one www-data can read (0444)
+      # every user can.
+      dynamic "env" {
+        for_each = var.fleet_cache ? [1] : []
+        content {
+          name = "DATOS_CACHE_SECRET"
+          value_source {
+            secret_key_ref {
+              secret  = google_secret_manager_secret.cache_key[0].secret_id
+              version = google_secret_manager_secret_version.cache_key[0].version
+            }
+          }
+        }
+      }
+
       # An instance takes traffic only once it has an answer to serve:
       # /health?ready is 503 {"status":"warming"} until then. Two minutes
       # (60 x 2 s) covers a cold BigQuery query and its retries.
@@ -125,32 +143,10 @@ resource "google_cloud_run_v2_service" "api" {
       }
 
       dynamic "volume_mounts" {
-        for_each = var.fleet_cache ? [1] : []
-        content {
-          name       = "cache-key"
-          mount_path = local.cache_key_dir
-        }
-      }
-
-      dynamic "volume_mounts" {
         for_each = var.ingest_enabled ? [1] : []
         content {
           name       = "ingest-users"
           mount_path = local.htpasswd_dir
-        }
-      }
-    }
-
-    dynamic "volumes" {
-      for_each = var.fleet_cache ? [1] : []
-      content {
-        name = "cache-key"
-        secret {
-          secret = google_secret_manager_secret.cache_key[0].secret_id
-          items {
-            version = google_secret_manager_secret_version.cache_key[0].version
-            path    = local.cache_key_file
-          }
         }
       }
     }
