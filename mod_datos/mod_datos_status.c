@@ -44,11 +44,12 @@ static const char *host_name(apr_pool_t *p, const server_rec *vs)
 {
     apr_port_t port = vs->port;
 
+    const char *name = vs->server_hostname ? vs->server_hostname : "*";
+
     if (!port && vs->addrs)
         port = vs->addrs->host_port;
-    return apr_psprintf(p, "%s:%u",
-                        vs->server_hostname ? vs->server_hostname : "*",
-                        (unsigned)port);
+    /* The main server listens where Listen says: no port of its own. */
+    return port ? apr_psprintf(p, "%s:%u", name, (unsigned)port) : name;
 }
 
 /* The process copy of a store, read and let go at once: its fields are
@@ -86,8 +87,8 @@ static void tables_of(request_rec *r, datos_status_t *s)
     int i;
 
     s->ntables = rts ? rts->nelts : 0;
-    s->tables = apr_pcalloc(r->pool, sizeof(*s->tables)
-                                         * (apr_size_t)(s->ntables + 1));
+    s->tables =
+        apr_pcalloc(r->pool, sizeof(*s->tables) * (apr_size_t)(s->ntables + 1));
     for (i = 0; i < s->ntables && i < DATOS_STATUS_TABLES_MAX; i++) {
         mod_datos_rt_t *rt = APR_ARRAY_IDX(rts, i, mod_datos_rt_t *);
         datos_status_table_t *t = &s->tables[i];
@@ -107,8 +108,8 @@ static void tables_of(request_rec *r, datos_status_t *s)
         t->stale_while_revalidate = rt->conf->stale_while_revalidate;
         t->stale_if_error = rt->conf->stale_if_error;
         answer_of(r->pool, rt, t);
-        t->fetches =
-            apr_palloc(r->pool, sizeof(datos_fetch_rec_t) * DATOS_METRICS_FETCHES);
+        t->fetches = apr_palloc(r->pool, sizeof(datos_fetch_rec_t)
+                                             * DATOS_METRICS_FETCHES);
         t->nfetches = datos_metrics_fetches(mod_datos_global.metrics,
                                             rt->metrics_table, t->fetches);
     }

@@ -76,8 +76,8 @@ static void out_printf(out_t *o, const char *fmt, ...)
     n = vsnprintf(buf, sizeof(buf), fmt, ap);
     va_end(ap);
     if (n > 0) {
-        out_mem(o, buf, (apr_size_t)n < sizeof(buf) ? (apr_size_t)n
-                                                    : sizeof(buf) - 1);
+        out_mem(o, buf,
+                (apr_size_t)n < sizeof(buf) ? (apr_size_t)n : sizeof(buf) - 1);
     }
 }
 
@@ -215,8 +215,7 @@ static const char *span(char buf[48], apr_interval_time_t us)
         snprintf(buf, 48, "%d min %d s", (int)(s / 60), (int)(s % 60));
     }
     else if (s < 2 * 86400) {
-        snprintf(buf, 48, "%d h %d min", (int)(s / 3600),
-                 (int)(s % 3600 / 60));
+        snprintf(buf, 48, "%d h %d min", (int)(s / 3600), (int)(s % 3600 / 60));
     }
     else {
         snprintf(buf, 48, "%" APR_INT64_T_FMT " d %d h", s / 86400,
@@ -306,8 +305,7 @@ static void attend(apr_array_header_t *a, const char *what, const char *table,
 }
 
 static void attend_table(apr_pool_t *p, apr_array_header_t *a,
-                         const datos_status_t *s,
-                         const datos_status_table_t *t)
+                         const datos_status_t *s, const datos_status_table_t *t)
 {
     const char *name = clean(p, t->table);
     apr_time_t f = newest(t);
@@ -320,16 +318,14 @@ static void attend_table(apr_pool_t *p, apr_array_header_t *a,
                             "a BigQuery fetch succeeds.",
                             name));
     }
-    else if (t->cached
-             && since(s, f) >= t->fresh_for + t->stale_if_error) {
+    else if (t->cached && since(s, f) >= t->fresh_for + t->stale_if_error) {
         attend(a, "answer_expired", name,
                apr_psprintf(p,
                             "The answer for %s is %s old, older than its "
                             "stale-if-error window (fresh for %s, then %s "
                             "while BigQuery fails): /datos answers errors "
                             "until a fetch succeeds.",
-                            name, span(b1, since(s, f)),
-                            span(b2, t->fresh_for),
+                            name, span(b1, since(s, f)), span(b2, t->fresh_for),
                             span(b3, t->stale_if_error)));
     }
     if (t->next_attempt > s->now) {
@@ -337,8 +333,7 @@ static void attend_table(apr_pool_t *p, apr_array_header_t *a,
                apr_psprintf(p,
                             "BigQuery is failing for %s (%s); no query is "
                             "made before %s (in %s).",
-                            name,
-                            t->last_failure ? t->last_failure : "error",
+                            name, t->last_failure ? t->last_failure : "error",
                             when(ts, t->next_attempt, 0),
                             span(b1, t->next_attempt - s->now)));
     }
@@ -511,10 +506,12 @@ static void html_table(apr_pool_t *p, out_t *o, const datos_status_t *s,
         html_row(o, "Fetched (UTC)", when(ts, f, 0));
         if (t->have) {
             html_row(o, "Rows", apr_psprintf(p, "%d", t->rows));
-            html_row(o, "Bytes", apr_psprintf(p, "%" APR_SIZE_T_FMT " (%s)",
-                                              t->bytes,
-                                              size(b1, (apr_int64_t)t->bytes)));
-            html_row(o, "ETag", t->etag ? clean(p, t->etag) : "");
+            html_row(o, "Bytes",
+                     t->bytes < 1024
+                         ? size(b1, (apr_int64_t)t->bytes)
+                         : apr_psprintf(p, "%" APR_SIZE_T_FMT " (%s)", t->bytes,
+                                        size(b1, (apr_int64_t)t->bytes)));
+            html_row(o, "ETag of GET /datos", t->etag ? clean(p, t->etag) : "");
         }
         if (!t->have || t->host_fetched > t->fetched) {
             html_row(o, "This process",
@@ -649,19 +646,19 @@ static void html_loader(apr_pool_t *p, out_t *o, const datos_status_t *s)
                  l->last_run ? when(ts, l->last_run, 0) : "unknown");
         if (l->last_run) {
             html_row(o, "Age", span(b1, since(s, l->last_run)));
-            html_row(o, "Outcome", l->last_success == l->last_run
-                                       ? "succeeded"
-                                       : "failed (some work is left to a "
-                                         "later run)");
+            html_row(o, "Outcome",
+                     l->last_success == l->last_run
+                         ? "succeeded"
+                         : "failed (some work is left to a "
+                           "later run)");
         }
         if (l->duration >= 0) {
             html_row(o, "Took", span(b1, l->duration));
         }
         html_row(o, "Backlog seen",
-                 l->backlog >= 0
-                     ? apr_psprintf(p, "%" APR_INT64_T_FMT " messages",
-                                    l->backlog)
-                     : "not reported");
+                 l->backlog >= 0 ? apr_psprintf(
+                     p, "%" APR_INT64_T_FMT " messages", l->backlog)
+                                 : "not reported");
         if (l->jobs_today >= 0) {
             html_row(o, "Load jobs today",
                      apr_psprintf(p,
@@ -683,8 +680,7 @@ static void html_loader(apr_pool_t *p, out_t *o, const datos_status_t *s)
     out_str(o, "</table></section>");
 }
 
-char *datos_status_html(apr_pool_t *p, const datos_status_t *s,
-                        apr_size_t *len)
+char *datos_status_html(apr_pool_t *p, const datos_status_t *s, apr_size_t *len)
 {
     apr_array_header_t *att = datos_status_attention(p, s);
     const char *server = clean(p, s->server ? s->server : "");
@@ -697,8 +693,9 @@ char *datos_status_html(apr_pool_t *p, const datos_status_t *s,
                 "charset=\"utf-8\"><meta name=\"robots\" content=\"noindex\">"
                 "<title>datos status: ");
     html_text(&o, server);
-    out_printf(&o, "</title><style>%s</style></head><body><h1>datos status"
-                   "</h1><p id=\"header\">",
+    out_printf(&o,
+               "</title><style>%s</style></head><body><h1>datos status"
+               "</h1><p id=\"header\">",
                style);
     html_text(&o, server);
     out_printf(&o,
@@ -726,8 +723,9 @@ char *datos_status_html(apr_pool_t *p, const datos_status_t *s,
         html_table(p, &o, s, &s->tables[i], i);
     }
     if (s->ntables > DATOS_STATUS_TABLES_MAX) {
-        out_printf(&o, "<p id=\"tables-more\">And %d more configurations "
-                       "not shown.</p>",
+        out_printf(&o,
+                   "<p id=\"tables-more\">And %d more configurations "
+                   "not shown.</p>",
                    s->ntables - DATOS_STATUS_TABLES_MAX);
     }
     html_counts(&o, s);
@@ -837,8 +835,9 @@ static void json_table(apr_pool_t *p, out_t *o, const datos_status_t *s,
         json_time(o, r->started);
         out_str(o, ",\"duration\":");
         json_secs(o, r->duration);
-        out_printf(o, ",\"pages\":%d,\"rows\":%d,\"bytes_processed\":",
-                   r->pages, r->rows);
+        out_printf(o,
+                   ",\"pages\":%d,\"rows\":%d,\"bytes_processed\":", r->pages,
+                   r->rows);
         json_maybe(o, r->bytes_processed);
         out_str(o, ",\"bytes_billed\":");
         json_maybe(o, r->bytes_billed);
@@ -875,13 +874,12 @@ static void json_counts(out_t *o, const datos_status_t *s)
                "},\"bigquery\":{\"succeeded\":%llu,\"failed\":%llu,"
                "\"bytes_processed\":%llu}",
                c->backend_ok, c->backend_failed, c->backend_bytes);
-    out_printf(o,
-               ",\"waiting\":{\"now\":%lld,\"bound\":%d,\"rejected\":%llu}",
+    out_printf(o, ",\"waiting\":{\"now\":%lld,\"bound\":%d,\"rejected\":%llu}",
                c->waiting, s->max_waiting, c->wait_rejected);
     out_str(o, ",\"shared_tier\":{\"provider\":");
     json_str(o, s->tier);
-    out_printf(o, ",\"fleet\":%s,\"oversized\":%llu", s->fleet ? "true" : "false",
-               c->oversized);
+    out_printf(o, ",\"fleet\":%s,\"oversized\":%llu",
+               s->fleet ? "true" : "false", c->oversized);
     for (t = DATOS_TIER_L2; t < DATOS_TIER_COUNT; t++) {
         out_printf(o,
                    ",\"%s\":{\"store_failures\":%llu,\"refused\":{\"seal\":"
@@ -952,8 +950,7 @@ static void json_loader(apr_pool_t *p, out_t *o, const datos_status_t *s)
     out_str(o, "}");
 }
 
-char *datos_status_json(apr_pool_t *p, const datos_status_t *s,
-                        apr_size_t *len)
+char *datos_status_json(apr_pool_t *p, const datos_status_t *s, apr_size_t *len)
 {
     apr_array_header_t *att = datos_status_attention(p, s);
     out_t o;
@@ -1064,8 +1061,7 @@ void datos_status_loader_parse(const char *text, apr_size_t len,
                     else if (!strcmp(buf, "datos_loader_load_jobs_today")) {
                         sum_into(&l->jobs_today, v);
                     }
-                    else if (!strcmp(buf,
-                                     "datos_loader_load_jobs_quota")) {
+                    else if (!strcmp(buf, "datos_loader_load_jobs_quota")) {
                         l->jobs_quota = (apr_int64_t)v;
                     }
                 }

@@ -33,10 +33,10 @@
 #define DATOS_STATUS_LOADER_INTERVAL apr_time_from_sec(300)
 
 typedef struct datos_status_table_t {
-    const char *table;        /* project.dataset.table as configured */
-    const char **hosts;       /* the virtual hosts serving it */
-    int nhosts;               /* all of them (only some may be named) */
-    int cached;               /* DatosFreshFor > 0 */
+    const char *table;  /* project.dataset.table as configured */
+    const char **hosts; /* the virtual hosts serving it */
+    int nhosts;         /* all of them (only some may be named) */
+    int cached;         /* DatosFreshFor > 0 */
     apr_interval_time_t fresh_for, stale_while_revalidate, stale_if_error;
     /* The answer this process holds (have), and the newest any process of
      * the host fetched (0: none). */
@@ -47,16 +47,16 @@ typedef struct datos_status_table_t {
     const char *etag;
     apr_time_t host_fetched;
     /* A back-off after a failed fetch: no query before next_attempt. */
-    apr_time_t next_attempt;   /* 0: none */
-    const char *last_failure;  /* its datos_status_name() */
+    apr_time_t next_attempt;    /* 0: none */
+    const char *last_failure;   /* its datos_status_name() */
     datos_fetch_rec_t *fetches; /* newest first */
     int nfetches;
 } datos_status_table_t;
 
 typedef struct datos_status_loader_t {
-    const char *file;      /* DatosLoaderMetricsFile; NULL: not set */
+    const char *file;             /* DatosLoaderMetricsFile; NULL: not set */
     apr_interval_time_t interval; /* DatosLoaderInterval */
-    const char *error;     /* the file could not be read: why */
+    const char *error;            /* the file could not be read: why */
     /* From the textfile; -1 (times: 0) when it does not say. */
     apr_time_t last_run, last_success;
     apr_interval_time_t duration;
