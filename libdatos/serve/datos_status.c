@@ -369,10 +369,11 @@ apr_array_header_t *datos_status_attention(apr_pool_t *p,
         attend(a, "tier_refusing", NULL,
                apr_psprintf(p,
                             "Cache entries were refused as untrusted since "
-                            "httpd started: %llu from the shared tier, %llu "
+                            "httpd started: %" APR_UINT64_T_FMT
+                            " from the shared tier, %" APR_UINT64_T_FMT " "
                             "from the state files (a seal that does not "
                             "match, or a fetch time in the future).",
-                            shared, state));
+                            (apr_uint64_t)shared, (apr_uint64_t)state));
     }
     if (l->file) {
         if (l->error) {
