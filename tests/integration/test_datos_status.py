@@ -9,13 +9,14 @@ import os
 import re
 import shutil
 import subprocess
-import time
 
 import pytest
+import requests
 
-from datos_env import (contract_rows, datos_conf, get, queries, ready, seed, wait_for,
-                       warmed, log_size)
-from harness.loader import PIPELINE, Loader, make_pipeline
+from datos_env import (contract_rows, datos_conf, get, log_size, queries, ready, seed, wait_for,
+                       warmed)
+from harness.loader import Loader, make_pipeline
+from tools.httpd import Httpd, register_server, unregister_server
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SCHEMA = os.path.join(ROOT, "docs", "schemas", "datos-status.schema.json")
@@ -214,10 +215,9 @@ class Page(html.parser.HTMLParser):
 # ------------------------------------------------------------------ servers
 
 @pytest.fixture(scope="module")
-def healthy(emulator, tmp_path_factory):
+def healthy(emulator):
     """A cached server with a healthy BigQuery, a short freshness (so that a
     refresh can be asked for) and the loader's textfile configured."""
-    from tools.httpd import Httpd, register_server, unregister_server
     seed(emulator, contract_rows(emulator.now()))
     h = Httpd("datos-status")
     loader_file = h.path("loader.prom")
@@ -305,7 +305,6 @@ def test_the_page_never_asks_bigquery(healthy, emulator):
 
 
 def test_other_methods_are_refused(healthy):
-    import requests
     h, _ = healthy
     r = requests.post(h.url("/datos-status"), data="x", timeout=30)
     assert r.status_code == 405
