@@ -31,7 +31,7 @@ set -u
 # DatosCacheSecretFile, and leaves the environment before apache2 starts.
 if [ -n "${DATOS_CACHE_SECRET:-}" ]; then
     if [ -n "${DATOS_CACHE_SECRET_FILE:-}" ]; then
-        echo "datos-httpd: DATOS_CACHE_SECRET and DATOS_CACHE_SECRET_FILE are both set; give one" >&2
+        echo "datos-httpd: give DATOS_CACHE_SECRET or DATOS_CACHE_SECRET_FILE, not both" >&2
         exit 2
     fi
     DATOS_CACHE_SECRET_FILE="${APACHE_RUN_DIR:-/var/run/apache2}/datos-cache.secret"

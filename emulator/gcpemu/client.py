@@ -311,8 +311,9 @@ class Emulator:
     # convenience through the public REST API ----------------------------------------------
 
     def _api(self, method, path, body=None, expect=(200,)):
-        """A BigQuery call; with auth required it carries a self-signed JWT."""
-        return self._call(method, "/bigquery/v2" + path, body, timeout=60, expect=expect,
+        """A BigQuery call; with auth required it carries a self-signed JWT. The deadline
+        is for a busy machine: a page of 100,000 rows can take a minute there."""
+        return self._call(method, "/bigquery/v2" + path, body, timeout=180, expect=expect,
                           token=self._token())
 
     def _pubsub(self, method, path, body=None, expect=(200,), timeout=60):

@@ -892,7 +892,7 @@ def test_the_image_keeps_the_fleet_secret_of_its_variable_in_a_file_of_its_own(
     # both ways at once is a mistake the entry point names
     proc = start_image_httpd(image_root, dict(env, DATOS_CACHE_SECRET_FILE="/nonexistent"))
     assert proc.wait(60) == 2
-    assert "DATOS_CACHE_SECRET and DATOS_CACHE_SECRET_FILE are both set" in read_log(image_root)
+    assert "give DATOS_CACHE_SECRET or DATOS_CACHE_SECRET_FILE, not both" in read_log(image_root)
     proc = start_image_httpd(image_root, env)
     base = "http://127.0.0.1:%d" % port
     try:
