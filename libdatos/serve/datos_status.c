@@ -1003,10 +1003,19 @@ void datos_status_loader_init(datos_status_loader_t *l)
     l->jobs_today = l->jobs_quota = -1;
 }
 
-/* v added to *sum, which -1 marks as not seen yet. */
+/* v added to *sum, which -1 marks as not seen yet; at most INT64_MAX. */
 static void sum_into(apr_int64_t *sum, double v)
 {
-    *sum = (*sum < 0 ? 0 : *sum) + (apr_int64_t)v;
+    apr_int64_t have = *sum < 0 ? 0 : *sum, add = (apr_int64_t)v;
+
+    *sum = add > APR_INT64_MAX - have ? APR_INT64_MAX : have + add;
+}
+
+/* Seconds as microseconds, for times up to the year 9999 (anything larger
+ * is not a time the loader wrote); 0 for those. */
+static apr_time_t usec(double v)
+{
+    return v < 253402300800.0 ? (apr_time_t)(v * US_PER_SEC) : 0;
 }
 
 void datos_status_loader_parse(const char *text, apr_size_t len,
@@ -1039,15 +1048,18 @@ void datos_status_loader_parse(const char *text, apr_size_t len,
                     }
                     if (!strcmp(buf,
                                 "datos_loader_last_run_timestamp_seconds")) {
-                        l->last_run = (apr_time_t)(v * US_PER_SEC);
+                        l->last_run = usec(v);
                     }
                     else if (!strcmp(buf, "datos_loader_last_success_"
                                           "timestamp_seconds")) {
-                        l->last_success = (apr_time_t)(v * US_PER_SEC);
+                        l->last_success = usec(v);
                     }
                     else if (!strcmp(buf,
                                      "datos_loader_run_duration_seconds")) {
-                        l->duration = (apr_interval_time_t)(v * US_PER_SEC);
+                        l->duration =
+                            v < 253402300800.0
+                                ? (apr_interval_time_t)(v * US_PER_SEC)
+                                : -1;
                     }
                     else if (!strcmp(buf, "datos_loader_rows_loaded_total")) {
                         sum_into(&l->rows_loaded, v);

@@ -70,16 +70,16 @@ static void fetch_ring_keeps_the_last_20_newest_first(void **state)
         assert_string_equal(out[i].outcome, i ? "ok" : "timeout");
     }
     /* Another table's history is its own; a table out of range none. */
-    assert_int_equal(datos_metrics_fetches(m, datos_metrics_table(m, "d.u"), out),
-                     0);
+    assert_int_equal(
+        datos_metrics_fetches(m, datos_metrics_table(m, "d.u"), out), 0);
     f = rec(1, "no such outcome");
     datos_metrics_fetch_log(m, DATOS_METRICS_TABLES, &f);
     datos_metrics_fetch_log(m, -1, &f);
     datos_metrics_fetch_log(NULL, t, &f);
     assert_int_equal(datos_metrics_fetches(m, -1, out), 0);
     datos_metrics_fetch_log(m, datos_metrics_table(m, "d.u"), &f);
-    assert_int_equal(datos_metrics_fetches(m, datos_metrics_table(m, "d.u"), out),
-                     1);
+    assert_int_equal(
+        datos_metrics_fetches(m, datos_metrics_table(m, "d.u"), out), 1);
     assert_string_equal(out[0].outcome, "error");
     unmap_block(m);
 }
@@ -155,8 +155,8 @@ static void counts_read_the_block(void **state)
     assert_int_equal(c.backend_bytes, 100);
     assert_int_equal(c.wait_rejected, 1);
     /* The page's counter is not a series of /metrics. */
-    assert_null(strstr(datos_metrics_render(DT_POOL(state), m, NOW, NULL),
-                       "quick"));
+    assert_null(
+        strstr(datos_metrics_render(DT_POOL(state), m, NOW, NULL), "quick"));
     unmap_block(m);
     datos_metrics_counts(NULL, &c);
     assert_int_equal(c.quick, 0);
@@ -353,10 +353,12 @@ static void forms_show_the_same_data(void **state)
     assert_null(strstr(html, "https://"));
     assert_non_null(strstr(html, "<li class=\"attention\" "
                                  "data-what=\"bigquery_failing\">"));
-    assert_true(strstr(html, "id=\"attention\"") < strstr(html, "id=\"table-0\""));
+    assert_true(strstr(html, "id=\"attention\"")
+                < strstr(html, "id=\"table-0\""));
     assert_non_null(strstr(html, "<td>10.0 s</td>")); /* the age */
     assert_non_null(strstr(html, "2048 (2.0 KiB)"));
-    assert_non_null(strstr(html, "&quot;0123456789abcdef0123456789abcdef&quot;"));
+    assert_non_null(
+        strstr(html, "&quot;0123456789abcdef0123456789abcdef&quot;"));
     assert_non_null(strstr(html, "<td class=\"n\">&ndash;</td>"));
 
     j = parse_json(js, jlen);
@@ -381,8 +383,8 @@ static void forms_show_the_same_data(void **state)
     assert_string_equal(json_string_value(json_object_get(
                             json_object_get(j, "loader"), "outcome")),
                         "succeeded");
-    assert_true(json_is_null(json_object_get(json_object_get(j, "loader"),
-                                             "backlog")));
+    assert_true(
+        json_is_null(json_object_get(json_object_get(j, "loader"), "backlog")));
     json_decref(j);
     fetches[0].bytes_processed = 1000;
 
@@ -502,21 +504,21 @@ static void the_page_is_bounded(void **state)
     assert_int_equal(json_array_size(json_object_get(j, "tables")),
                      DATOS_STATUS_TABLES_MAX);
     assert_int_equal(json_integer_value(json_object_get(j, "tables_more")), 24);
-    assert_int_equal(json_array_size(json_object_get(
-                         json_array_get(json_object_get(j, "tables"), 1),
-                         "hosts")),
-                     DATOS_STATUS_HOSTS_MAX);
+    assert_int_equal(
+        json_array_size(json_object_get(
+            json_array_get(json_object_get(j, "tables"), 1), "hosts")),
+        DATOS_STATUS_HOSTS_MAX);
     /* 16 tables x (no answer + failing), refused, unreadable, quota. */
     assert_int_equal(json_array_size(json_object_get(j, "attention")), 35);
     /* Cut names: 256 bytes at most, then "...". */
-    assert_int_equal(strlen(json_string_value(json_object_get(
-                         json_array_get(json_object_get(j, "tables"), 1),
-                         "table"))),
-                     259);
-    assert_int_equal(strlen(json_string_value(json_object_get(
-                         json_array_get(json_object_get(j, "tables"), 0),
-                         "table"))),
-                     255 + 3);
+    assert_int_equal(
+        strlen(json_string_value(json_object_get(
+            json_array_get(json_object_get(j, "tables"), 1), "table"))),
+        259);
+    assert_int_equal(
+        strlen(json_string_value(json_object_get(
+            json_array_get(json_object_get(j, "tables"), 0), "table"))),
+        255 + 3);
     json_decref(j);
 }
 
@@ -566,6 +568,23 @@ static void loader_textfile_is_read(void **state)
         &l);
     assert_true(l.last_success < l.last_run);
     assert_int_equal(l.rows_loaded, -1);
+
+    /* Values no loader writes: times past the year 9999 are not times,
+     * and sums stop at the largest int64. */
+    datos_status_loader_init(&l);
+    datos_status_loader_parse(
+        "datos_loader_last_run_timestamp_seconds 9e18\n"
+        "datos_loader_run_duration_seconds 1e15\n"
+        "datos_loader_rows_loaded_total 9e18\n"
+        "datos_loader_rows_loaded_total 9e18\n",
+        strlen("datos_loader_last_run_timestamp_seconds 9e18\n"
+               "datos_loader_run_duration_seconds 1e15\n"
+               "datos_loader_rows_loaded_total 9e18\n"
+               "datos_loader_rows_loaded_total 9e18\n"),
+        &l);
+    assert_int_equal(l.last_run, 0);
+    assert_int_equal(l.duration, -1);
+    assert_int_equal(l.rows_loaded, APR_INT64_MAX);
 
     /* Nothing readable: everything unknown. */
     datos_status_loader_init(&l);
