@@ -7,7 +7,8 @@
 #               build/datos-loader
 #
 #   make bench  the benchmarks (tests/bench/results.md, plots, docs/benchmarks.md)
-#   make docs   docs/architecture.svg from docs/architecture.dot (Graphviz)
+#   make docs   docs/architecture.svg from docs/architecture.dot (Graphviz), and
+#               docs/status-page.png (the status page in headless Chromium)
 #
 # Other targets: deps, test-build (the sanitizer, unit and fuzz builds),
 # unit, fuzz, fuzz-replay, itest, bench-emulator, bench-record,
@@ -28,7 +29,7 @@ DEB_PACKAGES := build-essential pkg-config ca-certificates curl openssl \
   clang libclang-rt-14-dev clang-format \
   python3-pytest python3-pytest-xdist python3-requests python3-locust python3-yaml \
   wrk memcached redis-server prometheus \
-  systemd
+  systemd chromium fonts-dejavu-core
 
 # Resolved once, the first time a recipe needs them (so `make deps` can
 # install the tools first), instead of once per compile.
@@ -386,10 +387,17 @@ bench-record: deps $(BUILD)/bench/bench_record
 # The architecture picture: docs/architecture.svg is generated from
 # docs/architecture.dot and both are committed, so readers need no Graphviz.
 # tests/integration/test_docs.py checks that the picture matches its source.
-DOCS_PACKAGES := graphviz
-.PHONY: docs docs-deps
+DOCS_PACKAGES := graphviz chromium fonts-dejavu-core
+.PHONY: docs docs-deps docs-status
 
-docs: docs-deps docs/architecture.svg
+docs: docs-deps docs/architecture.svg docs-status
+
+# docs/status-page.png: GET /datos-status in headless Chromium, from the real
+# httpd, loader and emulator (tools/status_screenshot.py). Made anew each
+# time: it shows the times of the run that made it.
+docs-status: deps
+	$(MAKE) --no-print-directory -j2 $(BUILD)/mod_datos.so $(BUILD)/datos-loader
+	$(PYTHON) tools/status_screenshot.py docs/status-page.png
 
 docs-deps:
 	$(call apt_missing,$(DOCS_PACKAGES),docs-deps)

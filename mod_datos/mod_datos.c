@@ -7,6 +7,7 @@
  *   mod_datos.c               the module, its hooks, the log sink
  *   mod_datos_handler.c       GET /datos (the quick handler and the
  *                             handler), /health, /metrics; POST handed on
+ *   mod_datos_status.c        GET /datos-status: the numbers it shows
  *   mod_datos_ingest.c        POST /datos, its Pub/Sub clients, the check
  *                             that POST is guarded
  *   mod_datos_httpd_errors.c  JSON for httpd's own errors on our paths

@@ -245,6 +245,13 @@ const command_rec mod_datos_cmds[] = {
          "largest POST /datos body; default 1M, at most 7M"),
     COUNT("DatosMaxBatch", max_batch, 1, DATOS_INGEST_MAX_BATCH, 100,
           "most records in one POST /datos array; default 100, at most 1000"),
+    PATH("DatosLoaderMetricsFile", loader_metrics_file, "none", NULL, "none",
+         "datos-loader's metrics textfile (its metrics_file), read by "
+         "GET /datos-status, or 'none'; default none"),
+    DURATION("DatosLoaderInterval", loader_interval, SEC(1), SEC(1), WINDOW_MAX,
+             SEC(300),
+             "how often datos-loader runs; /datos-status asks for attention "
+             "after 3 intervals without a run; default 5m"),
     {NULL}};
 
 /* The fields no directive sets: worked out after the merge. */
@@ -852,6 +859,9 @@ const char *mod_datos_conf_id(apr_pool_t *p, const mod_datos_conf_t *conf)
     n.allow_insecure = conf->allow_insecure || conf->url_from_emulator_env;
     if (!n.ingest)
         n.topic = n.pubsub_url = NULL;
+    /* Only the status page reads these: no reason for another runtime. */
+    n.loader_metrics_file = NULL;
+    n.loader_interval = 0;
     for (i = 0; i < NROWS; i++) {
         const setting_t *row = row_at(i);
 

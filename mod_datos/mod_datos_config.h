@@ -54,6 +54,10 @@ struct mod_datos_rt_t;
     F(const char *, pubsub_url)                                               \
     F(apr_int64_t, max_body)                                                  \
     F(int, max_batch)                                                         \
+    /* GET /datos-status: the loader's textfile ("" after finish: none) */    \
+    /* and how often the loader is expected to run. */                        \
+    F(const char *, loader_metrics_file)                                      \
+    F(apr_interval_time_t, loader_interval)                                   \
     /* Derived in check_config: whether each URL came from the emulator's */  \
     /* environment variable (which allows plain http). */                     \
     F(int, url_from_emulator_env)                                             \

@@ -1,4 +1,5 @@
-/* mod_datos_handler.c - the HTTP contract of /datos, /health and /metrics.
+/* mod_datos_handler.c - the HTTP contract of /datos, /health, /metrics and
+ * /datos-status (whose numbers mod_datos_status.c collects).
  *
  * Every outcome is answered here, through mod_datos_reply.c: an httpd
  * HTML error page never reaches a client of the API, and a backend
@@ -39,6 +40,7 @@
 #include "mod_datos_reply.h"
 #include "mod_datos_runtime.h"
 #include "mod_datos_sections.h"
+#include "mod_datos_status.h"
 
 APLOG_USE_MODULE(datos);
 
@@ -477,6 +479,18 @@ static int metrics_handler(request_rec *r)
     return mod_datos_reply(r, 0, METRICS_TYPE, text, len);
 }
 
+/* Not counted in /metrics: people open it, and its requests are not
+ * what the series are about. */
+static int status_handler(request_rec *r)
+{
+    if (r->method_number == M_OPTIONS)
+        return options_answer(r);
+    if (r->method_number != M_GET)
+        return method_not_allowed(r);
+    ap_discard_request_body(r);
+    return mod_datos_status(r);
+}
+
 int mod_datos_handler(request_rec *r)
 {
     datos_handler_t which;
@@ -491,6 +505,8 @@ int mod_datos_handler(request_rec *r)
         which = DATOS_HANDLER_HEALTH;
     else if (!strcmp(r->handler, "datos-metrics"))
         which = DATOS_HANDLER_METRICS;
+    else if (!strcmp(r->handler, "datos-status"))
+        return status_handler(r);
     else
         return DECLINED;
 
@@ -548,10 +564,12 @@ int mod_datos_quick_handler(request_rec *r, int lookup)
         return DECLINED;
     start = apr_time_now();
     rc = datos_get(r, (mod_datos_conf_t *)conf, 1);
-    if (rc != DECLINED)
+    if (rc != DECLINED) {
         datos_metrics_request(mod_datos_global.metrics, DATOS_HANDLER_DATOS,
                               rc == OK ? r->status : rc,
                               apr_time_now() - start);
+        datos_metrics_quick(mod_datos_global.metrics);
+    }
     return rc;
 }
 

@@ -6,7 +6,8 @@
 
 #include "httpd.h"
 
-/* Answers the handlers datos, datos-health and datos-metrics (SetHandler);
+/* Answers the handlers datos, datos-health, datos-metrics and
+ * datos-status (SetHandler);
  * DECLINED for any other. */
 int mod_datos_handler(request_rec *r);
 

@@ -112,6 +112,7 @@ static apr_status_t fetch(apr_pool_t *p, server_rec *s, mod_datos_rt_t *rt,
 {
     datos_answer_opts_t opts = rt->answer_opts;
     datos_latest_t *latest = NULL;
+    datos_fetch_rec_t rec;
     apr_time_t start = apr_time_now();
     apr_pool_t *tmp;
     apr_status_t rv;
@@ -122,10 +123,21 @@ static apr_status_t fetch(apr_pool_t *p, server_rec *s, mod_datos_rt_t *rt,
             datos_bq_fetch_since(rt->bq, tmp, prev->watermark_us, &latest, err);
     else
         rv = datos_bq_fetch_latest(rt->bq, tmp, &latest, err);
-    datos_metrics_backend(mod_datos_global.metrics,
-                          rv == APR_SUCCESS ? "ok" : datos_status_name(rv),
-                          apr_time_now() - start,
+    memset(&rec, 0, sizeof(rec));
+    rec.started = start;
+    rec.duration = apr_time_now() - start;
+    rec.outcome = rv == APR_SUCCESS ? "ok" : datos_status_name(rv);
+    rec.bytes_processed = rec.bytes_billed = -1;
+    if (latest) {
+        rec.pages = latest->pages;
+        rec.rows = latest->rows->nelts;
+        rec.bytes_processed = latest->bytes_processed;
+        rec.bytes_billed = latest->bytes_billed;
+    }
+    datos_metrics_backend(mod_datos_global.metrics, rec.outcome, rec.duration,
                           latest ? latest->bytes_processed : 0);
+    /* For GET /datos-status's history of the table's fetches. */
+    datos_metrics_fetch_log(mod_datos_global.metrics, rt->metrics_table, &rec);
     if (rv != APR_SUCCESS)
         goto leave;
     if (latest->capped)

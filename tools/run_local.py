@@ -62,6 +62,12 @@ DatosTopic {topic}
   SetHandler datos-metrics
   Require local
 </Location>
+<Location "/datos-status">
+  SetHandler datos-status
+  Require local
+</Location>
+DatosLoaderMetricsFile "{loader_state}/datos_loader.prom"
+DatosLoaderInterval {loader_every}s
 """
 
 
@@ -128,7 +134,8 @@ def main():
         scheduler = Scheduler(emu, every)
         httpd.write_config(CONF.format(project=emu.project, dataset=DATASET, table=TABLE,
                                        emulator=emu.base_url, topic=TOPIC,
-                                       token=INGEST_TOKEN))
+                                       token=INGEST_TOKEN, loader_state=scheduler.state,
+                                       loader_every=max(1, int(every))))
         httpd.start()
         base = httpd.base_url
         print("""
@@ -145,6 +152,7 @@ Try:
   curl -s '%(base)s/datos?limit=3'
   curl -si '%(base)s/datos?limit=0'
   curl -s %(emu)s/_emulator/counters
+  open %(base)s/datos-status in a browser (or curl -s '%(base)s/datos-status?json')
 
 Add rows through the emulator's BigQuery API, then ask /datos again:
   curl -s -X POST %(emu)s/bigquery/v2/projects/%(project)s/datasets/%(ds)s/tables/%(tb)s/insertAll \\

@@ -586,6 +586,24 @@ static apr_status_t take_rows(walk_t *wk, const datos_bq_page_t *page)
     return APR_SUCCESS;
 }
 
+/* What one query cost: BigQuery's own figure when the answer gives it
+ * (jobs.query's does), else its on-demand rule (docs/google-apis.md 2.3):
+ * the bytes processed rounded up to a MiB, and at least 10 MiB for the
+ * table the query reads. */
+static apr_int64_t billed(apr_int64_t reported, apr_int64_t processed)
+{
+    const apr_int64_t mib = 1024 * 1024;
+
+    if (reported >= 0) {
+        return reported;
+    }
+    if (processed < 0) {
+        processed = 0;
+    }
+    processed = (processed + mib - 1) / mib * mib;
+    return processed > DATOS_BQ_MIN_BILLED ? processed : DATOS_BQ_MIN_BILLED;
+}
+
 /* Pages of an answer are bounded: a token never comes back, and there are
  * never more pages than rows asked for plus a few empty ones. An upstream
  * that breaks either would otherwise keep the fetch busy until its
@@ -705,6 +723,7 @@ static apr_status_t run_window(fetch_t *f, apr_pool_t *wp, const window_t *w,
             goto leave;
         }
         wk.pages++;
+        f->out->pages++;
         rv = datos_bq_parse_page(cp, resp->body, resp->body_len, &page, f->err);
         if (rv != APR_SUCCESS) {
             if (f->err) {
@@ -745,6 +764,8 @@ static apr_status_t run_window(fetch_t *f, apr_pool_t *wp, const window_t *w,
             if (page.total_bytes_processed > 0) {
                 f->out->bytes_processed += page.total_bytes_processed;
             }
+            f->out->bytes_billed +=
+                billed(page.total_bytes_billed, page.total_bytes_processed);
         }
         rv = take_rows(&wk, &page);
         if (rv != APR_SUCCESS) {

@@ -57,6 +57,11 @@ typedef struct datos_latest_t {
     int polls;                   /* getQueryResults calls made */
     int window_days;             /* the last window tried; 0 = whole table */
     apr_int64_t bytes_processed; /* summed over the queries */
+    /* Summed over the queries: what BigQuery reported with a query's
+     * answer, else its on-demand rule applied to the bytes processed
+     * (rounded up to a MiB, at least DATOS_BQ_MIN_BILLED). */
+    apr_int64_t bytes_billed;
+    int pages;  /* answers read: jobs.query, polls and pages together */
     int capped; /* a widening step hit maximumBytesBilled: rows are what the narrower windows found */
     int truncated; /* pages stopped at max_payload */
 } datos_latest_t;

@@ -87,6 +87,14 @@ apr_status_t datos_bq_parse_page(apr_pool_t *p, const char *body,
                            "totalBytesProcessed is not an int64");
         goto leave;
     }
+    pg.total_bytes_billed = -1;
+    if (json_object_get(j, "totalBytesBilled")
+        && datos_json_int64(j, "totalBytesBilled", &pg.total_bytes_billed)
+               != APR_SUCCESS) {
+        rv = datos_err_set(err, p, DATOS_EMALFORMED, 0, NULL,
+                           "totalBytesBilled is not an int64");
+        goto leave;
+    }
     pg.rows = apr_array_make(p, 0, sizeof(datos_row_t));
     if (!pg.job_complete) {
         goto done;

@@ -15,6 +15,7 @@ typedef struct datos_bq_page_t {
     const char *location;
     const char *page_token;            /* NULL on the last page */
     apr_int64_t total_bytes_processed; /* -1 when absent */
+    apr_int64_t total_bytes_billed;    /* -1 when absent (jobs.query only) */
     apr_array_header_t *rows;          /* of datos_row_t; empty when absent */
     apr_size_t row_bytes;              /* id + contenido bytes of these rows */
 } datos_bq_page_t;

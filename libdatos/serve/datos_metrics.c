@@ -28,7 +28,7 @@
 #endif
 
 #define METRICS_MAGIC   0x3174654d736f7444ULL /* "DtosMet1" little-endian */
-#define METRICS_VERSION 2
+#define METRICS_VERSION 3
 
 /* HTTP statuses 100..599 get a slot each; slot 0 holds anything else
  * (rendered as code "0"). */
@@ -52,10 +52,22 @@ typedef struct {
     mcount_t sum_us;
 } hist_t;
 
+/* One recorded fetch. seq is 2n+1 while the table's n-th record is
+ * written into the slot and 2n+2 once it is complete (0: never used), so
+ * a reader that sees the same even seq before and after its reads has a
+ * whole record. */
+typedef struct {
+    atomic_ullong seq;
+    atomic_llong started, duration, bytes_processed, bytes_billed;
+    atomic_llong pages, rows, outcome;
+} fetch_slot_t;
+
 typedef struct {
     char name[TABLE_NAME_SIZE];
-    atomic_llong fetched; /* apr_time_t; 0: never */
-    atomic_llong success; /* apr_time_t; 0: never */
+    atomic_llong fetched;     /* apr_time_t; 0: never */
+    atomic_llong success;     /* apr_time_t; 0: never */
+    atomic_ullong fetch_next; /* records made so far */
+    fetch_slot_t fetch[DATOS_METRICS_FETCHES];
 } table_t;
 
 /* The backend outcomes, "ok" first and "error" (anything unknown) last. */
@@ -79,6 +91,7 @@ struct datos_metrics_t {
     mcount_t oversized;
     mcount_t refused[DATOS_TIER_COUNT][DATOS_REFUSED_COUNT];
     mcount_t wait_rejected;
+    mcount_t quick;
     mcount_t ingest[CODE_SLOTS];
     hist_t ingest_duration;
     atomic_llong tables; /* entries of table[] in use */
@@ -378,6 +391,137 @@ void datos_metrics_wait_leave(datos_metrics_t *m)
                                                      memory_order_relaxed,
                                                      memory_order_relaxed)) {
     }
+}
+
+/* ----------------------------------------------- the status page's part */
+
+void datos_metrics_fetch_log(datos_metrics_t *m, int table,
+                             const datos_fetch_rec_t *f)
+{
+    table_t *t;
+    fetch_slot_t *s;
+    unsigned long long n;
+
+    if (!m || !f || table < 0 || table >= DATOS_METRICS_TABLES) {
+        return;
+    }
+    t = &m->table[table];
+    n = atomic_fetch_add_explicit(&t->fetch_next, 1, memory_order_relaxed);
+    s = &t->fetch[n % DATOS_METRICS_FETCHES];
+    atomic_store_explicit(&s->seq, 2 * n + 1, memory_order_relaxed);
+    atomic_thread_fence(memory_order_release);
+    atomic_store_explicit(&s->started, f->started, memory_order_relaxed);
+    atomic_store_explicit(&s->duration, f->duration, memory_order_relaxed);
+    atomic_store_explicit(&s->bytes_processed, f->bytes_processed,
+                          memory_order_relaxed);
+    atomic_store_explicit(&s->bytes_billed, f->bytes_billed,
+                          memory_order_relaxed);
+    atomic_store_explicit(&s->pages, f->pages, memory_order_relaxed);
+    atomic_store_explicit(&s->rows, f->rows, memory_order_relaxed);
+    atomic_store_explicit(&s->outcome, (long long)outcome_index(f->outcome),
+                          memory_order_relaxed);
+    atomic_store_explicit(&s->seq, 2 * n + 2, memory_order_release);
+}
+
+static long long load(const atomic_llong *v)
+{
+    return atomic_load_explicit((atomic_llong *)v, memory_order_relaxed);
+}
+
+int datos_metrics_fetches(const datos_metrics_t *m, int table,
+                          datos_fetch_rec_t *out)
+{
+    const table_t *t;
+    unsigned long long next, n, seq;
+    int k = 0;
+
+    if (!m || !out || table < 0 || table >= DATOS_METRICS_TABLES) {
+        return 0;
+    }
+    t = &m->table[table];
+    next = atomic_load_explicit((atomic_ullong *)&t->fetch_next,
+                                memory_order_acquire);
+    for (n = next; n > 0 && next - n < DATOS_METRICS_FETCHES; n--) {
+        const fetch_slot_t *s = &t->fetch[(n - 1) % DATOS_METRICS_FETCHES];
+        datos_fetch_rec_t r;
+        long long o;
+
+        seq = atomic_load_explicit((atomic_ullong *)&s->seq,
+                                   memory_order_acquire);
+        if (seq != 2 * (n - 1) + 2) {
+            continue; /* being written, or already written again */
+        }
+        r.started = load(&s->started);
+        r.duration = load(&s->duration);
+        r.bytes_processed = load(&s->bytes_processed);
+        r.bytes_billed = load(&s->bytes_billed);
+        r.pages = (int)load(&s->pages);
+        r.rows = (int)load(&s->rows);
+        o = load(&s->outcome);
+        r.outcome = outcome_names[o >= 0 && o < (long long)OUTCOME_COUNT
+                                      ? o
+                                      : (long long)OUTCOME_ERROR];
+        atomic_thread_fence(memory_order_acquire);
+        if (atomic_load_explicit((atomic_ullong *)&s->seq, memory_order_relaxed)
+            != seq) {
+            continue;
+        }
+        out[k++] = r;
+    }
+    return k;
+}
+
+void datos_metrics_quick(datos_metrics_t *m)
+{
+    if (m) {
+        add(&m->quick, 1);
+    }
+}
+
+void datos_metrics_counts(const datos_metrics_t *m, datos_metrics_counts_t *c)
+{
+    int t, r, i;
+
+    memset(c, 0, sizeof(*c));
+    if (!m) {
+        return;
+    }
+    for (t = 0; t < DATOS_TIER_COUNT; t++) {
+        for (r = 0; r < DATOS_LOOKUP_COUNT; r++) {
+            c->lookups[t][r] = get(&m->lookups[t][r]);
+        }
+        for (r = 0; r < DATOS_REFUSED_COUNT; r++) {
+            c->refused[t][r] = get(&m->refused[t][r]);
+        }
+        c->store_failures[t] = get(&m->store_failures[t]);
+    }
+    c->oversized = get(&m->oversized);
+    c->quick = get(&m->quick);
+    c->backend_ok = get(&m->backend[0]);
+    for (i = 1; i < (int)OUTCOME_COUNT; i++) {
+        c->backend_failed += get(&m->backend[i]);
+    }
+    c->backend_bytes = get(&m->backend_bytes);
+    c->waiting = load(&m->waiting);
+    c->wait_rejected = get(&m->wait_rejected);
+    for (i = 0; i < CODE_SLOTS; i++) {
+        c->ingest[i ? i - 1 + CODE_MIN : 0] = get(&m->ingest[i]);
+    }
+}
+
+const char *datos_metrics_tier_name(datos_tier_t tier)
+{
+    return (unsigned)tier < DATOS_TIER_COUNT ? tier_names[tier] : "?";
+}
+
+const char *datos_metrics_lookup_name(datos_lookup_t result)
+{
+    return (unsigned)result < DATOS_LOOKUP_COUNT ? lookup_names[result] : "?";
+}
+
+const char *datos_metrics_refused_name(datos_refused_t why)
+{
+    return (unsigned)why < DATOS_REFUSED_COUNT ? refused_names[why] : "?";
 }
 
 /* ------------------------------------------------------------ rendering */

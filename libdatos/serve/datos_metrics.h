@@ -113,6 +113,58 @@ void datos_metrics_ingest(datos_metrics_t *m, int code,
 int datos_metrics_wait_enter(datos_metrics_t *m, int bound);
 void datos_metrics_wait_leave(datos_metrics_t *m);
 
+/* ------------------------------------------------ the status page's part
+ *
+ * What GET /datos-status shows beyond the series above: the last fetches
+ * of each table (a ring of DATOS_METRICS_FETCHES in the block, so every
+ * process's fetches are seen and a graceful restart keeps them) and the
+ * answers the quick path served. None of it is rendered in /metrics. */
+
+#define DATOS_METRICS_FETCHES 20
+
+typedef struct datos_fetch_rec_t {
+    apr_time_t started;           /* when the fetch began */
+    apr_interval_time_t duration; /* how long it took, whatever its outcome */
+    int pages;                    /* answers read (datos_latest_t.pages) */
+    int rows;                     /* rows of the answer */
+    apr_int64_t bytes_processed;  /* -1: not known (a failed fetch) */
+    apr_int64_t bytes_billed;     /* -1: not known */
+    const char *outcome;          /* "ok" or a datos_status_name(); static */
+} datos_fetch_rec_t;
+
+/* Records one fetch of a table (an index of datos_metrics_table). Two
+ * fetches of one table recorded at once each take a slot of their own;
+ * a reader skips a slot being written. */
+void datos_metrics_fetch_log(datos_metrics_t *m, int table,
+                             const datos_fetch_rec_t *f);
+/* The table's recorded fetches, newest first, into out (room for
+ * DATOS_METRICS_FETCHES); returns how many. */
+int datos_metrics_fetches(const datos_metrics_t *m, int table,
+                          datos_fetch_rec_t *out);
+/* An answer the quick path served (200 or 304). */
+void datos_metrics_quick(datos_metrics_t *m);
+
+/* The counters, read once each (not a consistent snapshot). */
+typedef struct datos_metrics_counts_t {
+    unsigned long long lookups[DATOS_TIER_COUNT][DATOS_LOOKUP_COUNT];
+    unsigned long long refused[DATOS_TIER_COUNT][DATOS_REFUSED_COUNT];
+    unsigned long long store_failures[DATOS_TIER_COUNT];
+    unsigned long long oversized;
+    unsigned long long quick;
+    unsigned long long backend_ok, backend_failed, backend_bytes;
+    long long waiting;
+    unsigned long long wait_rejected;
+    /* POST /datos by status: [code] for 100..599, [0] anything else. */
+    unsigned long long ingest[600];
+} datos_metrics_counts_t;
+
+void datos_metrics_counts(const datos_metrics_t *m, datos_metrics_counts_t *c);
+
+/* The tier, result and refusal names /metrics uses as labels. */
+const char *datos_metrics_tier_name(datos_tier_t tier);
+const char *datos_metrics_lookup_name(datos_lookup_t result);
+const char *datos_metrics_refused_name(datos_refused_t why);
+
 /* The text exposition at `now`, in p; NULL when m is not a block that
  * datos_metrics_init (or zeroing) prepared. */
 char *datos_metrics_render(apr_pool_t *p, const datos_metrics_t *m,

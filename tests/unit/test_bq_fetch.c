@@ -211,6 +211,9 @@ static void fetch_simple_and_request_shape(void **state)
     assert_int_equal(l->polls, 0);
     assert_int_equal(l->window_days, 7);
     assert_int_equal(l->bytes_processed, 100);
+    /* No totalBytesBilled: BigQuery's rule, at least 10 MiB a query. */
+    assert_int_equal(l->bytes_billed, DATOS_BQ_MIN_BILLED);
+    assert_int_equal(l->pages, 1);
     assert_false(l->capped);
     assert_false(l->truncated);
     assert_int_equal(dt_server_count(fx->srv), 2);
@@ -764,6 +767,8 @@ static void widening_stops_when_enough(void **state)
     assert_int_equal(l->queries, 3);
     assert_int_equal(l->window_days, 7 * 64);
     assert_int_equal(l->bytes_processed, 300);
+    assert_int_equal(l->bytes_billed, 3 * DATOS_BQ_MIN_BILLED);
+    assert_int_equal(l->pages, 3);
     assert_int_equal(l->rows->nelts, 3);
     /* the widest window's rows replace the narrower ones */
     assert_string_equal(row_id(l, 0), "c0");

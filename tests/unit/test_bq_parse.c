@@ -23,6 +23,30 @@ static const datos_row_t *row(const datos_bq_page_t *pg, int i)
     return &APR_ARRAY_IDX(pg->rows, i, datos_row_t);
 }
 
+/* jobs.query's answer says what the query billed; a value that is not
+ * an int64 is a malformed answer. */
+static void page_bytes_billed(void **state)
+{
+    apr_pool_t *p = DT_POOL(state);
+    datos_bq_page_t pg;
+    datos_err_t err = {0};
+
+    assert_int_equal(
+        parse(p,
+              "{\"kind\":\"bigquery#queryResponse\"," SCHEMA ","
+              "\"jobReference\":{\"jobId\":\"j\",\"location\":\"US\"},"
+              "\"totalBytesProcessed\":\"1024\","
+              "\"totalBytesBilled\":\"10485760\",\"jobComplete\":true}",
+              &pg, &err),
+        APR_SUCCESS);
+    assert_int_equal(pg.total_bytes_billed, 10485760);
+    assert_int_equal(parse(p,
+                           "{\"kind\":\"bigquery#queryResponse\"," SCHEMA ","
+                           "\"totalBytesBilled\":true,\"jobComplete\":true}",
+                           &pg, &err),
+                     DATOS_EMALFORMED);
+}
+
 static void page_complete(void **state)
 {
     apr_pool_t *p = DT_POOL(state);
@@ -42,6 +66,7 @@ static void page_complete(void **state)
     assert_string_equal(pg.location, "US");
     assert_null(pg.page_token);
     assert_int_equal(pg.total_bytes_processed, 1024);
+    assert_int_equal(pg.total_bytes_billed, -1);
     assert_int_equal(pg.rows->nelts, 2);
     assert_string_equal(row(&pg, 0)->id, "789");
     assert_int_equal(row(&pg, 0)->id_len, 3);
@@ -356,10 +381,10 @@ static void error_messages(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        DT_TEST(page_complete),          DT_TEST(page_incomplete),
-        DT_TEST(page_no_rows_and_token), DT_TEST(page_columns_reordered),
-        DT_TEST(page_malformed_shapes),  DT_TEST(error_mapping),
-        DT_TEST(error_messages),
+        DT_TEST(page_complete),          DT_TEST(page_bytes_billed),
+        DT_TEST(page_incomplete),        DT_TEST(page_no_rows_and_token),
+        DT_TEST(page_columns_reordered), DT_TEST(page_malformed_shapes),
+        DT_TEST(error_mapping),          DT_TEST(error_messages),
     };
     return cmocka_run_group_tests(tests, dt_group_setup, dt_group_teardown);
 }
