@@ -167,11 +167,22 @@ typedef struct loader_counts_t {
     apr_int64_t redriven;
 } loader_counts_t;
 
+/* What a drain run saw, for the textfile's gauges (the status page and
+ * the dashboard read them). A field below 0 is unknown to the writer (a
+ * redrive, a dry run) and keeps the file's previous value. */
+typedef struct loader_run_seen_t {
+    apr_int64_t backlog;    /* deliveries it pulled: what was waiting */
+    int drained;            /* 1 when it ended on an empty pull */
+    apr_int64_t jobs_today; /* load jobs this UTC day, from the history */
+    apr_int64_t jobs_quota; /* BigQuery's load jobs per table per day */
+} loader_run_seen_t;
+
 /* Writes the node_exporter textfile atomically (a temporary file renamed
  * over it): counters carry on from the file's previous values; the last
  * success time is updated only when ok. */
 apr_status_t loader_textfile_write(apr_pool_t *p, const char *path,
                                    const loader_counts_t *counts,
+                                   const loader_run_seen_t *seen,
                                    apr_time_t started, apr_time_t finished,
                                    int ok, const char **why);
 

@@ -326,7 +326,7 @@ static int read_table(run_t *r)
 
 /* The run's line in state_dir/history.json, for --status. Only a run that
  * holds the lock writes it; a dry run loads nothing and leaves none. */
-static void record_run(run_t *r, int rc, apr_time_t finished)
+static apr_int64_t record_run(run_t *r, int rc, apr_time_t finished)
 {
     loader_history_t h;
     loader_run_record_t rec;
@@ -334,7 +334,7 @@ static void record_run(run_t *r, int rc, apr_time_t finished)
     int found = 0;
 
     if (!r->locked || r->c->dry_run)
-        return;
+        return -1;
     if (loader_history_read(r->p, r->c->state_dir, &h, &found, &why)
         != APR_SUCCESS) {
         /* a history that cannot be read starts again, said once here */
@@ -360,10 +360,12 @@ static void record_run(run_t *r, int rc, apr_time_t finished)
     loader_history_add(r->p, &h, &rec);
     if (loader_history_write(r->p, r->c->state_dir, &h, &why) != APR_SUCCESS)
         loader_logf("warning", "history_failed", "%s", why);
+    return loader_history_jobs_today(r->p, &h, finished);
 }
 
 static void finish(run_t *r, int rc)
 {
+    loader_run_seen_t seen;
     const char *why = NULL;
     json_t *ev;
 
@@ -389,10 +391,14 @@ static void finish(run_t *r, int rc)
         ev, "seconds",
         json_real((double)(apr_time_now() - r->started) / APR_USEC_PER_SEC));
     loader_emit(ev);
-    record_run(r, rc, apr_time_now());
+    seen.jobs_today = record_run(r, rc, apr_time_now());
+    seen.backlog = r->c->dry_run ? -1 : r->counts.pulled;
+    seen.drained = r->c->dry_run ? -1 : r->drained;
+    seen.jobs_quota = LOADER_LOAD_JOB_QUOTA;
     if (r->c->metrics_file && rc != LOADER_EXIT_CONFIG
         && loader_textfile_write(
-               r->p, r->c->metrics_file, &r->counts, r->started, apr_time_now(),
+               r->p, r->c->metrics_file, &r->counts, &seen, r->started,
+               apr_time_now(),
                rc == LOADER_EXIT_OK || rc == LOADER_EXIT_UNROUTED, &why)
                != APR_SUCCESS)
         loader_logf("warning", "metrics_failed", "%s", why);
@@ -612,10 +618,11 @@ int loader_redrive(apr_pool_t *p, loader_config_t *c)
     /* A redrive loads nothing: the time of the last successful load stays
      * what the drain runs made it. */
     if (c->metrics_file) {
+        loader_run_seen_t unknown = {-1, -1, -1, LOADER_LOAD_JOB_QUOTA};
         const char *why = NULL;
 
-        if (loader_textfile_write(p, c->metrics_file, &r.counts, r.started,
-                                  apr_time_now(), 0, &why)
+        if (loader_textfile_write(p, c->metrics_file, &r.counts, &unknown,
+                                  r.started, apr_time_now(), 0, &why)
             != APR_SUCCESS)
             loader_logf("warning", "metrics_failed", "%s", why);
     }

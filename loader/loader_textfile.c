@@ -60,10 +60,25 @@ static void counter(text_t *t, const char *series, apr_int64_t now)
     add(t, "%s %.0f\n", series, previous(t->old, series) + (double)now);
 }
 
+/* A gauge of this run, or the file's previous value when this run does
+ * not know it (a redrive); none when neither exists. */
+static void gauge(text_t *t, const char *series, const char *help,
+                  apr_int64_t now)
+{
+    const char *at = strstr(t->old, apr_pstrcat(t->p, "\n", series, " ", NULL));
+
+    add(t, "# HELP %s %s\n# TYPE %s gauge\n", series, help, series);
+    if (now >= 0)
+        add(t, "%s %" APR_INT64_T_FMT "\n", series, now);
+    else if (at)
+        add(t, "%s %.0f\n", series, previous(t->old, series));
+}
+
 apr_status_t loader_textfile_write(apr_pool_t *p, const char *path,
-                                   const loader_counts_t *k, apr_time_t started,
-                                   apr_time_t finished, int ok,
-                                   const char **why)
+                                   const loader_counts_t *k,
+                                   const loader_run_seen_t *seen,
+                                   apr_time_t started, apr_time_t finished,
+                                   int ok, const char **why)
 {
     text_t t;
     char *old = NULL;
@@ -150,6 +165,21 @@ apr_status_t loader_textfile_write(apr_pool_t *p, const char *path,
             "messages put back on the topic by --redrive.\n"
             "# TYPE datos_loader_messages_redriven_total counter\n");
     counter(&t, "datos_loader_messages_redriven_total", k->redriven);
+    gauge(&t, "datos_loader_backlog_messages",
+          "Messages the last drain run found waiting: the deliveries it "
+          "pulled (a floor when it ended before an empty pull).",
+          seen->backlog);
+    gauge(&t, "datos_loader_last_run_drained",
+          "1 when the last drain run ended on an empty pull, 0 when a "
+          "bound or a failure ended it first.",
+          seen->drained);
+    gauge(&t, "datos_loader_load_jobs_today",
+          "Load jobs this host's runs started this UTC day (the state "
+          "directory's history.json).",
+          seen->jobs_today);
+    gauge(&t, "datos_loader_load_jobs_quota",
+          "BigQuery's load jobs per table per day, for all hosts together.",
+          seen->jobs_quota);
 
     /* node_exporter reads it as a user of its own: 0644 whatever the
      * umask (the systemd unit's is 0077, for the journal's sake). */

@@ -9,13 +9,14 @@ import os
 import re
 import shutil
 import subprocess
+import time
 
 import pytest
 import requests
 
 from datos_env import (contract_rows, datos_conf, get, log_size, queries, ready, seed, wait_for,
                        warmed)
-from harness.loader import Loader, make_pipeline
+from harness.loader import PIPELINE, Loader, make_pipeline
 from tools.httpd import Httpd, register_server, unregister_server
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -322,6 +323,9 @@ def test_the_loader_run_is_shown_from_its_textfile(healthy, emulator):
     assert [a["what"] for a in doc["attention"]] == ["loader_unreadable"]
 
     make_pipeline(emulator)
+    ts = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(emulator.now() - 60))
+    emulator.publish(PIPELINE["topic"], [
+        json.dumps({"id": "st%02d" % i, "timestamp": ts}) for i in range(7)])
     loader = Loader(emulator, "datos-status")
     r = loader.run()
     assert r.rc == 0, r
@@ -331,7 +335,21 @@ def test_the_loader_run_is_shown_from_its_textfile(healthy, emulator):
     assert lo["error"] is None and lo["outcome"] == "succeeded"
     assert lo["last_run"] is not None and lo["interval"] == 300
     assert lo["rows_loaded"] is not None
+    # the backlog the run saw and its load jobs today, as the loader wrote them
+    assert lo["backlog"] == r.finished["messages_pulled"] == 7
+    assert lo["load_jobs_today"] == 1 and lo["load_jobs_quota"] == 1500
     assert "loader_late" not in [a["what"] for a in doc["attention"]]
+    assert "quota_near" not in [a["what"] for a in doc["attention"]]
+
+    # The same file with 1,300 load jobs used today: near the quota.
+    with open(loader.metrics_file) as f:
+        text = f.read()
+    with open(loader_file, "w") as f:
+        f.write(re.sub(r"^datos_loader_load_jobs_today \S+$", "datos_loader_load_jobs_today 1300",
+                       text, flags=re.M))
+    doc = status_json(h)
+    near = [a for a in doc["attention"] if a["what"] == "quota_near"]
+    assert len(near) == 1 and "1300 of the 1500" in near[0]["message"]
 
     # The same file, its last run moved 4 intervals back.
     with open(loader.metrics_file) as f:

@@ -300,6 +300,12 @@ def test_near_the_daily_load_job_quota(emulator):
     if loader.history()["load_jobs"]["day"] != day:
         pytest.skip("the UTC day turned during the test")
     assert loader.history()["load_jobs"]["count"] == 1425
+    # the textfile tells the status page and the dashboard the same count
+    with open(loader.metrics_file) as f:
+        prom = f.read()
+    assert "\ndatos_loader_load_jobs_today 1425\n" in prom
+    assert "\ndatos_loader_load_jobs_quota 1500\n" in prom
+    assert "\ndatos_loader_last_run_drained 1\n" in prom
     text, doc = status(loader, 2)
     assert codes(doc) == ["load_quota"]
     assert text.stdout.startswith("DATOS-LOADER CRITICAL - 1425 of 1500 load jobs used today")
