@@ -136,6 +136,8 @@ static apr_status_t fetch(apr_pool_t *p, server_rec *s, mod_datos_rt_t *rt,
     }
     datos_metrics_backend(mod_datos_global.metrics, rec.outcome, rec.duration,
                           latest ? latest->bytes_processed : 0);
+    datos_metrics_backend_billed(mod_datos_global.metrics,
+                                 latest ? latest->bytes_billed : 0);
     /* For GET /datos-status's history of the table's fetches. */
     datos_metrics_fetch_log(mod_datos_global.metrics, rt->metrics_table, &rec);
     if (rv != APR_SUCCESS)

@@ -87,6 +87,7 @@ struct datos_metrics_t {
     mcount_t backend[OUTCOME_COUNT];
     hist_t backend_duration;
     mcount_t backend_bytes;
+    mcount_t backend_billed;
     mcount_t store_failures[DATOS_TIER_COUNT];
     mcount_t oversized;
     mcount_t refused[DATOS_TIER_COUNT][DATOS_REFUSED_COUNT];
@@ -286,6 +287,13 @@ void datos_metrics_backend(datos_metrics_t *m, const char *outcome,
             duration);
     if (bytes_processed > 0) {
         add(&m->backend_bytes, (unsigned long long)bytes_processed);
+    }
+}
+
+void datos_metrics_backend_billed(datos_metrics_t *m, apr_int64_t bytes_billed)
+{
+    if (m && bytes_billed > 0) {
+        add(&m->backend_billed, (unsigned long long)bytes_billed);
     }
 }
 
@@ -760,6 +768,12 @@ char *datos_metrics_render(apr_pool_t *p, const datos_metrics_t *m,
                "Bytes BigQuery reported as processed by the module's queries.");
     out_printf(&o, "datos_backend_bytes_processed_total %llu\n",
                get(&m->backend_bytes));
+
+    out_family(&o, "datos_backend_bytes_billed_total", "counter",
+               "Bytes BigQuery billed for the module's queries (at least "
+               "10 MiB a query).");
+    out_printf(&o, "datos_backend_bytes_billed_total %llu\n",
+               get(&m->backend_billed));
 
     out_family(&o, "datos_cache_store_failures_total", "counter",
                "Fetched answers a cache tier failed to store, by tier.");

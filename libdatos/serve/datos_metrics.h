@@ -14,6 +14,7 @@
  *   datos_backend_queries_total{outcome}            counter
  *   datos_backend_query_duration_seconds            histogram
  *   datos_backend_bytes_processed_total             counter
+ *   datos_backend_bytes_billed_total                counter
  *   datos_cache_store_failures_total{tier}          counter
  *   datos_cache_oversized_total                     counter
  *   datos_cache_entries_refused_total{tier,reason}  counter (entries not trusted: seal, future)
@@ -91,6 +92,9 @@ void datos_metrics_lookup(datos_metrics_t *m, datos_tier_t tier,
 void datos_metrics_backend(datos_metrics_t *m, const char *outcome,
                            apr_interval_time_t duration,
                            apr_int64_t bytes_processed);
+/* What BigQuery billed a successful fetch (totalBytesBilled, or its rule
+ * when the answer does not say). */
+void datos_metrics_backend_billed(datos_metrics_t *m, apr_int64_t bytes_billed);
 void datos_metrics_store_failure(datos_metrics_t *m, datos_tier_t tier);
 void datos_metrics_oversized(datos_metrics_t *m);
 void datos_metrics_refused(datos_metrics_t *m, datos_tier_t tier,

@@ -301,6 +301,9 @@ static const char *const known_text[] = {
     "# HELP datos_backend_bytes_processed_total Bytes BigQuery reported as processed by the module's queries.",
     "# TYPE datos_backend_bytes_processed_total counter",
     "datos_backend_bytes_processed_total 1048576",
+    "# HELP datos_backend_bytes_billed_total Bytes BigQuery billed for the module's queries (at least 10 MiB a query).",
+    "# TYPE datos_backend_bytes_billed_total counter",
+    "datos_backend_bytes_billed_total 10485760",
     "# HELP datos_cache_store_failures_total Fetched answers a cache tier failed to store, by tier.",
     "# TYPE datos_cache_store_failures_total counter",
     "datos_cache_store_failures_total{tier=\"process\"} 0",
@@ -368,6 +371,8 @@ static void count_known_state(datos_metrics_t *m)
     datos_metrics_lookup(m, DATOS_TIER_L2, DATOS_LOOKUP_MISS);
     datos_metrics_lookup(m, DATOS_TIER_STATE, DATOS_LOOKUP_ERROR);
     datos_metrics_backend(m, "ok", 250000, 1048576);
+    datos_metrics_backend_billed(m, 10485760);
+    datos_metrics_backend_billed(m, -1); /* not known: not counted */
     datos_metrics_backend(m, "timeout", SEC(5), 0);
     datos_metrics_backend(m, "no_such_outcome", SEC(31), -5);
     datos_metrics_backend(m, NULL, SEC(30), 0);
