@@ -25,7 +25,9 @@ from gcpemu.demo import (DATASET, TABLE, create_pubsub, create_resources,  # noq
                          publish_samples, seed)
 from tools.httpd import Httpd, REPO_ROOT  # noqa: E402
 
-WORK = os.path.join(REPO_ROOT, "build", "docs-status")
+# Outside the checkout, so the picture shows a path any reader could have
+# rather than where this tree happens to be.
+WORK = "/tmp/datos-docs-status"
 LOADER_CONF = """project = {project}
 credentials = none
 state_dir = {state}
