@@ -352,8 +352,8 @@ def test_four_loaders_at_once_load_every_record_once(emulator):
     # Each host's first pull is held until all four have asked, so that every host takes
     # part however the machine schedules their starts.
     emulator.clear_counters()
-    emulator.add_fault(endpoint="pubsub.subscriptions.pull", action="delay",
-                       delay_ms=600_000, count=4)
+    emulator.add_fault(endpoint="pubsub.subscriptions.pull", action="hold",
+                       hold_ms=600_000, count=4)
     procs = [(ld, ld.start()) for ld in loaders]
     try:
         assert wait_for(emulator, "pubsub.subscriptions.pull", 4, timeout=300)

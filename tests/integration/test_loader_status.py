@@ -318,7 +318,8 @@ def test_a_run_at_work_holds_the_lock(emulator):
     assert loader.run().rc == 0
     publish(emulator, prefix="w")
     emulator.clear_counters()
-    emulator.add_fault(endpoint="pubsub.subscriptions.pull", action="delay", delay_ms=20000,
+    # the run's first pull is held until the test has looked
+    emulator.add_fault(endpoint="pubsub.subscriptions.pull", action="hold", hold_ms=600_000,
                        count=1)
     proc = loader.start()
     try:
