@@ -10,6 +10,10 @@
 
 #include "loader_run.h"
 
+/* Set by SIGTERM (loader_main.c): every call and wait of the run ends at
+ * once or, for a call that must finish, after its grace. */
+volatile sig_atomic_t loader_stop;
+
 json_t *loader_run_event(const char *level, const char *name)
 {
     return loader_event(level, name);

@@ -32,7 +32,6 @@
 #include "loader_run.h"
 #include "loader_status.h"
 
-volatile sig_atomic_t loader_stop;
 
 /* One scheduler per subscription: a run that finds the lock held exits at
  * once (0: nothing failed), so an overlapping cron never doubles the load

@@ -3,11 +3,15 @@
  *   loader_run.c    the lock, hold-off, the loop of batches, the metrics,
  *                   --redrive
  *   loader_batch.c  a batch: pull (within a size bound), validate,
- *                   dead-letter, lease renewals, give-backs
+ *                   then its load and its dead letters
  *   loader_load.c   its load: the journal entry, the load job and its
  *                   outcome, the acks; the journal settled before and
  *                   after the run
- *   loader_calls.c  each Google call with its retries, and the acks
+ *   loader_settle.c acks, lease renewals, give-backs and dead letters
+ *   loader_calls.c  each Google call with its retries, and the acks;
+ *                   the stop flag SIGTERM sets
+ *
+ * Each file calls only those listed below it.
  *
  * docs/design.md section 5 says what a run guarantees and why.
  */
@@ -129,6 +133,8 @@ int loader_assemble(run_t *r, batch_t *b);
 
 /* Validates, dead-letters and loads one batch. */
 void loader_process(run_t *r, batch_t *b);
+
+/* ------------------------------------------------------ loader_settle.c */
 
 /* Publishes the items to the dead-letter topic (docs/design.md section 5,
  * "Dead letters"), acks those published and gives back, to the

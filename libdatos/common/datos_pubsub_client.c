@@ -7,6 +7,7 @@
 #include "datos_google.h"
 #include "datos_pubsub_client.h"
 #include "datos_pubsub_pull.h"
+#include "datos_pubsub_scan.h"
 
 /* Small answers ({} or a list of message ids) are read up to this. */
 #define SMALL_ANSWER_MAX ((apr_size_t)1024 * 1024)

@@ -1,7 +1,7 @@
 /* datos_pubsub_pull.h - reading subscriptions.pull answers
- * (docs/google-apis.md 1.5): the parser of a whole answer, and the scanner
- * that finds the ack ids of one too large or too broken to use, so that
- * their leases can be released. No network; the client that pulls is
+ * (docs/google-apis.md 1.5): the parser of a whole answer (the scanner that
+ * finds the ack ids of one too large or too broken to use is
+ * datos_pubsub_scan.h's). No network; the client that pulls is
  * datos_pubsub_client.h's.
  */
 #ifndef DATOS_PUBSUB_PULL_H
@@ -52,42 +52,5 @@ apr_status_t datos_pubsub_parse_pull_cut(apr_pool_t *p, const char *body,
                                          apr_size_t len,
                                          apr_array_header_t **msgs,
                                          datos_err_t *err);
-
-/* ------------------------------------------------------------ the scanner
- *
- * Follows an answer as it arrives, in pieces of any size, keeping only the
- * ack id and the offsets of each entry of receivedMessages: what it takes
- * to release the leases of entries that were not read (past a size cap,
- * or in an answer that fails to parse, or cut short by a failed
- * transfer). It checks no syntax: its ack ids are only ever nacked, and
- * nacking something that is not a live ack id is harmless. */
-typedef struct datos_pull_scan_t datos_pull_scan_t;
-
-typedef struct datos_pull_entry_t {
-    apr_size_t start;   /* offset of the entry's first byte */
-    apr_size_t end;     /* offset after its last byte */
-    const char *ack_id; /* NULL when it had none that could be read */
-} datos_pull_entry_t;
-
-/* A scanner; cut_limit is where the caller stops keeping bytes (the
- * answer's prefix of cut_limit bytes is what datos_pull_scan_cut
- * refers to). */
-datos_pull_scan_t *datos_pull_scan_create(apr_pool_t *p, apr_size_t cut_limit);
-
-/* The next n bytes of the answer. */
-void datos_pull_scan_feed(datos_pull_scan_t *sc, const char *data,
-                          apr_size_t n);
-
-/* Every entry whose end was seen, in order (datos_pull_entry_t). */
-const apr_array_header_t *datos_pull_scan_entries(const datos_pull_scan_t *sc);
-
-/* Bytes fed so far. */
-apr_size_t datos_pull_scan_bytes(const datos_pull_scan_t *sc);
-
-/* Where the prefix of cut_limit bytes can be cut so that it ends after a
- * whole entry of receivedMessages (or right after its '['): the offset for
- * datos_pubsub_parse_pull_cut. 0 when the list did not start within the
- * prefix. Entries starting before the cut are the ones it reads. */
-apr_size_t datos_pull_scan_cut(const datos_pull_scan_t *sc);
 
 #endif

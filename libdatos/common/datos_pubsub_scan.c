@@ -10,7 +10,7 @@
 #include <string.h>
 #include <apr_strings.h>
 
-#include "datos_pubsub_pull.h"
+#include "datos_pubsub_scan.h"
 #include "datos_utf8.h"
 
 /* Longest string it captures: "receivedMessages", "ackId", and an ack id

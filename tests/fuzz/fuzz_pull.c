@@ -17,6 +17,7 @@
 #include "datos_base64.h"
 #include "datos_pubsub.h"
 #include "datos_pubsub_pull.h"
+#include "datos_pubsub_scan.h"
 #include "datos_time.h"
 #include "datos_utf8.h"
 #include "dt_jansson.h"
