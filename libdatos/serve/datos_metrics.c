@@ -21,6 +21,7 @@
 #include <apr_strings.h>
 
 #include "datos_metrics.h"
+#include "datos_text.h"
 
 #if ATOMIC_LLONG_LOCK_FREE != 2
 #error \
@@ -534,84 +535,16 @@ const char *datos_metrics_refused_name(datos_refused_t why)
 
 /* ------------------------------------------------------------ rendering */
 
-typedef struct {
-    apr_pool_t *p;
-    char *buf;
-    apr_size_t len;
-    apr_size_t cap;
-} out_t;
-
-static void out_grow(out_t *o, apr_size_t need)
+/* Backslash, double quote and line feed are the characters the text
+ * format requires escaped in a label value. */
+static const char *label_escape(char c)
 {
-    apr_size_t cap = o->cap;
-    char *buf;
-
-    if (o->len + need < o->cap) {
-        return;
-    }
-    while (o->len + need >= cap) {
-        cap *= 2;
-    }
-    buf = apr_palloc(o->p, cap);
-    memcpy(buf, o->buf, o->len);
-    o->buf = buf;
-    o->cap = cap;
+    return c == '\\' ? "\\\\" : c == '"' ? "\\\"" : c == '\n' ? "\\n" : NULL;
 }
 
-static void out_mem(out_t *o, const char *s, apr_size_t n)
+static void out_label_value(datos_text_t *o, const char *s)
 {
-    out_grow(o, n);
-    memcpy(o->buf + o->len, s, n);
-    o->len += n;
-    o->buf[o->len] = '\0';
-}
-
-static void out_str(out_t *o, const char *s)
-{
-    out_mem(o, s, strlen(s));
-}
-
-static void out_printf(out_t *o, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void out_printf(out_t *o, const char *fmt, ...)
-{
-    va_list ap;
-    int n;
-
-    va_start(ap, fmt);
-    n = vsnprintf(o->buf + o->len, o->cap - o->len, fmt, ap);
-    va_end(ap);
-    if (n < 0) {
-        return;
-    }
-    if ((apr_size_t)n >= o->cap - o->len) {
-        out_grow(o, (apr_size_t)n);
-        va_start(ap, fmt);
-        vsnprintf(o->buf + o->len, o->cap - o->len, fmt, ap);
-        va_end(ap);
-    }
-    o->len += (apr_size_t)n;
-}
-
-/* A label value: backslash, double quote and line feed are the characters
- * the text format requires escaped. */
-static void out_label_value(out_t *o, const char *s)
-{
-    const char *run = s;
-
-    for (; *s; s++) {
-        const char *esc = *s == '\\'   ? "\\\\"
-                          : *s == '"'  ? "\\\""
-                          : *s == '\n' ? "\\n"
-                                       : NULL;
-        if (esc) {
-            out_mem(o, run, (apr_size_t)(s - run));
-            out_str(o, esc);
-            run = s + 1;
-        }
-    }
-    out_mem(o, run, (apr_size_t)(s - run));
+    datos_text_escaped(o, s, label_escape);
 }
 
 /* Microseconds as decimal seconds, exact, without trailing zeros:
@@ -633,14 +566,15 @@ static const char *seconds(char buf[32], apr_int64_t us)
     return buf;
 }
 
-static void out_family(out_t *o, const char *name, const char *type,
+static void out_family(datos_text_t *o, const char *name, const char *type,
                        const char *help)
 {
-    out_printf(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+    datos_text_printf(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name,
+                      type);
 }
 
 /* labels: NULL, or `name="value"` pairs already escaped. */
-static void out_histogram(out_t *o, const char *name, const char *labels,
+static void out_histogram(datos_text_t *o, const char *name, const char *labels,
                           const hist_t *h, const apr_int64_t *bounds,
                           int nbounds)
 {
@@ -654,24 +588,26 @@ static void out_histogram(out_t *o, const char *name, const char *labels,
     }
     for (i = 0; i < nbounds; i++) {
         cum += get(&h->bucket[i]);
-        out_printf(o, "%s_bucket{%s%sle=\"%s\"} %llu\n", name, labels, sep,
-                   seconds(num, bounds[i]), cum);
+        datos_text_printf(o, "%s_bucket{%s%sle=\"%s\"} %llu\n", name, labels,
+                          sep, seconds(num, bounds[i]), cum);
     }
     cum += get(&h->bucket[nbounds]);
-    out_printf(o, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", name, labels, sep, cum);
+    datos_text_printf(o, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", name, labels, sep,
+                      cum);
     if (*labels) {
-        out_printf(o, "%s_sum{%s} %s\n%s_count{%s} %llu\n", name, labels,
-                   seconds(num, (apr_int64_t)get(&h->sum_us)), name, labels,
-                   cum);
+        datos_text_printf(o, "%s_sum{%s} %s\n%s_count{%s} %llu\n", name, labels,
+                          seconds(num, (apr_int64_t)get(&h->sum_us)), name,
+                          labels, cum);
     }
     else {
-        out_printf(o, "%s_sum %s\n%s_count %llu\n", name,
-                   seconds(num, (apr_int64_t)get(&h->sum_us)), name, cum);
+        datos_text_printf(o, "%s_sum %s\n%s_count %llu\n", name,
+                          seconds(num, (apr_int64_t)get(&h->sum_us)), name,
+                          cum);
     }
 }
 
 /* The series of one code-labelled counter: only the statuses seen. */
-static void out_codes(out_t *o, const char *name, const char *labels,
+static void out_codes(datos_text_t *o, const char *name, const char *labels,
                       const mcount_t *codes)
 {
     int i;
@@ -679,19 +615,19 @@ static void out_codes(out_t *o, const char *name, const char *labels,
     for (i = 0; i < CODE_SLOTS; i++) {
         unsigned long long v = get(&codes[i]);
         if (v) {
-            out_printf(o, "%s{%s%scode=\"%d\"} %llu\n", name,
-                       labels ? labels : "", labels ? "," : "",
-                       i ? i - 1 + CODE_MIN : 0, v);
+            datos_text_printf(o, "%s{%s%scode=\"%d\"} %llu\n", name,
+                              labels ? labels : "", labels ? "," : "",
+                              i ? i - 1 + CODE_MIN : 0, v);
         }
     }
 }
 
-static void out_table_gauge(out_t *o, const char *name, const table_t *t,
+static void out_table_gauge(datos_text_t *o, const char *name, const table_t *t,
                             const char *value)
 {
-    out_printf(o, "%s{table=\"", name);
+    datos_text_printf(o, "%s{table=\"", name);
     out_label_value(o, t->name);
-    out_printf(o, "\"} %s\n", value);
+    datos_text_printf(o, "\"} %s\n", value);
 }
 
 /* Families with a fixed label set render every series, zeros included, so
@@ -701,7 +637,7 @@ static void out_table_gauge(out_t *o, const char *name, const table_t *t,
 char *datos_metrics_render(apr_pool_t *p, const datos_metrics_t *m,
                            apr_time_t now, apr_size_t *len)
 {
-    out_t o;
+    datos_text_t o;
     char num[32];
     long long tables, i;
     int h, t, r;
@@ -715,11 +651,7 @@ char *datos_metrics_render(apr_pool_t *p, const datos_metrics_t *m,
              || (m->magic == 0 && m->version == 0))) {
         return NULL;
     }
-    o.p = p;
-    o.cap = 16384;
-    o.buf = apr_palloc(p, o.cap);
-    o.len = 0;
-    o.buf[0] = '\0';
+    datos_text_init(&o, p, 16384);
 
     out_family(
         &o, "datos_http_requests_total", "counter",
@@ -744,7 +676,7 @@ char *datos_metrics_render(apr_pool_t *p, const datos_metrics_t *m,
         "Cache lookups by tier and result (hit fresh, stale servable, miss, error of the tier).");
     for (t = 0; t < DATOS_TIER_COUNT; t++) {
         for (r = 0; r < DATOS_LOOKUP_COUNT; r++) {
-            out_printf(
+            datos_text_printf(
                 &o,
                 "datos_cache_lookups_total{tier=\"%s\",result=\"%s\"} %llu\n",
                 tier_names[t], lookup_names[r], get(&m->lookups[t][r]));
@@ -754,8 +686,9 @@ char *datos_metrics_render(apr_pool_t *p, const datos_metrics_t *m,
     out_family(&o, "datos_backend_queries_total", "counter",
                "BigQuery fetches by outcome: ok or the class of the failure.");
     for (i = 0; i < (long long)OUTCOME_COUNT; i++) {
-        out_printf(&o, "datos_backend_queries_total{outcome=\"%s\"} %llu\n",
-                   outcome_names[i], get(&m->backend[i]));
+        datos_text_printf(&o,
+                          "datos_backend_queries_total{outcome=\"%s\"} %llu\n",
+                          outcome_names[i], get(&m->backend[i]));
     }
 
     out_family(&o, "datos_backend_query_duration_seconds", "histogram",
@@ -766,36 +699,39 @@ char *datos_metrics_render(apr_pool_t *p, const datos_metrics_t *m,
 
     out_family(&o, "datos_backend_bytes_processed_total", "counter",
                "Bytes BigQuery reported as processed by the module's queries.");
-    out_printf(&o, "datos_backend_bytes_processed_total %llu\n",
-               get(&m->backend_bytes));
+    datos_text_printf(&o, "datos_backend_bytes_processed_total %llu\n",
+                      get(&m->backend_bytes));
 
     out_family(&o, "datos_backend_bytes_billed_total", "counter",
                "Bytes BigQuery billed for the module's queries (at least "
                "10 MiB a query).");
-    out_printf(&o, "datos_backend_bytes_billed_total %llu\n",
-               get(&m->backend_billed));
+    datos_text_printf(&o, "datos_backend_bytes_billed_total %llu\n",
+                      get(&m->backend_billed));
 
     out_family(&o, "datos_cache_store_failures_total", "counter",
                "Fetched answers a cache tier failed to store, by tier.");
     for (t = 0; t < DATOS_TIER_COUNT; t++) {
-        out_printf(&o, "datos_cache_store_failures_total{tier=\"%s\"} %llu\n",
-                   tier_names[t], get(&m->store_failures[t]));
+        datos_text_printf(
+            &o, "datos_cache_store_failures_total{tier=\"%s\"} %llu\n",
+            tier_names[t], get(&m->store_failures[t]));
     }
 
     out_family(
         &o, "datos_cache_oversized_total", "counter",
         "Answers larger than DatosMaxPayload, kept in process memory only.");
-    out_printf(&o, "datos_cache_oversized_total %llu\n", get(&m->oversized));
+    datos_text_printf(&o, "datos_cache_oversized_total %llu\n",
+                      get(&m->oversized));
 
     out_family(
         &o, "datos_cache_entries_refused_total", "counter",
         "Entries read from a cache tier and refused as untrusted: a seal that does not match (another secret, key or bytes), or a fetch time in the future.");
     for (t = DATOS_TIER_L2; t < DATOS_TIER_COUNT; t++) {
         for (r = 0; r < DATOS_REFUSED_COUNT; r++) {
-            out_printf(&o,
-                       "datos_cache_entries_refused_total{tier=\"%s\","
-                       "reason=\"%s\"} %llu\n",
-                       tier_names[t], refused_names[r], get(&m->refused[t][r]));
+            datos_text_printf(&o,
+                              "datos_cache_entries_refused_total{tier=\"%s\","
+                              "reason=\"%s\"} %llu\n",
+                              tier_names[t], refused_names[r],
+                              get(&m->refused[t][r]));
         }
     }
 
@@ -831,15 +767,15 @@ char *datos_metrics_render(apr_pool_t *p, const datos_metrics_t *m,
     out_family(
         &o, "datos_backend_waiting_requests", "gauge",
         "Requests on this host waiting on BigQuery now, in a fetch or for another request's fetch.");
-    out_printf(&o, "datos_backend_waiting_requests %lld\n",
-               atomic_load_explicit((atomic_llong *)&m->waiting,
-                                    memory_order_relaxed));
+    datos_text_printf(&o, "datos_backend_waiting_requests %lld\n",
+                      atomic_load_explicit((atomic_llong *)&m->waiting,
+                                           memory_order_relaxed));
 
     out_family(
         &o, "datos_backend_wait_rejected_total", "counter",
         "Requests answered 503 because the bound on requests waiting on BigQuery was reached.");
-    out_printf(&o, "datos_backend_wait_rejected_total %llu\n",
-               get(&m->wait_rejected));
+    datos_text_printf(&o, "datos_backend_wait_rejected_total %llu\n",
+                      get(&m->wait_rejected));
 
     out_family(&o, "datos_ingest_requests_total", "counter",
                "POST /datos requests by HTTP status sent.");

@@ -17,69 +17,11 @@
 #include <apr_strings.h>
 
 #include "datos_status.h"
+#include "datos_text.h"
 #include "datos_time.h"
 #include "datos_utf8.h"
 
 #define US_PER_SEC APR_INT64_C(1000000)
-
-/* ------------------------------------------------------------- output */
-
-typedef struct {
-    apr_pool_t *p;
-    char *buf;
-    apr_size_t len, cap;
-} out_t;
-
-static void out_init(out_t *o, apr_pool_t *p)
-{
-    o->p = p;
-    o->cap = 8192;
-    o->buf = apr_palloc(p, o->cap);
-    o->len = 0;
-    o->buf[0] = '\0';
-}
-
-static void out_mem(out_t *o, const char *s, apr_size_t n)
-{
-    if (o->len + n + 1 > o->cap) {
-        apr_size_t cap = o->cap;
-        char *buf;
-
-        while (o->len + n + 1 > cap) {
-            cap *= 2;
-        }
-        buf = apr_palloc(o->p, cap);
-        memcpy(buf, o->buf, o->len);
-        o->buf = buf;
-        o->cap = cap;
-    }
-    memcpy(o->buf + o->len, s, n);
-    o->len += n;
-    o->buf[o->len] = '\0';
-}
-
-static void out_str(out_t *o, const char *s)
-{
-    out_mem(o, s, strlen(s));
-}
-
-static void out_printf(out_t *o, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void out_printf(out_t *o, const char *fmt, ...)
-{
-    char buf[512];
-    va_list ap;
-    int n;
-
-    va_start(ap, fmt);
-    n = vsnprintf(buf, sizeof(buf), fmt, ap);
-    va_end(ap);
-    if (n > 0) {
-        out_mem(o, buf,
-                (apr_size_t)n < sizeof(buf) ? (apr_size_t)n : sizeof(buf) - 1);
-    }
-}
 
 /* -------------------------------------------------------------- text */
 
@@ -118,50 +60,37 @@ static const char *clean(apr_pool_t *p, const char *s)
     return out;
 }
 
-static void html_text(out_t *o, const char *s)
+static const char *html_escape(char c)
 {
-    const char *run = s;
+    return c == '&'    ? "&amp;"
+           : c == '<'  ? "&lt;"
+           : c == '>'  ? "&gt;"
+           : c == '"'  ? "&quot;"
+           : c == '\'' ? "&#39;"
+                       : NULL;
+}
 
-    for (; *s; s++) {
-        const char *esc = *s == '&'    ? "&amp;"
-                          : *s == '<'  ? "&lt;"
-                          : *s == '>'  ? "&gt;"
-                          : *s == '"'  ? "&quot;"
-                          : *s == '\'' ? "&#39;"
-                                       : NULL;
-        if (esc) {
-            out_mem(o, run, (apr_size_t)(s - run));
-            out_str(o, esc);
-            run = s + 1;
-        }
-    }
-    out_mem(o, run, (apr_size_t)(s - run));
+static void html_text(datos_text_t *o, const char *s)
+{
+    datos_text_escaped(o, s, html_escape);
 }
 
 /* A JSON string of text already cleaned (no control characters); NULL is
  * null. '<' is escaped too, so the document can never be read as markup. */
-static void json_str(out_t *o, const char *s)
+static const char *json_escape(char c)
 {
-    const char *run;
+    return c == '"' ? "\\\"" : c == '\\' ? "\\\\" : c == '<' ? "\\u003c" : NULL;
+}
 
+static void json_str(datos_text_t *o, const char *s)
+{
     if (!s) {
-        out_str(o, "null");
+        datos_text_str(o, "null");
         return;
     }
-    out_str(o, "\"");
-    for (run = s; *s; s++) {
-        const char *esc = *s == '"'    ? "\\\""
-                          : *s == '\\' ? "\\\\"
-                          : *s == '<'  ? "\\u003c"
-                                       : NULL;
-        if (esc) {
-            out_mem(o, run, (apr_size_t)(s - run));
-            out_str(o, esc);
-            run = s + 1;
-        }
-    }
-    out_mem(o, run, (apr_size_t)(s - run));
-    out_str(o, "\"");
+    datos_text_str(o, "\"");
+    datos_text_escaped(o, s, json_escape);
+    datos_text_str(o, "\"");
 }
 
 /* ----------------------------------------------------------- numbers */
@@ -428,72 +357,74 @@ static const char *const style =
     "#attention{border:2px solid #b00;background:#fff2f2;padding:.5em 1em}"
     "#attention li{color:#900}.ok{color:#070}.bad{color:#b00}";
 
-static void html_row(out_t *o, const char *th, const char *td)
+static void html_row(datos_text_t *o, const char *th, const char *td)
 {
-    out_str(o, "<tr><th>");
-    out_str(o, th);
-    out_str(o, "</th><td>");
+    datos_text_str(o, "<tr><th>");
+    datos_text_str(o, th);
+    datos_text_str(o, "</th><td>");
     html_text(o, td);
-    out_str(o, "</td></tr>");
+    datos_text_str(o, "</td></tr>");
 }
 
-static void html_fetches(out_t *o, const datos_status_t *s,
+static void html_fetches(datos_text_t *o, const datos_status_t *s,
                          const datos_status_table_t *t)
 {
     char ts[DATOS_TS_BUFSIZE], b1[48], b2[48], b3[48];
     int i;
 
-    out_str(o, "<h3>Last fetches</h3>");
+    datos_text_str(o, "<h3>Last fetches</h3>");
     if (!t->nfetches) {
-        out_str(o, "<p class=\"none\">No fetch recorded since httpd "
-                   "started.</p>");
+        datos_text_str(o, "<p class=\"none\">No fetch recorded since httpd "
+                          "started.</p>");
         return;
     }
-    out_str(o, "<table class=\"fetches\"><thead><tr><th>When (UTC)</th>"
-               "<th>Ago</th><th>Took</th><th>Pages</th><th>Rows</th>"
-               "<th>Processed</th><th>Billed</th><th>Outcome</th></tr>"
-               "</thead><tbody>");
+    datos_text_str(o, "<table class=\"fetches\"><thead><tr><th>When (UTC)</th>"
+                      "<th>Ago</th><th>Took</th><th>Pages</th><th>Rows</th>"
+                      "<th>Processed</th><th>Billed</th><th>Outcome</th></tr>"
+                      "</thead><tbody>");
     for (i = 0; i < t->nfetches && i < DATOS_METRICS_FETCHES; i++) {
         const datos_fetch_rec_t *f = &t->fetches[i];
         int ok = !strcmp(f->outcome, "ok");
 
-        out_printf(o,
-                   "<tr class=\"fetch\"><td>%s</td><td>%s</td><td>%s</td>"
-                   "<td class=\"n\">%d</td><td class=\"n\">%d</td>",
-                   when(ts, f->started, 0), span(b1, since(s, f->started)),
-                   span(b2, f->duration), f->pages, f->rows);
-        out_printf(o, "<td class=\"n\">%s</td>",
-                   f->bytes_processed >= 0 ? size(b3, f->bytes_processed)
-                                           : "&ndash;");
-        out_printf(o, "<td class=\"n\">%s</td>",
-                   f->bytes_billed >= 0 ? size(b3, f->bytes_billed)
-                                        : "&ndash;");
-        out_printf(o, "<td class=\"outcome %s\">%s</td></tr>",
-                   ok ? "ok" : "bad", f->outcome);
+        datos_text_printf(
+            o,
+            "<tr class=\"fetch\"><td>%s</td><td>%s</td><td>%s</td>"
+            "<td class=\"n\">%d</td><td class=\"n\">%d</td>",
+            when(ts, f->started, 0), span(b1, since(s, f->started)),
+            span(b2, f->duration), f->pages, f->rows);
+        datos_text_printf(o, "<td class=\"n\">%s</td>",
+                          f->bytes_processed >= 0 ? size(b3, f->bytes_processed)
+                                                  : "&ndash;");
+        datos_text_printf(o, "<td class=\"n\">%s</td>",
+                          f->bytes_billed >= 0 ? size(b3, f->bytes_billed)
+                                               : "&ndash;");
+        datos_text_printf(o, "<td class=\"outcome %s\">%s</td></tr>",
+                          ok ? "ok" : "bad", f->outcome);
     }
-    out_str(o, "</tbody></table>");
+    datos_text_str(o, "</tbody></table>");
 }
 
-static void html_table(apr_pool_t *p, out_t *o, const datos_status_t *s,
+static void html_table(apr_pool_t *p, datos_text_t *o, const datos_status_t *s,
                        const datos_status_table_t *t, int idx)
 {
     char ts[DATOS_TS_BUFSIZE], b1[48];
     apr_time_t f = newest(t);
     int i;
 
-    out_printf(o, "<section class=\"table\" id=\"table-%d\"><h2>Table <code>",
-               idx);
+    datos_text_printf(
+        o, "<section class=\"table\" id=\"table-%d\"><h2>Table <code>", idx);
     html_text(o, clean(p, t->table));
-    out_str(o, "</code></h2><p>Served by ");
+    datos_text_str(o, "</code></h2><p>Served by ");
     for (i = 0; i < t->nhosts && i < DATOS_STATUS_HOSTS_MAX; i++) {
-        out_str(o, i ? ", <code>" : "<code>");
+        datos_text_str(o, i ? ", <code>" : "<code>");
         html_text(o, clean(p, t->hosts[i]));
-        out_str(o, "</code>");
+        datos_text_str(o, "</code>");
     }
     if (t->nhosts > DATOS_STATUS_HOSTS_MAX) {
-        out_printf(o, " and %d more", t->nhosts - DATOS_STATUS_HOSTS_MAX);
+        datos_text_printf(o, " and %d more",
+                          t->nhosts - DATOS_STATUS_HOSTS_MAX);
     }
-    out_str(o, ".</p><table class=\"answer\">");
+    datos_text_str(o, ".</p><table class=\"answer\">");
     if (!t->cached) {
         html_row(o, "Cache",
                  "none (DatosFreshFor 0): every request asks BigQuery");
@@ -533,75 +464,83 @@ static void html_table(apr_pool_t *p, out_t *o, const datos_status_t *s,
                               when(ts, t->next_attempt, 0),
                               span(b1, t->next_attempt - s->now)));
     }
-    out_str(o, "</table>");
+    datos_text_str(o, "</table>");
     html_fetches(o, s, t);
-    out_str(o, "</section>");
+    datos_text_str(o, "</section>");
 }
 
-static void html_counts(out_t *o, const datos_status_t *s)
+static void html_counts(datos_text_t *o, const datos_status_t *s)
 {
     const datos_metrics_counts_t *c = &s->counts;
     unsigned long long acc = 0, ref = 0, fail = 0;
     int t, r, code;
 
-    out_str(o, "<section id=\"hits\"><h2>Where answers come from</h2>"
-               "<table><thead><tr><th>Source</th><th>Fresh</th>"
-               "<th>Stale</th><th>Miss</th><th>Error</th></tr></thead>"
-               "<tbody>");
-    out_printf(o,
-               "<tr><th>Quick path</th><td class=\"n\" id=\"hits-quick\">"
-               "%llu</td><td colspan=\"3\">answers served before httpd's "
-               "walks (also counted as process copy hits)</td></tr>",
-               c->quick);
+    datos_text_str(o, "<section id=\"hits\"><h2>Where answers come from</h2>"
+                      "<table><thead><tr><th>Source</th><th>Fresh</th>"
+                      "<th>Stale</th><th>Miss</th><th>Error</th></tr></thead>"
+                      "<tbody>");
+    datos_text_printf(
+        o,
+        "<tr><th>Quick path</th><td class=\"n\" id=\"hits-quick\">"
+        "%llu</td><td colspan=\"3\">answers served before httpd's "
+        "walks (also counted as process copy hits)</td></tr>",
+        c->quick);
     for (t = 0; t < DATOS_TIER_COUNT; t++) {
         static const char *const names[DATOS_TIER_COUNT] = {
             "Process copy", "Shared tier", "State file"};
-        out_printf(o, "<tr><th>%s</th>", names[t]);
+        datos_text_printf(o, "<tr><th>%s</th>", names[t]);
         for (r = 0; r < DATOS_LOOKUP_COUNT; r++) {
-            out_printf(o, "<td class=\"n\">%llu</td>", c->lookups[t][r]);
+            datos_text_printf(o, "<td class=\"n\">%llu</td>", c->lookups[t][r]);
         }
-        out_str(o, "</tr>");
+        datos_text_str(o, "</tr>");
     }
-    out_printf(o,
-               "</tbody></table><p>BigQuery fetches since httpd started: "
-               "%llu succeeded, %llu failed, %llu bytes processed.</p>"
-               "</section>",
-               c->backend_ok, c->backend_failed, c->backend_bytes);
+    datos_text_printf(
+        o,
+        "</tbody></table><p>BigQuery fetches since httpd started: "
+        "%llu succeeded, %llu failed, %llu bytes processed.</p>"
+        "</section>",
+        c->backend_ok, c->backend_failed, c->backend_bytes);
 
-    out_printf(o,
-               "<section id=\"waiting\"><h2>Waiting and refusals</h2>"
-               "<table><tr><th>Requests waiting on BigQuery now</th>"
-               "<td class=\"n\">%lld</td></tr><tr><th>Bound on waiting "
-               "requests (DatosMaxWaiting)</th><td class=\"n\">%d</td></tr>"
-               "<tr><th>Refused (503) because too many waited</th>"
-               "<td class=\"n\">%llu</td></tr></table></section>",
-               c->waiting, s->max_waiting, c->wait_rejected);
+    datos_text_printf(
+        o,
+        "<section id=\"waiting\"><h2>Waiting and refusals</h2>"
+        "<table><tr><th>Requests waiting on BigQuery now</th>"
+        "<td class=\"n\">%lld</td></tr><tr><th>Bound on waiting "
+        "requests (DatosMaxWaiting)</th><td class=\"n\">%d</td></tr>"
+        "<tr><th>Refused (503) because too many waited</th>"
+        "<td class=\"n\">%llu</td></tr></table></section>",
+        c->waiting, s->max_waiting, c->wait_rejected);
 
-    out_str(o, "<section id=\"shared-tier\"><h2>Shared tier</h2><p>");
+    datos_text_str(o, "<section id=\"shared-tier\"><h2>Shared tier</h2><p>");
     if (s->tier) {
-        out_str(o, "DatosCache <code>");
+        datos_text_str(o, "DatosCache <code>");
         html_text(o, s->tier);
-        out_str(o, s->fleet ? "</code>, shared by the fleet."
-                            : "</code>, shared by this host's processes.");
+        datos_text_str(o, s->fleet
+                              ? "</code>, shared by the fleet."
+                              : "</code>, shared by this host's processes.");
     }
     else {
-        out_str(o, "None (DatosCache none): each process keeps its own copy.");
+        datos_text_str(
+            o, "None (DatosCache none): each process keeps its own copy.");
     }
-    out_str(o, "</p><table><thead><tr><th>Tier</th><th>Store failures</th>"
-               "<th>Refused: seal</th><th>Refused: future</th></tr></thead>"
-               "<tbody>");
+    datos_text_str(o,
+                   "</p><table><thead><tr><th>Tier</th><th>Store failures</th>"
+                   "<th>Refused: seal</th><th>Refused: future</th></tr></thead>"
+                   "<tbody>");
     for (t = DATOS_TIER_L2; t < DATOS_TIER_COUNT; t++) {
-        out_printf(o,
-                   "<tr><th>%s</th><td class=\"n\">%llu</td>"
-                   "<td class=\"n\">%llu</td><td class=\"n\">%llu</td></tr>",
-                   t == DATOS_TIER_L2 ? "Shared tier" : "State file",
-                   c->store_failures[t], c->refused[t][DATOS_REFUSED_SEAL],
-                   c->refused[t][DATOS_REFUSED_FUTURE]);
+        datos_text_printf(
+            o,
+            "<tr><th>%s</th><td class=\"n\">%llu</td>"
+            "<td class=\"n\">%llu</td><td class=\"n\">%llu</td></tr>",
+            t == DATOS_TIER_L2 ? "Shared tier" : "State file",
+            c->store_failures[t], c->refused[t][DATOS_REFUSED_SEAL],
+            c->refused[t][DATOS_REFUSED_FUTURE]);
     }
-    out_printf(o,
-               "</tbody></table><p>Answers too large for the shared tier "
-               "(kept in process memory only): %llu.</p></section>",
-               c->oversized);
+    datos_text_printf(
+        o,
+        "</tbody></table><p>Answers too large for the shared tier "
+        "(kept in process memory only): %llu.</p></section>",
+        c->oversized);
 
     for (code = 0; code < 600; code++) {
         if (code >= 200 && code < 300) {
@@ -614,30 +553,31 @@ static void html_counts(out_t *o, const datos_status_t *s)
             fail += c->ingest[code];
         }
     }
-    out_printf(o,
-               "<section id=\"ingest\"><h2>POST /datos</h2><p>%s</p>"
-               "<table><tr><th>Accepted (2xx)</th><td class=\"n\">%llu</td>"
-               "</tr><tr><th>Refused (4xx)</th><td class=\"n\">%llu</td></tr>"
-               "<tr><th>Failed (5xx)</th><td class=\"n\">%llu</td></tr>"
-               "</table></section>",
-               s->ingest ? "Ingestion is on (DatosIngest On)."
-                         : "Ingestion is off here (DatosIngest Off); the "
-                           "counts are the host's.",
-               acc, ref, fail);
+    datos_text_printf(
+        o,
+        "<section id=\"ingest\"><h2>POST /datos</h2><p>%s</p>"
+        "<table><tr><th>Accepted (2xx)</th><td class=\"n\">%llu</td>"
+        "</tr><tr><th>Refused (4xx)</th><td class=\"n\">%llu</td></tr>"
+        "<tr><th>Failed (5xx)</th><td class=\"n\">%llu</td></tr>"
+        "</table></section>",
+        s->ingest ? "Ingestion is on (DatosIngest On)."
+                  : "Ingestion is off here (DatosIngest Off); the "
+                    "counts are the host's.",
+        acc, ref, fail);
 }
 
-static void html_loader(apr_pool_t *p, out_t *o, const datos_status_t *s)
+static void html_loader(apr_pool_t *p, datos_text_t *o, const datos_status_t *s)
 {
     const datos_status_loader_t *l = &s->loader;
     char ts[DATOS_TS_BUFSIZE], b1[48];
 
-    out_str(o, "<section id=\"loader\"><h2>datos-loader</h2>");
+    datos_text_str(o, "<section id=\"loader\"><h2>datos-loader</h2>");
     if (!l->file) {
-        out_str(o, "<p>Not shown: DatosLoaderMetricsFile is not set.</p>"
-                   "</section>");
+        datos_text_str(o, "<p>Not shown: DatosLoaderMetricsFile is not set.</p>"
+                          "</section>");
         return;
     }
-    out_str(o, "<table>");
+    datos_text_str(o, "<table>");
     html_row(o, "Metrics file", clean(p, l->file));
     if (l->error) {
         html_row(o, "Read", clean(p, l->error));
@@ -678,7 +618,7 @@ static void html_loader(apr_pool_t *p, out_t *o, const datos_status_t *s)
         }
     }
     html_row(o, "Expected every", span(b1, l->interval));
-    out_str(o, "</table></section>");
+    datos_text_str(o, "</table></section>");
 }
 
 char *datos_status_html(apr_pool_t *p, const datos_status_t *s, apr_size_t *len)
@@ -686,52 +626,55 @@ char *datos_status_html(apr_pool_t *p, const datos_status_t *s, apr_size_t *len)
     apr_array_header_t *att = datos_status_attention(p, s);
     const char *server = clean(p, s->server ? s->server : "");
     char ts[DATOS_TS_BUFSIZE];
-    out_t o;
+    datos_text_t o;
     int i;
 
-    out_init(&o, p);
-    out_str(&o, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta "
-                "charset=\"utf-8\"><meta name=\"robots\" content=\"noindex\">"
-                "<title>datos status: ");
+    datos_text_init(&o, p, 8192);
+    datos_text_str(
+        &o, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta "
+            "charset=\"utf-8\"><meta name=\"robots\" content=\"noindex\">"
+            "<title>datos status: ");
     html_text(&o, server);
-    out_printf(&o,
-               "</title><style>%s</style></head><body><h1>datos status"
-               "</h1><p id=\"header\">",
-               style);
+    datos_text_printf(&o,
+                      "</title><style>%s</style></head><body><h1>datos status"
+                      "</h1><p id=\"header\">",
+                      style);
     html_text(&o, server);
-    out_printf(&o,
-               ", %s UTC. <a id=\"refresh\" href=\"?\">Refresh</a> &middot; "
-               "<a href=\"?json\">JSON</a></p>",
-               when(ts, s->now, 0));
+    datos_text_printf(
+        &o,
+        ", %s UTC. <a id=\"refresh\" href=\"?\">Refresh</a> &middot; "
+        "<a href=\"?json\">JSON</a></p>",
+        when(ts, s->now, 0));
 
     if (att->nelts) {
-        out_str(&o, "<section id=\"attention\"><h2>Needs attention</h2><ul>");
+        datos_text_str(
+            &o, "<section id=\"attention\"><h2>Needs attention</h2><ul>");
         for (i = 0; i < att->nelts; i++) {
             const datos_status_attention_t *x =
                 &APR_ARRAY_IDX(att, i, datos_status_attention_t);
-            out_printf(&o, "<li class=\"attention\" data-what=\"%s\">",
-                       x->what);
+            datos_text_printf(&o, "<li class=\"attention\" data-what=\"%s\">",
+                              x->what);
             html_text(&o, x->message);
-            out_str(&o, "</li>");
+            datos_text_str(&o, "</li>");
         }
-        out_str(&o, "</ul></section>");
+        datos_text_str(&o, "</ul></section>");
     }
     else {
-        out_str(&o, "<p id=\"all-well\" class=\"ok\">Nothing needs "
-                    "attention.</p>");
+        datos_text_str(&o, "<p id=\"all-well\" class=\"ok\">Nothing needs "
+                           "attention.</p>");
     }
     for (i = 0; i < shown_tables(s); i++) {
         html_table(p, &o, s, &s->tables[i], i);
     }
     if (s->ntables > DATOS_STATUS_TABLES_MAX) {
-        out_printf(&o,
-                   "<p id=\"tables-more\">And %d more configurations "
-                   "not shown.</p>",
-                   s->ntables - DATOS_STATUS_TABLES_MAX);
+        datos_text_printf(&o,
+                          "<p id=\"tables-more\">And %d more configurations "
+                          "not shown.</p>",
+                          s->ntables - DATOS_STATUS_TABLES_MAX);
     }
     html_counts(&o, s);
     html_loader(p, &o, s);
-    out_str(&o, "</body></html>\n");
+    datos_text_str(&o, "</body></html>\n");
     if (len) {
         *len = o.len;
     }
@@ -740,252 +683,255 @@ char *datos_status_html(apr_pool_t *p, const datos_status_t *s, apr_size_t *len)
 
 /* -------------------------------------------------------------- JSON */
 
-static void json_time(out_t *o, apr_time_t t)
+static void json_time(datos_text_t *o, apr_time_t t)
 {
     char ts[DATOS_TS_BUFSIZE];
 
     if (t) {
-        out_printf(o, "\"%s\"", when(ts, t, 1));
+        datos_text_printf(o, "\"%s\"", when(ts, t, 1));
     }
     else {
-        out_str(o, "null");
+        datos_text_str(o, "null");
     }
 }
 
-static void json_secs(out_t *o, apr_int64_t us)
+static void json_secs(datos_text_t *o, apr_int64_t us)
 {
     char b[32];
 
-    out_str(o, seconds(b, us));
+    datos_text_str(o, seconds(b, us));
 }
 
 /* An int64 that -1 marks unknown. */
-static void json_maybe(out_t *o, apr_int64_t v)
+static void json_maybe(datos_text_t *o, apr_int64_t v)
 {
     if (v < 0) {
-        out_str(o, "null");
+        datos_text_str(o, "null");
     }
     else {
-        out_printf(o, "%" APR_INT64_T_FMT, v);
+        datos_text_printf(o, "%" APR_INT64_T_FMT, v);
     }
 }
 
-static void json_table(apr_pool_t *p, out_t *o, const datos_status_t *s,
+static void json_table(apr_pool_t *p, datos_text_t *o, const datos_status_t *s,
                        const datos_status_table_t *t)
 {
     apr_time_t f = newest(t);
     int i;
 
-    out_str(o, "{\"table\":");
+    datos_text_str(o, "{\"table\":");
     json_str(o, clean(p, t->table));
-    out_str(o, ",\"hosts\":[");
+    datos_text_str(o, ",\"hosts\":[");
     for (i = 0; i < t->nhosts && i < DATOS_STATUS_HOSTS_MAX; i++) {
-        out_str(o, i ? "," : "");
+        datos_text_str(o, i ? "," : "");
         json_str(o, clean(p, t->hosts[i]));
     }
-    out_printf(o, "],\"hosts_more\":%d,\"cached\":%s,\"windows\":{",
-               t->nhosts > DATOS_STATUS_HOSTS_MAX
-                   ? t->nhosts - DATOS_STATUS_HOSTS_MAX
-                   : 0,
-               t->cached ? "true" : "false");
-    out_str(o, "\"fresh_for\":");
+    datos_text_printf(o, "],\"hosts_more\":%d,\"cached\":%s,\"windows\":{",
+                      t->nhosts > DATOS_STATUS_HOSTS_MAX
+                          ? t->nhosts - DATOS_STATUS_HOSTS_MAX
+                          : 0,
+                      t->cached ? "true" : "false");
+    datos_text_str(o, "\"fresh_for\":");
     json_secs(o, t->fresh_for);
-    out_str(o, ",\"stale_while_revalidate\":");
+    datos_text_str(o, ",\"stale_while_revalidate\":");
     json_secs(o, t->stale_while_revalidate);
-    out_str(o, ",\"stale_if_error\":");
+    datos_text_str(o, ",\"stale_if_error\":");
     json_secs(o, t->stale_if_error);
-    out_str(o, "},\"newest_fetched\":");
+    datos_text_str(o, "},\"newest_fetched\":");
     json_time(o, f);
-    out_str(o, ",\"age\":");
+    datos_text_str(o, ",\"age\":");
     if (f) {
         json_secs(o, since(s, f));
-        out_str(o, ",\"state\":");
+        datos_text_str(o, ",\"state\":");
         json_str(o, t->cached ? answer_state(t, since(s, f)) : NULL);
     }
     else {
-        out_str(o, "null,\"state\":null");
+        datos_text_str(o, "null,\"state\":null");
     }
-    out_str(o, ",\"answer\":");
+    datos_text_str(o, ",\"answer\":");
     if (t->have) {
-        out_str(o, "{\"fetched\":");
+        datos_text_str(o, "{\"fetched\":");
         json_time(o, t->fetched);
-        out_printf(o, ",\"rows\":%d,\"bytes\":%" APR_SIZE_T_FMT ",\"etag\":",
-                   t->rows, t->bytes);
+        datos_text_printf(
+            o, ",\"rows\":%d,\"bytes\":%" APR_SIZE_T_FMT ",\"etag\":", t->rows,
+            t->bytes);
         json_str(o, t->etag ? clean(p, t->etag) : NULL);
-        out_str(o, "}");
+        datos_text_str(o, "}");
     }
     else {
-        out_str(o, "null");
+        datos_text_str(o, "null");
     }
-    out_str(o, ",\"backoff\":");
+    datos_text_str(o, ",\"backoff\":");
     if (t->next_attempt > s->now) {
-        out_str(o, "{\"until\":");
+        datos_text_str(o, "{\"until\":");
         json_time(o, t->next_attempt);
-        out_str(o, ",\"last_failure\":");
+        datos_text_str(o, ",\"last_failure\":");
         json_str(o, t->last_failure ? t->last_failure : "error");
-        out_str(o, "}");
+        datos_text_str(o, "}");
     }
     else {
-        out_str(o, "null");
+        datos_text_str(o, "null");
     }
-    out_str(o, ",\"fetches\":[");
+    datos_text_str(o, ",\"fetches\":[");
     for (i = 0; i < t->nfetches && i < DATOS_METRICS_FETCHES; i++) {
         const datos_fetch_rec_t *r = &t->fetches[i];
 
-        out_str(o, i ? ",{\"started\":" : "{\"started\":");
+        datos_text_str(o, i ? ",{\"started\":" : "{\"started\":");
         json_time(o, r->started);
-        out_str(o, ",\"duration\":");
+        datos_text_str(o, ",\"duration\":");
         json_secs(o, r->duration);
-        out_printf(o,
-                   ",\"pages\":%d,\"rows\":%d,\"bytes_processed\":", r->pages,
-                   r->rows);
+        datos_text_printf(o, ",\"pages\":%d,\"rows\":%d,\"bytes_processed\":",
+                          r->pages, r->rows);
         json_maybe(o, r->bytes_processed);
-        out_str(o, ",\"bytes_billed\":");
+        datos_text_str(o, ",\"bytes_billed\":");
         json_maybe(o, r->bytes_billed);
-        out_str(o, ",\"outcome\":");
+        datos_text_str(o, ",\"outcome\":");
         json_str(o, r->outcome);
-        out_str(o, "}");
+        datos_text_str(o, "}");
     }
-    out_str(o, "]}");
+    datos_text_str(o, "]}");
 }
 
-static void json_lookups(out_t *o, const unsigned long long *l)
+static void json_lookups(datos_text_t *o, const unsigned long long *l)
 {
     int r;
 
-    out_str(o, "{");
+    datos_text_str(o, "{");
     for (r = 0; r < DATOS_LOOKUP_COUNT; r++) {
-        out_printf(o, "%s\"%s\":%llu", r ? "," : "",
-                   datos_metrics_lookup_name((datos_lookup_t)r), l[r]);
+        datos_text_printf(o, "%s\"%s\":%llu", r ? "," : "",
+                          datos_metrics_lookup_name((datos_lookup_t)r), l[r]);
     }
-    out_str(o, "}");
+    datos_text_str(o, "}");
 }
 
-static void json_counts(out_t *o, const datos_status_t *s)
+static void json_counts(datos_text_t *o, const datos_status_t *s)
 {
     const datos_metrics_counts_t *c = &s->counts;
     int t, code, first = 1;
 
-    out_printf(o, ",\"hits\":{\"quick\":%llu", c->quick);
+    datos_text_printf(o, ",\"hits\":{\"quick\":%llu", c->quick);
     for (t = 0; t < DATOS_TIER_COUNT; t++) {
-        out_printf(o, ",\"%s\":", datos_metrics_tier_name((datos_tier_t)t));
+        datos_text_printf(o,
+                          ",\"%s\":", datos_metrics_tier_name((datos_tier_t)t));
         json_lookups(o, c->lookups[t]);
     }
-    out_printf(o,
-               "},\"bigquery\":{\"succeeded\":%llu,\"failed\":%llu,"
-               "\"bytes_processed\":%llu}",
-               c->backend_ok, c->backend_failed, c->backend_bytes);
-    out_printf(o, ",\"waiting\":{\"now\":%lld,\"bound\":%d,\"rejected\":%llu}",
-               c->waiting, s->max_waiting, c->wait_rejected);
-    out_str(o, ",\"shared_tier\":{\"provider\":");
+    datos_text_printf(o,
+                      "},\"bigquery\":{\"succeeded\":%llu,\"failed\":%llu,"
+                      "\"bytes_processed\":%llu}",
+                      c->backend_ok, c->backend_failed, c->backend_bytes);
+    datos_text_printf(
+        o, ",\"waiting\":{\"now\":%lld,\"bound\":%d,\"rejected\":%llu}",
+        c->waiting, s->max_waiting, c->wait_rejected);
+    datos_text_str(o, ",\"shared_tier\":{\"provider\":");
     json_str(o, s->tier);
-    out_printf(o, ",\"fleet\":%s,\"oversized\":%llu",
-               s->fleet ? "true" : "false", c->oversized);
+    datos_text_printf(o, ",\"fleet\":%s,\"oversized\":%llu",
+                      s->fleet ? "true" : "false", c->oversized);
     for (t = DATOS_TIER_L2; t < DATOS_TIER_COUNT; t++) {
-        out_printf(o,
-                   ",\"%s\":{\"store_failures\":%llu,\"refused\":{\"seal\":"
-                   "%llu,\"future\":%llu}}",
-                   datos_metrics_tier_name((datos_tier_t)t),
-                   c->store_failures[t], c->refused[t][DATOS_REFUSED_SEAL],
-                   c->refused[t][DATOS_REFUSED_FUTURE]);
+        datos_text_printf(
+            o,
+            ",\"%s\":{\"store_failures\":%llu,\"refused\":{\"seal\":"
+            "%llu,\"future\":%llu}}",
+            datos_metrics_tier_name((datos_tier_t)t), c->store_failures[t],
+            c->refused[t][DATOS_REFUSED_SEAL],
+            c->refused[t][DATOS_REFUSED_FUTURE]);
     }
-    out_printf(o, "},\"ingest\":{\"enabled\":%s,\"by_code\":{",
-               s->ingest ? "true" : "false");
+    datos_text_printf(o, "},\"ingest\":{\"enabled\":%s,\"by_code\":{",
+                      s->ingest ? "true" : "false");
     for (code = 0; code < 600; code++) {
         if (c->ingest[code]) {
-            out_printf(o, "%s\"%d\":%llu", first ? "" : ",", code,
-                       c->ingest[code]);
+            datos_text_printf(o, "%s\"%d\":%llu", first ? "" : ",", code,
+                              c->ingest[code]);
             first = 0;
         }
     }
-    out_str(o, "}}");
+    datos_text_str(o, "}}");
 }
 
-static void json_loader(apr_pool_t *p, out_t *o, const datos_status_t *s)
+static void json_loader(apr_pool_t *p, datos_text_t *o, const datos_status_t *s)
 {
     const datos_status_loader_t *l = &s->loader;
 
-    out_str(o, ",\"loader\":");
+    datos_text_str(o, ",\"loader\":");
     if (!l->file) {
-        out_str(o, "null");
+        datos_text_str(o, "null");
         return;
     }
-    out_str(o, "{\"file\":");
+    datos_text_str(o, "{\"file\":");
     json_str(o, clean(p, l->file));
-    out_str(o, ",\"error\":");
+    datos_text_str(o, ",\"error\":");
     json_str(o, clean(p, l->error));
-    out_str(o, ",\"interval\":");
+    datos_text_str(o, ",\"interval\":");
     json_secs(o, l->interval);
-    out_str(o, ",\"last_run\":");
+    datos_text_str(o, ",\"last_run\":");
     json_time(o, l->last_run);
-    out_str(o, ",\"age\":");
+    datos_text_str(o, ",\"age\":");
     if (l->last_run) {
         json_secs(o, since(s, l->last_run));
     }
     else {
-        out_str(o, "null");
+        datos_text_str(o, "null");
     }
-    out_str(o, ",\"outcome\":");
+    datos_text_str(o, ",\"outcome\":");
     json_str(o, !l->last_run                     ? NULL
                 : l->last_success == l->last_run ? "succeeded"
                                                  : "failed");
-    out_str(o, ",\"last_success\":");
+    datos_text_str(o, ",\"last_success\":");
     json_time(o, l->last_success);
-    out_str(o, ",\"duration\":");
+    datos_text_str(o, ",\"duration\":");
     if (l->duration >= 0) {
         json_secs(o, l->duration);
     }
     else {
-        out_str(o, "null");
+        datos_text_str(o, "null");
     }
-    out_str(o, ",\"backlog\":");
+    datos_text_str(o, ",\"backlog\":");
     json_maybe(o, l->backlog);
-    out_str(o, ",\"load_jobs_today\":");
+    datos_text_str(o, ",\"load_jobs_today\":");
     json_maybe(o, l->jobs_today);
-    out_str(o, ",\"load_jobs_quota\":");
+    datos_text_str(o, ",\"load_jobs_quota\":");
     json_maybe(o, l->jobs_quota > 0 ? l->jobs_quota : DATOS_STATUS_LOAD_QUOTA);
-    out_str(o, ",\"rows_loaded\":");
+    datos_text_str(o, ",\"rows_loaded\":");
     json_maybe(o, l->rows_loaded);
-    out_str(o, ",\"dead_lettered\":");
+    datos_text_str(o, ",\"dead_lettered\":");
     json_maybe(o, l->dead_lettered);
-    out_str(o, "}");
+    datos_text_str(o, "}");
 }
 
 char *datos_status_json(apr_pool_t *p, const datos_status_t *s, apr_size_t *len)
 {
     apr_array_header_t *att = datos_status_attention(p, s);
-    out_t o;
+    datos_text_t o;
     int i;
 
-    out_init(&o, p);
-    out_str(&o, "{\"server\":");
+    datos_text_init(&o, p, 8192);
+    datos_text_str(&o, "{\"server\":");
     json_str(&o, clean(p, s->server ? s->server : ""));
-    out_str(&o, ",\"now\":");
+    datos_text_str(&o, ",\"now\":");
     json_time(&o, s->now);
-    out_str(&o, ",\"attention\":[");
+    datos_text_str(&o, ",\"attention\":[");
     for (i = 0; i < att->nelts; i++) {
         const datos_status_attention_t *x =
             &APR_ARRAY_IDX(att, i, datos_status_attention_t);
-        out_str(&o, i ? ",{\"what\":" : "{\"what\":");
+        datos_text_str(&o, i ? ",{\"what\":" : "{\"what\":");
         json_str(&o, x->what);
-        out_str(&o, ",\"table\":");
+        datos_text_str(&o, ",\"table\":");
         json_str(&o, x->table);
-        out_str(&o, ",\"message\":");
+        datos_text_str(&o, ",\"message\":");
         json_str(&o, x->message);
-        out_str(&o, "}");
+        datos_text_str(&o, "}");
     }
-    out_str(&o, "],\"tables\":[");
+    datos_text_str(&o, "],\"tables\":[");
     for (i = 0; i < shown_tables(s); i++) {
-        out_str(&o, i ? "," : "");
+        datos_text_str(&o, i ? "," : "");
         json_table(p, &o, s, &s->tables[i]);
     }
-    out_printf(&o, "],\"tables_more\":%d",
-               s->ntables > DATOS_STATUS_TABLES_MAX
-                   ? s->ntables - DATOS_STATUS_TABLES_MAX
-                   : 0);
+    datos_text_printf(&o, "],\"tables_more\":%d",
+                      s->ntables > DATOS_STATUS_TABLES_MAX
+                          ? s->ntables - DATOS_STATUS_TABLES_MAX
+                          : 0);
     json_counts(&o, s);
     json_loader(p, &o, s);
-    out_str(&o, "}\n");
+    datos_text_str(&o, "}\n");
     if (len) {
         *len = o.len;
     }
