@@ -266,6 +266,12 @@ typedef struct loader_setup_t {
 const char *loader_setup(apr_pool_t *p, loader_config_t *c, int offline,
                          loader_setup_t *out);
 
+struct datos_http_opts_t;
+
+/* The HTTP options every call of the loader starts from: the settings'
+ * timeout, CA file, transport rule and the user agent. */
+void loader_http_opts(const loader_config_t *c, struct datos_http_opts_t *opts);
+
 /* One run; returns the exit code. */
 int loader_run(apr_pool_t *p, loader_config_t *c);
 

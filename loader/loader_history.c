@@ -154,6 +154,18 @@ cleanup:
     return rv;
 }
 
+void loader_run_record_json(json_t *o, const loader_run_record_t *r)
+{
+    json_object_set_new(o, "exit_code", json_integer(r->exit_code));
+    json_object_set_new(o, "outcome", json_string(r->outcome));
+    json_object_set_new(o, "messages_pulled", json_integer(r->pulled));
+    json_object_set_new(o, "rows_loaded", json_integer(r->loaded));
+    json_object_set_new(o, "dead_lettered", json_integer(r->dead_lettered));
+    json_object_set_new(o, "unrouted", json_integer(r->unrouted));
+    json_object_set_new(o, "load_jobs", json_integer(r->load_jobs));
+    json_object_set_new(o, "drained", json_boolean(r->drained));
+}
+
 void loader_history_add(apr_pool_t *p, loader_history_t *h,
                         const loader_run_record_t *run)
 {
@@ -203,14 +215,7 @@ apr_status_t loader_history_write(apr_pool_t *p, const char *state_dir,
 
         json_object_set_new(o, "started", json_integer(r->started));
         json_object_set_new(o, "finished", json_integer(r->finished));
-        json_object_set_new(o, "exit_code", json_integer(r->exit_code));
-        json_object_set_new(o, "outcome", json_string(r->outcome));
-        json_object_set_new(o, "messages_pulled", json_integer(r->pulled));
-        json_object_set_new(o, "rows_loaded", json_integer(r->loaded));
-        json_object_set_new(o, "dead_lettered", json_integer(r->dead_lettered));
-        json_object_set_new(o, "unrouted", json_integer(r->unrouted));
-        json_object_set_new(o, "load_jobs", json_integer(r->load_jobs));
-        json_object_set_new(o, "drained", json_boolean(r->drained));
+        loader_run_record_json(o, r);
         json_array_append_new(runs, o);
     }
     jobs = json_object();

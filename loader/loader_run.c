@@ -204,11 +204,7 @@ static int setup(run_t *r)
         return LOADER_EXIT_CONFIG;
     }
 
-    datos_http_opts_default(&opts);
-    opts.timeout = c->http_timeout;
-    opts.ca_file = c->ca_file;
-    opts.allow_insecure = c->allow_insecure_http;
-    opts.user_agent = "datos-loader/" DATOS_VERSION;
+    loader_http_opts(c, &opts);
     opts.max_response =
         (apr_size_t)c->pull_max_bytes > DATOS_PUBSUB_MESSAGE_ANSWER_MAX
             ? (apr_size_t)c->pull_max_bytes

@@ -41,16 +41,21 @@ static apr_status_t project_online(apr_pool_t *p, const loader_config_t *c,
     datos_http_t *http;
     apr_status_t rv;
 
-    datos_http_opts_default(&opts);
-    opts.timeout = c->http_timeout;
-    opts.ca_file = c->ca_file;
-    opts.allow_insecure = c->allow_insecure_http;
-    opts.user_agent = "datos-loader/" DATOS_VERSION;
+    loader_http_opts(c, &opts);
     rv = datos_http_create(p, &opts, &http, err);
     if (rv == APR_SUCCESS)
         rv = datos_creds_project(
             creds, http, p, apr_time_now() + c->http_timeout, project, err);
     return rv;
+}
+
+void loader_http_opts(const loader_config_t *c, datos_http_opts_t *opts)
+{
+    datos_http_opts_default(opts);
+    opts->timeout = c->http_timeout;
+    opts->ca_file = c->ca_file;
+    opts->allow_insecure = c->allow_insecure_http;
+    opts->user_agent = "datos-loader/" DATOS_VERSION;
 }
 
 const char *loader_setup(apr_pool_t *p, loader_config_t *c, int offline,

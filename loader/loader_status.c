@@ -631,14 +631,7 @@ const char *loader_status_json(apr_pool_t *p, const loader_status_t *s,
         json_object_set_new(
             o, "seconds",
             json_real((double)(r->finished - r->started) / APR_USEC_PER_SEC));
-        json_object_set_new(o, "exit_code", json_integer(r->exit_code));
-        json_object_set_new(o, "outcome", json_string(r->outcome));
-        json_object_set_new(o, "messages_pulled", json_integer(r->pulled));
-        json_object_set_new(o, "rows_loaded", json_integer(r->loaded));
-        json_object_set_new(o, "dead_lettered", json_integer(r->dead_lettered));
-        json_object_set_new(o, "unrouted", json_integer(r->unrouted));
-        json_object_set_new(o, "load_jobs", json_integer(r->load_jobs));
-        json_object_set_new(o, "drained", json_boolean(r->drained));
+        loader_run_record_json(o, r);
         json_array_append_new(a, o);
     }
     json_object_set_new(j, "runs", a);

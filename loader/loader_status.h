@@ -69,6 +69,10 @@ apr_status_t loader_history_read(apr_pool_t *p, const char *state_dir,
                                  loader_history_t *h, int *found,
                                  const char **why);
 
+/* A run's outcome and counts as history.json and --status --json both
+ * write them (each adds its own form of the times). */
+void loader_run_record_json(json_t *o, const loader_run_record_t *r);
+
 /* Adds a run, newest first, keeping LOADER_HISTORY_MAX; its load jobs count
  * for the UTC day it finished on (a new day starts from 0). */
 void loader_history_add(apr_pool_t *p, loader_history_t *h,
