@@ -160,7 +160,6 @@ static apr_status_t reserve(datos_ndjson_t *nd, apr_size_t need)
         nd->buf = b;
         nd->cap = cap;
     }
-    populate(nd, want);
     rv = APR_SUCCESS;
 
 leave:
@@ -308,6 +307,9 @@ static apr_status_t append_line(datos_ndjson_t *nd, const char *id,
     if (rv != APR_SUCCESS) {
         goto leave;
     }
+    /* only the pages this line may write, not the whole of a buffer
+     * sized for the worst lines */
+    populate(nd, nd->len + worst + 1);
     rv = DATOS_EMALFORMED;
     o = nd->buf + nd->len;
     o = LIT(o, "{\"id\":\"");
