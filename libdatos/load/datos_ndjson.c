@@ -22,11 +22,11 @@
  * of the process left in malloc's heap. Smaller buffers stay with malloc
  * (and with the sanitizer's checks in the tests).
  */
-#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 
+#include "datos_arena.h"
 #include "datos_ndjson.h"
 #include "datos_time.h"
 #include "datos_utf8.h"
@@ -44,39 +44,6 @@ struct datos_ndjson_t {
     apr_size_t nlines, caplines;
     int columns;
 };
-
-/* Room for at least `size` bytes, 2 MiB-aligned so that huge pages can
- * back all of it; *got is the size mapped. NULL when refused. */
-static char *map_buffer(apr_size_t size, apr_size_t *got)
-{
-    apr_size_t n = (size + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
-    uintptr_t a;
-    char *m;
-
-    if (n < size || n > APR_SIZE_MAX - HUGE_PAGE) {
-        return NULL;
-    }
-    m = mmap(NULL, n + HUGE_PAGE, PROT_READ | PROT_WRITE,
-             MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (m == MAP_FAILED) {
-        return NULL;
-    }
-    /* the slack before and after the aligned part goes back */
-    a = ((uintptr_t)m + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1);
-    if (a > (uintptr_t)m) {
-        munmap(m, a - (uintptr_t)m);
-    }
-    if ((uintptr_t)m + HUGE_PAGE > a) {
-        munmap((char *)a + n, (uintptr_t)m + HUGE_PAGE - a);
-    }
-#ifdef MADV_HUGEPAGE
-    /* Only advice: without transparent huge pages it is refused or
-     * ignored, and the buffer works the same with small pages. */
-    (void)madvise((void *)a, n, MADV_HUGEPAGE);
-#endif
-    *got = n;
-    return (char *)a;
-}
 
 static void free_buffer(datos_ndjson_t *nd)
 {
@@ -141,7 +108,7 @@ static apr_status_t reserve(datos_ndjson_t *nd, apr_size_t need)
         cap = nd->cap ? nd->cap * 2 : 4096;
         cap = cap < want ? want : cap;
         if (cap >= MAP_AT_LEAST) {
-            b = map_buffer(cap, &cap);
+            b = datos_huge_map(cap, &cap);
             if (!b) {
                 goto leave;
             }
