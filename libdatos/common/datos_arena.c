@@ -6,9 +6,9 @@
 
 #include "datos_arena.h"
 
-#define HUGE_PAGE  ((apr_size_t)2 * 1024 * 1024)
-#define CHUNK_MAX  (16 * HUGE_PAGE)
-#define ARENA_KEY  "datos_arena"
+#define HUGE_PAGE ((apr_size_t)2 * 1024 * 1024)
+#define CHUNK_MAX (16 * HUGE_PAGE)
+#define ARENA_KEY "datos_arena"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define DATOS_ARENA_ASAN 1
