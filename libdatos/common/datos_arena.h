@@ -3,8 +3,9 @@
  * The first write to each page of fresh memory faults, and on a virtual
  * machine a 4 KiB fault can cost more than the work done on the bytes in
  * it: on the 2-core VMs datos is developed on, a loader's first batch of
- * the docs/design.md section 8 mix spent more than half its time faulting
- * in the pool memory its decoded message data took. Memory from here comes
+ * the docs/design.md section 8 mix (50,000 messages) took 350 ms of CPU,
+ * 190 ms with its decoded message data in 2 MiB pages, and 90 ms once
+ * its memory is no longer new. Memory from here comes
  * from mappings aligned to 2 MiB and advised for transparent huge pages,
  * so that the kernel can back them with one fault per 2 MiB. Without
  * transparent huge pages it works the same with small pages. */
