@@ -312,22 +312,34 @@ typedef struct rows_t {
 static apr_status_t rows_make(run_t *r, apr_pool_t *p, item_t **items, int n,
                               rows_t *w)
 {
+    apr_size_t *mid_len = apr_palloc(p, sizeof(*mid_len) * (apr_size_t)(n + 1));
+    apr_size_t bound = 0, line;
     apr_status_t rv;
-    int i;
+    int i, fits = 1;
 
     w->items = items;
     w->n = n;
     w->ids = apr_array_make(p, n, sizeof(const char *));
-    for (i = 0; i < n; i++)
+    /* The buffer is made once, as large as the lines can be: growing it
+     * line by line would copy and fault it in again at every doubling. */
+    for (i = 0; i < n; i++) {
         APR_ARRAY_PUSH(w->ids, const char *) = items[i]->m->message_id;
+        mid_len[i] = strlen(items[i]->m->message_id);
+        line = datos_ndjson_record_max(r->columns, &items[i]->rec, mid_len[i]);
+        if (!line || line > APR_SIZE_MAX / 2 - bound)
+            fits = 0;
+        else
+            bound += line;
+    }
     rv = datos_loadjob_key(p, r->table_canon, (const char *const *)w->ids->elts,
                            n, &w->key);
     if (rv == APR_SUCCESS)
-        rv = datos_ndjson_create(p, r->columns, 4096, &w->nd);
+        rv = fits ? datos_ndjson_create(p, r->columns, bound, &w->nd)
+                  : APR_ENOMEM;
     for (i = 0; rv == APR_SUCCESS && i < n; i++)
-        rv = datos_ndjson_append_record(
-            w->nd, &items[i]->rec, items[i]->m->message_id,
-            strlen(items[i]->m->message_id), items[i]->m->publish_time_us);
+        rv = datos_ndjson_append_record(w->nd, &items[i]->rec,
+                                        items[i]->m->message_id, mid_len[i],
+                                        items[i]->m->publish_time_us);
     if (rv == APR_SUCCESS)
         w->data = datos_ndjson_data(w->nd, &w->len);
     else

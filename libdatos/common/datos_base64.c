@@ -148,14 +148,14 @@ static int have_ssse3(void)
  * pull answer carries): whole quads go through the tables, the invalid
  * mark OR-ed across all of them and tested once, in one pass where a
  * check before APR's decoder would make two. */
-apr_status_t datos_base64_decode(apr_pool_t *p, const char *in, apr_size_t len,
-                                 unsigned char **out, apr_size_t *outlen)
+apr_status_t datos_base64_decode_to(const char *in, apr_size_t len,
+                                    unsigned char *buf, apr_size_t *outlen)
 {
     const unsigned char *s = (const unsigned char *)in;
     apr_size_t n = len, pad = 0, quads, i;
     apr_status_t rv = APR_SUCCESS;
     apr_uint32_t bad = 0, v;
-    unsigned char *buf, *o;
+    unsigned char *o;
 
     while (n > 0 && s[n - 1] == '=' && pad < 2) {
         n--;
@@ -165,7 +165,6 @@ apr_status_t datos_base64_decode(apr_pool_t *p, const char *in, apr_size_t len,
         rv = DATOS_EMALFORMED;
         goto leave;
     }
-    buf = apr_palloc(p, n / 4 * 3 + 4 + 3);
     o = buf;
     quads = n / 4;
     i = 0;
@@ -201,9 +200,20 @@ apr_status_t datos_base64_decode(apr_pool_t *p, const char *in, apr_size_t len,
         goto leave;
     }
     *o = '\0';
-    *out = buf;
     *outlen = (apr_size_t)(o - buf);
 
 leave:
+    return rv;
+}
+
+apr_status_t datos_base64_decode(apr_pool_t *p, const char *in, apr_size_t len,
+                                 unsigned char **out, apr_size_t *outlen)
+{
+    unsigned char *buf = apr_palloc(p, DATOS_BASE64_DECODE_ROOM(len));
+    apr_status_t rv = datos_base64_decode_to(in, len, buf, outlen);
+
+    if (rv == APR_SUCCESS) {
+        *out = buf;
+    }
     return rv;
 }

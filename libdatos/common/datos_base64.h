@@ -28,4 +28,13 @@ char *datos_base64url_encode(apr_pool_t *p, const unsigned char *data,
 apr_status_t datos_base64_decode(apr_pool_t *p, const char *in, apr_size_t len,
                                  unsigned char **out, apr_size_t *outlen);
 
+/* Room for datos_base64_decode_to's output of len characters: the bytes,
+ * the NUL and what its 16-byte stores may write past them. */
+#define DATOS_BASE64_DECODE_ROOM(len) ((len) / 4 * 3 + 7)
+
+/* The same into buf, which has DATOS_BASE64_DECODE_ROOM(len) bytes: for a
+ * caller that places the bytes itself. */
+apr_status_t datos_base64_decode_to(const char *in, apr_size_t len,
+                                    unsigned char *buf, apr_size_t *outlen);
+
 #endif

@@ -19,6 +19,7 @@
 #include <apr_hash.h>
 #include <apr_strings.h>
 
+#include "datos_arena.h"
 #include "datos_base64.h"
 #include "datos_jsontext.h"
 #include "datos_pubsub_pull.h"
@@ -591,11 +592,19 @@ static void build_entry(pp_t *pp, const entry_refs_t *er, int index,
     m->publish_time = pp_str(pp, &mr->time, &len);
 
     if (mr->data.kind != V_NONE) {
-        unsigned char *bytes;
+        unsigned char *bytes = NULL;
 
+        /* The data is most of a batch's memory: in huge pages
+         * (datos_arena.h says why). */
         v = mr->data.kind == V_STRING ? pp_view(pp, &mr->data, &len) : NULL;
-        if (!v
-            || datos_base64_decode(pp->p, v, len, &bytes, &m->data_len)
+        if (v) {
+            bytes = datos_arena_alloc(pp->p, DATOS_BASE64_DECODE_ROOM(len));
+            if (!bytes) {
+                bytes = apr_palloc(pp->p, DATOS_BASE64_DECODE_ROOM(len));
+            }
+        }
+        if (!bytes
+            || datos_base64_decode_to(v, len, bytes, &m->data_len)
                    != APR_SUCCESS) {
             m->problem = apr_psprintf(pp->p, "message %s: data is not base64",
                                       m->message_id);

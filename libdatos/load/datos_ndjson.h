@@ -16,10 +16,11 @@
 /* The data part of a load job: one line per row,
  *   {"id":"..","contenido":".."|null,"timestamp":"2024-01-14T14:00:00.000000Z"
  *    [,"message_id":".."][,"publish_time":"...Z"]}\n
- * in one contiguous buffer grown by doubling with realloc (linear total
- * cost; freed by a cleanup of the pool), so a 100 MB batch is one slice for
- * the upload, and any run of lines [first, first + count) is a contiguous
- * byte range for resubmitting part of a batch. Strings are escaped as JSON:
+ * in one contiguous buffer of initial_bytes, grown by doubling when a line
+ * does not fit (linear total cost; freed by a cleanup of the pool), so a
+ * 100 MB batch is one slice for the upload, and any run of lines
+ * [first, first + count) is a contiguous byte range for resubmitting part
+ * of a batch. Strings are escaped as JSON:
  * '"', '\\', controls below U+0020 and U+2028/U+2029 are escaped, all
  * other UTF-8 is kept as is. contenido NULL is written as null (BigQuery
  * loads null and an absent key alike for a NULLABLE column; null keeps the
@@ -59,6 +60,12 @@ apr_status_t datos_ndjson_append_record(datos_ndjson_t *nd,
                                         const char *message_id,
                                         apr_size_t message_id_len,
                                         apr_int64_t publish_time_us);
+/* The longest line datos_ndjson_append_record can make of rec, for a
+ * buffer of these columns (0 when beyond any size): a buffer created with
+ * the sum of these for a set of records as initial_bytes holds all their
+ * lines without growing. */
+apr_size_t datos_ndjson_record_max(int columns, const datos_record_t *rec,
+                                   apr_size_t message_id_len);
 /* Empties the buffer, keeping its memory. */
 void datos_ndjson_reset(datos_ndjson_t *nd);
 

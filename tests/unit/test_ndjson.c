@@ -421,6 +421,60 @@ static void record_lines_copy_json_text(void **state)
         "\"message_id\":\"m\\\"1\"}\n");
 }
 
+/* The bound the loader sizes its buffer with holds for the worst lines
+ * (contenido all U+2028, the one text a record's line makes longer; a
+ * message id of control characters), so a buffer created with the sum
+ * never moves while their lines are written, whether it is small or
+ * large enough to be a mapping of its own. */
+static void records_fit_their_bound(void **state)
+{
+    apr_pool_t *p = DT_POOL(state);
+    const apr_size_t seps[] = {0, 1, 100, 349525}; /* the last: ~1 MiB */
+    const char mid[] = "\x01\x02\x1f";
+    int columns = DATOS_NDJSON_MESSAGE_ID | DATOS_NDJSON_PUBLISH_TIME, big;
+    datos_record_opts_t o;
+
+    datos_record_opts_init(&o, NOW);
+    for (big = 0; big < 2; big++) {
+        datos_record_t recs[4];
+        apr_size_t bound = 0, i, before = 0, len;
+        datos_ndjson_t *nd;
+        const char *data;
+
+        for (i = 0; i < 4; i++) {
+            apr_size_t n = big ? seps[i] : seps[i] % 1000, k;
+            char *doc = apr_palloc(p, 3 * n + 128), *d = doc;
+            datos_invalid_t why;
+
+            d += sprintf(d, "{\"id\":\"\xe2\x80\xa8%d\",\"contenido\":\"",
+                         (int)i);
+            for (k = 0; k < n; k++) {
+                memcpy(d, "\xe2\x80\xa8", 3);
+                d += 3;
+            }
+            d += sprintf(d, "\",\"timestamp\":\"2024-01-14T14:00:00Z\"}");
+            assert_int_equal(datos_record_check(p, doc, (apr_size_t)(d - doc),
+                                                &o, &recs[i], &why),
+                             APR_SUCCESS);
+            bound += datos_ndjson_record_max(columns, &recs[i], 3);
+        }
+        assert_int_equal(datos_ndjson_create(p, columns, bound, &nd),
+                         APR_SUCCESS);
+        data = datos_ndjson_data(nd, NULL);
+        for (i = 0; i < 4; i++) {
+            assert_int_equal(
+                datos_ndjson_append_record(nd, &recs[i], mid, 3, NOW),
+                APR_SUCCESS);
+            assert_ptr_equal(datos_ndjson_data(nd, &len), data);
+            assert_true(len - before
+                        <= datos_ndjson_record_max(columns, &recs[i], 3));
+            before = len;
+        }
+        assert_true(len > (big ? 2000000 : 3000));
+        assert_null(strstr(data, "\xe2\x80\xa8"));
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -433,6 +487,7 @@ int main(void)
         DT_TEST(grows_and_slices),
         DT_TEST(validated_rows_encode),
         DT_TEST(record_lines_copy_json_text),
+        DT_TEST(records_fit_their_bound),
     };
     return cmocka_run_group_tests(tests, dt_group_setup, dt_group_teardown);
 }

@@ -259,6 +259,65 @@ static void pulled_messages_outlive_their_answer(void **state)
     assert_int_equal(m->attributes->nelts, 0);
 }
 
+/* The data of a large answer reads back byte for byte: messages that
+ * cross the 2 MiB memory it starts with, one larger than any of its later
+ * pieces, many small ones after them; and again in the same pool once it
+ * has been cleared. */
+static void pull_large_answer_data(void **state)
+{
+    apr_pool_t *p = DT_POOL(state), *tp;
+    const apr_size_t sizes[] = {1536 * 1024, 1536 * 1024, 9 * 1024 * 1024};
+    enum {
+        NBIG = 3,
+        NSMALL = 200,
+        N = NBIG + NSMALL
+    };
+    unsigned char *data[N];
+    apr_size_t len[N], cap = 64, i, k;
+    char *body, *o;
+    int round;
+
+    for (i = 0; i < N; i++) {
+        len[i] = i < NBIG ? sizes[i] : 1000 + i;
+        data[i] = apr_palloc(p, len[i]);
+        for (k = 0; k < len[i]; k++) {
+            data[i][k] = (unsigned char)(k * 7 + i);
+        }
+        cap += len[i] / 3 * 4 + 200;
+    }
+    body = o = apr_palloc(p, cap);
+    o += sprintf(o, "{\"receivedMessages\":[");
+    for (i = 0; i < N; i++) {
+        apr_size_t n;
+        const char *b64 = datos_base64_encode(p, data[i], len[i], &n);
+
+        o += sprintf(o,
+                     "%s{\"ackId\":\"a%d\",\"message\":{\"messageId\":\"%d\","
+                     "\"publishTime\":\"2024-01-14T14:00:00Z\",\"data\":\"",
+                     i ? "," : "", (int)i, (int)i);
+        memcpy(o, b64, n);
+        o += n;
+        o += sprintf(o, "\"}}");
+    }
+    sprintf(o, "]}");
+    apr_pool_create(&tp, p);
+    for (round = 0; round < 2; round++) {
+        apr_array_header_t *msgs = pull(tp, body);
+
+        assert_int_equal(msgs->nelts, N);
+        for (i = 0; i < N; i++) {
+            const datos_pubsub_msg_t *m = MSG(msgs, i);
+
+            assert_null(m->problem);
+            assert_int_equal(m->data_len, len[i]);
+            assert_memory_equal(m->data, data[i], len[i]);
+            assert_int_equal(m->data[len[i]], 0);
+        }
+        apr_pool_clear(tp);
+    }
+    apr_pool_destroy(tp);
+}
+
 static void pull_empty_and_minimal(void **state)
 {
     apr_pool_t *p = DT_POOL(state);
@@ -1063,6 +1122,7 @@ int main(void)
         DT_TEST(publish_time),
         DT_TEST(pull_wire_example),
         DT_TEST(pulled_messages_outlive_their_answer),
+        DT_TEST(pull_large_answer_data),
         DT_TEST(pull_empty_and_minimal),
         DT_TEST(pull_malformed_answers),
         DT_TEST(pull_marks_bad_entries),
