@@ -365,6 +365,24 @@ typedef struct {
     apr_table_t *headers;
 } xfer_t;
 
+/* The response of a transfer: what arrived, NUL-terminated in place. */
+static datos_http_resp_t *response(apr_pool_t *p, xfer_t *x, long status,
+                                   int partial)
+{
+    datos_http_resp_t *r = apr_pcalloc(p, sizeof(*r));
+
+    r->status = (int)status;
+    r->headers = x->headers;
+    r->body = x->data ? x->data : "";
+    r->body_len = x->len;
+    r->received = x->received;
+    r->partial = partial;
+    if (x->data) {
+        x->data[x->len] = '\0';
+    }
+    return r;
+}
+
 /* Room for n more bytes and a NUL; 0 when memory ran out. */
 static int xfer_reserve(xfer_t *x, apr_size_t n)
 {
@@ -976,16 +994,7 @@ apr_status_t datos_http_perform(datos_http_t *http, apr_pool_t *p,
                                " bytes",
                                method, url_for_log(p, req->url), x.max);
             if (req->keep_partial) {
-                r = apr_pcalloc(p, sizeof(*r));
-                r->status = (int)status;
-                r->headers = x.headers;
-                r->body = x.data ? x.data : "";
-                r->body_len = x.len;
-                r->received = x.received;
-                r->partial = 1;
-                if (x.data) {
-                    x.data[x.len] = '\0';
-                }
+                r = response(p, &x, status, 1);
                 *resp = r;
             }
         }
@@ -999,16 +1008,7 @@ apr_status_t datos_http_perform(datos_http_t *http, apr_pool_t *p,
                 /* What arrived before the failure, for the caller to
                  * learn what it was handed out. */
                 curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-                r = apr_pcalloc(p, sizeof(*r));
-                r->status = (int)status;
-                r->headers = x.headers;
-                r->body = x.data ? x.data : "";
-                r->body_len = x.len;
-                r->received = x.received;
-                r->partial = 1;
-                if (x.data) {
-                    x.data[x.len] = '\0';
-                }
+                r = response(p, &x, status, 1);
                 *resp = r;
             }
         }
@@ -1016,16 +1016,7 @@ apr_status_t datos_http_perform(datos_http_t *http, apr_pool_t *p,
     }
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
 
-    r = apr_pcalloc(p, sizeof(*r));
-    r->status = (int)status;
-    r->headers = x.headers;
-    r->body = x.data ? x.data : "";
-    r->body_len = x.len;
-    r->received = x.received;
-    r->partial = x.cut;
-    if (x.data) {
-        x.data[x.len] = '\0';
-    }
+    r = response(p, &x, status, x.cut);
     datos_log_perror(DATOS_LOG_MARK, DATOS_LOG_TRACE1, 0, p,
                      "%s %s: HTTP %d, %" APR_SIZE_T_FMT " bytes", method,
                      url_for_log(p, req->url), r->status, r->body_len);
