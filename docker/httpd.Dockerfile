@@ -28,6 +28,7 @@
 #                             /var/run/apache2/datos-cache.secret (uid 33, mode 0600), sets
 #                             DATOS_CACHE_SECRET_FILE, and starts apache2 without the variable
 #   DATOS_QUICK_HANDLER       DatosQuickHandler: On or Off [On]
+#   DATOS_KEEPALIVE_LINGER    DatosKeepAliveLinger: 0 to 1s [2ms]
 #   DATOS_FRESH_FOR, DATOS_STALE_IF_ERROR, DATOS_TIMEOUT, DATOS_MAX_BYTES_BILLED, DATOS_STATE_DIR
 #                             the directives of the same names
 #   DATOS_INGEST              any value: POST /datos on (datos.conf's <IfDefine DATOS_INGEST>);

@@ -11,6 +11,8 @@
  *   mod_datos_ingest.c        POST /datos, its Pub/Sub clients, the check
  *                             that POST is guarded
  *   mod_datos_httpd_errors.c  JSON for httpd's own errors on our paths
+ *   mod_datos_linger.c        after a /datos answer, its worker waits a
+ *                             moment for the connection's next request
  *   mod_datos_cache.c         the answer a request gets: the cache policy
  *                             carried out
  *   mod_datos_refresh.c       BigQuery fetches, by a refresher thread per
@@ -47,7 +49,8 @@
  *   re-attached, tokens inherited over fork dropped), the seeds made each
  *   process's copy, a refresher thread per store (which fetches at once
  *   when the host has no answer yet: the warm start), then the Pub/Sub
- *   clients.
+ *   clients, and how many threads may wait for a connection's next
+ *   request.
  */
 #include <string.h>
 
@@ -67,6 +70,7 @@
 #include "mod_datos_config.h"
 #include "mod_datos_handler.h"
 #include "mod_datos_httpd_errors.h"
+#include "mod_datos_linger.h"
 #include "mod_datos_ingest.h"
 #include "mod_datos_refresh.h"
 #include "mod_datos_reply.h"
@@ -187,6 +191,7 @@ static void mod_datos_child_init(apr_pool_t *pchild, server_rec *s)
     mod_datos_tiers_child_init(pchild, s);
     mod_datos_refresh_child_init(pchild, s);
     mod_datos_ingest_child_init(pchild);
+    mod_datos_linger_child_init(pchild);
 }
 
 static void mod_datos_register_hooks(apr_pool_t *p)
@@ -198,6 +203,7 @@ static void mod_datos_register_hooks(apr_pool_t *p)
     ap_hook_quick_handler(mod_datos_quick_handler, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_handler(mod_datos_handler, NULL, NULL, APR_HOOK_MIDDLE);
     mod_datos_httpd_errors_register_hooks(p);
+    mod_datos_linger_register_hooks(p);
 }
 
 AP_DECLARE_MODULE(datos) = {STANDARD20_MODULE_STUFF,

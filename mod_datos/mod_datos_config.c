@@ -231,6 +231,11 @@ const command_rec mod_datos_cmds[] = {
           "serve cache hits before httpd's location and directory walks, "
           "where the configuration shows nothing that would answer "
           "differently; default On"),
+    DURATION("DatosKeepAliveLinger", keepalive_linger, MSEC(1), 0, SEC(1),
+             MSEC(2),
+             "how long the worker that answered /datos waits for the "
+             "kept-alive connection's next request before handing it back "
+             "to the event MPM; 0: not at all; default 2ms"),
     ONOFF("DatosIngest", ingest, 0,
           "accept POST /datos and publish the records to Pub/Sub; who may "
           "post is decided by Require; default Off"),
@@ -862,6 +867,7 @@ const char *mod_datos_conf_id(apr_pool_t *p, const mod_datos_conf_t *conf)
     /* Only the status page reads these: no reason for another runtime. */
     n.loader_metrics_file = NULL;
     n.loader_interval = 0;
+    n.keepalive_linger = 0;
     for (i = 0; i < NROWS; i++) {
         const setting_t *row = row_at(i);
 

@@ -46,6 +46,7 @@ struct mod_datos_rt_t;
     F(const char *, state_dir) /* "" after finish: none */                    \
     F(int, max_waiting)        /* 0 after finish: derived from the MPM */     \
     F(int, quick_handler)                                                     \
+    F(apr_interval_time_t, keepalive_linger) /* 0: none */                    \
     /* POST /datos (DatosIngest On). After finish, topic is the full name, */ \
     /* or the short one when the project is only known from the metadata */   \
     /* server (the first POST asks it). */                                    \

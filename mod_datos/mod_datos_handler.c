@@ -36,6 +36,7 @@
 #include "datos_time.h"
 #include "mod_datos_cache.h"
 #include "mod_datos_handler.h"
+#include "mod_datos_linger.h"
 #include "mod_datos_ingest.h"
 #include "mod_datos_reply.h"
 #include "mod_datos_runtime.h"
@@ -298,6 +299,7 @@ static int datos_get(request_rec *r, mod_datos_conf_t *conf, int quick)
                                     mod_datos_retry_after(&err));
     }
 
+    mod_datos_linger_arm(r, conf->keepalive_linger);
     a = entry.answer;
     k = datos_answer_rows(a, la.limit);
     if (a->gz_count && accepts_gzip(r))

@@ -29,7 +29,7 @@
 #endif
 
 #define METRICS_MAGIC   0x3174654d736f7444ULL /* "DtosMet1" little-endian */
-#define METRICS_VERSION 3
+#define METRICS_VERSION 4
 
 /* HTTP statuses 100..599 get a slot each; slot 0 holds anything else
  * (rendered as code "0"). */
@@ -94,6 +94,7 @@ struct datos_metrics_t {
     mcount_t refused[DATOS_TIER_COUNT][DATOS_REFUSED_COUNT];
     mcount_t wait_rejected;
     mcount_t quick;
+    mcount_t linger[DATOS_LINGER_COUNT];
     mcount_t ingest[CODE_SLOTS];
     hist_t ingest_duration;
     atomic_llong tables; /* entries of table[] in use */
@@ -135,6 +136,8 @@ static const char *const lookup_names[DATOS_LOOKUP_COUNT] = {"hit", "stale",
                                                              "miss", "error"};
 static const char *const refused_names[DATOS_REFUSED_COUNT] = {"seal",
                                                                "future"};
+static const char *const linger_names[DATOS_LINGER_COUNT] = {
+    "request", "idle", "closed", "skipped"};
 
 apr_size_t datos_metrics_size(void)
 {
@@ -310,6 +313,13 @@ void datos_metrics_oversized(datos_metrics_t *m)
 {
     if (m) {
         add(&m->oversized, 1);
+    }
+}
+
+void datos_metrics_linger(datos_metrics_t *m, datos_linger_t outcome)
+{
+    if (m && (unsigned)outcome < DATOS_LINGER_COUNT) {
+        add(&m->linger[outcome], 1);
     }
 }
 
@@ -506,6 +516,9 @@ void datos_metrics_counts(const datos_metrics_t *m, datos_metrics_counts_t *c)
     }
     c->oversized = get(&m->oversized);
     c->quick = get(&m->quick);
+    for (i = 0; i < DATOS_LINGER_COUNT; i++) {
+        c->linger[i] = get(&m->linger[i]);
+    }
     c->backend_ok = get(&m->backend[0]);
     for (i = 1; i < (int)OUTCOME_COUNT; i++) {
         c->backend_failed += get(&m->backend[i]);
@@ -531,6 +544,11 @@ const char *datos_metrics_lookup_name(datos_lookup_t result)
 const char *datos_metrics_refused_name(datos_refused_t why)
 {
     return (unsigned)why < DATOS_REFUSED_COUNT ? refused_names[why] : "?";
+}
+
+const char *datos_metrics_linger_name(datos_linger_t outcome)
+{
+    return (unsigned)outcome < DATOS_LINGER_COUNT ? linger_names[outcome] : "?";
 }
 
 /* ------------------------------------------------------------ rendering */
@@ -640,7 +658,7 @@ char *datos_metrics_render(apr_pool_t *p, const datos_metrics_t *m,
     datos_text_t o;
     char num[32];
     long long tables, i;
-    int h, t, r;
+    int h, t, r, l;
 
     if (len) {
         *len = 0;
@@ -776,6 +794,15 @@ char *datos_metrics_render(apr_pool_t *p, const datos_metrics_t *m,
         "Requests answered 503 because the bound on requests waiting on BigQuery was reached.");
     datos_text_printf(&o, "datos_backend_wait_rejected_total %llu\n",
                       get(&m->wait_rejected));
+
+    out_family(
+        &o, "datos_keepalive_lingers_total", "counter",
+        "Waits of the worker that answered /datos for its kept-alive connection's next request (DatosKeepAliveLinger), by how they ended.");
+    for (l = 0; l < DATOS_LINGER_COUNT; l++) {
+        datos_text_printf(
+            &o, "datos_keepalive_lingers_total{outcome=\"%s\"} %llu\n",
+            linger_names[l], get(&m->linger[l]));
+    }
 
     out_family(&o, "datos_ingest_requests_total", "counter",
                "POST /datos requests by HTTP status sent.");

@@ -22,6 +22,7 @@
  *   datos_backend_last_success_timestamp_seconds{table} gauge
  *   datos_backend_waiting_requests                  gauge (requests waiting on BigQuery, host-wide)
  *   datos_backend_wait_rejected_total               counter (503s because too many waited)
+ *   datos_keepalive_lingers_total{outcome}          counter (DatosKeepAliveLinger waits)
  *   datos_ingest_requests_total{code}               counter
  *   datos_ingest_publish_duration_seconds           histogram
  */
@@ -53,6 +54,17 @@ typedef enum {
     DATOS_REFUSED_FUTURE,   /* "future": fetched later than now allows */
     DATOS_REFUSED_COUNT
 } datos_refused_t;
+
+/* How a worker's wait for a kept-alive connection's next request ended
+ * (DatosKeepAliveLinger). */
+typedef enum {
+    DATOS_LINGER_REQUEST = 0, /* "request": it came, and the worker reads it */
+    DATOS_LINGER_IDLE,        /* "idle": none came; back to the MPM's poll */
+    DATOS_LINGER_CLOSED,      /* "closed": the client closed the connection */
+    DATOS_LINGER_SKIPPED,     /* "skipped": half the process's workers were
+                                 waiting already */
+    DATOS_LINGER_COUNT
+} datos_linger_t;
 
 typedef enum {
     DATOS_LOOKUP_HIT = 0, /* "hit": fresh */
@@ -97,6 +109,7 @@ void datos_metrics_backend(datos_metrics_t *m, const char *outcome,
 void datos_metrics_backend_billed(datos_metrics_t *m, apr_int64_t bytes_billed);
 void datos_metrics_store_failure(datos_metrics_t *m, datos_tier_t tier);
 void datos_metrics_oversized(datos_metrics_t *m);
+void datos_metrics_linger(datos_metrics_t *m, datos_linger_t outcome);
 void datos_metrics_refused(datos_metrics_t *m, datos_tier_t tier,
                            datos_refused_t why);
 /* Both gauges only move forward: a process reporting an older answer (or
@@ -155,6 +168,7 @@ typedef struct datos_metrics_counts_t {
     unsigned long long store_failures[DATOS_TIER_COUNT];
     unsigned long long oversized;
     unsigned long long quick;
+    unsigned long long linger[DATOS_LINGER_COUNT];
     unsigned long long backend_ok, backend_failed, backend_bytes;
     long long waiting;
     unsigned long long wait_rejected;
@@ -168,6 +182,7 @@ void datos_metrics_counts(const datos_metrics_t *m, datos_metrics_counts_t *c);
 const char *datos_metrics_tier_name(datos_tier_t tier);
 const char *datos_metrics_lookup_name(datos_lookup_t result);
 const char *datos_metrics_refused_name(datos_refused_t why);
+const char *datos_metrics_linger_name(datos_linger_t outcome);
 
 /* The text exposition at `now`, in p; NULL when m is not a block that
  * datos_metrics_init (or zeroing) prepared. */

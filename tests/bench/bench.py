@@ -39,7 +39,15 @@ CASES = {"a": "(a) `/datos`, cache hit", "b": "(b) trivial handler, same bytes f
          "d": "(d) `/datos` uncached, 300 ms BigQuery"}
 TOOLS = {"wrk50": "wrk -t1 -c50", "wrk1": "wrk -t1 -c1", "ab50": "ab -k -c50",
          "wrk200": "wrk -t1 -c200"}
-PEERS = {"a": "mod_datos `/datos`, cache hit", "b": "trivial handler (handler hook)",
+# Why (l) is measured beside (a): what the linger is, and what it costs.
+LINGER_NOTE = (" (l) is (a) on a virtual host with `DatosKeepAliveLinger 0`, sharing (a)'s cache:"
+               " after each answer, (a)'s worker waits up to 2 ms (the default) for the"
+               " connection's next request and reads it itself, as Varnish's workers do"
+               " (`timeout_linger`, 50 ms by default); (l), like the trivial handlers, hands"
+               " every kept-alive connection back to the event MPM's listener thread.")
+PEERS = {"a": "mod_datos `/datos`, cache hit",
+         "l": "mod_datos `/datos`, cache hit, `DatosKeepAliveLinger 0`",
+         "b": "trivial handler (handler hook)",
          "q": "trivial handler (`quick_handler`)", "n": "nginx `proxy_cache` hit",
          "v": "Varnish hit"}
 
@@ -160,7 +168,9 @@ class Report:
         r = self.read
         m = r["main"]
         self.add("The four cases run in the same httpd: (a) `GET /datos` (the default limit, "
-                 "10 rows, %d bytes, shipped freshness `DatosFreshFor 30s`), (b) "
+                 "10 rows, %d bytes, shipped freshness `DatosFreshFor 30s` and the shipped "
+                 "`DatosKeepAliveLinger 2ms`, which (b) and (c) do not have: the peers' "
+                 "section below measures it apart), (b) "
                  "`tests/bench/mod_bench_bytes.c`, a test-only handler that writes the same "
                  "body, read once at start-up, with the same headers, (c) the same body as a "
                  "file under DocumentRoot, and (d) `/datos` on a virtual host with "
@@ -250,42 +260,63 @@ class Report:
                  "naming two requests) and checked to still do so after the runs (%s). (q) is "
                  "`BenchBytesQuick On` in tests/bench/mod_bench_bytes.c: the bytes and "
                  "headers of (b) sent from `quick_handler`, before the location and directory "
-                 "walks, as mod_cache serves its hits. %d rounds; in each, one `wrk -t1 -c50` "
-                 "run of %d s per case, the five cases in an order rotated and reversed "
+                 "walks, as mod_cache serves its hits.%s %d rounds; in each, one `wrk -t1 -c50` "
+                 "run of %d s per case, the %d cases in an order rotated and reversed "
                  "from round to round; each ratio is taken within a round.\n"
                  % (p["bytes"], v["nginx"], v["varnish"], p["fresh_s"],
                     p["grace_s"], ", ".join("%s %s" % ({"n": "nginx", "v": "Varnish"}[k],
                                                        "yes" if ok else "**no**")
                                             for k, ok in sorted(p["still_hits"].items())),
-                    self.read["rounds"], self.read["seconds"]))
+                    LINGER_NOTE if "l" in runs else "",
+                    self.read["rounds"], self.read["seconds"], len(runs)))
+        cases = "albqnv" if "l" in runs else "abqnv"
         rows = []
-        for c in "abqnv":
+        for c in cases:
             xs = runs[c]
-            rows.append((PEERS[c], rng([x["rps"] for x in xs]), ms(med([x["p50"] for x in xs])),
+            rows.append(("(%s) %s" % (c, PEERS[c]), rng([x["rps"] for x in xs]),
+                         ms(med([x["p50"] for x in xs])),
                          ms(med([x["p99"] for x in xs])), sum(x["errors"] for x in xs)))
         self.add(B.table(["server (wrk -t1 -c50)", "req/s median (min-max)", "p50 ms", "p99 ms",
                           "errors (all rounds)"], rows))
+        pairs = [("a", "n", "mod_datos / nginx"), ("a", "v", "mod_datos / Varnish"),
+                 ("a", "q", "mod_datos / trivial quick handler"),
+                 ("a", "b", "mod_datos / trivial handler"),
+                 ("q", "b", "trivial quick handler / trivial handler")]
+        if "l" in runs:
+            pairs[3:3] = [("a", "l", "mod_datos / mod_datos without the linger"),
+                          ("l", "n", "mod_datos without the linger / nginx"),
+                          ("l", "v", "mod_datos without the linger / Varnish"),
+                          ("l", "q", "mod_datos without the linger / trivial quick handler")]
         rows = []
-        for num, den, title in (("a", "n", "mod_datos / nginx"), ("a", "v", "mod_datos / Varnish"),
-                                ("a", "q", "mod_datos / trivial quick handler"),
-                                ("a", "b", "mod_datos / trivial handler"),
-                                ("q", "b", "trivial quick handler / trivial handler")):
-            rows.append((title, rng(ratios(runs[num], runs[den], "rps"), "%.3f"),
+        for num, den, title in pairs:
+            rows.append(("(%s)/(%s) %s" % (num, den, title),
+                         rng(ratios(runs[num], runs[den], "rps"), "%.3f"),
                          rng(ratios(runs[num], runs[den], "p99"), "%.2f")))
         self.add("**Ratios, per round** (median (min-max) of %d rounds)\n" % self.read["rounds"])
         self.add(B.table(["", "req/s", "p99"], rows))
         self.add("Per-round req/s:\n")
-        self.add(B.table(["round"] + ["(%s)" % c for c in "abqnv"],
-                         [[str(i + 1)] + ["%.0f" % runs[c][i]["rps"] for c in "abqnv"]
+        self.add(B.table(["round"] + ["(%s)" % c for c in cases],
+                         [[str(i + 1)] + ["%.0f" % runs[c][i]["rps"] for c in cases]
                           for i in range(len(runs["a"]))]))
+        lingers = p.get("lingers")
+        if lingers:
+            total = sum(lingers.values())
+            self.add("How the waits of (a) ended over these runs (`datos_keepalive_lingers_total`): "
+                     "%s.\n" % ", ".join("%s %d (%.2f%%)" % (k, n, 100.0 * n / max(total, 1))
+                                          for k, n in sorted(lingers.items())))
         x = ratios(runs["a"], runs["n"], "rps")
         self.target("req/s mod_datos hit / nginx proxy_cache hit, wrk -t1 -c50",
                     rng(x, "%.3f"), ">= 0.80", med(x) >= 0.80)
         x = ratios(runs["a"], runs["v"], "rps")
         self.target("req/s mod_datos hit / Varnish hit, wrk -t1 -c50", rng(x, "%.3f"),
                     ">= 0.90", med(x) >= 0.90)
-        x = ratios(runs["a"], runs["q"], "rps")
-        what = "req/s mod_datos quick path / trivial quick handler, wrk -t1 -c50"
+        # The quick path's own cost: against the trivial quick handler,
+        # which hands every kept-alive connection back to the MPM, (l)
+        # is the like-for-like case.
+        quick_case = "l" if "l" in runs else "a"
+        x = ratios(runs[quick_case], runs["q"], "rps")
+        what = ("req/s mod_datos quick path / trivial quick handler, wrk -t1 -c50"
+                + (" (both without a linger)" if quick_case == "l" else ""))
         if p["quick_handler"]:
             self.target(what, rng(x, "%.3f"), ">= 0.95", med(x) >= 0.95)
         else:
@@ -913,10 +944,11 @@ plot "read_latency.dat" using 2 title "p50", "" using 3 title "p90", "" using 4 
                     "connections"))
     if r and r.get("peers"):
         runs = r["peers"]["runs"]
-        labels = {"a": "mod_datos /datos", "b": "trivial handler", "q": "trivial quick handler",
+        labels = {"a": "mod_datos /datos", "l": "mod_datos, no linger", "b": "trivial handler",
+                  "q": "trivial quick handler",
                   "n": "nginx proxy_cache", "v": "Varnish"}
         dat = "# case median min max p99\n"
-        for i, c in enumerate("abqnv"):
+        for i, c in enumerate("albqnv" if "l" in runs else "abqnv"):
             xs = [x["rps"] for x in runs[c]]
             dat += '%d %f %f %f "%s"\n' % (i, med(xs), min(xs), max(xs), labels[c])
         gnuplot("peers.png", """

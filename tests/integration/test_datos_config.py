@@ -60,6 +60,7 @@ def test_every_directive_with_a_good_value_passes(checker):
         "DatosLookback 14d",
         "DatosMaxBytesBilled 1G",
         "DatosMaxPayload 2M",
+        "DatosKeepAliveLinger 250ms",
     ]))
     assert rc == 0, out
 
@@ -105,6 +106,9 @@ BAD = [
     ("DatosMaxBytesBilled", "DatosMaxBytesBilled lots"),
     ("DatosMaxPayload", "DatosMaxPayload 10"),
     ("DatosMaxPayload", "DatosMaxPayload 1T"),
+    ("DatosKeepAliveLinger", "DatosKeepAliveLinger 2s"),
+    ("DatosKeepAliveLinger", "DatosKeepAliveLinger -1ms"),
+    ("DatosKeepAliveLinger", "DatosKeepAliveLinger soon"),
 ]
 
 
@@ -117,7 +121,9 @@ def test_bad_value_fails_naming_the_directive(checker, directive, line):
 
 @pytest.mark.parametrize("line", ["DatosMaxBytesBilled 10MB", "DatosMaxBytesBilled 10485760",
                                   "DatosMaxBytesBilled off", "DatosLookback 168h",
-                                  "DatosLookback 7", "DatosTimeout 5", "DatosLimit 25"])
+                                  "DatosLookback 7", "DatosTimeout 5", "DatosLimit 25",
+                                  "DatosKeepAliveLinger 0", "DatosKeepAliveLinger 1s",
+                                  "DatosKeepAliveLinger 3"])
 def test_other_accepted_spellings(checker, line):
     rc, out = checker(line)
     assert rc == 0, out

@@ -330,6 +330,12 @@ static const char *const known_text[] = {
     "# HELP datos_backend_wait_rejected_total Requests answered 503 because the bound on requests waiting on BigQuery was reached.",
     "# TYPE datos_backend_wait_rejected_total counter",
     "datos_backend_wait_rejected_total 1",
+    "# HELP datos_keepalive_lingers_total Waits of the worker that answered /datos for its kept-alive connection's next request (DatosKeepAliveLinger), by how they ended.",
+    "# TYPE datos_keepalive_lingers_total counter",
+    "datos_keepalive_lingers_total{outcome=\"request\"} 2",
+    "datos_keepalive_lingers_total{outcome=\"idle\"} 1",
+    "datos_keepalive_lingers_total{outcome=\"closed\"} 0",
+    "datos_keepalive_lingers_total{outcome=\"skipped\"} 1",
     "# HELP datos_ingest_requests_total POST /datos requests by HTTP status sent.",
     "# TYPE datos_ingest_requests_total counter",
     "datos_ingest_requests_total{code=\"202\"} 1",
@@ -387,6 +393,10 @@ static void count_known_state(datos_metrics_t *m)
     assert_int_equal(datos_metrics_wait_enter(m, 1), 0);
     datos_metrics_ingest(m, 202, 30000);
     datos_metrics_ingest(m, 400, 0);
+    datos_metrics_linger(m, DATOS_LINGER_REQUEST);
+    datos_metrics_linger(m, DATOS_LINGER_REQUEST);
+    datos_metrics_linger(m, DATOS_LINGER_IDLE);
+    datos_metrics_linger(m, DATOS_LINGER_SKIPPED);
 }
 
 static void render_known_state(void **state)
@@ -417,6 +427,7 @@ static void out_of_range_arguments(void **state)
     datos_metrics_fetched(NULL, 0, SEC(1));
     datos_metrics_success(NULL, 0, SEC(1));
     datos_metrics_ingest(NULL, 202, 1);
+    datos_metrics_linger(NULL, DATOS_LINGER_REQUEST);
     datos_metrics_wait_leave(NULL);
     assert_int_equal(datos_metrics_wait_enter(NULL, 0), 1);
     assert_int_equal(datos_metrics_table(NULL, "x"), 0);
@@ -434,6 +445,12 @@ static void out_of_range_arguments(void **state)
     datos_metrics_fetched(m, DATOS_METRICS_TABLES, SEC(5));
     datos_metrics_fetched(m, -1, SEC(5));
     datos_metrics_success(m, DATOS_METRICS_TABLES, SEC(5));
+    datos_metrics_linger(m, (datos_linger_t)DATOS_LINGER_COUNT);
+    datos_metrics_linger(m, (datos_linger_t)-1);
+    assert_string_equal(datos_metrics_linger_name(DATOS_LINGER_SKIPPED),
+                        "skipped");
+    assert_string_equal(
+        datos_metrics_linger_name((datos_linger_t)DATOS_LINGER_COUNT), "?");
     text = render(p, m, SEC(10));
     assert_null(strstr(text, "datos_http_requests_total{"));
     assert_null(strstr(text, "datos_cache_age_seconds{"));
