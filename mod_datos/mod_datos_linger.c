@@ -15,19 +15,21 @@
  * read of the connection (ap_check_pipeline), whether the client has
  * pipelined its next request; if so the same worker reads it at once.
  * After a /datos answer that read passes this connection input filter.
- * When nothing is there yet, the filter sends what the response still has
- * buffered (the core output filter keeps a small response until the MPM
- * flushes it, and a client sends its next request only after it has this
- * one), then polls the socket for up to DatosKeepAliveLinger. If the
+ * When nothing is there yet, the filter writes what the response still
+ * has buffered (the core output filter keeps a small response until the
+ * MPM flushes it, and a client sends its next request only after it has
+ * this one), without blocking, as the MPM would have; when all of it went
+ * out, it polls the socket for up to DatosKeepAliveLinger. If the
  * request comes, the read returns it and httpd goes on as for a pipelined
  * request. Otherwise the connection goes to the MPM as it would have,
  * DatosKeepAliveLinger later.
  *
- * A waiting worker holds a thread, not the CPU. At most half of a
- * process's threads wait at once, so the rest stay for new connections;
- * only the event MPM hands connections off (a worker or prefork thread
- * already waits on its connection), HTTP/2 streams are not connections of
- * their own, and nothing waits while the server stops.
+ * A client slow to take the answer is left to the MPM, which waits for
+ * it without a worker. A waiting worker holds a thread, not the CPU. At
+ * most half of a process's threads wait at once, so the rest stay for new
+ * connections; only the event MPM hands connections off (a worker or
+ * prefork thread already waits on its connection), HTTP/2 streams are not
+ * connections of their own, and nothing waits while the server stops.
  */
 #include <string.h>
 
@@ -76,22 +78,27 @@ static int may_wait(void)
     return 1;
 }
 
-/* Sends the response's buffered bytes and polls for the next request
- * for up to wait; returns the outcome. */
+/* Writes what the response still has buffered without blocking, as the
+ * MPM does when the request is done (the last filter, core's, called with
+ * no brigade); 1 when all of it went out. A client slow to take it is the
+ * MPM's to wait for, without a worker. */
+static int response_sent(conn_rec *c)
+{
+    ap_filter_t *last = c->output_filters;
+
+    while (last->next)
+        last = last->next;
+    return last->frec->filter_func.out_func(last, NULL) == APR_SUCCESS
+           && !c->aborted && !c->data_in_output_filters;
+}
+
+/* Polls for the next request for up to wait; returns the outcome. */
 static datos_linger_t wait_for_request(conn_rec *c, apr_interval_time_t wait)
 {
-    apr_bucket_brigade *out;
     apr_pollfd_t pfd;
     apr_int32_t n;
     apr_time_t deadline = apr_time_now() + wait;
     apr_status_t rv;
-
-    out = apr_brigade_create(c->pool, c->bucket_alloc);
-    APR_BRIGADE_INSERT_TAIL(out, apr_bucket_flush_create(c->bucket_alloc));
-    rv = ap_pass_brigade(c->output_filters, out);
-    apr_brigade_destroy(out);
-    if (rv != APR_SUCCESS || c->aborted)
-        return DATOS_LINGER_CLOSED;
 
     memset(&pfd, 0, sizeof(pfd));
     pfd.reqevents = APR_POLLIN;
@@ -123,7 +130,7 @@ static apr_status_t linger_in(ap_filter_t *f, apr_bucket_brigade *bb,
         || f->c->aborted || f->c->keepalive == AP_CONN_CLOSE
         || !(APR_STATUS_IS_EAGAIN(rv)
              || (rv == APR_SUCCESS && APR_BRIGADE_EMPTY(bb)))
-        || !may_wait())
+        || !response_sent(f->c) || !may_wait())
         return rv;
 
     outcome = wait_for_request(f->c, wait);
@@ -131,12 +138,13 @@ static apr_status_t linger_in(ap_filter_t *f, apr_bucket_brigade *bb,
     if (outcome == DATOS_LINGER_REQUEST) {
         apr_brigade_cleanup(bb);
         rv = ap_get_brigade(f->next, bb, mode, block, readbytes);
-        if (rv == APR_EOF)
-            outcome = DATOS_LINGER_CLOSED;
-        else if (rv != APR_SUCCESS || APR_BRIGADE_EMPTY(bb))
+        if (APR_STATUS_IS_EAGAIN(rv))
             /* readable, but not a whole byte for httpd (a TLS record
              * cut short): the MPM polls for the rest */
             outcome = DATOS_LINGER_IDLE;
+        else if (rv != APR_SUCCESS || APR_BRIGADE_EMPTY(bb))
+            /* readable with nothing to read: the client closed */
+            outcome = DATOS_LINGER_CLOSED;
     }
     datos_metrics_linger(mod_datos_global.metrics, outcome);
     return rv;

@@ -15,8 +15,8 @@ import subprocess
 
 import pytest
 
-from datos_env import (METRICS, contract_rows, datos_conf, expected_answer, metric, ready,
-                       seed, wait_for)
+from datos_env import (METRICS, contract_rows, datos_conf, expected_answer, many_rows, metric,
+                       ready, seed, wait_for)
 
 CONNS_LOG = 'CustomLog "${root}/logs/conns.log" "%{tid}P %k %U%q %>s"\n'
 OUTCOMES = ("request", "idle", "closed", "skipped")
@@ -140,6 +140,46 @@ def test_pipelined_requests_are_answered_in_order(rows, httpd_factory, emulator)
     assert wait_for(lambda: sum(lingers(h).values()) == 1), lingers(h)
 
 
+def test_a_client_slow_to_take_the_answer_is_left_to_the_mpm(rows, httpd_factory, emulator):
+    """Small socket buffers on both sides and answers of over 100 KB: the
+    worker cannot send all of it at once, so it does not wait for the next
+    request (the MPM finishes the write without a worker)."""
+    seed(emulator, many_rows(emulator, n=120, width=1500, prefix="slow"))
+    try:
+        h = start(httpd_factory, emulator, "linger-slow", linger="1s",
+                  extra="SendBufferSize 4096\n")
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.settimeout(60)
+        s.connect(("127.0.0.1", h.port))
+        f = s.makefile("rb")
+        for _ in range(2):
+            s.sendall(b"GET /datos?limit=100 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                      b"Accept-Encoding: identity\r\n\r\n")
+            status, body = read_response(f)
+            assert status == 200 and len(body) > 100_000
+            assert len(json.loads(body)["datos"]) == 100
+        f.close()
+        s.close()
+        # a client that takes its answers at once: its first wait is
+        # counted when the second request ends it (or after the second)
+        c = http.client.HTTPConnection("127.0.0.1", h.port, timeout=60)
+        assert fetch(c, "/datos?limit=1")[0] == 200
+        assert fetch(c, "/datos?limit=1")[0] == 200
+        c.close()
+
+        def ended():
+            seen = lingers(h)
+            return seen["request"] + seen["idle"]
+        assert wait_for(lambda: ended() >= 1), lingers(h)
+        # the big answers' workers never waited: theirs would have ended
+        # with the second request or with nothing
+        assert ended() == 1, lingers(h)
+        assert [x[1] for x in logged(h, 3)[:2]] == ["0", "1"]
+    finally:
+        seed(emulator, rows)
+
+
 @pytest.mark.parametrize("mpm,linger", [("event", "0"), ("worker", None), ("prefork", None)])
 def test_no_wait_when_off_or_when_the_mpm_keeps_its_worker(rows, httpd_factory, emulator, mpm,
                                                            linger):
@@ -219,7 +259,8 @@ def test_over_tls(rows, httpd_factory, emulator):
         status, body = fetch(c, "/datos?limit=3")
         assert status == 200 and json.loads(body) == body_of(rows, 3)
     c.close()
-    assert wait_for(lambda: lingers_tls(h, ctx) == 10)
+    assert wait_for(lambda: sum(lingers_tls(h, ctx).values()) == 10)
+    assert lingers_tls(h, ctx)["request"] >= 5
 
 
 def lingers_tls(h, ctx):
@@ -227,8 +268,8 @@ def lingers_tls(h, ctx):
     status, body = fetch(c, "/metrics")
     c.close()
     assert status == 200
-    total = 0
+    out = {}
     for line in body.decode().splitlines():
         if line.startswith("datos_keepalive_lingers_total{"):
-            total += int(float(line.split()[-1]))
-    return total
+            out[line.split('"')[1]] = int(float(line.split()[-1]))
+    return out
