@@ -15,11 +15,12 @@
  * read of the connection (ap_check_pipeline), whether the client has
  * pipelined its next request; if so the same worker reads it at once.
  * After a /datos answer that read passes this connection input filter.
- * When nothing is there yet, the filter writes what the response still
- * has buffered (the core output filter keeps a small response until the
- * MPM flushes it, and a client sends its next request only after it has
- * this one), without blocking, as the MPM would have; when all of it went
- * out, it polls the socket for up to DatosKeepAliveLinger. If the
+ * When nothing is there yet, the filter writes what the core output
+ * filter may still hold of the response (it keeps what the socket did not
+ * take, and may keep a small response for the MPM to flush; a client
+ * sends its next request only once it has this one), without blocking, as
+ * the MPM would have; when all of it went out, it polls the socket for up
+ * to DatosKeepAliveLinger. If the
  * request comes, the read returns it and httpd goes on as for a pipelined
  * request. Otherwise the connection goes to the MPM as it would have,
  * DatosKeepAliveLinger later.

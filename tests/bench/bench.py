@@ -139,8 +139,13 @@ class Report:
                      "for %d s (%d s for the growth and fleet runs), the two cases of a ratio "
                      "back to back, the order of the pairs rotated and which goes first "
                      "alternated. The figure quoted for a ratio is the median of the per-round "
-                     "ratios, with the smallest and largest in brackets."
-                     % (self.read["rounds"], self.read["seconds"], self.read["short_seconds"]))
+                     "ratios, with the smallest and largest in brackets.%s"
+                     % (self.read["rounds"], self.read["seconds"], self.read["short_seconds"],
+                        (" In section 1's main comparison each measured run follows %d s of the "
+                         "same case, not measured, so that a run measures the case and not the "
+                         "switch to it; the switch is measured on its own (\"Switching to "
+                         "/datos\" below)." % self.read["settle_s"])
+                        if self.read.get("settle_s") else ""))
         if B.QUICK:
             self.add("- **BENCH_QUICK=1**: short runs for development; not figures to quote.")
         self.add("")
@@ -158,6 +163,7 @@ class Report:
         if "main" in r:
             self.main_tables()
         self.peers()
+        self.switching()
         self.profile_note()
         if "main" in r:
             self.length_note()
@@ -241,6 +247,28 @@ class Report:
             rows.append(row)
         self.add(B.table(["round", "wrk req/s (a)/(b)", "wrk p99 ms (a)/(b)",
                           "ab req/s (a)/(b)", "ab p99 ms (a)/(b)"], rows))
+
+    def switching(self):
+        sw = self.read.get("switching")
+        if not sw:
+            return
+        self.add("### Switching to /datos\n")
+        self.add("The first second of `wrk -t1 -c50` on (a) `/datos` and on (l) `/datos` with "
+                 "`DatosKeepAliveLinger 0`, each right after 2 s of the trivial handler (b) "
+                 "saturated httpd's CPU, %d times each. Under the linger each connection keeps "
+                 "the thread that first answered it, and the threads that served (b) carry the "
+                 "CPU time they used into the scheduler's choices, so (a)'s first second has a "
+                 "tail its steady state (above) does not. On a server that is not saturated, or "
+                 "with more than one CPU per busy process, there is no such debt to repay.\n"
+                 % len(sw["a"]))
+        rows = []
+        for k in ("a", "l"):
+            xs = sw[k]
+            rows.append(("(%s) %s" % (k, PEERS[k]), rng([x["rps"] for x in xs]),
+                         ms(med([x["p50"] for x in xs])), rng([x["p99"] for x in xs], "%.1f"),
+                         "%.1f" % max(x.get("max", 0) or 0 for x in xs)))
+        self.add(B.table(["first second after (b)", "req/s median (min-max)", "p50 ms",
+                          "p99 ms median (min-max)", "max ms"], rows))
 
     def peers(self):
         p = self.read.get("peers")

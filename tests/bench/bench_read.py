@@ -290,12 +290,15 @@ class Bench:
             return B.ab(url, seconds, conns, headers)
         return B.wrk(url, seconds, conns, headers)
 
-    def rounds_of(self, pairs, tools, seconds):
+    def rounds_of(self, pairs, tools, seconds, settle=0):
         """pairs: [((key, url, headers), (key, url, headers))], the cases
         compared by a ratio; tools: [(key, tool, conns)]. Every round runs
         each tool over all cases, the two of a pair back to back (so what
         disturbs the machine at that moment disturbs both), with the order
-        of the pairs rotated and which of a pair goes first alternated."""
+        of the pairs rotated and which of a pair goes first alternated.
+        settle: seconds of the same case, not measured, before each run, so
+        that each run measures the case and not the switch to it (which
+        switching() measures)."""
         res = {(t, c[0]): [] for t, _, _ in tools for pair in pairs for c in pair}
         for r in range(self.rounds):
             echo("# round %d of %d" % (r + 1, self.rounds))
@@ -303,6 +306,10 @@ class Bench:
                 k = r % len(pairs)
                 for pair in pairs[k:] + pairs[:k]:
                     for ckey, url, hdrs in (reversed(pair) if r % 2 else pair):
+                        if settle:
+                            self.run_case(tool, url, conns, settle, hdrs)
+                            if ckey == "d":
+                                self.quiesce()
                         t0 = time.time()
                         x = self.run_case(tool, url, conns, seconds, hdrs)
                         x["start"], x["end"] = t0, time.time()
@@ -336,10 +343,26 @@ class Bench:
         self.quiesce()
         self.emu_a.clear_counters()
         self.emu_d.clear_counters()
-        res = self.rounds_of(pairs, tools, self.seconds)
+        res = self.rounds_of(pairs, tools, self.seconds, settle=1)
         self.mark_refreshes(res)
+        self.data["settle_s"] = 1
         self.data["main"] = {"%s/%s" % k: [strip(x) for x in v] for k, v in res.items()}
         self.count_requests(res, "a", "d")
+
+    def switching(self, repeats=5):
+        """The first second of /datos right after the CPU was saturated by
+        requests that hand every connection back to the MPM (b): with the
+        linger (a) and without (l). The threads that served (b) carry the
+        CPU time they used into the scheduler's choices, and under the
+        linger each connection keeps its thread, so (a) shows a transient
+        its steady state does not."""
+        section("read path: switching from the handler (b) to /datos, 1 s")
+        out = {"a": [], "l": []}
+        for _ in range(repeats):
+            for key, url in (("a", self.url("/datos")), ("l", self.url("/datos", self.port_l))):
+                B.wrk(self.url("/bench/10"), 2, 50)
+                out[key].append(strip(B.wrk(url, 1, 50)))
+        self.data["switching"] = out
 
     def peers(self):
         """The old service's bytes behind nginx proxy_cache and behind Varnish,
@@ -679,6 +702,8 @@ class Bench:
                 self.main_comparison()
             if "peers" in parts:
                 self.peers()
+            if "switching" in parts:
+                self.switching()
             if "profile" in parts:
                 self.profile()
             if "growth" in parts:
@@ -747,7 +772,8 @@ def main():
     ap.add_argument("--seconds", type=int, default=1 if B.QUICK else 4)
     ap.add_argument("--short-seconds", type=int, default=1 if B.QUICK else 2)
     ap.add_argument("--memory-requests", type=int, default=50_000 if B.QUICK else 1_000_000)
-    ap.add_argument("--parts", default="main,peers,profile,growth,fleet,cost,memory")
+    ap.add_argument("--parts",
+                    default="main,peers,switching,profile,growth,fleet,cost,memory")
     ap.add_argument("--out", default=os.path.join(B.BENCH_BUILD, "data", "read.json"))
     args = ap.parse_args()
     if not os.path.exists(BENCH_MODULE):

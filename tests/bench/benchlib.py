@@ -144,8 +144,8 @@ def _ms(value, unit):
 
 
 def wrk(url, seconds, connections, headers=(), timeout_s=10):
-    """wrk, one thread on the client CPU. -> dict with rps, p50/p90/p99 (ms),
-    requests, errors (non-2xx/3xx answers + socket errors)."""
+    """wrk, one thread on the client CPU. -> dict with rps, p50/p90/p99 and
+    max (ms), requests, errors (non-2xx/3xx answers + socket errors)."""
     cmd = ["wrk", "-t1", "-c%d" % connections, "-d%ds" % seconds, "--latency",
            "--timeout", "%ds" % timeout_s]
     for h in headers:
@@ -154,6 +154,9 @@ def wrk(url, seconds, connections, headers=(), timeout_s=10):
     res = {"tool": "wrk", "connections": connections}
     res["rps"] = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     res["requests"] = int(re.search(r"(\d+) requests in", out).group(1))
+    m = re.search(r"^\s+Latency\s+\S+\s+\S+\s+([\d.]+)(us|ms|s)\b", out, re.M)
+    if m:
+        res["max"] = _ms(m.group(1), m.group(2))
     for pct in ("50", "75", "90", "99"):
         m = re.search(r"\s%s%%\s+([\d.]+)(us|ms|s)\b" % pct, out)
         res["p" + pct] = _ms(m.group(1), m.group(2))

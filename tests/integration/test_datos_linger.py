@@ -81,18 +81,19 @@ def test_back_to_back_requests_are_read_by_the_worker_that_answered(rows, httpd_
         status, body = fetch(c, "/datos?limit=%d" % (1 + i % 5))
         assert status == 200
         assert json.loads(body) == body_of(rows, 1 + i % 5)
-    c.close()
-    # every answer's wait ended one way or another, most with the next request
-    assert wait_for(lambda: sum(lingers(h).values()) == 20), lingers(h)
+    # A wait ends (and is counted) before the request that ends it is
+    # answered. A request that reached httpd before its check needed no wait
+    # (the same worker reads it, as a pipelined one) and is not counted.
     seen = lingers(h)
-    assert seen["skipped"] == 0
-    assert seen["request"] >= 10, seen
-    # one connection: the keep-alive count runs 0..19, and every request the
-    # wait caught was read by the thread that answered the one before
+    c.close()
+    assert seen["request"] >= 1 and seen["skipped"] == 0, seen
+    assert sum(seen.values()) <= 19, seen
+    # one connection: the keep-alive count runs 0..19, and its requests
+    # changed thread only where a wait ended without one
     log = logged(h, 20)
     assert [int(x[1]) for x in log] == list(range(20))
-    same = sum(1 for a, b in zip(log, log[1:]) if a[0] == b[0])
-    assert same >= seen["request"], (log, seen)
+    changes = sum(1 for a, b in zip(log, log[1:]) if a[0] != b[0])
+    assert changes <= seen["idle"], (log, seen)
 
 
 def test_a_client_slower_than_the_wait_is_served_through_the_mpm(rows, httpd_factory,
@@ -134,48 +135,47 @@ def test_pipelined_requests_are_answered_in_order(rows, httpd_factory, emulator)
         status, body = read_response(f)
         assert status == 200
         assert json.loads(body) == body_of(rows, n)
+    # the first two found their next request waiting: only the last one
+    # waits, for a second, with nothing coming
+    assert wait_for(lambda: lingers(h)["idle"] == 1), lingers(h)
+    assert sum(lingers(h).values()) == 1, lingers(h)
     f.close()
     s.close()
-    # the first two found their next request waiting: only the last one waited
-    assert wait_for(lambda: sum(lingers(h).values()) == 1), lingers(h)
 
 
 def test_a_client_slow_to_take_the_answer_is_left_to_the_mpm(rows, httpd_factory, emulator):
-    """Small socket buffers on both sides and answers of over 100 KB: the
-    worker cannot send all of it at once, so it does not wait for the next
-    request (the MPM finishes the write without a worker)."""
-    seed(emulator, many_rows(emulator, n=120, width=1500, prefix="slow"))
+    """Small socket buffers on both sides and answers of over 300 KB, which
+    httpd does not force out before the request ends (FlushMaxThreshold
+    above them): a write that does not block sends at most about 64 KB
+    (one segment of the loopback), so the worker cannot send all of it and
+    does not wait for the next request (the MPM finishes the write without
+    a worker)."""
+    seed(emulator, many_rows(emulator, n=120, width=4000, prefix="slow"))
     try:
         h = start(httpd_factory, emulator, "linger-slow", linger="1s",
-                  extra="SendBufferSize 4096\n")
+                  extra="SendBufferSize 4096\nFlushMaxThreshold 16777216\n")
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         s.settimeout(60)
         s.connect(("127.0.0.1", h.port))
         f = s.makefile("rb")
-        for _ in range(2):
+        for i in range(2):
             s.sendall(b"GET /datos?limit=100 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                       b"Accept-Encoding: identity\r\n\r\n")
             status, body = read_response(f)
-            assert status == 200 and len(body) > 100_000
+            assert status == 200 and len(body) > 300_000
             assert len(json.loads(body)["datos"]) == 100
+            # Had the first answer's worker waited with the rest of the
+            # answer still in httpd, the client could not have asked again:
+            # the wait would have ended with nothing, after a second, before
+            # the second answer. (Once all of an answer is out, a wait is
+            # what it is for: the second request may end one.)
+            seen = lingers(h)
+            assert seen["idle"] == 0 and seen["closed"] == 0, (i, seen)
         f.close()
         s.close()
-        # a client that takes its answers at once: its first wait is
-        # counted when the second request ends it (or after the second)
-        c = http.client.HTTPConnection("127.0.0.1", h.port, timeout=60)
-        assert fetch(c, "/datos?limit=1")[0] == 200
-        assert fetch(c, "/datos?limit=1")[0] == 200
-        c.close()
-
-        def ended():
-            seen = lingers(h)
-            return seen["request"] + seen["idle"]
-        assert wait_for(lambda: ended() >= 1), lingers(h)
-        # the big answers' workers never waited: theirs would have ended
-        # with the second request or with nothing
-        assert ended() == 1, lingers(h)
-        assert [x[1] for x in logged(h, 3)[:2]] == ["0", "1"]
+        # the big answers went out on one connection
+        assert [x[1] for x in logged(h, 2)] == ["0", "1"]
     finally:
         seed(emulator, rows)
 
@@ -196,7 +196,7 @@ def test_at_most_half_the_threads_wait(rows, httpd_factory, emulator):
     """Four threads: two connections whose workers wait leave the third
     connection's answer without a wait, and a fourth client is served."""
     h = start(httpd_factory, emulator, "linger-half", linger="1s", mpm_tuning=FOUR_THREADS)
-    done = 0
+    counted = 0
     for attempt in range(5):
         conns = [http.client.HTTPConnection("127.0.0.1", h.port, timeout=60) for _ in range(3)]
         for c in conns:
@@ -206,8 +206,11 @@ def test_at_most_half_the_threads_wait(rows, httpd_factory, emulator):
         other.close()
         for c in conns:
             c.close()
-        done += 4
-        assert wait_for(lambda: sum(lingers(h).values()) == done), lingers(h)
+        # the three each asked once, so each answer's check found nothing
+        # and was counted (the fourth's is, unless its close came first)
+        counted += 3
+        assert wait_for(lambda: sum(lingers(h).values()) >= counted), lingers(h)
+        counted = sum(lingers(h).values())
         # a machine too slow to answer three requests within the second
         # two of them wait would skip nothing: try again
         if lingers(h)["skipped"]:
@@ -259,8 +262,8 @@ def test_over_tls(rows, httpd_factory, emulator):
         status, body = fetch(c, "/datos?limit=3")
         assert status == 200 and json.loads(body) == body_of(rows, 3)
     c.close()
-    assert wait_for(lambda: sum(lingers_tls(h, ctx).values()) == 10)
-    assert lingers_tls(h, ctx)["request"] >= 5
+    seen = lingers_tls(h, ctx)
+    assert seen["request"] >= 1 and sum(seen.values()) <= 10, seen
 
 
 def lingers_tls(h, ctx):
