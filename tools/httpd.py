@@ -429,6 +429,18 @@ class Httpd:
                 out.add(int(name))
         return out
 
+    def wait_children(self, n, timeout=30):
+        """The children once there are n of them. The parent binds its port before it
+        forks, so a server that answers a connect may not have its children yet."""
+        deadline = time.time() + timeout
+        kids = self.children()
+        while len(kids) != n and time.time() < deadline:
+            time.sleep(0.05)
+            kids = self.children()
+        if len(kids) != n:
+            raise HttpdError("%d children, not %d:\n%s" % (len(kids), n, self.tail_log()))
+        return kids
+
     def graceful(self, timeout=60):
         """`-k graceful`, then waits until the new generation says it is resuming and
         the old generation's processes are gone: after it, no request can reach a

@@ -647,9 +647,7 @@ class Bench:
                              DATOS_LOCATIONS, EVENT_ONE_CHILD, extra_modules=LOAD_EXTRA)
         h.start()
         self.cleanup.append(h.stop)
-        kids = h.children()
-        assert len(kids) == 1, kids
-        child = kids[0]
+        child = h.wait_children(1)[0]
         assert get(h.port, "/datos")[0] == 200
         rss0 = B.proc_status(child, "VmRSS")
         B.ab(self.url("/datos", h.port), None, 50, requests=20000)
@@ -681,7 +679,7 @@ class Bench:
                              DATOS_LOCATIONS, EVENT_ONE_CHILD, extra_modules=LOAD_EXTRA)
         h.start()
         self.cleanup.append(h.stop)
-        child = h.children()[0]
+        child = h.wait_children(1)[0]
         assert get(h.port, "/datos")[0] == 200
         B.ab(self.url("/datos", h.port), None, 50, requests=20000)
         self.emu_a.clear_counters()

@@ -105,20 +105,11 @@ class PinnedHttpd(Httpd):
         self.write_file("conf/test.conf", test)
 
     def children(self):
-        """Pids of the worker processes (the parent's children)."""
-        parent = self.pid()
-        out = []
-        for pid in os.listdir("/proc"):
-            if not pid.isdigit():
-                continue
-            try:
-                with open("/proc/%s/stat" % pid) as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == parent:
-                out.append(int(pid))
-        return sorted(out)
+        """Pids of the worker processes (the parent's children), sorted."""
+        return sorted(super().children())
+
+    def wait_children(self, n, timeout=30):
+        return sorted(super().wait_children(n, timeout))
 
 
 def proc_status(pid, key):

@@ -207,18 +207,9 @@ def child_memory(pid):
 
 
 def only_child(h):
-    kids = []
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                with open("/proc/%s/stat" % d) as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == h.pid():
-                kids.append(int(d))
-    assert len(kids) == 1, kids
-    return kids[0]
+    """The one child of a ServerLimit 1 prefork server."""
+    (child,) = h.wait_children(1)
+    return child
 
 
 @pytest.mark.parametrize("framing", ["content-length", "chunked"])
