@@ -158,6 +158,7 @@ def test_other_paths_keep_httpds_pages(server):
 def test_the_shipped_conf_refuses_trace(emulator, httpd_factory):
     """conf/datos.conf as Debian's a2enmod would include it, next to the
     administrator's DatosProject and credentials."""
+    seed(emulator, contract_rows(emulator.now()))
     h = httpd_factory("errors-shipped-conf")
     with open(os.path.join(REPO_ROOT, "conf", "datos.conf")) as f:
         shipped = f.read()

@@ -414,6 +414,7 @@ def test_the_shipped_conf_asks_for_a_password_to_post(emulator, httpd_factory):
 
 
 def test_without_the_define_the_shipped_conf_refuses_post(emulator, httpd_factory):
+    make_pipeline(emulator)
     h = httpd_factory("ingest-shipped-off")
     conf = shipped_conf(emulator, h, "/nonexistent").replace("Define DATOS_INGEST\n", "")
     h.write_config(conf)
