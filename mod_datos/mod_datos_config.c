@@ -867,6 +867,7 @@ const char *mod_datos_conf_id(apr_pool_t *p, const mod_datos_conf_t *conf)
     /* Only the status page reads these: no reason for another runtime. */
     n.loader_metrics_file = NULL;
     n.loader_interval = 0;
+    /* Read from the configuration by each request, never by the runtime. */
     n.keepalive_linger = 0;
     for (i = 0; i < NROWS; i++) {
         const setting_t *row = row_at(i);

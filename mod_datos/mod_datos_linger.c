@@ -20,10 +20,9 @@
  * take, and may keep a small response for the MPM to flush; a client
  * sends its next request only once it has this one), without blocking, as
  * the MPM would have; when all of it went out, it polls the socket for up
- * to DatosKeepAliveLinger. If the
- * request comes, the read returns it and httpd goes on as for a pipelined
- * request. Otherwise the connection goes to the MPM as it would have,
- * DatosKeepAliveLinger later.
+ * to DatosKeepAliveLinger. If the request comes, the read returns it and
+ * httpd goes on as for a pipelined request. Otherwise the connection goes
+ * to the MPM as it would have, DatosKeepAliveLinger later.
  *
  * A client slow to take the answer is left to the MPM, which waits for
  * it without a worker. A waiting worker holds a thread, not the CPU. At
