@@ -70,10 +70,16 @@ def assert_json_error(status, headers, body, code):
     assert int(headers["content-length"]) == len(body)
 
 
-@pytest.fixture(scope="module", params=["Off", "On"])
-def server(request, emulator):
-    from tools.httpd import Httpd, register_server, unregister_server
+@pytest.fixture(scope="module")
+def seeded(emulator):
+    """The table, seeded once for the module: a reset while the module's
+    servers run would take it from under them."""
     seed(emulator, contract_rows(emulator.now()))
+
+
+@pytest.fixture(scope="module", params=["Off", "On"])
+def server(request, emulator, seeded):
+    from tools.httpd import Httpd, register_server, unregister_server
     h = Httpd("errors-trace-" + request.param.lower())
     h.write_config(datos_conf(emulator, extra=EXTRA), trace_enable=request.param)
     h.write_file("htdocs/static.txt", "static\n")
@@ -155,10 +161,9 @@ def test_other_paths_keep_httpds_pages(server):
     assert headers["content-type"].startswith("text/html")
 
 
-def test_the_shipped_conf_refuses_trace(emulator, httpd_factory):
+def test_the_shipped_conf_refuses_trace(emulator, seeded, httpd_factory):
     """conf/datos.conf as Debian's a2enmod would include it, next to the
     administrator's DatosProject and credentials."""
-    seed(emulator, contract_rows(emulator.now()))
     h = httpd_factory("errors-shipped-conf")
     with open(os.path.join(REPO_ROOT, "conf", "datos.conf")) as f:
         shipped = f.read()

@@ -225,6 +225,9 @@ def test_forged_state_files_are_never_served(httpd_factory, emulator):
     other.write_config(datos_conf(emulator, extra="DatosTable %s.otra\n" % DATASET))
     other.start()
     ready(other)
+    # the state file is written after the answer becomes servable
+    assert wait_for(lambda: [n for n in os.listdir(other.path("state"))
+                             if n.endswith(".answer")])
     [their_file] = [n for n in os.listdir(other.path("state")) if n.endswith(".answer")]
 
     h = httpd_factory("trust-state-victim")
